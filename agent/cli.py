@@ -1,0 +1,147 @@
+"""``aiops``: the command line. Each command parses, loads the config, calls one function and
+prints. Errors exit 2 for a bad config, 1 for any other failure."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from agent import __version__
+from agent.clicommon import AiopsGroup, Settings, config_option, state_dir_option, with_config
+from agent.config import AgentConfig, load_config
+from agent.errors import ConfigError
+
+
+@click.group(cls=AiopsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@config_option
+@state_dir_option
+@click.version_option(__version__, prog_name="aiops")
+@click.pass_context
+def cli(click_ctx: click.Context, config_path: Path | None, state_dir: Path | None) -> None:
+    """aiops-agent: detect anomalies in infrastructure and ML-model metrics, correlate them into
+    incidents, remediate with Ansible playbooks safely, and track MTTR.
+
+    Example: aiops once --config config/agent.example.yaml --state-dir /tmp/aiops
+    """
+    click_ctx.obj = Settings(config_path, state_dir)
+
+
+@cli.group("config", cls=AiopsGroup)
+def config_group() -> None:
+    """Check configuration files."""
+
+
+@config_group.command("check")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+def config_check(files: tuple[Path, ...]) -> None:
+    """Validate config FILES; print every problem as FILE: key.path: expected …, found …
+
+    Example: aiops config check config/agent.example.yaml
+    """
+    failed = False
+    for path in files:
+        try:
+            load_config(path)
+        except ConfigError as exc:
+            failed = True
+            for problem in exc.problems:
+                click.echo(str(problem), err=True)
+        else:
+            click.echo(f"{path}: ok")
+    if failed:
+        sys.exit(ConfigError.exit_code)
+
+
+@cli.command("once")
+@click.option("--json", "as_json", is_flag=True, help="Print the cycle's outcome as JSON.")
+@with_config
+def once(config: AgentConfig, state_dir: Path, as_json: bool) -> None:
+    """Run one cycle (collect → detect → correlate → remediate → notify) and exit.
+
+    Exits 1 when a stage failed. Example: aiops once --config agent.yaml --state-dir /tmp/aiops
+    """
+    from agent import log
+    from agent.context import Context
+    from agent.pipeline import run_cycle
+
+    log.setup(config.agent.log_level)
+    ctx = Context.create(config, state_dir)
+    try:
+        cycle = run_cycle(ctx)
+    finally:
+        ctx.store.close()
+    outcome = {
+        "started_at": cycle.started_at.isoformat(), "duration_s": round(cycle.duration_s, 3),
+        "series": len(cycle.samples), "hits": len(cycle.hits), "incidents": len(cycle.incidents),
+        "runs": len(cycle.runs), "notified": cycle.notified, "failed_stages": cycle.failed_stages,
+    }
+    if as_json:
+        click.echo(json.dumps(outcome))
+    else:
+        click.echo(f"cycle done in {outcome['duration_s']}s: {outcome['series']} series, {outcome['hits']} hits, "
+                   f"{outcome['incidents']} incidents touched, {outcome['runs']} remediation runs, "
+                   f"{outcome['notified']} notifications"
+                   + (f"; failed stages: {', '.join(cycle.failed_stages)}" if cycle.failed_stages else ""))
+    if cycle.failed_stages:
+        sys.exit(1)
+
+
+@cli.command("run")
+@config_option
+@state_dir_option
+def run(config_path: Path | None, state_dir: Path | None) -> None:
+    """Run the scheduled daemon (as the systemd service does).
+
+    Example: aiops run --config /etc/aiops-agent/agent.yaml
+    """
+    from agent.clicommon import resolve
+    from agent.daemon import Daemon
+
+    path, override = resolve(config_path, state_dir)
+    sys.exit(Daemon(path, state_dir=override).run())
+
+
+@cli.group("service", cls=AiopsGroup)
+def service_group() -> None:
+    """Install the systemd service."""
+
+
+@service_group.command("install")
+@click.option("--prefix", type=click.Path(file_okay=False, path_type=Path), default=Path("/"), show_default=True,
+              help="Root to install under (for packaging or a try-out in a scratch dir).")
+@click.option("--exec-path", default=None, help="Path of the aiops executable the unit runs (default: this one).")
+def service_install(prefix: Path, exec_path: str | None) -> None:
+    """Write the unit, a config skeleton and the state dir with safe modes.
+
+    Example: aiops service install && systemctl daemon-reload && systemctl enable --now aiops-agent
+    """
+    from agent.service import install
+
+    for line in install(prefix, exec_path=exec_path):
+        click.echo(line)
+
+
+def _add_stage_commands() -> None:
+    from agent.demo import cli as demo_cli
+    from agent.detection import cli as detection_cli
+    from agent.incidents import cli as incidents_cli
+    from agent.report import cli as report_cli
+    from remediations import cli as remediations_cli
+
+    for module in (incidents_cli, remediations_cli, detection_cli, report_cli, demo_cli):
+        for command in module.commands:
+            cli.add_command(command)
+
+
+_add_stage_commands()
+
+
+def main() -> None:
+    cli(prog_name="aiops")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""What every CLI command shares: the --config and --state-dir options, opening a Context,
+and turning the agent's errors into exit codes (ConfigError 2, other AiopsError 1)."""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from agent.config import AgentConfig, load_config
+from agent.errors import AiopsError
+
+DEFAULT_CONFIG = Path("/etc/aiops-agent/agent.yaml")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CliError(click.ClickException):
+    """An AiopsError on its way out of the CLI, with the error's own exit code."""
+
+    def __init__(self, error: AiopsError) -> None:
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(self.format_message(), err=True)
+
+
+class AiopsGroup(click.Group):
+    """A click group whose commands' AiopsErrors become clean messages and exit codes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AiopsError as exc:
+            raise CliError(exc) from exc
+
+
+config_option = click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), envvar="AIOPS_CONFIG",
+    default=None, help=f"Config file (env AIOPS_CONFIG; default {DEFAULT_CONFIG}).")
+state_dir_option = click.option(
+    "--state-dir", type=click.Path(file_okay=False, path_type=Path), envvar="AIOPS_STATE_DIR", default=None,
+    help="Where the store and artifacts live (env AIOPS_STATE_DIR; overrides agent.state_dir).")
+
+
+class Settings:
+    """What the group's own options said; a command's options override them."""
+
+    def __init__(self, config_path: Path | None, state_dir: Path | None) -> None:
+        self.config_path = config_path
+        self.state_dir = state_dir
+
+
+def resolve(config_path: Path | None, state_dir: Path | None) -> tuple[Path, Path | None]:
+    obj = click.get_current_context().find_object(Settings)
+    config_path = config_path or (obj.config_path if obj else None) or DEFAULT_CONFIG
+    state_dir = state_dir or (obj.state_dir if obj else None)
+    return config_path, state_dir
+
+
+def with_config(fn: F) -> F:
+    """Adds --config/--state-dir and passes ``config`` (AgentConfig) and ``state_dir`` (Path)."""
+
+    @config_option
+    @state_dir_option
+    @functools.wraps(fn)
+    def wrapper(*args: Any, config_path: Path | None, state_dir: Path | None, **kwargs: Any) -> Any:
+        path, override = resolve(config_path, state_dir)
+        config = load_config(path)
+        return fn(*args, config=config, state_dir=Path(override or config.agent.state_dir), **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def with_context(fn: F) -> F:
+    """Adds --config/--state-dir and passes an open ``Context`` as ``ctx``."""
+
+    @with_config
+    @functools.wraps(fn)
+    def wrapper(*args: Any, config: AgentConfig, state_dir: Path, **kwargs: Any) -> Any:
+        from agent import log
+        from agent.context import Context
+
+        log.setup(os.environ.get("AIOPS_LOG_LEVEL", "warning"))
+        ctx = Context.create(config, state_dir)
+        try:
+            return fn(*args, ctx=ctx, **kwargs)
+        finally:
+            ctx.store.close()
+
+    return wrapper  # type: ignore[return-value]
+
+
+def cli_actor() -> str:
+    """Who is acting from the CLI, for the audit log: ``cli:<user>``."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"cli:{user}"

@@ -1,0 +1,223 @@
+"""Load and validate the agent's one YAML config file.
+
+``load_config(path)`` returns a frozen ``AgentConfig`` or raises ``ConfigError`` carrying every
+problem as ``FILE: key.path: expected …, found …``. Before validation, ``${VAR}`` (or
+``${VAR:-default}``) in any string is replaced from the environment, and a key ``X_file``
+beside a secret key ``X`` reads the secret from a file that only its owner may read.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from agent import log
+from agent.config.model import AgentConfig
+from agent.errors import ConfigError, ConfigProblem
+
+__all__ = ["AgentConfig", "load_config", "parse_config", "SECRET_KEYS"]
+
+SECRET_KEYS = frozenset(
+    {"token", "password", "bearer_token", "routing_key", "api_key", "url_secret", "webhook_url"}
+)
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def load_config(path: str | os.PathLike[str]) -> AgentConfig:
+    path = Path(path)
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError.one(name, "", f"expected a readable config file, found {exc.strerror.lower()}")
+    return parse_config(text, name=name, base_dir=path.resolve().parent)
+
+
+def parse_config(text: str, *, name: str = "<config>", base_dir: Path | None = None) -> AgentConfig:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError.one(name, where, f"expected valid YAML, found a syntax error ({exc.problem})")
+    except yaml.YAMLError as exc:
+        raise ConfigError.one(name, "", f"expected valid YAML, found {exc}")
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError.one(name, "", f"expected a mapping of settings at the top level, found {_kind(data)}")
+    problems: list[ConfigProblem] = []
+    data = _expand(data, (), name, problems)
+    if problems:
+        raise ConfigError(problems)
+    try:
+        config = AgentConfig.model_validate(data, context={"base_dir": base_dir or Path.cwd()})
+    except ValidationError as exc:
+        raise ConfigError([_problem(name, err) for err in exc.errors(include_url=False)])
+    for secret in _secrets(config):
+        log.redact(secret)
+    return config
+
+
+# -- before validation: environment variables and secret files ------------------------------
+
+def _expand(node: Any, at: tuple[Any, ...], name: str, problems: list[ConfigProblem]) -> Any:
+    if isinstance(node, dict):
+        out: dict[Any, Any] = {}
+        for key, value in node.items():
+            here = (*at, key)
+            if isinstance(key, str) and key.endswith("_file") and key[: -len("_file")] in SECRET_KEYS:
+                base = key[: -len("_file")]
+                if base in node:
+                    problems.append(ConfigProblem(name, _dotted(here), f"expected only one of {base} and {key}, found both"))
+                    continue
+                secret = _read_secret_file(_expand(value, here, name, problems), here, name, problems)
+                if secret is not None:
+                    out[base] = secret
+                continue
+            out[key] = _expand(value, here, name, problems)
+        return out
+    if isinstance(node, list):
+        return [_expand(v, (*at, i), name, problems) for i, v in enumerate(node)]
+    if isinstance(node, str) and "${" in node:
+        def substitute(match: re.Match[str]) -> str:
+            var, default = match.group(1), match.group(2)
+            value = os.environ.get(var)
+            if value is None:
+                if default is not None:
+                    return default
+                problems.append(ConfigProblem(
+                    name, _dotted(at), f"expected environment variable {var} to be set, found it unset"))
+                return ""
+            return value
+        return _ENV.sub(substitute, node)
+    return node
+
+
+def _read_secret_file(value: Any, at: tuple[Any, ...], name: str, problems: list[ConfigProblem]) -> str | None:
+    if not isinstance(value, str) or not value:
+        problems.append(ConfigProblem(name, _dotted(at), f"expected a file path, found {value!r}"))
+        return None
+    path = Path(value).expanduser()
+    try:
+        info = path.stat()
+    except OSError as exc:
+        problems.append(ConfigProblem(name, _dotted(at), f"expected a readable secret file, found {exc.strerror.lower()} at {path}"))
+        return None
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o077:
+        problems.append(ConfigProblem(
+            name, _dotted(at), f"expected a secret file only its owner can read (mode 0600), found mode {mode:04o} on {path}"))
+        return None
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        problems.append(ConfigProblem(name, _dotted(at), f"expected a readable secret file, found {exc.strerror.lower()} at {path}"))
+        return None
+
+
+# -- after validation: turning pydantic's errors into key paths and plain words ---------------
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + str(part)
+    return text
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"{str(value).lower()}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model class that owns the last key of ``loc``, for listing the keys it allows."""
+    model: Any = AgentConfig
+    for part in loc[:-1]:
+        if isinstance(part, int) or not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        model = _unwrap_model(field.annotation)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _unwrap_model(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _unwrap_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _problem(name: str, err: dict[str, Any]) -> ConfigProblem:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and (p.startswith("function-") or p in {"literal", "str", "int", "float"})))
+    kind = err["type"]
+    found = _kind(err.get("input"))
+    ctx = err.get("ctx") or {}
+    if kind == "missing":
+        message = "expected a value (this key is required), found nothing"
+    elif kind == "extra_forbidden":
+        model = _model_at(loc)
+        allowed = ", ".join(sorted(model.model_fields)) if model else ""
+        message = f"unknown key; expected one of: {allowed}" if allowed else "unknown key"
+    elif kind == "value_error":
+        message = str(ctx.get("error", err["msg"]))
+        if not message.startswith("expected"):
+            message = f"expected {message}, found {found}"
+    elif kind in {"int_parsing", "int_type", "int_from_float"}:
+        message = f"expected an integer, found {found}"
+    elif kind in {"float_parsing", "float_type"}:
+        message = f"expected a number, found {found}"
+    elif kind in {"bool_parsing", "bool_type"}:
+        message = f"expected true or false, found {found}"
+    elif kind in {"string_type"}:
+        message = f"expected a string, found {found}"
+    elif kind in {"model_type", "dict_type", "model_attributes_type"}:
+        message = f"expected a mapping, found {found}"
+    elif kind in {"list_type", "tuple_type", "set_type"}:
+        message = f"expected a list, found {found}"
+    elif kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
+        ops = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+        bound = next(iter(ctx.values()), "")
+        message = f"expected a number {ops[kind]} {bound}, found {found}"
+    else:
+        text = err["msg"]
+        text = text[len("Input should be "):] if text.startswith("Input should be ") else text[0].lower() + text[1:]
+        message = f"expected {text}, found {found}"
+    return ConfigProblem(name, _dotted(loc), message)
+
+
+def _secrets(node: Any) -> Iterator[str]:
+    if isinstance(node, SecretStr):
+        yield node.get_secret_value()
+    elif isinstance(node, BaseModel):
+        for key in type(node).model_fields:
+            yield from _secrets(getattr(node, key))
+    elif isinstance(node, (list, tuple)):
+        for item in node:
+            yield from _secrets(item)
+    elif isinstance(node, dict):
+        for item in node.values():
+            yield from _secrets(item)

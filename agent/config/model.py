@@ -1,0 +1,73 @@
+"""The root of the config: one section per stage, each defined in its own module."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+
+from agent.config.detectors import DetectorsConfig
+from agent.config.incidents import IncidentsConfig
+from agent.config.notify import NotifyConfig
+from agent.config.remediation import RemediationConfig
+from agent.config.retention import RetentionConfig
+from agent.config.sources import SourcesConfig
+from agent.config.types import ConfigPath, Seconds, Section
+
+_SHARD = re.compile(r"^(\d+)/(\d+)$")
+
+
+class AgentSection(Section):
+    """How the daemon runs."""
+
+    state_dir: ConfigPath = Path("/var/lib/aiops-agent")
+    interval: Seconds = Field(default=60.0, gt=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    shard: str = "0/1"
+    unhealthy_after: int = Field(default=3, ge=1)
+    stop_timeout: Seconds = Field(default=10.0, gt=0)
+
+    @field_validator("shard")
+    @classmethod
+    def _check_shard(cls, value: str) -> str:
+        match = _SHARD.match(value)
+        if not match or int(match.group(2)) < 1 or int(match.group(1)) >= int(match.group(2)):
+            raise ValueError(f"expected a shard as i/n with 0 <= i < n, found {value!r}")
+        return value
+
+    @property
+    def shard_index(self) -> tuple[int, int]:
+        i, n = self.shard.split("/")
+        return int(i), int(n)
+
+
+class HttpSection(Section):
+    """The HTTP app the daemon serves: /metrics, /healthz, /api/v1/…, incident pages."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1"
+    port: int = Field(default=9847, ge=0, le=65535)
+    token: SecretStr | None = None
+    public_url: str | None = None
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.listen}:{self.port}").rstrip("/")
+
+
+class AgentConfig(Section):
+    agent: AgentSection = AgentSection()
+    http: HttpSection = HttpSection()
+    sources: SourcesConfig = SourcesConfig()
+    detectors: DetectorsConfig = DetectorsConfig()
+    incidents: IncidentsConfig = IncidentsConfig()
+    remediation: RemediationConfig = RemediationConfig()
+    notify: NotifyConfig = NotifyConfig()
+    retention: RetentionConfig = RetentionConfig()

@@ -1,0 +1,54 @@
+"""Types shared by the config sections: durations, secrets, paths relative to the config file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr, ValidationInfo
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """``90``, ``"90s"``, ``"5m"``, ``"2h"``, ``"7d"``, ``"1w"`` → seconds (float, >= 0)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration such as 30s, 5m, 2h or 7d, found {value!r}")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"expected a duration >= 0, found {value!r}")
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return float(match.group(1)) * _UNIT_S[match.group(2)]
+    raise ValueError(f"expected a duration such as 30s, 5m, 2h or 7d, found {value!r}")
+
+
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+"""A duration in seconds; written in YAML as ``30s``, ``5m``, ``2h``, ``7d`` or a number."""
+
+
+def _relative_to_config(value: Any, info: ValidationInfo) -> Any:
+    if isinstance(value, (str, Path)):
+        path = Path(value).expanduser()
+        base = (info.context or {}).get("base_dir")
+        if not path.is_absolute() and base is not None:
+            path = Path(base) / path
+        return path
+    return value
+
+
+ConfigPath = Annotated[Path, BeforeValidator(_relative_to_config)]
+"""A path; a relative one is taken relative to the directory of the config file."""
+
+
+class Section(BaseModel):
+    """Base of every config model: unknown keys are errors, values are read-only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+__all__ = ["ConfigPath", "Seconds", "SecretStr", "Section", "parse_duration"]

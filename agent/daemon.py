@@ -1,0 +1,229 @@
+"""The scheduled daemon: decides *when* cycles run; ``agent.pipeline`` says what one does.
+
+APScheduler's BlockingScheduler runs the cycle job with ``max_instances=1`` and coalescing, so a
+cycle that overruns makes the next one be skipped (logged, counted), never stacked. SIGTERM and
+SIGINT stop after the stage in progress; SIGHUP reloads the config (an invalid one is refused and
+the old one kept). systemd hears READY=1, WATCHDOG=1, a one-line STATUS= and STOPPING=1.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from datetime import timezone
+from pathlib import Path
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from agent import log as agentlog
+from agent.config import load_config
+from agent.context import Context
+from agent.errors import ConfigError
+from agent.log import kv
+from agent.pipeline import Cycle, run_cycle
+from agent.sdnotify import SdNotifier
+
+log = logging.getLogger(__name__)
+
+CYCLE_JOB = "cycle"
+
+
+class Daemon:
+    def __init__(self, config_path: Path, *, state_dir: Path | None = None,
+                 notifier: SdNotifier | None = None) -> None:
+        self.config_path = Path(config_path)
+        self.state_dir_override = state_dir
+        self.notifier = notifier or SdNotifier()
+        self.ctx: Context | None = None
+        self.scheduler: BlockingScheduler | None = None
+        self._cycle_lock = threading.Lock()
+        self._cycle_running = threading.Event()
+        self._stopped = threading.Event()
+        self._http: Any = None
+        self._last: Cycle | None = None
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def run(self) -> int:
+        config = load_config(self.config_path)  # a bad config stops start-up with exit code 2
+        agentlog.setup(config.agent.log_level)
+        self.ctx = ctx = Context.create(config, self.state_dir_override)
+        ctx.store.audit("agent", "agent.start", str(self.config_path), {"state_dir": str(ctx.state_dir)})
+        self.scheduler = scheduler = BlockingScheduler(
+            timezone=timezone.utc,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        scheduler.add_job(self._cycle_job, IntervalTrigger(seconds=config.agent.interval, timezone=timezone.utc),
+                          id=CYCLE_JOB, name="cycle", next_run_time=ctx.clock())
+        scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, self._on_reload_signal)
+        if config.http.enabled:
+            self._http = start_http(ctx, self)
+        watchdog = threading.Thread(target=self._watchdog_loop, name="watchdog", daemon=True)
+        watchdog.start()
+        log.info(kv("agent.started", config=str(self.config_path), state_dir=str(ctx.state_dir),
+                    interval_s=config.agent.interval, shard=config.agent.shard))
+        self.notifier.ready("starting: first cycle under way")
+        try:
+            scheduler.start()  # blocks until stop()
+        finally:
+            self._shutdown()
+        return 0
+
+    def stop(self, reason: str = "requested") -> None:
+        if self.ctx is None or self.ctx.stopping.is_set():
+            return
+        log.info(kv("agent.stopping", reason=reason))
+        self.notifier.stopping()
+        self.ctx.stopping.set()
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    def _shutdown(self) -> None:
+        assert self.ctx is not None
+        timeout = self.ctx.config.agent.stop_timeout
+        deadline = time.monotonic() + timeout
+        while self._cycle_running.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self._cycle_running.is_set():
+            log.warning(kv("agent.stop_timeout", waited_s=timeout, note="a stage is still running"))
+        if self._http is not None:
+            self._http.stop()
+        self.ctx.store.audit("agent", "agent.stop", str(self.config_path), {})
+        self.ctx.store.close()
+        self._stopped.set()
+        log.info(kv("agent.stopped"))
+
+    # -- cycles -----------------------------------------------------------------------------
+
+    def _cycle_job(self) -> None:
+        ctx = self.ctx
+        assert ctx is not None
+        if ctx.stopping.is_set():
+            return
+        with self._cycle_lock:
+            self._cycle_running.set()
+            try:
+                cycle = run_cycle(ctx)
+            except Exception:  # the pipeline catches per stage; this is the last line of defence
+                log.exception(kv("cycle.crashed"))
+                ctx.metrics.cycles_failed.inc()
+                ctx.health.record(["pipeline"])
+                return
+            finally:
+                self._cycle_running.clear()
+        self._last = cycle
+        ctx.health.record(cycle.failed_stages)
+        self.notifier.watchdog()
+        self.notifier.status(self.status_line(cycle))
+
+    def status_line(self, cycle: Cycle) -> str:
+        assert self.ctx is not None
+        try:
+            open_incidents = self.ctx.store.count_open_incidents()
+        except Exception:  # a status line must never fail a cycle
+            open_incidents = -1
+        state = "ok" if cycle.ok else "failed: " + ",".join(cycle.failed_stages or ["stopped"])
+        return (f"last cycle {cycle.started_at:%H:%M:%S}Z {state} in {cycle.duration_s:.1f}s: "
+                f"{len(cycle.samples)} series, {len(cycle.hits)} hits; "
+                f"{open_incidents if open_incidents >= 0 else '?'} open incidents")
+
+    def _on_skipped(self, event: JobExecutionEvent) -> None:
+        if event.job_id != CYCLE_JOB or self.ctx is None:
+            return
+        self.ctx.metrics.cycles_skipped.inc()
+        log.warning(kv("cycle.skipped", reason="previous cycle still running",
+                       scheduled_at=event.scheduled_run_time))
+
+    def _watchdog_loop(self) -> None:
+        period = self.notifier.watchdog_s
+        if not period or self.ctx is None:
+            return
+        ping_every = max(period / 3, 0.5)
+        while not self._stopped.wait(ping_every):
+            # Ping while idle between cycles, or while the running stage keeps beating;
+            # a stage stuck past the watchdog period gets the service restarted by systemd.
+            if not self._cycle_running.is_set() or self.ctx.heartbeat.age_s() < period:
+                self.notifier.watchdog()
+
+    # -- signals and reload ------------------------------------------------------------------
+
+    def _on_stop_signal(self, signum: int, _frame: Any) -> None:
+        self.stop(reason=signal.Signals(signum).name)
+
+    def _on_reload_signal(self, _signum: int, _frame: Any) -> None:
+        threading.Thread(target=self.reload, kwargs={"actor": "signal:SIGHUP"}, name="reload", daemon=True).start()
+
+    def reload(self, *, actor: str = "agent") -> list[str]:
+        """Reload the config file; returns the errors (empty when the new config took effect)."""
+        assert self.ctx is not None
+        self.notifier.reloading()
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error(kv("config.reload_rejected", problem=str(problem)))
+            self.ctx.metrics.config_reloads.labels(outcome="rejected").inc()
+            self.ctx.store.audit(actor, "config.reload_rejected", str(self.config_path),
+                                 {"errors": [str(p) for p in exc.problems]})
+            self.notifier.ready("config reload rejected; old config kept")
+            return [str(p) for p in exc.problems]
+        old = self.ctx.config
+        self.ctx.config = new
+        agentlog.setup(new.agent.log_level)
+        if self.scheduler is not None and new.agent.interval != old.agent.interval:
+            self.scheduler.reschedule_job(CYCLE_JOB, trigger=IntervalTrigger(seconds=new.agent.interval, timezone=timezone.utc))
+        self.ctx.metrics.config_reloads.labels(outcome="applied").inc()
+        self.ctx.store.audit(actor, "config.reload", str(self.config_path), {"interval_s": new.agent.interval})
+        log.info(kv("config.reloaded", config=str(self.config_path), interval_s=new.agent.interval))
+        self.notifier.ready("config reloaded")
+        return []
+
+
+class HttpServer:
+    """uvicorn in a thread of its own, stopped with the daemon."""
+
+    def __init__(self, ctx: Context, daemon: Daemon | None) -> None:
+        import uvicorn
+
+        from agent.api import create_app
+
+        http = ctx.config.http
+        self.config = uvicorn.Config(create_app(ctx, daemon=daemon), host=http.listen, port=http.port,
+                                     log_level="warning", access_log=False, lifespan="off")
+        self.server = uvicorn.Server(self.config)
+        self.thread = threading.Thread(target=self.server.run, name="http", daemon=True)
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self.server.started and self.thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not self.server.started:
+            log.error(kv("http.failed", listen=self.config.host, port=self.config.port))
+            return
+        log.info(kv("http.listening", addr=f"{self.config.host}:{self.port}"))
+
+    @property
+    def port(self) -> int:
+        for server in getattr(self.server, "servers", []) or []:
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        return int(self.config.port)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=5)
+
+
+def start_http(ctx: Context, daemon: Daemon | None) -> HttpServer:
+    server = HttpServer(ctx, daemon)
+    server.start()
+    return server

@@ -1,0 +1,123 @@
+"""Errors of aiops-agent. A constructor takes facts and builds the message from them.
+
+::
+
+    AiopsError                   anything the agent reports as a failure of its own
+     ├── ConfigError             a configuration file is invalid (CLI exit code 2)
+     ├── SourceError             a metric source failed (down, bad answer, timeout)
+     ├── StoreError              the SQLite store cannot be used as asked
+     │    └── SchemaTooNewError  the store was written by a newer agent
+     ├── RemediationError        a remediation cannot be run as configured
+     └── TransitionError         an incident or run cannot move to the asked state
+    DetectorError                (detectors.errors) a detector cannot use its input
+     └── NotFittedError          scored before it was fitted
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from detectors.errors import DetectorError, NotFittedError
+
+__all__ = [
+    "AiopsError",
+    "ConfigError",
+    "ConfigProblem",
+    "DetectorError",
+    "NotFittedError",
+    "RemediationError",
+    "SchemaTooNewError",
+    "SourceError",
+    "StoreError",
+    "TransitionError",
+]
+
+
+class AiopsError(Exception):
+    """Base of the agent's own errors. ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class ConfigProblem:
+    """One problem in a configuration file: where it is, what was expected, what was found."""
+
+    __slots__ = ("path", "key", "message")
+
+    def __init__(self, path: str, key: str, message: str) -> None:
+        self.path = path
+        self.key = key
+        self.message = message
+
+    def __str__(self) -> str:
+        where = f"{self.path}: {self.key}" if self.key else self.path
+        return f"{where}: {self.message}"
+
+    def __repr__(self) -> str:
+        return f"ConfigProblem({str(self)!r})"
+
+
+class ConfigError(AiopsError):
+    """A configuration file is invalid; carries every problem found, one line each."""
+
+    exit_code = 2
+
+    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    @classmethod
+    def one(cls, path: str, key: str, message: str) -> "ConfigError":
+        return cls([ConfigProblem(path, key, message)])
+
+
+class SourceError(AiopsError):
+    """A metric source failed: ``source`` names it, ``target`` the URL or file."""
+
+    def __init__(self, source: str, target: str, problem: str) -> None:
+        self.source = source
+        self.target = target
+        self.problem = problem
+        super().__init__(f"source {source} ({target}): {problem}")
+
+
+class StoreError(AiopsError):
+    """The store cannot be used as asked."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"store {path}: {problem}")
+
+
+class SchemaTooNewError(StoreError):
+    """The store file was migrated by a newer agent than this one."""
+
+    def __init__(self, path: str, found: int, supported: int) -> None:
+        self.found = found
+        self.supported = supported
+        super().__init__(
+            path,
+            f"schema version {found} is newer than this agent supports ({supported}); "
+            "upgrade aiops-agent or point --state-dir elsewhere",
+        )
+
+
+class RemediationError(AiopsError):
+    """A remediation cannot be run as configured."""
+
+    def __init__(self, rule: str, problem: str) -> None:
+        self.rule = rule
+        self.problem = problem
+        super().__init__(f"remediation rule {rule}: {problem}")
+
+
+class TransitionError(AiopsError):
+    """An incident or run cannot move from its state to the asked one."""
+
+    def __init__(self, subject: str, current: str, wanted: str, why: str = "") -> None:
+        self.subject = subject
+        self.current = current
+        self.wanted = wanted
+        tail = f": {why}" if why else ""
+        super().__init__(f"{subject} is {current}, cannot move to {wanted}{tail}")

@@ -1,0 +1,82 @@
+"""One event a line, key=value, to stderr (journald keeps it).
+
+Use ``log.info(kv("cycle.done", duration_s=1.42, series=812))``. Values with spaces, quotes
+or ``=`` are quoted; label values always are. Every secret the config loaded is registered
+with ``redact`` and replaced by ``***`` in any line that would carry it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+
+
+def redact(secret: str | None) -> None:
+    """Never let ``secret`` reach a log line (short values are too common to replace safely)."""
+    if secret and len(secret) >= 4:
+        with _secrets_lock:
+            _secrets.add(secret)
+
+
+def _scrub(text: str) -> str:
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, float):
+        text = f"{value:.6g}"
+    elif isinstance(value, datetime):
+        text = value.astimezone(timezone.utc).isoformat(timespec="seconds")
+    elif isinstance(value, Mapping):
+        text = ",".join(f"{k}={v}" for k, v in sorted(value.items()))
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    else:
+        text = str(value)
+    if text == "" or any(c in text for c in ' "=\n\t\\'):
+        text = '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return text
+
+
+def kv(event: str, **fields: Any) -> str:
+    """``event=NAME k=v ...``; None values are left out."""
+    parts = [f"event={event}"]
+    parts += [f"{k}={_value(v)}" for k, v in fields.items() if v is not None]
+    return " ".join(parts)
+
+
+class LogfmtFormatter(logging.Formatter):
+    """``ts=… level=… logger=… event=… k=v``, tracebacks indented below, secrets scrubbed."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
+        message = record.getMessage()
+        if not message.startswith("event="):
+            message = "msg=" + _value(message)
+        line = f"ts={ts} level={record.levelname.lower()} logger={record.name} {message}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return _scrub(line)
+
+
+def setup(level: str = "info") -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_aiops", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LogfmtFormatter())
+    handler._aiops = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for noisy in ("apscheduler", "urllib3", "matplotlib", "PIL", "uvicorn.access", "httpx"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,54 @@
+"""The agent's own metrics, on a registry of its own (never the global one).
+
+Names follow prometheus.io/docs/practices/naming: ``aiops_<what>_<unit>``, counters ``_total``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        # cycles and stages
+        self.cycle_duration = Histogram(
+            "aiops_cycle_duration_seconds", "Duration of one collect-to-notify cycle.",
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300), registry=r)
+        self.cycles = Counter("aiops_cycles_total", "Cycles started.", registry=r)
+        self.cycles_failed = Counter("aiops_cycles_failed_total", "Cycles in which at least one stage failed.", registry=r)
+        self.cycles_skipped = Counter(
+            "aiops_cycles_skipped_total", "Cycles skipped because the previous one was still running.", registry=r)
+        self.stage_failures = Counter("aiops_stage_failures_total", "Stage failures, by stage.", ["stage"], registry=r)
+        self.stage_duration = Histogram(
+            "aiops_stage_duration_seconds", "Duration of one stage.", ["stage"],
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 120), registry=r)
+        self.last_cycle = Gauge("aiops_last_cycle_timestamp_seconds", "End of the last finished cycle.", registry=r)
+        self.config_reloads = Counter("aiops_config_reloads_total", "Config reloads, by outcome.", ["outcome"], registry=r)
+        # sources
+        self.series_collected = Gauge("aiops_series_collected", "Series in the last collected frame.", registry=r)
+        self.source_errors = Counter(
+            "aiops_source_errors_total", "Failed fetches or scrapes, by source and kind of failure.",
+            ["source", "kind"], registry=r)
+        self.source_up = Gauge("aiops_source_up", "1 when the last fetch of a target succeeded.", ["source", "target"], registry=r)
+        self.samples_dropped = Counter(
+            "aiops_samples_dropped_total", "Samples dropped as unusable, by reason.", ["reason"], registry=r)
+        # detectors
+        self.series_scored = Counter("aiops_series_scored_total", "Series scored by detectors.", registry=r)
+        self.hits = Counter("aiops_hits_total", "Anomalous points found, by detector.", ["detector"], registry=r)
+        self.refits = Counter("aiops_detector_refits_total", "Detector refits, by detector.", ["detector"], registry=r)
+        self.model_drift_rate = Gauge(
+            "aiops_model_drift_rate_ratio", "Share of a model's features whose distribution drifted.", ["model"], registry=r)
+        # incidents and notifications
+        self.open_incidents = Gauge("aiops_open_incidents", "Incidents not yet resolved.", registry=r)
+        self.incidents_opened = Counter("aiops_incidents_opened_total", "Incidents opened.", registry=r)
+        self.alerts_ingested = Counter("aiops_alerts_ingested_total", "Alertmanager alerts accepted.", registry=r)
+        self.notifications = Counter(
+            "aiops_notifications_total", "Notification deliveries, by channel and outcome.", ["channel", "outcome"], registry=r)
+        self.outbox_pending = Gauge("aiops_outbox_pending", "Notifications waiting for delivery.", registry=r)
+        # remediation
+        self.remediation_runs = Counter(
+            "aiops_remediation_runs_total", "Remediation runs, by outcome.", ["outcome"], registry=r)
+        self.remediation_decisions = Counter(
+            "aiops_remediation_decisions_total", "Remediation decisions, by decision.", ["decision"], registry=r)

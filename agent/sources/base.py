@@ -1,0 +1,65 @@
+"""What every source returns: a samples frame and what each of its series is."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import pandas as pd
+
+
+def series_id(metric: str, labels: Mapping[str, str]) -> str:
+    """Stable identity of a series: metric name plus its labels, sorted by name."""
+    if not labels:
+        return metric
+    body = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()) if k != "__name__")
+    return f"{metric}{{{body}}}"
+
+
+def _escape(value: str) -> str:
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def shard_of(sid: str, shards: int) -> int:
+    """Which of ``shards`` agents owns ``sid``: a stable hash, the same in every process."""
+    digest = hashlib.blake2b(sid.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % shards
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SeriesInfo:
+    series_id: str
+    metric: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    kind: str = "gauge"  # gauge, rate (from a counter), quantile (from a histogram), bucket
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Samples:
+    """Series × time: ``values`` has a UTC DatetimeIndex named ``ts`` and one float64 column per
+    series_id, NaN for gaps. ``gaps`` names the series whose source failed this cycle: a gap is
+    never read as "quiet". ``buckets`` keeps histogram bucket counts per series for drift tests
+    (a frame per histogram: rows = ts, columns = upper bound ``le``)."""
+
+    values: pd.DataFrame
+    series: Mapping[str, SeriesInfo]
+    gaps: frozenset[str] = frozenset()
+    buckets: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls) -> "Samples":
+        index = pd.DatetimeIndex([], tz="UTC", name="ts")
+        return cls(values=pd.DataFrame(index=index, dtype="float64"), series={})
+
+    def __len__(self) -> int:
+        return self.values.shape[1]
+
+
+class Source(Protocol):
+    """A metric source: samples for its series over ``[start, end]``."""
+
+    name: str
+
+    def fetch(self, start: pd.Timestamp, end: pd.Timestamp) -> Samples: ...

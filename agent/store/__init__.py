@@ -1,0 +1,30 @@
+"""All SQL of the agent. ``Store(path)`` opens (and migrates) the one SQLite file.
+
+Methods are named for intent (``open_incident``, ``record_run``), take and return dataclasses,
+and bind every value. Each part of the store lives in its own module as a mixin.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.store.base import GENESIS, AuditBreak, AuditEntry, StoreBase, dumps
+from agent.store.detectors import DetectorStateStore
+from agent.store.incidents import IncidentStore
+from agent.store.outbox import OutboxStore
+from agent.store.reports import ReportStore
+from agent.store.runs import RunStore
+from agent.store.samples import SampleStore
+
+STORE_FILE = "aiops.db"
+
+__all__ = ["AuditBreak", "AuditEntry", "GENESIS", "STORE_FILE", "Store", "dumps", "open_store"]
+
+
+class Store(SampleStore, DetectorStateStore, IncidentStore, RunStore, OutboxStore, ReportStore, StoreBase):
+    """The agent's SQLite store."""
+
+
+def open_store(state_dir: Path) -> Store:
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return Store(state_dir / STORE_FILE)

@@ -1,0 +1,9 @@
+"""Store methods for remediation runs."""
+
+from __future__ import annotations
+
+from agent.store.base import StoreBase
+
+
+class RunStore(StoreBase):
+    """remediation runs."""
