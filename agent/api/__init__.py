@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 def create_app(ctx: "Context", *, daemon: Any = None) -> FastAPI:
     from agent.api import core
     from agent.incidents import api as incidents_api
+    from agent.incidents import pages as incident_pages
     from agent.report import api as report_api
     from remediations import api as remediations_api
 
@@ -30,6 +31,7 @@ def create_app(ctx: "Context", *, daemon: Any = None) -> FastAPI:
     app.state.daemon = daemon
     app.include_router(core.router)
     app.include_router(incidents_api.router)
+    app.include_router(incident_pages.router)
     app.include_router(remediations_api.router)
     app.include_router(report_api.router)
     return app

@@ -1,0 +1,1 @@
+"""Walk-forward backtests of the detectors over CSV files, scored like NAB."""
