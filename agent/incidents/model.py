@@ -83,6 +83,7 @@ class Incident:
     last_signal_at: datetime | None = None
     summary: str = ""
     signals: tuple[Signal, ...] = ()
+    quiet_cycles: int = 0          # cycles in a row with data present and none of its signals firing
 
     @property
     def is_open(self) -> bool:
@@ -112,3 +113,72 @@ class Change:
     labels: Mapping[str, str]
     description: str
     actor: str
+
+
+class EventKind(StrEnum):
+    """Kinds of timeline events; the notify stage reads these from ``incident_events``."""
+
+    OPENED = "opened"
+    SIGNAL_ADDED = "signal_added"
+    ACKNOWLEDGED = "acknowledged"
+    REMEDIATING = "remediating"
+    RESOLVED = "resolved"
+    REOPENED = "reopened"          # recurred within the flap window: details carry flapping=true
+    ESCALATED = "escalated"        # severity rose
+    SILENCED = "silenced"          # a silence now covers the incident
+    STATUS_CHANGED = "status_changed"  # any other allowed move (e.g. remediating -> open)
+    REMEDIATION = "remediation"    # remediation start or verification recorded
+    SIGNAL_RESOLVED = "signal_resolved"
+
+
+class MatchOp(StrEnum):
+    EQUAL = "="
+    NOT_EQUAL = "!="
+    REGEX = "=~"
+    NOT_REGEX = "!~"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Matcher:
+    """One label matcher of a silence, as in Alertmanager: ``service=api``, ``instance=~web.*``.
+    Regular expressions are anchored at both ends."""
+
+    name: str
+    op: MatchOp
+    value: str
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        import re
+
+        actual = labels.get(self.name, "")
+        if self.op is MatchOp.EQUAL:
+            return actual == self.value
+        if self.op is MatchOp.NOT_EQUAL:
+            return actual != self.value
+        found = re.fullmatch(self.value, actual) is not None
+        return found if self.op is MatchOp.REGEX else not found
+
+    def __str__(self) -> str:
+        return f"{self.name}{self.op.value}{self.value}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Silence:
+    """Suppresses paging for incidents whose labels match every matcher between start and end;
+    the incidents are still recorded."""
+
+    id: int
+    matchers: tuple[Matcher, ...]
+    starts_at: datetime
+    ends_at: datetime
+    reason: str
+    created_by: str
+    created_at: datetime
+    expired_at: datetime | None = None
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(m.matches(labels) for m in self.matchers)
+
+    def active_at(self, at: datetime) -> bool:
+        end = min(self.ends_at, self.expired_at) if self.expired_at else self.ends_at
+        return self.starts_at <= at < end

@@ -1,8 +1,141 @@
-"""Store methods for hits, incidents, their signals and timeline, changes and silences."""
+"""Store methods for hits, incidents, their signals and timeline, changes and silences.
+
+Every lifecycle step writes its timeline event (``incident_events``, read by the notify stage)
+and its audit entry in the same transaction. Each event's details carry the incident's
+``severity`` and, when an active silence matches the incident, ``"silenced": true``.
+"""
 
 from __future__ import annotations
 
-from agent.store.base import StoreBase
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from agent.clock import from_epoch, to_epoch
+from agent.errors import AiopsError, TransitionError
+from agent.incidents.model import (
+    TRANSITIONS,
+    Change,
+    EventKind,
+    Incident,
+    IncidentEvent,
+    IncidentStatus,
+    Matcher,
+    MatchOp,
+    Severity,
+    Signal,
+    Silence,
+)
+from agent.store.base import StoreBase, dumps
+from agent.store.migrations import migration, run_script
+from detectors.base import Hit
+
+
+class UnknownIncidentError(AiopsError):
+    def __init__(self, incident_id: int) -> None:
+        self.incident_id = incident_id
+        super().__init__(f"no incident #{incident_id}")
+
+
+class UnknownSilenceError(AiopsError):
+    def __init__(self, silence_id: int) -> None:
+        self.silence_id = silence_id
+        super().__init__(f"no silence #{silence_id}")
+
+
+@migration(30, "incident correlation keys and quiet cycles")
+def _incident_keys(conn: sqlite3.Connection) -> None:
+    run_script(
+        conn,
+        """
+        CREATE TABLE incident_keys (
+            incident_id INTEGER NOT NULL REFERENCES incidents(id), key TEXT NOT NULL,
+            PRIMARY KEY (key, incident_id)) WITHOUT ROWID;
+        CREATE INDEX incident_signals_key ON incident_signals(signal_key);
+        CREATE INDEX incidents_resolved ON incidents(resolved_at);
+        CREATE INDEX silences_active ON silences(ends_at);
+        ALTER TABLE incidents ADD COLUMN quiet_cycles INTEGER NOT NULL DEFAULT 0;
+        """,
+    )
+
+
+# Which timeline event a move writes.
+_EVENT_FOR = {
+    IncidentStatus.ACKNOWLEDGED: EventKind.ACKNOWLEDGED,
+    IncidentStatus.REMEDIATING: EventKind.REMEDIATING,
+    IncidentStatus.RESOLVED: EventKind.RESOLVED,
+}
+
+_UPDATABLE = frozenset({"severity", "title", "labels", "root_cause", "root_cause_reason", "last_signal_at",
+                        "quiet_cycles", "started_at", "summary"})
+
+
+def _labels(text: str | None) -> dict[str, str]:
+    return json.loads(text) if text else {}
+
+
+def _signal(row: sqlite3.Row) -> Signal:
+    return Signal(
+        series_id=row["series_id"], detector=row["detector"], metric=row["metric"], labels=_labels(row["labels"]),
+        first_at=from_epoch(row["first_at"]), last_at=from_epoch(row["last_at"]), hits=row["hits"],
+        peak_score=row["peak_score"], last_value=row["last_value"], last_expected=row["last_expected"],
+        direction=row["direction"], explanation=row["explanation"], resolved_at=from_epoch(row["resolved_at"]))
+
+
+def _incident(row: sqlite3.Row, signals: Sequence[Signal]) -> Incident:
+    return Incident(
+        id=row["id"], status=IncidentStatus(row["status"]), severity=Severity(row["severity"]), title=row["title"],
+        labels=_labels(row["labels"]), started_at=from_epoch(row["started_at"]),
+        detected_at=from_epoch(row["detected_at"]), updated_at=from_epoch(row["updated_at"]),
+        acknowledged_at=from_epoch(row["acknowledged_at"]), acknowledged_by=row["acknowledged_by"],
+        remediation_started_at=from_epoch(row["remediation_started_at"]),
+        remediation_verified_at=from_epoch(row["remediation_verified_at"]),
+        resolved_at=from_epoch(row["resolved_at"]), resolved_by=row["resolved_by"], resolution=row["resolution"],
+        root_cause=row["root_cause"], root_cause_reason=row["root_cause_reason"], flapping=bool(row["flapping"]),
+        reopened=row["reopened"], last_signal_at=from_epoch(row["last_signal_at"]), summary=row["summary"],
+        signals=tuple(signals), quiet_cycles=row["quiet_cycles"])
+
+
+def _event(row: sqlite3.Row) -> IncidentEvent:
+    return IncidentEvent(id=row["id"], incident_id=row["incident_id"], ts=from_epoch(row["ts"]), kind=row["kind"],
+                         actor=row["actor"], message=row["message"], details=json.loads(row["details"]))
+
+
+def _change(row: sqlite3.Row) -> Change:
+    return Change(id=row["id"], ts=from_epoch(row["ts"]), kind=row["kind"], labels=_labels(row["labels"]),
+                  description=row["description"], actor=row["actor"])
+
+
+def _silence(row: sqlite3.Row) -> Silence:
+    matchers = tuple(Matcher(name=m["name"], op=MatchOp(m["op"]), value=m["value"]) for m in json.loads(row["matchers"]))
+    return Silence(id=row["id"], matchers=matchers, starts_at=from_epoch(row["starts_at"]),
+                   ends_at=from_epoch(row["ends_at"]), reason=row["reason"], created_by=row["created_by"],
+                   created_at=from_epoch(row["created_at"]), expired_at=from_epoch(row["expired_at"]))
+
+
+def signal_key(series_id: str, detector: str) -> str:
+    return f"{series_id}|{detector}"
+
+
+_UPSERT_SIGNAL = """
+    INSERT INTO incident_signals (incident_id, signal_key, series_id, detector, metric, labels, first_at, last_at,
+        hits, peak_score, last_value, last_expected, direction, explanation, resolved_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, NULL)
+    ON CONFLICT (incident_id, signal_key) DO UPDATE SET
+        first_at = min(first_at, excluded.first_at), last_at = max(last_at, excluded.last_at),
+        hits = hits + 1, peak_score = max(coalesce(peak_score, excluded.peak_score), excluded.peak_score),
+        last_value = excluded.last_value, last_expected = excluded.last_expected,
+        direction = excluded.direction, explanation = excluded.explanation, resolved_at = NULL
+    RETURNING hits
+"""
+
+_INSERT_HIT = """
+    INSERT INTO hits (ts, series_id, detector, entity, metric, labels, value, expected, lower, upper, score,
+        direction, explanation, incident_id, recorded_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
 
 
 class IncidentStore(StoreBase):
@@ -11,3 +144,378 @@ class IncidentStore(StoreBase):
     def count_open_incidents(self) -> int:
         row = self.conn.execute("SELECT count(*) FROM incidents WHERE status != 'resolved'").fetchone()
         return int(row[0])
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get_incident(self, incident_id: int) -> Incident | None:
+        row = self.conn.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+        if row is None:
+            return None
+        return _incident(row, self.incident_signals(incident_id))
+
+    def incident_signals(self, incident_id: int) -> list[Signal]:
+        rows = self.conn.execute("SELECT * FROM incident_signals WHERE incident_id = ? ORDER BY first_at, signal_key",
+                                 (incident_id,))
+        return [_signal(r) for r in rows]
+
+    def list_incidents(self, *, status: IncidentStatus | Iterable[IncidentStatus] | None = None,
+                       since: datetime | None = None, limit: int | None = None) -> list[Incident]:
+        """Newest first. ``since`` keeps incidents started at or after it, or still open."""
+        sql = "SELECT * FROM incidents WHERE 1 = 1"
+        params: list[Any] = []
+        if status is not None:
+            wanted = [IncidentStatus(status)] if isinstance(status, str) else [IncidentStatus(s) for s in status]
+            sql += f" AND status IN ({', '.join('?' for _ in wanted)})"
+            params += [s.value for s in wanted]
+        if since is not None:
+            sql += " AND (started_at >= ? OR status != 'resolved')"
+            params.append(to_epoch(since))
+        sql += " ORDER BY started_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        rows = self.conn.execute(sql, params).fetchall()
+        signals: dict[int, list[Signal]] = {r["id"]: [] for r in rows}
+        if rows:
+            marks = ", ".join("?" for _ in rows)
+            for s in self.conn.execute(
+                    f"SELECT * FROM incident_signals WHERE incident_id IN ({marks}) ORDER BY first_at, signal_key",
+                    list(signals)):
+                signals[s["incident_id"]].append(_signal(s))
+        return [_incident(r, signals[r["id"]]) for r in rows]
+
+    def incident_events(self, incident_id: int) -> list[IncidentEvent]:
+        rows = self.conn.execute("SELECT * FROM incident_events WHERE incident_id = ? ORDER BY ts, id", (incident_id,))
+        return [_event(r) for r in rows]
+
+    def events_since(self, after_id: int, *, limit: int = 1000) -> list[IncidentEvent]:
+        """Timeline events of every incident with id above ``after_id``, oldest first (for notify)."""
+        rows = self.conn.execute("SELECT * FROM incident_events WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
+        return [_event(r) for r in rows]
+
+    def _row(self, incident_id: int) -> sqlite3.Row:
+        row = self.conn.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+        if row is None:
+            raise UnknownIncidentError(incident_id)
+        return row
+
+    # -- writing the lifecycle ------------------------------------------------------------
+
+    def open_incident(self, *, severity: Severity, title: str, labels: Mapping[str, str], started_at: datetime,
+                      now: datetime, signals: Sequence[Signal] = (), actor: str = "agent",
+                      root_cause: str | None = None, root_cause_reason: str | None = None,
+                      keys: Iterable[str] = (), message: str | None = None) -> Incident:
+        """A new open incident with its signals, its ``opened`` event and audit entry."""
+        severity = Severity(severity)
+        ts = to_epoch(now)
+        last = max((s.last_at for s in signals), default=started_at)
+        with self.transaction():
+            incident_id = self._insert("incidents", {
+                "status": IncidentStatus.OPEN.value, "severity": severity.value, "title": title,
+                "labels": dumps(dict(labels)), "started_at": to_epoch(started_at), "detected_at": ts,
+                "updated_at": ts, "last_signal_at": to_epoch(last), "root_cause": root_cause,
+                "root_cause_reason": root_cause_reason})
+            for s in signals:
+                self.conn.execute(_UPSERT_SIGNAL, self._signal_params(incident_id, s)).fetchall()
+            self.set_incident_keys(incident_id, keys)
+            self._write_event(incident_id, kind=EventKind.OPENED, actor=actor, message=message or f"opened: {title}",
+                              details={"signals": len(signals)}, now=now, labels=labels, severity=severity)
+            self.audit(actor, "incident.open", f"incident:{incident_id}",
+                       {"severity": severity.value, "title": title, "labels": dict(labels)}, now=now)
+        incident = self.get_incident(incident_id)
+        assert incident is not None
+        return incident
+
+    def transition_incident(self, incident_id: int, to: IncidentStatus, *, actor: str, reason: str, now: datetime,
+                            resolution: str | None = None, flapping: bool = False) -> Incident:
+        """Move along ``model.TRANSITIONS``; anything else raises ``TransitionError``.
+
+        ``flapping`` (with ``to=open`` from resolved) marks a recurrence inside the flap window."""
+        to = IncidentStatus(to)
+        ts = to_epoch(now)
+        with self.transaction():
+            row = self._row(incident_id)
+            current = IncidentStatus(row["status"])
+            if to not in TRANSITIONS[current]:
+                allowed = ", ".join(sorted(TRANSITIONS[current])) or "nothing"
+                why = "it already is" if to is current else f"from {current} it can move to {allowed}"
+                raise TransitionError(f"incident #{incident_id}", current.value, to.value, why)
+            values: dict[str, Any] = {"status": to.value, "updated_at": ts}
+            kind = _EVENT_FOR.get(to, EventKind.STATUS_CHANGED)
+            details: dict[str, Any] = {"from": current.value, "to": to.value, "reason": reason}
+            if to is IncidentStatus.ACKNOWLEDGED:
+                values.update(acknowledged_at=row["acknowledged_at"] or ts, acknowledged_by=row["acknowledged_by"] or actor)
+            elif to is IncidentStatus.REMEDIATING:
+                values["remediation_started_at"] = row["remediation_started_at"] or ts
+            elif to is IncidentStatus.RESOLVED:
+                values.update(resolved_at=ts, resolved_by=actor, resolution=resolution or "manual")
+                details["resolution"] = values["resolution"]
+            elif current is IncidentStatus.RESOLVED:  # reopening
+                kind = EventKind.REOPENED
+                values.update(resolved_at=None, resolved_by=None, resolution=None, reopened=row["reopened"] + 1,
+                              quiet_cycles=0, acknowledged_at=None, acknowledged_by=None)
+                if flapping:
+                    values["flapping"] = 1
+                details["flapping"] = bool(flapping or row["flapping"])
+            self._update("incidents", {"id": incident_id}, values)
+            message = f"{current.value} → {to.value}" + (f": {reason}" if reason else "")
+            self._write_event(incident_id, kind=kind, actor=actor, message=message, details=details, now=now)
+            self.audit(actor, f"incident.{to.value}", f"incident:{incident_id}", details, now=now)
+        incident = self.get_incident(incident_id)
+        assert incident is not None
+        return incident
+
+    def add_incident_event(self, incident_id: int, *, kind: str, actor: str, message: str,
+                           details: Mapping[str, Any] | None = None, now: datetime) -> IncidentEvent:
+        with self.transaction():
+            self._row(incident_id)
+            return self._write_event(incident_id, kind=kind, actor=actor, message=message, details=details, now=now)
+
+    def _write_event(self, incident_id: int, *, kind: str, actor: str, message: str,
+                     details: Mapping[str, Any] | None, now: datetime, labels: Mapping[str, str] | None = None,
+                     severity: str | None = None) -> IncidentEvent:
+        if labels is None or severity is None:
+            row = self.conn.execute("SELECT labels, severity FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+            labels, severity = _labels(row["labels"]), row["severity"]
+        body = {**dict(details or {}), "severity": str(severity)}
+        if self.silence_for(labels, at=now) is not None:
+            body["silenced"] = True
+        ts = to_epoch(now)
+        event_id = self._insert("incident_events", {"incident_id": incident_id, "ts": ts, "kind": str(kind),
+                                                    "actor": actor, "message": message, "details": dumps(body)})
+        return IncidentEvent(id=event_id, incident_id=incident_id, ts=now, kind=str(kind), actor=actor,
+                             message=message, details=body)
+
+    def set_remediation_times(self, incident_id: int, *, started_at: datetime | None = None,
+                              verified_at: datetime | None = None, actor: str, now: datetime) -> None:
+        """Record when remediation started and when its effect was verified (for MTTR and auto-resolve)."""
+        values: dict[str, Any] = {"updated_at": to_epoch(now)}
+        if started_at is not None:
+            values["remediation_started_at"] = to_epoch(started_at)
+        if verified_at is not None:
+            values["remediation_verified_at"] = to_epoch(verified_at)
+        details = {k: v for k, v in values.items() if k != "updated_at"}
+        with self.transaction():
+            self._row(incident_id)
+            self._update("incidents", {"id": incident_id}, values)
+            what = "verified" if verified_at is not None else "started"
+            self._write_event(incident_id, kind=EventKind.REMEDIATION, actor=actor, message=f"remediation {what}",
+                              details=details, now=now)
+            self.audit(actor, "incident.remediation_times", f"incident:{incident_id}", details, now=now)
+
+    def update_incident(self, incident_id: int, *, now: datetime, **fields: Any) -> None:
+        """Correlation bookkeeping (title, labels, root cause, last signal, quiet cycles); no event."""
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"expected incident fields among {sorted(_UPDATABLE)}, found {sorted(unknown)}")
+        values: dict[str, Any] = {"updated_at": to_epoch(now)}
+        for key, value in fields.items():
+            if isinstance(value, datetime):
+                value = to_epoch(value)
+            elif key == "labels":
+                value = dumps(dict(value))
+            elif key == "severity":
+                value = Severity(value).value
+            values[key] = value
+        with self.transaction():
+            self._update("incidents", {"id": incident_id}, values)
+
+    def escalate_incident(self, incident_id: int, severity: Severity, *, actor: str, reason: str,
+                          now: datetime) -> None:
+        with self.transaction():
+            row = self._row(incident_id)
+            before = Severity(row["severity"])
+            self._update("incidents", {"id": incident_id}, {"severity": Severity(severity).value,
+                                                            "updated_at": to_epoch(now)})
+            details = {"from": before.value, "to": Severity(severity).value, "reason": reason}
+            self._write_event(incident_id, kind=EventKind.ESCALATED, actor=actor,
+                              message=f"severity {before.value} → {Severity(severity).value}: {reason}",
+                              details=details, now=now)
+            self.audit(actor, "incident.escalate", f"incident:{incident_id}", details, now=now)
+
+    # -- hits and signals -------------------------------------------------------------------
+
+    @staticmethod
+    def _signal_params(incident_id: int, s: Signal) -> tuple[Any, ...]:
+        return (incident_id, s.key, s.series_id, s.detector, s.metric, dumps(dict(s.labels)), to_epoch(s.first_at),
+                to_epoch(s.last_at), s.peak_score, s.last_value, s.last_expected, s.direction, s.explanation)
+
+    def record_hits(self, hits: Sequence[Hit], *, incident_id: int | None, now: datetime,
+                    actor: str = "agent") -> list[str]:
+        """Store ``hits`` (pending ones with ``incident_id=None``) and fold them into the incident's
+        signals; a signal new to the incident gets a ``signal_added`` event. Returns the new keys."""
+        recorded = to_epoch(now)
+        added: list[str] = []
+        with self.transaction():
+            self.conn.executemany(_INSERT_HIT, [
+                (to_epoch(h.ts), h.series_id, h.detector, h.entity, h.metric, dumps(dict(h.labels)), h.value,
+                 h.expected, h.lower, h.upper, h.score, str(h.direction), h.explanation, incident_id, recorded)
+                for h in hits])
+            if incident_id is None:
+                return added
+            for h in hits:
+                key = signal_key(h.series_id, h.detector)
+                ts = to_epoch(h.ts)
+                (count,) = self.conn.execute(_UPSERT_SIGNAL, (
+                    incident_id, key, h.series_id, h.detector, h.metric, dumps(dict(h.labels)), ts, ts, h.score,
+                    h.value, h.expected, str(h.direction), h.explanation)).fetchone()
+                if count == 1:
+                    added.append(key)
+                    self._write_event(incident_id, kind=EventKind.SIGNAL_ADDED, actor=actor,
+                                      message=f"signal added: {h.metric or h.series_id} ({h.detector})",
+                                      details={"series_id": h.series_id, "detector": h.detector}, now=now)
+            last = max(to_epoch(h.ts) for h in hits) if hits else None
+            if last is not None:
+                self.conn.execute(
+                    "UPDATE incidents SET last_signal_at = max(coalesce(last_signal_at, 0), ?), updated_at = ?, "
+                    "quiet_cycles = 0 WHERE id = ?", (last, recorded, incident_id))
+        return added
+
+    def resolve_signal(self, incident_id: int, key: str, *, at: datetime, now: datetime, actor: str = "agent") -> bool:
+        """Mark one signal resolved (an Alertmanager ``resolved`` alert); False when it already was."""
+        with self.transaction():
+            cursor = self.conn.execute(
+                "UPDATE incident_signals SET resolved_at = ? WHERE incident_id = ? AND signal_key = ? "
+                "AND resolved_at IS NULL", (to_epoch(at), incident_id, key))
+            if cursor.rowcount == 0:
+                return False
+            self._write_event(incident_id, kind=EventKind.SIGNAL_RESOLVED, actor=actor,
+                              message=f"signal resolved: {key}", details={"signal": key}, now=now)
+        return True
+
+    def unresolved_signal_count(self, incident_id: int) -> int:
+        row = self.conn.execute("SELECT count(*) FROM incident_signals WHERE incident_id = ? AND resolved_at IS NULL",
+                                (incident_id,)).fetchone()
+        return int(row[0])
+
+    def pending_hit_cycles(self, series_id: str, detector: str, *, since: datetime) -> int:
+        """Cycles since ``since`` in which this series and detector fired (for N-of-M rules)."""
+        row = self.conn.execute(
+            "SELECT count(DISTINCT recorded_at) FROM hits WHERE series_id = ? AND detector = ? AND recorded_at >= ?",
+            (series_id, detector, to_epoch(since))).fetchone()
+        return int(row[0])
+
+    # -- finding the incident a hit belongs to ---------------------------------------------
+
+    def set_incident_keys(self, incident_id: int, keys: Iterable[str]) -> None:
+        self.conn.executemany("INSERT OR IGNORE INTO incident_keys (incident_id, key) VALUES (?, ?)",
+                              [(incident_id, k) for k in keys])
+
+    def incident_with_signal(self, key: str, *, resolved_since: datetime | None = None) -> int | None:
+        """The newest incident holding signal ``key`` that is open (or resolved after ``resolved_since``)."""
+        row = self.conn.execute(
+            "SELECT i.id FROM incident_signals s JOIN incidents i ON i.id = s.incident_id WHERE s.signal_key = ? "
+            "AND (i.status != 'resolved' OR i.resolved_at >= ?) ORDER BY i.status = 'resolved', i.id DESC LIMIT 1",
+            (key, to_epoch(resolved_since) if resolved_since else float("inf"))).fetchone()
+        return int(row[0]) if row else None
+
+    def incidents_with_keys(self, keys: Iterable[str], *, active_since: datetime,
+                            resolved_since: datetime | None = None) -> list[tuple[int, str]]:
+        """(id, status) of incidents sharing a correlation key whose last signal is at or after
+        ``active_since``: open ones first, then those resolved after ``resolved_since``, newest first."""
+        keys = list(keys)
+        if not keys:
+            return []
+        rows = self.conn.execute(
+            f"SELECT DISTINCT i.id, i.status FROM incident_keys k JOIN incidents i ON i.id = k.incident_id "
+            f"WHERE k.key IN ({', '.join('?' for _ in keys)}) AND i.last_signal_at >= ? "
+            f"AND (i.status != 'resolved' OR i.resolved_at >= ?) ORDER BY i.status = 'resolved', i.id DESC",
+            [*keys, to_epoch(active_since), to_epoch(resolved_since) if resolved_since else float("inf")]).fetchall()
+        return [(int(r[0]), r[1]) for r in rows]
+
+    def remediation_outcome(self, incident_id: int) -> tuple[bool, bool]:
+        """(a remediation ran, it was verified) for the incident, from its times and its runs."""
+        row = self._row(incident_id)
+        ran = row["remediation_started_at"] is not None
+        verified = row["remediation_verified_at"] is not None
+        for run in self.conn.execute(
+                "SELECT mode, status, verification FROM remediation_runs WHERE incident_id = ?", (incident_id,)):
+            if run["mode"] in ("check", "shadow", "suggest"):
+                continue
+            ran = True
+            outcome = " ".join(str(v or "").lower() for v in (run["status"], run["verification"]))
+            if any(word in outcome for word in ("verified", "passed", "recovered")):
+                verified = True
+        return ran, verified
+
+    # -- changes ---------------------------------------------------------------------------
+
+    def add_change(self, *, ts: datetime, kind: str, labels: Mapping[str, str], description: str, actor: str,
+                   now: datetime) -> Change:
+        with self.transaction():
+            change_id = self._insert("changes", {"ts": to_epoch(ts), "kind": kind, "labels": dumps(dict(labels)),
+                                                 "description": description, "actor": actor,
+                                                 "recorded_at": to_epoch(now)})
+            self.audit(actor, "change.add", f"change:{change_id}",
+                       {"kind": kind, "labels": dict(labels), "ts": to_epoch(ts)}, now=now)
+        return Change(id=change_id, ts=ts, kind=kind, labels=dict(labels), description=description, actor=actor)
+
+    def list_changes(self, *, since: datetime | None = None, limit: int | None = 100) -> list[Change]:
+        rows = self.conn.execute("SELECT * FROM changes WHERE ts >= ? ORDER BY ts DESC, id DESC LIMIT ?",
+                                 (to_epoch(since) if since else float("-inf"), -1 if limit is None else limit))
+        return [_change(r) for r in rows]
+
+    def changes_near(self, labels: Mapping[str, str], *, before: datetime, lookback_s: float) -> list[Change]:
+        """Changes in ``[before - lookback_s, before]`` sharing at least one label value, nearest first."""
+        end = to_epoch(before)
+        rows = self.conn.execute("SELECT * FROM changes WHERE ts >= ? AND ts <= ? ORDER BY ts DESC, id DESC",
+                                 (end - lookback_s, end))
+        wanted = set(labels.items())
+        return [c for c in map(_change, rows) if wanted & set(c.labels.items())]
+
+    # -- silences --------------------------------------------------------------------------
+
+    def add_silence(self, matchers: Sequence[Matcher], *, starts_at: datetime, ends_at: datetime, reason: str,
+                    actor: str, now: datetime) -> Silence:
+        """Record a silence; every open incident it covers now gets a ``silenced`` event."""
+        body = [{"name": m.name, "op": m.op.value, "value": m.value} for m in matchers]
+        with self.transaction():
+            silence_id = self._insert("silences", {
+                "matchers": dumps(body), "starts_at": to_epoch(starts_at), "ends_at": to_epoch(ends_at),
+                "reason": reason, "created_by": actor, "created_at": to_epoch(now)})
+            silence = Silence(id=silence_id, matchers=tuple(matchers), starts_at=starts_at, ends_at=ends_at,
+                              reason=reason, created_by=actor, created_at=now)
+            self.audit(actor, "silence.add", f"silence:{silence_id}",
+                       {"matchers": [str(m) for m in matchers], "starts_at": starts_at, "ends_at": ends_at,
+                        "reason": reason}, now=now)
+            if silence.active_at(now):
+                for row in self.conn.execute("SELECT id, labels FROM incidents WHERE status != 'resolved'").fetchall():
+                    if silence.matches(_labels(row["labels"])):
+                        self._write_event(row["id"], kind=EventKind.SILENCED, actor=actor,
+                                          message=f"silenced by #{silence_id}: {reason}",
+                                          details={"silence_id": silence_id}, now=now)
+        return silence
+
+    def get_silence(self, silence_id: int) -> Silence | None:
+        row = self.conn.execute("SELECT * FROM silences WHERE id = ?", (silence_id,)).fetchone()
+        return _silence(row) if row else None
+
+    def list_silences(self, *, active_at: datetime | None = None) -> list[Silence]:
+        """All silences, newest first; with ``active_at`` only those in force then."""
+        if active_at is None:
+            rows = self.conn.execute("SELECT * FROM silences ORDER BY id DESC")
+        else:
+            at = to_epoch(active_at)
+            rows = self.conn.execute(
+                "SELECT * FROM silences WHERE starts_at <= ? AND ends_at > ? AND (expired_at IS NULL OR expired_at > ?) "
+                "ORDER BY id DESC", (at, at, at))
+        return [_silence(r) for r in rows]
+
+    def silence_for(self, labels: Mapping[str, str], *, at: datetime) -> Silence | None:
+        for silence in self.list_silences(active_at=at):
+            if silence.matches(labels):
+                return silence
+        return None
+
+    def expire_silence(self, silence_id: int, *, actor: str, now: datetime) -> Silence:
+        with self.transaction():
+            silence = self.get_silence(silence_id)
+            if silence is None:
+                raise UnknownSilenceError(silence_id)
+            if not silence.active_at(now) and silence.expired_at is not None:
+                raise TransitionError(f"silence #{silence_id}", "expired", "expired", "it already is")
+            self._update("silences", {"id": silence_id}, {"expired_at": to_epoch(now)})
+            self.audit(actor, "silence.expire", f"silence:{silence_id}", {}, now=now)
+        expired = self.get_silence(silence_id)
+        assert expired is not None
+        return expired
