@@ -1,0 +1,57 @@
+"""Known incidents written straight into a store, so report tests can check hand-computed figures.
+
+Times are epoch seconds or aware datetimes; rows go in with plain SQL (bound values), the way
+the incidents and remediation stages leave them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from agent.clock import to_epoch
+from agent.store import Store
+
+Time = float | datetime | None
+
+
+def _t(value: Time) -> float | None:
+    return to_epoch(value)
+
+
+def add_incident(store: Store, *, started: Time, detected: Time, acked: Time = None, resolved: Time = None,
+                 resolution: str | None = None, remediation_started: Time = None, verified: Time = None,
+                 severity: str = "warning", labels: Mapping[str, str] | None = None, title: str = "",
+                 signals: Sequence[Mapping[str, Any]] = (), runs: Sequence[Mapping[str, Any]] = ()) -> int:
+    """One incident; ``signals`` items: series_id, detector, metric, labels, hits;
+    ``runs`` items: rule, playbook, mode, status."""
+    status = "resolved" if resolved is not None else ("acknowledged" if acked is not None else "open")
+    conn = store.conn
+    with store.transaction():
+        cur = conn.execute(
+            "INSERT INTO incidents (status, severity, title, labels, started_at, detected_at, acknowledged_at, "
+            "acknowledged_by, remediation_started_at, remediation_verified_at, resolved_at, resolution, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (status, severity, title, json.dumps(dict(labels or {})), _t(started), _t(detected), _t(acked),
+             "cli:alice" if acked is not None else None, _t(remediation_started), _t(verified), _t(resolved),
+             resolution, _t(detected)))
+        incident_id = int(cur.lastrowid)
+        for n, signal in enumerate(signals):
+            series_id = signal.get("series_id", f"s{incident_id}-{n}")
+            detector = signal.get("detector", "stl")
+            conn.execute(
+                "INSERT INTO incident_signals (incident_id, signal_key, series_id, detector, metric, labels, "
+                "first_at, last_at, hits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (incident_id, f"{series_id}|{detector}", series_id, detector, signal.get("metric", ""),
+                 json.dumps(dict(signal.get("labels", {}))), _t(started) + n, _t(started) + n,
+                 signal.get("hits", 1)))
+        for run in runs:
+            begun = _t(remediation_started) or _t(detected)
+            conn.execute(
+                "INSERT INTO remediation_runs (incident_id, rule, playbook, mode, status, requested_at, "
+                "started_at, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (incident_id, run["rule"], run.get("playbook", run["rule"] + ".yml"), run.get("mode", "apply"),
+                 run.get("status", "successful"), begun, begun, begun + 30))
+    return incident_id
