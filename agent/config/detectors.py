@@ -1,9 +1,204 @@
-"""Config section `detectors`."""
+"""Config section `detectors`: which detectors run on which series, and how they are refitted.
+
+A rule picks series with matchers (metric-name and label regexes, full match) and names a
+detector kind with its parameters. ``slos`` are threshold detectors written the way SLOs are
+spoken ("p95 above 0.5 s for 3 of 5 points"); ``drift`` lists ML models whose input and
+prediction histograms are compared with a saved training baseline.
+"""
 
 from __future__ import annotations
 
-from agent.config.types import Section
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, field_validator, model_validator
+
+from agent.config.types import Seconds, Section
+
+SERIES_KINDS = ("gauge", "rate", "quantile", "bucket")
+# Detector kind -> (module, class). Imported lazily: the config must load even while a detector
+# module is missing, and `detectors/` must never import `agent/`.
+DETECTOR_CLASSES: Mapping[str, tuple[str, str]] = {
+    "seasonal": ("detectors.seasonal", "SeasonalDetector"),
+    "iforest": ("detectors.iforest", "IsolationForestDetector"),
+    "threshold": ("detectors.threshold", "ThresholdDetector"),
+    "drift": ("detectors.drift", "DriftDetector"),
+}
+
+
+def detector_class(kind: str) -> type | None:
+    """The detector class of ``kind``, or None while its module is not available."""
+    import importlib
+
+    module_name, class_name = DETECTOR_CLASSES[kind]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return None
+    return getattr(module, class_name, None)
+
+
+def _check_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"expected a regular expression, found {value!r} ({exc})") from None
+    return value
+
+
+def _check_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    cls = detector_class(kind)
+    if cls is None or not hasattr(cls, "_param_names"):
+        return params
+    known = cls._param_names()
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ValueError(f"expected parameters of {cls.__name__} ({', '.join(known)}), found {', '.join(unknown)}")
+    return params
+
+
+class SeriesMatcher(Section):
+    """Selects series: every given regex must match in full; a missing label matches ``""``."""
+
+    metric: str = ".*"
+    labels: dict[str, str] = Field(default_factory=dict)
+    kinds: list[Literal["gauge", "rate", "quantile", "bucket"]] = Field(
+        default_factory=lambda: ["gauge", "rate", "quantile"])
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_regex(cls, value: str) -> str:
+        return _check_regex(value)
+
+    @field_validator("labels")
+    @classmethod
+    def _label_regexes(cls, value: dict[str, str]) -> dict[str, str]:
+        for pattern in value.values():
+            _check_regex(pattern)
+        return value
+
+
+def _match_all() -> list[SeriesMatcher]:
+    return [SeriesMatcher()]
+
+
+class _Rule(Section):
+    name: str = ""
+    match: list[SeriesMatcher] = Field(default_factory=_match_all)
+    exclude: list[SeriesMatcher] = Field(default_factory=list)
+    params: dict[str, Any] = Field(default_factory=dict)
+    min_history: Seconds | None = None
+
+    @model_validator(mode="after")
+    def _name_and_params(self) -> "_Rule":
+        kind = getattr(self, "kind")
+        if not self.name:
+            object.__setattr__(self, "name", kind)
+        _check_params(kind, self.params)
+        return self
+
+
+class SeasonalRule(_Rule):
+    """One seasonal (STL) baseline per matched series."""
+
+    kind: Literal["seasonal"]
+
+
+class ThresholdRule(_Rule):
+    """Static bounds per matched series; ``params`` are the ThresholdDetector's."""
+
+    kind: Literal["threshold"]
+
+
+class IForestRule(_Rule):
+    """One isolation forest per entity: the matched series that share ``entity_label``."""
+
+    kind: Literal["iforest"]
+    entity_label: str = "instance"
+    min_features: int = Field(default=2, ge=1)
+    max_features: int = Field(default=32, ge=1)
+
+
+Rule = Annotated[Union[SeasonalRule, ThresholdRule, IForestRule], Field(discriminator="kind")]
+
+
+class Slo(Section):
+    """An SLO breach: ``points`` of the last ``window`` points on the wrong side of ``objective``."""
+
+    name: str
+    match: list[SeriesMatcher] = Field(min_length=1)
+    objective: float
+    direction: Literal["above", "below"] = "above"
+    points: int = Field(default=3, ge=1)
+    window: int = Field(default=5, ge=1)
+
+    @model_validator(mode="after")
+    def _points_within_window(self) -> "Slo":
+        if self.points > self.window:
+            raise ValueError(f"expected points <= window, found points {self.points} > window {self.window}")
+        return self
+
+
+class DriftModel(Section):
+    """An ML model watched for drift: its feature and prediction histograms, by metric name, for
+    the series whose ``label`` equals ``name``."""
+
+    name: str
+    label: str = "model"
+    features: list[str] = Field(min_length=1)
+    predictions: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+    window: Seconds = Field(default=3600.0, gt=0)
+    share: float = Field(default=0.5, gt=0, le=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> "DriftModel":
+        _check_params("drift", self.params)
+        unknown = sorted(set(self.categorical) - set(self.features) - set(self.predictions))
+        if unknown:
+            raise ValueError(f"expected categorical metrics among features and predictions, found {', '.join(unknown)}")
+        return self
+
+    @property
+    def metrics(self) -> list[str]:
+        return [*self.features, *self.predictions]
+
+
+class RefitConfig(Section):
+    """When fitted state is renewed. Subjects are spread over the cycles of one interval by a
+    stable hash, so each cycle refits only its slice."""
+
+    interval: Seconds = Field(default=21600.0, gt=0)
+    max_per_cycle: int = Field(default=200, ge=1)
+    history: Seconds = Field(default=7 * 86400.0, gt=0)
+    min_history: Seconds = Field(default=3600.0, ge=0)
+    min_points: int = Field(default=30, ge=2)
+
+
+def _default_rules() -> list[Any]:
+    return [SeasonalRule(kind="seasonal")]
 
 
 class DetectorsConfig(Section):
     """Settings for detectors."""
+
+    enabled: bool = True
+    refit: RefitConfig = RefitConfig()
+    rules: list[Rule] = Field(default_factory=_default_rules)
+    slos: list[Slo] = Field(default_factory=list)
+    drift: list[DriftModel] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "DetectorsConfig":
+        names = [r.name for r in self.rules] + [s.name for s in self.slos] + [f"drift:{m.name}" for m in self.drift]
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                raise ValueError(f"expected unique detector names, found {name!r} twice")
+            seen.add(name)
+        return self
+
+    def drift_model(self, name: str) -> DriftModel | None:
+        return next((m for m in self.drift if m.name == name), None)
