@@ -111,7 +111,7 @@ def service_group() -> None:
 
 @service_group.command("install")
 @click.option("--prefix", type=click.Path(file_okay=False, path_type=Path), default=Path("/"), show_default=True,
-              help="Root to install under (for packaging or a try-out in a scratch dir).")
+              help="Root to write under, like DESTDIR: paths inside the files stay the final ones.")
 @click.option("--exec-path", default=None, help="Path of the aiops executable the unit runs (default: this one).")
 def service_install(prefix: Path, exec_path: str | None) -> None:
     """Write the unit, a config skeleton and the state dir with safe modes.

@@ -16,7 +16,7 @@ from datetime import timezone
 from pathlib import Path
 from typing import Any
 
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent, JobSubmissionEvent
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -135,12 +135,13 @@ class Daemon:
                 f"{len(cycle.samples)} series, {len(cycle.hits)} hits; "
                 f"{open_incidents if open_incidents >= 0 else '?'} open incidents")
 
-    def _on_skipped(self, event: JobExecutionEvent) -> None:
+    def _on_skipped(self, event: JobSubmissionEvent | JobExecutionEvent) -> None:
         if event.job_id != CYCLE_JOB or self.ctx is None:
             return
         self.ctx.metrics.cycles_skipped.inc()
-        log.warning(kv("cycle.skipped", reason="previous cycle still running",
-                       scheduled_at=event.scheduled_run_time))
+        times = getattr(event, "scheduled_run_times", None) or [getattr(event, "scheduled_run_time", None)]
+        reason = "previous cycle still running" if event.code == EVENT_JOB_MAX_INSTANCES else "missed its start time"
+        log.warning(kv("cycle.skipped", reason=reason, scheduled_at=times[-1]))
 
     def _watchdog_loop(self) -> None:
         period = self.notifier.watchdog_s

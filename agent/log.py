@@ -78,5 +78,7 @@ def setup(level: str = "info") -> None:
     handler._aiops = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("apscheduler", "urllib3", "matplotlib", "PIL", "uvicorn.access", "httpx"):
+    # APScheduler's own skip warning duplicates the daemon's cycle.skipped event.
+    logging.getLogger("apscheduler").setLevel(max(logging.ERROR, root.level))
+    for noisy in ("urllib3", "matplotlib", "PIL", "uvicorn.access", "httpx"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

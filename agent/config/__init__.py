@@ -201,6 +201,7 @@ def _problem(name: str, err: dict[str, Any]) -> ConfigProblem:
     elif kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
         ops = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
         bound = next(iter(ctx.values()), "")
+        bound = f"{bound:g}" if isinstance(bound, float) else bound
         message = f"expected a number {ops[kind]} {bound}, found {found}"
     else:
         text = err["msg"]

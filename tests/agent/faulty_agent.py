@@ -1,0 +1,32 @@
+"""Runs the ``aiops`` CLI with one pipeline stage replaced by one that raises (``STAGE``) or
+overruns the cycle interval (``slow:STAGE``).
+
+Used by the daemon tests as ``python tests/agent/faulty_agent.py [slow:]STAGE aiops-args...`` so the
+real daemon, in a real process, meets a stage that fails every cycle.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    kind, _, stage_name = sys.argv[1].rpartition(":")
+    import time
+
+    from agent import pipeline
+
+    def explode(ctx, cycle):
+        if kind == "slow":  # a stage that overruns the cycle interval
+            time.sleep(2.5)
+            return None
+        raise RuntimeError(f"injected failure in {stage_name}")
+
+    pipeline.STAGES[:] = [(n, explode if n == stage_name else fn, attr) for n, fn, attr in pipeline.STAGES]
+    from agent.cli import cli
+
+    cli.main(args=sys.argv[2:], prog_name="aiops")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Config loading: every bad file gets one exact line per problem, naming file, key path,
+what was expected and what was found."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from agent.config import load_config, parse_config
+from agent.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def problems(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return [str(p) for p in info.value.problems]
+
+
+def test_example_config_passes():
+    config = load_config(REPO / "config" / "agent.example.yaml")
+    assert config.http.listen == "127.0.0.1"
+    assert config.agent.interval == 60.0
+
+
+def test_empty_file_gives_defaults(write_config):
+    config = load_config(write_config(""))
+    assert config.agent.shard == "0/1"
+    assert config.http.token is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # unknown key, with the keys that are allowed there
+        ("agent:\n  intervall: 10s\n",
+         "agent.intervall: unknown key; expected one of: interval, log_level, shard, state_dir, stop_timeout, unhealthy_after"),
+        # wrong type
+        ("http:\n  port: eighty\n", "http.port: expected an integer, found 'eighty'"),
+        # out of range
+        ("http:\n  port: 70000\n", "http.port: expected a number <= 65535, found 70000"),
+        # bad duration
+        ("agent:\n  interval: soon\n", "agent.interval: expected a duration such as 30s, 5m, 2h or 7d, found 'soon'"),
+        # duration that is not positive
+        ("agent:\n  interval: 0s\n", "agent.interval: expected a number > 0, found 0.0"),
+        # not one of the allowed values
+        ("agent:\n  log_level: loud\n",
+         "agent.log_level: expected 'debug', 'info', 'warning' or 'error', found 'loud'"),
+        # a section that is not a mapping
+        ("http: yes\n", "http: expected a mapping, found true"),
+        # a validator's own message
+        ("agent:\n  shard: 3/2\n", "agent.shard: expected a shard as i/n with 0 <= i < n, found '3/2'"),
+        # wrong type for a boolean
+        ("http:\n  enabled: maybe\n", "http.enabled: expected true or false, found 'maybe'"),
+    ],
+)
+def test_bad_values_name_file_key_and_expectation(write_config, text, expected):
+    path = write_config(text)
+    assert problems(path) == [f"{path}: {expected}"]
+
+
+def test_top_level_must_be_a_mapping(write_config):
+    path = write_config("- a\n- b\n")
+    assert problems(path) == [f"{path}: expected a mapping of settings at the top level, found a list"]
+
+
+def test_yaml_syntax_error_names_its_line(write_config):
+    path = write_config("agent:\n  interval: 10s\n http:\n  port: 1\n")
+    [message] = problems(path)
+    assert message.startswith(f"{path}: line 3, column 2: expected valid YAML, found a syntax error (")
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nope.yaml"
+    assert problems(path) == [f"{path}: expected a readable config file, found no such file or directory"]
+
+
+def test_unset_environment_variable(write_config, monkeypatch):
+    monkeypatch.delenv("AIOPS_TEST_TOKEN", raising=False)
+    path = write_config("http:\n  token: ${AIOPS_TEST_TOKEN}\n")
+    assert problems(path) == [f"{path}: http.token: expected environment variable AIOPS_TEST_TOKEN to be set, found it unset"]
+
+
+def test_environment_variable_and_default(write_config, monkeypatch):
+    monkeypatch.setenv("AIOPS_TEST_TOKEN", "s3cret-token")
+    config = load_config(write_config("http:\n  token: ${AIOPS_TEST_TOKEN}\n  public_url: ${AIOPS_UNSET_URL:-http://x:1}\n"))
+    assert config.http.token.get_secret_value() == "s3cret-token"
+    assert config.http.public_url == "http://x:1"
+
+
+def test_secret_file_with_loose_mode_is_refused(write_config, tmp_path):
+    secret = tmp_path / "token"
+    secret.write_text("abcd1234\n")
+    os.chmod(secret, 0o644)
+    path = write_config(f"http:\n  token_file: {secret}\n")
+    assert problems(path) == [
+        f"{path}: http.token_file: expected a secret file only its owner can read (mode 0600), found mode 0644 on {secret}"]
+
+
+def test_secret_file_with_0600_is_read(write_config, tmp_path):
+    secret = tmp_path / "token"
+    secret.write_text("abcd1234\n")
+    os.chmod(secret, 0o600)
+    config = load_config(write_config(f"http:\n  token_file: {secret}\n"))
+    assert config.http.token.get_secret_value() == "abcd1234"
+
+
+def test_secret_file_missing(write_config, tmp_path):
+    secret = tmp_path / "absent"
+    path = write_config(f"http:\n  token_file: {secret}\n")
+    assert problems(path) == [f"{path}: http.token_file: expected a readable secret file, found no such file or directory at {secret}"]
+
+
+def test_secret_and_secret_file_together(write_config, tmp_path):
+    path = write_config(f"http:\n  token: abc\n  token_file: {tmp_path}/t\n")
+    assert problems(path) == [f"{path}: http.token_file: expected only one of token and token_file, found both"]
+
+
+def test_every_problem_is_reported_not_just_the_first(write_config):
+    path = write_config("agent:\n  interval: soon\n  shard: x\nhttp:\n  port: -1\n  colour: blue\n")
+    assert problems(path) == [
+        f"{path}: agent.interval: expected a duration such as 30s, 5m, 2h or 7d, found 'soon'",
+        f"{path}: agent.shard: expected a shard as i/n with 0 <= i < n, found 'x'",
+        f"{path}: http.port: expected a number >= 0, found -1",
+        f"{path}: http.colour: unknown key; expected one of: enabled, listen, port, public_url, token",
+    ]
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path):
+    config = parse_config("agent:\n  state_dir: state\n", name="x.yaml", base_dir=tmp_path)
+    assert config.agent.state_dir == tmp_path / "state"
+
+
+def test_config_check_cli_exit_codes(write_config, subprocess_env):
+    good = write_config("agent:\n  interval: 30s\n", "good.yaml")
+    bad = write_config("agent:\n  interval: soon\n", "bad.yaml")
+    ok = subprocess.run(["aiops", "config", "check", str(good)], capture_output=True, text=True, env=subprocess_env)
+    assert ok.returncode == 0 and ok.stdout == f"{good}: ok\n"
+    failed = subprocess.run(["aiops", "config", "check", str(bad)], capture_output=True, text=True, env=subprocess_env)
+    assert failed.returncode == 2
+    assert failed.stderr == f"{bad}: agent.interval: expected a duration such as 30s, 5m, 2h or 7d, found 'soon'\n"

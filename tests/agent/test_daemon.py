@@ -1,0 +1,238 @@
+"""The daemon as a real process: cycles, a failing stage, SIGHUP, SIGTERM, HTTP, sd_notify."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import free_port, wait_until
+
+HERE = Path(__file__).resolve().parent
+TOKEN = "tok-7f3c9a1e55d04b2a"
+
+
+class NotifyListener:
+    """A real AF_UNIX datagram socket standing in for systemd's notify socket."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.messages: list[str] = []
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.messages.append(data.decode())
+
+    def lines(self) -> list[str]:
+        return [line for m in list(self.messages) for line in m.split("\n")]
+
+    def close(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=2)
+        self.sock.close()
+
+
+class Daemon:
+    def __init__(self, tmp_path: Path, env: dict[str, str], config_text: str, *, fail_stage: str | None = None,
+                 notify: bool = False) -> None:
+        self.port = free_port()
+        self.config = tmp_path / "agent.yaml"
+        self.state = tmp_path / "state"
+        self.log_path = tmp_path / "daemon.log"
+        self.write_config(config_text)
+        self.env = dict(env)
+        self.env["AIOPS_API_TOKEN"] = TOKEN
+        self.notify = None
+        if notify:
+            self.notify = NotifyListener(tmp_path / "notify.sock")
+            self.env["NOTIFY_SOCKET"] = str(self.notify.path)
+            self.env["WATCHDOG_USEC"] = "1500000"
+        args = ["run", "--config", str(self.config), "--state-dir", str(self.state)]
+        cmd = [sys.executable, str(HERE / "faulty_agent.py"), fail_stage, *args] if fail_stage else ["aiops", *args]
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
+
+    def write_config(self, text: str) -> None:
+        base = (f"agent:\n  interval: 1s\n  unhealthy_after: 2\n"
+                f"http:\n  port: {self.port}\n  token: ${{AIOPS_API_TOKEN}}\n")
+        self.config.write_text(base + text)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def text(self) -> str:
+        return self.log_path.read_text()
+
+    def count(self, needle: str) -> int:
+        return self.text().count(needle)
+
+    def wait_log(self, needle: str, times: int = 1, timeout_s: float = 20) -> None:
+        wait_until(lambda: self.count(needle) >= times, timeout_s, message=f"{needle!r} x{times} in the log:\n{self.text()[-3000:]}")
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return requests.get(self.url + path, timeout=5, **kwargs)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        if self.notify:
+            self.notify.close()
+
+
+@pytest.fixture
+def daemon(tmp_path, subprocess_env):
+    started: list[Daemon] = []
+
+    def start(config_text: str = "", **kwargs) -> Daemon:
+        d = Daemon(tmp_path, subprocess_env, config_text, **kwargs)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.stop()
+
+
+@pytest.mark.slow
+def test_runs_cycles_serves_http_and_stops_on_sigterm(daemon):
+    d = daemon(notify=True)
+    d.wait_log("event=cycle.done", times=2)
+    health = d.get("/healthz")
+    assert (health.status_code, health.json()) == (200, {"status": "ok", "reason": ""})
+    metrics = d.get("/metrics").text
+    assert "aiops_cycle_duration_seconds_count" in metrics
+    cycles = [line for line in metrics.splitlines() if line.startswith("aiops_cycles_total ")]
+    assert cycles and float(cycles[0].split()[1]) >= 2
+    openapi = d.get("/api/v1/openapi.json").json()
+    assert "/api/v1/reload" in openapi["paths"]
+
+    wait_until(lambda: any(l.startswith("WATCHDOG=1") for l in d.notify.lines()), 10, message="WATCHDOG=1")
+    lines = d.notify.lines()
+    assert lines[0] == "READY=1"
+    status = [l for l in lines if l.startswith("STATUS=last cycle")]
+    assert status and " ok in " in status[-1] and status[-1].endswith("0 open incidents")
+
+    started = time.monotonic()
+    d.proc.send_signal(signal.SIGTERM)
+    assert d.proc.wait(timeout=10) == 0
+    assert time.monotonic() - started < 10
+    assert "STOPPING=1" in d.notify.lines()
+    assert "event=agent.stopped" in d.text()
+
+
+@pytest.mark.slow
+def test_survives_a_stage_that_raises_and_turns_unhealthy(daemon):
+    d = daemon(fail_stage="detect")
+    d.wait_log("event=stage.failed stage=detect", times=3)
+    assert d.proc.poll() is None
+    log = d.text()
+    assert "RuntimeError: injected failure in detect" in log  # the traceback is logged
+    assert "failed=detect" in log  # the later stages still ran and the cycle finished
+    health = d.get("/healthz")
+    assert health.status_code == 503
+    assert health.json()["reason"].endswith("cycles failed in a row; last: stage failed: detect")
+    metrics = d.get("/metrics").text
+    assert 'aiops_stage_failures_total{stage="detect"}' in metrics
+
+
+@pytest.mark.slow
+def test_sighup_reloads_a_good_config_and_keeps_the_old_one_for_a_bad_one(daemon):
+    d = daemon()
+    d.wait_log("event=cycle.done")
+    d.write_config("  public_url: http://reloaded.example:1\n")
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_log("event=config.reloaded")
+    d.config.write_text("agent:\n  interval: whenever\n")
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_log("event=config.reload_rejected")
+    assert f'problem="{d.config}: agent.interval: expected a duration such as 30s, 5m, 2h or 7d, found \'whenever\'"' in d.text()
+    cycles_before = d.count("event=cycle.done")
+    d.wait_log("event=cycle.done", times=cycles_before + 2)  # still cycling on the old config
+    assert d.proc.poll() is None
+
+
+@pytest.mark.slow
+def test_state_changing_endpoint_needs_the_token_and_secrets_stay_out_of_logs(daemon):
+    d = daemon()
+    d.wait_log("event=cycle.done")
+    missing = requests.post(d.url + "/api/v1/reload", timeout=5)
+    assert (missing.status_code, missing.json()) == (401, {"detail": "missing bearer token"})
+    wrong = requests.post(d.url + "/api/v1/reload", headers={"Authorization": "Bearer nope"}, timeout=5)
+    assert (wrong.status_code, wrong.json()) == (401, {"detail": "invalid bearer token"})
+    right = requests.post(d.url + "/api/v1/reload", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+    assert (right.status_code, right.json()) == (200, {"reloaded": True, "errors": []})
+    d.wait_log("event=config.reloaded")
+    d.proc.send_signal(signal.SIGTERM)
+    d.proc.wait(timeout=10)
+    assert TOKEN not in d.text()
+    assert TOKEN not in (d.state / "aiops.db").read_bytes().decode("latin-1")
+
+
+def test_once_runs_one_cycle_with_the_example_config(tmp_path, subprocess_env):
+    repo = HERE.parents[1]
+    result = subprocess.run(["aiops", "once", "--json", "--config", str(repo / "config" / "agent.example.yaml"),
+                             "--state-dir", str(tmp_path / "st")], capture_output=True, text=True, env=subprocess_env,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert '"failed_stages": []' in result.stdout
+    assert (tmp_path / "st" / "aiops.db").is_file()
+
+
+def test_bad_config_stops_start_up_with_exit_code_2(tmp_path, subprocess_env, write_config):
+    path = write_config("agent:\n  interval: soon\n")
+    result = subprocess.run(["aiops", "run", "--config", str(path)], capture_output=True, text=True,
+                            env=subprocess_env, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"{path}: agent.interval: expected a duration such as 30s, 5m, 2h or 7d, found 'soon'"
+
+
+@pytest.mark.slow
+def test_an_overrunning_cycle_makes_the_next_one_skip_not_stack(daemon):
+    d = daemon(fail_stage="slow:detect")
+    d.wait_log("event=cycle.skipped", timeout_s=20)
+    d.wait_log("event=cycle.done", times=2, timeout_s=20)
+    metrics = d.get("/metrics").text
+    skipped = [l for l in metrics.splitlines() if l.startswith("aiops_cycles_skipped_total ")]
+    assert float(skipped[0].split()[1]) >= 1
+    # never two cycles at once: each takes 2.5 s, so finished cycles are at least that far apart
+    # (stacked cycles on a 1 s interval would finish about a second apart)
+    done = [datetime.fromisoformat(line.split()[0][3:]) for line in d.text().splitlines() if "event=cycle.done" in line]
+    gaps = [(b - a).total_seconds() for a, b in zip(done, done[1:])]
+    assert gaps and min(gaps) >= 2.4
+
+
+@pytest.mark.slow
+def test_sigterm_mid_stage_stops_after_that_stage(daemon):
+    d = daemon(fail_stage="slow:collect")
+    wait_until(lambda: (d.state / "aiops.db").exists(), 20, message="store created")
+    d.wait_log("event=agent.started")
+    time.sleep(0.5)  # inside the 2.5 s collect stage of the first cycle
+    started = time.monotonic()
+    d.proc.send_signal(signal.SIGTERM)
+    assert d.proc.wait(timeout=12) == 0
+    assert time.monotonic() - started < 10
+    assert "event=cycle.stopped before_stage=detect" in d.text()
