@@ -1,9 +1,146 @@
-"""Config section `notify`."""
+"""Config section `notify`: where notifications go (channels) and which go where (routes)."""
 
 from __future__ import annotations
 
-from agent.config.types import Section
+import re
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from agent.config.types import Seconds, Section
+
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+
+EVENT_KINDS = ("opened", "acknowledged", "resolved", "reopened", "escalated", "remediation")
+"""Timeline events that notify; ``remediation`` stands for every ``remediation…`` outcome."""
+
+SEVERITIES = ("info", "warning", "critical")
+
+
+class _Channel(Section):
+    """What every channel has: a timeout per delivery and whether it pages a person."""
+
+    timeout: Seconds = Field(default=5.0, gt=0)
+    # A paging channel stays quiet for silenced incidents and flapping reopens.
+    paging: bool = False
+
+
+class WebhookChannel(_Channel):
+    """POST a JSON document to a URL (the generic webhook)."""
+
+    type: Literal["webhook"]
+    webhook_url: SecretStr
+    headers: dict[str, str] = {}
+
+
+class SlackChannel(_Channel):
+    """POST to a Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat)."""
+
+    type: Literal["slack"]
+    webhook_url: SecretStr
+    channel: str | None = None
+    username: str = "aiops-agent"
+
+
+class PagerDutyChannel(_Channel):
+    """PagerDuty Events API v2: trigger, acknowledge, resolve; the incident id is the dedup_key."""
+
+    type: Literal["pagerduty"]
+    routing_key: SecretStr
+    url: str = "https://events.pagerduty.com/v2/enqueue"
+    paging: bool = True
+
+
+class EmailChannel(_Channel):
+    """Send a plain-text mail over SMTP."""
+
+    type: Literal["email"]
+    host: str
+    port: int = Field(default=25, ge=1, le=65535)
+    # none: plain SMTP; starttls: upgrade after EHLO; ssl: TLS from the first byte (port 465).
+    security: Literal["none", "starttls", "ssl"] = "none"
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = Field(alias="from", default="aiops-agent@localhost")
+    to: list[str] = Field(min_length=1)
+
+    @field_validator("to")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            if "@" not in address or any(c in address for c in "\r\n<>, "):
+                raise ValueError(f"expected mail addresses like ops@example.com, found {address!r}")
+        return value
+
+
+Channel = Annotated[
+    Union[WebhookChannel, SlackChannel, PagerDutyChannel, EmailChannel], Field(discriminator="type")]
+
+
+class Route(Section):
+    """Send matching incident events to ``channels``. Every route that matches adds its channels,
+    unless an earlier matching route said ``stop: true``."""
+
+    channels: list[str] = Field(min_length=1)
+    # The lowest severity this route takes (info < warning < critical).
+    min_severity: Literal["info", "warning", "critical"] = "info"
+    # Exact label matches on the incident's labels; "*" matches any value of a present label.
+    labels: dict[str, str] = {}
+    events: list[str] = list(EVENT_KINDS)
+    stop: bool = False
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, value: list[str]) -> list[str]:
+        for kind in value:
+            if kind not in EVENT_KINDS:
+                raise ValueError(f"expected events among {', '.join(EVENT_KINDS)}, found {kind!r}")
+        return value
 
 
 class NotifyConfig(Section):
-    """Settings for notify."""
+    """Channels by name, routes in order, and the outbox's retry policy."""
+
+    enabled: bool = True
+    # Prometheus UI for graph links in summaries and messages; unset: the Prometheus source's URL
+    # when sources.kind is prometheus, else no links.
+    prometheus_url: str | None = None
+    channels: dict[str, Channel] = {}
+    routes: list[Route] = []
+    # Retries: the wait doubles from retry_initial up to retry_max (with jitter of ±20 %).
+    retry_initial: Seconds = Field(default=30.0, gt=0)
+    retry_max: Seconds = Field(default=3600.0, gt=0)
+    # A notification still undelivered after this long is marked expired (counted, logged).
+    give_up_after: Seconds = Field(default=86400.0, gt=0)
+    # The most time one cycle spends delivering; what is left waits for the next cycle.
+    cycle_budget: Seconds = Field(default=10.0, gt=0)
+    # At most this many deliveries per cycle.
+    batch: int = Field(default=100, ge=1)
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_names(cls, value: dict[str, object]) -> dict[str, object]:
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(f"expected channel names of lower-case letters, digits, - and _, found {name!r}")
+        return value
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"expected an http:// or https:// URL, found {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _routes_name_channels(self) -> "NotifyConfig":
+        for i, route in enumerate(self.routes):
+            for name in route.channels:
+                if name not in self.channels:
+                    known = ", ".join(sorted(self.channels)) or "none defined"
+                    raise ValueError(f"expected routes[{i}].channels to name a channel ({known}), found {name!r}")
+        return self
+
+
+__all__ = ["Channel", "EVENT_KINDS", "EmailChannel", "NotifyConfig", "PagerDutyChannel", "Route", "SEVERITIES",
+           "SlackChannel", "WebhookChannel"]

@@ -1,7 +1,121 @@
-"""HTTP endpoints of this stage (mounted by ``agent.api.create_app``)."""
+"""Read-only HTML pages: ``/incidents`` (the list) and ``/incidents/ID`` (the summary with plots).
+
+Templates live in ``agent/incidents/templates`` and render with autoescape on, so label values
+and messages are escaped; every untrusted string also passes the ``clean`` filter, which shows
+control and bidi characters as escapes. Pages carry a Content-Security-Policy that allows no
+script and no request to anywhere (the plots are inline ``data:`` PNGs).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-router = APIRouter()
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from agent.incidents.summary import TOP_PLOTS, Summary, build, clean, run_outcome, status_line, ts
+
+if TYPE_CHECKING:
+    from agent.config import AgentConfig
+    from agent.store import Store
+
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+LIST_LIMIT = 200
+
+router = APIRouter(tags=["pages"])
+
+
+def _environment() -> Environment:
+    env = Environment(loader=PackageLoader("agent.incidents", "templates"),
+                      autoescape=select_autoescape(default=True, default_for_string=True))
+    env.filters["clean"] = clean
+    env.filters["ts"] = ts
+    env.filters["num"] = lambda v: "-" if v is None else f"{v:.4g}"
+    env.filters["labels"] = lambda labels: clean(", ".join(f"{k}={v}" for k, v in sorted(dict(labels).items())))
+    env.filters["outcome"] = lambda run: clean(run_outcome(run))
+    return env
+
+
+_ENV = _environment()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plot:
+    caption: str
+    png_b64: str
+
+
+def plots_for(summary: Summary, store: "Store", *, top: int = TOP_PLOTS) -> list[Plot]:
+    """PNG plots of the top ``top`` signals that have recorded hits."""
+    from datetime import timedelta
+
+    from agent.incidents.plot import signal_png
+
+    hits = store.summary_hits(summary.incident.id)
+    plots: list[Plot] = []
+    for line in summary.signals:
+        if len(plots) >= top:
+            break
+        sig = line.signal
+        mine = [h for h in hits if h.series_id == sig.series_id and h.detector == sig.detector]
+        if not mine:
+            continue
+        span = max(mine[-1].ts - mine[0].ts, timedelta(minutes=20))
+        samples = store.summary_samples(sig.series_id, start=mine[0].ts - 2 * span, end=mine[-1].ts + span / 2)
+        png = signal_png(mine, samples)
+        caption = f"{sig.metric or sig.series_id} {_labels(sig.labels)} ({sig.detector}): {line.deviation}"
+        plots.append(Plot(caption=caption, png_b64=base64.b64encode(png).decode("ascii")))
+    return plots
+
+
+def _labels(labels: Mapping[str, str]) -> str:
+    return "{" + ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) + "}"
+
+
+def render_html(summary: Summary, store: "Store", *, list_url: str = "/incidents") -> str:
+    """A self-contained HTML page (inline CSS and PNGs) of one incident summary."""
+    return _ENV.get_template("summary.html").render(
+        s=summary, i=summary.incident, status=status_line(summary.incident), plots=plots_for(summary, store),
+        list_url=list_url)
+
+
+def render_list(store: "Store", *, limit: int = LIST_LIMIT) -> str:
+    rows = store.list_incidents(limit=limit)
+    open_count = store.count_open_incidents()
+    return _ENV.get_template("list.html").render(rows=rows, open_count=open_count, limit=limit)
+
+
+def _page(text: str) -> HTMLResponse:
+    return HTMLResponse(text, headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+                                       "Referrer-Policy": "no-referrer"})
+
+
+@router.get("/incidents", response_class=HTMLResponse)
+def incidents_page(request: Request) -> HTMLResponse:
+    """The incident list, newest first."""
+    return _page(render_list(request.app.state.ctx.store))
+
+
+@router.get("/incidents/{incident_id}", response_class=HTMLResponse)
+def incident_page(incident_id: int, request: Request) -> HTMLResponse:
+    """One incident's summary with plots of its top signals."""
+    ctx = request.app.state.ctx
+    if ctx.store.get_incident(incident_id) is None:
+        raise HTTPException(404, f"no incident #{incident_id}")
+    summary = build(ctx.store, incident_id, base_url=ctx.config.http.base_url,
+                    prometheus_url=prometheus_url(ctx.config))
+    return _page(render_html(summary, ctx.store))
+
+
+def prometheus_url(config: "AgentConfig") -> str | None:
+    """Where graph links point: ``notify.prometheus_url``, else the Prometheus source when it is
+    the one in use, else nowhere."""
+    if config.notify.prometheus_url:
+        return config.notify.prometheus_url
+    if config.sources.kind == "prometheus":
+        return config.sources.prometheus.url
+    return None

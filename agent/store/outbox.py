@@ -1,9 +1,219 @@
-"""Store methods for the notification outbox."""
+"""Store methods for the notification outbox, and the reads the incident summary needs.
+
+A notification is written to ``outbox`` once (its ``dedup_key`` is unique: channel and timeline
+event), in the same transaction that moves the notifier's cursor past the event, so a restart
+neither loses nor repeats one. Delivery marks the row sent, or counts the attempt and sets the
+next one; every change is an audit entry.
+"""
 
 from __future__ import annotations
 
-from agent.store.base import StoreBase
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Mapping
+
+from agent.clock import from_epoch, to_epoch, utcnow
+from agent.store.base import StoreBase, dumps
+from agent.store.migrations import migration, run_script
+
+ACTOR = "notifier"
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"      # waiting for its first or next attempt
+    SENT = "sent"            # the endpoint accepted it
+    SILENCED = "silenced"    # recorded, never sent: a paging channel and a silenced incident
+    EXPIRED = "expired"      # still failing after notify.give_up_after
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewNotification:
+    channel: str
+    incident_id: int
+    event: str
+    dedup_key: str
+    payload: Mapping[str, Any]
+    status: OutboxStatus = OutboxStatus.PENDING
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxItem:
+    id: int
+    channel: str
+    incident_id: int | None
+    event: str
+    dedup_key: str
+    payload: Mapping[str, Any]
+    created_at: datetime
+    next_attempt_at: datetime
+    attempts: int
+    status: OutboxStatus
+    last_error: str | None = None
+    sent_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HitPoint:
+    """One recorded hit of an incident, for plotting and ranking."""
+
+    series_id: str
+    detector: str
+    ts: datetime
+    value: float | None
+    expected: float | None
+    lower: float | None
+    upper: float | None
+    score: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunOutcome:
+    """A remediation run of an incident, as the summary shows it."""
+
+    id: int
+    rule: str
+    playbook: str
+    mode: str
+    status: str
+    rc: int | None
+    requested_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    verification: str | None
+    reason: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@migration(35, "notifier cursor and outbox delivery order")
+def _notify_cursor(conn: sqlite3.Connection) -> None:
+    run_script(
+        conn,
+        """
+        CREATE TABLE notify_cursor (
+            name TEXT PRIMARY KEY, last_event_id INTEGER NOT NULL, updated_at REAL NOT NULL);
+        CREATE INDEX outbox_order ON outbox(channel, incident_id, status, id);
+        """,
+    )
+
+
+def _item(row: sqlite3.Row) -> OutboxItem:
+    return OutboxItem(
+        id=row["id"], channel=row["channel"], incident_id=row["incident_id"], event=row["event"],
+        dedup_key=row["dedup_key"], payload=json.loads(row["payload"]), created_at=from_epoch(row["created_at"]),
+        next_attempt_at=from_epoch(row["next_attempt_at"]), attempts=row["attempts"],
+        status=OutboxStatus(row["status"]), last_error=row["last_error"], sent_at=from_epoch(row["sent_at"]))
 
 
 class OutboxStore(StoreBase):
-    """the notification outbox."""
+    """The notification outbox, the notifier's cursor over the timeline (``events_since`` of the
+incident store reads the events), and the summary's reads of hits, samples and runs."""
+
+    # -- the cursor over incident_events ------------------------------------------------------
+
+    def notify_cursor(self) -> int:
+        row = self.conn.execute("SELECT last_event_id FROM notify_cursor WHERE name = 'events'").fetchone()
+        return int(row[0]) if row else 0
+
+    def enqueue_notifications(self, items: list[NewNotification], *, cursor: int,
+                              now: datetime | None = None) -> int:
+        """Write ``items`` (each at most once, by dedup_key) and move the cursor to ``cursor``,
+        together. Returns how many rows were new."""
+        now = now or utcnow()
+        ts = to_epoch(now)
+        added = 0
+        with self.transaction() as conn:
+            for item in items:
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO outbox (channel, incident_id, event, dedup_key, payload, created_at, "
+                    "next_attempt_at, attempts, status) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                    (item.channel, item.incident_id, item.event, item.dedup_key, dumps(dict(item.payload)), ts, ts,
+                     str(item.status)))
+                if cur.rowcount:
+                    added += 1
+                    action = "notification.queued" if item.status is OutboxStatus.PENDING else "notification.silenced"
+                    self.audit(ACTOR, action, f"outbox:{cur.lastrowid}",
+                               {"channel": item.channel, "incident_id": item.incident_id, "event": item.event}, now=now)
+            conn.execute(
+                "INSERT INTO notify_cursor (name, last_event_id, updated_at) VALUES ('events', ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET last_event_id = max(last_event_id, excluded.last_event_id), "
+                "updated_at = excluded.updated_at", (cursor, ts))
+        return added
+
+    # -- delivery -----------------------------------------------------------------------------
+
+    def due_notifications(self, *, now: datetime, limit: int = 100) -> list[OutboxItem]:
+        """Pending rows whose time has come, oldest first; a row waits while an older pending row
+        of the same channel and incident does (so acknowledge never overtakes trigger)."""
+        rows = self.conn.execute(
+            "SELECT * FROM outbox o WHERE o.status = 'pending' AND o.next_attempt_at <= ? AND NOT EXISTS ("
+            "  SELECT 1 FROM outbox e WHERE e.channel = o.channel AND e.incident_id IS o.incident_id"
+            "  AND e.status = 'pending' AND e.id < o.id) ORDER BY o.id LIMIT ?",
+            (to_epoch(now), limit)).fetchall()
+        return [_item(r) for r in rows]
+
+    def mark_notification_sent(self, item_id: int, *, now: datetime | None = None) -> None:
+        now = now or utcnow()
+        with self.transaction():
+            changed = self._update("outbox", {"id": item_id, "status": "pending"},
+                                   {"status": "sent", "sent_at": to_epoch(now), "last_error": None})
+            if changed:
+                self.conn.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (item_id,))
+                self.audit(ACTOR, "notification.sent", f"outbox:{item_id}", {}, now=now)
+
+    def mark_notification_failed(self, item_id: int, *, error: str, retry_at: datetime | None,
+                                 now: datetime | None = None) -> None:
+        """Count a failed attempt; ``retry_at=None`` gives up (status expired)."""
+        now = now or utcnow()
+        values: dict[str, Any] = {"last_error": error[:500]}
+        if retry_at is None:
+            values["status"] = "expired"
+        else:
+            values["next_attempt_at"] = to_epoch(retry_at)
+        with self.transaction():
+            if self._update("outbox", {"id": item_id, "status": "pending"}, values):
+                self.conn.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (item_id,))
+                action = "notification.expired" if retry_at is None else "notification.failed"
+                self.audit(ACTOR, action, f"outbox:{item_id}",
+                           {"error": error[:500], "retry_at": retry_at}, now=now)
+
+    def count_pending_notifications(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM outbox WHERE status = 'pending'").fetchone()[0])
+
+    def outbox_items(self, *, status: OutboxStatus | None = None, incident_id: int | None = None) -> list[OutboxItem]:
+        sql, params = "SELECT * FROM outbox WHERE 1 = 1", []
+        if status is not None:
+            sql += " AND status = ?"
+            params.append(str(status))
+        if incident_id is not None:
+            sql += " AND incident_id = ?"
+            params.append(incident_id)
+        return [_item(r) for r in self.conn.execute(sql + " ORDER BY id", params)]
+
+    # -- what the incident summary reads --------------------------------------------------------
+
+    def summary_hits(self, incident_id: int) -> list[HitPoint]:
+        rows = self.conn.execute(
+            "SELECT series_id, detector, ts, value, expected, lower, upper, score FROM hits "
+            "WHERE incident_id = ? ORDER BY ts, id", (incident_id,)).fetchall()
+        return [HitPoint(series_id=r["series_id"], detector=r["detector"], ts=from_epoch(r["ts"]), value=r["value"],
+                         expected=r["expected"], lower=r["lower"], upper=r["upper"], score=r["score"]) for r in rows]
+
+    def summary_samples(self, series_id: str, *, start: datetime, end: datetime,
+                        limit: int = 5000) -> list[tuple[datetime, float | None]]:
+        """Stored samples of one series in [start, end], oldest first (empty when none are kept)."""
+        rows = self.conn.execute(
+            "SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? AND ts <= ? ORDER BY ts LIMIT ?",
+            (series_id, to_epoch(start), to_epoch(end), limit)).fetchall()
+        return [(from_epoch(r[0]), r[1]) for r in rows]
+
+    def summary_runs(self, incident_id: int) -> list[RunOutcome]:
+        rows = self.conn.execute(
+            "SELECT * FROM remediation_runs WHERE incident_id = ? ORDER BY requested_at, id", (incident_id,)).fetchall()
+        return [RunOutcome(id=r["id"], rule=r["rule"], playbook=r["playbook"], mode=r["mode"], status=r["status"],
+                           rc=r["rc"], requested_at=from_epoch(r["requested_at"]), started_at=from_epoch(r["started_at"]),
+                           ended_at=from_epoch(r["ended_at"]), verification=r["verification"], reason=r["reason"] or "")
+                for r in rows]
+

@@ -1,0 +1,54 @@
+"""One small PNG per signal: the series around the anomaly, the detector's expected value and
+band, and the anomalous points marked. Drawn with matplotlib's object API on the Agg canvas (no
+pyplot state, safe in the HTTP app's worker threads). No text from labels goes into the image:
+captions stay in the HTML, where they are escaped."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from datetime import datetime
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+from matplotlib.figure import Figure
+
+from agent.store.outbox import HitPoint
+
+WIDTH_IN, HEIGHT_IN, DPI = 7.5, 2.6, 96
+
+
+def signal_png(hits: Sequence[HitPoint], samples: Sequence[tuple[datetime, float | None]] = ()) -> bytes:
+    """PNG bytes of one signal: ``samples`` as the line (or the hits' values when none are
+    stored), ``expected`` dashed, ``lower``..``upper`` shaded, hits as red dots."""
+    fig = Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    series = [(t, v) for t, v in samples if v is not None] or [(h.ts, h.value) for h in hits if h.value is not None]
+    if series:
+        ax.plot([t for t, _ in series], [v for _, v in series], color="#1f5fa8", linewidth=1.2, label="observed")
+    banded = [h for h in hits if h.lower is not None and h.upper is not None]
+    if len(banded) > 1:
+        ax.fill_between([h.ts for h in banded], [h.lower for h in banded], [h.upper for h in banded],
+                        color="#7fbf7f", alpha=0.35, step="mid", label="expected band")
+    elif banded:
+        ax.vlines([banded[0].ts], [banded[0].lower], [banded[0].upper], colors="#4f9f4f", linewidth=6,
+                  alpha=0.5, label="expected band")
+    expected = [h for h in hits if h.expected is not None]
+    if expected:
+        ax.plot([h.ts for h in expected], [h.expected for h in expected], color="#2f7f2f", linestyle="--",
+                linewidth=1.2, marker="_" if len(expected) == 1 else None, label="expected")
+    marked = [h for h in hits if h.value is not None]
+    if marked:
+        ax.scatter([h.ts for h in marked], [h.value for h in marked], color="#d62728", s=28, zorder=5,
+                   label="anomalous")
+    locator = AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize=8, framealpha=0.8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
