@@ -52,3 +52,7 @@ class Metrics:
             "aiops_remediation_runs_total", "Remediation runs, by outcome.", ["outcome"], registry=r)
         self.remediation_decisions = Counter(
             "aiops_remediation_decisions_total", "Remediation decisions, by decision.", ["decision"], registry=r)
+        # detection: fits and scorings that failed for one subject (the others went on)
+        self.detector_failures = Counter(
+            "aiops_detector_failures_total", "Detector fits or scorings that failed for one subject, by detector "
+            "and phase (fit, score).", ["detector", "phase"], registry=r)
