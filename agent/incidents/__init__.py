@@ -1,14 +1,43 @@
-"""Stage 3: correlate hits into incidents and run their lifecycle."""
+"""Stage 3: correlate hits into incidents and run their lifecycle.
+
+``correlate`` places the cycle's hits (``correlator``), then counts quiet cycles and resolves
+incidents that stayed quiet with their data present (``lifecycle``). Suspect changes are read
+on demand with ``suspect_changes``.
+"""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agent.context import Context
+    from agent.incidents.model import Change, Incident
     from agent.pipeline import Cycle
+    from agent.store import Store
 
 
 def correlate(ctx: "Context", cycle: "Cycle") -> list[Any]:
     """Incidents opened, updated or resolved this cycle."""
-    return []
+    from agent.incidents.correlator import Correlator
+    from agent.incidents.lifecycle import advance
+
+    now = cycle.started_at
+    correlator = Correlator(ctx.store, ctx.config.incidents, interval_s=ctx.config.agent.interval,
+                            metrics=ctx.metrics)
+    placed = correlator.ingest(cycle.hits, now=now)
+    resolved = advance(ctx.store, ctx.config.incidents, cycle.samples, placed.touched, now=now)
+    ctx.metrics.open_incidents.set(ctx.store.count_open_incidents())
+    touched = sorted(placed.touched | set(resolved))
+    return [incident for i in touched if (incident := ctx.store.get_incident(i)) is not None]
+
+
+def suspect_changes(store: "Store", incident: "Incident", *, lookback_s: float) -> list["Change"]:
+    """Changes sharing a label with the incident or any of its signals, in the ``lookback_s``
+    before it was detected (or started, whichever is later), nearest first."""
+    before = max(incident.detected_at, incident.started_at) + timedelta(seconds=1)
+    seen: dict[int, Change] = {}
+    for labels in [incident.labels, *(s.labels for s in incident.signals)]:
+        for change in store.changes_near(labels, before=before, lookback_s=lookback_s):
+            seen.setdefault(change.id, change)
+    return sorted(seen.values(), key=lambda c: (before - c.ts, -c.id))

@@ -3,6 +3,7 @@ entry and the timeline event in the same transaction."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -148,8 +149,6 @@ class Matcher:
     value: str
 
     def matches(self, labels: Mapping[str, str]) -> bool:
-        import re
-
         actual = labels.get(self.name, "")
         if self.op is MatchOp.EQUAL:
             return actual == self.value
@@ -182,3 +181,24 @@ class Silence:
     def active_at(self, at: datetime) -> bool:
         end = min(self.ends_at, self.expired_at) if self.expired_at else self.ends_at
         return self.starts_at <= at < end
+
+
+_MATCHER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$")
+
+
+def parse_matcher(text: str) -> Matcher:
+    """``service=api``, ``env!=dev``, ``instance=~"web-.*"``, ``job!~batch.*`` → a Matcher.
+
+    Raises ``ValueError("expected …, found …")``."""
+    match = _MATCHER.match(text)
+    if not match:
+        raise ValueError(f"expected a label matcher such as service=api or instance=~web.*, found {text!r}")
+    name, op, value = match.groups()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        value = value[1:-1]
+    if op in ("=~", "!~"):
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"expected a regular expression after {op}, found {value!r} ({exc})") from None
+    return Matcher(name=name, op=MatchOp(op), value=value)

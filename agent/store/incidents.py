@@ -219,7 +219,7 @@ class IncidentStore(StoreBase):
                 self.conn.execute(_UPSERT_SIGNAL, self._signal_params(incident_id, s)).fetchall()
             self.set_incident_keys(incident_id, keys)
             self._write_event(incident_id, kind=EventKind.OPENED, actor=actor, message=message or f"opened: {title}",
-                              details={"signals": len(signals)}, now=now, labels=labels, severity=severity)
+                              details={"title": title}, now=now, labels=labels, severity=severity)
             self.audit(actor, "incident.open", f"incident:{incident_id}",
                        {"severity": severity.value, "title": title, "labels": dict(labels)}, now=now)
         incident = self.get_incident(incident_id)
@@ -341,7 +341,7 @@ class IncidentStore(StoreBase):
                 to_epoch(s.last_at), s.peak_score, s.last_value, s.last_expected, s.direction, s.explanation)
 
     def record_hits(self, hits: Sequence[Hit], *, incident_id: int | None, now: datetime,
-                    actor: str = "agent") -> list[str]:
+                    actor: str = "agent", events: bool = True) -> list[str]:
         """Store ``hits`` (pending ones with ``incident_id=None``) and fold them into the incident's
         signals; a signal new to the incident gets a ``signal_added`` event. Returns the new keys."""
         recorded = to_epoch(now)
@@ -361,6 +361,7 @@ class IncidentStore(StoreBase):
                     h.value, h.expected, str(h.direction), h.explanation)).fetchone()
                 if count == 1:
                     added.append(key)
+                if count == 1 and events:
                     self._write_event(incident_id, kind=EventKind.SIGNAL_ADDED, actor=actor,
                                       message=f"signal added: {h.metric or h.series_id} ({h.detector})",
                                       details={"series_id": h.series_id, "detector": h.detector}, now=now)
@@ -388,6 +389,20 @@ class IncidentStore(StoreBase):
                                 (incident_id,)).fetchone()
         return int(row[0])
 
+    def attach_pending_hits(self, series_id: str, detector: str, *, since: datetime, incident_id: int) -> None:
+        """Hand the hits that waited for a persistence rule to the incident they finally opened."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE hits SET incident_id = ? WHERE series_id = ? AND detector = ? AND incident_id IS NULL "
+                "AND recorded_at >= ?", (incident_id, series_id, detector, to_epoch(since)))
+            row = self.conn.execute("SELECT min(ts) FROM hits WHERE incident_id = ? AND series_id = ? AND detector = ?",
+                                    (incident_id, series_id, detector)).fetchone()
+            if row[0] is not None:
+                self.conn.execute("UPDATE incident_signals SET first_at = min(first_at, ?) WHERE incident_id = ? "
+                                  "AND signal_key = ?", (row[0], incident_id, signal_key(series_id, detector)))
+                self.conn.execute("UPDATE incidents SET started_at = min(started_at, ?) WHERE id = ?",
+                                  (row[0], incident_id))
+
     def pending_hit_cycles(self, series_id: str, detector: str, *, since: datetime) -> int:
         """Cycles since ``since`` in which this series and detector fired (for N-of-M rules)."""
         row = self.conn.execute(
@@ -411,15 +426,15 @@ class IncidentStore(StoreBase):
 
     def incidents_with_keys(self, keys: Iterable[str], *, active_since: datetime,
                             resolved_since: datetime | None = None) -> list[tuple[int, str]]:
-        """(id, status) of incidents sharing a correlation key whose last signal is at or after
-        ``active_since``: open ones first, then those resolved after ``resolved_since``, newest first."""
+        """(id, status) of incidents sharing a correlation key: open ones whose last signal is at or
+        after ``active_since`` first, then those resolved after ``resolved_since``; newest first."""
         keys = list(keys)
         if not keys:
             return []
         rows = self.conn.execute(
             f"SELECT DISTINCT i.id, i.status FROM incident_keys k JOIN incidents i ON i.id = k.incident_id "
-            f"WHERE k.key IN ({', '.join('?' for _ in keys)}) AND i.last_signal_at >= ? "
-            f"AND (i.status != 'resolved' OR i.resolved_at >= ?) ORDER BY i.status = 'resolved', i.id DESC",
+            f"WHERE k.key IN ({', '.join('?' for _ in keys)}) AND ((i.status != 'resolved' AND i.last_signal_at >= ?) "
+            f"OR (i.status = 'resolved' AND i.resolved_at >= ?)) ORDER BY i.status = 'resolved', i.id DESC",
             [*keys, to_epoch(active_since), to_epoch(resolved_since) if resolved_since else float("inf")]).fetchall()
         return [(int(r[0]), r[1]) for r in rows]
 

@@ -1,0 +1,147 @@
+"""Placing hits into incidents: join, reopen (flapping), wait (N of M cycles) or open.
+
+For each hit, in time order:
+
+1. the same series and detector already in an open incident → update that incident (repeats
+   never open a new one); in one resolved within the flap window → reopen it, marked flapping;
+2. an open incident whose last signal is within ``window`` and that shares a correlation key
+   (a correlation label value, or a connected part of the topology) → join it; a resolved one
+   sharing a key within the flap window → reopen it, flapping;
+3. a persistence rule that is not yet satisfied → keep the hit as pending;
+4. otherwise open a new incident.
+
+Everything for one batch happens in one store transaction, so a batch is all or nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from agent.config.incidents import IncidentsConfig
+from agent.incidents.model import IncidentStatus, Severity, Signal
+from agent.incidents.rootcause import guess_root_cause, title_for
+from agent.incidents.topology import Topology, correlation_keys
+from agent.log import kv
+from agent.store.incidents import signal_key
+from detectors.base import Hit
+
+if TYPE_CHECKING:
+    from agent.metrics import Metrics
+    from agent.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Placed:
+    """What one batch did: incidents touched and opened, hits left pending."""
+
+    touched: set[int] = field(default_factory=set)
+    opened: list[int] = field(default_factory=list)
+    pending: int = 0
+
+
+class Correlator:
+    def __init__(self, store: "Store", config: IncidentsConfig, *, interval_s: float,
+                 metrics: "Metrics | None" = None) -> None:
+        self.store = store
+        self.config = config
+        self.interval_s = interval_s
+        self.metrics = metrics
+        self.topology = Topology(config.topology)
+
+    def ingest(self, hits: Sequence[Hit], *, now: datetime, actor: str = "agent",
+               severities: Sequence[str | None] | None = None) -> Placed:
+        """Place ``hits`` (one transaction). ``severities`` may override the configured rules per hit."""
+        placed = Placed()
+        order = sorted(range(len(hits)), key=lambda i: hits[i].ts)
+        with self.store.transaction():
+            for i in order:
+                severity = (severities[i] if severities else None) or self.severity(hits[i])
+                self._place(hits[i], Severity(severity), now=now, actor=actor, placed=placed)
+        if self.metrics is not None and placed.opened:
+            self.metrics.incidents_opened.inc(len(placed.opened))
+        return placed
+
+    def severity(self, hit: Hit) -> str:
+        return self.config.severity_for(hit.labels, hit.detector, hit.score)
+
+    def _place(self, hit: Hit, severity: Severity, *, now: datetime, actor: str, placed: Placed) -> None:
+        store = self.store
+        flap_since = now - timedelta(seconds=self.config.flap_window)
+        keys = correlation_keys(self.config, self.topology, hit.labels)
+        target = store.incident_with_signal(signal_key(hit.series_id, hit.detector), resolved_since=flap_since)
+        if target is None:
+            found = store.incidents_with_keys(keys, active_since=hit.ts - timedelta(seconds=self.config.window),
+                                              resolved_since=flap_since)
+            target = found[0][0] if found else None
+        if target is not None:
+            self._join(target, hit, severity, keys, now=now, actor=actor)
+            placed.touched.add(target)
+            return
+        rule = self.config.persistence_for(hit.labels, hit.detector)
+        if rule is not None:
+            since = now - timedelta(seconds=(rule.cycles - 0.5) * self.interval_s)
+            earlier = store.pending_hit_cycles(hit.series_id, hit.detector, since=since)
+            seen_now = store.pending_hit_cycles(hit.series_id, hit.detector, since=now)
+            if earlier - seen_now + 1 < rule.hits:
+                store.record_hits([hit], incident_id=None, now=now)
+                placed.pending += 1
+                return
+        incident_id = self._open(hit, severity, keys, now=now, actor=actor)
+        if rule is not None:
+            store.attach_pending_hits(hit.series_id, hit.detector, since=since, incident_id=incident_id)
+        placed.touched.add(incident_id)
+        placed.opened.append(incident_id)
+
+    def _open(self, hit: Hit, severity: Severity, keys: list[str], *, now: datetime, actor: str) -> int:
+        signal = signal_of(hit)
+        root = guess_root_cause([signal], self.topology)
+        assert root is not None
+        incident = self.store.open_incident(
+            severity=severity, title=title_for(signal, 1), labels=dict(hit.labels), started_at=hit.ts, now=now,
+            actor=actor, root_cause=signal.series_id, root_cause_reason=root.reason, keys=keys)
+        self.store.record_hits([hit], incident_id=incident.id, now=now, actor=actor, events=False)
+        log.info(kv("incident.opened", id=incident.id, severity=severity.value, series=hit.series_id,
+                    detector=hit.detector))
+        return incident.id
+
+    def _join(self, incident_id: int, hit: Hit, severity: Severity, keys: list[str], *, now: datetime,
+              actor: str) -> None:
+        store = self.store
+        incident = store.get_incident(incident_id)
+        assert incident is not None
+        if incident.status is IncidentStatus.RESOLVED:
+            store.transition_incident(incident_id, IncidentStatus.OPEN, actor=actor, now=now, flapping=True,
+                                      reason=f"recurred within the flap window: {hit.metric or hit.series_id}")
+            log.info(kv("incident.reopened", id=incident_id, flapping=True))
+        added = store.record_hits([hit], incident_id=incident_id, now=now, actor=actor)
+        if added:
+            store.set_incident_keys(incident_id, keys)
+        if severity.rank > incident.severity.rank:
+            store.escalate_incident(incident_id, severity, actor=actor, now=now,
+                                    reason=f"{hit.metric or hit.series_id} ({hit.detector}) is {severity.value}")
+        if added or hit.ts < incident.started_at:
+            self.refresh(incident_id, now=now)
+
+    def refresh(self, incident_id: int, *, now: datetime) -> None:
+        """Recompute the root-cause guess, title, labels and start from the incident's signals."""
+        incident = self.store.get_incident(incident_id)
+        assert incident is not None
+        root = guess_root_cause(incident.signals, self.topology)
+        if root is None:
+            return
+        self.store.update_incident(
+            incident_id, now=now, title=title_for(root.signal, len(incident.signals)), labels=dict(root.signal.labels),
+            root_cause=root.signal.series_id, root_cause_reason=root.reason,
+            started_at=min(s.first_at for s in incident.signals))
+
+
+def signal_of(hit: Hit) -> Signal:
+    return Signal(series_id=hit.series_id, detector=hit.detector, metric=hit.metric, labels=dict(hit.labels),
+                  first_at=hit.ts, last_at=hit.ts, peak_score=hit.score, last_value=hit.value,
+                  last_expected=hit.expected, direction=str(hit.direction), explanation=hit.explanation)

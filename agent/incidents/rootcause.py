@@ -1,0 +1,74 @@
+"""The root-cause guess and the one-line title of an incident, from its signals.
+
+The guess is the earliest signal furthest upstream in the topology: the signal whose node the
+most other signals' nodes need (directly or through others), ties broken by who fired first.
+The reason says which of the two decided.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from agent.incidents.model import Signal
+from agent.incidents.topology import Topology, dependents
+
+ALERT_DETECTOR = "alertmanager"  # signals fed by Alertmanager webhooks
+WHERE_LABELS = ("service", "host", "instance", "node", "model", "job")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RootCause:
+    signal: Signal
+    reason: str
+
+
+def guess_root_cause(signals: Sequence[Signal], topology: Topology) -> RootCause | None:
+    if not signals:
+        return None
+    nodes = {s.key: topology.nodes(s.labels) for s in signals}
+    others = {s.key: [n for o in signals if o.key != s.key for n in nodes[o.key]] for s in signals}
+
+    def below(s: Signal) -> list[str]:
+        return sorted({d for node in nodes[s.key] for d in dependents(topology, node, others[s.key])})
+
+    ranked = sorted(signals, key=lambda s: (-len(below(s)), s.first_at, s.key))
+    best = ranked[0]
+    first = f"{best.first_at:%Y-%m-%d %H:%M:%S}Z"
+    downstream = below(best)
+    if downstream:
+        node = next(n for n in nodes[best.key] if dependents(topology, n, others[best.key]))
+        reason = (f"{_node_name(node)} is upstream of {', '.join(_node_name(d) for d in downstream)} in the "
+                  f"topology; its signal first fired at {first}")
+    elif len(signals) == 1:
+        reason = f"the only signal; it first fired at {first}"
+    else:
+        reason = f"the earliest signal (first fired at {first}); the topology places no other signal upstream of it"
+    return RootCause(signal=best, reason=reason)
+
+
+def _node_name(node: str) -> str:
+    kind, _, name = node.partition(":")
+    return f"{kind} {name}"
+
+
+def where(labels: Mapping[str, str]) -> str:
+    parts = [f"{k}={labels[k]}" for k in WHERE_LABELS if labels.get(k)]
+    return ", ".join(parts)
+
+
+def title_for(root: Signal, count: int) -> str:
+    """``http_latency_seconds up on service=api (0.92 vs 0.21 expected) +2 more signals``."""
+    what = root.metric or root.series_id
+    direction = {"up": "high", "down": "low"}.get(str(root.direction or ""), "anomalous")
+    if root.detector == ALERT_DETECTOR:
+        direction = "firing"
+    text = f"{what} {direction}"
+    place = where(root.labels)
+    if place:
+        text += f" on {place}"
+    if root.last_value is not None and root.last_expected is not None:
+        text += f" ({root.last_value:.3g} vs {root.last_expected:.3g} expected)"
+    if count > 1:
+        text += f" +{count - 1} more signal{'s' if count > 2 else ''}"
+    return text
