@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from agent import __version__
-from agent.clicommon import AiopsGroup, Settings, config_option, state_dir_option, with_config
+from agent.clicommon import AiopsGroup, Settings, config_option, shard_option, state_dir_option, with_config
 from agent.config import AgentConfig, load_config
 from agent.errors import ConfigError
 
@@ -92,7 +92,8 @@ def once(config: AgentConfig, state_dir: Path, as_json: bool) -> None:
 @cli.command("run")
 @config_option
 @state_dir_option
-def run(config_path: Path | None, state_dir: Path | None) -> None:
+@shard_option
+def run(config_path: Path | None, state_dir: Path | None, shard: str | None) -> None:
     """Run the scheduled daemon (as the systemd service does).
 
     Example: aiops run --config /etc/aiops-agent/agent.yaml
@@ -101,7 +102,7 @@ def run(config_path: Path | None, state_dir: Path | None) -> None:
     from agent.daemon import Daemon
 
     path, override = resolve(config_path, state_dir)
-    sys.exit(Daemon(path, state_dir=override).run())
+    sys.exit(Daemon(path, state_dir=override, shard=shard).run())
 
 
 @cli.group("service", cls=AiopsGroup)

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from agent.config import AgentConfig, load_config
+from agent.config import AgentConfig, load_config, with_shard
 from agent.errors import AiopsError
 
 DEFAULT_CONFIG = Path("/etc/aiops-agent/agent.yaml")
@@ -48,6 +48,10 @@ state_dir_option = click.option(
     "--state-dir", type=click.Path(file_okay=False, path_type=Path), envvar="AIOPS_STATE_DIR", default=None,
     help="Where the store and artifacts live (env AIOPS_STATE_DIR; overrides agent.state_dir).")
 
+shard_option = click.option(
+    "--shard", envvar="AIOPS_SHARD", default=None, metavar="I/N",
+    help="Handle only shard I of N of the series (env AIOPS_SHARD; overrides agent.shard).")
+
 
 class Settings:
     """What the group's own options said; a command's options override them."""
@@ -69,10 +73,11 @@ def with_config(fn: F) -> F:
 
     @config_option
     @state_dir_option
+    @shard_option
     @functools.wraps(fn)
-    def wrapper(*args: Any, config_path: Path | None, state_dir: Path | None, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, config_path: Path | None, state_dir: Path | None, shard: str | None, **kwargs: Any) -> Any:
         path, override = resolve(config_path, state_dir)
-        config = load_config(path)
+        config = with_shard(load_config(path), shard)
         return fn(*args, config=config, state_dir=Path(override or config.agent.state_dir), **kwargs)
 
     return wrapper  # type: ignore[return-value]

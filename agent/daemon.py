@@ -21,7 +21,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from agent import log as agentlog
-from agent.config import load_config
+from agent.config import AgentConfig, load_config, with_shard
 from agent.context import Context
 from agent.errors import ConfigError
 from agent.log import kv
@@ -34,9 +34,10 @@ CYCLE_JOB = "cycle"
 
 
 class Daemon:
-    def __init__(self, config_path: Path, *, state_dir: Path | None = None,
+    def __init__(self, config_path: Path, *, state_dir: Path | None = None, shard: str | None = None,
                  notifier: SdNotifier | None = None) -> None:
         self.config_path = Path(config_path)
+        self.shard = shard
         self.state_dir_override = state_dir
         self.notifier = notifier or SdNotifier()
         self.ctx: Context | None = None
@@ -50,7 +51,7 @@ class Daemon:
     # -- life cycle -------------------------------------------------------------------------
 
     def run(self) -> int:
-        config = load_config(self.config_path)  # a bad config stops start-up with exit code 2
+        config = self._load()  # a bad config stops start-up with exit code 2
         agentlog.setup(config.agent.log_level)
         self.ctx = ctx = Context.create(config, self.state_dir_override)
         ctx.store.audit("agent", "agent.start", str(self.config_path), {"state_dir": str(ctx.state_dir)})
@@ -76,6 +77,9 @@ class Daemon:
         finally:
             self._shutdown()
         return 0
+
+    def _load(self) -> AgentConfig:
+        return with_shard(load_config(self.config_path), self.shard)
 
     def stop(self, reason: str = "requested") -> None:
         if self.ctx is None or self.ctx.stopping.is_set():
@@ -167,7 +171,7 @@ class Daemon:
         assert self.ctx is not None
         self.notifier.reloading()
         try:
-            new = load_config(self.config_path)
+            new = self._load()
         except ConfigError as exc:
             for problem in exc.problems:
                 log.error(kv("config.reload_rejected", problem=str(problem)))

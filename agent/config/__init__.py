@@ -22,7 +22,7 @@ from agent import log
 from agent.config.model import AgentConfig
 from agent.errors import ConfigError, ConfigProblem
 
-__all__ = ["AgentConfig", "load_config", "parse_config", "SECRET_KEYS"]
+__all__ = ["AgentConfig", "load_config", "parse_config", "with_shard", "SECRET_KEYS"]
 
 SECRET_KEYS = frozenset(
     {"token", "password", "bearer_token", "routing_key", "api_key", "url_secret", "webhook_url"}
@@ -64,6 +64,17 @@ def parse_config(text: str, *, name: str = "<config>", base_dir: Path | None = N
     for secret in _secrets(config):
         log.redact(secret)
     return config
+
+
+def with_shard(config: AgentConfig, shard: str | None) -> AgentConfig:
+    """The config with ``agent.shard`` replaced by a command-line ``--shard i/n``."""
+    if not shard:
+        return config
+    try:
+        agent = type(config.agent).model_validate({**dict(config.agent), "shard": shard})
+    except ValidationError as exc:
+        raise ConfigError([_problem("--shard", {**err, "loc": ()}) for err in exc.errors(include_url=False)])
+    return config.model_copy(update={"agent": agent})
 
 
 # -- before validation: environment variables and secret files ------------------------------

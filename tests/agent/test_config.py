@@ -143,3 +143,14 @@ def test_config_check_cli_exit_codes(write_config, subprocess_env):
     failed = subprocess.run(["aiops", "config", "check", str(bad)], capture_output=True, text=True, env=subprocess_env)
     assert failed.returncode == 2
     assert failed.stderr == f"{bad}: agent.interval: expected a duration such as 30s, 5m, 2h or 7d, found 'soon'\n"
+
+
+def test_shard_flag_overrides_the_config_and_is_checked(make_config):
+    from agent.config import with_shard
+
+    config = make_config("")
+    assert with_shard(config, "2/4").agent.shard_index == (2, 4)
+    assert with_shard(config, None) is config
+    with pytest.raises(ConfigError) as info:
+        with_shard(config, "4/4")
+    assert str(info.value) == "--shard: expected a shard as i/n with 0 <= i < n, found '4/4'"
