@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import click
 
 from agent.clicommon import AiopsGroup, with_context
+from agent.clock import utcnow
 from agent.context import Context
+from agent.report.period import Period, period_since, zone
+
+
+def _period(since: str, until: str | None) -> Period:
+    try:
+        return period_since(since, now=utcnow(), until=until)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--since'/'--until'") from None
+
+
+def _tz(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    try:
+        zone(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
+since_option = click.option("--since", default="30d", show_default=True,
+                            help="Start of the period: a duration back from now (30d, 12h, 2w) or a date.")
+until_option = click.option("--until", default=None, help="End of the period (default: now); same forms as --since.")
 
 
 @click.group(cls=AiopsGroup)
@@ -20,13 +45,83 @@ def audit_verify(ctx: Context) -> None:
 
     Example: aiops audit verify --config /etc/aiops-agent/agent.yaml
     """
-    broken = ctx.store.verify_audit()
-    total = ctx.store.query_one("SELECT count(*) FROM audit")[0]
+    broken = ctx.store.verify_audit_chain()
+    total = ctx.store.count_audit()
     if broken is None:
-        click.echo(f"audit chain intact: {total} entries")
+        first, _ = ctx.store.audit_anchor()
+        tail = f" (entries up to {first} were pruned by retention)" if first else ""
+        click.echo(f"audit chain intact: {total} entries{tail}")
         return
     click.echo(f"audit chain broken at entry {broken.id}: {broken.reason}", err=True)
     raise SystemExit(1)
 
 
-commands: list[click.Command] = [audit]
+@audit.command("export")
+@since_option
+@until_option
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file instead of stdout.")
+@with_context
+def audit_export(ctx: Context, since: str, until: str | None, fmt: str, out: Path | None) -> None:
+    """Write audit entries of a period (who did what, when, and why) as JSON lines or CSV.
+
+    Example: aiops audit export --since 7d --format csv --out audit.csv
+    """
+    from agent.report.audit import export
+
+    period = _period(since, until)
+    if out is None:
+        count = export(ctx.store, period, fmt, sys.stdout)
+    else:
+        with out.open("w", encoding="utf-8", newline="") as stream:
+            count = export(ctx.store, period, fmt, stream)
+        click.echo(f"wrote {count} audit entries to {out}", err=True)
+
+
+@click.group(cls=AiopsGroup)
+def report() -> None:
+    """MTTR figures and the weekly HTML report."""
+
+
+@report.command("mttr")
+@since_option
+@until_option
+@click.option("--by", type=click.Choice(["service", "severity", "rule", "detector", "model", "week"]), default=None,
+              help="One row per group (week: weeks starting Monday in --tz).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "html"]), default="table",
+              show_default=True)
+@click.option("--tz", default="UTC", show_default=True, callback=_tz, help="Time zone that names the weeks.")
+@with_context
+def report_mttr(ctx: Context, since: str, until: str | None, by: str | None, fmt: str, tz: str) -> None:
+    """MTTD, MTTA and MTTR (count, mean, median, p90), the share auto-remediated, and MTTR with
+    a verified remediation vs by hand; model incidents get their own row.
+
+    Example: aiops report mttr --since 30d --by service --format table
+    """
+    from agent.report.mttr import mttr_report
+    from agent.report.render import render
+
+    period = _period(since, until)
+    click.echo(render(mttr_report(ctx.store, period, by=by, tz=tz, now=utcnow()), fmt), nl=False)
+
+
+@report.command("html")
+@since_option
+@until_option
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The HTML file to write.")
+@click.option("--tz", default="UTC", show_default=True, callback=_tz, help="Time zone that names the weeks.")
+@with_context
+def report_html(ctx: Context, since: str, until: str | None, out: Path, tz: str) -> None:
+    """Write the weekly review as one self-contained HTML file (plots embedded, no network).
+
+    Example: aiops report html --since 30d --out weekly.html
+    """
+    from agent.report.weekly import weekly_report
+
+    html = weekly_report(ctx.store, _period(since, until), tz=tz, now=utcnow())
+    out.write_text(html, encoding="utf-8")
+    click.echo(f"wrote {out} ({len(html) // 1024} KiB)")
+
+
+commands: list[click.Command] = [audit, report]
