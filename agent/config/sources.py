@@ -1,9 +1,175 @@
-"""Config section `sources`."""
+"""Config section ``sources``: where samples come from (Prometheus API, direct scraping, CSV files)."""
 
 from __future__ import annotations
 
-from agent.config.types import Section
+import re
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from agent.config.types import ConfigPath, Seconds, Section
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
+
+
+def _check_name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(f"expected a name of letters, digits, _ . : - (starting with a letter or _), found {value!r}")
+    return value
+
+
+def _check_url(value: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f"expected an http:// or https:// URL, found {value!r}")
+    return value
+
+
+class QueryConfig(Section):
+    """One named PromQL query, evaluated with ``query_range``."""
+
+    name: str
+    expr: str
+    step: Seconds | None = Field(default=None, gt=0)
+    kind: Literal["gauge", "rate", "quantile", "bucket"] = "gauge"
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        return _check_name(value)
+
+    @field_validator("expr")
+    @classmethod
+    def _expr_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("expected a PromQL expression, found an empty string")
+        return value
+
+
+class PrometheusSourceConfig(Section):
+    """Any server with the Prometheus HTTP API: Prometheus, Thanos, Mimir, VictoriaMetrics."""
+
+    url: str = "http://127.0.0.1:9090"
+    bearer_token: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    verify_tls: bool = True
+    ca_file: ConfigPath | None = None
+    timeout: Seconds = Field(default=10.0, gt=0)
+    retries: int = Field(default=2, ge=0, le=10)
+    backoff: Seconds = Field(default=0.5, ge=0)
+    step: Seconds = Field(default=60.0, gt=0)
+    max_points_per_request: int = Field(default=11_000, ge=2, le=11_000)
+    queries: list[QueryConfig] = Field(default_factory=list)
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        return _check_url(value)
+
+    @field_validator("bearer_token", "password", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> "PrometheusSourceConfig":
+        if self.bearer_token is not None and self.username:
+            raise ValueError("expected either bearer_token or username/password, found both")
+        names = [q.name for q in self.queries]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"expected unique query names, found {', '.join(dupes)} more than once")
+        return self
+
+
+class TargetConfig(Section):
+    """One exposition-format endpoint (node_exporter, an application's /metrics)."""
+
+    name: str
+    url: str
+    # A target expected to be absent on some hosts (node_exporter): its absence is logged at info.
+    optional: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        return _check_name(value)
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        return _check_url(value)
+
+
+def _default_targets() -> list[TargetConfig]:
+    return [TargetConfig(name="node", url="http://127.0.0.1:9100/metrics", optional=True)]
+
+
+class ScrapeSourceConfig(Section):
+    """Direct scraping; the history lives in the agent's store."""
+
+    self_metrics: bool = True
+    targets: list[TargetConfig] = Field(default_factory=_default_targets)
+    timeout: Seconds = Field(default=5.0, gt=0)
+    retention: Seconds = Field(default=8 * 86400.0, gt=0)
+    quantiles: list[float] = Field(default_factory=lambda: [0.5, 0.95, 0.99])
+    metrics: list[str] = Field(default_factory=list)
+    prune_batch: int = Field(default=20_000, ge=100)
+
+    @field_validator("quantiles")
+    @classmethod
+    def _check_quantiles(cls, value: list[float]) -> list[float]:
+        bad = [q for q in value if not 0 < q < 1]
+        if bad:
+            raise ValueError(f"expected quantiles between 0 and 1 (exclusive), found {bad[0]!r}")
+        return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _check_patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"expected a regular expression, found {pattern!r} ({exc})") from None
+        return value
+
+    @model_validator(mode="after")
+    def _unique_targets(self) -> "ScrapeSourceConfig":
+        names = [t.name for t in self.targets]
+        dupes = sorted({n for n in names if names.count(n) > 1} | ({"aiops"} & set(names) if self.self_metrics else set()))
+        if dupes:
+            raise ValueError(f"expected unique target names (aiops is taken by self_metrics), found {', '.join(dupes)} twice")
+        return self
+
+
+class FileSourceConfig(Section):
+    """CSV replay: NAB's ``timestamp,value`` files (series named after the file) or wide CSVs."""
+
+    paths: list[ConfigPath] = Field(default_factory=list)
+    timestamp_column: str = "timestamp"
+    metric: str = "replay"
 
 
 class SourcesConfig(Section):
-    """Settings for sources."""
+    """Which source feeds the cycle, how much each cycle fetches, and limits."""
+
+    kind: Literal["scrape", "prometheus", "file"] = "scrape"
+    window: Seconds = Field(default=900.0, gt=0)
+    catchup_max: Seconds = Field(default=6 * 3600.0, gt=0)
+    series_limit: int = Field(default=10_000, ge=1)
+    prometheus: PrometheusSourceConfig = PrometheusSourceConfig()
+    scrape: ScrapeSourceConfig = ScrapeSourceConfig()
+    file: FileSourceConfig = FileSourceConfig()
+
+    @model_validator(mode="after")
+    def _kind_is_configured(self) -> "SourcesConfig":
+        if self.kind == "prometheus" and not self.prometheus.queries:
+            raise ValueError("expected at least one query in sources.prometheus.queries when kind is prometheus, found none")
+        if self.kind == "file" and not self.file.paths:
+            raise ValueError("expected at least one path in sources.file.paths when kind is file, found none")
+        return self
+
+
+__all__ = ["FileSourceConfig", "PrometheusSourceConfig", "QueryConfig", "ScrapeSourceConfig", "SourcesConfig",
+           "TargetConfig"]

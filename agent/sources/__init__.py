@@ -1,18 +1,182 @@
-"""Stage 1: collect samples from the configured source."""
+"""Stage 1: collect samples from the configured source.
+
+``collect(ctx, cycle)`` returns the window the detectors judge this cycle: the last
+``sources.window`` before the cycle's time, reaching back to the previous cycle when that was
+longer ago (capped at ``sources.catchup_max``), restricted to this agent's shard.
+``history(ctx, start, end)`` returns older samples for refits, from the same source.
+
+The built source (its HTTP session, the state of its targets) lives as long as the Context and
+is rebuilt when the config is reloaded.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Union
 
-from agent.sources.base import Samples, SeriesInfo, Source, series_id, shard_of
+import pandas as pd
+
+from agent.log import kv
+from agent.sources.base import FailureKind, FetchError, Samples, SeriesInfo, Source, series_id, shard_of
 
 if TYPE_CHECKING:
+    from agent.config import AgentConfig
     from agent.context import Context
+    from agent.metrics import Metrics
     from agent.pipeline import Cycle
+    from agent.sources.files import FileSource
+    from agent.sources.health import TargetHealth
+    from agent.sources.prometheus import PrometheusSource
+    from agent.sources.scrape import ScrapeSource
+    from agent.store import Store
 
-__all__ = ["Samples", "SeriesInfo", "Source", "collect", "series_id", "shard_of"]
+    AnySource = Union[ScrapeSource, PrometheusSource, FileSource]
+
+__all__ = ["FailureKind", "FetchError", "Samples", "SeriesInfo", "Source", "build_source", "collect", "history",
+           "series_id", "shard_filter", "shard_of"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Runtime:
+    config: "AgentConfig"
+    source: "AnySource"
+    health: "TargetHealth"
+    last_end: pd.Timestamp | None = None
+
+
+_RUNTIMES: dict[int, _Runtime] = {}
+_LOCK = threading.Lock()
+
+
+def build_source(config: "AgentConfig", *, store: "Store", metrics: "Metrics", health: "TargetHealth") -> "AnySource":
+    """The source ``config.sources.kind`` names, ready to fetch."""
+    from agent.sources.files import FileSource
+    from agent.sources.prometheus import PrometheusSource
+    from agent.sources.scrape import ScrapeSource
+
+    sources = config.sources
+    if sources.kind == "prometheus":
+        return PrometheusSource(sources.prometheus, metrics=metrics, health=health, series_limit=sources.series_limit)
+    if sources.kind == "file":
+        return FileSource(sources.file)
+    return ScrapeSource(sources.scrape, scrape_targets(config), store=store, metrics=metrics, health=health,
+                        series_limit=sources.series_limit)
+
+
+def scrape_targets(config: "AgentConfig") -> list:
+    """The configured targets, led by the agent's own /metrics when ``self_metrics`` is on."""
+    from agent.config.sources import TargetConfig
+
+    targets = list(config.sources.scrape.targets)
+    if config.sources.scrape.self_metrics and config.http.enabled:
+        host = config.http.listen
+        host = "127.0.0.1" if host in ("0.0.0.0", "", "*") else "[::1]" if host == "::" else host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        # Optional: ``aiops once`` serves no HTTP, and its own metrics being absent is not news.
+        targets.insert(0, TargetConfig(name="aiops", url=f"http://{host}:{config.http.port}/metrics", optional=True))
+    return targets
+
+
+def shard_filter(config: "AgentConfig") -> Callable[[str], bool]:
+    """``keep(series_id)``: whether this agent's shard (``agent.shard`` = i/n) owns the series."""
+    index, count = config.agent.shard_index
+    if count == 1:
+        return lambda sid: True
+    return lambda sid: shard_of(sid, count) == index
+
+
+def _runtime(ctx: "Context") -> _Runtime:
+    from agent.sources.health import TargetHealth
+
+    key = id(ctx)
+    with _LOCK:
+        rt = _RUNTIMES.get(key)
+        if rt is not None and rt.config.sources == ctx.config.sources and rt.config.http == ctx.config.http:
+            return rt
+        if rt is not None:
+            rt.source.close()
+            log.info(kv("sources.rebuilt", kind=ctx.config.sources.kind))
+        else:
+            weakref.finalize(ctx, _forget, key)
+        health = rt.health if rt is not None else TargetHealth(ctx.metrics)
+        source = build_source(ctx.config, store=ctx.store, metrics=ctx.metrics, health=health)
+        rt = _RUNTIMES[key] = _Runtime(config=ctx.config, source=source, health=health,
+                                       last_end=rt.last_end if rt is not None else None)
+        return rt
+
+
+def _forget(key: int) -> None:
+    with _LOCK:
+        rt = _RUNTIMES.pop(key, None)
+    if rt is not None:
+        rt.source.close()
 
 
 def collect(ctx: "Context", cycle: "Cycle") -> Samples:
-    """The samples this cycle judges."""
-    return Samples.empty()
+    """The samples this cycle judges: this shard's series over the detection window."""
+    from agent.sources.frame import restrict
+    from agent.sources.scrape import ScrapeSource
+
+    rt = _runtime(ctx)
+    cfg = ctx.config.sources
+    now = pd.Timestamp(cycle.started_at).tz_convert("UTC")
+    start = now - pd.Timedelta(seconds=cfg.window)
+    if rt.last_end is not None and rt.last_end < start:
+        start = max(rt.last_end, now - pd.Timedelta(seconds=cfg.catchup_max))
+    keep = shard_filter(ctx.config)
+    source = rt.source
+    if isinstance(source, ScrapeSource):
+        outcome = source.scrape(cycle.started_at, keep)
+        samples = source.gaps_for(outcome.failed, restrict(source.fetch(start, now), keep), keep)
+    else:
+        samples = restrict(source.fetch(start, now), keep)
+    rt.last_end = now
+    ctx.metrics.series_collected.set(len(samples))
+    log.debug(kv("sources.collected", kind=cfg.kind, series=len(samples), points=samples.values.shape[0],
+                 gaps=len(samples.gaps), start=start.to_pydatetime(), end=now.to_pydatetime()))
+    return samples
+
+
+def history(ctx: "Context", start: pd.Timestamp, end: pd.Timestamp, *, series_ids: Sequence[str] | None = None,
+            step_s: float | None = None) -> Samples:
+    """This shard's samples over ``[start, end]`` for refits: Prometheus query_range (at ``step_s``
+    instead of each query's step when given), or the scrape history in the store, or the CSV files.
+    With ``step_s`` the store and file histories are averaged into ``step_s`` buckets (bucket
+    counts are summed). Sources failing raise FetchError (a refit should wait, not learn a gap)."""
+    from agent.sources.frame import restrict
+    from agent.sources.prometheus import PrometheusSource
+
+    rt = _runtime(ctx)
+    start, end = pd.Timestamp(start).tz_convert("UTC"), pd.Timestamp(end).tz_convert("UTC")
+    keep = shard_filter(ctx.config)
+    source = rt.source
+    if isinstance(source, PrometheusSource):
+        queries = source.config.queries
+        if step_s is not None:
+            queries = [q.model_copy(update={"step": step_s}) for q in queries]
+        samples = source.fetch(start, end, queries)
+        if source.failed:
+            raise FetchError(source.name, ",".join(source.failed), FailureKind.API_ERROR,
+                             "history incomplete: these queries failed")
+    else:
+        samples = source.fetch(start, end, series_ids)
+        if step_s is not None:
+            samples = _resample(samples, step_s)
+    if series_ids is not None:
+        wanted = set(series_ids)
+        samples = restrict(samples, lambda sid: sid in wanted or sid in samples.buckets)
+    return restrict(samples, keep)
+
+
+def _resample(samples: Samples, step_s: float) -> Samples:
+    rule = pd.Timedelta(seconds=step_s)
+    values = samples.values.resample(rule).mean() if len(samples.values.index) else samples.values
+    buckets = {h: f.resample(rule).sum(min_count=1) for h, f in samples.buckets.items()}
+    return Samples(values=values, series=samples.series, gaps=samples.gaps, buckets=buckets)

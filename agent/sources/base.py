@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 
 import pandas as pd
+
+from agent.errors import SourceError
 
 
 def series_id(metric: str, labels: Mapping[str, str]) -> str:
@@ -63,3 +66,24 @@ class Source(Protocol):
     name: str
 
     def fetch(self, start: pd.Timestamp, end: pd.Timestamp) -> Samples: ...
+
+
+class FailureKind(StrEnum):
+    """Why a fetch or scrape produced nothing: the ``kind`` label of aiops_source_errors_total."""
+
+    CONNECTION = "connection"
+    TIMEOUT = "timeout"
+    HTTP_STATUS = "http_status"
+    INVALID_JSON = "invalid_json"
+    HTML = "html"
+    PARSE = "parse"
+    API_ERROR = "api_error"
+    FILE = "file"
+
+
+class FetchError(SourceError):
+    """One target or query could not be read; its series become gaps for this cycle."""
+
+    def __init__(self, source: str, target: str, kind: FailureKind, problem: str) -> None:
+        self.kind = kind
+        super().__init__(source, target, problem)

@@ -1,0 +1,246 @@
+"""Source: any server with Prometheus' HTTP API (Prometheus, Thanos, Mimir, VictoriaMetrics).
+
+Every configured query is evaluated with ``/api/v1/query_range`` on a grid aligned to its step, so
+successive cycles and chunks land on the same timestamps. Ranges longer than the server's
+11,000-points-per-series limit are split into chunks. One Session keeps connections open.
+Connection errors, 429 and 5xx are retried with exponential backoff and jitter; a timeout is not
+(a server that is slow now stays slow, and retrying would multiply the cycle's time), and after a
+connection failure or timeout the remaining queries of the round are not attempted either.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import requests
+
+from agent.config.sources import PrometheusSourceConfig, QueryConfig
+from agent.log import kv
+from agent.metrics import Metrics
+from agent.sources import http
+from agent.sources.base import FailureKind, FetchError, Samples, SeriesInfo, series_id
+from agent.sources.frame import empty_index, histogram_id, to_index, with_gaps
+from agent.sources.health import TargetHealth
+
+log = logging.getLogger(__name__)
+
+SOURCE = "prometheus"
+_MAX_SLEEP_S = 10.0
+
+
+@dataclass(slots=True)
+class FetchStats:
+    """Where the time of the last fetch went (the benchmark reads it)."""
+
+    requests: int = 0
+    bytes: int = 0
+    json_decode_s: float = 0.0
+    points: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class _QueryFrame:
+    grid: np.ndarray  # epoch seconds
+    infos: list[SeriesInfo] = field(default_factory=list)
+    columns: list[np.ndarray] = field(default_factory=list)
+
+
+class PrometheusSource:
+    name = SOURCE
+
+    def __init__(self, config: PrometheusSourceConfig, *, metrics: Metrics, health: TargetHealth,
+                 series_limit: int) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.health = health
+        self.series_limit = series_limit
+        self.url = config.url.rstrip("/") + "/api/v1/query_range"
+        self.session = requests.Session()
+        if config.bearer_token is not None:
+            self.session.headers["Authorization"] = f"Bearer {config.bearer_token.get_secret_value()}"
+        elif config.username:
+            password = config.password.get_secret_value() if config.password else ""
+            self.session.auth = (config.username, password)
+        self.session.verify = str(config.ca_file) if config.ca_file and config.verify_tls else config.verify_tls
+        self.stats = FetchStats()
+        self._known: dict[str, dict[str, SeriesInfo]] = {}
+        self.failed: list[str] = []  # queries that failed in the last fetch
+
+    def close(self) -> None:
+        self.session.close()
+
+    def fetch(self, start: pd.Timestamp, end: pd.Timestamp, queries: Sequence[QueryConfig] | None = None) -> Samples:
+        """Every query over ``[start, end]``; a query that fails leaves its known series as gaps."""
+        self.stats = FetchStats()
+        self.failed = []
+        frames: list[pd.DataFrame] = []
+        series: dict[str, SeriesInfo] = {}
+        buckets: dict[str, pd.DataFrame] = {}
+        missing: list[SeriesInfo] = []
+        fatal: FetchError | None = None
+        for query in queries if queries is not None else self.config.queries:
+            try:
+                if fatal is not None:
+                    raise FetchError(SOURCE, query.name, fatal.kind, fatal.problem)
+                qf = self.query_range(query, start.timestamp(), end.timestamp())
+            except FetchError as exc:
+                if exc.kind in (FailureKind.CONNECTION, FailureKind.TIMEOUT):
+                    fatal = exc
+                self.health.down(exc)
+                self.failed.append(query.name)
+                missing += self._known.get(query.name, {}).values()
+                continue
+            self.health.up(SOURCE, query.name)
+            self._known[query.name] = {i.series_id: i for i in qf.infos}
+            self._place(qf, query, frames, series, buckets)
+        values = pd.concat(frames, axis=1) if frames else pd.DataFrame(index=empty_index(), dtype="float64")
+        values.index.name = "ts"
+        samples = Samples(values=values, series=series, buckets=buckets)
+        return with_gaps(samples, [i for i in missing if i.series_id not in series])
+
+    def _place(self, qf: _QueryFrame, query: QueryConfig, frames: list[pd.DataFrame],
+               series: dict[str, SeriesInfo], buckets: dict[str, pd.DataFrame]) -> None:
+        index = to_index(qf.grid)
+        if query.kind == "bucket":
+            grouped: dict[str, dict[float, np.ndarray]] = {}
+            for info, column in zip(qf.infos, qf.columns):
+                if "le" in info.labels:
+                    grouped.setdefault(histogram_id(info), {})[float(info.labels["le"])] = column
+            for hid, cols in grouped.items():
+                buckets[hid] = pd.DataFrame(dict(sorted(cols.items())), index=index)
+            return
+        fresh = [(i, c) for i, c in zip(qf.infos, qf.columns) if i.series_id not in series]
+        if len(fresh) < len(qf.infos):
+            self.metrics.samples_dropped.labels(reason="duplicate_series").inc(len(qf.infos) - len(fresh))
+        if not fresh:
+            return
+        matrix = np.column_stack([c for _, c in fresh]) if fresh else np.empty((len(index), 0))
+        frames.append(pd.DataFrame(matrix, index=index, columns=[i.series_id for i, _ in fresh]))
+        series.update((i.series_id, i) for i, _ in fresh)
+
+    # -- one query -----------------------------------------------------------------------------
+
+    def query_range(self, query: QueryConfig, start_s: float, end_s: float) -> _QueryFrame:
+        step = query.step or self.config.step
+        first = math.floor(start_s / step) * step
+        last = math.floor(end_s / step) * step
+        grid = first + step * np.arange(int(round((last - first) / step)) + 1)
+        qf = _QueryFrame(grid=grid)
+        where: dict[str, int] = {}
+        span = (self.config.max_points_per_request - 1) * step
+        chunk_start = first
+        while chunk_start <= last:
+            chunk_end = min(chunk_start + span, last)
+            result = self._request(query, {"query": query.expr, "start": _fmt(chunk_start),
+                                           "end": _fmt(chunk_end), "step": _fmt(step)})
+            self._merge(query, result, qf, where, first, step)
+            chunk_start = chunk_end + step
+        return qf
+
+    def _merge(self, query: QueryConfig, result: list[dict], qf: _QueryFrame, where: dict[str, int],
+               first: float, step: float) -> None:
+        non_finite = 0
+        truncated = 0
+        for item in result:
+            labels = dict(item.get("metric") or {})
+            name = labels.pop("__name__", None) or query.name
+            sid = series_id(name, labels)
+            col = where.get(sid)
+            if col is None:
+                if len(where) >= self.series_limit:
+                    truncated += 1
+                    continue
+                col = where[sid] = len(qf.infos)
+                qf.infos.append(SeriesInfo(series_id=sid, metric=name, labels=labels, kind=query.kind))
+                qf.columns.append(np.full(len(qf.grid), np.nan))
+            points = item.get("values") or []
+            if not points:
+                continue
+            ts = np.fromiter((p[0] for p in points), dtype="float64", count=len(points))
+            vals = np.array([p[1] for p in points], dtype="float64")
+            bad = ~np.isfinite(vals)
+            if bad.any():
+                non_finite += int(bad.sum())
+                vals[bad] = np.nan
+            pos = np.rint((ts - first) / step).astype("int64")
+            ok = (pos >= 0) & (pos < len(qf.grid))
+            qf.columns[col][pos[ok]] = vals[ok]
+            self.stats.points += len(points)
+        if non_finite:
+            self.metrics.samples_dropped.labels(reason="non_finite").inc(non_finite)
+        if truncated:
+            self.metrics.samples_dropped.labels(reason="series_limit").inc(truncated)
+        self.health.note(SOURCE, query.name, f"more than {self.series_limit} series; kept the first {self.series_limit}"
+                         if truncated else None, "source.truncated", query=query.expr)
+
+    def _request(self, query: QueryConfig, params: dict[str, str]) -> list[dict]:
+        attempts = self.config.retries + 1
+        for attempt in range(attempts):
+            retry_after: float | None = None
+            try:
+                response = http.send(self.session, "POST", SOURCE, query.name, self.url, data=params,
+                                            timeout_s=self.config.timeout)
+            except FetchError as exc:
+                if exc.kind != FailureKind.CONNECTION or attempt == attempts - 1:
+                    raise
+                error = exc
+            else:
+                if response.status_code == 429 or response.status_code >= 500:
+                    error = FetchError(SOURCE, query.name, FailureKind.HTTP_STATUS, f"HTTP {response.status_code}")
+                    retry_after = _retry_after(response)
+                    if attempt == attempts - 1:
+                        raise error
+                else:
+                    return self._decode(query, response)
+            delay = retry_after if retry_after is not None else self.config.backoff * (2 ** attempt) * random.uniform(0.5, 1.5)
+            log.debug(kv("prometheus.retry", query=query.name, attempt=attempt + 1, error=error.problem,
+                         delay_s=round(delay, 2)))
+            time.sleep(min(delay, _MAX_SLEEP_S))
+        raise AssertionError("unreachable")
+
+    def _decode(self, query: QueryConfig, response: requests.Response) -> list[dict]:
+        body = response.content
+        self.stats.requests += 1
+        self.stats.bytes += len(body)
+        started = time.perf_counter()
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            head = body[:200].decode("utf-8", "replace")
+            if http.looks_like_html(response, head):
+                raise FetchError(SOURCE, query.name, FailureKind.HTML, "an HTML page instead of JSON") from None
+            raise FetchError(SOURCE, query.name, FailureKind.INVALID_JSON,
+                             f"invalid JSON (HTTP {response.status_code})") from None
+        finally:
+            self.stats.json_decode_s += time.perf_counter() - started
+        if not isinstance(payload, dict) or payload.get("status") != "success":
+            error = payload.get("error", "no error message") if isinstance(payload, dict) else "not an object"
+            raise FetchError(SOURCE, query.name, FailureKind.API_ERROR, f"HTTP {response.status_code}: {error}")
+        warnings = payload.get("warnings") or []
+        self.health.note(SOURCE, query.name, "; ".join(map(str, warnings)) if warnings else None,
+                         "source.warnings", query=query.expr)
+        data = payload.get("data") or {}
+        if data.get("resultType") != "matrix":
+            raise FetchError(SOURCE, query.name, FailureKind.API_ERROR,
+                             f"expected a matrix result, found {data.get('resultType')!r}")
+        return data.get("result") or []
+
+
+def _fmt(epoch_s: float) -> str:
+    return f"{epoch_s:.3f}"
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

@@ -1,0 +1,145 @@
+"""The embedded default source: scrape exposition-format endpoints directly, keep history in the store.
+
+Each cycle reads every target once, at the cycle's time. Labels ``job`` (the target's name) and
+``instance`` (host:port) are added as Prometheus would, so a series keeps one identity whether it
+was scraped here or read from a Prometheus scraping the same exporter.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import pandas as pd
+import requests
+
+from agent.clock import to_epoch
+from agent.config.sources import ScrapeSourceConfig, TargetConfig
+from agent.log import kv
+from agent.metrics import Metrics
+from agent.sources import http
+from agent.sources.base import FailureKind, FetchError, Samples, SeriesInfo
+from agent.sources.exposition import Derived, derive, parse_exposition
+from agent.sources.frame import from_long, with_gaps
+from agent.sources.health import TargetHealth
+
+if TYPE_CHECKING:
+    from agent.store import Store
+
+log = logging.getLogger(__name__)
+
+SOURCE = "scrape"
+ACCEPT = "text/plain;version=0.0.4;q=0.9,*/*;q=0.1"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScrapeOutcome:
+    """One round of scrapes: what was written, and which targets failed."""
+
+    ts: float
+    written: int
+    failed: frozenset[str]
+    pruned: int
+
+
+class ScrapeSource:
+    name = SOURCE
+
+    def __init__(self, config: ScrapeSourceConfig, targets: Sequence[TargetConfig], *, store: "Store",
+                 metrics: Metrics, health: TargetHealth, series_limit: int) -> None:
+        self.config = config
+        self.targets = list(targets)
+        self.store = store
+        self.metrics = metrics
+        self.health = health
+        self.series_limit = series_limit
+        self.session = requests.Session()
+        self._patterns = [re.compile(p) for p in config.metrics]
+
+    def close(self) -> None:
+        self.session.close()
+
+    # -- one round ---------------------------------------------------------------------------
+
+    def scrape(self, now: datetime, keep: Callable[[str], bool] = lambda sid: True) -> ScrapeOutcome:
+        """Scrape every target at ``now``; store the derived samples of the series ``keep`` accepts."""
+        # Floored to the millisecond the frame keeps, so a fetch ending at ``now`` includes it.
+        ts = math.floor(to_epoch(now) * 1000) / 1000
+        failed: set[str] = set()
+        written = 0
+        for target in self.targets:
+            try:
+                derived = self._scrape_one(target, ts)
+            except FetchError as exc:
+                self.health.down(exc, expected=target.optional)
+                failed.add(target.name)
+                continue
+            self.health.up(SOURCE, target.name)
+            written += self._store(target, derived, ts, keep)
+        pruned = self.store.prune_samples(ts - self.config.retention, max_rows=self.config.prune_batch)
+        return ScrapeOutcome(ts=ts, written=written, failed=frozenset(failed), pruned=pruned)
+
+    def _scrape_one(self, target: TargetConfig, ts: float) -> Derived:
+        response = http.send(self.session, "GET", SOURCE, target.name, target.url, timeout_s=self.config.timeout,
+                            headers={"Accept": ACCEPT})
+        text = response.text
+        if response.status_code != 200:
+            raise FetchError(SOURCE, target.name, FailureKind.HTTP_STATUS, f"HTTP {response.status_code}")
+        if http.looks_like_html(response, text[:200]):
+            raise FetchError(SOURCE, target.name, FailureKind.HTML, "an HTML page instead of metrics")
+        parts = urlsplit(target.url)
+        extra = {"job": target.name, "instance": parts.netloc}
+        try:
+            exposition = parse_exposition(text, extra_labels=extra, keep=self._keep_metric)
+        except (ValueError, IndexError, KeyError) as exc:
+            raise FetchError(SOURCE, target.name, FailureKind.PARSE, f"not exposition format ({str(exc)[:80]})") from None
+        if exposition.non_finite:
+            self.metrics.samples_dropped.labels(reason="non_finite").inc(exposition.non_finite)
+        keys = [info.series_id for info, _ in exposition.counters]
+        keys += [h.bucket_key(b[1]) for h in exposition.histograms for b in h.buckets]
+        previous = self.store.counter_readings(keys)
+        derived = derive(exposition, ts, previous, self.config.quantiles)
+        if derived.resets:
+            log.info(kv("scrape.counter_reset", target=target.name, counters=derived.resets))
+        return derived
+
+    def _keep_metric(self, name: str) -> bool:
+        return not self._patterns or any(p.fullmatch(name) for p in self._patterns)
+
+    def _store(self, target: TargetConfig, derived: Derived, ts: float, keep: Callable[[str], bool]) -> int:
+        series = {s.series_id: s for s in derived.series if keep(s.series_id)}
+        dropped = sorted(series)[self.series_limit:]
+        for sid in dropped:
+            del series[sid]
+        if dropped:
+            self.metrics.samples_dropped.labels(reason="series_limit").inc(len(dropped))
+        self.health.note(SOURCE, target.name, f"kept {self.series_limit} series, dropped {len(dropped)} past the limit"
+                         if dropped else None, "source.truncated")
+        rows = [(sid, ts, value) for sid, value in derived.values if sid in series]
+        self.store.save_counter_readings(derived.readings)
+        return self.store.record_samples(series.values(), rows, now=ts)
+
+    # -- reading history back ------------------------------------------------------------------
+
+    def fetch(self, start: pd.Timestamp, end: pd.Timestamp, series_ids: Sequence[str] | None = None) -> Samples:
+        """Stored samples in ``[start, end]`` (what earlier scrapes wrote)."""
+        started = time.perf_counter()
+        long = self.store.sample_history(to_epoch(start.to_pydatetime()), to_epoch(end.to_pydatetime()), series_ids)
+        infos = {s.series_id: s for s in self.store.known_series()}
+        samples = from_long(long, infos)
+        log.debug(kv("scrape.history", points=len(long), duration_s=round(time.perf_counter() - started, 3)))
+        return samples
+
+    def gaps_for(self, failed: frozenset[str], samples: Samples, keep: Callable[[str], bool]) -> Samples:
+        """Mark every known series of the failed targets as a gap this cycle."""
+        missing: list[SeriesInfo] = []
+        for name in sorted(failed):
+            missing += [s for s in self.store.known_series(labels={"job": name}) if keep(s.series_id)]
+        return with_gaps(samples, missing)
