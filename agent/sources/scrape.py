@@ -83,7 +83,7 @@ class ScrapeSource:
                 continue
             self.health.up(SOURCE, target.name)
             written += self._store(target, derived, ts, keep)
-        pruned = self.store.prune_samples(ts - self.config.retention, max_rows=self.config.prune_batch)
+        pruned = self.store.prune_scrape_history(ts - self.config.retention, max_rows=self.config.prune_batch)
         return ScrapeOutcome(ts=ts, written=written, failed=frozenset(failed), pruned=pruned)
 
     def _scrape_one(self, target: TargetConfig, ts: float) -> Derived:

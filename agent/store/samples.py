@@ -76,7 +76,7 @@ class SampleStore(StoreBase):
         frame = pd.DataFrame([tuple(r) for r in rows], columns=["series_id", "ts", "value"])
         return frame.astype({"series_id": "object", "ts": "float64", "value": "float64"})
 
-    def prune_samples(self, before: float, *, max_rows: int) -> int:
+    def prune_scrape_history(self, before: float, *, max_rows: int) -> int:
         """Delete at most ``max_rows`` samples older than ``before``, oldest first; the count deleted.
 
         Bounded so a cycle never waits on a long delete: a backlog clears over several cycles."""
