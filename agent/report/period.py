@@ -76,5 +76,5 @@ def week_labels(epoch_s: pd.Series, tz: str = "UTC") -> pd.Series:
     no incident into the wrong week.
     """
     local = pd.to_datetime(epoch_s, unit="s", utc=True).dt.tz_convert(zone(tz)).dt.tz_localize(None)
-    monday = local.dt.normalize() - pd.to_timedelta(local.dt.weekday, unit="D")
+    monday = local.dt.normalize() - pd.to_timedelta(local.dt.day_of_week, unit="D")
     return monday.dt.strftime("%Y-%m-%d")

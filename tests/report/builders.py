@@ -55,3 +55,33 @@ def add_incident(store: Store, *, started: Time, detected: Time, acked: Time = N
                 (incident_id, run["rule"], run.get("playbook", run["rule"] + ".yml"), run.get("mode", "apply"),
                  run.get("status", "successful"), begun, begun, begun + 30))
     return incident_id
+
+
+DAY = 86400.0
+
+
+def known_incidents(store: Store, t0: float) -> dict[str, int]:
+    """Six incidents whose figures the tests compute by hand (see test_mttr.py)."""
+    cpu = {"metric": "node_cpu_usage", "detector": "stl", "series_id": "node_cpu_usage{host=a}"}
+    return {
+        "A": add_incident(store, started=t0, detected=t0 + 60, acked=t0 + 180, remediation_started=t0 + 200,
+                          verified=t0 + 800, resolved=t0 + 900, resolution="remediation", severity="critical",
+                          labels={"service": "api"}, signals=[cpu], runs=[{"rule": "restart-api"}]),
+        "B": add_incident(store, started=t0 + DAY, detected=t0 + DAY + 120, acked=t0 + DAY + 300,
+                          resolved=t0 + DAY + 3600, resolution="manual", severity="critical",
+                          labels={"service": "api"}, signals=[cpu]),
+        "C": add_incident(store, started=t0 + 2 * DAY, detected=t0 + 2 * DAY + 30, resolved=t0 + 2 * DAY + 1200,
+                          resolution="quiet", labels={"service": "db"},
+                          signals=[{"metric": "disk_io", "detector": "iforest", "series_id": "disk_io{host=b}"}]),
+        "D": add_incident(store, started=t0 + 3 * DAY, detected=t0 + 3 * DAY + 90, acked=t0 + 3 * DAY + 150,
+                          labels={"service": "db"}, signals=[{**cpu, "series_id": "node_cpu_usage{host=b}"}]),
+        "E": add_incident(store, started=t0 + 4 * DAY, detected=t0 + 4 * DAY + 300, resolved=t0 + 4 * DAY + 7200,
+                          resolution="remediation", remediation_started=t0 + 4 * DAY + 400,
+                          labels={"model": "churn"}, title="feature_x drifted",
+                          signals=[{"metric": "feature_x", "detector": "drift", "series_id": "feature_x{model=churn}"}],
+                          runs=[{"rule": "retrain-churn", "status": "failed"}]),
+        "F": add_incident(store, started=t0 + 5 * DAY, detected=t0 + 5 * DAY + 60, severity="info",
+                          labels={"service": "api"}, title="inference latency up",
+                          signals=[{"metric": "model_inference_latency_seconds", "detector": "threshold",
+                                    "series_id": "lat{model=churn}", "labels": {"model": "churn"}}]),
+    }

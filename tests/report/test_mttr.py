@@ -1,0 +1,154 @@
+"""MTTD, MTTA and MTTR against figures computed by hand.
+
+The six known incidents (tests/report/builders.py), in seconds:
+
+    id  service  severity  MTTD  MTTA  MTTR   resolution
+    A   api      critical    60   120   900   verified remediation (auto)
+    B   api      critical   120   180  3600   manual
+    C   db       warning     30     -  1200   quiet
+    D   db       warning     90    60     -   acknowledged, never resolved
+    E   (model)  warning    300     -  7200   remediation, not verified (so not auto)
+    F   api      info        60     -     -   open (model: inference latency)
+
+MTTD 30 60 60 90 120 300: mean 110, median 75, p90 = 120 + 0.5 x 180 = 210 (linear).
+MTTA 60 120 180: mean 120, median 120, p90 = 120 + 0.8 x 60 = 168.
+MTTR 900 1200 3600 7200: mean 3225, median 2400, p90 = 3600 + 0.7 x 3600 = 6120.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from agent.report.mttr import GroupFigures, Stat, mttr_report
+from agent.report.period import Period, period_since
+from tests.report.builders import DAY, add_incident, known_incidents
+
+T0 = datetime(2026, 3, 2, tzinfo=timezone.utc).timestamp()  # a Monday
+NOW = datetime(2026, 3, 10, tzinfo=timezone.utc)
+
+
+def _period() -> Period:
+    return period_since("30d", now=NOW)
+
+
+@pytest.fixture
+def known(store):
+    return known_incidents(store, T0)
+
+
+def test_totals_match_hand_computed_figures(store, known):
+    report = mttr_report(store, _period(), now=NOW)
+    assert report.total == GroupFigures(
+        group="all", incidents=6, resolved=4, unresolved=2, acknowledged=3, auto_remediated=1, auto_share=0.25,
+        mttd=Stat(n=6, mean_s=110.0, median_s=75.0, p90_s=210.0),
+        mtta=Stat(n=3, mean_s=120.0, median_s=120.0, p90_s=168.0),
+        mttr=Stat(n=4, mean_s=3225.0, median_s=2400.0, p90_s=pytest.approx(6120.0)))
+
+
+def test_model_incidents_get_their_own_row(store, known):
+    # E (drift, model label) and F (inference latency signal labelled model=churn).
+    model = mttr_report(store, _period(), now=NOW).model
+    assert (model.group, model.incidents, model.resolved, model.unresolved) == ("model incidents", 2, 1, 1)
+    assert model.mttd == Stat(n=2, mean_s=180.0, median_s=180.0, p90_s=pytest.approx(276.0))
+    assert model.mttr == Stat(n=1, mean_s=7200.0, median_s=7200.0, p90_s=7200.0)
+    assert model.auto_share == 0.0
+
+
+def test_by_service(store, known):
+    groups = {g.group: g for g in mttr_report(store, _period(), by="service", now=NOW).groups}
+    assert sorted(groups) == ["(none)", "api", "db"]
+    api = groups["api"]  # A, B, F
+    assert (api.incidents, api.resolved, api.unresolved, api.auto_share) == (3, 2, 1, 0.5)
+    assert api.mttr == Stat(n=2, mean_s=2250.0, median_s=2250.0, p90_s=pytest.approx(3330.0))
+    assert api.mtta == Stat(n=2, mean_s=150.0, median_s=150.0, p90_s=pytest.approx(174.0))
+    db = groups["db"]  # C, D: D acknowledged but never resolved
+    assert (db.incidents, db.unresolved, db.acknowledged) == (2, 1, 1)
+    assert db.mttr == Stat(n=1, mean_s=1200.0, median_s=1200.0, p90_s=1200.0)
+    assert db.mtta == Stat(n=1, mean_s=60.0, median_s=60.0, p90_s=60.0)
+
+
+@pytest.mark.parametrize(("by", "expected"), [
+    ("severity", {"critical": (2, 2250.0), "warning": (3, 4200.0), "info": (1, None)}),
+    ("rule", {"restart-api": (1, 900.0), "retrain-churn": (1, 7200.0), "(none)": (4, 2400.0)}),
+    ("detector", {"stl": (3, 2250.0), "iforest": (1, 1200.0), "drift": (1, 7200.0), "threshold": (1, None)}),
+    ("model", {"churn": (2, 7200.0), "(none)": (4, 1900.0)}),
+    ("week", {"2026-03-02": (6, 3225.0)}),
+])
+def test_other_groupings(store, known, by, expected):
+    groups = mttr_report(store, _period(), by=by, now=NOW).groups
+    assert {g.group: (g.incidents, g.mttr.mean_s) for g in groups} == expected
+
+
+def test_verified_remediation_vs_by_hand_for_the_same_kind(store, known):
+    report = mttr_report(store, _period(), now=NOW)
+    # Only node_cpu_usage has both: A (auto, 900 s) and B (manual, 3600 s). C, E stand alone; D is open.
+    assert [c.kind for c in report.comparison] == ["node_cpu_usage"]
+    cpu = report.comparison[0]
+    assert (cpu.auto.n, cpu.auto.mean_s, cpu.manual.n, cpu.manual.mean_s, cpu.speedup) == (1, 900.0, 1, 3600.0, 4.0)
+    assert report.comparison_total.auto.mean_s == 900.0 and report.comparison_total.manual.mean_s == 3600.0
+
+
+def test_period_bounds_choose_incidents_by_start(store, known):
+    period = Period(since=datetime.fromtimestamp(T0 + DAY, timezone.utc),
+                    until=datetime.fromtimestamp(T0 + 3 * DAY, timezone.utc))
+    report = mttr_report(store, period, now=NOW)  # B and C only
+    assert (report.total.incidents, report.total.mttr.mean_s) == (2, 2400.0)
+
+
+def test_no_incidents_at_all(store):
+    report = mttr_report(store, _period(), by="service", now=NOW)
+    none = Stat(n=0, mean_s=None, median_s=None, p90_s=None)
+    assert report.groups == ()
+    assert report.total == GroupFigures(group="all", incidents=0, resolved=0, unresolved=0, acknowledged=0,
+                                        auto_remediated=0, auto_share=None, mttd=none, mtta=none, mttr=none)
+    assert report.model.incidents == 0 and report.comparison == ()
+    assert report.comparison_total.speedup is None
+
+
+def test_only_unresolved_incidents_are_counted_but_have_no_mttr(store):
+    add_incident(store, started=T0, detected=T0 + 10, acked=T0 + 70)
+    add_incident(store, started=T0, detected=T0 + 20)
+    total = mttr_report(store, _period(), now=NOW).total
+    assert (total.incidents, total.unresolved, total.resolved, total.auto_share) == (2, 2, 0, None)
+    assert total.mttr == Stat(n=0, mean_s=None, median_s=None, p90_s=None)
+    assert total.mtta == Stat(n=1, mean_s=60.0, median_s=60.0, p90_s=60.0)
+
+
+def test_durations_across_dst_changes_are_exact(store):
+    # Europe/Berlin springs forward at 2026-03-29 01:00 UTC and falls back at 2026-10-25 01:00 UTC;
+    # wall-clock arithmetic would give 1 h and 0 h here. Epoch seconds give the real 2 h and 1 h.
+    spring = datetime(2026, 3, 29, 0, 30, tzinfo=timezone.utc).timestamp()
+    autumn = datetime(2026, 10, 25, 0, 30, tzinfo=timezone.utc).timestamp()
+    add_incident(store, started=spring, detected=spring + 60, resolved=spring + 7200, resolution="manual")
+    add_incident(store, started=autumn, detected=autumn + 60, resolved=autumn + 3600, resolution="manual")
+    now = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    groups = mttr_report(store, period_since("2026-03-01", now=now), by="week", tz="Europe/Berlin", now=now).groups
+    assert [(g.group, g.mttr.mean_s) for g in groups] == [("2026-03-23", 7200.0), ("2026-10-19", 3600.0)]
+
+
+def test_weeks_follow_local_mondays_across_dst(store):
+    # 2026-03-29 22:30 UTC is already Monday 00:30 in Berlin (after the change to CEST, +2 h),
+    # but still Sunday in UTC: the week it belongs to depends on --tz, never on a 7 x 24 h step.
+    before = datetime(2026, 3, 29, 0, 30, tzinfo=timezone.utc).timestamp()
+    after = datetime(2026, 3, 29, 22, 30, tzinfo=timezone.utc).timestamp()
+    add_incident(store, started=before, detected=before + 60, resolved=before + 7200, resolution="manual")
+    add_incident(store, started=after, detected=after + 60, resolved=after + 1800, resolution="manual")
+    now = datetime(2026, 4, 5, tzinfo=timezone.utc)
+    berlin = mttr_report(store, period_since("14d", now=now), by="week", tz="Europe/Berlin", now=now).groups
+    utc = mttr_report(store, period_since("14d", now=now), by="week", tz="UTC", now=now).groups
+    assert [(g.group, g.incidents, g.mttr.mean_s) for g in berlin] == [("2026-03-23", 1, 7200.0), ("2026-03-30", 1, 1800.0)]
+    assert [(g.group, g.incidents, g.mttr.mean_s) for g in utc] == [("2026-03-23", 2, 4500.0)]
+
+
+def test_reopened_incident_is_unresolved(store):
+    incident = add_incident(store, started=T0, detected=T0 + 10, resolved=T0 + 100, resolution="quiet")
+    store.conn.execute("UPDATE incidents SET status = 'open' WHERE id = ?", (incident,))
+    total = mttr_report(store, _period(), now=NOW).total
+    assert (total.unresolved, total.mttr.n) == (1, 0)
+
+
+def test_unknown_grouping_is_refused(store):
+    with pytest.raises(ValueError, match=r"^expected a grouping among service, severity, rule, detector, model, week, found 'team'$"):
+        mttr_report(store, _period(), by="team", now=NOW)
