@@ -169,6 +169,7 @@ class ReportStore(StoreBase):
               AND sa.ts >= ? AND sa.ts < ? AND sa.value IS NOT NULL
             """, (since_s, until_s)).fetchall()
         values = pd.DataFrame.from_records([tuple(r) for r in latency], columns=["model", "value"])
+        values["value"] = values["value"].astype("float64")
         p95 = values.groupby("model")["value"].quantile(0.95).rename("latency_p95")
         return frame.merge(p95, how="left", left_on="model", right_index=True)
 
