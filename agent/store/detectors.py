@@ -158,15 +158,3 @@ class DetectorStateStore(StoreBase):
                 hits[row[0]].append(from_epoch(row[1]))
         return {sid: Exclusions(windows=sorted(windows.get(sid, [])), hits=sorted(hits.get(sid, [])))
                 for sid in set(windows) | set(hits)}
-
-    def stored_sample_history(self, series_ids: Sequence[str], since: datetime,
-                              until: datetime) -> dict[str, list[tuple[float, float | None]]]:
-        """(epoch ts, value) per series from the scrape source's history, oldest first."""
-        out: dict[str, list[tuple[float, float | None]]] = defaultdict(list)
-        for chunk in _chunks(list(series_ids)):
-            marks = ", ".join("?" for _ in chunk)
-            for row in self.conn.execute(
-                    f"SELECT series_id, ts, value FROM samples WHERE series_id IN ({marks}) AND ts BETWEEN ? AND ? "
-                    f"ORDER BY series_id, ts", (*chunk, to_epoch(since), to_epoch(until))):
-                out[row[0]].append((row[1], row[2]))
-        return dict(out)

@@ -1,0 +1,211 @@
+"""The detection stage's memory: fitted detectors, loaded from the store at start, refitted on
+schedule, and used to score each cycle's new points.
+
+One ``Engine`` lives per Context. It keeps, per series, the newest timestamp already scored,
+so a frame that repeats older points (a source returning a window) scores only what is new.
+A restarted agent has no such marks: it scores the newest interval of its first frame, with the
+state it loads from the store, and refits nothing until a subject's turn comes.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from agent.config.detectors import DetectorsConfig
+from agent.detection.codec import decode_state
+from agent.detection.drift import DriftWatch
+from agent.detection.fitting import (
+    Schedule, Subject, Unit, due, fit_subject, read_refit_history, within_budget,
+)
+from agent.detection.specs import Grouping, Spec, compile_specs
+from agent.log import kv
+from agent.sources.base import Samples, SeriesInfo
+from detectors.base import Hit
+from detectors.errors import DetectorError
+
+if TYPE_CHECKING:
+    from agent.context import Context
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    def __init__(self, ctx: "Context") -> None:
+        # Weak: the engine lives in a module-level table that must not keep a Context alive.
+        self._ctx = weakref.ref(ctx)
+        self.config: DetectorsConfig | None = None
+        self.specs: list[Spec] = []
+        self.units: dict[tuple[str, str], Unit] = {}
+        self.schedule = Schedule()
+        self.scored_until: dict[str, pd.Timestamp] = {}
+        self.drift = DriftWatch()
+
+    @property
+    def ctx(self) -> "Context":
+        ctx = self._ctx()
+        if ctx is None:
+            raise RuntimeError("the Context of this detection engine is gone")
+        return ctx
+
+    # -- configuration and stored state --------------------------------------------------------
+
+    def sync(self) -> None:
+        """Compile the config; on first use (or a reload that changed it) load the stored state."""
+        config = self.ctx.config.detectors
+        if config is self.config:
+            return
+        self.config = config
+        self.specs = compile_specs(config, cycle_interval_s=self.ctx.config.agent.interval)
+        self.units = {}
+        self._load()
+
+    def _load(self) -> None:
+        by_name = {s.name: s for s in self.specs}
+        loaded = stale = 0
+        for stored in self.ctx.store.load_fitted_states():
+            spec = by_name.get(stored.detector)
+            if spec is None or stored.params.get("fingerprint") != spec.fingerprint:
+                stale += 1
+                continue
+            try:
+                detector = spec.build().set_state(decode_state(stored.state))
+            except (DetectorError, ValueError, TypeError, AttributeError, ImportError) as exc:
+                log.warning(kv("detect.state_unusable", detector=spec.name, subject=stored.subject, error=str(exc)))
+                stale += 1
+                continue
+            self.units[(spec.name, stored.subject)] = Unit(
+                spec=spec, subject=stored.subject, detector=detector,
+                columns=tuple(stored.params.get("columns", ())), fitted_at=stored.fitted_at)
+            loaded += 1
+        log.info(kv("detect.state_loaded", subjects=loaded, stale=stale or None))
+
+    # -- one cycle ------------------------------------------------------------------------------
+
+    def detect(self, samples: Samples, *, now: datetime) -> list[Hit]:
+        self.sync()
+        live = {sid: info for sid, info in samples.series.items()
+                if sid not in samples.gaps and sid in samples.values.columns}
+        subjects = [Subject(spec=spec, subject=name, series=tuple(sids))
+                    for spec in self.specs for name, sids in spec.subjects(live).items()]
+        new_from = self._new_points(samples, live)
+        self._refit(subjects, samples, new_from, now=now)
+        hits = self._score(subjects, samples, new_from)
+        hits += self.drift.detect(self.ctx, samples, now=now)
+        for sid, start in new_from.items():
+            last = samples.values[sid].loc[start:].last_valid_index()
+            if last is not None:
+                self.scored_until[sid] = last
+        self.ctx.metrics.series_scored.inc(len(new_from))
+        return hits
+
+    def _refit(self, subjects: list[Subject], samples: Samples, new_from: Mapping[str, pd.Timestamp], *,
+               now: datetime) -> None:
+        refit = self.ctx.config.detectors.refit
+        plan = due(subjects, self.units, self.schedule, now=now, interval_s=self.ctx.config.agent.interval,
+                   refit_s=refit.interval)
+        chosen = within_budget(plan, refit.max_per_cycle)
+        if not chosen:
+            return
+        try:
+            history = read_refit_history(self.ctx, [subj for _, subj in chosen], samples, now=now)
+        except Exception as exc:  # a source that cannot give history: refit later, score with what we have
+            log.warning(kv("detect.history_failed", subjects=len(chosen), error=str(exc)))
+            chosen = [(why, subj) for why, subj in chosen if not subj.spec.needs_history]
+            history = None
+        saved = []
+        for why, subj in chosen:
+            self.ctx.heartbeat.beat()
+            try:
+                starts = [new_from[s] for s in subj.series if s in new_from]
+                fitted = fit_subject(self.ctx, subj, history, self.schedule, now=now,
+                                     before=min(starts) if starts else None)
+            except Exception as exc:  # one subject's bad data must not stop the others' fits
+                log.exception(kv("detect.fit_failed", detector=subj.spec.name, subject=subj.subject,
+                                 error=type(exc).__name__))
+                self.ctx.metrics.detector_failures.labels(detector=subj.spec.name, phase="fit").inc()
+                retry = now + timedelta(seconds=refit.interval / 4)
+                for sid in subj.series:
+                    self.schedule.not_before[(subj.spec.name, sid)] = retry
+                continue
+            if fitted is None:
+                continue
+            unit, state = fitted
+            self.units[subj.key] = unit
+            saved.append(state)
+            self.ctx.metrics.refits.labels(detector=subj.spec.name).inc()
+            log.debug(kv("detect.fitted", detector=subj.spec.name, subject=subj.subject, why=why.name.lower(),
+                          series=len(unit.columns)))
+        if saved:
+            self.ctx.store.save_fitted_states(saved, now=now)
+
+    def _new_points(self, samples: Samples, live: Mapping[str, SeriesInfo]) -> dict[str, pd.Timestamp]:
+        """Per series with new points: the first timestamp that is new."""
+        values = samples.values
+        if values.empty:
+            return {}
+        fallback = values.index.max() - pd.Timedelta(seconds=self.ctx.config.agent.interval)
+        out = {}
+        for sid in live:
+            column = values[sid]
+            after = self.scored_until.get(sid, fallback)
+            fresh = column[column.index > after].first_valid_index()
+            if fresh is not None:
+                out[sid] = fresh
+        return out
+
+    def _score(self, subjects: list[Subject], samples: Samples, new_from: Mapping[str, pd.Timestamp]) -> list[Hit]:
+        hits: list[Hit] = []
+        for subj in subjects:
+            unit = self.units.get(subj.key)
+            if unit is None:
+                continue
+            columns = [c for c in unit.columns if c in new_from]
+            if not columns:
+                continue
+            start = min(new_from[c] for c in columns)
+            window = samples.values[columns]
+            position = window.index.searchsorted(start)
+            window = window.iloc[max(0, position - subj.spec.context_points):]
+            try:
+                if subj.spec.grouping is Grouping.ENTITY:
+                    scores = unit.detector.score(window, entity=subj.subject)
+                else:
+                    scores = unit.detector.score(window)
+            except Exception as exc:  # one subject failing is counted; the rest are still scored
+                log.exception(kv("detect.score_failed", detector=subj.spec.name, subject=subj.subject,
+                                 error=type(exc).__name__))
+                self.ctx.metrics.detector_failures.labels(detector=subj.spec.name, phase="score").inc()
+                continue
+            for hit in scores.hits:
+                filled = self._fill(hit, subj, samples)
+                if filled is not None and self._is_new(filled, subj, new_from):
+                    hits.append(filled)
+                    self.ctx.metrics.hits.labels(detector=subj.spec.name).inc()
+        return hits
+
+    @staticmethod
+    def _is_new(hit: Hit, subj: Subject, new_from: Mapping[str, pd.Timestamp]) -> bool:
+        ts = pd.Timestamp(hit.ts)
+        if subj.spec.grouping is Grouping.ENTITY:
+            return ts >= min(new_from[c] for c in subj.series if c in new_from)
+        start = new_from.get(hit.series_id)
+        return start is not None and ts >= start
+
+    @staticmethod
+    def _fill(hit: Hit, subj: Subject, samples: Samples) -> Hit | None:
+        info = samples.series.get(hit.series_id)
+        if info is not None:
+            return replace(hit, detector=subj.spec.name, metric=info.metric, labels=dict(info.labels))
+        if subj.spec.grouping is Grouping.ENTITY:
+            return replace(hit, detector=subj.spec.name, series_id=subj.entity_id, entity=subj.subject,
+                           metric=subj.spec.name, labels={subj.spec.entity_label: subj.subject})
+        log.warning(kv("detect.hit_unknown_series", detector=subj.spec.name, series_id=hit.series_id))
+        return None
+
