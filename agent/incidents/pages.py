@@ -17,10 +17,9 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from agent.incidents.summary import TOP_PLOTS, Summary, build, clean, run_outcome, status_line, ts
+from agent.incidents.summary import TOP_PLOTS, Summary, build, clean, prometheus_url, run_outcome, status_line, ts
 
 if TYPE_CHECKING:
-    from agent.config import AgentConfig
     from agent.store import Store
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
@@ -109,13 +108,3 @@ def incident_page(incident_id: int, request: Request) -> HTMLResponse:
     summary = build(ctx.store, incident_id, base_url=ctx.config.http.base_url,
                     prometheus_url=prometheus_url(ctx.config))
     return _page(render_html(summary, ctx.store))
-
-
-def prometheus_url(config: "AgentConfig") -> str | None:
-    """Where graph links point: ``notify.prometheus_url``, else the Prometheus source when it is
-    the one in use, else nowhere."""
-    if config.notify.prometheus_url:
-        return config.notify.prometheus_url
-    if config.sources.kind == "prometheus":
-        return config.sources.prometheus.url
-    return None

@@ -21,6 +21,7 @@ from agent.incidents.model import Change, Incident, IncidentEvent, Signal
 from agent.store.incidents import UnknownIncidentError
 
 if TYPE_CHECKING:
+    from agent.config import AgentConfig
     from agent.store import Store
     from agent.store.outbox import RunOutcome
 
@@ -153,6 +154,16 @@ def graph_url(prometheus_url: str, signal: Signal) -> str | None:
     span_h = max(1, int((end - signal.first_at).total_seconds() // 3600) + 2)
     return (f"{prometheus_url.rstrip('/')}/graph?g0.expr={quote(expr, safe='')}&g0.tab=0"
             f"&g0.range_input={span_h}h&g0.end_input={quote(end.strftime('%Y-%m-%d %H:%M:%S'), safe='')}")
+
+
+def prometheus_url(config: "AgentConfig") -> str | None:
+    """Where graph links point: ``notify.prometheus_url``, else the Prometheus source when it is
+    the one in use, else nowhere."""
+    if config.notify.prometheus_url:
+        return config.notify.prometheus_url
+    if config.sources.kind == "prometheus":
+        return config.sources.prometheus.url
+    return None
 
 
 # -- rendering ----------------------------------------------------------------------------------

@@ -1,14 +1,47 @@
-"""Stage 5: deliver notifications from the outbox."""
+"""Stage 5: turn incident timeline events into notifications and deliver them from the outbox.
+
+Decoupled from correlation: the stage reads ``incident_events`` past its own cursor, routes each
+opened, acknowledged, resolved, reopened, escalated and remediation event to channels by
+severity and labels (``notify.routes``), writes one outbox row per channel, then delivers the
+rows that are due with retries and exponential backoff. Paging channels stay quiet for silenced
+incidents and flapping reopens; those rows are recorded as ``silenced``.
+"""
 
 from __future__ import annotations
 
+import logging
+from datetime import datetime
 from typing import TYPE_CHECKING
+
+from agent.incidents.summary import prometheus_url
+from agent.log import kv
+from agent.notify.channels import build_channels
+from agent.notify.delivery import Delivered, deliver, enqueue
 
 if TYPE_CHECKING:
     from agent.context import Context
     from agent.pipeline import Cycle
 
+log = logging.getLogger(__name__)
+
+__all__ = ["Delivered", "notify", "notify_once"]
+
 
 def notify(ctx: "Context", cycle: "Cycle") -> int:
-    """Deliver what is due; returns how many notifications went out."""
-    return 0
+    """Queue this cycle's new events and deliver what is due; returns how many went out."""
+    return notify_once(ctx, now=cycle.started_at).sent
+
+
+def notify_once(ctx: "Context", *, now: datetime | None = None) -> Delivered:
+    now = now or ctx.clock()
+    config = ctx.config.notify
+    channels = build_channels(config.channels) if config.enabled else {}
+    queued = enqueue(ctx.store, config, channels, now=now, base_url=ctx.config.http.base_url,
+                     prometheus_url=prometheus_url(ctx.config))
+    result = deliver(ctx.store, config, channels, now=now, metrics=ctx.metrics)
+    pending = ctx.store.count_pending_notifications()
+    ctx.metrics.outbox_pending.set(pending)
+    if queued or result.sent or result.failed or result.expired:
+        log.info(kv("notify.done", queued=queued, sent=result.sent, failed=result.failed, expired=result.expired,
+                    deferred=result.deferred, pending=pending))
+    return result

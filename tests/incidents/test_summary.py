@@ -1,0 +1,165 @@
+"""The incident summary: what it says, in each format, and that hostile label values stay inert."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from markdown_it import MarkdownIt
+
+from agent.incidents.model import IncidentStatus
+from agent.incidents.summary import FORMATS, build, deviation, render
+from agent.store.incidents import UnknownIncidentError
+from tests.notify.incident_data import HOSTILE, T0, add_run, make_incident
+
+BASE = "http://aiops.example:9847"
+PROM = "http://prom.example:9090"
+
+
+def test_title_says_what_where_and_how_far(store):
+    incident = make_incident(store)
+    summary = build(store, incident.id, base_url=BASE)
+    assert summary.title == ("http_request_duration_seconds 4.2x expected (0.84 vs 0.2) on instance=web-1, "
+                             "service=api (+1 more signal)")
+    assert summary.url == f"{BASE}/incidents/{incident.id}"
+
+
+@pytest.mark.parametrize(("observed", "expected", "words"), [
+    (0.84, 0.2, "4.2x expected"), (0.05, 0.04, "+25% vs expected"), (10.0, 40.0, "-75% vs expected"),
+    (3.0, 0.0, "3 vs expected 0"), (None, 1.0, "anomalous")])
+def test_deviation_in_words(observed, expected, words):
+    assert deviation(observed, expected) == words
+
+
+def test_text_summary_has_every_section_in_order(store):
+    incident = make_incident(store)
+    store.add_change(ts=T0 - timedelta(minutes=20), kind="deploy", labels={"service": "api", "version": "v12"},
+                     description="api v12 rollout", actor="alice", now=T0)
+    store.add_change(ts=T0 - timedelta(minutes=90), kind="config", labels={"service": "api"},
+                     description="raise pool size", actor="bob", now=T0)
+    store.add_change(ts=T0 - timedelta(minutes=5), kind="deploy", labels={"service": "billing"},
+                     description="unrelated", actor="carol", now=T0)
+    add_run(store, incident.id)
+    store.transition_incident(incident.id, IncidentStatus.ACKNOWLEDGED, actor="alice", reason="looking",
+                              now=T0 + timedelta(minutes=15))
+    text = render(store, incident.id, "text", base_url=BASE, prometheus_url=PROM)
+    lines = text.splitlines()
+    assert lines[0] == (f"#{incident.id} [CRITICAL] http_request_duration_seconds 4.2x expected (0.84 vs 0.2) on "
+                        "instance=web-1, service=api (+1 more signal)")
+    assert "Started:   2026-11-24 14:00:00 UTC   Detected: 2026-11-24 14:12:00 UTC" in lines
+    assert "Status:    acknowledged" in lines
+    assert f"Page:      {BASE}/incidents/{incident.id}" in lines
+    assert "Root cause guess: service=api" in lines
+    assert "  because earliest signal furthest upstream: service=api has no dependencies" in lines
+    # signals ranked by peak score, observed vs expected
+    latency = next(i for i, l in enumerate(lines) if l.startswith("  1. http_request_duration_seconds"))
+    assert lines[latency + 1].startswith("     observed 0.84, expected 0.2: 4.2x expected; ")
+    assert any(l.startswith("  2. http_errors_ratio") for l in lines[latency:])
+    # suspect changes share a label, nearest first, within 2 h
+    changes = lines.index("Suspect changes (nearest first):")
+    assert lines[changes + 1] == "  2026-11-24 13:40:00 UTC deploy {service=api, version=v12}: api v12 rollout (by alice)"
+    assert lines[changes + 2] == "  2026-11-24 12:30:00 UTC config {service=api}: raise pool size (by bob)"
+    assert "unrelated" not in text
+    remediation = lines.index("Remediation:")
+    assert lines[remediation + 1] == ("  2026-11-24 14:13:00 UTC restart-api (restart_service.yml, apply): successful, "
+                                      "rc 0, verification recovered")
+    timeline = lines.index("Timeline:")
+    assert lines[timeline + 1].startswith("  2026-11-24 14:12:00 UTC opened by agent: ")
+    assert lines[-1] == "  2026-11-24 14:15:00 UTC acknowledged by alice: open → acknowledged: looking"
+
+
+def test_prometheus_link_per_signal_encodes_the_expression(store):
+    incident = make_incident(store, labels={"service": 'a"p i', "instance": "web-1"})
+    data = json.loads(render(store, incident.id, "json", prometheus_url=PROM + "/"))
+    links = [s["graph_url"] for s in data["signals"]]
+    assert len(links) == 2
+    parts = urlsplit(links[0])
+    assert (parts.scheme, parts.netloc, parts.path) == ("http", "prom.example:9090", "/graph")
+    assert " " not in links[0] and '"' not in links[0]
+    query = parse_qs(parts.query)
+    assert query["g0.expr"] == ['http_request_duration_seconds{instance="web-1",service="a\\"p i"}']
+    assert query["g0.range_input"] == ["2h"]
+    without = json.loads(render(store, incident.id, "json"))
+    assert [s["graph_url"] for s in without["signals"]] == [None, None]
+
+
+def test_json_summary_carries_the_facts(store):
+    incident = make_incident(store)
+    add_run(store, incident.id, status="failed", verification="still anomalous")
+    data = json.loads(render(store, incident.id, "json", base_url=BASE))
+    assert data["id"] == incident.id
+    assert data["severity"] == "critical" and data["status"] == "open"
+    assert data["started_at"] == "2026-11-24T14:00:00+00:00"
+    assert [s["metric"] for s in data["signals"]] == ["http_request_duration_seconds", "http_errors_ratio"]
+    assert data["signals"][0]["observed"] == 0.84 and data["signals"][0]["expected"] == 0.2
+    assert data["root_cause"] == {"guess": "service=api",
+                                  "reason": "earliest signal furthest upstream: service=api has no dependencies"}
+    assert [(r["rule"], r["status"], r["verification"]) for r in data["remediation"]] == [
+        ("restart-api", "failed", "still anomalous")]
+    assert data["timeline"][0]["kind"] == "opened"
+
+
+def test_html_summary_embeds_one_plot_per_top_signal(store):
+    incident = make_incident(store)
+    html = render(store, incident.id, "html", base_url=BASE, prometheus_url=PROM)
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(images) == 2
+    import base64
+    assert all(base64.b64decode(img).startswith(b"\x89PNG\r\n\x1a\n") for img in images)
+    assert "<h2>Root cause guess</h2>" in html and "<h2>Timeline</h2>" in html
+    assert f'href="{PROM}/graph?g0.expr=' in html
+
+
+def test_unknown_incident_and_format_are_refused(store):
+    with pytest.raises(UnknownIncidentError, match=r"^no incident #99$"):
+        render(store, 99, "text")
+    incident = make_incident(store, with_hits=False)
+    with pytest.raises(ValueError, match=r"^expected a format among text, markdown, json, html, found 'pdf'$"):
+        render(store, incident.id, "pdf")
+
+
+# -- hostile label values ---------------------------------------------------------------------
+
+@pytest.fixture
+def hostile(store):
+    incident = make_incident(store, labels=HOSTILE)
+    store.add_change(ts=T0 - timedelta(minutes=3), kind="deploy<b>", labels={"service": HOSTILE["service"]},
+                     description="[x](javascript:alert(3)) <iframe src=//evil>", actor="<svg onload=alert(4)>", now=T0)
+    return incident
+
+
+def test_hostile_labels_are_inert_in_text(store, hostile):
+    text = render(store, hostile.id, "text", base_url=BASE)
+    assert "\x1b" not in text and "\u202e" not in text
+    assert "\\u001b[31mred\\u202eevil" in text
+    # one label value never starts a new line of its own
+    assert all(not line.startswith("red") for line in text.splitlines())
+
+
+def test_hostile_labels_are_inert_in_markdown(store, hostile):
+    text = render(store, hostile.id, "markdown", base_url=BASE, prometheus_url=PROM)
+    html = MarkdownIt("commonmark", {"html": True, "linkify": False}).enable("table").render(text)
+    for bad in ("<script", "<img", "<iframe", "<svg", "<b>", "evil.example\"", "<strong>web-1"):
+        assert bad not in html, bad
+    # the only links are ours: the incident page and the Prometheus graphs
+    hrefs = re.findall(r'href="([^"]*)"', html)
+    assert hrefs and all(h.startswith((BASE, PROM)) for h in hrefs), hrefs
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "**web-1**[click](http://evil.example)" in re.sub(r"<[^>]+>", "", html).replace("&amp;", "&")
+
+
+def test_hostile_labels_are_inert_in_json(store, hostile):
+    text = render(store, hostile.id, "json")
+    assert "<" not in text and ">" not in text and "\x1b" not in text
+    assert json.loads(text)["labels"] == HOSTILE
+
+
+def test_hostile_labels_are_escaped_in_html(store, hostile):
+    html = render(store, hostile.id, "html", base_url=BASE)
+    for bad in ("<script", "<img src=x", "<iframe", "<svg", "deploy<b>"):
+        assert bad not in html, bad
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;img src=x onerror=alert(2)&gt;" in html
