@@ -1,0 +1,70 @@
+"""Synthetic frames and Contexts on real SQLite stores for the detection stage's tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from agent.config import AgentConfig
+from agent.context import Context
+from agent.pipeline import Cycle
+from agent.sources.base import Samples, SeriesInfo, series_id
+from agent.store import open_store
+
+# Cycles end on this minute; the history runs up to it.
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
+STEP_S = 60
+
+
+def info(metric: str, **labels: str) -> SeriesInfo:
+    return SeriesInfo(series_id=series_id(metric, labels), metric=metric, labels=labels)
+
+
+def seasonal_values(n: int, *, seed: int, level: float = 50.0, amplitude: float = 10.0,
+                    noise: float = 0.5) -> np.ndarray:
+    """``n`` one-minute points with a daily cycle and gaussian noise, ending at T0."""
+    minutes = np.arange(-n + 1, 1) + T0.hour * 60 + T0.minute
+    rng = np.random.default_rng(seed)
+    return level + amplitude * np.sin(2 * np.pi * minutes / 1440) + rng.normal(0, noise, n)
+
+
+def index(n: int, end: datetime = T0) -> pd.DatetimeIndex:
+    return pd.date_range(end=end, periods=n, freq=f"{STEP_S}s", tz="UTC", name="ts")
+
+
+def samples(columns: Sequence[tuple[SeriesInfo, np.ndarray | list[float]]], *, end: datetime = T0,
+            gaps: frozenset[str] = frozenset()) -> Samples:
+    """A frame of (series, values) pairs whose last row is at ``end``."""
+    n = len(columns[0][1])
+    frame = pd.DataFrame({i.series_id: np.asarray(v, dtype="float64") for i, v in columns},
+                         index=index(n, end))
+    return Samples(values=frame, series={i.series_id: i for i, _ in columns}, gaps=gaps)
+
+
+def cycle_at(at: datetime, frame: Samples) -> Cycle:
+    return Cycle(started_at=at, samples=frame)
+
+
+@pytest.fixture
+def make_ctx(make_config: Callable[[str], AgentConfig], tmp_path: Path) -> Callable[..., Context]:
+    """A Context on a real store in ``tmp_path/state`` (the same store for every call)."""
+    contexts: list[Context] = []
+
+    def make(detectors_yaml: str = "", interval: str = "60s") -> Context:
+        config = make_config(f"agent:\n  state_dir: {tmp_path / 'state'}\n  interval: {interval}\n{detectors_yaml}")
+        ctx = Context(config=config, store=open_store(tmp_path / "state"), state_dir=tmp_path / "state")
+        contexts.append(ctx)
+        return ctx
+
+    yield make
+    for ctx in contexts:
+        ctx.store.close()
+
+
+def minutes(n: int) -> timedelta:
+    return timedelta(minutes=n)

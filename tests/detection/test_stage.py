@@ -1,0 +1,142 @@
+"""The detect stage end to end: real SQLite stores, real detectors, synthetic frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agent.detection import detect, engine_for
+from agent.detection.specs import stable_bucket
+from tests.detection.conftest import T0, cycle_at, info, minutes, samples, seasonal_values
+
+SEASONAL = """
+detectors:
+  rules:
+    - kind: seasonal
+      params: {periods: [86400]}
+"""
+
+WEB = info("app_latency_seconds", instance="web-1", job="app")
+NODE = info("node_load1", instance="web-1", job="node")
+DAY = 1440
+
+
+def value(ctx, name, **labels):
+    return ctx.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def test_a_spike_gives_one_hit_with_the_series_metric_and_labels(make_ctx):
+    ctx = make_ctx(SEASONAL)
+    web, node = seasonal_values(2 * DAY, seed=1), seasonal_values(2 * DAY, seed=2)
+    web[-1] += 40
+
+    hits = detect(ctx, cycle_at(T0, samples([(WEB, web), (NODE, node)])))
+
+    assert [(h.series_id, h.metric, dict(h.labels), h.detector, h.ts, h.direction.value) for h in hits] == [
+        (WEB.series_id, "app_latency_seconds", {"instance": "web-1", "job": "app"}, "seasonal", T0, "up")]
+    assert hits[0].value == pytest.approx(web[-1])
+    assert abs(hits[0].expected - (web[-1] - 40)) < 3
+    assert value(ctx, "aiops_series_scored_total") == 2
+    assert value(ctx, "aiops_hits_total", detector="seasonal") == 1
+    stored = ctx.store.load_fitted_states()
+    assert value(ctx, "aiops_detector_refits_total", detector="seasonal") == len(stored) >= 1
+    assert sorted(c for s in stored for c in s.params["columns"]) == sorted([WEB.series_id, NODE.series_id])
+
+
+def test_only_new_points_are_scored_and_gaps_never(make_ctx):
+    ctx = make_ctx(SEASONAL)
+    web, node = seasonal_values(2 * DAY + 2, seed=1), seasonal_values(2 * DAY + 2, seed=2)
+    web[-3] += 40  # a spike in the first cycle's newest point
+    first = samples([(WEB, web[:-2]), (NODE, node[:-2])], end=T0)
+    assert len(detect(ctx, cycle_at(T0, first))) == 1
+
+    # The next frame repeats the old points (spike included) and adds two new ones; the node
+    # series' source failed this time, and its new point spikes: a gap is not judged.
+    node[-1] += 40
+    second = samples([(WEB, web), (NODE, node)], end=T0 + minutes(2), gaps=frozenset({NODE.series_id}))
+    hits = detect(ctx, cycle_at(T0 + minutes(2), second))
+
+    assert hits == []
+    assert value(ctx, "aiops_series_scored_total") == 3  # two series, then one
+
+
+def test_a_restarted_agent_scores_its_first_cycle_with_stored_state_without_refitting(make_ctx):
+    web, node = seasonal_values(2 * DAY + 1, seed=1), seasonal_values(2 * DAY + 1, seed=2)
+    first = make_ctx(SEASONAL)
+    detect(first, cycle_at(T0, samples([(WEB, web[:-1]), (NODE, node[:-1])], end=T0)))
+    fitted_before = {s.key: s.fitted_at for s in first.store.load_fitted_states()}
+    first.store.close()
+
+    restarted = make_ctx(SEASONAL)  # a new Context on the same store: nothing in memory
+    web[-1] += 40
+    hits = detect(restarted, cycle_at(T0 + minutes(1), samples([(WEB, web), (NODE, node)], end=T0 + minutes(1))))
+
+    assert [(h.series_id, h.ts) for h in hits] == [(WEB.series_id, T0 + minutes(1))]
+    assert value(restarted, "aiops_detector_refits_total", detector="seasonal") == 0
+    assert {s.key: s.fitted_at for s in restarted.store.load_fitted_states()} == fitted_before
+
+
+def test_changed_detector_params_make_stored_state_stale(make_ctx):
+    web = seasonal_values(2 * DAY, seed=1)
+    detect(make_ctx(SEASONAL), cycle_at(T0, samples([(WEB, web)])))
+    changed = make_ctx(SEASONAL.replace("periods: [86400]", "periods: [86400], threshold: 6"))
+    detect(changed, cycle_at(T0 + minutes(1), samples([(WEB, web)], end=T0 + minutes(1))))
+    assert value(changed, "aiops_detector_refits_total", detector="seasonal") == 1
+
+
+def test_refits_are_staggered_so_no_cycle_refits_every_series(make_ctx):
+    # A refit interval of 4 cycles: 4 slices, each refitted on its own cycle.
+    ctx = make_ctx(SEASONAL.replace("detectors:\n", "detectors:\n  refit: {interval: 4m}\n"))
+    series = [info("node_load1", instance=f"host-{i}") for i in range(12)]
+    n = 2 * DAY + 10
+    data = [seasonal_values(n, seed=i) for i in range(12)]
+    subjects_of = {}
+    refits_per_cycle = []
+    for k in range(0, 10):
+        end = T0 + minutes(k)
+        frame = samples([(s, v[: n - 10 + k]) for s, v in zip(series, data)], end=end)
+        before = value(ctx, "aiops_detector_refits_total", detector="seasonal")
+        detect(ctx, cycle_at(end, frame))
+        refits_per_cycle.append(value(ctx, "aiops_detector_refits_total", detector="seasonal") - before)
+        fitted = {s.subject: s.fitted_at for s in ctx.store.load_fitted_states()}
+        subjects_of[k] = {subject for subject, at in fitted.items() if at == end}
+
+    everyone = set(subjects_of[0])
+    assert len(everyone) == refits_per_cycle[0] >= 3  # first sight: all fitted at once
+    assert refits_per_cycle[1] == 0  # too young for their turn
+    for k in range(2, 10):
+        slot = int(T0.timestamp() // 60 + k) % 4
+        assert subjects_of[k] == {s for s in everyone if int(s.split("-")[1]) == slot}
+        assert refits_per_cycle[k] < len(everyone)
+    assert set().union(*(subjects_of[k] for k in range(2, 6))) == everyone
+
+
+def test_first_fits_wait_for_history_and_respect_the_budget(make_ctx):
+    ctx = make_ctx(SEASONAL.replace("detectors:\n", "detectors:\n  refit: {max_per_cycle: 2, min_history: 2h}\n"))
+    series = [info("node_load1", instance=f"host-{i}") for i in range(8)]
+    short = samples([(s, seasonal_values(60, seed=i)) for i, s in enumerate(series)])
+    assert detect(ctx, cycle_at(T0, short)) == []
+    assert ctx.store.load_fitted_states() == []  # an hour of history is not enough: skipped quietly
+
+    longer = samples([(s, seasonal_values(3 * 60, seed=i)) for i, s in enumerate(series)], end=T0 + minutes(1))
+    engine_for(ctx).schedule.not_before.clear()  # as if the missing hour had passed
+    detect(ctx, cycle_at(T0 + minutes(1), longer))
+    fitted = ctx.store.load_fitted_states()
+    assert 1 <= sum(len(s.params["columns"]) for s in fitted) <= 2
+
+
+def test_one_failing_subject_is_counted_and_the_others_still_score(make_ctx):
+    ctx = make_ctx(SEASONAL)
+    good, bad = info("node_load1", instance="good"), info("node_load1", instance="bad")
+    assert stable_bucket(good.series_id, 360) != stable_bucket(bad.series_id, 360)
+    g, b = seasonal_values(2 * DAY, seed=1), seasonal_values(2 * DAY, seed=2)
+    detect(ctx, cycle_at(T0, samples([(good, g), (bad, b)])))
+    engine = engine_for(ctx)
+    broken = next(u for u in engine.units.values() if bad.series_id in u.columns)
+    broken.detector.profiles_ = None  # corrupt its state: scoring it raises
+
+    g2, b2 = np.append(g, 90.0), np.append(b, 50.0)
+    hits = detect(ctx, cycle_at(T0 + minutes(1), samples([(good, g2), (bad, b2)], end=T0 + minutes(1))))
+
+    assert [h.series_id for h in hits] == [good.series_id]
+    assert value(ctx, "aiops_detector_failures_total", detector="seasonal", phase="score") == 1
