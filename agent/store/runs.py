@@ -1,9 +1,193 @@
-"""Store methods for remediation runs."""
+"""Store methods for remediation runs: create, move through their states, count for the limits.
+
+Every change writes its audit entry in the same transaction. Run states and their meaning live in
+``remediations.model``.
+"""
 
 from __future__ import annotations
 
-from agent.store.base import StoreBase
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from agent.clock import from_epoch, to_epoch, utcnow
+from agent.errors import StoreError, TransitionError
+from agent.store.base import StoreBase, dumps
+from agent.store.migrations import migration, run_script
+from remediations.model import HostSummary, Run, RunMode, RunStatus
+
+
+@migration(40, "remediation runs: owner, batch, rule mode")
+def _run_columns(conn: sqlite3.Connection) -> None:
+    run_script(conn, """
+        ALTER TABLE remediation_runs ADD COLUMN owner TEXT;
+        ALTER TABLE remediation_runs ADD COLUMN batch INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE remediation_runs ADD COLUMN rule_mode TEXT NOT NULL DEFAULT '';
+        CREATE INDEX runs_ended ON remediation_runs(rule, ended_at)
+    """)
+
+
+_TIME_COLUMNS = ("requested_at", "started_at", "ended_at", "approved_at", "expires_at", "verify_until")
 
 
 class RunStore(StoreBase):
     """remediation runs."""
+
+    def create_run(self, *, incident_id: int | None, rule: str, rule_mode: str, playbook: str,
+                   playbook_sha256: str, mode: RunMode, status: RunStatus, targets: Sequence[str],
+                   extravars: Mapping[str, Any], batch: int = 0,
+                   parent_id: int | None = None, expires_at: datetime | None = None, reason: str = "",
+                   actor: str = "agent", now: datetime | None = None) -> Run:
+        now = now or utcnow()
+        with self.transaction():
+            run_id = self._insert("remediation_runs", {
+                "incident_id": incident_id, "rule": rule, "rule_mode": rule_mode, "playbook": playbook,
+                "playbook_sha256": playbook_sha256, "mode": str(mode), "status": str(status),
+                "targets": dumps(list(targets)), "extravars": dumps(dict(extravars)), "batch": batch,
+                "parent_id": parent_id, "requested_at": to_epoch(now),
+                "expires_at": to_epoch(expires_at), "reason": reason,
+            })
+            self.audit(actor, f"remediation.{status}", f"run:{run_id}", {
+                "incident": incident_id, "rule": rule, "playbook": playbook, "sha256": playbook_sha256,
+                "mode": str(mode), "targets": list(targets), "batch": batch, "reason": reason,
+            }, now=now)
+        return self._run_or_fail(run_id)
+
+    def get_run(self, run_id: int) -> Run | None:
+        row = self.conn.execute("SELECT * FROM remediation_runs WHERE id = ?", (run_id,)).fetchone()
+        return _run(row) if row else None
+
+    def list_runs(self, *, incident_id: int | None = None, rule: str | None = None,
+                  statuses: Iterable[RunStatus] | None = None, mode: RunMode | None = None,
+                  limit: int | None = None) -> list[Run]:
+        """Newest first."""
+        where, params = ["1 = 1"], []
+        if incident_id is not None:
+            where.append("incident_id = ?")
+            params.append(incident_id)
+        if rule is not None:
+            where.append("rule = ?")
+            params.append(rule)
+        if mode is not None:
+            where.append("mode = ?")
+            params.append(str(mode))
+        if statuses is not None:
+            wanted = [str(s) for s in statuses]
+            where.append(f"status IN ({', '.join('?' for _ in wanted)})")
+            params.extend(wanted)
+        sql = f"SELECT * FROM remediation_runs WHERE {' AND '.join(where)} ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_run(row) for row in self.conn.execute(sql, params)]
+
+    def update_run(self, run_id: int, status: RunStatus, *, actor: str = "agent", reason: str = "",
+                   expect: Iterable[RunStatus] | None = None, now: datetime | None = None,
+                   **values: Any) -> Run:
+        """Move a run to ``status`` (from one of ``expect``, when given), setting ``values`` too."""
+        now = now or utcnow()
+        with self.transaction():
+            run = self._run_or_fail(run_id)
+            if expect is not None and run.status not in set(expect):
+                raise TransitionError(f"remediation run {run_id}", str(run.status), str(status))
+            row: dict[str, Any] = {"status": str(status)}
+            for key, value in values.items():
+                row[key] = _column(key, value)
+            if reason:
+                row["reason"] = reason
+            self._update("remediation_runs", {"id": run_id}, row)
+            details = {"incident": run.incident_id, "rule": run.rule, "mode": str(run.mode),
+                       "from": str(run.status), "reason": reason}
+            for key in ("rc", "host_summary", "artifact_dir"):
+                if key in values:
+                    details[key] = row[key] if key != "host_summary" else json.loads(row[key])
+            self.audit(actor, f"remediation.{status}", f"run:{run_id}", details, now=now)
+        return self._run_or_fail(run_id)
+
+    def approve_run(self, run_id: int, *, actor: str, now: datetime | None = None) -> Run:
+        """Grant a run waiting for approval; an expired or already decided one is refused."""
+        now = now or utcnow()
+        with self.transaction():
+            run = self.get_run(run_id)
+            if run is None:
+                raise StoreError(str(self.path), f"no remediation run {run_id}")
+            if run.status is RunStatus.WAITING_APPROVAL and run.expires_at and now >= run.expires_at:
+                self.update_run(run_id, RunStatus.EXPIRED, actor="agent", now=now,
+                                reason=f"approval window ended at {run.expires_at.isoformat()}")
+                raise TransitionError(f"remediation run {run_id}", "expired", "approved",
+                                      f"its approval window ended at {run.expires_at.isoformat()}")
+            return self.update_run(run_id, RunStatus.APPROVED, actor=actor, now=now,
+                                   expect=[RunStatus.WAITING_APPROVAL], reason=f"approved by {actor}",
+                                   approved_by=actor, approved_at=now)
+
+    # -- counting, for the limits ---------------------------------------------------------
+
+    def count_applied_since(self, since: datetime, *, rule: str | None = None, target: str | None = None) -> int:
+        """Real runs (not check, not shadow) requested since ``since``, optionally of one rule or target."""
+        sql = ("SELECT count(*) FROM remediation_runs r WHERE r.mode = 'apply' "
+               "AND r.started_at IS NOT NULL AND r.started_at >= ?")
+        params: list[Any] = [to_epoch(since)]
+        if rule is not None:
+            sql += " AND r.rule = ?"
+            params.append(rule)
+        if target is not None:
+            sql += " AND EXISTS (SELECT 1 FROM json_each(r.targets) t WHERE t.value = ?)"
+            params.append(target)
+        return int(self.conn.execute(sql, params).fetchone()[0])
+
+    def last_applied_end(self, *, rule: str, target: str) -> datetime | None:
+        row = self.conn.execute(
+            "SELECT max(coalesce(r.ended_at, r.started_at)) FROM remediation_runs r WHERE r.rule = ? "
+            "AND r.mode = 'apply' AND r.started_at IS NOT NULL "
+            "AND EXISTS (SELECT 1 FROM json_each(r.targets) t WHERE t.value = ?)", (rule, target)).fetchone()
+        return from_epoch(row[0]) if row and row[0] is not None else None
+
+    def count_running(self) -> int:
+        row = self.conn.execute("SELECT count(*) FROM remediation_runs WHERE status = 'running'").fetchone()
+        return int(row[0])
+
+    def recent_outcomes(self, rule: str, *, limit: int, since: datetime | None = None) -> list[Run]:
+        """The rule's last finished real runs (failed or verified), newest first."""
+        outcomes = ("failed", "timeout", "not_fixed", "verified")
+        sql = (f"SELECT * FROM remediation_runs WHERE rule = ? AND mode = 'apply' "
+               f"AND status IN ({', '.join('?' for _ in outcomes)}) AND coalesce(ended_at, requested_at) >= ? "
+               "ORDER BY coalesce(ended_at, requested_at) DESC, id DESC LIMIT ?")
+        params = [rule, *outcomes, to_epoch(since) if since else float("-inf"), limit]
+        return [_run(row) for row in self.conn.execute(sql, params)]
+
+    def _run_or_fail(self, run_id: int) -> Run:
+        run = self.get_run(run_id)
+        if run is None:
+            raise StoreError(str(self.path), f"no remediation run {run_id}")
+        return run
+
+
+def _column(key: str, value: Any) -> Any:
+    if key in _TIME_COLUMNS:
+        return to_epoch(value)
+    if key == "host_summary":
+        return dumps({host: asdict(summary) for host, summary in value.items()})
+    if key in ("verification", "extravars"):
+        return dumps(dict(value))
+    if key == "targets":
+        return dumps(list(value))
+    return value
+
+
+def _run(row: sqlite3.Row) -> Run:
+    hosts = json.loads(row["host_summary"] or "{}")
+    return Run(
+        id=row["id"], incident_id=row["incident_id"], rule=row["rule"], rule_mode=row["rule_mode"],
+        playbook=row["playbook"], playbook_sha256=row["playbook_sha256"], mode=RunMode(row["mode"]),
+        status=RunStatus(row["status"]), targets=tuple(json.loads(row["targets"])),
+        extravars=json.loads(row["extravars"]), batch=row["batch"],
+        parent_id=row["parent_id"], rc=row["rc"],
+        requested_at=from_epoch(row["requested_at"]), started_at=from_epoch(row["started_at"]),
+        ended_at=from_epoch(row["ended_at"]), approved_by=row["approved_by"],
+        approved_at=from_epoch(row["approved_at"]), expires_at=from_epoch(row["expires_at"]),
+        verify_until=from_epoch(row["verify_until"]), verification=json.loads(row["verification"] or "{}"),
+        host_summary={h: HostSummary(**s) for h, s in hosts.items()}, artifact_dir=row["artifact_dir"],
+        reason=row["reason"], output=row["output"], owner=row["owner"])

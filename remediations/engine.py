@@ -1,0 +1,425 @@
+"""Deciding and running: from a matching rule to a recorded run.
+
+A rule's mode decides what happens to a new match: ``auto`` runs, ``approve`` waits for a
+person (until the approval expires), ``suggest`` runs in check mode only, and the global
+``shadow`` records what would have run. Right before a real run the incident is read again and
+its signals re-checked; then the gates (pause, circuit breaker, rate limits, cooldown,
+concurrency) are asked. A check-mode pass comes first when the playbook's header says it is
+check-safe, and a failed one stops the real run. Several hosts: the first is a canary, the rest
+follow in batches once it is verified (see ``verify``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from agent.config.remediation import Rule
+from agent.errors import RemediationError
+from agent.incidents.model import IncidentStatus
+from agent.log import kv
+from remediations import rules, runner, safety
+from remediations.model import Run, RunMode, RunStatus
+from remediations.playbooks import Header, read_header
+from remediations.signals import SignalState, observe, relevant_signals
+
+log = logging.getLogger(__name__)
+
+ACTOR = "agent"
+_OPEN = (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED, IncidentStatus.REMEDIATING)
+# The last deferral logged per (store, run), so a run waiting on a limit is audited once, not every cycle.
+_last_deferral: dict[tuple[str, int], str] = {}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Prepared:
+    """What a run of ``rule`` on an incident would use, checked."""
+
+    rule: Rule
+    playbook: Path
+    relative: str
+    sha256: str
+    header: Header
+    batches: tuple[tuple[str, ...], ...]
+    trusted_vars: dict[str, Any]
+    label_vars: dict[str, str]
+
+    @property
+    def recorded_vars(self) -> dict[str, Any]:
+        return rules.redact({**self.trusted_vars, **self.label_vars})
+
+
+class Remediator:
+    """One cycle's remediation work over the shared store."""
+
+    def __init__(self, ctx: Any, cycle: Any) -> None:
+        self.ctx = ctx
+        self.store = ctx.store
+        self.config = ctx.config.remediation
+        self.cycle = cycle
+        self.started_at: datetime = cycle.started_at
+        self._t0 = time.monotonic()
+        self.touched: dict[int, Run] = {}
+
+    def now(self) -> datetime:
+        """The cycle's time plus what has elapsed since (runs take real seconds)."""
+        return self.started_at + timedelta(seconds=time.monotonic() - self._t0)
+
+    def _keep(self, run: Run) -> Run:
+        self.touched[run.id] = run
+        return run
+
+    # -- planning ------------------------------------------------------------------------
+
+    def plan_all(self) -> None:
+        for incident in self.store.list_incidents(status=_OPEN):
+            self.plan(incident)
+
+    def plan(self, incident: Any) -> Run | None:
+        """The first rule that matches decides; an incident gets one run chain per rule."""
+        for rule in self.config.rules:
+            if not rules.matches(rule, incident):
+                continue
+            if self.store.list_runs(incident_id=incident.id, rule=rule.name, limit=1):
+                return None
+            try:
+                prepared = self.prepare(rule, incident)
+            except RemediationError as exc:
+                self._decide_once(f"refused:{incident.id}:{rule.name}", "refused", f"incident:{incident.id}",
+                                  {"rule": rule.name, "reason": exc.problem})
+                return None
+            return self._start_chain(prepared, incident)
+        return None
+
+    def prepare(self, rule: Rule, incident: Any, targets: Sequence[str] | None = None) -> Prepared:
+        playbook = rules.resolve_playbook(self.config.playbook_dir, rule.playbook, rule=rule.name)
+        header = read_header(playbook)
+        hosts = rules.targets(rule, incident, rules.inventory_hosts(self.config))
+        if targets is not None:
+            unknown = [t for t in targets if t not in rules.inventory_hosts(self.config)]
+            if unknown:
+                raise RemediationError(rule.name, f"expected targets from the inventory, found unknown host {unknown[0]!r}")
+        label_vars = rules.label_vars(rule, incident, self.config.label_pattern)
+        trusted = {**rule.vars, "aiops_incident_id": incident.id, "aiops_rule": rule.name}
+        return Prepared(rule=rule, playbook=playbook, relative=str(playbook.relative_to(self.config.playbook_dir.resolve())),
+                        sha256=rules.sha256(playbook), header=header, batches=batches(rule, hosts),
+                        trusted_vars=trusted, label_vars=label_vars)
+
+    def _start_chain(self, p: Prepared, incident: Any) -> Run:
+        rule, now = p.rule, self.now()
+        common = dict(incident_id=incident.id, rule=rule.name, rule_mode=rule.mode, playbook=p.relative,
+                      playbook_sha256=p.sha256, targets=p.batches[0], extravars=p.recorded_vars, now=now)
+        if self.config.shadow:
+            gate = self._gates(rule, p.batches[0], now)
+            reason = (f"shadow mode: would have run {p.relative} ({rule.mode}) on {', '.join(p.batches[0])}"
+                      if gate.allowed else f"shadow mode: would not run: {gate.reason}")
+            self.ctx.metrics.remediation_decisions.labels(decision="shadow").inc()
+            return self._keep(self.store.create_run(mode=RunMode.SHADOW, status=RunStatus.SHADOW, reason=reason,
+                                                    **common))
+        if rule.mode == "suggest":
+            return self._suggest(p, incident, common)
+        if rule.mode == "approve":
+            expires = now + timedelta(seconds=self.config.approval_expiry)
+            run = self.store.create_run(mode=RunMode.APPLY, status=RunStatus.WAITING_APPROVAL, expires_at=expires,
+                                        reason=f"rule {rule.name} needs approval until {expires.isoformat()}", **common)
+            self.ctx.metrics.remediation_decisions.labels(decision="waiting_approval").inc()
+            self.store.add_incident_event(
+                incident.id, kind="remediation", actor=ACTOR, now=now,
+                message=f"run {run.id} ({p.relative} on {', '.join(p.batches[0])}) waits for approval: "
+                        f"aiops remediation approve {run.id}", details={"run": run.id, "expires_at": expires})
+            return self._keep(run)
+        run = self.store.create_run(mode=RunMode.APPLY, status=RunStatus.PENDING,
+                                    reason=f"rule {rule.name} matched (auto)", **common)
+        return self._keep(run)
+
+    def _suggest(self, p: Prepared, incident: Any, common: dict[str, Any]) -> Run | None:
+        if not p.header.check_mode_safe:
+            return self._keep(self.store.create_run(
+                mode=RunMode.CHECK, status=RunStatus.SUGGESTED, **common,
+                reason=f"suggest: {p.relative} is not check-mode safe, so it was not tried"))
+        if safety.is_paused(self.store):
+            self._decide_once(f"paused:{incident.id}:{p.rule.name}", "paused", f"incident:{incident.id}",
+                              {"rule": p.rule.name, "reason": "remediation is paused"})
+            return None
+        run = self.store.create_run(mode=RunMode.CHECK, status=RunStatus.PENDING,
+                                    reason="suggest: check mode only", **common)
+        run, execution = self._execute(run, p, check=True)
+        status = RunStatus.SUGGESTED if execution.status == "successful" else _status_of(execution.status)
+        return self._keep(self.store.update_run(run.id, status, now=self.now(),
+                                                reason=f"suggest: check run {execution.status} (rc {execution.rc})"))
+
+    # -- approvals -------------------------------------------------------------------------
+
+    def expire_approvals(self) -> None:
+        now = self.now()
+        for run in self.store.list_runs(statuses=[RunStatus.WAITING_APPROVAL]):
+            if run.expires_at is not None and now >= run.expires_at:
+                self.ctx.metrics.remediation_decisions.labels(decision="expired").inc()
+                self._keep(self.store.update_run(run.id, RunStatus.EXPIRED, now=now, ended_at=now,
+                                                 expect=[RunStatus.WAITING_APPROVAL],
+                                                 reason=f"nobody approved it before {run.expires_at.isoformat()}"))
+
+    # -- executing ---------------------------------------------------------------------------
+
+    def execute_due(self) -> None:
+        for run in reversed(self.store.list_runs(statuses=[RunStatus.PENDING, RunStatus.APPROVED], mode=RunMode.APPLY)):
+            self.execute(run)
+
+    def execute(self, run: Run) -> Run:
+        """Re-check, pass the gates, check run if safe, real run; leaves the run verifying or failed."""
+        rule = self.config.rule(run.rule)
+        if rule is None:
+            return self._keep(self.store.update_run(run.id, RunStatus.CANCELED, now=self.now(),
+                                                    reason=f"rule {run.rule} is no longer configured"))
+        why_not = self._nothing_to_fix(run, rule)
+        if why_not:
+            return self._keep(self.store.update_run(run.id, RunStatus.SKIPPED, now=self.now(), reason=why_not))
+        now = self.now()
+        gate = self._gates(rule, run.targets, now)
+        if gate.decision is safety.Decision.CIRCUIT_OPEN:
+            run = self.store.update_run(run.id, RunStatus.SKIPPED, now=now, reason=gate.reason)
+            self.ctx.metrics.remediation_decisions.labels(decision="circuit_open").inc()
+            self.escalate(run, f"{gate.reason}; paging instead of running {run.playbook}")
+            return self._keep(run)
+        if not gate.allowed:
+            self._defer(run, gate)
+            return run
+        incident = self.store.get_incident(run.incident_id)
+        try:
+            p = self.prepare(rule, incident, targets=run.targets)
+        except RemediationError as exc:
+            return self._keep(self.store.update_run(run.id, RunStatus.CANCELED, now=self.now(), reason=exc.problem))
+        _last_deferral.pop((str(self.store.path), run.id), None)
+        self.ctx.metrics.remediation_decisions.labels(decision="run").inc()
+        self._mark_remediating(incident, now)
+        if p.header.check_mode_safe:
+            check = self.store.create_run(
+                incident_id=run.incident_id, rule=rule.name, rule_mode=run.rule_mode, playbook=p.relative,
+                playbook_sha256=p.sha256, mode=RunMode.CHECK, status=RunStatus.PENDING, targets=run.targets,
+                extravars=p.recorded_vars, batch=run.batch, parent_id=run.id, now=self.now(),
+                reason=f"check pass before run {run.id}")
+            check, execution = self._execute(check, p, check=True)
+            if execution.status != "successful":
+                check = self.store.update_run(check.id, _status_of(execution.status), now=self.now(),
+                                              reason=f"check run {execution.status} (rc {execution.rc})")
+                run = self.store.update_run(run.id, RunStatus.FAILED, now=self.now(), ended_at=self.now(),
+                                            rc=execution.rc, output=execution.output,
+                                            reason=f"check run {check.id} {execution.status} (rc {execution.rc}); "
+                                                   "the real run was not started")
+                self._keep(check)
+                self.escalate(run, f"run {run.id} stopped: its check pass (run {check.id}) {execution.status}")
+                return self._keep(run)
+            self._keep(self.store.update_run(check.id, RunStatus.SUCCEEDED, now=self.now(),
+                                             reason="check pass succeeded"))
+            why_not = self._nothing_to_fix(run, rule)
+            if why_not:
+                return self._keep(self.store.update_run(run.id, RunStatus.SKIPPED, now=self.now(), reason=why_not))
+        run, execution = self._execute(run, p, check=False)
+        return self._keep(self._after_apply(run, rule, p, execution))
+
+    def _after_apply(self, run: Run, rule: Rule, p: Prepared, execution: runner.Execution) -> Run:
+        now = self.now()
+        if execution.status == "successful":
+            until = now + timedelta(seconds=self.config.verify.deadline)
+            run = self.store.update_run(run.id, RunStatus.VERIFYING, now=now, verify_until=until,
+                                        verification={"quiet_since": None},
+                                        reason=f"applied; verifying until {until.isoformat()}")
+            self.ctx.metrics.remediation_runs.labels(outcome="applied").inc()
+            self.store.add_incident_event(
+                run.incident_id, kind="remediation", actor=ACTOR, now=now,
+                message=f"run {run.id} applied {run.playbook} on {', '.join(run.targets)}; verifying",
+                details={"run": run.id, "rc": run.rc, "hosts": _hosts(run), "output": run.output[-4000:]})
+            return run
+        if execution.status == "canceled":
+            run = self.store.update_run(run.id, RunStatus.INTERRUPTED, now=now,
+                                        reason="the agent was stopping; the run was killed")
+            self.escalate(run, f"run {run.id} was interrupted because the agent stopped")
+            return run
+        status = _status_of(execution.status)
+        run = self.store.update_run(run.id, status, now=now, reason=f"real run {execution.status} (rc {execution.rc})")
+        self.ctx.metrics.remediation_runs.labels(outcome=str(status)).inc()
+        rollback = self.rollback(run, p)
+        self.escalate(run, f"run {run.id} ({run.playbook}) {execution.status} with rc {execution.rc}", rollback)
+        return run
+
+    def _execute(self, run: Run, p: Prepared, *, check: bool,
+                 targets: Sequence[str] | None = None) -> tuple[Run, runner.Execution]:
+        """Mark the run running, execute it, record rc, host summary, output, artifact dir."""
+        private = self.artifacts_root / f"run-{run.id:06d}-{run.mode}"
+        now = self.now()
+        run = self.store.update_run(run.id, RunStatus.RUNNING, now=now, started_at=now, owner=owner_id(),
+                                    artifact_dir=str(private), reason=f"{run.mode} run started")
+        try:
+            execution = runner.execute(
+                playbook=p.playbook, project_dir=self.config.playbook_dir.resolve(), private_dir=private,
+                targets=list(targets or run.targets), check=check, trusted_vars={**p.trusted_vars, "aiops_run_id": run.id,
+                                                                                  "aiops_artifact_dir": str(private)},
+                label_vars=p.label_vars, timeout_s=self._timeout(p.rule, check), marker=marker(self.store, run.id),
+                inventory=self.config.inventory, cancel=self.ctx.stopping.is_set, tick=self.ctx.heartbeat.beat)
+        except Exception as exc:  # a run must not stay "running" behind a crash of ours
+            self.store.update_run(run.id, RunStatus.FAILED, now=self.now(), ended_at=self.now(),
+                                  reason=f"the agent failed to run it: {type(exc).__name__}: {exc}")
+            raise
+        finally:
+            runner.rotate(self.artifacts_root, self.config.keep_artifacts)
+        log.info(kv("remediation.executed", run=run.id, mode=str(run.mode), status=execution.status, rc=execution.rc,
+                    duration_s=round(execution.duration_s, 2)))
+        run = self.store.update_run(run.id, RunStatus.RUNNING, now=self.now(), ended_at=self.now(), rc=execution.rc,
+                                    host_summary=execution.host_summary, output=execution.output,
+                                    reason=f"{run.mode} run ended: {execution.status}")
+        return run, execution
+
+    def rollback(self, run: Run, p: Prepared | None = None) -> Run | None:
+        rule = self.config.rule(run.rule)
+        if rule is None or rule.rollback_playbook is None:
+            return None
+        incident = self.store.get_incident(run.incident_id)
+        if safety.is_paused(self.store):
+            self._decide_once(f"paused-rollback:{run.id}", "paused", f"run:{run.id}",
+                              {"rule": rule.name, "reason": "remediation is paused: rollback not run"})
+            return None
+        try:
+            base = p or self.prepare(rule, incident, targets=run.targets)
+            playbook = rules.resolve_playbook(self.config.playbook_dir, rule.rollback_playbook, rule=rule.name)
+        except RemediationError as exc:
+            log.error(kv("remediation.rollback_refused", run=run.id, problem=exc.problem))
+            return None
+        back = Prepared(rule=rule, playbook=playbook, relative=rule.rollback_playbook, sha256=rules.sha256(playbook),
+                        header=base.header, batches=base.batches, trusted_vars=base.trusted_vars,
+                        label_vars=base.label_vars)
+        row = self.store.create_run(
+            incident_id=run.incident_id, rule=rule.name, rule_mode=run.rule_mode, playbook=back.relative,
+            playbook_sha256=back.sha256, mode=RunMode.ROLLBACK, status=RunStatus.PENDING, targets=run.targets,
+            extravars=back.recorded_vars, batch=run.batch, parent_id=run.id, now=self.now(),
+            reason=f"rollback of run {run.id}")
+        row, execution = self._execute(row, back, check=False)
+        status = RunStatus.SUCCEEDED if execution.status == "successful" else _status_of(execution.status)
+        return self._keep(self.store.update_run(row.id, status, now=self.now(),
+                                                reason=f"rollback {execution.status} (rc {execution.rc})"))
+
+    # -- incidents ----------------------------------------------------------------------------
+
+    def escalate(self, run: Run, message: str, rollback: Run | None = None) -> None:
+        """Hand the incident back to people: an ``escalated`` event with the run's output attached."""
+        now = self.now()
+        details = {"run": run.id, "rule": run.rule, "status": str(run.status), "rc": run.rc,
+                   "hosts": _hosts(run), "output": run.output[-8000:]}
+        if rollback is not None:
+            details["rollback"] = {"run": rollback.id, "status": str(rollback.status), "rc": rollback.rc}
+            message += f"; rollback run {rollback.id} {rollback.status}"
+        if run.incident_id is None:
+            return
+        self.store.add_incident_event(run.incident_id, kind="escalated", actor=ACTOR, message=message,
+                                      details=details, now=now)
+        incident = self.store.get_incident(run.incident_id)
+        if incident is not None and incident.status is IncidentStatus.REMEDIATING:
+            self.store.transition_incident(incident.id, IncidentStatus.OPEN, actor=ACTOR, reason=message, now=now)
+        self.ctx.metrics.remediation_decisions.labels(decision="escalated").inc()
+
+    def _mark_remediating(self, incident: Any, now: datetime) -> None:
+        if incident.status is not IncidentStatus.REMEDIATING:
+            self.store.transition_incident(incident.id, IncidentStatus.REMEDIATING, actor=ACTOR, now=now,
+                                           reason="remediation run starting")
+        if incident.remediation_started_at is None:
+            self.store.set_remediation_times(incident.id, started_at=now, actor=ACTOR, now=now)
+
+    def _nothing_to_fix(self, run: Run, rule: Rule) -> str:
+        """Why a real run must not start now: the incident is gone, resolved, or already recovered."""
+        incident = self.store.get_incident(run.incident_id) if run.incident_id is not None else None
+        if incident is None:
+            return f"incident #{run.incident_id} does not exist"
+        if incident.status is IncidentStatus.RESOLVED:
+            return f"incident #{incident.id} is already resolved ({incident.resolution}); nothing to fix"
+        signals = relevant_signals(incident, rule.targets.label, run.targets)
+        if observe(signals, self.cycle) is SignalState.QUIET:
+            return f"incident #{incident.id} already recovered: its signals have data and no hits this cycle"
+        return ""
+
+    # -- gates and decisions ----------------------------------------------------------------------
+
+    def _gates(self, rule: Rule, targets: Sequence[str], now: datetime) -> safety.Gate:
+        if safety.is_paused(self.store):
+            return safety.Gate(decision=safety.Decision.PAUSED,
+                               reason="remediation is paused (aiops remediation resume to continue)")
+        gate = safety.circuit(self.store, rule, self.config, now)
+        if not gate.allowed:
+            return gate
+        return safety.limits(self.store, rule, self.config, targets, now)
+
+    def _defer(self, run: Run, gate: safety.Gate) -> None:
+        key = (str(self.store.path), run.id)
+        if _last_deferral.get(key) == gate.reason:
+            return
+        _last_deferral[key] = gate.reason
+        self.ctx.metrics.remediation_decisions.labels(decision=str(gate.decision)).inc()
+        self.store.audit(ACTOR, f"remediation.{gate.decision}", f"run:{run.id}",
+                         {"rule": run.rule, "incident": run.incident_id, "reason": gate.reason}, now=self.now())
+        log.info(kv("remediation.deferred", run=run.id, decision=str(gate.decision), reason=gate.reason))
+
+    def _decide_once(self, key: str, decision: str, subject: str, details: dict[str, Any]) -> None:
+        k = (str(self.store.path), hash(key))
+        if _last_deferral.get(k) == details.get("reason"):
+            return
+        _last_deferral[k] = str(details.get("reason"))
+        self.ctx.metrics.remediation_decisions.labels(decision=decision).inc()
+        self.store.audit(ACTOR, f"remediation.{decision}", subject, details, now=self.now())
+
+    def _timeout(self, rule: Rule, check: bool) -> float:
+        if check:
+            return self.config.check_timeout
+        return rule.timeout or self.config.timeout
+
+    @property
+    def artifacts_root(self) -> Path:
+        return self.ctx.artifacts_dir / "remediation"
+
+
+def batches(rule: Rule, hosts: Sequence[str]) -> tuple[tuple[str, ...], ...]:
+    """The canary alone first (when asked and there is more than one host), then ``batch_size`` at a time."""
+    hosts = list(hosts)
+    out: list[tuple[str, ...]] = []
+    if rule.targets.canary and len(hosts) > 1:
+        out.append((hosts.pop(0),))
+    size = rule.targets.batch_size
+    out += [tuple(hosts[i:i + size]) for i in range(0, len(hosts), size)]
+    return tuple(out)
+
+
+def marker(store: Any, run_id: int) -> str:
+    digest = hashlib.sha256(str(Path(store.path).resolve()).encode()).hexdigest()[:12]
+    return f"{digest}-{run_id}"
+
+
+def owner_id(pid: int | None = None) -> str:
+    """``pid:start`` of a process: its start time (in clock ticks) tells a reused pid apart."""
+    pid = pid or os.getpid()
+    return f"{pid}:{_start_ticks(pid)}"
+
+
+def owner_alive(owner: str) -> bool:
+    pid, _, start = owner.partition(":")
+    try:
+        return _start_ticks(int(pid)) == start
+    except (ValueError, OSError):
+        return False
+
+
+def _start_ticks(pid: int) -> str:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _status_of(runner_status: str) -> RunStatus:
+    return RunStatus.TIMEOUT if runner_status == "timeout" else RunStatus.FAILED
+
+
+def _hosts(run: Run) -> dict[str, dict[str, int]]:
+    return {h: {"ok": s.ok, "changed": s.changed, "failed": s.failed, "unreachable": s.unreachable}
+            for h, s in run.host_summary.items()}

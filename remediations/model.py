@@ -1,0 +1,88 @@
+"""What a remediation run is. A ``Run`` changes only through ``RunStore`` methods, each of which
+writes the audit entry in the same transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class RunMode(StrEnum):
+    CHECK = "check"        # ansible-playbook --check --diff: changes nothing
+    APPLY = "apply"        # the real run
+    ROLLBACK = "rollback"  # the rule's rollback playbook after a run that did not fix
+    SHADOW = "shadow"      # shadow mode: recorded, never executed
+
+
+class RunStatus(StrEnum):
+    WAITING_APPROVAL = "waiting_approval"
+    APPROVED = "approved"
+    EXPIRED = "expired"            # nobody approved in time
+    PENDING = "pending"            # decided, not started
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"        # check and rollback runs that ended with rc 0
+    VERIFYING = "verifying"        # applied; watching the incident's signals
+    VERIFIED = "verified"          # the signals stayed recovered for the verify period
+    NOT_FIXED = "not_fixed"        # signals not recovered by the deadline: rolled back, escalated
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    SKIPPED = "skipped"            # re-checked before the run: nothing left to fix
+    SUGGESTED = "suggested"        # suggest mode: check run only
+    SHADOW = "shadow"              # shadow mode: would have run
+    INTERRUPTED = "interrupted"    # the agent died mid-run
+    CANCELED = "canceled"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in _LIVE
+
+
+_LIVE = frozenset({RunStatus.WAITING_APPROVAL, RunStatus.APPROVED, RunStatus.PENDING, RunStatus.RUNNING,
+                   RunStatus.VERIFYING})
+# Outcomes that count towards a rule's circuit breaker, and the one that resets it.
+FAILURES = frozenset({RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.NOT_FIXED})
+SUCCESSES = frozenset({RunStatus.VERIFIED})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostSummary:
+    """What ansible-runner's stats say about one host."""
+
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Run:
+    id: int
+    incident_id: int | None
+    rule: str
+    rule_mode: str                 # auto, approve, suggest (from the rule), or test
+    playbook: str                  # relative to playbook_dir
+    playbook_sha256: str
+    mode: RunMode
+    status: RunStatus
+    targets: tuple[str, ...]
+    extravars: Mapping[str, Any]   # as recorded: secrets redacted
+    batch: int = 0                 # 0 = the canary (or the only batch)
+    parent_id: int | None = None
+    rc: int | None = None
+    requested_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    approved_by: str | None = None
+    approved_at: datetime | None = None
+    expires_at: datetime | None = None
+    verify_until: datetime | None = None
+    verification: Mapping[str, Any] = field(default_factory=dict)
+    host_summary: Mapping[str, HostSummary] = field(default_factory=dict)
+    artifact_dir: str | None = None
+    reason: str = ""
+    output: str = ""
+    owner: str | None = None       # pid:start-ticks of the agent process running it

@@ -1,0 +1,62 @@
+"""At start: runs left "running" by an agent that died are marked interrupted, never re-run
+blindly. Whatever they left behind is killed; the rule's ``on_interrupted`` policy decides what
+follows (``page``, the default: the incident escalates; ``retry``: a fresh run goes through the
+gates again)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from agent.log import kv
+from remediations import runner
+from remediations.engine import ACTOR, Remediator, marker, owner_alive
+from remediations.model import Run, RunMode, RunStatus
+
+log = logging.getLogger(__name__)
+
+_recovered: set[tuple[str, int]] = set()
+
+
+def recover(r: Remediator) -> list[Run]:
+    """Once per process and store: interrupted runs of dead owners."""
+    key = (str(r.store.path), os.getpid())
+    if key in _recovered:
+        return []
+    _recovered.add(key)
+    out = []
+    for run in r.store.list_runs(statuses=[RunStatus.RUNNING]):
+        if run.owner and owner_alive(run.owner):
+            continue  # another live agent process is running it
+        left = runner.kill_marked(marker(r.store, run.id))
+        now = r.now()
+        run = r.store.update_run(run.id, RunStatus.INTERRUPTED, now=now, ended_at=run.ended_at or now,
+                                 expect=[RunStatus.RUNNING],
+                                 reason=f"the agent running it ({run.owner or 'unknown'}) stopped mid-run; "
+                                        f"not re-run" + (f"; killed {len(left)} leftover processes" if left else ""))
+        log.warning(kv("remediation.interrupted", run=run.id, rule=run.rule, incident=run.incident_id))
+        out.append(r._keep(run))
+        if run.mode is RunMode.CHECK and run.parent_id is not None:
+            continue  # its parent real run is interrupted too and carries the policy
+        _apply_policy(r, run)
+    return out
+
+
+def _apply_policy(r: Remediator, run: Run) -> None:
+    rule = r.config.rule(run.rule)
+    policy = rule.on_interrupted if rule is not None else "page"
+    if policy == "retry" and run.mode is RunMode.APPLY:
+        fresh = r.store.create_run(
+            incident_id=run.incident_id, rule=run.rule, rule_mode=run.rule_mode, playbook=run.playbook,
+            playbook_sha256=run.playbook_sha256, mode=RunMode.APPLY, status=RunStatus.PENDING, targets=run.targets,
+            extravars=run.extravars, batch=run.batch, now=r.now(),
+            reason=f"retry of interrupted run {run.id} (policy: retry)")
+        if run.incident_id is not None:
+            r.store.add_incident_event(run.incident_id, kind="remediation", actor=ACTOR, now=r.now(),
+                                       message=f"run {run.id} was interrupted (the agent stopped mid-run); "
+                                               f"retrying as run {fresh.id} (policy: retry)",
+                                       details={"run": run.id, "retry": fresh.id})
+        r._keep(fresh)
+        return
+    r.escalate(run, f"run {run.id} ({run.playbook}) was interrupted: the agent stopped mid-run; "
+                    "it was not re-run (policy: page)")

@@ -1,0 +1,43 @@
+"""What this cycle says about an incident's signals: still firing, quiet, or unknown (no data).
+
+The same detectors keep running every cycle; a signal fires again when a hit for its series and
+detector arrives in ``cycle.hits``. A signal whose series has data and no hit is quiet. A series
+without data (a gap) says nothing: it is neither recovered nor failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Any
+
+
+class SignalState(StrEnum):
+    FIRING = "firing"
+    QUIET = "quiet"
+    UNKNOWN = "unknown"
+
+
+def relevant_signals(incident: Any, label: str | None, targets: Sequence[str]) -> list[Any]:
+    """The incident's signals that concern ``targets`` (by the rule's target label); all of them
+    when none carries that label."""
+    signals = list(incident.signals)
+    if label is None:
+        return signals
+    mine = [s for s in signals if s.labels.get(label) in targets]
+    return mine or signals
+
+
+def observe(signals: Sequence[Any], cycle: Any) -> SignalState:
+    if not signals:
+        return SignalState.UNKNOWN
+    keys = {(s.series_id, s.detector) for s in signals}
+    if any((hit.series_id, hit.detector) in keys for hit in cycle.hits):
+        return SignalState.FIRING
+    samples = cycle.samples
+    values = samples.values
+    for signal in signals:
+        sid = signal.series_id
+        if sid in samples.gaps or sid not in values.columns or not values[sid].notna().any():
+            return SignalState.UNKNOWN
+    return SignalState.QUIET

@@ -1,0 +1,84 @@
+"""After a real run: watch the incident's signals until they stay quiet for the verify period
+(verified: the next batch runs, or the incident resolves with its MTTR recorded) or the deadline
+passes (not fixed: the rollback playbook runs and the incident escalates with the run's output)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from agent.clock import from_epoch, to_epoch
+from agent.errors import RemediationError
+from agent.incidents.model import IncidentStatus
+from remediations.engine import ACTOR, Remediator
+from remediations.model import Run, RunMode, RunStatus
+from remediations.signals import SignalState, observe, relevant_signals
+
+
+def verify_all(r: Remediator) -> None:
+    for run in reversed(r.store.list_runs(statuses=[RunStatus.VERIFYING], mode=RunMode.APPLY)):
+        verify(r, run)
+
+
+def verify(r: Remediator, run: Run) -> Run:
+    now = r.now()
+    period = r.config.verify.period
+    incident = r.store.get_incident(run.incident_id)
+    rule = r.config.rule(run.rule)
+    if incident is None or rule is None:
+        return r._keep(r.store.update_run(run.id, RunStatus.CANCELED, now=now,
+                                          reason="its incident or rule no longer exists"))
+    if incident.status is IncidentStatus.RESOLVED:
+        return _verified(r, run, incident, now, f"incident resolved ({incident.resolution}) while verifying")
+    state = observe(relevant_signals(incident, rule.targets.label, run.targets), r.cycle)
+    quiet_since = from_epoch(run.verification.get("quiet_since"))
+    if state is SignalState.FIRING and quiet_since is not None:
+        run = r.store.update_run(run.id, RunStatus.VERIFYING, now=now, verification={"quiet_since": None},
+                                 reason="signals fired again")
+        quiet_since = None
+    elif state is SignalState.QUIET and quiet_since is None:
+        quiet_since = now
+        run = r.store.update_run(run.id, RunStatus.VERIFYING, now=now,
+                                 verification={"quiet_since": to_epoch(now)}, reason="signals quiet")
+    if quiet_since is not None and now - quiet_since >= timedelta(seconds=period):
+        return _verified(r, run, incident, now, f"signals quiet since {quiet_since.isoformat()} ({period:g}s)")
+    if run.verify_until is not None and now >= run.verify_until:
+        run = r.store.update_run(run.id, RunStatus.NOT_FIXED, now=now,
+                                 reason=f"signals not quiet for {period:g}s by {run.verify_until.isoformat()} "
+                                        f"(last observation: {state})")
+        r.ctx.metrics.remediation_runs.labels(outcome="not_fixed").inc()
+        rollback = r.rollback(run)
+        r.escalate(run, f"run {run.id} ({run.playbook}) did not fix the incident by its verify deadline", rollback)
+        return r._keep(run)
+    return run
+
+
+def _verified(r: Remediator, run: Run, incident: Any, now: datetime, why: str) -> Run:
+    run = r.store.update_run(run.id, RunStatus.VERIFIED, now=now, reason=why,
+                             verification={**run.verification, "verified_at": to_epoch(now)})
+    r.ctx.metrics.remediation_runs.labels(outcome="verified").inc()
+    r._keep(run)
+    rule = r.config.rule(run.rule)
+    if incident.status is not IncidentStatus.RESOLVED and rule is not None:
+        try:
+            plan = r.prepare(rule, incident).batches
+        except RemediationError:
+            plan = ()
+        if run.batch + 1 < len(plan):
+            nxt = r.store.create_run(
+                incident_id=incident.id, rule=rule.name, rule_mode=run.rule_mode, playbook=run.playbook,
+                playbook_sha256=run.playbook_sha256, mode=RunMode.APPLY, status=RunStatus.PENDING,
+                targets=plan[run.batch + 1], extravars=run.extravars, batch=run.batch + 1, now=now,
+                reason=f"batch {run.batch + 1} of {len(plan) - 1} after run {run.id} was verified")
+            r.store.add_incident_event(incident.id, kind="remediation", actor=ACTOR, now=now,
+                                       message=f"run {run.id} verified on {', '.join(run.targets)}; "
+                                               f"next batch: run {nxt.id} on {', '.join(nxt.targets)}",
+                                       details={"run": run.id, "next": nxt.id})
+            r.execute(nxt)  # the approval of the canary covers the batches after it
+            return run
+    r.store.set_remediation_times(incident.id, verified_at=now, actor=ACTOR, now=now)
+    if incident.status is not IncidentStatus.RESOLVED:
+        r.store.transition_incident(incident.id, IncidentStatus.RESOLVED, actor=ACTOR, now=now,
+                                    reason=f"remediation run {run.id} verified: {why}", resolution="remediation")
+    return run
+
