@@ -1,7 +1,185 @@
-"""HTTP endpoints of this stage (mounted by ``agent.api.create_app``)."""
+"""HTTP endpoints of this stage (mounted by ``agent.api.create_app``).
+
+Reads are open on loopback; everything that changes state takes the bearer token. A malformed
+Alertmanager body gets 400 with the reason; a refused transition 409 with the reason.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import datetime
+from typing import Any
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.api.auth import require_token
+from agent.config.types import parse_duration
+from agent.errors import TransitionError
+from agent.incidents import suspect_changes
+from agent.incidents.alerts import MalformedPayload, ingest_webhook, parse_webhook
+from agent.incidents.correlator import Correlator
+from agent.incidents.model import IncidentStatus
+from agent.incidents.serialize import change_dict, event_dict, incident_dict, silence_dict
+from agent.incidents.silences import create_silence
+from agent.store.incidents import UnknownIncidentError, UnknownSilenceError
+
+router = APIRouter(tags=["incidents"])
+
+
+def _ctx(request: Request) -> Any:
+    return request.app.state.ctx
+
+
+def _correlator(request: Request) -> Correlator:
+    """One correlator per loaded config (the topology is built once, not per request)."""
+    ctx = _ctx(request)
+    cached = getattr(request.app.state, "correlator", None)
+    if cached is None or cached.config is not ctx.config.incidents or cached.store is not ctx.store:
+        cached = Correlator(ctx.store, ctx.config.incidents, interval_s=ctx.config.agent.interval, metrics=ctx.metrics)
+        request.app.state.correlator = cached
+    return cached
+
+
+@router.post("/api/v1/alerts")
+async def post_alerts(request: Request, actor: str = Depends(require_token)) -> JSONResponse:
+    """Alertmanager webhook (version 4): firing alerts open or join incidents, resolved ones
+    resolve their signal. Example receiver: ``webhook_configs: [{url: http://127.0.0.1:9847/api/v1/alerts,
+    http_config: {authorization: {credentials_file: /etc/aiops-agent/token}}}]``."""
+    body = await request.body()
+    try:
+        payload = parse_webhook(body)
+    except MalformedPayload as exc:
+        raise HTTPException(400, f"malformed Alertmanager payload: {exc}") from None
+    from starlette.concurrency import run_in_threadpool
+
+    ctx = _ctx(request)
+    correlator = _correlator(request)
+    done = await run_in_threadpool(ingest_webhook, ctx.store, correlator, payload, now=ctx.clock(), actor=actor)
+    ctx.metrics.alerts_ingested.inc(len(payload.alerts))
+    ctx.metrics.open_incidents.set(await run_in_threadpool(ctx.store.count_open_incidents))
+    return JSONResponse({"accepted": len(payload.alerts), "firing": done.firing, "resolved": done.resolved,
+                         "opened": done.opened, "incidents": done.incidents,
+                         "resolved_incidents": done.resolved_incidents})
+
+
+class ChangeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(min_length=1, max_length=64)
+    description: str = Field(min_length=1)
+    labels: dict[str, str] = Field(default_factory=dict)
+    ts: datetime | None = None
+
+
+@router.post("/api/v1/changes", status_code=201)
+def post_change(change: ChangeIn, request: Request, actor: str = Depends(require_token)) -> dict[str, Any]:
+    """Record a deploy, model rollout or config change (``ts`` defaults to now)."""
+    ctx = _ctx(request)
+    now = ctx.clock()
+    ts = change.ts or now
+    if ts.tzinfo is None:
+        raise HTTPException(400, f"expected ts with a time zone (e.g. 2026-01-01T12:00:00Z), found {change.ts}")
+    saved = ctx.store.add_change(ts=ts, kind=change.kind, labels=change.labels, description=change.description,
+                                 actor=actor, now=now)
+    return change_dict(saved)
+
+
+@router.get("/api/v1/changes")
+def get_changes(request: Request, limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, Any]]:
+    return [change_dict(c) for c in _ctx(request).store.list_changes(limit=limit)]
+
+
+@router.get("/api/v1/incidents")
+def list_incidents(request: Request, status: IncidentStatus | None = None,
+                   limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, Any]]:
+    incidents = _ctx(request).store.list_incidents(status=status, limit=limit)
+    return [incident_dict(i, signals=False) for i in incidents]
+
+
+@router.get("/api/v1/incidents/{incident_id}")
+def get_incident(incident_id: int, request: Request) -> dict[str, Any]:
+    ctx = _ctx(request)
+    incident = ctx.store.get_incident(incident_id)
+    if incident is None:
+        raise HTTPException(404, f"no incident #{incident_id}")
+    body = incident_dict(incident)
+    body["events"] = [event_dict(e) for e in ctx.store.incident_events(incident_id)]
+    body["suspect_changes"] = [change_dict(c) for c in suspect_changes(
+        ctx.store, incident, lookback_s=ctx.config.incidents.changes_lookback)]
+    return body
+
+
+class TransitionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = ""
+
+
+def _move(request: Request, incident_id: int, to: IncidentStatus, reason: str, actor: str) -> dict[str, Any]:
+    ctx = _ctx(request)
+    try:
+        incident = ctx.store.transition_incident(incident_id, to, actor=actor, reason=reason, now=ctx.clock(),
+                                                 resolution="manual" if to is IncidentStatus.RESOLVED else None)
+    except UnknownIncidentError as exc:
+        raise HTTPException(404, str(exc)) from None
+    except TransitionError as exc:
+        raise HTTPException(409, str(exc)) from None
+    ctx.metrics.open_incidents.set(ctx.store.count_open_incidents())
+    return incident_dict(incident)
+
+
+@router.post("/api/v1/incidents/{incident_id}/ack")
+def ack_incident(incident_id: int, request: Request, body: TransitionIn | None = None,
+                 actor: str = Depends(require_token)) -> dict[str, Any]:
+    return _move(request, incident_id, IncidentStatus.ACKNOWLEDGED, body.reason if body else "", actor)
+
+
+@router.post("/api/v1/incidents/{incident_id}/resolve")
+def resolve_incident(incident_id: int, request: Request, body: TransitionIn | None = None,
+                     actor: str = Depends(require_token)) -> dict[str, Any]:
+    return _move(request, incident_id, IncidentStatus.RESOLVED, body.reason if body else "", actor)
+
+
+class SilenceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    matchers: list[str] = Field(min_length=1)
+    reason: str = Field(min_length=1)
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    duration: str | float | None = None
+
+
+@router.post("/api/v1/silences", status_code=201)
+def post_silence(silence: SilenceIn, request: Request, actor: str = Depends(require_token)) -> dict[str, Any]:
+    """Silence incidents whose labels match every matcher (``service=api``, ``instance=~web.*``)."""
+    ctx = _ctx(request)
+    try:
+        duration_s = parse_duration(silence.duration) if silence.duration is not None else None
+        for at in (silence.starts_at, silence.ends_at):
+            if at is not None and at.tzinfo is None:
+                raise ValueError(f"expected a time with a time zone, found {at.isoformat()}")
+        saved = create_silence(ctx.store, silence.matchers, reason=silence.reason, actor=actor, now=ctx.clock(),
+                               starts_at=silence.starts_at, ends_at=silence.ends_at, duration_s=duration_s)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+    return silence_dict(saved)
+
+
+@router.get("/api/v1/silences")
+def get_silences(request: Request, all: bool = False) -> list[dict[str, Any]]:
+    ctx = _ctx(request)
+    silences = ctx.store.list_silences(active_at=None if all else ctx.clock())
+    return [silence_dict(s) for s in silences]
+
+
+@router.post("/api/v1/silences/{silence_id}/expire")
+def expire_silence(silence_id: int, request: Request, actor: str = Depends(require_token)) -> dict[str, Any]:
+    ctx = _ctx(request)
+    try:
+        return silence_dict(ctx.store.expire_silence(silence_id, actor=actor, now=ctx.clock()))
+    except UnknownSilenceError as exc:
+        raise HTTPException(404, str(exc)) from None
+    except TransitionError as exc:
+        raise HTTPException(409, str(exc)) from None

@@ -1,7 +1,266 @@
-"""CLI commands of this stage; ``agent.cli`` adds every command listed in ``commands``."""
+"""CLI commands of this stage; ``agent.cli`` adds every command listed in ``commands``.
+
+``aiops incidents list|show|ack|resolve``, ``aiops silence add|list|expire``, ``aiops change add``.
+"""
 
 from __future__ import annotations
 
+import json
+from datetime import datetime, timezone
+from typing import Any
+
 import click
 
-commands: list[click.Command] = []
+from agent.clicommon import AiopsGroup, cli_actor, with_context
+from agent.config.types import parse_duration
+from agent.incidents.model import Incident, IncidentStatus
+from agent.incidents.serialize import change_dict, incident_dict, silence_dict
+
+
+def _when(value: datetime | None) -> str:
+    return f"{value:%Y-%m-%d %H:%M:%S}Z" if value else "-"
+
+
+def _parse_time(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"expected an ISO-8601 time such as 2026-01-01T12:00:00Z, found {value!r}",
+                                 param_hint=option) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _parse_labels(value: str) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        name, sep, text = part.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"expected name=value pairs separated by commas, found {part!r}",
+                                     param_hint="--labels")
+        labels[name.strip()] = text.strip()
+    return labels
+
+
+# -- incidents ------------------------------------------------------------------------------
+
+@click.group("incidents", cls=AiopsGroup)
+def incidents_group() -> None:
+    """List, show, acknowledge and resolve incidents.
+
+    Example: aiops incidents list --status open
+    """
+
+
+@incidents_group.command("list")
+@click.option("--status", type=click.Choice([s.value for s in IncidentStatus]), default=None,
+              help="Only incidents in this state.")
+@click.option("--open", "only_open", is_flag=True, help="Only incidents not yet resolved.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON array instead of a table.")
+@with_context
+def list_command(ctx: Any, status: str | None, only_open: bool, limit: int, as_json: bool) -> None:
+    """List incidents, newest first.
+
+    Example: aiops incidents list --open --limit 20
+    """
+    wanted: Any = status
+    if only_open:
+        wanted = [IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED, IncidentStatus.REMEDIATING]
+    incidents = ctx.store.list_incidents(status=wanted, limit=limit)
+    if as_json:
+        click.echo(json.dumps([incident_dict(i, signals=False) for i in incidents], indent=2))
+        return
+    if not incidents:
+        click.echo("no incidents")
+        return
+    for incident in incidents:
+        flags = " flapping" if incident.flapping else ""
+        click.echo(f"#{incident.id:<5} {incident.status.value:<12} {incident.severity.value:<8} "
+                   f"{_when(incident.started_at)}  {len(incident.signals):>3} signals{flags}  {incident.title}")
+
+
+def minimal_text(incident: Incident) -> str:
+    """Plain text used while the summary renderer is not available."""
+    lines = [f"#{incident.id} [{incident.severity.value}] {incident.title}",
+             f"status: {incident.status.value}{' (flapping)' if incident.flapping else ''}",
+             f"started: {_when(incident.started_at)}  detected: {_when(incident.detected_at)}",
+             f"root cause guess: {incident.root_cause or '-'} ({incident.root_cause_reason or 'no reason'})",
+             "signals:"]
+    for s in sorted(incident.signals, key=lambda s: -(s.peak_score or 0)):
+        lines.append(f"  {s.series_id} [{s.detector}] hits={s.hits} value={s.last_value} expected={s.last_expected}")
+    return "\n".join(lines)
+
+
+@incidents_group.command("show")
+@click.argument("incident_id", type=int)
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json", "html"]), default="text",
+              show_default=True)
+@with_context
+def show_command(ctx: Any, incident_id: int, fmt: str) -> None:
+    """Show one incident: what, where, signals, root-cause guess, suspect changes, timeline.
+
+    Example: aiops incidents show 12 --format markdown
+    """
+    from agent.store.incidents import UnknownIncidentError
+
+    incident = ctx.store.get_incident(incident_id)
+    if incident is None:
+        raise UnknownIncidentError(incident_id)
+    from agent.incidents import summary
+
+    render = getattr(summary, "render", None)
+    if render is not None:
+        prometheus_url = _prometheus_url(ctx.config)
+        click.echo(render(ctx.store, incident_id, fmt, base_url=ctx.config.http.base_url,
+                          prometheus_url=prometheus_url))
+    elif fmt == "json":
+        click.echo(json.dumps(incident_dict(incident), indent=2))
+    else:
+        click.echo(minimal_text(incident))
+
+
+def _prometheus_url(config: Any) -> str | None:
+    """The Prometheus source's URL for graph links, when Prometheus is the source."""
+    return config.sources.prometheus.url if config.sources.kind == "prometheus" else None
+
+
+def _transition(ctx: Any, incident_id: int, to: IncidentStatus, reason: str) -> None:
+    incident = ctx.store.transition_incident(incident_id, to, actor=cli_actor(), reason=reason, now=ctx.clock(),
+                                             resolution="manual" if to is IncidentStatus.RESOLVED else None)
+    click.echo(f"incident #{incident.id} is now {incident.status.value}")
+
+
+@incidents_group.command("ack")
+@click.argument("incident_id", type=int)
+@click.option("--reason", default="", help="Why, for the timeline and the audit log.")
+@with_context
+def ack_command(ctx: Any, incident_id: int, reason: str) -> None:
+    """Acknowledge an incident (someone is on it).
+
+    Example: aiops incidents ack 12 --reason "looking at the db"
+    """
+    _transition(ctx, incident_id, IncidentStatus.ACKNOWLEDGED, reason)
+
+
+@incidents_group.command("resolve")
+@click.argument("incident_id", type=int)
+@click.option("--reason", default="", help="Why, for the timeline and the audit log.")
+@with_context
+def resolve_command(ctx: Any, incident_id: int, reason: str) -> None:
+    """Resolve an incident by hand.
+
+    Example: aiops incidents resolve 12 --reason "restarted the pool"
+    """
+    _transition(ctx, incident_id, IncidentStatus.RESOLVED, reason)
+
+
+# -- silences -------------------------------------------------------------------------------
+
+@click.group("silence", cls=AiopsGroup)
+def silence_group() -> None:
+    """Silence paging for incidents whose labels match (they are still recorded).
+
+    Example: aiops silence add -m service=api --duration 2h --reason "planned failover"
+    """
+
+
+@silence_group.command("add")
+@click.option("-m", "--match", "matchers", multiple=True, required=True,
+              help="Label matcher: name=value, name!=value, name=~regex or name!~regex (repeatable; all must match).")
+@click.option("--duration", default=None, help="How long, e.g. 30m or 2h (or give --ends).")
+@click.option("--starts", default=None, help="Start time, ISO-8601 (default: now).")
+@click.option("--ends", default=None, help="End time, ISO-8601.")
+@click.option("--reason", required=True, help="Why; shown on the incidents it covers.")
+@click.option("--json", "as_json", is_flag=True)
+@with_context
+def silence_add(ctx: Any, matchers: tuple[str, ...], duration: str | None, starts: str | None, ends: str | None,
+                reason: str, as_json: bool) -> None:
+    """Add a silence.
+
+    Example: aiops silence add -m service=api -m env=~prod.* --duration 2h --reason "db migration"
+    """
+    from agent.incidents.silences import create_silence
+
+    try:
+        duration_s = parse_duration(duration) if duration is not None else None
+        silence = create_silence(ctx.store, list(matchers), reason=reason, actor=cli_actor(), now=ctx.clock(),
+                                 starts_at=_parse_time(starts, "--starts"), ends_at=_parse_time(ends, "--ends"),
+                                 duration_s=duration_s)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(silence_dict(silence)))
+    else:
+        click.echo(f"silence #{silence.id} until {_when(silence.ends_at)}: "
+                   f"{' '.join(str(m) for m in silence.matchers)}")
+
+
+@silence_group.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Also expired and future silences.")
+@click.option("--json", "as_json", is_flag=True)
+@with_context
+def silence_list(ctx: Any, show_all: bool, as_json: bool) -> None:
+    """List active silences.
+
+    Example: aiops silence list --all
+    """
+    now = ctx.clock()
+    silences = ctx.store.list_silences(active_at=None if show_all else now)
+    if as_json:
+        click.echo(json.dumps([silence_dict(s) for s in silences], indent=2))
+        return
+    if not silences:
+        click.echo("no silences")
+        return
+    for s in silences:
+        state = "active" if s.active_at(now) else ("expired" if (s.expired_at or s.ends_at) <= now else "pending")
+        click.echo(f"#{s.id:<4} {state:<8} {_when(s.starts_at)} → {_when(s.expired_at or s.ends_at)}  "
+                   f"{' '.join(str(m) for m in s.matchers)}  by {s.created_by}: {s.reason}")
+
+
+@silence_group.command("expire")
+@click.argument("silence_id", type=int)
+@with_context
+def silence_expire(ctx: Any, silence_id: int) -> None:
+    """End a silence now.
+
+    Example: aiops silence expire 3
+    """
+    silence = ctx.store.expire_silence(silence_id, actor=cli_actor(), now=ctx.clock())
+    click.echo(f"silence #{silence.id} expired at {_when(silence.expired_at)}")
+
+
+# -- changes ----------------------------------------------------------------------------------
+
+@click.group("change", cls=AiopsGroup)
+def change_group() -> None:
+    """Record deploys, model rollouts and config changes (suspects for later incidents).
+
+    Example: aiops change add --kind deploy --labels service=api,version=v12 "api v12 rollout"
+    """
+
+
+@change_group.command("add")
+@click.option("--kind", required=True, help="deploy, model_rollout, config, … (free text).")
+@click.option("--labels", default="", help="name=value pairs, comma-separated: service=api,version=v12")
+@click.option("--at", "at", default=None, help="When it happened, ISO-8601 (default: now).")
+@click.option("--json", "as_json", is_flag=True)
+@click.argument("description")
+@with_context
+def change_add(ctx: Any, kind: str, labels: str, at: str | None, as_json: bool, description: str) -> None:
+    """Record a change.
+
+    Example: aiops change add --kind deploy --labels service=api,version=v12 "api v12"
+    """
+    now = ctx.clock()
+    change = ctx.store.add_change(ts=_parse_time(at, "--at") or now, kind=kind, labels=_parse_labels(labels),
+                                  description=description, actor=cli_actor(), now=now)
+    if as_json:
+        click.echo(json.dumps(change_dict(change)))
+    else:
+        click.echo(f"change #{change.id} recorded: {change.kind} at {_when(change.ts)}")
+
+
+commands: list[click.Command] = [incidents_group, silence_group, change_group]

@@ -43,6 +43,7 @@ class Placed:
     touched: set[int] = field(default_factory=set)
     opened: list[int] = field(default_factory=list)
     pending: int = 0
+    stale: set[int] = field(default_factory=set)  # root cause and title to recompute
 
 
 class Correlator:
@@ -63,6 +64,8 @@ class Correlator:
             for i in order:
                 severity = (severities[i] if severities else None) or self.severity(hits[i])
                 self._place(hits[i], Severity(severity), now=now, actor=actor, placed=placed)
+            for incident_id in sorted(placed.stale):
+                self.refresh(incident_id, now=now)
         if self.metrics is not None and placed.opened:
             self.metrics.incidents_opened.inc(len(placed.opened))
         return placed
@@ -80,7 +83,8 @@ class Correlator:
                                               resolved_since=flap_since)
             target = found[0][0] if found else None
         if target is not None:
-            self._join(target, hit, severity, keys, now=now, actor=actor)
+            if self._join(target, hit, severity, keys, now=now, actor=actor):
+                placed.stale.add(target)
             placed.touched.add(target)
             return
         rule = self.config.persistence_for(hit.labels, hit.detector)
@@ -111,9 +115,10 @@ class Correlator:
         return incident.id
 
     def _join(self, incident_id: int, hit: Hit, severity: Severity, keys: list[str], *, now: datetime,
-              actor: str) -> None:
+              actor: str) -> bool:
+        """Add the hit to the incident; True when its root cause and title need a new look."""
         store = self.store
-        incident = store.get_incident(incident_id)
+        incident = store.get_incident(incident_id, with_signals=False)
         assert incident is not None
         if incident.status is IncidentStatus.RESOLVED:
             store.transition_incident(incident_id, IncidentStatus.OPEN, actor=actor, now=now, flapping=True,
@@ -125,8 +130,7 @@ class Correlator:
         if severity.rank > incident.severity.rank:
             store.escalate_incident(incident_id, severity, actor=actor, now=now,
                                     reason=f"{hit.metric or hit.series_id} ({hit.detector}) is {severity.value}")
-        if added or hit.ts < incident.started_at:
-            self.refresh(incident_id, now=now)
+        return bool(added) or hit.ts < incident.started_at
 
     def refresh(self, incident_id: int, *, now: datetime) -> None:
         """Recompute the root-cause guess, title, labels and start from the incident's signals."""

@@ -26,20 +26,27 @@ class RootCause:
 def guess_root_cause(signals: Sequence[Signal], topology: Topology) -> RootCause | None:
     if not signals:
         return None
-    nodes = {s.key: topology.nodes(s.labels) for s in signals}
-    others = {s.key: [n for o in signals if o.key != s.key for n in nodes[o.key]] for s in signals}
+    # Work per distinct node set, not per signal: an incident may hold thousands of signals
+    # but only a handful of services and hosts.
+    groups: dict[tuple[str, ...], list[Signal]] = {}
+    for s in signals:
+        groups.setdefault(tuple(topology.nodes(s.labels)), []).append(s)
+    everywhere = {n for nodes in groups for n in nodes}
 
-    def below(s: Signal) -> list[str]:
-        return sorted({d for node in nodes[s.key] for d in dependents(topology, node, others[s.key])})
+    def below(nodes: tuple[str, ...]) -> list[str]:
+        others = everywhere - set(nodes)
+        return sorted({d for node in nodes for d in dependents(topology, node, others)})
 
-    ranked = sorted(signals, key=lambda s: (-len(below(s)), s.first_at, s.key))
-    best = ranked[0]
+    downstream = {nodes: below(nodes) for nodes in groups}
+    earliest = {nodes: min(members, key=lambda s: (s.first_at, s.key)) for nodes, members in groups.items()}
+    best_nodes = min(groups, key=lambda n: (-len(downstream[n]), earliest[n].first_at, earliest[n].key))
+    best = earliest[best_nodes]
     first = f"{best.first_at:%Y-%m-%d %H:%M:%S}Z"
-    downstream = below(best)
-    if downstream:
-        node = next(n for n in nodes[best.key] if dependents(topology, n, others[best.key]))
-        reason = (f"{_node_name(node)} is upstream of {', '.join(_node_name(d) for d in downstream)} in the "
-                  f"topology; its signal first fired at {first}")
+    if downstream[best_nodes]:
+        others = everywhere - set(best_nodes)
+        node = next(n for n in best_nodes if dependents(topology, n, others))
+        reason = (f"{_node_name(node)} is upstream of {', '.join(_node_name(d) for d in downstream[best_nodes])} "
+                  f"in the topology; its signal first fired at {first}")
     elif len(signals) == 1:
         reason = f"the only signal; it first fired at {first}"
     else:

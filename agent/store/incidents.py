@@ -147,11 +147,11 @@ class IncidentStore(StoreBase):
 
     # -- reading ---------------------------------------------------------------------------
 
-    def get_incident(self, incident_id: int) -> Incident | None:
+    def get_incident(self, incident_id: int, *, with_signals: bool = True) -> Incident | None:
         row = self.conn.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
         if row is None:
             return None
-        return _incident(row, self.incident_signals(incident_id))
+        return _incident(row, self.incident_signals(incident_id) if with_signals else ())
 
     def incident_signals(self, incident_id: int) -> list[Signal]:
         rows = self.conn.execute("SELECT * FROM incident_signals WHERE incident_id = ? ORDER BY first_at, signal_key",
