@@ -52,12 +52,14 @@ def cycle_at(at: datetime, frame: Samples) -> Cycle:
 
 @pytest.fixture
 def make_ctx(make_config: Callable[[str], AgentConfig], tmp_path: Path) -> Callable[..., Context]:
-    """A Context on a real store in ``tmp_path/state`` (the same store for every call)."""
+    """A Context on a real store in ``tmp_path/<state>`` (the same store for every call with the
+    same ``state``)."""
     contexts: list[Context] = []
 
-    def make(detectors_yaml: str = "", interval: str = "60s") -> Context:
-        config = make_config(f"agent:\n  state_dir: {tmp_path / 'state'}\n  interval: {interval}\n{detectors_yaml}")
-        ctx = Context(config=config, store=open_store(tmp_path / "state"), state_dir=tmp_path / "state")
+    def make(detectors_yaml: str = "", interval: str = "60s", state: str = "state") -> Context:
+        state_dir = tmp_path / state
+        config = make_config(f"agent:\n  state_dir: {state_dir}\n  interval: {interval}\n{detectors_yaml}")
+        ctx = Context(config=config, store=open_store(state_dir), state_dir=state_dir)
         contexts.append(ctx)
         return ctx
 
