@@ -1,7 +1,41 @@
-"""CLI commands of this stage; ``agent.cli`` adds every command listed in ``commands``."""
+"""``aiops demo inject KIND``: break the running demo stack on purpose."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-commands: list[click.Command] = []
+from agent.clicommon import AiopsGroup
+from agent.demo.stack import FAULT_KINDS
+
+DEFAULT_ROOT = Path(".demo")
+
+
+@click.group(cls=AiopsGroup)
+def demo() -> None:
+    """The demo stack (`make demo` runs the whole story)."""
+
+
+@demo.command("inject")
+@click.argument("kind", type=click.Choice(FAULT_KINDS))
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_ROOT, show_default=True,
+              help="The demo stack's directory.")
+def demo_inject(kind: str, root: Path) -> None:
+    """Inject a fault into the running demo stack.
+
+    Example: aiops demo inject latency --root .demo
+    """
+    from agent.demo.faults import inject
+    from agent.store import Store
+
+    store_path = root / "state" / "aiops.db"
+    store = Store(store_path) if store_path.exists() else None
+    try:
+        click.echo(inject(root, kind, store=store))
+    finally:
+        if store is not None:
+            store.close()
+
+
+commands: list[click.Command] = [demo]

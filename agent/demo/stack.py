@@ -1,0 +1,203 @@
+"""The demo stack: the model-serving service, node_exporter when installed, and a real Prometheus
+with a backfilled week of history. ``stack.json`` in the stack's root records ports and pids, so
+``aiops demo inject`` in another process finds what to break.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import requests
+
+from agent.demo.history import demo_history
+from agent.demo.prometheus import PrometheusProcess, ScrapeJob, backfill
+from agent.errors import AiopsError
+
+SERVICE_JOB = "demo-model"
+MODEL_VERSIONS = {
+    "v1": {"version": "v1", "latency_s": 0.06, "feature_shift": 0.0},
+    "v2": {"version": "v2", "latency_s": 0.06, "feature_shift": 0.0},
+    # v3 ships a preprocessing change that shifts its input features: drift after a rollout.
+    "v3": {"version": "v3", "latency_s": 0.06, "feature_shift": 1.2},
+}
+FAULT_KINDS = ("latency", "errors", "memory", "crash", "drift", "disk", "stuck-latency")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class StackInfo:
+    root: str
+    service_port: int
+    prometheus_port: int
+    node_exporter_port: int | None
+    agent_port: int
+    scrape_interval_s: float
+    service_pid: int | None = None
+
+    @property
+    def service_url(self) -> str:
+        return f"http://127.0.0.1:{self.service_port}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.prometheus_port}"
+
+
+class DemoStack:
+    def __init__(self, root: Path, *, scrape_interval_s: float = 5.0, history_days: float = 7.0) -> None:
+        self.root = root.resolve()
+        self.history_days = history_days
+        self.info = StackInfo(root=str(self.root), service_port=free_port(), prometheus_port=free_port(),
+                              node_exporter_port=None, agent_port=free_port(), scrape_interval_s=scrape_interval_s)
+        self.prometheus: PrometheusProcess | None = None
+        self.node_exporter: subprocess.Popen[bytes] | None = None
+
+    # -- layout ------------------------------------------------------------------------------
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def scratch_dir(self) -> Path:
+        return self.root / "scratch"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    def prepare(self) -> float:
+        """Models dir with ``current -> v2``, scratch dir, and Prometheus history; returns the
+        seconds the backfill took."""
+        for path in (self.models_dir, self.scratch_dir, self.logs_dir):
+            path.mkdir(parents=True, exist_ok=True)
+        for version, model in MODEL_VERSIONS.items():
+            (self.models_dir / version).mkdir(exist_ok=True)
+            (self.models_dir / version / "model.json").write_text(json.dumps(model))
+        current = self.models_dir / "current"
+        if current.is_symlink() or current.exists():
+            current.unlink()
+        current.symlink_to("v2")
+        (self.models_dir / "history").write_text("v1\nv2\n")
+        return backfill(
+            demo_history(end_s=time.time(), days=self.history_days, job=SERVICE_JOB,
+                         instance=f"127.0.0.1:{self.info.service_port}"),
+            self.root / "prometheus" / "data", self.root / "prometheus" / "work")
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def service_command(self) -> list[str]:
+        return service_command(self.root, self.info.service_port)
+
+    def start(self) -> None:
+        start_service(self.root, self.service_command())
+        node = shutil.which("prometheus-node-exporter")
+        jobs = [ScrapeJob(name=SERVICE_JOB, targets=[f"127.0.0.1:{self.info.service_port}"]),
+                ScrapeJob(name="aiops-agent", targets=[f"127.0.0.1:{self.info.agent_port}"])]
+        if node:
+            self.info.node_exporter_port = free_port()
+            log = open(self.logs_dir / "node_exporter.log", "ab")
+            self.node_exporter = subprocess.Popen(
+                [node, f"--web.listen-address=127.0.0.1:{self.info.node_exporter_port}",
+                 "--collector.disable-defaults", "--collector.cpu", "--collector.meminfo",
+                 "--collector.filesystem", "--collector.loadavg"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            jobs.append(ScrapeJob(name="node", targets=[f"127.0.0.1:{self.info.node_exporter_port}"]))
+        self.prometheus = PrometheusProcess(self.root / "prometheus", self.info.prometheus_port, jobs,
+                                            scrape_interval_s=self.info.scrape_interval_s)
+        self.prometheus.start()
+        wait_for(lambda: _get(self.info.service_url + "/healthz"), 30, "the demo service")
+        self.info.service_pid = read_pid(self.root)
+        self.save()
+
+    def save(self) -> None:
+        (self.root / "stack.json").write_text(json.dumps(asdict(self.info), indent=2))
+
+    def stop(self) -> None:
+        stop_service(self.root)
+        if self.node_exporter is not None and self.node_exporter.poll() is None:
+            self.node_exporter.terminate()
+            self.node_exporter.wait(timeout=10)
+        if self.prometheus is not None:
+            self.prometheus.stop()
+
+
+def load_info(root: Path) -> StackInfo:
+    try:
+        return StackInfo(**json.loads((root / "stack.json").read_text()))
+    except (OSError, ValueError, TypeError) as exc:
+        raise AiopsError(f"no demo stack at {root}: {exc}") from exc
+
+
+def service_command(root: Path, port: int) -> list[str]:
+    return [sys.executable, "-m", "agent.demo.service", "--port", str(port), "--models-dir", str(root / "models"),
+            "--scratch-dir", str(root / "scratch"), "--pid-file", str(root / "service.pid")]
+
+
+def stop_service(root: Path, timeout_s: float = 10.0) -> None:
+    pid = read_pid(root)
+    if pid is None:
+        return
+    _kill(pid)
+    deadline = time.monotonic() + timeout_s
+    while read_pid(root) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if read_pid(root) is not None:
+        _kill(pid, signal.SIGKILL)
+
+
+def start_service(root: Path, command: list[str]) -> None:
+    """Start the demo service detached (it outlives the command that started it, as a
+    service under an init system would)."""
+    log = open(root / "logs" / "service.log", "ab")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+
+
+def read_pid(root: Path) -> int | None:
+    try:
+        pid = int((root / "service.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    return pid
+
+
+def _kill(pid: int, sig: int = signal.SIGTERM) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return
+
+
+def _get(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def wait_for(predicate, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AiopsError(f"{what} did not come up within {timeout_s:g}s")
