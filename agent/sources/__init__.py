@@ -134,7 +134,7 @@ def collect(ctx: "Context", cycle: "Cycle") -> Samples:
     source = rt.source
     if isinstance(source, ScrapeSource):
         outcome = source.scrape(cycle.started_at, keep)
-        samples = source.gaps_for(outcome.failed, restrict(source.fetch(start, now), keep), keep)
+        samples = source.gaps_for(outcome, restrict(source.fetch(start, now), keep), keep)
     else:
         samples = restrict(source.fetch(start, now), keep)
     rt.last_end = now

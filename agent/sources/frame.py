@@ -54,15 +54,19 @@ def restrict(samples: Samples, keep: Callable[[str], bool]) -> Samples:
                    buckets={h: f for h, f in samples.buckets.items() if keep(h)})
 
 
-def with_gaps(samples: Samples, missing: Iterable[SeriesInfo]) -> Samples:
-    """Add series whose source failed: all-NaN columns, named in ``gaps``."""
+def with_gaps(samples: Samples, missing: Iterable[SeriesInfo], at: pd.Timestamp | None = None) -> Samples:
+    """Add series whose source failed: named in ``gaps``, NaN columns, and a row ``at`` the failed
+    attempt so the frame shows the gap where it happened."""
+    missing = [m for m in missing if m.kind != "bucket"]
     values = samples.values
+    if missing and at is not None and at not in values.index:
+        index = values.index.union(pd.DatetimeIndex([at], name="ts"))
+        index.name = "ts"
+        values = values.reindex(index)
     series = dict(samples.series)
     gaps = set(samples.gaps)
     new = {}
     for info in missing:
-        if info.kind == "bucket":
-            continue
         gaps.add(info.series_id)
         series.setdefault(info.series_id, info)
         if info.series_id not in values.columns:

@@ -27,7 +27,7 @@ from agent.metrics import Metrics
 from agent.sources import http
 from agent.sources.base import FailureKind, FetchError, Samples, SeriesInfo
 from agent.sources.exposition import Derived, derive, parse_exposition
-from agent.sources.frame import from_long, with_gaps
+from agent.sources.frame import from_long, to_index, with_gaps
 from agent.sources.health import TargetHealth
 
 if TYPE_CHECKING:
@@ -137,9 +137,10 @@ class ScrapeSource:
         log.debug(kv("scrape.history", points=len(long), duration_s=round(time.perf_counter() - started, 3)))
         return samples
 
-    def gaps_for(self, failed: frozenset[str], samples: Samples, keep: Callable[[str], bool]) -> Samples:
-        """Mark every known series of the failed targets as a gap this cycle."""
+    def gaps_for(self, outcome: ScrapeOutcome, samples: Samples, keep: Callable[[str], bool]) -> Samples:
+        """Mark every known series of the failed targets as a gap at the time of the scrape."""
+        failed = outcome.failed
         missing: list[SeriesInfo] = []
         for name in sorted(failed):
             missing += [s for s in self.store.known_series(labels={"job": name}) if keep(s.series_id)]
-        return with_gaps(samples, missing)
+        return with_gaps(samples, missing, at=to_index([outcome.ts])[0])
