@@ -1,7 +1,7 @@
 """Pure anomaly detectors: no I/O, no store, no clock. See ``detectors.base`` for the contract."""
 
 from detectors.base import Detector, Direction, Hit, Scores
-from detectors.drift import DriftDetector
+from detectors.drift import DriftDetector, DriftReport, FeatureDrift, Verdict
 from detectors.errors import DetectorError, NotFittedError
 from detectors.iforest import IsolationForestDetector
 from detectors.seasonal import SeasonalDetector
@@ -12,10 +12,13 @@ __all__ = [
     "DetectorError",
     "Direction",
     "DriftDetector",
+    "DriftReport",
+    "FeatureDrift",
     "Hit",
     "IsolationForestDetector",
     "NotFittedError",
     "Scores",
     "SeasonalDetector",
     "ThresholdDetector",
+    "Verdict",
 ]

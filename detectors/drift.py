@@ -1,14 +1,96 @@
-"""Model drift: live feature distributions against a stored training baseline (PSI, KS, chi-square)."""
+"""Model drift: live feature distributions against a stored training baseline (PSI, KS, chi-square).
+
+``fit(baseline, model="fraud-v3")`` takes, per feature, raw samples (a Series, array or list),
+Prometheus histogram buckets (a DataFrame rows = time, columns = upper bound ``le`` with
+cumulative counts, the window being the increase from the first to the last row; or a mapping
+le -> cumulative count) or, for features named in ``categorical``, labels. Give a mapping
+feature -> data, or a DataFrame whose columns are raw-sample features.
+
+``score(window)`` compares the live window, given the same way, with the baseline:
+
+- numeric: PSI over 10 baseline-quantile bins (histograms: neighbouring buckets merged to about
+  10% of the baseline each) and Kolmogorov-Smirnov as a second test;
+- categorical: PSI over the categories and a chi-square test of baseline vs live counts.
+
+A feature is drifted when PSI >= ``psi_significant``, or when PSI >= ``psi_moderate`` and the
+second test rejects (p < ``ks_alpha``/``chi2_alpha``). PSI is an effect size and gates every
+verdict, so a verdict does not flip with sample size alone (a p-value by itself would: any tiny
+difference becomes "significant" with enough samples). Below ``min_samples`` (live or baseline)
+a feature gets no verdict and is left out of the rate. The model drift rate is the share of
+features with a verdict that drifted; a hit fires when it is >= ``drift_share``.
+
+``score`` returns ``Scores`` whose ``scores`` is a DataFrame indexed by feature (columns ``psi``,
+``psi_level``, ``test``, ``statistic``, ``p_value``, ``n_live``, ``verdict``, ``drifted``) with
+the rate in ``scores.attrs["drift_rate"]``; the same is kept in ``last_report`` (a
+``DriftReport``; not fitted state) for the stage to publish ``aiops_model_drift_rate_ratio``.
+The hit's ``series_id`` and ``entity`` are the model; ``value``/``score`` the rate, ``upper`` the
+share. The window's time is the last timestamp of its data, or ``ts=`` when it has none.
+
+>>> import numpy as np, pandas as pd
+>>> rng = np.random.default_rng(0)
+>>> det = DriftDetector().fit({"age": rng.normal(40, 10, 5000), "income": rng.normal(50, 5, 5000)}, model="m")
+>>> live = {"age": rng.normal(55, 10, 1000), "income": rng.normal(50, 5, 1000)}
+>>> out = det.score(live, ts=pd.Timestamp("2026-01-01", tz="UTC"))
+>>> out.scores["verdict"].tolist(), out.scores.attrs["drift_rate"], len(out.hits)
+(['drifted', 'stable'], 0.5, 1)
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
 from typing import Any, ClassVar
 
-from detectors.base import Detector, Scores
+import numpy as np
+import pandas as pd
+
+from detectors import _distributions as dist
+from detectors._frame import to_datetime
+from detectors._state import PlainState
+from detectors.base import Detector, Direction, Hit, Scores
+from detectors.errors import DetectorError
 
 
-class DriftDetector(Detector):
+class Verdict(StrEnum):
+    STABLE = "stable"
+    MODERATE = "moderate"  # PSI in the moderate band, not confirmed by the second test
+    DRIFTED = "drifted"
+    INSUFFICIENT = "insufficient_data"
+    MISSING = "missing"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeatureDrift:
+    feature: str
+    kind: str  # numeric, histogram, categorical
+    n_baseline: float
+    n_live: float
+    psi: float | None
+    test: str  # ks or chi2
+    statistic: float | None
+    p_value: float | None
+    verdict: Verdict
+
+    @property
+    def drifted(self) -> bool:
+        return self.verdict is Verdict.DRIFTED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DriftReport:
+    model: str
+    ts: datetime
+    features: tuple[FeatureDrift, ...]
+    rate: float | None  # None when no feature had enough samples for a verdict
+
+    @property
+    def drifted(self) -> list[str]:
+        return [f.feature for f in self.features if f.drifted]
+
+
+class DriftDetector(PlainState, Detector):
     """Share of a model's features whose live distribution drifted from the baseline."""
 
     name: ClassVar[str] = "drift"
@@ -32,7 +114,120 @@ class DriftDetector(Detector):
         self.categorical = categorical
 
     def fit(self, history: Any, model: str | None = None) -> "DriftDetector":
-        raise NotImplementedError
+        if not 0 < self.psi_moderate <= self.psi_significant:
+            raise DetectorError(
+                self.name,
+                f"expected 0 < psi_moderate <= psi_significant, found {self.psi_moderate} and {self.psi_significant}",
+            )
+        features = _features(history, self.name, "baseline")
+        baselines = {}
+        for feature, data in features.items():
+            try:
+                baselines[feature] = self._baseline(feature, data)
+            except dist.Problem as problem:
+                raise dist.fail(self.name, feature, problem) from None
+        if all(b["n"] < self.min_samples for b in baselines.values()):
+            sizes = {f: int(b["n"]) for f, b in baselines.items()}
+            raise DetectorError(self.name, f"baseline: every feature has fewer than {self.min_samples} samples: {sizes}")
+        self.baselines_ = baselines
+        self.model_ = model if model is not None else "model"
+        return self
+
+    def _baseline(self, feature: str, data: Any) -> dict[str, Any]:
+        if feature in self.categorical:
+            return dist.categorical_baseline(dist.category_counts(data))
+        if dist.is_histogram(data):
+            return dist.histogram_baseline(*dist.histogram_counts(data))
+        return dist.numeric_baseline(dist.numeric_samples(data))
 
     def score(self, window: Any, model: str | None = None, ts: Any = None) -> Scores:
-        raise NotImplementedError
+        self._check_fitted()
+        features = _features(window, self.name, "window")
+        when = _window_time(features, ts, self.name)
+        verdicts = tuple(self._judge(f, b, features.get(f)) for f, b in self.baselines_.items())
+        judged = [v for v in verdicts if v.verdict not in (Verdict.INSUFFICIENT, Verdict.MISSING)]
+        rate = sum(v.drifted for v in judged) / len(judged) if judged else None
+        report = DriftReport(model=model if model is not None else self.model_, ts=when, features=verdicts, rate=rate)
+        self.last_report = report
+        hits = [self._hit(report)] if rate is not None and rate >= self.drift_share else []
+        return Scores(scores=_table(report, self.psi_moderate, self.psi_significant), hits=hits)
+
+    def _judge(self, feature: str, baseline: dict[str, Any], data: Any) -> FeatureDrift:
+        kind = baseline["kind"]
+        test = "chi2" if kind == "categorical" else "ks"
+        if data is None:
+            return FeatureDrift(feature=feature, kind=kind, n_baseline=baseline["n"], n_live=0.0, psi=None,
+                                test=test, statistic=None, p_value=None, verdict=Verdict.MISSING)
+        try:
+            n_live, value, statistic, test, p_value = dist.compare(baseline, data)
+        except dist.Problem as problem:
+            raise dist.fail(self.name, feature, problem) from None
+        alpha = self.chi2_alpha if test == "chi2" else self.ks_alpha
+        if min(n_live, baseline["n"]) < self.min_samples:
+            verdict = Verdict.INSUFFICIENT
+        elif value >= self.psi_significant or (value >= self.psi_moderate and p_value < alpha):
+            verdict = Verdict.DRIFTED
+        elif value >= self.psi_moderate:
+            verdict = Verdict.MODERATE
+        else:
+            verdict = Verdict.STABLE
+        return FeatureDrift(feature=feature, kind=kind, n_baseline=baseline["n"], n_live=n_live, psi=value,
+                            test=test, statistic=statistic, p_value=p_value, verdict=verdict)
+
+    def _hit(self, report: DriftReport) -> Hit:
+        judged = [f for f in report.features if f.verdict not in (Verdict.INSUFFICIENT, Verdict.MISSING)]
+        worst = sorted((f for f in judged if f.drifted), key=lambda f: -(f.psi or 0.0))
+        parts = [f"{f.feature} PSI {f.psi:.2f} ({f.test} p={f.p_value:.2g})" for f in worst[:5]]
+        text = (f"{len(worst)} of {len(judged)} features drifted ({report.rate:.0%}, alert at "
+                f"{self.drift_share:.0%}): " + ", ".join(parts))
+        return Hit(
+            series_id=report.model,
+            entity=report.model,
+            detector=self.name,
+            ts=report.ts,
+            value=float(report.rate),
+            score=float(report.rate),
+            direction=Direction.UP,
+            expected=0.0,
+            upper=float(self.drift_share),
+            explanation=text,
+        )
+
+
+def _features(data: Any, detector: str, what: str) -> dict[str, Any]:
+    if isinstance(data, pd.DataFrame):
+        return {str(c): data[c] for c in data.columns}
+    if isinstance(data, Mapping):
+        return {str(k): v for k, v in data.items()}
+    raise DetectorError(detector, f"{what}: expected a mapping feature -> data or a DataFrame, found {type(data).__name__}")
+
+
+def _window_time(features: dict[str, Any], ts: Any, detector: str) -> datetime:
+    if ts is not None:
+        stamp = pd.Timestamp(ts)
+        return (stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")).to_pydatetime()
+    ends = [
+        data.index.max() for data in features.values()
+        if isinstance(getattr(data, "index", None), pd.DatetimeIndex) and len(data.index)
+    ]
+    if not ends:
+        raise DetectorError(detector, "window: no timestamps in the data; pass ts= (the end of the window)")
+    stamp = max(pd.Timestamp(e).tz_localize("UTC") if pd.Timestamp(e).tz is None else pd.Timestamp(e) for e in ends)
+    return to_datetime(stamp.timestamp())
+
+
+def _table(report: DriftReport, moderate: float, significant: float) -> pd.DataFrame:
+    rows = [
+        {"psi": f.psi, "psi_level": _level(f.psi, moderate, significant), "test": f.test, "statistic": f.statistic, "p_value": f.p_value,
+         "n_live": f.n_live, "verdict": f.verdict.value, "drifted": f.drifted}
+        for f in report.features
+    ]
+    table = pd.DataFrame(rows, index=pd.Index([f.feature for f in report.features], name="feature"))
+    table.attrs["drift_rate"] = report.rate
+    return table
+
+
+def _level(psi: float | None, moderate: float, significant: float) -> str:
+    if psi is None:
+        return "none"
+    return "significant" if psi >= significant else "moderate" if psi >= moderate else "low"

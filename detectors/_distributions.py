@@ -1,0 +1,192 @@
+"""Feature distributions for the drift detector: baselines as plain data, PSI, KS and chi-square.
+
+A feature comes as raw samples (Series, array, list), as Prometheus histogram buckets (a
+DataFrame rows = time, columns = upper bound ``le``, cumulative counts; or a mapping le -> count)
+or, for categorical features, raw labels. A baseline keeps only what the tests need: PSI bin edges
+and proportions, about a thousand quantiles for KS, category counts; never the samples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from detectors.errors import DetectorError
+
+PSI_BINS = 10
+PSI_FLOOR = 1e-4  # smallest proportion in a PSI term: an empty bin must not make PSI infinite
+KS_QUANTILES = 1000
+
+
+def psi(base: np.ndarray, live: np.ndarray) -> float:
+    """Population stability index of two proportion vectors (0 = identical, higher = more shift)."""
+    b = np.maximum(np.asarray(base, dtype=np.float64), PSI_FLOOR)
+    lv = np.maximum(np.asarray(live, dtype=np.float64), PSI_FLOOR)
+    return float(np.sum((lv - b) * np.log(lv / b)))
+
+
+def ks_p_value(d: float, n_base: float, n_live: float) -> float:
+    """Two-sample KS p-value (asymptotic) for statistic ``d``."""
+    n_eff = n_base * n_live / (n_base + n_live)
+    return float(stats.kstwobign.sf(d * math.sqrt(n_eff)))
+
+
+class Problem(Exception):
+    """Input of one feature is unusable; the detector turns it into a ``DetectorError``."""
+
+
+# -- reading one feature ---------------------------------------------------------------------
+
+
+def histogram_counts(data: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(upper bounds ascending, counts per bucket, not cumulative) from Prometheus-style buckets."""
+    if isinstance(data, pd.DataFrame):
+        if len(data) == 0:
+            raise Problem("histogram frame has no rows")
+        first, last = data.iloc[0].to_numpy(np.float64), data.iloc[-1].to_numpy(np.float64)
+        increase = last - first if len(data) > 1 else last
+        if np.any(increase < 0):  # a counter reset inside the window: the last row is all we know
+            increase = last
+        les, cumulative = _bounds(data.columns), increase
+    else:
+        les, cumulative = _bounds(list(data.keys())), np.asarray(list(data.values()), dtype=np.float64)
+    order = np.argsort(les)
+    les, cumulative = les[order], cumulative[order]
+    if not np.all(np.isfinite(cumulative)):
+        raise Problem("histogram counts must be finite")
+    per_bucket = np.diff(np.r_[0.0, cumulative])
+    if np.any(per_bucket < 0):
+        raise Problem("histogram counts must be cumulative (non-decreasing with le)")
+    return les, per_bucket
+
+
+def _bounds(labels: Any) -> np.ndarray:
+    try:
+        return np.array([float(str(le).replace("+Inf", "inf")) for le in labels], dtype=np.float64)
+    except ValueError:
+        raise Problem(f"histogram bucket bounds must be numbers or '+Inf', found {list(labels)}") from None
+
+
+def numeric_samples(data: Any) -> np.ndarray:
+    try:
+        values = np.asarray(pd.Series(data).to_numpy(), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise Problem("expected numeric samples; list the feature in categorical= if it is a label") from None
+    return values[np.isfinite(values)]
+
+
+def category_counts(data: Any) -> dict[str, float]:
+    series = pd.Series(data).dropna().astype(str)
+    return {str(k): float(v) for k, v in series.value_counts(sort=False).items()}
+
+
+def is_histogram(data: Any) -> bool:
+    return isinstance(data, (pd.DataFrame, Mapping))
+
+
+# -- baselines ---------------------------------------------------------------------------------
+
+
+def numeric_baseline(samples: np.ndarray) -> dict[str, Any]:
+    edges = np.unique(np.quantile(samples, np.linspace(0, 1, PSI_BINS + 1)[1:-1])) if len(samples) else np.array([])
+    levels = (np.arange(KS_QUANTILES) + 0.5) / KS_QUANTILES
+    return {
+        "kind": "numeric",
+        "n": float(len(samples)),
+        "edges": edges.tolist(),
+        "props": _bin_props(samples, edges).tolist(),
+        "quantiles": (np.quantile(samples, levels) if len(samples) else np.array([])).tolist(),
+    }
+
+
+def histogram_baseline(les: np.ndarray, counts: np.ndarray) -> dict[str, Any]:
+    total = float(counts.sum())
+    props = counts / total if total > 0 else counts
+    # Merge neighbouring buckets into groups of about 1/PSI_BINS of the baseline mass each.
+    groups, acc = [], 0.0
+    for i, p in enumerate(props):
+        acc += p
+        if acc >= 1.0 / PSI_BINS and i < len(props) - 1:
+            groups.append(i + 1)
+            acc = 0.0
+    return {
+        "kind": "histogram",
+        "n": total,
+        "les": les.tolist(),
+        "cuts": groups,
+        "props": _group(props, groups).tolist(),
+        "cdf": np.cumsum(props).tolist(),
+    }
+
+
+def categorical_baseline(counts: dict[str, float]) -> dict[str, Any]:
+    return {"kind": "categorical", "n": float(sum(counts.values())), "counts": counts}
+
+
+def _bin_props(samples: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    bins = np.bincount(np.searchsorted(edges, samples, side="left"), minlength=len(edges) + 1)
+    return bins / max(1, len(samples))
+
+
+def _group(values: np.ndarray, cuts: list[int]) -> np.ndarray:
+    return np.array([part.sum() for part in np.split(np.asarray(values, dtype=np.float64), cuts)])
+
+
+# -- comparing a live window -----------------------------------------------------------------
+
+
+def compare(baseline: dict[str, Any], data: Any) -> tuple[float, float, float, str, float]:
+    """(live n, PSI, test statistic, test name, p-value) of live ``data`` against ``baseline``."""
+    kind = baseline["kind"]
+    if kind == "numeric":
+        if is_histogram(data):
+            raise Problem("baseline has raw samples but the live window is a histogram")
+        live = numeric_samples(data)
+        edges = np.asarray(baseline["edges"])
+        value = psi(baseline["props"], _bin_props(live, edges))
+        d = _ks_statistic(np.asarray(baseline["quantiles"]), np.sort(live))
+        return float(len(live)), value, d, "ks", ks_p_value(d, baseline["n"], max(1, len(live)))
+    if kind == "histogram":
+        if not is_histogram(data):
+            raise Problem("baseline is a histogram but the live window has raw samples")
+        les, counts = histogram_counts(data)
+        if les.tolist() != baseline["les"]:
+            raise Problem(f"bucket bounds differ from the baseline's: {les.tolist()} vs {baseline['les']}")
+        n = float(counts.sum())
+        props = counts / n if n > 0 else counts
+        value = psi(baseline["props"], _group(props, baseline["cuts"]))
+        d = float(np.max(np.abs(np.cumsum(props) - np.asarray(baseline["cdf"])))) if n > 0 else 0.0
+        return n, value, d, "ks", ks_p_value(d, baseline["n"], max(1.0, n))
+    live_counts = category_counts(data)
+    return (float(sum(live_counts.values())), *_chi_square(baseline["counts"], live_counts))
+
+
+def _ks_statistic(base_quantiles: np.ndarray, live_sorted: np.ndarray) -> float:
+    if not len(live_sorted) or not len(base_quantiles):
+        return 0.0
+    grid = np.concatenate([base_quantiles, live_sorted])
+    f_base = np.searchsorted(base_quantiles, grid, side="right") / len(base_quantiles)
+    f_live = np.searchsorted(live_sorted, grid, side="right") / len(live_sorted)
+    return float(np.max(np.abs(f_base - f_live)))
+
+
+def _chi_square(base: dict[str, float], live: dict[str, float]) -> tuple[float, float, str, float]:
+    categories = sorted(set(base) | set(live))
+    b = np.array([base.get(c, 0.0) for c in categories])
+    lv = np.array([live.get(c, 0.0) for c in categories])
+    value = psi(b / max(1.0, b.sum()), lv / max(1.0, lv.sum()))
+    if len(categories) < 2 or lv.sum() == 0:
+        return value, 0.0, "chi2", 1.0
+    table = np.vstack([b, lv])
+    table = table[:, table.sum(axis=0) > 0]
+    statistic, p_value, _, _ = stats.chi2_contingency(table, correction=False)
+    return value, float(statistic), "chi2", float(p_value)
+
+
+def fail(detector: str, feature: str, problem: Problem) -> DetectorError:
+    return DetectorError(detector, f"feature {feature!r}: {problem}")
