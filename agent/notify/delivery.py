@@ -99,10 +99,12 @@ def deliver(store: "Store", config: NotifyConfig, channels: Mapping[str, Channel
     """Send what is due, oldest first, within ``config.cycle_budget`` seconds."""
     deadline = monotonic() + config.cycle_budget
     down: set[str] = set()
+    held: set[tuple[str, int | None]] = set()  # channel and incident with an unsent older row
     sent = failed = expired = deferred = 0
     for item in store.due_notifications(now=now, limit=config.batch):
         left = deadline - monotonic()
-        if item.channel in down or left <= 0.05:
+        if item.channel in down or (item.channel, item.incident_id) in held or left <= 0.05:
+            held.add((item.channel, item.incident_id))
             deferred += 1
             continue
         channel = channels.get(item.channel)
@@ -112,6 +114,7 @@ def deliver(store: "Store", config: NotifyConfig, channels: Mapping[str, Channel
             channel.send(item, timeout_s=min(channel.timeout_s, left))
         except DeliveryError as exc:
             down.add(item.channel)
+            held.add((item.channel, item.incident_id))
             outcome = _failed(store, config, item, exc, now=now, rng=rng)
             failed += outcome == "failed"
             expired += outcome == "expired"
@@ -120,7 +123,7 @@ def deliver(store: "Store", config: NotifyConfig, channels: Mapping[str, Channel
         store.mark_notification_sent(item.id, now=now)
         sent += 1
         _count(metrics, item.channel, "sent")
-        log.info(kv("notify.sent", channel=item.channel, incident=item.incident_id, event=item.event,
+        log.info(kv("notify.sent", channel=item.channel, incident=item.incident_id, kind=item.event,
                     attempts=item.attempts + 1))
     return Delivered(sent=sent, failed=failed, expired=expired, deferred=deferred)
 
@@ -130,14 +133,14 @@ def _failed(store: "Store", config: NotifyConfig, item: OutboxItem, exc: Deliver
     attempts = item.attempts + 1
     if now - item.created_at >= timedelta(seconds=config.give_up_after):
         store.mark_notification_failed(item.id, error=exc.problem, retry_at=None, now=now)
-        log.warning(kv("notify.expired", channel=item.channel, incident=item.incident_id, event=item.event,
+        log.warning(kv("notify.expired", channel=item.channel, incident=item.incident_id, kind=item.event,
                        attempts=attempts, error=exc.problem))
         return "expired"
     wait = backoff_s(attempts, initial_s=config.retry_initial, max_s=config.retry_max, rng=rng)
     if exc.retry_after_s is not None:
         wait = max(wait, min(exc.retry_after_s, config.retry_max))
     store.mark_notification_failed(item.id, error=exc.problem, retry_at=now + timedelta(seconds=wait), now=now)
-    log.warning(kv("notify.failed", channel=item.channel, incident=item.incident_id, event=item.event,
+    log.warning(kv("notify.failed", channel=item.channel, incident=item.incident_id, kind=item.event,
                    attempts=attempts, retry_in_s=round(wait, 1), error=exc.problem))
     return "failed"
 

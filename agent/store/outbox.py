@@ -145,13 +145,14 @@ incident store reads the events), and the summary's reads of hits, samples and r
     # -- delivery -----------------------------------------------------------------------------
 
     def due_notifications(self, *, now: datetime, limit: int = 100) -> list[OutboxItem]:
-        """Pending rows whose time has come, oldest first; a row waits while an older pending row
-        of the same channel and incident does (so acknowledge never overtakes trigger)."""
+        """Pending rows whose time has come, oldest first. A row is held back while an older row
+        of the same channel and incident waits for its retry (so acknowledge never overtakes
+        trigger); the caller keeps that order within one delivery round."""
         rows = self.conn.execute(
             "SELECT * FROM outbox o WHERE o.status = 'pending' AND o.next_attempt_at <= ? AND NOT EXISTS ("
             "  SELECT 1 FROM outbox e WHERE e.channel = o.channel AND e.incident_id IS o.incident_id"
-            "  AND e.status = 'pending' AND e.id < o.id) ORDER BY o.id LIMIT ?",
-            (to_epoch(now), limit)).fetchall()
+            "  AND e.status = 'pending' AND e.id < o.id AND e.next_attempt_at > ?) ORDER BY o.id LIMIT ?",
+            (to_epoch(now), to_epoch(now), limit)).fetchall()
         return [_item(r) for r in rows]
 
     def mark_notification_sent(self, item_id: int, *, now: datetime | None = None) -> None:
