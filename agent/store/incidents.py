@@ -439,18 +439,18 @@ class IncidentStore(StoreBase):
         return [(int(r[0]), r[1]) for r in rows]
 
     def remediation_outcome(self, incident_id: int) -> tuple[bool, bool]:
-        """(a remediation ran, it was verified) for the incident, from its times and its runs."""
+        """(a remediation ran, it was verified) for the incident, from its times and its runs.
+
+        Runs that never executed (check, shadow, waiting, expired, skipped, canceled) do not count."""
         row = self._row(incident_id)
         ran = row["remediation_started_at"] is not None
         verified = row["remediation_verified_at"] is not None
-        for run in self.conn.execute(
-                "SELECT mode, status, verification FROM remediation_runs WHERE incident_id = ?", (incident_id,)):
-            if run["mode"] in ("check", "shadow", "suggest"):
-                continue
-            ran = True
-            outcome = " ".join(str(v or "").lower() for v in (run["status"], run["verification"]))
-            if any(word in outcome for word in ("verified", "passed", "recovered")):
-                verified = True
+        executed = self.conn.execute(
+            "SELECT status FROM remediation_runs WHERE incident_id = ? AND mode IN ('apply', 'rollback') "
+            "AND status NOT IN ('waiting_approval', 'approved', 'expired', 'pending', 'skipped', 'canceled', "
+            "'suggested', 'shadow')", (incident_id,)).fetchall()
+        ran = ran or bool(executed)
+        verified = verified or any(r["status"] == "verified" for r in executed)
         return ran, verified
 
     # -- changes ---------------------------------------------------------------------------
