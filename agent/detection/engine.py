@@ -124,7 +124,7 @@ class Engine:
             self.ctx.heartbeat.beat()
             try:
                 starts = [new_from[s] for s in subj.series if s in new_from]
-                fitted = fit_subject(self.ctx, subj, history, self.schedule, now=now,
+                fitted = fit_subject(self.ctx, subj, history, samples, self.schedule, now=now,
                                      before=min(starts) if starts else None)
             except Exception as exc:  # one subject's bad data must not stop the others' fits
                 log.exception(kv("detect.fit_failed", detector=subj.spec.name, subject=subj.subject,
@@ -170,12 +170,20 @@ class Engine:
             if not columns:
                 continue
             start = min(new_from[c] for c in columns)
-            window = samples.values[columns]
+            if subj.spec.grouping is Grouping.ENTITY:
+                # The forest needs every feature it was fitted on: absent or failed ones are NaN
+                # (it fills them with their training median).
+                columns = list(unit.columns)
+                window = samples.values.reindex(columns=columns)
+                window.loc[:, [c for c in columns if c in samples.gaps]] = float("nan")
+            else:
+                window = samples.values[columns]
             position = window.index.searchsorted(start)
             window = window.iloc[max(0, position - subj.spec.context_points):]
             try:
                 if subj.spec.grouping is Grouping.ENTITY:
-                    scores = unit.detector.score(window, entity=subj.subject)
+                    names = subj.spec.feature_names(columns, samples.series)
+                    scores = unit.detector.score(window.rename(columns=names), entity=subj.subject)
                 else:
                     scores = unit.detector.score(window)
             except Exception as exc:  # one subject failing is counted; the rest are still scored

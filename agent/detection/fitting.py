@@ -156,7 +156,7 @@ def read_refit_history(ctx: "Context", subjects: Sequence[Subject], samples: Sam
     return History(frame=frame, exclusions=ctx.store.refit_exclusions([*wanted, *entities], start, now, now=now))
 
 
-def fit_subject(ctx: "Context", subj: Subject, history: History, schedule: Schedule, *,
+def fit_subject(ctx: "Context", subj: Subject, history: History, samples: Samples, schedule: Schedule, *,
                 now: datetime, before: pd.Timestamp | None = None) -> tuple[Unit, FittedState] | None:
     """Fit one subject on its incident-free history before ``before`` (the first point this
     cycle will score: a point is judged only by what came before it); None when that history is
@@ -170,7 +170,8 @@ def fit_subject(ctx: "Context", subj: Subject, history: History, schedule: Sched
         frame = history.frame.reindex(columns=list(subj.series))
         if before is not None:
             frame = frame[frame.index < before]
-        rows = [subj.entity_id] if spec.grouping is Grouping.ENTITY else []
+        # An entity's rows go to its detector whole: a point excluded on one series excludes the row.
+        rows = [subj.entity_id, *subj.series] if spec.grouping is Grouping.ENTITY else []
         masked = mask_exclusions(frame, history.exclusions, row_subjects=rows)
         ok, short = sufficient(masked.frame, min_points=refit.min_points, min_history_s=spec.min_history_s)
         for sid, missing_s in short.items():
@@ -179,7 +180,8 @@ def fit_subject(ctx: "Context", subj: Subject, history: History, schedule: Sched
             return None
         fit_on = masked.frame[ok]
         if spec.grouping is Grouping.ENTITY:
-            detector.fit(fit_on.dropna(how="any"), entity=subj.subject)
+            names = spec.feature_names(ok, samples.series)
+            detector.fit(fit_on.rename(columns=names), entity=subj.subject)
         else:
             detector.fit(fit_on)
         columns, points = tuple(ok), int(fit_on.notna().to_numpy().sum())

@@ -22,7 +22,7 @@ from agent.config.detectors import (
     DetectorsConfig, DriftModel, IForestRule, SeriesMatcher, Slo, ThresholdRule, detector_class,
 )
 from agent.errors import ConfigError
-from agent.sources.base import SeriesInfo
+from agent.sources.base import SeriesInfo, series_id
 from detectors.base import Detector
 
 
@@ -81,6 +81,16 @@ class Spec:
         """Changes when anything that shapes the fitted state changes; stored state with another
         fingerprint is refitted instead of reused."""
         return json.dumps({"kind": self.kind, "params": dict(self.params)}, sort_keys=True, default=str)
+
+    def feature_names(self, columns: Sequence[str], series: Mapping[str, SeriesInfo]) -> dict[str, str]:
+        """Readable feature names for an entity's columns: the series id without the entity
+        label, which every column shares (kept whole where that would make two names equal)."""
+        names = {}
+        for sid in columns:
+            info = series.get(sid)
+            names[sid] = sid if info is None else series_id(
+                info.metric, {k: v for k, v in info.labels.items() if k != self.entity_label})
+        return names if len(set(names.values())) == len(names) else {sid: sid for sid in columns}
 
     def subjects(self, series: Mapping[str, SeriesInfo]) -> dict[str, list[str]]:
         """subject -> the series ids it covers (sorted), among ``series``."""
