@@ -45,7 +45,7 @@ class ForecastDetector(Detector):
     name: ClassVar[str] = "forecast"
 
     def __init__(self, window_rows: int = 1000, level_rows: tuple[int, ...] = (1, 24), mean_rows: int = 12,
-                 season_days: tuple[int, ...] = (1,), quiet_rows: int = 100, hit_threshold: float = 0.53,
+                 season_days: tuple[int, ...] = (1,), quiet_rows: int = 100, hit_threshold: float = 0.6,
                  series_id: str = "") -> None:
         self.window_rows = window_rows
         self.level_rows = level_rows
@@ -147,9 +147,12 @@ class ForecastDetector(Detector):
         rank = error.rolling(self.window_rows + 1, min_periods=11).rank(pct=True)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = (error / largest).to_numpy()
+        # after a run of equal points any change is news; too short a past judges nothing
         ratio = np.where(largest.to_numpy() > 0, ratio, np.where(error.to_numpy() > 0, MAX_RATIO, 0.0))
+        ratio = np.where(largest.isna().to_numpy(), 0.0, ratio)
         beyond = 1.0 + np.log(np.clip(ratio, 1.0, MAX_RATIO))
-        return np.nan_to_num(np.where(ratio > 1.0, beyond, rank.to_numpy()), nan=0.0)
+        rank = np.where(error.to_numpy() > 0, rank.to_numpy(), 0.0)  # a perfect forecast is no news
+        return np.nan_to_num(np.where(ratio > 1.0, beyond, rank), nan=0.0)
 
     def _quiet(self, unit: np.ndarray) -> np.ndarray:
         """Zero every score that a point in the previous ``quiet_rows`` already matched."""

@@ -1,0 +1,124 @@
+"""``aiops backtest`` end to end on small files in NAB's layout, and on real NAB files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from agent.backtest import score_corpus
+from agent.backtest.corpus import find_inputs, read_series
+from agent.backtest.runner import backtest
+from agent.cli import cli
+
+NAB = Path("/work/shared/data/nab")
+
+
+def write_csv(path: Path, timestamps: list[str], values: list[float]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"timestamp": timestamps, "value": values}).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> tuple[Path, Path]:
+    """Two 600-row files: a noisy one with a spike at row 400 (window rows 380..420) and one
+    whose timestamps repeat and step backwards, without windows."""
+    rng = np.random.default_rng(3)
+    ts = pd.date_range("2024-03-01", periods=600, freq="5min").strftime("%Y-%m-%d %H:%M:%S").tolist()
+    values = (10 + rng.normal(0, 1, 600)).round(3)
+    values[400] = 40.0
+    data = tmp_path / "data"
+    write_csv(data / "kind_a" / "spike.csv", ts, values.tolist())
+    odd = ts[:300] + ts[290:300] + ts[300:590]  # ten timestamps occur twice, the 11th row jumps back
+    write_csv(data / "kind_b" / "odd.csv", odd, (5 + rng.normal(0, 1, 600)).round(3).tolist())
+    labels = tmp_path / "windows.json"
+    labels.write_text(json.dumps({
+        "kind_a/spike.csv": [[f"{ts[380]}.000000", f"{ts[420]}.000000"]],
+        "kind_b/odd.csv": [],
+    }))
+    return data, labels
+
+
+def test_reading_keeps_file_order_with_repeated_and_backward_timestamps(corpus):
+    data, _ = corpus
+    series = read_series(data / "kind_b" / "odd.csv")
+    assert len(series) == 600 and str(series.index.tz) == "UTC"
+    assert series.index[300] == series.index[290] and series.index[300] < series.index[299]
+    assert [i.key for i in find_inputs([data])] == ["kind_a/spike.csv", "kind_b/odd.csv"]
+
+
+def test_backtest_writes_one_scored_row_per_input_row_and_prints_profiles(corpus, tmp_path):
+    data, labels = corpus
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["backtest", str(data), "--labels", str(labels), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    spike = pd.read_csv(out / "kind_a" / "spike.csv")
+    source = pd.read_csv(data / "kind_a" / "spike.csv")
+    assert list(spike.columns) == ["timestamp", "value", "anomaly_score", "label"]
+    assert spike["timestamp"].tolist() == source["timestamp"].tolist()
+    assert spike["value"].tolist() == source["value"].tolist()
+    assert spike["anomaly_score"].between(0, 1).all()
+    assert spike["label"].tolist() == [0] * 380 + [1] * 41 + [0] * 179
+    assert spike["anomaly_score"].idxmax() == 400
+    odd = pd.read_csv(out / "kind_b" / "odd.csv")
+    assert odd["timestamp"].tolist() == pd.read_csv(data / "kind_b" / "odd.csv")["timestamp"].tolist()
+    assert odd["label"].sum() == 0
+
+    scored = backtest([data], labels=labels)
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"forecast: 2 files scored, results in {out}"
+    standard = scored.profiles["standard"]
+    assert standard.detected == 1 and standard.score > 90
+    assert lines[1] == (
+        f"standard: NAB score {standard.score:.1f} (threshold {standard.threshold:.6g}, raw {standard.raw:.2f}); "
+        f"windows detected 1/1, recall 1.00, precision {standard.precision:.2f} "
+        f"({standard.false_positives} false-positive rows)")
+    assert [line.split(":")[0] for line in lines[2:]] == ["reward_low_FP_rate", "reward_low_FN_rate"]
+
+
+def test_a_single_file_is_matched_to_its_label_key_and_written_by_name(corpus, tmp_path):
+    data, labels = corpus
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["backtest", str(data / "kind_a" / "spike.csv"), "--labels", str(labels),
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "spike.csv").exists()
+    assert "windows detected 1/1" in result.output
+
+
+def test_unknown_detector_is_a_usage_error(corpus, tmp_path):
+    data, _ = corpus
+    result = CliRunner().invoke(cli, ["backtest", str(data), "--detector", "nope", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "--detector: expected one of forecast" in result.output
+    assert "found 'nope'" in result.output
+
+
+def test_a_folder_without_csv_files_is_an_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(cli, ["backtest", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"{tmp_path / 'empty'}: expected CSV files, found none"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not NAB.exists(), reason="NAB development data not present")
+def test_real_nab_files_are_scored_in_file_order(tmp_path):
+    data = tmp_path / "nab"
+    for key in ("realKnownCause/ec2_request_latency_system_failure.csv", "artificialWithAnomaly/art_daily_jumpsup.csv"):
+        (data / key).parent.mkdir(parents=True, exist_ok=True)
+        (data / key).write_bytes((NAB / "data" / key).read_bytes())
+    scores = score_corpus(data, NAB / "labels" / "combined_windows.json")
+    assert set(scores) == {"standard", "reward_low_FP_rate", "reward_low_FN_rate"}
+    assert scores["standard"] > 50  # 4 windows: catching most of them early is needed for this
+    result = backtest([data], labels=NAB / "labels" / "combined_windows.json")
+    latency = result.files[1]
+    assert latency.item.key == "realKnownCause/ec2_request_latency_system_failure.csv"
+    assert len(latency.scores) == 4032 and latency.labels.windows == 3
+    # the 12 rows stamped 2014-03-09 03:00:00 stay where the file has them
+    assert (latency.series.index == pd.Timestamp("2014-03-09 03:00:00", tz="UTC")).sum() == 12

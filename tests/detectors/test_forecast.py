@@ -1,0 +1,118 @@
+"""ForecastDetector: catches spikes, dips, level shifts and broken daily patterns; quiet on clean
+series; causal; chunked scoring equals one pass; state round-trips through JSON."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from detectors.errors import DetectorError, NotFittedError
+from detectors.forecast import ForecastDetector
+
+DAY = 288  # 5-minute points
+
+
+def daily(days: int = 6, noise: float = 0.3, seed: int = 1) -> pd.Series:
+    n = days * DAY
+    rng = np.random.default_rng(seed)
+    idx = pd.date_range("2024-01-01", periods=n, freq="5min", tz="UTC")
+    values = 50 + 20 * np.sin(2 * np.pi * np.arange(n) / DAY) + rng.normal(0, noise, n)
+    return pd.Series(values, index=idx, name="cpu")
+
+
+def one_pass(series: pd.Series, start: int = 3 * DAY, **params) -> pd.Series:
+    detector = ForecastDetector(**params).fit(series.iloc[:start])
+    return detector.score(series.iloc[start:]).scores
+
+
+@pytest.mark.parametrize("change", ["spike", "dip", "level_shift", "flat_day_peak"])
+def test_injected_anomaly_is_flagged_within_two_hours_of_its_start(change):
+    series = daily()
+    at = 4 * DAY + 20  # on the rising part of day 5's sine
+    if change == "spike":
+        series.iloc[at] += 30
+    elif change == "dip":
+        series.iloc[at] -= 30
+    elif change == "level_shift":
+        series.iloc[at:] += 15
+    else:  # the peak of day 5 stays flat: the daily pattern breaks
+        series.iloc[at:at + 100] = series.iloc[at]
+    scores = one_pass(series)
+    offset = at - 3 * DAY
+    assert scores.iloc[offset:offset + 24].max() > 0.58  # well beyond any error of the last window_rows
+    assert scores.iloc[:offset].max() < 0.58
+
+
+def test_clean_daily_series_raises_no_hits():
+    result = ForecastDetector().fit(daily().iloc[:3 * DAY]).score(daily().iloc[3 * DAY:])
+    assert result.hits == []
+    assert float(result.scores.max()) < 0.6
+
+
+def test_hit_carries_expectation_and_direction():
+    series = daily()
+    series.iloc[4 * DAY + 20] += 30
+    hits = ForecastDetector(series_id="cpu{host=\"a\"}").fit(series.iloc[:3 * DAY]).score(series.iloc[3 * DAY:]).hits
+    assert [h.ts for h in hits] == [series.index[4 * DAY + 20].to_pydatetime()]
+    hit = hits[0]
+    assert (hit.series_id, hit.detector, hit.direction.value) == ('cpu{host="a"}', "forecast", "up")
+    assert hit.expected == pytest.approx(series.iloc[4 * DAY - 4:4 * DAY + 20].median())  # last 24 points
+    assert hit.explanation.startswith(f"value {hit.value:.6g} broke the pattern of the last 1000 points")
+
+
+def test_appending_future_points_changes_no_past_score():
+    series = daily()
+    detector = ForecastDetector().fit(series.iloc[:3 * DAY])
+    short = detector.score(series.iloc[3 * DAY:5 * DAY]).scores
+    longer = detector.score(series.iloc[3 * DAY:]).scores
+    pd.testing.assert_series_equal(short, longer.iloc[:len(short)])
+
+
+def test_walk_forward_in_chunks_equals_one_pass_and_update_equals_refit():
+    series = daily()
+    series.iloc[5 * DAY + 10] += 25
+    whole = one_pass(series, start=100)
+    pieces, refit = [], ForecastDetector()
+    updated = ForecastDetector().fit(series.iloc[:100])
+    for start in range(100, len(series), 250):
+        chunk = series.iloc[start:start + 250]
+        pieces.append(refit.clone().fit(series.iloc[:start]).score(chunk).scores)
+        pd.testing.assert_series_equal(updated.score(chunk).scores, pieces[-1])
+        updated.update(chunk)
+    pd.testing.assert_series_equal(pd.concat(pieces), whole)
+
+
+def test_state_round_trips_through_json():
+    series = daily()
+    fitted = ForecastDetector(window_rows=300).fit(series.iloc[:3 * DAY])
+    state = json.loads(json.dumps(fitted.get_state()))
+    restored = ForecastDetector(window_rows=300).set_state(state)
+    pd.testing.assert_series_equal(restored.score(series.iloc[3 * DAY:]).scores,
+                                   fitted.score(series.iloc[3 * DAY:]).scores)
+    assert fitted.get_params()["window_rows"] == 300
+
+
+def test_bad_input_gives_scores_or_clear_errors():
+    idx = pd.date_range("2024-01-01", periods=400, freq="5min", tz="UTC")
+    nan = pd.Series(np.nan, index=idx)
+    assert ForecastDetector().fit(nan.iloc[:200]).score(nan.iloc[200:]).scores.eq(0).all()
+    flat = pd.Series(3.0, index=idx)
+    assert ForecastDetector().fit(flat.iloc[:200]).score(flat.iloc[200:]).scores.eq(0).all()
+    broken = flat.copy()
+    broken.iloc[300] = np.inf
+    broken.iloc[301] = 9.0
+    scores = ForecastDetector().fit(broken.iloc[:200]).score(broken.iloc[200:]).scores
+    assert scores.iloc[100] == 0.0 and scores.iloc[101] > 0.9  # Inf is a gap; the jump after it is news
+    repeated = pd.Series(np.arange(20.0), index=idx[[0] * 5 + list(range(15))])
+    assert len(ForecastDetector().fit(repeated.iloc[:10]).score(repeated.iloc[10:]).scores) == 10
+    with pytest.raises(NotFittedError, match="forecast: not fitted: call fit"):
+        ForecastDetector().score(flat)
+    with pytest.raises(DetectorError, match="forecast: expected one series \\(one column\\), found 2 columns"):
+        ForecastDetector().fit(pd.DataFrame({"a": flat, "b": flat}))
+    with pytest.raises(DetectorError, match="forecast: expected a DatetimeIndex, found RangeIndex"):
+        ForecastDetector().fit(pd.Series([1.0, 2.0]))
+    with pytest.raises(DetectorError, match="forecast: window_rows: expected an int >= 10, found 3"):
+        ForecastDetector(window_rows=3).fit(flat)
