@@ -52,8 +52,11 @@ class Api:
         self.base = f"http://127.0.0.1:{server.port}"
         self.http = requests.Session()
 
-    def post(self, path: str, *, token: str | None = TOKEN, **kwargs: Any) -> Any:
-        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    def post(self, path: str, *, token: str | None = TOKEN, headers: dict[str, str] | None = None,
+             **kwargs: Any) -> Any:
+        headers = dict(headers or {})
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
         return self.http.post(self.base + path, headers=headers, timeout=10, **kwargs)
 
     def get(self, path: str, **kwargs: Any) -> Any:

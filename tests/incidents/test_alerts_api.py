@@ -1,0 +1,155 @@
+"""Alertmanager webhook and the incidents JSON API over real HTTP (uvicorn on loopback)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.incidents.conftest import at
+
+PAYLOADS = Path(__file__).parent / "payloads"
+
+
+def payload(name: str) -> dict:
+    return json.loads((PAYLOADS / f"{name}.json").read_text())
+
+
+def counts(api) -> tuple[int, int, int, int]:
+    one = api.ctx.store.query_one
+    return tuple(one(f"SELECT count(*) FROM {t}")[0] for t in ("incidents", "incident_signals", "hits", "audit"))
+
+
+def test_firing_opens_repeat_dedups_resolved_resolves(api_for):
+    api = api_for()
+    first = api.post("/api/v1/alerts", json=payload("firing"))
+    assert first.status_code == 200, first.text
+    assert first.json() == {"accepted": 2, "firing": 2, "resolved": 0, "opened": [1], "incidents": [1],
+                            "resolved_incidents": []}
+    again = api.post("/api/v1/alerts", json=payload("firing"))  # Alertmanager re-sends on repeat_interval
+    assert again.json()["opened"] == []
+    incident = api.get("/api/v1/incidents/1").json()
+    assert incident["severity"] == "critical" and incident["status"] == "open"
+    assert incident["title"] == "HighLatency firing on service=api, instance=api-1:8080 +1 more signal"
+    assert sorted((s["metric"], s["hits"]) for s in incident["signals"]) == [("HighErrorRate", 2), ("HighLatency", 2)]
+    assert [e["kind"] for e in incident["events"]] == ["opened", "signal_added"]
+
+    done = api.post("/api/v1/alerts", json=payload("resolved"))
+    assert done.json()["resolved_incidents"] == [1]
+    incident = api.get("/api/v1/incidents/1").json()
+    assert (incident["status"], incident["resolution"], incident["resolved_by"]) == ("resolved", "alert", "api")
+    assert incident["events"][-1]["message"] == "open → resolved: every alert resolved (last: HighErrorRate)"
+    registry = api.ctx.metrics.registry
+    assert registry.get_sample_value("aiops_alerts_ingested_total") == 6
+    assert registry.get_sample_value("aiops_open_incidents") == 0
+
+
+def test_one_resolved_alert_resolves_its_signal_only(api_for):
+    api = api_for()
+    api.post("/api/v1/alerts", json=payload("firing"))
+    body = payload("resolved")
+    body["alerts"] = body["alerts"][:1]
+    assert api.post("/api/v1/alerts", json=body).json()["resolved_incidents"] == []
+    incident = api.get("/api/v1/incidents/1").json()
+    assert incident["status"] == "open"
+    resolved = {s["metric"]: s["resolved_at"] for s in incident["signals"]}
+    assert resolved == {"HighLatency": "2026-03-02T12:20:00Z", "HighErrorRate": None}
+
+
+def _broken(change) -> dict:
+    body = copy.deepcopy(payload("firing"))
+    change(body)
+    return body
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    (b"{not json", "body: Invalid JSON: key must be a string at line 1 column 2"),
+    (_broken(lambda b: b.update(version="3")), "version: Input should be '4'"),
+    (_broken(lambda b: b["alerts"][1].pop("startsAt")), "alerts.1.startsAt: Field required"),
+    (_broken(lambda b: b["alerts"][0].update(status="pending")),
+     "alerts.0.status: Input should be 'firing' or 'resolved'"),
+    (_broken(lambda b: b.update(alerts=[])), "alerts: List should have at least 1 item after validation, not 0"),
+])
+def test_malformed_payload_gets_400_with_reason_and_writes_nothing(api_for, body, reason):
+    api = api_for()
+    before = counts(api)
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    answer = api.post("/api/v1/alerts", data=data, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400
+    assert answer.json() == {"detail": f"malformed Alertmanager payload: {reason}"}
+    assert counts(api) == before
+
+
+@pytest.mark.parametrize(("token", "status", "detail"), [
+    (None, 401, "missing bearer token"),
+    ("wrong-token", 401, "invalid bearer token"),
+])
+def test_alerts_need_the_bearer_token(api_for, token, status, detail):
+    api = api_for()
+    answer = api.post("/api/v1/alerts", json=payload("firing"), token=token)
+    assert (answer.status_code, answer.json()) == (status, {"detail": detail})
+    assert counts(api)[0] == 0
+
+
+def test_state_changing_endpoints_are_off_without_a_configured_token(api_for):
+    api = api_for(token=None)
+    for path in ("/api/v1/alerts", "/api/v1/changes", "/api/v1/silences", "/api/v1/incidents/1/ack"):
+        answer = api.post(path, json={}, token="anything")
+        assert answer.status_code == 403, path
+        assert answer.json() == {"detail": "state-changing endpoints are disabled: set http.token in the config"}
+
+
+def test_ack_resolve_and_refusal_over_http(api_for):
+    api = api_for()
+    api.post("/api/v1/alerts", json=payload("firing"))
+    assert api.post("/api/v1/incidents/1/ack", token=None).status_code == 401
+    acked = api.post("/api/v1/incidents/1/ack", json={"reason": "on it"})
+    assert (acked.status_code, acked.json()["status"], acked.json()["acknowledged_by"]) == (200, "acknowledged", "api")
+    assert api.post("/api/v1/incidents/1/resolve").json()["resolution"] == "manual"
+    refused = api.post("/api/v1/incidents/1/ack")
+    assert (refused.status_code, refused.json()) == (
+        409, {"detail": "incident #1 is resolved, cannot move to acknowledged: from resolved it can move to open"})
+    missing = api.post("/api/v1/incidents/7/ack")
+    assert (missing.status_code, missing.json()) == (404, {"detail": "no incident #7"})
+    listed = api.get("/api/v1/incidents", params={"status": "resolved"}).json()
+    assert [(i["id"], i["signal_count"]) for i in listed] == [(1, 2)]
+    assert [a.actor for a in api.ctx.store.audit_entries() if a.action.startswith("incident.")] == ["api"] * 3
+
+
+def test_changes_become_suspects_nearest_first(api_for):
+    api = api_for()
+    for ts, version in (("2026-03-02T10:30:00Z", "v11"), ("2026-03-02T11:50:00Z", "v12"),
+                        ("2026-03-02T09:00:00Z", "v10")):  # v10 is outside the 2 h lookback
+        answer = api.post("/api/v1/changes", json={"kind": "deploy", "labels": {"service": "api", "version": version},
+                                                   "description": f"api {version}", "ts": ts})
+        assert answer.status_code == 201, answer.text
+    api.post("/api/v1/changes", json={"kind": "config", "labels": {"service": "billing"}, "description": "other",
+                                      "ts": "2026-03-02T11:55:00Z"})
+    bad = api.post("/api/v1/changes", json={"kind": "deploy", "description": "x", "colour": "red"})
+    assert bad.status_code == 422
+    api.ctx.clock = lambda: at(2)  # the alerts started at 12:00 and 12:01
+    api.post("/api/v1/alerts", json=payload("firing"))
+    suspects = api.get("/api/v1/incidents/1").json()["suspect_changes"]
+    assert [s["description"] for s in suspects] == ["api v12", "api v11"]
+
+
+def test_silences_over_http(api_for):
+    api = api_for()
+    made = api.post("/api/v1/silences", json={"matchers": ["service=api", "instance=~api-.*"], "duration": "1h",
+                                              "reason": "failover drill"})
+    assert made.status_code == 201, made.text
+    assert made.json()["matchers"] == ["service=api", "instance=~api-.*"]
+    api.post("/api/v1/alerts", json=payload("firing"))
+    opened = api.get("/api/v1/incidents/1").json()["events"][0]
+    assert opened["details"] == {"severity": "critical", "silenced": True, "title": opened["details"]["title"]}
+    assert [s["id"] for s in api.get("/api/v1/silences").json()] == [1]
+    assert api.post("/api/v1/silences/1/expire").json()["expired_at"] is not None
+    assert api.get("/api/v1/silences").json() == []
+    again = api.post("/api/v1/silences/1/expire")
+    assert (again.status_code, again.json()) == (
+        409, {"detail": "silence #1 is expired, cannot move to expired: it already is"})
+    bad = api.post("/api/v1/silences", json={"matchers": ["service"], "duration": "1h", "reason": "x"})
+    assert (bad.status_code, bad.json()) == (
+        400, {"detail": "expected a label matcher such as service=api or instance=~web.*, found 'service'"})
