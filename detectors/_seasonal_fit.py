@@ -137,6 +137,12 @@ def profile_at(profile: np.ndarray, times: np.ndarray, width_s: float) -> np.nda
     return profile[:, i0].T * (1.0 - w) + profile[:, (i0 + 1) % slots].T * w
 
 
+def _flat_runs(values: np.ndarray) -> np.ndarray:
+    """Longest equal run per column; inf where runs fill half the data (flatline means nothing)."""
+    runs = max_equal_run(values)
+    return np.where(runs * 2 >= (~np.isnan(values)).sum(axis=0), np.inf, runs)
+
+
 def max_equal_run(values: np.ndarray) -> np.ndarray:
     """Longest run of consecutive equal finite values per column (1 = no repeats, 0 = no data)."""
     if len(values) < 2:
@@ -146,6 +152,21 @@ def max_equal_run(values: np.ndarray) -> np.ndarray:
     reset = np.maximum.accumulate(np.where(eq == 0, total, 0), axis=0)
     runs = total - reset
     return (runs.max(axis=0) + 1).astype(np.float64)
+
+
+def tail_state(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where the history ends, per column: last finite value, its equal run, trailing gap length."""
+    finite = ~np.isnan(values)
+    rows = np.arange(len(values))[:, None]
+    last_row = np.where(finite, rows, -1).max(axis=0)
+    cols = np.arange(values.shape[1])
+    last = np.where(last_row >= 0, values[np.maximum(last_row, 0), cols], np.nan)
+    missing = (len(values) - 1 - last_row).astype(np.float64)
+    same = finite & (values == last) & (rows <= last_row)
+    # Length of the run of ``last`` that ends at last_row (gaps inside the run end it).
+    broken = np.where(~same & (rows <= last_row), rows, -1).max(axis=0)
+    run = np.where(last_row >= 0, last_row - broken, 0).astype(np.float64)
+    return last, run, missing
 
 
 def robust_scale(residuals: np.ndarray) -> np.ndarray:
@@ -199,7 +220,7 @@ def fit_block(
         slope=np.nan_to_num(slope, nan=0.0),
         scale=robust_scale(residuals),
         coverage=(~np.isnan(values)).mean(axis=0),
-        max_flat_run=max_equal_run(values),
+        max_flat_run=_flat_runs(values),
         profiles=profiles,
         periods=periods,
     )

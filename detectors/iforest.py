@@ -198,7 +198,7 @@ class IsolationForestDetector(PlainState, Detector):
             return values
         index = frame.index
         hours = index.hour + index.minute / 60.0
-        return np.column_stack([values, np.asarray(hours, dtype=np.float64), np.asarray(index.dayofweek, dtype=np.float64)])
+        return np.column_stack([values, np.asarray(hours, dtype=np.float64), np.asarray(index.day_of_week, dtype=np.float64)])
 
     def _hit(self, entity: str, frame: Frame, raw: np.ndarray, row: np.ndarray, score: float, r: int) -> Hit:
         trials = np.repeat(row[None, :], len(row), axis=0)

@@ -132,12 +132,10 @@ class SeasonalDetector(PlainState, Detector):
         # Streaming counters, carried from call to call.
         self.cusum_up_ = np.zeros(n)
         self.cusum_down_ = np.zeros(n)
-        self.flat_run_ = np.zeros(n)
-        self.missing_run_ = np.zeros(n)
-        last = frame.block()[-1] if n <= BLOCK_COLUMNS else np.concatenate(
-            [frame.block(s, s + BLOCK_COLUMNS)[-1] for s in range(0, n, BLOCK_COLUMNS)]
-        )
-        self.last_value_ = last
+        tails = [fitting.tail_state(frame.block(s, s + BLOCK_COLUMNS)) for s in range(0, n, BLOCK_COLUMNS)]
+        self.last_value_ = np.concatenate([t[0] for t in tails])
+        self.flat_run_ = np.concatenate([t[1] for t in tails])
+        self.missing_run_ = np.concatenate([t[2] for t in tails])
         self.last_ts_ = self.t_end_
 
     # -- scoring ---------------------------------------------------------------------------
@@ -177,6 +175,7 @@ class SeasonalDetector(PlainState, Detector):
         for r in np.flatnonzero(frame.times > self.last_ts_):
             self._advance(r, x[r], z[r], big_enough[r], dev[r], cols, known, direction, scores, kinds, extra)
             self.last_ts_ = float(frame.times[r])
+        scores[:, ~(known & (self.coverage_[cols] > 0))] = np.nan  # never fitted: no judgement
         band = np.maximum(self.threshold * scale, floor)
         hits = self._hits(frame, x, e, z, band, scores, kinds, extra, cols)
         return Scores(scores=pd.DataFrame(scores, index=frame.index, columns=frame.data.columns), hits=hits)
@@ -205,11 +204,11 @@ class SeasonalDetector(PlainState, Detector):
         extra[r] = np.where(shifted, up + down, np.where(flat_hit, flat, missing))
         row = scores[r]
         row[:] = np.fmax(row, np.where(finite, shift, np.nan))
-        row[:] = np.fmax(row, np.where(finite, thr * flat / flat_limit, np.nan))
+        row[:] = np.fmax(row, np.where(finite, thr * (flat - 1) / np.maximum(flat_limit - 1, 1), np.nan))
         row[:] = np.where(known & ~finite & watched, thr * missing / self.flatline_points, row)
         k = kinds[r]
         k[(k == 0) & shifted] = 2
-        k[(k == 0) & flat_hit] = 3
+        k[flat_hit] = 3  # a stuck value also drifts off the expectation: name the real cause
         k[gap_hit] = 4
 
         for name, new in (("cusum_up_", up), ("cusum_down_", down), ("flat_run_", flat), ("missing_run_", missing)):
