@@ -106,5 +106,5 @@ def incident_page(incident_id: int, request: Request) -> HTMLResponse:
     if ctx.store.get_incident(incident_id) is None:
         raise HTTPException(404, f"no incident #{incident_id}")
     summary = build(ctx.store, incident_id, base_url=ctx.config.http.base_url,
-                    prometheus_url=prometheus_url(ctx.config))
+                    prometheus_url=prometheus_url(ctx.config), lookback_s=ctx.config.incidents.changes_lookback)
     return _page(render_html(summary, ctx.store))

@@ -37,7 +37,7 @@ def notify_once(ctx: "Context", *, now: datetime | None = None) -> Delivered:
     config = ctx.config.notify
     channels = build_channels(config.channels) if config.enabled else {}
     queued = enqueue(ctx.store, config, channels, now=now, base_url=ctx.config.http.base_url,
-                     prometheus_url=prometheus_url(ctx.config))
+                     prometheus_url=prometheus_url(ctx.config), lookback_s=ctx.config.incidents.changes_lookback)
     result = deliver(ctx.store, config, channels, now=now, metrics=ctx.metrics)
     pending = ctx.store.count_pending_notifications()
     ctx.metrics.outbox_pending.set(pending)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from agent.config.notify import NotifyConfig
 from agent.incidents.model import Incident, Severity
+from agent.incidents.summary import CHANGES_LOOKBACK_S
 from agent.log import kv
 from agent.notify.channels import Channel, DeliveryError
 from agent.notify.messages import notify_kind, payload_for, quiet_for_pagers
@@ -44,7 +45,7 @@ def backoff_s(attempts: int, *, initial_s: float, max_s: float, rng: random.Rand
 
 
 def enqueue(store: "Store", config: NotifyConfig, channels: Mapping[str, Channel], *, now: datetime,
-            base_url: str | None, prometheus_url: str | None) -> int:
+            base_url: str | None, prometheus_url: str | None, lookback_s: float = CHANGES_LOOKBACK_S) -> int:
     """Write an outbox row per routed channel for every timeline event past the cursor; returns
     the rows added. Events older than ``give_up_after`` are passed over (not worth sending)."""
     added = 0
@@ -74,7 +75,7 @@ def enqueue(store: "Store", config: NotifyConfig, channels: Mapping[str, Channel
                     continue
                 if event.id not in payloads:
                     payloads[event.id] = payload_for(store, event, incident, base_url=base_url,
-                                                     prometheus_url=prometheus_url)
+                                                     prometheus_url=prometheus_url, lookback_s=lookback_s)
                 status = OutboxStatus.SILENCED if quiet and channel.paging else OutboxStatus.PENDING
                 items.append(NewNotification(channel=name, incident_id=incident.id, event=event.kind,
                                              dedup_key=f"{name}:{event.id}", payload=payloads[event.id],
