@@ -38,7 +38,10 @@ def notify_once(ctx: "Context", *, now: datetime | None = None) -> Delivered:
     channels = build_channels(config.channels) if config.enabled else {}
     queued = enqueue(ctx.store, config, channels, now=now, base_url=ctx.config.http.base_url,
                      prometheus_url=prometheus_url(ctx.config), lookback_s=ctx.config.incidents.changes_lookback)
-    result = deliver(ctx.store, config, channels, now=now, metrics=ctx.metrics)
+    if not config.enabled:  # the outbox keeps what it has until notifications are turned back on
+        result = Delivered(sent=0, failed=0, expired=0, deferred=0)
+    else:
+        result = deliver(ctx.store, config, channels, now=now, metrics=ctx.metrics)
     pending = ctx.store.count_pending_notifications()
     ctx.metrics.outbox_pending.set(pending)
     if queued or result.sent or result.failed or result.expired:

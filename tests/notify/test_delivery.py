@@ -211,3 +211,19 @@ def test_secrets_in_webhook_urls_never_reach_logs_or_the_outbox(notify_ctx, capl
     [row] = ctx.store.outbox_items()
     assert row.last_error == "connection refused"
     assert all("s3cr3t" not in str(e.details) for e in ctx.store.audit_entries())
+
+
+def test_turned_off_nothing_is_sent_and_the_outbox_is_kept(notify_ctx, webhook):
+    on = webhook_yaml(webhook.url())
+    ctx = notify_ctx(on)
+    make_incident(ctx.store, with_hits=False)
+    webhook.stop()
+    assert notify_once(ctx, now=NOW).failed == 1
+    webhook.start()
+    off = notify_ctx(on.replace("notify:\n", "notify:\n  enabled: false\n"))
+    make_incident(off.store, labels={"service": "billing"}, with_hits=False)
+    result = notify_once(off, now=NOW + timedelta(hours=1))
+    assert (result.sent, result.failed) == (0, 0)
+    assert webhook.requests == [] and len(off.store.outbox_items()) == 1  # the second event was passed over
+    assert notify_once(notify_ctx(on), now=NOW + timedelta(hours=1)).sent == 1
+    assert [b["labels"] for b in webhook.bodies()] == [{"service": "api", "instance": "web-1"}]
