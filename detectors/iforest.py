@@ -58,6 +58,7 @@ MIN_ROWS = 50
 TIME_FEATURES = ("hour_of_day", "day_of_week")
 TOP_FEATURES = 3
 MIN_DROP = 0.005  # score drop below which a feature is not named as a contributor
+MIN_SHARE = 0.1  # ... unless it carries this share of the whitened distance from normal
 
 
 def average_path_length(n: np.ndarray) -> np.ndarray:
@@ -203,8 +204,14 @@ class IsolationForestDetector(PlainState, Detector):
     def _hit(self, entity: str, frame: Frame, raw: np.ndarray, row: np.ndarray, score: float, r: int) -> Hit:
         trials = np.repeat(row[None, :], len(row), axis=0)
         trials[np.arange(len(row)), np.arange(len(row))] = self.median_
+        # Contribution: how much the score, and the whitened distance, fall when a feature is set
+        # to its median. The distance keeps ranking features when the score sits near 1.
         drop = score - self._scores(trials)
-        ranked = [f for f in np.argsort(-drop, kind="stable") if drop[f] > MIN_DROP][:TOP_FEATURES]
+        distance = np.sum(self._rotate(row[None, :]) ** 2)
+        share = (distance - np.sum(self._rotate(trials) ** 2, axis=1)) / max(distance, 1e-12)
+        weight = drop + share
+        named = (drop > MIN_DROP) | (share > MIN_SHARE)
+        ranked = [f for f in np.argsort(-weight, kind="stable") if named[f]][:TOP_FEATURES]
         parts, far = [], False
         for f in ranked:
             z = (row[f] - self.median_[f]) / self.spread_[f]
