@@ -2,6 +2,47 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+
+from agent.api.auth import require_token
+from agent.errors import StoreError, TransitionError
+from remediations.model import RunStatus, run_dict
 
 router = APIRouter()
+
+
+@router.get("/api/v1/remediations")
+def list_remediations(request: Request, status_: RunStatus | None = Query(default=None, alias="status"),
+                      incident: int | None = None, limit: int = Query(default=100, ge=1, le=1000)) -> dict[str, Any]:
+    """Runs, newest first; ``?status=waiting_approval`` lists what waits for a person."""
+    store = request.app.state.ctx.store
+    runs = store.list_runs(incident_id=incident, statuses=[status_] if status_ else None, limit=limit)
+    return {"runs": [_brief(run_dict(r)) for r in runs]}
+
+
+@router.get("/api/v1/remediations/{run_id}")
+def show_remediation(request: Request, run_id: int) -> dict[str, Any]:
+    run = request.app.state.ctx.store.get_run(run_id)
+    if run is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no remediation run {run_id}")
+    return run_dict(run)
+
+
+@router.post("/api/v1/remediations/{run_id}/approve")
+def approve_remediation(request: Request, run_id: int, actor: str = Depends(require_token)) -> dict[str, Any]:
+    """Grant a run that waits for approval; the daemon runs it in its next cycle."""
+    ctx = request.app.state.ctx
+    try:
+        run = ctx.store.approve_run(run_id, actor=actor, now=ctx.clock())
+    except StoreError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, exc.problem) from exc
+    except TransitionError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    return run_dict(run)
+
+
+def _brief(run: dict[str, Any]) -> dict[str, Any]:
+    run.pop("output", None)
+    return run

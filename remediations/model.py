@@ -86,3 +86,20 @@ class Run:
     reason: str = ""
     output: str = ""
     owner: str | None = None       # pid:start-ticks of the agent process running it
+
+
+def run_dict(run: Run) -> dict[str, Any]:
+    """A run as plain JSON-able data (for the CLI's --json and the HTTP API)."""
+    return {
+        "id": run.id, "incident_id": run.incident_id, "rule": run.rule, "rule_mode": run.rule_mode,
+        "playbook": run.playbook, "playbook_sha256": run.playbook_sha256, "mode": str(run.mode),
+        "status": str(run.status), "targets": list(run.targets), "extravars": dict(run.extravars),
+        "batch": run.batch, "parent_id": run.parent_id, "rc": run.rc,
+        **{key: (value.isoformat() if value is not None else None) for key, value in (
+            ("requested_at", run.requested_at), ("started_at", run.started_at), ("ended_at", run.ended_at),
+            ("approved_at", run.approved_at), ("expires_at", run.expires_at), ("verify_until", run.verify_until))},
+        "approved_by": run.approved_by, "verification": dict(run.verification),
+        "host_summary": {h: {"ok": s.ok, "changed": s.changed, "failed": s.failed, "unreachable": s.unreachable,
+                             "skipped": s.skipped} for h, s in run.host_summary.items()},
+        "artifact_dir": run.artifact_dir, "reason": run.reason, "output": run.output,
+    }

@@ -21,7 +21,7 @@ def verify_all(r: Remediator) -> None:
 
 
 def verify(r: Remediator, run: Run) -> Run:
-    now = r.now()
+    now = r.started_at  # the time of the cycle whose data is judged
     period = r.config.verify.period
     incident = r.store.get_incident(run.incident_id)
     rule = r.config.rule(run.rule)

@@ -105,7 +105,9 @@ class RemediationConfig(Section):
     """Settings for remediation."""
 
     enabled: bool = True
-    playbook_dir: ConfigPath = Field(default=Path("../playbooks"), validate_default=True)
+    # Default: the repository's playbooks/ (that is ../playbooks from config/), also when the
+    # whole section is left out and no config file directory is known.
+    playbook_dir: ConfigPath = Path(__file__).resolve().parents[2] / "playbooks"
     inventory: ConfigPath | None = None
     shadow: bool = False
     approval_expiry: Seconds = Field(default=3600.0, gt=0)

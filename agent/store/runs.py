@@ -110,18 +110,16 @@ class RunStore(StoreBase):
     def approve_run(self, run_id: int, *, actor: str, now: datetime | None = None) -> Run:
         """Grant a run waiting for approval; an expired or already decided one is refused."""
         now = now or utcnow()
-        with self.transaction():
-            run = self.get_run(run_id)
-            if run is None:
-                raise StoreError(str(self.path), f"no remediation run {run_id}")
-            if run.status is RunStatus.WAITING_APPROVAL and run.expires_at and now >= run.expires_at:
-                self.update_run(run_id, RunStatus.EXPIRED, actor="agent", now=now,
-                                reason=f"approval window ended at {run.expires_at.isoformat()}")
-                raise TransitionError(f"remediation run {run_id}", "expired", "approved",
-                                      f"its approval window ended at {run.expires_at.isoformat()}")
-            return self.update_run(run_id, RunStatus.APPROVED, actor=actor, now=now,
-                                   expect=[RunStatus.WAITING_APPROVAL], reason=f"approved by {actor}",
-                                   approved_by=actor, approved_at=now)
+        run = self._run_or_fail(run_id)
+        if run.status is RunStatus.WAITING_APPROVAL and run.expires_at and now >= run.expires_at:
+            ended = run.expires_at.isoformat()
+            self.update_run(run_id, RunStatus.EXPIRED, actor="agent", now=now, ended_at=now,
+                            expect=[RunStatus.WAITING_APPROVAL], reason=f"nobody approved it before {ended}")
+            raise TransitionError(f"remediation run {run_id}", "expired", "approved",
+                                  f"its approval window ended at {ended}")
+        return self.update_run(run_id, RunStatus.APPROVED, actor=actor, now=now,
+                               expect=[RunStatus.WAITING_APPROVAL], reason=f"approved by {actor}",
+                               approved_by=actor, approved_at=now)
 
     # -- counting, for the limits ---------------------------------------------------------
 

@@ -1,0 +1,176 @@
+"""Fixtures for remediation tests: a throw-away playbook dir, a Context over a real store, real
+incidents, and cycles carrying hits and samples. Every ansible run is real (connection local)."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from agent.config import load_config
+from agent.context import Context
+from agent.incidents.model import Incident, Signal
+from agent.pipeline import Cycle
+from agent.sources import Samples, SeriesInfo
+from detectors.base import Hit
+from remediations import remediate
+from remediations.model import Run
+
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+
+
+def header(check_safe: bool = False) -> str:
+    return ("# fixes: a test fault\n# vars: dest, content, label_value\n# idempotent: yes\n"
+            f"# check_mode_safe: {'yes' if check_safe else 'no'}\n")
+
+
+# Writes "<run id> <host>" to runs_log on a real run (lineinfile writes nothing in check mode),
+# fails when fail_flag exists or the host is fail_on, copies content (a label) to dest.
+TOUCH = """---
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: Fail on purpose
+      ansible.builtin.fail:
+        msg: "failing on {{ inventory_hostname }}"
+      when: (fail_on | default('')) == inventory_hostname or (fail_flag is defined and fail_flag is exists)
+    - name: Record the run
+      ansible.builtin.lineinfile:
+        path: "{{ runs_log }}"
+        line: "{{ aiops_run_id }} {{ inventory_hostname }}"
+        create: true
+    - name: Write the content
+      ansible.builtin.copy:
+        dest: "{{ dest }}"
+        content: "{{ content | default(label_value | default('')) }}"
+"""
+
+SLEEP = """---
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: Record the run
+      ansible.builtin.lineinfile:
+        path: "{{ runs_log }}"
+        line: "{{ aiops_run_id }}"
+        create: true
+    - name: Sleep
+      ansible.builtin.command:
+        argv: [sleep, "{{ sleep_s }}"]
+"""
+
+FAIL_IN_CHECK = """---
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: Refuse check mode
+      ansible.builtin.fail:
+        msg: "check pass fails"
+      when: ansible_check_mode
+    - name: Write
+      ansible.builtin.copy:
+        dest: "{{ dest }}"
+        content: "changed"
+"""
+
+ROLLBACK = """---
+- hosts: all
+  gather_facts: false
+  tasks:
+    - ansible.builtin.copy:
+        dest: "{{ rollback_marker }}"
+        content: "rolled back {{ aiops_run_id }}"
+"""
+
+
+@pytest.fixture
+def pbdir(tmp_path: Path) -> Path:
+    d = tmp_path / "playbooks"
+    d.mkdir()
+    (d / "touch.yml").write_text(header(check_safe=True) + TOUCH)
+    (d / "touch_direct.yml").write_text(header(check_safe=False) + TOUCH)
+    (d / "sleep.yml").write_text(header() + SLEEP)
+    (d / "fail_in_check.yml").write_text(header(check_safe=True) + FAIL_IN_CHECK)
+    (d / "rollback.yml").write_text(header() + ROLLBACK)
+    return d
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    d = tmp_path / "work"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def make_ctx(tmp_path: Path, pbdir: Path, work: Path) -> Iterator[Callable[..., Context]]:
+    """A Context over a real store in tmp_path/state, from the ``remediation:`` YAML given."""
+    made: list[Context] = []
+
+    def make(remediation_yaml: str, *, inventory: str | None = None) -> Context:
+        inv = ""
+        if inventory is not None:
+            (tmp_path / "inventory.ini").write_text(inventory)
+            inv = f"  inventory: {tmp_path / 'inventory.ini'}\n"
+        text = (f"agent:\n  state_dir: {tmp_path / 'state'}\nhttp:\n  token: s3cret-token\n"
+                f"remediation:\n  playbook_dir: {pbdir}\n{inv}" + textwrap.indent(textwrap.dedent(remediation_yaml), "  "))
+        path = tmp_path / "agent.yaml"
+        path.write_text(text)
+        ctx = Context.create(load_config(path), tmp_path / "state")
+        made.append(ctx)
+        return ctx
+
+    yield make
+    for ctx in made:
+        ctx.store.close()
+
+
+def local_inventory(*hosts: str) -> str:
+    import sys
+
+    return "".join(f"{h} ansible_connection=local ansible_python_interpreter={sys.executable}\n" for h in hosts)
+
+
+def signal(series_id: str = 'latency{host="h1"}', detector: str = "seasonal", **labels: str) -> Signal:
+    return Signal(series_id=series_id, detector=detector, metric=series_id.split("{")[0], labels=labels,
+                  first_at=T0, last_at=T0, hits=1)
+
+
+def open_incident(ctx: Context, labels: dict[str, str] | None = None, *, signals: Sequence[Signal] = (),
+                  now: datetime = T0, severity: str = "warning") -> Incident:
+    return ctx.store.open_incident(severity=severity, title="latency up", labels=labels or {"service": "api"},
+                                   started_at=now, now=now, signals=tuple(signals) or (signal(),))
+
+
+def cycle(now: datetime, *, quiet: Sequence[str] = (), firing: Sequence[Signal] = (),
+          gaps: Sequence[str] = ()) -> Cycle:
+    """A cycle at ``now`` whose samples have data for ``quiet`` and ``firing`` series and whose
+    hits are one per ``firing`` signal; ``gaps`` have no data."""
+    columns = list(dict.fromkeys([*quiet, *(s.series_id for s in firing), *gaps]))
+    index = pd.DatetimeIndex([now], tz="UTC", name="ts")
+    values = pd.DataFrame({c: [float("nan") if c in gaps else 1.0] for c in columns}, index=index, dtype="float64")
+    samples = Samples(values=values, series={c: SeriesInfo(series_id=c, metric=c.split("{")[0]) for c in columns},
+                      gaps=frozenset(gaps))
+    hits = [Hit(series_id=s.series_id, detector=s.detector, ts=now, value=9.0, score=5.0) for s in firing]
+    return Cycle(started_at=now, samples=samples, hits=hits)
+
+
+def run_cycle(ctx: Context, now: datetime, **kwargs: Any) -> list[Run]:
+    return remediate(ctx, cycle(now, **kwargs))
+
+
+def later(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def audit(ctx: Context, action: str) -> list[Any]:
+    return [e for e in ctx.store.audit_entries() if e.action == action]
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []

@@ -1,0 +1,112 @@
+"""A run from match to resolution: check pass, real run, verification, rollback, escalation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.incidents.model import IncidentStatus
+from remediations.model import RunMode, RunStatus
+from tests.remediations.conftest import T0, audit, later, lines, open_incident, run_cycle, signal
+
+SIG = 'latency{host="h1"}'
+
+
+def rule_yaml(work: Path, playbook: str = "touch.yml", extra: str = "") -> str:
+    return f"""
+    verify: {{period: 5m, deadline: 15m}}
+    limits: {{cooldown: 0s}}
+    rules:
+      - name: fix-api
+        match: {{labels: {{service: api}}, detector: seasonal}}
+        playbook: {playbook}
+        mode: auto
+        vars: {{dest: {work / 'out.txt'}, content: fixed, runs_log: {work / 'runs.log'}, rollback_marker: {work / 'rolled'}}}
+    """ + extra
+
+
+def test_check_run_then_real_run_changes_the_file_and_verification_resolves(make_ctx, work):
+    ctx = make_ctx(rule_yaml(work))
+    incident = open_incident(ctx, signals=[signal(SIG)])
+
+    runs = run_cycle(ctx, T0, firing=[signal(SIG)])
+
+    by_mode = {r.mode: r for r in runs}
+    check, apply = by_mode[RunMode.CHECK], by_mode[RunMode.APPLY]
+    assert (check.mode, check.status, check.parent_id) == (RunMode.CHECK, RunStatus.SUCCEEDED, apply.id)
+    assert check.host_summary["localhost"].changed == 2 and check.rc == 0
+    assert (apply.status, apply.rc, apply.rule, apply.playbook) == (RunStatus.VERIFYING, 0, "fix-api", "touch.yml")
+    assert len(apply.playbook_sha256) == 64
+    assert (work / "out.txt").read_text() == "fixed"
+    assert lines(work / "runs.log") == [f"{apply.id} localhost"]  # the check pass wrote nothing
+    assert Path(apply.artifact_dir, "artifacts", "run", "stdout").exists()
+    assert ctx.store.get_incident(incident.id).status is IncidentStatus.REMEDIATING
+    assert ctx.store.get_incident(incident.id).remediation_started_at is not None
+
+    # Quiet from 10 min on, a gap at 12 min (says nothing), verified 5 min after quiet began.
+    run_cycle(ctx, later(10), quiet=[SIG])
+    run_cycle(ctx, later(12), gaps=[SIG])
+    assert ctx.store.get_run(apply.id).status is RunStatus.VERIFYING
+    run_cycle(ctx, later(15), quiet=[SIG])
+
+    run = ctx.store.get_run(apply.id)
+    assert run.status is RunStatus.VERIFIED
+    assert run.reason == f"signals quiet since {later(10).isoformat()} (300s)"
+    resolved = ctx.store.get_incident(incident.id)
+    assert (resolved.status, resolved.resolution) == (IncidentStatus.RESOLVED, "remediation")
+    assert resolved.remediation_verified_at == later(15)
+    # nothing runs again for a resolved incident
+    assert run_cycle(ctx, later(30), firing=[signal(SIG)]) == []
+
+
+def test_a_failed_check_run_stops_the_real_run(make_ctx, work):
+    ctx = make_ctx(rule_yaml(work, playbook="fail_in_check.yml"))
+    incident = open_incident(ctx)
+
+    runs = {r.mode: r for r in run_cycle(ctx, T0)}
+
+    assert runs[RunMode.CHECK].status is RunStatus.FAILED
+    apply = runs[RunMode.APPLY]
+    assert apply.status is RunStatus.FAILED
+    assert apply.reason == (f"check run {runs[RunMode.CHECK].id} failed (rc 2); the real run was not started")
+    assert not (work / "out.txt").exists()
+    events = [e for e in ctx.store.incident_events(incident.id) if e.kind == "escalated"]
+    assert events[-1].message == f"run {apply.id} stopped: its check pass (run {runs[RunMode.CHECK].id}) failed"
+    assert "check pass fails" in events[-1].details["output"]
+    assert ctx.store.get_incident(incident.id).status is IncidentStatus.OPEN
+
+
+def test_not_recovered_by_the_deadline_rolls_back_and_escalates_with_output(make_ctx, work):
+    ctx = make_ctx(rule_yaml(work, playbook="touch_direct.yml").replace(
+        "mode: auto", "mode: auto\n        rollback_playbook: rollback.yml"))
+    incident = open_incident(ctx, signals=[signal(SIG)])
+    (apply,) = run_cycle(ctx, T0, firing=[signal(SIG)])
+    assert apply.status is RunStatus.VERIFYING
+
+    run_cycle(ctx, later(5), quiet=[SIG])
+    run_cycle(ctx, later(8), firing=[signal(SIG)])  # fired again: the quiet spell does not count
+    runs = run_cycle(ctx, later(16), firing=[signal(SIG)])
+
+    run = ctx.store.get_run(apply.id)
+    assert run.status is RunStatus.NOT_FIXED
+    assert run.reason == f"signals not quiet for 300s by {later(15).isoformat()} (last observation: firing)" or \
+        run.reason.startswith("signals not quiet for 300s by ")
+    (rollback,) = [r for r in runs if r.mode is RunMode.ROLLBACK]
+    assert (rollback.status, rollback.parent_id) == (RunStatus.SUCCEEDED, apply.id)
+    assert (work / "rolled").read_text() == f"rolled back {rollback.id}"
+    escalated = [e for e in ctx.store.incident_events(incident.id) if e.kind == "escalated"][-1]
+    assert escalated.message == (f"run {apply.id} (touch_direct.yml) did not fix the incident by its verify deadline; "
+                                 f"rollback run {rollback.id} succeeded")
+    assert "TASK [Write the content]" in escalated.details["output"]
+    assert ctx.store.get_incident(incident.id).status is IncidentStatus.OPEN
+    assert [e.subject for e in audit(ctx, "remediation.not_fixed")] == [f"run:{apply.id}"]
+
+
+def test_an_already_recovered_incident_is_not_acted_on(make_ctx, work):
+    ctx = make_ctx(rule_yaml(work, playbook="touch_direct.yml"))
+    incident = open_incident(ctx, signals=[signal(SIG)])
+
+    (run,) = run_cycle(ctx, T0, quiet=[SIG])
+
+    assert run.status is RunStatus.SKIPPED
+    assert run.reason == f"incident #{incident.id} already recovered: its signals have data and no hits this cycle"
+    assert not (work / "runs.log").exists()
