@@ -31,7 +31,10 @@ TOP_PLOTS = 3
 
 # Characters that could rewrite a terminal line or reorder text: C0/C1 controls, bidi overrides.
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
-_MD_PUNCT = re.compile(r"([\\`*_\[\]()!|~{}#+\-.:<>&])")
+# Markdown that could emphasise, link, embed HTML or break a table cell. ``(``, ``.``, ``-`` and
+# ``#`` stay as they are: they only act after ``]`` or at the start of a line, which a value never
+# is here; ``_`` inside a word never emphasises. ``:`` is escaped so ``http://`` is no autolink.
+_MD_PUNCT = re.compile(r"[\\`*\[\]|~<>&:]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])|(?i:www)\.")
 
 
 def clean(value: object) -> str:
@@ -42,7 +45,17 @@ def clean(value: object) -> str:
 def md(value: object) -> str:
     """``value`` as inert Markdown text: no emphasis, links, code, HTML or table breaks."""
     text = clean(value)
-    return _MD_PUNCT.sub(lambda m: {"<": "&lt;", ">": "&gt;", "&": "&amp;"}.get(m.group(1), "\\" + m.group(1)), text)
+    return _MD_PUNCT.sub(_md_escape, text)
+
+
+def _md_escape(match: re.Match[str]) -> str:
+    found = match.group(0)
+    if found in _MD_ENTITIES:
+        return _MD_ENTITIES[found]
+    return found[:-1] + "\\." if len(found) > 1 else "\\" + found
+
+
+_MD_ENTITIES = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
