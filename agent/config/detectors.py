@@ -142,10 +142,13 @@ class Slo(Section):
 
 class DriftModel(Section):
     """An ML model watched for drift: its feature and prediction histograms, by metric name, for
-    the series whose ``label`` equals ``name``."""
+    the series whose ``label`` equals ``name``. A histogram carrying ``feature_label`` is the
+    feature named by that label's value (one metric, many features); otherwise the metric name
+    is the feature."""
 
     name: str
     label: str = "model"
+    feature_label: str = "feature"
     features: list[str] = Field(min_length=1)
     predictions: list[str] = Field(default_factory=list)
     categorical: list[str] = Field(default_factory=list)
@@ -156,9 +159,6 @@ class DriftModel(Section):
     @model_validator(mode="after")
     def _check(self) -> "DriftModel":
         _check_params("drift", self.params)
-        unknown = sorted(set(self.categorical) - set(self.features) - set(self.predictions))
-        if unknown:
-            raise ValueError(f"expected categorical metrics among features and predictions, found {', '.join(unknown)}")
         return self
 
     @property
@@ -192,12 +192,13 @@ class DetectorsConfig(Section):
 
     @model_validator(mode="after")
     def _unique_names(self) -> "DetectorsConfig":
-        names = [r.name for r in self.rules] + [s.name for s in self.slos] + [f"drift:{m.name}" for m in self.drift]
-        seen: set[str] = set()
-        for name in names:
-            if name in seen:
-                raise ValueError(f"expected unique detector names, found {name!r} twice")
-            seen.add(name)
+        for what, names in (("detector names (rules and slos)", [r.name for r in self.rules] + [s.name for s in self.slos]),
+                            ("drift model names", [m.name for m in self.drift])):
+            seen: set[str] = set()
+            for name in names:
+                if name in seen:
+                    raise ValueError(f"expected unique {what}, found {name!r} twice")
+                seen.add(name)
         return self
 
     def drift_model(self, name: str) -> DriftModel | None:

@@ -62,12 +62,17 @@ def parse_series_id(sid: str) -> tuple[str, dict[str, str]]:
     return match.group(1), labels
 
 
-def feature_of(model: DriftModel, hid: str) -> str | None:
-    """The feature (metric name) a histogram is for, when it belongs to ``model``."""
+def metric_and_feature(model: DriftModel, hid: str) -> tuple[str, str] | None:
+    """(metric, feature) of a histogram that belongs to ``model``, else None."""
     metric, labels = parse_series_id(hid)
-    if metric in model.metrics and labels.get(model.label) == model.name:
-        return metric
-    return None
+    if metric not in model.metrics or labels.get(model.label) != model.name:
+        return None
+    return metric, labels.get(model.feature_label) or metric
+
+
+def feature_of(model: DriftModel, hid: str) -> str | None:
+    found = metric_and_feature(model, hid)
+    return found[1] if found else None
 
 
 def cumulative(frames: Iterable[pd.DataFrame]) -> dict[float, float]:
@@ -93,11 +98,13 @@ def features_from(model: DriftModel, buckets: Mapping[str, pd.DataFrame]) -> dic
 
 def bucket_history(ctx: "Context", model: DriftModel, start: datetime, end: datetime) -> dict[str, pd.DataFrame]:
     """The model's histograms over ``[start, end]``: hid -> bucket increases (rows = ts, columns = le)."""
-    known = ctx.store.known_series(labels={model.label: model.name})
-    ids = [s.series_id for s in known
-           if s.kind == "bucket" and s.metric.endswith("_bucket") and s.metric[: -len("_bucket")] in model.metrics]
-    if not ids:
-        return {}
+    ids: list[str] | None = None
+    if ctx.config.sources.kind == "scrape":  # the store knows every series: read only the model's
+        known = ctx.store.known_series(labels={model.label: model.name})
+        ids = [s.series_id for s in known
+               if s.kind == "bucket" and s.metric.endswith("_bucket") and s.metric[: -len("_bucket")] in model.metrics]
+        if not ids:
+            return {}
     found: Samples = sources.history(ctx, pd.Timestamp(start), pd.Timestamp(end), series_ids=ids)
     return {hid: frame for hid, frame in found.buckets.items() if feature_of(model, hid) is not None}
 
@@ -107,8 +114,10 @@ def build_baseline(ctx: "Context", model: DriftModel, start: datetime, end: date
     """Sum the model's histograms over ``[start, end]`` into a baseline, checked by fitting it."""
     if end <= start:
         raise BaselineError(model.name, f"expected --from before --to, found {start.isoformat()} >= {end.isoformat()}")
-    features = features_from(model, bucket_history(ctx, model, start, end))
-    missing = [m for m in model.metrics if m not in features]
+    histograms = bucket_history(ctx, model, start, end)
+    features = features_from(model, histograms)
+    found = {mf[0] for hid in histograms if (mf := metric_and_feature(model, hid)) and mf[1] in features}
+    missing = [m for m in model.metrics if m not in found]
     if missing:
         raise BaselineError(model.name, f"no histogram samples with {model.label}={model.name!r} between "
                             f"{start.isoformat()} and {end.isoformat()} for {', '.join(missing)}")

@@ -126,13 +126,14 @@ class Engine:
                 starts = [new_from[s] for s in subj.series if s in new_from]
                 fitted = fit_subject(self.ctx, subj, history, samples, self.schedule, now=now,
                                      before=min(starts) if starts else None)
+            except DetectorError as exc:  # the detector refused this data (too short, constant...)
+                log.warning(kv("detect.fit_failed", detector=subj.spec.name, subject=subj.subject, error=str(exc)))
+                self._fit_failed(subj, now)
+                continue
             except Exception as exc:  # one subject's bad data must not stop the others' fits
                 log.exception(kv("detect.fit_failed", detector=subj.spec.name, subject=subj.subject,
                                  error=type(exc).__name__))
-                self.ctx.metrics.detector_failures.labels(detector=subj.spec.name, phase="fit").inc()
-                retry = now + timedelta(seconds=refit.interval / 4)
-                for sid in subj.series:
-                    self.schedule.not_before[(subj.spec.name, sid)] = retry
+                self._fit_failed(subj, now)
                 continue
             if fitted is None:
                 continue
@@ -144,6 +145,13 @@ class Engine:
                           series=len(unit.columns)))
         if saved:
             self.ctx.store.save_fitted_states(saved, now=now)
+
+    def _fit_failed(self, subj: Subject, now: datetime) -> None:
+        """Count it and leave the subject alone for a while (a quarter of the refit interval)."""
+        self.ctx.metrics.detector_failures.labels(detector=subj.spec.name, phase="fit").inc()
+        retry = now + timedelta(seconds=self.ctx.config.detectors.refit.interval / 4)
+        for sid in subj.series:
+            self.schedule.not_before[(subj.spec.name, sid)] = retry
 
     def _new_points(self, samples: Samples, live: Mapping[str, SeriesInfo]) -> dict[str, pd.Timestamp]:
         """Per series with new points: the first timestamp that is new."""

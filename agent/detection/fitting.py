@@ -88,9 +88,10 @@ def due(subjects: Sequence[Subject], units: dict[tuple[str, str], Unit], schedul
     for subj in subjects:
         unit = units.get(subj.key)
         fresh = [s for s in subj.series if not schedule.waiting(subj.spec, s, now)]
+        if not fresh:
+            continue  # short history or a failed fit: wait until the series may be tried again
         if unit is None or set(fresh) - set(unit.columns):
-            if fresh:
-                out.append((Why.FIRST_SIGHT, subj))
+            out.append((Why.FIRST_SIGHT, subj))
             continue
         if not subj.spec.needs_history:
             continue  # nothing to learn: fitted once, kept
