@@ -14,7 +14,7 @@ import socket
 import ssl
 from collections.abc import Mapping
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 from typing import Any, Protocol
 
 import requests
@@ -198,7 +198,7 @@ class Email:
         msg["To"] = ", ".join(self.config.to)
         msg["Date"] = formatdate(usegmt=True)
         # The same Message-ID on a retry lets a mail system drop the copy.
-        msg["Message-ID"] = make_msgid(idstring=item.dedup_key.replace(":", "."), domain="aiops-agent")
+        msg["Message-ID"] = f"<{item.dedup_key.replace(':', '.')}.{item.created_at.timestamp():.0f}@aiops-agent>"
         link = f"Incident page: {p['url']}\n\n" if p.get("url") else ""
         msg.set_content(f"{headline(p)}\n{clean(p.get('event_message'))}\n\n{link}{p.get('text', '')}")
         return msg

@@ -169,7 +169,8 @@ notify:
     msg = mail.message
     assert msg["Subject"].startswith(f"[CRITICAL] opened #{incident.id}: http_request_duration_seconds 4.2x expected")
     assert msg["Bcc"] is None and "victim" not in str(msg["To"])
-    assert msg["Message-ID"].endswith("@aiops-agent>") and f"mail.{1}" in msg["Message-ID"]
+    [row] = ctx.store.outbox_items()
+    assert msg["Message-ID"] == f"<mail.{row.dedup_key.split(':')[1]}.{row.created_at.timestamp():.0f}@aiops-agent>"
     body = msg.get_content()
     assert f"Incident page: http://aiops.example:9847/incidents/{incident.id}" in body
     assert "Root cause guess: service=api" in body
