@@ -8,8 +8,10 @@ well-formed hits. Each detector brings a small history and a window with anomali
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import pickle
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timezone
@@ -70,7 +72,22 @@ def drift_case() -> Case:
     return Case(lambda: DriftDetector(categorical=("b",)), baseline, window, pointwise=False)
 
 
-CASES = {"seasonal": seasonal_case, "iforest": iforest_case, "threshold": threshold_case, "drift": drift_case}
+def forecast_case() -> Case:
+    from detectors.forecast import ForecastDetector
+
+    idx = index(600)
+    values = pd.Series(np.sin(np.arange(600) / 10.0), index=idx, name="s")
+    values.iloc[500] = 8.0
+    return Case(lambda: ForecastDetector(), values.iloc[:400], values.iloc[400:])
+
+
+CASES = {
+    "seasonal": seasonal_case,
+    "iforest": iforest_case,
+    "threshold": threshold_case,
+    "drift": drift_case,
+    "forecast": forecast_case,
+}
 
 
 @pytest.fixture(params=sorted(CASES), scope="module")
@@ -95,8 +112,16 @@ def assert_same(a, b) -> None:
 
 
 def test_every_detector_class_is_covered() -> None:
-    exported = {getattr(detectors, n) for n in detectors.__all__}
-    classes = {c.name for c in exported if isinstance(c, type) and issubclass(c, Detector) and c is not Detector}
+    classes = set()
+    for module in pkgutil.iter_modules(detectors.__path__):
+        if module.name.startswith("_"):
+            continue
+        loaded = importlib.import_module(f"detectors.{module.name}")
+        classes |= {
+            obj.name for obj in vars(loaded).values()
+            if isinstance(obj, type) and issubclass(obj, Detector) and obj is not Detector
+            and obj.__module__ == loaded.__name__
+        }
     assert classes == set(CASES)
 
 
