@@ -118,19 +118,18 @@ class Correlator:
               actor: str) -> bool:
         """Add the hit to the incident; True when its root cause and title need a new look."""
         store = self.store
-        incident = store.get_incident(incident_id, with_signals=False)
-        assert incident is not None
-        if incident.status is IncidentStatus.RESOLVED:
+        status, current, started_at = store.incident_state(incident_id)
+        if status is IncidentStatus.RESOLVED:
             store.transition_incident(incident_id, IncidentStatus.OPEN, actor=actor, now=now, flapping=True,
                                       reason=f"recurred within the flap window: {hit.metric or hit.series_id}")
             log.info(kv("incident.reopened", id=incident_id, flapping=True))
         added = store.record_hits([hit], incident_id=incident_id, now=now, actor=actor)
         if added:
             store.set_incident_keys(incident_id, keys)
-        if severity.rank > incident.severity.rank:
+        if severity.rank > current.rank:
             store.escalate_incident(incident_id, severity, actor=actor, now=now,
                                     reason=f"{hit.metric or hit.series_id} ({hit.detector}) is {severity.value}")
-        return bool(added) or hit.ts < incident.started_at
+        return bool(added) or hit.ts < started_at
 
     def refresh(self, incident_id: int, *, now: datetime) -> None:
         """Recompute the root-cause guess, title, labels and start from the incident's signals."""

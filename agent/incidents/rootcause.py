@@ -31,7 +31,7 @@ def guess_root_cause(signals: Sequence[Signal], topology: Topology) -> RootCause
     groups: dict[tuple[str, ...], list[Signal]] = {}
     for s in signals:
         groups.setdefault(tuple(topology.nodes(s.labels)), []).append(s)
-    everywhere = {n for nodes in groups for n in nodes}
+    everywhere = {n for nodes in groups for n in nodes if n in topology.needs}  # only the graph's nodes matter
 
     def below(nodes: tuple[str, ...]) -> list[str]:
         others = everywhere - set(nodes)

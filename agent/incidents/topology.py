@@ -24,6 +24,7 @@ class Topology:
             for service in services:
                 self._edge(f"service:{service}", f"host:{host}")
         self.group = self._groups()
+        self._upstream: dict[str, set[str]] = {}
 
     def _edge(self, src: str, dst: str) -> None:
         self.needs.setdefault(src, set()).add(dst)
@@ -62,7 +63,13 @@ class Topology:
         return found
 
     def upstream_of(self, node: str) -> set[str]:
-        """Every node ``node`` needs, directly or through others."""
+        """Every node ``node`` needs, directly or through others (remembered: the graph is fixed)."""
+        cached = self._upstream.get(node)
+        if cached is None:
+            cached = self._upstream[node] = self._walk(node)
+        return cached
+
+    def _walk(self, node: str) -> set[str]:
         seen: set[str] = set()
         todo = [node]
         while todo:
@@ -92,4 +99,6 @@ def correlation_keys(config: IncidentsConfig, topology: Topology, labels: Mappin
 
 def dependents(topology: Topology, node: str, others: Iterable[str]) -> list[str]:
     """The nodes among ``others`` that need ``node`` (so ``node`` is upstream of them)."""
-    return sorted(o for o in set(others) if o != node and node in topology.upstream_of(o))
+    if node not in topology.needs:
+        return []
+    return sorted(o for o in set(others) if o != node and o in topology.needs and node in topology.upstream_of(o))

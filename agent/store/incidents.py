@@ -193,6 +193,14 @@ class IncidentStore(StoreBase):
         rows = self.conn.execute("SELECT * FROM incident_events WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
         return [_event(r) for r in rows]
 
+    def incident_state(self, incident_id: int) -> tuple[IncidentStatus, Severity, datetime]:
+        """(status, severity, started_at): what correlation needs to know, read cheaply."""
+        row = self.conn.execute("SELECT status, severity, started_at FROM incidents WHERE id = ?",
+                                (incident_id,)).fetchone()
+        if row is None:
+            raise UnknownIncidentError(incident_id)
+        return IncidentStatus(row[0]), Severity(row[1]), from_epoch(row[2])
+
     def _row(self, incident_id: int) -> sqlite3.Row:
         row = self.conn.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
         if row is None:
@@ -278,7 +286,7 @@ class IncidentStore(StoreBase):
             row = self.conn.execute("SELECT labels, severity FROM incidents WHERE id = ?", (incident_id,)).fetchone()
             labels, severity = _labels(row["labels"]), row["severity"]
         body = {**dict(details or {}), "severity": str(severity)}
-        if self.silence_for(labels, at=now) is not None:
+        if self._silence_for_event(labels, now) is not None:
             body["silenced"] = True
         ts = to_epoch(now)
         event_id = self._insert("incident_events", {"incident_id": incident_id, "ts": ts, "kind": str(kind),
@@ -346,30 +354,28 @@ class IncidentStore(StoreBase):
         signals; a signal new to the incident gets a ``signal_added`` event. Returns the new keys."""
         recorded = to_epoch(now)
         added: list[str] = []
+        execute = self.conn.execute
         with self.transaction():
-            self.conn.executemany(_INSERT_HIT, [
-                (to_epoch(h.ts), h.series_id, h.detector, h.entity, h.metric, dumps(dict(h.labels)), h.value,
-                 h.expected, h.lower, h.upper, h.score, str(h.direction), h.explanation, incident_id, recorded)
-                for h in hits])
-            if incident_id is None:
-                return added
             for h in hits:
+                ts, labels, direction = to_epoch(h.ts), dumps(dict(h.labels)), str(h.direction)
+                execute(_INSERT_HIT, (ts, h.series_id, h.detector, h.entity, h.metric, labels, h.value, h.expected,
+                                      h.lower, h.upper, h.score, direction, h.explanation, incident_id, recorded))
+                if incident_id is None:
+                    continue
                 key = signal_key(h.series_id, h.detector)
-                ts = to_epoch(h.ts)
-                (count,) = self.conn.execute(_UPSERT_SIGNAL, (
-                    incident_id, key, h.series_id, h.detector, h.metric, dumps(dict(h.labels)), ts, ts, h.score,
-                    h.value, h.expected, str(h.direction), h.explanation)).fetchone()
-                if count == 1:
-                    added.append(key)
-                if count == 1 and events:
+                (count,) = execute(_UPSERT_SIGNAL, (
+                    incident_id, key, h.series_id, h.detector, h.metric, labels, ts, ts, h.score,
+                    h.value, h.expected, direction, h.explanation)).fetchone()
+                if count != 1:
+                    continue
+                added.append(key)
+                if events:
                     self._write_event(incident_id, kind=EventKind.SIGNAL_ADDED, actor=actor,
                                       message=f"signal added: {h.metric or h.series_id} ({h.detector})",
                                       details={"series_id": h.series_id, "detector": h.detector}, now=now)
-            last = max(to_epoch(h.ts) for h in hits) if hits else None
-            if last is not None:
-                self.conn.execute(
-                    "UPDATE incidents SET last_signal_at = max(coalesce(last_signal_at, 0), ?), updated_at = ?, "
-                    "quiet_cycles = 0 WHERE id = ?", (last, recorded, incident_id))
+            if incident_id is not None and hits:
+                execute("UPDATE incidents SET last_signal_at = max(coalesce(last_signal_at, 0), ?), updated_at = ?, "
+                        "quiet_cycles = 0 WHERE id = ?", (max(to_epoch(h.ts) for h in hits), recorded, incident_id))
         return added
 
     def resolve_signal(self, incident_id: int, key: str, *, at: datetime, now: datetime, actor: str = "agent") -> bool:
@@ -484,6 +490,7 @@ class IncidentStore(StoreBase):
                     actor: str, now: datetime) -> Silence:
         """Record a silence; every open incident it covers now gets a ``silenced`` event."""
         body = [{"name": m.name, "op": m.op.value, "value": m.value} for m in matchers]
+        self._local.silences = None
         with self.transaction():
             silence_id = self._insert("silences", {
                 "matchers": dumps(body), "starts_at": to_epoch(starts_at), "ends_at": to_epoch(ends_at),
@@ -516,6 +523,15 @@ class IncidentStore(StoreBase):
                 "ORDER BY id DESC", (at, at, at))
         return [_silence(r) for r in rows]
 
+    def _silence_for_event(self, labels: Mapping[str, str], now: datetime) -> Silence | None:
+        """``silence_for`` with the active silences read once per ``now`` (a batch of events shares
+        one ``now`` inside one write transaction, so no other process can add a silence meanwhile)."""
+        cached = getattr(self._local, "silences", None)
+        if cached is None or cached[0] != now:
+            cached = (now, self.list_silences(active_at=now))
+            self._local.silences = cached
+        return next((s for s in cached[1] if s.matches(labels)), None)
+
     def silence_for(self, labels: Mapping[str, str], *, at: datetime) -> Silence | None:
         for silence in self.list_silences(active_at=at):
             if silence.matches(labels):
@@ -523,6 +539,7 @@ class IncidentStore(StoreBase):
         return None
 
     def expire_silence(self, silence_id: int, *, actor: str, now: datetime) -> Silence:
+        self._local.silences = None
         with self.transaction():
             silence = self.get_silence(silence_id)
             if silence is None:
