@@ -39,6 +39,7 @@ class FittedBlock:
     max_flat_run: np.ndarray
     profiles: dict[int, np.ndarray]  # slots per period -> (columns x slots), zeros if unused
     periods: list[list[float]]  # periods (seconds) used per column
+    tail: tuple[np.ndarray, np.ndarray, np.ndarray]  # last value, its equal run, trailing gap
 
 
 def bucket_size_s(resolution_s: float, candidates: list[float], aggregate_s: float | None) -> float:
@@ -223,6 +224,7 @@ def fit_block(
         max_flat_run=_flat_runs(values),
         profiles=profiles,
         periods=periods,
+        tail=tail_state(values),
     )
 
 

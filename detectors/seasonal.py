@@ -132,10 +132,9 @@ class SeasonalDetector(PlainState, Detector):
         # Streaming counters, carried from call to call.
         self.cusum_up_ = np.zeros(n)
         self.cusum_down_ = np.zeros(n)
-        tails = [fitting.tail_state(frame.block(s, s + BLOCK_COLUMNS)) for s in range(0, n, BLOCK_COLUMNS)]
-        self.last_value_ = np.concatenate([t[0] for t in tails])
-        self.flat_run_ = np.concatenate([t[1] for t in tails])
-        self.missing_run_ = np.concatenate([t[2] for t in tails])
+        self.last_value_ = np.concatenate([b.tail[0] for b in blocks])
+        self.flat_run_ = np.concatenate([b.tail[1] for b in blocks])
+        self.missing_run_ = np.concatenate([b.tail[2] for b in blocks])
         self.last_ts_ = self.t_end_
 
     # -- scoring ---------------------------------------------------------------------------
