@@ -79,7 +79,7 @@ class Remediator:
     # -- planning ------------------------------------------------------------------------
 
     def plan_all(self) -> None:
-        for incident in self.store.list_incidents(status=_OPEN):
+        for incident in reversed(self.store.list_incidents(status=_OPEN)):  # oldest first
             self.plan(incident)
 
     def plan(self, incident: Any) -> Run | None:
@@ -113,7 +113,7 @@ class Remediator:
                         trusted_vars=trusted, label_vars=label_vars)
 
     def _start_chain(self, p: Prepared, incident: Any) -> Run:
-        rule, now = p.rule, self.now()
+        rule, now = p.rule, self.started_at  # decisions are dated by the cycle that made them
         common = dict(incident_id=incident.id, rule=rule.name, rule_mode=rule.mode, playbook=p.relative,
                       playbook_sha256=p.sha256, targets=p.batches[0], extravars=p.recorded_vars, now=now)
         if self.config.shadow:
