@@ -1,18 +1,28 @@
-"""Streaming univariate detector: forecast errors at several time scales, each judged against
-its own recent history, with repeats suppressed after a firing.
+"""Streaming univariate detector: naive forecasts at a few time scales, each error judged against
+the same error's recent history; repeats suppressed after an alarm.
 
-For every new point the detector makes a few naive forecasts from the points before it: the last
-value or the median of the last ``level_rows`` points, the value one season ago (``season_days``, a day by default, at the series' own step), and the level before a short run of points
-(``mean_rows``; catches level shifts that single points hide). Each forecast's absolute error is
-ranked against the same error over the last ``window_rows`` points: the percentile rank, or, for
-an error larger than every one of them, ``1 + log(error / previous largest)``. The point's raw
-score ``r`` is the largest of these; it is mapped to ``r / (1 + r)`` in [0, 1] (higher = more
-anomalous; above 0.5 means an error larger than any in the window). A point scores 0 when a point
-within the previous ``quiet_rows`` scored at least as high: an alarm already raised is not raised
-again for the same episode.
+For every new point the detector makes three kinds of forecast from the points before it:
 
-Every statistic uses a bounded number of past points, so ``fit`` keeps only that many (``tail_``)
-and scoring a series in chunks gives exactly the scores of one pass. Example::
+- the previous value (or the median of the last ``level_rows`` points);
+- the same phase of the last ``season_count`` seasons (a day by default, at the series' own step):
+  their median, moved by how much the current level (median of the last ``season_level_rows``
+  points) differs from the level at those phases;
+- for the mean of the last ``mean_rows`` points, the median of the ``mean_rows`` before them
+  (catches level shifts that single points hide).
+
+Each forecast's absolute error is ranked against the same error over the previous
+``window_rows`` points: its percentile rank, or, when it beats every one of them,
+``1 + log(error / previous largest)``. The point's raw score ``r`` is the mean of its two
+largest such surprises (``combine_top``): an anomaly usually breaks more than one forecast, noise
+rarely does. ``r / (1 + r)`` maps it into [0, 1] (higher = more anomalous; above 0.5 only when
+errors beat their whole window). A point at or above ``alarm_score`` is an alarm (a hit); the
+``quiet_rows`` points after any point that reached ``alarm_score`` score 0, so one episode
+raises one alarm.
+
+Every statistic looks back a bounded number of points, so ``fit`` keeps only those (``tail_``):
+fitting on any history and scoring the next points gives exactly the scores of one pass over the
+whole series. The defaults were chosen on the NAB development corpus (one set for all series).
+Example::
 
     >>> import numpy as np, pandas as pd
     >>> idx = pd.date_range("2024-01-01", periods=600, freq="5min", tz="UTC")
@@ -27,7 +37,8 @@ and scoring a series in chunks gives exactly the scores of one pass. Example::
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+import warnings
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -36,7 +47,8 @@ from detectors.base import Detector, Direction, Hit, Scores
 from detectors.errors import DetectorError
 
 DAY_S = 86_400.0
-MAX_RATIO = 1e6  # errors beyond a million times the previous largest score the same
+MAX_RATIO = 1e6  # errors beyond a million times the previous largest all score the same
+MIN_PAST = 10  # errors needed before one is judged
 
 
 class ForecastDetector(Detector):
@@ -44,57 +56,58 @@ class ForecastDetector(Detector):
 
     name: ClassVar[str] = "forecast"
 
-    def __init__(self, window_rows: int = 1000, level_rows: tuple[int, ...] = (1, 24), mean_rows: int = 12,
-                 season_days: tuple[int, ...] = (1,), quiet_rows: int = 100, hit_threshold: float = 0.6,
-                 series_id: str = "") -> None:
+    def __init__(self, window_rows: int = 400, level_rows: tuple[int, ...] = (1,), mean_rows: int = 12,
+                 season_days: tuple[int, ...] = (1,), season_count: int = 3, season_level_rows: int = 72,
+                 combine_top: int = 2,
+                 quiet_rows: int = 100, alarm_score: float = 0.52, series_id: str = "") -> None:
         self.window_rows = window_rows
         self.level_rows = level_rows
         self.mean_rows = mean_rows
         self.season_days = season_days
+        self.season_count = season_count
+        self.season_level_rows = season_level_rows
+        self.combine_top = combine_top
         self.quiet_rows = quiet_rows
-        self.hit_threshold = hit_threshold
+        self.alarm_score = alarm_score
         self.series_id = series_id
 
     # fitting -------------------------------------------------------------------------------
 
     def fit(self, history: pd.Series | pd.DataFrame) -> "ForecastDetector":
         """Keep the last points of ``history`` that later scores depend on, and the season
-        length (in points) found from its median step."""
+        lengths in points found from its median step."""
         self._check_params()
         series = _as_series(history, self.name)
-        self.step_s_ = _median_step_s(series.index)
-        self.period_rows_ = self._periods(self.step_s_)
+        self.period_rows_ = self._periods(_median_step_s(series.index))
         keep = self._context_rows()
-        tail = series.iloc[-keep:] if keep else series.iloc[:0]
-        self.tail_ = [float(v) for v in tail.to_numpy()]
+        self.tail_ = [float(v) for v in series.to_numpy()[-keep:]]
         return self
 
     def update(self, window: pd.Series | pd.DataFrame) -> "ForecastDetector":
-        """Advance the kept history by ``window`` (what a refit on history + window would keep,
-        without reading the history again)."""
+        """Append ``window`` to the kept points: what a refit on history + window would keep,
+        without reading the history again."""
         self._check_fitted()
         series = _as_series(window, self.name)
-        keep = self._context_rows()
-        self.tail_ = (self.tail_ + [float(v) for v in series.to_numpy()])[-keep:]
+        self.tail_ = (self.tail_ + [float(v) for v in series.to_numpy()])[-self._context_rows():]
         return self
 
     def _check_params(self) -> None:
         problems = []
-        if not (isinstance(self.window_rows, int) and self.window_rows >= 10):
-            problems.append(f"window_rows: expected an int >= 10, found {self.window_rows!r}")
-        if not self.level_rows or any(not isinstance(w, int) or w < 1 for w in self.level_rows):
-            problems.append(f"level_rows: expected ints >= 1, found {self.level_rows!r}")
-        if not (isinstance(self.mean_rows, int) and self.mean_rows >= 0):
-            problems.append(f"mean_rows: expected an int >= 0, found {self.mean_rows!r}")
-        if not (isinstance(self.quiet_rows, int) and self.quiet_rows >= 0):
-            problems.append(f"quiet_rows: expected an int >= 0, found {self.quiet_rows!r}")
+        for name, least in (("window_rows", MIN_PAST), ("mean_rows", 0), ("season_count", 1), ("season_level_rows", 1),
+                            ("combine_top", 1), ("quiet_rows", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                problems.append(f"{name}: expected an int >= {least}, found {value!r}")
+        for name in ("level_rows", "season_days"):
+            value = getattr(self, name)
+            if any(not isinstance(w, int) or w < 1 for w in value):
+                problems.append(f"{name}: expected ints >= 1, found {value!r}")
         if problems:
             raise DetectorError(self.name, "; ".join(problems))
 
     def _periods(self, step_s: float | None) -> list[int]:
-        """Season lengths in points (``season_days`` days each), when a day is about a whole
-        number of steps."""
-        if not self.season_days or not step_s:
+        """Season lengths in points, when a day is about a whole number (at least 4) of steps."""
+        if not step_s:
             return []
         day = DAY_S / step_s
         if day < 4 or abs(day - round(day)) > 0.05 * day:
@@ -102,14 +115,15 @@ class ForecastDetector(Detector):
         return [round(day) * days for days in self.season_days]
 
     def _context_rows(self) -> int:
-        reach = max([*self.level_rows, 2 * self.mean_rows, *self.period_rows_, 1])
+        seasons = [p * self.season_count + self.season_level_rows for p in self.period_rows_]
+        reach = max([*self.level_rows, 2 * self.mean_rows, *seasons, 1])
         return self.quiet_rows + self.window_rows + reach + 1
 
     # scoring -------------------------------------------------------------------------------
 
     def score(self, window: pd.Series | pd.DataFrame) -> Scores:
-        """Scores in [0, 1] for the points of ``window``, each judged by the kept history and
-        the window's earlier points; hits for those at or above ``hit_threshold``."""
+        """Scores in [0, 1] for the points of ``window``, each judged by the kept points and
+        the window's earlier points; hits for those at or above ``alarm_score``."""
         self._check_fitted()
         series = _as_series(window, self.name)
         n = len(series)
@@ -117,64 +131,71 @@ class ForecastDetector(Detector):
         scores, expected = self._scores(values)
         scores = pd.Series(scores[len(values) - n:], index=series.index, name=series.name)
         expected = expected[len(values) - n:]
-        hits = [
-            self._hit(series, i, float(scores.iloc[i]), float(expected[i]))
-            for i in np.flatnonzero(scores.to_numpy() >= self.hit_threshold)
-        ]
+        hits = [self._hit(series, i, float(scores.iloc[i]), float(expected[i]))
+                for i in np.flatnonzero(scores.to_numpy() >= self.alarm_score)]
         return Scores(scores=scores, hits=hits)
 
     def _scores(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Scores of every point of ``values`` (kept history then new points) and the level
-        each was expected at."""
-        x = pd.Series(np.where(np.isfinite(values), values, np.nan)).ffill()
+        """Scores of every point of ``values`` (kept points, then new ones) and the previous
+        value each was compared with."""
         present = np.isfinite(values)
-        level = x.shift(1).rolling(max(self.level_rows), min_periods=1).median()
-        errors = [(x - x.shift(1)).abs() if w == 1 else (x - x.shift(1).rolling(w, min_periods=1).median()).abs()
-                  for w in self.level_rows]
-        errors += [(x - x.shift(p)).abs() for p in self.period_rows_]
+        x = pd.Series(np.where(present, values, np.nan)).ffill()  # a gap repeats the last value
+        errors = [self._level_error(x, w) for w in self.level_rows]
+        errors += [self._season_error(x, p) for p in self.period_rows_]
         if self.mean_rows:
             before = x.shift(self.mean_rows).rolling(self.mean_rows, min_periods=1).median()
             errors.append((x.rolling(self.mean_rows, min_periods=1).mean() - before).abs())
-        raw = np.max(np.vstack([self._surprise(e) for e in errors]), axis=0)
+        surprises = np.sort(np.vstack([self._surprise(e) for e in errors]), axis=0)
+        raw = surprises[-self.combine_top:].mean(axis=0)
         raw = np.where(present, raw, 0.0)  # a missing point is not judged
-        unit = raw / (1.0 + raw)
-        return self._quiet(unit), level.to_numpy()
+        return self._quiet(raw / (1.0 + raw)), x.shift(1).to_numpy()
+
+    @staticmethod
+    def _level_error(x: pd.Series, rows: int) -> pd.Series:
+        forecast = x.shift(1) if rows == 1 else x.shift(1).rolling(rows, min_periods=1).median()
+        return (x - forecast).abs()
+
+    def _season_error(self, x: pd.Series, period: int) -> pd.Series:
+        """Error against the median of the same phase in past seasons, moved by the change of
+        level since then."""
+        level = x.shift(1).rolling(self.season_level_rows, min_periods=1).median()
+        lags = range(1, self.season_count + 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN phases: not enough seasons yet
+            then = np.nanmedian(np.vstack([x.shift(period * k).to_numpy() for k in lags]), axis=0)
+            level_then = np.nanmedian(np.vstack([level.shift(period * k).to_numpy() for k in lags]), axis=0)
+        return pd.Series(np.abs(x.to_numpy() - (then + level.to_numpy() - level_then)))
 
     def _surprise(self, error: pd.Series) -> np.ndarray:
         """Percentile rank of each error among the last ``window_rows`` (itself included), or
         ``1 + log(ratio)`` when it beats the largest of the previous ones."""
-        largest = error.shift(1).rolling(self.window_rows, min_periods=10).max()
-        rank = error.rolling(self.window_rows + 1, min_periods=11).rank(pct=True)
+        largest = error.shift(1).rolling(self.window_rows, min_periods=MIN_PAST).max()
+        rank = error.rolling(self.window_rows + 1, min_periods=MIN_PAST + 1).rank(pct=True).to_numpy()
+        e, top = error.to_numpy(), largest.to_numpy()
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = (error / largest).to_numpy()
-        # after a run of equal points any change is news; too short a past judges nothing
-        ratio = np.where(largest.to_numpy() > 0, ratio, np.where(error.to_numpy() > 0, MAX_RATIO, 0.0))
-        ratio = np.where(largest.isna().to_numpy(), 0.0, ratio)
+            ratio = np.where(top > 0, e / top, np.where(e > 0, MAX_RATIO, 0.0))  # after a flat run any change is news
+        ratio = np.where(np.isnan(top), 0.0, ratio)  # too short a past judges nothing
         beyond = 1.0 + np.log(np.clip(ratio, 1.0, MAX_RATIO))
-        rank = np.where(error.to_numpy() > 0, rank.to_numpy(), 0.0)  # a perfect forecast is no news
+        rank = np.where(e > 0, rank, 0.0)  # a perfect forecast is no news
         return np.nan_to_num(np.where(ratio > 1.0, beyond, rank), nan=0.0)
 
     def _quiet(self, unit: np.ndarray) -> np.ndarray:
-        """Zero every score that a point in the previous ``quiet_rows`` already matched."""
+        """Zero the ``quiet_rows`` points after any point that reached ``alarm_score``."""
         if not self.quiet_rows:
             return unit
-        previous = pd.Series(unit).shift(1).rolling(self.quiet_rows, min_periods=1).max().fillna(-1.0).to_numpy()
-        return np.where(unit > previous, unit, 0.0)
+        recent = pd.Series(unit).shift(1).rolling(self.quiet_rows, min_periods=1).max().fillna(0.0).to_numpy()
+        return np.where(recent >= self.alarm_score, 0.0, unit)
 
-    def _hit(self, series: pd.Series, i: int, score: float, expected: float) -> Hit:
+    def _hit(self, series: pd.Series, i: int, score: float, previous: float) -> Hit:
         value = float(series.iloc[i])
-        direction = Direction.UP if value > expected else Direction.DOWN
         return Hit(
-            series_id=self.series_id or str(series.name or ""), detector=self.name, ts=series.index[i].to_pydatetime(),
-            value=value, score=score, direction=direction, expected=None if math.isnan(expected) else expected,
-            explanation=(f"value {value:.6g} broke the pattern of the last {self.window_rows} points "
-                         f"(expected about {expected:.6g}; score {score:.2f})"),
+            series_id=self.series_id or str(series.name or ""), detector=self.name,
+            ts=series.index[i].to_pydatetime(), value=value, score=score,
+            direction=Direction.UP if value > previous else Direction.DOWN,
+            expected=None if math.isnan(previous) else previous,
+            explanation=(f"value {value:.6g} (previous {previous:.6g}) broke the pattern of the last "
+                         f"{self.window_rows} points (score {score:.2f})"),
         )
-
-    def get_state(self) -> dict[str, Any]:
-        state = super().get_state()
-        state["period_rows_"] = list(state["period_rows_"])
-        return state
 
 
 def _as_series(data: pd.Series | pd.DataFrame, name: str) -> pd.Series:
@@ -193,7 +214,7 @@ def _as_series(data: pd.Series | pd.DataFrame, name: str) -> pd.Series:
 
 
 def _median_step_s(index: pd.DatetimeIndex) -> float | None:
-    """Median time between consecutive points in seconds (steps backwards and repeats ignored)."""
+    """Median time between consecutive points in seconds (repeats and steps backwards ignored)."""
     if len(index) < 2:
         return None
     steps = np.diff(index.as_unit("ns").asi8) / 1e9
