@@ -171,6 +171,7 @@ class RefitConfig(Section):
     stable hash, so each cycle refits only its slice."""
 
     interval: Seconds = Field(default=21600.0, gt=0)
+    slices: int = Field(default=64, ge=1, le=4096)
     max_per_cycle: int = Field(default=200, ge=1)
     history: Seconds = Field(default=7 * 86400.0, gt=0)
     min_history: Seconds = Field(default=3600.0, ge=0)

@@ -16,6 +16,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from agent.config.detectors import DetectorsConfig
@@ -44,7 +45,8 @@ class Engine:
         self.specs: list[Spec] = []
         self.units: dict[tuple[str, str], Unit] = {}
         self.schedule = Schedule()
-        self.scored_until: dict[str, pd.Timestamp] = {}
+        self.scored_until: dict[str, int] = {}  # series -> newest timestamp scored (epoch ns)
+        self._pending: dict[str, int] = {}
         self.drift = DriftWatch()
 
     @property
@@ -98,10 +100,8 @@ class Engine:
         self._refit(subjects, samples, new_from, now=now)
         hits = self._score(subjects, samples, new_from)
         hits += self.drift.detect(self.ctx, samples, now=now)
-        for sid, start in new_from.items():
-            last = samples.values[sid].loc[start:].last_valid_index()
-            if last is not None:
-                self.scored_until[sid] = last
+        self.scored_until.update(self._pending)
+        self._pending.clear()
         self.ctx.metrics.series_scored.inc(len(new_from))
         return hits
 
@@ -154,18 +154,23 @@ class Engine:
             self.schedule.not_before[(subj.spec.name, sid)] = retry
 
     def _new_points(self, samples: Samples, live: Mapping[str, SeriesInfo]) -> dict[str, pd.Timestamp]:
-        """Per series with new points: the first timestamp that is new."""
+        """Per series with new points: the first timestamp that is new. (One array pass: a cycle
+        may carry ten thousand series.)"""
         values = samples.values
-        if values.empty:
+        columns = [sid for sid in live if sid in values.columns]
+        if values.empty or not columns:
             return {}
-        fallback = values.index.max() - pd.Timedelta(seconds=self.ctx.config.agent.interval)
+        times = values.index.as_unit("ns").asi8
+        fallback = int(times.max() - self.ctx.config.agent.interval * 1e9)
+        after = np.array([self.scored_until.get(sid, fallback) for sid in columns], dtype=np.int64)
+        fresh = (times[:, None] > after[None, :]) & ~np.isnan(values[columns].to_numpy(dtype=np.float64))
+        has = fresh.any(axis=0)
+        first = fresh.argmax(axis=0)
+        last = len(times) - 1 - fresh[::-1].argmax(axis=0)
         out = {}
-        for sid in live:
-            column = values[sid]
-            after = self.scored_until.get(sid, fallback)
-            fresh = column[column.index > after].first_valid_index()
-            if fresh is not None:
-                out[sid] = fresh
+        for j in np.flatnonzero(has):
+            out[columns[j]] = values.index[first[j]]
+            self._pending[columns[j]] = int(times[last[j]])
         return out
 
     def _score(self, subjects: list[Subject], samples: Samples, new_from: Mapping[str, pd.Timestamp]) -> list[Hit]:

@@ -121,8 +121,9 @@ def compile_specs(config: DetectorsConfig, *, cycle_interval_s: float) -> list[S
     """One Spec per rule and SLO (drift models are handled by ``agent.detection.drift``)."""
     if not config.enabled:
         return []
-    # Enough slices that each cycle of one refit interval refits one of them.
-    slices = max(1, min(4096, round(config.refit.interval / max(cycle_interval_s, 1e-9))))
+    # One slice per cycle of the refit interval, but no more than refit.slices: a slice is also
+    # scored as one frame, and fewer, larger frames score faster.
+    slices = max(1, min(config.refit.slices, round(config.refit.interval / max(cycle_interval_s, 1e-9))))
     default_min = config.refit.min_history
     specs: list[Spec] = []
     for rule in config.rules:
