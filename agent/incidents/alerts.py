@@ -119,17 +119,22 @@ def ingest_webhook(store: "Store", correlator: Correlator, payload: WebhookPaylo
     with store.transaction():
         placed = correlator.ingest([alert_hit(a) for a in firing], now=now, actor=actor, severities=severities)
         touched = set(placed.touched)
-        closed = []
+        keys = {fingerprint_of(a): signal_key(alert_series_id(a), ALERT_DETECTOR) for a in resolved}
+        owners = store.open_signal_owners(keys.values())  # one read for the whole body
+        ended: dict[int, str] = {}
         for alert in resolved:
-            key = signal_key(alert_series_id(alert), ALERT_DETECTOR)
-            incident_id = store.incident_with_signal(key)
-            if incident_id is None:
+            key = keys[fingerprint_of(alert)]
+            if key not in owners:
                 continue  # never seen firing, or its incident is already resolved
-            touched.add(incident_id)
-            store.resolve_signal(incident_id, key, at=alert.ends_at or now, now=now, actor=actor)
+            incident_id = owners[key][0]
+            if store.resolve_signal(incident_id, key, at=alert.ends_at or now, now=now, actor=actor):
+                ended[incident_id] = alert.labels.get("alertname", key)
+        touched.update(ended)
+        closed = []
+        for incident_id, last in sorted(ended.items()):
             if store.unresolved_signal_count(incident_id) == 0 and try_resolve(
                     store, incident_id, now=now, actor=actor, resolution="alert",
-                    reason=f"every alert resolved (last: {alert.labels.get('alertname', key)})"):
+                    reason=f"every alert resolved (last: {last})"):
                 closed.append(incident_id)
         store.audit(actor, "alerts.ingest", payload.receiver or "alertmanager",
                     {"firing": len(firing), "resolved": len(resolved), "opened": placed.opened,

@@ -61,9 +61,22 @@ class Correlator:
         placed = Placed()
         order = sorted(range(len(hits)), key=lambda i: hits[i].ts)
         with self.store.transaction():
+            # Repeats of signals that open incidents already hold are the bulk of a busy stream:
+            # they are written in bulk; everything else is placed one hit at a time.
+            owners = self.store.open_signal_owners(signal_key(h.series_id, h.detector) for h in hits)
+            repeats = []
             for i in order:
-                severity = (severities[i] if severities else None) or self.severity(hits[i])
-                self._place(hits[i], Severity(severity), now=now, actor=actor, placed=placed)
+                hit = hits[i]
+                severity = Severity((severities[i] if severities else None) or self.severity(hit))
+                owner = owners.get(signal_key(hit.series_id, hit.detector))
+                if owner is not None and severity.rank <= owner[1].rank:
+                    repeats.append((owner[0], hit))
+                    placed.touched.add(owner[0])
+                    if hit.ts < owner[2]:
+                        placed.stale.add(owner[0])
+                    continue
+                self._place(hit, severity, now=now, actor=actor, placed=placed)
+            self.store.record_repeats(repeats, now=now)
             for incident_id in sorted(placed.stale):
                 self.refresh(incident_id, now=now)
         if self.metrics is not None and placed.opened:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import nullcontext
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -131,6 +132,13 @@ _UPSERT_SIGNAL = """
     RETURNING hits
 """
 
+_REPEAT_SIGNAL = """
+    UPDATE incident_signals SET first_at = min(first_at, ?), last_at = max(last_at, ?), hits = hits + 1,
+        peak_score = max(coalesce(peak_score, ?), ?), last_value = ?, last_expected = ?, direction = ?,
+        explanation = ?, resolved_at = NULL
+    WHERE incident_id = ? AND signal_key = ?
+"""
+
 _INSERT_HIT = """
     INSERT INTO hits (ts, series_id, detector, entity, metric, labels, value, expected, lower, upper, score,
         direction, explanation, incident_id, recorded_at)
@@ -140,6 +148,11 @@ _INSERT_HIT = """
 
 class IncidentStore(StoreBase):
     """hits, incidents, their signals and timeline, changes and silences."""
+
+    def _atomic(self) -> Any:
+        """A transaction, or nothing inside one already: the hot paths of ingestion run many small
+        writes inside one batch transaction, and a savepoint for each would double the statements."""
+        return nullcontext() if getattr(self._local, "depth", 0) > 0 else self.transaction()
 
     def count_open_incidents(self) -> int:
         row = self.conn.execute("SELECT count(*) FROM incidents WHERE status != 'resolved'").fetchone()
@@ -355,7 +368,7 @@ class IncidentStore(StoreBase):
         recorded = to_epoch(now)
         added: list[str] = []
         execute = self.conn.execute
-        with self.transaction():
+        with self._atomic():
             for h in hits:
                 ts, labels, direction = to_epoch(h.ts), dumps(dict(h.labels)), str(h.direction)
                 execute(_INSERT_HIT, (ts, h.series_id, h.detector, h.entity, h.metric, labels, h.value, h.expected,
@@ -378,9 +391,44 @@ class IncidentStore(StoreBase):
                         "quiet_cycles = 0 WHERE id = ?", (max(to_epoch(h.ts) for h in hits), recorded, incident_id))
         return added
 
+    def open_signal_owners(self, keys: Iterable[str]) -> dict[str, tuple[int, Severity, datetime]]:
+        """Signal key → (incident id, severity, started_at) of the open incident holding it."""
+        keys = list(dict.fromkeys(keys))
+        owners: dict[str, tuple[int, Severity, datetime]] = {}
+        for start in range(0, len(keys), 500):
+            part = keys[start:start + 500]
+            rows = self.conn.execute(
+                f"SELECT s.signal_key, i.id, i.severity, i.started_at FROM incident_signals s "
+                f"JOIN incidents i ON i.id = s.incident_id "
+                f"WHERE s.signal_key IN ({', '.join('?' for _ in part)}) AND i.status != 'resolved'", part)
+            for key, incident_id, severity, started in rows:
+                if key not in owners or owners[key][0] < incident_id:
+                    owners[key] = (incident_id, Severity(severity), from_epoch(started))
+        return owners
+
+    def record_repeats(self, repeats: Sequence[tuple[int, Hit]], *, now: datetime) -> None:
+        """Hits of signals their incidents already hold: rows written in bulk, no timeline events."""
+        if not repeats:
+            return
+        recorded = to_epoch(now)
+        rows, updates, last = [], [], {}
+        for incident_id, h in repeats:
+            ts, direction = to_epoch(h.ts), str(h.direction)
+            rows.append((ts, h.series_id, h.detector, h.entity, h.metric, dumps(dict(h.labels)), h.value, h.expected,
+                         h.lower, h.upper, h.score, direction, h.explanation, incident_id, recorded))
+            updates.append((ts, ts, h.score, h.score, h.value, h.expected, direction, h.explanation, incident_id,
+                            signal_key(h.series_id, h.detector)))
+            last[incident_id] = max(last.get(incident_id, ts), ts)
+        with self._atomic():
+            self.conn.executemany(_INSERT_HIT, rows)
+            self.conn.executemany(_REPEAT_SIGNAL, updates)
+            self.conn.executemany(
+                "UPDATE incidents SET last_signal_at = max(coalesce(last_signal_at, 0), ?), updated_at = ?, "
+                "quiet_cycles = 0 WHERE id = ?", [(ts, recorded, i) for i, ts in last.items()])
+
     def resolve_signal(self, incident_id: int, key: str, *, at: datetime, now: datetime, actor: str = "agent") -> bool:
         """Mark one signal resolved (an Alertmanager ``resolved`` alert); False when it already was."""
-        with self.transaction():
+        with self._atomic():
             cursor = self.conn.execute(
                 "UPDATE incident_signals SET resolved_at = ? WHERE incident_id = ? AND signal_key = ? "
                 "AND resolved_at IS NULL", (to_epoch(at), incident_id, key))
