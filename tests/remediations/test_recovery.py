@@ -1,0 +1,83 @@
+"""A daemon killed with SIGKILL mid-run: on restart the run is interrupted, its leftovers killed,
+the incident paged, and nothing runs a second time."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from agent.clock import utcnow
+from agent.store import Store
+from remediations.engine import marker
+from remediations.model import RunMode, RunStatus
+from remediations.runner import marked_pids
+from tests.conftest import PYTHON, wait_until
+from tests.remediations.conftest import lines
+
+
+@pytest.mark.slow
+def test_a_daemon_killed_mid_run_marks_it_interrupted_on_restart_and_does_not_rerun(tmp_path, pbdir, work,
+                                                                                   subprocess_env):
+    state = tmp_path / "state"
+    config = tmp_path / "agent.yaml"
+    config.write_text(f"""
+agent: {{state_dir: {state}, interval: 1s, stop_timeout: 20s}}
+http: {{enabled: false}}
+remediation:
+  playbook_dir: {pbdir}
+  limits: {{cooldown: 0s}}
+  rules:
+    - name: slow-fix
+      match: {{labels: {{service: api}}}}
+      playbook: sleep.yml
+      mode: auto
+      timeout: 5m
+      vars_from_labels: {{sleep_s: sleep}}
+      vars: {{runs_log: {work / 'runs.log'}}}
+""")
+    state.mkdir()
+    store = Store(state / "aiops.db")
+    first = store.open_incident(severity="critical", title="api down", labels={"service": "api", "sleep": "60"},
+                                started_at=utcnow(), now=utcnow())
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([PYTHON, "-m", "agent.cli", "run", "--config", str(config)], env=subprocess_env,
+                                stdout=subprocess.DEVNULL, stderr=open(tmp_path / "daemon.log", "ab"))
+
+    daemon = start()
+    try:
+        wait_until(lambda: lines(work / "runs.log"), 60, message="the first run to start sleeping")
+        (run,) = store.list_runs(incident_id=first.id, mode=RunMode.APPLY)
+        assert run.status is RunStatus.RUNNING
+        os.kill(daemon.pid, signal.SIGKILL)
+        daemon.wait(10)
+        assert marked_pids(marker(store, run.id))  # the orphaned playbook still sleeps
+
+        daemon = start()
+        wait_until(lambda: store.get_run(run.id).status is RunStatus.INTERRUPTED, 60, message="the interrupted run")
+        # A second incident after the restart: once its run has written, the first incident has
+        # been planned again (oldest first) and must not have run again.
+        second = store.open_incident(severity="critical", title="api down again",
+                                     labels={"service": "api", "sleep": "0"}, started_at=utcnow(), now=utcnow())
+        wait_until(lambda: len(lines(work / "runs.log")) == 2, 60, message="the second incident's run")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(30)
+
+    (other,) = store.list_runs(incident_id=second.id, mode=RunMode.APPLY)
+    assert lines(work / "runs.log") == [str(run.id), str(other.id)]
+    assert [r.id for r in store.list_runs(incident_id=first.id, mode=RunMode.APPLY)] == [run.id]
+    interrupted = store.get_run(run.id)
+    # whatever the orphaned playbook left running is killed by the restart ("; killed N leftover processes")
+    assert interrupted.reason.startswith(f"the agent running it ({run.owner}) stopped mid-run; not re-run")
+    assert marked_pids(marker(store, run.id)) == []
+    page = [e for e in store.incident_events(first.id) if e.kind == "escalated"][-1]
+    assert page.message == ("run 1 (sleep.yml) was interrupted: the agent stopped mid-run; "
+                            "it was not re-run (policy: page)")
+    assert store.get_incident(first.id).status == "open"
+    store.close()
+    assert "Traceback" not in Path(tmp_path / "daemon.log").read_text()
