@@ -12,9 +12,10 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from agent.config.types import Seconds, Section
+from detectors.errors import DetectorError
 
 SERIES_KINDS = ("gauge", "rate", "quantile", "bucket")
 # Detector kind -> (module, class). Imported lazily: the config must load even while a detector
@@ -84,18 +85,23 @@ def _match_all() -> list[SeriesMatcher]:
 
 
 class _Rule(Section):
+    kind: str  # narrowed by each rule class; declared first so ``params`` can be checked against it
     name: str = ""
     match: list[SeriesMatcher] = Field(default_factory=_match_all)
     exclude: list[SeriesMatcher] = Field(default_factory=list)
     params: dict[str, Any] = Field(default_factory=dict)
     min_history: Seconds | None = None
 
+    @field_validator("params")
+    @classmethod
+    def _known_params(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        kind = info.data.get("kind")
+        return _check_params(kind, value) if kind else value
+
     @model_validator(mode="after")
-    def _name_and_params(self) -> "_Rule":
-        kind = getattr(self, "kind")
+    def _default_name(self) -> "_Rule":
         if not self.name:
-            object.__setattr__(self, "name", kind)
-        _check_params(kind, self.params)
+            object.__setattr__(self, "name", self.kind)
         return self
 
 
@@ -109,6 +115,18 @@ class ThresholdRule(_Rule):
     """Static bounds per matched series; ``params`` are the ThresholdDetector's."""
 
     kind: Literal["threshold"]
+
+    @model_validator(mode="after")
+    def _usable_bounds(self) -> "ThresholdRule":
+        # A threshold learns nothing, so its parameters can be checked now rather than at the
+        # first cycle: build it and fit it on nothing.
+        cls = detector_class("threshold")
+        if cls is not None:
+            try:
+                cls(**self.params).fit()
+            except DetectorError as exc:
+                raise ValueError(exc.problem) from None
+        return self
 
 
 class IForestRule(_Rule):
@@ -156,10 +174,10 @@ class DriftModel(Section):
     share: float = Field(default=0.5, gt=0, le=1)
     params: dict[str, Any] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _check(self) -> "DriftModel":
-        _check_params("drift", self.params)
-        return self
+    @field_validator("params")
+    @classmethod
+    def _known_params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _check_params("drift", value)
 
     @property
     def metrics(self) -> list[str]:

@@ -7,7 +7,7 @@ import pytest
 
 from agent.detection import detect, engine_for
 from agent.detection.specs import stable_bucket
-from tests.detection.conftest import T0, cycle_at, info, minutes, samples, seasonal_values
+from tests.detection.conftest import T0, cycle_at, index, info, minutes, samples, seasonal_values
 
 SEASONAL = """
 detectors:
@@ -140,3 +140,34 @@ def test_one_failing_subject_is_counted_and_the_others_still_score(make_ctx):
 
     assert [h.series_id for h in hits] == [good.series_id]
     assert value(ctx, "aiops_detector_failures_total", detector="seasonal", phase="score") == 1
+
+
+def test_refits_read_the_scrape_history_in_the_store_when_the_frame_is_short(make_ctx):
+    ctx = make_ctx(SEASONAL)
+    web = seasonal_values(2 * DAY, seed=1)
+    times = index(2 * DAY)
+    ctx.store.record_samples([WEB], [(WEB.series_id, ts.timestamp(), v) for ts, v in zip(times[:-15], web[:-15])],
+                             now=times[-16].timestamp())
+    web[-1] += 40
+    frame = samples([(WEB, web[-15:])])  # what a scrape-source cycle carries: its last 15 minutes
+
+    hits = detect(ctx, cycle_at(T0, frame))
+
+    assert [(h.series_id, h.ts) for h in hits] == [(WEB.series_id, T0)]
+    (fitted,) = ctx.store.load_fitted_states()
+    assert fitted.points == 2 * DAY - 1  # everything before the new point: store history and frame
+
+
+def test_a_config_reload_keeps_state_whose_detector_did_not_change(make_ctx):
+    ctx = make_ctx(SEASONAL)
+    web = seasonal_values(2 * DAY, seed=1)
+    detect(ctx, cycle_at(T0, samples([(WEB, web)])))
+    reloaded = make_ctx(SEASONAL + """  slos:
+    - name: latency_slo
+      match: [{metric: app_latency_seconds}]
+      objective: 1000
+""")
+    ctx.config = reloaded.config  # what SIGHUP does
+    detect(ctx, cycle_at(T0 + minutes(1), samples([(WEB, np.append(web, 50.0))], end=T0 + minutes(1))))
+    assert value(ctx, "aiops_detector_refits_total", detector="seasonal") == 1  # only the first fit
+    assert value(ctx, "aiops_detector_refits_total", detector="latency_slo") == 1
