@@ -83,12 +83,10 @@ class MttrReport:
 
 
 def incident_durations(frame: pd.DataFrame) -> pd.DataFrame:
-    """Adds mttd, mtta, mttr (seconds; NaN where undefined) and the resolved/auto flags."""
+    """Adds mttd, mtta, mttr (seconds; NaN where undefined) and ``is_acked``. The store
+    decided ``is_resolved`` (status resolved with a resolved_at) and ``is_auto``."""
     frame = frame.copy()
-    frame["is_resolved"] = (frame["status"] == "resolved") & frame["resolved_at"].notna()
     frame["is_acked"] = frame["acknowledged_at"].notna()
-    frame["is_auto"] = (frame["is_resolved"] & (frame["resolution"] == "remediation")
-                        & frame["remediation_verified_at"].notna())
     frame["mttd"] = frame["detected_at"] - frame["started_at"]
     frame["mtta"] = frame["acknowledged_at"] - frame["detected_at"]
     frame["mttr"] = (frame["resolved_at"] - frame["started_at"]).where(frame["is_resolved"])
@@ -100,6 +98,11 @@ def mttr_report(store: ReportStore, period: Period, *, by: str | None = None, tz
     if by is not None and by not in GROUPINGS:
         raise ValueError(f"expected a grouping among {', '.join(GROUPINGS)}, found {by!r}")
     frame = incident_durations(store.incident_times(period.since_s, period.until_s))
+    return report_from_frame(frame, period, by=by, tz=tz, now=now)
+
+
+def report_from_frame(frame: pd.DataFrame, period: Period, *, by: str | None, tz: str, now: datetime) -> MttrReport:
+    """The report over ``incident_durations(...)`` rows already read (the weekly page reuses them)."""
     if by == "week":
         frame["week"] = week_labels(frame["started_at"], tz)
     comparison = compare(frame)

@@ -15,15 +15,15 @@ import pandas as pd
 
 from agent.clock import to_epoch
 from agent.report import plots
-from agent.report.mttr import incident_durations, mttr_report
+from agent.report.mttr import incident_durations, report_from_frame
 from agent.report.period import Period, week_labels
 from agent.report.render import environment, rows_of
 from agent.store.reports import ReportStore
 
 
 def weekly_report(store: ReportStore, period: Period, *, tz: str = "UTC", now: datetime) -> str:
-    summary = mttr_report(store, period, now=now)
     frame = incident_durations(store.incident_times(period.since_s, period.until_s))
+    summary = report_from_frame(frame, period, by=None, tz=tz, now=now)
     weeks = _weeks(frame, period, tz)
     by_service = _by_service(frame)
     runs = store.run_outcomes(period.since_s, period.until_s)

@@ -1,0 +1,140 @@
+"""Benchmark: MTTR report, weekly HTML report and audit verification over a big store.
+
+The store holds 100,000 incidents over a year (one or two signals each, a remediation run for
+a third of them) and 1,000,000 audit entries with a valid hash chain, written with executemany
+in one transaction. Prints medians, then one JSON line.
+
+Run: .venv/bin/python tests/bench/bench_report.py [--incidents N] [--audit N] [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from agent.report.mttr import mttr_report  # noqa: E402
+from agent.report.period import Period  # noqa: E402
+from agent.report.weekly import weekly_report  # noqa: E402
+from agent.store import GENESIS, Store  # noqa: E402
+from agent.store.base import entry_hash  # noqa: E402
+
+NOW = datetime(2026, 11, 1, tzinfo=timezone.utc)
+YEAR_S = 365 * 86400.0
+TARGET_S = 2.0
+
+
+def build(store: Store, incidents: int, audit_entries: int, seed: int = 7) -> None:
+    rng = np.random.default_rng(seed)
+    now_s = NOW.timestamp()
+    started = now_s - rng.uniform(0, YEAR_S, incidents)
+    detected = started + rng.exponential(120, incidents)
+    acked = np.where(rng.random(incidents) < 0.6, detected + rng.exponential(300, incidents), np.nan)
+    resolved_mask = rng.random(incidents) < 0.95
+    resolved = np.where(resolved_mask, started + rng.exponential(3600, incidents), np.nan)
+    auto = resolved_mask & (rng.random(incidents) < 0.35)
+    services = np.array(["api", "db", "cache", "queue", "web", "search", "auth", "billing"])
+    severities = np.array(["critical", "warning", "info"])
+    metrics = np.array(["node_cpu_usage", "disk_io", "http_errors", "latency_p99", "model_inference_latency_seconds",
+                        "feature_drift"])
+    service = services[rng.integers(0, len(services), incidents)]
+    severity = severities[rng.integers(0, 3, incidents)]
+    metric = metrics[rng.integers(0, len(metrics), incidents)]
+
+    def opt(value: float) -> float | None:
+        return None if np.isnan(value) else float(value)
+
+    conn = store.conn
+    with store.transaction():
+        conn.executemany(
+            "INSERT INTO incidents (id, status, severity, title, labels, started_at, detected_at, acknowledged_at, "
+            "remediation_started_at, remediation_verified_at, resolved_at, resolution, updated_at) "
+            "VALUES (?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ((i + 1, "resolved" if resolved_mask[i] else "open", severity[i],
+              json.dumps({"service": service[i], **({"model": "churn"} if metric[i] == "feature_drift" else {})}),
+              float(started[i]), float(detected[i]), opt(acked[i]),
+              float(detected[i] + 30) if auto[i] else None, float(resolved[i] - 60) if auto[i] else None,
+              opt(resolved[i]), ("remediation" if auto[i] else "manual") if resolved_mask[i] else None,
+              float(detected[i])) for i in range(incidents)))
+        conn.executemany(
+            "INSERT INTO incident_signals (incident_id, signal_key, series_id, detector, metric, labels, first_at, "
+            "last_at, hits) VALUES (?, ?, ?, ?, ?, '{}', ?, ?, 3)",
+            ((i + 1, f"{metric[i]}{{host=h{i % 50}}}|{'drift' if metric[i] == 'feature_drift' else 'stl'}",
+              f"{metric[i]}{{host=h{i % 50}}}", "drift" if metric[i] == "feature_drift" else "stl", metric[i],
+              float(started[i]), float(started[i] + 60)) for i in range(incidents)))
+        conn.executemany(
+            "INSERT INTO remediation_runs (incident_id, rule, playbook, mode, status, requested_at, started_at, "
+            "ended_at) VALUES (?, ?, ?, 'apply', ?, ?, ?, ?)",
+            ((i + 1, f"restart-{service[i]}", f"restart-{service[i]}.yml", "successful" if auto[i] else "failed",
+              float(detected[i] + 20), float(detected[i] + 30), float(detected[i] + 90))
+             for i in range(incidents) if auto[i] or i % 10 == 0))
+        audit_ts = np.sort(now_s - rng.uniform(0, YEAR_S, audit_entries))
+        actions = ("incident.open", "incident.acknowledge", "remediation.run", "silence.create", "config.reload")
+
+        def entries():
+            prev = GENESIS
+            for n in range(audit_entries):
+                ts = float(audit_ts[n])
+                action = actions[n % len(actions)]
+                details = f'{{"reason":"bench {n}"}}'
+                digest = entry_hash(prev, ts, "agent", action, f"incident:{n % incidents + 1}", details)
+                yield (ts, "agent", action, f"incident:{n % incidents + 1}", details, prev, digest)
+                prev = digest
+
+        conn.executemany("INSERT INTO audit (ts, actor, action, subject, details, prev_hash, hash) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?)", entries())
+
+
+def timed(fn, repeat: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--incidents", type=int, default=100_000)
+    parser.add_argument("--audit", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "aiops.db")
+        started = time.perf_counter()
+        build(store, args.incidents, args.audit)
+        print(f"built store: {args.incidents} incidents, {args.audit} audit entries "
+              f"in {time.perf_counter() - started:.1f}s")
+        period = Period(since=NOW - timedelta(days=366), until=NOW)
+        mttr_s, report = timed(lambda: mttr_report(store, period, now=NOW), args.repeat)
+        by_service_s, _ = timed(lambda: mttr_report(store, period, by="service", now=NOW), args.repeat)
+        by_week_s, _ = timed(lambda: mttr_report(store, period, by="week", tz="Europe/Berlin", now=NOW), args.repeat)
+        html_s, html = timed(lambda: weekly_report(store, period, now=NOW), args.repeat)
+        verify_s, broken = timed(store.verify_audit_chain, 1)
+        assert broken is None, broken
+        assert report.total.incidents == args.incidents
+        print(f"mttr report (all):      median {mttr_s:.3f}s  ({mttr_s / TARGET_S:.2f} of the {TARGET_S:.0f} s target)")
+        print(f"mttr report by service: median {by_service_s:.3f}s")
+        print(f"mttr report by week:    median {by_week_s:.3f}s")
+        print(f"weekly html report:     median {html_s:.3f}s  ({len(html) // 1024} KiB)")
+        print(f"audit verify:           {verify_s:.3f}s  ({args.audit / verify_s:,.0f} entries/s)")
+        print(f"MTTR mean {report.total.mttr.mean_s:.0f}s over {report.total.resolved} resolved, "
+              f"{report.total.unresolved} unresolved")
+        store.close()
+    print(json.dumps({"bench": "report", "incidents": args.incidents, "audit_entries": args.audit,
+                      "mttr_report_s": round(mttr_s, 3), "html_report_s": round(html_s, 3),
+                      "audit_verify_s": round(verify_s, 3)}))
+
+
+if __name__ == "__main__":
+    main()
