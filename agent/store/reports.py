@@ -7,15 +7,17 @@ without Python loops. Retention deletes in small batches, each its own short tra
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from agent.store.base import GENESIS, AuditBreak, StoreBase, entry_hash
+from agent.store.base import GENESIS, AuditBreak, StoreBase
 
 # What makes an incident a model incident (besides a `model` label): a drift detector, or a
 # signal whose metric is about inference latency or model errors.
@@ -208,11 +210,17 @@ class ReportStore(StoreBase):
         """Like ``verify_audit``, but the chain starts at the retention anchor when old entries
         were pruned (the prune entry itself records that anchor, so it cannot be moved quietly)."""
         _, prev = self.audit_anchor()
-        rows = self.conn.execute("SELECT id, ts, actor, action, subject, details, prev_hash, hash FROM audit ORDER BY id")
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        rows = cursor.execute("SELECT id, ts, actor, action, subject, details, prev_hash, hash FROM audit ORDER BY id")
+        sha256, quote, float_repr = hashlib.sha256, encode_basestring_ascii, repr
         for row_id, ts, actor, action, subject, details, prev_hash, digest in rows:
             if prev_hash != prev:
                 return AuditBreak(id=row_id, reason="does not follow the entry before it (an entry was deleted or inserted)")
-            if entry_hash(prev, ts, actor, action, subject, details) != digest:
+            # The payload of ``entry_hash`` (a compact JSON list of strings), built without
+            # json.dumps' per-call set-up: a third of the time over a million entries.
+            payload = "[" + ",".join(map(quote, (prev, float_repr(float(ts)), actor, action, subject, details))) + "]"
+            if sha256(payload.encode("ascii")).hexdigest() != digest:
                 return AuditBreak(id=row_id, reason="its content does not match its hash (the entry was edited)")
             prev = digest
         return None

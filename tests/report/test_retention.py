@@ -145,3 +145,12 @@ def test_deleting_the_oldest_remaining_entry_is_caught(context, store):
     store.conn.execute("DELETE FROM audit WHERE id = 2")
     broken = store.verify_audit_chain()
     assert (broken.id, broken.reason) == (3, "does not follow the entry before it (an entry was deleted or inserted)")
+
+
+def test_chain_check_agrees_with_the_store_hash_on_awkward_content(store):
+    awkward = ['quote " and backslash \\', "new\nline\ttab\x00nul", "ünïcödé ✓ 日本", "</script>", ""]
+    for i, text in enumerate(awkward):
+        store.audit(text or "agent", "note", text, {"reason": text, "n": i, "x": 1e300},
+                    now=datetime.fromtimestamp(1234567890.123456 + i / 7, timezone.utc))
+    assert store.verify_audit() is None
+    assert store.verify_audit_chain() is None
