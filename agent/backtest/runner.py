@@ -93,6 +93,7 @@ class SeriesRun:
 def run_series(series: pd.Series, spec: DetectorSpec) -> SeriesRun:
     """Score every row of ``series`` walk-forward with the detector of ``spec``."""
     n = len(series)
+    series = strictly_increasing(series)
     scores = np.zeros(n)
     failed = 0
     start = min(spec.warmup_rows, n)
@@ -112,6 +113,21 @@ def run_series(series: pd.Series, spec: DetectorSpec) -> SeriesRun:
             scores[start:stop] = spec.to_unit(np.nan_to_num(raw, nan=0.0, posinf=1e9, neginf=-1e9))
         start = stop
     return SeriesRun(scores=scores, failed_fits=failed)
+
+
+def strictly_increasing(series: pd.Series) -> pd.Series:
+    """The series with each repeated or backward timestamp moved to one second after the
+    previous row's, so detectors that need distinct, ordered timestamps see every row, in file
+    order (NAB feeds rows as they come; results keep the file's own timestamps)."""
+    ns = series.index.as_unit("ns").asi8
+    if len(ns) < 2 or bool(np.all(np.diff(ns) > 0)):
+        return series
+    fixed = ns.copy()
+    for i in range(np.flatnonzero(np.diff(ns) <= 0)[0] + 1, len(fixed)):
+        if fixed[i] <= fixed[i - 1]:
+            fixed[i] = fixed[i - 1] + 1_000_000_000
+    index = pd.DatetimeIndex(fixed.view("datetime64[ns]"), name=series.index.name).tz_localize("UTC")
+    return pd.Series(series.to_numpy(), index=index, name=series.name)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

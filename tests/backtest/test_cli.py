@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from agent.backtest import score_corpus
 from agent.backtest.corpus import find_inputs, read_series
-from agent.backtest.runner import backtest
+from agent.backtest.runner import backtest, strictly_increasing
 from agent.cli import cli
 
 NAB = Path("/work/shared/data/nab")
@@ -122,3 +122,12 @@ def test_real_nab_files_are_scored_in_file_order(tmp_path):
     assert len(latency.scores) == 4032 and latency.labels.windows == 3
     # the 12 rows stamped 2014-03-09 03:00:00 stay where the file has them
     assert (latency.series.index == pd.Timestamp("2014-03-09 03:00:00", tz="UTC")).sum() == 12
+
+
+def test_detectors_see_distinct_increasing_timestamps_in_file_order():
+    ts = pd.DatetimeIndex(["2024-01-01 00:00", "2024-01-01 00:05", "2024-01-01 00:05", "2024-01-01 00:00",
+                           "2024-01-01 00:10", "2024-01-01 00:15"], tz="UTC")
+    fixed = strictly_increasing(pd.Series(np.arange(6.0), index=ts))
+    assert fixed.index.strftime("%H:%M:%S").tolist() == [
+        "00:00:00", "00:05:00", "00:05:01", "00:05:02", "00:10:00", "00:15:00"]
+    assert fixed.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
