@@ -16,7 +16,6 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
 from agent.config.detectors import DetectorsConfig
@@ -45,8 +44,8 @@ class Engine:
         self.specs: list[Spec] = []
         self.units: dict[tuple[str, str], Unit] = {}
         self.schedule = Schedule()
-        self.scored_until: dict[str, int] = {}  # series -> newest timestamp scored (epoch ns)
-        self._pending: dict[str, int] = {}
+        self.scored_until: dict[str, pd.Timestamp] = {}  # series -> newest row judged
+        self._pending: dict[str, pd.Timestamp] = {}
         self.drift = DriftWatch()
 
     @property
@@ -102,7 +101,6 @@ class Engine:
         hits += self.drift.detect(self.ctx, samples, now=now)
         self.scored_until.update(self._pending)
         self._pending.clear()
-        self.ctx.metrics.series_scored.inc(len(new_from))
         return hits
 
     def _refit(self, subjects: list[Subject], samples: Samples, new_from: Mapping[str, pd.Timestamp], *,
@@ -154,70 +152,69 @@ class Engine:
             self.schedule.not_before[(subj.spec.name, sid)] = retry
 
     def _new_points(self, samples: Samples, live: Mapping[str, SeriesInfo]) -> dict[str, pd.Timestamp]:
-        """Per series with new points: the first timestamp that is new. (One array pass: a cycle
-        may carry ten thousand series.)"""
+        """Per series with rows not judged yet: the time after which its rows are new. Rows with
+        no value count too: a signal that stops is something the detectors judge."""
         values = samples.values
-        columns = [sid for sid in live if sid in values.columns]
-        if values.empty or not columns:
+        if values.empty:
             return {}
-        times = values.index.as_unit("ns").asi8
-        fallback = int(times.max() - self.ctx.config.agent.interval * 1e9)
-        after = np.array([self.scored_until.get(sid, fallback) for sid in columns], dtype=np.int64)
-        fresh = (times[:, None] > after[None, :]) & ~np.isnan(values[columns].to_numpy(dtype=np.float64))
-        has = fresh.any(axis=0)
-        first = fresh.argmax(axis=0)
-        last = len(times) - 1 - fresh[::-1].argmax(axis=0)
+        newest = values.index.max()
+        fallback = newest - pd.Timedelta(seconds=self.ctx.config.agent.interval)
         out = {}
-        for j in np.flatnonzero(has):
-            out[columns[j]] = values.index[first[j]]
-            self._pending[columns[j]] = int(times[last[j]])
+        for sid in live:
+            after = self.scored_until.get(sid, fallback)
+            if newest > after:
+                out[sid] = after
+        self._pending = dict.fromkeys(out, newest)
         return out
 
     def _score(self, subjects: list[Subject], samples: Samples, new_from: Mapping[str, pd.Timestamp]) -> list[Hit]:
         hits: list[Hit] = []
+        scored: set[str] = set()
         for subj in subjects:
             unit = self.units.get(subj.key)
-            if unit is None:
+            new = [c for c in unit.columns if c in new_from] if unit is not None else []
+            if not new:
                 continue
-            columns = [c for c in unit.columns if c in new_from]
-            if not columns:
-                continue
-            start = min(new_from[c] for c in columns)
-            if subj.spec.grouping is Grouping.ENTITY:
-                # The forest needs every feature it was fitted on: absent or failed ones are NaN
-                # (it fills them with their training median).
-                columns = list(unit.columns)
-                window = samples.values.reindex(columns=columns)
-                window.loc[:, [c for c in columns if c in samples.gaps]] = float("nan")
-            else:
-                window = samples.values[columns]
-            position = window.index.searchsorted(start)
-            window = window.iloc[max(0, position - subj.spec.context_points):]
+            after = min(new_from[c] for c in new)
             try:
-                if subj.spec.grouping is Grouping.ENTITY:
-                    names = subj.spec.feature_names(columns, samples.series)
-                    scores = unit.detector.score(window.rename(columns=names), entity=subj.subject)
-                else:
-                    scores = unit.detector.score(window)
+                found = self._score_unit(unit, subj, self._window(unit, subj, samples, after), samples)
             except Exception as exc:  # one subject failing is counted; the rest are still scored
                 log.exception(kv("detect.score_failed", detector=subj.spec.name, subject=subj.subject,
                                  error=type(exc).__name__))
                 self.ctx.metrics.detector_failures.labels(detector=subj.spec.name, phase="score").inc()
                 continue
-            for hit in scores.hits:
-                filled = self._fill(hit, subj, samples)
-                if filled is not None and self._is_new(filled, subj, new_from):
-                    hits.append(filled)
+            scored.update(new)
+            for hit in found:
+                # Only the new points' hits: context rows and repeated rows were judged before.
+                since = after if subj.spec.grouping is Grouping.ENTITY else new_from.get(hit.series_id)
+                if since is not None and pd.Timestamp(hit.ts) > since:
+                    hits.append(hit)
                     self.ctx.metrics.hits.labels(detector=subj.spec.name).inc()
+        self.ctx.metrics.series_scored.inc(len(scored))
         return hits
 
     @staticmethod
-    def _is_new(hit: Hit, subj: Subject, new_from: Mapping[str, pd.Timestamp]) -> bool:
-        ts = pd.Timestamp(hit.ts)
+    def _window(unit: Unit, subj: Subject, samples: Samples, after: pd.Timestamp) -> pd.DataFrame:
+        """The unit's rows after ``after``, with ``context_points`` rows before them; a series
+        whose source failed (a gap) is left out rather than read as silent."""
         if subj.spec.grouping is Grouping.ENTITY:
-            return ts >= min(new_from[c] for c in subj.series if c in new_from)
-        start = new_from.get(hit.series_id)
-        return start is not None and ts >= start
+            # The forest needs every feature it was fitted on: absent or failed ones are NaN
+            # (it fills them with their training median).
+            window = samples.values.reindex(columns=list(unit.columns))
+            window.loc[:, [c for c in unit.columns if c in samples.gaps]] = float("nan")
+        else:
+            window = samples.values[[c for c in unit.columns
+                                     if c in samples.values.columns and c not in samples.gaps]]
+        position = window.index.searchsorted(after, side="right")
+        return window.iloc[max(0, position - subj.spec.context_points):]
+
+    def _score_unit(self, unit: Unit, subj: Subject, window: pd.DataFrame, samples: Samples) -> list[Hit]:
+        if subj.spec.grouping is Grouping.ENTITY:
+            names = subj.spec.feature_names(list(window.columns), samples.series)
+            scores = unit.detector.score(window.rename(columns=names), entity=subj.subject)
+        else:
+            scores = unit.detector.score(window)
+        return [h for h in (self._fill(hit, subj, samples) for hit in scores.hits) if h is not None]
 
     @staticmethod
     def _fill(hit: Hit, subj: Subject, samples: Samples) -> Hit | None:

@@ -159,8 +159,8 @@ def read_refit_history(ctx: "Context", subjects: Sequence[Subject], samples: Sam
 
 def fit_subject(ctx: "Context", subj: Subject, history: History, samples: Samples, schedule: Schedule, *,
                 now: datetime, before: pd.Timestamp | None = None) -> tuple[Unit, FittedState] | None:
-    """Fit one subject on its incident-free history before ``before`` (the first point this
-    cycle will score: a point is judged only by what came before it); None when that history is
+    """Fit one subject on its incident-free history up to ``before`` (after it come the rows this
+    cycle judges: a point is judged only by what came before it); None when that history is
     still too short."""
     spec, refit = subj.spec, ctx.config.detectors.refit
     detector = spec.build()
@@ -170,7 +170,7 @@ def fit_subject(ctx: "Context", subj: Subject, history: History, samples: Sample
     else:
         frame = history.frame.reindex(columns=list(subj.series))
         if before is not None:
-            frame = frame[frame.index < before]
+            frame = frame[frame.index <= before]
         # An entity's rows go to its detector whole: a point excluded on one series excludes the row.
         rows = [subj.entity_id, *subj.series] if spec.grouping is Grouping.ENTITY else []
         masked = mask_exclusions(frame, history.exclusions, row_subjects=rows)

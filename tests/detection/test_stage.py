@@ -171,3 +171,16 @@ def test_a_config_reload_keeps_state_whose_detector_did_not_change(make_ctx):
     detect(ctx, cycle_at(T0 + minutes(1), samples([(WEB, np.append(web, 50.0))], end=T0 + minutes(1))))
     assert value(ctx, "aiops_detector_refits_total", detector="seasonal") == 1  # only the first fit
     assert value(ctx, "aiops_detector_refits_total", detector="latency_slo") == 1
+
+
+def test_a_series_that_stops_reporting_is_judged_but_a_failed_source_is_not(make_ctx):
+    ctx = make_ctx(SEASONAL)
+    web, node = seasonal_values(2 * DAY, seed=1), seasonal_values(2 * DAY, seed=2)
+    detect(ctx, cycle_at(T0, samples([(WEB, web), (NODE, node)])))
+    silent = np.append(web, [np.nan] * 30)  # its exporter answers, but without this series' values
+    failed = np.append(node, [np.nan] * 30)  # its exporter did not answer: a gap
+    later = T0 + minutes(30)
+    hits = detect(ctx, cycle_at(later, samples([(WEB, silent), (NODE, failed)], end=later,
+                                               gaps=frozenset({NODE.series_id}))))
+    assert [(h.series_id, h.ts, h.direction.value, h.explanation) for h in hits] == [
+        (WEB.series_id, later, "down", "no data for 30 points in a row (history had data 100.0% of the time)")]
