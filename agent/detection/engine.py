@@ -10,6 +10,7 @@ state it loads from the store, and refits nothing until a subject's turn comes.
 from __future__ import annotations
 
 import logging
+import pickle
 import weakref
 from collections.abc import Mapping
 from dataclasses import replace
@@ -77,7 +78,8 @@ class Engine:
                 continue
             try:
                 detector = spec.build().set_state(decode_state(stored.state))
-            except (DetectorError, ValueError, TypeError, AttributeError, ImportError) as exc:
+            except (DetectorError, ValueError, TypeError, AttributeError, ImportError, EOFError,
+                    pickle.UnpicklingError) as exc:  # state from another version: refit it
                 log.warning(kv("detect.state_unusable", detector=spec.name, subject=stored.subject, error=str(exc)))
                 stale += 1
                 continue

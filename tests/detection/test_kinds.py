@@ -71,3 +71,25 @@ def test_an_slo_breached_for_3_of_5_points_hits_once_its_past_counts(make_ctx):
         (fraud.series_id, "inference_latency_p95", T0 + minutes(1), 0.9,
          "value 0.9 above the upper bound 0.5 in 3 of the last 5 points")]
     assert ctx.metrics.registry.get_sample_value("aiops_hits_total", {"detector": "inference_latency_p95"}) == 1
+
+
+def test_a_fit_the_detector_refuses_is_counted_and_retried_later_while_other_detectors_fit(make_ctx):
+    ctx = make_ctx("""
+detectors:
+  refit: {min_history: 0s, min_points: 30}
+  rules:
+    - kind: iforest
+      params: {time_features: false}
+    - kind: seasonal
+""")
+    a, b = info("app_a", instance="web-1"), info("app_b", instance="web-1")
+    rng = np.random.default_rng(2)
+    frame = samples([(a, rng.normal(10, 1, 41)), (b, rng.normal(5, 1, 41))])  # 40 rows: the forest wants 50
+
+    detect(ctx, cycle_at(T0, frame))
+    detect(ctx, cycle_at(T0 + minutes(1), samples(
+        [(a, rng.normal(10, 1, 42)), (b, rng.normal(5, 1, 42))], end=T0 + minutes(1))))
+
+    registry = ctx.metrics.registry
+    assert registry.get_sample_value("aiops_detector_failures_total", {"detector": "iforest", "phase": "fit"}) == 1
+    assert sorted({s.detector for s in ctx.store.load_fitted_states()}) == ["seasonal"]
