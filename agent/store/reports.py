@@ -33,9 +33,10 @@ _TIMES = ["started_at", "detected_at", "acknowledged_at", "resolved_at"]
 INCIDENT_COLUMNS = [
     "id", "severity", "service", *_TIMES, "is_resolved", "is_auto", "detector", "kind", "rule", "is_model", "model"]
 
-# Run statuses that count as a success or a failure of a playbook; others are still in flight.
-RUN_SUCCESS = ("successful", "succeeded", "verified")
-RUN_FAILURE = ("failed", "timeout", "error", "rolled_back", "verification_failed", "canceled")
+# Run outcomes that count as a playbook's success or failure (remediations.model.RunStatus);
+# runs still in flight, skipped, suggested, shadowed, expired or canceled count as neither.
+RUN_SUCCESS = ("succeeded", "verified")
+RUN_FAILURE = ("failed", "timeout", "not_fixed", "interrupted")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -74,7 +74,7 @@ def build(store: Store, incidents: int, audit_entries: int, seed: int = 7) -> No
         conn.executemany(
             "INSERT INTO remediation_runs (incident_id, rule, playbook, mode, status, requested_at, started_at, "
             "ended_at) VALUES (?, ?, ?, 'apply', ?, ?, ?, ?)",
-            ((i + 1, f"restart-{service[i]}", f"restart-{service[i]}.yml", "successful" if auto[i] else "failed",
+            ((i + 1, f"restart-{service[i]}", f"restart-{service[i]}.yml", "verified" if auto[i] else "not_fixed",
               float(detected[i] + 20), float(detected[i] + 30), float(detected[i] + 90))
              for i in range(incidents) if auto[i] or i % 10 == 0))
         audit_ts = np.sort(now_s - rng.uniform(0, YEAR_S, audit_entries))

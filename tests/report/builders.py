@@ -53,7 +53,7 @@ def add_incident(store: Store, *, started: Time, detected: Time, acked: Time = N
                 "INSERT INTO remediation_runs (incident_id, rule, playbook, mode, status, requested_at, "
                 "started_at, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (incident_id, run["rule"], run.get("playbook", run["rule"] + ".yml"), run.get("mode", "apply"),
-                 run.get("status", "successful"), begun, begun, begun + 30))
+                 run.get("status", "verified"), begun, begun, begun + 30))
     return incident_id
 
 

@@ -152,3 +152,31 @@ def test_reopened_incident_is_unresolved(store):
 def test_unknown_grouping_is_refused(store):
     with pytest.raises(ValueError, match=r"^expected a grouping among service, severity, rule, detector, model, week, found 'team'$"):
         mttr_report(store, _period(), by="team", now=NOW)
+
+
+def test_figures_from_incidents_written_by_the_incident_store(store):
+    from agent.incidents.model import IncidentStatus, Severity, Signal
+
+    def at(seconds: float) -> datetime:
+        return datetime.fromtimestamp(T0 + seconds, timezone.utc)
+
+    signal = Signal(series_id="http_errors{service=shop}", detector="stl", metric="http_errors",
+                    labels={"service": "shop"}, first_at=at(0), last_at=at(30))
+    fixed = store.open_incident(severity=Severity.CRITICAL, title="errors up", labels={"service": "shop"},
+                                started_at=at(0), now=at(45), signals=[signal])
+    store.transition_incident(fixed.id, IncidentStatus.ACKNOWLEDGED, actor="cli:alice", reason="on it", now=at(105))
+    store.set_remediation_times(fixed.id, started_at=at(120), actor="agent", now=at(120))
+    store.set_remediation_times(fixed.id, verified_at=at(400), actor="agent", now=at(400))
+    store.transition_incident(fixed.id, IncidentStatus.RESOLVED, actor="agent", reason="verified", now=at(420),
+                              resolution="remediation")
+    by_hand = store.open_incident(severity=Severity.CRITICAL, title="errors up", labels={"service": "shop"},
+                                  started_at=at(DAY), now=at(DAY + 15), signals=[signal])
+    store.transition_incident(by_hand.id, IncidentStatus.RESOLVED, actor="cli:bob", reason="restarted", now=at(DAY + 1815))
+    report = mttr_report(store, _period(), by="service", now=NOW)
+    (shop,) = report.groups
+    assert (shop.group, shop.incidents, shop.resolved, shop.auto_remediated, shop.auto_share) == ("shop", 2, 2, 1, 0.5)
+    assert shop.mttd == Stat(n=2, mean_s=30.0, median_s=30.0, p90_s=pytest.approx(42.0))
+    assert shop.mtta == Stat(n=1, mean_s=60.0, median_s=60.0, p90_s=60.0)
+    assert shop.mttr == Stat(n=2, mean_s=1117.5, median_s=1117.5, p90_s=pytest.approx(1675.5))  # 420 and 1815
+    (errors,) = report.comparison
+    assert (errors.kind, errors.auto.mean_s, errors.manual.mean_s) == ("http_errors", 420.0, 1815.0)
