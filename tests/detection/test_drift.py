@@ -14,7 +14,7 @@ from agent.cli import cli
 from agent.clock import to_epoch
 from agent.detection import detect
 from agent.detection.drift import parse_series_id
-from agent.sources.base import SeriesInfo, series_id
+from agent.sources.base import Samples, SeriesInfo, series_id
 from tests.detection.conftest import T0, cycle_at, info, minutes, samples
 
 LES = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "+Inf"]
@@ -76,10 +76,9 @@ def test_a_baseline_saved_with_the_cli_makes_drift_hits_and_the_drift_rate_gauge
     assert (entry.action, entry.subject, entry.actor.startswith("cli:")) == ("baseline.save", "model:fraud", True)
 
     ctx = make_ctx(DRIFT)  # the daemon, started after the baseline was saved
-    frame = samples([(info("up", job="model"), [1.0])])
-    frame = type(frame)(values=frame.values, series=frame.series, buckets=dict(
-        [live_buckets("model_input_amount", SHIFTED, T0), live_buckets("model_prediction_score", NORMAL, T0)]))
-    hits = detect(ctx, cycle_at(T0, frame))
+    values = samples([(info("up", job="model"), [1.0])])
+    buckets = dict([live_buckets("model_input_amount", SHIFTED, T0), live_buckets("model_prediction_score", NORMAL, T0)])
+    hits = detect(ctx, cycle_at(T0, Samples(values=values.values, series=values.series, buckets=buckets)))
 
     assert [(h.series_id, h.metric, dict(h.labels), h.detector, h.entity, h.value, h.ts) for h in hits] == [
         ('model_drift{model="fraud"}', "model_drift", {"model": "fraud"}, "drift", "fraud", 0.5, T0)]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
 from agent.detection.codec import StateFormatError, decode_state, encode_state
 from agent.store import Store
 from agent.store.detectors import Baseline, FittedState
 from tests.detection.conftest import T0, minutes
-
-import numpy as np
-import pytest
 
 
 def state(subject: str, at=T0, points: int = 10) -> FittedState:
