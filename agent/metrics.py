@@ -56,3 +56,6 @@ class Metrics:
         self.detector_failures = Counter(
             "aiops_detector_failures_total", "Detector fits or scorings that failed for one subject, by detector "
             "and phase (fit, score).", ["detector", "phase"], registry=r)
+        # retention
+        self.retention_pruned = Counter(
+            "aiops_retention_pruned_rows_total", "Rows deleted by retention, by table.", ["table"], registry=r)

@@ -63,6 +63,7 @@ def prune(ctx: "Context", *, now: datetime) -> dict[str, Any]:
             ctx.heartbeat.beat()
             count = batch(before, config.batch_size)
             deleted[table] += count
+            ctx.metrics.retention_pruned.labels(table=table).inc(count)
             if count < config.batch_size:
                 break
         if not complete:

@@ -56,6 +56,7 @@ def test_defaults_prune_samples_and_hits_and_keep_incidents_runs_audit(context, 
     assert outcome == {"deleted": {"samples": 2, "hits": 2}, "complete": True,
                        "cutoffs": {"samples": NOW_S - 14 * DAY, "hits": NOW_S - 30 * DAY}}
     assert (_count(store, "samples"), _count(store, "hits")) == (2, 1)
+    assert ctx.metrics.registry.get_sample_value("aiops_retention_pruned_rows_total", {"table": "samples"}) == 2
     assert (_count(store, "incidents"), _count(store, "remediation_runs"), _count(store, "audit")) == (1, 1, 2)
     assert _prune_entries(store) == [{
         "reason": "older than the configured retention", "deleted": {"samples": 2, "hits": 2}, "complete": True,
