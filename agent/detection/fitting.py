@@ -98,16 +98,19 @@ def due(subjects: Sequence[Subject], units: dict[tuple[str, str], Unit], schedul
         age_s = (now - unit.fitted_at).total_seconds()
         if age_s >= 1.5 * refit_s:
             out.append((Why.OVERDUE, subj))
-        elif age_s >= 0.5 * refit_s and _slot(subj) == cycle_no % subj.spec.slices:
+        elif age_s >= 0.5 * refit_s and _turn(subj) == cycle_no % subj.spec.cycles:
             out.append((Why.TURN, subj))
     out.sort(key=lambda pair: pair[0])
     return out
 
 
-def _slot(subj: Subject) -> int:
-    if subj.spec.grouping is Grouping.SLICE and subj.subject.startswith("slice-"):
-        return int(subj.subject[len("slice-"):])
-    return stable_bucket(f"{subj.spec.name}|{subj.subject}", subj.spec.slices)
+def _turn(subj: Subject) -> int:
+    """The cycle of the refit interval (0 .. cycles-1) in which ``subj`` is refitted: slices
+    spread evenly over the interval, entities and models by a stable hash."""
+    spec = subj.spec
+    if spec.grouping is Grouping.SLICE and subj.subject.startswith("slice-"):
+        return int(subj.subject[len("slice-"):]) * spec.cycles // max(spec.slices, 1)
+    return stable_bucket(f"{spec.name}|{subj.subject}", spec.cycles)
 
 
 def within_budget(plan: list[tuple[Why, Subject]], budget: int) -> list[tuple[Why, Subject]]:

@@ -65,6 +65,7 @@ class Spec:
     max_features: int = 10_000
     model: DriftModel | None = None
     slices: int = 1
+    cycles: int = 1  # cycles in one refit interval: each subject's turn comes once in them
 
     def selects(self, info: SeriesInfo) -> bool:
         return any(matches(m, info) for m in self.match) and not any(matches(m, info) for m in self.exclude)
@@ -123,12 +124,13 @@ def compile_specs(config: DetectorsConfig, *, cycle_interval_s: float) -> list[S
         return []
     # One slice per cycle of the refit interval, but no more than refit.slices: a slice is also
     # scored as one frame, and fewer, larger frames score faster.
-    slices = max(1, min(config.refit.slices, round(config.refit.interval / max(cycle_interval_s, 1e-9))))
+    cycles = max(1, round(config.refit.interval / max(cycle_interval_s, 1e-9)))
+    slices = min(config.refit.slices, cycles)
     default_min = config.refit.min_history
     specs: list[Spec] = []
     for rule in config.rules:
         common: dict[str, Any] = dict(name=rule.name, kind=rule.kind, params=dict(rule.params), match=tuple(rule.match),
-                                      exclude=tuple(rule.exclude), slices=slices,
+                                      exclude=tuple(rule.exclude), slices=slices, cycles=cycles,
                                       min_history_s=default_min if rule.min_history is None else rule.min_history)
         if isinstance(rule, IForestRule):
             specs.append(Spec(**common, grouping=Grouping.ENTITY, entity_label=rule.entity_label,
@@ -140,7 +142,7 @@ def compile_specs(config: DetectorsConfig, *, cycle_interval_s: float) -> list[S
         else:
             specs.append(Spec(**common, grouping=Grouping.SLICE))
     for slo in config.slos:
-        specs.append(slo_spec(slo, slices))
+        specs.append(slo_spec(slo, slices))  # SLOs learn nothing: fitted once, never refitted
     return specs
 
 

@@ -1,0 +1,51 @@
+"""The refit schedule: turns spread over the refit interval, once per interval, within budget."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from agent.detection.fitting import Schedule, Subject, Unit, Why, due, within_budget
+from agent.detection.specs import Grouping, Spec
+
+START = datetime(2026, 3, 2, 0, 0, tzinfo=timezone.utc)  # a multiple of the 8-minute interval
+
+
+def subject(spec: Spec, name: str, series: tuple[str, ...]) -> Subject:
+    return Subject(spec=spec, subject=name, series=series)
+
+
+def test_fewer_slices_than_cycles_are_each_refitted_once_per_interval_at_spread_turns():
+    spec = Spec(name="seasonal", kind="seasonal", params={}, grouping=Grouping.SLICE, slices=2, cycles=8)
+    subjects = [subject(spec, "slice-0000", ("a",)), subject(spec, "slice-0001", ("b",))]
+    units = {s.key: Unit(spec=spec, subject=s.subject, detector=None, columns=s.series, fitted_at=START)
+             for s in subjects}
+    turns = []
+    for minute in range(1, 24):
+        now = START + timedelta(minutes=minute)
+        for why, subj in due(subjects, units, Schedule(), now=now, interval_s=60, refit_s=480):
+            turns.append((minute, subj.subject, why))
+            units[subj.key].fitted_at = now
+    assert turns == [(4, "slice-0001", Why.TURN), (8, "slice-0000", Why.TURN),
+                     (12, "slice-0001", Why.TURN), (16, "slice-0000", Why.TURN),
+                     (20, "slice-0001", Why.TURN)]
+
+
+def test_first_sight_goes_first_and_the_budget_counts_series():
+    spec = Spec(name="seasonal", kind="seasonal", params={}, grouping=Grouping.SLICE, slices=1, cycles=1)
+    old = subject(spec, "slice-0000", ("a", "b"))
+    fresh = subject(spec, "slice-0001", ("c", "d", "e"))
+    units = {old.key: Unit(spec=spec, subject="slice-0000", detector=None, columns=old.series,
+                           fitted_at=START - timedelta(hours=1))}
+    plan = due([old, fresh], units, Schedule(), now=START, interval_s=60, refit_s=600)
+    assert [(why, s.subject) for why, s in plan] == [(Why.FIRST_SIGHT, "slice-0001"), (Why.OVERDUE, "slice-0000")]
+    assert [s.subject for _, s in within_budget(plan, 4)] == ["slice-0001"]
+    assert [s.subject for _, s in within_budget(plan, 5)] == ["slice-0001", "slice-0000"]
+    assert [s.subject for _, s in within_budget(plan, 1)] == ["slice-0001"]  # always at least one
+
+
+def test_a_series_waiting_for_history_is_not_tried_again_before_its_time():
+    spec = Spec(name="seasonal", kind="seasonal", params={}, grouping=Grouping.SLICE)
+    waiting = subject(spec, "slice-0000", ("a",))
+    schedule = Schedule(not_before={("seasonal", "a"): START + timedelta(minutes=30)})
+    assert due([waiting], {}, schedule, now=START, interval_s=60, refit_s=600) == []
+    assert len(due([waiting], {}, schedule, now=START + timedelta(minutes=30), interval_s=60, refit_s=600)) == 1
