@@ -7,8 +7,8 @@ For every new point the detector makes three kinds of forecast from the points b
 - the same phase of the last ``season_count`` seasons (a day by default, at the series' own step):
   their median, moved by how much the current level (median of the last ``season_level_rows``
   points) differs from the level at those phases;
-- for the mean of the last ``mean_rows`` points, the median of the ``mean_rows`` before them
-  (catches level shifts that single points hide).
+- for the mean of the last ``mean_rows`` points, the median of the points before them, over
+  each span of ``baseline_rows`` (catches level shifts, sudden or slow, that single points hide).
 
 Each forecast's absolute error is ranked against the same error over the previous
 ``window_rows`` points: its percentile rank, or, when it beats every one of them,
@@ -57,12 +57,14 @@ class ForecastDetector(Detector):
     name: ClassVar[str] = "forecast"
 
     def __init__(self, window_rows: int = 400, level_rows: tuple[int, ...] = (1,), mean_rows: int = 12,
+                 baseline_rows: tuple[int, ...] = (12, 144),
                  season_days: tuple[int, ...] = (1,), season_count: int = 3, season_level_rows: int = 72,
                  combine_top: int = 2,
                  quiet_rows: int = 100, alarm_score: float = 0.52, series_id: str = "") -> None:
         self.window_rows = window_rows
         self.level_rows = level_rows
         self.mean_rows = mean_rows
+        self.baseline_rows = baseline_rows
         self.season_days = season_days
         self.season_count = season_count
         self.season_level_rows = season_level_rows
@@ -98,7 +100,7 @@ class ForecastDetector(Detector):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 problems.append(f"{name}: expected an int >= {least}, found {value!r}")
-        for name in ("level_rows", "season_days"):
+        for name in ("level_rows", "baseline_rows", "season_days"):
             value = getattr(self, name)
             if any(not isinstance(w, int) or w < 1 for w in value):
                 problems.append(f"{name}: expected ints >= 1, found {value!r}")
@@ -116,7 +118,8 @@ class ForecastDetector(Detector):
 
     def _context_rows(self) -> int:
         seasons = [p * self.season_count + self.season_level_rows for p in self.period_rows_]
-        reach = max([*self.level_rows, 2 * self.mean_rows, *seasons, 1])
+        baselines = [self.mean_rows + b for b in self.baseline_rows]
+        reach = max([*self.level_rows, *baselines, *seasons, 1])
         return self.quiet_rows + self.window_rows + reach + 1
 
     # scoring -------------------------------------------------------------------------------
@@ -143,8 +146,10 @@ class ForecastDetector(Detector):
         errors = [self._level_error(x, w) for w in self.level_rows]
         errors += [self._season_error(x, p) for p in self.period_rows_]
         if self.mean_rows:
-            before = x.shift(self.mean_rows).rolling(self.mean_rows, min_periods=1).median()
-            errors.append((x.rolling(self.mean_rows, min_periods=1).mean() - before).abs())
+            recent = x.rolling(self.mean_rows, min_periods=1).mean()
+            for rows in self.baseline_rows:
+                before = x.shift(self.mean_rows).rolling(rows, min_periods=1).median()
+                errors.append((recent - before).abs())
         surprises = np.sort(np.vstack([self._surprise(e) for e in errors]), axis=0)
         raw = surprises[-self.combine_top:].mean(axis=0)
         raw = np.where(present, raw, 0.0)  # a missing point is not judged
