@@ -69,8 +69,14 @@ def write_vars(path: Path, trusted: Mapping[str, Any], untrusted: Mapping[str, s
     path.chmod(0o600)
 
 
+def local_python() -> str:
+    """The interpreter modules run under on this host: the system one starts about three times
+    faster than a virtual environment's (modules need only the standard library)."""
+    return "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+
+
 def local_inventory() -> str:
-    return f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+    return f"localhost ansible_connection=local ansible_python_interpreter={local_python()}\n"
 
 
 def execute(*, playbook: Path, project_dir: Path, private_dir: Path, targets: Sequence[str],

@@ -131,9 +131,9 @@ def make_ctx(tmp_path: Path, pbdir: Path, work: Path) -> Iterator[Callable[..., 
 
 
 def local_inventory(*hosts: str) -> str:
-    import sys
+    from remediations.runner import local_python
 
-    return "".join(f"{h} ansible_connection=local ansible_python_interpreter={sys.executable}\n" for h in hosts)
+    return "".join(f"{h} ansible_connection=local ansible_python_interpreter={local_python()}\n" for h in hosts)
 
 
 def signal(series_id: str = 'latency{host="h1"}', detector: str = "seasonal", **labels: str) -> Signal:
