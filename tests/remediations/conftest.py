@@ -117,7 +117,7 @@ def make_ctx(tmp_path: Path, pbdir: Path, work: Path) -> Iterator[Callable[..., 
         if inventory is not None:
             (tmp_path / "inventory.ini").write_text(inventory)
             inv = f"  inventory: {tmp_path / 'inventory.ini'}\n"
-        text = (f"agent:\n  state_dir: {tmp_path / 'state'}\nhttp:\n  token: s3cret-token\n"
+        text = (f"agent:\n  state_dir: {tmp_path / 'state'}\nhttp:\n  token: s3cret-token\n  port: 0\n"
                 f"remediation:\n  playbook_dir: {pbdir}\n{inv}" + textwrap.indent(textwrap.dedent(remediation_yaml), "  "))
         path = tmp_path / "agent.yaml"
         path.write_text(text)
