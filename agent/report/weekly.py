@@ -34,8 +34,7 @@ def weekly_report(store: ReportStore, period: Period, *, tz: str = "UTC", now: d
     noisy["incidents_per_day"] = noisy["incidents"] / period.days
     open_incidents = store.open_incident_rows()
     open_incidents["age_s"] = float(to_epoch(now)) - open_incidents["started_at"]
-    models = store.model_series_health(period.since_s, period.until_s)
-    models["drift_rate"] = models["drifted"] / models["series"].where(models["series"] > 0)
+    models = store.model_health(period.since_s, period.until_s)
     return environment().get_template("weekly.html").render(
         report=summary, rows=rows_of(summary), period=period, tz=tz, generated_at=now,
         weeks=weeks, weeks_plot=plots.mttr_per_week(weeks) if len(frame) else None,

@@ -162,34 +162,36 @@ class ReportStore(StoreBase):
         return pd.DataFrame.from_records(
             [tuple(r) for r in rows], columns=["playbook", "mode", "runs", "succeeded", "failed"])
 
-    def model_series_health(self, since_s: float, until_s: float) -> pd.DataFrame:
-        """Per model (``model`` label of a series): series seen, series with a drift hit, and
-        the P95 of its inference-latency samples in the period (NaN without such samples).
+    def model_health(self, since_s: float, until_s: float) -> pd.DataFrame:
+        """Per model over the period: its drift hits (the drift detector's hit value is the share
+        of the model's features that drifted) and its inference latency P95.
 
-        Columns: model, series, drifted, latency_p95.
+        Latency comes from the store's sample history of series labelled ``model`` whose metric
+        mentions latency: a histogram's 0.95-quantile series (the mean of its per-interval P95s)
+        when there is one, else the 95th percentile of the plain values; NaN without samples.
+        Columns: model, drift_hits, drift_peak, drift_mean, latency_p95 (seconds).
         """
-        series = self.conn.execute(
+        drift = self._frame(
+            "SELECT coalesce(json_extract(labels, '$.model'), entity, series_id), value FROM hits "
+            "WHERE detector IN ('drift') AND ts >= ? AND ts < ?", (since_s, until_s), ["model", "value"])
+        latency = self._frame(
             """
-            SELECT json_extract(se.labels, '$.model') AS model, count(*) AS series,
-                   count(DISTINCT h.series_id) AS drifted
-            FROM series se
-            LEFT JOIN (SELECT DISTINCT series_id FROM hits
-                       WHERE detector IN ('drift') AND ts >= ? AND ts < ?) h ON h.series_id = se.series_id
-            WHERE json_extract(se.labels, '$.model') IS NOT NULL AND se.last_seen >= ? AND se.first_seen < ?
-            GROUP BY model ORDER BY model
-            """, (since_s, until_s, since_s, until_s)).fetchall()
-        frame = pd.DataFrame.from_records([tuple(r) for r in series], columns=["model", "series", "drifted"])
-        latency = self.conn.execute(
-            """
-            SELECT json_extract(se.labels, '$.model') AS model, sa.value
+            SELECT json_extract(se.labels, '$.model'), se.kind = 'quantile', sa.value
             FROM samples sa JOIN series se ON se.series_id = sa.series_id
             WHERE json_extract(se.labels, '$.model') IS NOT NULL AND se.metric LIKE '%latency%'
+              AND se.kind != 'bucket' AND se.metric NOT LIKE '%\\_bucket' ESCAPE '\\'
+              AND (se.kind != 'quantile' OR json_extract(se.labels, '$.quantile') = '0.95')
               AND sa.ts >= ? AND sa.ts < ? AND sa.value IS NOT NULL
-            """, (since_s, until_s)).fetchall()
-        values = pd.DataFrame.from_records([tuple(r) for r in latency], columns=["model", "value"])
-        values["value"] = values["value"].astype("float64")
-        p95 = values.groupby("model")["value"].quantile(0.95).rename("latency_p95")
-        return frame.merge(p95, how="left", left_on="model", right_index=True)
+            """, (since_s, until_s), ["model", "is_p95", "value"])
+        drift["value"] = drift["value"].astype("float64")
+        latency["value"] = latency["value"].astype("float64")
+        by_model = drift.groupby("model")["value"]
+        p95_series = latency[latency["is_p95"] == 1].groupby("model")["value"].mean()
+        plain = latency[latency["is_p95"] != 1].groupby("model")["value"].quantile(0.95)
+        frame = pd.DataFrame({"drift_hits": by_model.size(), "drift_peak": by_model.max(),
+                              "drift_mean": by_model.mean(), "latency_p95": p95_series.combine_first(plain)})
+        frame["drift_hits"] = frame["drift_hits"].fillna(0).astype(int)
+        return frame.rename_axis("model").reset_index().sort_values("model", ignore_index=True)
 
     # -- audit: export and a verification that survives pruning ------------------------------
 

@@ -18,15 +18,21 @@ PERIOD = Period(since=datetime(2026, 2, 24, tzinfo=timezone.utc), until=NOW)
 
 
 def _model_history(store) -> None:
-    """Model churn: 4 series, one with a drift hit; latency samples 0.01 … 1.00 s (P95 950.5 ms)."""
+    """Model churn: two drift hits (50 % and 30 % of features drifted, as the drift detector records
+    them) and a 0.95-quantile latency series at 0.2, 0.3, 0.4 s (mean P95 300 ms); the 0.5-quantile
+    and bucket series of the same histogram must not count."""
     conn = store.conn
-    for name in ("feature_x", "feature_y", "feature_z", "model_inference_latency_seconds"):
-        conn.execute("INSERT INTO series VALUES (?, ?, ?, 'gauge', ?, ?)",
-                     (f"{name}{{model=churn}}", name, json.dumps({"model": "churn"}), T0, T0 + 6 * DAY))
-    conn.executemany("INSERT INTO samples VALUES ('model_inference_latency_seconds{model=churn}', ?, ?)",
-                     [(T0 + i * 60, i / 100) for i in range(1, 101)])
-    conn.execute("INSERT INTO hits (ts, series_id, detector, score, direction, recorded_at) "
-                 "VALUES (?, 'feature_x{model=churn}', 'drift', 0.4, 'up', ?)", (T0 + 4 * DAY, T0 + 4 * DAY))
+    for share, day in ((0.5, 3), (0.3, 4)):
+        conn.execute("INSERT INTO hits (ts, series_id, detector, entity, metric, labels, value, score, direction, "
+                     "recorded_at) VALUES (?, 'model_drift{model=churn}', 'drift', 'churn', 'model_drift', ?, ?, ?, "
+                     "'up', ?)", (T0 + day * DAY, json.dumps({"model": "churn"}), share, share, T0 + day * DAY))
+    histogram = [("lat95", "model_inference_latency_seconds", "quantile", {"quantile": "0.95"}, [0.2, 0.3, 0.4]),
+                 ("lat50", "model_inference_latency_seconds", "quantile", {"quantile": "0.5"}, [0.1, 0.1, 0.1]),
+                 ("latb", "model_inference_latency_seconds_bucket", "bucket", {"le": "+Inf"}, [90.0, 95.0, 99.0])]
+    for sid, metric, kind, labels, values in histogram:
+        conn.execute("INSERT INTO series VALUES (?, ?, ?, ?, ?, ?)",
+                     (sid, metric, json.dumps({"model": "churn", **labels}), kind, T0, T0 + 6 * DAY))
+        conn.executemany("INSERT INTO samples VALUES (?, ?, ?)", [(sid, T0 + i * 60, v) for i, v in enumerate(values)])
 
 
 @pytest.fixture
@@ -60,7 +66,7 @@ def test_sections_and_figures(weekly):
     # Oldest first: the extra incident (#7) started on day 1, D (#4) on day 3, F (#6) on day 5.
     assert [row[:3] + row[5:] for row in _table_rows(weekly, "Open incidents")] == [
         ["#7", "critical", "open", "7d 00h"], ["#4", "warning", "acknowledged", "5d 00h"], ["#6", "info", "open", "3d 00h"]]
-    assert _table_rows(weekly, "Model health") == [["churn", "4", "1", "25%", "950.5 ms"]]
+    assert _table_rows(weekly, "Model health") == [["churn", "2", "50%", "40%", "300.0 ms"]]
 
 
 def test_self_contained_and_escaped(weekly):
@@ -73,7 +79,7 @@ def test_self_contained_and_escaped(weekly):
 def test_empty_store_still_renders(store):
     html = weekly_report(store, PERIOD, now=NOW)
     assert "No incidents in this period." in html and "No open incidents." in html
-    assert "No remediation runs in this period." in html and "No model series in this period." in html
+    assert "No remediation runs in this period." in html and "No model drift or latency data in this period." in html
     assert "data:image/png" not in html
 
 
