@@ -136,3 +136,15 @@ def test_audit_verify_finds_an_edited_entry(env, tmp_path):
     result = CliRunner().invoke(cli, ["audit", "verify", *opts])
     assert result.exit_code == 1
     assert "audit chain broken at entry 2: its content does not match its hash (the entry was edited)" in result.output
+
+
+def test_table_shows_no_terminal_escapes_from_label_values(env, tmp_path):
+    opts, _ = env
+    store = Store(tmp_path / "state" / "aiops.db")
+    from tests.report.builders import add_incident
+    now = utcnow().timestamp()
+    add_incident(store, started=now - 100, detected=now - 90, labels={"service": "evil\x1b[2J\nname"})
+    store.close()
+    result = run("report", "mttr", "--by", "service", *opts)
+    assert "\x1b" not in result.output
+    assert "evil?[2J?name" in result.output
