@@ -4,9 +4,11 @@ the same error's recent history; repeats suppressed after an alarm.
 For every new point the detector makes three kinds of forecast from the points before it:
 
 - the previous value (or the median of the last ``level_rows`` points);
-- the same phase of the last ``season_count`` seasons (a day by default, at the series' own step):
-  their median, moved by how much the current level (median of the last ``season_level_rows``
-  points) differs from the level at those phases;
+- the same phase of the last ``season_count`` seasons, for each season of ``season_days`` (a day
+  and a week by default, at the series' own step): their median, moved by how much the current
+  level (median of the last ``season_level_rows`` points) differs from the level at those
+  phases. A season is compared once ``season_min_count`` of them are in the past (1 day, 3
+  weeks by default: a single week-old value is too noisy a forecast);
 - for the mean of the last ``mean_rows`` points, the median of the points before them, over
   each span of ``baseline_rows`` (catches level shifts, sudden or slow, that single points hide).
 
@@ -58,7 +60,8 @@ class ForecastDetector(Detector):
 
     def __init__(self, window_rows: int = 400, level_rows: tuple[int, ...] = (1,), mean_rows: int = 12,
                  baseline_rows: tuple[int, ...] = (12, 144),
-                 season_days: tuple[int, ...] = (1,), season_count: int = 3, season_level_rows: int = 72,
+                 season_days: tuple[int, ...] = (1, 7), season_min_count: tuple[int, ...] = (1, 3),
+                 season_count: int = 3, season_level_rows: int = 72,
                  combine_top: int = 2,
                  quiet_rows: int = 100, alarm_score: float = 0.52, series_id: str = "") -> None:
         self.window_rows = window_rows
@@ -66,6 +69,7 @@ class ForecastDetector(Detector):
         self.mean_rows = mean_rows
         self.baseline_rows = baseline_rows
         self.season_days = season_days
+        self.season_min_count = season_min_count
         self.season_count = season_count
         self.season_level_rows = season_level_rows
         self.combine_top = combine_top
@@ -100,10 +104,13 @@ class ForecastDetector(Detector):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 problems.append(f"{name}: expected an int >= {least}, found {value!r}")
-        for name in ("level_rows", "baseline_rows", "season_days"):
+        for name in ("level_rows", "baseline_rows", "season_days", "season_min_count"):
             value = getattr(self, name)
             if any(not isinstance(w, int) or w < 1 for w in value):
                 problems.append(f"{name}: expected ints >= 1, found {value!r}")
+        if len(self.season_min_count) != len(self.season_days):
+            problems.append(f"season_min_count: expected one count per season in season_days, "
+                            f"found {self.season_min_count!r}")
         if problems:
             raise DetectorError(self.name, "; ".join(problems))
 
@@ -144,7 +151,7 @@ class ForecastDetector(Detector):
         present = np.isfinite(values)
         x = pd.Series(np.where(present, values, np.nan)).ffill()  # a gap repeats the last value
         errors = [self._level_error(x, w) for w in self.level_rows]
-        errors += [self._season_error(x, p) for p in self.period_rows_]
+        errors += [self._season_error(x, p, least) for p, least in zip(self.period_rows_, self.season_min_count)]
         if self.mean_rows:
             recent = x.rolling(self.mean_rows, min_periods=1).mean()
             for rows in self.baseline_rows:
@@ -160,16 +167,18 @@ class ForecastDetector(Detector):
         forecast = x.shift(1) if rows == 1 else x.shift(1).rolling(rows, min_periods=1).median()
         return (x - forecast).abs()
 
-    def _season_error(self, x: pd.Series, period: int) -> pd.Series:
+    def _season_error(self, x: pd.Series, period: int, least: int) -> pd.Series:
         """Error against the median of the same phase in past seasons, moved by the change of
-        level since then."""
+        level since then; NaN (not judged) until ``least`` seasons are in the past."""
         level = x.shift(1).rolling(self.season_level_rows, min_periods=1).median()
         lags = range(1, self.season_count + 1)
+        past = np.vstack([x.shift(period * k).to_numpy() for k in lags])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN phases: not enough seasons yet
-            then = np.nanmedian(np.vstack([x.shift(period * k).to_numpy() for k in lags]), axis=0)
+            then = np.nanmedian(past, axis=0)
             level_then = np.nanmedian(np.vstack([level.shift(period * k).to_numpy() for k in lags]), axis=0)
-        return pd.Series(np.abs(x.to_numpy() - (then + level.to_numpy() - level_then)))
+        error = np.abs(x.to_numpy() - (then + level.to_numpy() - level_then))
+        return pd.Series(np.where(np.isfinite(past).sum(axis=0) >= least, error, np.nan))
 
     def _surprise(self, error: pd.Series) -> np.ndarray:
         """Percentile rank of each error among the last ``window_rows`` (itself included), or
