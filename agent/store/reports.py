@@ -26,8 +26,15 @@ MODEL_METRIC_LIKE = ("%inference%", "%prediction%", "%model%")
 
 AUDIT_ANCHOR_FLAG = "audit.anchor"
 
-_IS_MODEL_SIGNAL = "(s.detector IN ({}) OR json_extract(s.labels, '$.model') IS NOT NULL OR {})".format(
-    ", ".join(f"'{d}'" for d in MODEL_DETECTORS), " OR ".join(f"s.metric LIKE '{m}'" for m in MODEL_METRIC_LIKE))
+def _label(column: str, name: str) -> str:
+    """``json_extract`` of one label, skipped (NULL) by a cheap text search when it cannot be there."""
+    return f"CASE WHEN instr({column}, '\"{name}\"') THEN json_extract({column}, '$.{name}') END"
+
+
+# A model signal's model name ('' when it has none); NULL for any other signal.
+_MODEL_OF_SIGNAL = "CASE WHEN s.detector IN ({}) OR {} OR {} IS NOT NULL THEN coalesce({}, '') END".format(
+    ", ".join(f"'{d}'" for d in MODEL_DETECTORS), " OR ".join(f"s.metric LIKE '{m}'" for m in MODEL_METRIC_LIKE),
+    _label("s.labels", "model"), _label("s.labels", "model"))
 
 _TIMES = ["started_at", "detected_at", "acknowledged_at", "resolved_at"]
 INCIDENT_COLUMNS = [
@@ -70,14 +77,13 @@ class ReportStore(StoreBase):
             "started_at, detected_at, acknowledged_at, resolved_at, "
             "status = 'resolved' AND resolved_at IS NOT NULL, "
             "status = 'resolved' AND resolution = 'remediation' AND remediation_verified_at IS NOT NULL, "
-            "json_extract(labels, '$.model'), json_extract(labels, '$.alertname') "
+            f"{_label('labels', 'model')}, {_label('labels', 'alertname')} "
             f"FROM incidents {where}", period,
             ["id", "severity", "service", *_TIMES, "is_resolved", "is_auto", "label_model", "alertname"])
         signals = self._frame(
-            f"SELECT s.incident_id, s.first_at, s.signal_key, s.detector, s.metric, {_IS_MODEL_SIGNAL}, "
-            f"CASE WHEN {_IS_MODEL_SIGNAL} THEN json_extract(s.labels, '$.model') END "
+            f"SELECT s.incident_id, s.first_at, s.signal_key, s.detector, s.metric, {_MODEL_OF_SIGNAL} "
             f"FROM incident_signals s JOIN incidents ON incidents.id = s.incident_id {where}", period,
-            ["id", "first_at", "signal_key", "detector", "metric", "is_model", "model"])
+            ["id", "first_at", "signal_key", "detector", "metric", "model"])
         runs = self._frame(
             "SELECT r.incident_id, r.requested_at, r.id, r.rule "
             f"FROM remediation_runs r JOIN incidents ON incidents.id = r.incident_id {where} "
@@ -85,8 +91,8 @@ class ReportStore(StoreBase):
             ["id", "requested_at", "run_id", "rule"])
         incidents = incidents.sort_values(["started_at", "id"], kind="stable", ignore_index=True)
         first = signals.sort_values(["id", "first_at", "signal_key"]).drop_duplicates("id")
-        model_ids = signals.loc[signals["is_model"] == 1, "id"].unique()
-        named = signals[signals["model"].notna()]
+        model_ids = signals.loc[signals["model"].notna(), "id"].unique()
+        named = signals[signals["model"].notna() & (signals["model"] != "")]
         model_signals = named.sort_values(["id", "model"]).drop_duplicates("id").set_index("id")["model"]
         last_run = runs.sort_values(["id", "requested_at", "run_id"]).drop_duplicates("id", keep="last")
         frame = (incidents
