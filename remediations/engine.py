@@ -152,8 +152,15 @@ class Remediator:
                                     reason="suggest: check mode only", **common)
         run, execution = self._execute(run, p, check=True)
         status = RunStatus.SUGGESTED if execution.status == "successful" else _status_of(execution.status)
-        return self._keep(self.store.update_run(run.id, status, now=self.now(),
-                                                reason=f"suggest: check run {execution.status} (rc {execution.rc})"))
+        run = self.store.update_run(run.id, status, now=self.now(),
+                                    reason=f"suggest: check run {execution.status} (rc {execution.rc})")
+        changed = sum(h.changed for h in run.host_summary.values())
+        self.store.add_incident_event(
+            incident.id, kind="remediation", actor=ACTOR, now=self.now(),
+            message=f"suggested: {p.relative} on {', '.join(run.targets)} (check run {run.id} {execution.status}, "
+                    f"{changed} changes it would make)",
+            details={"run": run.id, "rc": run.rc, "hosts": _hosts(run), "output": run.output[-4000:]})
+        return self._keep(run)
 
     # -- approvals -------------------------------------------------------------------------
 

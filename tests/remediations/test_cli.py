@@ -1,0 +1,97 @@
+"""The remediation CLI over a real store, the config section's validation, artifact rotation,
+and redaction of recorded variables."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from agent.cli import cli
+from agent.errors import ConfigError
+from remediations.rules import redact
+from remediations.runner import rotate, write_vars
+from tests.remediations.conftest import T0, audit, open_incident, run_cycle
+
+
+@pytest.fixture
+def waiting(make_ctx, work):
+    ctx = make_ctx(f"""
+    approval_expiry: 2h
+    rules:
+      - name: fix
+        match: {{labels: {{service: api}}}}
+        playbook: touch_direct.yml
+        mode: approve
+        vars: {{dest: {work / 'out.txt'}, api_token: hunter22}}
+    """)
+    open_incident(ctx)
+    (run,) = run_cycle(ctx, T0)
+    return ctx, run
+
+
+def invoke(tmp_path, *args: str):
+    return CliRunner().invoke(cli, [*args, "--config", str(tmp_path / "agent.yaml")])
+
+
+def test_list_and_show(waiting, tmp_path):
+    ctx, run = waiting
+    listed = invoke(tmp_path, "remediation", "list")
+    assert listed.exit_code == 0
+    assert listed.output == (f"{run.id:>5}  2026-11-25 12:00:00  incident 1     fix                  apply    "
+                             f"waiting_approval rc=     touch_direct.yml on localhost\n")
+    shown = json.loads(invoke(tmp_path, "remediation", "show", str(run.id), "--json").output)
+    assert (shown["status"], shown["expires_at"], shown["extravars"]["api_token"]) == \
+        ("waiting_approval", "2026-11-25T14:00:00+00:00", "***")
+    assert invoke(tmp_path, "remediation", "list", "--status", "verified").output == "no remediation runs\n"
+    missing = invoke(tmp_path, "remediation", "show", "99")
+    assert (missing.exit_code, missing.output) == (1, "Error: no remediation run 99\n")
+
+
+def test_pause_shows_in_list_and_resume_rule_closes_a_circuit(waiting, tmp_path):
+    ctx, _ = waiting
+    assert invoke(tmp_path, "remediation", "pause").exit_code == 0
+    assert invoke(tmp_path, "remediation", "list").output.startswith("remediation is PAUSED")
+    closed = invoke(tmp_path, "remediation", "resume", "--rule", "fix")
+    assert closed.output == "circuit breaker of rule fix closed\n"
+    assert ctx.store.get_flag("remediation.breaker_reset.fix") is not None
+    unknown = invoke(tmp_path, "remediation", "resume", "--rule", "nope")
+    assert unknown.exit_code == 2 and "expected a configured rule, found 'nope'" in unknown.output
+    assert [e.details["value"] for e in audit(ctx, "flag.set")][0] == "1"
+
+
+@pytest.mark.parametrize(("yaml", "message"), [
+    ("rules: [{name: Bad Name, playbook: x.yml}]",
+     "remediation.rules[0].name: expected a rule name of lowercase letters, digits, '_', '.', '-', found 'Bad Name'"),
+    ("verify: {period: 10m, deadline: 5m}", "remediation.verify: expected verify.deadline >= verify.period, found 300s < 600s"),
+    ("rules: [{name: a, playbook: x.yml, mode: yolo}]",
+     "remediation.rules[0].mode: expected 'auto', 'approve' or 'suggest', found 'yolo'"),
+    ("rules: [{name: a, playbook: x.yml}, {name: a, playbook: y.yml}]",
+     "remediation.rules: expected unique rule names, found 'a' twice"),
+    ("label_pattern: '('", "remediation.label_pattern: expected a regular expression, found '(' "
+                           "(missing ), unterminated subpattern at position 0)"),
+])
+def test_config_errors_name_the_key(make_config, yaml, message):
+    with pytest.raises(ConfigError) as exc:
+        make_config("remediation:\n  " + yaml + "\n")
+    assert str(exc.value).split(": ", 1)[1] == message
+
+
+def test_artifacts_are_rotated_newest_kept(tmp_path):
+    for i in range(5):
+        (tmp_path / f"run-{i}").mkdir()
+        os.utime(tmp_path / f"run-{i}", (time.time() - 100 + i,) * 2)
+    removed = rotate(tmp_path, keep=2)
+    assert sorted(p.name for p in removed) == ["run-0", "run-1", "run-2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run-3", "run-4"]
+
+
+def test_recorded_variables_hide_secrets_and_the_vars_file_marks_labels_unsafe(tmp_path):
+    assert redact({"api_token": "x", "db_password": "y", "service": "api"}) == \
+        {"api_token": "***", "db_password": "***", "service": "api"}
+    write_vars(tmp_path / "v.yml", {"count": 2}, {"service": "{{ evil }}"})
+    assert (tmp_path / "v.yml").read_text() == "count: 2\nservice: !unsafe '{{ evil }}'\n"
+    assert oct((tmp_path / "v.yml").stat().st_mode & 0o777) == "0o600"
