@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.incidents.conftest import at
+from tests.incidents.conftest import TOKEN, at
 
 PAYLOADS = Path(__file__).parent / "payloads"
 
@@ -153,3 +153,45 @@ def test_silences_over_http(api_for):
     bad = api.post("/api/v1/silences", json={"matchers": ["service"], "duration": "1h", "reason": "x"})
     assert (bad.status_code, bad.json()) == (
         400, {"detail": "expected a label matcher such as service=api or instance=~web.*, found 'service'"})
+
+
+@pytest.mark.slow
+def test_the_daemon_takes_alertmanager_webhooks(tmp_path, subprocess_env):
+    """``aiops run`` as the service runs it: the webhook, the token from the config, the JSON API."""
+    import subprocess
+
+    import requests
+
+    from tests.conftest import PYTHON, free_port, wait_until
+
+    port = free_port()
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        f"agent:\n  state_dir: {tmp_path / 'state'}\n  interval: 1h\n"
+        f"http:\n  listen: 127.0.0.1\n  port: {port}\n  token_file: {tmp_path / 'token'}\n"
+        "sources:\n  scrape:\n    targets: []\n")
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    (tmp_path / "token").chmod(0o600)
+    base = f"http://127.0.0.1:{port}"
+    daemon = subprocess.Popen([PYTHON, "-m", "agent.cli", "run", "--config", str(config)], env=subprocess_env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def up() -> bool:
+        try:
+            return requests.get(base + "/healthz", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            assert daemon.poll() is None, daemon.stderr.read().decode()[-2000:]
+            return False
+
+    try:
+        wait_until(up, 30, message="the daemon's HTTP app")
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        answer = requests.post(base + "/api/v1/alerts", json=payload("firing"), headers=headers, timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["opened"] == [1]
+        listed = requests.get(base + "/api/v1/incidents", timeout=10).json()
+        assert [(i["id"], i["severity"], i["signal_count"]) for i in listed] == [(1, "critical", 2)]
+        assert "aiops_alerts_ingested_total 2.0" in requests.get(base + "/metrics", timeout=10).text
+    finally:
+        daemon.terminate()
+        assert daemon.wait(timeout=30) == 0
