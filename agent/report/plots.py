@@ -32,7 +32,10 @@ def mttr_per_week(weeks: pd.DataFrame) -> str:
     ax.bar([i - 0.2 for i in x], weeks["mttr_mean_s"].fillna(0) / scale, width=0.4, label="MTTR mean", color="#3b6fb6")
     ax.bar([i + 0.2 for i in x], weeks["mttr_median_s"].fillna(0) / scale, width=0.4, label="MTTR median",
            color="#9bbbe6")
-    ax.set_xticks(list(x), [f"{w}\n{int(n)} inc." for w, n in zip(weeks.index, weeks["incidents"])], fontsize=8)
+    every = max(1, -(-len(weeks) // 12))  # at most about 12 labels, however long the period
+    ticks = list(x)[::every]
+    labels = [f"{w}\n{int(n)} inc." for w, n in zip(weeks.index[::every], weeks["incidents"].iloc[::every])]
+    ax.set_xticks(ticks, labels, fontsize=8)
     ax.set_ylabel(unit)
     ax.set_title("MTTR per week (week starting)")
     ax.legend(loc="upper left", fontsize=8)

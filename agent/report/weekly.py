@@ -14,11 +14,16 @@ import numpy as np
 import pandas as pd
 
 from agent.clock import to_epoch
+from agent.incidents.model import Severity
 from agent.report import plots
 from agent.report.mttr import incident_durations, report_from_frame
 from agent.report.period import Period, week_labels
 from agent.report.render import environment, rows_of
 from agent.store.reports import ReportStore
+
+
+OPEN_SHOWN = 50
+SEVERITY_RANK = {s.value: s.rank for s in Severity}
 
 
 def weekly_report(store: ReportStore, period: Period, *, tz: str = "UTC", now: datetime) -> str:
@@ -34,13 +39,17 @@ def weekly_report(store: ReportStore, period: Period, *, tz: str = "UTC", now: d
     noisy["incidents_per_day"] = noisy["incidents"] / period.days
     open_incidents = store.open_incident_rows()
     open_incidents["age_s"] = float(to_epoch(now)) - open_incidents["started_at"]
+    open_incidents["rank"] = open_incidents["severity"].map(SEVERITY_RANK).fillna(0)
+    # Most severe first, then oldest: the page lists the first OPEN_SHOWN and counts the rest.
+    open_incidents = open_incidents.sort_values(["rank", "age_s"], ascending=False, kind="stable")
     models = store.model_health(period.since_s, period.until_s)
     return environment().get_template("weekly.html").render(
         report=summary, rows=rows_of(summary), period=period, tz=tz, generated_at=now,
         weeks=weeks, weeks_plot=plots.mttr_per_week(weeks) if len(frame) else None,
         by_service=by_service, service_plot=plots.incidents_by_service(by_service) if len(frame) else None,
         noisy=noisy.to_dict("records"), runs=runs.to_dict("records"),
-        open_incidents=open_incidents.to_dict("records"), models=models.to_dict("records"),
+        open_incidents=open_incidents.head(OPEN_SHOWN).to_dict("records"), open_total=len(open_incidents),
+        models=models.to_dict("records"),
         missing=_missing)
 
 

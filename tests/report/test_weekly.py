@@ -97,3 +97,14 @@ def test_what_a_person_sees_in_chromium(weekly, tmp_path, screenshot, ocr):
         assert figure in flat, f"{figure!r} not on the page: {text}"
     # The label value is shown as text, not run as a script.
     assert "alert('x')" in text
+
+
+def test_many_open_incidents_list_the_most_severe_and_oldest(store):
+    for n in range(54):
+        add_incident(store, started=T0 + n * 600, detected=T0 + n * 600 + 5, severity="info")
+    newest_critical = add_incident(store, started=T0 + DAY * 6, detected=T0 + DAY * 6 + 5, severity="critical")
+    html = weekly_report(store, PERIOD, now=NOW)
+    assert "<p class=\"note\">55 open; the 50 most severe and oldest are listed.</p>" in html
+    rows = _table_rows(html, "Open incidents")
+    assert len(rows) == 50
+    assert rows[0][:2] == [f"#{newest_critical}", "critical"] and rows[1][0] == "#1"
