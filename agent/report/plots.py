@@ -32,7 +32,7 @@ def mttr_per_week(weeks: pd.DataFrame) -> str:
     ax.bar([i - 0.2 for i in x], weeks["mttr_mean_s"].fillna(0) / scale, width=0.4, label="MTTR mean", color="#3b6fb6")
     ax.bar([i + 0.2 for i in x], weeks["mttr_median_s"].fillna(0) / scale, width=0.4, label="MTTR median",
            color="#9bbbe6")
-    every = max(1, -(-len(weeks) // 12))  # at most about 12 labels, however long the period
+    every = max(1, -(-len(weeks) // 8))  # at most 8 labels, however long the period
     ticks = list(x)[::every]
     labels = [f"{w}\n{int(n)} inc." for w, n in zip(weeks.index[::every], weeks["incidents"].iloc[::every])]
     ax.set_xticks(ticks, labels, fontsize=8)
