@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import click
@@ -57,18 +57,24 @@ def incidents_group() -> None:
 @click.option("--status", type=click.Choice([s.value for s in IncidentStatus]), default=None,
               help="Only incidents in this state.")
 @click.option("--open", "only_open", is_flag=True, help="Only incidents not yet resolved.")
+@click.option("--since", default=None, help="Only incidents started this long ago or later (e.g. 24h), or still open.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON array instead of a table.")
 @with_context
-def list_command(ctx: Any, status: str | None, only_open: bool, limit: int, as_json: bool) -> None:
+def list_command(ctx: Any, status: str | None, only_open: bool, since: str | None, limit: int,
+                 as_json: bool) -> None:
     """List incidents, newest first.
 
-    Example: aiops incidents list --open --limit 20
+    Example: aiops incidents list --open --since 24h --limit 20
     """
     wanted: Any = status
     if only_open:
         wanted = [IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED, IncidentStatus.REMEDIATING]
-    incidents = ctx.store.list_incidents(status=wanted, limit=limit)
+    try:
+        start = ctx.clock() - timedelta(seconds=parse_duration(since)) if since else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    incidents = ctx.store.list_incidents(status=wanted, since=start, limit=limit)
     if as_json:
         click.echo(json.dumps([incident_dict(i, signals=False) for i in incidents], indent=2))
         return

@@ -48,6 +48,10 @@ def test_incidents_list_ack_resolve_and_refusal(aiops, state):
     actors = [(a.actor, a.action) for a in state.audit_entries()]
     assert actors[1:] == [(cli_actor(), "incident.acknowledged"), (cli_actor(), "incident.resolved")]
     assert json.loads(aiops("incidents", "list", "--json", "--open").output) == []
+    assert [i["id"] for i in json.loads(aiops("incidents", "list", "--json", "--status", "resolved").output)] == [1]
+    assert aiops("incidents", "list", "--since", "1h").output == "no incidents\n"  # started in March 2026
+    bad = aiops("incidents", "list", "--since", "lately")
+    assert bad.exit_code == 2 and "expected a duration such as 30s, 5m, 2h or 7d, found 'lately'" in bad.output
 
 
 def test_incidents_show_renders_formats(aiops, state):
