@@ -12,9 +12,12 @@ For every new point the detector makes three kinds of forecast from the points b
 - for the mean of the last ``mean_rows`` points, the median of the points before them, over
   each span of ``baseline_rows`` (catches level shifts, sudden or slow, that single points hide).
 
-Each forecast's absolute error is ranked against the same error over the previous
-``window_rows`` points: its percentile rank, or, when it beats every one of them,
-``1 + log(error / previous largest)``. The point's raw score ``r`` is the mean of its two
+Each forecast's absolute error is ranked against the same error over a window of previous
+points: its percentile rank, or, when it beats every one of them,
+``1 + log(error / previous largest)``. The window grows with what has been seen: ``window_rows``
+doubled as long as it stays within ``memory_share`` of the points seen so far and within
+``max_window_rows`` (a long-watched series remembers longer, so its recurring bursts stop
+looking new). The point's raw score ``r`` is the mean of its two
 largest such surprises (``combine_top``): an anomaly usually breaks more than one forecast, noise
 rarely does. ``r / (1 + r)`` maps it into [0, 1] (higher = more anomalous; above 0.5 only when
 errors beat their whole window). A point at or above ``alarm_score`` is an alarm (a hit); the
@@ -58,13 +61,16 @@ class ForecastDetector(Detector):
 
     name: ClassVar[str] = "forecast"
 
-    def __init__(self, window_rows: int = 400, level_rows: tuple[int, ...] = (1,), mean_rows: int = 12,
+    def __init__(self, window_rows: int = 400, memory_share: float = 0.2, max_window_rows: int = 3200,
+                 level_rows: tuple[int, ...] = (1,), mean_rows: int = 12,
                  baseline_rows: tuple[int, ...] = (12, 144),
                  season_days: tuple[int, ...] = (1, 7), season_min_count: tuple[int, ...] = (1, 3),
                  season_count: int = 3, season_level_rows: int = 72,
                  combine_top: int = 2,
                  quiet_rows: int = 100, alarm_score: float = 0.52, series_id: str = "") -> None:
         self.window_rows = window_rows
+        self.memory_share = memory_share
+        self.max_window_rows = max_window_rows
         self.level_rows = level_rows
         self.mean_rows = mean_rows
         self.baseline_rows = baseline_rows
@@ -87,6 +93,7 @@ class ForecastDetector(Detector):
         self.period_rows_ = self._periods(_median_step_s(series.index))
         keep = self._context_rows()
         self.tail_ = [float(v) for v in series.to_numpy()[-keep:]]
+        self.seen_ = len(series)
         return self
 
     def update(self, window: pd.Series | pd.DataFrame) -> "ForecastDetector":
@@ -95,11 +102,14 @@ class ForecastDetector(Detector):
         self._check_fitted()
         series = _as_series(window, self.name)
         self.tail_ = (self.tail_ + [float(v) for v in series.to_numpy()])[-self._context_rows():]
+        self.seen_ += len(series)
         return self
 
     def _check_params(self) -> None:
         problems = []
-        for name, least in (("window_rows", MIN_PAST), ("mean_rows", 0), ("season_count", 1), ("season_level_rows", 1),
+        if not (isinstance(self.memory_share, (int, float)) and 0 <= self.memory_share <= 1):
+            problems.append(f"memory_share: expected a number in [0, 1], found {self.memory_share!r}")
+        for name, least in (("window_rows", MIN_PAST), ("max_window_rows", MIN_PAST), ("mean_rows", 0), ("season_count", 1), ("season_level_rows", 1),
                             ("combine_top", 1), ("quiet_rows", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
@@ -127,7 +137,13 @@ class ForecastDetector(Detector):
         seasons = [p * self.season_count + self.season_level_rows for p in self.period_rows_]
         baselines = [self.mean_rows + b for b in self.baseline_rows]
         reach = max([*self.level_rows, *baselines, *seasons, 1])
-        return self.quiet_rows + self.window_rows + reach + 1
+        return self.quiet_rows + max(self._windows()) + reach + 1
+
+    def _windows(self) -> list[int]:
+        windows = [self.window_rows]
+        while windows[-1] * 2 <= self.max_window_rows:
+            windows.append(windows[-1] * 2)
+        return windows
 
     # scoring -------------------------------------------------------------------------------
 
@@ -138,16 +154,16 @@ class ForecastDetector(Detector):
         series = _as_series(window, self.name)
         n = len(series)
         values = np.concatenate([np.asarray(self.tail_, dtype="float64"), series.to_numpy(dtype="float64")])
-        scores, expected = self._scores(values)
+        scores, expected = self._scores(values, first_row=self.seen_ - len(self.tail_))
         scores = pd.Series(scores[len(values) - n:], index=series.index, name=series.name)
         expected = expected[len(values) - n:]
         hits = [self._hit(series, i, float(scores.iloc[i]), float(expected[i]))
                 for i in np.flatnonzero(scores.to_numpy() >= self.alarm_score)]
         return Scores(scores=scores, hits=hits)
 
-    def _scores(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Scores of every point of ``values`` (kept points, then new ones) and the previous
-        value each was compared with."""
+    def _scores(self, values: np.ndarray, first_row: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Scores of every point of ``values`` (kept points, then new ones; the first is the
+        series' point number ``first_row``) and the previous value each was compared with."""
         present = np.isfinite(values)
         x = pd.Series(np.where(present, values, np.nan)).ffill()  # a gap repeats the last value
         errors = [self._level_error(x, w) for w in self.level_rows]
@@ -157,7 +173,8 @@ class ForecastDetector(Detector):
             for rows in self.baseline_rows:
                 before = x.shift(self.mean_rows).rolling(rows, min_periods=1).median()
                 errors.append((recent - before).abs())
-        surprises = np.sort(np.vstack([self._surprise(e) for e in errors]), axis=0)
+        window = self._window_per_point(first_row + np.arange(len(values)))
+        surprises = np.sort(np.vstack([self._surprise(e, window) for e in errors]), axis=0)
         raw = surprises[-self.combine_top:].mean(axis=0)
         raw = np.where(present, raw, 0.0)  # a missing point is not judged
         return self._quiet(raw / (1.0 + raw)), x.shift(1).to_numpy()
@@ -180,11 +197,27 @@ class ForecastDetector(Detector):
         error = np.abs(x.to_numpy() - (then + level.to_numpy() - level_then))
         return pd.Series(np.where(np.isfinite(past).sum(axis=0) >= least, error, np.nan))
 
-    def _surprise(self, error: pd.Series) -> np.ndarray:
-        """Percentile rank of each error among the last ``window_rows`` (itself included), or
+    def _window_per_point(self, rows_seen: np.ndarray) -> np.ndarray:
+        """The comparison window of each point: the longest of ``_windows()`` within
+        ``memory_share`` of the points seen before it (the shortest at least)."""
+        reach = np.maximum(self.window_rows, self.memory_share * rows_seen)
+        window = np.full(len(rows_seen), self.window_rows)
+        for rows in self._windows()[1:]:
+            window = np.where(rows <= reach, rows, window)
+        return window
+
+    def _surprise(self, error: pd.Series, window: np.ndarray) -> np.ndarray:
+        """Percentile rank of each error among its window (itself included), or
         ``1 + log(ratio)`` when it beats the largest of the previous ones."""
-        largest = error.shift(1).rolling(self.window_rows, min_periods=MIN_PAST).max()
-        rank = error.rolling(self.window_rows + 1, min_periods=MIN_PAST + 1).rank(pct=True).to_numpy()
+        out = np.zeros(len(error))
+        for rows in np.unique(window):
+            out = np.where(window == rows, self._surprise_in(error, int(rows)), out)
+        return out
+
+    @staticmethod
+    def _surprise_in(error: pd.Series, rows: int) -> np.ndarray:
+        largest = error.shift(1).rolling(rows, min_periods=MIN_PAST).max()
+        rank = error.rolling(rows + 1, min_periods=MIN_PAST + 1).rank(pct=True).to_numpy()
         e, top = error.to_numpy(), largest.to_numpy()
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(top > 0, e / top, np.where(e > 0, MAX_RATIO, 0.0))  # after a flat run any change is news
@@ -207,8 +240,8 @@ class ForecastDetector(Detector):
             ts=series.index[i].to_pydatetime(), value=value, score=score,
             direction=Direction.UP if value > previous else Direction.DOWN,
             expected=None if math.isnan(previous) else previous,
-            explanation=(f"value {value:.6g} (previous {previous:.6g}) broke the pattern of the last "
-                         f"{self.window_rows} points (score {score:.2f})"),
+            explanation=(f"value {value:.6g} (previous {previous:.6g}) broke the pattern of the points "
+                         f"before it (score {score:.2f})"),
         )
 
 

@@ -62,7 +62,7 @@ def test_hit_carries_expectation_and_direction():
     assert (hit.series_id, hit.detector, hit.direction.value) == ('cpu{host="a"}', "forecast", "up")
     assert hit.expected == series.iloc[4 * DAY + 19]  # the previous value
     assert hit.explanation == (f"value {hit.value:.6g} (previous {hit.expected:.6g}) broke the pattern of "
-                               f"the last 400 points (score {hit.score:.2f})")
+                               f"the points before it (score {hit.score:.2f})")
 
 
 def test_appending_future_points_changes_no_past_score():
@@ -118,3 +118,26 @@ def test_bad_input_gives_scores_or_clear_errors():
         ForecastDetector().fit(pd.Series([1.0, 2.0]))
     with pytest.raises(DetectorError, match="forecast: window_rows: expected an int >= 10, found 3"):
         ForecastDetector(window_rows=3).fit(flat)
+
+
+def test_memory_grows_with_the_points_seen():
+    detector = ForecastDetector(window_rows=400, memory_share=0.2, max_window_rows=3200)
+    seen = np.array([0, 1999, 2000, 4000, 8000, 20000])
+    assert detector._window_per_point(seen).tolist() == [400, 400, 400, 800, 1600, 3200]
+
+
+def test_a_burst_that_recurs_stops_alarming_once_memory_covers_it():
+    n = 12_000
+    idx = pd.date_range("2024-01-01", periods=n, freq="5min", tz="UTC")
+    rng = np.random.default_rng(5)
+    values = 30 + rng.normal(0, 1, n)
+    values[np.arange(500, n, 700)] = 90.0  # the same burst every 700 points
+    series = pd.Series(values, index=idx)
+    def alarms(**params) -> list[int]:
+        hits = ForecastDetector(**params).fit(series.iloc[:100]).score(series.iloc[100:]).hits
+        return [series.index.get_loc(pd.Timestamp(h.ts)) for h in hits]
+
+    growing, fixed = alarms(), alarms(memory_share=0.0)
+    assert growing[0] == fixed[0] == 500  # the first burst is news
+    assert max(growing) < 7000  # memory of 800 points and more (from 4000 seen) spans the bursts
+    assert len([r for r in fixed if r > 7000]) >= 5  # a fixed 400-point memory keeps alarming
