@@ -118,7 +118,9 @@ class Slack:
         link = f" <{p['url']}|incident page>" if p.get("url") else ""
         labels = ", ".join(f"{k}={v}" for k, v in sorted(dict(p.get("labels") or {}).items()))
         detail = slack_escape(str(p.get("event_message") or ""))
-        text = f"*{line}*{link}\n{detail}" + (f"\n{slack_escape(labels)}" if labels else "")
+        # Labels in a code span: Slack neither formats nor links inside one.
+        code = slack_escape(labels).replace("`", "'")
+        text = f"*{line}*{link}\n{detail}" + (f"\n`{code}`" if labels else "")
         body: dict[str, Any] = {"text": f"{line}{link}", "username": self.config.username,
                                 "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
         if self.config.channel:

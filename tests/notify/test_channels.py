@@ -52,6 +52,8 @@ notify:
     assert [part.split(">")[0] for part in text.split("<")[1:]] == [
         f"http://aiops.example:9847/incidents/{incident.id}|incident page"]
     assert "&lt;!channel&gt; &lt;http://evil|click&gt;" in text
+    assert text.splitlines()[-1].startswith("`instance=**web-1**[click](http://evil.example), service=&lt;!channel&gt;")
+    assert text.splitlines()[-1].count("`") == 2
     assert "\x1b" not in text and "\\u001b" in text
     assert body["text"].endswith(f"<http://aiops.example:9847/incidents/{incident.id}|incident page>")
 
@@ -212,3 +214,17 @@ notify:
     make_incident(ctx.store, severity=Severity.WARNING, with_hits=False)
     assert notify_once(ctx, now=NOW).sent == 0
     assert ctx.store.outbox_items() == [] and ctx.store.notify_cursor() == 1
+
+
+def test_an_escalation_to_critical_pages_an_incident_that_opened_as_warning(notify_ctx, pagerduty):
+    from agent.incidents.model import Severity
+
+    ctx = notify_ctx(pagerduty_yaml(pagerduty).replace("    - channels: [pd]", "    - channels: [pd]\n      min_severity: critical"))
+    incident = make_incident(ctx.store, severity=Severity.WARNING, with_hits=False)
+    assert notify_once(ctx, now=NOW).sent == 0
+    ctx.store.escalate_incident(incident.id, Severity.CRITICAL, actor="agent", reason="error ratio above SLO",
+                                now=NOW + timedelta(minutes=1))
+    assert notify_once(ctx, now=NOW + timedelta(minutes=2)).sent == 1
+    [body] = pagerduty.bodies()
+    assert (body["event_action"], body["dedup_key"], body["payload"]["severity"]) == ("trigger", "1", "critical")
+    assert pagerduty.incidents == {"1": "triggered"}
