@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from agent.clock import utcnow
-from agent.demo.stack import FAULT_KINDS, MODEL_VERSIONS, load_info, read_pid, service_command, start_service, stop_service
+from agent.demo.stack import FAULT_KINDS, MODEL_VERSIONS, load_info, read_pid
 from agent.errors import AiopsError
 from agent.store import Store
 
@@ -36,7 +36,7 @@ def _write_faults(root: Path, faults: dict[str, object]) -> None:
 def inject(root: Path, kind: str, *, store: Store | None = None, now: datetime | None = None) -> str:
     """Inject one fault; returns a sentence saying what was done."""
     now = now or utcnow()
-    info = load_info(root)
+    load_info(root)  # fails clearly when no stack runs there
     if kind == "latency":
         _write_faults(root, {"latency_factor": 9.0})
         return "inference latency raised tenfold inside the serving process"
@@ -68,15 +68,13 @@ def inject(root: Path, kind: str, *, store: Store | None = None, now: datetime |
         current = models / "current"
         tmp = models / "current.tmp"
         tmp.unlink(missing_ok=True)
-        tmp.symlink_to("v3")
-        tmp.replace(current)
+        tmp.symlink_to("versions/v3")
         with (models / "history").open("a") as history:
             history.write("v3\n")
+        tmp.replace(current)  # the service picks the new version up within a second
         if store is not None:
             store.add_change(ts=now, kind="model_rollout", labels={"model": "fraud", "job": "demo-model"},
                              description="roll out fraud model v3 (new feature preprocessing)",
                              actor="demo", now=now)
-        stop_service(root)  # the rollout restarts the service on the new version
-        start_service(root, service_command(root, info.service_port))
         return f"model v3 rolled out (feature shift {MODEL_VERSIONS['v3']['feature_shift']})"
     raise AiopsError(f"unknown fault {kind!r}; expected one of: {', '.join(FAULT_KINDS)}")

@@ -1,7 +1,7 @@
 """A small model-serving service for the demo and the end-to-end tests.
 
-It serves a fake fraud model from ``MODELS_DIR/current`` (a symlink to a version directory with a
-``model.json``), drives itself with light synthetic traffic, and exposes what a real model server
+It serves a fake fraud model from ``MODELS_DIR/current`` (a symlink to ``versions/<v>``, a
+directory with a ``model.json``; a moved link is picked up within a second), drives itself with light synthetic traffic, and exposes what a real model server
 would on ``/metrics``: an inference-latency histogram, request and error counters, a
 prediction-score histogram, input-feature histograms and the model version. Faults are injected
 by writing ``faults.json`` beside the models dir (``aiops demo inject``); the service takes them
@@ -85,9 +85,24 @@ class ModelServer:
 
     def load_model(self) -> None:
         current = self.models_dir / "current"
+        self.loaded_from = os.readlink(current) if current.is_symlink() else str(current)
         self.model = json.loads((current / "model.json").read_text())
         self.info.clear()
         self.info.labels(MODEL, self.model["version"]).set(1)
+
+    def reload_if_moved(self) -> None:
+        """Model servers watch their model dir: a moved ``current`` link (rollout or rollback)
+        takes effect within a second, without a restart."""
+        current = self.models_dir / "current"
+        try:
+            target = os.readlink(current)
+        except OSError:
+            return
+        if target != self.loaded_from:
+            try:
+                self.load_model()
+            except (OSError, ValueError):
+                pass  # half-written version: keep serving the old one and try again
 
     def scratch_bytes(self) -> float:
         if self.scratch_dir is None or not self.scratch_dir.is_dir():
@@ -128,6 +143,7 @@ class ModelServer:
             now = time.monotonic()
             if now >= next_fault_check:
                 self.take_faults()
+                self.reload_if_moved()
                 leak_mb = self.fault("leak_mb_per_s")
                 if leak_mb:
                     self.leak.append(b"x" * int(leak_mb * 1024 * 1024))

@@ -86,12 +86,12 @@ class DemoStack:
         for path in (self.models_dir, self.scratch_dir, self.logs_dir):
             path.mkdir(parents=True, exist_ok=True)
         for version, model in MODEL_VERSIONS.items():
-            (self.models_dir / version).mkdir(exist_ok=True)
-            (self.models_dir / version / "model.json").write_text(json.dumps(model))
+            (self.models_dir / "versions" / version).mkdir(parents=True, exist_ok=True)
+            (self.models_dir / "versions" / version / "model.json").write_text(json.dumps(model))
         current = self.models_dir / "current"
         if current.is_symlink() or current.exists():
             current.unlink()
-        current.symlink_to("v2")
+        current.symlink_to("versions/v2")
         (self.models_dir / "history").write_text("v1\nv2\n")
         return backfill(
             demo_history(end_s=time.time(), days=self.history_days, job=SERVICE_JOB,
