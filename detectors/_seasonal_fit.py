@@ -123,17 +123,32 @@ def _decompose(column: np.ndarray, slots: list[int]) -> tuple[np.ndarray, list[n
     return np.asarray(res.trend), [seasonal[:, k] for k in range(seasonal.shape[1])]
 
 
-def _profile(seasonal: np.ndarray, first_id: int, slots: int) -> np.ndarray:
-    """Mean seasonal value per absolute phase over the last two cycles (the freshest estimate)."""
-    idx = np.arange(len(seasonal) - 2 * slots, len(seasonal))
-    phase = (first_id + idx) % slots
-    return np.bincount(phase, weights=seasonal[idx], minlength=slots) / np.bincount(phase, minlength=slots)
+def _profile(component: np.ndarray, first_id: int, slots: int) -> np.ndarray:
+    """Median per absolute phase over all cycles, centred on 0.
+
+    The median over cycles, not STL's last cycle: STL's seasonal is least reliable at the ends
+    of the series, which is exactly where new points are scored.
+    """
+    ids = first_id + np.arange(len(component))
+    cycle = ids // slots - ids[0] // slots
+    table = np.full((int(cycle[-1]) + 1, slots), np.nan)
+    table[cycle, ids % slots] = component
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        profile = np.nan_to_num(np.nanmedian(table, axis=0), nan=0.0)
+    # A [1, 2, 1] / 4 circular smoothing: the median of a few cycles is noisy, a daily shape at
+    # 288 slots is not changed by it.
+    profile = (np.roll(profile, 1) + 2 * profile + np.roll(profile, -1)) / 4
+    return profile - profile.mean()
 
 
-def profile_at(profile: np.ndarray, times: np.ndarray, width_s: float) -> np.ndarray:
-    """Seasonal expectation (rows x columns) at ``times``, interpolated between bucket centres."""
+def profile_at(profile: np.ndarray, times: np.ndarray, width_s: float, centre_s: float) -> np.ndarray:
+    """Seasonal expectation (rows x columns) at ``times``, interpolated between bucket centres.
+
+    A bucket's mean sits at ``bucket start + centre_s`` (the mean of its points' times).
+    """
     slots = profile.shape[1]
-    u = np.mod(times / width_s - 0.5, slots)
+    u = np.mod((times - centre_s) / width_s, slots)
     i0 = np.floor(u).astype(np.int64) % slots
     w = (u - np.floor(u))[:, None]
     return profile[:, i0].T * (1.0 - w) + profile[:, (i0 + 1) % slots].T * w
@@ -187,6 +202,7 @@ def fit_block(
     times: np.ndarray,
     values: np.ndarray,
     width_s: float,
+    centre_s: float,
     configured: list[float] | None,
     window_s: float,
 ) -> FittedBlock:
@@ -198,7 +214,6 @@ def fit_block(
     window_b = max(2, min(n_buckets, round(window_s / width_s)))
 
     trend = pd.DataFrame(buckets).rolling(window_b, center=True, min_periods=1).median().to_numpy(copy=True)
-    level, slope = _level_and_slope(buckets[-window_b:], width_s)
     profiles: dict[int, np.ndarray] = {}
     for j in range(n_cols):
         if not periods[j] or coverage_b[j] < MIN_COVERAGE:
@@ -207,20 +222,28 @@ def fit_block(
         slots = [round(p / width_s) for p in periods[j]]
         t_j, seasonals = _decompose(buckets[:, j], slots)
         trend[:, j] = t_j
-        level[j] = t_j[-1]
-        slope[j] = (t_j[-1] - t_j[-window_b]) / ((window_b - 1) * width_s)
+        if len(slots) == 1:  # seasonal + remainder: the median over cycles drops the remainder
+            seasonals = [buckets[:, j] - t_j]
         for k, s in zip(slots, seasonals):
             profiles.setdefault(k, np.zeros((n_cols, k)))[j] = _profile(s, first_id, k)
 
-    expected_b = trend.copy()
-    bucket_times = (first_id + np.arange(n_buckets) + 0.5) * width_s
+    bucket_times = (first_id + np.arange(n_buckets)) * width_s + centre_s
+    seasonal_b = np.zeros_like(buckets)
     for prof in profiles.values():
-        expected_b += profile_at(prof, bucket_times, width_s)
-    residuals = values - _interpolate_rows(expected_b, times / width_s - 0.5 - first_id)
+        seasonal_b += profile_at(prof, bucket_times, width_s, centre_s)
+    # Level and slope from the latest deseasonalised points, not STL's trend: the trend's last
+    # values are its least reliable ones.
+    level, slope = _level_and_slope(buckets[-window_b:] - seasonal_b[-window_b:], width_s)
+    expected_b = trend + seasonal_b
+    residuals = values - _interpolate_rows(expected_b, (times - centre_s) / width_s - first_id)
+    # In-sample residuals are smaller than the errors on new points, by the profile's own
+    # estimation error: about pi/2 * 0.375 / cycles of the variance for a smoothed median.
+    cycles = np.array([n_buckets * width_s / min(p) if p else np.inf for p in periods])
+    inflation = np.sqrt(1.0 + 0.6 / cycles)
     return FittedBlock(
         level=level,
-        slope=np.nan_to_num(slope, nan=0.0),
-        scale=robust_scale(residuals),
+        slope=slope,
+        scale=robust_scale(residuals) * inflation,
         coverage=(~np.isnan(values)).mean(axis=0),
         max_flat_run=_flat_runs(values),
         profiles=profiles,

@@ -96,14 +96,17 @@ class SeasonalDetector(PlainState, Detector):
             resolution_s(frame.times), configured or [fitting.DAY_S], duration_s(self.aggregate, self.name, "aggregate")
         )
         window_s = duration_s(self.robust_window, self.name, "robust_window")
+        # A bucket's mean sits at the mean time of its points: half a bucket less half a step.
+        centre_s = max(0.0, (width_s - min(width_s, resolution_s(frame.times))) / 2)
         blocks = [
-            fitting.fit_block(frame.times, frame.block(start, start + BLOCK_COLUMNS), width_s, configured, window_s)
+            fitting.fit_block(frame.times, frame.block(start, start + BLOCK_COLUMNS), width_s, centre_s, configured, window_s)
             for start in range(0, len(frame.columns), BLOCK_COLUMNS)
         ]
         coverage = np.concatenate([b.coverage for b in blocks])
         if not np.any(coverage > 0):
             raise DetectorError(self.name, "history has no finite values (all NaN or Inf)")
         self._store_fit(frame, blocks, width_s, window_s)
+        self.centre_s_ = centre_s
         return self
 
     def _store_fit(self, frame: Frame, blocks: list[fitting.FittedBlock], width_s: float, window_s: float) -> None:
@@ -144,7 +147,7 @@ class SeasonalDetector(PlainState, Detector):
         ahead = np.clip(times - self.t_end_, 0.0, self.horizon_s_)[:, None]
         out = self.level_[cols] + self.slope_[cols] * ahead
         for prof in self.profiles_:
-            out = out + fitting.profile_at(prof[cols], times, self.width_s_)
+            out = out + fitting.profile_at(prof[cols], times, self.width_s_, self.centre_s_)
         return out
 
     def score(self, window: Any) -> Scores:
