@@ -231,7 +231,7 @@ class SeasonalDetector(PlainState, Detector):
                         f"(longest run in history {int(self.max_flat_run_[cols[c]])})")
             else:
                 direction = Direction.UP if value > exp else Direction.DOWN
-                text = f"value {_num(value)} vs expected {_num(exp)}{_ratio(value, exp)}, robust z {z[r, c]:+.1f}"
+                text = f"value {_num(value)} vs expected {_num(exp)}{_ratio(value, exp)}, robust z {_z(z[r, c])}"
                 if kind == 2:
                     text = f"sustained {'rise' if direction is Direction.UP else 'drop'}: {text} (level shift)"
             hits.append(
@@ -263,6 +263,11 @@ def _directional(z: np.ndarray, direction: Direction) -> np.ndarray:
     if direction is Direction.DOWN:
         return np.where(np.isnan(z), np.nan, np.maximum(-z, 0.0))
     return np.abs(z)
+
+
+def _z(z: float) -> str:
+    # A series that never moved has a scale near 0: say "beyond" rather than print 1e10.
+    return f"{z:+.1f}" if abs(z) < 1000 else f"beyond {'+' if z > 0 else '-'}1000"
 
 
 def _num(value: float) -> str:

@@ -158,6 +158,7 @@ def test_constant_series_hits_on_any_real_change() -> None:
     new = pd.Series([7.0, 9.0], index=idx[-1] + pd.to_timedelta([5, 10], "min"), name="c")
     result = detector.score(new)
     assert [h.value for h in result.hits] == [9.0]
+    assert result.hits[0].explanation == "value 9 vs expected 7 (1.3x), robust z beyond +1000"
     assert result.scores["c"].iloc[0] == 0.0  # always constant: staying constant is no flatline
 
 
