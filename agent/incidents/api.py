@@ -22,7 +22,8 @@ from agent.incidents.correlator import Correlator
 from agent.incidents.model import IncidentStatus
 from agent.incidents.serialize import change_dict, event_dict, incident_dict, silence_dict
 from agent.incidents.silences import create_silence
-from agent.store.incidents import UnknownIncidentError, UnknownSilenceError
+from agent.store.incidents import UnknownIncidentError
+from agent.store.silences import UnknownSilenceError
 
 router = APIRouter(tags=["incidents"])
 

@@ -1,4 +1,4 @@
-"""Store methods for hits, incidents, their signals and timeline, changes and silences.
+"""Store methods for hits, incidents, their signals and timeline (changes and silences: their own modules).
 
 Every lifecycle step writes its timeline event (``incident_events``, read by the notify stage)
 and its audit entry in the same transaction. Each event's details carry the incident's
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from contextlib import nullcontext
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -18,19 +18,17 @@ from agent.clock import from_epoch, to_epoch
 from agent.errors import AiopsError, TransitionError
 from agent.incidents.model import (
     TRANSITIONS,
-    Change,
     EventKind,
     Incident,
     IncidentEvent,
     IncidentStatus,
-    Matcher,
-    MatchOp,
     Severity,
     Signal,
-    Silence,
 )
 from agent.store.base import StoreBase, dumps
+from agent.store.changes import ChangeStore
 from agent.store.migrations import migration, run_script
+from agent.store.silences import SilenceStore
 from detectors.base import Hit
 
 
@@ -38,12 +36,6 @@ class UnknownIncidentError(AiopsError):
     def __init__(self, incident_id: int) -> None:
         self.incident_id = incident_id
         super().__init__(f"no incident #{incident_id}")
-
-
-class UnknownSilenceError(AiopsError):
-    def __init__(self, silence_id: int) -> None:
-        self.silence_id = silence_id
-        super().__init__(f"no silence #{silence_id}")
 
 
 @migration(30, "incident correlation keys and quiet cycles")
@@ -104,18 +96,6 @@ def _event(row: sqlite3.Row) -> IncidentEvent:
                          actor=row["actor"], message=row["message"], details=json.loads(row["details"]))
 
 
-def _change(row: sqlite3.Row) -> Change:
-    return Change(id=row["id"], ts=from_epoch(row["ts"]), kind=row["kind"], labels=_labels(row["labels"]),
-                  description=row["description"], actor=row["actor"])
-
-
-def _silence(row: sqlite3.Row) -> Silence:
-    matchers = tuple(Matcher(name=m["name"], op=MatchOp(m["op"]), value=m["value"]) for m in json.loads(row["matchers"]))
-    return Silence(id=row["id"], matchers=matchers, starts_at=from_epoch(row["starts_at"]),
-                   ends_at=from_epoch(row["ends_at"]), reason=row["reason"], created_by=row["created_by"],
-                   created_at=from_epoch(row["created_at"]), expired_at=from_epoch(row["expired_at"]))
-
-
 def signal_key(series_id: str, detector: str) -> str:
     return f"{series_id}|{detector}"
 
@@ -146,8 +126,8 @@ _INSERT_HIT = """
 """
 
 
-class IncidentStore(StoreBase):
-    """hits, incidents, their signals and timeline, changes and silences."""
+class IncidentStore(ChangeStore, SilenceStore, StoreBase):
+    """hits, incidents, their signals and timeline; changes and silences come from their mixins."""
 
     def _atomic(self) -> Any:
         """A transaction, or nothing inside one already: the hot paths of ingestion run many small
@@ -506,96 +486,3 @@ class IncidentStore(StoreBase):
         ran = ran or bool(executed)
         verified = verified or any(r["status"] == "verified" for r in executed)
         return ran, verified
-
-    # -- changes ---------------------------------------------------------------------------
-
-    def add_change(self, *, ts: datetime, kind: str, labels: Mapping[str, str], description: str, actor: str,
-                   now: datetime) -> Change:
-        with self.transaction():
-            change_id = self._insert("changes", {"ts": to_epoch(ts), "kind": kind, "labels": dumps(dict(labels)),
-                                                 "description": description, "actor": actor,
-                                                 "recorded_at": to_epoch(now)})
-            self.audit(actor, "change.add", f"change:{change_id}",
-                       {"kind": kind, "labels": dict(labels), "ts": to_epoch(ts)}, now=now)
-        return Change(id=change_id, ts=ts, kind=kind, labels=dict(labels), description=description, actor=actor)
-
-    def list_changes(self, *, since: datetime | None = None, limit: int | None = 100) -> list[Change]:
-        rows = self.conn.execute("SELECT * FROM changes WHERE ts >= ? ORDER BY ts DESC, id DESC LIMIT ?",
-                                 (to_epoch(since) if since else float("-inf"), -1 if limit is None else limit))
-        return [_change(r) for r in rows]
-
-    def changes_near(self, labels: Mapping[str, str], *, before: datetime, lookback_s: float) -> list[Change]:
-        """Changes in ``[before - lookback_s, before]`` sharing at least one label value, nearest first."""
-        end = to_epoch(before)
-        rows = self.conn.execute("SELECT * FROM changes WHERE ts >= ? AND ts <= ? ORDER BY ts DESC, id DESC",
-                                 (end - lookback_s, end))
-        wanted = set(labels.items())
-        return [c for c in map(_change, rows) if wanted & set(c.labels.items())]
-
-    # -- silences --------------------------------------------------------------------------
-
-    def add_silence(self, matchers: Sequence[Matcher], *, starts_at: datetime, ends_at: datetime, reason: str,
-                    actor: str, now: datetime) -> Silence:
-        """Record a silence; every open incident it covers now gets a ``silenced`` event."""
-        body = [{"name": m.name, "op": m.op.value, "value": m.value} for m in matchers]
-        self._local.silences = None
-        with self.transaction():
-            silence_id = self._insert("silences", {
-                "matchers": dumps(body), "starts_at": to_epoch(starts_at), "ends_at": to_epoch(ends_at),
-                "reason": reason, "created_by": actor, "created_at": to_epoch(now)})
-            silence = Silence(id=silence_id, matchers=tuple(matchers), starts_at=starts_at, ends_at=ends_at,
-                              reason=reason, created_by=actor, created_at=now)
-            self.audit(actor, "silence.add", f"silence:{silence_id}",
-                       {"matchers": [str(m) for m in matchers], "starts_at": starts_at, "ends_at": ends_at,
-                        "reason": reason}, now=now)
-            if silence.active_at(now):
-                for row in self.conn.execute("SELECT id, labels FROM incidents WHERE status != 'resolved'").fetchall():
-                    if silence.matches(_labels(row["labels"])):
-                        self._write_event(row["id"], kind=EventKind.SILENCED, actor=actor,
-                                          message=f"silenced by #{silence_id}: {reason}",
-                                          details={"silence_id": silence_id}, now=now)
-        return silence
-
-    def get_silence(self, silence_id: int) -> Silence | None:
-        row = self.conn.execute("SELECT * FROM silences WHERE id = ?", (silence_id,)).fetchone()
-        return _silence(row) if row else None
-
-    def list_silences(self, *, active_at: datetime | None = None) -> list[Silence]:
-        """All silences, newest first; with ``active_at`` only those in force then."""
-        if active_at is None:
-            rows = self.conn.execute("SELECT * FROM silences ORDER BY id DESC")
-        else:
-            at = to_epoch(active_at)
-            rows = self.conn.execute(
-                "SELECT * FROM silences WHERE starts_at <= ? AND ends_at > ? AND (expired_at IS NULL OR expired_at > ?) "
-                "ORDER BY id DESC", (at, at, at))
-        return [_silence(r) for r in rows]
-
-    def _silence_for_event(self, labels: Mapping[str, str], now: datetime) -> Silence | None:
-        """``silence_for`` with the active silences read once per ``now`` (a batch of events shares
-        one ``now`` inside one write transaction, so no other process can add a silence meanwhile)."""
-        cached = getattr(self._local, "silences", None)
-        if cached is None or cached[0] != now:
-            cached = (now, self.list_silences(active_at=now))
-            self._local.silences = cached
-        return next((s for s in cached[1] if s.matches(labels)), None)
-
-    def silence_for(self, labels: Mapping[str, str], *, at: datetime) -> Silence | None:
-        for silence in self.list_silences(active_at=at):
-            if silence.matches(labels):
-                return silence
-        return None
-
-    def expire_silence(self, silence_id: int, *, actor: str, now: datetime) -> Silence:
-        self._local.silences = None
-        with self.transaction():
-            silence = self.get_silence(silence_id)
-            if silence is None:
-                raise UnknownSilenceError(silence_id)
-            if not silence.active_at(now) and silence.expired_at is not None:
-                raise TransitionError(f"silence #{silence_id}", "expired", "expired", "it already is")
-            self._update("silences", {"id": silence_id}, {"expired_at": to_epoch(now)})
-            self.audit(actor, "silence.expire", f"silence:{silence_id}", {}, now=now)
-        expired = self.get_silence(silence_id)
-        assert expired is not None
-        return expired
