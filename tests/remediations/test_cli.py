@@ -95,3 +95,52 @@ def test_recorded_variables_hide_secrets_and_the_vars_file_marks_labels_unsafe(t
     write_vars(tmp_path / "v.yml", {"count": 2}, {"service": "{{ evil }}"})
     assert (tmp_path / "v.yml").read_text() == "count: 2\nservice: !unsafe '{{ evil }}'\n"
     assert oct((tmp_path / "v.yml").stat().st_mode & 0o777) == "0o600"
+
+
+def test_recovery_leaves_live_owners_alone_and_retries_a_dead_ones_run_when_the_rule_says_so(make_ctx, work):
+    from remediations.engine import owner_id
+    from remediations.model import RunMode, RunStatus
+
+    ctx = make_ctx(f"""
+    limits: {{cooldown: 0s}}
+    rules:
+      - name: fix
+        match: {{labels: {{service: api}}}}
+        playbook: touch_direct.yml
+        mode: auto
+        on_interrupted: retry
+        vars: {{dest: {work / 'out.txt'}, runs_log: {work / 'runs.log'}}}
+    """)
+    dead, live = open_incident(ctx), open_incident(ctx)
+    rows = []
+    for incident, owner in ((dead, "999999999:1"), (live, owner_id())):
+        run = ctx.store.create_run(incident_id=incident.id, rule="fix", rule_mode="auto", playbook="touch_direct.yml",
+                                   playbook_sha256="", mode=RunMode.APPLY, status=RunStatus.PENDING,
+                                   targets=["localhost"], extravars={}, now=T0)
+        rows.append(ctx.store.update_run(run.id, RunStatus.RUNNING, owner=owner, started_at=T0, now=T0))
+
+    runs = run_cycle(ctx, T0)
+
+    assert ctx.store.get_run(rows[0].id).status is RunStatus.INTERRUPTED
+    assert ctx.store.get_run(rows[1].id).status is RunStatus.RUNNING
+    (retry,) = [r for r in runs if r.incident_id == dead.id and r.id != rows[0].id]
+    assert retry.status is RunStatus.VERIFYING
+    assert retry.reason == f"applied; verifying until {retry.verify_until.isoformat()}"
+    assert ctx.store.list_runs(incident_id=dead.id, mode=RunMode.APPLY)[0].id == retry.id
+    event = [e for e in ctx.store.incident_events(dead.id) if e.kind == "remediation"][0]
+    assert event.message == (f"run {rows[0].id} was interrupted (the agent stopped mid-run); "
+                             f"retrying as run {retry.id} (policy: retry)")
+
+
+def test_concurrency_gate_counts_runs_under_way_in_the_store(make_ctx, work):
+    from remediations import safety
+    from remediations.model import RunMode, RunStatus
+
+    ctx = make_ctx("limits: {concurrency: 1}\nrules: [{name: fix, playbook: touch_direct.yml}]\n")
+    rule = ctx.config.remediation.rule("fix")
+    assert safety.limits(ctx.store, rule, ctx.config.remediation, ["localhost"], T0).reason == "within limits"
+    run = ctx.store.create_run(incident_id=None, rule="other", rule_mode="auto", playbook="x.yml", playbook_sha256="",
+                               mode=RunMode.APPLY, status=RunStatus.PENDING, targets=["db1"], extravars={}, now=T0)
+    ctx.store.update_run(run.id, RunStatus.RUNNING, now=T0)
+    gate = safety.limits(ctx.store, rule, ctx.config.remediation, ["localhost"], T0)
+    assert (gate.decision, gate.reason) == (safety.Decision.CONCURRENCY, "concurrency: 1 runs under way, at most 1 at once")
