@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 ACTOR = "agent"
 _OPEN = (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED, IncidentStatus.REMEDIATING)
 # The last deferral logged per (store, run), so a run waiting on a limit is audited once, not every cycle.
-_last_deferral: dict[tuple[str, int], str] = {}
+_last_deferral: dict[tuple[str, int | str], str] = {}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,6 +181,16 @@ class Remediator:
 
     def execute(self, run: Run) -> Run:
         """Re-check, pass the gates, check run if safe, real run; leaves the run verifying or failed."""
+        try:
+            return self._execute_checked(run)
+        except Exception as exc:  # a run must never stay "running" behind a crash of ours
+            current = self.store.get_run(run.id)
+            if current is not None and not current.status.is_final and current.status is not RunStatus.VERIFYING:
+                self.store.update_run(run.id, RunStatus.FAILED, now=self.now(), ended_at=self.now(),
+                                      reason=f"the agent failed to run it: {type(exc).__name__}: {exc}")
+            raise
+
+    def _execute_checked(self, run: Run) -> Run:
         rule = self.config.rule(run.rule)
         if rule is None:
             return self._keep(self.store.update_run(run.id, RunStatus.CANCELED, now=self.now(),
@@ -371,7 +381,7 @@ class Remediator:
         log.info(kv("remediation.deferred", run=run.id, decision=str(gate.decision), reason=gate.reason))
 
     def _decide_once(self, key: str, decision: str, subject: str, details: dict[str, Any]) -> None:
-        k = (str(self.store.path), hash(key))
+        k = (str(self.store.path), key)
         if _last_deferral.get(k) == details.get("reason"):
             return
         _last_deferral[k] = str(details.get("reason"))

@@ -37,7 +37,13 @@ def recover(r: Remediator) -> list[Run]:
         log.warning(kv("remediation.interrupted", run=run.id, rule=run.rule, incident=run.incident_id))
         out.append(r._keep(run))
         if run.mode is RunMode.CHECK and run.parent_id is not None:
-            continue  # its parent real run is interrupted too and carries the policy
+            # The real run waits (pending or approved) behind its check pass: it must not start
+            # next cycle as if nothing happened, so it is interrupted too and carries the policy.
+            parent = r.store.get_run(run.parent_id)
+            if parent is None or parent.status not in (RunStatus.PENDING, RunStatus.APPROVED):
+                continue
+            run = r._keep(r.store.update_run(parent.id, RunStatus.INTERRUPTED, now=now, ended_at=now,
+                                             reason=f"its check pass (run {run.id}) was interrupted; not re-run"))
         _apply_policy(r, run)
     return out
 

@@ -102,7 +102,7 @@ def test_recovery_leaves_live_owners_alone_and_retries_a_dead_ones_run_when_the_
     from remediations.model import RunMode, RunStatus
 
     ctx = make_ctx(f"""
-    limits: {{cooldown: 0s}}
+    limits: {{cooldown: 0s, max_runs_per_target_per_hour: 10}}
     rules:
       - name: fix
         match: {{labels: {{service: api}}}}
@@ -119,8 +119,21 @@ def test_recovery_leaves_live_owners_alone_and_retries_a_dead_ones_run_when_the_
                                    targets=["localhost"], extravars={}, now=T0)
         rows.append(ctx.store.update_run(run.id, RunStatus.RUNNING, owner=owner, started_at=T0, now=T0))
 
+    # a real run still pending behind its check pass, whose agent died during the check
+    behind = open_incident(ctx)
+    parent = ctx.store.create_run(incident_id=behind.id, rule="fix", rule_mode="auto", playbook="touch_direct.yml",
+                                  playbook_sha256="", mode=RunMode.APPLY, status=RunStatus.PENDING,
+                                  targets=["localhost"], extravars={}, now=T0)
+    check = ctx.store.create_run(incident_id=behind.id, rule="fix", rule_mode="auto", playbook="touch_direct.yml",
+                                 playbook_sha256="", mode=RunMode.CHECK, status=RunStatus.PENDING, parent_id=parent.id,
+                                 targets=["localhost"], extravars={}, now=T0)
+    ctx.store.update_run(check.id, RunStatus.RUNNING, owner="999999999:1", started_at=T0, now=T0)
+
     runs = run_cycle(ctx, T0)
 
+    assert ctx.store.get_run(check.id).status is RunStatus.INTERRUPTED
+    assert ctx.store.get_run(parent.id).reason == f"its check pass (run {check.id}) was interrupted; not re-run"
+    assert ctx.store.get_run(parent.id).status is RunStatus.INTERRUPTED
     assert ctx.store.get_run(rows[0].id).status is RunStatus.INTERRUPTED
     assert ctx.store.get_run(rows[1].id).status is RunStatus.RUNNING
     (retry,) = [r for r in runs if r.incident_id == dead.id and r.id != rows[0].id]
