@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := prometheus prometheus-node-exporter chromium tesseract-ocr
+SYSTEM_PACKAGES := prometheus prometheus-node-exporter chromium tesseract-ocr procps
 
 .PHONY: demo test bench venv system-packages clean
 
