@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
@@ -44,14 +43,6 @@ INCIDENT_COLUMNS = [
 # runs still in flight, skipped, suggested, shadowed, expired or canceled count as neither.
 RUN_SUCCESS = ("succeeded", "verified")
 RUN_FAILURE = ("failed", "timeout", "not_fixed", "interrupted")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PruneBatch:
-    """How many rows one batch deleted from one table."""
-
-    table: str
-    deleted: int
 
 
 class ReportStore(StoreBase):
@@ -274,9 +265,19 @@ class ReportStore(StoreBase):
             if not ids:
                 return 0
             marks = ", ".join("?" for _ in ids)
-            for table in ("incident_signals", "incident_events", "hits", "outbox"):
-                conn.execute(f"DELETE FROM {table} WHERE incident_id IN ({marks})", ids)
+            # Every table whose foreign key points at incidents (signals, timeline, keys, hits,
+            # and any added later), plus the outbox, which refers to incidents without one.
+            for table, column in [*self._references("incidents"), ("outbox", "incident_id")]:
+                conn.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", ids)
             return conn.execute(f"DELETE FROM incidents WHERE id IN ({marks})", ids).rowcount
+
+    def _references(self, target: str) -> list[tuple[str, str]]:
+        """(table, column) of the foreign keys to ``target``, read from the schema itself."""
+        rows = self.conn.execute(
+            "SELECT m.name, f.\"from\" FROM sqlite_master m, pragma_foreign_key_list(m.name) f "
+            "WHERE m.type = 'table' AND f.\"table\" = ? AND m.name != 'remediation_runs' ORDER BY m.name",
+            (target,)).fetchall()
+        return [(r[0], r[1]) for r in rows]
 
     def prune_audit(self, before_s: float, limit: int, *, now_s: float) -> int:
         """The oldest entries written before ``before_s``: always a prefix of the chain, and the

@@ -99,6 +99,7 @@ def test_incidents_pruned_only_when_configured_and_only_without_kept_runs(contex
                         signals=[{"metric": "cpu"}])
     store.conn.execute("INSERT INTO hits (ts, series_id, detector, score, direction, recorded_at, incident_id) "
                        "VALUES (?, 's', 'stl', 1, 'up', ?, ?)", (NOW_S - DAY, NOW_S - DAY, gone))
+    store.set_incident_keys(gone, ["service=api"])
     with_run = add_incident(store, started=old, detected=old, resolved=old + 60, resolution="remediation",
                             runs=[{"rule": "restart"}])
     still_open = add_incident(store, started=old, detected=old)
@@ -109,6 +110,7 @@ def test_incidents_pruned_only_when_configured_and_only_without_kept_runs(contex
     assert kept == [with_run, still_open, recent]
     assert store.conn.execute("SELECT count(*) FROM incident_signals WHERE incident_id = ?", (gone,)).fetchone()[0] == 0
     assert _count(store, "hits") == 0
+    assert store.conn.execute("SELECT count(*) FROM incident_keys WHERE incident_id = ?", (gone,)).fetchone()[0] == 0
 
 
 def test_runs_and_their_incidents_pruned_together_when_both_configured(context, store):
