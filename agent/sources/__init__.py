@@ -113,8 +113,8 @@ def _runtime(ctx: "Context") -> _Runtime:
 
 
 def _forget(key: int) -> None:
-    with _LOCK:
-        rt = _RUNTIMES.pop(key, None)
+    # No lock: the collector may run this inside _runtime's critical section; dict.pop is atomic.
+    rt = _RUNTIMES.pop(key, None)
     if rt is not None:
         rt.source.close()
 

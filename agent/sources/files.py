@@ -44,7 +44,7 @@ def read_csv(path: Path, *, timestamp_column: str = "timestamp", metric: str = "
         index = pd.to_datetime(stamps.astype("float64"), unit="s", utc=True)
     else:
         index = pd.to_datetime(stamps, utc=True, format="mixed")
-    index = pd.DatetimeIndex(index, name="ts")
+    index = pd.DatetimeIndex(index, name="ts").as_unit("ns")
     if list(raw.columns) == ["value"]:
         labels = {"series": path.stem}
         sid = series_id(metric, labels)

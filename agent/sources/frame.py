@@ -11,13 +11,13 @@ from agent.sources.base import Samples, SeriesInfo, series_id
 
 
 def empty_index() -> pd.DatetimeIndex:
-    return pd.DatetimeIndex([], tz="UTC", name="ts")
+    return pd.DatetimeIndex([], tz="UTC", name="ts").as_unit("ns")
 
 
 def to_index(epoch_s: Iterable[float] | np.ndarray) -> pd.DatetimeIndex:
     """Epoch seconds → a UTC DatetimeIndex named ts (millisecond precision, as Prometheus keeps)."""
     ms = np.round(np.asarray(epoch_s, dtype="float64") * 1000).astype("int64")
-    return pd.DatetimeIndex(pd.to_datetime(ms, unit="ms", utc=True), name="ts")
+    return pd.DatetimeIndex(pd.to_datetime(ms, unit="ms", utc=True), name="ts").as_unit("ns")
 
 
 def histogram_id(info: SeriesInfo) -> str:

@@ -23,7 +23,7 @@ class TargetHealth:
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
         self._state: dict[tuple[str, str], str] = {}
-        self._notes: dict[tuple[str, str], str] = {}
+        self._notes: dict[tuple[str, str, str], str] = {}
         self._lock = threading.Lock()
 
     def state(self, source: str, target: str) -> str | None:
@@ -49,7 +49,7 @@ class TargetHealth:
 
     def note(self, source: str, target: str, message: str | None, event: str, **fields: object) -> None:
         """Log a warning (a truncation, a server warning) only when it differs from the last one."""
-        key = (source, target)
+        key = (source, target, event)
         with self._lock:
             previous = self._notes.get(key)
             if message is None:
