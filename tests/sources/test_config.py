@@ -1,0 +1,67 @@
+"""The sources config section: defaults, the example file, and messages for mistakes."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from agent.config import load_config, parse_config
+from agent.errors import ConfigError
+from agent.sources import scrape_targets
+from tests.conftest import PYTHON, REPO, free_port
+
+EXAMPLE = REPO / "config" / "agent.example.yaml"
+
+
+def test_default_is_scrape_of_the_agent_itself_and_a_local_node_exporter():
+    config = parse_config("http:\n  port: 9999\n")
+    assert config.sources.kind == "scrape"
+    assert config.sources.series_limit == 10_000
+    assert config.sources.scrape.retention == 8 * 86400
+    assert [(t.name, t.url, t.optional) for t in scrape_targets(config)] == [
+        ("aiops", "http://127.0.0.1:9999/metrics", True), ("node", "http://127.0.0.1:9100/metrics", True)]
+
+
+def test_the_example_lists_the_model_queries():
+    config = load_config(EXAMPLE)
+    queries = {q.name: q for q in config.sources.prometheus.queries}
+    assert "histogram_quantile(0.95" in queries["model_latency_p95"].expr
+    assert queries["model_prediction_distribution"].kind == "bucket"
+    assert queries["model_feature_distribution"].kind == "bucket"
+    assert "model_errors_total" in queries["model_error_rate"].expr
+
+
+@pytest.mark.parametrize("text, message", [
+    ("sources:\n  kind: prometheus\n",
+     "<config>: sources: expected at least one query in sources.prometheus.queries when kind is prometheus, found none"),
+    ("sources:\n  prometheus:\n    url: localhost:9090\n",
+     "<config>: sources.prometheus.url: expected an http:// or https:// URL, found 'localhost:9090'"),
+    ("sources:\n  scrape:\n    quantiles: [0.5, 1.5]\n",
+     "<config>: sources.scrape.quantiles: expected quantiles between 0 and 1 (exclusive), found 1.5"),
+    ("sources:\n  prometheus:\n    queries:\n      - {name: a, expr: up}\n      - {name: a, expr: up}\n",
+     "<config>: sources.prometheus: expected unique query names, found a more than once"),
+    ("sources:\n  scrape:\n    targets:\n      - {name: aiops, url: 'http://x:1/metrics'}\n",
+     "<config>: sources.scrape: expected unique target names (aiops is taken by self_metrics), found aiops twice"),
+])
+def test_mistakes_are_named_by_key_path(text, message):
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    assert str(caught.value) == message
+
+
+def test_once_with_the_example_config_and_nothing_running_succeeds(tmp_path: Path, subprocess_env):
+    # The example as shipped, but on ports where surely nothing answers (a demo may hold 9100).
+    text = EXAMPLE.read_text()
+    assert "url: http://127.0.0.1:9100/metrics" in text and "  port: 9847\n" in text
+    text = text.replace("http://127.0.0.1:9100/", f"http://127.0.0.1:{free_port()}/")
+    config = tmp_path / "agent.yaml"
+    config.write_text(text.replace("  port: 9847\n", f"  port: {free_port()}\n"))
+    done = subprocess.run(
+        [PYTHON, "-m", "agent.cli", "once", "--json", "--config", str(config), "--state-dir", str(tmp_path / "s")],
+        capture_output=True, text=True, timeout=60, env=subprocess_env, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert '"series": 0' in done.stdout and '"failed_stages": []' in done.stdout
+    assert "level=info logger=agent.sources.health event=source.down source=scrape target=node kind=connection" in done.stderr
+    assert "level=info logger=agent.sources.health event=source.down source=scrape target=aiops kind=connection" in done.stderr
