@@ -155,3 +155,25 @@ def test_correlate_returns_the_incidents_it_touched(ctx):
     assert [(i.id, i.status) for i in touched] == [(1, IncidentStatus.OPEN), (2, IncidentStatus.OPEN)]
     assert ctx.metrics.registry.get_sample_value("aiops_open_incidents") == 2
     assert cycle(ctx, 1) == []  # nothing fired, no data: nothing to do
+
+
+def test_a_series_of_nan_is_a_gap_too(ctx):
+    cycle(ctx, 0, [hit("latency", 0, service="api")], frame(API_LATENCY))
+    empty = frame(API_LATENCY)
+    empty.values[API_LATENCY] = float("nan")
+    for minute in (1, 2, 3, 4):
+        cycle(ctx, minute, samples=empty)
+    assert (ctx.store.get_incident(1).status, ctx.store.get_incident(1).quiet_cycles) == (IncidentStatus.OPEN, 0)
+
+
+def test_alert_signals_end_only_by_a_resolved_alert(ctx):
+    from agent.incidents.alerts import ingest_webhook, parse_webhook
+    from agent.incidents.correlator import Correlator
+    from tests.incidents.test_alerts_api import PAYLOADS
+
+    correlator = Correlator(ctx.store, ctx.config.incidents, interval_s=60)
+    ingest_webhook(ctx.store, correlator, parse_webhook((PAYLOADS / "firing.json").read_bytes()), now=at(1),
+                   actor="api")
+    for minute in (2, 3, 4, 5):
+        cycle(ctx, minute, samples=frame(API_LATENCY))
+    assert ctx.store.get_incident(1).status is IncidentStatus.OPEN
