@@ -25,6 +25,7 @@ MODEL_METRIC_LIKE = ("%inference%", "%prediction%", "%model%")
 
 AUDIT_ANCHOR_FLAG = "audit.anchor"
 
+
 def _label(column: str, name: str) -> str:
     """``json_extract`` of one label, skipped (NULL) by a cheap text search when it cannot be there."""
     return f"CASE WHEN instr({column}, '\"{name}\"') THEN json_extract({column}, '$.{name}') END"
