@@ -116,7 +116,7 @@ def test_bad_input_gives_scores_or_clear_errors():
         ForecastDetector().fit(pd.DataFrame({"a": flat, "b": flat}))
     with pytest.raises(DetectorError, match="forecast: expected a DatetimeIndex, found RangeIndex"):
         ForecastDetector().fit(pd.Series([1.0, 2.0]))
-    with pytest.raises(DetectorError, match="forecast: window_rows: expected an int >= 10, found 3"):
+    with pytest.raises(DetectorError, match="forecast: window_rows: expected an int >= 100, found 3"):
         ForecastDetector(window_rows=3).fit(flat)
 
 
