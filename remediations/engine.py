@@ -227,7 +227,7 @@ class Remediator:
                 check = self.store.update_run(check.id, _status_of(execution.status), now=self.now(),
                                               reason=f"check run {execution.status} (rc {execution.rc})")
                 run = self.store.update_run(run.id, RunStatus.FAILED, now=self.now(), ended_at=self.now(),
-                                            rc=execution.rc, output=execution.output,
+                                            rc=execution.rc, output=check.output,
                                             reason=f"check run {check.id} {execution.status} (rc {execution.rc}); "
                                                    "the real run was not started")
                 self._keep(check)
@@ -288,8 +288,9 @@ class Remediator:
             runner.rotate(self.artifacts_root, self.config.keep_artifacts)
         log.info(kv("remediation.executed", run=run.id, mode=str(run.mode), status=execution.status, rc=execution.rc,
                     duration_s=round(execution.duration_s, 2)))
+        output = rules.scrub(execution.output, {**p.trusted_vars, **p.label_vars})
         run = self.store.update_run(run.id, RunStatus.RUNNING, now=self.now(), ended_at=self.now(), rc=execution.rc,
-                                    host_summary=execution.host_summary, output=execution.output,
+                                    host_summary=execution.host_summary, output=output,
                                     reason=f"{run.mode} run ended: {execution.status}")
         return run, execution
 

@@ -118,6 +118,18 @@ def _parse_inventory(path: str, _mtime_ns: int) -> frozenset[str]:
 SECRET_WORDS = ("token", "password", "secret", "key", "credential")
 
 
+def is_secret(name: str) -> bool:
+    return any(word in name.lower() for word in SECRET_WORDS)
+
+
 def redact(values: Mapping[str, Any]) -> dict[str, Any]:
     """Variables as recorded: any whose name suggests a secret becomes ``***``."""
-    return {k: ("***" if any(w in k.lower() for w in SECRET_WORDS) else v) for k, v in values.items()}
+    return {k: ("***" if is_secret(k) else v) for k, v in values.items()}
+
+
+def scrub(text: str, values: Mapping[str, Any]) -> str:
+    """``text`` (a run's output) with the values of secret variables replaced by ``***``."""
+    for key, value in values.items():
+        if is_secret(key) and isinstance(value, str) and len(value) >= 4:
+            text = text.replace(value, "***")
+    return text

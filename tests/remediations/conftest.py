@@ -48,6 +48,9 @@ TOUCH = """---
       ansible.builtin.copy:
         dest: "{{ dest }}"
         content: "{{ content | default(label_value | default('')) }}"
+    - name: Show the token
+      ansible.builtin.debug:
+        msg: "token {{ api_token | default('none') }}"
 """
 
 SLEEP = """---

@@ -20,7 +20,8 @@ def rule_yaml(work: Path, playbook: str = "touch.yml", extra: str = "") -> str:
         match: {{labels: {{service: api}}, detector: seasonal}}
         playbook: {playbook}
         mode: auto
-        vars: {{dest: {work / 'out.txt'}, content: fixed, runs_log: {work / 'runs.log'}, rollback_marker: {work / 'rolled'}}}
+        vars: {{dest: {work / 'out.txt'}, content: fixed, runs_log: {work / 'runs.log'}, rollback_marker: {work / 'rolled'},
+               api_token: hunter2-secret}}
     """ + extra
 
 
@@ -36,6 +37,8 @@ def test_check_run_then_real_run_changes_the_file_and_verification_resolves(make
     assert check.host_summary["localhost"].changed == 2 and check.rc == 0
     assert (apply.status, apply.rc, apply.rule, apply.playbook) == (RunStatus.VERIFYING, 0, "fix-api", "touch.yml")
     assert len(apply.playbook_sha256) == 64
+    assert apply.extravars["api_token"] == "***"
+    assert '"msg": "token ***"' in apply.output and "hunter2-secret" not in apply.output + check.output
     assert (work / "out.txt").read_text() == "fixed"
     assert lines(work / "runs.log") == [f"{apply.id} localhost"]  # the check pass wrote nothing
     assert Path(apply.artifact_dir, "artifacts", "run", "stdout").exists()
