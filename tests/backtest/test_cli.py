@@ -131,3 +131,11 @@ def test_detectors_see_distinct_increasing_timestamps_in_file_order():
     assert fixed.index.strftime("%H:%M:%S").tolist() == [
         "00:00:00", "00:05:00", "00:05:01", "00:05:02", "00:10:00", "00:15:00"]
     assert fixed.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+def test_a_csv_without_the_nab_columns_is_an_error(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time,val\n2024-01-01 00:00:00,1\n")
+    result = CliRunner().invoke(cli, ["backtest", str(bad), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"{bad}: expected columns timestamp,value, found time,val"
