@@ -1,10 +1,10 @@
 """Prometheus Alertmanager webhook payloads (version 4) as hits and signal resolutions.
 
 A firing alert becomes a hit of detector ``alertmanager`` on the series
-``ALERTS{alertname=…,…}`` and goes through the same correlation as detector hits. Alerts with
-one fingerprint are one signal (within a body the last one wins; the fingerprint, computed from
-the labels when the sender left it out, is kept as the hit's ``entity``), so a re-sent alert
-updates its signal instead of adding one. A resolved alert resolves that signal;
+``ALERTS{alertname=…,fingerprint=…}`` and goes through the same correlation as detector hits.
+Alerts with one fingerprint are one signal (within a body the last one wins; the fingerprint is
+computed from the labels when the sender left it out), so a re-sent alert updates its signal
+instead of adding one. A resolved alert resolves that signal;
 when an incident has no unresolved signal left it resolves (resolution ``alert``), unless a
 remediation ran and is not verified yet.
 """
@@ -86,9 +86,9 @@ def fingerprint_of(alert: AlertPayload) -> str:
 
 
 def alert_series_id(alert: AlertPayload) -> str:
-    """``ALERTS{alertname="…",…}``, as Prometheus names its alerts series. Alertmanager's
-    fingerprint is a hash of the same labels, so one fingerprint is one series."""
-    return series_id("ALERTS", alert.labels)
+    """``ALERTS{alertname="…",fingerprint="…"}``: the fingerprint is the alert's identity (the
+    labels stay on the signal), so a sender's own dedup key holds even if a label changes."""
+    return series_id("ALERTS", {"alertname": alert.labels.get("alertname", ""), "fingerprint": fingerprint_of(alert)})
 
 
 def alert_hit(alert: AlertPayload) -> Hit:

@@ -195,3 +195,19 @@ def test_the_daemon_takes_alertmanager_webhooks(tmp_path, subprocess_env):
     finally:
         daemon.terminate()
         assert daemon.wait(timeout=30) == 0
+
+
+def test_the_fingerprint_is_the_alert_identity(api_for):
+    api = api_for()
+    body = payload("firing")
+    body["alerts"] = body["alerts"][:1]
+    api.post("/api/v1/alerts", json=body)
+    body["alerts"][0]["labels"]["pod"] = "api-1-7f9c"  # same fingerprint, a label more: same signal
+    api.post("/api/v1/alerts", json=body)
+    del body["alerts"][0]["fingerprint"]  # no fingerprint: computed from the labels, a new signal
+    api.post("/api/v1/alerts", json=body)
+    signals = api.get("/api/v1/incidents/1").json()["signals"]
+    [signal_a, signal_b] = sorted(signals, key=lambda s: -s["hits"])
+    assert (signal_a["series_id"], signal_a["hits"]) == (
+        'ALERTS{alertname="HighLatency",fingerprint="a1b2c3d4e5f60718"}', 2)
+    assert signal_b["hits"] == 1 and signal_b["labels"]["pod"] == "api-1-7f9c"
