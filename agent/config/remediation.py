@@ -12,6 +12,7 @@ from agent.config.types import ConfigPath, Seconds, Section
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
 DEFAULT_LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$"
 
 
@@ -105,9 +106,8 @@ class RemediationConfig(Section):
     """Settings for remediation."""
 
     enabled: bool = True
-    # Default: the repository's playbooks/ (that is ../playbooks from config/), also when the
-    # whole section is left out and no config file directory is known.
-    playbook_dir: ConfigPath = Path(__file__).resolve().parents[2] / "playbooks"
+    # Default ../playbooks, relative to the config file (config/ in the repository).
+    playbook_dir: ConfigPath = Field(default=Path("../playbooks"), validate_default=True)
     inventory: ConfigPath | None = None
     shadow: bool = False
     approval_expiry: Seconds = Field(default=3600.0, gt=0)
@@ -118,6 +118,13 @@ class RemediationConfig(Section):
     limits: Limits = Limits()
     verify: Verify = Verify()
     rules: list[Rule] = []
+
+    @field_validator("playbook_dir", mode="after")
+    @classmethod
+    def _anchor_playbook_dir(cls, value: Path) -> Path:
+        # Still relative only when no config file was read (the section's defaults are built
+        # without one): then it is taken relative to the repository's config/ directory.
+        return value if value.is_absolute() else _REPO_CONFIG / value
 
     @field_validator("label_pattern")
     @classmethod
