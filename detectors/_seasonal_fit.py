@@ -233,7 +233,13 @@ def fit_block(
         seasonal_b += profile_at(prof, bucket_times, width_s, centre_s)
     # Level and slope from the latest deseasonalised points, not STL's trend: the trend's last
     # values are its least reliable ones.
-    level, slope = _level_and_slope(buckets[-window_b:] - seasonal_b[-window_b:], width_s)
+    # The slope comes from at least a whole day (or the longest period): over a few hours a
+    # seasonal series' deseasonalised points follow whatever the profile misses (a Sunday
+    # morning), and extrapolating that overshoots.
+    longest = max((max(p) for p in periods if p), default=DAY_S)
+    slope_b = max(window_b, min(n_buckets, round(longest / width_s)))
+    deseasoned = buckets[-slope_b:] - seasonal_b[-slope_b:]
+    level, slope = _level_and_slope(deseasoned, width_s, window_b)
     expected_b = trend + seasonal_b
     residuals = values - _interpolate_rows(expected_b, (times - centre_s) / width_s - first_id)
     # In-sample residuals are smaller than the errors on new points, by the profile's own
@@ -252,17 +258,19 @@ def fit_block(
     )
 
 
-def _level_and_slope(recent: np.ndarray, width_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """Robust level at the window's end and slope (difference of half-window medians)."""
+def _level_and_slope(recent: np.ndarray, width_s: float, level_b: int) -> tuple[np.ndarray, np.ndarray]:
+    """Robust level at the end (median of the last ``level_b`` rows, moved on by the slope) and
+    slope (difference of the medians of the two halves of ``recent``, per second)."""
     half = max(1, len(recent) // 2)
+    level_b = min(level_b, len(recent))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        level = np.nanmedian(recent, axis=0)
+        level = np.nanmedian(recent[-level_b:], axis=0)
         early = np.nanmedian(recent[:half], axis=0)
         late = np.nanmedian(recent[-half:], axis=0)
     slope = (late - early) / (max(1, len(recent) - half) * width_s)
     slope = np.nan_to_num(slope, nan=0.0)
-    return level + slope * (len(recent) - 1) / 2 * width_s, slope
+    return level + slope * (level_b - 1) / 2 * width_s, slope
 
 
 def _interpolate_rows(table: np.ndarray, position: np.ndarray) -> np.ndarray:
