@@ -1,7 +1,8 @@
 """The root-cause guess and the one-line title of an incident, from its signals.
 
 The guess is the earliest signal furthest upstream in the topology: the signal whose node the
-most other signals' nodes need (directly or through others), ties broken by who fired first.
+most other signals' nodes need (directly or through others), ties broken by who fired first,
+then by the higher peak score.
 The reason says which of the two decided.
 """
 
@@ -38,8 +39,11 @@ def guess_root_cause(signals: Sequence[Signal], topology: Topology) -> RootCause
         return sorted({d for node in nodes for d in dependents(topology, node, others)})
 
     downstream = {nodes: below(nodes) for nodes in groups}
-    earliest = {nodes: min(members, key=lambda s: (s.first_at, s.key)) for nodes, members in groups.items()}
-    best_nodes = min(groups, key=lambda n: (-len(downstream[n]), earliest[n].first_at, earliest[n].key))
+    # Earliest first; among signals that fired together, the one furthest from normal.
+    earliest = {nodes: min(members, key=lambda s: (s.first_at, -(s.peak_score or 0.0), s.key))
+                for nodes, members in groups.items()}
+    best_nodes = min(groups, key=lambda n: (-len(downstream[n]), earliest[n].first_at,
+                                            -(earliest[n].peak_score or 0.0), earliest[n].key))
     best = earliest[best_nodes]
     first = f"{best.first_at:%Y-%m-%d %H:%M:%S}Z"
     if downstream[best_nodes]:

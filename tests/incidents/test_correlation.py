@@ -164,3 +164,11 @@ def test_a_batch_is_all_or_nothing(store, correlator_for):
     assert store.list_incidents() == []
     assert store.query_one("SELECT count(*) FROM hits")[0] == 0
     assert store.query_one("SELECT count(*) FROM audit")[0] == 0
+
+
+def test_signals_that_fired_together_rank_by_score(store, correlator_for):
+    correlator = correlator_for()
+    correlator.ingest([hit("errors", 1, service="api", score=6), hit("latency", 1, service="api", score=9)],
+                      now=at(2))
+    [incident] = store.list_incidents()
+    assert incident.root_cause == 'latency{service="api"}'
