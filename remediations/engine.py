@@ -72,7 +72,8 @@ class Remediator:
         """The cycle's time plus what has elapsed since (runs take real seconds)."""
         return self.started_at + timedelta(seconds=time.monotonic() - self._t0)
 
-    def _keep(self, run: Run) -> Run:
+    def keep(self, run: Run) -> Run:
+        """Remember ``run`` (its latest state) among the runs this cycle returns."""
         self.touched[run.id] = run
         return run
 
@@ -121,7 +122,7 @@ class Remediator:
             reason = (f"shadow mode: would have run {p.relative} ({rule.mode}) on {', '.join(p.batches[0])}"
                       if gate.allowed else f"shadow mode: would not run: {gate.reason}")
             self.ctx.metrics.remediation_decisions.labels(decision="shadow").inc()
-            return self._keep(self.store.create_run(mode=RunMode.SHADOW, status=RunStatus.SHADOW, reason=reason,
+            return self.keep(self.store.create_run(mode=RunMode.SHADOW, status=RunStatus.SHADOW, reason=reason,
                                                     **common))
         if rule.mode == "suggest":
             return self._suggest(p, incident, common)
@@ -134,14 +135,14 @@ class Remediator:
                 incident.id, kind="remediation", actor=ACTOR, now=now,
                 message=f"run {run.id} ({p.relative} on {', '.join(p.batches[0])}) waits for approval: "
                         f"aiops remediation approve {run.id}", details={"run": run.id, "expires_at": expires})
-            return self._keep(run)
+            return self.keep(run)
         run = self.store.create_run(mode=RunMode.APPLY, status=RunStatus.PENDING,
                                     reason=f"rule {rule.name} matched (auto)", **common)
-        return self._keep(run)
+        return self.keep(run)
 
     def _suggest(self, p: Prepared, incident: Any, common: dict[str, Any]) -> Run | None:
         if not p.header.check_mode_safe:
-            return self._keep(self.store.create_run(
+            return self.keep(self.store.create_run(
                 mode=RunMode.CHECK, status=RunStatus.SUGGESTED, **common,
                 reason=f"suggest: {p.relative} is not check-mode safe, so it was not tried"))
         if safety.is_paused(self.store):
@@ -160,7 +161,7 @@ class Remediator:
             message=f"suggested: {p.relative} on {', '.join(run.targets)} (check run {run.id} {execution.status}, "
                     f"{changed} changes it would make)",
             details={"run": run.id, "rc": run.rc, "hosts": _hosts(run), "output": run.output[-4000:]})
-        return self._keep(run)
+        return self.keep(run)
 
     # -- approvals -------------------------------------------------------------------------
 
@@ -169,7 +170,7 @@ class Remediator:
         for run in self.store.list_runs(statuses=[RunStatus.WAITING_APPROVAL]):
             if run.expires_at is not None and now >= run.expires_at:
                 self.ctx.metrics.remediation_decisions.labels(decision="expired").inc()
-                self._keep(self.store.update_run(run.id, RunStatus.EXPIRED, now=now, ended_at=now,
+                self.keep(self.store.update_run(run.id, RunStatus.EXPIRED, now=now, ended_at=now,
                                                  expect=[RunStatus.WAITING_APPROVAL],
                                                  reason=f"nobody approved it before {run.expires_at.isoformat()}"))
 
@@ -182,7 +183,7 @@ class Remediator:
     def execute(self, run: Run) -> Run:
         """Re-check, pass the gates, check run if safe, real run; leaves the run verifying or failed."""
         try:
-            return self._execute_checked(run)
+            return self._gate_and_run(run)
         except Exception as exc:  # a run must never stay "running" behind a crash of ours
             current = self.store.get_run(run.id)
             if current is not None and not current.status.is_final and current.status is not RunStatus.VERIFYING:
@@ -190,21 +191,21 @@ class Remediator:
                                       reason=f"the agent failed to run it: {type(exc).__name__}: {exc}")
             raise
 
-    def _execute_checked(self, run: Run) -> Run:
+    def _gate_and_run(self, run: Run) -> Run:
         rule = self.config.rule(run.rule)
         if rule is None:
-            return self._keep(self.store.update_run(run.id, RunStatus.CANCELED, now=self.now(),
+            return self.keep(self.store.update_run(run.id, RunStatus.CANCELED, now=self.now(),
                                                     reason=f"rule {run.rule} is no longer configured"))
         why_not = self._nothing_to_fix(run, rule)
         if why_not:
-            return self._keep(self.store.update_run(run.id, RunStatus.SKIPPED, now=self.now(), reason=why_not))
+            return self.keep(self.store.update_run(run.id, RunStatus.SKIPPED, now=self.now(), reason=why_not))
         now = self.now()
         gate = self._gates(rule, run.targets, now)
         if gate.decision is safety.Decision.CIRCUIT_OPEN:
             run = self.store.update_run(run.id, RunStatus.SKIPPED, now=now, reason=gate.reason)
             self.ctx.metrics.remediation_decisions.labels(decision="circuit_open").inc()
             self.escalate(run, f"{gate.reason}; paging instead of running {run.playbook}")
-            return self._keep(run)
+            return self.keep(run)
         if not gate.allowed:
             self._defer(run, gate)
             return run
@@ -212,7 +213,7 @@ class Remediator:
         try:
             p = self.prepare(rule, incident, targets=run.targets)
         except RemediationError as exc:
-            return self._keep(self.store.update_run(run.id, RunStatus.CANCELED, now=self.now(), reason=exc.problem))
+            return self.keep(self.store.update_run(run.id, RunStatus.CANCELED, now=self.now(), reason=exc.problem))
         _last_deferral.pop((str(self.store.path), run.id), None)
         self.ctx.metrics.remediation_decisions.labels(decision="run").inc()
         self._mark_remediating(incident, now)
@@ -230,16 +231,16 @@ class Remediator:
                                             rc=execution.rc, output=check.output,
                                             reason=f"check run {check.id} {execution.status} (rc {execution.rc}); "
                                                    "the real run was not started")
-                self._keep(check)
+                self.keep(check)
                 self.escalate(run, f"run {run.id} stopped: its check pass (run {check.id}) {execution.status}")
-                return self._keep(run)
-            self._keep(self.store.update_run(check.id, RunStatus.SUCCEEDED, now=self.now(),
+                return self.keep(run)
+            self.keep(self.store.update_run(check.id, RunStatus.SUCCEEDED, now=self.now(),
                                              reason="check pass succeeded"))
             why_not = self._nothing_to_fix(run, rule)
             if why_not:
-                return self._keep(self.store.update_run(run.id, RunStatus.SKIPPED, now=self.now(), reason=why_not))
+                return self.keep(self.store.update_run(run.id, RunStatus.SKIPPED, now=self.now(), reason=why_not))
         run, execution = self._execute(run, p, check=False)
-        return self._keep(self._after_apply(run, rule, p, execution))
+        return self.keep(self._after_apply(run, rule, p, execution))
 
     def _after_apply(self, run: Run, rule: Rule, p: Prepared, execution: runner.Execution) -> Run:
         now = self.now()
@@ -319,7 +320,7 @@ class Remediator:
             reason=f"rollback of run {run.id}")
         row, execution = self._execute(row, back, check=False)
         status = RunStatus.SUCCEEDED if execution.status == "successful" else _status_of(execution.status)
-        return self._keep(self.store.update_run(row.id, status, now=self.now(),
+        return self.keep(self.store.update_run(row.id, status, now=self.now(),
                                                 reason=f"rollback {execution.status} (rc {execution.rc})"))
 
     # -- incidents ----------------------------------------------------------------------------

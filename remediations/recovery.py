@@ -35,14 +35,14 @@ def recover(r: Remediator) -> list[Run]:
                                  reason=f"the agent running it ({run.owner or 'unknown'}) stopped mid-run; "
                                         f"not re-run" + (f"; killed {len(left)} leftover processes" if left else ""))
         log.warning(kv("remediation.interrupted", run=run.id, rule=run.rule, incident=run.incident_id))
-        out.append(r._keep(run))
+        out.append(r.keep(run))
         if run.mode is RunMode.CHECK and run.parent_id is not None:
             # The real run waits (pending or approved) behind its check pass: it must not start
             # next cycle as if nothing happened, so it is interrupted too and carries the policy.
             parent = r.store.get_run(run.parent_id)
             if parent is None or parent.status not in (RunStatus.PENDING, RunStatus.APPROVED):
                 continue
-            run = r._keep(r.store.update_run(parent.id, RunStatus.INTERRUPTED, now=now, ended_at=now,
+            run = r.keep(r.store.update_run(parent.id, RunStatus.INTERRUPTED, now=now, ended_at=now,
                                              reason=f"its check pass (run {run.id}) was interrupted; not re-run"))
         _apply_policy(r, run)
     return out
@@ -62,7 +62,7 @@ def _apply_policy(r: Remediator, run: Run) -> None:
                                        message=f"run {run.id} was interrupted (the agent stopped mid-run); "
                                                f"retrying as run {fresh.id} (policy: retry)",
                                        details={"run": run.id, "retry": fresh.id})
-        r._keep(fresh)
+        r.keep(fresh)
         return
     r.escalate(run, f"run {run.id} ({run.playbook}) was interrupted: the agent stopped mid-run; "
                     "it was not re-run (policy: page)")

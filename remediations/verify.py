@@ -26,7 +26,7 @@ def verify(r: Remediator, run: Run) -> Run:
     incident = r.store.get_incident(run.incident_id)
     rule = r.config.rule(run.rule)
     if incident is None or rule is None:
-        return r._keep(r.store.update_run(run.id, RunStatus.CANCELED, now=now,
+        return r.keep(r.store.update_run(run.id, RunStatus.CANCELED, now=now,
                                           reason="its incident or rule no longer exists"))
     if incident.status is IncidentStatus.RESOLVED:
         return _verified(r, run, incident, now, f"incident resolved ({incident.resolution}) while verifying")
@@ -49,7 +49,7 @@ def verify(r: Remediator, run: Run) -> Run:
         r.ctx.metrics.remediation_runs.labels(outcome="not_fixed").inc()
         rollback = r.rollback(run)
         r.escalate(run, f"run {run.id} ({run.playbook}) did not fix the incident by its verify deadline", rollback)
-        return r._keep(run)
+        return r.keep(run)
     return run
 
 
@@ -57,7 +57,7 @@ def _verified(r: Remediator, run: Run, incident: Any, now: datetime, why: str) -
     run = r.store.update_run(run.id, RunStatus.VERIFIED, now=now, reason=why,
                              verification={**run.verification, "verified_at": to_epoch(now)})
     r.ctx.metrics.remediation_runs.labels(outcome="verified").inc()
-    r._keep(run)
+    r.keep(run)
     rule = r.config.rule(run.rule)
     if incident.status is not IncidentStatus.RESOLVED and rule is not None:
         try:
