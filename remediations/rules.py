@@ -102,7 +102,11 @@ def inventory_hosts(config: RemediationConfig) -> frozenset[str]:
     if config.inventory is None:
         return frozenset({"localhost"})
     path = config.inventory.resolve()
-    return _parse_inventory(str(path), path.stat().st_mtime_ns)
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError as exc:
+        raise RemediationError("-", f"expected an inventory at {path}, found {exc.strerror.lower()}") from exc
+    return _parse_inventory(str(path), mtime)
 
 
 @lru_cache(maxsize=8)

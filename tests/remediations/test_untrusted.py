@@ -93,3 +93,12 @@ def test_targets_from_labels_must_be_inventory_hosts(make_ctx, work, host):
     assert run_cycle(ctx, T0) == []
 
     assert refusals(ctx) == [f"expected targets from the inventory, found unknown host {host!r}"]
+
+
+def test_a_missing_inventory_is_a_refusal_not_a_crash(make_ctx, work, tmp_path):
+    ctx = make_ctx(rule_yaml(work).replace("limits:", f"inventory: {tmp_path / 'nope.ini'}\n    limits:"))
+    open_incident(ctx, {"service": "api", "note": "x"})
+
+    assert run_cycle(ctx, T0) == []
+
+    assert refusals(ctx) == [f"expected an inventory at {tmp_path / 'nope.ini'}, found no such file or directory"]
