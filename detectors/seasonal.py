@@ -9,7 +9,9 @@ MAD scale of the residuals (see ``detectors._seasonal_fit``). ``score`` judges n
 
 - spike / dip: robust z = (value - expected) / scale beyond ``threshold`` in ``direction``, and the
   deviation at least ``min_abs_dev`` and ``min_rel_dev`` x |expected| (so flat or tiny series
-  do not page);
+  do not page). The point score is ``threshold x deviation / band``, the band being the larger of
+  ``threshold x scale`` and those minimum deviations: |z| where the noise rules, and below the
+  threshold wherever a hit would not fire;
 - level shift: a CUSUM of the (clipped) z; a hit when it passes ``cusum_threshold``, then it restarts;
 - flatline: the same value repeated ``flatline_points`` times (at least twice the longest run seen
   in the history);
@@ -168,7 +170,11 @@ class SeasonalDetector(PlainState, Detector):
             z = dev / scale
             floor = np.maximum(self.min_abs_dev, self.min_rel_dev * np.abs(e))
             big_enough = np.abs(dev) >= floor
-        point = _directional(z, direction)
+            band = np.maximum(self.threshold * scale, floor)
+            # The point score is the deviation in units of the band, times the threshold: it
+            # equals |z| where the scale rules, and stays below the threshold wherever the
+            # minimum deviations would keep a hit from firing, so scores and hits agree.
+            point = _directional(dev * self.threshold / band, direction)
         scores = np.where(np.isnan(point), np.nan, point)
         kinds = np.zeros(x.shape, dtype=np.int8)  # 0 none, 1 point, 2 shift, 3 flatline, 4 no data
         with np.errstate(invalid="ignore"):
@@ -178,7 +184,6 @@ class SeasonalDetector(PlainState, Detector):
             self._advance(r, x[r], z[r], big_enough[r], dev[r], cols, known, direction, scores, kinds, extra)
             self.last_ts_ = float(frame.times[r])
         scores[:, ~(known & (self.coverage_[cols] > 0))] = np.nan  # never fitted: no judgement
-        band = np.maximum(self.threshold * scale, floor)
         hits = self._hits(frame, x, e, z, band, scores, kinds, extra, cols)
         return Scores(scores=pd.DataFrame(scores, index=frame.index, columns=frame.data.columns), hits=hits)
 
@@ -205,6 +210,7 @@ class SeasonalDetector(PlainState, Detector):
 
         extra[r] = np.where(shifted, up + down, np.where(flat_hit, flat, missing))
         row = scores[r]
+        shift = np.where(big_enough, shift, np.minimum(shift, np.nan_to_num(row, nan=0.0)))
         row[:] = np.fmax(row, np.where(finite, shift, np.nan))
         row[:] = np.fmax(row, np.where(finite, thr * (flat - 1) / np.maximum(flat_limit - 1, 1), np.nan))
         row[:] = np.where(known & ~finite & watched, thr * missing / self.flatline_points, row)
