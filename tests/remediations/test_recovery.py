@@ -81,3 +81,37 @@ remediation:
     assert store.get_incident(first.id).status == "open"
     store.close()
     assert "Traceback" not in Path(tmp_path / "daemon.log").read_text()
+
+
+@pytest.mark.slow
+def test_sigterm_mid_run_kills_the_run_and_records_it_interrupted(tmp_path, pbdir, work, subprocess_env):
+    state = tmp_path / "state"
+    config = tmp_path / "agent.yaml"
+    config.write_text(f"""
+agent: {{state_dir: {state}, interval: 1s, stop_timeout: 20s}}
+http: {{enabled: false}}
+remediation:
+  playbook_dir: {pbdir}
+  rules:
+    - {{name: slow-fix, match: {{labels: {{service: api}}}}, playbook: sleep.yml, mode: auto,
+       vars: {{runs_log: {work / 'runs.log'}, sleep_s: 60}}}}
+""")
+    state.mkdir()
+    store = Store(state / "aiops.db")
+    incident = store.open_incident(severity="critical", title="api down", labels={"service": "api"},
+                                   started_at=utcnow(), now=utcnow())
+    daemon = subprocess.Popen([PYTHON, "-m", "agent.cli", "run", "--config", str(config)], env=subprocess_env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: lines(work / "runs.log"), 60, message="the run to start sleeping")
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(30) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    (run,) = store.list_runs(incident_id=incident.id, mode=RunMode.APPLY)
+    assert (run.status, run.reason) == (RunStatus.INTERRUPTED, "the agent was stopping; the run was killed")
+    assert marked_pids(marker(store, run.id)) == []
+    assert [e.message for e in store.incident_events(incident.id) if e.kind == "escalated"] == \
+        [f"run {run.id} was interrupted because the agent stopped"]
+    store.close()
