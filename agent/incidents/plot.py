@@ -48,7 +48,7 @@ def signal_png(hits: Sequence[HitPoint], samples: Sequence[tuple[datetime, float
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="best", fontsize=8, framealpha=0.8)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.96, bottom=0.2)  # fixed: tight_layout costs a draw
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
