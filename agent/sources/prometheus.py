@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 SOURCE = "prometheus"
 _MAX_SLEEP_S = 10.0
+# A decoded JSON point costs ~150 bytes of Python objects: 100k points keep one response ~15 MB.
+SAMPLES_PER_REQUEST = 100_000
+PROBE_POINTS = 60
 
 
 @dataclass(slots=True)
@@ -122,8 +125,9 @@ class PrometheusSource:
             self.metrics.samples_dropped.labels(reason="duplicate_series").inc(len(qf.infos) - len(fresh))
         if not fresh:
             return
-        matrix = np.column_stack([c for _, c in fresh]) if fresh else np.empty((len(index), 0))
-        frames.append(pd.DataFrame(matrix, index=index, columns=[i.series_id for i, _ in fresh]))
+        matrix = np.column_stack([c for _, c in fresh])
+        qf.columns.clear()
+        frames.append(pd.DataFrame(matrix, index=index, columns=[i.series_id for i, _ in fresh], copy=False))
         series.update((i.series_id, i) for i, _ in fresh)
 
     # -- one query -----------------------------------------------------------------------------
@@ -135,15 +139,23 @@ class PrometheusSource:
         grid = first + step * np.arange(int(round((last - first) / step)) + 1)
         qf = _QueryFrame(grid=grid)
         where: dict[str, int] = {}
-        span = (self.config.max_points_per_request - 1) * step
         chunk_start = first
         while chunk_start <= last:
-            chunk_end = min(chunk_start + span, last)
+            chunk_end = min(chunk_start + (self._chunk_points(query, len(where)) - 1) * step, last)
             result = self._request(query, {"query": query.expr, "start": _fmt(chunk_start),
                                            "end": _fmt(chunk_end), "step": _fmt(step)})
             self._merge(query, result, qf, where, first, step)
             chunk_start = chunk_end + step
         return qf
+
+    def _chunk_points(self, query: QueryConfig, seen: int) -> int:
+        """Points per series in the next request: under the server's limit, and small enough that
+        one decoded response (about 150 bytes of Python objects per point) stays within
+        SAMPLES_PER_REQUEST points. Before the series count is known, a short probe."""
+        series = seen or len(self._known.get(query.name, {}))
+        if series == 0:
+            return min(self.config.max_points_per_request, PROBE_POINTS)
+        return max(2, min(self.config.max_points_per_request, SAMPLES_PER_REQUEST // series))
 
     def _merge(self, query: QueryConfig, result: list[dict], qf: _QueryFrame, where: dict[str, int],
                first: float, step: float) -> None:
