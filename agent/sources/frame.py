@@ -32,7 +32,8 @@ def from_long(long: pd.DataFrame, series: Mapping[str, SeriesInfo]) -> Samples:
     if long.empty:
         return Samples(values=pd.DataFrame(index=empty_index(), dtype="float64"),
                        series={k: v for k, v in series.items() if v.kind != "bucket"})
-    wide = long.pivot_table(index="ts", columns="series_id", values="value", aggfunc="last", dropna=False)
+    # (series_id, ts) is the store's primary key, so a plain pivot suffices
+    wide = long.pivot(index="ts", columns="series_id", values="value")
     wide.index = to_index(wide.index.to_numpy())
     wide.columns.name = None
     bucket_cols = [c for c in wide.columns if c in series and series[c].kind == "bucket"]

@@ -215,9 +215,22 @@ def test_non_finite_values_warnings_and_the_series_limit(make_ctx, misbehaving_s
     ]
 
 
-def test_bearer_token_and_form_encoded_query(make_ctx, misbehaving_server):
-    ctx = make_ctx(prom_yaml(misbehaving_server.url, ONE_QUERY, bearer_token="s3cret-token"))
+@pytest.mark.parametrize("settings, header", [
+    ({"bearer_token": "s3cret-token"}, "Bearer s3cret-token"),
+    ({"username": "ops", "password": "pa55word"}, "Basic b3BzOnBhNTV3b3Jk"),
+])
+def test_credentials_and_form_encoded_query(make_ctx, misbehaving_server, settings, header):
+    ctx = make_ctx(prom_yaml(misbehaving_server.url, ONE_QUERY, **settings))
     misbehaving_server.respond(OK, content_type="application/json")
     collect(ctx, at(0))
-    assert misbehaving_server.last_headers["Authorization"] == "Bearer s3cret-token"
+    assert misbehaving_server.last_headers["Authorization"] == header
     assert misbehaving_server.last_headers["Content-Type"] == "application/x-www-form-urlencoded"
+
+
+def test_tls_settings_reach_the_session(tmp_path):
+    metrics = Metrics()
+    ca = tmp_path / "ca.pem"
+    with_ca = PrometheusSourceConfig(url="https://prom.example:9090", ca_file=ca)
+    assert PrometheusSource(with_ca, metrics=metrics, health=TargetHealth(metrics), series_limit=1).session.verify == str(ca)
+    insecure = PrometheusSourceConfig(url="https://prom.example:9090", verify_tls=False)
+    assert PrometheusSource(insecure, metrics=metrics, health=TargetHealth(metrics), series_limit=1).session.verify is False

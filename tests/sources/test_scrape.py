@@ -165,3 +165,11 @@ def test_history_returns_stored_samples_averaged_to_a_step(make_ctx, misbehaving
     whole = history(ctx, pd.Timestamp(T0), pd.Timestamp(T0) + pd.Timedelta(minutes=10), step_s=120)
     column = f'g{{instance="127.0.0.1:{misbehaving_server.port}",job="app"}}'
     assert whole.values[column].tolist() == [2.0, 6.0]
+
+
+def test_after_a_pause_a_cycle_reaches_back_to_the_previous_one(make_ctx, misbehaving_server):
+    ctx = make_ctx(scrape_yaml(misbehaving_server.url))  # window 15m, catchup_max 6h
+    misbehaving_server.respond("# TYPE g gauge\ng 1\n")
+    collect(ctx, at(0))
+    assert len(collect(ctx, at(60)).values) == 2  # minute 0 is older than the window, but unseen
+    assert len(collect(ctx, at(120)).values) == 2  # minutes 60 and 120: nothing older is unseen
