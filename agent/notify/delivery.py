@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 EVENT_BATCH = 500
 MAX_EVENT_BATCHES = 10  # per cycle; the rest waits for the next cycle
+LEASE = timedelta(minutes=5)  # a claimed row is retried after this if its attempt never ended
 
 
 def backoff_s(attempts: int, *, initial_s: float, max_s: float, rng: random.Random | None = None) -> float:
@@ -109,6 +110,9 @@ def deliver(store: "Store", config: NotifyConfig, channels: Mapping[str, Channel
             deferred += 1
             continue
         channel = channels.get(item.channel)
+        # Two agents on one store (the daemon and `aiops once`) never send the same row together.
+        if not store.claim_notification(item.id, now=now, lease_until=now + LEASE):
+            continue
         try:
             if channel is None:
                 raise DeliveryError(item.channel, "is not configured (any more)")

@@ -155,6 +155,15 @@ incident store reads the events), and the summary's reads of hits, samples and r
             (to_epoch(now), to_epoch(now), limit)).fetchall()
         return [_item(r) for r in rows]
 
+    def claim_notification(self, item_id: int, *, now: datetime, lease_until: datetime) -> bool:
+        """Take a due row for one delivery attempt: push its next attempt to ``lease_until`` unless
+        another process took it first. A crash mid-attempt leaves it due again after the lease."""
+        with self.transaction():
+            cur = self.conn.execute(
+                "UPDATE outbox SET next_attempt_at = ? WHERE id = ? AND status = 'pending' AND next_attempt_at <= ?",
+                (to_epoch(lease_until), item_id, to_epoch(now)))
+            return cur.rowcount == 1
+
     def mark_notification_sent(self, item_id: int, *, now: datetime | None = None) -> None:
         now = now or utcnow()
         with self.transaction():

@@ -227,3 +227,21 @@ def test_turned_off_nothing_is_sent_and_the_outbox_is_kept(notify_ctx, webhook):
     assert webhook.requests == [] and len(off.store.outbox_items()) == 1  # the second event was passed over
     assert notify_once(notify_ctx(on), now=NOW + timedelta(hours=1)).sent == 1
     assert [b["labels"] for b in webhook.bodies()] == [{"service": "api", "instance": "web-1"}]
+
+
+def test_a_row_claimed_by_another_agent_is_not_sent_again(notify_ctx, webhook):
+    yaml = webhook_yaml(webhook.url())
+    daemon, once = notify_ctx(yaml), notify_ctx(yaml)
+    make_incident(daemon.store, with_hits=False)
+    from agent.notify.channels import build_channels
+    from agent.notify.delivery import enqueue
+
+    enqueue(daemon.store, daemon.config.notify, build_channels(daemon.config.notify.channels), now=NOW,
+            base_url=None, prometheus_url=None)
+    [row] = daemon.store.due_notifications(now=NOW)
+    assert daemon.store.claim_notification(row.id, now=NOW, lease_until=NOW + timedelta(minutes=5))
+    assert notify_once(once, now=NOW + timedelta(seconds=1)).sent == 0  # the other agent holds it
+    assert webhook.requests == []
+    # the holder died mid-attempt: after the lease the row is due again and goes out once
+    assert notify_once(once, now=NOW + timedelta(minutes=5)).sent == 1
+    assert len(webhook.requests) == 1
