@@ -11,7 +11,7 @@ import pytest
 from markdown_it import MarkdownIt
 
 from agent.incidents.model import IncidentStatus
-from agent.incidents.summary import FORMATS, build, deviation, render
+from agent.incidents.summary import build, deviation, render
 from agent.store.incidents import UnknownIncidentError
 from tests.notify.incident_data import HOSTILE, T0, add_run, make_incident
 

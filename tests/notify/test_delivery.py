@@ -11,10 +11,9 @@ from datetime import timedelta
 
 import pytest
 
-from agent.notify import notify_once
+from agent.notify import notify, notify_once
 from agent.notify.delivery import backoff_s
 from agent.pipeline import Cycle
-from agent.notify import notify
 from agent.store.outbox import OutboxStatus
 from tests.notify.conftest import sample
 from tests.notify.incident_data import T0, make_incident
