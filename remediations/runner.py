@@ -102,6 +102,7 @@ def execute(*, playbook: Path, project_dir: Path, private_dir: Path, targets: Se
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
         "ANSIBLE_HOST_KEY_CHECKING": "0",
+        "ANSIBLE_PIPELINING": "1",  # modules go over stdin: no temp files per task
         "ANSIBLE_LOCAL_TEMP": str(private_dir / "tmp"),
     }
     deadline = time.monotonic() + timeout_s
