@@ -31,6 +31,7 @@ from agent.sdnotify import SdNotifier
 log = logging.getLogger(__name__)
 
 CYCLE_JOB = "cycle"
+RETENTION_JOB = "retention"
 
 
 class Daemon:
@@ -61,6 +62,9 @@ class Daemon:
         )
         scheduler.add_job(self._cycle_job, IntervalTrigger(seconds=config.agent.interval, timezone=timezone.utc),
                           id=CYCLE_JOB, name="cycle", next_run_time=ctx.clock())
+        # Pruning runs beside the cycles in short batches of its own, first after one interval.
+        scheduler.add_job(self._retention_job, IntervalTrigger(seconds=config.retention.interval, timezone=timezone.utc),
+                          id=RETENTION_JOB, name="retention")
         scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
@@ -128,6 +132,23 @@ class Daemon:
         self.notifier.watchdog()
         self.notifier.status(self.status_line(cycle))
 
+    def _retention_job(self) -> None:
+        from agent.report.retention import prune
+
+        ctx = self.ctx
+        assert ctx is not None
+        if ctx.stopping.is_set():
+            return
+        try:
+            outcome = prune(ctx, now=ctx.clock())
+        except Exception:  # pruning is housekeeping: log, count, try again next interval
+            log.exception(kv("retention.failed"))
+            ctx.metrics.stage_failures.labels(stage="retention").inc()
+            return
+        deleted = sum(outcome.get("deleted", {}).values())
+        if deleted:
+            log.info(kv("retention.pruned", rows=deleted, complete=outcome.get("complete")))
+
     def status_line(self, cycle: Cycle) -> str:
         assert self.ctx is not None
         try:
@@ -177,7 +198,7 @@ class Daemon:
                 log.error(kv("config.reload_rejected", problem=str(problem)))
             self.ctx.metrics.config_reloads.labels(outcome="rejected").inc()
             self.ctx.store.audit(actor, "config.reload_rejected", str(self.config_path),
-                                 {"errors": [str(p) for p in exc.problems]})
+                                 {"errors": [str(p) for p in exc.problems], "reason": _reload_reason(actor)})
             self.notifier.ready("config reload rejected; old config kept")
             return [str(p) for p in exc.problems]
         old = self.ctx.config
@@ -186,10 +207,19 @@ class Daemon:
         if self.scheduler is not None and new.agent.interval != old.agent.interval:
             self.scheduler.reschedule_job(CYCLE_JOB, trigger=IntervalTrigger(seconds=new.agent.interval, timezone=timezone.utc))
         self.ctx.metrics.config_reloads.labels(outcome="applied").inc()
-        self.ctx.store.audit(actor, "config.reload", str(self.config_path), {"interval_s": new.agent.interval})
+        self.ctx.store.audit(actor, "config.reload", str(self.config_path),
+                             {"interval_s": new.agent.interval, "reason": _reload_reason(actor)})
         log.info(kv("config.reloaded", config=str(self.config_path), interval_s=new.agent.interval))
         self.notifier.ready("config reloaded")
         return []
+
+
+def _reload_reason(actor: str) -> str:
+    if actor.startswith("signal:"):
+        return f"{actor.split(':', 1)[1]} received (systemctl reload)"
+    if actor == "api":
+        return "POST /api/v1/reload"
+    return "requested"
 
 
 class HttpServer:

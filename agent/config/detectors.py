@@ -194,6 +194,8 @@ class RefitConfig(Section):
     history: Seconds = Field(default=7 * 86400.0, gt=0)
     min_history: Seconds = Field(default=3600.0, ge=0)
     min_points: int = Field(default=30, ge=2)
+    # Resolution of refit history: a week at a 5 s query step would be 120,000 points a series.
+    step: Seconds | None = Field(default=60.0, gt=0)
 
 
 def _default_rules() -> list[Any]:

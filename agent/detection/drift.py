@@ -96,8 +96,10 @@ def features_from(model: DriftModel, buckets: Mapping[str, pd.DataFrame]) -> dic
     return {f: counts for f, counts in out.items() if counts and max(counts.values()) > 0}
 
 
-def bucket_history(ctx: "Context", model: DriftModel, start: datetime, end: datetime) -> dict[str, pd.DataFrame]:
-    """The model's histograms over ``[start, end]``: hid -> bucket increases (rows = ts, columns = le)."""
+def bucket_history(ctx: "Context", model: DriftModel, start: datetime, end: datetime, *,
+                   step_s: float | None = None) -> dict[str, pd.DataFrame]:
+    """The model's histograms over ``[start, end]``: hid -> bucket increases (rows = ts, columns =
+    le), at ``step_s`` (None: each query's own step)."""
     ids: list[str] | None = None
     if ctx.config.sources.kind == "scrape":  # the store knows every series: read only the model's
         known = ctx.store.known_series(labels={model.label: model.name})
@@ -105,7 +107,7 @@ def bucket_history(ctx: "Context", model: DriftModel, start: datetime, end: date
                if s.kind == "bucket" and s.metric.endswith("_bucket") and s.metric[: -len("_bucket")] in model.metrics]
         if not ids:
             return {}
-    found: Samples = sources.history(ctx, pd.Timestamp(start), pd.Timestamp(end), series_ids=ids)
+    found: Samples = sources.history(ctx, pd.Timestamp(start), pd.Timestamp(end), series_ids=ids, step_s=step_s)
     return {hid: frame for hid, frame in found.buckets.items() if feature_of(model, hid) is not None}
 
 
@@ -114,7 +116,7 @@ def build_baseline(ctx: "Context", model: DriftModel, start: datetime, end: date
     """Sum the model's histograms over ``[start, end]`` into a baseline, checked by fitting it."""
     if end <= start:
         raise BaselineError(model.name, f"expected --from before --to, found {start.isoformat()} >= {end.isoformat()}")
-    histograms = bucket_history(ctx, model, start, end)
+    histograms = bucket_history(ctx, model, start, end, step_s=ctx.config.detectors.refit.step)
     features = features_from(model, histograms)
     found = {mf[0] for hid in histograms if (mf := metric_and_feature(model, hid)) and mf[1] in features}
     missing = [m for m in model.metrics if m not in found]

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 def read_history(ctx: "Context", series_ids: Sequence[str], start: datetime, end: datetime,
                  current: Samples | None = None) -> pd.DataFrame:
-    """Values of ``series_ids`` over ``[start, end]``: rows = UTC timestamps, one column each."""
+    """Values of ``series_ids`` over ``[start, end]`` at ``detectors.refit.step``: rows = UTC
+    timestamps, one column each."""
     frame = _from_sources(ctx, series_ids, start, end)
     if current is not None:
         cols = [c for c in series_ids if c in current.values.columns]
@@ -36,5 +37,6 @@ def read_history(ctx: "Context", series_ids: Sequence[str], start: datetime, end
 
 
 def _from_sources(ctx: "Context", series_ids: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
-    found = sources.history(ctx, pd.Timestamp(start), pd.Timestamp(end), series_ids=list(series_ids))
+    found = sources.history(ctx, pd.Timestamp(start), pd.Timestamp(end), series_ids=list(series_ids),
+                            step_s=ctx.config.detectors.refit.step)
     return found.values

@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 import threading
+from json.encoder import encode_basestring_ascii
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -211,15 +212,23 @@ class StoreBase:
                              subject=row["subject"], details=json.loads(row["details"]),
                              prev_hash=row["prev_hash"], hash=row["hash"])
 
-    def verify_audit(self) -> AuditBreak | None:
-        """Walk the chain; the first entry that was edited, or follows a deleted or inserted one."""
-        prev = GENESIS
-        for row in self.conn.execute("SELECT id, ts, actor, action, subject, details, prev_hash, hash FROM audit ORDER BY id"):
-            if row["prev_hash"] != prev:
-                return AuditBreak(id=row["id"], reason="does not follow the entry before it (an entry was deleted or inserted)")
-            if entry_hash(prev, row["ts"], row["actor"], row["action"], row["subject"], row["details"]) != row["hash"]:
-                return AuditBreak(id=row["id"], reason="its content does not match its hash (the entry was edited)")
-            prev = row["hash"]
+    def verify_audit(self, *, start_hash: str = GENESIS) -> AuditBreak | None:
+        """Walk the chain from ``start_hash``; the first entry that was edited, or that follows a
+        deleted or inserted one."""
+        prev = start_hash
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        rows = cursor.execute("SELECT id, ts, actor, action, subject, details, prev_hash, hash FROM audit ORDER BY id")
+        sha256, quote, float_repr = hashlib.sha256, encode_basestring_ascii, repr
+        for row_id, ts, actor, action, subject, details, prev_hash, digest in rows:
+            if prev_hash != prev:
+                return AuditBreak(id=row_id, reason="does not follow the entry before it (an entry was deleted or inserted)")
+            # entry_hash's payload built by hand: json.dumps' per-call set-up is a third of the
+            # time over a million entries.
+            payload = "[" + ",".join(map(quote, (prev, float_repr(float(ts)), actor, action, subject, details))) + "]"
+            if sha256(payload.encode("ascii")).hexdigest() != digest:
+                return AuditBreak(id=row_id, reason="its content does not match its hash (the entry was edited)")
+            prev = digest
         return None
 
     # -- flags: small named switches that every process honours ----------------------------
