@@ -211,9 +211,10 @@ def _num(value: float | None) -> str:
 
 
 def run_outcome(run: "RunOutcome") -> str:
-    tail = f", rc {run.rc}" if run.rc is not None else ""
-    verified = f", verification {run.verification}" if run.verification else ""
-    return f"{run.rule} ({run.playbook}, {run.mode}): {run.status}{tail}{verified}"
+    """``restart-api (restart_service.yml, apply): verified, rc 0: signals quiet for 300s``."""
+    rc = f", rc {run.rc}" if run.rc is not None else ""
+    why = f": {run.reason}" if run.reason else ""
+    return f"{run.rule} ({run.playbook}, {run.mode}): {run.status}{rc}{why}"
 
 
 def status_line(incident: Incident) -> str:
@@ -312,7 +313,7 @@ def as_dict(s: Summary) -> dict[str, Any]:
                      "description": c.description, "actor": c.actor} for c in s.changes],
         "remediation": [{"id": r.id, "rule": r.rule, "playbook": r.playbook, "mode": r.mode, "status": r.status,
                          "rc": r.rc, "requested_at": when(r.requested_at), "started_at": when(r.started_at),
-                         "ended_at": when(r.ended_at), "verification": r.verification} for r in s.runs],
+                         "ended_at": when(r.ended_at), "reason": r.reason} for r in s.runs],
         "timeline": [{"id": e.id, "ts": when(e.ts), "kind": e.kind, "actor": e.actor, "message": e.message,
                       "details": dict(e.details)} for e in s.timeline],
     }

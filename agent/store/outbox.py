@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Mapping
@@ -82,9 +82,7 @@ class RunOutcome:
     requested_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
-    verification: str | None
     reason: str = ""
-    details: Mapping[str, Any] = field(default_factory=dict)
 
 
 @migration(35, "notifier cursor and outbox delivery order")
@@ -224,6 +222,6 @@ incident store reads the events), and the summary's reads of hits, samples and r
             "SELECT * FROM remediation_runs WHERE incident_id = ? ORDER BY requested_at, id", (incident_id,)).fetchall()
         return [RunOutcome(id=r["id"], rule=r["rule"], playbook=r["playbook"], mode=r["mode"], status=r["status"],
                            rc=r["rc"], requested_at=from_epoch(r["requested_at"]), started_at=from_epoch(r["started_at"]),
-                           ended_at=from_epoch(r["ended_at"]), verification=r["verification"], reason=r["reason"] or "")
+                           ended_at=from_epoch(r["ended_at"]), reason=r["reason"] or "")
                 for r in rows]
 

@@ -64,8 +64,8 @@ def test_text_summary_has_every_section_in_order(store):
     assert lines[changes + 2] == "  2026-11-24 12:30:00 UTC config {service=api}: raise pool size (by bob)"
     assert "unrelated" not in text
     remediation = lines.index("Remediation:")
-    assert lines[remediation + 1] == ("  2026-11-24 14:13:00 UTC restart-api (restart_service.yml, apply): successful, "
-                                      "rc 0, verification recovered")
+    assert lines[remediation + 1] == ("  2026-11-24 14:13:00 UTC restart-api (restart_service.yml, apply): verified, "
+                                      "rc 0: signals quiet for 300s")
     timeline = lines.index("Timeline:")
     assert lines[timeline + 1].startswith("  2026-11-24 14:12:00 UTC opened by agent: ")
     assert lines[-1] == "  2026-11-24 14:15:00 UTC acknowledged by alice: open → acknowledged: looking"
@@ -88,7 +88,7 @@ def test_prometheus_link_per_signal_encodes_the_expression(store):
 
 def test_json_summary_carries_the_facts(store):
     incident = make_incident(store)
-    add_run(store, incident.id, status="failed", verification="still anomalous")
+    add_run(store, incident.id, status="not_fixed", reason="signals not quiet for 300s by the deadline")
     data = json.loads(render(store, incident.id, "json", base_url=BASE))
     assert data["id"] == incident.id
     assert data["severity"] == "critical" and data["status"] == "open"
@@ -97,8 +97,8 @@ def test_json_summary_carries_the_facts(store):
     assert data["signals"][0]["observed"] == 0.84 and data["signals"][0]["expected"] == 0.2
     assert data["root_cause"] == {"guess": "service=api",
                                   "reason": "earliest signal furthest upstream: service=api has no dependencies"}
-    assert [(r["rule"], r["status"], r["verification"]) for r in data["remediation"]] == [
-        ("restart-api", "failed", "still anomalous")]
+    assert [(r["rule"], r["status"], r["rc"], r["reason"]) for r in data["remediation"]] == [
+        ("restart-api", "not_fixed", 0, "signals not quiet for 300s by the deadline")]
     assert data["timeline"][0]["kind"] == "opened"
 
 

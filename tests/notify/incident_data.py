@@ -57,11 +57,13 @@ def make_incident(store: Store, *, labels: Mapping[str, str] | None = None, seve
     return store.get_incident(incident.id)  # type: ignore[return-value]
 
 
-def add_run(store: Store, incident_id: int, *, status: str = "successful", verification: str = "recovered") -> None:
+def add_run(store: Store, incident_id: int, *, status: str = "verified",
+            reason: str = "signals quiet for 300s") -> None:
     """A finished remediation run row, as the remediator records it."""
     with store.transaction() as conn:
         conn.execute(
             "INSERT INTO remediation_runs (incident_id, rule, playbook, mode, status, rc, requested_at, started_at, "
-            "ended_at, verification) VALUES (?, 'restart-api', 'restart_service.yml', 'apply', ?, 0, ?, ?, ?, ?)",
+            "ended_at, verification, reason) VALUES (?, 'restart-api', 'restart_service.yml', 'apply', ?, 0, ?, ?, ?, "
+            "'{}', ?)",
             (incident_id, status, to_epoch(T0 + timedelta(minutes=13)), to_epoch(T0 + timedelta(minutes=13)),
-             to_epoch(T0 + timedelta(minutes=14)), verification))
+             to_epoch(T0 + timedelta(minutes=14)), reason))
