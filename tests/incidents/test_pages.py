@@ -77,3 +77,23 @@ def test_html_summary_reads_right_in_headless_chromium(store, tmp_path, screensh
                      "signals", "suspect changes", "remediation", "timeline", "observed", "expected band",
                      "anomalous"):
         assert expected in words, (expected, words)
+
+
+@pytest.mark.slow
+def test_the_daemon_serves_the_page_and_its_plots_show_under_its_csp(make_config, store, tmp_path, screenshot, ocr):
+    from agent.daemon import HttpServer
+    from tests.conftest import free_port
+
+    config = make_config(f"http:\n  port: {free_port()}\n")
+    ctx = Context(config=config, store=store, state_dir=tmp_path / "state", metrics=Metrics())
+    incident = make_incident(store, labels={"service": "api", "instance": "web-1"})
+    server = HttpServer(ctx, None)
+    server.start()
+    try:
+        words = ocr(screenshot(f"http://127.0.0.1:{server.port}/incidents/{incident.id}", name="live.png",
+                               width=1280, height=1400))
+    finally:
+        server.stop()
+    assert "#1 http_request_duration_seconds 4.2x expected" in words
+    # the legend is drawn inside the PNG: the inline images loaded despite default-src 'none'
+    assert "expected band" in words and "anomalous" in words
