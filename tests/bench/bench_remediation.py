@@ -9,6 +9,7 @@ overhead_ratio). Run: .venv/bin/python tests/bench/bench_remediation.py [ROUNDS]
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -56,6 +57,8 @@ remediation:
 """)
     ctx = Context.create(load_config(work / "agent.yaml"), work / "state")
     binary = Path(sys.executable).parent / "ansible-playbook"
+    # the same settings the agent gives ansible, so only the agent's own work differs
+    by_hand_env = {**os.environ, "ANSIBLE_PIPELINING": "1", "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0"}
     agent_s: list[float] = []
     by_hand_s: list[float] = []
     now = utcnow()
@@ -69,7 +72,7 @@ remediation:
         assert [r.status for r in runs] == [RunStatus.VERIFYING], runs
         started = time.perf_counter()
         subprocess.run([str(binary), "-i", str(work / "hosts"), "-e", f"@{work / 'vars.yml'}",
-                        str(work / "playbooks" / "trivial.yml")], check=True, capture_output=True)
+                        str(work / "playbooks" / "trivial.yml")], check=True, capture_output=True, env=by_hand_env)
         by_hand = time.perf_counter() - started
         if i:
             agent_s.append(elapsed)
@@ -81,7 +84,8 @@ remediation:
           f"(min {min(agent_s):.3f}, max {max(agent_s):.3f})")
     print(f"ansible-playbook by hand, median:             {hand:.3f} s  "
           f"(min {min(by_hand_s):.3f}, max {max(by_hand_s):.3f})")
-    print(f"overhead ratio (agent / by hand): {agent / hand:.2f}  (target <= 1.2)")
+    print(f"overhead ratio (agent / by hand): {agent / hand:.2f}  (target <= 1.2); "
+          f"ratio of the fastest rounds, less sensitive to a busy machine: {min(agent_s) / min(by_hand_s):.2f}")
     print(json.dumps({"bench": "remediation", "agent_s": round(agent, 3), "ansible_playbook_s": round(hand, 3),
                       "overhead_ratio": round(agent / hand, 3)}))
 
