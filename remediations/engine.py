@@ -344,8 +344,9 @@ class Remediator:
 
     def _mark_remediating(self, incident: Any, now: datetime) -> None:
         if incident.status is not IncidentStatus.REMEDIATING:
-            self.store.transition_incident(incident.id, IncidentStatus.REMEDIATING, actor=ACTOR, now=now,
-                                           reason="remediation run starting")
+            # the move to remediating records the start time itself (the first time only)
+            incident = self.store.transition_incident(incident.id, IncidentStatus.REMEDIATING, actor=ACTOR, now=now,
+                                                      reason="remediation run starting")
         if incident.remediation_started_at is None:
             self.store.set_remediation_times(incident.id, started_at=now, actor=ACTOR, now=now)
 
