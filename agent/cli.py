@@ -130,10 +130,11 @@ def _add_stage_commands() -> None:
     from agent.demo import cli as demo_cli
     from agent.detection import cli as detection_cli
     from agent.incidents import cli as incidents_cli
+    from agent.notify import cli as notify_cli
     from agent.report import cli as report_cli
     from remediations import cli as remediations_cli
 
-    for module in (incidents_cli, remediations_cli, detection_cli, backtest_cli, report_cli, demo_cli):
+    for module in (incidents_cli, notify_cli, remediations_cli, detection_cli, backtest_cli, report_cli, demo_cli):
         for command in module.commands:
             cli.add_command(command)
 

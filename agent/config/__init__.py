@@ -13,7 +13,8 @@ import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
@@ -182,8 +183,49 @@ def _unwrap_model(annotation: Any) -> Any:
     return None
 
 
+def _key_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The keys a user wrote: pydantic also puts validator names and the tag of a tagged union
+    (``notify.channels.mail.email.to``) into error locations."""
+    out: list[Any] = []
+    node: Any = AgentConfig
+    for part in loc:
+        if isinstance(part, str) and (part.startswith("function-") or part in {"literal", "str", "int", "float"}):
+            continue
+        node = _unwrap(node)
+        members = [m for m in get_args(node) if isinstance(m, type) and issubclass(m, BaseModel)] \
+            if get_origin(node) in (Union, UnionType) else []
+        tagged = next((m for m in members if any(part in get_args(f.annotation) for f in m.model_fields.values()
+                                                 if get_origin(f.annotation) is Literal)), None)
+        if tagged is not None:
+            node = tagged  # the tag names the union member: not a key the user wrote
+            continue
+        out.append(part)
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            field = node.model_fields.get(part) if isinstance(part, str) else None
+            node = field.annotation if field is not None else None
+        elif get_origin(node) in (list, tuple, set, frozenset, dict):
+            node = (get_args(node) or (None,))[-1]
+        else:
+            node = None
+    return tuple(out)
+
+
+def _unwrap(node: Any) -> Any:
+    """Annotated[X, ...] -> X, Optional[X] -> X."""
+    while True:
+        if get_origin(node) is Annotated:
+            node = get_args(node)[0]
+            continue
+        if get_origin(node) in (Union, UnionType):
+            args = [a for a in get_args(node) if a is not type(None)]
+            if len(args) == 1:
+                node = args[0]
+                continue
+        return node
+
+
 def _problem(name: str, err: dict[str, Any]) -> ConfigProblem:
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and (p.startswith("function-") or p in {"literal", "str", "int", "float"})))
+    loc = _key_path(tuple(err["loc"]))
     kind = err["type"]
     found = _kind(err.get("input"))
     ctx = err.get("ctx") or {}

@@ -33,11 +33,8 @@ MODEL = "fraud"
 FEATURES = ("amount", "account_age_days", "tx_per_hour")
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5)
 SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
-FEATURE_BUCKETS = {
-    "amount": (10, 25, 50, 75, 100, 150, 200, 300, 500, 1000),
-    "account_age_days": (7, 30, 90, 180, 365, 730, 1095, 1825, 3650),
-    "tx_per_hour": (0.5, 1, 2, 3, 5, 8, 13, 21, 34),
-}
+# One log-spaced scale serves every feature, so they share one histogram with a `feature` label.
+FEATURE_BUCKETS = (0.5, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987, 1597, 2584, 4181)
 
 
 def rps_at(epoch_s: float, base_rps: float) -> float:
@@ -72,8 +69,8 @@ class ModelServer:
         self.errors = Counter("demo_inference_errors_total", "Failed inference requests.", ["model"], registry=r)
         self.scores = Histogram("demo_prediction_score", "Predicted fraud probability.", ["model"],
                                 buckets=SCORE_BUCKETS, registry=r)
-        self.inputs = {f: Histogram(f"demo_input_{f}", f"Input feature {f}.", ["model"], buckets=FEATURE_BUCKETS[f],
-                                    registry=r) for f in FEATURES}
+        self.inputs = Histogram("demo_input_feature", "Input feature values.", ["model", "feature"],
+                                buckets=FEATURE_BUCKETS, registry=r)
         self.info = Gauge("demo_model_info", "The model version being served (value 1).", ["model", "version"], registry=r)
         scratch = Gauge("demo_scratch_bytes", "Bytes used by the service's scratch (spool) directory.", registry=r)
         scratch.set_function(self.scratch_bytes)
@@ -126,7 +123,7 @@ class ModelServer:
         shift = float(self.model.get("feature_shift", 0.0))
         values = {f: feature_sample(self.rng, f, shift) for f in FEATURES}
         for f, v in values.items():
-            self.inputs[f].labels(MODEL).observe(v)
+            self.inputs.labels(MODEL, f).observe(v)
         base = float(self.model.get("latency_s", 0.06))
         latency = self.rng.lognormvariate(math.log(base), 0.25) * (1 + self.fault("latency_factor"))
         self.latency.labels(MODEL).observe(latency)

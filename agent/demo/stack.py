@@ -58,7 +58,7 @@ class StackInfo:
 
 
 class DemoStack:
-    def __init__(self, root: Path, *, scrape_interval_s: float = 5.0, history_days: float = 7.0) -> None:
+    def __init__(self, root: Path, *, scrape_interval_s: float = 5.0, history_days: float = 2.5) -> None:
         self.root = root.resolve()
         self.history_days = history_days
         self.info = StackInfo(root=str(self.root), service_port=free_port(), prometheus_port=free_port(),

@@ -154,3 +154,8 @@ def test_shard_flag_overrides_the_config_and_is_checked(make_config):
     with pytest.raises(ConfigError) as info:
         with_shard(config, "4/4")
     assert str(info.value) == "--shard: expected a shard as i/n with 0 <= i < n, found '4/4'"
+
+
+def test_key_path_leaves_out_the_tag_of_a_tagged_union(write_config):
+    path = write_config("notify:\n  channels:\n    mail:\n      type: email\n      host: smtp.example\n      to: 5\n")
+    assert f"{path}: notify.channels.mail.to: expected a list, found 5" in problems(path)

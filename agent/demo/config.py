@@ -1,0 +1,164 @@
+"""The agent config for the demo stack: Prometheus as the source, detectors for the model
+service, one incident per job and model, and remediation rules that restart the service, roll
+the model back or free its scratch dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.demo.stack import SERVICE_JOB, StackInfo, service_command
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def demo_config(info: StackInfo, *, cycle_s: float, verify_s: float, state_dir: Path,
+                shadow: bool = False) -> str:
+    root = Path(info.root)
+    step = f"{info.scrape_interval_s:g}s"
+    # restart_service.yml appends the pidfile to the argv: the command ends with --pid-file
+    argv = "[" + ", ".join(f'"{a}"' for a in service_command(root, info.service_port)[:-1]) + "]"
+    job = f'job="{SERVICE_JOB}"'
+    return f"""\
+agent:
+  state_dir: {state_dir}
+  interval: {cycle_s:g}s
+  log_level: info
+  unhealthy_after: 5
+http:
+  listen: 127.0.0.1
+  port: {info.agent_port}
+  token: ${{AIOPS_API_TOKEN:-}}
+sources:
+  kind: prometheus
+  window: 3m
+  prometheus:
+    url: {info.prometheus_url}
+    timeout: 5s
+    retries: 1
+    step: {step}
+    queries:
+      - name: latency_p95
+        expr: histogram_quantile(0.95, sum by (job, model, le) (rate(demo_inference_latency_seconds_bucket{{{job}}}[40s])))
+        kind: quantile
+      - name: error_rate
+        expr: sum by (job, model) (rate(demo_inference_errors_total{{{job}}}[40s])) / sum by (job, model) (rate(demo_inference_requests_total{{{job}}}[40s]))
+        kind: rate
+      - name: up
+        expr: up{{{job}}}
+      - name: memory
+        expr: process_resident_memory_bytes{{{job}}}
+      - name: scratch
+        expr: demo_scratch_bytes{{{job}}}
+      - name: features
+        expr: sum by (job, model, feature, le) (increase(demo_input_feature_bucket{{{job}}}[40s]))
+        kind: bucket
+      - name: predictions
+        expr: sum by (job, model, le) (increase(demo_prediction_score_bucket{{{job}}}[40s]))
+        kind: bucket
+detectors:
+  refit:
+    interval: 1h
+    step: 15s
+    history: 3d
+    min_history: 1h
+    min_points: 30
+  rules:
+    - kind: seasonal
+      name: seasonal
+      match:
+        - metric: "latency_p95|error_rate"
+          kinds: [gauge, rate, quantile]
+      params:
+        direction: up
+        threshold: 6.0
+        min_rel_dev: 0.5
+    - kind: threshold
+      name: down
+      match:
+        - metric: up
+      min_history: 0s
+      params:
+        lower: 0.5
+    - kind: threshold
+      name: memory
+      match:
+        - metric: process_resident_memory_bytes
+      min_history: 0s
+      params:
+        upper: 300000000
+        for_points: 2
+        of_points: 3
+    - kind: threshold
+      name: scratch_full
+      match:
+        - metric: demo_scratch_bytes
+      min_history: 0s
+      params:
+        upper: 20000000
+  slos:
+    - name: latency_slo
+      match:
+        - metric: latency_p95
+          kinds: [quantile]
+      objective: 0.3
+      direction: above
+      points: 2
+      window: 3
+  drift:
+    - name: fraud
+      label: model
+      feature_label: feature
+      features: [demo_input_feature]
+      predictions: [demo_prediction_score]
+      window: 1m
+      share: 0.5
+incidents:
+  window: 10m
+  correlation_labels: [job, model]
+  quiet_cycles: 2
+  flap_window: 1m
+  changes_lookback: 2h
+remediation:
+  shadow: {str(shadow).lower()}
+  playbook_dir: {REPO / "playbooks"}
+  timeout: 2m
+  check_timeout: 1m
+  limits:
+    max_runs_per_hour: 20
+    max_runs_per_target_per_hour: 10
+    cooldown: 0s
+    concurrency: 1
+    breaker_failures: 3
+    breaker_reset: 10m
+  verify:
+    period: {verify_s:g}s
+    deadline: {max(4 * verify_s, 60):g}s
+  rules:
+    - name: rollback-model
+      match:
+        detector: drift
+      playbook: rollback_model.yml
+      mode: auto
+      vars:
+        models_dir: {root / "models"}
+    - name: free-scratch
+      match:
+        detector: scratch_full
+      playbook: free_disk.yml
+      mode: auto
+      vars:
+        cleanup_path: {root / "scratch"}
+        cleanup_patterns: ["spool-*.dat"]
+        cleanup_action: delete
+        older_than: 1d
+    - name: restart-model-service
+      match:
+        labels: {{job: {SERVICE_JOB}}}
+      playbook: restart_service.yml
+      mode: auto
+      vars:
+        service_name: demo-model
+        service_pidfile: {root / "service.pid"}
+        service_start_argv: {argv}
+"""
+
