@@ -15,7 +15,9 @@ import logging
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,7 +27,7 @@ import requests
 from agent.config.sources import PrometheusSourceConfig, QueryConfig
 from agent.log import kv
 from agent.metrics import Metrics
-from agent.sources import http
+from agent.sources import http, promjson
 from agent.sources.base import FailureKind, FetchError, Samples, SeriesInfo, series_id
 from agent.sources.frame import empty_index, histogram_id, to_index, with_gaps
 from agent.sources.health import TargetHealth
@@ -37,6 +39,7 @@ _MAX_SLEEP_S = 10.0
 # A decoded JSON point costs ~150 bytes of Python objects: 100k points keep one response ~15 MB.
 SAMPLES_PER_REQUEST = 100_000
 PROBE_POINTS = 60
+PARALLEL_REQUESTS = 2
 
 
 @dataclass(slots=True)
@@ -139,13 +142,27 @@ class PrometheusSource:
         grid = first + step * np.arange(int(round((last - first) / step)) + 1)
         qf = _QueryFrame(grid=grid)
         where: dict[str, int] = {}
-        chunk_start = first
+
+        def params(chunk_start: float, chunk_end: float) -> dict[str, str]:
+            return {"query": query.expr, "start": _fmt(chunk_start), "end": _fmt(chunk_end), "step": _fmt(step)}
+
+        # The first chunk (a short probe while the series count is unknown) sizes the others,
+        # which go out PARALLEL_REQUESTS at a time: the server evaluates one while this process
+        # decodes another. Merged in order, so column order and truncation stay deterministic.
+        end = min(first + (self._chunk_points(query, 0) - 1) * step, last)
+        self._merge(query, self._request(query, params(first, end)), qf, where, first, step)
+        span = (self._chunk_points(query, len(where)) - 1) * step
+        ranges = deque()
+        chunk_start = end + step
         while chunk_start <= last:
-            chunk_end = min(chunk_start + (self._chunk_points(query, len(where)) - 1) * step, last)
-            result = self._request(query, {"query": query.expr, "start": _fmt(chunk_start),
-                                           "end": _fmt(chunk_end), "step": _fmt(step)})
-            self._merge(query, result, qf, where, first, step)
-            chunk_start = chunk_end + step
+            ranges.append((chunk_start, min(chunk_start + span, last)))
+            chunk_start = ranges[-1][1] + step
+        with ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS) as pool:
+            inflight: deque[Future] = deque()
+            while ranges or inflight:
+                while ranges and len(inflight) < PARALLEL_REQUESTS:
+                    inflight.append(pool.submit(self._request, query, params(*ranges.popleft())))
+                self._merge(query, inflight.popleft().result(), qf, where, first, step)
         return qf
 
     def _chunk_points(self, query: QueryConfig, seen: int) -> int:
@@ -157,12 +174,11 @@ class PrometheusSource:
             return min(self.config.max_points_per_request, PROBE_POINTS)
         return max(2, min(self.config.max_points_per_request, SAMPLES_PER_REQUEST // series))
 
-    def _merge(self, query: QueryConfig, result: list[dict], qf: _QueryFrame, where: dict[str, int],
+    def _merge(self, query: QueryConfig, result: list[promjson.Series], qf: _QueryFrame, where: dict[str, int],
                first: float, step: float) -> None:
         non_finite = 0
         truncated = 0
-        for item in result:
-            labels = dict(item.get("metric") or {})
+        for labels, ts, vals in result:
             name = labels.pop("__name__", None) or query.name
             sid = series_id(name, labels)
             col = where.get(sid)
@@ -173,11 +189,8 @@ class PrometheusSource:
                 col = where[sid] = len(qf.infos)
                 qf.infos.append(SeriesInfo(series_id=sid, metric=name, labels=labels, kind=query.kind))
                 qf.columns.append(np.full(len(qf.grid), np.nan))
-            points = item.get("values") or []
-            if not points:
+            if not len(ts):
                 continue
-            ts = np.fromiter((p[0] for p in points), dtype="float64", count=len(points))
-            vals = np.array([p[1] for p in points], dtype="float64")
             bad = ~np.isfinite(vals)
             if bad.any():
                 non_finite += int(bad.sum())
@@ -185,7 +198,7 @@ class PrometheusSource:
             pos = np.rint((ts - first) / step).astype("int64")
             ok = (pos >= 0) & (pos < len(qf.grid))
             qf.columns[col][pos[ok]] = vals[ok]
-            self.stats.points += len(points)
+            self.stats.points += len(ts)
         if non_finite:
             self.metrics.samples_dropped.labels(reason="non_finite").inc(non_finite)
         if truncated:
@@ -193,7 +206,7 @@ class PrometheusSource:
         self.health.note(SOURCE, query.name, f"more than {self.series_limit} series; kept the first {self.series_limit}"
                          if truncated else None, "source.truncated", query=query.expr)
 
-    def _request(self, query: QueryConfig, params: dict[str, str]) -> list[dict]:
+    def _request(self, query: QueryConfig, params: dict[str, str]) -> list[promjson.Series]:
         attempts = self.config.retries + 1
         for attempt in range(attempts):
             retry_after: float | None = None
@@ -218,32 +231,45 @@ class PrometheusSource:
             time.sleep(min(delay, _MAX_SLEEP_S))
         raise AssertionError("unreachable")
 
-    def _decode(self, query: QueryConfig, response: requests.Response) -> list[dict]:
+    def _decode(self, query: QueryConfig, response: requests.Response) -> list[promjson.Series]:
         body = response.content
         self.stats.requests += 1
         self.stats.bytes += len(body)
         started = time.perf_counter()
         try:
-            payload = json.loads(body)
+            text = body.decode("utf-8", "replace")
+            fast = promjson.decode_matrix_fast(text)
+            if fast is not None:
+                series, warnings = fast
+            else:
+                series, warnings = self._decode_slow(query, response, text)
+        finally:
+            self.stats.json_decode_s += time.perf_counter() - started
+        self.health.note(SOURCE, query.name, "; ".join(warnings) if warnings else None,
+                         "source.warnings", query=query.expr)
+        return series
+
+    def _decode_slow(self, query: QueryConfig, response: requests.Response,
+                     text: str) -> tuple[list[promjson.Series], list[str]]:
+        try:
+            payload = json.loads(text)
         except ValueError:
-            head = body[:200].decode("utf-8", "replace")
-            if http.looks_like_html(response, head):
+            if http.looks_like_html(response, text[:200]):
                 raise FetchError(SOURCE, query.name, FailureKind.HTML, "an HTML page instead of JSON") from None
             raise FetchError(SOURCE, query.name, FailureKind.INVALID_JSON,
                              f"invalid JSON (HTTP {response.status_code})") from None
-        finally:
-            self.stats.json_decode_s += time.perf_counter() - started
         if not isinstance(payload, dict) or payload.get("status") != "success":
             error = payload.get("error", "no error message") if isinstance(payload, dict) else "not an object"
             raise FetchError(SOURCE, query.name, FailureKind.API_ERROR, f"HTTP {response.status_code}: {error}")
-        warnings = payload.get("warnings") or []
-        self.health.note(SOURCE, query.name, "; ".join(map(str, warnings)) if warnings else None,
-                         "source.warnings", query=query.expr)
         data = payload.get("data") or {}
         if data.get("resultType") != "matrix":
             raise FetchError(SOURCE, query.name, FailureKind.API_ERROR,
                              f"expected a matrix result, found {data.get('resultType')!r}")
-        return data.get("result") or []
+        try:
+            series = promjson.decode_matrix_items(data.get("result") or [])
+        except (TypeError, ValueError, IndexError) as exc:
+            raise FetchError(SOURCE, query.name, FailureKind.INVALID_JSON, f"unexpected matrix layout ({exc})") from None
+        return series, [str(w) for w in payload.get("warnings") or []]
 
 
 def _fmt(epoch_s: float) -> str:
