@@ -173,3 +173,15 @@ def test_after_a_pause_a_cycle_reaches_back_to_the_previous_one(make_ctx, misbeh
     collect(ctx, at(0))
     assert len(collect(ctx, at(60)).values) == 2  # minute 0 is older than the window, but unseen
     assert len(collect(ctx, at(120)).values) == 2  # minutes 60 and 120: nothing older is unseen
+
+
+def test_history_of_bucket_series_returns_the_histogram(make_ctx, misbehaving_server):
+    ctx = make_ctx(scrape_yaml(misbehaving_server.url))
+    for minute, counts in enumerate([(10, 30, 40), (40, 90, 100), (50, 100, 120)]):
+        misbehaving_server.respond(app_text(100, *counts))
+        collect(ctx, at(minute))
+    ids = [s.series_id for s in ctx.store.known_series() if s.kind == "bucket"]
+    assert len(ids) == 3
+    found = history(ctx, pd.Timestamp(T0), pd.Timestamp(T0) + pd.Timedelta(minutes=5), series_ids=ids, step_s=300)
+    assert list(found.values.columns) == []
+    assert found.buckets[sid(HIST, misbehaving_server)].iloc[0].tolist() == [40.0, 70.0, 80.0]  # summed increases
