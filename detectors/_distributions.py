@@ -36,6 +36,9 @@ def ks_p_value(d: float, n_base: float, n_live: float) -> float:
     return float(stats.kstwobign.sf(d * math.sqrt(n_eff)))
 
 
+MONOTONIC_TOLERANCE = 0.01  # share of the total count a bucket may dip below the one before it
+
+
 class Problem(Exception):
     """Input of one feature is unusable; the detector turns it into a ``DetectorError``."""
 
@@ -59,10 +62,13 @@ def histogram_counts(data: Any) -> tuple[np.ndarray, np.ndarray]:
     les, cumulative = les[order], cumulative[order]
     if not np.all(np.isfinite(cumulative)):
         raise Problem("histogram counts must be finite")
-    per_bucket = np.diff(np.r_[0.0, cumulative])
-    if np.any(per_bucket < 0):
+    # Prometheus' increase() extrapolates each bucket on its own, so summed increases can dip a
+    # little between neighbouring bounds; repair small dips as histogram_quantile does, refuse
+    # counts that are not cumulative at all.
+    repaired = np.maximum.accumulate(cumulative)
+    if np.any(repaired - cumulative > MONOTONIC_TOLERANCE * max(float(repaired[-1]), 1.0)):
         raise Problem("histogram counts must be cumulative (non-decreasing with le)")
-    return les, per_bucket
+    return les, np.diff(np.r_[0.0, repaired])
 
 
 def _bounds(labels: Any) -> np.ndarray:

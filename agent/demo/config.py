@@ -11,10 +11,14 @@ from agent.demo.stack import SERVICE_JOB, StackInfo, service_command
 REPO = Path(__file__).resolve().parents[2]
 
 
-def demo_config(info: StackInfo, *, cycle_s: float, verify_s: float, state_dir: Path,
+def demo_config(info: StackInfo, *, cycle_s: float, verify_s: float, verify_deadline_s: float, state_dir: Path,
+                history_step_s: float, drift_window_s: float = 60.0, flap_window_s: float = 60.0,
                 shadow: bool = False) -> str:
+    """``history_step_s`` is the backfilled history's resolution: rate windows span three of its
+    steps so they hold samples in the past as well as live."""
     root = Path(info.root)
     step = f"{info.scrape_interval_s:g}s"
+    window = f"{3 * history_step_s:g}s"
     # restart_service.yml appends the pidfile to the argv: the command ends with --pid-file
     argv = "[" + ", ".join(f'"{a}"' for a in service_command(root, info.service_port)[:-1]) + "]"
     job = f'job="{SERVICE_JOB}"'
@@ -38,10 +42,10 @@ sources:
     step: {step}
     queries:
       - name: latency_p95
-        expr: histogram_quantile(0.95, sum by (job, model, le) (rate(demo_inference_latency_seconds_bucket{{{job}}}[40s])))
+        expr: histogram_quantile(0.95, sum by (job, model, le) (rate(demo_inference_latency_seconds_bucket{{{job}}}[{window}])))
         kind: quantile
       - name: error_rate
-        expr: sum by (job, model) (rate(demo_inference_errors_total{{{job}}}[40s])) / sum by (job, model) (rate(demo_inference_requests_total{{{job}}}[40s]))
+        expr: sum by (job, model) (rate(demo_inference_errors_total{{{job}}}[{window}])) / sum by (job, model) (rate(demo_inference_requests_total{{{job}}}[{window}]))
         kind: rate
       - name: up
         expr: up{{{job}}}
@@ -49,16 +53,16 @@ sources:
         expr: process_resident_memory_bytes{{{job}}}
       - name: scratch
         expr: demo_scratch_bytes{{{job}}}
-      - name: features
-        expr: sum by (job, model, feature, le) (increase(demo_input_feature_bucket{{{job}}}[40s]))
+      - name: demo_input_feature
+        expr: sum by (job, model, feature, le) (increase(demo_input_feature_bucket{{{job}}}[{window}]))
         kind: bucket
-      - name: predictions
-        expr: sum by (job, model, le) (increase(demo_prediction_score_bucket{{{job}}}[40s]))
+      - name: demo_prediction_score
+        expr: sum by (job, model, le) (increase(demo_prediction_score_bucket{{{job}}}[{window}]))
         kind: bucket
 detectors:
   refit:
     interval: 1h
-    step: 15s
+    step: {history_step_s:g}s
     history: 3d
     min_history: 1h
     min_points: 30
@@ -110,13 +114,13 @@ detectors:
       feature_label: feature
       features: [demo_input_feature]
       predictions: [demo_prediction_score]
-      window: 1m
+      window: {drift_window_s:g}s
       share: 0.5
 incidents:
   window: 10m
   correlation_labels: [job, model]
   quiet_cycles: 2
-  flap_window: 1m
+  flap_window: {flap_window_s:g}s
   changes_lookback: 2h
 remediation:
   shadow: {str(shadow).lower()}
@@ -132,7 +136,7 @@ remediation:
     breaker_reset: 10m
   verify:
     period: {verify_s:g}s
-    deadline: {max(4 * verify_s, 60):g}s
+    deadline: {verify_deadline_s:g}s
   rules:
     - name: rollback-model
       match:

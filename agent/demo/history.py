@@ -1,7 +1,7 @@
 """Days of history for the demo service, as OpenMetrics text for promtool to backfill.
 
 It follows the same daily traffic curve and distributions as the live service
-(``agent.demo.service``), one point every 15 s, so detectors fitted on it see live traffic as
+(``agent.demo.service``), one point every ``step_s``, so detectors fitted on it see live traffic as
 normal until a fault is injected.
 """
 
@@ -15,7 +15,7 @@ from scipy.stats import lognorm
 
 from agent.demo.service import FEATURE_BUCKETS, FEATURES, LATENCY_BUCKETS, MODEL, SCORE_BUCKETS, rps_at
 
-STEP_S = 15  # fine enough that 40 s rate() windows hold samples in the past as well as live
+STEP_S = 15.0  # default resolution: fine enough that 40 s rate() windows hold samples in the past too
 # (log-median, sigma) of each input feature, as the live service draws them
 FEATURE_PARAMS = {"amount": (math.log(60), 0.6), "account_age_days": (math.log(400), 0.8),
                   "tx_per_hour": (math.log(3), 0.5)}
@@ -55,12 +55,12 @@ def _histogram(name: str, children: Sequence[Child], ts: np.ndarray, per_step: n
         yield from _series(f"{name}_sum", labels, ts, np.cumsum(counts * mean))
 
 
-def demo_history(*, end_s: float, days: float, job: str, instance: str, base_rps: float = 20.0,
-                 seed: int = 11) -> Iterator[str]:
+def demo_history(*, end_s: float, days: float, job: str, instance: str, step_s: float = STEP_S,
+                 base_rps: float = 20.0, seed: int = 11) -> Iterator[str]:
     rng = np.random.default_rng(seed)
-    end = int(end_s // STEP_S * STEP_S)
-    ts = np.arange(end - int(days * 86400), end, STEP_S, dtype=np.int64)
-    requests = np.array([rps_at(float(t), base_rps) for t in ts]) * STEP_S
+    end = int(end_s // step_s * step_s)
+    ts = np.arange(end - int(days * 86400), end, step_s, dtype=np.int64)
+    requests = np.array([rps_at(float(t), base_rps) for t in ts]) * step_s
     target = {"job": job, "instance": instance}
     labels = {**target, "model": MODEL}
 

@@ -114,6 +114,9 @@ class ModelServer:
             return
         if not faults.get("sticky"):
             self.faults_path.unlink(missing_ok=True)
+        if faults.get("clear"):  # the demo's reset: healthy again without a restart
+            self.faults, self.leak = {}, []
+            return
         self.faults = faults
 
     def fault(self, name: str, default: float = 0.0) -> float:

@@ -58,9 +58,11 @@ class StackInfo:
 
 
 class DemoStack:
-    def __init__(self, root: Path, *, scrape_interval_s: float = 5.0, history_days: float = 2.5) -> None:
+    def __init__(self, root: Path, *, scrape_interval_s: float = 5.0, history_days: float = 2.5,
+                 history_step_s: float = 15.0) -> None:
         self.root = root.resolve()
         self.history_days = history_days
+        self.history_step_s = history_step_s
         self.info = StackInfo(root=str(self.root), service_port=free_port(), prometheus_port=free_port(),
                               node_exporter_port=None, agent_port=free_port(), scrape_interval_s=scrape_interval_s)
         self.prometheus: PrometheusProcess | None = None
@@ -94,7 +96,7 @@ class DemoStack:
         current.symlink_to("versions/v2")
         (self.models_dir / "history").write_text("v1\nv2\n")
         return backfill(
-            demo_history(end_s=time.time(), days=self.history_days, job=SERVICE_JOB,
+            demo_history(end_s=time.time(), days=self.history_days, step_s=self.history_step_s, job=SERVICE_JOB,
                          instance=f"127.0.0.1:{self.info.service_port}"),
             self.root / "prometheus" / "data", self.root / "prometheus" / "work")
 

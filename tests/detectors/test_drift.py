@@ -150,3 +150,11 @@ def test_inf_and_nan_samples_are_dropped() -> None:
     detector = DriftDetector().fit({"x": values})
     assert detector.baselines_["x"]["n"] == 300.0
     assert detector.score({"x": values}, ts=TS).scores.loc["x", "psi"] == pytest.approx(0.0)
+
+
+def test_small_dips_between_buckets_from_extrapolated_increases_are_repaired():
+    from detectors._distributions import histogram_counts
+
+    les, counts = histogram_counts({"0.5": 400.4, "1": 400.0, "+Inf": 1000.0})  # increase() noise
+    assert counts.tolist() == [400.4, 0.0, 599.6]
+    assert les.tolist()[:2] == [0.5, 1.0]

@@ -1,0 +1,197 @@
+"""One run of the demo story, used by ``make demo``, the end-to-end tests and the e2e benchmark:
+start the stack and the real daemon, inject a fault, and follow the incident through the store.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from agent.clock import utcnow
+from agent.demo.config import demo_config
+from agent.demo.faults import inject
+from agent.demo.stack import DemoStack, read_pid, start_service
+from agent.errors import AiopsError
+from agent.incidents.model import Incident
+from agent.store import Store
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Timing:
+    """How fast the demo runs: scrape and cycle intervals, verification period and deadline,
+    and the resolution of the backfilled history (rate windows span three of its steps)."""
+
+    scrape_s: float = 5.0
+    cycle_s: float = 10.0
+    verify_s: float = 10.0
+    verify_deadline_s: float = 90.0
+    history_days: float = 2.5
+    history_step_s: float = 15.0
+    drift_window_s: float = 60.0
+    flap_window_s: float = 60.0
+
+
+DEMO = Timing()
+FAST = Timing(scrape_s=1.0, cycle_s=2.0, verify_s=4.0, verify_deadline_s=60.0, history_days=1.0,
+              history_step_s=5.0, drift_window_s=30.0, flap_window_s=1.0)
+
+
+class TimedOut(AiopsError):
+    def __init__(self, what: str, timeout_s: float) -> None:
+        super().__init__(f"timed out after {timeout_s:g}s waiting for {what}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    incident: Incident
+    injected_at: datetime
+
+    @property
+    def mttd_s(self) -> float:
+        return (self.incident.detected_at - self.injected_at).total_seconds()
+
+    @property
+    def mttr_s(self) -> float | None:
+        """From the fault to the incident resolved: the time users were hurt."""
+        if self.incident.resolved_at is None:
+            return None
+        return (self.incident.resolved_at - self.injected_at).total_seconds()
+
+
+class DemoRun:
+    def __init__(self, root: Path, timing: Timing = DEMO, *, token: str = "demo-token-0f3a") -> None:
+        self.root = root.resolve()
+        self.timing = timing
+        self.token = token
+        self.stack = DemoStack(self.root, scrape_interval_s=timing.scrape_s, history_days=timing.history_days,
+                               history_step_s=timing.history_step_s)
+        self.config_path = self.root / "agent.yaml"
+        self.state_dir = self.root / "state"
+        self.agent: subprocess.Popen[bytes] | None = None
+        self.store: Store | None = None
+        self.backfill_s = 0.0
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIOPS_", "NOTIFY_SOCKET", "WATCHDOG_"))}
+        env["AIOPS_API_TOKEN"] = self.token
+        env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+        return env
+
+    def aiops(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "agent.cli", *args, "--config", str(self.config_path)],
+                              capture_output=True, text=True, env=self.env(), check=check, timeout=300)
+
+    def start_stack(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.backfill_s = self.stack.prepare()
+        self.stack.start()
+        t = self.timing
+        self.config_path.write_text(demo_config(
+            self.stack.info, cycle_s=t.cycle_s, verify_s=t.verify_s, verify_deadline_s=t.verify_deadline_s,
+            state_dir=self.state_dir, history_step_s=t.history_step_s, drift_window_s=t.drift_window_s,
+            flap_window_s=t.flap_window_s))
+        self.aiops("baseline", "save", "--model", "fraud", "--from", "now-20h", "--to", "now-10m")
+        self.store = Store(self.state_dir / "aiops.db")
+
+    def start_agent(self) -> None:
+        log = open(self.root / "logs" / "agent.log", "ab")
+        self.agent = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(self.config_path)],
+                                      stdout=log, stderr=subprocess.STDOUT, env=self.env())
+
+    def wait_fitted(self, timeout_s: float = 120.0) -> None:
+        """Until the detectors are fitted and two more cycles have scored live data."""
+        self.wait(lambda: self.count("SELECT count(*) FROM detector_state") > 0, timeout_s, "fitted detectors")
+        cycles = self.cycles()
+        self.wait(lambda: self.cycles() >= cycles + 2, timeout_s, "two scoring cycles")
+
+    def cycles(self) -> int:
+        return (self.root / "logs" / "agent.log").read_text(errors="replace").count("event=cycle.done")
+
+    # -- following what happens ----------------------------------------------------------------
+
+    def count(self, sql: str, params: tuple[object, ...] = ()) -> int:
+        assert self.store is not None
+        return int(self.store.query_one(sql, params)[0])
+
+    def wait(self, predicate: Callable[[], object], timeout_s: float, what: str,
+             tick: Callable[[float], None] | None = None) -> object:
+        started = time.monotonic()
+        while True:
+            if self.agent is not None and self.agent.poll() is not None:
+                raise AiopsError(f"the agent exited with {self.agent.returncode} while waiting for {what}; "
+                                 f"see {self.root / 'logs' / 'agent.log'}")
+            value = predicate()
+            if value:
+                return value
+            elapsed = time.monotonic() - started
+            if elapsed > timeout_s:
+                raise TimedOut(what, timeout_s)
+            if tick is not None:
+                tick(elapsed)
+            time.sleep(0.2)
+
+    def inject(self, kind: str) -> datetime:
+        assert self.store is not None
+        at = utcnow()
+        inject(self.root, kind, store=self.store, now=at)
+        return at
+
+    def incident_since(self, at: datetime, detector: str | None = None) -> Incident | None:
+        """The first incident with a signal that first fired after ``at`` (of ``detector``)."""
+        assert self.store is not None
+        row = self.store.query_one(
+            "SELECT incident_id FROM incident_signals WHERE last_at >= ? AND first_at >= ? AND detector LIKE ? "
+            "ORDER BY first_at LIMIT 1", (at.timestamp(), at.timestamp() - 60, detector or "%"))
+        return self.store.get_incident(row[0]) if row else None
+
+    def incident(self, incident_id: int) -> Incident:
+        assert self.store is not None
+        found = self.store.get_incident(incident_id)
+        assert found is not None
+        return found
+
+    def runs(self, incident_id: int) -> list[dict[str, object]]:
+        assert self.store is not None
+        rows = self.store.query("SELECT id, rule, playbook, mode, status, rc FROM remediation_runs "
+                                "WHERE incident_id = ? ORDER BY id", (incident_id,))
+        return [dict(r) for r in rows]
+
+    def outcome(self, incident_id: int, injected_at: datetime) -> Outcome:
+        return Outcome(incident=self.incident(incident_id), injected_at=injected_at)
+
+    # -- tear-down ------------------------------------------------------------------------------
+
+    def clear_faults(self) -> None:
+        """Make the service healthy again without restarting it (a restart would itself be a
+        signal): in-process faults are dropped, a crashed service is started."""
+        (self.root / "faults.json").write_text('{"clear": true}')
+        if read_pid(self.root) is None:
+            start_service(self.root, self.stack.service_command())
+        self.wait(lambda: read_pid(self.root) and not (self.root / "faults.json").exists(), 30, "the service cleared")
+
+    def stop_agent(self, sig: int = signal.SIGTERM) -> None:
+        if self.agent is not None and self.agent.poll() is None:
+            self.agent.send_signal(sig)
+            try:
+                self.agent.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.agent.kill()
+                self.agent.wait()
+        self.agent = None
+
+    def stop(self) -> None:
+        self.stop_agent()
+        self.stack.stop()
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
