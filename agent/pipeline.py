@@ -34,6 +34,9 @@ class Cycle:
     hits: list[Hit] = field(default_factory=list)
     incidents: list[Any] = field(default_factory=list)
     runs: list[Any] = field(default_factory=list)
+    # Signals the detectors judged with data this cycle, including subjects that are not a
+    # column of ``samples`` (a model's drift, an entity's forest): judged and no hit = quiet.
+    judged: set[str] = field(default_factory=set)
     notified: int = 0
     failed_stages: list[str] = field(default_factory=list)
     stopped_early: bool = False

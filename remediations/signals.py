@@ -36,8 +36,11 @@ def observe(signals: Sequence[Any], cycle: Any) -> SignalState:
         return SignalState.FIRING
     samples = cycle.samples
     values = samples.values
+    judged = getattr(cycle, "judged", ())
     for signal in signals:
         sid = signal.series_id
+        if sid in judged:
+            continue  # judged with data by its detector (a model's drift, an entity's forest)
         if sid in samples.gaps or sid not in values.columns or not values[sid].notna().any():
             return SignalState.UNKNOWN
     return SignalState.QUIET

@@ -38,4 +38,7 @@ def engine_for(ctx: "Context") -> Engine:
 
 def detect(ctx: "Context", cycle: "Cycle") -> list[Hit]:
     """Hits among this cycle's new points."""
-    return engine_for(ctx).detect(cycle.samples, now=cycle.started_at)
+    engine = engine_for(ctx)
+    hits = engine.detect(cycle.samples, now=cycle.started_at)
+    cycle.judged.update(engine.judged)
+    return hits

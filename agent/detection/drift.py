@@ -150,20 +150,23 @@ class DriftWatch:
     def __init__(self) -> None:
         self.models: dict[str, _Watched] = {}
 
-    def detect(self, ctx: "Context", samples: Samples, *, now: datetime) -> list[Hit]:
+    def detect(self, ctx: "Context", samples: Samples, *, now: datetime,
+               judged: set[str] | None = None) -> list[Hit]:
+        """Hits of drifted models; the drift series of every model judged goes into ``judged``."""
         config = ctx.config.detectors
         if not config.enabled:
             return []
         hits: list[Hit] = []
         for model in config.drift:
             try:
-                hits += self._detect_one(ctx, model, samples, now=now)
+                hits += self._detect_one(ctx, model, samples, now=now, judged=judged)
             except Exception as exc:  # one model's bad data must not stop the others (or the stage)
                 log.exception(kv("detect.drift_failed", model=model.name, error=type(exc).__name__))
                 ctx.metrics.detector_failures.labels(detector=DETECTOR, phase="score").inc()
         return hits
 
-    def _detect_one(self, ctx: "Context", model: DriftModel, samples: Samples, *, now: datetime) -> list[Hit]:
+    def _detect_one(self, ctx: "Context", model: DriftModel, samples: Samples, *, now: datetime,
+                    judged: set[str] | None = None) -> list[Hit]:
         watched = self.models.setdefault(model.name, _Watched())
         if not self._fitted(ctx, model, watched):
             return []
@@ -181,6 +184,8 @@ class DriftWatch:
         if rate is not None:
             ctx.metrics.model_drift_rate.labels(model=model.name).set(rate)
         sid = series_id("model_drift", {model.label: model.name})
+        if judged is not None and scores.scores.attrs.get("drift_rate") is not None:
+            judged.add(sid)  # a verdict was reached: no hit now means the model is quiet
         out = [replace(h, series_id=sid, entity=model.name, detector=DETECTOR, metric="model_drift",
                        labels={model.label: model.name}) for h in scores.hits]
         if out:

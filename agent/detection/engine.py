@@ -92,6 +92,7 @@ class Engine:
     # -- one cycle ------------------------------------------------------------------------------
 
     def detect(self, samples: Samples, *, now: datetime) -> list[Hit]:
+        self.judged: set[str] = set()  # subjects judged with data this cycle (see Cycle.judged)
         self.sync()
         live = {sid: info for sid, info in samples.series.items()
                 if sid not in samples.gaps and sid in samples.values.columns}
@@ -100,7 +101,7 @@ class Engine:
         new_from = self._new_points(samples, live)
         self._refit(subjects, samples, new_from, now=now)
         hits = self._score(subjects, samples, new_from)
-        hits += self.drift.detect(self.ctx, samples, now=now)
+        hits += self.drift.detect(self.ctx, samples, now=now, judged=self.judged)
         self.scored_until.update(self._pending)
         self._pending.clear()
         return hits
@@ -186,6 +187,9 @@ class Engine:
                 self.ctx.metrics.detector_failures.labels(detector=subj.spec.name, phase="score").inc()
                 continue
             scored.update(new)
+            self.judged.update(new)
+            if subj.spec.grouping is Grouping.ENTITY:
+                self.judged.add(subj.entity_id)
             for hit in found:
                 # Only the new points' hits: context rows and repeated rows were judged before.
                 since = after if subj.spec.grouping is Grouping.ENTITY else new_from.get(hit.series_id)

@@ -26,7 +26,8 @@ def correlate(ctx: "Context", cycle: "Cycle") -> list[Any]:
     correlator = Correlator(ctx.store, ctx.config.incidents, interval_s=ctx.config.agent.interval,
                             metrics=ctx.metrics)
     placed = correlator.ingest(cycle.hits, now=now)
-    resolved = advance(ctx.store, ctx.config.incidents, cycle.samples, placed.touched, now=now)
+    resolved = advance(ctx.store, ctx.config.incidents, cycle.samples, placed.touched, now=now,
+                       judged=cycle.judged)
     ctx.metrics.open_incidents.set(ctx.store.count_open_incidents())
     touched = sorted(placed.touched | set(resolved))
     return [incident for i in touched if (incident := ctx.store.get_incident(i)) is not None]

@@ -29,14 +29,17 @@ log = logging.getLogger(__name__)
 OPEN_STATES = (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED, IncidentStatus.REMEDIATING)
 
 
-def data_present(incident: Incident, samples: Samples) -> bool:
-    """True when this cycle's data covers every unresolved signal of the incident."""
+def data_present(incident: Incident, samples: Samples, judged: Collection[str] = ()) -> bool:
+    """True when this cycle's data covers every unresolved signal of the incident: its series
+    has values, or the detectors judged it with data (a model's drift, an entity's forest)."""
     columns = samples.values.columns
     for signal in incident.signals:
         if signal.resolved_at is not None:
             continue
         if signal.detector == ALERT_DETECTOR:
             return False  # still firing in Alertmanager
+        if signal.series_id in judged:
+            continue
         if signal.series_id in samples.gaps or signal.series_id not in columns:
             return False
         if not samples.values[signal.series_id].notna().any():
@@ -45,13 +48,13 @@ def data_present(incident: Incident, samples: Samples) -> bool:
 
 
 def advance(store: "Store", config: IncidentsConfig, samples: Samples, fired: Collection[int], *,
-            now: datetime) -> list[int]:
+            now: datetime, judged: Collection[str] = ()) -> list[int]:
     """Count quiet cycles for open incidents that did not fire; resolve those quiet long enough."""
     resolved = []
     for incident in store.list_incidents(status=OPEN_STATES):
         if incident.id in fired:
             continue
-        if not data_present(incident, samples):
+        if not data_present(incident, samples, judged):
             continue
         quiet = incident.quiet_cycles + 1
         store.update_incident(incident.id, now=now, quiet_cycles=quiet)

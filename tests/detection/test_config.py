@@ -58,14 +58,14 @@ def test_disabled_detection_compiles_to_nothing():
 
 @pytest.mark.parametrize("text, expected", [
     ("detectors:\n  rules:\n    - kind: seasonal\n      params: {bogus: 1}\n",
-     "agent.yaml: detectors.rules[0].seasonal.params: expected parameters of SeasonalDetector (periods, direction, "
+     "agent.yaml: detectors.rules[0].params: expected parameters of SeasonalDetector (periods, direction, "
      "threshold, min_abs_dev, min_rel_dev, aggregate, robust_window, cusum_threshold, flatline_points, seed), "
      "found bogus"),
     ("detectors:\n  rules:\n    - kind: seasonal\n      match: [{metric: '('}]\n",
-     "agent.yaml: detectors.rules[0].seasonal.match[0].metric: expected a regular expression, found '(' "
+     "agent.yaml: detectors.rules[0].match[0].metric: expected a regular expression, found '(' "
      "(missing ), unterminated subpattern at position 0)"),
     ("detectors:\n  rules:\n    - kind: threshold\n      params: {lower: 3, upper: 1}\n",
-     "agent.yaml: detectors.rules[0].threshold: expected lower <= upper, found lower=3 upper=1"),
+     "agent.yaml: detectors.rules[0]: expected lower <= upper, found lower=3 upper=1"),
     ("detectors:\n  rules:\n    - kind: seasonal\n    - kind: seasonal\n",
      "agent.yaml: detectors: expected unique detector names (rules and slos), found 'seasonal' twice"),
     ("detectors:\n  slos:\n    - {name: a, match: [{metric: x}], objective: 1, points: 6}\n",

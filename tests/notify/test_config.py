@@ -43,7 +43,7 @@ notify:
     - channels: [mail]
       events: [opened, exploded]
 """) == [
-        "agent.yaml: notify.channels.mail.email.to: expected mail addresses like ops@example.com, "
+        "agent.yaml: notify.channels.mail.to: expected mail addresses like ops@example.com, "
         "found 'ops@example.com, evil@example.com'",
         "agent.yaml: notify.routes[0].events: expected events among opened, acknowledged, resolved, reopened, "
         "escalated, remediation, found 'exploded'",
