@@ -77,6 +77,8 @@ class DemoRun:
         self.agent: subprocess.Popen[bytes] | None = None
         self.store: Store | None = None
         self.backfill_s = 0.0
+        self._fitted_at_cycle: int | None = None
+        self.last_fault = ""
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -113,6 +115,14 @@ class DemoRun:
         cycles = self.cycles()
         self.wait(lambda: self.cycles() >= cycles + 2, timeout_s, "two scoring cycles")
 
+    def wait_fitted_once(self) -> bool:
+        """One look: fitted detectors exist and a cycle has run since (for a progress display)."""
+        if self.count("SELECT count(*) FROM detector_state") == 0:
+            return False
+        if self._fitted_at_cycle is None:
+            self._fitted_at_cycle = self.cycles()
+        return self.cycles() >= self._fitted_at_cycle + 2
+
     def cycles(self) -> int:
         return (self.root / "logs" / "agent.log").read_text(errors="replace").count("event=cycle.done")
 
@@ -142,7 +152,7 @@ class DemoRun:
     def inject(self, kind: str) -> datetime:
         assert self.store is not None
         at = utcnow()
-        inject(self.root, kind, store=self.store, now=at)
+        self.last_fault = inject(self.root, kind, store=self.store, now=at)
         return at
 
     def incident_since(self, at: datetime, detector: str | None = None) -> Incident | None:
