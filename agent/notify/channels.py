@@ -76,11 +76,10 @@ def _post(channel: str, url: str, body: Mapping[str, Any], timeout_s: float,
     return response
 
 
-class Webhook:
-    """The generic webhook: the stored payload as JSON, with the outbox's dedup key as
-    ``Idempotency-Key`` so a receiver can drop a repeat after a crash mid-delivery."""
+class _Base:
+    """What every channel keeps from its config; each accepts every event unless it says otherwise."""
 
-    def __init__(self, name: str, config: WebhookChannel) -> None:
+    def __init__(self, name: str, config: Any) -> None:
         self.name = name
         self.config = config
         self.timeout_s = config.timeout
@@ -88,6 +87,13 @@ class Webhook:
 
     def accepts(self, event: str) -> bool:
         return True
+
+
+class Webhook(_Base):
+    """The generic webhook: the stored payload as JSON, with the outbox's dedup key as
+    ``Idempotency-Key`` so a receiver can drop a repeat after a crash mid-delivery."""
+
+    config: WebhookChannel
 
     def send(self, item: OutboxItem, timeout_s: float) -> None:
         body = {**dict(item.payload), "dedup_key": item.dedup_key}
@@ -100,17 +106,10 @@ def slack_escape(text: str) -> str:
     return clean(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-class Slack:
+class Slack(_Base):
     """A Slack-compatible incoming webhook: ``text`` (the fallback) and one section block."""
 
-    def __init__(self, name: str, config: SlackChannel) -> None:
-        self.name = name
-        self.config = config
-        self.timeout_s = config.timeout
-        self.paging = config.paging
-
-    def accepts(self, event: str) -> bool:
-        return True
+    config: SlackChannel
 
     def body(self, item: OutboxItem) -> dict[str, Any]:
         p = item.payload
@@ -135,15 +134,11 @@ PAGERDUTY_ACTIONS = {"opened": "trigger", "reopened": "trigger", "escalated": "t
                      "acknowledged": "acknowledge", "resolved": "resolve"}
 
 
-class PagerDuty:
+class PagerDuty(_Base):
     """PagerDuty Events API v2. The incident id is the ``dedup_key``, so trigger, acknowledge and
     resolve act on one PagerDuty incident, and a repeated trigger is merged by PagerDuty."""
 
-    def __init__(self, name: str, config: PagerDutyChannel) -> None:
-        self.name = name
-        self.config = config
-        self.timeout_s = config.timeout
-        self.paging = config.paging
+    config: PagerDutyChannel
 
     def accepts(self, event: str) -> bool:
         return event in PAGERDUTY_ACTIONS
@@ -180,17 +175,10 @@ class PagerDuty:
             raise DeliveryError(self.name, f"answered status {clean(answer.get('status'))!r}")
 
 
-class Email:
+class Email(_Base):
     """A plain-text mail over SMTP (STARTTLS or TLS when configured), one per notification."""
 
-    def __init__(self, name: str, config: EmailChannel) -> None:
-        self.name = name
-        self.config = config
-        self.timeout_s = config.timeout
-        self.paging = config.paging
-
-    def accepts(self, event: str) -> bool:
-        return True
+    config: EmailChannel
 
     def message(self, item: OutboxItem) -> EmailMessage:
         p = item.payload
