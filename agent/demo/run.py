@@ -188,6 +188,17 @@ class DemoRun:
             start_service(self.root, self.stack.service_command())
         self.wait(lambda: read_pid(self.root) and not (self.root / "faults.json").exists(), 30, "the service cleared")
 
+    def wait_quiet(self, timeout_s: float = 120.0) -> None:
+        """Until no hit has been recorded for the length of a rate window plus two cycles: after a
+        fault is cleared, the window still shows it for a while."""
+        quiet_s = 3 * self.timing.history_step_s + 2 * self.timing.cycle_s
+
+        def quiet() -> bool:
+            last = self.store.query_one("SELECT max(recorded_at) FROM hits")[0] if self.store else None
+            return last is None or time.time() - float(last) > quiet_s
+
+        self.wait(quiet, timeout_s, f"{quiet_s:g}s without hits")
+
     def stop_agent(self, sig: int = signal.SIGTERM) -> None:
         if self.agent is not None and self.agent.poll() is None:
             self.agent.send_signal(sig)

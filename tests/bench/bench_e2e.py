@@ -30,11 +30,9 @@ def one(run: DemoRun, kind: str) -> tuple[float, float | None]:
              or any(r["status"] == "not_fixed" for r in run.runs(incident.id)), 300, f"{kind} resolved")
     outcome = run.outcome(incident.id, at)
     run.clear_faults()
-    if outcome.incident.status is not IncidentStatus.RESOLVED:
+    run.wait_quiet()  # the next fault must open an incident of its own
+    if run.incident(incident.id).status is not IncidentStatus.RESOLVED:
         run.aiops("incidents", "resolve", str(incident.id), "--reason", "benchmark tear-down")
-    # let the service settle for a few cycles before the next fault
-    cycles = run.cycles()
-    run.wait(lambda: run.cycles() >= cycles + 3, 120, "three quiet cycles")
     return outcome.mttd_s, outcome.mttr_s
 
 

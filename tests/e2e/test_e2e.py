@@ -34,8 +34,10 @@ def demo(tmp_path_factory):
 
 
 def settle(demo: DemoRun, incident_id: int) -> None:
-    """Leave a clean stack: no fault, the incident closed by hand if the agent left it open."""
+    """Leave a clean stack: no fault, no signal still firing, and the incident closed by hand if
+    the agent left it open (closing it while its window still shows the fault would reopen it)."""
     demo.clear_faults()
+    demo.wait_quiet()
     if demo.incident(incident_id).status is not IncidentStatus.RESOLVED:
         demo.aiops("incidents", "resolve", str(incident_id), "--reason", "test tear-down")
 
