@@ -49,7 +49,8 @@ def story(run: DemoRun, fault: str) -> int:
     say("[3/6]", f"Injecting a fault ({fault}) …")
     at = run.inject(fault)
     console.print(f"      {run.last_fault}")
-    incident = waiting(run, "waiting for the agent to notice", lambda: run.incident_since(at), 120)
+    detector = "drift" if fault == "drift" else None
+    incident = waiting(run, "waiting for the agent to notice", lambda: run.incident_since(at, detector), 120)
     console.print(f"      incident #{incident.id} opened {(incident.detected_at - at).total_seconds():.0f}s after the fault: "
                   f"[bold]{incident.title}[/]")
 

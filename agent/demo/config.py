@@ -76,6 +76,8 @@ detectors:
         direction: up
         threshold: 6.0
         min_rel_dev: 0.5
+        # at 20 requests a second, a 30 s error rate wobbles by about half a point
+        min_abs_dev: 0.02
     - kind: threshold
       name: down
       match:

@@ -31,10 +31,10 @@ class Timing:
     scrape_s: float = 5.0
     cycle_s: float = 10.0
     verify_s: float = 10.0
-    verify_deadline_s: float = 90.0
+    verify_deadline_s: float = 180.0
     history_days: float = 2.5
-    history_step_s: float = 15.0
-    drift_window_s: float = 60.0
+    history_step_s: float = 10.0
+    drift_window_s: float = 30.0
     flap_window_s: float = 60.0
 
 
