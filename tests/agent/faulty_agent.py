@@ -18,6 +18,7 @@ def main() -> None:
 
     def explode(ctx, cycle):
         if kind == "slow":  # a stage that overruns the cycle interval
+            (ctx.state_dir / "slow-stage.started").touch()  # tests wait for this, not a guess
             time.sleep(2.5)
             return None
         raise RuntimeError(f"injected failure in {stage_name}")

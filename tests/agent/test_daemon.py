@@ -229,8 +229,7 @@ def test_an_overrunning_cycle_makes_the_next_one_skip_not_stack(daemon):
 def test_sigterm_mid_stage_stops_after_that_stage(daemon):
     d = daemon(fail_stage="slow:collect")
     wait_until(lambda: (d.state / "aiops.db").exists(), 20, message="store created")
-    d.wait_log("event=agent.started")
-    time.sleep(0.5)  # inside the 2.5 s collect stage of the first cycle
+    wait_until(lambda: (d.state / "slow-stage.started").exists(), 20, message="the slow collect stage under way")
     started = time.monotonic()
     d.proc.send_signal(signal.SIGTERM)
     assert d.proc.wait(timeout=12) == 0
