@@ -84,11 +84,14 @@ class Remediator:
             self.plan(incident)
 
     def plan(self, incident: Any) -> Run | None:
-        """The first rule that matches decides; an incident gets one run chain per rule."""
+        """The first rule that matches decides; an incident gets one run chain per rule and
+        episode: a reopened (flapping) incident is planned again, within the same rate limits,
+        cooldown and circuit breaker."""
         for rule in self.config.rules:
             if not rules.matches(rule, incident):
                 continue
-            if self.store.list_runs(incident_id=incident.id, rule=rule.name, limit=1):
+            latest = self.store.list_runs(incident_id=incident.id, rule=rule.name, limit=1)
+            if latest and not self._reopened_since(incident, latest[0].requested_at):
                 return None
             try:
                 prepared = self.prepare(rule, incident)
@@ -382,6 +385,11 @@ class Remediator:
         self.store.audit(ACTOR, f"remediation.{gate.decision}", f"run:{run.id}",
                          {"rule": run.rule, "incident": run.incident_id, "reason": gate.reason}, now=self.now())
         log.info(kv("remediation.deferred", run=run.id, decision=str(gate.decision), reason=gate.reason))
+
+    def _reopened_since(self, incident: Any, when: Any) -> bool:
+        if not incident.reopened:
+            return False
+        return any(e.kind == "reopened" and e.ts > when for e in self.store.incident_events(incident.id))
 
     def _decide_once(self, key: str, decision: str, subject: str, details: dict[str, Any]) -> None:
         k = (str(self.store.path), key)

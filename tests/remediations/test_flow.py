@@ -112,3 +112,20 @@ def test_an_already_recovered_incident_is_not_acted_on(make_ctx, work):
     assert run.status is RunStatus.SKIPPED
     assert run.reason == f"incident #{incident.id} already recovered: its signals have data and no hits this cycle"
     assert not (work / "runs.log").exists()
+
+
+def test_a_reopened_incident_is_planned_again(make_ctx, work):
+    ctx = make_ctx(rule_yaml(work))
+    incident = open_incident(ctx, signals=[signal(SIG)])
+    [first] = [r for r in run_cycle(ctx, T0, firing=[signal(SIG)]) if r.mode is RunMode.APPLY]
+    run_cycle(ctx, later(10), quiet=[SIG])
+    run_cycle(ctx, later(15), quiet=[SIG])
+    assert ctx.store.get_incident(incident.id).status is IncidentStatus.RESOLVED
+    # the same incident reopens (flapping): its earlier run does not stop a new one
+    ctx.store.transition_incident(incident.id, IncidentStatus.OPEN, actor="agent", reason="recurred",
+                                  now=later(20), flapping=True)
+    again = [r for r in run_cycle(ctx, later(21), firing=[signal(SIG)]) if r.mode is RunMode.APPLY]
+    assert [r.id for r in again] != [] and again[0].id != first.id
+    assert lines(work / "runs.log") == [f"{first.id} localhost", f"{again[0].id} localhost"]
+    # and while it stays open, it is not planned a third time
+    assert [r for r in run_cycle(ctx, later(22), firing=[signal(SIG)]) if r.mode is RunMode.APPLY] == []
