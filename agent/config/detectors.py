@@ -8,13 +8,12 @@ prediction histograms are compared with a saved training baseline.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from agent.config.types import Seconds, Section
+from agent.config.types import Seconds, Section, check_regex
 from detectors.errors import DetectorError
 
 SERIES_KINDS = ("gauge", "rate", "quantile", "bucket")
@@ -40,14 +39,6 @@ def detector_class(kind: str) -> type | None:
     return getattr(module, class_name, None)
 
 
-def _check_regex(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"expected a regular expression, found {value!r} ({exc})") from None
-    return value
-
-
 def _check_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     cls = detector_class(kind)
     if cls is None or not hasattr(cls, "_param_names"):
@@ -70,13 +61,13 @@ class SeriesMatcher(Section):
     @field_validator("metric")
     @classmethod
     def _metric_regex(cls, value: str) -> str:
-        return _check_regex(value)
+        return check_regex(value)
 
     @field_validator("labels")
     @classmethod
     def _label_regexes(cls, value: dict[str, str]) -> dict[str, str]:
         for pattern in value.values():
-            _check_regex(pattern)
+            check_regex(pattern)
         return value
 
 

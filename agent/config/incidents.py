@@ -14,17 +14,14 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.config.types import Seconds, Section
+from agent.config.types import Seconds, Section, check_regex
 
 SeverityName = Literal["critical", "warning", "info"]
 
 
 def _check_label_regexes(value: dict[str, str]) -> dict[str, str]:
     for pattern in value.values():
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ValueError(f"expected a regular expression, found {pattern!r} ({exc})") from None
+        check_regex(pattern)
     return value
 
 

@@ -8,20 +8,12 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.config.types import ConfigPath, Seconds, Section
+from agent.config.types import ConfigPath, Seconds, Section, check_regex
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
 DEFAULT_LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$"
-
-
-def _check_pattern(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"expected a regular expression, found {value!r} ({exc})") from exc
-    return value
 
 
 class Match(Section):
@@ -38,7 +30,7 @@ class Match(Section):
     @classmethod
     def _check_regexes(cls, value: dict[str, str]) -> dict[str, str]:
         for pattern in value.values():
-            _check_pattern(pattern)
+            check_regex(pattern)
         return value
 
 
@@ -129,7 +121,7 @@ class RemediationConfig(Section):
     @field_validator("label_pattern")
     @classmethod
     def _check_label_pattern(cls, value: str) -> str:
-        return _check_pattern(value)
+        return check_regex(value)
 
     @field_validator("rules")
     @classmethod

@@ -45,10 +45,19 @@ ConfigPath = Annotated[Path, BeforeValidator(_relative_to_config)]
 """A path; a relative one is taken relative to the directory of the config file."""
 
 
+def check_regex(value: str) -> str:
+    """A regular expression from the config, refused with a clear message when it cannot compile."""
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"expected a regular expression, found {value!r} ({exc})") from None
+    return value
+
+
 class Section(BaseModel):
     """Base of every config model: unknown keys are errors, values are read-only."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-__all__ = ["ConfigPath", "Seconds", "SecretStr", "Section", "parse_duration"]
+__all__ = ["ConfigPath", "Seconds", "SecretStr", "Section", "check_regex", "parse_duration"]
