@@ -26,7 +26,8 @@ def cli(click_ctx: click.Context, config_path: Path | None, state_dir: Path | No
 
     Example: aiops once --config config/agent.example.yaml --state-dir /tmp/aiops
     """
-    click_ctx.obj = Settings(config_path, state_dir)
+    given = click_ctx.obj if isinstance(click_ctx.obj, Settings) else Settings()
+    click_ctx.obj = Settings(config_path, state_dir, clock=given.clock)
 
 
 @cli.group("config", cls=AiopsGroup)

@@ -7,11 +7,13 @@ import functools
 import getpass
 import os
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from agent.clock import utcnow
 from agent.config import AgentConfig, load_config, with_shard
 from agent.errors import AiopsError
 
@@ -54,11 +56,22 @@ shard_option = click.option(
 
 
 class Settings:
-    """What the group's own options said; a command's options override them."""
+    """What the group's own options said; a command's options override them. ``clock`` is
+    "now" for every decision a command makes (approval expiry, ``--since``, report periods): the
+    wall clock unless the caller passes another (``CliRunner().invoke(cli, obj=Settings(clock=…))``)."""
 
-    def __init__(self, config_path: Path | None, state_dir: Path | None) -> None:
+    def __init__(self, config_path: Path | None = None, state_dir: Path | None = None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
         self.config_path = config_path
         self.state_dir = state_dir
+        self.clock = clock
+
+
+def current_clock() -> Callable[[], datetime]:
+    """The clock of the command being run (the wall clock outside a command)."""
+    click_ctx = click.get_current_context(silent=True)
+    obj = click_ctx.find_object(Settings) if click_ctx else None
+    return obj.clock if obj else utcnow
 
 
 def resolve(config_path: Path | None, state_dir: Path | None) -> tuple[Path, Path | None]:
@@ -93,7 +106,7 @@ def with_context(fn: F) -> F:
         from agent.context import Context
 
         log.setup(os.environ.get("AIOPS_LOG_LEVEL", "warning"))
-        ctx = Context.create(config, state_dir)
+        ctx = Context.create(config, state_dir, clock=current_clock())
         try:
             return fn(*args, ctx=ctx, **kwargs)
         finally:

@@ -55,7 +55,8 @@ class Daemon:
         config = self._load()  # a bad config stops start-up with exit code 2
         agentlog.setup(config.agent.log_level)
         self.ctx = ctx = Context.create(config, self.state_dir_override)
-        ctx.store.audit("agent", "agent.start", str(self.config_path), {"state_dir": str(ctx.state_dir)})
+        ctx.store.audit("agent", "agent.start", str(self.config_path), {"state_dir": str(ctx.state_dir)},
+                        now=ctx.clock())
         self.scheduler = scheduler = BlockingScheduler(
             timezone=timezone.utc,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -104,7 +105,7 @@ class Daemon:
             log.warning(kv("agent.stop_timeout", waited_s=timeout, note="a stage is still running"))
         if self._http is not None:
             self._http.stop()
-        self.ctx.store.audit("agent", "agent.stop", str(self.config_path), {})
+        self.ctx.store.audit("agent", "agent.stop", str(self.config_path), {}, now=self.ctx.clock())
         self.ctx.store.close()
         self._stopped.set()
         log.info(kv("agent.stopped"))
@@ -198,7 +199,7 @@ class Daemon:
                 log.error(kv("config.reload_rejected", problem=str(problem)))
             self.ctx.metrics.config_reloads.labels(outcome="rejected").inc()
             self.ctx.store.audit(actor, "config.reload_rejected", str(self.config_path),
-                                 {"errors": [str(p) for p in exc.problems], "reason": _reload_reason(actor)})
+                                 {"errors": [str(p) for p in exc.problems], "reason": _reload_reason(actor)}, now=self.ctx.clock())
             self.notifier.ready("config reload rejected; old config kept")
             return [str(p) for p in exc.problems]
         old = self.ctx.config
@@ -208,7 +209,8 @@ class Daemon:
             self.scheduler.reschedule_job(CYCLE_JOB, trigger=IntervalTrigger(seconds=new.agent.interval, timezone=timezone.utc))
         self.ctx.metrics.config_reloads.labels(outcome="applied").inc()
         self.ctx.store.audit(actor, "config.reload", str(self.config_path),
-                             {"interval_s": new.agent.interval, "reason": _reload_reason(actor)})
+                             {"interval_s": new.agent.interval, "reason": _reload_reason(actor)},
+                             now=self.ctx.clock())
         log.info(kv("config.reloaded", config=str(self.config_path), interval_s=new.agent.interval))
         self.notifier.ready("config reloaded")
         return []

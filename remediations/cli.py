@@ -12,8 +12,7 @@ from typing import Any
 import click
 import yaml
 
-from agent.clicommon import AiopsGroup, cli_actor, with_config, with_context
-from agent.clock import utcnow
+from agent.clicommon import AiopsGroup, cli_actor, current_clock, with_config, with_context
 from agent.config import AgentConfig
 from agent.errors import RemediationError
 from remediations.model import RunStatus, run_dict
@@ -84,7 +83,7 @@ def approve(ctx: Any, run_id: int) -> None:
 
     Example: aiops remediation approve 12
     """
-    run = ctx.store.approve_run(run_id, actor=cli_actor(), now=utcnow())
+    run = ctx.store.approve_run(run_id, actor=cli_actor(), now=ctx.clock())
     click.echo(f"run {run.id} approved by {run.approved_by}: {run.playbook} on {', '.join(run.targets)} "
                "runs in the next cycle")
 
@@ -99,7 +98,7 @@ def pause(ctx: Any, reason: str) -> None:
     """
     from remediations.safety import set_paused
 
-    set_paused(ctx.store, True, actor=cli_actor(), reason=reason)
+    set_paused(ctx.store, True, actor=cli_actor(), reason=reason, now=ctx.clock())
     click.echo("remediation paused: no playbook starts until 'aiops remediation resume'")
 
 
@@ -117,10 +116,10 @@ def resume(ctx: Any, reason: str, rule: str | None) -> None:
     if rule is not None:
         if ctx.config.remediation.rule(rule) is None:
             raise click.BadParameter(f"expected a configured rule, found {rule!r}", param_hint="--rule")
-        reset_breaker(ctx.store, rule, actor=cli_actor(), now=utcnow())
+        reset_breaker(ctx.store, rule, actor=cli_actor(), now=ctx.clock())
         click.echo(f"circuit breaker of rule {rule} closed")
         return
-    set_paused(ctx.store, False, actor=cli_actor(), reason=reason)
+    set_paused(ctx.store, False, actor=cli_actor(), reason=reason, now=ctx.clock())
     click.echo("remediation resumed")
 
 
@@ -189,7 +188,7 @@ def incident_from_file(path: Path) -> Any:
         raise RemediationError("-", f"{path}: expected a YAML or JSON incident, found {exc}") from exc
     if not isinstance(data, dict):
         raise RemediationError("-", f"{path}: expected a mapping, found {type(data).__name__}")
-    now = utcnow()
+    now = current_clock()()
     signals = tuple(Signal(series_id=str(s.get("series_id", s.get("metric", "series"))), detector=str(s.get("detector", "")),
                            metric=str(s.get("metric", "")), labels={str(k): str(v) for k, v in (s.get("labels") or {}).items()},
                            first_at=now, last_at=now) for s in data.get("signals") or [])

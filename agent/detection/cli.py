@@ -12,8 +12,7 @@ from typing import Any
 
 import click
 
-from agent.clicommon import AiopsGroup, cli_actor, with_context
-from agent.clock import utcnow
+from agent.clicommon import AiopsGroup, cli_actor, current_clock, with_context
 from agent.config.types import parse_duration
 
 _RELATIVE = re.compile(r"^now(?:\s*-\s*(.+))?$")
@@ -32,7 +31,7 @@ class When(click.ParamType):
         try:
             if match:
                 ago = parse_duration(match.group(1)) if match.group(1) else 0.0
-                return utcnow() - timedelta(seconds=ago)
+                return current_clock()() - timedelta(seconds=ago)
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             self.fail(f"expected an ISO-8601 time (2026-03-01T00:00:00Z), now or now-7d, found {text!r}", param, ctx)
@@ -65,7 +64,7 @@ def baseline_save(ctx: Any, model_name: str, start: datetime, end: datetime) -> 
         known = ", ".join(m.name for m in ctx.config.detectors.drift) or "none configured"
         raise click.BadParameter(f"expected a model under detectors.drift ({known}), found {model_name!r}",
                                  param_hint="--model")
-    baseline = build_baseline(ctx, model, start, end, actor=cli_actor(), now=utcnow())
+    baseline = build_baseline(ctx, model, start, end, actor=cli_actor(), now=ctx.clock())
     new_id = ctx.store.save_baseline(baseline)
     click.echo(f"baseline #{new_id} for model {model.name}: {_describe(baseline.data)}, "
                f"{start.isoformat(timespec='seconds')} to {end.isoformat(timespec='seconds')}")

@@ -8,21 +8,25 @@
 from __future__ import annotations
 
 import io
+from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from agent.api.auth import require_token
-from agent.clock import utcnow
 from agent.report.period import Period, period_since, zone
 
 router = APIRouter()
 
 
-def _period(since: str, until: str | None) -> Period:
+def _now(request: Request) -> datetime:
+    return request.app.state.ctx.clock()
+
+
+def _period(request: Request, since: str, until: str | None) -> Period:
     try:
-        return period_since(since, now=utcnow(), until=until)
+        return period_since(since, now=_now(request), until=until)
     except ValueError as exc:
         raise HTTPException(422, f"since/until: {exc}") from None
 
@@ -43,8 +47,8 @@ def mttr(request: Request, since: str = "30d", until: str | None = None,
     from agent.report.mttr import mttr_report
     from agent.report.render import as_dict
 
-    period = _period(since, until)
-    return as_dict(mttr_report(request.app.state.ctx.store, period, by=by, tz=_zone(tz), now=utcnow()))
+    period = _period(request, since, until)
+    return as_dict(mttr_report(request.app.state.ctx.store, period, by=by, tz=_zone(tz), now=_now(request)))
 
 
 @router.get("/reports/weekly", tags=["reports"], response_class=HTMLResponse)
@@ -52,7 +56,7 @@ def weekly(request: Request, since: str = "30d", until: str | None = None, tz: s
     """The weekly review page, as ``aiops report html`` writes it."""
     from agent.report.weekly import weekly_report
 
-    html = weekly_report(request.app.state.ctx.store, _period(since, until), tz=_zone(tz), now=utcnow())
+    html = weekly_report(request.app.state.ctx.store, _period(request, since, until), tz=_zone(tz), now=_now(request))
     return HTMLResponse(html)
 
 
@@ -64,6 +68,6 @@ def audit_export(request: Request, since: str = "7d", until: str | None = None,
     from agent.report.audit import export
 
     buffer = io.StringIO()
-    export(request.app.state.ctx.store, _period(since, until), format, buffer)
+    export(request.app.state.ctx.store, _period(request, since, until), format, buffer)
     media = "application/x-ndjson" if format == "jsonl" else "text/csv"
     return PlainTextResponse(buffer.getvalue(), media_type=media)

@@ -7,15 +7,14 @@ from pathlib import Path
 
 import click
 
-from agent.clicommon import AiopsGroup, with_context
-from agent.clock import utcnow
+from agent.clicommon import AiopsGroup, current_clock, with_context
 from agent.context import Context
 from agent.report.period import Period, period_since, zone
 
 
 def _period(since: str, until: str | None) -> Period:
     try:
-        return period_since(since, now=utcnow(), until=until)
+        return period_since(since, now=current_clock()(), until=until)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--since'/'--until'") from None
 
@@ -103,7 +102,7 @@ def report_mttr(ctx: Context, since: str, until: str | None, by: str | None, fmt
     from agent.report.render import render
 
     period = _period(since, until)
-    click.echo(render(mttr_report(ctx.store, period, by=by, tz=tz, now=utcnow()), fmt), nl=False)
+    click.echo(render(mttr_report(ctx.store, period, by=by, tz=tz, now=ctx.clock()), fmt), nl=False)
 
 
 @report.command("html")
@@ -119,7 +118,7 @@ def report_html(ctx: Context, since: str, until: str | None, out: Path, tz: str)
     """
     from agent.report.weekly import weekly_report
 
-    html = weekly_report(ctx.store, _period(since, until), tz=tz, now=utcnow())
+    html = weekly_report(ctx.store, _period(since, until), tz=tz, now=ctx.clock())
     out.write_text(html, encoding="utf-8")
     click.echo(f"wrote {out} ({len(html) // 1024} KiB)")
 

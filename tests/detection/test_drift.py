@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
-from agent.clock import to_epoch
+from agent.clicommon import Settings
+from agent.clock import ManualClock, to_epoch
 from agent.detection import detect
 from agent.detection.drift import parse_series_id
 from agent.sources.base import Samples, SeriesInfo, series_id
@@ -64,7 +65,7 @@ def history(make_ctx):
 
 def save(ctx, *args: str):
     return CliRunner().invoke(cli, ["baseline", "save", "--config", str(ctx.state_dir.parent / "agent.yaml"),
-                                    "--state-dir", str(ctx.state_dir), *args])
+                                    "--state-dir", str(ctx.state_dir), *args], obj=Settings(clock=ManualClock(T0)))
 
 
 def test_a_baseline_saved_with_the_cli_makes_drift_hits_and_the_drift_rate_gauge(history, make_ctx):

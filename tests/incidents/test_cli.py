@@ -8,7 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
-from agent.clicommon import cli_actor
+from agent.clicommon import Settings, cli_actor
+from agent.clock import ManualClock
 from agent.incidents.model import Matcher, MatchOp, Severity, parse_matcher
 from agent.store import Store
 from tests.incidents.conftest import at
@@ -19,7 +20,8 @@ def aiops(write_config, tmp_path):
     config = write_config(f"agent:\n  state_dir: {tmp_path / 'state'}\n")
 
     def run(*args: str):
-        return CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
+        return CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False,
+                                  obj=Settings(clock=ManualClock(at(30))))
 
     return run
 
@@ -49,7 +51,8 @@ def test_incidents_list_ack_resolve_and_refusal(aiops, state):
     assert actors[1:] == [(cli_actor(), "incident.acknowledged"), (cli_actor(), "incident.resolved")]
     assert json.loads(aiops("incidents", "list", "--json", "--open").output) == []
     assert [i["id"] for i in json.loads(aiops("incidents", "list", "--json", "--status", "resolved").output)] == [1]
-    assert aiops("incidents", "list", "--since", "1h").output == "no incidents\n"  # started in March 2026
+    assert [i["id"] for i in json.loads(aiops("incidents", "list", "--json", "--since", "1h").output)] == [1]
+    assert aiops("incidents", "list", "--since", "10m").output == "no incidents\n"  # started 30 min ago
     bad = aiops("incidents", "list", "--since", "lately")
     assert bad.exit_code == 2 and "expected a duration such as 30s, 5m, 2h or 7d, found 'lately'" in bad.output
 

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from agent.clock import ManualClock
 from agent.config import load_config
 from agent.context import Context
 from agent.incidents.model import Incident, Signal
@@ -40,6 +41,7 @@ TOUCH = """---
         msg: "failing on {{ inventory_hostname }}"
       when: (fail_on | default('')) == inventory_hostname or (fail_flag is defined and fail_flag is exists)
     - name: Record the run
+      throttle: 1  # hosts share runs_log: one writer at a time, or a line can be lost
       ansible.builtin.lineinfile:
         path: "{{ runs_log }}"
         line: "{{ aiops_run_id }} {{ inventory_hostname }}"
@@ -112,7 +114,9 @@ def work(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def make_ctx(tmp_path: Path, pbdir: Path, work: Path) -> Iterator[Callable[..., Context]]:
-    """A Context over a real store in tmp_path/state, from the ``remediation:`` YAML given."""
+    """A Context over a real store in tmp_path/state, from the ``remediation:`` YAML given. Its
+    clock is a ``ManualClock`` at ``T0``: the HTTP routes and the CLI (``obj=Settings(clock=…)``)
+    decide with it, never with today's date."""
     made: list[Context] = []
 
     def make(remediation_yaml: str, *, inventory: str | None = None) -> Context:
@@ -124,7 +128,7 @@ def make_ctx(tmp_path: Path, pbdir: Path, work: Path) -> Iterator[Callable[..., 
                 f"remediation:\n  playbook_dir: {pbdir}\n{inv}" + textwrap.indent(textwrap.dedent(remediation_yaml), "  "))
         path = tmp_path / "agent.yaml"
         path.write_text(text)
-        ctx = Context.create(load_config(path), tmp_path / "state")
+        ctx = Context.create(load_config(path), tmp_path / "state", clock=ManualClock(T0))
         made.append(ctx)
         return ctx
 

@@ -11,6 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
+from agent.clicommon import Settings
+from agent.clock import ManualClock
 from agent.errors import ConfigError
 from remediations.rules import redact
 from remediations.runner import rotate, write_vars
@@ -34,7 +36,7 @@ def waiting(make_ctx, work):
 
 
 def invoke(tmp_path, *args: str):
-    return CliRunner().invoke(cli, [*args, "--config", str(tmp_path / "agent.yaml")])
+    return CliRunner().invoke(cli, [*args, "--config", str(tmp_path / "agent.yaml")], obj=Settings(clock=ManualClock(T0)))
 
 
 def test_list_and_show(waiting, tmp_path):

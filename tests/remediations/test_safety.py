@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
+from agent.clicommon import Settings
 from agent.errors import TransitionError
 from agent.incidents.model import IncidentStatus
 from remediations import safety
@@ -130,7 +131,8 @@ def test_approval_granted_runs_and_an_expired_one_cannot_be_approved(make_ctx, w
                              f"aiops remediation approve {waiting.id}")
     assert not (work / "runs.log").exists()
 
-    result = CliRunner().invoke(cli, ["remediation", "approve", str(waiting.id), "--config", str(tmp_path / "agent.yaml")])
+    result = CliRunner().invoke(cli, ["remediation", "approve", str(waiting.id), "--config", str(tmp_path / "agent.yaml")],
+                                obj=Settings(clock=ctx.clock))
     assert result.exit_code == 0, result.output
     assert result.output == f"run {waiting.id} approved by cli:{_user()}: touch_direct.yml on h1 runs in the next cycle\n"
     run_cycle(ctx, later(1))
@@ -147,7 +149,9 @@ def test_approval_granted_runs_and_an_expired_one_cannot_be_approved(make_ctx, w
     with pytest.raises(TransitionError) as exc:
         ctx.store.approve_run(other.id, actor="cli:ops", now=later(41))
     assert str(exc.value) == f"remediation run {other.id} is expired, cannot move to approved"
-    result = CliRunner().invoke(cli, ["remediation", "approve", str(other.id), "--config", str(tmp_path / "agent.yaml")])
+    ctx.clock.set(later(41))
+    result = CliRunner().invoke(cli, ["remediation", "approve", str(other.id), "--config", str(tmp_path / "agent.yaml")],
+                                obj=Settings(clock=ctx.clock))
     assert result.exit_code == 1
     assert f"remediation run {other.id} is expired, cannot move to approved" in result.output
 

@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
 import uvicorn
 
 from agent.api import create_app
-from agent.clock import utcnow
+from agent.clock import ManualClock
 from agent.context import Context
 from tests.conftest import free_port, wait_until
 from tests.report.builders import known_incidents
 
 
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+
+
 @pytest.fixture
 def client(make_config, store, tmp_path):
     config = make_config("http:\n  token: s3cret-token\n")
-    known_incidents(store, (utcnow() - timedelta(days=10)).timestamp())
-    store.audit("cli:alice", "incident.acknowledge", "incident:4", {"reason": "looking"})
-    app = create_app(Context(config=config, store=store, state_dir=tmp_path))
+    known_incidents(store, (T0 - timedelta(days=10)).timestamp())
+    store.audit("cli:alice", "incident.acknowledge", "incident:4", {"reason": "looking"}, now=T0 - timedelta(days=1))
+    app = create_app(Context(config=config, store=store, state_dir=tmp_path, clock=ManualClock(T0)))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -11,9 +11,13 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
-from agent.clock import utcnow
+from agent.clicommon import Settings
+from agent.clock import ManualClock
 from agent.store import Store
 from tests.report.builders import known_incidents
+
+
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
@@ -21,18 +25,18 @@ def env(make_config, write_config, tmp_path):
     make_config("")
     state = tmp_path / "state"
     store = Store(state / "aiops.db")
-    known_incidents(store, (utcnow() - timedelta(days=10)).timestamp())
+    known_incidents(store, (T0 - timedelta(days=10)).timestamp())
     store.audit("cli:alice", "incident.acknowledge", "incident:4", {"reason": "looking into it"},
-                now=utcnow() - timedelta(days=2))
+                now=T0 - timedelta(days=2))
     store.audit("agent", "remediation.run", "run:1", {"reason": "rule restart-api matched", "mode": "apply"},
-                now=utcnow() - timedelta(days=1))
-    store.audit("cli:bob", "silence.create", "silence:1", {"reason": "maintenance"}, now=utcnow() - timedelta(days=40))
+                now=T0 - timedelta(days=1))
+    store.audit("cli:bob", "silence.create", "silence:1", {"reason": "maintenance"}, now=T0 - timedelta(days=40))
     store.close()
     return ["--config", str(tmp_path / "agent.yaml"), "--state-dir", str(state)], store
 
 
 def run(*args: str):
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False, obj=Settings(clock=ManualClock(T0)))
 
 
 def test_mttr_table(env):
@@ -142,7 +146,7 @@ def test_table_shows_no_terminal_escapes_from_label_values(env, tmp_path):
     opts, _ = env
     store = Store(tmp_path / "state" / "aiops.db")
     from tests.report.builders import add_incident
-    now = utcnow().timestamp()
+    now = T0.timestamp()
     add_incident(store, started=now - 100, detected=now - 90, labels={"service": "evil\x1b[2J\nname"})
     store.close()
     result = run("report", "mttr", "--by", "service", *opts)
