@@ -115,6 +115,19 @@ def with_context(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def parse_duration_option(_ctx: click.Context, param: click.Parameter, value: str) -> float:
+    """A click callback: ``30s``, ``5m``, ``1h``, ``7d`` -> seconds (> 0), or a usage error."""
+    from agent.config.types import parse_duration
+
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param=param) from None
+    if seconds <= 0:
+        raise click.BadParameter(f"expected a duration > 0, found {value!r}", param=param)
+    return seconds
+
+
 def cli_actor() -> str:
     """Who is acting from the CLI, for the audit log: ``cli:<user>``."""
     try:

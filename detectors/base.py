@@ -98,6 +98,13 @@ class Detector:
         if not self.is_fitted:
             raise NotFittedError(self.name)
 
+    def unit_scores(self, scores: Any) -> Any:
+        """``scores`` of this detector mapped monotonically into [0, 1] (higher = more
+        anomalous), so detectors can be compared and a backtest can sweep one threshold. The
+        default suits scores that grow from 0 without bound: ``|s| / (|s| + 1)``."""
+        magnitude = abs(scores)
+        return magnitude / (magnitude + 1.0)
+
     def get_state(self) -> dict[str, Any]:
         """Fitted state as plain data (JSON-able where possible), for the store."""
         self._check_fitted()

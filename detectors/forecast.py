@@ -24,31 +24,39 @@ errors beat their whole window). A point at or above ``alarm_score`` is an alarm
 ``quiet_rows`` points after any point that reached ``alarm_score`` score 0, so one episode
 raises one alarm.
 
-Every statistic looks back a bounded number of points, so ``fit`` keeps only those (``tail_``):
-fitting on any history and scoring the next points gives exactly the scores of one pass over the
-whole series (``seen_`` counts the points before, for the growing memory). The defaults were
-chosen on the NAB development corpus (one set for all series; 70.9 standard there).
+Frame-level: every column of a DataFrame is its own series (a Series is one column), judged
+on its own observed points: a NaN or infinite value is a point not taken (a gap), and a
+timestamp at or before the newest point already kept is not new (repeats and steps back are not
+judged; they score 0).
+
+Every statistic looks back a bounded number of points, so ``fit`` keeps only those per column
+(``tail_``): fitting on any history and scoring the next points gives exactly the scores of one
+pass over the whole series (``seen_`` counts the points before, for the growing memory).
+``score`` leaves the detector as it was; ``update`` appends the points just judged, which is
+what the daemon does after each cycle, so between refits a series is followed point by point.
 Example::
 
     >>> import numpy as np, pandas as pd
     >>> idx = pd.date_range("2024-01-01", periods=600, freq="5min", tz="UTC")
-    >>> values = pd.Series(np.sin(np.arange(600) / 10.0), index=idx)
+    >>> values = pd.Series(np.sin(np.arange(600) / 10.0), index=idx, name="cpu")
     >>> values.iloc[500] = 8.0
     >>> detector = ForecastDetector().fit(values.iloc[:400])
     >>> result = detector.score(values.iloc[400:])
-    >>> [hit.ts.isoformat() for hit in result.hits]
-    ['2024-01-02T17:40:00+00:00']
+    >>> [(hit.series_id, hit.ts.isoformat()) for hit in result.hits]
+    [('cpu', '2024-01-02T17:40:00+00:00')]
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
+from detectors._state import PlainState
 from detectors.base import Detector, Direction, Hit, Scores
 from detectors.errors import DetectorError
 
@@ -57,8 +65,8 @@ MAX_RATIO = 1e6  # errors beyond a million times the previous largest all score 
 MIN_PAST = 100  # errors needed before one is judged: a few dozen points prove nothing
 
 
-class ForecastDetector(Detector):
-    """Causal, streaming scores in [0, 1] for one series (higher = more anomalous)."""
+class ForecastDetector(PlainState, Detector):
+    """Causal, streaming scores in [0, 1] per series (higher = more anomalous)."""
 
     name: ClassVar[str] = "forecast"
 
@@ -68,7 +76,7 @@ class ForecastDetector(Detector):
                  season_days: tuple[int, ...] = (1, 7), season_min_count: tuple[int, ...] = (1, 3),
                  season_count: int = 3, season_level_rows: int = 72,
                  combine_top: int = 2,
-                 quiet_rows: int = 100, alarm_score: float = 0.52, series_id: str = "") -> None:
+                 quiet_rows: int = 100, alarm_score: float = 0.52) -> None:
         self.window_rows = window_rows
         self.memory_share = memory_share
         self.max_window_rows = max_window_rows
@@ -82,34 +90,61 @@ class ForecastDetector(Detector):
         self.combine_top = combine_top
         self.quiet_rows = quiet_rows
         self.alarm_score = alarm_score
-        self.series_id = series_id
 
     # fitting -------------------------------------------------------------------------------
 
     def fit(self, history: pd.Series | pd.DataFrame) -> "ForecastDetector":
-        """Keep the last points of ``history`` that later scores depend on, and the season
-        lengths in points found from its median step."""
+        """Per column: the season lengths in points (from its median step), and what later
+        scores depend on: the last points, the last errors of each forecast and the last scores."""
         self._check_params()
-        series = _as_series(history, self.name)
-        self.period_rows_ = self._periods(_median_step_s(series.index))
-        keep = self._context_rows()
-        self.tail_ = [float(v) for v in series.to_numpy()[-keep:]]
-        self.seen_ = len(series)
+        self.periods_: dict[str, list[int]] = {}
+        self.tail_: dict[str, np.ndarray] = {}
+        self.errors_: dict[str, np.ndarray] = {}
+        self.units_: dict[str, np.ndarray] = {}
+        self.seen_: dict[str, int] = {}
+        self.last_ts_: dict[str, float] = {}
+        self._pending: dict[str, _Step] = {}
+        for name, times, values in _columns(history, self.name):
+            times, values = _new_points(times, values, after=-math.inf)
+            periods = self.periods_[name] = self._periods(_median_step_s(times))
+            done = self._pass(values, periods)
+            self.tail_[name] = values[-self._reach_rows(periods):]
+            self.errors_[name] = _last_columns(done.errors, max(self._windows()), np.nan)
+            self.units_[name] = _last_columns(done.units[None, :], self.quiet_rows, 0.0)[0]
+            self.seen_[name] = len(values)
+            self.last_ts_[name] = float(times[-1]) if len(times) else -math.inf
         return self
 
     def update(self, window: pd.Series | pd.DataFrame) -> "ForecastDetector":
-        """Append ``window`` to the kept points: what a refit on history + window would keep,
-        without reading the history again."""
+        """Take the new points of ``window`` into the kept state: what a refit on history + window
+        would keep, without reading the history again (a ``score`` of the same window just
+        before is reused). Columns never fitted are ignored."""
         self._check_fitted()
-        series = _as_series(window, self.name)
-        self.tail_ = (self.tail_ + [float(v) for v in series.to_numpy()])[-self._context_rows():]
-        self.seen_ += len(series)
+        pending = getattr(self, "_pending", {})
+        for name, times, values in _columns(window, self.name):
+            if name not in self.tail_:
+                continue
+            times, values = _new_points(times, values, after=self.last_ts_[name])
+            if not len(values):
+                continue
+            step = pending.get(name)
+            if step is None or step.last_ts != times[-1] or len(step.units) != len(values):
+                step = self._continue(name, values, float(times[-1]))
+            periods = self.periods_[name]
+            self.tail_[name] = np.concatenate([self.tail_[name], values])[-self._reach_rows(periods):]
+            self.errors_[name] = _last_columns(np.hstack([self.errors_[name], step.errors]), max(self._windows()), np.nan)
+            self.units_[name] = np.concatenate([self.units_[name], step.units])[len(step.units):]
+            self.seen_[name] += len(values)
+            self.last_ts_[name] = float(times[-1])
+        self._pending = {}
         return self
 
     def _check_params(self) -> None:
         problems = []
         if not (isinstance(self.memory_share, (int, float)) and 0 <= self.memory_share <= 1):
             problems.append(f"memory_share: expected a number in [0, 1], found {self.memory_share!r}")
+        if not (isinstance(self.alarm_score, (int, float)) and 0 < self.alarm_score <= 1):
+            problems.append(f"alarm_score: expected a number in (0, 1], found {self.alarm_score!r}")
         for name, least in (("window_rows", MIN_PAST), ("max_window_rows", MIN_PAST), ("mean_rows", 0),
                             ("season_count", 1), ("season_level_rows", 1), ("combine_top", 1), ("quiet_rows", 0)):
             value = getattr(self, name)
@@ -134,11 +169,11 @@ class ForecastDetector(Detector):
             return []
         return [round(day) * days for days in self.season_days]
 
-    def _context_rows(self) -> int:
-        seasons = [p * self.season_count + self.season_level_rows for p in self.period_rows_]
-        baselines = [self.mean_rows + b for b in self.baseline_rows]
-        reach = max([*self.level_rows, *baselines, *seasons, 1])
-        return self.quiet_rows + max(self._windows()) + reach + 1
+    def _reach_rows(self, periods: list[int]) -> int:
+        """Points a new point's forecasts look back on (itself included)."""
+        seasons = [p * self.season_count + self.season_level_rows for p in periods]
+        baselines = [self.mean_rows + b for b in self.baseline_rows] if self.mean_rows else []
+        return max([*self.level_rows, *baselines, *seasons, 1]) + 1
 
     def _windows(self) -> list[int]:
         windows = [self.window_rows]
@@ -148,57 +183,104 @@ class ForecastDetector(Detector):
 
     # scoring -------------------------------------------------------------------------------
 
+    def unit_scores(self, scores: Any) -> Any:
+        """Scores are in [0, 1] already."""
+        return scores
+
     def score(self, window: pd.Series | pd.DataFrame) -> Scores:
-        """Scores in [0, 1] for the points of ``window``, each judged by the kept points and
-        the window's earlier points; hits for those at or above ``alarm_score``."""
+        """Scores in [0, 1] for the rows of ``window``, each new point judged by the kept state
+        and the window's earlier points; hits for those at or above ``alarm_score``. A Series
+        gives a Series; a DataFrame a DataFrame, NaN in columns never fitted."""
         self._check_fitted()
-        series = _as_series(window, self.name)
-        n = len(series)
-        values = np.concatenate([np.asarray(self.tail_, dtype="float64"), series.to_numpy(dtype="float64")])
-        scores, expected = self._scores(values, first_row=self.seen_ - len(self.tail_))
-        scores = pd.Series(scores[len(values) - n:], index=series.index, name=series.name)
-        expected = expected[len(values) - n:]
-        hits = [self._hit(series, i, float(scores.iloc[i]), float(expected[i]))
-                for i in np.flatnonzero(scores.to_numpy() >= self.alarm_score)]
-        return Scores(scores=scores, hits=hits)
+        columns = _columns(window, self.name)
+        index = _utc_index(window.index)
+        out = np.full((len(index), len(columns)), np.nan)
+        hits: list[Hit] = []
+        self._pending = {}
+        for j, (name, times, values) in enumerate(columns):
+            if name not in self.tail_:
+                continue
+            out[:, j] = 0.0
+            rows = _new_rows(times, values, after=self.last_ts_[name])
+            if not len(rows):
+                continue
+            step = self._pending[name] = self._continue(name, values[rows], float(times[rows[-1]]))
+            out[rows, j] = step.scores
+            hits += [self._hit(name, index[row], float(values[row]), float(step.scores[k]), float(step.previous[k]))
+                     for k, row in enumerate(rows) if step.scores[k] >= self.alarm_score]
+        if isinstance(window, pd.Series):
+            return Scores(scores=pd.Series(out[:, 0], index=window.index, name=window.name), hits=hits)
+        return Scores(scores=pd.DataFrame(out, index=window.index, columns=window.columns), hits=hits)
 
-    def _scores(self, values: np.ndarray, first_row: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Scores of every point of ``values`` (kept points, then new ones; the first is the
-        series' point number ``first_row``) and the previous value each was compared with."""
-        present = np.isfinite(values)
-        x = pd.Series(np.where(present, values, np.nan)).ffill()  # a gap repeats the last value
-        errors = [self._level_error(x, w) for w in self.level_rows]
-        errors += [self._season_error(x, p, least) for p, least in zip(self.period_rows_, self.season_min_count)]
-        window = self._window_per_point(first_row + np.arange(len(values)))
-        surprises = [self._surprise(e, window) for e in errors]
+    def _pass(self, values: np.ndarray, periods: list[int]) -> "_Step":
+        """One pass over a whole series (the first point is point 0), in bulk: what ``fit`` keeps."""
+        x = pd.Series(values)
+        errors = self._errors(values, periods, new=len(values))
+        window = self._window_per_point(np.arange(len(values)))
+        surprises = np.vstack([self._surprise(pd.Series(e), window) for e in errors]) if len(values) else \
+            np.zeros((len(errors), 0))
+        units = self._unit(surprises)
+        return _Step(errors=errors, units=units, scores=self._quiet(units), previous=x.shift(1).to_numpy(),
+                     last_ts=math.nan)
+
+    def _continue(self, name: str, new: np.ndarray, last_ts: float) -> "_Step":
+        """The new points of one column judged one by one against the kept state: the same
+        numbers a pass over the whole series would give them."""
+        tail, periods = self.tail_[name], self.periods_[name]
+        x = pd.Series(np.concatenate([tail, new]))
+        errors = self._errors(x.to_numpy(), periods, new=len(new))
+        kept = self.errors_[name]
+        history = np.hstack([kept, errors])
+        start = kept.shape[1]
+        windows = self._window_per_point(self.seen_[name] + np.arange(len(new)))
+        units = np.concatenate([self.units_[name], np.zeros(len(new))])
+        scores = np.zeros(len(new))
+        for i, rows in enumerate(windows):
+            at = start + i
+            unit = self._unit(_surprise_one(history[:, at - rows:at], history[:, at])[:, None])[0]
+            units[self.quiet_rows + i] = unit
+            recent = units[i:self.quiet_rows + i]
+            scores[i] = 0.0 if self.quiet_rows and recent.max() >= self.alarm_score else unit
+        return _Step(errors=errors, units=units[self.quiet_rows:], scores=scores,
+                     previous=x.shift(1).to_numpy()[len(tail):], last_ts=last_ts)
+
+    def _errors(self, values: np.ndarray, periods: list[int], *, new: int) -> np.ndarray:
+        """Absolute error of each forecast (rows: level forecasts, seasons, then the recent
+        mean against each baseline) for the last ``new`` points of ``values``; NaN where not
+        judged. Only the points each forecast needs are read, so judging one new point costs
+        the same after a day as after a month."""
+        reach = self._reach_rows(periods)
+        xp = np.concatenate([np.full(reach, np.nan), values])  # before the first point: nothing
+        at = np.arange(len(xp) - new, len(xp))
+        x = xp[at]
+        errors = []
+        for rows in self.level_rows:
+            forecast = xp[at - 1] if rows == 1 else _window_stat(xp, at - 1, rows, "median")
+            errors.append(np.abs(x - forecast))
+        if periods:
+            level = _window_stat(xp, at - 1, self.season_level_rows, "median")
+        for period, least in zip(periods, self.season_min_count):
+            lags = period * np.arange(1, self.season_count + 1)[:, None]  # seasons x points
+            past = xp[at - lags]
+            level_then = _window_stat(xp, (at - lags - 1).ravel(), self.season_level_rows, "median")
+            then = _nanmedian_rows(past.T)
+            error = np.abs(x - (then + level - _nanmedian_rows(level_then.reshape(past.shape).T)))
+            errors.append(np.where(np.isfinite(past).sum(axis=0) >= least, error, np.nan))
         if self.mean_rows:
-            # the level errors share their recent mean: together they are one witness, not several
-            recent = x.rolling(self.mean_rows, min_periods=1).mean()
-            shifts = [(recent - x.shift(self.mean_rows).rolling(rows, min_periods=1).median()).abs()
-                      for rows in self.baseline_rows]
-            surprises.append(np.max(np.vstack([self._surprise(e, window) for e in shifts]), axis=0))
-        surprises = np.sort(np.vstack(surprises), axis=0)
-        raw = surprises[-self.combine_top:].mean(axis=0)
-        raw = np.where(present, raw, 0.0)  # a missing point is not judged
-        return self._quiet(raw / (1.0 + raw)), x.shift(1).to_numpy()
+            recent = _window_stat(xp, at, self.mean_rows, "mean")
+            errors += [np.abs(recent - _window_stat(xp, at - self.mean_rows, rows, "median"))
+                       for rows in self.baseline_rows]
+        return np.vstack(errors)
 
-    @staticmethod
-    def _level_error(x: pd.Series, rows: int) -> pd.Series:
-        forecast = x.shift(1) if rows == 1 else x.shift(1).rolling(rows, min_periods=1).median()
-        return (x - forecast).abs()
-
-    def _season_error(self, x: pd.Series, period: int, least: int) -> pd.Series:
-        """Error against the median of the same phase in past seasons, moved by the change of
-        level since then; NaN (not judged) until ``least`` seasons are in the past."""
-        level = x.shift(1).rolling(self.season_level_rows, min_periods=1).median()
-        lags = range(1, self.season_count + 1)
-        past = np.vstack([x.shift(period * k).to_numpy() for k in lags])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN phases: not enough seasons yet
-            then = np.nanmedian(past, axis=0)
-            level_then = np.nanmedian(np.vstack([level.shift(period * k).to_numpy() for k in lags]), axis=0)
-        error = np.abs(x.to_numpy() - (then + level.to_numpy() - level_then))
-        return pd.Series(np.where(np.isfinite(past).sum(axis=0) >= least, error, np.nan))
+    def _unit(self, surprises: np.ndarray) -> np.ndarray:
+        """Surprises (rows as ``_errors``) to unit scores: the mean of the ``combine_top``
+        largest, mapped by ``r / (1 + r)``. The shift rows share their recent mean: together
+        they are one witness, not several (their largest counts)."""
+        if self.mean_rows:
+            shifts = len(self.baseline_rows)
+            surprises = np.vstack([surprises[:-shifts], surprises[-shifts:].max(axis=0)])
+        raw = np.sort(surprises, axis=0)[-self.combine_top:].mean(axis=0)
+        return raw / (1.0 + raw)
 
     def _window_per_point(self, rows_seen: np.ndarray) -> np.ndarray:
         """The comparison window of each point: the longest of ``_windows()`` within
@@ -230,17 +312,15 @@ class ForecastDetector(Detector):
         return np.nan_to_num(np.where(ratio > 1.0, beyond, rank), nan=0.0)
 
     def _quiet(self, unit: np.ndarray) -> np.ndarray:
-        """Zero the ``quiet_rows`` points after any point that reached ``alarm_score``."""
+        """Zero the ``quiet_rows`` points after any point whose unit score reached ``alarm_score``."""
         if not self.quiet_rows:
             return unit
         recent = pd.Series(unit).shift(1).rolling(self.quiet_rows, min_periods=1).max().fillna(0.0).to_numpy()
         return np.where(recent >= self.alarm_score, 0.0, unit)
 
-    def _hit(self, series: pd.Series, i: int, score: float, previous: float) -> Hit:
-        value = float(series.iloc[i])
+    def _hit(self, name: str, ts: pd.Timestamp, value: float, score: float, previous: float) -> Hit:
         return Hit(
-            series_id=self.series_id or str(series.name or ""), detector=self.name,
-            ts=series.index[i].to_pydatetime(), value=value, score=score,
+            series_id=name, detector=self.name, ts=ts.to_pydatetime(), value=value, score=score,
             direction=Direction.UP if value > previous else Direction.DOWN,
             expected=None if math.isnan(previous) else previous,
             explanation=(f"value {value:.6g} (previous {previous:.6g}) broke the pattern of the points "
@@ -248,25 +328,114 @@ class ForecastDetector(Detector):
         )
 
 
-def _as_series(data: pd.Series | pd.DataFrame, name: str) -> pd.Series:
-    if isinstance(data, pd.DataFrame):
-        if data.shape[1] != 1:
-            raise DetectorError(name, f"expected one series (one column), found {data.shape[1]} columns")
-        data = data.iloc[:, 0]
-    if not isinstance(data, pd.Series):
-        raise DetectorError(name, f"expected a pandas Series, found {type(data).__name__}")
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """New points of one column, judged: their errors (rows as ``_errors``), unit scores before
+    and after the quiet rule, the previous values, and the newest point's time."""
+
+    errors: np.ndarray
+    units: np.ndarray
+    scores: np.ndarray
+    previous: np.ndarray
+    last_ts: float
+
+
+def _surprise_one(past: np.ndarray, error: np.ndarray) -> np.ndarray:
+    """``ForecastDetector._surprise_in`` for one point: ``past`` (kinds x window) the errors
+    before it, ``error`` (kinds) its own. Percentile rank among the window and itself (average
+    rank for ties), or ``1 + log(ratio)`` beyond the largest previous error."""
+    present = ~np.isnan(past)
+    count = present.sum(axis=1)
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN window: no past yet
+        top = np.where(count >= MIN_PAST, np.nanmax(np.where(present, past, -np.inf), axis=1), np.nan)
+        less = (past < error[:, None]).sum(axis=1)
+        equal = (past == error[:, None]).sum(axis=1)
+        rank = (less + (equal + 2) / 2.0) / (count + 1)
+        rank = np.where(count + 1 >= MIN_PAST + 1, rank, np.nan)
+        ratio = np.where(top > 0, error / top, np.where(error > 0, MAX_RATIO, 0.0))
+    ratio = np.where(np.isnan(top), 0.0, ratio)
+    beyond = 1.0 + np.log(np.clip(ratio, 1.0, MAX_RATIO))
+    rank = np.where(error > 0, rank, 0.0)
+    return np.nan_to_num(np.where(ratio > 1.0, beyond, rank), nan=0.0)
+
+
+def _window_stat(xp: np.ndarray, ends: np.ndarray, width: int, stat: str) -> np.ndarray:
+    """The median or mean of the ``width`` values of ``xp`` ending at each of ``ends``, NaN
+    ignored (as pandas' rolling with ``min_periods=1``); NaN where all are missing."""
+    windows = np.lib.stride_tricks.sliding_window_view(xp, width)[np.asarray(ends) - width + 1]
+    return _nanmedian_rows(windows) if stat == "median" else _nanmean_rows(windows)
+
+
+def _nanmedian_rows(values: np.ndarray) -> np.ndarray:
+    """Median of each row, NaN ignored (NaN for a row without values); np.nanmedian's numbers
+    without its per-call cost."""
+    ordered = np.sort(values, axis=1)  # NaN sorts last
+    count = np.count_nonzero(~np.isnan(values), axis=1)
+    rows = np.arange(len(values))
+    low, high = ordered[rows, np.maximum(count - 1, 0) // 2], ordered[rows, count // 2 - (count == 0)]
+    return np.where(count > 0, (low + high) / 2.0, np.nan)
+
+
+def _nanmean_rows(values: np.ndarray) -> np.ndarray:
+    present = ~np.isnan(values)
+    count = present.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, np.where(present, values, 0.0).sum(axis=1) / count, np.nan)
+
+
+def _last_columns(values: np.ndarray, width: int, fill: float) -> np.ndarray:
+    """The last ``width`` columns of ``values`` (rows x columns), padded on the left with ``fill``."""
+    rows, have = values.shape
+    if have >= width:
+        return values[:, have - width:].copy()
+    return np.hstack([np.full((rows, width - have), fill), values])
+
+
+def _columns(data: pd.Series | pd.DataFrame, name: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(column name, epoch seconds, float values with non-finite as NaN) per column, in row order."""
+    if isinstance(data, pd.Series):
+        data = data.to_frame(name="value" if data.name is None else str(data.name))
+    if not isinstance(data, pd.DataFrame):
+        raise DetectorError(name, f"expected a pandas DataFrame or Series, found {type(data).__name__}")
     if not isinstance(data.index, pd.DatetimeIndex):
         raise DetectorError(name, f"expected a DatetimeIndex, found {type(data.index).__name__}")
+    if data.columns.has_duplicates:
+        raise DetectorError(name, f"duplicate column names {sorted(set(data.columns[data.columns.duplicated()]))}")
+    times = _utc_index(data.index).as_unit("ns").asi8 / 1e9
     try:
-        return data.astype("float64")
+        values = data.to_numpy(dtype="float64", na_value=np.nan)
     except (TypeError, ValueError) as exc:
-        raise DetectorError(name, f"expected numbers, found {data.dtype}") from exc
+        raise DetectorError(name, f"expected numbers, found {sorted(set(map(str, data.dtypes)))}") from exc
+    values = np.where(np.isfinite(values), values, np.nan)
+    return [(str(c), times, values[:, j]) for j, c in enumerate(data.columns)]
 
 
-def _median_step_s(index: pd.DatetimeIndex) -> float | None:
+def _utc_index(index: pd.Index) -> pd.DatetimeIndex:
+    index = pd.DatetimeIndex(index)
+    return index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+
+
+def _new_rows(times: np.ndarray, values: np.ndarray, *, after: float) -> np.ndarray:
+    """Row numbers of the points taken: a finite value whose timestamp is later than ``after``
+    and than every earlier point taken."""
+    rows = np.flatnonzero(np.isfinite(values) & (times > after))
+    if len(rows) < 2:
+        return rows
+    t = times[rows]
+    newest_before = np.maximum.accumulate(np.r_[-np.inf, t[:-1]])
+    return rows[t > newest_before]
+
+
+def _new_points(times: np.ndarray, values: np.ndarray, *, after: float) -> tuple[np.ndarray, np.ndarray]:
+    rows = _new_rows(times, values, after=after)
+    return times[rows], values[rows]
+
+
+def _median_step_s(times: np.ndarray) -> float | None:
     """Median time between consecutive points in seconds (repeats and steps backwards ignored)."""
-    if len(index) < 2:
+    if len(times) < 2:
         return None
-    steps = np.diff(index.as_unit("ns").asi8) / 1e9
+    steps = np.diff(times)
     steps = steps[steps > 0]
     return float(np.median(steps)) if len(steps) else None

@@ -152,6 +152,11 @@ class SeasonalDetector(PlainState, Detector):
             out = out + fitting.profile_at(prof[cols], times, self.width_s_, self.centre_s_)
         return out
 
+    def unit_scores(self, scores: Any) -> Any:
+        """``|s| / (|s| + threshold)``: 0.5 where hits start."""
+        magnitude = abs(scores)
+        return magnitude / (magnitude + self.threshold)
+
     def score(self, window: Any) -> Scores:
         self._check_fitted()
         direction = self._direction()

@@ -235,6 +235,34 @@ def _outcome(profile: Profile, threshold: float, raw: float, windows: int, detec
                         score=score, windows=windows, detected=detected, false_positives=false_positives)
 
 
-def score_runs(runs: Sequence[Run], profiles: Sequence[Profile] = PROFILES) -> dict[str, ProfileScore]:
-    """Each profile's best outcome over ``runs``, keyed by profile name."""
+def score_runs(runs: Sequence[Run], profiles: Sequence[Profile] = PROFILES, *,
+               threshold: float | None = None) -> dict[str, ProfileScore]:
+    """Each profile's outcome over ``runs`` at ``threshold``, or at its best threshold when
+    none is given, keyed by profile name."""
+    if threshold is not None:
+        return {p.name: evaluate(runs, p, threshold) for p in profiles}
     return {p.name: optimise(runs, p) for p in profiles}
+
+
+def lofo_runs(runs: Sequence[tuple[str, RowLabels, np.ndarray]],
+              profiles: Sequence[Profile] = PROFILES) -> dict[str, ProfileScore]:
+    """Leave one folder out: for each folder, the threshold is swept on the other folders only
+    and the folder is scored at it; the folders' raw scores add up and are normalised on all
+    windows. What a threshold chosen on other data earns on data it never saw. With a single
+    folder there is nothing to leave out: the result is empty."""
+    folders = sorted({folder for folder, _, _ in runs})
+    if len(folders) < 2:
+        return {}
+    out = {}
+    for profile in profiles:
+        raw, windows, detected, false_positives = 0.0, 0, 0, 0
+        for folder in folders:
+            rest = [(labels, scores) for f, labels, scores in runs if f != folder]
+            held = [(labels, scores) for f, labels, scores in runs if f == folder]
+            outcome = evaluate(held, profile, optimise(rest, profile).threshold)
+            raw += outcome.raw
+            windows += outcome.windows
+            detected += outcome.detected
+            false_positives += outcome.false_positives
+        out[profile.name] = _outcome(profile, float("nan"), raw, windows, detected, false_positives)
+    return out

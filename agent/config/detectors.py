@@ -20,6 +20,7 @@ SERIES_KINDS = ("gauge", "rate", "quantile", "bucket")
 # Detector kind -> (module, class). Imported lazily: the config must load even while a detector
 # module is missing, and `detectors/` must never import `agent/`.
 DETECTOR_CLASSES: Mapping[str, tuple[str, str]] = {
+    "forecast": ("detectors.forecast", "ForecastDetector"),
     "seasonal": ("detectors.seasonal", "SeasonalDetector"),
     "iforest": ("detectors.iforest", "IsolationForestDetector"),
     "threshold": ("detectors.threshold", "ThresholdDetector"),
@@ -96,6 +97,14 @@ class _Rule(Section):
         return self
 
 
+class ForecastRule(_Rule):
+    """Each matched series judged against its own forecasts (last value, same phase of past
+    days and weeks where a day is a whole number of steps, recent level), every error ranked
+    against the same error's recent history: the default for gauges, rates and quantiles."""
+
+    kind: Literal["forecast"]
+
+
 class SeasonalRule(_Rule):
     """One seasonal (STL) baseline per matched series."""
 
@@ -129,7 +138,7 @@ class IForestRule(_Rule):
     max_features: int = Field(default=32, ge=1)
 
 
-Rule = Annotated[Union[SeasonalRule, ThresholdRule, IForestRule], Field(discriminator="kind")]
+Rule = Annotated[Union[ForecastRule, SeasonalRule, ThresholdRule, IForestRule], Field(discriminator="kind")]
 
 
 class Slo(Section):
@@ -190,7 +199,7 @@ class RefitConfig(Section):
 
 
 def _default_rules() -> list[Any]:
-    return [SeasonalRule(kind="seasonal")]
+    return [ForecastRule(kind="forecast")]
 
 
 class DetectorsConfig(Section):

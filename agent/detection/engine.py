@@ -23,7 +23,7 @@ from agent.config.detectors import DetectorsConfig
 from agent.detection.codec import decode_state
 from agent.detection.drift import DriftWatch
 from agent.detection.fitting import (
-    Schedule, Subject, Unit, due, fit_subject, read_refit_history, within_budget,
+    Schedule, Subject, Unit, Why, checkpoint, due, fit_subject, read_refit_history, within_budget,
 )
 from agent.detection.specs import Grouping, Spec, compile_specs
 from agent.log import kv
@@ -48,6 +48,9 @@ class Engine:
         self.scored_until: dict[str, pd.Timestamp] = {}  # series -> newest row judged
         self._pending: dict[str, pd.Timestamp] = {}
         self.drift = DriftWatch()
+        # series -> this cycle's scores of its new points, in [0, 1] (the largest over the
+        # detectors watching it): what a backtest writes and sweeps
+        self.scores: dict[str, pd.Series] = {}
 
     @property
     def ctx(self) -> "Context":
@@ -93,6 +96,7 @@ class Engine:
 
     def detect(self, samples: Samples, *, now: datetime) -> list[Hit]:
         self.judged: set[str] = set()  # subjects judged with data this cycle (see Cycle.judged)
+        self.scores = {}
         self.sync()
         live = {sid: info for sid, info in samples.series.items()
                 if sid not in samples.gaps and sid in samples.values.columns}
@@ -114,13 +118,17 @@ class Engine:
         chosen = within_budget(plan, refit.max_per_cycle)
         if not chosen:
             return
+        saved = [checkpoint(self.units[subj.key], now) for why, subj in chosen if why is Why.CHECKPOINT]
+        chosen = [(why, subj) for why, subj in chosen if why is not Why.CHECKPOINT]
+        if not chosen:
+            self.ctx.store.save_fitted_states(saved, now=now)
+            return
         try:
             history = read_refit_history(self.ctx, [subj for _, subj in chosen], samples, now=now)
         except Exception as exc:  # a source that cannot give history: refit later, score with what we have
             log.warning(kv("detect.history_failed", subjects=len(chosen), error=str(exc)))
             chosen = [(why, subj) for why, subj in chosen if not subj.spec.needs_history]
             history = None
-        saved = []
         for why, subj in chosen:
             self.ctx.heartbeat.beat()
             try:
@@ -180,7 +188,10 @@ class Engine:
                 continue
             after = min(new_from[c] for c in new)
             try:
-                found = self._score_unit(unit, subj, self._window(unit, subj, samples, after), samples)
+                window = self._window(unit, subj, samples, after)
+                found = self._score_unit(unit, subj, window, samples, new_from)
+                if hasattr(unit.detector, "update"):
+                    unit.detector.update(window)  # streaming state follows the points just judged
             except Exception as exc:  # one subject failing is counted; the rest are still scored
                 log.exception(kv("detect.score_failed", detector=subj.spec.name, subject=subj.subject,
                                  error=type(exc).__name__))
@@ -214,13 +225,27 @@ class Engine:
         position = window.index.searchsorted(after, side="right")
         return window.iloc[max(0, position - subj.spec.context_points):]
 
-    def _score_unit(self, unit: Unit, subj: Subject, window: pd.DataFrame, samples: Samples) -> list[Hit]:
+    def _score_unit(self, unit: Unit, subj: Subject, window: pd.DataFrame, samples: Samples,
+                    new_from: Mapping[str, pd.Timestamp]) -> list[Hit]:
         if subj.spec.grouping is Grouping.ENTITY:
             names = subj.spec.feature_names(list(window.columns), samples.series)
             scores = unit.detector.score(window.rename(columns=names), entity=subj.subject)
         else:
             scores = unit.detector.score(window)
+            self._keep_scores(unit, scores.scores, new_from)
         return [h for h in (self._fill(hit, subj, samples) for hit in scores.hits) if h is not None]
+
+    def _keep_scores(self, unit: Unit, scores: pd.DataFrame | pd.Series, new_from: Mapping[str, pd.Timestamp]) -> None:
+        frame = scores.to_frame() if isinstance(scores, pd.Series) else scores
+        unit_scores = unit.detector.unit_scores(frame)
+        for sid in unit_scores.columns:
+            since = new_from.get(sid)
+            if since is None:
+                continue
+            column = unit_scores[sid]
+            column = column[(column.index > since) & column.notna()]
+            kept = self.scores.get(sid)
+            self.scores[sid] = column if kept is None else pd.concat([kept, column], axis=1).max(axis=1)
 
     @staticmethod
     def _fill(hit: Hit, subj: Subject, samples: Samples) -> Hit | None:

@@ -62,11 +62,13 @@ class Subject:
 
 
 class Why(IntEnum):
-    """Why a subject is fitted this cycle; lower goes first when the budget is short."""
+    """Why a subject is fitted this cycle; lower goes first when the budget is short.
+    CHECKPOINT: a streaming subject's turn: its state is saved, nothing is refitted."""
 
     FIRST_SIGHT = 0
     OVERDUE = 1
     TURN = 2
+    CHECKPOINT = 3
 
 
 @dataclass(slots=True)
@@ -99,7 +101,7 @@ def due(subjects: Sequence[Subject], units: dict[tuple[str, str], Unit], schedul
         if age_s >= 1.5 * refit_s:
             out.append((Why.OVERDUE, subj))
         elif age_s >= 0.5 * refit_s and _turn(subj) == cycle_no % subj.spec.cycles:
-            out.append((Why.TURN, subj))
+            out.append((Why.CHECKPOINT if subj.spec.streaming else Why.TURN, subj))
     out.sort(key=lambda pair: pair[0])
     return out
 
@@ -118,7 +120,7 @@ def within_budget(plan: list[tuple[Why, Subject]], budget: int) -> list[tuple[Wh
     detectors that learn nothing from history cost nothing."""
     chosen, spent = [], 0
     for why, subj in plan:
-        cost = len(subj.series) if subj.spec.needs_history else 0
+        cost = len(subj.series) if subj.spec.needs_history and why is not Why.CHECKPOINT else 0
         if chosen and spent + cost > budget and cost:
             continue
         chosen.append((why, subj))
@@ -158,6 +160,14 @@ def read_refit_history(ctx: "Context", subjects: Sequence[Subject], samples: Sam
     frame = read_history(ctx, wanted, start, now, current=samples)
     entities = [subj.entity_id for subj in subjects if subj.spec.grouping is Grouping.ENTITY]
     return History(frame=frame, exclusions=ctx.store.refit_exclusions([*wanted, *entities], start, now, now=now))
+
+
+def checkpoint(unit: Unit, now: datetime) -> FittedState:
+    """The state a streaming unit holds now, to be saved as if it had just been fitted."""
+    unit.fitted_at = now
+    return FittedState(detector=unit.spec.name, subject=unit.subject, fitted_at=now, points=0,
+                       params={"fingerprint": unit.spec.fingerprint, "columns": list(unit.columns)},
+                       state=encode_state(unit.detector.get_state()))
 
 
 def fit_subject(ctx: "Context", subj: Subject, history: History, samples: Samples, schedule: Schedule, *,

@@ -59,6 +59,9 @@ class Spec:
     exclude: Sequence[SeriesMatcher] = ()
     min_history_s: float = 0.0
     needs_history: bool = True
+    # Follows its series point by point (the detector has ``update``): refitted from history on
+    # first sight and after a downtime; on its turn, its state is saved instead (a checkpoint).
+    streaming: bool = False
     context_points: int = 0      # past points handed to score() before the new ones
     entity_label: str = ""
     min_features: int = 1
@@ -140,7 +143,8 @@ def compile_specs(config: DetectorsConfig, *, cycle_interval_s: float) -> list[S
             specs.append(Spec(**common, grouping=Grouping.SLICE, needs_history=False,
                               context_points=max(0, of_points - 1)))
         else:
-            specs.append(Spec(**common, grouping=Grouping.SLICE))
+            streaming = hasattr(detector_class(rule.kind), "update")
+            specs.append(Spec(**common, grouping=Grouping.SLICE, streaming=streaming))
     for slo in config.slos:
         specs.append(slo_spec(slo, slices))  # SLOs learn nothing: fitted once, never refitted
     return specs

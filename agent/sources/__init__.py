@@ -177,6 +177,7 @@ def history(ctx: "Context", start: pd.Timestamp, end: pd.Timestamp, *, series_id
 
 def _resample(samples: Samples, step_s: float) -> Samples:
     rule = pd.Timedelta(seconds=step_s)
-    values = samples.values.resample(rule).mean() if len(samples.values.index) else samples.values
+    # Buckets no series fell into are not rows: history keeps each series at its own step.
+    values = samples.values.resample(rule).mean().dropna(how="all") if len(samples.values.index) else samples.values
     buckets = {h: f.resample(rule).sum(min_count=1) for h, f in samples.buckets.items()}
     return Samples(values=values, series=samples.series, gaps=samples.gaps, buckets=buckets)

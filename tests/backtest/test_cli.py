@@ -14,6 +14,8 @@ from agent.backtest import score_corpus
 from agent.backtest.corpus import find_inputs, read_series
 from agent.backtest.runner import backtest, strictly_increasing
 from agent.cli import cli
+from agent.config import AgentConfig
+from detectors.forecast import ForecastDetector
 
 NAB = Path("/work/shared/data/nab")
 
@@ -59,26 +61,34 @@ def test_backtest_writes_one_scored_row_per_input_row_and_prints_profiles(corpus
     assert result.exit_code == 0, result.output
     spike = pd.read_csv(out / "kind_a" / "spike.csv")
     source = pd.read_csv(data / "kind_a" / "spike.csv")
-    assert list(spike.columns) == ["timestamp", "value", "anomaly_score", "label"]
+    assert list(spike.columns) == ["timestamp", "value", "anomaly_score", "label", "hit"]
     assert spike["timestamp"].tolist() == source["timestamp"].tolist()
     assert spike["value"].tolist() == source["value"].tolist()
     assert spike["anomaly_score"].between(0, 1).all()
     assert spike["label"].tolist() == [0] * 380 + [1] * 41 + [0] * 179
     assert spike["anomaly_score"].idxmax() == 400
+    assert spike.loc[400, "hit"] == 1 and spike["hit"].sum() == 1
+    # the hit column is the detect stage's own decision: the score at or above alarm_score
+    assert ((spike["anomaly_score"] >= ForecastDetector().alarm_score) == (spike["hit"] == 1)).all()
     odd = pd.read_csv(out / "kind_b" / "odd.csv")
     assert odd["timestamp"].tolist() == pd.read_csv(data / "kind_b" / "odd.csv")["timestamp"].tolist()
     assert odd["label"].sum() == 0
 
-    scored = backtest([data], labels=labels)
+    scored = backtest([data], AgentConfig(), labels=labels)
     lines = result.stdout.splitlines()
-    assert lines[0] == f"forecast: 2 files scored, results in {out}"
-    standard = scored.profiles["standard"]
+    assert lines[0] == f"detectors forecast: 2 files replayed, results in {out}"
+    standard = scored.swept["standard"]
     assert standard.detected == 1 and standard.score > 90
     assert lines[1] == (
-        f"standard: NAB score {standard.score:.1f} (threshold {standard.threshold:.6g}, raw {standard.raw:.2f}); "
+        f"swept standard: NAB score {standard.score:.1f} (threshold {standard.threshold:.6g}, raw {standard.raw:.2f}); "
         f"windows detected 1/1, recall 1.00, precision {standard.precision:.2f} "
         f"({standard.false_positives} false-positive rows)")
-    assert [line.split(":")[0] for line in lines[2:]] == ["reward_low_FP_rate", "reward_low_FN_rate"]
+    configured = scored.configured["standard"]
+    assert (configured.detected, configured.false_positives) == (1, int(odd["hit"].sum()))
+    assert [" ".join(line.split(":")[0].split()[:2]) for line in lines[1:]] == [
+        "swept standard", "swept reward_low_FP_rate", "swept reward_low_FN_rate",
+        "configured standard", "configured reward_low_FP_rate", "configured reward_low_FN_rate",
+        "leave-one-folder-out standard", "leave-one-folder-out reward_low_FP_rate", "leave-one-folder-out reward_low_FN_rate"]
 
 
 def test_a_single_file_is_matched_to_its_label_key_and_written_by_name(corpus, tmp_path):
@@ -89,14 +99,23 @@ def test_a_single_file_is_matched_to_its_label_key_and_written_by_name(corpus, t
     assert result.exit_code == 0, result.output
     assert (out / "spike.csv").exists()
     assert "windows detected 1/1" in result.output
+    assert "leave-one-folder-out" not in result.output  # one folder: nothing to leave out
 
 
-def test_unknown_detector_is_a_usage_error(corpus, tmp_path):
+def test_the_config_chooses_the_detectors_and_a_bad_one_is_a_usage_error(corpus, tmp_path, write_config):
     data, _ = corpus
-    result = CliRunner().invoke(cli, ["backtest", str(data), "--detector", "nope", "--out", str(tmp_path / "o")])
+    seasonal = write_config("detectors:\n  rules:\n    - kind: seasonal\n", name="seasonal.yaml")
+    result = CliRunner().invoke(cli, ["backtest", str(data / "kind_a"), "--config", str(seasonal),
+                                      "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == f"detectors seasonal: 1 files replayed, results in {tmp_path / 'o'}"
+    assert pd.read_csv(tmp_path / "o" / "spike.csv")["anomaly_score"].idxmax() == 400
+    bad = write_config("detectors:\n  rules:\n    - kind: forecast\n      params: {windows: 3}\n", name="bad.yaml")
+    result = CliRunner().invoke(cli, ["backtest", str(data), "--config", str(bad), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
-    assert "--detector: expected one of forecast" in result.output
-    assert "found 'nope'" in result.output
+    assert f"{bad}: detectors.rules[0].params: expected parameters of ForecastDetector" in result.output
+    result = CliRunner().invoke(cli, ["backtest", str(data), "--cycle", "soon", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "Invalid value for '--cycle': expected a duration such as 30s" in result.output
 
 
 def test_a_folder_without_csv_files_is_an_error(tmp_path):
@@ -116,7 +135,7 @@ def test_real_nab_files_are_scored_in_file_order(tmp_path):
     scores = score_corpus(data, NAB / "labels" / "combined_windows.json")
     assert set(scores) == {"standard", "reward_low_FP_rate", "reward_low_FN_rate"}
     assert scores["standard"] > 50  # 4 windows: catching most of them early is needed for this
-    result = backtest([data], labels=NAB / "labels" / "combined_windows.json")
+    result = backtest([data], AgentConfig(), labels=NAB / "labels" / "combined_windows.json")
     latency = result.files[1]
     assert latency.item.key == "realKnownCause/ec2_request_latency_system_failure.csv"
     assert len(latency.scores) == 4032 and latency.labels.windows == 3

@@ -7,6 +7,7 @@ import pytest
 from agent.config import parse_config
 from agent.detection.specs import Grouping, compile_specs
 from agent.errors import ConfigError
+from agent.sources.base import SeriesInfo
 from tests.detection.conftest import info
 
 
@@ -16,12 +17,14 @@ def problems(text: str) -> list[str]:
     return [str(p) for p in caught.value.problems]
 
 
-def test_defaults_watch_every_series_with_a_seasonal_detector():
+def test_defaults_watch_every_gauge_rate_and_quantile_with_the_forecast_detector():
     config = parse_config("").detectors
     (spec,) = compile_specs(config, cycle_interval_s=60)
-    assert (spec.name, spec.kind, spec.grouping, spec.slices, spec.min_history_s) == (
-        "seasonal", "seasonal", Grouping.SLICE, 64, 3600.0)
+    assert (spec.name, spec.kind, spec.grouping, spec.slices, spec.min_history_s, spec.context_points) == (
+        "forecast", "forecast", Grouping.SLICE, 64, 3600.0, 0)
     assert spec.selects(info("anything", job="x"))
+    bucket = SeriesInfo(series_id='h_bucket{le="1"}', metric="h_bucket", labels={"le": "1"}, kind="bucket")
+    assert not spec.selects(bucket)
 
 
 def test_rules_slos_and_matchers_compile_into_specs():

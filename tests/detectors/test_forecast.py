@@ -56,7 +56,7 @@ def test_clean_daily_series_raises_no_hits():
 def test_hit_carries_expectation_and_direction():
     series = daily()
     series.iloc[4 * DAY + 20] += 30
-    hits = ForecastDetector(series_id="cpu{host=\"a\"}").fit(series.iloc[:3 * DAY]).score(series.iloc[3 * DAY:]).hits
+    hits = ForecastDetector().fit(series.iloc[:3 * DAY].rename('cpu{host="a"}')).score(series.iloc[3 * DAY:].rename('cpu{host="a"}')).hits
     assert [h.ts for h in hits] == [series.index[4 * DAY + 20].to_pydatetime()]
     hit = hits[0]
     assert (hit.series_id, hit.detector, hit.direction.value) == ('cpu{host="a"}', "forecast", "up")
@@ -112,8 +112,8 @@ def test_bad_input_gives_scores_or_clear_errors():
     assert len(ForecastDetector().fit(repeated.iloc[:10]).score(repeated.iloc[10:]).scores) == 10
     with pytest.raises(NotFittedError, match="forecast: not fitted: call fit"):
         ForecastDetector().score(flat)
-    with pytest.raises(DetectorError, match="forecast: expected one series \\(one column\\), found 2 columns"):
-        ForecastDetector().fit(pd.DataFrame({"a": flat, "b": flat}))
+    with pytest.raises(DetectorError, match="forecast: duplicate column names \\['a'\\]"):
+        ForecastDetector().fit(pd.DataFrame([[1.0, 2.0]], columns=["a", "a"], index=idx[:1]))
     with pytest.raises(DetectorError, match="forecast: expected a DatetimeIndex, found RangeIndex"):
         ForecastDetector().fit(pd.Series([1.0, 2.0]))
     with pytest.raises(DetectorError, match="forecast: window_rows: expected an int >= 100, found 3"):
@@ -141,3 +141,41 @@ def test_a_burst_that_recurs_stops_alarming_once_memory_covers_it():
     assert growing[0] == fixed[0] == 500  # the first burst is news
     assert max(growing) < 7000  # from 5334 points seen, memory (800 and more) spans the bursts
     assert len([r for r in fixed if r > 7000]) >= 5  # a fixed 400-point memory keeps alarming
+
+
+def test_each_column_of_a_frame_is_judged_as_its_own_series():
+    a, b = daily().rename("a"), daily().rename("b") * 3 + 7
+    b.iloc[4 * DAY + 200] += 90
+    b.iloc[4 * DAY + 20: 4 * DAY + 22] = np.nan  # b misses two scrapes; a does not
+    frame = pd.concat([a, b], axis=1)
+    together = ForecastDetector().fit(frame.iloc[:3 * DAY]).score(frame.iloc[3 * DAY:])
+    for column in ("a", "b"):
+        alone = ForecastDetector().fit(frame[column].iloc[:3 * DAY]).score(frame[column].iloc[3 * DAY:])
+        np.testing.assert_array_equal(together.scores[column].to_numpy(), alone.scores.to_numpy())
+    assert [(h.series_id, h.ts) for h in together.hits] == [("b", b.index[4 * DAY + 200].to_pydatetime())]
+    unknown = ForecastDetector().fit(frame[["a"]].iloc[:3 * DAY]).score(frame.iloc[3 * DAY:]).scores
+    assert unknown["b"].isna().all() and unknown["a"].notna().all()
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 500])
+def test_point_by_point_scoring_gives_the_numbers_of_one_pass_exactly(chunk):
+    """score + update over chunks: the scores a bulk pass over the whole series gives."""
+    rng = np.random.default_rng(21)
+    n = 9 * DAY
+    idx = pd.date_range("2024-01-01", periods=n, freq="5min", tz="UTC")
+    values = 40 + 10 * np.sin(2 * np.pi * np.arange(n) / DAY) + rng.normal(0, 1, n)
+    values = values.round(0)  # ties in the errors, as integer counters give
+    values[2 * DAY:2 * DAY + 40] = 45.0  # a flat run
+    values[[3 * DAY, 5 * DAY + 7, 8 * DAY]] += [30, -25, 60]
+    values[6 * DAY:6 * DAY + 300] += 12  # a level shift
+    series = pd.Series(values, index=idx, name="s")
+    detector = ForecastDetector(window_rows=200, max_window_rows=800)
+    bulk = detector._pass(values, detector._periods(300.0)).scores
+    streaming = ForecastDetector(window_rows=200, max_window_rows=800).fit(series.iloc[:150])
+    got = []
+    for start in range(150, n, chunk):
+        part = series.iloc[start:start + chunk]
+        got.append(streaming.score(part).scores.to_numpy())
+        streaming.update(part)
+    np.testing.assert_array_equal(np.concatenate(got), bulk[150:])
+    assert (bulk[150:] >= 0.52).sum() >= 3
