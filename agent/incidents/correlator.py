@@ -8,7 +8,9 @@ For each hit, in time order:
    (a correlation label value, or a connected part of the topology) → join it; a resolved one
    sharing a key within the flap window → reopen it, flapping;
 3. a persistence rule that is not yet satisfied → keep the hit as pending;
-4. otherwise open a new incident.
+4. a corroboration rule whose other series have not fired yet → keep the hit as pending (a
+   later hit sharing a key opens the incident and takes the waiting ones in);
+5. otherwise open a new incident.
 
 Everything for one batch happens in one store transaction, so a batch is all or nothing.
 """
@@ -109,11 +111,33 @@ class Correlator:
                 store.record_hits([hit], incident_id=None, now=now)
                 placed.pending += 1
                 return
+        partners = self._corroborating(hit, keys)
+        if partners is None:
+            store.record_hits([hit], incident_id=None, now=now)
+            placed.pending += 1
+            return
         incident_id = self._open(hit, severity, keys, now=now, actor=actor)
         if rule is not None:
             store.attach_pending_hits(hit.series_id, hit.detector, since=since, incident_id=incident_id)
+        if partners:
+            store.claim_hits(partners, incident_id=incident_id, now=now, actor=actor)
+            placed.stale.add(incident_id)
         placed.touched.add(incident_id)
         placed.opened.append(incident_id)
+
+    def _corroborating(self, hit: Hit, keys: list[str]) -> list[tuple[int, Hit]] | None:
+        """The waiting hits that let ``hit`` open an incident ([] when it needs none), or None
+        when a corroboration rule holds it back."""
+        rule = self.config.corroboration_for(hit.labels, hit.detector)
+        if rule is None or rule.series <= 1 or (rule.alone_score is not None and hit.score >= rule.alone_score):
+            return []
+        since = hit.ts - timedelta(seconds=self.config.window)
+        shared = set(keys)
+        partners = [(row, other) for row, other in self.store.pending_hits(since=since, other_than=hit.series_id)
+                    if shared & set(correlation_keys(self.config, self.topology, other.labels))]
+        if len({other.series_id for _, other in partners}) + 1 < rule.series:
+            return None
+        return partners
 
     def _open(self, hit: Hit, severity: Severity, keys: list[str], *, now: datetime, actor: str) -> int:
         signal = signal_of(hit)

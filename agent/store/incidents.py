@@ -29,7 +29,7 @@ from agent.store.base import StoreBase, dumps
 from agent.store.changes import ChangeStore
 from agent.store.migrations import migration, run_script
 from agent.store.silences import SilenceStore
-from detectors.base import Hit
+from detectors.base import Direction, Hit
 
 
 class UnknownIncidentError(AiopsError):
@@ -436,6 +436,37 @@ class IncidentStore(ChangeStore, SilenceStore, StoreBase):
                                   "AND signal_key = ?", (row[0], incident_id, signal_key(series_id, detector)))
                 self.conn.execute("UPDATE incidents SET started_at = min(started_at, ?) WHERE id = ?",
                                   (row[0], incident_id))
+
+    def pending_hits(self, *, since: datetime, other_than: str) -> list[tuple[int, Hit]]:
+        """(row id, hit) of hits no incident holds, at or after ``since``, of series other than
+        ``other_than``; oldest first."""
+        rows = self.conn.execute(
+            "SELECT id, ts, series_id, detector, entity, metric, labels, value, expected, lower, upper, score, "
+            "direction, explanation FROM hits WHERE incident_id IS NULL AND ts >= ? AND series_id != ? ORDER BY ts, id",
+            (to_epoch(since), other_than)).fetchall()
+        return [(int(r[0]), Hit(ts=from_epoch(r[1]), series_id=r[2], detector=r[3], entity=r[4], metric=r[5],
+                                labels=_labels(r[6]), value=r[7], expected=r[8], lower=r[9], upper=r[10], score=r[11],
+                                direction=Direction(r[12]), explanation=r[13])) for r in rows]
+
+    def claim_hits(self, claimed: Sequence[tuple[int, Hit]], *, incident_id: int, now: datetime,
+                   actor: str = "agent") -> None:
+        """Give pending hits (from ``pending_hits``) to an incident, as signals of it."""
+        with self._atomic():
+            for row_id, h in claimed:
+                self.conn.execute("UPDATE hits SET incident_id = ? WHERE id = ? AND incident_id IS NULL",
+                                  (incident_id, row_id))
+                ts = to_epoch(h.ts)
+                (count,) = self.conn.execute(_UPSERT_SIGNAL, (
+                    incident_id, signal_key(h.series_id, h.detector), h.series_id, h.detector, h.metric,
+                    dumps(dict(h.labels)), ts, ts, h.score, h.value, h.expected, str(h.direction),
+                    h.explanation)).fetchone()
+                if count == 1:
+                    self._write_event(incident_id, kind=EventKind.SIGNAL_ADDED, actor=actor, now=now,
+                                      message=f"signal added: {h.metric or h.series_id} ({h.detector}); it fired "
+                                              "first and waited for a second signal",
+                                      details={"series_id": h.series_id, "detector": h.detector})
+                self.conn.execute("UPDATE incidents SET started_at = min(started_at, ?) WHERE id = ?",
+                                  (ts, incident_id))
 
     def pending_hit_cycles(self, series_id: str, detector: str, *, since: datetime) -> int:
         """Cycles since ``since`` in which this series and detector fired (for N-of-M rules)."""

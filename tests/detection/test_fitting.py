@@ -49,3 +49,16 @@ def test_a_series_waiting_for_history_is_not_tried_again_before_its_time():
     schedule = Schedule(not_before={("seasonal", "a"): START + timedelta(minutes=30)})
     assert due([waiting], {}, schedule, now=START, interval_s=60, refit_s=600) == []
     assert len(due([waiting], {}, schedule, now=START + timedelta(minutes=30), interval_s=60, refit_s=600)) == 1
+
+
+def test_a_streaming_subject_is_checkpointed_on_its_turn_and_refitted_only_when_overdue():
+    spec = Spec(name="forecast", kind="forecast", params={}, grouping=Grouping.SLICE, slices=1, cycles=1,
+                streaming=True)
+    subj = subject(spec, "slice-0000", ("a",))
+    units = {subj.key: Unit(spec=spec, subject=subj.subject, detector=None, columns=subj.series,
+                            fitted_at=START - timedelta(minutes=6))}
+    plan = due([subj], units, Schedule(), now=START, interval_s=60, refit_s=600)
+    assert [why for why, _ in plan] == [Why.CHECKPOINT]
+    assert within_budget(plan + plan, 0) == plan + plan  # a checkpoint reads no history: it costs nothing
+    units[subj.key].fitted_at = START - timedelta(minutes=15)  # after a downtime
+    assert [why for why, _ in due([subj], units, Schedule(), now=START, interval_s=60, refit_s=600)] == [Why.OVERDUE]

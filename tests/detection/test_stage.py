@@ -184,3 +184,37 @@ def test_a_series_that_stops_reporting_is_judged_but_a_failed_source_is_not(make
                                                gaps=frozenset({NODE.series_id}))))
     assert [(h.series_id, h.ts, h.direction.value, h.explanation) for h in hits] == [
         (WEB.series_id, later, "down", "no data for 30 points in a row (history had data 100.0% of the time)")]
+
+
+FORECAST = """
+detectors:
+  refit: {interval: 10m, slices: 1}
+  rules:
+    - kind: forecast
+      params: {quiet_rows: 10}
+"""
+
+
+def test_the_default_detector_follows_each_point_and_checkpoints_instead_of_refitting(make_ctx):
+    ctx = make_ctx(FORECAST)
+    web = seasonal_values(DAY + 30, seed=3)
+    web[-25] += 40
+    detect(ctx, cycle_at(T0 - minutes(30), samples([(WEB, web[:-30])], end=T0 - minutes(30))))
+    assert value(ctx, "aiops_detector_refits_total", detector="forecast") == 1
+    found = []
+    for k in range(1, 31):  # one point a cycle for half an hour: three refit intervals
+        now = T0 - minutes(30 - k)
+        found += detect(ctx, cycle_at(now, samples([(WEB, web[:-30 + k or None])], end=now)))
+    assert [h.ts for h in found] == [T0 - minutes(24)]
+    # never refitted: the state was saved on its turns, with every point taken in
+    assert value(ctx, "aiops_detector_refits_total", detector="forecast") == 1
+    (stored,) = ctx.store.load_fitted_states()
+    assert stored.fitted_at > T0 - minutes(20)
+    unit = next(iter(engine_for(ctx).units.values()))
+    assert unit.detector.seen_[WEB.series_id] == DAY + 30
+
+    restarted = make_ctx(FORECAST)  # resumes from the checkpoint, without a refit
+    web_next = np.append(web, web[-1] + 60)
+    hits = detect(restarted, cycle_at(T0 + minutes(1), samples([(WEB, web_next)], end=T0 + minutes(1))))
+    assert [h.ts for h in hits] == [T0 + minutes(1)]
+    assert value(restarted, "aiops_detector_refits_total", detector="forecast") == 0

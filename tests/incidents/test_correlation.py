@@ -172,3 +172,37 @@ def test_signals_that_fired_together_rank_by_score(store, correlator_for):
                       now=at(2))
     [incident] = store.list_incidents()
     assert incident.root_cause == 'latency{service="api"}'
+
+
+def test_a_weak_lone_forecast_hit_waits_for_a_second_series(store, correlator_for):
+    correlator = correlator_for()  # the default corroboration rule: forecast, 2 series, alone at 0.6
+    first = correlator.ingest([hit("latency", 0, detector="forecast", score=0.53, service="api", instance="a")],
+                              now=at(1))
+    assert (first.opened, first.pending, store.list_incidents()) == ([], 1, [])
+    # another series of the same service, within the window: one incident holds both
+    second = correlator.ingest([hit("errors", 4, detector="forecast", score=0.55, service="api", instance="b")],
+                               now=at(5))
+    [incident] = store.list_incidents()
+    assert second.opened == [incident.id]
+    assert sorted(s.metric for s in incident.signals) == ["errors", "latency"]
+    assert incident.started_at == at(0)
+    # a lone weak hit of an unrelated service never opens anything
+    correlator.ingest([hit("queue_depth", 6, detector="forecast", score=0.55, service="billing")], now=at(7))
+    correlator.ingest([hit("queue_depth", 30, detector="forecast", score=0.55, service="search")], now=at(31))
+    assert len(store.list_incidents()) == 1
+
+
+def test_a_strong_lone_hit_or_another_detector_opens_at_once(store, correlator_for):
+    correlator = correlator_for()
+    strong = correlator.ingest([hit("latency", 0, detector="forecast", score=0.61, service="api")], now=at(1))
+    threshold = correlator.ingest([hit("p95", 0, detector="slo_p95", score=0.2, service="billing")], now=at(1))
+    assert len(strong.opened) == len(threshold.opened) == 1
+    # the rule is configurable: three series, no score strong enough alone
+    strict = correlator_for("incidents:\n  corroboration:\n    - {detector: forecast, series: 3}\n")
+    for minutes, instance in ((10, "a"), (11, "b")):
+        strict.ingest([hit("cpu", minutes, detector="forecast", score=0.99, service="db", instance=instance)],
+                      now=at(minutes + 1))
+    assert len(store.list_incidents()) == 2
+    strict.ingest([hit("cpu", 12, detector="forecast", score=0.5, service="db", instance="c")], now=at(13))
+    assert len(store.list_incidents()) == 3
+    assert len(store.list_incidents()[0].signals) == 3
