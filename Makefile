@@ -5,7 +5,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := prometheus prometheus-node-exporter chromium tesseract-ocr procps
+SYSTEM_PACKAGES := prometheus prometheus-node-exporter chromium tesseract-ocr procps faketime
+# Tests that build state at a fixed date and then decide through the CLI or HTTP: run again
+# with the wall clock 1,000 days ahead, so none of them can pass only on the day it was written.
+LATER_DATE_TESTS := tests/remediations/test_api.py tests/remediations/test_safety.py \
+	tests/remediations/test_cli.py tests/report/test_api.py tests/report/test_cli.py \
+	tests/incidents/test_cli.py tests/detection/test_drift.py tests/notify/test_cli.py
 
 .PHONY: demo test bench venv system-packages clean
 
@@ -24,6 +29,11 @@ demo: venv system-packages
 	$(BIN)/python -m agent.demo
 
 test: venv system-packages
+	@if command -v faketime >/dev/null; then \
+	  echo "== the date-sensitive tests, 1,000 days from now"; \
+	  faketime -f +1000d $(BIN)/python -m pytest -q -p no:cacheprovider $(LATER_DATE_TESTS); \
+	else echo "faketime missing: the later-date run is skipped" >&2; fi
+	@echo "== the whole suite"
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: venv system-packages

@@ -92,7 +92,7 @@ def replay_series(series: pd.Series, config: AgentConfig, *, cycle_s: float = DE
                 clock.set(now.to_pydatetime())
                 cycle = run_cycle(ctx, now=now.to_pydatetime())
                 failed += "detect" in cycle.failed_stages
-                judged = engine.scores.get(sid)
+                judged = engine.score_of(sid)
                 if judged is not None and len(judged):
                     rows = position.reindex(judged.index)
                     known = rows.notna().to_numpy()
