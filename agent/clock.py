@@ -5,8 +5,38 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 
+# Every time the agent takes in and stores lies in this range: later readers (pages, reports,
+# epoch arithmetic) can then always render it. Inputs outside it are refused or clamped.
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def check_in_range(value: datetime, what: str) -> datetime:
+    """``value`` as aware UTC, or ``ValueError`` naming ``what`` when it is naive or outside
+    [EARLIEST, LATEST)."""
+    if value.tzinfo is None:
+        raise ValueError(f"{what}: expected a time with a time zone, found {value.isoformat()}")
+    value = value.astimezone(timezone.utc)
+    if not EARLIEST <= value < LATEST:
+        raise ValueError(f"{what}: expected a time from {EARLIEST:%Y-%m-%d} to before {LATEST:%Y-%m-%d}, "
+                         f"found {value.isoformat()}")
+    return value
+
+
+def shifted(value: datetime, seconds: float, what: str) -> datetime:
+    """``value`` moved by ``seconds``, or ``ValueError`` naming ``what`` when that leaves the range."""
+    try:
+        moved = value + timedelta(seconds=seconds)
+    except (OverflowError, ValueError):
+        moved = None
+    if moved is None or not EARLIEST <= moved < LATEST:
+        raise ValueError(f"{what}: expected a duration that stays between {EARLIEST:%Y-%m-%d} and "
+                         f"{LATEST:%Y-%m-%d}, found {seconds:g} s from {value.isoformat()}")
+    return moved
 
 
 def to_epoch(value: datetime | float | int | None) -> float | None:

@@ -8,6 +8,7 @@ with ``redact`` and replaced by ``***`` in any line that would carry it.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 from collections.abc import Mapping
@@ -25,11 +26,20 @@ def redact(secret: str | None) -> None:
             _secrets.add(secret)
 
 
+# user:password@ in a URL: the password goes, the user stays (it tells which account)
+_URL_PASSWORD = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/@\s:]*):(?P<password>[^/@\s]*)@")
+
+
+def scrub_url_credentials(text: str) -> str:
+    """``https://ops:hunter2@prom`` → ``https://ops:***@prom``, wherever it stands in ``text``."""
+    return _URL_PASSWORD.sub(r"\g<scheme>\g<user>:***@", text)
+
+
 def _scrub(text: str) -> str:
     for secret in _secrets:
         if secret in text:
             text = text.replace(secret, "***")
-    return text
+    return scrub_url_credentials(text)
 
 
 def _value(value: Any) -> str:

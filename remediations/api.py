@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
 from agent.api.auth import require_token
+from agent.api.params import RowId
 from agent.errors import StoreError, TransitionError
 from remediations.model import RunStatus, run_dict
 
@@ -23,7 +24,7 @@ def list_remediations(request: Request, status_: RunStatus | None = Query(defaul
 
 
 @router.get("/api/v1/remediations/{run_id}")
-def show_remediation(request: Request, run_id: int) -> dict[str, Any]:
+def show_remediation(request: Request, run_id: RowId) -> dict[str, Any]:
     run = request.app.state.ctx.store.get_run(run_id)
     if run is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no remediation run {run_id}")
@@ -31,7 +32,7 @@ def show_remediation(request: Request, run_id: int) -> dict[str, Any]:
 
 
 @router.post("/api/v1/remediations/{run_id}/approve")
-def approve_remediation(request: Request, run_id: int, actor: str = Depends(require_token)) -> dict[str, Any]:
+def approve_remediation(request: Request, run_id: RowId, actor: str = Depends(require_token)) -> dict[str, Any]:
     """Grant a run that waits for approval; the daemon runs it in its next cycle."""
     ctx = request.app.state.ctx
     try:

@@ -260,7 +260,7 @@ def _problem(name: str, err: dict[str, Any]) -> ConfigProblem:
         text = err["msg"]
         text = text[len("Input should be "):] if text.startswith("Input should be ") else text[0].lower() + text[1:]
         message = f"expected {text}, found {found}"
-    return ConfigProblem(name, _dotted(loc), message)
+    return ConfigProblem(name, _dotted(loc), log.scrub_url_credentials(message))
 
 
 def _secrets(node: Any) -> Iterator[str]:

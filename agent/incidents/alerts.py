@@ -14,11 +14,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from agent.clock import EARLIEST
 from agent.incidents.correlator import Correlator
 from agent.incidents.lifecycle import try_resolve
 from agent.incidents.rootcause import ALERT_DETECTOR
@@ -43,6 +44,24 @@ class AlertPayload(BaseModel):
     ends_at: datetime | None = Field(default=None, alias="endsAt")
     generator_url: str = Field(default="", alias="generatorURL")
     fingerprint: str = ""
+
+    @field_validator("starts_at", "ends_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        """A time without a zone is UTC (Alertmanager always sends one; hand-written clients may not)."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+    def within(self, now: datetime) -> "AlertPayload":
+        """Times the store can keep: a start outside [1970, now] (Alertmanager's zero time
+        0001-01-01 means unknown) is taken as ``now``; an end before 1970 is no end; an end is
+        clamped to [start, now]."""
+        starts = self.starts_at if EARLIEST <= self.starts_at <= now else now
+        ends = self.ends_at if self.ends_at is not None and self.ends_at >= EARLIEST else None
+        if ends is not None:
+            ends = min(max(ends, starts), now)
+        return self.model_copy(update={"starts_at": starts, "ends_at": ends})
 
 
 class WebhookPayload(BaseModel):
@@ -112,7 +131,7 @@ def ingest_webhook(store: "Store", correlator: Correlator, payload: WebhookPaylo
     """All of one payload in one transaction: a failure leaves nothing half-written."""
     latest: dict[str, AlertPayload] = {}
     for alert in payload.alerts:  # the same fingerprint twice in one body: the last word counts
-        latest[fingerprint_of(alert)] = alert
+        latest[fingerprint_of(alert)] = alert.within(now)
     firing = [a for a in latest.values() if a.status == "firing"]
     resolved = [a for a in latest.values() if a.status == "resolved"]
     severities = [SEVERITIES.get(a.labels.get("severity", "").lower()) for a in firing]

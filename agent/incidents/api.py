@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.api.auth import require_token
+from agent.api.params import RowId
 from agent.config.types import parse_duration
 from agent.errors import TransitionError
 from agent.incidents import suspect_changes
@@ -99,7 +100,7 @@ def list_incidents(request: Request, status: IncidentStatus | None = None,
 
 
 @router.get("/api/v1/incidents/{incident_id}")
-def get_incident(incident_id: int, request: Request) -> dict[str, Any]:
+def get_incident(incident_id: RowId, request: Request) -> dict[str, Any]:
     ctx = _ctx(request)
     incident = ctx.store.get_incident(incident_id)
     if incident is None:
@@ -131,13 +132,13 @@ def _move(request: Request, incident_id: int, to: IncidentStatus, reason: str, a
 
 
 @router.post("/api/v1/incidents/{incident_id}/ack")
-def ack_incident(incident_id: int, request: Request, body: TransitionIn | None = None,
+def ack_incident(incident_id: RowId, request: Request, body: TransitionIn | None = None,
                  actor: str = Depends(require_token)) -> dict[str, Any]:
     return _move(request, incident_id, IncidentStatus.ACKNOWLEDGED, body.reason if body else "", actor)
 
 
 @router.post("/api/v1/incidents/{incident_id}/resolve")
-def resolve_incident(incident_id: int, request: Request, body: TransitionIn | None = None,
+def resolve_incident(incident_id: RowId, request: Request, body: TransitionIn | None = None,
                      actor: str = Depends(require_token)) -> dict[str, Any]:
     return _move(request, incident_id, IncidentStatus.RESOLVED, body.reason if body else "", actor)
 
@@ -176,7 +177,7 @@ def get_silences(request: Request, all: bool = False) -> list[dict[str, Any]]:
 
 
 @router.post("/api/v1/silences/{silence_id}/expire")
-def expire_silence(silence_id: int, request: Request, actor: str = Depends(require_token)) -> dict[str, Any]:
+def expire_silence(silence_id: RowId, request: Request, actor: str = Depends(require_token)) -> dict[str, Any]:
     ctx = _ctx(request)
     try:
         return silence_dict(ctx.store.expire_silence(silence_id, actor=actor, now=ctx.clock()))

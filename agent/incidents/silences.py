@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
+from agent.clock import check_in_range, shifted
 from agent.incidents.model import Silence, parse_matcher
 
 if TYPE_CHECKING:
@@ -21,11 +23,14 @@ def create_silence(store: "Store", matchers: Sequence[str], *, reason: str, acto
     parsed = [parse_matcher(m) for m in matchers]
     if not reason.strip():
         raise ValueError("expected a reason for the silence, found an empty one")
-    start = starts_at or now
+    start = check_in_range(starts_at, "starts_at") if starts_at is not None else now
     if (ends_at is None) == (duration_s is None):
         raise ValueError("expected exactly one of an end time and a duration, found "
                          + ("both" if ends_at is not None else "neither"))
-    end = ends_at if ends_at is not None else start + timedelta(seconds=float(duration_s or 0))
+    if duration_s is not None and not math.isfinite(float(duration_s)):
+        raise ValueError(f"duration: expected a finite duration, found {duration_s!r}")
+    end = check_in_range(ends_at, "ends_at") if ends_at is not None else \
+        shifted(start, float(duration_s or 0), "duration")
     if end <= start:
         raise ValueError(f"expected the end after the start ({start.isoformat()}), found {end.isoformat()}")
     return store.add_silence(parsed, starts_at=start, ends_at=end, reason=reason.strip(), actor=actor, now=now)

@@ -8,12 +8,12 @@ working across a DST change (such a week is 167 or 169 hours long).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 
-from agent.clock import to_epoch
+from agent.clock import EARLIEST, check_in_range, shifted, to_epoch
 from agent.config.types import parse_duration
 
 
@@ -43,14 +43,20 @@ class Period:
 def parse_since(text: str, *, now: datetime) -> datetime:
     """``30d``/``12h``/``2w`` back from ``now``, or an ISO date or datetime (UTC unless it says)."""
     try:
-        return now - timedelta(seconds=parse_duration(text))
+        seconds = parse_duration(text)
     except ValueError:
         pass
+    else:
+        try:
+            return shifted(now, -seconds, text)
+        except ValueError:
+            raise ValueError(f"expected a duration that reaches back no further than {EARLIEST:%Y-%m-%d}, "
+                             f"found {text!r}") from None
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"expected a duration such as 30d or a date such as 2026-01-31, found {text!r}") from None
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return check_in_range(moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment, text)
 
 
 def period_since(text: str, *, now: datetime, until: str | None = None) -> Period:
@@ -65,7 +71,7 @@ def period_since(text: str, *, now: datetime, until: str | None = None) -> Perio
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a folder of zones, not a zone
         raise ValueError(f"expected a time zone name such as UTC or Europe/Berlin, found {name!r}") from None
 
 

@@ -159,3 +159,16 @@ def test_shard_flag_overrides_the_config_and_is_checked(make_config):
 def test_key_path_leaves_out_the_tag_of_a_tagged_union(write_config):
     path = write_config("notify:\n  channels:\n    mail:\n      type: email\n      host: smtp.example\n      to: 5\n")
     assert f"{path}: notify.channels.mail.to: expected a list, found 5" in problems(path)
+
+
+def test_config_check_never_prints_a_password_inside_a_url(write_config):
+    from click.testing import CliRunner
+
+    from agent.cli import cli
+
+    bad = write_config("sources:\n  prometheus:\n    url: 'ftp://ops:hunter2-pw@prom.example/'\n"
+                       "    timeout: 'soon: https://ops:other-pw@x/'\n", name="bad.yaml")
+    result = CliRunner().invoke(cli, ["config", "check", str(bad)])
+    assert result.exit_code == 2
+    assert "hunter2-pw" not in result.output and "other-pw" not in result.output
+    assert "ops:***@prom.example" in result.output

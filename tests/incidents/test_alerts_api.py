@@ -211,3 +211,39 @@ def test_the_fingerprint_is_the_alert_identity(api_for):
     assert (signal_a["series_id"], signal_a["hits"]) == (
         'ALERTS{alertname="HighLatency",fingerprint="a1b2c3d4e5f60718"}', 2)
     assert signal_b["hits"] == 1 and signal_b["labels"]["pod"] == "api-1-7f9c"
+
+
+def test_hostile_times_and_ids_get_a_4xx_or_a_time_every_reader_can_render(api_for):
+    api = api_for()
+    api.ctx.clock = lambda: at(30)
+    body = payload("firing")
+    body["alerts"][0]["startsAt"] = "2026-03-02T12:00:00"  # no zone: UTC
+    body["alerts"][1]["startsAt"] = "0001-01-01T00:00:01Z"  # Alertmanager's zero time: unknown
+    assert api.post("/api/v1/alerts", json=body).status_code == 200
+    future = payload("firing")
+    for alert in future["alerts"]:
+        alert["startsAt"] = alert["endsAt"] = "9999-12-31T23:59:59Z"
+        alert["labels"]["instance"] = "far-1"
+    assert api.post("/api/v1/alerts", json=future).status_code == 200
+    listed = api.get("/api/v1/incidents").json()
+    assert len(listed) == 2  # the far-1 alerts start at "now", beyond the first incident's window
+    for incident in listed:
+        page = api.get(f"/incidents/{incident['id']}")
+        assert page.status_code == 200
+        shown = api.get(f"/api/v1/incidents/{incident['id']}").json()
+        assert "2026-03-02T12:00:00Z" <= shown["started_at"] <= "2026-03-02T12:30:00Z"
+
+    for path in ("/api/v1/incidents/10000000000000000000", "/incidents/10000000000000000000",
+                 "/api/v1/remediations/9223372036854775808", "/api/v1/incidents/0"):
+        answer = api.get(path)
+        assert answer.status_code == 422, (path, answer.text)
+    assert api.post("/api/v1/incidents/99999999999999999999/ack").status_code == 422
+    assert api.post("/api/v1/silences/9223372036854775808/expire").status_code == 422
+
+    for silence, reason in (
+            ({"duration": "99999999999d"}, "duration: expected a duration that stays between 1970-01-01 and 9000-01-01"),
+            ({"duration": 1e300}, "duration: expected a duration that stays between 1970-01-01 and 9000-01-01"),
+            ({"starts_at": "9999-01-01T00:00:00Z", "duration": "1h"},
+             "starts_at: expected a time from 1970-01-01 to before 9000-01-01, found 9999-01-01T00:00:00+00:00")):
+        made = api.post("/api/v1/silences", json={"matchers": ["service=api"], "reason": "x", **silence})
+        assert made.status_code == 400 and made.json()["detail"].startswith(reason), made.text

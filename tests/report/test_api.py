@@ -63,3 +63,16 @@ def test_audit_export_needs_the_token(client):
                           headers={"Authorization": "Bearer s3cret-token"})
     assert response.status_code == 200
     assert response.text.splitlines()[1].split(",")[2:6] == ["cli:alice", "incident.acknowledge", "incident:4", "looking"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/reports/mttr", "/reports/weekly", "/api/v1/audit"])
+def test_out_of_range_periods_and_zone_folders_are_422(client, path):
+    auth = {"Authorization": "Bearer s3cret-token"}
+    far = client.get(path, params={"since": "1000000d"}, headers=auth)
+    assert (far.status_code, far.json()["detail"]) == (
+        422, "since/until: expected a duration that reaches back no further than 1970-01-01, found '1000000d'")
+    if path != "/api/v1/audit":
+        for tz in ("America", "Europe", "x" * 300):
+            answer = client.get(path, params={"tz": tz}, headers=auth)
+            assert (answer.status_code, answer.json()["detail"]) == (
+                422, f"tz: expected a time zone name such as UTC or Europe/Berlin, found {tz!r}")
