@@ -149,7 +149,9 @@ def history(ctx: "Context", start: pd.Timestamp, end: pd.Timestamp, *, series_id
     """This shard's samples over ``[start, end]`` for refits: Prometheus query_range (at ``step_s``
     instead of each query's step when given), or the scrape history in the store, or the CSV files.
     With ``step_s`` the store and file histories are averaged into ``step_s`` buckets (bucket
-    counts are summed). Sources failing raise FetchError (a refit should wait, not learn a gap)."""
+    counts are summed). A source that gives nothing raises FetchError (a refit should wait, not
+    learn a gap); Prometheus queries that fail while others answer leave their series out (those
+    wait for a later refit) and are logged."""
     from agent.sources.frame import restrict
     from agent.sources.prometheus import PrometheusSource
 
@@ -162,9 +164,11 @@ def history(ctx: "Context", start: pd.Timestamp, end: pd.Timestamp, *, series_id
         if step_s is not None:
             queries = [q.model_copy(update={"step": step_s}) for q in queries]
         samples = source.fetch(start, end, queries)
-        if source.failed:
+        if source.failed and len(source.failed) == len(queries):
             raise FetchError(source.name, ",".join(source.failed), FailureKind.API_ERROR,
-                             "history incomplete: these queries failed")
+                             "history unavailable: every query failed")
+        if source.failed:  # one bad query is a gap in its own series, not a blind spot for all
+            log.warning(kv("sources.history_partial", failed=",".join(source.failed), queries=len(queries)))
     else:
         samples = source.fetch(start, end, series_ids)
         if step_s is not None:

@@ -150,6 +150,25 @@ def test_history_over_backfilled_days_is_exact_and_chunked(make_ctx, prometheus_
     assert hourly.values.shape == (49, 3)
 
 
+def test_one_bad_query_is_a_gap_and_the_healthy_series_are_still_fitted(make_ctx, prometheus_factory, caplog):
+    from agent.pipeline import run_cycle
+
+    end = math.floor(time.time() / 60) * 60 - 600
+    ts = np.arange(end - 86400, end + 1, 60, dtype="int64")
+    family = Family(name="synthetic_load", series=[({"host": f"h{i}"}, ts, 50 + i + np.sin(ts / 3600.0)) for i in range(3)])
+    server = prometheus_factory(backfill_text=openmetrics([family]))
+    queries = ("      - name: load\n        expr: synthetic_load\n        step: 60s\n"
+               "      - name: broken\n        expr: 'synthetic_load{'\n        step: 60s\n")
+    ctx = make_ctx(prom_yaml(server.url, queries).replace("window: 30s", "window: 10m"))
+    now = pd.Timestamp(end, unit="s", tz="UTC").to_pydatetime()
+    with caplog.at_level(logging.WARNING, logger="agent.sources"):
+        cycle = run_cycle(ctx, now=now)
+    assert cycle.failed_stages == []
+    fitted = sorted(c for state in ctx.store.load_fitted_states() for c in state.params["columns"])
+    assert fitted == [f'synthetic_load{{host="h{i}"}}' for i in range(3)]
+    assert any("event=sources.history_partial failed=broken queries=2" in r.getMessage() for r in caplog.records)
+
+
 # -- servers that misbehave ------------------------------------------------------------------------
 
 OK = matrix(({"__name__": "up", "job": "a"}, [[T0.timestamp(), "1"]]))
