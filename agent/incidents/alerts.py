@@ -30,6 +30,7 @@ from detectors.base import Direction, Hit
 if TYPE_CHECKING:
     from agent.store import Store
 
+MAX_VALUE_CHARS = 1024  # a label or annotation value is kept up to this length
 SEVERITIES = {"critical": "critical", "page": "critical", "error": "critical", "warning": "warning",
               "warn": "warning", "info": "info", "none": "info"}
 
@@ -44,6 +45,14 @@ class AlertPayload(BaseModel):
     ends_at: datetime | None = Field(default=None, alias="endsAt")
     generator_url: str = Field(default="", alias="generatorURL")
     fingerprint: str = ""
+
+    @field_validator("labels", "annotations")
+    @classmethod
+    def _capped(cls, value: dict[str, str]) -> dict[str, str]:
+        """Values past ``MAX_VALUE_CHARS`` are cut, and say so: a 1 MB label would make every page
+        and message that shows it megabytes long."""
+        return {k: v if len(v) <= MAX_VALUE_CHARS else f"{v[:MAX_VALUE_CHARS]}…[truncated: {len(v)} characters]"
+                for k, v in value.items()}
 
     @field_validator("starts_at", "ends_at")
     @classmethod

@@ -247,3 +247,15 @@ def test_hostile_times_and_ids_get_a_4xx_or_a_time_every_reader_can_render(api_f
              "starts_at: expected a time from 1970-01-01 to before 9000-01-01, found 9999-01-01T00:00:00+00:00")):
         made = api.post("/api/v1/silences", json={"matchers": ["service=api"], "reason": "x", **silence})
         assert made.status_code == 400 and made.json()["detail"].startswith(reason), made.text
+
+
+def test_a_megabyte_label_is_cut_and_marked_and_the_page_stays_small(api_for):
+    api = api_for()
+    body = payload("firing")
+    body["alerts"][0]["labels"]["service"] = "x" * 1_000_000
+    body["alerts"][0]["annotations"]["summary"] = "y" * 5000
+    assert api.post("/api/v1/alerts", json=body).status_code == 200
+    shown = api.get("/api/v1/incidents/1").json()
+    assert shown["labels"]["service"] == "x" * 1024 + "…[truncated: 1000000 characters]"
+    page = api.get("/incidents/1")
+    assert page.status_code == 200 and len(page.content) < 200_000
