@@ -98,6 +98,10 @@ class Route(Section):
         return value
 
 
+GRAPH_LINK = "{url}/graph?g0.expr={expr}&g0.tab=0&g0.range_input={range}&g0.end_input={end}"
+_PLACEHOLDER = re.compile(r"{([^{}]*)}")
+
+
 class NotifyConfig(Section):
     """Channels by name, routes in order, and the outbox's retry policy."""
 
@@ -105,6 +109,11 @@ class NotifyConfig(Section):
     # Prometheus UI for graph links in summaries and messages; unset: the Prometheus source's URL
     # when sources.kind is prometheus, else no links.
     prometheus_url: str | None = None
+    # The graph link of a signal: {url} is the URL above, {expr} the signal's PromQL selector,
+    # {range} the span shown (like 3h), {end} its end (all URL-encoded). The default opens
+    # Prometheus' graph page; for VictoriaMetrics use
+    # "{url}/vmui/#/?g0.expr={expr}&g0.range_input={range}&g0.end_input={end}".
+    graph_link: str = GRAPH_LINK
     channels: dict[str, Channel] = {}
     routes: list[Route] = []
     # Retries: the wait doubles from retry_initial up to retry_max (with jitter of ±20 %).
@@ -123,6 +132,15 @@ class NotifyConfig(Section):
         for name in value:
             if not _NAME.match(name):
                 raise ValueError(f"expected channel names of lower-case letters, digits, - and _, found {name!r}")
+        return value
+
+    @field_validator("graph_link")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        unknown = sorted(set(_PLACEHOLDER.findall(value)) - {"url", "expr", "range", "end"})
+        if unknown or "{expr}" not in value:
+            raise ValueError(f"expected a link with {{expr}} and only {{url}}, {{expr}}, {{range}} and {{end}}, "
+                             f"found {value!r}")
         return value
 
     @field_validator("prometheus_url")

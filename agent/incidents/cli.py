@@ -13,7 +13,7 @@ import click
 
 from agent.clicommon import AiopsGroup, cli_actor, with_context
 from agent.config.types import parse_duration
-from agent.incidents.model import Incident, IncidentStatus
+from agent.incidents.model import IncidentStatus
 from agent.incidents.serialize import change_dict, incident_dict, silence_dict
 
 
@@ -87,18 +87,6 @@ def list_command(ctx: Any, status: str | None, only_open: bool, since: str | Non
                    f"{_when(incident.started_at)}  {len(incident.signals):>3} signals{flags}  {incident.title}")
 
 
-def minimal_text(incident: Incident) -> str:
-    """Plain text used while the summary renderer is not available."""
-    lines = [f"#{incident.id} [{incident.severity.value}] {incident.title}",
-             f"status: {incident.status.value}{' (flapping)' if incident.flapping else ''}",
-             f"started: {_when(incident.started_at)}  detected: {_when(incident.detected_at)}",
-             f"root cause guess: {incident.root_cause or '-'} ({incident.root_cause_reason or 'no reason'})",
-             "signals:"]
-    for s in sorted(incident.signals, key=lambda s: -(s.peak_score or 0)):
-        lines.append(f"  {s.series_id} [{s.detector}] hits={s.hits} value={s.last_value} expected={s.last_expected}")
-    return "\n".join(lines)
-
-
 @incidents_group.command("show")
 @click.argument("incident_id", type=int)
 @click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json", "html"]), default="text",
@@ -109,27 +97,10 @@ def show_command(ctx: Any, incident_id: int, fmt: str) -> None:
 
     Example: aiops incidents show 12 --format markdown
     """
-    from agent.store.incidents import UnknownIncidentError
-
-    incident = ctx.store.get_incident(incident_id)
-    if incident is None:
-        raise UnknownIncidentError(incident_id)
     from agent.incidents import summary
 
-    render = getattr(summary, "render", None)
-    if render is not None:
-        prometheus_url = _prometheus_url(ctx.config)
-        click.echo(render(ctx.store, incident_id, fmt, base_url=ctx.config.http.base_url,
-                          prometheus_url=prometheus_url))
-    elif fmt == "json":
-        click.echo(json.dumps(incident_dict(incident), indent=2))
-    else:
-        click.echo(minimal_text(incident))
-
-
-def _prometheus_url(config: Any) -> str | None:
-    """The Prometheus source's URL for graph links, when Prometheus is the source."""
-    return config.sources.prometheus.url if config.sources.kind == "prometheus" else None
+    click.echo(summary.render(ctx.store, incident_id, fmt, base_url=ctx.config.http.base_url,
+                              prometheus_url=summary.prometheus_url(ctx.config)))
 
 
 def _transition(ctx: Any, incident_id: int, to: IncidentStatus, reason: str) -> None:

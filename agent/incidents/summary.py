@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from agent.config.notify import GRAPH_LINK
 from agent.incidents.model import Change, Incident, IncidentEvent, Signal
 from agent.store.incidents import UnknownIncidentError
 
@@ -158,25 +159,34 @@ def promql_selector(metric: str, labels: Mapping[str, str]) -> str:
     return f"{metric}{{{inner}}}" if inner else metric
 
 
-def graph_url(prometheus_url: str, signal: Signal) -> str | None:
-    """A Prometheus graph page of the signal around its anomaly (the expression URL-encoded)."""
+def graph_url(link: str, signal: Signal) -> str | None:
+    """A graph page of the signal around its anomaly. ``link`` is a template from
+    ``graph_link_of`` (or a bare Prometheus URL, for its graph page); every value filled in is
+    URL-encoded, and nothing from a label can add a placeholder."""
     if not signal.metric:
         return None
+    if "{expr}" not in link:
+        link = GRAPH_LINK.replace("{url}", link.rstrip("/"))
     expr = promql_selector(signal.metric, signal.labels)
     end = signal.last_at + timedelta(minutes=30)
     span_h = max(1, int((end - signal.first_at).total_seconds() // 3600) + 2)
-    return (f"{prometheus_url.rstrip('/')}/graph?g0.expr={quote(expr, safe='')}&g0.tab=0"
-            f"&g0.range_input={span_h}h&g0.end_input={quote(end.strftime('%Y-%m-%d %H:%M:%S'), safe='')}")
+    values = {"expr": quote(expr, safe=""), "range": f"{span_h}h",
+              "end": quote(end.strftime("%Y-%m-%d %H:%M:%S"), safe="")}
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), link)
+
+
+_PLACEHOLDER = re.compile(r"{(expr|range|end)}")
 
 
 def prometheus_url(config: "AgentConfig") -> str | None:
-    """Where graph links point: ``notify.prometheus_url``, else the Prometheus source when it is
-    the one in use, else nowhere."""
-    if config.notify.prometheus_url:
-        return config.notify.prometheus_url
-    if config.sources.kind == "prometheus":
-        return config.sources.prometheus.url
-    return None
+    """The graph link template of signals (``notify.graph_link`` with ``{url}`` filled in):
+    ``notify.prometheus_url``, else the Prometheus source when it is the one in use, else no link."""
+    base = config.notify.prometheus_url
+    if not base and config.sources.kind == "prometheus":
+        base = config.sources.prometheus.url
+    if not base:
+        return None
+    return config.notify.graph_link.replace("{url}", base.rstrip("/"))
 
 
 # -- rendering ----------------------------------------------------------------------------------

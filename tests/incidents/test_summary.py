@@ -86,6 +86,24 @@ def test_prometheus_link_per_signal_encodes_the_expression(store):
     assert [s["graph_url"] for s in without["signals"]] == [None, None]
 
 
+def test_graph_links_follow_the_configured_template_for_victoriametrics(store, make_config):
+    from agent.errors import ConfigError
+    from agent.incidents.summary import prometheus_url
+
+    vm = make_config('notify:\n  prometheus_url: http://vm.example:8428/\n  graph_link: '
+                     '"{url}/vmui/#/?g0.expr={expr}&g0.range_input={range}&g0.end_input={end}"\n')
+    incident = make_incident(store, labels={"service": "{end}&x=1", "instance": "web-1"})
+    link = json.loads(render(store, incident.id, "json", prometheus_url=prometheus_url(vm)))["signals"][0]["graph_url"]
+    parts = urlsplit(link)
+    assert (parts.netloc, parts.path) == ("vm.example:8428", "/vmui/")
+    query = parse_qs(parts.fragment[len("/?"):])
+    assert query["g0.expr"] == ['http_request_duration_seconds{instance="web-1",service="{end}&x=1"}']
+    assert query["g0.range_input"] == ["2h"] and "x" not in query  # a label value fills nothing in
+    with pytest.raises(ConfigError) as err:
+        make_config('notify:\n  graph_link: "{url}/graph?q={query}"\n')
+    assert "notify.graph_link: expected a link with {expr} and only {url}, {expr}, {range} and {end}" in str(err.value)
+
+
 def test_json_summary_carries_the_facts(store):
     incident = make_incident(store)
     add_run(store, incident.id, status="not_fixed", reason="signals not quiet for 300s by the deadline")
