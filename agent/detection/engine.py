@@ -26,6 +26,7 @@ from agent.detection.drift import DriftWatch
 from agent.detection.fitting import (
     Schedule, Subject, Unit, Why, checkpoint, due, fit_subject, read_refit_history, within_budget,
 )
+from agent.detection.history import read_history
 from agent.detection.specs import Grouping, Spec, compile_specs
 from agent.log import kv
 from agent.sources.base import Samples, SeriesInfo
@@ -49,6 +50,9 @@ class Engine:
         self.scored_until: dict[str, pd.Timestamp] = {}  # series -> newest row judged
         self._pending: dict[str, pd.Timestamp] = {}
         self.drift = DriftWatch()
+        # streaming units loaded from the store: the points since their checkpoint are read from
+        # history and taken in before they judge anything new (see _catch_up)
+        self._resume: set[tuple[str, str]] = set()
         # this cycle's scores of new points in [0, 1], a frame per unit (see score_of): what a
         # backtest writes and sweeps
         self.scores: list[pd.DataFrame] = []
@@ -90,6 +94,8 @@ class Engine:
             self.units[(spec.name, stored.subject)] = Unit(
                 spec=spec, subject=stored.subject, detector=detector,
                 columns=tuple(stored.params.get("columns", ())), fitted_at=stored.fitted_at)
+            if spec.streaming:
+                self._resume.add((spec.name, stored.subject))
             loaded += 1
         log.info(kv("detect.state_loaded", subjects=loaded, stale=stale or None))
 
@@ -104,6 +110,7 @@ class Engine:
         subjects = [Subject(spec=spec, subject=name, series=tuple(sids))
                     for spec in self.specs for name, sids in spec.subjects(live).items()]
         new_from = self._new_points(samples, live)
+        self._catch_up(subjects, samples, new_from)
         self._refit(subjects, samples, new_from, now=now)
         hits = self._score(subjects, samples, new_from)
         hits += self.drift.detect(self.ctx, samples, now=now, judged=self.judged)
@@ -155,6 +162,31 @@ class Engine:
                           series=len(unit.columns)))
         if saved:
             self.ctx.store.save_fitted_states(saved, now=now)
+
+    def _catch_up(self, subjects: list[Subject], samples: Samples, new_from: Mapping[str, pd.Timestamp]) -> None:
+        """Streaming units loaded from the store take in the points since their checkpoint (read
+        from history) before they judge new ones; a source that cannot give them leaves a gap."""
+        waiting = [subj for subj in subjects if subj.key in self._resume and subj.key in self.units]
+        if not waiting:
+            return
+        self._resume.difference_update(subj.key for subj in waiting)
+        starts = [new_from[s] for subj in waiting for s in subj.series if s in new_from]
+        if not starts:
+            return
+        end = min(starts)
+        start = min(self.units[subj.key].fitted_at for subj in waiting) - timedelta(seconds=self.ctx.config.agent.interval)
+        if pd.Timestamp(start) >= end:
+            return
+        series = sorted({c for subj in waiting for c in self.units[subj.key].columns})
+        try:
+            frame = read_history(self.ctx, series, start, end.to_pydatetime(), current=samples)
+        except Exception as exc:  # the points since the checkpoint stay a gap
+            log.warning(kv("detect.catch_up_failed", subjects=len(waiting), error=str(exc)))
+            return
+        for subj in waiting:
+            unit = self.units[subj.key]
+            unit.detector.update(frame.reindex(columns=list(unit.columns)))
+        log.info(kv("detect.caught_up", subjects=len(waiting), series=len(series), since=start))
 
     def _fit_failed(self, subj: Subject, now: datetime) -> None:
         """Count it and leave the subject alone for a while (a quarter of the refit interval)."""

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from agent.detection import detect, engine_for
+from agent.detection.codec import decode_state
 from agent.detection.specs import stable_bucket
 from tests.detection.conftest import T0, cycle_at, index, info, minutes, samples, seasonal_values
 
@@ -213,8 +214,14 @@ def test_the_default_detector_follows_each_point_and_checkpoints_instead_of_refi
     unit = next(iter(engine_for(ctx).units.values()))
     assert unit.detector.seen_[WEB.series_id] == DAY + 30
 
-    restarted = make_ctx(FORECAST)  # resumes from the checkpoint, without a refit
+    # a restart resumes from the checkpoint, without a refit: the points since it come from
+    # history first, so the new point is judged against the one just before it
+    checkpointed = unit.detector.clone().set_state(decode_state(stored.state)).seen_[WEB.series_id]
+    assert checkpointed < DAY + 30
+    restarted = make_ctx(FORECAST)
     web_next = np.append(web, web[-1] + 60)
     hits = detect(restarted, cycle_at(T0 + minutes(1), samples([(WEB, web_next)], end=T0 + minutes(1))))
     assert [h.ts for h in hits] == [T0 + minutes(1)]
     assert value(restarted, "aiops_detector_refits_total", detector="forecast") == 0
+    resumed = next(iter(engine_for(restarted).units.values())).detector
+    assert resumed.seen_[WEB.series_id] == DAY + 31
