@@ -17,7 +17,7 @@ from agent.cli import cli
 from agent.config import AgentConfig
 from detectors.forecast import ForecastDetector
 
-NAB = Path("/work/shared/data/nab")
+NAB = Path(__file__).resolve().parents[3] / "shared" / "data" / "nab"  # shared/ beside the checkout
 
 
 def write_csv(path: Path, timestamps: list[str], values: list[float]) -> Path:

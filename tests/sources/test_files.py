@@ -10,7 +10,7 @@ import pytest
 from agent.sources import FetchError, history
 from agent.sources.files import parse_series_name, read_csv
 
-NYC = Path("/work/shared/data/nab/data/realKnownCause/nyc_taxi.csv")
+NYC = Path(__file__).resolve().parents[3] / "shared" / "data" / "nab" / "data" / "realKnownCause" / "nyc_taxi.csv"
 
 
 @pytest.mark.skipif(not NYC.exists(), reason=f"needs the NAB data at {NYC}")
