@@ -59,13 +59,14 @@ class PersistenceRule(LabelRule):
 
 class CorroborationRule(LabelRule):
     """A hit matching this rule opens an incident alone only when it scores at least
-    ``alone_score``; a weaker one waits, within ``window``, until hits of ``series`` different
-    series that share a correlation key with it have fired (one of them may be the hit that
-    comes last). Lone blips of noise then page nobody; a fault that moves several series, or
-    moves one a lot, still opens an incident at once."""
+    ``alone_score``; a weaker one waits until hits of ``series`` different series that share a
+    correlation key with it have fired within ``within`` of each other (the last of them opens
+    the incident). Lone blips of noise then page nobody; a fault that moves several series at
+    once, or moves one a lot, still opens an incident at once."""
 
     series: int = Field(default=2, ge=1)
     alone_score: float | None = None
+    within: Seconds = Field(default=300.0, gt=0)
 
 
 def _default_corroboration() -> list[CorroborationRule]:

@@ -8,8 +8,8 @@ For each hit, in time order:
    (a correlation label value, or a connected part of the topology) → join it; a resolved one
    sharing a key within the flap window → reopen it, flapping;
 3. a persistence rule that is not yet satisfied → keep the hit as pending;
-4. a corroboration rule whose other series have not fired yet → keep the hit as pending (a
-   later hit sharing a key opens the incident and takes the waiting ones in);
+4. a corroboration rule whose other series have not fired within its ``within`` → keep the hit
+   as pending (a later hit sharing a key opens the incident and takes the waiting ones in);
 5. otherwise open a new incident.
 
 Everything for one batch happens in one store transaction, so a batch is all or nothing.
@@ -131,7 +131,7 @@ class Correlator:
         rule = self.config.corroboration_for(hit.labels, hit.detector)
         if rule is None or rule.series <= 1 or (rule.alone_score is not None and hit.score >= rule.alone_score):
             return []
-        since = hit.ts - timedelta(seconds=self.config.window)
+        since = hit.ts - timedelta(seconds=rule.within)
         shared = set(keys)
         partners = [(row, other) for row, other in self.store.pending_hits(since=since, other_than=hit.series_id)
                     if shared & set(correlation_keys(self.config, self.topology, other.labels))]

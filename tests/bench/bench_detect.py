@@ -46,7 +46,7 @@ import pandas as pd  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from agent.config import AgentConfig, parse_config  # noqa: E402
+from agent.config import AgentConfig  # noqa: E402
 from agent.detection.codec import encode_state  # noqa: E402
 from agent.detection.specs import compile_specs  # noqa: E402
 
@@ -180,7 +180,7 @@ def clean_week(n_series: int, days: int = 7, fault_series: int = 50) -> dict[str
         frame = pd.DataFrame(values, columns=names)
         frame.insert(0, "timestamp", index.as_unit("s").asi8)
         frame.to_csv(csv, index=False, float_format="%.6g")
-        config = replay_config(parse_config("incidents: {window: 30m}"), csv, Path(tmp) / "state", 3600.0)
+        config = replay_config(AgentConfig(), csv, Path(tmp) / "state", 3600.0)
         clock = ManualClock(index[0].to_pydatetime())
         ctx = Context.create(config, clock=clock)
         hits_by_day: dict[int, int] = {}
@@ -200,18 +200,24 @@ def clean_week(n_series: int, days: int = 7, fault_series: int = 50) -> dict[str
         ctx.store.close()
     wall = time.perf_counter() - t0
     fault_start, fault_end = index[fault_at], index[fault_at] + pd.Timedelta(hours=2)
-    during = [i for i in incidents if fault_start <= pd.Timestamp(i.started_at) <= fault_end]
-    fault = [i for i in during if i.labels.get("service") == "checkout"]
+    def from_fault(signal) -> bool:
+        return 'service="checkout"' in signal.series_id and fault_start <= pd.Timestamp(signal.first_at) <= fault_end
+
+    # the incidents the fault's signals went to (one it joined may have opened earlier, on noise)
+    fault = [i for i in incidents if any(from_fault(s) for s in i.signals)]
+    during = [i for i in incidents if fault_start <= pd.Timestamp(i.started_at) <= fault_end or i in fault]
     other = [i for i in incidents if i not in fault and pd.Timestamp(i.started_at) >= index[0] + pd.Timedelta(days=1)]
     days_counted = days - 1
     hits = sum(v for d, v in hits_by_day.items() if d >= 1)
-    fault_hits = sum(1 for i in fault for s in i.signals)
+    fault_hits = sum(1 for i in fault for s in i.signals if from_fault(s))
     print(f"clean week: {n_series} series x {n} points (5 min), whole pipeline at hourly cycles, {wall:.0f} s wall")
     print(f"  days 2-{days}: {hits / days_counted:.1f} hits a day, {len(other) / days_counted:.2f} incidents a day "
           f"(hits by day: {dict(sorted(hits_by_day.items()))})")
     for what, found in scores.items():
         if found:
             print(f"  {what} hits' scores: " + ", ".join(f"p{q} {np.percentile(found, q):.3f}" for q in (10, 50, 90, 99)))
+    for i in during:
+        print(f"    incident #{i.id} started {i.started_at:%a %H:%M} labels {dict(i.labels)} signals {len(i.signals)}")
     print(f"  fault on {fault_series} checkout series: {len(fault)} incident(s) "
           f"({fault_hits} signals in it), {len(during) - len(fault)} other incident(s) opened during it; "
           f"statuses {[IncidentStatus(i.status).value for i in fault]}")

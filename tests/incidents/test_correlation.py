@@ -186,9 +186,11 @@ def test_a_weak_lone_forecast_hit_waits_for_a_second_series(store, correlator_fo
     assert second.opened == [incident.id]
     assert sorted(s.metric for s in incident.signals) == ["errors", "latency"]
     assert incident.started_at == at(0)
-    # a lone weak hit of an unrelated service never opens anything
+    # a lone weak hit of an unrelated service never opens anything, nor do two of one service
+    # that fire more than `within` (5 min) apart
     correlator.ingest([hit("queue_depth", 6, detector="forecast", score=0.55, service="billing")], now=at(7))
     correlator.ingest([hit("queue_depth", 30, detector="forecast", score=0.55, service="search")], now=at(31))
+    correlator.ingest([hit("cpu", 36, detector="forecast", score=0.55, service="search", instance="c")], now=at(37))
     assert len(store.list_incidents()) == 1
 
 
