@@ -214,21 +214,20 @@ class ForecastDetector(PlainState, Detector):
 
     def _pass(self, values: np.ndarray, periods: list[int]) -> "_Step":
         """One pass over a whole series (the first point is point 0), in bulk: what ``fit`` keeps."""
-        x = pd.Series(values)
         errors = self._errors(values, periods, new=len(values))
         window = self._window_per_point(np.arange(len(values)))
         surprises = np.vstack([self._surprise(pd.Series(e), window) for e in errors]) if len(values) else \
             np.zeros((len(errors), 0))
         units = self._unit(surprises)
-        return _Step(errors=errors, units=units, scores=self._quiet(units), previous=x.shift(1).to_numpy(),
+        return _Step(errors=errors, units=units, scores=self._quiet(units), previous=_previous(values, len(values)),
                      last_ts=math.nan)
 
     def _continue(self, name: str, new: np.ndarray, last_ts: float) -> "_Step":
         """The new points of one column judged one by one against the kept state: the same
         numbers a pass over the whole series would give them."""
         tail, periods = self.tail_[name], self.periods_[name]
-        x = pd.Series(np.concatenate([tail, new]))
-        errors = self._errors(x.to_numpy(), periods, new=len(new))
+        values = np.concatenate([tail, new])
+        errors = self._errors(values, periods, new=len(new))
         kept = self.errors_[name]
         history = np.hstack([kept, errors])
         start = kept.shape[1]
@@ -242,7 +241,7 @@ class ForecastDetector(PlainState, Detector):
             recent = units[i:self.quiet_rows + i]
             scores[i] = 0.0 if self.quiet_rows and recent.max() >= self.alarm_score else unit
         return _Step(errors=errors, units=units[self.quiet_rows:], scores=scores,
-                     previous=x.shift(1).to_numpy()[len(tail):], last_ts=last_ts)
+                     previous=_previous(values, len(new)), last_ts=last_ts)
 
     def _errors(self, values: np.ndarray, periods: list[int], *, new: int) -> np.ndarray:
         """Absolute error of each forecast (rows: level forecasts, seasons, then the recent
@@ -358,6 +357,11 @@ def _surprise_one(past: np.ndarray, error: np.ndarray) -> np.ndarray:
     beyond = 1.0 + np.log(np.clip(ratio, 1.0, MAX_RATIO))
     rank = np.where(error > 0, rank, 0.0)
     return np.nan_to_num(np.where(ratio > 1.0, beyond, rank), nan=0.0)
+
+
+def _previous(values: np.ndarray, new: int) -> np.ndarray:
+    """The value before each of the last ``new`` points (NaN before the first)."""
+    return np.concatenate([[np.nan], values[:-1]])[len(values) - new:]
 
 
 def _window_stat(xp: np.ndarray, ends: np.ndarray, width: int, stat: str) -> np.ndarray:
