@@ -51,6 +51,12 @@ class Hit:
     metric: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     explanation: str = ""
+    began_at: datetime | None = None  # a window detector's first anomalous point; None: ``ts`` itself
+
+    @property
+    def first_at(self) -> datetime:
+        """Where the anomaly this hit reports began in the data: never after ``ts``."""
+        return self.began_at if self.began_at is not None and self.began_at < self.ts else self.ts
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

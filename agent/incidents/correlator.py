@@ -74,7 +74,7 @@ class Correlator:
                 if owner is not None and severity.rank <= owner[1].rank:
                     repeats.append((owner[0], hit))
                     placed.touched.add(owner[0])
-                    if hit.ts < owner[2]:
+                    if hit.first_at < owner[2]:
                         placed.stale.add(owner[0])
                     continue
                 self._place(hit, severity, now=now, actor=actor, placed=placed)
@@ -144,7 +144,7 @@ class Correlator:
         root = guess_root_cause([signal], self.topology)
         assert root is not None
         incident = self.store.open_incident(
-            severity=severity, title=title_for(signal, 1), labels=dict(hit.labels), started_at=hit.ts, now=now,
+            severity=severity, title=title_for(signal, 1), labels=dict(hit.labels), started_at=hit.first_at, now=now,
             actor=actor, root_cause=signal.series_id, root_cause_reason=root.reason, keys=keys)
         self.store.record_hits([hit], incident_id=incident.id, now=now, actor=actor, events=False)
         log.info(kv("incident.opened", id=incident.id, severity=severity.value, series=hit.series_id,
@@ -158,6 +158,7 @@ class Correlator:
         status, current, started_at = store.incident_state(incident_id)
         if status is IncidentStatus.RESOLVED:
             store.transition_incident(incident_id, IncidentStatus.OPEN, actor=actor, now=now, flapping=True,
+                                      started_at=hit.first_at,
                                       reason=f"recurred within the flap window: {hit.metric or hit.series_id}")
             log.info(kv("incident.reopened", id=incident_id, flapping=True))
         added = store.record_hits([hit], incident_id=incident_id, now=now, actor=actor)
@@ -166,7 +167,7 @@ class Correlator:
         if severity.rank > current.rank:
             store.escalate_incident(incident_id, severity, actor=actor, now=now,
                                     reason=f"{hit.metric or hit.series_id} ({hit.detector}) is {severity.value}")
-        return bool(added) or hit.ts < started_at
+        return bool(added) or hit.first_at < started_at
 
     def refresh(self, incident_id: int, *, now: datetime) -> None:
         """Recompute the root-cause guess, title, labels and start from the incident's signals."""
@@ -183,5 +184,5 @@ class Correlator:
 
 def signal_of(hit: Hit) -> Signal:
     return Signal(series_id=hit.series_id, detector=hit.detector, metric=hit.metric, labels=dict(hit.labels),
-                  first_at=hit.ts, last_at=hit.ts, peak_score=hit.score, last_value=hit.value,
+                  first_at=hit.first_at, last_at=hit.ts, peak_score=hit.score, last_value=hit.value,
                   last_expected=hit.expected, direction=str(hit.direction), explanation=hit.explanation)

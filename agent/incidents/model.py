@@ -61,7 +61,44 @@ class Signal:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Episode:
+    """One outage of an incident, from its first anomalous point to its resolution.
+
+    The outage that opens an incident is episode 1; a recurrence after a resolve (a flapping
+    reopen) is the next one. MTTD, MTTA and MTTR count episodes, each by its own times."""
+
+    incident_id: int
+    number: int
+    started_at: datetime          # the first anomalous point in the data
+    detected_at: datetime         # when the agent opened (or reopened) the incident
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    remediation_started_at: datetime | None = None
+    remediation_verified_at: datetime | None = None
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    resolution: str | None = None
+    flapping: bool = False        # began as a recurrence inside the flap window
+
+    @property
+    def mttd_s(self) -> float:
+        return (self.detected_at - self.started_at).total_seconds()
+
+    @property
+    def mtta_s(self) -> float | None:
+        return None if self.acknowledged_at is None else (self.acknowledged_at - self.detected_at).total_seconds()
+
+    @property
+    def mttr_s(self) -> float | None:
+        return None if self.resolved_at is None else (self.resolved_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Incident:
+    """One root cause, paged once. ``started_at`` and ``detected_at`` are those of its first
+    episode; the acknowledgement, remediation and resolution times are those of its current
+    (last) episode, and clear when it reopens. ``episodes`` holds every outage, oldest first."""
+
     id: int
     status: IncidentStatus
     severity: Severity
@@ -85,10 +122,16 @@ class Incident:
     summary: str = ""
     signals: tuple[Signal, ...] = ()
     quiet_cycles: int = 0          # cycles in a row with data present and none of its signals firing
+    episodes: tuple[Episode, ...] = ()
 
     @property
     def is_open(self) -> bool:
         return self.status is not IncidentStatus.RESOLVED
+
+    @property
+    def episode(self) -> Episode | None:
+        """The current (last) episode; None only for an incident built without its episodes."""
+        return self.episodes[-1] if self.episodes else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from agent.incidents.model import Change, Incident, IncidentEvent, Signal, Silence
+from agent.incidents.model import Change, Episode, Incident, IncidentEvent, Signal, Silence
 
 
 def _plain(value: Any) -> Any:
@@ -34,8 +34,15 @@ def signal_dict(signal: Signal) -> dict[str, Any]:
     return {**_record(signal), "key": signal.key}
 
 
+def episode_dict(episode: Episode) -> dict[str, Any]:
+    """An episode with its durations in seconds (None where it has not got that far)."""
+    return {**_record(episode, skip=("incident_id",)), "mttd_s": episode.mttd_s, "mtta_s": episode.mtta_s,
+            "mttr_s": episode.mttr_s}
+
+
 def incident_dict(incident: Incident, *, signals: bool = True) -> dict[str, Any]:
-    body = _record(incident, skip=("signals",))
+    body = _record(incident, skip=("signals", "episodes"))
+    body["episodes"] = [episode_dict(e) for e in incident.episodes]
     body["signal_count"] = len(incident.signals)
     if signals:
         body["signals"] = [signal_dict(s) for s in incident.signals]

@@ -1,14 +1,16 @@
 """MTTD, MTTA and MTTR per group, the share auto-remediated, and automation vs by hand.
 
-Definitions (README, "MTTR, reports and audit"), all from UTC epoch seconds:
+Every figure counts episodes: each outage of an incident (the one that opened it, and each
+recurrence that reopened it) with its own times. Definitions (docs/reports.md), all from UTC
+epoch seconds:
 
-- MTTD = detected_at − started_at (started_at is the first anomalous point);
-- MTTA = acknowledged_at − detected_at, over the incidents someone acknowledged;
-- MTTR = resolved_at − started_at, over resolved incidents only. Unresolved incidents are
+- MTTD = detected_at − started_at (started_at is the outage's first anomalous point);
+- MTTA = acknowledged_at − detected_at, over the episodes someone acknowledged;
+- MTTR = resolved_at − started_at, over resolved episodes only. Unresolved episodes are
   counted (``unresolved``) but left out of the MTTR figures.
 
-An incident is auto-remediated when its resolution is ``remediation`` and the remediation was
-verified (``remediation_verified_at`` set); every other resolved incident was resolved without
+An episode is auto-remediated when its resolution is ``remediation`` and the remediation was
+verified (``remediation_verified_at`` set); every other resolved episode was resolved without
 a verified remediation ("by hand"). The comparison pits the two against each other per kind of
 incident (the metric of its first signal), and pooled over the kinds that have both, so a
 faster mean is not just easier incidents. Everything is aggregated with pandas group-bys:
@@ -32,7 +34,7 @@ DURATIONS = ("mttd", "mtta", "mttr")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Stat:
-    """One duration over a set of incidents, in seconds (None when no incident has it)."""
+    """One duration over a set of episodes, in seconds (None when no episode has it)."""
 
     n: int
     mean_s: float | None
@@ -42,8 +44,11 @@ class Stat:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GroupFigures:
+    """Counts of episodes (outages), but ``incidents``: the distinct incidents they belong to."""
+
     group: str
     incidents: int
+    episodes: int
     resolved: int
     unresolved: int
     acknowledged: int
@@ -83,8 +88,8 @@ class MttrReport:
 
 
 def incident_durations(frame: pd.DataFrame) -> pd.DataFrame:
-    """Adds mttd, mtta, mttr (seconds; NaN where undefined) and ``is_acked``. The store
-    decided ``is_resolved`` (status resolved with a resolved_at) and ``is_auto``."""
+    """Adds mttd, mtta, mttr (seconds; NaN where undefined) and ``is_acked``, per episode. The
+    store decided ``is_resolved`` (the episode has a resolved_at) and ``is_auto``."""
     frame = frame.copy()
     frame["is_acked"] = frame["acknowledged_at"].notna()
     frame["mttd"] = frame["detected_at"] - frame["started_at"]
@@ -118,7 +123,7 @@ def report_from_frame(frame: pd.DataFrame, period: Period, *, by: str | None, tz
 
 def empty_figures(group: str) -> GroupFigures:
     none = Stat(n=0, mean_s=None, median_s=None, p90_s=None)
-    return GroupFigures(group=group, incidents=0, resolved=0, unresolved=0, acknowledged=0, auto_remediated=0,
+    return GroupFigures(group=group, incidents=0, episodes=0, resolved=0, unresolved=0, acknowledged=0, auto_remediated=0,
                         auto_share=None, mttd=none, mtta=none, mttr=none)
 
 
@@ -131,15 +136,15 @@ def _figures(frame: pd.DataFrame, key: str) -> list[GroupFigures]:
     if frame.empty:
         return []
     grouped = frame.groupby(key, sort=True)
-    counts = grouped.agg(incidents=("id", "size"), resolved=("is_resolved", "sum"),
+    counts = grouped.agg(incidents=("id", "nunique"), episodes=("id", "size"), resolved=("is_resolved", "sum"),
                          acknowledged=("is_acked", "sum"), auto=("is_auto", "sum"))
     stats = _stats(grouped)
     out = []
     for group, row in counts.iterrows():  # one iteration per group, not per incident
         resolved = int(row["resolved"])
         out.append(GroupFigures(
-            group=str(group), incidents=int(row["incidents"]), resolved=resolved,
-            unresolved=int(row["incidents"]) - resolved, acknowledged=int(row["acknowledged"]),
+            group=str(group), incidents=int(row["incidents"]), episodes=int(row["episodes"]), resolved=resolved,
+            unresolved=int(row["episodes"]) - resolved, acknowledged=int(row["acknowledged"]),
             auto_remediated=int(row["auto"]), auto_share=(int(row["auto"]) / resolved) if resolved else None,
             **{name: stats[name][group] for name in DURATIONS}))
     return out

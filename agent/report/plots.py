@@ -34,7 +34,7 @@ def mttr_per_week(weeks: pd.DataFrame) -> str:
            color="#9bbbe6")
     every = max(1, -(-len(weeks) // 8))  # at most 8 labels, however long the period
     ticks = list(x)[::every]
-    labels = [f"{w}\n{int(n)} inc." for w, n in zip(weeks.index[::every], weeks["incidents"].iloc[::every])]
+    labels = [f"{w}\n{int(n)} ep." for w, n in zip(weeks.index[::every], weeks["episodes"].iloc[::every])]
     ax.set_xticks(ticks, labels, fontsize=8)
     ax.set_ylabel(unit)
     ax.set_title("MTTR per week (week starting)")

@@ -73,7 +73,7 @@ def as_json(report: MttrReport) -> str:
     return json.dumps(as_dict(report), indent=2)
 
 
-_CSV_HEADER = ["section", "group", "incidents", "resolved", "unresolved", "acknowledged", "auto_remediated",
+_CSV_HEADER = ["section", "group", "incidents", "episodes", "resolved", "unresolved", "acknowledged", "auto_remediated",
                "auto_share", *(f"{d}_{f}" for d in DURATIONS for f in ("n", "mean_s", "median_s", "p90_s"))]
 
 
@@ -91,26 +91,28 @@ def as_csv(report: MttrReport) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(_CSV_HEADER)
     for section, g in rows_of(report):
-        writer.writerow([section, g.group, g.incidents, g.resolved, g.unresolved, g.acknowledged, g.auto_remediated,
+        writer.writerow([section, g.group, g.incidents, g.episodes, g.resolved, g.unresolved, g.acknowledged, g.auto_remediated,
                          _cell(g.auto_share), *_stat_cells(g.mttd), *_stat_cells(g.mtta), *_stat_cells(g.mttr)])
     for c in (*report.comparison, report.comparison_total):
         for how, stat in (("auto", c.auto), ("manual", c.manual)):
-            writer.writerow([f"compare_{how}", c.kind, stat.n, stat.n, 0, "", "", "", *[""] * 8, *_stat_cells(stat)])
+            writer.writerow([f"compare_{how}", c.kind, "", stat.n, stat.n, 0, "", "", "", *[""] * 8,
+                             *_stat_cells(stat)])
     return out.getvalue()
 
 
 def as_table(report: MttrReport) -> str:
-    header = ["group", "incidents", "unresolved", "auto", "MTTD mean", "MTTD p90", "MTTA mean", "MTTA p90",
+    header = ["group", "incidents", "episodes", "unresolved", "auto", "MTTD mean", "MTTD p90", "MTTA mean", "MTTA p90",
               "MTTR mean", "MTTR median", "MTTR p90"]
-    lines = [[g.group, str(g.incidents), str(g.unresolved), percent(g.auto_share), duration(g.mttd.mean_s),
+    lines = [[g.group, str(g.incidents), str(g.episodes), str(g.unresolved), percent(g.auto_share), duration(g.mttd.mean_s),
               duration(g.mttd.p90_s), duration(g.mtta.mean_s), duration(g.mtta.p90_s), duration(g.mttr.mean_s),
               duration(g.mttr.median_s), duration(g.mttr.p90_s)] for _, g in rows_of(report)]
     text = [f"MTTR report {report.period.describe()}" + (f", by {report.by}" if report.by else ""), ""]
     text += _columns([header, *lines])
     text.append("")
     unresolved = report.total.unresolved
-    text.append(f"{report.total.incidents} incidents, {unresolved} unresolved (counted, but left out of MTTR); "
-                f"auto = share of resolved incidents fixed by a verified remediation.")
+    text.append(f"{report.total.episodes} episodes (outages) of {report.total.incidents} incidents, {unresolved} "
+                "unresolved (counted, but left out of MTTR). MTTD, MTTA and MTTR count episodes: an incident "
+                "that reopened counts each outage. auto = share of resolved episodes fixed by a verified remediation.")
     text.append("")
     if report.comparison:
         text.append("MTTR with a verified remediation vs without (same kind of incident):")

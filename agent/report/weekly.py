@@ -67,20 +67,20 @@ def _missing(value: object) -> bool:
 
 
 def _weeks(frame: pd.DataFrame, period: Period, tz: str) -> pd.DataFrame:
-    """One row per week of the period (weeks without incidents too), by the week it started."""
+    """One row per week of the period (weeks without outages too): episodes by the week they started."""
     days = pd.Series(np.append(np.arange(period.since_s, period.until_s, 86400.0), period.until_s - 1e-3))
     every = pd.Index(week_labels(days, tz).unique(), name="week")
-    columns = ["incidents", "unresolved", "mttr_mean_s", "mttr_median_s", "mttr_p90_s"]
+    columns = ["episodes", "unresolved", "mttr_mean_s", "mttr_median_s", "mttr_p90_s"]
     if frame.empty:
         return pd.DataFrame(0.0, index=every, columns=columns).assign(
             mttr_mean_s=np.nan, mttr_median_s=np.nan, mttr_p90_s=np.nan)
     frame = frame.assign(week=week_labels(frame["started_at"], tz))
     grouped = frame.groupby("week")
     weeks = pd.DataFrame({
-        "incidents": grouped.size(),
+        "episodes": grouped.size(),
         "unresolved": grouped["is_resolved"].agg(lambda s: int((~s).sum())),
         "mttr_mean_s": grouped["mttr"].mean(),
         "mttr_median_s": grouped["mttr"].median(),
         "mttr_p90_s": grouped["mttr"].quantile(0.9),
     })
-    return weeks.reindex(every.union(weeks.index)).fillna({"incidents": 0, "unresolved": 0})
+    return weeks.reindex(every.union(weeks.index)).fillna({"episodes": 0, "unresolved": 0})

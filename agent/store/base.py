@@ -168,21 +168,31 @@ class StoreBase:
         return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
 
     def migrate(self) -> list[int]:
-        """Apply every migration newer than the store; refuse a store newer than this agent."""
+        """Apply every known migration the store has not had (each part's numbers grow on their
+        own, so a new one may be lower than the newest applied); refuse a store that has had a
+        migration this agent does not know: a newer agent wrote it."""
         current = self.schema_version
         newest = migrations.latest()
-        if current > newest:
-            raise SchemaTooNewError(str(self.path), current, newest)
+        done = self._applied_migrations()
+        unknown = sorted(done - set(migrations.MIGRATIONS))
+        if current > newest or unknown:
+            raise SchemaTooNewError(str(self.path), max([current, *unknown]), newest)
         applied = []
-        for number in sorted(n for n in migrations.MIGRATIONS if n > current):
+        for number in sorted(n for n in migrations.MIGRATIONS if n not in done):
             step = migrations.MIGRATIONS[number]
             with self.transaction() as conn:
                 step.apply(conn)
                 conn.execute("INSERT INTO migrations (number, name, applied_at) VALUES (?, ?, ?)",
                              (number, step.name, to_epoch(utcnow())))
-                conn.execute(f"PRAGMA user_version = {int(number)}")
+                conn.execute(f"PRAGMA user_version = {int(max(number, self.schema_version))}")
             applied.append(number)
         return applied
+
+    def _applied_migrations(self) -> set[int]:
+        exists = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'migrations'").fetchone()
+        if exists is None:
+            return set()
+        return {int(r[0]) for r in self.conn.execute("SELECT number FROM migrations")}
 
     # -- audit ----------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from agent.clock import from_epoch, to_epoch
 from agent.errors import AiopsError, TransitionError
 from agent.incidents.model import (
     TRANSITIONS,
+    Episode,
     EventKind,
     Incident,
     IncidentEvent,
@@ -27,6 +28,7 @@ from agent.incidents.model import (
 )
 from agent.store.base import StoreBase, dumps
 from agent.store.changes import ChangeStore
+from agent.store.episodes import EpisodeStore
 from agent.store.migrations import migration, run_script
 from agent.store.silences import SilenceStore
 from detectors.base import Direction, Hit
@@ -77,7 +79,7 @@ def _signal(row: sqlite3.Row) -> Signal:
         direction=row["direction"], explanation=row["explanation"], resolved_at=from_epoch(row["resolved_at"]))
 
 
-def _incident(row: sqlite3.Row, signals: Sequence[Signal]) -> Incident:
+def _incident(row: sqlite3.Row, signals: Sequence[Signal], episodes: Sequence[Episode] = ()) -> Incident:
     return Incident(
         id=row["id"], status=IncidentStatus(row["status"]), severity=Severity(row["severity"]), title=row["title"],
         labels=_labels(row["labels"]), started_at=from_epoch(row["started_at"]),
@@ -88,7 +90,7 @@ def _incident(row: sqlite3.Row, signals: Sequence[Signal]) -> Incident:
         resolved_at=from_epoch(row["resolved_at"]), resolved_by=row["resolved_by"], resolution=row["resolution"],
         root_cause=row["root_cause"], root_cause_reason=row["root_cause_reason"], flapping=bool(row["flapping"]),
         reopened=row["reopened"], last_signal_at=from_epoch(row["last_signal_at"]), summary=row["summary"],
-        signals=tuple(signals), quiet_cycles=row["quiet_cycles"])
+        signals=tuple(signals), quiet_cycles=row["quiet_cycles"], episodes=tuple(episodes))
 
 
 def _event(row: sqlite3.Row) -> IncidentEvent:
@@ -121,12 +123,16 @@ _REPEAT_SIGNAL = """
 
 _INSERT_HIT = """
     INSERT INTO hits (ts, series_id, detector, entity, metric, labels, value, expected, lower, upper, score,
-        direction, explanation, incident_id, recorded_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        direction, explanation, incident_id, recorded_at, began_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 
-class IncidentStore(ChangeStore, SilenceStore, StoreBase):
+def _began(h: Hit) -> float:
+    return to_epoch(h.first_at)
+
+
+class IncidentStore(EpisodeStore, ChangeStore, SilenceStore, StoreBase):
     """hits, incidents, their signals and timeline; changes and silences come from their mixins."""
 
     def _atomic(self) -> Any:
@@ -144,7 +150,9 @@ class IncidentStore(ChangeStore, SilenceStore, StoreBase):
         row = self.conn.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
         if row is None:
             return None
-        return _incident(row, self.incident_signals(incident_id) if with_signals else ())
+        if not with_signals:
+            return _incident(row, ())
+        return _incident(row, self.incident_signals(incident_id), self.incident_episodes(incident_id))
 
     def incident_signals(self, incident_id: int) -> list[Signal]:
         rows = self.conn.execute("SELECT * FROM incident_signals WHERE incident_id = ? ORDER BY first_at, signal_key",
@@ -175,7 +183,8 @@ class IncidentStore(ChangeStore, SilenceStore, StoreBase):
                     f"SELECT * FROM incident_signals WHERE incident_id IN ({marks}) ORDER BY first_at, signal_key",
                     list(signals)):
                 signals[s["incident_id"]].append(_signal(s))
-        return [_incident(r, signals[r["id"]]) for r in rows]
+        episodes = self.episodes_of(signals)
+        return [_incident(r, signals[r["id"]], episodes[r["id"]]) for r in rows]
 
     def incident_events(self, incident_id: int) -> list[IncidentEvent]:
         rows = self.conn.execute("SELECT * FROM incident_events WHERE incident_id = ? ORDER BY ts, id", (incident_id,))
@@ -216,6 +225,7 @@ class IncidentStore(ChangeStore, SilenceStore, StoreBase):
                 "labels": dumps(dict(labels)), "started_at": to_epoch(started_at), "detected_at": ts,
                 "updated_at": ts, "last_signal_at": to_epoch(last), "root_cause": root_cause,
                 "root_cause_reason": root_cause_reason})
+            self._start_episode(incident_id, started_at=started_at, detected_at=now)
             for s in signals:
                 self.conn.execute(_UPSERT_SIGNAL, self._signal_params(incident_id, s)).fetchall()
             self.set_incident_keys(incident_id, keys)
@@ -228,10 +238,13 @@ class IncidentStore(ChangeStore, SilenceStore, StoreBase):
         return incident
 
     def transition_incident(self, incident_id: int, to: IncidentStatus, *, actor: str, reason: str, now: datetime,
-                            resolution: str | None = None, flapping: bool = False) -> Incident:
+                            resolution: str | None = None, flapping: bool = False,
+                            started_at: datetime | None = None) -> Incident:
         """Move along ``model.TRANSITIONS``; anything else raises ``TransitionError``.
 
-        ``flapping`` (with ``to=open`` from resolved) marks a recurrence inside the flap window."""
+        A move to open from resolved starts a new episode, detected now, starting at
+        ``started_at`` (the recurrence's first anomalous point; default now); ``flapping`` marks a
+        recurrence inside the flap window."""
         to = IncidentStatus(to)
         ts = to_epoch(now)
         with self.transaction():
@@ -244,21 +257,29 @@ class IncidentStore(ChangeStore, SilenceStore, StoreBase):
             values: dict[str, Any] = {"status": to.value, "updated_at": ts}
             kind = _EVENT_FOR.get(to, EventKind.STATUS_CHANGED)
             details: dict[str, Any] = {"from": current.value, "to": to.value, "reason": reason}
+            episode: dict[str, Any] = {}
             if to is IncidentStatus.ACKNOWLEDGED:
                 values.update(acknowledged_at=row["acknowledged_at"] or ts, acknowledged_by=row["acknowledged_by"] or actor)
+                episode = {"acknowledged_at": values["acknowledged_at"], "acknowledged_by": values["acknowledged_by"]}
             elif to is IncidentStatus.REMEDIATING:
                 values["remediation_started_at"] = row["remediation_started_at"] or ts
+                episode = {"remediation_started_at": values["remediation_started_at"]}
             elif to is IncidentStatus.RESOLVED:
                 values.update(resolved_at=ts, resolved_by=actor, resolution=resolution or "manual")
                 details["resolution"] = values["resolution"]
-            elif current is IncidentStatus.RESOLVED:  # reopening
+                episode = {k: values[k] for k in ("resolved_at", "resolved_by", "resolution")}
+            elif current is IncidentStatus.RESOLVED:  # reopening: a new outage of the same incident
                 kind = EventKind.REOPENED
                 values.update(resolved_at=None, resolved_by=None, resolution=None, reopened=row["reopened"] + 1,
-                              quiet_cycles=0, acknowledged_at=None, acknowledged_by=None)
+                              quiet_cycles=0, acknowledged_at=None, acknowledged_by=None,
+                              remediation_started_at=None, remediation_verified_at=None)
                 if flapping:
                     values["flapping"] = 1
                 details["flapping"] = bool(flapping or row["flapping"])
+                details["episode"] = self._start_episode(incident_id, started_at=started_at or now, detected_at=now,
+                                                         flapping=flapping)
             self._update("incidents", {"id": incident_id}, values)
+            self._update_episode(incident_id, episode)
             message = f"{current.value} → {to.value}" + (f": {reason}" if reason else "")
             self._write_event(incident_id, kind=kind, actor=actor, message=message, details=details, now=now)
             self.audit(actor, f"incident.{to.value}", f"incident:{incident_id}", details, now=now)
@@ -299,6 +320,7 @@ class IncidentStore(ChangeStore, SilenceStore, StoreBase):
         with self.transaction():
             self._row(incident_id)
             self._update("incidents", {"id": incident_id}, values)
+            self._update_episode(incident_id, details)
             what = "verified" if verified_at is not None else "started"
             self._write_event(incident_id, kind=EventKind.REMEDIATION, actor=actor, message=f"remediation {what}",
                               details=details, now=now)
@@ -320,6 +342,8 @@ class IncidentStore(ChangeStore, SilenceStore, StoreBase):
             values[key] = value
         with self.transaction():
             self._update("incidents", {"id": incident_id}, values)
+            if "started_at" in fields:
+                self._sync_first_start(incident_id)
 
     def escalate_incident(self, incident_id: int, severity: Severity, *, actor: str, reason: str,
                           now: datetime) -> None:
@@ -351,13 +375,15 @@ class IncidentStore(ChangeStore, SilenceStore, StoreBase):
         with self._atomic():
             for h in hits:
                 ts, labels, direction = to_epoch(h.ts), dumps(dict(h.labels)), str(h.direction)
+                began = _began(h)
                 execute(_INSERT_HIT, (ts, h.series_id, h.detector, h.entity, h.metric, labels, h.value, h.expected,
-                                      h.lower, h.upper, h.score, direction, h.explanation, incident_id, recorded))
+                                      h.lower, h.upper, h.score, direction, h.explanation, incident_id, recorded,
+                                      began))
                 if incident_id is None:
                     continue
                 key = signal_key(h.series_id, h.detector)
                 (count,) = execute(_UPSERT_SIGNAL, (
-                    incident_id, key, h.series_id, h.detector, h.metric, labels, ts, ts, h.score,
+                    incident_id, key, h.series_id, h.detector, h.metric, labels, began, ts, h.score,
                     h.value, h.expected, direction, h.explanation)).fetchone()
                 if count != 1:
                     continue
@@ -395,7 +421,7 @@ class IncidentStore(ChangeStore, SilenceStore, StoreBase):
         for incident_id, h in repeats:
             ts, direction = to_epoch(h.ts), str(h.direction)
             rows.append((ts, h.series_id, h.detector, h.entity, h.metric, dumps(dict(h.labels)), h.value, h.expected,
-                         h.lower, h.upper, h.score, direction, h.explanation, incident_id, recorded))
+                         h.lower, h.upper, h.score, direction, h.explanation, incident_id, recorded, _began(h)))
             updates.append((ts, ts, h.score, h.score, h.value, h.expected, direction, h.explanation, incident_id,
                             signal_key(h.series_id, h.detector)))
             last[incident_id] = max(last.get(incident_id, ts), ts)
@@ -429,24 +455,26 @@ class IncidentStore(ChangeStore, SilenceStore, StoreBase):
             self.conn.execute(
                 "UPDATE hits SET incident_id = ? WHERE series_id = ? AND detector = ? AND incident_id IS NULL "
                 "AND recorded_at >= ?", (incident_id, series_id, detector, to_epoch(since)))
-            row = self.conn.execute("SELECT min(ts) FROM hits WHERE incident_id = ? AND series_id = ? AND detector = ?",
-                                    (incident_id, series_id, detector)).fetchone()
+            row = self.conn.execute("SELECT min(coalesce(began_at, ts)) FROM hits WHERE incident_id = ? "
+                                    "AND series_id = ? AND detector = ?", (incident_id, series_id, detector)).fetchone()
             if row[0] is not None:
                 self.conn.execute("UPDATE incident_signals SET first_at = min(first_at, ?) WHERE incident_id = ? "
                                   "AND signal_key = ?", (row[0], incident_id, signal_key(series_id, detector)))
                 self.conn.execute("UPDATE incidents SET started_at = min(started_at, ?) WHERE id = ?",
                                   (row[0], incident_id))
+                self._sync_first_start(incident_id)
 
     def pending_hits(self, *, since: datetime, other_than: str) -> list[tuple[int, Hit]]:
         """(row id, hit) of hits no incident holds, at or after ``since``, of series other than
         ``other_than``; oldest first."""
         rows = self.conn.execute(
             "SELECT id, ts, series_id, detector, entity, metric, labels, value, expected, lower, upper, score, "
-            "direction, explanation FROM hits WHERE incident_id IS NULL AND ts >= ? AND series_id != ? ORDER BY ts, id",
+            "direction, explanation, began_at FROM hits WHERE incident_id IS NULL AND ts >= ? AND series_id != ? ORDER BY ts, id",
             (to_epoch(since), other_than)).fetchall()
         return [(int(r[0]), Hit(ts=from_epoch(r[1]), series_id=r[2], detector=r[3], entity=r[4], metric=r[5],
                                 labels=_labels(r[6]), value=r[7], expected=r[8], lower=r[9], upper=r[10], score=r[11],
-                                direction=Direction(r[12]), explanation=r[13])) for r in rows]
+                                direction=Direction(r[12]), explanation=r[13], began_at=from_epoch(r[14])))
+                for r in rows]
 
     def claim_hits(self, claimed: Sequence[tuple[int, Hit]], *, incident_id: int, now: datetime,
                    actor: str = "agent") -> None:
@@ -455,10 +483,10 @@ class IncidentStore(ChangeStore, SilenceStore, StoreBase):
             for row_id, h in claimed:
                 self.conn.execute("UPDATE hits SET incident_id = ? WHERE id = ? AND incident_id IS NULL",
                                   (incident_id, row_id))
-                ts = to_epoch(h.ts)
+                ts, began = to_epoch(h.ts), _began(h)
                 (count,) = self.conn.execute(_UPSERT_SIGNAL, (
                     incident_id, signal_key(h.series_id, h.detector), h.series_id, h.detector, h.metric,
-                    dumps(dict(h.labels)), ts, ts, h.score, h.value, h.expected, str(h.direction),
+                    dumps(dict(h.labels)), began, ts, h.score, h.value, h.expected, str(h.direction),
                     h.explanation)).fetchone()
                 if count == 1:
                     self._write_event(incident_id, kind=EventKind.SIGNAL_ADDED, actor=actor, now=now,
@@ -466,7 +494,8 @@ class IncidentStore(ChangeStore, SilenceStore, StoreBase):
                                               "first and waited for a second signal",
                                       details={"series_id": h.series_id, "detector": h.detector})
                 self.conn.execute("UPDATE incidents SET started_at = min(started_at, ?) WHERE id = ?",
-                                  (ts, incident_id))
+                                  (began, incident_id))
+            self._sync_first_start(incident_id)
 
     def pending_hit_cycles(self, series_id: str, detector: str, *, since: datetime) -> int:
         """Cycles since ``since`` in which this series and detector fired (for N-of-M rules)."""
@@ -504,16 +533,19 @@ class IncidentStore(ChangeStore, SilenceStore, StoreBase):
         return [(int(r[0]), r[1]) for r in rows]
 
     def remediation_outcome(self, incident_id: int) -> tuple[bool, bool]:
-        """(a remediation ran, it was verified) for the incident, from its times and its runs.
+        """(a remediation ran, it was verified) in the incident's current episode, from its times and runs.
 
         Runs that never executed (check, shadow, waiting, expired, skipped, canceled) do not count."""
         row = self._row(incident_id)
         ran = row["remediation_started_at"] is not None
         verified = row["remediation_verified_at"] is not None
+        # Only the current episode's runs: a run that fixed an earlier outage says nothing of this one.
+        (since,) = self.conn.execute("SELECT max(detected_at) FROM incident_episodes WHERE incident_id = ?",
+                                     (incident_id,)).fetchone()
         executed = self.conn.execute(
             "SELECT status FROM remediation_runs WHERE incident_id = ? AND mode IN ('apply', 'rollback') "
             "AND status NOT IN ('waiting_approval', 'approved', 'expired', 'pending', 'skipped', 'canceled', "
-            "'suggested', 'shadow')", (incident_id,)).fetchall()
+            "'suggested', 'shadow') AND requested_at >= ?", (incident_id, since or 0)).fetchall()
         ran = ran or bool(executed)
         verified = verified or any(r["status"] == "verified" for r in executed)
         return ran, verified

@@ -1,9 +1,10 @@
 """Numbered forward migrations. Each runs with its record in one transaction.
 
-``PRAGMA user_version`` holds the highest applied number; a store whose version is above the
-newest migration known here was written by a newer agent and is refused. Numbers are grouped by
-the part of the store they belong to (1-9 core, 10-19 samples, 20-29 detectors, 30-39
-incidents and notifications, 40-49 remediation, 50-59 reports), so parts can grow independently.
+The ``migrations`` table records each applied number and ``PRAGMA user_version`` the highest;
+a store that has had a migration unknown here was written by a newer agent and is refused.
+Numbers are grouped by the part of the store they belong to (1-9 core, 10-19 samples, 20-29
+detectors, 30-39 incidents and notifications, 40-49 remediation, 50-59 reports), so parts grow
+independently: a store gets every known migration it has not had, in number order.
 """
 
 from __future__ import annotations

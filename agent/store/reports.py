@@ -1,7 +1,7 @@
 """Store methods for MTTR figures, reports and retention.
 
 Reports read whole periods at once, so these methods return pandas frames (one row per
-incident, series or playbook; columns documented per method) that the report code aggregates
+episode, series or playbook; columns documented per method) that the report code aggregates
 without Python loops. Retention deletes in small batches, each its own short transaction.
 """
 
@@ -36,7 +36,7 @@ _MODEL_OF_SIGNAL = "CASE WHEN s.detector IN ({}) OR {} OR {} IS NOT NULL THEN co
 
 _TIMES = ["started_at", "detected_at", "acknowledged_at", "resolved_at"]
 INCIDENT_COLUMNS = [
-    "id", "severity", "service", *_TIMES, "is_resolved", "is_auto", "detector", "kind", "rule", "is_model", "model"]
+    "id", "episode", "severity", "service", *_TIMES, "is_resolved", "is_auto", "detector", "kind", "rule", "is_model", "model"]
 
 # Run outcomes that count as a playbook's success or failure (remediations.model.RunStatus);
 # runs still in flight, skipped, suggested, shadowed, expired or canceled count as neither.
@@ -50,26 +50,28 @@ class ReportStore(StoreBase):
     # -- reading for reports ---------------------------------------------------------------
 
     def incident_times(self, since_s: float, until_s: float) -> pd.DataFrame:
-        """Incidents that started in ``[since_s, until_s)``, one row each, times as epoch seconds.
+        """Episodes (outages) that started in ``[since_s, until_s)``, one row each, times as epoch
+        seconds: an incident that reopened has a row per outage, each with its own times.
 
-        Columns: ``INCIDENT_COLUMNS``. ``detector`` and ``kind`` (the metric) come from the
+        Columns: ``INCIDENT_COLUMNS`` (``id`` is the incident's, ``episode`` its number). ``detector`` and ``kind`` (the metric) come from the
         incident's first signal, ``rule`` from its latest non-rollback run, ``model`` from a
         ``model`` label on the incident or a model signal; ``(none)`` where there is none.
         Three plain range queries joined in pandas: much faster than window functions in SQL.
         """
         period = (since_s, until_s)
-        # A period that covers most incidents reads faster as a table scan than through the
+        # A period that covers most episodes reads faster as a table scan than through the
         # started_at index ("+" keeps SQLite off the index).
-        started = ("+" if self._mostly_covers(since_s, until_s) else "") + "incidents.started_at"
-        where = f"WHERE {started} >= ? AND {started} < ?"
+        started = ("+" if self._mostly_covers(since_s, until_s) else "") + "e.started_at"
         incidents = self._frame(
-            "SELECT id, severity, coalesce(json_extract(labels, '$.service'), '(none)'), "
-            "started_at, detected_at, acknowledged_at, resolved_at, "
-            "status = 'resolved' AND resolved_at IS NOT NULL, "
-            "status = 'resolved' AND resolution = 'remediation' AND remediation_verified_at IS NOT NULL, "
-            f"{_label('labels', 'model')}, {_label('labels', 'alertname')} "
-            f"FROM incidents {where}", period,
-            ["id", "severity", "service", *_TIMES, "is_resolved", "is_auto", "label_model", "alertname"])
+            "SELECT i.id, e.number, i.severity, coalesce(json_extract(i.labels, '$.service'), '(none)'), "
+            "e.started_at, e.detected_at, e.acknowledged_at, e.resolved_at, e.resolved_at IS NOT NULL, "
+            "e.resolved_at IS NOT NULL AND e.resolution = 'remediation' AND e.remediation_verified_at IS NOT NULL, "
+            f"{_label('i.labels', 'model')}, {_label('i.labels', 'alertname')} "
+            f"FROM incident_episodes e JOIN incidents i ON i.id = e.incident_id "
+            f"WHERE {started} >= ? AND {started} < ?", period,
+            ["id", "episode", "severity", "service", *_TIMES, "is_resolved", "is_auto", "label_model", "alertname"])
+        where = ("WHERE incidents.id IN (SELECT incident_id FROM incident_episodes "
+                 "WHERE started_at >= ? AND started_at < ?)")
         signals = self._frame(
             f"SELECT s.incident_id, s.first_at, s.signal_key, s.detector, s.metric, {_MODEL_OF_SIGNAL} "
             f"FROM incident_signals s JOIN incidents ON incidents.id = s.incident_id {where}", period,
@@ -79,7 +81,7 @@ class ReportStore(StoreBase):
             f"FROM remediation_runs r JOIN incidents ON incidents.id = r.incident_id {where} "
             "AND r.mode != 'rollback'", period,
             ["id", "requested_at", "run_id", "rule"])
-        incidents = incidents.sort_values(["started_at", "id"], kind="stable", ignore_index=True)
+        incidents = incidents.sort_values(["started_at", "id", "episode"], kind="stable", ignore_index=True)
         first = signals.sort_values(["id", "first_at", "signal_key"]).drop_duplicates("id")
         model_ids = signals.loc[signals["model"].notna(), "id"].unique()
         named = signals[signals["model"].notna() & (signals["model"] != "")]
@@ -102,7 +104,7 @@ class ReportStore(StoreBase):
 
     def _mostly_covers(self, since_s: float, until_s: float) -> bool:
         """Whether ``[since_s, until_s)`` spans more than a third of the incidents' time range."""
-        first, last = self.conn.execute("SELECT min(started_at), max(started_at) FROM incidents").fetchone()
+        first, last = self.conn.execute("SELECT min(started_at), max(started_at) FROM incident_episodes").fetchone()
         if first is None or last <= first:
             return True
         overlap = min(until_s, last) - max(since_s, first)

@@ -89,9 +89,12 @@ def test_recurrence_within_flap_window_reopens_flapping_not_new(store, correlato
     assert (incident.status, incident.flapping, incident.reopened) == (IncidentStatus.OPEN, True, 1)
     reopened = store.incident_events(first)[-1]
     assert reopened.kind == "reopened"
-    assert reopened.details == {"flapping": True, "from": "resolved", "reason":
+    assert reopened.details == {"episode": 2, "flapping": True, "from": "resolved", "reason":
                                 'recurred within the flap window: latency', "severity": "warning", "to": "open"}
     assert [e.kind for e in store.incident_events(first)].count("opened") == 1
+    one, two = incident.episodes
+    assert (one.number, one.started_at, one.detected_at, one.resolved_at, one.flapping) == (1, at(0), at(0), at(10), False)
+    assert (two.number, two.started_at, two.detected_at, two.resolved_at, two.flapping) == (2, at(20), at(20), None, True)
 
 
 def test_recurrence_after_the_flap_window_opens_a_new_incident(store, correlator_for):

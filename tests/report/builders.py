@@ -38,6 +38,12 @@ def add_incident(store: Store, *, started: Time, detected: Time, acked: Time = N
              "cli:alice" if acked is not None else None, _t(remediation_started), _t(verified), _t(resolved),
              resolution, _t(detected)))
         incident_id = int(cur.lastrowid)
+        conn.execute(
+            "INSERT INTO incident_episodes (incident_id, number, started_at, detected_at, acknowledged_at, "
+            "acknowledged_by, remediation_started_at, remediation_verified_at, resolved_at, resolution) "
+            "VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (incident_id, _t(started), _t(detected), _t(acked), "cli:alice" if acked is not None else None,
+             _t(remediation_started), _t(verified), _t(resolved), resolution))
         for n, signal in enumerate(signals):
             series_id = signal.get("series_id", f"s{incident_id}-{n}")
             detector = signal.get("detector", "stl")
@@ -55,6 +61,24 @@ def add_incident(store: Store, *, started: Time, detected: Time, acked: Time = N
                 (incident_id, run["rule"], run.get("playbook", run["rule"] + ".yml"), run.get("mode", "apply"),
                  run.get("status", "verified"), begun, begun, begun + 30))
     return incident_id
+
+
+def add_reopen(store: Store, incident_id: int, *, started: Time, detected: Time, acked: Time = None,
+               resolved: Time = None, resolution: str | None = None) -> None:
+    """A later outage of the incident (a flapping reopen), as its next episode; the incident row
+    takes the new outage's state the way ``transition_incident`` leaves it."""
+    conn = store.conn
+    with store.transaction():
+        (number,) = conn.execute("SELECT max(number) FROM incident_episodes WHERE incident_id = ?",
+                                 (incident_id,)).fetchone()
+        conn.execute(
+            "INSERT INTO incident_episodes (incident_id, number, started_at, detected_at, acknowledged_at, "
+            "resolved_at, resolution, flapping) VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
+            (incident_id, number + 1, _t(started), _t(detected), _t(acked), _t(resolved), resolution))
+        status = "resolved" if resolved is not None else ("acknowledged" if acked is not None else "open")
+        conn.execute("UPDATE incidents SET status = ?, acknowledged_at = ?, resolved_at = ?, resolution = ?, "
+                     "remediation_started_at = NULL, remediation_verified_at = NULL, reopened = reopened + 1, "
+                     "flapping = 1 WHERE id = ?", (status, _t(acked), _t(resolved), resolution, incident_id))
 
 
 DAY = 86400.0

@@ -44,10 +44,10 @@ def test_mttr_table(env):
     result = run("report", "mttr", "--since", "30d", *opts)
     assert result.exit_code == 0, result.output
     rows = {line.split("  ")[0].strip(): line.split() for line in result.output.splitlines()}
-    assert rows["all"] == ["all", "6", "2", "25%", "1m", "50s", "3m", "30s", "2m", "00s", "2m", "48s",
+    assert rows["all"] == ["all", "6", "6", "2", "25%", "1m", "50s", "3m", "30s", "2m", "00s", "2m", "48s",
                            "53m", "45s", "40m", "00s", "1h", "42m"]
-    assert rows["model incidents"][2:5] == ["2", "1", "0%"]
-    assert "6 incidents, 2 unresolved (counted, but left out of MTTR)" in result.output
+    assert rows["model incidents"][2:6] == ["2", "2", "1", "0%"]
+    assert "6 episodes (outages) of 6 incidents, 2 unresolved (counted, but left out of MTTR)." in result.output
     assert rows["node_cpu_usage"] == ["node_cpu_usage", "1", "15m", "00s", "1", "1h", "00m", "4.0x"]
 
 

@@ -23,7 +23,7 @@ import pytest
 
 from agent.report.mttr import GroupFigures, Stat, mttr_report
 from agent.report.period import Period, period_since
-from tests.report.builders import DAY, add_incident, known_incidents
+from tests.report.builders import DAY, add_incident, add_reopen, known_incidents
 
 T0 = datetime(2026, 3, 2, tzinfo=timezone.utc).timestamp()  # a Monday
 NOW = datetime(2026, 3, 10, tzinfo=timezone.utc)
@@ -41,7 +41,7 @@ def known(store):
 def test_totals_match_hand_computed_figures(store, known):
     report = mttr_report(store, _period(), now=NOW)
     assert report.total == GroupFigures(
-        group="all", incidents=6, resolved=4, unresolved=2, acknowledged=3, auto_remediated=1, auto_share=0.25,
+        group="all", incidents=6, episodes=6, resolved=4, unresolved=2, acknowledged=3, auto_remediated=1, auto_share=0.25,
         mttd=Stat(n=6, mean_s=110.0, median_s=75.0, p90_s=210.0),
         mtta=Stat(n=3, mean_s=120.0, median_s=120.0, p90_s=168.0),
         mttr=Stat(n=4, mean_s=3225.0, median_s=2400.0, p90_s=pytest.approx(6120.0)))
@@ -101,7 +101,7 @@ def test_no_incidents_at_all(store):
     report = mttr_report(store, _period(), by="service", now=NOW)
     none = Stat(n=0, mean_s=None, median_s=None, p90_s=None)
     assert report.groups == ()
-    assert report.total == GroupFigures(group="all", incidents=0, resolved=0, unresolved=0, acknowledged=0,
+    assert report.total == GroupFigures(group="all", incidents=0, episodes=0, resolved=0, unresolved=0, acknowledged=0,
                                         auto_remediated=0, auto_share=None, mttd=none, mtta=none, mttr=none)
     assert report.model.incidents == 0 and report.comparison == ()
     assert report.comparison_total.speedup is None
@@ -142,11 +142,16 @@ def test_weeks_follow_local_mondays_across_dst(store):
     assert [(g.group, g.incidents, g.mttr.mean_s) for g in utc] == [("2026-03-23", 2, 4500.0)]
 
 
-def test_reopened_incident_is_unresolved(store):
+def test_a_reopened_incident_counts_each_outage_with_its_own_times(store):
     incident = add_incident(store, started=T0, detected=T0 + 10, resolved=T0 + 100, resolution="quiet")
-    store.conn.execute("UPDATE incidents SET status = 'open' WHERE id = ?", (incident,))
+    add_reopen(store, incident, started=T0 + 400, detected=T0 + 430, acked=T0 + 490, resolved=T0 + 700,
+               resolution="manual")
+    add_reopen(store, incident, started=T0 + 900, detected=T0 + 905)
     total = mttr_report(store, _period(), now=NOW).total
-    assert (total.unresolved, total.mttr.n) == (1, 0)
+    assert (total.incidents, total.episodes, total.resolved, total.unresolved) == (1, 3, 2, 1)
+    assert total.mttd == Stat(n=3, mean_s=15.0, median_s=10.0, p90_s=pytest.approx(26.0))
+    assert total.mtta == Stat(n=1, mean_s=60.0, median_s=60.0, p90_s=60.0)
+    assert total.mttr == Stat(n=2, mean_s=200.0, median_s=200.0, p90_s=pytest.approx(280.0))
 
 
 def test_unknown_grouping_is_refused(store):
