@@ -66,6 +66,11 @@ def build(store: Store, incidents: int, audit_entries: int, seed: int = 7) -> No
               float(detected[i] + 30) if auto[i] else None, float(resolved[i] - 60) if auto[i] else None,
               opt(resolved[i]), ("remediation" if auto[i] else "manual") if resolved_mask[i] else None,
               float(detected[i])) for i in range(incidents)))
+        conn.execute(  # each incident one outage: its episode carries the same times
+            "INSERT INTO incident_episodes (incident_id, number, started_at, detected_at, acknowledged_at, "
+            "remediation_started_at, remediation_verified_at, resolved_at, resolution) "
+            "SELECT id, 1, started_at, detected_at, acknowledged_at, remediation_started_at, remediation_verified_at, "
+            "resolved_at, resolution FROM incidents")
         conn.executemany(
             "INSERT INTO incident_signals (incident_id, signal_key, series_id, detector, metric, labels, first_at, "
             "last_at, hits) VALUES (?, ?, ?, ?, ?, '{}', ?, ?, 3)",
