@@ -143,6 +143,31 @@ def _group(values: np.ndarray, cuts: list[int]) -> np.ndarray:
     return np.array([part.sum() for part in np.split(np.asarray(values, dtype=np.float64), cuts)])
 
 
+def onset_statistic(baseline: dict[str, Any], rows: pd.DataFrame) -> np.ndarray | None:
+    """Per row of ``rows`` (one scrape each: columns le, cumulative bucket increases), the
+    generalised likelihood ratio of "from this row on the data follow a new distribution, before
+    it the baseline's": sum over the baseline's PSI bins of S_b log((S_b / N) / p_b), S_b the
+    counts from the row to the end. Its argmax is the maximum-likelihood change point. None for a
+    baseline that is not a histogram or buckets that do not match it."""
+    if baseline["kind"] != "histogram" or rows.empty:
+        return None
+    les = _bounds(rows.columns)
+    if sorted(les.tolist()) != list(baseline["les"]):
+        return None
+    order = np.argsort(les)
+    cumulative = np.nan_to_num(rows.to_numpy(np.float64)[:, order])
+    per_bucket = np.diff(np.c_[np.zeros(len(cumulative)), np.maximum.accumulate(cumulative, axis=1)], axis=1)
+    cuts = baseline["cuts"]
+    grouped = np.add.reduceat(per_bucket, np.r_[0, cuts].astype(int), axis=1)
+    floor = 0.5 / max(float(baseline["n"]), 1.0)  # a bin the baseline never saw is rare, not impossible
+    p = np.maximum(np.asarray(baseline["props"], dtype=np.float64), floor)
+    suffix = np.cumsum(grouped[::-1], axis=0)[::-1]
+    total = suffix.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(suffix > 0, suffix * np.log(suffix / np.where(total > 0, total, 1.0) / p), 0.0)
+    return terms.sum(axis=1)
+
+
 # -- comparing a live window -----------------------------------------------------------------
 
 

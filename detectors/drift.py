@@ -152,6 +152,28 @@ class DriftDetector(PlainState, Detector):
         hits = [self._hit(report)] if rate is not None and rate >= self.drift_share else []
         return Scores(scores=_table(report, self.psi_moderate, self.psi_significant), hits=hits)
 
+    def onset(self, rows: Mapping[str, pd.DataFrame]) -> datetime | None:
+        """Where the drift began in the live data: the maximum-likelihood change point over the
+        given features (feature -> one row per scrape, index UTC timestamps, columns le,
+        cumulative bucket increases), from baseline to a new distribution. Among equally likely
+        rows (scrapes with no observations) the latest, the first that carried drifted data.
+        None when no feature is a histogram with rows."""
+        self._check_fitted()
+        total: pd.Series | None = None
+        for feature, frame in rows.items():
+            baseline = self.baselines_.get(feature)
+            statistic = dist.onset_statistic(baseline, frame) if baseline is not None else None
+            if statistic is None:
+                continue
+            part = pd.Series(statistic, index=frame.index)
+            total = part if total is None else total.add(part, fill_value=0.0)
+        if total is None or total.empty:
+            return None
+        total = total.sort_index()
+        values = total.to_numpy()
+        best = len(values) - 1 - int(np.argmax(values[::-1]))
+        return to_datetime(pd.Timestamp(total.index[best]).timestamp())
+
     def _judge(self, feature: str, baseline: dict[str, Any], data: Any) -> FeatureDrift:
         kind = baseline["kind"]
         test = "chi2" if kind == "categorical" else "ks"

@@ -4,7 +4,8 @@ Frame-level like the seasonal detector: a DataFrame (UTC DatetimeIndex, one colu
 series_id) or a Series. A point breaches when it is above ``upper`` or below ``lower`` (NaN never
 breaches); a hit fires at a point when at least ``for_points`` of the last ``of_points`` points
 of its series (itself included) breached, e.g. "p95 latency above its 0.5 s objective for 3 of
-the last 5 points". The score is that count over ``for_points`` (>= 1 means a hit).
+the last 5 points". The score is that count over ``for_points`` (>= 1 means a hit). A hit's
+``began_at`` is the first breaching point of the window that fired: where the outage began.
 
 ``fit(history)`` needs no data (``fit()`` is fine); given history, its last points seed the N of
 M window so the first scored point is judged with its past. The window carries over between
@@ -53,6 +54,7 @@ class ThresholdDetector(PlainState, Detector):
     def fit(self, history: Any = None) -> "ThresholdDetector":
         self._check_params()
         self.recent_: dict[str, list[int]] = {}
+        self.recent_at_: dict[str, list[float]] = {}  # epoch seconds of the points in recent_
         self.last_ts_ = float("-inf")
         if history is not None:
             frame = as_frame(history, self.name)
@@ -60,6 +62,8 @@ class ThresholdDetector(PlainState, Detector):
             keep = self.of_points - 1
             self.recent_ = {c: breach[len(breach) - keep:, j].astype(int).tolist() if keep else []
                             for j, c in enumerate(frame.columns)}
+            times = [float(t) for t in frame.times[len(frame.times) - keep:]] if keep else []
+            self.recent_at_ = {c: times for c in frame.columns}
             if len(frame.times):
                 self.last_ts_ = float(frame.times[-1])
         return self
@@ -71,30 +75,46 @@ class ThresholdDetector(PlainState, Detector):
         breach = self._breaches(x)
         fresh = frame.times > self.last_ts_
         counts = breach.astype(np.float64)  # rows already scored count alone
+        began = np.where(breach, np.asarray(frame.times, dtype=np.float64)[:, None], np.nan)
         if fresh.any():
-            counts[fresh] = self._advance(frame, breach[fresh])
+            counts[fresh], began[fresh] = self._advance(frame, breach[fresh], frame.times[fresh])
             self.last_ts_ = float(frame.times[fresh][-1])
         scores = counts / self.for_points
-        hits = [self._hit(frame, x, counts, r, c) for r, c in zip(*np.nonzero(scores >= 1.0))]
+        hits = [self._hit(frame, x, counts, began, r, c) for r, c in zip(*np.nonzero(scores >= 1.0))]
         return Scores(scores=pd.DataFrame(scores, index=frame.index, columns=frame.data.columns), hits=hits)
 
-    def _advance(self, frame: Frame, breach: np.ndarray) -> np.ndarray:
-        """Breaches in the last ``of_points`` per new row, and the carried window moved on."""
+    def _advance(self, frame: Frame, breach: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per new row: breaches in the last ``of_points`` and the time of the first of them
+        (NaN when none); the carried window moved on."""
         keep = self.of_points - 1
         prior = np.zeros((keep, breach.shape[1]))
+        prior_at = np.full((keep, breach.shape[1]), np.nan)
+        recent_at = getattr(self, "recent_at_", {})  # absent in states saved before it existed
         for j, column in enumerate(frame.columns):
             past = self.recent_.get(column, [])[-keep:] if keep else []
             if past:
                 prior[keep - len(past):, j] = past
+                past_at = recent_at.get(column, [])[-len(past):]
+                if len(past_at) == len(past):
+                    prior_at[keep - len(past):, j] = past_at
         flags = np.vstack([prior, breach.astype(np.float64)])
+        at = np.vstack([prior_at, np.repeat(np.asarray(times, dtype=np.float64)[:, None], breach.shape[1], axis=1)])
         total = np.vstack([np.zeros((1, flags.shape[1])), np.cumsum(flags, axis=0)])
         ends = np.arange(keep + 1, len(flags) + 1)
         counts = total[ends] - total[ends - self.of_points]
+        began = np.full(counts.shape, np.nan)
+        for r, c in zip(*np.nonzero(counts >= self.for_points)):  # hits only: few
+            window = slice(ends[r] - self.of_points, ends[r])
+            first = np.flatnonzero(flags[window, c])
+            began[r, c] = at[window, c][first[0]]
         if keep:
             tail = flags[-keep:].astype(int)
+            tail_at = at[-keep:]
+            self.recent_at_ = dict(recent_at)
             for j, column in enumerate(frame.columns):
                 self.recent_[column] = tail[:, j].tolist()
-        return counts
+                self.recent_at_[column] = [float(t) for t in tail_at[:, j]]
+        return counts, began
 
     def _breaches(self, x: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore"):
@@ -102,7 +122,7 @@ class ThresholdDetector(PlainState, Detector):
             below = x < self.lower if self.lower is not None else np.zeros(x.shape, dtype=bool)
         return above | below
 
-    def _hit(self, frame: Frame, x: np.ndarray, counts: np.ndarray, r: int, c: int) -> Hit:
+    def _hit(self, frame: Frame, x: np.ndarray, counts: np.ndarray, began: np.ndarray, r: int, c: int) -> Hit:
         value = float(x[r, c])
         if self.upper is not None and value > self.upper:
             direction, where = Direction.UP, f"above the upper bound {self.upper:.4g}"
@@ -120,6 +140,7 @@ class ThresholdDetector(PlainState, Detector):
             lower=self.lower,
             upper=self.upper,
             explanation=f"value {value:.4g} {where} in {int(counts[r, c])} of the last {self.of_points} points",
+            began_at=None if np.isnan(began[r, c]) else to_datetime(began[r, c]),
         )
 
     def _check_params(self) -> None:

@@ -86,6 +86,22 @@ def cumulative(frames: Iterable[pd.DataFrame]) -> dict[float, float]:
     return {float(le): float(n) for le, n in total.sort_index().items()}
 
 
+def feature_rows(model: DriftModel, buckets: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Per feature, its histograms' bucket increases summed per scrape (rows = ts, columns = le)."""
+    per_feature: dict[str, list[pd.DataFrame]] = {}
+    for hid, frame in buckets.items():
+        feature = feature_of(model, hid)
+        if feature is not None and not frame.empty:
+            per_feature.setdefault(feature, []).append(frame)
+    out = {}
+    for feature, frames in per_feature.items():
+        total = frames[0]
+        for frame in frames[1:]:
+            total = total.add(frame, fill_value=0.0)
+        out[feature] = total.sort_index()
+    return out
+
+
 def features_from(model: DriftModel, buckets: Mapping[str, pd.DataFrame]) -> dict[str, dict[float, float]]:
     per_feature: dict[str, list[pd.DataFrame]] = {}
     for hid, frame in buckets.items():
@@ -186,8 +202,13 @@ class DriftWatch:
         sid = series_id("model_drift", {model.label: model.name})
         if judged is not None and scores.scores.attrs.get("drift_rate") is not None:
             judged.add(sid)  # a verdict was reached: no hit now means the model is quiet
+        began = None
+        if scores.hits:  # where the drift began: the change point of the drifted features' scrapes
+            drifted = scores.scores.index[scores.scores["drifted"]]
+            rows = feature_rows(model, watched.window)
+            began = watched.detector.onset({f: rows[f] for f in drifted if f in rows})
         out = [replace(h, series_id=sid, entity=model.name, detector=DETECTOR, metric="model_drift",
-                       labels={model.label: model.name}) for h in scores.hits]
+                       labels={model.label: model.name}, began_at=began) for h in scores.hits]
         if out:
             ctx.metrics.hits.labels(detector=DETECTOR).inc(len(out))
         ctx.metrics.series_scored.inc(len(watched.window))

@@ -114,3 +114,13 @@ def test_series_ids_parse_back_into_metric_and_labels():
     for value in ['plain', 'with "quotes"', "back\\slash", "new\nline"]:
         sid = series_id("m", {"model": value, "le": "0.5"})
         assert parse_series_id(sid) == ("m", {"model": value, "le": "0.5"})
+
+
+def test_a_drift_hit_begins_at_the_scrape_where_the_live_data_changed(history, make_ctx):
+    # Normal data until T0 - 29 min, shifted after: a one-hour window holds both, and the hit
+    # says the drift began at the first shifted scrape, not at the window's start or at T0.
+    assert save(history, "--model", "fraud", "--from", "2026-03-02T09:00:00Z", "--to", "2026-03-02T10:00:00Z"
+                ).exit_code == 0
+    ctx = make_ctx(DRIFT.replace("window: 30m", "window: 1h"))
+    [hit] = detect(ctx, cycle_at(T0, samples([(info("up", job="model"), [1.0])], end=T0)))
+    assert (hit.ts, hit.began_at) == (T0, T0 - minutes(29))

@@ -158,3 +158,18 @@ def test_small_dips_between_buckets_from_extrapolated_increases_are_repaired():
     les, counts = histogram_counts({"0.5": 400.4, "1": 400.0, "+Inf": 1000.0})  # increase() noise
     assert counts.tolist() == [400.4, 0.0, 599.6]
     assert les.tolist()[:2] == [0.5, 1.0]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_onset_finds_the_scrape_where_sampled_data_changed(seed):
+    rng = np.random.default_rng(seed)
+    les = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, float("inf")]
+    before = np.array([0.05, 0.1, 0.2, 0.3, 0.2, 0.1, 0.04, 0.01, 0.0])
+    after = np.array([0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.2, 0.1, 0.03])
+    baseline = dict(zip(les, np.cumsum(rng.multinomial(20_000, before)).astype(float)))
+    idx = pd.date_range("2026-01-01", periods=60, freq="15s", tz="UTC")
+    rows = pd.DataFrame([np.cumsum(rng.multinomial(25, before if k < 37 else after)) for k in range(60)],
+                        index=idx, columns=les, dtype=float)
+    det = DriftDetector().fit({"amount": baseline}, model="fraud")
+    assert det.score({"amount": dict(zip(les, rows.sum().to_numpy()))}, ts=idx[-1]).hits
+    assert abs((det.onset({"amount": rows}) - idx[37].to_pydatetime()).total_seconds()) <= 15

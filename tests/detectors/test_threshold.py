@@ -57,3 +57,16 @@ def test_bad_parameters_are_refused(params, message) -> None:
     with pytest.raises(DetectorError) as err:
         ThresholdDetector(**params).fit()
     assert str(err.value) == message
+
+
+def test_a_hit_begins_at_the_first_breach_of_its_window_even_one_carried_from_an_earlier_call():
+    idx = pd.date_range("2026-01-01", periods=6, freq="10s", tz="UTC")
+    values = pd.Series([0.1, 0.9, 0.2, 0.8, 0.9, 0.95], index=idx, name="p95")
+    slo = ThresholdDetector(upper=0.5, for_points=3, of_points=4).fit(values.iloc[:2])
+    assert slo.score(values.iloc[2:4]).hits == []  # 2 of 4 so far
+    restored = ThresholdDetector(upper=0.5, for_points=3, of_points=4).set_state(slo.get_state())
+    first, second = restored.score(values.iloc[4:]).hits
+    # The window that fired first is 0.9, 0.2, 0.8, 0.9: the outage began at the 0.9 of 10 s,
+    # a point the detector saw two calls (and one restore) ago.
+    assert (first.ts, first.began_at, first.first_at) == (idx[4], idx[1], idx[1])
+    assert (second.ts, second.began_at) == (idx[5], idx[3])
