@@ -51,7 +51,7 @@ def story(run: DemoRun, fault: str) -> int:
     console.print(f"      {run.last_fault}")
     detector = "drift" if fault == "drift" else None
     incident = waiting(run, "waiting for the agent to notice", lambda: run.incident_since(at, detector), 120)
-    console.print(f"      incident #{incident.id} opened {(incident.detected_at - at).total_seconds():.0f}s after the fault: "
+    console.print(f"      incident #{incident.id} opened {run.outcome(incident.id, at).mttd_s:.0f}s after the fault: "
                   f"[bold]{incident.title}[/]")
 
     say("[4/6]", "Remediation: the matching rule runs its playbook through ansible-runner (check mode first) …")

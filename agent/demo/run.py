@@ -19,7 +19,7 @@ from agent.demo.config import demo_config
 from agent.demo.faults import inject
 from agent.demo.stack import DemoStack, read_pid, start_service
 from agent.errors import AiopsError
-from agent.incidents.model import Incident
+from agent.incidents.model import Episode, Incident
 from agent.store import Store
 
 
@@ -50,19 +50,35 @@ class TimedOut(AiopsError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Outcome:
+    """What one injected fault caused: the first episode detected at or after the injection
+    (a new incident, or a reopen of one that had just resolved)."""
+
     incident: Incident
     injected_at: datetime
 
     @property
+    def episode(self) -> Episode:
+        found = [e for e in self.incident.episodes if e.detected_at >= self.injected_at]
+        if not found:
+            raise AiopsError(f"incident #{self.incident.id} has no episode detected after the fault at "
+                             f"{self.injected_at.isoformat()}")
+        return found[0]
+
+    @property
     def mttd_s(self) -> float:
-        return (self.incident.detected_at - self.injected_at).total_seconds()
+        """From the fault to its detection."""
+        return (self.episode.detected_at - self.injected_at).total_seconds()
 
     @property
     def mttr_s(self) -> float | None:
-        """From the fault to the incident resolved: the time users were hurt."""
-        if self.incident.resolved_at is None:
-            return None
-        return (self.incident.resolved_at - self.injected_at).total_seconds()
+        """From the fault to its episode resolved: the time users were hurt."""
+        resolved = self.episode.resolved_at
+        return None if resolved is None else (resolved - self.injected_at).total_seconds()
+
+    @property
+    def onset_error_s(self) -> float:
+        """Where the agent says the outage began, less when it did (0 = exact)."""
+        return (self.episode.started_at - self.injected_at).total_seconds()
 
 
 class DemoRun:
@@ -156,11 +172,13 @@ class DemoRun:
         return at
 
     def incident_since(self, at: datetime, detector: str | None = None) -> Incident | None:
-        """The first incident with a signal that first fired after ``at`` (of ``detector``)."""
+        """The incident of the first episode detected at or after ``at`` (among incidents with a
+        signal of ``detector``): a new incident, or a reopen of one."""
         assert self.store is not None
         row = self.store.query_one(
-            "SELECT incident_id FROM incident_signals WHERE last_at >= ? AND first_at >= ? AND detector LIKE ? "
-            "ORDER BY first_at LIMIT 1", (at.timestamp(), at.timestamp() - 60, detector or "%"))
+            "SELECT e.incident_id FROM incident_episodes e WHERE e.detected_at >= ? AND EXISTS (SELECT 1 FROM "
+            "incident_signals s WHERE s.incident_id = e.incident_id AND s.detector LIKE ?) "
+            "ORDER BY e.detected_at, e.incident_id LIMIT 1", (at.timestamp(), detector or "%"))
         return self.store.get_incident(row[0]) if row else None
 
     def incident(self, incident_id: int) -> Incident:
