@@ -1,7 +1,9 @@
-"""UTC time in one place. The store keeps epoch seconds (REAL); code passes aware datetimes."""
+"""UTC time in one place, and durations in words. The store keeps epoch seconds (REAL); code
+passes aware datetimes."""
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta, timezone
 
 
@@ -77,3 +79,18 @@ class ManualClock:
     def advance(self, seconds: float) -> datetime:
         self.now = self.now + timedelta(seconds=seconds)
         return self.now
+
+
+def duration(seconds: float | None) -> str:
+    """``45s``, ``12m 05s``, ``3h 04m``, ``2d 03h``; ``-`` when there is no value."""
+    if seconds is None or math.isnan(seconds):
+        return "-"
+    s = int(round(seconds))
+    sign, s = ("-", -s) if s < 0 else ("", s)
+    if s < 60:
+        return f"{sign}{s}s"
+    if s < 3600:
+        return f"{sign}{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{sign}{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{sign}{s // 86400}d {s % 86400 // 3600:02d}h"

@@ -37,6 +37,7 @@ share. The window's time is the last timestamp of its data, or ``ts=`` when it h
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -201,7 +202,7 @@ class DriftDetector(PlainState, Detector):
         worst = sorted((f for f in judged if f.drifted), key=lambda f: -(f.psi or 0.0))
         parts = [f"{f.feature} PSI {f.psi:.2f} ({f.test} p={f.p_value:.2g})" for f in worst[:5]]
         text = (f"{len(worst)} of {len(judged)} features drifted ({report.rate:.0%}, alert at "
-                f"{self.drift_share:.0%}): " + ", ".join(parts))
+                f"{self.drift_share:.0%}): " + ", ".join(parts) + f"; PSI threshold {self.psi_significant:g}")
         return Hit(
             series_id=report.model,
             entity=report.model,
@@ -214,6 +215,35 @@ class DriftDetector(PlainState, Detector):
             upper=float(self.drift_share),
             explanation=text,
         )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DriftFacts:
+    """What a drift hit's explanation says, read back for summaries and plots."""
+
+    drifted: int
+    judged: int
+    share: float | None          # the alert share, 0..1
+    psi: dict[str, float]        # the worst drifted features (up to five), worst first
+    threshold: float | None      # PSI from which a feature counts as drifted on PSI alone
+
+
+_FACTS = re.compile(r"^(\d+) of (\d+) features drifted \(\d+%, alert at (\d+)%\)")
+_PSI = re.compile(r"(.+?) PSI ([0-9.]+) \([^)]*\)(?:, |$)")
+_THRESHOLD = re.compile(r"; PSI threshold ([0-9.eE+-]+)$")
+
+
+def drift_facts(explanation: str) -> DriftFacts | None:
+    """The figures in a drift hit's explanation (``DriftDetector`` writes it); None when the
+    text is not one."""
+    head = _FACTS.match(explanation)
+    if head is None:
+        return None
+    threshold = _THRESHOLD.search(explanation)
+    features = explanation[head.end():threshold.start() if threshold else None].removeprefix(": ")
+    return DriftFacts(drifted=int(head.group(1)), judged=int(head.group(2)), share=int(head.group(3)) / 100,
+                      psi={f: float(v) for f, v in _PSI.findall(features)},
+                      threshold=float(threshold.group(1)) if threshold else None)
 
 
 def _features(data: Any, detector: str, what: str) -> dict[str, Any]:

@@ -147,6 +147,7 @@ remediation:
       mode: auto
       vars:
         models_dir: {root / "models"}
+        model_name: fraud
     - name: free-scratch
       match:
         detector: scratch_full

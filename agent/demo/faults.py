@@ -73,7 +73,8 @@ def inject(root: Path, kind: str, *, store: Store | None = None, now: datetime |
             history.write("v3\n")
         tmp.replace(current)  # the service picks the new version up within a second
         if store is not None:
-            store.add_change(ts=now, kind="model_rollout", labels={"model": "fraud", "job": "demo-model"},
+            store.add_change(ts=now, kind="model_rollout",
+                             labels={"model": "fraud", "job": "demo-model", "version": "v3"},
                              description="roll out fraud model v3 (new feature preprocessing)",
                              actor="demo", now=now)
         return f"model v3 rolled out (feature shift {MODEL_VERSIONS['v3']['feature_shift']})"

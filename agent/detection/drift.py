@@ -200,6 +200,8 @@ class DriftWatch:
         if rate is not None:
             ctx.metrics.model_drift_rate.labels(model=model.name).set(rate)
         sid = series_id("model_drift", {model.label: model.name})
+        if rate is not None:
+            ctx.store.record_derived(sid, to_epoch(now), float(rate))  # the incident page plots it
         if judged is not None and scores.scores.attrs.get("drift_rate") is not None:
             judged.add(sid)  # a verdict was reached: no hit now means the model is quiet
         began = None

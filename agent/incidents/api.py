@@ -22,6 +22,7 @@ from agent.incidents.alerts import MalformedPayload, ingest_webhook, parse_webho
 from agent.incidents.correlator import Correlator
 from agent.incidents.model import IncidentStatus
 from agent.incidents.serialize import change_dict, event_dict, incident_dict, silence_dict
+from agent.incidents.summary import title_of
 from agent.incidents.silences import create_silence
 from agent.store.incidents import UnknownIncidentError
 from agent.store.silences import UnknownSilenceError
@@ -95,8 +96,10 @@ def get_changes(request: Request, limit: int = Query(100, ge=1, le=10_000)) -> l
 @router.get("/api/v1/incidents")
 def list_incidents(request: Request, status: IncidentStatus | None = None,
                    limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, Any]]:
-    incidents = _ctx(request).store.list_incidents(status=status, limit=limit)
-    return [incident_dict(i, signals=False) for i in incidents]
+    ctx = _ctx(request)
+    lookback = ctx.config.incidents.changes_lookback
+    return [{**incident_dict(i, signals=False), "title": title_of(ctx.store, i, lookback_s=lookback)}
+            for i in ctx.store.list_incidents(status=status, limit=limit)]
 
 
 @router.get("/api/v1/incidents/{incident_id}")
@@ -106,6 +109,7 @@ def get_incident(incident_id: RowId, request: Request) -> dict[str, Any]:
     if incident is None:
         raise HTTPException(404, f"no incident #{incident_id}")
     body = incident_dict(incident)
+    body["title"] = title_of(ctx.store, incident, lookback_s=ctx.config.incidents.changes_lookback)
     body["events"] = [event_dict(e) for e in ctx.store.incident_events(incident_id)]
     body["suspect_changes"] = [change_dict(c) for c in suspect_changes(
         ctx.store, incident, lookback_s=ctx.config.incidents.changes_lookback)]

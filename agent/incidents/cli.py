@@ -15,6 +15,7 @@ from agent.clicommon import AiopsGroup, cli_actor, with_context
 from agent.config.types import parse_duration
 from agent.incidents.model import IncidentStatus
 from agent.incidents.serialize import change_dict, incident_dict, silence_dict
+from agent.incidents.summary import clean, title_of
 
 
 def _when(value: datetime | None) -> str:
@@ -75,8 +76,11 @@ def list_command(ctx: Any, status: str | None, only_open: bool, since: str | Non
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
     incidents = ctx.store.list_incidents(status=wanted, since=start, limit=limit)
+    lookback = ctx.config.incidents.changes_lookback
+    titles = {i.id: title_of(ctx.store, i, lookback_s=lookback) for i in incidents}  # as `show` gives them
     if as_json:
-        click.echo(json.dumps([incident_dict(i, signals=False) for i in incidents], indent=2))
+        click.echo(json.dumps([{**incident_dict(i, signals=False), "title": titles[i.id]} for i in incidents],
+                              indent=2))
         return
     if not incidents:
         click.echo("no incidents")
@@ -84,7 +88,7 @@ def list_command(ctx: Any, status: str | None, only_open: bool, since: str | Non
     for incident in incidents:
         flags = " flapping" if incident.flapping else ""
         click.echo(f"#{incident.id:<5} {incident.status.value:<12} {incident.severity.value:<8} "
-                   f"{_when(incident.started_at)}  {len(incident.signals):>3} signals{flags}  {incident.title}")
+                   f"{_when(incident.started_at)}  {len(incident.signals):>3} signals{flags}  {clean(titles[incident.id])}")
 
 
 @incidents_group.command("show")
@@ -100,7 +104,8 @@ def show_command(ctx: Any, incident_id: int, fmt: str) -> None:
     from agent.incidents import summary
 
     click.echo(summary.render(ctx.store, incident_id, fmt, base_url=ctx.config.http.base_url,
-                              prometheus_url=summary.prometheus_url(ctx.config)))
+                              prometheus_url=summary.prometheus_url(ctx.config),
+                              lookback_s=ctx.config.incidents.changes_lookback))
 
 
 def _transition(ctx: Any, incident_id: int, to: IncidentStatus, reason: str) -> None:

@@ -24,8 +24,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from agent.config.incidents import IncidentsConfig
-from agent.incidents.model import IncidentStatus, Severity, Signal
-from agent.incidents.rootcause import guess_root_cause, title_for
+from agent.incidents.model import Incident, IncidentStatus, Severity, Signal
+from agent.incidents.rootcause import guess_root_cause
+from agent.incidents.summary import headline, line_of, rank_signals
 from agent.incidents.topology import Topology, correlation_keys
 from agent.log import kv
 from agent.store.incidents import signal_key
@@ -144,7 +145,8 @@ class Correlator:
         root = guess_root_cause([signal], self.topology)
         assert root is not None
         incident = self.store.open_incident(
-            severity=severity, title=title_for(signal, 1), labels=dict(hit.labels), started_at=hit.first_at, now=now,
+            severity=severity, title=self._title([signal], dict(hit.labels), now), labels=dict(hit.labels),
+            started_at=hit.first_at, now=now,
             actor=actor, root_cause=signal.series_id, root_cause_reason=root.reason, keys=keys)
         self.store.record_hits([hit], incident_id=incident.id, now=now, actor=actor, events=False)
         log.info(kv("incident.opened", id=incident.id, severity=severity.value, series=hit.series_id,
@@ -169,6 +171,13 @@ class Correlator:
                                     reason=f"{hit.metric or hit.series_id} ({hit.detector}) is {severity.value}")
         return bool(added) or hit.first_at < started_at
 
+    def _title(self, signals: Sequence[Signal], labels: dict[str, str], now: datetime) -> str:
+        """The summary's title as of now (lists recompute it from the same function)."""
+        probe = Incident(id=0, status=IncidentStatus.OPEN, severity=Severity.INFO, title="", labels=labels,
+                         started_at=now, detected_at=now, updated_at=now)
+        changes = tuple(self.store.changes_near(labels, before=now, lookback_s=self.config.changes_lookback))
+        return headline(probe, tuple(line_of(s) for s in rank_signals(signals)), changes)
+
     def refresh(self, incident_id: int, *, now: datetime) -> None:
         """Recompute the root-cause guess, title, labels and start from the incident's signals."""
         incident = self.store.get_incident(incident_id)
@@ -177,7 +186,8 @@ class Correlator:
         if root is None:
             return
         self.store.update_incident(
-            incident_id, now=now, title=title_for(root.signal, len(incident.signals)), labels=dict(root.signal.labels),
+            incident_id, now=now, title=self._title(incident.signals, dict(root.signal.labels), now),
+            labels=dict(root.signal.labels),
             root_cause=root.signal.series_id, root_cause_reason=root.reason,
             started_at=min(s.first_at for s in incident.signals))
 

@@ -18,7 +18,24 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from agent.api.params import RowId
-from agent.incidents.summary import TOP_PLOTS, Summary, build, clean, prometheus_url, run_outcome, status_line, ts
+from agent.incidents.summary import (
+    CHANGES_LOOKBACK_S,
+    TOP_PLOTS,
+    Summary,
+    build,
+    clean,
+    done_lines,
+    earlier_outages,
+    next_step,
+    other_labels,
+    prometheus_url,
+    run_outcome,
+    signal_text,
+    status_line,
+    timeline_message,
+    title_of,
+    ts,
+)
 
 if TYPE_CHECKING:
     from agent.store import Store
@@ -37,6 +54,7 @@ def _environment() -> Environment:
     env.filters["num"] = lambda v: "-" if v is None else f"{v:.4g}"
     env.filters["labels"] = lambda labels: clean(", ".join(f"{k}={v}" for k, v in sorted(dict(labels).items())))
     env.filters["outcome"] = lambda run: clean(run_outcome(run))
+    env.filters["message"] = lambda event: clean(timeline_message(event))
     return env
 
 
@@ -50,10 +68,12 @@ class Plot:
 
 
 def plots_for(summary: Summary, store: "Store", *, top: int = TOP_PLOTS) -> list[Plot]:
-    """PNG plots of the top ``top`` signals that have recorded hits."""
+    """PNG plots of the top ``top`` signals that have recorded hits. A drift signal gets its
+    model's drift rate against the alert share and its features' PSI against the threshold, not
+    the 0/1 of its hits."""
     from datetime import timedelta
 
-    from agent.incidents.plot import signal_png
+    from agent.incidents.plot import drift_png, signal_png
 
     hits = store.summary_hits(summary.incident.id)
     plots: list[Plot] = []
@@ -66,8 +86,16 @@ def plots_for(summary: Summary, store: "Store", *, top: int = TOP_PLOTS) -> list
             continue
         span = max(mine[-1].ts - mine[0].ts, timedelta(minutes=20))
         samples = store.summary_samples(sig.series_id, start=mine[0].ts - 2 * span, end=mine[-1].ts + span / 2)
-        png = signal_png(mine, samples)
-        caption = f"{sig.metric or sig.series_id} {_labels(sig.labels)} ({sig.detector}): {line.deviation}"
+        name = f"{sig.metric or sig.series_id} {_labels(sig.labels)}"
+        facts = line.drift
+        if facts is not None:
+            png = drift_png(samples or [(h.ts, h.value) for h in mine], facts.share, list(facts.psi.values()),
+                            facts.threshold)
+            numbered = "; ".join(f"{n}: {f}" for n, f in enumerate(facts.psi, 1))
+            caption = f"{name}: drift rate against the alert share; PSI of the drifted features ({numbered})"
+        else:
+            png = signal_png(mine, samples)
+            caption = f"{name} ({sig.detector}): {line.deviation}"
         plots.append(Plot(caption=caption, png_b64=base64.b64encode(png).decode("ascii")))
     return plots
 
@@ -80,13 +108,16 @@ def render_html(summary: Summary, store: "Store", *, list_url: str = "/incidents
     """A self-contained HTML page (inline CSS and PNGs) of one incident summary."""
     return _ENV.get_template("summary.html").render(
         s=summary, i=summary.incident, status=status_line(summary.incident), plots=plots_for(summary, store),
-        list_url=list_url)
+        done=done_lines(summary), next=next_step(summary), earlier=earlier_outages(summary.incident),
+        signals=[(line, signal_text(n, line)) for n, line in enumerate(summary.signals, 1)],
+        other_labels=other_labels(summary), list_url=list_url)
 
 
-def render_list(store: "Store", *, limit: int = LIST_LIMIT) -> str:
+def render_list(store: "Store", *, limit: int = LIST_LIMIT, lookback_s: float = CHANGES_LOOKBACK_S) -> str:
     rows = store.list_incidents(limit=limit)
+    titles = {i.id: title_of(store, i, lookback_s=lookback_s) for i in rows}
     open_count = store.count_open_incidents()
-    return _ENV.get_template("list.html").render(rows=rows, open_count=open_count, limit=limit)
+    return _ENV.get_template("list.html").render(rows=rows, titles=titles, open_count=open_count, limit=limit)
 
 
 def _page(text: str) -> HTMLResponse:
@@ -97,7 +128,8 @@ def _page(text: str) -> HTMLResponse:
 @router.get("/incidents", response_class=HTMLResponse)
 def incidents_page(request: Request) -> HTMLResponse:
     """The incident list, newest first."""
-    return _page(render_list(request.app.state.ctx.store))
+    ctx = request.app.state.ctx
+    return _page(render_list(ctx.store, lookback_s=ctx.config.incidents.changes_lookback))
 
 
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse)

@@ -52,3 +52,39 @@ def signal_png(hits: Sequence[HitPoint], samples: Sequence[tuple[datetime, float
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def drift_png(rates: Sequence[tuple[datetime, float | None]], share: float | None,
+              psi: Sequence[float], threshold: float | None) -> bytes:
+    """PNG bytes of a model's drift: on the left its drift rate over time (the share of features
+    drifted, per cycle) against the alert share; on the right each drifted feature's PSI (bars
+    numbered 1..n, worst first; the page names them) against the PSI threshold."""
+    fig = Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI)
+    FigureCanvasAgg(fig)
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    points = [(t, v * 100) for t, v in rates if v is not None]
+    if points:
+        left.step([t for t, _ in points], [v for _, v in points], where="post", color="#1f5fa8", linewidth=1.4,
+                  label="drift rate %")
+    if share is not None:
+        left.axhline(share * 100, color="#d62728", linestyle="--", linewidth=1.1, label="alert share")
+    left.set_ylim(0, 105)
+    locator = AutoDateLocator()
+    left.xaxis.set_major_locator(locator)
+    left.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    left.grid(True, alpha=0.3)
+    if left.get_legend_handles_labels()[0]:
+        left.legend(loc="lower right", fontsize=8, framealpha=0.8)
+    numbers = list(range(1, len(psi) + 1))
+    right.barh(numbers, list(psi), color="#d98c1f", label="PSI")
+    if threshold is not None:
+        right.axvline(threshold, color="#d62728", linestyle="--", linewidth=1.1, label="threshold")
+    right.set_yticks(numbers)
+    right.invert_yaxis()  # worst on top
+    right.grid(True, axis="x", alpha=0.3)
+    if right.get_legend_handles_labels()[0]:
+        right.legend(loc="lower right", fontsize=8, framealpha=0.8)
+    fig.subplots_adjust(left=0.07, right=0.98, top=0.96, bottom=0.2, wspace=0.25)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()

@@ -1,4 +1,4 @@
-"""The root-cause guess and the one-line title of an incident, from its signals.
+"""The root-cause guess of an incident, from its signals (its title: ``summary.headline``).
 
 The guess is the earliest signal furthest upstream in the topology: the signal whose node the
 most other signals' nodes need (directly or through others), ties broken by who fired first,
@@ -66,20 +66,3 @@ def _node_name(node: str) -> str:
 def where(labels: Mapping[str, str]) -> str:
     parts = [f"{k}={labels[k]}" for k in WHERE_LABELS if labels.get(k)]
     return ", ".join(parts)
-
-
-def title_for(root: Signal, count: int) -> str:
-    """``http_latency_seconds up on service=api (0.92 vs 0.21 expected) +2 more signals``."""
-    what = root.metric or root.series_id
-    direction = {"up": "high", "down": "low"}.get(str(root.direction or ""), "anomalous")
-    if root.detector == ALERT_DETECTOR:
-        direction = "firing"
-    text = f"{what} {direction}"
-    place = where(root.labels)
-    if place:
-        text += f" on {place}"
-    if root.last_value is not None and root.last_expected is not None:
-        text += f" ({root.last_value:.3g} vs {root.last_expected:.3g} expected)"
-    if count > 1:
-        text += f" +{count - 1} more signal{'s' if count > 2 else ''}"
-    return text

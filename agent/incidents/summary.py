@@ -1,7 +1,10 @@
 """The incident summary an on-call engineer reads in 30 seconds, in text, markdown, json or html.
 
 ``build`` gathers the facts from the store into a ``Summary``; ``render`` turns one into a
-format. Label values, messages and descriptions come from metrics and people, so they are
+format. Every format says, in this order: a title in words (what is wrong, where, how far from
+normal, since which change); the status with the current outage's MTTD and MTTR; what the agent
+did and its effect, runs in the order they ran; the next step for a person when it is not fixed;
+then the signals, suspect changes, earlier outages and the timeline. No figure is said twice. Label values, messages and descriptions come from metrics and people, so they are
 untrusted: every format neutralises them its own way (control and bidi characters shown as
 escapes in all of them, Markdown punctuation backslashed, HTML escaped by Jinja2's autoescape,
 ``<``/``>``/``&`` written as ``\\u`` escapes in JSON so it can be pasted into a page).
@@ -17,9 +20,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from agent.clock import duration
 from agent.config.notify import GRAPH_LINK
-from agent.incidents.model import Change, Incident, IncidentEvent, Signal
+from agent.incidents.model import Change, Episode, Incident, IncidentEvent, IncidentStatus, Signal
+from agent.incidents.rootcause import ALERT_DETECTOR, WHERE_LABELS, where
+from agent.incidents.serialize import episode_dict
 from agent.store.incidents import UnknownIncidentError
+from detectors.drift import DriftFacts, drift_facts
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
@@ -69,6 +76,10 @@ class SignalLine:
     deviation: str
     graph_url: str | None = None
 
+    @property
+    def drift(self) -> DriftFacts | None:
+        return drift_facts(self.signal.explanation) if self.signal.detector == "drift" else None
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Summary:
@@ -80,6 +91,10 @@ class Summary:
     runs: tuple["RunOutcome", ...]
     timeline: tuple[IncidentEvent, ...]
 
+    @property
+    def episode(self) -> Episode | None:
+        return self.incident.episode
+
 
 # -- gathering ----------------------------------------------------------------------------------
 
@@ -89,17 +104,31 @@ def build(store: "Store", incident_id: int, *, base_url: str | None = None,
     incident = store.get_incident(incident_id)
     if incident is None:
         raise UnknownIncidentError(incident_id)
-    lines = tuple(_signal_line(s, prometheus_url) for s in rank_signals(incident.signals))
-    changes = tuple(store.changes_near(dict(incident.labels), before=incident.detected_at, lookback_s=lookback_s))
+    lines = tuple(line_of(s, prometheus_url) for s in rank_signals(incident.signals))
+    changes = suspects(store, incident, lookback_s)
     return Summary(
         incident=incident,
-        title=title_for(incident, lines),
+        title=headline(incident, lines, changes),
         url=incident_url(base_url, incident.id),
         signals=lines,
         changes=changes,
         runs=tuple(store.summary_runs(incident.id)),
         timeline=tuple(store.incident_events(incident.id)),
     )
+
+
+def suspects(store: "Store", incident: Incident, lookback_s: float = CHANGES_LOOKBACK_S) -> tuple[Change, ...]:
+    """Changes sharing a label with the incident or a signal of it, before it was detected; nearest first."""
+    from agent.incidents import suspect_changes
+
+    return tuple(suspect_changes(store, incident, lookback_s=lookback_s))
+
+
+def title_of(store: "Store", incident: Incident, *, lookback_s: float = CHANGES_LOOKBACK_S) -> str:
+    """The title the summary gives ``incident`` (lists show the same one); ``incident`` must
+    carry its signals."""
+    lines = tuple(line_of(s, None) for s in rank_signals(incident.signals))
+    return headline(incident, lines, suspects(store, incident, lookback_s))
 
 
 def incident_url(base_url: str | None, incident_id: int) -> str | None:
@@ -125,25 +154,49 @@ def deviation(observed: float | None, expected: float | None) -> str:
     return f"{change:+.0f}% vs expected"
 
 
-def title_for(incident: Incident, lines: tuple[SignalLine, ...]) -> str:
-    """What, where, how far from normal: ``api_latency_seconds 4.1x expected (0.82 vs 0.2) on
-    service=api, instance=web-1 (+2 more signals)``."""
+def headline(incident: Incident, lines: tuple[SignalLine, ...], changes: tuple[Change, ...] = ()) -> str:
+    """What is wrong, where, how far from normal, and since which change:
+    ``fraud model: 4 of 4 features drifted (PSI up to 0.28) since rollout v3``,
+    ``http_request_duration_seconds 4.2x expected on service=api, instance=web-1 (+1 more signal)``."""
     if not lines:
         return incident.title or f"incident {incident.id}"
     top = lines[0]
-    what = top.signal.metric or top.signal.series_id
-    far = top.deviation
-    if top.observed is not None and top.expected is not None:
-        far += f" ({top.observed:.3g} vs {top.expected:.3g})"
-    where_labels = dict(incident.labels) or dict(top.signal.labels)
-    where = ", ".join(f"{k}={v}" for k, v in sorted(where_labels.items())[:3])
-    text = f"{what} {far}" + (f" on {where}" if where else "")
+    sig = top.signal
+    labels = dict(incident.labels) or dict(sig.labels)
+    facts = top.drift
+    if facts is not None:
+        model = sig.labels.get("model") or labels.get("model") or "the"
+        text = f"{model} model: {facts.drifted} of {facts.judged} features drifted"
+        if facts.psi:
+            text += f" (PSI up to {max(facts.psi.values()):.2f})"
+    else:
+        what = sig.metric or sig.series_id
+        if sig.detector == ALERT_DETECTOR:
+            far = "firing"
+        elif top.observed == 0 and top.expected:
+            far = "down to 0"
+        else:
+            far = top.deviation
+        place = where(labels)
+        text = f"{what} {far}" + (f" on {place}" if place else "")
+    if changes:
+        text += f" since {change_words(changes[0])}"
     if len(lines) > 1:
         text += f" (+{len(lines) - 1} more signal{'s' if len(lines) > 2 else ''})"
     return text
 
 
-def _signal_line(signal: Signal, prometheus_url: str | None) -> SignalLine:
+_CHANGE_NOUNS = {"model_rollout": "rollout", "deploy": "deploy", "config": "config change"}
+
+
+def change_words(change: Change) -> str:
+    """``rollout v3``, ``deploy v12``, or ``feature_flag at 13:40 UTC`` without a version label."""
+    noun = _CHANGE_NOUNS.get(change.kind, change.kind)
+    version = change.labels.get("version")
+    return f"{noun} {version}" if version else f"{noun} at {change.ts:%H:%M} UTC"
+
+
+def line_of(signal: Signal, prometheus_url: str | None = None) -> SignalLine:
     return SignalLine(
         signal=signal, observed=signal.last_value, expected=signal.last_expected,
         deviation=deviation(signal.last_value, signal.last_expected),
@@ -189,14 +242,160 @@ def prometheus_url(config: "AgentConfig") -> str | None:
     return config.notify.graph_link.replace("{url}", base.rstrip("/"))
 
 
+# -- the words of each section -------------------------------------------------------------------
+
+def ts(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
+
+
+def hms(value: datetime | None) -> str:
+    return value.strftime("%H:%M:%S") if value else "-"
+
+
+def _labels(labels: Mapping[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def status_line(incident: Incident) -> str:
+    """``resolved (remediation) · began 2026-11-24 14:00:00 UTC, detected 14:12:00 (MTTD 12m 00s),
+    resolved 14:20:00 (MTTR 20m 00s)``: the current outage's times and durations."""
+    e = incident.episode
+    state = incident.status.value
+    if incident.status is IncidentStatus.RESOLVED and incident.resolution:
+        state += f" ({incident.resolution})"
+    if e is None:
+        return state
+    parts = [f"began {ts(e.started_at)}", f"detected {hms(e.detected_at)} (MTTD {duration(e.mttd_s)})"]
+    if e.acknowledged_at is not None:
+        parts.append(f"acknowledged {hms(e.acknowledged_at)} by {e.acknowledged_by or '-'} "
+                     f"(MTTA {duration(e.mtta_s)})")
+    if e.resolved_at is not None:
+        parts.append(f"resolved {hms(e.resolved_at)} (MTTR {duration(e.mttr_s)})")
+    text = f"{state} · " + ", ".join(parts)
+    if len(incident.episodes) > 1:
+        text += f" · outage {e.number} of this incident" + (", reopened while flapping" if e.flapping else "")
+    return text
+
+
+_REPORT = re.compile(r'TASK \[Report\][^\n]*\n(?:[^\n]*\n){0,3}?\s*"msg": ("(?:[^"\\]|\\.)*")')
+
+
+def playbook_report(output: str) -> str:
+    """The message of the playbook's last ``Report`` task (a ``debug`` msg saying its effect in
+    words), or "" when it has none."""
+    found = _REPORT.findall(output)
+    if not found:
+        return ""
+    try:
+        return str(json.loads(found[-1]))
+    except ValueError:
+        return ""
+
+
+_RUN_WORDS = {
+    "verified": "verified", "succeeded": "ok", "not_fixed": "did not fix it", "failed": "failed",
+    "timeout": "timed out", "interrupted": "was interrupted", "canceled": "was canceled",
+    "waiting_approval": "waits for approval", "approved": "approved, not started", "pending": "about to start",
+    "running": "running", "verifying": "done; watching whether the signals recover", "expired": "expired unapproved",
+    "skipped": "skipped: nothing left to fix", "suggested": "suggested only", "shadow": "shadow mode: not run"}
+
+
+def run_outcome(run: "RunOutcome", *, verified_at: datetime | None = None) -> str:
+    """One run in words, its effect first: ``rolled back fraud v3 → v2 with rollback_model.yml
+    (rule rollback-model); verified 1m 00s later``; a check run says what it checked."""
+    rc = f" (rc {run.rc})" if run.rc else ""
+    words = _RUN_WORDS.get(run.status, run.status) + rc
+    if run.mode == "check":
+        return f"checked {run.playbook} in check mode (rule {run.rule}): {words}"
+    effect = playbook_report(run.output) if run.status in ("verified", "verifying", "not_fixed", "succeeded") else ""
+    if run.mode == "rollback":
+        text = f"undid it with {run.playbook} (rule {run.rule})"
+    else:
+        text = f"{effect} with {run.playbook} (rule {run.rule})" if effect else f"ran {run.playbook} (rule {run.rule})"
+    if run.status == "verified" and verified_at is not None and run.ended_at is not None:
+        return f"{text}; verified {duration((verified_at - run.ended_at).total_seconds())} later"
+    text += f"; {words}"
+    if run.reason and run.status not in ("verified", "succeeded"):
+        text += f": {run.reason}"
+    return text
+
+
+def done_lines(s: Summary) -> list[str]:
+    """What the agent did, in the order it ran, as ``HH:MM:SS <run in words>``."""
+    verified = s.episode.remediation_verified_at if s.episode else s.incident.remediation_verified_at
+    return [f"{hms(r.started_at or r.requested_at)} {run_outcome(r, verified_at=verified)}" for r in s.runs]
+
+
+_BROKEN = ("not_fixed", "failed", "timeout", "interrupted")
+
+
+def next_step(s: Summary) -> str | None:
+    """What a person should do now; None when nothing is left to do."""
+    i = s.incident
+    if i.status is IncidentStatus.RESOLVED:
+        return None
+    look = "the top signal's graph" if s.signals and s.signals[0].graph_url else "the top signal"
+    if s.changes:
+        look += f" and the {change_words(s.changes[0])} ({s.changes[0].actor})"
+    waiting = [r for r in s.runs if r.status == "waiting_approval"]
+    if waiting:
+        r = waiting[-1]
+        return f"approve or reject run #{r.id} ({r.playbook}): aiops remediation approve {r.id}"
+    broken = [r for r in s.runs if r.mode != "check" and r.status in _BROKEN]
+    if broken:
+        r = broken[-1]
+        return (f"{r.playbook} {_RUN_WORDS.get(r.status, r.status)}; fix it by hand: look at {look}; "
+                f"the run's output: aiops remediation show {r.id}")
+    if any(r.status in ("running", "verifying", "pending", "approved") for r in s.runs):
+        return "none yet: the agent is remediating and resolves the incident once the signals recover"
+    if i.status is IncidentStatus.ACKNOWLEDGED:
+        return f"no playbook is set for this; {i.acknowledged_by or 'someone'} has it: look at {look}"
+    return f"no playbook is set for this: look at {look}, then: aiops incidents ack {i.id}"
+
+
+def signal_text(n: int, line: SignalLine) -> list[str]:
+    """A signal's two lines: name, labels and detector; then what the detector saw (its own
+    sentence, else observed and expected), how far from normal (the top signal's is in the
+    title), and its hits."""
+    sig = line.signal
+    head = f"{n}. {sig.metric or sig.series_id} {{{_labels(sig.labels)}}} [{sig.detector}]"
+    facts = line.drift
+    if facts is not None:
+        drifted = ", ".join(f"{f} PSI {v:.2f}" for f, v in facts.psi.items())
+        limit = f" (drifted at PSI {facts.threshold:g})" if facts.threshold is not None else ""
+        saw = f"drifted: {drifted}{limit}" if drifted else "drifted"
+    else:
+        saw = sig.explanation or f"observed {_num(line.observed)}, expected {_num(line.expected)}"
+        if n > 1 and line.observed is not None and line.expected is not None:
+            saw += f" ({line.deviation})"
+    hits = f"{sig.hits} hit{'' if sig.hits == 1 else 's'}"
+    when = hms(sig.first_at) if sig.first_at == sig.last_at else f"{hms(sig.first_at)}..{hms(sig.last_at)}"
+    return [head, f"{saw}; {hits} {when}"]
+
+
+def earlier_outages(i: Incident) -> list[str]:
+    return [f"outage {e.number}: began {ts(e.started_at)}, detected {hms(e.detected_at)} (MTTD {duration(e.mttd_s)}), "
+            f"resolved {hms(e.resolved_at)} ({e.resolution or '-'}, MTTR {duration(e.mttr_s)})"
+            for e in i.episodes[:-1]]
+
+
+def timeline_message(e: IncidentEvent) -> str:
+    """The event's message; the ``opened`` one carried the title of its day, said above already."""
+    return "" if e.kind == "opened" else e.message
+
+
 # -- rendering ----------------------------------------------------------------------------------
 
 def render(store: "Store", incident_id: int, fmt: str, *, base_url: str | None = None,
-           prometheus_url: str | None = None) -> str:
+           prometheus_url: str | None = None, lookback_s: float = CHANGES_LOOKBACK_S) -> str:
     """The summary of incident ``incident_id`` as ``fmt`` (text, markdown, json or html)."""
     if fmt not in FORMATS:
         raise ValueError(f"expected a format among {', '.join(FORMATS)}, found {fmt!r}")
-    summary = build(store, incident_id, base_url=base_url, prometheus_url=prometheus_url)
+    summary = build(store, incident_id, base_url=base_url, prometheus_url=prometheus_url, lookback_s=lookback_s)
     if fmt == "text":
         return render_text(summary)
     if fmt == "markdown":
@@ -208,54 +407,31 @@ def render(store: "Store", incident_id: int, fmt: str, *, base_url: str | None =
     return render_html(summary, store)
 
 
-def ts(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
-
-
-def _labels(labels: Mapping[str, str]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
-
-
-def run_outcome(run: "RunOutcome") -> str:
-    """``restart-api (restart_service.yml, apply): verified, rc 0: signals quiet for 300s``."""
-    rc = f", rc {run.rc}" if run.rc is not None else ""
-    why = f": {run.reason}" if run.reason else ""
-    return f"{run.rule} ({run.playbook}, {run.mode}): {run.status}{rc}{why}"
-
-
-def status_line(incident: Incident) -> str:
-    text = f"{incident.status.value}"
-    if incident.flapping:
-        text += f", flapping (reopened {incident.reopened}x)"
-    return text
+def other_labels(s: Summary) -> dict[str, str]:
+    """The incident's labels the title does not name already."""
+    return {k: v for k, v in s.incident.labels.items() if k not in WHERE_LABELS}
 
 
 def render_text(s: Summary) -> str:
     i = s.incident
-    out = [f"#{i.id} [{i.severity.value.upper()}] {clean(s.title)}",
-           f"Status:    {status_line(i)}",
-           f"Started:   {ts(i.started_at)}   Detected: {ts(i.detected_at)}"]
-    if i.resolved_at:
-        out.append(f"Resolved:  {ts(i.resolved_at)} ({clean(i.resolution or '')})")
-    if i.labels:
-        out.append(f"Labels:    {clean(_labels(i.labels))}")
+    out = [f"#{i.id} {i.severity.value.upper()}  {clean(s.title)}", f"Status:   {clean(status_line(i))}"]
+    done = done_lines(s)
+    out += [f"{'Done:' if n == 0 else '':<10}{clean(line)}" for n, line in enumerate(done)]
+    step = next_step(s)
+    if step:
+        out.append(f"Next:     {clean(step)}")
     if s.url:
-        out.append(f"Page:      {clean(s.url)}")
-    out += ["", f"Root cause guess: {clean(i.root_cause or 'none')}"]
-    if i.root_cause_reason:
-        out.append(f"  because {clean(i.root_cause_reason)}")
+        out.append(f"Page:     {clean(s.url)}")
+    if other_labels(s):
+        out.append(f"Labels:   {clean(_labels(other_labels(s)))}")
+    if len(s.signals) > 1 and i.root_cause:
+        out += ["", f"Root cause guess: {clean(i.root_cause)}"
+                + (f", because {clean(i.root_cause_reason)}" if i.root_cause_reason else "")]
     out += ["", "Signals (most anomalous first):"]
     for n, line in enumerate(s.signals, 1):
-        sig = line.signal
-        out.append(f"  {n}. {clean(sig.metric or sig.series_id)} {{{clean(_labels(sig.labels))}}} [{clean(sig.detector)}]")
-        out.append(f"     observed {_num(line.observed)}, expected {_num(line.expected)}: {line.deviation};"
-                   f" {sig.hits} hits {ts(sig.first_at)} .. {ts(sig.last_at)}")
-        if sig.explanation:
-            out.append(f"     {clean(sig.explanation)}")
+        first, *rest = signal_text(n, line)
+        out.append(f"  {clean(first)}")
+        out += [f"     {clean(r)}" for r in rest]
         if line.graph_url:
             out.append(f"     graph: {line.graph_url}")
     if not s.signals:
@@ -263,40 +439,47 @@ def render_text(s: Summary) -> str:
     out += ["", "Suspect changes (nearest first):"]
     out += [f"  {ts(c.ts)} {clean(c.kind)} {{{clean(_labels(c.labels))}}}: {clean(c.description)} (by {clean(c.actor)})"
             for c in s.changes] or ["  none"]
-    out += ["", "Remediation:"]
-    out += [f"  {ts(r.requested_at)} {clean(run_outcome(r))}" for r in s.runs] or ["  none"]
+    earlier = earlier_outages(i)
+    if earlier:
+        out += ["", "Earlier outages of this incident:"] + [f"  {line}" for line in earlier]
     out += ["", "Timeline:"]
-    out += [f"  {ts(e.ts)} {clean(e.kind)} by {clean(e.actor)}: {clean(e.message)}" for e in s.timeline] or ["  empty"]
+    out += [f"  {ts(e.ts)} {clean(e.kind)} by {clean(e.actor)}" + (f": {clean(m)}" if (m := timeline_message(e)) else "")
+            for e in s.timeline] or ["  empty"]
     return "\n".join(out) + "\n"
 
 
 def render_markdown(s: Summary) -> str:
     i = s.incident
-    head = f"# #{i.id} {md(s.title)}"
-    out = [head, "",
-           f"**Severity:** {i.severity.value} · **Status:** {md(status_line(i))}  ",
-           f"**Started:** {ts(i.started_at)} · **Detected:** {ts(i.detected_at)}"
-           + (f" · **Resolved:** {ts(i.resolved_at)}" if i.resolved_at else "") + "  "]
-    if i.labels:
-        out.append(f"**Labels:** {md(_labels(i.labels))}  ")
+    out = [f"# #{i.id} {md(s.title)}", "", f"**{i.severity.value}** · {md(status_line(i))}  "]
+    if s.runs:
+        out += ["", "**Done:**", ""] + [f"- {md(line)}" for line in done_lines(s)]
+    step = next_step(s)
+    if step:
+        out += ["", f"**Next:** {md(step)}"]
     if s.url:
-        out.append(f"**Page:** <{s.url}>  ")
-    out += ["", "## Root cause guess", "", md(i.root_cause or "none")
-            + (f": because {md(i.root_cause_reason)}" if i.root_cause_reason else ""), "",
-            "## Signals", "", "| # | signal | detector | observed | expected | from normal | hits | graph |",
-            "|---|---|---|---|---|---|---|---|"]
+        out += ["", f"**Page:** <{s.url}>"]
+    if other_labels(s):
+        out += ["", f"**Labels:** {md(_labels(other_labels(s)))}"]
+    if len(s.signals) > 1 and i.root_cause:
+        out += ["", f"**Root cause guess:** {md(i.root_cause)}"
+                + (f", because {md(i.root_cause_reason)}" if i.root_cause_reason else "")]
+    out += ["", "## Signals", ""]
     for n, line in enumerate(s.signals, 1):
-        sig = line.signal
-        graph = f"[graph]({line.graph_url})" if line.graph_url else ""
-        out.append(f"| {n} | {md(sig.metric or sig.series_id)} {{{md(_labels(sig.labels))}}} | {md(sig.detector)} | "
-                   f"{_num(line.observed)} | {_num(line.expected)} | {line.deviation} | {sig.hits} | {graph} |")
+        first, *rest = signal_text(n, line)
+        graph = f" [graph]({line.graph_url})" if line.graph_url else ""
+        out.append(f"{md(first)}{graph}  ")
+        out += [f"{md(r)}  " for r in rest]
+    if not s.signals:
+        out.append("none recorded")
     out += ["", "## Suspect changes", ""]
     out += [f"- {ts(c.ts)} **{md(c.kind)}** {md(_labels(c.labels))}: {md(c.description)} (by {md(c.actor)})"
             for c in s.changes] or ["- none"]
-    out += ["", "## Remediation", ""]
-    out += [f"- {ts(r.requested_at)} {md(run_outcome(r))}" for r in s.runs] or ["- none"]
+    earlier = earlier_outages(i)
+    if earlier:
+        out += ["", "## Earlier outages", ""] + [f"- {md(line)}" for line in earlier]
     out += ["", "## Timeline", ""]
-    out += [f"- {ts(e.ts)} **{md(e.kind)}** by {md(e.actor)}: {md(e.message)}" for e in s.timeline] or ["- empty"]
+    out += [f"- {ts(e.ts)} **{md(e.kind)}** by {md(e.actor)}" + (f": {md(m)}" if (m := timeline_message(e)) else "")
+            for e in s.timeline] or ["- empty"]
     return "\n".join(out) + "\n"
 
 
@@ -312,6 +495,9 @@ def as_dict(s: Summary) -> dict[str, Any]:
         "started_at": when(i.started_at), "detected_at": when(i.detected_at),
         "acknowledged_at": when(i.acknowledged_at), "acknowledged_by": i.acknowledged_by,
         "resolved_at": when(i.resolved_at), "resolution": i.resolution,
+        "episode": episode_dict(s.episode) if s.episode else None,
+        "episodes": [episode_dict(e) for e in i.episodes],
+        "done": done_lines(s), "next": next_step(s),
         "root_cause": {"guess": i.root_cause, "reason": i.root_cause_reason},
         "signals": [{
             "series_id": l.signal.series_id, "metric": l.signal.metric, "labels": dict(l.signal.labels),
@@ -323,7 +509,8 @@ def as_dict(s: Summary) -> dict[str, Any]:
                      "description": c.description, "actor": c.actor} for c in s.changes],
         "remediation": [{"id": r.id, "rule": r.rule, "playbook": r.playbook, "mode": r.mode, "status": r.status,
                          "rc": r.rc, "requested_at": when(r.requested_at), "started_at": when(r.started_at),
-                         "ended_at": when(r.ended_at), "reason": r.reason} for r in s.runs],
+                         "ended_at": when(r.ended_at), "reason": r.reason, "effect": playbook_report(r.output)}
+                        for r in s.runs],
         "timeline": [{"id": e.id, "ts": when(e.ts), "kind": e.kind, "actor": e.actor, "message": e.message,
                       "details": dict(e.details)} for e in s.timeline],
     }
@@ -341,4 +528,5 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-__all__ = ["FORMATS", "Summary", "SignalLine", "build", "clean", "deviation", "md", "render", "title_for"]
+__all__ = ["FORMATS", "Summary", "SignalLine", "build", "clean", "deviation", "headline", "md", "render",
+           "title_of"]

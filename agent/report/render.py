@@ -11,6 +11,7 @@ from typing import Any
 
 import jinja2
 
+from agent.clock import duration
 from agent.report.mttr import DURATIONS, Comparison, GroupFigures, MttrReport, Stat
 
 FORMATS = ("table", "csv", "json", "html")
@@ -22,21 +23,6 @@ _env = jinja2.Environment(loader=jinja2.PackageLoader("agent.report", "templates
 def environment() -> jinja2.Environment:
     """The templates' Jinja2 environment (autoescape on: label values are untrusted)."""
     return _env
-
-
-def duration(seconds: float | None) -> str:
-    """``45s``, ``12m 05s``, ``3h 04m``, ``2d 03h``; ``-`` when there is no value."""
-    if seconds is None or math.isnan(seconds):
-        return "-"
-    s = int(round(seconds))
-    sign, s = ("-", -s) if s < 0 else ("", s)
-    if s < 60:
-        return f"{sign}{s}s"
-    if s < 3600:
-        return f"{sign}{s // 60}m {s % 60:02d}s"
-    if s < 86400:
-        return f"{sign}{s // 3600}h {s % 3600 // 60:02d}m"
-    return f"{sign}{s // 86400}d {s % 86400 // 3600:02d}h"
 
 
 def percent(share: float | None) -> str:

@@ -83,6 +83,7 @@ class RunOutcome:
     started_at: datetime | None
     ended_at: datetime | None
     reason: str = ""
+    output: str = ""  # the end of the playbook's output (secrets already scrubbed)
 
 
 @migration(35, "notifier cursor and outbox delivery order")
@@ -219,9 +220,10 @@ incident store reads the events), and the summary's reads of hits, samples and r
 
     def summary_runs(self, incident_id: int) -> list[RunOutcome]:
         rows = self.conn.execute(
-            "SELECT * FROM remediation_runs WHERE incident_id = ? ORDER BY requested_at, id", (incident_id,)).fetchall()
+            "SELECT * FROM remediation_runs WHERE incident_id = ? ORDER BY coalesce(started_at, requested_at), id",
+            (incident_id,)).fetchall()  # in the order they ran: a check run before the apply it gated
         return [RunOutcome(id=r["id"], rule=r["rule"], playbook=r["playbook"], mode=r["mode"], status=r["status"],
                            rc=r["rc"], requested_at=from_epoch(r["requested_at"]), started_at=from_epoch(r["started_at"]),
-                           ended_at=from_epoch(r["ended_at"]), reason=r["reason"] or "")
+                           ended_at=from_epoch(r["ended_at"]), reason=r["reason"] or "", output=(r["output"] or "")[-4000:])
                 for r in rows]
 

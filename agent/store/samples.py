@@ -55,6 +55,14 @@ class SampleStore(StoreBase):
             conn.executemany("INSERT OR REPLACE INTO samples (series_id, ts, value) VALUES (?, ?, ?)", rows)
         return len(rows)
 
+    def record_derived(self, series_id: str, ts: float, value: float) -> None:
+        """One value of a series the agent computes itself (a model's drift rate), kept for the
+        incident pages' plots. It is not registered as a series, so no detector and no history
+        read takes it for a scraped one; retention prunes it with the samples."""
+        with self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO samples (series_id, ts, value) VALUES (?, ?, ?)",
+                         (series_id, ts, value))
+
     def known_series(self, *, labels: dict[str, str] | None = None, seen_since: float | None = None) -> list[SeriesInfo]:
         """Registered series, optionally only those carrying every label in ``labels``."""
         sql = "SELECT series_id, metric, labels, kind FROM series WHERE last_seen >= ?"
