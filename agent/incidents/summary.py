@@ -352,6 +352,8 @@ def next_step(s: Summary) -> str | None:
                 f"the run's output: aiops remediation show {r.id}")
     if any(r.status in ("running", "verifying", "pending", "approved") for r in s.runs):
         return "none yet: the agent is remediating and resolves the incident once the signals recover"
+    if any(r.status == "verified" for r in s.runs):
+        return "none: the remediation worked; the incident resolves once its signals stay quiet"
     if i.status is IncidentStatus.ACKNOWLEDGED:
         return f"no playbook is set for this; {i.acknowledged_by or 'someone'} has it: look at {look}"
     return f"no playbook is set for this: look at {look}, then: aiops incidents ack {i.id}"

@@ -32,7 +32,7 @@ def test_firing_opens_repeat_dedups_resolved_resolves(api_for):
     assert again.json()["opened"] == []
     incident = api.get("/api/v1/incidents/1").json()
     assert incident["severity"] == "critical" and incident["status"] == "open"
-    assert incident["title"] == "HighLatency firing on service=api, instance=api-1:8080 +1 more signal"
+    assert incident["title"] == "HighLatency firing on service=api, instance=api-1:8080 (+1 more signal)"
     assert sorted((s["metric"], s["hits"]) for s in incident["signals"]) == [("HighErrorRate", 2), ("HighLatency", 2)]
     assert [e["kind"] for e in incident["events"]] == ["opened", "signal_added"]
 

@@ -25,8 +25,7 @@ def test_same_window_unrelated_labels_open_two_incidents(store, correlator_for):
                                now=at(2))
     assert len(placed.opened) == 2
     titles = sorted(i.title for i in store.list_incidents())
-    assert titles == ["latency high on service=api (10 vs 1 expected)",
-                      "queue_depth high on service=billing (10 vs 1 expected)"]
+    assert titles == ["latency 10.0x expected on service=api", "queue_depth 10.0x expected on service=billing"]
 
 
 def test_shared_correlation_label_in_window_joins_one_incident(store, correlator_for):
@@ -34,7 +33,7 @@ def test_shared_correlation_label_in_window_joins_one_incident(store, correlator
     correlator.ingest([hit("latency", 0, service="api"), hit("errors", 3, service="api", route="/pay")], now=at(4))
     [incident] = store.list_incidents()
     assert [s.metric for s in incident.signals] == ["latency", "errors"]
-    assert incident.title == "latency high on service=api (10 vs 1 expected) +1 more signal"
+    assert incident.title == "latency 10.0x expected on service=api (+1 more signal)"
 
 
 def test_shared_label_outside_the_window_opens_a_new_incident(store, correlator_for):

@@ -12,8 +12,7 @@ from tests.notify.conftest import sample
 from tests.notify.incident_data import HOSTILE, T0, make_incident
 
 NOW = T0 + timedelta(minutes=13)
-TITLE = ("http_request_duration_seconds 4.2x expected (0.84 vs 0.2) on instance=web-1, service=api "
-         "(+1 more signal)")
+TITLE = "http_request_duration_seconds 4.2x expected on service=api, instance=web-1 (+1 more signal)"
 
 
 def pagerduty_yaml(pagerduty, extra_channels: str = "", route_channels: str = "pd") -> str:

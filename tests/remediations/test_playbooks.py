@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
+from agent.incidents.summary import playbook_report
 from remediations.playbooks import PlaybookError, lint, playbooks, read_header
 from remediations.runner import Execution, execute
 from tests.conftest import REPO, wait_until
@@ -108,12 +109,13 @@ def test_rollback_model_points_current_at_the_previous_version(tmp_path):
     (models / "current").symlink_to("versions/v3")
     (models / "history").write_text("v1\nv2\nv3\n")
 
-    result = run("rollback_model.yml", tmp_path, models_dir=str(models))
+    result = run("rollback_model.yml", tmp_path, models_dir=str(models), model_name="fraud")
 
     assert result.status == "successful", result.output
     assert os.readlink(models / "current") == "versions/v2"
     assert (models / "history").read_text() == "v1\nv2\n"
-    assert f"model in {models} rolled back from v3 to v2" in result.output
+    # the incident summary quotes the Report task's message, read from ansible's own output
+    assert playbook_report(result.output) == "rolled back fraud v3 → v2"
 
 
 def test_restart_model_worker_restarts_wanted_workers_and_stops_the_rest(tmp_path, pids):
