@@ -189,7 +189,7 @@ class DemoRun:
 
     def runs(self, incident_id: int) -> list[dict[str, object]]:
         assert self.store is not None
-        rows = self.store.query("SELECT id, rule, playbook, mode, status, rc FROM remediation_runs "
+        rows = self.store.query("SELECT id, rule, playbook, mode, status, rc, requested_at FROM remediation_runs "
                                 "WHERE incident_id = ? ORDER BY id", (incident_id,))
         return [dict(r) for r in rows]
 

@@ -48,15 +48,20 @@ def timeline(run: DemoRun, outcome: Outcome) -> str:
     return "\n".join(lines)
 
 
-def escalated(run: DemoRun, incident_id: int) -> bool:
-    return any(r["status"] == "not_fixed" for r in run.runs(incident_id))
+def escalated(run: DemoRun, outcome: Outcome) -> bool:
+    """A run of this outage (not of an earlier one of the same incident) did not fix it."""
+    since = outcome.episode.detected_at.timestamp()
+    return any(r["status"] == "not_fixed" and r["requested_at"] >= since for r in run.runs(outcome.incident.id))
 
 
 def one(run: DemoRun, kind: str) -> Outcome:
     at = run.inject(kind)
     incident = run.wait(lambda: run.incident_since(at, "drift" if kind == "drift" else None), 180, f"{kind} detected")
-    run.wait(lambda: run.outcome(incident.id, at).episode.resolved_at is not None or escalated(run, incident.id),
-             300, f"{kind} resolved or escalated")
+    def ended() -> bool:
+        outcome = run.outcome(incident.id, at)
+        return outcome.episode.resolved_at is not None or escalated(run, outcome)
+
+    run.wait(ended, 300, f"{kind} resolved or escalated")
     outcome = run.outcome(incident.id, at)
     problems = []
     if outcome.mttd_s <= 0:
