@@ -51,6 +51,8 @@ sources:
         expr: up{{{job}}}
       - name: memory
         expr: process_resident_memory_bytes{{{job}}}
+      - name: memory_growth
+        expr: deriv(process_resident_memory_bytes{{{job}}}[{window}])
       - name: scratch
         expr: demo_scratch_bytes{{{job}}}
       - name: demo_input_feature
@@ -92,6 +94,16 @@ detectors:
       min_history: 0s
       params:
         upper: 300000000
+        for_points: 2
+        of_points: 3
+    - kind: threshold
+      name: memory_leak
+      match:
+        - metric: memory_growth
+      min_history: 0s
+      params:
+        # bytes a second, over the rate window: a leak, long before the process hits its limit
+        upper: 3000000
         for_points: 2
         of_points: 3
     - kind: threshold
