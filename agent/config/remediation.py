@@ -57,6 +57,10 @@ class Rule(Section):
     max_runs_per_target_per_hour: int | None = Field(default=None, ge=1)
     cooldown: Seconds | None = None
     on_interrupted: Literal["page", "retry"] = "page"
+    # The playbook's environment holds only PATH, HOME, LANG, LC_*, TZ, ... of the agent's: a rule
+    # passes more on purpose, as values (env) or as names taken from the agent's environment.
+    env: dict[str, str] = {}
+    pass_env: list[str] = []
 
     @field_validator("name")
     @classmethod
@@ -107,6 +111,9 @@ class RemediationConfig(Section):
     check_timeout: Seconds = Field(default=300.0, gt=0)
     label_pattern: str = DEFAULT_LABEL_PATTERN
     keep_artifacts: int = Field(default=50, ge=1)
+    # How a run's processes are found and killed: a cgroup per run (cgroup), the agent as child
+    # subreaper (subreaper), or cgroup when a writable cgroup v2 is there (auto).
+    process_tracking: Literal["auto", "cgroup", "subreaper"] = "auto"
     limits: Limits = Limits()
     verify: Verify = Verify()
     rules: list[Rule] = []

@@ -12,11 +12,9 @@ import pytest
 
 from agent.clock import utcnow
 from agent.store import Store
-from remediations.engine import marker
 from remediations.model import RunMode, RunStatus
-from remediations.runner import marked_pids
 from tests.conftest import PYTHON, wait_until
-from tests.remediations.conftest import lines
+from tests.remediations.conftest import lines, run_pids
 
 
 @pytest.mark.slow
@@ -55,7 +53,7 @@ remediation:
         assert run.status is RunStatus.RUNNING
         os.kill(daemon.pid, signal.SIGKILL)
         daemon.wait(10)
-        assert marked_pids(marker(store, run.id))  # the orphaned playbook still sleeps
+        assert run_pids(store, run)  # the orphaned playbook still sleeps
 
         daemon = start()
         wait_until(lambda: store.get_run(run.id).status is RunStatus.INTERRUPTED, 60, message="the interrupted run")
@@ -74,7 +72,7 @@ remediation:
     interrupted = store.get_run(run.id)
     # whatever the orphaned playbook left running is killed by the restart ("; killed N leftover processes")
     assert interrupted.reason.startswith(f"the agent running it ({run.owner}) stopped mid-run; not re-run")
-    assert marked_pids(marker(store, run.id)) == []
+    assert run_pids(store, run) == []
     page = [e for e in store.incident_events(first.id) if e.kind == "escalated"][-1]
     assert page.message == ("run 1 (sleep.yml) was interrupted: the agent stopped mid-run; "
                             "it was not re-run (policy: page)")
@@ -111,7 +109,7 @@ remediation:
             daemon.kill()
     (run,) = store.list_runs(incident_id=incident.id, mode=RunMode.APPLY)
     assert (run.status, run.reason) == (RunStatus.INTERRUPTED, "the agent was stopping; the run was killed")
-    assert marked_pids(marker(store, run.id)) == []
+    assert run_pids(store, run) == []
     assert [e.message for e in store.incident_events(incident.id) if e.kind == "escalated"] == \
         [f"run {run.id} was interrupted because the agent stopped"]
     store.close()
