@@ -231,7 +231,7 @@ class SubreaperRun:
         return self.run_dir / "detached"
 
     def wrap(self, command: Sequence[str]) -> list[str]:
-        become_subreaper()
+        subreaper().reap()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._since = _boot_ticks()
         return ["/bin/sh", "-c", _JOIN, "aiops-run", str(self.run_dir / "root.pid"), *command]
@@ -274,7 +274,9 @@ class SubreaperRun:
 
     def close(self) -> None:
         self._stop.set()
-        reap(self._seen)
+        # ansible-playbook itself is pexpect's to wait for; the rest were adopted (or are kept)
+        reap(p for p in self._seen if self._root is None or p.pid != self._root.pid)
+        subreaper().keep(read_procs(self.detached_file))
 
 
 def read_procs_pid(path: Path) -> int | None:
@@ -285,22 +287,44 @@ def read_procs_pid(path: Path) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def become_subreaper() -> None:
+@dataclass(slots=True)
+class Subreaper:
+    """The agent process as child subreaper. A service a run detached was adopted by it and stays
+    its child: it is reaped here once it ends, not left a zombie."""
+
+    kept: set[Proc] = field(default_factory=set)
+
+    def keep(self, procs: Iterable[Proc]) -> None:
+        self.kept |= set(procs)
+
+    def reap(self) -> None:
+        self.kept = reap(self.kept)
+
+
+@functools.cache
+def subreaper() -> Subreaper:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
+    return Subreaper()
 
 
-def reap(procs: Iterable[Proc]) -> None:
-    """Collect the exit status of adopted children that have ended (they would stay zombies)."""
-    me = os.getpid()
+def reap(procs: Iterable[Proc]) -> set[Proc]:
+    """Collect the exit status of those of ``procs`` that ended as children of this process
+    (adopted ones would stay zombies); returns those still running."""
+    me, running = os.getpid(), set()
     for p in procs:
         s = stat(p.pid)
-        if s is not None and s[0] == "Z" and s[1] == me and s[2] == p.start:
+        if s is None or s[2] != p.start:
+            continue
+        if s[0] != "Z":
+            running.add(p)
+        elif s[1] == me:
             try:
                 os.waitpid(p.pid, os.WNOHANG)
             except ChildProcessError:
                 pass
+    return running
 
 
 def _boot_ticks() -> int:
