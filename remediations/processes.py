@@ -9,13 +9,14 @@ environment variable, its process group or session), so ``env -i setsid ...`` is
 - ``subreaper`` (otherwise): the agent becomes a child subreaper (``PR_SET_CHILD_SUBREAPER``), so
   a process whose parent exits is re-parented to the agent instead of init. A run's processes are
   the descendants of its ansible-playbook plus the children the agent adopted since the run
-  started; a sampler writes them (pid and start time) to ``<run dir>/processes`` every 0.1 s,
+  started; a sampler writes them (pid and start time) to ``<run dir>/tracking/processes`` every 0.1 s,
   which is what a new agent reads after a SIGKILL. A process forked and orphaned between the last
   sample and the SIGKILL of the agent is missed: the one gap of this mode.
 
 A playbook keeps a service it starts on purpose by starting it through ``aiops_detach``
 (``remediations/detach.py``): in cgroup mode the process moves to ``<agent's cgroup>/aiops/detached``,
-in subreaper mode its pid and start time go to ``<run dir>/detached``. Nothing detached is killed.
+in subreaper mode its pid and start time go to ``<run dir>/tracking/detached``. Nothing detached
+is killed.
 """
 
 from __future__ import annotations
