@@ -165,13 +165,15 @@ def execute(*, playbook: Path, project_dir: Path, private_dir: Path, targets: Se
         cancel_callback=cancel_callback)
     runner.config.env = scrub(runner.config.env, agent_env, given)
     runner.config.command = run.wrap(runner.config.command)
-    threading.Thread(target=watchdog, name=f"runner-watchdog-{run_key}", daemon=True).start()
+    guard = threading.Thread(target=watchdog, name=f"runner-watchdog-{run_key}", daemon=True)
+    guard.start()
     started = time.monotonic()
     run.start()
     try:
         runner.run()
     finally:
         finished.set()
+        guard.join()  # a timeout's SIGTERM and SIGKILL are done, and counted, before the result
         killed.extend(processes.terminate(run, grace_s=grace_s))
     duration = time.monotonic() - started
     status, rc = str(runner.status), int(runner.rc if runner.rc is not None else -1)

@@ -78,6 +78,15 @@ class Rule(Section):
         return value
 
 
+    @field_validator("env", "pass_env")
+    @classmethod
+    def _check_env_names(cls, value: Any) -> Any:
+        for key in value:
+            if not _VAR.match(key):
+                raise ValueError(f"expected environment variable names like API_MODE, found {key!r}")
+        return value
+
+
 class Limits(Section):
     max_runs_per_hour: int = Field(default=20, ge=1)
     max_runs_per_target_per_hour: int = Field(default=3, ge=1)

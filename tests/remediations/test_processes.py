@@ -99,7 +99,7 @@ def _run(playbooks: Path, tmp_path: Path, playbook: str, tracking: str, *, timeo
     return execute(playbook=playbooks / playbook, project_dir=playbooks, private_dir=tmp_path / "run",
                    targets=["localhost"], check=False, trusted_vars=variables, label_vars={}, timeout_s=timeout_s,
                    grace_s=1.0, run_key=f"test-{tmp_path.name}", tracking=tracking,
-                   env={"SERVICE_MODE": "repair"})
+                   env={"SERVICE_MODE": "repair"}, pass_env=["API_DB_PASSWORD"])
 
 
 def _environ(pid: int) -> dict[str, str]:
@@ -133,6 +133,7 @@ def test_a_detached_service_outlives_the_run_and_its_leftover_does_not_and_no_se
         tmp_path, playbooks, tracking, started, monkeypatch):
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("API_DB_PASSWORD", "db-pw-passed-on-purpose")
     service_pidfile, leftover_pidfile = tmp_path / "service.pid", tmp_path / "leftover.pid"
     started += [service_pidfile, leftover_pidfile]
 
@@ -148,7 +149,7 @@ def test_a_detached_service_outlives_the_run_and_its_leftover_does_not_and_no_se
     environ = _environ(service)
     assert [name for name in SECRETS if name in environ] == []
     assert not [value for value in SECRETS.values() if value in Path(f"/proc/{service}/environ").read_text()]
-    assert environ["SERVICE_MODE"] == "repair"  # what the rule passes on purpose
+    assert (environ["SERVICE_MODE"], environ["API_DB_PASSWORD"]) == ("repair", "db-pw-passed-on-purpose")
     assert environ["PATH"].startswith(str(Path(os.sys.executable).parent) + ":")
     assert processes.DETACH_ENV not in environ
     if tracking == "cgroup":
