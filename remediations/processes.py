@@ -11,7 +11,9 @@ environment variable, its process group or session), so ``env -i setsid ...`` is
   the descendants of its ansible-playbook plus the children the agent adopted since the run
   started; a sampler writes them (pid and start time) to ``<run dir>/tracking/processes`` every 0.1 s,
   which is what a new agent reads after a SIGKILL. A process forked and orphaned between the last
-  sample and the SIGKILL of the agent is missed: the one gap of this mode.
+  sample and the SIGKILL of the agent is missed: the one gap of this mode. It assumes one run at a
+  time per agent process (as the remediate stage runs them): two runs at once could not tell
+  their adopted orphans apart, a cgroup per run can.
 
 A playbook keeps a service it starts on purpose by starting it through ``aiops_detach``
 (``remediations/detach.py``): in cgroup mode the process moves to ``<agent's cgroup>/aiops/detached``,
