@@ -282,8 +282,9 @@ class Remediator:
                 playbook=p.playbook, project_dir=self.config.playbook_dir.resolve(), private_dir=private,
                 targets=list(targets or run.targets), check=check, trusted_vars={**p.trusted_vars, "aiops_run_id": run.id,
                                                                                   "aiops_artifact_dir": str(private)},
-                label_vars=p.label_vars, timeout_s=self._timeout(p.rule, check), marker=marker(self.store, run.id),
-                inventory=self.config.inventory, cancel=self.ctx.stopping.is_set, tick=self.ctx.heartbeat.beat)
+                label_vars=p.label_vars, timeout_s=self._timeout(p.rule, check), run_key=run_key(self.store, run.id),
+                inventory=self.config.inventory, env=p.rule.env, pass_env=p.rule.pass_env,
+                tracking=self.config.process_tracking, cancel=self.ctx.stopping.is_set, tick=self.ctx.heartbeat.beat)
         except Exception as exc:  # a run must not stay "running" behind a crash of ours
             self.store.update_run(run.id, RunStatus.FAILED, now=self.now(), ended_at=self.now(),
                                   reason=f"the agent failed to run it: {type(exc).__name__}: {exc}")
@@ -420,7 +421,8 @@ def batches(rule: Rule, hosts: Sequence[str]) -> tuple[tuple[str, ...], ...]:
     return tuple(out)
 
 
-def marker(store: Any, run_id: int) -> str:
+def run_key(store: Any, run_id: int) -> str:
+    """Names a run's process tracking (its cgroup) the same way in every agent process."""
     digest = hashlib.sha256(str(Path(store.path).resolve()).encode()).hexdigest()[:12]
     return f"{digest}-{run_id}"
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 from agent.log import kv
-from remediations import runner
-from remediations.engine import ACTOR, Remediator, marker, owner_alive
+from remediations import processes
+from remediations.engine import ACTOR, Remediator, owner_alive, run_key
 from remediations.model import Run, RunMode, RunStatus
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ def recover(r: Remediator) -> list[Run]:
     for run in r.store.list_runs(statuses=[RunStatus.RUNNING]):
         if run.owner and owner_alive(run.owner):
             continue  # another live agent process is running it
-        left = runner.kill_marked(marker(r.store, run.id))
+        left = kill_leftovers(r, run)
         now = r.now()
         run = r.store.update_run(run.id, RunStatus.INTERRUPTED, now=now, ended_at=run.ended_at or now,
                                  expect=[RunStatus.RUNNING],
@@ -46,6 +47,18 @@ def recover(r: Remediator) -> list[Run]:
                                              reason=f"its check pass (run {run.id}) was interrupted; not re-run"))
         _apply_policy(r, run)
     return out
+
+
+def kill_leftovers(r: Remediator, run: Run) -> list[int]:
+    """SIGTERM, then SIGKILL, what the dead agent's run left running: its cgroup's members, or the
+    processes its record names; never a service it detached."""
+    key = run_key(r.store, run.id)
+    killed: list[int] = []
+    for tracked in processes.leftovers(key=key, run_dir=Path(run.artifact_dir) if run.artifact_dir else None):
+        killed += processes.terminate(tracked, grace_s=processes.KILL_GRACE_S)
+    if killed:
+        log.warning(kv("remediation.killed_leftovers", run=key, pids=",".join(map(str, killed))))
+    return killed
 
 
 def _apply_policy(r: Remediator, run: Run) -> None:

@@ -4,9 +4,16 @@ ansible-runner reuses ``env/cmdline`` and friends from a private_data_dir it has
 real run after a check run would silently stay in check mode), so every execution gets a new
 directory. Variables from incident labels are written to a vars file with YAML's ``!unsafe``
 tag, which ansible never templates; the host list goes through ``--limit @file``, so no label
-value ever lands in a command line. Every process of an execution carries an environment marker;
-at the timeout (or after the agent died mid-run) every process bearing it is killed, which also
-reaches children that left ansible's process group.
+value ever lands in a command line.
+
+Every process of an execution is tracked by the kernel (``remediations.processes``: a cgroup per
+run, or the agent as child subreaper), so one that leaves ansible's process group or clears its
+environment is still found. At the timeout, on cancellation and when the run ends, whatever of it
+is still running gets SIGTERM, then SIGKILL; a service started through ``aiops_detach`` is kept.
+
+Playbooks get a scrubbed environment: the names in ``ALLOWED_ENV`` from the agent's, what the
+rule passes on purpose (``env``, ``pass_env``), and ansible's own settings; nothing else of the
+agent's environment (``AIOPS_API_TOKEN`` and any other secret) reaches ansible or its children.
 """
 
 from __future__ import annotations
@@ -16,7 +23,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import sys
 import threading
 import time
@@ -28,14 +34,15 @@ from typing import Any
 import yaml
 
 from agent.log import kv
+from remediations import processes
 from remediations.model import HostSummary
 
 log = logging.getLogger(__name__)
 
-MARKER_ENV = "AIOPS_REMEDIATION_RUN"
+# From the agent's environment only these reach a playbook (plus LC_*); the rest may be secrets.
+ALLOWED_ENV = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TERM", "USER", "LOGNAME", "SHELL", "TMPDIR")
 OUTPUT_CHARS = 16_000
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_KILL_GRACE_S = 2.0
 
 
 class Unsafe(str):
@@ -59,6 +66,7 @@ class Execution:
     output: str = ""
     private_dir: Path
     duration_s: float = 0.0
+    killed: tuple[int, ...] = ()    # pids of the run's processes still running at its end, killed
 
 
 def write_vars(path: Path, trusted: Mapping[str, Any], untrusted: Mapping[str, str]) -> None:
@@ -79,70 +87,103 @@ def local_inventory() -> str:
     return f"localhost ansible_connection=local ansible_python_interpreter={local_python()}\n"
 
 
+def playbook_env(agent_env: Mapping[str, str], *, env: Mapping[str, str] = {},
+                 pass_env: Sequence[str] = ()) -> dict[str, str]:
+    """The environment a playbook starts with: allowed names and ``pass_env`` names from
+    ``agent_env``, then ``env`` (a rule's own values). PATH leads with this interpreter's bin dir,
+    where ansible-playbook is."""
+    out = {k: v for k, v in agent_env.items() if k in ALLOWED_ENV or k.startswith("LC_") or k in pass_env}
+    out["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{agent_env.get('PATH', '/usr/bin:/bin')}"
+    out.update(env)
+    return out
+
+
+def scrub(prepared: Mapping[str, str], agent_env: Mapping[str, str], given: Mapping[str, str]) -> dict[str, str]:
+    """ansible-runner starts from a copy of the agent's whole environment and adds its own
+    settings: keep what was given on purpose and what ansible-runner added or changed."""
+    return {k: v for k, v in prepared.items() if k in given or k not in agent_env or agent_env[k] != v}
+
+
 def execute(*, playbook: Path, project_dir: Path, private_dir: Path, targets: Sequence[str],
             check: bool, trusted_vars: Mapping[str, Any], label_vars: Mapping[str, str],
-            timeout_s: float, marker: str, inventory: Path | None = None,
+            timeout_s: float, run_key: str, inventory: Path | None = None,
+            env: Mapping[str, str] = {}, pass_env: Sequence[str] = (), tracking: str = "auto",
+            grace_s: float = processes.KILL_GRACE_S,
             cancel: Callable[[], bool] | None = None, tick: Callable[[], None] | None = None) -> Execution:
-    """Run ``playbook`` on ``targets`` (inventory hosts) and wait, at most ``timeout_s``."""
-    import ansible_runner  # imported here: it is slow to import and only this stage needs it
+    """Run ``playbook`` on ``targets`` (inventory hosts) and wait, at most ``timeout_s``; its
+    processes then get SIGTERM and, ``grace_s`` later, SIGKILL."""
+    # Imported here: it is slow to import and only this stage needs it.
+    from ansible_runner.interface import init_runner
 
     if private_dir.exists():
         shutil.rmtree(private_dir)
     (private_dir / "inventory").mkdir(parents=True, mode=0o700)
     vars_file = private_dir / "aiops-vars.yml"
-    write_vars(vars_file, trusted_vars, label_vars)
+    detach = [local_python(), str(processes.DETACH_SCRIPT)]
+    write_vars(vars_file, {**trusted_vars, "aiops_detach": detach}, label_vars)
     limit_file = private_dir / "limit.txt"
     limit_file.write_text("".join(f"{host}\n" for host in targets), encoding="utf-8")
     if inventory is None:
         (private_dir / "inventory" / "hosts").write_text(local_inventory(), encoding="utf-8")
     args = (["--check", "--diff"] if check else []) + ["-e", f"@{vars_file}", "--limit", f"@{limit_file}"]
-    env = {
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
-        MARKER_ENV: marker,
+    run = processes.tracking(tracking, key=run_key, run_dir=private_dir)
+    agent_env = dict(os.environ)
+    given = {
+        **playbook_env(agent_env, env=env, pass_env=pass_env),
+        **run.env(),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
         "ANSIBLE_HOST_KEY_CHECKING": "0",
         "ANSIBLE_PIPELINING": "1",  # modules go over stdin: no temp files per task
         "ANSIBLE_LOCAL_TEMP": str(private_dir / "tmp"),
     }
-    deadline = time.monotonic() + timeout_s
     finished = threading.Event()
-    killed = threading.Event()
+    killed: list[int] = []
+    timed_out = threading.Event()
+    stopped = threading.Event()
 
     def watchdog() -> None:
-        # ansible-runner kills its process group at the timeout; this catches what escaped it.
-        if not finished.wait(timeout_s + _KILL_GRACE_S):
-            killed.set()
-            kill_marked(marker)
+        if not finished.wait(timeout_s):
+            timed_out.set()
+            killed.extend(processes.terminate(run, grace_s=grace_s))
 
     def cancel_callback() -> bool:
         if tick is not None:
             tick()
-        if time.monotonic() > deadline:
-            killed.set()
-        return bool(cancel and cancel())
+        if not stopped.is_set() and cancel is not None and cancel():
+            stopped.set()
+            killed.extend(processes.terminate(run, grace_s=grace_s))  # SIGTERM first; ansible-runner SIGKILLs
+        return stopped.is_set()
 
-    threading.Thread(target=watchdog, name=f"runner-watchdog-{marker}", daemon=True).start()
+    runner = init_runner(
+        private_data_dir=str(private_dir), project_dir=str(project_dir), playbook=str(playbook),
+        inventory=str(inventory) if inventory is not None else None, cmdline=shlex.join(args),
+        envvars=given, quiet=True, ident="run",
+        # ansible-runner's own timeout only backs ours up: it SIGKILLs without a SIGTERM first.
+        timeout=max(1, int(timeout_s + grace_s + 5.999)),
+        settings={"pexpect_timeout": 0.2, "suppress_ansible_output": True},
+        cancel_callback=cancel_callback)
+    runner.config.env = scrub(runner.config.env, agent_env, given)
+    runner.config.command = run.wrap(runner.config.command)
+    guard = threading.Thread(target=watchdog, name=f"runner-watchdog-{run_key}", daemon=True)
+    guard.start()
     started = time.monotonic()
+    run.start()
     try:
-        runner = ansible_runner.run(
-            private_data_dir=str(private_dir), project_dir=str(project_dir), playbook=str(playbook),
-            inventory=str(inventory) if inventory is not None else None, cmdline=shlex.join(args),
-            envvars=env, timeout=max(1, int(timeout_s + 0.999)), quiet=True,
-            settings={"pexpect_timeout": 0.2, "suppress_ansible_output": True},
-            cancel_callback=cancel_callback, ident="run")
+        runner.run()
     finally:
         finished.set()
+        guard.join()  # a timeout's SIGTERM and SIGKILL are done, and counted, before the result
+        killed.extend(processes.terminate(run, grace_s=grace_s))
     duration = time.monotonic() - started
     status, rc = str(runner.status), int(runner.rc if runner.rc is not None else -1)
-    if status in ("timeout", "canceled") or killed.is_set():
-        left = kill_marked(marker)
-        if left:
-            log.warning(kv("remediation.killed_leftovers", marker=marker, pids=",".join(map(str, left))))
-        if killed.is_set() and status not in ("canceled",):
-            status = "timeout"
+    if killed:
+        log.warning(kv("remediation.killed_leftovers", run=run_key, tracking=str(run.mode),
+                       pids=",".join(map(str, killed))))
+    if timed_out.is_set() and status != "canceled":
+        status, rc = "timeout", 254  # ansible-runner's rc for a run it ends itself
     return Execution(status=status, rc=rc, host_summary=host_summary(runner), output=read_output(runner),
-                     private_dir=private_dir, duration_s=duration)
+                     private_dir=private_dir, duration_s=duration, killed=tuple(dict.fromkeys(killed)))
 
 
 def host_summary(runner: Any) -> dict[str, HostSummary]:
@@ -190,39 +231,6 @@ def read_output(runner: Any) -> str:
 
 
 # -- processes ---------------------------------------------------------------------------------
-
-def marked_pids(marker: str) -> list[int]:
-    """Processes whose environment carries ``MARKER_ENV=marker``."""
-    needle = f"{MARKER_ENV}={marker}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if needle in environ.split(b"\0"):
-            found.append(int(entry.name))
-    return found
-
-
-def kill_marked(marker: str, *, rounds: int = 5) -> list[int]:
-    """SIGKILL every process bearing ``marker`` (again, in case one forked meanwhile)."""
-    killed: list[int] = []
-    for _ in range(rounds):
-        pids = marked_pids(marker)
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.05)
-    return killed
-
 
 def rotate(root: Path, keep: int) -> list[Path]:
     """Delete all but the newest ``keep`` run directories under ``root``."""

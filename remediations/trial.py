@@ -31,7 +31,8 @@ def trial(config: RemediationConfig, playbook: str, incident: Any, *, work_dir: 
     execution = runner.execute(
         playbook=path, project_dir=config.playbook_dir.resolve(), private_dir=work_dir / "run",
         targets=["localhost"], check=True, trusted_vars=trusted, label_vars=label_vars,
-        timeout_s=config.check_timeout, marker=f"trial-{work_dir.name}")
+        timeout_s=config.check_timeout, run_key=f"trial-{work_dir.name}", env=rule.env, pass_env=rule.pass_env,
+        tracking=config.process_tracking)
     return Trial(rule=rule.name, variables=rules.redact({**trusted, **label_vars}), execution=execution)
 
 

@@ -57,6 +57,10 @@ class Rule(Section):
     max_runs_per_target_per_hour: int | None = Field(default=None, ge=1)
     cooldown: Seconds | None = None
     on_interrupted: Literal["page", "retry"] = "page"
+    # The playbook's environment holds only PATH, HOME, LANG, LC_*, TZ, ... of the agent's: a rule
+    # passes more on purpose, as values (env) or as names taken from the agent's environment.
+    env: dict[str, str] = {}
+    pass_env: list[str] = []
 
     @field_validator("name")
     @classmethod
@@ -71,6 +75,15 @@ class Rule(Section):
         for key in value:
             if not _VAR.match(key):
                 raise ValueError(f"expected variable names like service_name, found {key!r}")
+        return value
+
+
+    @field_validator("env", "pass_env")
+    @classmethod
+    def _check_env_names(cls, value: Any) -> Any:
+        for key in value:
+            if not _VAR.match(key):
+                raise ValueError(f"expected environment variable names like API_MODE, found {key!r}")
         return value
 
 
@@ -107,6 +120,9 @@ class RemediationConfig(Section):
     check_timeout: Seconds = Field(default=300.0, gt=0)
     label_pattern: str = DEFAULT_LABEL_PATTERN
     keep_artifacts: int = Field(default=50, ge=1)
+    # How a run's processes are found and killed: a cgroup per run (cgroup), the agent as child
+    # subreaper (subreaper), or cgroup when a writable cgroup v2 is there (auto).
+    process_tracking: Literal["auto", "cgroup", "subreaper"] = "auto"
     limits: Limits = Limits()
     verify: Verify = Verify()
     rules: list[Rule] = []

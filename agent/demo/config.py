@@ -175,6 +175,9 @@ remediation:
         labels: {{job: {SERVICE_JOB}}}
       playbook: restart_service.yml
       mode: auto
+      # Playbooks get a scrubbed environment: the restarted service finds the demo's code as
+      # the stack started it, through PYTHONPATH given on purpose.
+      env: {{PYTHONPATH: "{REPO}"}}
       vars:
         service_name: demo-model
         service_pidfile: {root / "service.pid"}

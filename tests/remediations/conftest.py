@@ -179,5 +179,15 @@ def audit(ctx: Context, action: str) -> list[Any]:
     return [e for e in ctx.store.audit_entries() if e.action == action]
 
 
+def run_pids(store: Any, run: Run) -> list[int]:
+    """The processes of ``run`` still running, as a new agent process would find them."""
+    from remediations import processes
+    from remediations.engine import run_key
+
+    run_dir = Path(run.artifact_dir) if run.artifact_dir else None
+    return sorted({pid for tracked in processes.leftovers(key=run_key(store, run.id), run_dir=run_dir)
+                   for pid in tracked.pids()})
+
+
 def lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []

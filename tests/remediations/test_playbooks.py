@@ -29,7 +29,7 @@ SERVICE_ARGV = [sys.executable, "-c",
 def run(playbook: str, tmp_path: Path, *, check: bool = False, **variables: Any) -> Execution:
     return execute(playbook=LIBRARY / playbook, project_dir=LIBRARY, private_dir=tmp_path / f"run-{time.monotonic_ns()}",
                    targets=["localhost"], check=check, trusted_vars=variables, label_vars={}, timeout_s=120,
-                   marker=f"test-{tmp_path.name}")
+                   run_key=f"test-{tmp_path.name}")
 
 
 def alive(pid: int) -> bool:

@@ -14,10 +14,8 @@ from agent.clicommon import Settings
 from agent.errors import TransitionError
 from agent.incidents.model import IncidentStatus
 from remediations import safety
-from remediations.engine import marker
 from remediations.model import RunMode, RunStatus
-from remediations.runner import marked_pids
-from tests.remediations.conftest import (T0, audit, later, lines, local_inventory, open_incident, run_cycle,
+from tests.remediations.conftest import (T0, audit, later, lines, local_inventory, open_incident, run_cycle, run_pids,
                                          signal)
 
 
@@ -240,7 +238,7 @@ def test_a_sleeping_playbook_is_killed_at_its_timeout_with_no_process_left(make_
     assert run.status is RunStatus.TIMEOUT
     assert run.ended_at - run.started_at < (later(0.25) - T0)
     assert lines(work / "runs.log") == [str(run.id)]
-    assert marked_pids(marker(ctx.store, run.id)) == []
+    assert run_pids(ctx.store, run) == []
     assert not [p for p in _cmdlines() if p == ["sleep", "311"]]
     escalated = [e for e in ctx.store.incident_events(incident.id) if e.kind == "escalated"][-1]
     assert escalated.message == f"run {run.id} (sleep.yml) timeout with rc 254"
