@@ -19,9 +19,10 @@ from agent.errors import RemediationError
 
 
 def matches(rule: Rule, incident: Any) -> bool:
-    """Every key the rule's ``match`` gives holds for the incident (or one of its signals)."""
+    """Every key the rule's ``match`` gives holds for the incident (or one of the signals of its
+    current outage: a reopened incident is not rolled back again for what fired before)."""
     m = rule.match
-    signals = tuple(incident.signals)
+    signals = _signals(incident)
     if m.severity and str(incident.severity) not in m.severity:
         return False
     if m.root_cause is not None and incident.root_cause != m.root_cause:
@@ -45,11 +46,15 @@ def label_values(incident: Any, name: str) -> list[str]:
     own = incident.labels.get(name)
     if own is not None:
         values.append(str(own))
-    for signal in incident.signals:
+    for signal in _signals(incident):
         value = signal.labels.get(name)
         if value is not None and str(value) not in values:
             values.append(str(value))
     return values
+
+
+def _signals(incident: Any) -> tuple[Any, ...]:
+    return tuple(getattr(incident, "current_signals", incident.signals))
 
 
 def targets(rule: Rule, incident: Any, inventory_hosts: frozenset[str]) -> list[str]:

@@ -19,9 +19,9 @@ class SignalState(StrEnum):
 
 
 def relevant_signals(incident: Any, label: str | None, targets: Sequence[str]) -> list[Any]:
-    """The incident's signals that concern ``targets`` (by the rule's target label); all of them
-    when none carries that label."""
-    signals = list(incident.signals)
+    """The signals of the incident's current outage that concern ``targets`` (by the rule's
+    target label); all of the outage's signals when none carries that label."""
+    signals = list(getattr(incident, "current_signals", incident.signals))
     if label is None:
         return signals
     mine = [s for s in signals if s.labels.get(label) in targets]

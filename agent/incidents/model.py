@@ -133,6 +133,15 @@ class Incident:
         """The current (last) episode; None only for an incident built without its episodes."""
         return self.episodes[-1] if self.episodes else None
 
+    @property
+    def current_signals(self) -> tuple[Signal, ...]:
+        """The signals that fired in the current outage: after a reopen, what fired before it
+        belongs to an earlier outage and says nothing of what to do now."""
+        episode = self.episode
+        if episode is None:
+            return self.signals
+        return tuple(s for s in self.signals if s.last_at >= episode.started_at)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IncidentEvent:

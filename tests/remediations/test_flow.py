@@ -6,7 +6,7 @@ from pathlib import Path
 
 from agent.incidents.model import IncidentStatus
 from remediations.model import RunMode, RunStatus
-from tests.remediations.conftest import T0, audit, later, lines, open_incident, run_cycle, signal
+from tests.remediations.conftest import T0, audit, cycle, later, lines, open_incident, run_cycle, signal
 
 SIG = 'latency{host="h1"}'
 
@@ -124,8 +124,29 @@ def test_a_reopened_incident_is_planned_again(make_ctx, work):
     # the same incident reopens (flapping): its earlier run does not stop a new one
     ctx.store.transition_incident(incident.id, IncidentStatus.OPEN, actor="agent", reason="recurred",
                                   now=later(20), flapping=True)
+    ctx.store.record_hits(cycle(later(20), firing=[signal(SIG)]).hits, incident_id=incident.id, now=later(20))
     again = [r for r in run_cycle(ctx, later(21), firing=[signal(SIG)]) if r.mode is RunMode.APPLY]
     assert [r.id for r in again] != [] and again[0].id != first.id
     assert lines(work / "runs.log") == [f"{first.id} localhost", f"{again[0].id} localhost"]
     # and while it stays open, it is not planned a third time
     assert [r for r in run_cycle(ctx, later(22), firing=[signal(SIG)]) if r.mode is RunMode.APPLY] == []
+
+
+def test_a_reopen_by_another_signal_is_not_remediated_for_what_fired_in_the_earlier_outage(make_ctx, work):
+    # The rule fixes the seasonal latency signal. The incident's first outage was that; it
+    # resolved, then reopened because an error-rate threshold fired: the latency fix must not
+    # run again for it (in the demo this rolled a model back a second time for a latency fault).
+    ctx = make_ctx(rule_yaml(work))
+    incident = open_incident(ctx, signals=[signal(SIG)])
+    [first] = [r for r in run_cycle(ctx, T0, firing=[signal(SIG)]) if r.mode is RunMode.APPLY]
+    run_cycle(ctx, later(10), quiet=[SIG])
+    run_cycle(ctx, later(15), quiet=[SIG])
+    assert ctx.store.get_incident(incident.id).status is IncidentStatus.RESOLVED
+    errors = signal('errors{host="h1"}', detector="threshold")
+    ctx.store.transition_incident(incident.id, IncidentStatus.OPEN, actor="agent", reason="recurred",
+                                  now=later(20), flapping=True)
+    ctx.store.record_hits(cycle(later(20), firing=[errors]).hits, incident_id=incident.id, now=later(20))
+    reopened = ctx.store.get_incident(incident.id)
+    assert [s.series_id for s in reopened.current_signals] == ['errors{host="h1"}']
+    assert run_cycle(ctx, later(21), firing=[errors], quiet=[SIG]) == []
+    assert lines(work / "runs.log") == [f"{first.id} localhost"]
