@@ -245,6 +245,17 @@ class Remediator:
         run, execution = self._execute(run, p, check=False)
         return self.keep(self._after_apply(run, rule, p, execution))
 
+    def _record_change(self, run: Run) -> None:
+        """An applied playbook is a change to what it acted on, labelled like its incident: the
+        next incident lists it as a suspect, and a model's drift window restarts after it (the
+        data before a rollback describe the version rolled back)."""
+        incident = self.store.get_incident(run.incident_id, with_signals=False)
+        if incident is None:
+            return
+        self.store.add_change(ts=self.now(), kind="remediation", labels=dict(incident.labels),
+                              description=f"{run.playbook} applied by rule {run.rule} (run {run.id})",
+                              actor=ACTOR, now=self.now())
+
     def _after_apply(self, run: Run, rule: Rule, p: Prepared, execution: runner.Execution) -> Run:
         now = self.now()
         if execution.status == "successful":
@@ -253,6 +264,7 @@ class Remediator:
                                         verification={"quiet_since": None},
                                         reason=f"applied; verifying until {until.isoformat()}")
             self.ctx.metrics.remediation_runs.labels(outcome="applied").inc()
+            self._record_change(run)
             self.store.add_incident_event(
                 run.incident_id, kind="remediation", actor=ACTOR, now=now,
                 message=f"run {run.id} applied {run.playbook} on {', '.join(run.targets)}; verifying",

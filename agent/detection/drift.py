@@ -190,7 +190,7 @@ class DriftWatch:
         if not watched.seeded:
             watched.window = bucket_history(ctx, model, start, now)
             watched.seeded = True
-        self._slide(model, watched, samples.buckets, start)
+        self._slide(model, watched, samples.buckets, self._window_start(ctx, model, start, now))
         live = features_from(model, watched.window)
         if not live:
             return []
@@ -234,6 +234,14 @@ class DriftWatch:
         log.info(kv("detect.drift_baseline", model=model.name, baseline=baseline.id,
                     since=baseline.from_at, until=baseline.to_at))
         return True
+
+    @staticmethod
+    def _window_start(ctx: "Context", model: DriftModel, start: datetime, now: datetime) -> datetime:
+        """The window's start, or the model's latest change inside it (a rollout, a rollback, a
+        remediation labelled with the model): data from before it describe another version."""
+        changes = ctx.store.changes_near({model.label: model.name}, before=now,
+                                         lookback_s=(now - start).total_seconds())
+        return max(start, changes[0].ts) if changes else start
 
     @staticmethod
     def _slide(model: DriftModel, watched: _Watched, buckets: Mapping[str, pd.DataFrame], start: datetime) -> None:

@@ -124,3 +124,23 @@ def test_a_drift_hit_begins_at_the_scrape_where_the_live_data_changed(history, m
     ctx = make_ctx(DRIFT.replace("window: 30m", "window: 1h"))
     [hit] = detect(ctx, cycle_at(T0, samples([(info("up", job="model"), [1.0])], end=T0)))
     assert (hit.ts, hit.began_at) == (T0, T0 - minutes(29))
+
+
+def test_the_drift_window_restarts_at_the_models_latest_change(history, make_ctx):
+    # Shifted data until a rollback five minutes before T0 (recorded as a change of the model),
+    # then the baseline's distribution again: judged from the rollback on, the model is stable,
+    # although the hour-long window still holds twenty shifted minutes.
+    assert save(history, "--model", "fraud", "--from", "2026-03-02T09:00:00Z", "--to", "2026-03-02T10:00:00Z"
+                ).exit_code == 0
+    record(history.store, "model_input_amount", NORMAL, T0 - minutes(15), 15)
+    ctx = make_ctx(DRIFT.replace("window: 30m", "window: 1h"))
+    frame = samples([(info("up", job="model"), [1.0])], end=T0)
+    [hit] = detect(ctx, cycle_at(T0, frame))  # without the change: drifted
+    assert hit.detector == "drift"
+
+    history.store.add_change(ts=T0 - minutes(16), kind="remediation", labels={"model": "fraud"},
+                             description="rollback_model.yml applied by rule rollback-model (run 1)", actor="agent",
+                             now=T0 - minutes(16))
+    later = T0 + minutes(1)
+    assert detect(ctx, cycle_at(later, samples([(info("up", job="model"), [1.0])], end=later))) == []
+    assert ctx.metrics.registry.get_sample_value("aiops_model_drift_rate_ratio", {"model": "fraud"}) == 0.0
