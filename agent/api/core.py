@@ -8,11 +8,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from agent.api.auth import require_token
+from agent.api.docs import AUTH, errors
 
 router = APIRouter()
 
 
-@router.get("/healthz", tags=["health"])
+@router.get("/healthz", tags=["health"], responses={503: {"description": "Unhealthy: too many failed cycles in a row; `reason` says why."}})
 def healthz(request: Request) -> JSONResponse:
     """200 while cycles succeed; 503 with the reason after too many failed cycles in a row."""
     ctx = request.app.state.ctx
@@ -31,7 +32,7 @@ class ReloadResult(BaseModel):
     errors: list[str]
 
 
-@router.post("/api/v1/reload", tags=["admin"], response_model=ReloadResult)
+@router.post("/api/v1/reload", tags=["admin"], response_model=ReloadResult, responses=errors(*AUTH, 409))
 def reload(request: Request, actor: str = Depends(require_token)) -> ReloadResult:
     """Reload the config file, as SIGHUP does; an invalid file is refused and the old config kept."""
     daemon = request.app.state.daemon

@@ -17,6 +17,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from agent.api.docs import errors
 from agent.api.params import RowId
 from agent.incidents.summary import TOP_PLOTS, Summary, build, clean, prometheus_url, run_outcome, status_line, ts
 
@@ -100,7 +101,7 @@ def incidents_page(request: Request) -> HTMLResponse:
     return _page(render_list(request.app.state.ctx.store))
 
 
-@router.get("/incidents/{incident_id}", response_class=HTMLResponse)
+@router.get("/incidents/{incident_id}", response_class=HTMLResponse, responses=errors(404, 422))
 def incident_page(incident_id: RowId, request: Request) -> HTMLResponse:
     """One incident's summary with plots of its top signals."""
     ctx = request.app.state.ctx
