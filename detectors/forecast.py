@@ -217,7 +217,8 @@ class ForecastDetector(PlainState, Detector):
             step = self._pending[name] = self._continue(name, values[rows], float(times[rows[-1]]))
             out[rows, j] = step.scores
             expected[rows, j], spread[rows, j] = step.previous, step.spread
-            hits += [self._hit(name, index[row], float(values[row]), float(step.scores[k]), float(step.previous[k]))
+            hits += [self._hit(name, index[row], float(values[row]), float(step.scores[k]), float(step.previous[k]),
+                               float(step.spread[k]))
                      for k, row in enumerate(rows) if step.scores[k] >= self.alarm_score]
         if isinstance(window, pd.Series):
             def table(values: np.ndarray) -> Any:
@@ -338,11 +339,14 @@ class ForecastDetector(PlainState, Detector):
         recent = pd.Series(unit).shift(1).rolling(self.quiet_rows, min_periods=1).max().fillna(0.0).to_numpy()
         return np.where(recent >= self.alarm_score, 0.0, unit)
 
-    def _hit(self, name: str, ts: pd.Timestamp, value: float, score: float, previous: float) -> Hit:
+    def _hit(self, name: str, ts: pd.Timestamp, value: float, score: float, previous: float, spread: float) -> Hit:
+        band = not (math.isnan(previous) or math.isnan(spread))
         return Hit(
             series_id=name, detector=self.name, ts=ts.to_pydatetime(), value=value, score=score,
             direction=Direction.UP if value > previous else Direction.DOWN,
             expected=None if math.isnan(previous) else previous,
+            lower=previous - spread if band else None,
+            upper=previous + spread if band else None,
             explanation=(f"value {value:.6g} (previous {previous:.6g}) broke the pattern of the points "
                          f"before it (score {score:.2f})"),
         )

@@ -68,8 +68,8 @@ def test_forecast_gauges_give_the_previous_value_and_the_largest_remembered_step
     assert got[("aiops_expected_value", mine)] == pytest.approx(web[-2]) == pytest.approx(hit.expected)
     # 2,880 points seen: the comparison window is 400 steps (0.15 x 2,880 is under 800)
     step = np.abs(np.diff(web[:-1]))[-400:].max()
-    assert got[("aiops_expected_lower", mine)] == pytest.approx(web[-2] - step)
-    assert got[("aiops_expected_upper", mine)] == pytest.approx(web[-2] + step)
+    assert got[("aiops_expected_lower", mine)] == pytest.approx(web[-2] - step) == pytest.approx(hit.lower)
+    assert got[("aiops_expected_upper", mine)] == pytest.approx(web[-2] + step) == pytest.approx(hit.upper)
 
 
 def test_the_cap_keeps_the_most_anomalous_series_and_counts_the_rest(make_ctx, caplog):
