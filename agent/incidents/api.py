@@ -7,7 +7,7 @@ Alertmanager body gets 400 with the reason; a refused transition 409 with the re
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
@@ -145,14 +145,37 @@ def resolve_incident(incident_id: RowId, request: Request, body: TransitionIn | 
     return _move(request, incident_id, IncidentStatus.RESOLVED, body.reason if body else "", actor)
 
 
-class SilenceIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+# Documented in the OpenAPI document (so generated clients and fuzzers send usable values); the
+# checks themselves stay in create_silence and parse_duration, which answer with the reason.
+MATCHER_PATTERN = r"^\s*[A-Za-z_][A-Za-z0-9_]*\s*(=~|!~|!=|=).*$"
+DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d|w)?\s*$"
 
-    matchers: list[str] = Field(min_length=1)
+
+def _date_time(schema: dict[str, Any]) -> None:
+    """Documented without null: a silence gives ``ends_at`` or ``duration``, not a null."""
+    schema.pop("anyOf", None)
+    schema.pop("default", None)
+    schema.update(type="string", format="date-time")
+
+
+def _duration(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+    schema["anyOf"] = [{"type": "string", "pattern": DURATION_PATTERN}, {"type": "number", "minimum": 0}]
+
+
+class SilenceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "oneOf": [{"required": ["ends_at"]}, {"required": ["duration"]}],
+        "description": "Give the end either as ends_at or as a duration from the start (now by default)."})
+
+    matchers: list[Annotated[str, Field(json_schema_extra={"pattern": MATCHER_PATTERN})]] = Field(
+        min_length=1, description="Label matchers, all of which must match: service=api, env!=dev, "
+                                  "instance=~web.*, job!~batch.*")
     reason: str = Field(min_length=1)
     starts_at: datetime | None = None
-    ends_at: datetime | None = None
-    duration: str | float | None = None
+    ends_at: datetime | None = Field(default=None, json_schema_extra=_date_time)
+    duration: str | float | None = Field(default=None, json_schema_extra=_duration,
+                                         description="How long from the start: 90, 30s, 5m, 2h, 7d, 1w.")
 
 
 @router.post("/api/v1/silences", status_code=201, responses=errors(400, *AUTH, 422))
