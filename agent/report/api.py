@@ -61,7 +61,10 @@ def weekly(request: Request, since: str = "30d", until: str | None = None, tz: s
     return HTMLResponse(html)
 
 
-@router.get("/api/v1/audit", tags=["reports"], responses=errors(*AUTH, 422))
+@router.get("/api/v1/audit", tags=["reports"], response_class=PlainTextResponse, responses={
+    **errors(*AUTH, 422), 200: {"description": "JSON lines (application/x-ndjson) or CSV (text/csv), as asked.",
+                                "content": {"application/x-ndjson": {"schema": {"type": "string"}},
+                                            "text/csv": {"schema": {"type": "string"}}}}})
 def audit_export(request: Request, since: str = "7d", until: str | None = None,
                  format: Literal["jsonl", "csv"] = Query("jsonl"),
                  actor: str = Depends(require_token)) -> PlainTextResponse:
