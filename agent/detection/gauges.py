@@ -63,14 +63,12 @@ class ScoreGauges:
         the last cycle's; returns how many scored series were left out."""
         ranked = sorted((s for s in scores if math.isfinite(s.score)), key=lambda s: (-s.score, s.series_id, s.detector))
         kept: dict[tuple[tuple[str, str], ...], tuple[dict[str, str], SeriesScore]] = {}
-        dropped = 0
         for score in ranked:
+            if len(kept) >= max_series:
+                break
             labels = exposed_labels(score)
-            key = tuple(sorted(labels.items()))
-            if key in kept or len(kept) >= max_series:
-                dropped += 1
-                continue
-            kept[key] = (labels, score)
+            kept.setdefault(tuple(sorted(labels.items())), (labels, score))
+        dropped = len(ranked) - len(kept)
         with self._lock:
             self._samples = list(kept.values())
         return dropped
