@@ -38,7 +38,6 @@ _MEANING = {
     404: "No such row.",
     409: "The change conflicts with the current state (e.g. an incident already resolved).",
     422: "A parameter or body field is invalid; ``detail`` gives its key path and the reason.",
-    503: "The agent is unhealthy; ``reason`` says why.",
 }
 AUTH = (401, 403)
 
