@@ -72,6 +72,9 @@ class Context:
     stopping: threading.Event = field(default_factory=threading.Event)
     clock: Callable[[], datetime] = utcnow
 
+    def __post_init__(self) -> None:
+        self.metrics.incident_figures.bind(self)  # MTTR at /metrics comes from this store
+
     @classmethod
     def create(cls, config: AgentConfig, state_dir: Path | None = None, **kwargs: object) -> "Context":
         state_dir = Path(state_dir or config.agent.state_dir)

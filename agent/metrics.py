@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from agent.detection.gauges import ScoreGauges
+from agent.report.gauges import IncidentFigures
+
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -40,8 +43,17 @@ class Metrics:
         self.refits = Counter("aiops_detector_refits_total", "Detector refits, by detector.", ["detector"], registry=r)
         self.model_drift_rate = Gauge(
             "aiops_model_drift_rate_ratio", "Share of a model's features whose distribution drifted.", ["model"], registry=r)
+        # per-series anomaly score, expected value and band (agent.detection.gauges)
+        self.series_scores = ScoreGauges()
+        r.register(self.series_scores)
+        self.score_series_dropped = Counter(
+            "aiops_score_series_dropped_total", "Scored series left out of the per-series gauges by "
+            "detectors.gauges.max_series.", registry=r)
         # incidents and notifications
         self.open_incidents = Gauge("aiops_open_incidents", "Incidents not yet resolved.", registry=r)
+        # MTTR and MTTD of the last week, read from the store at each scrape (agent.report.gauges)
+        self.incident_figures = IncidentFigures()
+        r.register(self.incident_figures)
         self.incidents_opened = Counter("aiops_incidents_opened_total", "Incidents opened.", registry=r)
         self.alerts_ingested = Counter("aiops_alerts_ingested_total", "Alertmanager alerts accepted.", registry=r)
         self.notifications = Counter(

@@ -61,10 +61,17 @@ class Hit:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Scores:
-    """What ``score`` returns: one score per new point, in order, and the hits among them."""
+    """What ``score`` returns: one score per new point, in order, and the hits among them.
+
+    ``expected``, ``lower`` and ``upper`` are shaped like ``scores``: the detector's expectation
+    and normal band at each row, NaN where it has none; None when the detector never has one.
+    """
 
     scores: Any  # pandas Series (index = timestamps) or DataFrame for multivariate detectors
     hits: list[Hit]
+    expected: Any = None
+    lower: Any = None
+    upper: Any = None
 
 
 class Detector:
@@ -110,6 +117,12 @@ class Detector:
         default suits scores that grow from 0 without bound: ``|s| / (|s| + 1)``."""
         magnitude = abs(scores)
         return magnitude / (magnitude + 1.0)
+
+    def anomaly_scores(self, scores: Any) -> Any:
+        """``scores`` over the score where this detector's point hits start: 1 or more is
+        anomalous (what ``aiops_anomaly_score`` shows); None when its point scores have no such
+        line (the default)."""
+        return None
 
     def get_state(self) -> dict[str, Any]:
         """Fitted state as plain data (JSON-able where possible), for the store."""

@@ -34,6 +34,11 @@ Every statistic looks back a bounded number of points, so ``fit`` keeps only tho
 pass over the whole series (``seen_`` counts the points before, for the growing memory).
 ``score`` leaves the detector as it was; ``update`` appends the points just judged, which is
 what the daemon does after each cycle, so between refits a series is followed point by point.
+
+With the scores, ``score`` gives each new point's expectation, the previous value, and a band
+around it: the previous value ± the largest step between neighbouring points in the point's
+comparison window (where at least ``MIN_PAST`` such steps are known and ``level_rows`` starts
+with 1). A point outside the band made a step larger than any the window remembers.
 Example::
 
     >>> import numpy as np, pandas as pd
@@ -187,6 +192,10 @@ class ForecastDetector(PlainState, Detector):
         """Scores are in [0, 1] already."""
         return scores
 
+    def anomaly_scores(self, scores: Any) -> Any:
+        """``s / alarm_score``: 1 where hits start."""
+        return scores / self.alarm_score
+
     def score(self, window: pd.Series | pd.DataFrame) -> Scores:
         """Scores in [0, 1] for the rows of ``window``, each new point judged by the kept state
         and the window's earlier points; hits for those at or above ``alarm_score``. A Series
@@ -195,6 +204,7 @@ class ForecastDetector(PlainState, Detector):
         columns = _columns(window, self.name)
         index = _utc_index(window.index)
         out = np.full((len(index), len(columns)), np.nan)
+        expected, spread = np.full_like(out, np.nan), np.full_like(out, np.nan)
         hits: list[Hit] = []
         self._pending = {}
         for j, (name, times, values) in enumerate(columns):
@@ -206,11 +216,18 @@ class ForecastDetector(PlainState, Detector):
                 continue
             step = self._pending[name] = self._continue(name, values[rows], float(times[rows[-1]]))
             out[rows, j] = step.scores
-            hits += [self._hit(name, index[row], float(values[row]), float(step.scores[k]), float(step.previous[k]))
+            expected[rows, j], spread[rows, j] = step.previous, step.spread
+            hits += [self._hit(name, index[row], float(values[row]), float(step.scores[k]), float(step.previous[k]),
+                               float(step.spread[k]))
                      for k, row in enumerate(rows) if step.scores[k] >= self.alarm_score]
         if isinstance(window, pd.Series):
-            return Scores(scores=pd.Series(out[:, 0], index=window.index, name=window.name), hits=hits)
-        return Scores(scores=pd.DataFrame(out, index=window.index, columns=window.columns), hits=hits)
+            def table(values: np.ndarray) -> Any:
+                return pd.Series(values[:, 0], index=window.index, name=window.name)
+        else:
+            def table(values: np.ndarray) -> Any:
+                return pd.DataFrame(values, index=window.index, columns=window.columns)
+        return Scores(scores=table(out), hits=hits, expected=table(expected), lower=table(expected - spread),
+                      upper=table(expected + spread))
 
     def _pass(self, values: np.ndarray, periods: list[int]) -> "_Step":
         """One pass over a whole series (the first point is point 0), in bulk: what ``fit`` keeps."""
@@ -234,14 +251,19 @@ class ForecastDetector(PlainState, Detector):
         windows = self._window_per_point(self.seen_[name] + np.arange(len(new)))
         units = np.concatenate([self.units_[name], np.zeros(len(new))])
         scores = np.zeros(len(new))
+        spread = np.full(len(new), np.nan)
         for i, rows in enumerate(windows):
             at = start + i
+            if self.level_rows[0] == 1:  # the first error is the step from the previous value
+                steps = history[0, at - rows:at]
+                if np.count_nonzero(np.isfinite(steps)) >= MIN_PAST:
+                    spread[i] = np.nanmax(steps)
             unit = self._unit(_surprise_one(history[:, at - rows:at], history[:, at])[:, None])[0]
             units[self.quiet_rows + i] = unit
             recent = units[i:self.quiet_rows + i]
             scores[i] = 0.0 if self.quiet_rows and recent.max() >= self.alarm_score else unit
         return _Step(errors=errors, units=units[self.quiet_rows:], scores=scores,
-                     previous=_previous(values, len(new)), last_ts=last_ts)
+                     previous=_previous(values, len(new)), last_ts=last_ts, spread=spread)
 
     def _errors(self, values: np.ndarray, periods: list[int], *, new: int) -> np.ndarray:
         """Absolute error of each forecast (rows: level forecasts, seasons, then the recent
@@ -317,11 +339,14 @@ class ForecastDetector(PlainState, Detector):
         recent = pd.Series(unit).shift(1).rolling(self.quiet_rows, min_periods=1).max().fillna(0.0).to_numpy()
         return np.where(recent >= self.alarm_score, 0.0, unit)
 
-    def _hit(self, name: str, ts: pd.Timestamp, value: float, score: float, previous: float) -> Hit:
+    def _hit(self, name: str, ts: pd.Timestamp, value: float, score: float, previous: float, spread: float) -> Hit:
+        band = not (math.isnan(previous) or math.isnan(spread))
         return Hit(
             series_id=name, detector=self.name, ts=ts.to_pydatetime(), value=value, score=score,
             direction=Direction.UP if value > previous else Direction.DOWN,
             expected=None if math.isnan(previous) else previous,
+            lower=previous - spread if band else None,
+            upper=previous + spread if band else None,
             explanation=(f"value {value:.6g} (previous {previous:.6g}) broke the pattern of the points "
                          f"before it (score {score:.2f})"),
         )
@@ -330,13 +355,15 @@ class ForecastDetector(PlainState, Detector):
 @dataclass(frozen=True, slots=True)
 class _Step:
     """New points of one column, judged: their errors (rows as ``_errors``), unit scores before
-    and after the quiet rule, the previous values, and the newest point's time."""
+    and after the quiet rule, the previous values, the newest point's time, and the largest
+    step each point's window remembers (NaN where unknown; not computed by a fit's pass)."""
 
     errors: np.ndarray
     units: np.ndarray
     scores: np.ndarray
     previous: np.ndarray
     last_ts: float
+    spread: np.ndarray | None = None
 
 
 def _surprise_one(past: np.ndarray, error: np.ndarray) -> np.ndarray:

@@ -157,7 +157,13 @@ class SeasonalDetector(PlainState, Detector):
         magnitude = abs(scores)
         return magnitude / (magnitude + self.threshold)
 
+    def anomaly_scores(self, scores: Any) -> Any:
+        """``|s| / threshold``: 1 where hits start."""
+        return abs(scores) / self.threshold
+
     def score(self, window: Any) -> Scores:
+        """Scores, hits, and the expectation with its band (``expected`` ± the larger of
+        ``threshold`` x scale and the minimum deviations) for every row of ``window``."""
         self._check_fitted()
         direction = self._direction()
         frame = as_frame(window, self.name, what="window")
@@ -190,7 +196,11 @@ class SeasonalDetector(PlainState, Detector):
             self.last_ts_ = float(frame.times[r])
         scores[:, ~(known & (self.coverage_[cols] > 0))] = np.nan  # never fitted: no judgement
         hits = self._hits(frame, x, e, z, band, scores, kinds, extra, cols)
-        return Scores(scores=pd.DataFrame(scores, index=frame.index, columns=frame.data.columns), hits=hits)
+
+        def table(values: np.ndarray) -> pd.DataFrame:
+            return pd.DataFrame(values, index=frame.index, columns=frame.data.columns)
+
+        return Scores(scores=table(scores), hits=hits, expected=table(e), lower=table(e - band), upper=table(e + band))
 
     def _advance(self, r, x, z, big_enough, dev, cols, known, direction, scores, kinds, extra) -> None:
         """Move the CUSUM, flatline and gap counters one row on; mark what they detect."""

@@ -81,7 +81,17 @@ class ThresholdDetector(PlainState, Detector):
             self.last_ts_ = float(frame.times[fresh][-1])
         scores = counts / self.for_points
         hits = [self._hit(frame, x, counts, began, r, c) for r, c in zip(*np.nonzero(scores >= 1.0))]
-        return Scores(scores=pd.DataFrame(scores, index=frame.index, columns=frame.data.columns), hits=hits)
+
+        def bound(value: float | None) -> pd.DataFrame:
+            return pd.DataFrame(np.nan if value is None else float(value), index=frame.index,
+                                columns=frame.data.columns)
+
+        return Scores(scores=pd.DataFrame(scores, index=frame.index, columns=frame.data.columns), hits=hits,
+                      lower=bound(self.lower), upper=bound(self.upper))
+
+    def anomaly_scores(self, scores: Any) -> Any:
+        """Breaches among the last ``of_points`` over ``for_points``: 1 where hits start."""
+        return scores
 
     def _advance(self, frame: Frame, breach: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per new row: breaches in the last ``of_points`` and the time of the first of them

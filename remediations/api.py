@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
 from agent.api.auth import require_token
+from agent.api.docs import AUTH, errors
 from agent.api.params import RowId
 from agent.errors import StoreError, TransitionError
 from remediations.model import RunStatus, run_dict
@@ -14,16 +15,18 @@ from remediations.model import RunStatus, run_dict
 router = APIRouter()
 
 
-@router.get("/api/v1/remediations")
+@router.get("/api/v1/remediations", responses=errors(422))
 def list_remediations(request: Request, status_: RunStatus | None = Query(default=None, alias="status"),
-                      incident: int | None = None, limit: int = Query(default=100, ge=1, le=1000)) -> dict[str, Any]:
+                      incident: int | None = Query(default=None, ge=1, le=2**63 - 1,
+                                                   description="Only the runs of this incident."),
+                      limit: int = Query(default=100, ge=1, le=1000)) -> dict[str, Any]:
     """Runs, newest first; ``?status=waiting_approval`` lists what waits for a person."""
     store = request.app.state.ctx.store
     runs = store.list_runs(incident_id=incident, statuses=[status_] if status_ else None, limit=limit)
     return {"runs": [_brief(run_dict(r)) for r in runs]}
 
 
-@router.get("/api/v1/remediations/{run_id}")
+@router.get("/api/v1/remediations/{run_id}", responses=errors(404, 422))
 def show_remediation(request: Request, run_id: RowId) -> dict[str, Any]:
     run = request.app.state.ctx.store.get_run(run_id)
     if run is None:
@@ -31,7 +34,7 @@ def show_remediation(request: Request, run_id: RowId) -> dict[str, Any]:
     return run_dict(run)
 
 
-@router.post("/api/v1/remediations/{run_id}/approve")
+@router.post("/api/v1/remediations/{run_id}/approve", responses=errors(*AUTH, 404, 409, 422))
 def approve_remediation(request: Request, run_id: RowId, actor: str = Depends(require_token)) -> dict[str, Any]:
     """Grant a run that waits for approval; the daemon runs it in its next cycle."""
     ctx = request.app.state.ctx

@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.fixtures.servers",
     "tests.fixtures.prometheus",
     "tests.fixtures.browser",
+    "tests.fixtures.alertmanager",
 ]
 
 REPO = Path(__file__).resolve().parent.parent

@@ -14,8 +14,9 @@ if TYPE_CHECKING:
 
 
 def create_app(ctx: "Context", *, daemon: Any = None) -> FastAPI:
-    from agent.api import core
+    from agent.api import core, docs
     from agent.incidents import api as incidents_api
+    from agent.incidents.alerts import WebhookPayload
     from agent.incidents import pages as incident_pages
     from agent.report import api as report_api
     from remediations import api as remediations_api
@@ -34,4 +35,5 @@ def create_app(ctx: "Context", *, daemon: Any = None) -> FastAPI:
     app.include_router(incident_pages.router)
     app.include_router(remediations_api.router)
     app.include_router(report_api.router)
+    docs.install(app, bodies=[WebhookPayload])
     return app

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from agent.api.auth import require_token
+from agent.api.docs import AUTH, errors
 
 router = APIRouter()
 
 
-@router.get("/healthz", tags=["health"])
+class HealthOut(BaseModel):
+    status: Literal["ok", "unhealthy"]
+    reason: str
+
+
+@router.get("/healthz", tags=["health"], response_model=HealthOut, responses={
+    503: {"model": HealthOut, "description": "Unhealthy: too many failed cycles in a row; `reason` says why."}})
 def healthz(request: Request) -> JSONResponse:
     """200 while cycles succeed; 503 with the reason after too many failed cycles in a row."""
     ctx = request.app.state.ctx
@@ -21,7 +30,8 @@ def healthz(request: Request) -> JSONResponse:
                         status_code=200 if healthy else 503)
 
 
-@router.get("/metrics", tags=["health"])
+@router.get("/metrics", tags=["health"], response_class=PlainTextResponse,
+            responses={200: {"description": "The agent's own metrics, Prometheus text format 0.0.4."}})
 def metrics(request: Request) -> Response:
     return Response(generate_latest(request.app.state.ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -31,7 +41,7 @@ class ReloadResult(BaseModel):
     errors: list[str]
 
 
-@router.post("/api/v1/reload", tags=["admin"], response_model=ReloadResult)
+@router.post("/api/v1/reload", tags=["admin"], response_model=ReloadResult, responses=errors(*AUTH, 409))
 def reload(request: Request, actor: str = Depends(require_token)) -> ReloadResult:
     """Reload the config file, as SIGHUP does; an invalid file is refused and the old config kept."""
     daemon = request.app.state.daemon

@@ -198,6 +198,15 @@ class RefitConfig(Section):
     step: Seconds | None = Field(default=60.0, gt=0)
 
 
+class GaugesConfig(Section):
+    """Per-series gauges at /metrics for dashboards: ``aiops_anomaly_score``,
+    ``aiops_expected_value``, ``aiops_expected_lower`` and ``aiops_expected_upper``, with the
+    series' labels. Each cycle exposes the ``max_series`` most anomalous scored series (0: none);
+    the rest are counted in ``aiops_score_series_dropped_total``."""
+
+    max_series: int = Field(default=1000, ge=0, le=1_000_000)
+
+
 def _default_rules() -> list[Any]:
     return [ForecastRule(kind="forecast")]
 
@@ -210,6 +219,7 @@ class DetectorsConfig(Section):
     rules: list[Rule] = Field(default_factory=_default_rules)
     slos: list[Slo] = Field(default_factory=list)
     drift: list[DriftModel] = Field(default_factory=list)
+    gauges: GaugesConfig = GaugesConfig()
 
     @model_validator(mode="after")
     def _unique_names(self) -> "DetectorsConfig":

@@ -26,11 +26,12 @@ from agent.detection.drift import DriftWatch
 from agent.detection.fitting import (
     Schedule, Subject, Unit, Why, checkpoint, due, fit_subject, read_refit_history, within_budget,
 )
+from agent.detection.gauges import SeriesScore
 from agent.detection.history import read_history
 from agent.detection.specs import Grouping, Spec, compile_specs
 from agent.log import kv
 from agent.sources.base import Samples, SeriesInfo
-from detectors.base import Hit
+from detectors.base import Hit, Scores
 from detectors.errors import DetectorError
 
 if TYPE_CHECKING:
@@ -56,6 +57,8 @@ class Engine:
         # this cycle's scores of new points in [0, 1], a frame per unit (see score_of): what a
         # backtest writes and sweeps
         self.scores: list[pd.DataFrame] = []
+        # this cycle's newest scored point of each series and detector, for the per-series gauges
+        self.newest: list[SeriesScore] = []
 
     @property
     def ctx(self) -> "Context":
@@ -104,6 +107,7 @@ class Engine:
     def detect(self, samples: Samples, *, now: datetime) -> list[Hit]:
         self.judged: set[str] = set()  # subjects judged with data this cycle (see Cycle.judged)
         self.scores = []
+        self.newest = []
         self.sync()
         live = {sid: info for sid, info in samples.series.items()
                 if sid not in samples.gaps and sid in samples.values.columns}
@@ -116,7 +120,16 @@ class Engine:
         hits += self.drift.detect(self.ctx, samples, now=now, judged=self.judged)
         self.scored_until.update(self._pending)
         self._pending.clear()
+        self._publish()
         return hits
+
+    def _publish(self) -> None:
+        """The newest scores to the per-series gauges, capped at ``detectors.gauges.max_series``."""
+        cap = self.ctx.config.detectors.gauges.max_series
+        dropped = self.ctx.metrics.series_scores.publish(self.newest, max_series=cap)
+        if dropped:
+            self.ctx.metrics.score_series_dropped.inc(dropped)
+            log.info(kv("detect.gauges_capped", scored=len(self.newest), dropped=dropped, max_series=cap))
 
     def _refit(self, subjects: list[Subject], samples: Samples, new_from: Mapping[str, pd.Timestamp], *,
                now: datetime) -> None:
@@ -266,15 +279,41 @@ class Engine:
         else:
             scores = unit.detector.score(window)
             self._keep_scores(unit, scores.scores, new_from)
+            self._keep_newest(subj, unit, scores, samples, new_from)
         return [h for h in (self._fill(hit, subj, samples) for hit in scores.hits) if h is not None]
 
     def _keep_scores(self, unit: Unit, scores: pd.DataFrame | pd.Series, new_from: Mapping[str, pd.Timestamp]) -> None:
         """Keep this unit's scores of new points, mapped into [0, 1] (NaN elsewhere); one frame a
         unit, so a cycle of 10,000 series pays for a few array operations, not 10,000 series."""
-        frame = scores.to_frame() if isinstance(scores, pd.Series) else scores
-        since = np.array([new_from[c].value if c in new_from else np.iinfo(np.int64).max for c in frame.columns])
-        new = frame.index.as_unit("ns").asi8[:, None] > since[None, :]
-        self.scores.append(unit.detector.unit_scores(frame).where(new))
+        frame = _frame(scores)
+        self.scores.append(unit.detector.unit_scores(frame).where(_new_rows(frame, new_from)))
+
+    def _keep_newest(self, subj: Subject, unit: Unit, scores: Scores, samples: Samples,
+                     new_from: Mapping[str, pd.Timestamp]) -> None:
+        """Keep, per series, its newest new point's anomaly score (1 or more: anomalous) with the
+        detector's expectation and band there, in a few array operations per unit."""
+        anomaly = unit.detector.anomaly_scores(_frame(scores.scores))
+        if anomaly is None:
+            return
+        values = anomaly.where(_new_rows(anomaly, new_from)).to_numpy(dtype="float64")
+        if not values.size:
+            return
+        finite = np.isfinite(values)
+        row = len(values) - 1 - np.argmax(finite[::-1], axis=0)  # the newest finite row per column
+        has = finite.any(axis=0)
+        cols = np.flatnonzero(has)
+        figures = {"score": values[row[cols], cols]}
+        for name in ("expected", "lower", "upper"):
+            extra = getattr(scores, name)
+            if extra is not None:
+                figures[name] = _frame(extra).to_numpy(dtype="float64")[row[cols], cols]
+        for k, c in enumerate(cols):
+            sid = anomaly.columns[c]
+            info = samples.series.get(sid)
+            if info is None:
+                continue
+            self.newest.append(SeriesScore(series_id=sid, detector=subj.spec.name, metric=info.metric,
+                                           labels=info.labels, **{n: float(v[k]) for n, v in figures.items()}))
 
     def score_of(self, series_id: str) -> pd.Series | None:
         """This cycle's score in [0, 1] of each new point of ``series_id`` (the largest over the
@@ -296,3 +335,13 @@ class Engine:
         log.warning(kv("detect.hit_unknown_series", detector=subj.spec.name, series_id=hit.series_id))
         return None
 
+
+
+def _frame(scores: pd.DataFrame | pd.Series) -> pd.DataFrame:
+    return scores.to_frame() if isinstance(scores, pd.Series) else scores
+
+
+def _new_rows(frame: pd.DataFrame, new_from: Mapping[str, pd.Timestamp]) -> np.ndarray:
+    """Rows x columns: True where the row is after the column's last judged point."""
+    since = np.array([new_from[c].value if c in new_from else np.iinfo(np.int64).max for c in frame.columns])
+    return frame.index.as_unit("ns").asi8[:, None] > since[None, :]

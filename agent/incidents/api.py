@@ -7,18 +7,19 @@ Alertmanager body gets 400 with the reason; a refused transition 409 with the re
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.api.auth import require_token
+from agent.api.docs import AUTH, errors, json_body
 from agent.api.params import RowId
 from agent.config.types import parse_duration
 from agent.errors import TransitionError
 from agent.incidents import suspect_changes
-from agent.incidents.alerts import MalformedPayload, ingest_webhook, parse_webhook
+from agent.incidents.alerts import MalformedPayload, WebhookPayload, ingest_webhook, parse_webhook
 from agent.incidents.correlator import Correlator
 from agent.incidents.model import IncidentStatus
 from agent.incidents.serialize import change_dict, event_dict, incident_dict, silence_dict
@@ -44,7 +45,8 @@ def _correlator(request: Request) -> Correlator:
     return cached
 
 
-@router.post("/api/v1/alerts")
+@router.post("/api/v1/alerts", responses=errors(400, *AUTH), openapi_extra=json_body(
+    WebhookPayload, "What Alertmanager posts to a webhook receiver (version 4)."))
 async def post_alerts(request: Request, actor: str = Depends(require_token)) -> JSONResponse:
     """Alertmanager webhook (version 4): firing alerts open or join incidents, resolved ones
     resolve their signal. Example receiver: ``webhook_configs: [{url: http://127.0.0.1:9847/api/v1/alerts,
@@ -75,7 +77,7 @@ class ChangeIn(BaseModel):
     ts: datetime | None = None
 
 
-@router.post("/api/v1/changes", status_code=201)
+@router.post("/api/v1/changes", status_code=201, responses=errors(400, *AUTH, 422))
 def post_change(change: ChangeIn, request: Request, actor: str = Depends(require_token)) -> dict[str, Any]:
     """Record a deploy, model rollout or config change (``ts`` defaults to now)."""
     ctx = _ctx(request)
@@ -88,12 +90,12 @@ def post_change(change: ChangeIn, request: Request, actor: str = Depends(require
     return change_dict(saved)
 
 
-@router.get("/api/v1/changes")
+@router.get("/api/v1/changes", responses=errors(422))
 def get_changes(request: Request, limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, Any]]:
     return [change_dict(c) for c in _ctx(request).store.list_changes(limit=limit)]
 
 
-@router.get("/api/v1/incidents")
+@router.get("/api/v1/incidents", responses=errors(422))
 def list_incidents(request: Request, status: IncidentStatus | None = None,
                    limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, Any]]:
     ctx = _ctx(request)
@@ -102,7 +104,7 @@ def list_incidents(request: Request, status: IncidentStatus | None = None,
             for i in ctx.store.list_incidents(status=status, limit=limit)]
 
 
-@router.get("/api/v1/incidents/{incident_id}")
+@router.get("/api/v1/incidents/{incident_id}", responses=errors(404, 422))
 def get_incident(incident_id: RowId, request: Request) -> dict[str, Any]:
     ctx = _ctx(request)
     incident = ctx.store.get_incident(incident_id)
@@ -135,29 +137,52 @@ def _move(request: Request, incident_id: int, to: IncidentStatus, reason: str, a
     return incident_dict(incident)
 
 
-@router.post("/api/v1/incidents/{incident_id}/ack")
+@router.post("/api/v1/incidents/{incident_id}/ack", responses=errors(400, *AUTH, 404, 409, 422))
 def ack_incident(incident_id: RowId, request: Request, body: TransitionIn | None = None,
                  actor: str = Depends(require_token)) -> dict[str, Any]:
     return _move(request, incident_id, IncidentStatus.ACKNOWLEDGED, body.reason if body else "", actor)
 
 
-@router.post("/api/v1/incidents/{incident_id}/resolve")
+@router.post("/api/v1/incidents/{incident_id}/resolve", responses=errors(400, *AUTH, 404, 409, 422))
 def resolve_incident(incident_id: RowId, request: Request, body: TransitionIn | None = None,
                      actor: str = Depends(require_token)) -> dict[str, Any]:
     return _move(request, incident_id, IncidentStatus.RESOLVED, body.reason if body else "", actor)
 
 
-class SilenceIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+# Documented in the OpenAPI document (so generated clients and fuzzers send usable values); the
+# checks themselves stay in create_silence and parse_duration, which answer with the reason.
+MATCHER_PATTERN = r"^\s*[A-Za-z_][A-Za-z0-9_]*\s*(=~|!~|!=|=).*$"
+DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d|w)?\s*$"
 
-    matchers: list[str] = Field(min_length=1)
+
+def _date_time(schema: dict[str, Any]) -> None:
+    """Documented without null: a silence gives ``ends_at`` or ``duration``, not a null."""
+    schema.pop("anyOf", None)
+    schema.pop("default", None)
+    schema.update(type="string", format="date-time")
+
+
+def _duration(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+    schema["anyOf"] = [{"type": "string", "pattern": DURATION_PATTERN}, {"type": "number", "minimum": 0}]
+
+
+class SilenceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "oneOf": [{"required": ["ends_at"]}, {"required": ["duration"]}],
+        "description": "Give the end either as ends_at or as a duration from the start (now by default)."})
+
+    matchers: list[Annotated[str, Field(json_schema_extra={"pattern": MATCHER_PATTERN})]] = Field(
+        min_length=1, description="Label matchers, all of which must match: service=api, env!=dev, "
+                                  "instance=~web.*, job!~batch.*")
     reason: str = Field(min_length=1)
     starts_at: datetime | None = None
-    ends_at: datetime | None = None
-    duration: str | float | None = None
+    ends_at: datetime | None = Field(default=None, json_schema_extra=_date_time)
+    duration: str | float | None = Field(default=None, json_schema_extra=_duration,
+                                         description="How long from the start: 90, 30s, 5m, 2h, 7d, 1w.")
 
 
-@router.post("/api/v1/silences", status_code=201)
+@router.post("/api/v1/silences", status_code=201, responses=errors(400, *AUTH, 422))
 def post_silence(silence: SilenceIn, request: Request, actor: str = Depends(require_token)) -> dict[str, Any]:
     """Silence incidents whose labels match every matcher (``service=api``, ``instance=~web.*``)."""
     ctx = _ctx(request)
@@ -170,14 +195,14 @@ def post_silence(silence: SilenceIn, request: Request, actor: str = Depends(requ
     return silence_dict(saved)
 
 
-@router.get("/api/v1/silences")
+@router.get("/api/v1/silences", responses=errors(422))
 def get_silences(request: Request, all: bool = False) -> list[dict[str, Any]]:
     ctx = _ctx(request)
     silences = ctx.store.list_silences(active_at=None if all else ctx.clock())
     return [silence_dict(s) for s in silences]
 
 
-@router.post("/api/v1/silences/{silence_id}/expire")
+@router.post("/api/v1/silences/{silence_id}/expire", responses=errors(*AUTH, 404, 409, 422))
 def expire_silence(silence_id: RowId, request: Request, actor: str = Depends(require_token)) -> dict[str, Any]:
     ctx = _ctx(request)
     try:

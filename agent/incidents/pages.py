@@ -17,6 +17,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from agent.api.docs import errors
 from agent.api.params import RowId
 from agent.incidents.summary import (
     CHANGES_LOOKBACK_S,
@@ -132,7 +133,7 @@ def incidents_page(request: Request) -> HTMLResponse:
     return _page(render_list(ctx.store, lookback_s=ctx.config.incidents.changes_lookback))
 
 
-@router.get("/incidents/{incident_id}", response_class=HTMLResponse)
+@router.get("/incidents/{incident_id}", response_class=HTMLResponse, responses=errors(404, 422))
 def incident_page(incident_id: RowId, request: Request) -> HTMLResponse:
     """One incident's summary with plots of its top signals."""
     ctx = request.app.state.ctx

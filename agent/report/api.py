@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from agent.api.auth import require_token
+from agent.api.docs import AUTH, errors
 from agent.report.period import Period, period_since, zone
 
 router = APIRouter()
@@ -39,7 +40,7 @@ def _zone(tz: str) -> str:
     return tz
 
 
-@router.get("/api/v1/reports/mttr", tags=["reports"])
+@router.get("/api/v1/reports/mttr", tags=["reports"], responses=errors(422))
 def mttr(request: Request, since: str = "30d", until: str | None = None,
          by: Literal["service", "severity", "rule", "detector", "model", "week"] | None = None,
          tz: str = "UTC") -> dict[str, Any]:
@@ -51,7 +52,7 @@ def mttr(request: Request, since: str = "30d", until: str | None = None,
     return as_dict(mttr_report(request.app.state.ctx.store, period, by=by, tz=_zone(tz), now=_now(request)))
 
 
-@router.get("/reports/weekly", tags=["reports"], response_class=HTMLResponse)
+@router.get("/reports/weekly", tags=["reports"], response_class=HTMLResponse, responses=errors(422))
 def weekly(request: Request, since: str = "30d", until: str | None = None, tz: str = "UTC") -> HTMLResponse:
     """The weekly review page, as ``aiops report html`` writes it."""
     from agent.report.weekly import weekly_report
@@ -60,7 +61,10 @@ def weekly(request: Request, since: str = "30d", until: str | None = None, tz: s
     return HTMLResponse(html)
 
 
-@router.get("/api/v1/audit", tags=["reports"])
+@router.get("/api/v1/audit", tags=["reports"], response_class=PlainTextResponse, responses={
+    **errors(*AUTH, 422), 200: {"description": "JSON lines (application/x-ndjson) or CSV (text/csv), as asked.",
+                                "content": {"application/x-ndjson": {"schema": {"type": "string"}},
+                                            "text/csv": {"schema": {"type": "string"}}}}})
 def audit_export(request: Request, since: str = "7d", until: str | None = None,
                  format: Literal["jsonl", "csv"] = Query("jsonl"),
                  actor: str = Depends(require_token)) -> PlainTextResponse:

@@ -8,8 +8,8 @@ import yaml
 
 from agent.config import load_config
 from agent.config.detectors import (
-    DetectorsConfig, DriftModel, ForecastRule, IForestRule, RefitConfig, SeasonalRule, SeriesMatcher, Slo,
-    ThresholdRule,
+    DetectorsConfig, DriftModel, ForecastRule, GaugesConfig, IForestRule, RefitConfig, SeasonalRule, SeriesMatcher,
+    Slo, ThresholdRule,
 )
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "agent.example.yaml"
@@ -20,6 +20,7 @@ def test_the_example_shows_every_detectors_key():
     shown = {
         DetectorsConfig: set(section),
         RefitConfig: set(section["refit"]),
+        GaugesConfig: set(section["gauges"]),
         Slo: set().union(*(set(s) for s in section["slos"])),
         DriftModel: set().union(*(set(m) for m in section["drift"])),
         SeriesMatcher: set().union(*(set(m) for r in section["rules"] + section["slos"] for m in r["match"])),
