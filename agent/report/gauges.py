@@ -1,5 +1,5 @@
 """MTTD and MTTR at /metrics, for dashboards: computed from the store at each scrape, over the
-incidents that started in the last ``WINDOW`` (the figures ``aiops report mttr --since 7d`` shows).
+outages (episodes) that started in the last ``WINDOW`` (the figures ``aiops report mttr --since 7d`` shows).
 
 - ``aiops_mttr_seconds``: mean time from an incident's start to its resolution;
 - ``aiops_mttd_seconds``: mean time from its start to its detection.
@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 
 WINDOW = "7d"
 GAUGES = (
-    ("aiops_mttr_seconds", f"Mean time to resolve of the incidents started in the last {WINDOW}.", "mttr"),
-    ("aiops_mttd_seconds", f"Mean time to detect of the incidents started in the last {WINDOW}.", "mttd"),
+    ("aiops_mttr_seconds", f"Mean time to resolve of the outages (episodes) started in the last {WINDOW}.", "mttr"),
+    ("aiops_mttd_seconds", f"Mean time to detect of the outages (episodes) started in the last {WINDOW}.", "mttd"),
 )
 
 
