@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
@@ -42,12 +43,7 @@ def signal_png(hits: Sequence[HitPoint], samples: Sequence[tuple[datetime, float
     if marked:
         ax.scatter([h.ts for h in marked], [h.value for h in marked], color="#d62728", s=28, zorder=5,
                    label="anomalous")
-    locator = AutoDateLocator()
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-    ax.grid(True, alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="best", fontsize=8, framealpha=0.8)
+    _time_axis(ax, legend="best")
     fig.subplots_adjust(left=0.08, right=0.98, top=0.96, bottom=0.2)  # fixed: tight_layout costs a draw
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -69,12 +65,7 @@ def drift_png(rates: Sequence[tuple[datetime, float | None]], share: float | Non
     if share is not None:
         left.axhline(share * 100, color="#d62728", linestyle="--", linewidth=1.1, label="alert share")
     left.set_ylim(0, 105)
-    locator = AutoDateLocator()
-    left.xaxis.set_major_locator(locator)
-    left.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-    left.grid(True, alpha=0.3)
-    if left.get_legend_handles_labels()[0]:
-        left.legend(loc="lower right", fontsize=8, framealpha=0.8)
+    _time_axis(left, legend="lower right")
     numbers = list(range(1, len(psi) + 1))
     right.barh(numbers, list(psi), color="#d98c1f", label="PSI")
     if threshold is not None:
@@ -88,3 +79,13 @@ def drift_png(rates: Sequence[tuple[datetime, float | None]], share: float | Non
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def _time_axis(ax: Any, *, legend: str) -> None:
+    """Concise UTC dates on the x axis, a light grid, and the legend where it is asked for."""
+    locator = AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc=legend, fontsize=8, framealpha=0.8)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.incidents.model import IncidentStatus
+from agent.incidents.model import IncidentStatus, Signal
 from remediations.model import RunMode, RunStatus
 from tests.remediations.conftest import T0, audit, cycle, later, lines, open_incident, run_cycle, signal
 
@@ -114,17 +114,24 @@ def test_an_already_recovered_incident_is_not_acted_on(make_ctx, work):
     assert not (work / "runs.log").exists()
 
 
-def test_a_reopened_incident_is_planned_again(make_ctx, work):
-    ctx = make_ctx(rule_yaml(work))
+def fixed_then_reopened_by(ctx, firing: Signal):
+    """An incident fixed by one run of the rule and resolved, then reopened (flapping) at minute
+    20 by ``firing``, as the correlator records a recurrence: (incident, the first run)."""
     incident = open_incident(ctx, signals=[signal(SIG)])
     [first] = [r for r in run_cycle(ctx, T0, firing=[signal(SIG)]) if r.mode is RunMode.APPLY]
     run_cycle(ctx, later(10), quiet=[SIG])
     run_cycle(ctx, later(15), quiet=[SIG])
     assert ctx.store.get_incident(incident.id).status is IncidentStatus.RESOLVED
-    # the same incident reopens (flapping): its earlier run does not stop a new one
     ctx.store.transition_incident(incident.id, IncidentStatus.OPEN, actor="agent", reason="recurred",
                                   now=later(20), flapping=True)
-    ctx.store.record_hits(cycle(later(20), firing=[signal(SIG)]).hits, incident_id=incident.id, now=later(20))
+    ctx.store.record_hits(cycle(later(20), firing=[firing]).hits, incident_id=incident.id, now=later(20))
+    return incident, first
+
+
+def test_a_reopened_incident_is_planned_again(make_ctx, work):
+    ctx = make_ctx(rule_yaml(work))
+    # the same incident reopens (flapping): its earlier run does not stop a new one
+    incident, first = fixed_then_reopened_by(ctx, signal(SIG))
     again = [r for r in run_cycle(ctx, later(21), firing=[signal(SIG)]) if r.mode is RunMode.APPLY]
     assert [r.id for r in again] != [] and again[0].id != first.id
     assert lines(work / "runs.log") == [f"{first.id} localhost", f"{again[0].id} localhost"]
@@ -137,15 +144,8 @@ def test_a_reopen_by_another_signal_is_not_remediated_for_what_fired_in_the_earl
     # resolved, then reopened because an error-rate threshold fired: the latency fix must not
     # run again for it (in the demo this rolled a model back a second time for a latency fault).
     ctx = make_ctx(rule_yaml(work))
-    incident = open_incident(ctx, signals=[signal(SIG)])
-    [first] = [r for r in run_cycle(ctx, T0, firing=[signal(SIG)]) if r.mode is RunMode.APPLY]
-    run_cycle(ctx, later(10), quiet=[SIG])
-    run_cycle(ctx, later(15), quiet=[SIG])
-    assert ctx.store.get_incident(incident.id).status is IncidentStatus.RESOLVED
     errors = signal('errors{host="h1"}', detector="threshold")
-    ctx.store.transition_incident(incident.id, IncidentStatus.OPEN, actor="agent", reason="recurred",
-                                  now=later(20), flapping=True)
-    ctx.store.record_hits(cycle(later(20), firing=[errors]).hits, incident_id=incident.id, now=later(20))
+    incident, first = fixed_then_reopened_by(ctx, errors)
     reopened = ctx.store.get_incident(incident.id)
     assert [s.series_id for s in reopened.current_signals] == ['errors{host="h1"}']
     assert run_cycle(ctx, later(21), firing=[errors], quiet=[SIG]) == []
