@@ -128,6 +128,10 @@ def collect(ctx: "Context", cycle: "Cycle") -> Samples:
     cfg = ctx.config.sources
     now = pd.Timestamp(cycle.started_at).tz_convert("UTC")
     start = now - pd.Timedelta(seconds=cfg.window)
+    cursor = f"{cfg.kind}:{ctx.config.agent.shard}"
+    if rt.last_end is None:  # a new process (a restart, or `aiops once`): where the last one stopped
+        stored = ctx.store.collected_until(cursor)
+        rt.last_end = None if stored is None else pd.Timestamp(stored, unit="s", tz="UTC")
     if rt.last_end is not None and rt.last_end < start:
         start = max(rt.last_end, now - pd.Timedelta(seconds=cfg.catchup_max))
     keep = shard_filter(ctx.config)
@@ -138,6 +142,7 @@ def collect(ctx: "Context", cycle: "Cycle") -> Samples:
     else:
         samples = restrict(source.fetch(start, now), keep)
     rt.last_end = now
+    ctx.store.set_collected_until(cursor, now.timestamp())
     ctx.metrics.series_collected.set(len(samples))
     log.debug(kv("sources.collected", kind=cfg.kind, series=len(samples), points=samples.values.shape[0],
                  gaps=len(samples.gaps), start=start.to_pydatetime(), end=now.to_pydatetime()))

@@ -30,6 +30,11 @@ def _scrape_counters(conn: sqlite3.Connection) -> None:
     """)
 
 
+@migration(11, "collect cursor")
+def _collect_cursor(conn: sqlite3.Connection) -> None:
+    run_script(conn, "CREATE TABLE collect_cursor (name TEXT PRIMARY KEY, last_end REAL NOT NULL) WITHOUT ROWID")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CounterReading:
     """The last raw value of one counter (or histogram bucket) and when it was read."""
@@ -41,6 +46,16 @@ class CounterReading:
 
 class SampleStore(StoreBase):
     """series and the bounded sample history of the scrape source."""
+
+    def collected_until(self, name: str) -> float | None:
+        """The end (epoch seconds) of the last window collected under ``name``, by any process."""
+        row = self.conn.execute("SELECT last_end FROM collect_cursor WHERE name = ?", (name,)).fetchone()
+        return None if row is None else float(row[0])
+
+    def set_collected_until(self, name: str, end: float) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO collect_cursor (name, last_end) VALUES (?, ?) "
+                         "ON CONFLICT(name) DO UPDATE SET last_end = excluded.last_end", (name, end))
 
     def record_samples(self, series: Iterable[SeriesInfo], rows: Sequence[tuple[str, float, float]],
                        *, now: float) -> int:

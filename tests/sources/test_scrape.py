@@ -175,6 +175,18 @@ def test_after_a_pause_a_cycle_reaches_back_to_the_previous_one(make_ctx, misbeh
     assert len(collect(ctx, at(120)).values) == 2  # minutes 60 and 120: nothing older is unseen
 
 
+def test_a_new_process_reaches_back_to_where_the_last_one_stopped(make_ctx, misbehaving_server):
+    # `aiops once` (and a restarted daemon) is a new process each time: the points between two
+    # runs are judged, not only the last window.
+    text = scrape_yaml(misbehaving_server.url)  # window 15m, catchup_max 6h
+    misbehaving_server.respond("# TYPE g gauge\ng 1\n")
+    collect(make_ctx(text), at(0))
+    collect(make_ctx(text), at(30))
+    assert len(collect(make_ctx(text), at(60)).values) == 2  # minutes 30 and 60, from a third process
+    # a day later: no further back than catchup_max, so the points of minutes 0..60 stay out
+    assert len(collect(make_ctx(text), at(60 * 24)).values) == 1
+
+
 def test_history_of_bucket_series_returns_the_histogram(make_ctx, misbehaving_server):
     ctx = make_ctx(scrape_yaml(misbehaving_server.url))
     for minute, counts in enumerate([(10, 30, 40), (40, 90, 100), (50, 100, 120)]):
