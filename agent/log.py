@@ -42,16 +42,26 @@ def _scrub(text: str) -> str:
     return scrub_url_credentials(text)
 
 
+# C0 controls, DEL and C1 controls: a NUL, a BEL or an escape sequence from a scraped target must
+# not reach a terminal or split a journal line.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters written as ``\\xNN`` (newline and tab kept)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def _value(value: Any) -> str:
     if isinstance(value, float):
         text = f"{value:.6g}"
     elif isinstance(value, datetime):
         text = value.astimezone(timezone.utc).isoformat(timespec="seconds")
     elif isinstance(value, Mapping):
-        text = ",".join(f"{k}={v}" for k, v in sorted(value.items()))
+        text = printable(",".join(f"{k}={v}" for k, v in sorted(value.items())))
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
     else:
-        text = str(value)
+        text = printable(str(value))
     if text == "" or any(c in text for c in ' "=\n\t\\'):
         text = '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     return text
