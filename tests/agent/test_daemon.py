@@ -234,3 +234,33 @@ def test_sigterm_mid_stage_stops_after_that_stage(daemon):
     assert d.proc.wait(timeout=12) == 0
     assert time.monotonic() - started < 10
     assert "event=cycle.stopped before_stage=detect" in d.text()
+
+
+@pytest.mark.slow
+def test_sighup_refuses_an_empty_file_an_alias_bomb_and_a_missing_playbook_dir(daemon, tmp_path):
+    from tests.agent.test_config import BOMB
+
+    d = daemon()
+    d.wait_log("event=cycle.done")
+    bad = [
+        ("", f"{d.config}: expected a mapping of settings at the top level, "
+             "found nothing (the file is empty or holds only comments)"),
+        (BOMB, f"{d.config}: line 6, column 4: expected YAML aliases to expand to at most 100000 nodes, "
+               "found more (an alias bomb?)"),
+        (None, f"{d.config}: remediation.playbook_dir: expected a directory of playbooks, "
+               f"found no such directory: {tmp_path / 'gone'}"),
+    ]
+    for times, (text, problem) in enumerate(bad, start=1):
+        if text is None:
+            d.write_config("remediation:\n  playbook_dir: gone\n")
+        else:
+            d.config.write_text(text)
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_log("event=config.reload_rejected", times=times)
+        assert f'event=config.reload_rejected problem="{problem}"' in d.text()
+    cycles_before = d.count("event=cycle.done")
+    d.wait_log("event=cycle.done", times=cycles_before + 2)  # still cycling on the old config
+    assert d.count("event=config.reloaded") == 0
+    metrics = d.get("/metrics").text
+    assert 'aiops_config_reloads_total{outcome="rejected"} 3.0' in metrics
+    assert d.get("/healthz").status_code == 200
