@@ -55,6 +55,7 @@ class Daemon:
         config = self._load()  # a bad config stops start-up with exit code 2
         agentlog.setup(config.agent.log_level)
         self.ctx = ctx = Context.create(config, self.state_dir_override)
+        ctx.health.start(ctx.clock())
         ctx.store.audit("agent", "agent.start", str(self.config_path), {"state_dir": str(ctx.state_dir)},
                         now=ctx.clock())
         self.scheduler = scheduler = BlockingScheduler(
@@ -124,12 +125,12 @@ class Daemon:
             except Exception:  # the pipeline catches per stage; this is the last line of defence
                 log.exception(kv("cycle.crashed"))
                 ctx.metrics.cycles_failed.inc()
-                ctx.health.record(["pipeline"])
+                ctx.health.record(["pipeline"], now=ctx.clock())
                 return
             finally:
                 self._cycle_running.clear()
         self._last = cycle
-        ctx.health.record(cycle.failed_stages)
+        ctx.health.record(cycle.failed_stages, now=ctx.clock())
         self.notifier.watchdog()
         self.notifier.status(self.status_line(cycle))
 

@@ -113,7 +113,7 @@ def test_a_missing_playbook_dir_is_refused_with_its_key_path(write_config, tmp_p
     [
         # unknown key, with the keys that are allowed there
         ("agent:\n  intervall: 10s\n",
-         "agent.intervall: unknown key; expected one of: interval, log_level, shard, state_dir, stop_timeout, unhealthy_after"),
+         "agent.intervall: unknown key; expected one of: interval, log_level, shard, stale_after, state_dir, stop_timeout, unhealthy_after"),
         # wrong type
         ("http:\n  port: eighty\n", "http.port: expected an integer, found 'eighty'"),
         # out of range

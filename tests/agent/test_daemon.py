@@ -54,8 +54,9 @@ class NotifyListener:
 
 class Daemon:
     def __init__(self, tmp_path: Path, env: dict[str, str], config_text: str, *, fail_stage: str | None = None,
-                 notify: bool = False) -> None:
+                 notify: bool = False, agent: str = "") -> None:
         self.port = free_port()
+        self.agent = agent  # more keys of the agent section, indented
         self.config = tmp_path / "agent.yaml"
         self.state = tmp_path / "state"
         self.log_path = tmp_path / "daemon.log"
@@ -73,7 +74,7 @@ class Daemon:
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
 
     def write_config(self, text: str) -> None:
-        base = (f"agent:\n  interval: 1s\n  unhealthy_after: 2\n"
+        base = (f"agent:\n  interval: 1s\n  unhealthy_after: 2\n{self.agent}"
                 f"http:\n  port: {self.port}\n  token: ${{AIOPS_API_TOKEN}}\n")
         self.config.write_text(base + text)
 
@@ -264,3 +265,20 @@ def test_sighup_refuses_an_empty_file_an_alias_bomb_and_a_missing_playbook_dir(d
     metrics = d.get("/metrics").text
     assert 'aiops_config_reloads_total{outcome="rejected"} 3.0' in metrics
     assert d.get("/healthz").status_code == 200
+
+
+@pytest.mark.slow
+def test_a_hung_first_cycle_turns_healthz_unhealthy(daemon):
+    d = daemon(agent="  stale_after: 2s\n", fail_stage="hang:collect")
+    wait_until(lambda: (d.state / "hung-stage.started").exists(), 20, message="the hung collect stage under way")
+
+    def unhealthy() -> list[requests.Response]:  # a 503 Response is falsy: wrap it
+        answer = d.get("/healthz")
+        return [answer] if answer.status_code == 503 else []
+
+    reason = wait_until(unhealthy, 10, message="/healthz to fail")[0].json()["reason"]
+    assert reason.startswith("the first cycle has not finished for ") and reason.endswith("s (limit 2s)")
+    assert int(reason.split(" for ")[1].split("s ")[0]) >= 2
+    assert d.count("event=cycle.done") == 0
+    d.proc.send_signal(signal.SIGTERM)
+    assert d.proc.wait(timeout=15) == 0
