@@ -282,3 +282,42 @@ def test_a_hung_first_cycle_turns_healthz_unhealthy(daemon):
     assert d.count("event=cycle.done") == 0
     d.proc.send_signal(signal.SIGTERM)
     assert d.proc.wait(timeout=15) == 0
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 1 MiB tmpfs holding a store that a SIGKILLed agent left with its WAL, then filled up."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"needs a tmpfs mount (root with CAP_SYS_ADMIN): {done.stderr.strip()}")
+    try:
+        leave = ("import os, signal, sys\n"
+                 "from agent.store import Store\n"
+                 "store = Store(sys.argv[1])\n"
+                 "store.audit('test', 'filled', 'disk', {})\n"
+                 "try:\n"
+                 "    with open(sys.argv[2], 'wb') as out:\n"
+                 "        while True:\n"
+                 "            out.write(b'x' * 4096)\n"
+                 "            out.flush()\n"
+                 "except OSError as exc:\n"
+                 "    print(exc.errno, flush=True)\n"
+                 "os.kill(os.getpid(), signal.SIGKILL)\n")
+        filled = subprocess.run([sys.executable, "-c", leave, str(mount / "state" / "aiops.db"), str(mount / "filler")],
+                                capture_output=True, text=True, timeout=60)
+        assert (filled.returncode, filled.stdout) == (-signal.SIGKILL, "28\n")  # ENOSPC, then killed
+        assert (mount / "state" / "aiops.db-wal").exists()
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_starting_on_a_full_disk_is_one_clear_line(full_disk, tmp_path, subprocess_env, write_config):
+    path = write_config("agent:\n  interval: 1s\nhttp:\n  enabled: false\n")
+    result = subprocess.run(["aiops", "run", "--config", str(path), "--state-dir", str(full_disk / "state")],
+                            capture_output=True, text=True, env=subprocess_env, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == (f"store {full_disk / 'state' / 'aiops.db'}: cannot write (database or disk is full): "
+                             "is its disk full? Free space, then start the agent again\n")
