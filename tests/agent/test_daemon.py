@@ -321,3 +321,30 @@ def test_starting_on_a_full_disk_is_one_clear_line(full_disk, tmp_path, subproce
     assert result.returncode == 1
     assert result.stderr == (f"store {full_disk / 'state' / 'aiops.db'}: cannot write (database or disk is full): "
                              "is its disk full? Free space, then start the agent again\n")
+
+
+@pytest.mark.slow
+def test_an_api_write_while_another_process_holds_the_store_lock_answers_503_with_retry_after(daemon):
+    d = daemon()
+    d.wait_log("event=cycle.done")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys\n"
+                               "conn = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+                               "conn.execute('BEGIN IMMEDIATE')\n"
+                               "print('locked', flush=True)\n"
+                               "sys.stdin.read()\n", str(d.state / "aiops.db")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        change = {"kind": "deploy", "description": "api 1.2.3", "labels": {"service": "api"}}
+        answer = requests.post(d.url + "/api/v1/changes", json=change, headers={"Authorization": f"Bearer {TOKEN}"},
+                               timeout=30)
+        assert (answer.status_code, answer.headers["Retry-After"], answer.json()) == (
+            503, "5", {"detail": "the store is locked by another process; try again"})
+        assert "event=api.store_unavailable method=POST path=/api/v1/changes" in d.text()
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
+    again = requests.post(d.url + "/api/v1/changes", json=change, headers={"Authorization": f"Bearer {TOKEN}"},
+                          timeout=30)
+    assert again.status_code == 201
