@@ -10,7 +10,9 @@ For each hit, in time order:
 3. a persistence rule that is not yet satisfied → keep the hit as pending;
 4. a corroboration rule whose other series have not fired within its ``within`` → keep the hit
    as pending (a later hit sharing a key opens the incident and takes the waiting ones in);
-5. otherwise open a new incident.
+5. otherwise open a new incident, unless this batch has opened ``max_new_per_cycle`` already:
+   then the hit goes into the storm incident (opened by the first such hit, or the one still
+   open from an earlier batch), so a catch-all rule gone wrong pages once, not thousands of times.
 
 Everything for one batch happens in one store transaction, so a batch is all or nothing.
 """
@@ -24,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from agent.config.incidents import IncidentsConfig
-from agent.incidents.model import IncidentStatus, Severity, Signal
+from agent.incidents.model import STORM_LABEL, IncidentStatus, Severity, Signal
 from agent.incidents.rootcause import guess_root_cause, title_for
 from agent.incidents.topology import Topology, correlation_keys
 from agent.log import kv
@@ -37,6 +39,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+STORM_KEY = "aiops:storm"
+STORM_LABELS = {STORM_LABEL: "true"}
+
 
 @dataclass
 class Placed:
@@ -46,6 +51,8 @@ class Placed:
     opened: list[int] = field(default_factory=list)
     pending: int = 0
     stale: set[int] = field(default_factory=set)  # root cause and title to recompute
+    storm: int | None = None  # the storm incident this batch's overflow went to
+    storm_hits: int = 0
 
 
 class Correlator:
@@ -83,6 +90,9 @@ class Correlator:
                 self.refresh(incident_id, now=now)
         if self.metrics is not None and placed.opened:
             self.metrics.incidents_opened.inc(len(placed.opened))
+        if placed.storm is not None:
+            log.warning(kv("incident.storm", id=placed.storm, opened=len(placed.opened), held=placed.storm_hits,
+                           limit=self.config.max_new_per_cycle))
         return placed
 
     def severity(self, hit: Hit) -> str:
@@ -116,6 +126,9 @@ class Correlator:
             store.record_hits([hit], incident_id=None, now=now)
             placed.pending += 1
             return
+        if len(placed.opened) >= self.config.max_new_per_cycle or placed.storm is not None:
+            self._storm(hit, severity, now=now, actor=actor, placed=placed)
+            return
         incident_id = self._open(hit, severity, keys, now=now, actor=actor)
         if rule is not None:
             store.attach_pending_hits(hit.series_id, hit.detector, since=since, incident_id=incident_id)
@@ -124,6 +137,32 @@ class Correlator:
             placed.stale.add(incident_id)
         placed.touched.add(incident_id)
         placed.opened.append(incident_id)
+
+    def _storm(self, hit: Hit, severity: Severity, *, now: datetime, actor: str, placed: Placed) -> None:
+        """Put a hit past the batch's limit into the storm incident (opening it if none is open)."""
+        store = self.store
+        if placed.storm is None:
+            found = store.incidents_with_keys([STORM_KEY], active_since=now - timedelta(seconds=self.config.window))
+            if found and found[0][1] != IncidentStatus.RESOLVED.value:
+                placed.storm = found[0][0]
+            else:
+                limit = self.config.max_new_per_cycle
+                signal = signal_of(hit)
+                incident = store.open_incident(
+                    severity=severity, title=f"Incident storm: more than {limit} new incidents in one cycle",
+                    labels=STORM_LABELS, started_at=hit.ts, now=now, actor=actor, root_cause=signal.series_id,
+                    root_cause_reason=f"{limit} incidents opened in this cycle; the hits past that are held here",
+                    keys=[STORM_KEY])
+                placed.storm = incident.id
+                placed.opened.append(incident.id)
+        storm = placed.storm
+        _, current, _ = store.incident_state(storm)
+        store.record_hits([hit], incident_id=storm, now=now, actor=actor, events=False)
+        if severity.rank > current.rank:
+            store.escalate_incident(storm, severity, actor=actor, now=now,
+                                    reason=f"{hit.metric or hit.series_id} ({hit.detector}) is {severity.value}")
+        placed.touched.add(storm)
+        placed.storm_hits += 1
 
     def _corroborating(self, hit: Hit, keys: list[str]) -> list[tuple[int, Hit]] | None:
         """The waiting hits that let ``hit`` open an incident ([] when it needs none), or None

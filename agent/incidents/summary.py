@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from agent.config.notify import GRAPH_LINK
-from agent.incidents.model import Change, Incident, IncidentEvent, Signal
+from agent.incidents.model import STORM_LABEL, Change, Incident, IncidentEvent, Signal
 from agent.store.incidents import UnknownIncidentError
 
 if TYPE_CHECKING:
@@ -130,6 +130,8 @@ def title_for(incident: Incident, lines: tuple[SignalLine, ...]) -> str:
     service=api, instance=web-1 (+2 more signals)``."""
     if not lines:
         return incident.title or f"incident {incident.id}"
+    if incident.labels.get(STORM_LABEL) == "true":  # its signals share nothing but the moment
+        return f"{incident.title} ({len(lines)} signals held here)"
     top = lines[0]
     what = top.signal.metric or top.signal.series_id
     far = top.deviation
