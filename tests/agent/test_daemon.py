@@ -371,3 +371,27 @@ def test_at_the_descriptor_limit_accept_errors_are_rate_limited_in_the_log(daemo
     finally:
         for client in clients:
             client.close()
+
+
+@pytest.mark.slow
+def test_a_hostile_exporter_costs_only_its_own_data(daemon):
+    from tests.fixtures.prometheus import MisbehavingServer
+
+    loop, huge = MisbehavingServer(), MisbehavingServer()
+    loop.redirect_loop()
+    huge.huge(50 * 2**20)
+    try:
+        d = daemon("sources:\n  scrape:\n    max_body: 1MiB\n    targets:\n"
+                   f"      - {{name: loop, url: '{loop.url}/metrics'}}\n"
+                   f"      - {{name: huge, url: '{huge.url}/metrics'}}\n")
+        d.wait_log("event=cycle.done", times=3)
+        metrics = d.get("/metrics").text
+        assert 'aiops_source_errors_total{kind="redirects",source="scrape"}' in metrics
+        assert 'aiops_source_errors_total{kind="too_large",source="scrape"}' in metrics
+        assert 'aiops_source_up{source="scrape",target="aiops"} 1.0' in metrics  # its own metrics still arrive
+        assert "aiops_stage_failures_total{" not in metrics
+        assert "event=stage.failed" not in d.text()
+        assert d.get("/healthz").status_code == 200
+    finally:
+        loop.close()
+        huge.close()
