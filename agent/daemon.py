@@ -243,8 +243,10 @@ class HttpServer:
         from agent.api import create_app
 
         http = ctx.config.http
+        # log_config=None: uvicorn's records go through the agent's handler (one logfmt line each,
+        # secrets scrubbed, floods of like errors held back) instead of a handler of its own.
         self.config = uvicorn.Config(create_app(ctx, daemon=daemon), host=http.listen, port=http.port,
-                                     log_level="warning", access_log=False, lifespan="off")
+                                     log_level="warning", access_log=False, lifespan="off", log_config=None)
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, name="http", daemon=True)
 
