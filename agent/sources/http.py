@@ -106,6 +106,7 @@ def fetch_bounded(session: requests.Session, source: str, target: str, url: str,
             if size > max_bytes:
                 raise FetchError(source, target, FailureKind.TOO_LARGE, f"a body past the {max_bytes} byte limit")
             chunks.append(chunk)
+        raw.release_conn()  # read to its end: the connection can serve the next scrape
         return Body(status_code=response.status_code, content_type=response.headers.get("content-type", ""),
                     content=b"".join(chunks))
 

@@ -69,6 +69,9 @@ class ScrapeSource:
         self.series_limit = series_limit
         self.session = requests.Session()
         self._patterns = [re.compile(p) for p in config.metrics]
+        # What each target's last good scrape stored: with honor_labels its series may carry a
+        # job label of the exporter's, so the store's job label alone cannot find them.
+        self._stored: dict[str, list[SeriesInfo]] = {}
 
     def close(self) -> None:
         self.session.close()
@@ -145,6 +148,7 @@ class ScrapeSource:
             self.metrics.samples_dropped.labels(reason="series_limit").inc(len(dropped))
         self.health.note(SOURCE, target.name, f"kept {self.series_limit} series, dropped {len(dropped)} past the limit"
                          if dropped else None, "source.truncated")
+        self._stored[target.name] = list(series.values())
         rows = [(sid, ts, value) for sid, value in derived.values if sid in series]
         self.store.save_counter_readings(derived.readings)
         return self.store.record_samples(series.values(), rows, now=ts)
@@ -165,5 +169,7 @@ class ScrapeSource:
         failed = outcome.failed
         missing: list[SeriesInfo] = []
         for name in sorted(failed):
-            missing += [s for s in self.store.known_series(labels={"job": name}) if keep(s.series_id)]
+            found = {s.series_id: s for s in self.store.known_series(labels={"job": name})}
+            found.update((s.series_id, s) for s in self._stored.get(name, ()))
+            missing += [s for sid, s in sorted(found.items()) if keep(sid)]
         return with_gaps(samples, missing, at=to_index([outcome.ts])[0])

@@ -147,12 +147,13 @@ def test_honor_labels_keeps_the_exporters_own_labels(make_ctx, misbehaving_serve
     text = two_targets(misbehaving_server, good_server).replace(
         "      - name: bad\n", "      - name: bad\n        honor_labels: true\n")
     ctx = make_ctx(text)
-    misbehaving_server.respond('# TYPE up_probe gauge\nup_probe{instance="host1"} 1\nup_probe{instance="host2"} 2\n'
-                               "up_probe 3\n")
+    misbehaving_server.respond('# TYPE up_probe gauge\nup_probe{instance="host1"} 1\n'
+                               'up_probe{instance="host2",job="federated"} 2\nup_probe 3\n')
     samples = collect(ctx, at(0))
     here = f"127.0.0.1:{misbehaving_server.port}"
-    assert sorted(c for c in samples.values.columns if c.startswith("up_probe")) == [
-        f'up_probe{{instance="{here}",job="bad"}}',
-        'up_probe{instance="host1",job="bad"}',
-        'up_probe{instance="host2",job="bad"}',
-    ]
+    honored = [f'up_probe{{instance="{here}",job="bad"}}', 'up_probe{instance="host1",job="bad"}',
+               'up_probe{instance="host2",job="federated"}']
+    assert sorted(c for c in samples.values.columns if c.startswith("up_probe")) == honored
+    # When the target fails, every series it sent is a gap, the one with the exporter's own job too.
+    misbehaving_server.respond("oops", status=500)
+    assert collect(ctx, at(1)).gaps == frozenset(honored)
