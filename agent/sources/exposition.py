@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -84,12 +85,10 @@ def parse_exposition(text: str, *, extra_labels: Mapping[str, str], keep: Callab
         for sample in family.samples:
             if sample.name.endswith(_SKIP_SUFFIXES):
                 continue
-            labels = target_labels(sample.labels, extra_labels, honor=honor_labels)
-            sid = series_id(sample.name, labels)
-            if sid in seen:
-                out.duplicates += 1
+            first = _first_of_series(sample, extra_labels, honor_labels, seen, out)
+            if first is None:
                 continue
-            seen.add(sid)
+            labels, sid = first
             value = float(sample.value)
             is_counter = kind == "counter" or (kind == "summary" and sample.name.endswith("_count"))
             if kind == "summary" and sample.name.endswith("_sum"):
@@ -102,16 +101,26 @@ def parse_exposition(text: str, *, extra_labels: Mapping[str, str], keep: Callab
     return out
 
 
+def _first_of_series(sample: Any, extra: Mapping[str, str], honor: bool, seen: set[str],
+                     out: Exposition) -> tuple[dict[str, str], str] | None:
+    """The sample's labels and series id, or None (counted) when the text already had that series."""
+    labels = target_labels(sample.labels, extra, honor=honor)
+    sid = series_id(sample.name, labels)
+    if sid in seen:
+        out.duplicates += 1
+        return None
+    seen.add(sid)
+    return labels, sid
+
+
 def _histograms(name: str, samples: Iterable, extra: Mapping[str, str], honor: bool, seen: set[str],
                 out: Exposition) -> None:
     groups: dict[tuple[tuple[str, str], ...], list[tuple[float, str, float]]] = {}
     for sample in samples:
-        labels = target_labels(sample.labels, extra, honor=honor)
-        sid = series_id(sample.name, labels)
-        if sid in seen:
-            out.duplicates += 1
+        first = _first_of_series(sample, extra, honor, seen, out)
+        if first is None:
             continue
-        seen.add(sid)
+        labels, sid = first
         value = float(sample.value)
         if sample.name == f"{name}_count":
             if math.isfinite(value):

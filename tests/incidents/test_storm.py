@@ -3,19 +3,24 @@ into one storm incident, paged once (real store, real webhook receiver)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
+
+from agent.config.remediation import Rule
 from agent.context import Context
 from agent.incidents import correlate
 from agent.incidents.model import IncidentStatus
 from agent.notify import notify
 from agent.pipeline import Cycle
-from agent.config.remediation import Rule
 from remediations.rules import matches
 from tests.incidents.conftest import at, hit
 
 STORM_TITLE = "Incident storm: more than 3 new incidents in one cycle"
 
 
-def storm_ctx(make_config, tmp_path, webhook) -> Context:
+@pytest.fixture
+def storm_ctx(make_config, tmp_path, webhook) -> Iterator[Context]:
     config = make_config(f"""
 incidents:
   max_new_per_cycle: 3
@@ -27,7 +32,9 @@ notify:
   routes:
     - channels: [pager]
 """)
-    return Context.create(config, tmp_path / "state")
+    ctx = Context.create(config, tmp_path / "state")
+    yield ctx
+    ctx.store.close()
 
 
 def cycle(minutes: float, hosts: range) -> Cycle:
@@ -36,49 +43,43 @@ def cycle(minutes: float, hosts: range) -> Cycle:
     return c
 
 
-def test_past_the_cap_one_storm_incident_takes_the_rest_and_pages_once(make_config, tmp_path, webhook):
-    ctx = storm_ctx(make_config, tmp_path, webhook)
-    try:
-        first = cycle(0, range(40))
-        first.incidents = correlate(ctx, first)
-        notify(ctx, first)
-        opened = [b for b in webhook.bodies() if b["event"] == "opened"]
-        assert len(opened) == 4
-        assert [b["title"] for b in opened].count(f"{STORM_TITLE} (37 signals held here)") == 1
-        [storm] = [i for i in first.incidents if i.title == STORM_TITLE]
-        assert storm.labels == {"aiops_storm": "true"}
-        assert len(storm.signals) == 37
-        assert ctx.store.count_open_incidents() == 4
-        assert ctx.metrics.registry.get_sample_value("aiops_incidents_opened_total") == 4.0
-        # A catch-all remediation rule (the usual cause of a storm) must not act on all its hosts.
-        catch_all = Rule(name="restart-anything", playbook="restart_service.yml")
-        assert [matches(catch_all, i) for i in first.incidents if i.id != storm.id] == [True, True, True]
-        assert matches(catch_all, storm) is False
+def test_past_the_cap_one_storm_incident_takes_the_rest_and_pages_once(storm_ctx: Context, webhook):
+    ctx = storm_ctx
+    first = cycle(0, range(40))
+    first.incidents = correlate(ctx, first)
+    notify(ctx, first)
+    opened = [b for b in webhook.bodies() if b["event"] == "opened"]
+    assert len(opened) == 4
+    assert [b["title"] for b in opened].count(f"{STORM_TITLE} (37 signals held here)") == 1
+    [storm] = [i for i in first.incidents if i.title == STORM_TITLE]
+    assert storm.labels == {"aiops_storm": "true"}
+    assert len(storm.signals) == 37
+    assert ctx.store.count_open_incidents() == 4
+    assert ctx.metrics.registry.get_sample_value("aiops_incidents_opened_total") == 4.0
+    # A catch-all remediation rule (the usual cause of a storm) must not act on all its hosts.
+    catch_all = Rule(name="restart-anything", playbook="restart_service.yml")
+    assert [matches(catch_all, i) for i in first.incidents if i.id != storm.id] == [True, True, True]
+    assert matches(catch_all, storm) is False
 
-        # The same series again, and 40 new ones: repeats stay where they are; the new ones open
-        # three incidents and join the storm still open, which is not paged again.
-        second = cycle(1, range(80))
-        second.incidents = correlate(ctx, second)
-        notify(ctx, second)
-        opened = [b for b in webhook.bodies() if b["event"] == "opened"]
-        assert len(opened) == 7
-        assert [b["title"].startswith(STORM_TITLE) for b in opened].count(True) == 1
-        again = ctx.store.get_incident(storm.id)
-        assert (again.status, len(again.signals)) == (IncidentStatus.OPEN, 74)
-        assert ctx.store.count_open_incidents() == 7
-    finally:
-        ctx.store.close()
+    # The same series again, and 40 new ones: repeats stay where they are; the new ones open
+    # three incidents and join the storm still open, which is not paged again.
+    second = cycle(1, range(80))
+    second.incidents = correlate(ctx, second)
+    notify(ctx, second)
+    opened = [b for b in webhook.bodies() if b["event"] == "opened"]
+    assert len(opened) == 7
+    assert [b["title"].startswith(STORM_TITLE) for b in opened].count(True) == 1
+    again = ctx.store.get_incident(storm.id)
+    assert (again.status, len(again.signals)) == (IncidentStatus.OPEN, 74)
+    assert ctx.store.count_open_incidents() == 7
 
 
-def test_under_the_cap_nothing_changes(make_config, tmp_path, webhook):
-    ctx = storm_ctx(make_config, tmp_path, webhook)
-    try:
-        c = cycle(0, range(3))
-        c.incidents = correlate(ctx, c)
-        notify(ctx, c)
-        assert sorted(b["title"] for b in webhook.bodies()) == [
-            f"node_load1 10.0x expected (10 vs 1) on instance=host000{i}" for i in range(3)]
-        assert STORM_TITLE not in [i.title for i in c.incidents]
-        assert ctx.store.count_open_incidents() == 3
-    finally:
-        ctx.store.close()
+def test_under_the_cap_nothing_changes(storm_ctx: Context, webhook):
+    ctx = storm_ctx
+    c = cycle(0, range(3))
+    c.incidents = correlate(ctx, c)
+    notify(ctx, c)
+    assert sorted(b["title"] for b in webhook.bodies()) == [
+        f"node_load1 10.0x expected (10 vs 1) on instance=host000{i}" for i in range(3)]
+    assert STORM_TITLE not in [i.title for i in c.incidents]
+    assert ctx.store.count_open_incidents() == 3
