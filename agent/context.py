@@ -66,8 +66,8 @@ class Health:
             if since is not None:
                 idle = (now - since).total_seconds()
                 if idle > config.agent.stale_after_s:
-                    what = "no cycle has finished" if self.last_cycle_at is not None else "the first cycle has not finished"
-                    return False, f"{what} for {idle:.0f}s (limit {config.agent.stale_after_s:g}s)"
+                    what = "no cycle has" if self.last_cycle_at is not None else "the first cycle has not"
+                    return False, f"{what} finished for {idle:.0f}s (limit {config.agent.stale_after_s:g}s)"
             return True, ""
 
 

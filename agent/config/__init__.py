@@ -47,7 +47,8 @@ def load_config(path: str | os.PathLike[str]) -> AgentConfig:
     except OSError as exc:
         raise ConfigError.one(name, "", f"expected a readable config file, found {exc.strerror.lower()}")
     except UnicodeDecodeError as exc:
-        raise ConfigError.one(name, "", f"expected UTF-8 text, found byte 0x{exc.object[exc.start]:02x} at offset {exc.start}")
+        raise ConfigError.one(name, "", f"expected UTF-8 text, found byte 0x{exc.object[exc.start]:02x} "
+                                        f"at offset {exc.start}")
     return parse_config(text, name=name, base_dir=path.resolve().parent, empty_ok=False)
 
 
@@ -147,7 +148,8 @@ def _missing_dirs(config: AgentConfig, name: str) -> list[ConfigProblem]:
     if path.is_dir():
         return []
     found = "a file, not a directory" if path.exists() else "no such directory"
-    return [ConfigProblem(name, "remediation.playbook_dir", f"expected a directory of playbooks, found {found}: {path}")]
+    return [ConfigProblem(name, "remediation.playbook_dir",
+                          f"expected a directory of playbooks, found {found}: {path}")]
 
 
 def with_shard(config: AgentConfig, shard: str | None) -> AgentConfig:

@@ -118,10 +118,12 @@ class ScrapeSource:
         parts = urlsplit(target.url)
         extra = {"job": target.name, "instance": parts.netloc}
         try:
-            exposition = parse_exposition(text, extra_labels=extra, keep=self._keep_metric, honor_labels=target.honor_labels)
+            exposition = parse_exposition(text, extra_labels=extra, keep=self._keep_metric,
+                                          honor_labels=target.honor_labels)
         except (ValueError, IndexError, KeyError, TypeError) as exc:
             # The text is the target's: control characters in it are escaped, never logged raw.
-            raise FetchError(SOURCE, target.name, FailureKind.PARSE, f"not exposition format ({printable(str(exc)[:80])})") from None
+            raise FetchError(SOURCE, target.name, FailureKind.PARSE,
+                             f"not exposition format ({printable(str(exc)[:80])})") from None
         if exposition.non_finite:
             self.metrics.samples_dropped.labels(reason="non_finite").inc(exposition.non_finite)
         if exposition.duplicates:
