@@ -43,8 +43,8 @@ def _fetch_error(exc: BaseException, source: str, target: str, timeout_s: float)
         return FetchError(source, target, FailureKind.TIMEOUT, f"no answer within {timeout_s:g}s")
     if isinstance(exc, requests.TooManyRedirects):
         return FetchError(source, target, FailureKind.REDIRECTS, "too many redirects (a redirect loop?)")
-    # ChunkedEncodingError and ContentDecodingError are ConnectionErrors too: a broken answer,
-    # not a refused connection.
+    # A broken answer (bad chunking or compression, a body cut short) is not a refused
+    # connection: these are told apart before the ConnectionError catch-all below.
     if isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError,
                         urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError)):
         return FetchError(source, target, FailureKind.PROTOCOL, f"a broken HTTP answer ({type(exc).__name__})")
@@ -64,7 +64,11 @@ def fetch_bounded(session: requests.Session, source: str, target: str, url: str,
                   deadline_s: float, max_bytes: int, headers: dict[str, str] | None = None,
                   monotonic: Callable[[], float] = time.monotonic) -> Body:
     """GET ``url`` and read its body; a FetchError once ``deadline_s`` has passed since the start
-    (however the bytes trickle in) or the body grows past ``max_bytes`` (decompressed)."""
+    (however the bytes trickle in) or the body grows past ``max_bytes`` (decompressed).
+
+    The status line and headers are bounded by ``timeout_s`` per read only (http.client reads
+    them before the body can be watched): a server trickling its headers is not cut at the
+    deadline."""
     started = monotonic()
 
     def left() -> float:
