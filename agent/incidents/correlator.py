@@ -10,8 +10,9 @@ For each hit, in time order:
 3. a persistence rule that is not yet satisfied → keep the hit as pending;
 4. a corroboration rule whose other series have not fired within its ``within`` → keep the hit
    as pending (a later hit sharing a key opens the incident and takes the waiting ones in);
-5. otherwise open a new incident, unless this batch has opened ``max_new_per_cycle`` already:
-   then the hit goes into the storm incident (opened by the first such hit, or the one still
+5. otherwise open a new incident, unless this batch has opened its ``max_new`` already (the
+   pipeline passes ``incidents.max_new_per_cycle``; Alertmanager's batches, grouped already,
+   are not capped): then the hit goes into the storm incident (opened by the first such hit, or the one still
    open from an earlier batch), so a catch-all rule gone wrong pages once, not thousands of times.
 
 Everything for one batch happens in one store transaction, so a batch is all or nothing.
@@ -51,6 +52,7 @@ class Placed:
     opened: list[int] = field(default_factory=list)
     pending: int = 0
     stale: set[int] = field(default_factory=set)  # root cause and title to recompute
+    max_new: int | None = None  # incidents this batch may open before the rest go to a storm
     storm: int | None = None  # the storm incident this batch's overflow went to
     storm_hits: int = 0
 
@@ -65,9 +67,10 @@ class Correlator:
         self.topology = Topology(config.topology)
 
     def ingest(self, hits: Sequence[Hit], *, now: datetime, actor: str = "agent",
-               severities: Sequence[str | None] | None = None) -> Placed:
-        """Place ``hits`` (one transaction). ``severities`` may override the configured rules per hit."""
-        placed = Placed()
+               severities: Sequence[str | None] | None = None, max_new: int | None = None) -> Placed:
+        """Place ``hits`` (one transaction). ``severities`` may override the configured rules per hit;
+        past ``max_new`` new incidents the hits that would open more go into one storm incident."""
+        placed = Placed(max_new=max_new)
         order = sorted(range(len(hits)), key=lambda i: hits[i].ts)
         with self.store.transaction():
             # Repeats of signals that open incidents already hold are the bulk of a busy stream:
@@ -92,7 +95,7 @@ class Correlator:
             self.metrics.incidents_opened.inc(len(placed.opened))
         if placed.storm is not None:
             log.warning(kv("incident.storm", id=placed.storm, opened=len(placed.opened), held=placed.storm_hits,
-                           limit=self.config.max_new_per_cycle))
+                           limit=max_new))
         return placed
 
     def severity(self, hit: Hit) -> str:
@@ -126,7 +129,7 @@ class Correlator:
             store.record_hits([hit], incident_id=None, now=now)
             placed.pending += 1
             return
-        if len(placed.opened) >= self.config.max_new_per_cycle or placed.storm is not None:
+        if placed.storm is not None or (placed.max_new is not None and len(placed.opened) >= placed.max_new):
             self._storm(hit, severity, now=now, actor=actor, placed=placed)
             return
         incident_id = self._open(hit, severity, keys, now=now, actor=actor)
@@ -146,7 +149,7 @@ class Correlator:
             if found and found[0][1] != IncidentStatus.RESOLVED.value:
                 placed.storm = found[0][0]
             else:
-                limit = self.config.max_new_per_cycle
+                limit = placed.max_new
                 signal = signal_of(hit)
                 incident = store.open_incident(
                     severity=severity, title=f"Incident storm: more than {limit} new incidents in one cycle",

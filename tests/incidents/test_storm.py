@@ -10,6 +10,7 @@ import pytest
 from agent.config.remediation import Rule
 from agent.context import Context
 from agent.incidents import correlate
+from agent.incidents.correlator import Correlator
 from agent.incidents.model import IncidentStatus
 from agent.notify import notify
 from agent.pipeline import Cycle
@@ -83,3 +84,11 @@ def test_under_the_cap_nothing_changes(storm_ctx: Context, webhook):
         f"node_load1 10.0x expected (10 vs 1) on instance=host000{i}" for i in range(3)]
     assert STORM_TITLE not in [i.title for i in c.incidents]
     assert ctx.store.count_open_incidents() == 3
+
+
+def test_a_batch_without_a_cap_opens_every_incident(storm_ctx: Context):
+    # Alertmanager's webhook batches go through the correlator without max_new: grouped already.
+    correlator = Correlator(storm_ctx.store, storm_ctx.config.incidents, interval_s=60)
+    placed = correlator.ingest(cycle(0, range(10)).hits, now=at(0))
+    assert (len(placed.opened), placed.storm) == (10, None)
+    assert storm_ctx.store.count_open_incidents() == 10
