@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import pandas as pd
-import requests
 
 from agent.clock import to_epoch
 from agent.config.sources import ScrapeSourceConfig, TargetConfig
@@ -67,7 +66,7 @@ class ScrapeSource:
         self.metrics = metrics
         self.health = health
         self.series_limit = series_limit
-        self.session = requests.Session()
+        self.session = http.bounded_session()
         self._patterns = [re.compile(p) for p in config.metrics]
         # What each target's last good scrape stored: with honor_labels its series may carry a
         # job label of the exporter's, so the store's job label alone cannot find them.

@@ -53,6 +53,7 @@ def bad_id(server: MisbehavingServer) -> str:
 @pytest.mark.parametrize("behave, kind, message", [
     (lambda s: s.redirect_loop(), "redirects", '"too many redirects (a redirect loop?)"'),
     (lambda s: s.trickle(BAD * 20, interval_s=0.2), "deadline", '"not done within the 2s deadline"'),
+    (lambda s: s.trickle_headers(interval_s=0.2), "deadline", '"not done within the 2s deadline"'),
     (lambda s: s.huge(50 * 2**20), "too_large", '"a body past the 1048576 byte limit"'),
     (lambda s: s.bad_chunks(), "protocol", '"a broken HTTP answer (ProtocolError)"'),
     # The target's bytes (NUL, BEL, ESC) reach the log escaped, never raw.
