@@ -21,11 +21,12 @@ Everything for one batch happens in one store transaction, so a batch is all or 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from agent.clock import EARLIEST
 from agent.config.incidents import IncidentsConfig
 from agent.incidents.model import STORM_LABEL, IncidentStatus, Severity, Signal
 from agent.incidents.rootcause import guess_root_cause, title_for
@@ -54,6 +55,7 @@ class Placed:
     stale: set[int] = field(default_factory=set)  # root cause and title to recompute
     max_new: int | None = None  # incidents this batch may open before the rest go to a storm
     storm: int | None = None  # the storm incident this batch's overflow went to
+    storms: set[int] = field(default_factory=set)  # every storm incident: keys, title, labels stay
     storm_hits: int = 0
 
 
@@ -73,6 +75,8 @@ class Correlator:
         placed = Placed(max_new=max_new)
         order = sorted(range(len(hits)), key=lambda i: hits[i].ts)
         with self.store.transaction():
+            placed.storms = {i for i, _ in self.store.incidents_with_keys([STORM_KEY], active_since=EARLIEST,
+                                                                           resolved_since=EARLIEST)}
             # Repeats of signals that open incidents already hold are the bulk of a busy stream:
             # they are written in bulk; everything else is placed one hit at a time.
             owners = self.store.open_signal_owners(signal_key(h.series_id, h.detector) for h in hits)
@@ -84,7 +88,7 @@ class Correlator:
                 if owner is not None and severity.rank <= owner[1].rank:
                     repeats.append((owner[0], hit))
                     placed.touched.add(owner[0])
-                    if hit.ts < owner[2]:
+                    if hit.ts < owner[2] and owner[0] not in placed.storms:
                         placed.stale.add(owner[0])
                     continue
                 self._place(hit, severity, now=now, actor=actor, placed=placed)
@@ -111,7 +115,8 @@ class Correlator:
                                               resolved_since=flap_since)
             target = found[0][0] if found else None
         if target is not None:
-            if self._join(target, hit, severity, keys, now=now, actor=actor):
+            storm = target in placed.storms
+            if self._join(target, hit, severity, [] if storm else keys, now=now, actor=actor) and not storm:
                 placed.stale.add(target)
             placed.touched.add(target)
             return
@@ -157,6 +162,7 @@ class Correlator:
                     root_cause_reason=f"{limit} incidents opened in this cycle; the hits past that are held here",
                     keys=[STORM_KEY])
                 placed.storm = incident.id
+                placed.storms.add(incident.id)
                 placed.opened.append(incident.id)
         storm = placed.storm
         _, current, _ = store.incident_state(storm)
@@ -186,7 +192,7 @@ class Correlator:
         root = guess_root_cause([signal], self.topology)
         assert root is not None
         incident = self.store.open_incident(
-            severity=severity, title=title_for(signal, 1), labels=dict(hit.labels), started_at=hit.ts, now=now,
+            severity=severity, title=title_for(signal, 1), labels=_own_labels(hit.labels), started_at=hit.ts, now=now,
             actor=actor, root_cause=signal.series_id, root_cause_reason=root.reason, keys=keys)
         self.store.record_hits([hit], incident_id=incident.id, now=now, actor=actor, events=False)
         log.info(kv("incident.opened", id=incident.id, severity=severity.value, series=hit.series_id,
@@ -203,7 +209,7 @@ class Correlator:
                                       reason=f"recurred within the flap window: {hit.metric or hit.series_id}")
             log.info(kv("incident.reopened", id=incident_id, flapping=True))
         added = store.record_hits([hit], incident_id=incident_id, now=now, actor=actor)
-        if added:
+        if added and keys:
             store.set_incident_keys(incident_id, keys)
         if severity.rank > current.rank:
             store.escalate_incident(incident_id, severity, actor=actor, now=now,
@@ -218,9 +224,15 @@ class Correlator:
         if root is None:
             return
         self.store.update_incident(
-            incident_id, now=now, title=title_for(root.signal, len(incident.signals)), labels=dict(root.signal.labels),
-            root_cause=root.signal.series_id, root_cause_reason=root.reason,
+            incident_id, now=now, title=title_for(root.signal, len(incident.signals)),
+            labels=_own_labels(root.signal.labels), root_cause=root.signal.series_id, root_cause_reason=root.reason,
             started_at=min(s.first_at for s in incident.signals))
+
+
+def _own_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    """An incident's labels from a signal's: the storm label is the correlator's to set, never a
+    target's or an alert's (label values are untrusted)."""
+    return {k: v for k, v in labels.items() if k != STORM_LABEL}
 
 
 def signal_of(hit: Hit) -> Signal:

@@ -92,3 +92,32 @@ def test_a_batch_without_a_cap_opens_every_incident(storm_ctx: Context):
     placed = correlator.ingest(cycle(0, range(10)).hits, now=at(0))
     assert (len(placed.opened), placed.storm) == (10, None)
     assert storm_ctx.store.count_open_incidents() == 10
+
+
+def test_a_storm_label_from_outside_makes_no_storm(storm_ctx: Context, webhook):
+    # Label values are untrusted: an exporter or an alert cannot mark its incident as a storm
+    # (which would keep it from remediation and retitle its page).
+    c = Cycle(started_at=at(0))
+    c.hits = [hit("node_load1", 0, instance="host0001", aiops_storm="true")]
+    [incident] = correlate(storm_ctx, c)
+    assert incident.labels == {"instance": "host0001"}
+    assert matches(Rule(name="restart-anything", playbook="restart_service.yml"), incident) is True
+    notify(storm_ctx, c)
+    assert [b["title"] for b in webhook.bodies()] == ["node_load1 10.0x expected (10 vs 1) on instance=host0001"]
+
+
+def test_a_resolved_storm_that_recurs_keeps_its_title_labels_and_key(storm_ctx: Context):
+    first = cycle(0, range(10))
+    [storm] = [i for i in correlate(storm_ctx, first) if i.labels == {"aiops_storm": "true"}]
+    storm_ctx.store.transition_incident(storm.id, IncidentStatus.RESOLVED, actor="test", now=at(1), reason="quiet")
+    # One of its series fires again, earlier than the storm began (a catch-up): it reopens the
+    # storm, which keeps what makes it one.
+    again = Cycle(started_at=at(2))
+    again.hits = [hit("node_load1", -5, instance="host0009")]
+    correlate(storm_ctx, again)
+    reopened = storm_ctx.store.get_incident(storm.id)
+    assert (reopened.status, reopened.title, reopened.labels) == (IncidentStatus.OPEN, STORM_TITLE,
+                                                                  {"aiops_storm": "true"})
+    later = cycle(3, range(100, 110))  # a new burst joins it, no second storm
+    correlate(storm_ctx, later)
+    assert [i for i, _ in storm_ctx.store.incidents_with_keys(["aiops:storm"], active_since=at(0))] == [storm.id]
