@@ -32,17 +32,25 @@ class Heartbeat:
 
 
 class Health:
-    """Consecutive failed cycles and the last reason, for ``/healthz``."""
+    """Consecutive failed cycles, the last reason and when cycles finish, for ``/healthz``.
+
+    Times are the Context's clock: ``start(now)`` when the daemon begins, so a first cycle that
+    never finishes turns the daemon unhealthy as a later one would."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.failed_in_a_row = 0
         self.last_reason = ""
-        self.last_cycle_at: float | None = None  # monotonic
+        self.started_at: datetime | None = None
+        self.last_cycle_at: datetime | None = None
 
-    def record(self, failed_stages: list[str]) -> None:
+    def start(self, now: datetime) -> None:
         with self._lock:
-            self.last_cycle_at = time.monotonic()
+            self.started_at = now
+
+    def record(self, failed_stages: list[str], *, now: datetime) -> None:
+        with self._lock:
+            self.last_cycle_at = now
             if failed_stages:
                 self.failed_in_a_row += 1
                 self.last_reason = "stage failed: " + ", ".join(failed_stages)
@@ -50,14 +58,16 @@ class Health:
                 self.failed_in_a_row = 0
                 self.last_reason = ""
 
-    def check(self, config: AgentConfig) -> tuple[bool, str]:
+    def check(self, config: AgentConfig, *, now: datetime) -> tuple[bool, str]:
         with self._lock:
             if self.failed_in_a_row >= config.agent.unhealthy_after:
                 return False, f"{self.failed_in_a_row} cycles failed in a row; last: {self.last_reason}"
-            if self.last_cycle_at is not None:
-                idle = time.monotonic() - self.last_cycle_at
-                if idle > max(3 * config.agent.interval, 60.0):
-                    return False, f"no cycle has finished for {idle:.0f}s"
+            since = self.last_cycle_at or self.started_at
+            if since is not None:
+                idle = (now - since).total_seconds()
+                if idle > config.agent.stale_after_s:
+                    what = "no cycle has" if self.last_cycle_at is not None else "the first cycle has not"
+                    return False, f"{what} finished for {idle:.0f}s (limit {config.agent.stale_after_s:g}s)"
             return True, ""
 
 

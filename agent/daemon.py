@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import threading
 import time
 from datetime import timezone
@@ -27,6 +28,7 @@ from agent.errors import ConfigError
 from agent.log import kv
 from agent.pipeline import Cycle, run_cycle
 from agent.sdnotify import SdNotifier
+from agent.store.base import store_error
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +57,13 @@ class Daemon:
         config = self._load()  # a bad config stops start-up with exit code 2
         agentlog.setup(config.agent.log_level)
         self.ctx = ctx = Context.create(config, self.state_dir_override)
-        ctx.store.audit("agent", "agent.start", str(self.config_path), {"state_dir": str(ctx.state_dir)},
-                        now=ctx.clock())
+        ctx.health.start(ctx.clock())
+        try:
+            ctx.store.audit("agent", "agent.start", str(self.config_path), {"state_dir": str(ctx.state_dir)},
+                            now=ctx.clock())
+        except sqlite3.Error as exc:  # a full disk at start: one line (the CLI prints it), no traceback
+            ctx.store.close()
+            raise store_error(ctx.store.path, exc) from None
         self.scheduler = scheduler = BlockingScheduler(
             timezone=timezone.utc,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -105,7 +112,10 @@ class Daemon:
             log.warning(kv("agent.stop_timeout", waited_s=timeout, note="a stage is still running"))
         if self._http is not None:
             self._http.stop()
-        self.ctx.store.audit("agent", "agent.stop", str(self.config_path), {}, now=self.ctx.clock())
+        try:
+            self.ctx.store.audit("agent", "agent.stop", str(self.config_path), {}, now=self.ctx.clock())
+        except sqlite3.Error as exc:  # the stop still completes; the next start reports the disk
+            log.error(kv("agent.stop_unrecorded", error=str(store_error(self.ctx.store.path, exc))))
         self.ctx.store.close()
         self._stopped.set()
         log.info(kv("agent.stopped"))
@@ -124,12 +134,12 @@ class Daemon:
             except Exception:  # the pipeline catches per stage; this is the last line of defence
                 log.exception(kv("cycle.crashed"))
                 ctx.metrics.cycles_failed.inc()
-                ctx.health.record(["pipeline"])
+                ctx.health.record(["pipeline"], now=ctx.clock())
                 return
             finally:
                 self._cycle_running.clear()
         self._last = cycle
-        ctx.health.record(cycle.failed_stages)
+        ctx.health.record(cycle.failed_stages, now=ctx.clock())
         self.notifier.watchdog()
         self.notifier.status(self.status_line(cycle))
 
@@ -233,8 +243,10 @@ class HttpServer:
         from agent.api import create_app
 
         http = ctx.config.http
+        # log_config=None: uvicorn's records go through the agent's handler (one logfmt line each,
+        # secrets scrubbed, floods of like errors held back) instead of a handler of its own.
         self.config = uvicorn.Config(create_app(ctx, daemon=daemon), host=http.listen, port=http.port,
-                                     log_level="warning", access_log=False, lifespan="off")
+                                     log_level="warning", access_log=False, lifespan="off", log_config=None)
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, name="http", daemon=True)
 

@@ -6,7 +6,8 @@
      ├── ConfigError             a configuration file is invalid (CLI exit code 2)
      ├── SourceError             a metric source failed (down, bad answer, timeout)
      ├── StoreError              the SQLite store cannot be used as asked
-     │    └── SchemaTooNewError  the store was written by a newer agent
+     │    ├── SchemaTooNewError  the store was written by a newer agent
+     │    └── StoreFullError     the store's disk is full (or will not take writes)
      ├── RemediationError        a remediation cannot be run as configured
      └── TransitionError         an incident or run cannot move to the asked state
     DetectorError                (detectors.errors) a detector cannot use its input
@@ -29,6 +30,7 @@ __all__ = [
     "SchemaTooNewError",
     "SourceError",
     "StoreError",
+    "StoreFullError",
     "TransitionError",
 ]
 
@@ -101,6 +103,14 @@ class SchemaTooNewError(StoreError):
             f"schema version {found} is newer than this agent supports ({supported}); "
             "upgrade aiops-agent or point --state-dir elsewhere",
         )
+
+
+class StoreFullError(StoreError):
+    """Writing to the store failed for lack of space (or a disk that refuses writes)."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.detail = detail
+        super().__init__(path, f"cannot write ({detail}): is its disk full? Free space, then start the agent again")
 
 
 class RemediationError(AiopsError):

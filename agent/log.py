@@ -11,7 +11,9 @@ import logging
 import re
 import sys
 import threading
-from collections.abc import Mapping
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -42,16 +44,26 @@ def _scrub(text: str) -> str:
     return scrub_url_credentials(text)
 
 
+# C0 controls, DEL and C1 controls: a NUL, a BEL or an escape sequence from a scraped target must
+# not reach a terminal or split a journal line.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters written as ``\\xNN`` (newline and tab kept)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def _value(value: Any) -> str:
     if isinstance(value, float):
         text = f"{value:.6g}"
     elif isinstance(value, datetime):
         text = value.astimezone(timezone.utc).isoformat(timespec="seconds")
     elif isinstance(value, Mapping):
-        text = ",".join(f"{k}={v}" for k, v in sorted(value.items()))
+        text = printable(",".join(f"{k}={v}" for k, v in sorted(value.items())))
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
     else:
-        text = str(value)
+        text = printable(str(value))
     if text == "" or any(c in text for c in ' "=\n\t\\'):
         text = '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     return text
@@ -78,6 +90,49 @@ class LogfmtFormatter(logging.Formatter):
         return _scrub(line)
 
 
+# Loggers of libraries that can repeat one error thousands of times a second: asyncio's accept
+# loop at the file-descriptor limit is the known case.
+NOISY_LIBRARIES = ("asyncio", "uvicorn", "uvicorn.error")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]+|fd=-?\d+")
+
+
+class RepeatFilter(logging.Filter):
+    """Lets the first of a run of like records through, then one per ``window_s`` carrying how
+    many were held back (``suppressed=N``). Records are alike when their logger and the first
+    line of their message (addresses and fd numbers aside) are."""
+
+    MAX_KEYS = 256
+
+    def __init__(self, names: tuple[str, ...] = NOISY_LIBRARIES, window_s: float = 10.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.names = names
+        self.window_s = window_s
+        self.monotonic = monotonic
+        self._seen: OrderedDict[tuple[str, str], list[float]] = OrderedDict()  # key -> [last passed at, held back]
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name not in self.names:
+            return True
+        first_line = str(record.msg).split("\n", 1)[0]
+        key = (record.name, _ADDRESS.sub("", first_line)[:120])
+        now = self.monotonic()
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is not None and now - seen[0] < self.window_s:
+                seen[1] += 1
+                return False
+            held = int(seen[1]) if seen is not None else 0
+            self._seen[key] = [now, 0]
+            self._seen.move_to_end(key)
+            while len(self._seen) > self.MAX_KEYS:
+                self._seen.popitem(last=False)
+        if held:
+            record.msg = f"{record.msg} (suppressed={held} like it in the last {self.window_s:g}s)"
+        return True
+
+
 def setup(level: str = "info") -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -85,6 +140,7 @@ def setup(level: str = "info") -> None:
             root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(LogfmtFormatter())
+    handler.addFilter(RepeatFilter())
     handler._aiops = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())

@@ -16,11 +16,15 @@ from typing import Any
 
 from agent.config.remediation import RemediationConfig, Rule
 from agent.errors import RemediationError
+from agent.incidents.model import STORM_LABEL
 
 
 def matches(rule: Rule, incident: Any) -> bool:
     """Every key the rule's ``match`` gives holds for the incident (or one of the signals of its
-    current outage: a reopened incident is not rolled back again for what fired before)."""
+    current outage: a reopened incident is not rolled back again for what fired before). A storm
+    incident matches no rule: its signals share nothing but the cycle they came in."""
+    if incident.labels.get(STORM_LABEL) == "true":
+        return False
     m = rule.match
     signals = _signals(incident)
     if m.severity and str(incident.severity) not in m.severity:

@@ -1,13 +1,21 @@
 """The HTTP app the daemon serves on loopback: ``/metrics``, ``/healthz``, ``/api/v1/…`` and
-read-only incident pages. Everything that changes state requires the bearer token."""
+read-only incident pages. Everything that changes state requires the bearer token.
+
+A request that finds the store locked by another process (after the store's busy timeout), or
+its disk full, answers 503 with ``Retry-After``: the caller may try again, nothing was written.
+"""
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from agent import __version__
+from agent.errors import StoreFullError
 
 if TYPE_CHECKING:
     from agent.context import Context
@@ -36,4 +44,24 @@ def create_app(ctx: "Context", *, daemon: Any = None) -> FastAPI:
     app.include_router(remediations_api.router)
     app.include_router(report_api.router)
     docs.install(app, bodies=[WebhookPayload])
+    app.add_exception_handler(sqlite3.OperationalError, _store_unavailable)
     return app
+
+
+RETRY_AFTER_S = 5
+log = logging.getLogger(__name__)
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    from agent.log import kv
+    from agent.store.base import is_busy, store_error
+
+    ctx = request.app.state.ctx
+    if is_busy(exc):
+        detail = "the store is locked by another process; try again"
+    elif isinstance(exc, sqlite3.OperationalError) and isinstance(store_error(ctx.store.path, exc), StoreFullError):
+        detail = "the store's disk is full; try again once space is freed"
+    else:
+        raise exc
+    log.warning(kv("api.store_unavailable", method=request.method, path=request.url.path, error=str(exc)))
+    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})

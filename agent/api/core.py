@@ -23,9 +23,10 @@ class HealthOut(BaseModel):
 @router.get("/healthz", tags=["health"], response_model=HealthOut, responses={
     503: {"model": HealthOut, "description": "Unhealthy: too many failed cycles in a row; `reason` says why."}})
 def healthz(request: Request) -> JSONResponse:
-    """200 while cycles succeed; 503 with the reason after too many failed cycles in a row."""
+    """200 while cycles succeed; 503 with the reason after too many failed cycles in a row, or
+    when no cycle (the first one included) has finished within ``agent.stale_after``."""
     ctx = request.app.state.ctx
-    healthy, reason = ctx.health.check(ctx.config)
+    healthy, reason = ctx.health.check(ctx.config, now=ctx.clock())
     return JSONResponse({"status": "ok" if healthy else "unhealthy", "reason": reason},
                         status_code=200 if healthy else 503)
 

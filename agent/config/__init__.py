@@ -4,6 +4,12 @@
 problem as ``FILE: key.path: expected …, found …``. Before validation, ``${VAR}`` (or
 ``${VAR:-default}``) in any string is replaced from the environment, and a key ``X_file``
 beside a secret key ``X`` reads the secret from a file that only its owner may read.
+
+A file must hold settings: an empty one (nothing, only comments, ``null``, ``{}``) is refused
+rather than read as "all defaults", so a truncated file cannot silently replace a working
+config. YAML aliases may expand to at most ``MAX_YAML_NODES`` nodes: the expanded size is
+counted on the composed graph (linear in the file) before anything is built, so an alias bomb
+fails in milliseconds.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ SECRET_KEYS = frozenset(
     {"token", "password", "bearer_token", "routing_key", "api_key", "url_secret", "webhook_url"}
 )
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# A generous config (hundreds of targets and rules) is a few thousand nodes.
+MAX_YAML_NODES = 100_000
 
 
 def load_config(path: str | os.PathLike[str]) -> AgentConfig:
@@ -38,18 +46,27 @@ def load_config(path: str | os.PathLike[str]) -> AgentConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError.one(name, "", f"expected a readable config file, found {exc.strerror.lower()}")
-    return parse_config(text, name=name, base_dir=path.resolve().parent)
+    except UnicodeDecodeError as exc:
+        raise ConfigError.one(name, "", f"expected UTF-8 text, found byte 0x{exc.object[exc.start]:02x} "
+                                        f"at offset {exc.start}")
+    return parse_config(text, name=name, base_dir=path.resolve().parent, empty_ok=False)
 
 
-def parse_config(text: str, *, name: str = "<config>", base_dir: Path | None = None) -> AgentConfig:
+def parse_config(text: str, *, name: str = "<config>", base_dir: Path | None = None,
+                 empty_ok: bool = True) -> AgentConfig:
+    """The config in ``text``; with ``empty_ok`` (text built in code) empty text means all defaults,
+    without it (a file) empty text is an error."""
     try:
-        data = yaml.safe_load(text)
+        data = _load_yaml(text, name)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError.one(name, where, f"expected valid YAML, found a syntax error ({exc.problem})")
     except yaml.YAMLError as exc:
         raise ConfigError.one(name, "", f"expected valid YAML, found {exc}")
+    if not empty_ok and (data is None or data == {}):
+        found = "nothing (the file is empty or holds only comments)" if data is None else "an empty mapping"
+        raise ConfigError.one(name, "", f"expected a mapping of settings at the top level, found {found}")
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -62,9 +79,77 @@ def parse_config(text: str, *, name: str = "<config>", base_dir: Path | None = N
         config = AgentConfig.model_validate(data, context={"base_dir": base_dir or Path.cwd()})
     except ValidationError as exc:
         raise ConfigError([_problem(name, err) for err in exc.errors(include_url=False)])
+    problems = _missing_dirs(config, name)
+    if problems:
+        raise ConfigError(problems)
     for secret in _secrets(config):
         log.redact(secret)
     return config
+
+
+def _load_yaml(text: str, name: str) -> Any:
+    """``yaml.safe_load`` that refuses aliases expanding past MAX_YAML_NODES nodes."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node, name)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root: yaml.Node, name: str) -> None:
+    # An alias is the same node object met again: each node's expanded size is computed once,
+    # children first, so the walk is linear in the composed graph whatever the aliases multiply.
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if done:
+            on_path.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[key] > MAX_YAML_NODES:
+                mark = node.start_mark
+                raise ConfigError.one(name, f"line {mark.line + 1}, column {mark.column + 1}",
+                                      f"expected YAML aliases to expand to at most {MAX_YAML_NODES} nodes, "
+                                      "found more (an alias bomb?)")
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            mark = node.start_mark
+            raise ConfigError.one(name, f"line {mark.line + 1}, column {mark.column + 1}",
+                                  "expected YAML without recursive aliases, found an alias inside its own anchor")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def _missing_dirs(config: AgentConfig, name: str) -> list[ConfigProblem]:
+    """Directories the config names that must exist: ``remediation.playbook_dir`` when it is set,
+    or when rules would run playbooks from it (else their incidents would never be remediated)."""
+    remediation = config.remediation
+    if not remediation.enabled or not ("playbook_dir" in remediation.model_fields_set or remediation.rules):
+        return []
+    path = remediation.playbook_dir
+    if path.is_dir():
+        return []
+    found = "a file, not a directory" if path.exists() else "no such directory"
+    return [ConfigProblem(name, "remediation.playbook_dir",
+                          f"expected a directory of playbooks, found {found}: {path}")]
 
 
 def with_shard(config: AgentConfig, shard: str | None) -> AgentConfig:

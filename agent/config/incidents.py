@@ -110,6 +110,10 @@ class IncidentsConfig(Section):
     flap_window: Seconds = Field(default=1800.0, ge=0)
     changes_lookback: Seconds = Field(default=7200.0, ge=0)
     severity: SeverityConfig = SeverityConfig()
+    # At most this many incidents open in one cycle; past it, the hits that would open more go
+    # into one "storm" incident (paged once) instead of paging once each. Alerts posted by
+    # Alertmanager are not capped: it has grouped them already.
+    max_new_per_cycle: int = Field(default=50, ge=1)
 
     def severity_for(self, labels: dict[str, str] | object, detector: str, score: float) -> str:
         for rule in self.severity.rules:

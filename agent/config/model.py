@@ -27,6 +27,9 @@ class AgentSection(Section):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shard: str = "0/1"
     unhealthy_after: int = Field(default=3, ge=1)
+    # /healthz fails when no cycle has finished for this long (the first one counted from the
+    # start); unset: 3 intervals, at least 60 s.
+    stale_after: Seconds | None = Field(default=None, gt=0)
     stop_timeout: Seconds = Field(default=10.0, gt=0)
 
     @field_validator("shard")
@@ -36,6 +39,10 @@ class AgentSection(Section):
         if not match or int(match.group(2)) < 1 or int(match.group(1)) >= int(match.group(2)):
             raise ValueError(f"expected a shard as i/n with 0 <= i < n, found {value!r}")
         return value
+
+    @property
+    def stale_after_s(self) -> float:
+        return self.stale_after if self.stale_after is not None else max(3 * self.interval, 60.0)
 
     @property
     def shard_index(self) -> tuple[int, int]:

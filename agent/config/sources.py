@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from agent.config.types import ConfigPath, Seconds, Section
+from agent.config.types import Bytes, ConfigPath, Seconds, Section
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
 
@@ -89,6 +89,9 @@ class TargetConfig(Section):
     url: str
     # A target expected to be absent on some hosts (node_exporter): its absence is logged at info.
     optional: bool = False
+    # As Prometheus' honor_labels: the exporter's own job and instance labels win over the ones the
+    # scrape adds (federation, Pushgateway). Off: a clashing scraped label becomes exported_<name>.
+    honor_labels: bool = False
 
     @field_validator("name")
     @classmethod
@@ -110,7 +113,11 @@ class ScrapeSourceConfig(Section):
 
     self_metrics: bool = True
     targets: list[TargetConfig] = Field(default_factory=_default_targets)
+    # Connecting, and each wait for more bytes; ``deadline`` bounds one target's whole scrape
+    # (a body trickled a byte at a time included) and ``max_body`` its size.
     timeout: Seconds = Field(default=5.0, gt=0)
+    deadline: Seconds = Field(default=10.0, gt=0)
+    max_body: Bytes = Field(default=16 * 2**20, ge=1024)
     retention: Seconds = Field(default=8 * 86400.0, gt=0)
     quantiles: list[float] = Field(default_factory=lambda: [0.5, 0.95, 0.99])
     metrics: list[str] = Field(default_factory=list)

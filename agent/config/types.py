@@ -30,6 +30,24 @@ def parse_duration(value: Any) -> float:
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 """A duration in seconds; written in YAML as ``30s``, ``5m``, ``2h``, ``7d`` or a number."""
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?\s*$")
+_UNIT_B = {None: 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
+
+
+def parse_size(value: Any) -> int:
+    """``1048576``, ``"512KiB"``, ``"16MiB"``, ``"10MB"`` → bytes (int, >= 0)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        match = _SIZE.match(value)
+        if match:
+            return int(float(match.group(1)) * _UNIT_B[match.group(2)])
+    raise ValueError(f"expected a size such as 512KiB, 16MiB or 10MB, found {value!r}")
+
+
+Bytes = Annotated[int, BeforeValidator(parse_size)]
+"""A size in bytes; written in YAML as ``512KiB``, ``16MiB``, ``10MB`` or a number."""
+
 
 def _relative_to_config(value: Any, info: ValidationInfo) -> Any:
     if isinstance(value, (str, Path)):
@@ -60,4 +78,4 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-__all__ = ["ConfigPath", "Seconds", "SecretStr", "Section", "check_regex", "parse_duration"]
+__all__ = ["Bytes", "ConfigPath", "Seconds", "SecretStr", "Section", "check_regex", "parse_duration", "parse_size"]

@@ -25,7 +25,7 @@ def correlate(ctx: "Context", cycle: "Cycle") -> list[Any]:
     now = cycle.started_at
     correlator = Correlator(ctx.store, ctx.config.incidents, interval_s=ctx.config.agent.interval,
                             metrics=ctx.metrics)
-    placed = correlator.ingest(cycle.hits, now=now)
+    placed = correlator.ingest(cycle.hits, now=now, max_new=ctx.config.incidents.max_new_per_cycle)
     resolved = advance(ctx.store, ctx.config.incidents, cycle.samples, placed.touched, now=now,
                        judged=cycle.judged)
     ctx.metrics.open_incidents.set(ctx.store.count_open_incidents())

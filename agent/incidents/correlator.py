@@ -10,7 +10,10 @@ For each hit, in time order:
 3. a persistence rule that is not yet satisfied → keep the hit as pending;
 4. a corroboration rule whose other series have not fired within its ``within`` → keep the hit
    as pending (a later hit sharing a key opens the incident and takes the waiting ones in);
-5. otherwise open a new incident.
+5. otherwise open a new incident, unless this batch has opened its ``max_new`` already (the
+   pipeline passes ``incidents.max_new_per_cycle``; Alertmanager's batches, grouped already,
+   are not capped): then the hit goes into the storm incident (opened by the first such hit, or the one still
+   open from an earlier batch), so a catch-all rule gone wrong pages once, not thousands of times.
 
 Everything for one batch happens in one store transaction, so a batch is all or nothing.
 """
@@ -18,13 +21,14 @@ Everything for one batch happens in one store transaction, so a batch is all or 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from agent.clock import EARLIEST
 from agent.config.incidents import IncidentsConfig
-from agent.incidents.model import Incident, IncidentStatus, Severity, Signal
+from agent.incidents.model import STORM_LABEL, Incident, IncidentStatus, Severity, Signal
 from agent.incidents.rootcause import guess_root_cause
 from agent.incidents.summary import headline, line_of, rank_signals
 from agent.incidents.topology import Topology, correlation_keys
@@ -38,6 +42,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+STORM_KEY = "aiops:storm"
+STORM_LABELS = {STORM_LABEL: "true"}
+
 
 @dataclass
 class Placed:
@@ -47,6 +54,10 @@ class Placed:
     opened: list[int] = field(default_factory=list)
     pending: int = 0
     stale: set[int] = field(default_factory=set)  # root cause and title to recompute
+    max_new: int | None = None  # incidents this batch may open before the rest go to a storm
+    storm: int | None = None  # the storm incident this batch's overflow went to
+    storms: set[int] = field(default_factory=set)  # every storm incident: keys, title, labels stay
+    storm_hits: int = 0
 
 
 class Correlator:
@@ -59,11 +70,14 @@ class Correlator:
         self.topology = Topology(config.topology)
 
     def ingest(self, hits: Sequence[Hit], *, now: datetime, actor: str = "agent",
-               severities: Sequence[str | None] | None = None) -> Placed:
-        """Place ``hits`` (one transaction). ``severities`` may override the configured rules per hit."""
-        placed = Placed()
+               severities: Sequence[str | None] | None = None, max_new: int | None = None) -> Placed:
+        """Place ``hits`` (one transaction). ``severities`` may override the configured rules per hit;
+        past ``max_new`` new incidents the hits that would open more go into one storm incident."""
+        placed = Placed(max_new=max_new)
         order = sorted(range(len(hits)), key=lambda i: hits[i].ts)
         with self.store.transaction():
+            placed.storms = {i for i, _ in self.store.incidents_with_keys([STORM_KEY], active_since=EARLIEST,
+                                                                           resolved_since=EARLIEST)}
             # Repeats of signals that open incidents already hold are the bulk of a busy stream:
             # they are written in bulk; everything else is placed one hit at a time.
             owners = self.store.open_signal_owners(signal_key(h.series_id, h.detector) for h in hits)
@@ -75,7 +89,7 @@ class Correlator:
                 if owner is not None and severity.rank <= owner[1].rank:
                     repeats.append((owner[0], hit))
                     placed.touched.add(owner[0])
-                    if hit.first_at < owner[2]:
+                    if hit.first_at < owner[2] and owner[0] not in placed.storms:
                         placed.stale.add(owner[0])
                     continue
                 self._place(hit, severity, now=now, actor=actor, placed=placed)
@@ -84,6 +98,9 @@ class Correlator:
                 self.refresh(incident_id, now=now)
         if self.metrics is not None and placed.opened:
             self.metrics.incidents_opened.inc(len(placed.opened))
+        if placed.storm is not None:
+            log.warning(kv("incident.storm", id=placed.storm, opened=len(placed.opened), held=placed.storm_hits,
+                           limit=max_new))
         return placed
 
     def severity(self, hit: Hit) -> str:
@@ -99,7 +116,8 @@ class Correlator:
                                               resolved_since=flap_since)
             target = found[0][0] if found else None
         if target is not None:
-            if self._join(target, hit, severity, keys, now=now, actor=actor):
+            storm = target in placed.storms
+            if self._join(target, hit, severity, [] if storm else keys, now=now, actor=actor) and not storm:
                 placed.stale.add(target)
             placed.touched.add(target)
             return
@@ -117,6 +135,9 @@ class Correlator:
             store.record_hits([hit], incident_id=None, now=now)
             placed.pending += 1
             return
+        if placed.storm is not None or (placed.max_new is not None and len(placed.opened) >= placed.max_new):
+            self._storm(hit, severity, now=now, actor=actor, placed=placed)
+            return
         incident_id = self._open(hit, severity, keys, now=now, actor=actor)
         if rule is not None:
             store.attach_pending_hits(hit.series_id, hit.detector, since=since, incident_id=incident_id)
@@ -125,6 +146,33 @@ class Correlator:
             placed.stale.add(incident_id)
         placed.touched.add(incident_id)
         placed.opened.append(incident_id)
+
+    def _storm(self, hit: Hit, severity: Severity, *, now: datetime, actor: str, placed: Placed) -> None:
+        """Put a hit past the batch's limit into the storm incident (opening it if none is open)."""
+        store = self.store
+        if placed.storm is None:
+            found = store.incidents_with_keys([STORM_KEY], active_since=now - timedelta(seconds=self.config.window))
+            if found and found[0][1] != IncidentStatus.RESOLVED.value:
+                placed.storm = found[0][0]
+            else:
+                limit = placed.max_new
+                signal = signal_of(hit)
+                incident = store.open_incident(
+                    severity=severity, title=f"Incident storm: more than {limit} new incidents in one cycle",
+                    labels=STORM_LABELS, started_at=hit.ts, now=now, actor=actor, root_cause=signal.series_id,
+                    root_cause_reason=f"{limit} incidents opened in this cycle; the hits past that are held here",
+                    keys=[STORM_KEY])
+                placed.storm = incident.id
+                placed.storms.add(incident.id)
+                placed.opened.append(incident.id)
+        storm = placed.storm
+        _, current, _ = store.incident_state(storm)
+        store.record_hits([hit], incident_id=storm, now=now, actor=actor, events=False)
+        if severity.rank > current.rank:
+            store.escalate_incident(storm, severity, actor=actor, now=now,
+                                    reason=f"{hit.metric or hit.series_id} ({hit.detector}) is {severity.value}")
+        placed.touched.add(storm)
+        placed.storm_hits += 1
 
     def _corroborating(self, hit: Hit, keys: list[str]) -> list[tuple[int, Hit]] | None:
         """The waiting hits that let ``hit`` open an incident ([] when it needs none), or None
@@ -145,8 +193,8 @@ class Correlator:
         root = guess_root_cause([signal], self.topology)
         assert root is not None
         incident = self.store.open_incident(
-            severity=severity, title=self._title([signal], dict(hit.labels), now), labels=dict(hit.labels),
-            started_at=hit.first_at, now=now,
+            severity=severity, title=self._title([signal], _own_labels(hit.labels), now),
+            labels=_own_labels(hit.labels), started_at=hit.first_at, now=now,
             actor=actor, root_cause=signal.series_id, root_cause_reason=root.reason, keys=keys)
         self.store.record_hits([hit], incident_id=incident.id, now=now, actor=actor, events=False)
         log.info(kv("incident.opened", id=incident.id, severity=severity.value, series=hit.series_id,
@@ -164,7 +212,7 @@ class Correlator:
                                       reason=f"recurred within the flap window: {hit.metric or hit.series_id}")
             log.info(kv("incident.reopened", id=incident_id, flapping=True))
         added = store.record_hits([hit], incident_id=incident_id, now=now, actor=actor)
-        if added:
+        if added and keys:
             store.set_incident_keys(incident_id, keys)
         if severity.rank > current.rank:
             store.escalate_incident(incident_id, severity, actor=actor, now=now,
@@ -186,10 +234,15 @@ class Correlator:
         if root is None:
             return
         self.store.update_incident(
-            incident_id, now=now, title=self._title(incident.signals, dict(root.signal.labels), now),
-            labels=dict(root.signal.labels),
-            root_cause=root.signal.series_id, root_cause_reason=root.reason,
+            incident_id, now=now, title=self._title(incident.signals, _own_labels(root.signal.labels), now),
+            labels=_own_labels(root.signal.labels), root_cause=root.signal.series_id, root_cause_reason=root.reason,
             started_at=min(s.first_at for s in incident.signals))
+
+
+def _own_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    """An incident's labels from a signal's: the storm label is the correlator's to set, never a
+    target's or an alert's (label values are untrusted)."""
+    return {k: v for k, v in labels.items() if k != STORM_LABEL}
 
 
 def signal_of(hit: Hit) -> Signal:

@@ -10,6 +10,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+# The label of the one incident that holds a cycle's hits past incidents.max_new_per_cycle.
+STORM_LABEL = "aiops_storm"
+
 
 class IncidentStatus(StrEnum):
     OPEN = "open"

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from agent.clock import duration
 from agent.config.notify import GRAPH_LINK
-from agent.incidents.model import Change, Episode, Incident, IncidentEvent, IncidentStatus, Signal
+from agent.incidents.model import STORM_LABEL, Change, Episode, Incident, IncidentEvent, IncidentStatus, Signal
 from agent.incidents.rootcause import ALERT_DETECTOR, WHERE_LABELS, where
 from agent.incidents.serialize import episode_dict
 from agent.store.incidents import UnknownIncidentError
@@ -160,6 +160,8 @@ def headline(incident: Incident, lines: tuple[SignalLine, ...], changes: tuple[C
     ``http_request_duration_seconds 4.2x expected on service=api, instance=web-1 (+1 more signal)``."""
     if not lines:
         return incident.title or f"incident {incident.id}"
+    if incident.labels.get(STORM_LABEL) == "true":  # its signals share nothing but the moment
+        return f"{incident.title} ({len(lines)} signals held here)"
     top = lines[0]
     sig = top.signal
     labels = dict(incident.labels) or dict(sig.labels)

@@ -79,6 +79,11 @@ class FailureKind(StrEnum):
     PARSE = "parse"
     API_ERROR = "api_error"
     FILE = "file"
+    REDIRECTS = "redirects"  # a redirect loop or chain past requests' limit
+    PROTOCOL = "protocol"  # a broken HTTP answer: bad chunking, bad compression, cut short
+    DEADLINE = "deadline"  # still sending when the target's total deadline passed
+    TOO_LARGE = "too_large"  # a body past the size cap
+    INTERNAL = "internal"  # a bug of ours met on this target's data: logged with its traceback
 
 
 class FetchError(SourceError):

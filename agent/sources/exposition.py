@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -46,23 +47,48 @@ class Exposition:
     counters: list[tuple[SeriesInfo, float]] = field(default_factory=list)
     histograms: list[HistogramReading] = field(default_factory=list)
     non_finite: int = 0
+    duplicates: int = 0  # samples of a series already seen in this text (dropped)
 
 
-def parse_exposition(text: str, *, extra_labels: Mapping[str, str],
-                     keep: Callable[[str], bool] = lambda name: True) -> Exposition:
-    """Parse exposition text (raises ValueError on text that is not metrics)."""
+def target_labels(scraped: Mapping[str, str], target: Mapping[str, str], *, honor: bool = False) -> dict[str, str]:
+    """A sample's labels with the scrape's ``target`` labels, as Prometheus merges them: with
+    ``honor`` the scraped value wins; without, the target's does and the scraped one is kept as
+    ``exported_<name>`` (``exported_exported_<name>`` when that is taken too)."""
+    labels = dict(scraped)
+    for name, value in target.items():
+        if name not in labels:
+            labels[name] = value
+        elif not honor:
+            moved = f"exported_{name}"
+            while moved in labels:
+                moved = f"exported_{moved}"
+            labels[moved] = labels[name]
+            labels[name] = value
+    return labels
+
+
+def parse_exposition(text: str, *, extra_labels: Mapping[str, str], keep: Callable[[str], bool] = lambda name: True,
+                     honor_labels: bool = False) -> Exposition:
+    """Parse exposition text (raises ValueError on text that is not metrics).
+
+    A series that appears more than once keeps its first sample, as Prometheus appends the first
+    and rejects the others of one scrape; the rest are counted in ``duplicates``."""
     out = Exposition()
+    seen: set[str] = set()
     for family in text_string_to_metric_families(text):
         if not keep(family.name):
             continue
         kind = family.type
         if kind in ("histogram",):
-            _histograms(family.name, family.samples, extra_labels, out)
+            _histograms(family.name, family.samples, extra_labels, honor_labels, seen, out)
             continue
         for sample in family.samples:
             if sample.name.endswith(_SKIP_SUFFIXES):
                 continue
-            labels = {**sample.labels, **extra_labels}
+            first = _first_of_series(sample, extra_labels, honor_labels, seen, out)
+            if first is None:
+                continue
+            labels, sid = first
             value = float(sample.value)
             is_counter = kind == "counter" or (kind == "summary" and sample.name.endswith("_count"))
             if kind == "summary" and sample.name.endswith("_sum"):
@@ -70,20 +96,35 @@ def parse_exposition(text: str, *, extra_labels: Mapping[str, str],
             if not math.isfinite(value):
                 out.non_finite += 1
                 continue
-            info = SeriesInfo(series_id=series_id(sample.name, labels), metric=sample.name, labels=labels,
-                              kind="rate" if is_counter else "gauge")
+            info = SeriesInfo(series_id=sid, metric=sample.name, labels=labels, kind="rate" if is_counter else "gauge")
             (out.counters if is_counter else out.gauges).append((info, value))
     return out
 
 
-def _histograms(name: str, samples: Iterable, extra: Mapping[str, str], out: Exposition) -> None:
+def _first_of_series(sample: Any, extra: Mapping[str, str], honor: bool, seen: set[str],
+                     out: Exposition) -> tuple[dict[str, str], str] | None:
+    """The sample's labels and series id, or None (counted) when the text already had that series."""
+    labels = target_labels(sample.labels, extra, honor=honor)
+    sid = series_id(sample.name, labels)
+    if sid in seen:
+        out.duplicates += 1
+        return None
+    seen.add(sid)
+    return labels, sid
+
+
+def _histograms(name: str, samples: Iterable, extra: Mapping[str, str], honor: bool, seen: set[str],
+                out: Exposition) -> None:
     groups: dict[tuple[tuple[str, str], ...], list[tuple[float, str, float]]] = {}
     for sample in samples:
-        labels = {**sample.labels, **extra}
+        first = _first_of_series(sample, extra, honor, seen, out)
+        if first is None:
+            continue
+        labels, sid = first
         value = float(sample.value)
         if sample.name == f"{name}_count":
             if math.isfinite(value):
-                info = SeriesInfo(series_id=series_id(sample.name, labels), metric=sample.name, labels=labels, kind="rate")
+                info = SeriesInfo(series_id=sid, metric=sample.name, labels=labels, kind="rate")
                 out.counters.append((info, value))
             else:
                 out.non_finite += 1

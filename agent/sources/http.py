@@ -1,8 +1,19 @@
-"""Turning what requests raises into a FetchError with a short, factual reason."""
+"""Turning what requests raises into a FetchError with a short, factual reason, and reading a
+body within a total deadline and a size cap."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from agent.sources.base import FailureKind, FetchError
 
@@ -28,12 +39,178 @@ def send(session: requests.Session, method: str, source: str, target: str, url: 
     """One request; connection problems and timeouts become a FetchError (status codes are the caller's)."""
     try:
         return session.request(method, url, timeout=timeout_s, **kwargs)  # type: ignore[arg-type]
-    except requests.Timeout:
-        raise FetchError(source, target, FailureKind.TIMEOUT, f"no answer within {timeout_s:g}s") from None
-    except requests.ConnectionError as exc:
-        raise FetchError(source, target, FailureKind.CONNECTION, describe_connection_error(exc)) from None
+    except requests.RequestException as exc:
+        raise _fetch_error(exc, source, target, timeout_s) from None
 
 
-def looks_like_html(response: requests.Response, head: str) -> bool:
-    ctype = response.headers.get("content-type", "").lower()
+def _fetch_error(exc: BaseException, source: str, target: str, timeout_s: float) -> FetchError:
+    if isinstance(exc, (requests.Timeout, urllib3.exceptions.TimeoutError)):
+        return FetchError(source, target, FailureKind.TIMEOUT, f"no answer within {timeout_s:g}s")
+    if isinstance(exc, requests.TooManyRedirects):
+        return FetchError(source, target, FailureKind.REDIRECTS, "too many redirects (a redirect loop?)")
+    # A broken answer (bad chunking or compression, a body cut short) is not a refused
+    # connection: these are told apart before the ConnectionError catch-all below.
+    if isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError,
+                        urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError)):
+        return FetchError(source, target, FailureKind.PROTOCOL, f"a broken HTTP answer ({type(exc).__name__})")
+    if isinstance(exc, requests.ConnectionError):
+        return FetchError(source, target, FailureKind.CONNECTION, describe_connection_error(exc))
+    return FetchError(source, target, FailureKind.PROTOCOL, f"the request failed ({type(exc).__name__})")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Body:
+    status_code: int
+    content_type: str
+    content: bytes
+
+
+def fetch_bounded(session: requests.Session, source: str, target: str, url: str, *, timeout_s: float,
+                  deadline_s: float, max_bytes: int, headers: dict[str, str] | None = None,
+                  monotonic: Callable[[], float] = time.monotonic) -> Body:
+    """GET ``url`` and read its body; a FetchError once ``deadline_s`` has passed since the start
+    (however the bytes trickle in) or the body grows past ``max_bytes`` (decompressed).
+
+    The body is read here, a bounded piece at a time; the status line and headers, which
+    http.client reads in one go, are cut by a timer that shuts the socket down at the deadline
+    (with a session from ``bounded_session``)."""
+    started = monotonic()
+
+    def left() -> float:
+        remaining = deadline_s - (monotonic() - started)
+        if remaining <= 0:
+            raise FetchError(source, target, FailureKind.DEADLINE, f"not done within the {deadline_s:g}s deadline")
+        return remaining
+
+    wait = min(timeout_s, deadline_s)
+    watch = _HeaderWatch()
+    timer = threading.Timer(deadline_s, watch.abort)
+    timer.daemon = True
+    _watching.current = watch
+    timer.start()
+    try:
+        response = session.get(url, timeout=(wait, wait), stream=True, headers=headers)
+    except requests.RequestException as exc:
+        if watch.finish() or (isinstance(exc, requests.Timeout) and monotonic() - started >= deadline_s):
+            raise FetchError(source, target, FailureKind.DEADLINE,
+                             f"not done within the {deadline_s:g}s deadline") from None
+        raise _fetch_error(exc, source, target, wait) from None
+    finally:
+        timer.cancel()
+        _watching.current = None
+    if watch.finish():  # the timer shut the socket as the headers arrived: the body is cut
+        response.close()
+        raise FetchError(source, target, FailureKind.DEADLINE, f"not done within the {deadline_s:g}s deadline")
+    with response:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise FetchError(source, target, FailureKind.TOO_LARGE,
+                             f"a body of {int(declared)} bytes, past the {max_bytes} byte limit")
+        chunks: list[bytes] = []
+        size = 0
+        raw = response.raw
+        while True:
+            # Each read waits at most what is left of the deadline: read1 returns what has
+            # arrived, so a body sent a byte a second cannot hold a read open past it.
+            _set_read_timeout(raw, min(timeout_s, left()))
+            try:
+                chunk = raw.read1(64 * 1024)
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                if isinstance(exc, urllib3.exceptions.TimeoutError) and monotonic() - started >= deadline_s:
+                    raise FetchError(source, target, FailureKind.DEADLINE,
+                                     f"not done within the {deadline_s:g}s deadline") from None
+                raise _fetch_error(exc, source, target, timeout_s) from None
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > max_bytes:
+                raise FetchError(source, target, FailureKind.TOO_LARGE, f"a body past the {max_bytes} byte limit")
+            chunks.append(chunk)
+        raw.release_conn()  # read to its end: the connection can serve the next scrape
+        return Body(status_code=response.status_code, content_type=response.headers.get("content-type", ""),
+                    content=b"".join(chunks))
+
+
+class _HeaderWatch:
+    """The socket a request is waiting on for its headers, shut down if the deadline comes first."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.sock: socket.socket | None = None
+        self._done = False
+        self._fired = False
+
+    def abort(self) -> None:
+        with self._lock:
+            if self._done or self.sock is None:
+                self._fired = not self._done
+                return
+            self._fired = True
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked read; close() would not
+            except OSError:
+                pass
+
+    def finish(self) -> bool:
+        """Stop watching; whether the deadline fired first."""
+        with self._lock:
+            self._done = True
+            return self._fired
+
+
+# The watch of the request this thread is making: urllib3 builds connections deep inside
+# requests, so the connection finds the watch here rather than through an argument.
+_watching = threading.local()
+
+
+class _WatchedMixin:
+    def getresponse(self):  # type: ignore[no-untyped-def]
+        watch = getattr(_watching, "current", None)
+        if watch is not None:
+            with watch._lock:
+                watch.sock = self.sock  # type: ignore[attr-defined]
+                fired = watch._fired
+            if fired:
+                raise urllib3.exceptions.ProtocolError("deadline passed before the headers were read")
+        return super().getresponse()  # type: ignore[misc]
+
+
+class _WatchedHTTPConnection(_WatchedMixin, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_WatchedMixin, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _WatchedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+def bounded_session() -> requests.Session:
+    """A Session whose requests ``fetch_bounded`` can cut at the deadline while headers trickle in."""
+    session = requests.Session()
+    session.mount("http://", _WatchedAdapter())
+    session.mount("https://", _WatchedAdapter())
+    return session
+
+
+def _set_read_timeout(raw: urllib3.HTTPResponse, seconds: float) -> None:
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    if sock is not None:
+        sock.settimeout(max(seconds, 0.001))
+
+
+def looks_like_html(response: requests.Response | Body, head: str) -> bool:
+    ctype = (response.content_type if isinstance(response, Body) else response.headers.get("content-type", "")).lower()
     return "html" in ctype or head.lstrip()[:1] == "<"

@@ -2,7 +2,14 @@
 
 Each cycle reads every target once, at the cycle's time. Labels ``job`` (the target's name) and
 ``instance`` (host:port) are added as Prometheus would, so a series keeps one identity whether it
-was scraped here or read from a Prometheus scraping the same exporter.
+was scraped here or read from a Prometheus scraping the same exporter; a scraped label of the
+same name is kept as ``exported_<name>`` unless the target sets ``honor_labels``. A series sent
+twice in one scrape keeps its first sample; the others are dropped and counted.
+
+Whatever goes wrong with one target (no answer, a redirect loop, a body trickled past
+``scrape.deadline`` or larger than ``scrape.max_body``, text that is not metrics) makes that
+target's series a gap this cycle, counted by kind in ``aiops_source_errors_total``; the other
+targets are read as usual.
 """
 
 from __future__ import annotations
@@ -18,11 +25,10 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import pandas as pd
-import requests
 
 from agent.clock import to_epoch
 from agent.config.sources import ScrapeSourceConfig, TargetConfig
-from agent.log import kv
+from agent.log import kv, printable
 from agent.metrics import Metrics
 from agent.sources import http
 from agent.sources.base import FailureKind, FetchError, Samples, SeriesInfo
@@ -60,8 +66,11 @@ class ScrapeSource:
         self.metrics = metrics
         self.health = health
         self.series_limit = series_limit
-        self.session = requests.Session()
+        self.session = http.bounded_session()
         self._patterns = [re.compile(p) for p in config.metrics]
+        # What each target's last good scrape stored: with honor_labels its series may carry a
+        # job label of the exporter's, so the store's job label alone cannot find them.
+        self._stored: dict[str, list[SeriesInfo]] = {}
 
     def close(self) -> None:
         self.session.close()
@@ -81,27 +90,45 @@ class ScrapeSource:
                 self.health.down(exc, expected=target.optional)
                 failed.add(target.name)
                 continue
+            except Exception as exc:  # one target's data must never cost the other targets theirs
+                log.exception(kv("scrape.failed", target=target.name, error=type(exc).__name__))
+                self.health.down(FetchError(SOURCE, target.name, FailureKind.INTERNAL, type(exc).__name__),
+                                 expected=target.optional)
+                failed.add(target.name)
+                continue
             self.health.up(SOURCE, target.name)
             written += self._store(target, derived, ts, keep)
         pruned = self.store.prune_scrape_history(ts - self.config.retention, max_rows=self.config.prune_batch)
         return ScrapeOutcome(ts=ts, written=written, failed=frozenset(failed), pruned=pruned)
 
     def _scrape_one(self, target: TargetConfig, ts: float) -> Derived:
-        response = http.send(self.session, "GET", SOURCE, target.name, target.url, timeout_s=self.config.timeout,
-                            headers={"Accept": ACCEPT})
-        text = response.text
-        if response.status_code != 200:
-            raise FetchError(SOURCE, target.name, FailureKind.HTTP_STATUS, f"HTTP {response.status_code}")
-        if http.looks_like_html(response, text[:200]):
+        cfg = self.config
+        body = http.fetch_bounded(self.session, SOURCE, target.name, target.url, timeout_s=cfg.timeout,
+                                  deadline_s=cfg.deadline, max_bytes=cfg.max_body, headers={"Accept": ACCEPT})
+        if body.status_code != 200:
+            raise FetchError(SOURCE, target.name, FailureKind.HTTP_STATUS, f"HTTP {body.status_code}")
+        try:
+            text = body.content.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FetchError(SOURCE, target.name, FailureKind.PARSE,
+                             f"not UTF-8 text (byte 0x{body.content[exc.start]:02x} at offset {exc.start})") from None
+        if http.looks_like_html(body, text[:200]):
             raise FetchError(SOURCE, target.name, FailureKind.HTML, "an HTML page instead of metrics")
         parts = urlsplit(target.url)
         extra = {"job": target.name, "instance": parts.netloc}
         try:
-            exposition = parse_exposition(text, extra_labels=extra, keep=self._keep_metric)
-        except (ValueError, IndexError, KeyError) as exc:
-            raise FetchError(SOURCE, target.name, FailureKind.PARSE, f"not exposition format ({str(exc)[:80]})") from None
+            exposition = parse_exposition(text, extra_labels=extra, keep=self._keep_metric,
+                                          honor_labels=target.honor_labels)
+        except (ValueError, IndexError, KeyError, TypeError) as exc:
+            # The text is the target's: control characters in it are escaped, never logged raw.
+            raise FetchError(SOURCE, target.name, FailureKind.PARSE,
+                             f"not exposition format ({printable(str(exc)[:80])})") from None
         if exposition.non_finite:
             self.metrics.samples_dropped.labels(reason="non_finite").inc(exposition.non_finite)
+        if exposition.duplicates:
+            self.metrics.samples_dropped.labels(reason="duplicate").inc(exposition.duplicates)
+        self.health.note(SOURCE, target.name, "samples repeat a series already in this scrape; kept the first of each"
+                         if exposition.duplicates else None, "source.duplicates", dropped=exposition.duplicates)
         keys = [info.series_id for info, _ in exposition.counters]
         keys += [h.bucket_key(b[1]) for h in exposition.histograms for b in h.buckets]
         previous = self.store.counter_readings(keys)
@@ -122,6 +149,7 @@ class ScrapeSource:
             self.metrics.samples_dropped.labels(reason="series_limit").inc(len(dropped))
         self.health.note(SOURCE, target.name, f"kept {self.series_limit} series, dropped {len(dropped)} past the limit"
                          if dropped else None, "source.truncated")
+        self._stored[target.name] = list(series.values())
         rows = [(sid, ts, value) for sid, value in derived.values if sid in series]
         self.store.save_counter_readings(derived.readings)
         return self.store.record_samples(series.values(), rows, now=ts)
@@ -142,5 +170,7 @@ class ScrapeSource:
         failed = outcome.failed
         missing: list[SeriesInfo] = []
         for name in sorted(failed):
-            missing += [s for s in self.store.known_series(labels={"job": name}) if keep(s.series_id)]
+            found = {s.series_id: s for s in self.store.known_series(labels={"job": name})}
+            found.update((s.series_id, s) for s in self._stored.get(name, ()))
+            missing += [s for sid, s in sorted(found.items()) if keep(sid)]
         return with_gaps(samples, missing, at=to_index([outcome.ts])[0])

@@ -23,7 +23,7 @@ from typing import Any
 import sqlite_utils
 
 from agent.clock import from_epoch, to_epoch, utcnow
-from agent.errors import SchemaTooNewError, StoreError
+from agent.errors import SchemaTooNewError, StoreError, StoreFullError
 from agent.store import migrations
 
 GENESIS = "0" * 64
@@ -69,6 +69,24 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+# What SQLite says when a write finds no room: SQLITE_FULL, or SQLITE_IOERR when even the WAL's
+# shared-memory file cannot be grown.
+_NO_ROOM = ("database or disk is full", "disk I/O error")
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite giving up on a lock another connection (or process) holds."""
+    return isinstance(exc, sqlite3.OperationalError) and ("database is locked" in str(exc) or "busy" in str(exc))
+
+
+def store_error(path: str | os.PathLike[str], exc: sqlite3.Error) -> StoreError:
+    """The StoreError for a failed SQLite call: StoreFullError when the disk has no room."""
+    text = str(exc)
+    if any(words in text for words in _NO_ROOM):
+        return StoreFullError(str(path), text)
+    return StoreError(str(path), f"cannot be used ({text})")
+
+
 class StoreBase:
     BUSY_TIMEOUT_MS = 10_000
 
@@ -86,7 +104,10 @@ class StoreBase:
             os.close(fd)
         except OSError as exc:
             raise StoreError(str(self.path), f"cannot create the store file: {exc.strerror}") from exc
-        self.migrate()
+        try:
+            self.migrate()
+        except sqlite3.OperationalError as exc:
+            raise store_error(self.path, exc) from exc
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -100,6 +121,8 @@ class StoreBase:
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute("PRAGMA foreign_keys = ON")
             except sqlite3.DatabaseError as exc:
+                if any(words in str(exc) for words in _NO_ROOM):
+                    raise store_error(self.path, exc) from exc
                 raise StoreError(str(self.path), f"not a usable SQLite database: {exc}") from exc
             conn.row_factory = sqlite3.Row
             self._local.conn = conn

@@ -1,5 +1,5 @@
-"""Runs the ``aiops`` CLI with one pipeline stage replaced by one that raises (``STAGE``) or
-overruns the cycle interval (``slow:STAGE``).
+"""Runs the ``aiops`` CLI with one pipeline stage replaced by one that raises (``STAGE``),
+overruns the cycle interval (``slow:STAGE``) or hangs until the daemon stops (``hang:STAGE``).
 
 Used by the daemon tests as ``python tests/agent/faulty_agent.py [slow:]STAGE aiops-args...`` so the
 real daemon, in a real process, meets a stage that fails every cycle.
@@ -17,6 +17,10 @@ def main() -> None:
     from agent import pipeline
 
     def explode(ctx, cycle):
+        if kind == "hang":  # a stage stuck on something that never answers
+            (ctx.state_dir / "hung-stage.started").touch()
+            ctx.stopping.wait(120)
+            return None
         if kind == "slow":  # a stage that overruns the cycle interval
             (ctx.state_dir / "slow-stage.started").touch()  # tests wait for this, not a guess
             time.sleep(2.5)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -27,10 +29,83 @@ def test_example_config_passes():
     assert config.agent.interval == 60.0
 
 
-def test_empty_file_gives_defaults(write_config):
-    config = load_config(write_config(""))
+def test_a_small_file_gives_defaults_for_the_rest(write_config):
+    config = load_config(write_config("agent:\n  log_level: info\n"))
     assert config.agent.shard == "0/1"
     assert config.http.token is None
+
+
+@pytest.mark.parametrize("text, found", [
+    ("", "nothing (the file is empty or holds only comments)"),
+    ("# agent:\n#   interval: 60s\n", "nothing (the file is empty or holds only comments)"),
+    ("null\n", "nothing (the file is empty or holds only comments)"),
+    ("---\n...\n", "nothing (the file is empty or holds only comments)"),
+    ("{}\n", "an empty mapping"),
+])
+def test_an_empty_or_near_empty_file_is_refused(write_config, text, found):
+    path = write_config(text)
+    assert problems(path) == [f"{path}: expected a mapping of settings at the top level, found {found}"]
+
+
+BOMB = "".join(['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n']
+               + [f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8)])
+
+
+def test_a_yaml_alias_bomb_is_refused_quickly(write_config):
+    path = write_config(BOMB)  # 9 levels of 9: 387 million strings once expanded
+    assert len(BOMB) < 600
+    started = time.monotonic()
+    assert problems(path) == [f"{path}: line 6, column 4: expected YAML aliases to expand to at most 100000 nodes, "
+                              "found more (an alias bomb?)"]
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_recursive_alias_is_refused(write_config):
+    path = write_config("agent: &a\n  x: *a\n")
+    assert problems(path) == [f"{path}: line 1, column 8: expected YAML without recursive aliases, "
+                              "found an alias inside its own anchor"]
+
+
+def test_aliases_within_the_budget_still_work(write_config, tmp_path):
+    path = write_config("sources:\n  scrape:\n    targets:\n      - &t {name: app, url: 'http://127.0.0.1:1/metrics'}\n"
+                        "      - {<<: *t, name: app2}\n")
+    config = load_config(path)
+    assert [(t.name, t.url) for t in config.sources.scrape.targets] == [
+        ("app", "http://127.0.0.1:1/metrics"), ("app2", "http://127.0.0.1:1/metrics")]
+
+
+def test_config_check_refuses_an_alias_bomb_in_bounded_time_and_memory(write_config, subprocess_env):
+    path = write_config(BOMB)
+    probe = ("import resource, subprocess, sys\n"
+             "done = subprocess.run(['aiops', 'config', 'check', sys.argv[1]], capture_output=True, text=True, timeout=60)\n"
+             "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+             "sys.stderr.write(done.stderr)\n")
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True,
+                            env=subprocess_env, timeout=90)
+    rc, maxrss_kb = result.stdout.split()
+    assert rc == "2"
+    assert result.stderr == (f"{path}: line 6, column 4: expected YAML aliases to expand to at most 100000 nodes, "
+                             "found more (an alias bomb?)\n")
+    assert int(maxrss_kb) < 300 * 1024  # the CLI's own imports; the bomb took 1.3 GB and more
+    assert time.monotonic() - started < 30
+
+
+def test_a_missing_playbook_dir_is_refused_with_its_key_path(write_config, tmp_path):
+    path = write_config("remediation:\n  playbook_dir: ./no-such-playbooks\n")
+    assert problems(path) == [f"{path}: remediation.playbook_dir: expected a directory of playbooks, "
+                              f"found no such directory: {tmp_path / 'no-such-playbooks'}"]
+    (tmp_path / "a-file").write_text("")
+    path = write_config("remediation:\n  playbook_dir: a-file\n")
+    assert problems(path) == [f"{path}: remediation.playbook_dir: expected a directory of playbooks, "
+                              f"found a file, not a directory: {tmp_path / 'a-file'}"]
+    path = write_config("remediation:\n  rules:\n    - {name: r, playbook: restart.yml}\n")  # default ../playbooks
+    assert problems(path) == [f"{path}: remediation.playbook_dir: expected a directory of playbooks, "
+                              f"found no such directory: {tmp_path / '..' / 'playbooks'}"]
+    (tmp_path / "pb").mkdir()
+    assert load_config(write_config("remediation:\n  playbook_dir: pb\n")).remediation.playbook_dir == tmp_path / "pb"
+    # Remediation off: nothing will read the directory.
+    assert not load_config(write_config("remediation:\n  enabled: false\n  playbook_dir: nope\n")).remediation.enabled
 
 
 @pytest.mark.parametrize(
@@ -38,7 +113,7 @@ def test_empty_file_gives_defaults(write_config):
     [
         # unknown key, with the keys that are allowed there
         ("agent:\n  intervall: 10s\n",
-         "agent.intervall: unknown key; expected one of: interval, log_level, shard, state_dir, stop_timeout, unhealthy_after"),
+         "agent.intervall: unknown key; expected one of: interval, log_level, shard, stale_after, state_dir, stop_timeout, unhealthy_after"),
         # wrong type
         ("http:\n  port: eighty\n", "http.port: expected an integer, found 'eighty'"),
         # out of range

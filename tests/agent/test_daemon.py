@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import resource
 import signal
 import socket
 import subprocess
@@ -54,8 +56,9 @@ class NotifyListener:
 
 class Daemon:
     def __init__(self, tmp_path: Path, env: dict[str, str], config_text: str, *, fail_stage: str | None = None,
-                 notify: bool = False) -> None:
+                 notify: bool = False, agent: str = "", nofile: int | None = None) -> None:
         self.port = free_port()
+        self.agent = agent  # more keys of the agent section, indented
         self.config = tmp_path / "agent.yaml"
         self.state = tmp_path / "state"
         self.log_path = tmp_path / "daemon.log"
@@ -70,10 +73,11 @@ class Daemon:
         args = ["run", "--config", str(self.config), "--state-dir", str(self.state)]
         cmd = [sys.executable, str(HERE / "faulty_agent.py"), fail_stage, *args] if fail_stage else ["aiops", *args]
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
+        limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))) if nofile else None
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=self.env, preexec_fn=limit)
 
     def write_config(self, text: str) -> None:
-        base = (f"agent:\n  interval: 1s\n  unhealthy_after: 2\n"
+        base = (f"agent:\n  interval: 1s\n  unhealthy_after: 2\n{self.agent}"
                 f"http:\n  port: {self.port}\n  token: ${{AIOPS_API_TOKEN}}\n")
         self.config.write_text(base + text)
 
@@ -234,3 +238,160 @@ def test_sigterm_mid_stage_stops_after_that_stage(daemon):
     assert d.proc.wait(timeout=12) == 0
     assert time.monotonic() - started < 10
     assert "event=cycle.stopped before_stage=detect" in d.text()
+
+
+@pytest.mark.slow
+def test_sighup_refuses_an_empty_file_an_alias_bomb_and_a_missing_playbook_dir(daemon, tmp_path):
+    from tests.agent.test_config import BOMB
+
+    d = daemon()
+    d.wait_log("event=cycle.done")
+    bad = [
+        ("", f"{d.config}: expected a mapping of settings at the top level, "
+             "found nothing (the file is empty or holds only comments)"),
+        (BOMB, f"{d.config}: line 6, column 4: expected YAML aliases to expand to at most 100000 nodes, "
+               "found more (an alias bomb?)"),
+        (None, f"{d.config}: remediation.playbook_dir: expected a directory of playbooks, "
+               f"found no such directory: {tmp_path / 'gone'}"),
+    ]
+    for times, (text, problem) in enumerate(bad, start=1):
+        if text is None:
+            d.write_config("remediation:\n  playbook_dir: gone\n")
+        else:
+            d.config.write_text(text)
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_log("event=config.reload_rejected", times=times)
+        assert f'event=config.reload_rejected problem="{problem}"' in d.text()
+    cycles_before = d.count("event=cycle.done")
+    d.wait_log("event=cycle.done", times=cycles_before + 2)  # still cycling on the old config
+    assert d.count("event=config.reloaded") == 0
+    metrics = d.get("/metrics").text
+    assert 'aiops_config_reloads_total{outcome="rejected"} 3.0' in metrics
+    assert d.get("/healthz").status_code == 200
+
+
+@pytest.mark.slow
+def test_a_hung_first_cycle_turns_healthz_unhealthy(daemon):
+    d = daemon(agent="  stale_after: 2s\n", fail_stage="hang:collect")
+    wait_until(lambda: (d.state / "hung-stage.started").exists(), 20, message="the hung collect stage under way")
+
+    def unhealthy() -> list[requests.Response]:  # a 503 Response is falsy: wrap it
+        answer = d.get("/healthz")
+        return [answer] if answer.status_code == 503 else []
+
+    reason = wait_until(unhealthy, 10, message="/healthz to fail")[0].json()["reason"]
+    assert reason.startswith("the first cycle has not finished for ") and reason.endswith("s (limit 2s)")
+    assert int(reason.split(" for ")[1].split("s ")[0]) >= 2
+    assert d.count("event=cycle.done") == 0
+    d.proc.send_signal(signal.SIGTERM)
+    assert d.proc.wait(timeout=15) == 0
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 1 MiB tmpfs holding a store that a SIGKILLed agent left with its WAL, then filled up."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"needs a tmpfs mount (root with CAP_SYS_ADMIN): {done.stderr.strip()}")
+    try:
+        leave = ("import os, signal, sys\n"
+                 "from agent.store import Store\n"
+                 "store = Store(sys.argv[1])\n"
+                 "store.audit('test', 'filled', 'disk', {})\n"
+                 "try:\n"
+                 "    with open(sys.argv[2], 'wb') as out:\n"
+                 "        while True:\n"
+                 "            out.write(b'x' * 4096)\n"
+                 "            out.flush()\n"
+                 "except OSError as exc:\n"
+                 "    print(exc.errno, flush=True)\n"
+                 "os.kill(os.getpid(), signal.SIGKILL)\n")
+        filled = subprocess.run([sys.executable, "-c", leave, str(mount / "state" / "aiops.db"), str(mount / "filler")],
+                                capture_output=True, text=True, timeout=60)
+        assert (filled.returncode, filled.stdout) == (-signal.SIGKILL, "28\n")  # ENOSPC, then killed
+        assert (mount / "state" / "aiops.db-wal").exists()
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_starting_on_a_full_disk_is_one_clear_line(full_disk, tmp_path, subprocess_env, write_config):
+    path = write_config("agent:\n  interval: 1s\nhttp:\n  enabled: false\n")
+    result = subprocess.run(["aiops", "run", "--config", str(path), "--state-dir", str(full_disk / "state")],
+                            capture_output=True, text=True, env=subprocess_env, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == (f"store {full_disk / 'state' / 'aiops.db'}: cannot write (database or disk is full): "
+                             "is its disk full? Free space, then start the agent again\n")
+
+
+@pytest.mark.slow
+def test_an_api_write_while_another_process_holds_the_store_lock_answers_503_with_retry_after(daemon):
+    d = daemon()
+    d.wait_log("event=cycle.done")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys\n"
+                               "conn = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+                               "conn.execute('BEGIN IMMEDIATE')\n"
+                               "print('locked', flush=True)\n"
+                               "sys.stdin.read()\n", str(d.state / "aiops.db")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        change = {"kind": "deploy", "description": "api 1.2.3", "labels": {"service": "api"}}
+        answer = requests.post(d.url + "/api/v1/changes", json=change, headers={"Authorization": f"Bearer {TOKEN}"},
+                               timeout=30)
+        assert (answer.status_code, answer.headers["Retry-After"], answer.json()) == (
+            503, "5", {"detail": "the store is locked by another process; try again"})
+        assert "event=api.store_unavailable method=POST path=/api/v1/changes" in d.text()
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
+    again = requests.post(d.url + "/api/v1/changes", json=change, headers={"Authorization": f"Bearer {TOKEN}"},
+                          timeout=30)
+    assert again.status_code == 201
+
+
+@pytest.mark.slow
+def test_at_the_descriptor_limit_accept_errors_are_rate_limited_in_the_log(daemon):
+    d = daemon(nofile=80)
+    d.wait_log("event=cycle.done")
+    clients = []
+    try:
+        for _ in range(150):  # idle connections past the daemon's 80 descriptors
+            clients.append(socket.create_connection(("127.0.0.1", d.port), timeout=5))
+        d.wait_log("socket.accept() out of system resource")
+        d.wait_log("like it in the last 10s)", timeout_s=30)
+        # Unfiltered, asyncio logged about 9,000 of these (with tracebacks) per second here.
+        assert d.count("socket.accept() out of system resource") <= 3
+        held = [int(n) for n in re.findall(r"suppressed=(\d+) like it", d.text())]
+        assert held and held[0] > 100
+        assert d.proc.poll() is None
+    finally:
+        for client in clients:
+            client.close()
+
+
+@pytest.mark.slow
+def test_a_hostile_exporter_costs_only_its_own_data(daemon):
+    from tests.fixtures.prometheus import MisbehavingServer
+
+    loop, huge = MisbehavingServer(), MisbehavingServer()
+    loop.redirect_loop()
+    huge.huge(50 * 2**20)
+    try:
+        d = daemon("sources:\n  scrape:\n    max_body: 1MiB\n    targets:\n"
+                   f"      - {{name: loop, url: '{loop.url}/metrics'}}\n"
+                   f"      - {{name: huge, url: '{huge.url}/metrics'}}\n")
+        d.wait_log("event=cycle.done", times=3)
+        metrics = d.get("/metrics").text
+        assert 'aiops_source_errors_total{kind="redirects",source="scrape"}' in metrics
+        assert 'aiops_source_errors_total{kind="too_large",source="scrape"}' in metrics
+        assert 'aiops_source_up{source="scrape",target="aiops"} 1.0' in metrics  # its own metrics still arrive
+        assert "aiops_stage_failures_total{" not in metrics
+        assert "event=stage.failed" not in d.text()
+        assert d.get("/healthz").status_code == 200
+    finally:
+        loop.close()
+        huge.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from agent import log
-from agent.log import LogfmtFormatter, kv
+from agent.log import LogfmtFormatter, RepeatFilter, kv
 
 
 def test_kv_quotes_values_with_spaces_and_labels():
@@ -30,3 +30,37 @@ def test_passwords_in_urls_never_reach_a_line():
     line = LogfmtFormatter().format(record)
     assert "s3cr3t" not in line and "https://ops:***@prom.example:9090/api" in line
     assert log.scrub_url_credentials("http://a:@h http://h:9090 https://u:p@x") == "http://a:***@h http://h:9090 https://u:***@x"
+
+
+def test_control_characters_from_untrusted_values_are_escaped():
+    line = kv("source.down", error="bad \x00\x07\x1b[2J\r\x9b end", labels={"job": "a\x00b"})
+    assert line == 'event=source.down error="bad \\\\x00\\\\x07\\\\x1b[2J\\\\x0d\\\\x9b end" labels="job=a\\\\x00b"'
+    assert not any(c in line for c in "\x00\x07\x1b\r\x9b")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def record(name: str, msg: str) -> logging.LogRecord:
+    return logging.LogRecord(name, logging.ERROR, __file__, 1, msg, None, None)
+
+
+def test_a_flood_of_like_errors_from_asyncio_is_one_line_per_window():
+    clock = Clock()
+    repeat = RepeatFilter(window_s=10.0, monotonic=clock)
+    accept = "socket.accept() out of system resource\nsocket: <asyncio.TransportSocket fd=%d>"
+    passed = []
+    for i in range(5120):
+        clock.now += 1 / 256  # 5,120 errors in 20 s (a step binary floats add exactly)
+        r = record("asyncio", accept % (9 + i % 2))
+        if repeat.filter(r):
+            passed.append(r.getMessage())
+    assert passed == [accept % 9, accept % 9 + " (suppressed=2559 like it in the last 10s)"]
+    # Other loggers and other messages are never held back.
+    assert repeat.filter(record("agent.pipeline", "event=cycle.done"))
+    assert repeat.filter(record("asyncio", "Task was destroyed but it is pending!"))

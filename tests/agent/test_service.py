@@ -36,7 +36,8 @@ def installed(tmp_path, subprocess_env) -> Path:
 def test_unit_declares_notify_watchdog_restart_and_hardening():
     text = UNIT.read_text()
     for line in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "NoNewPrivileges=yes", "ProtectSystem=",
-                 "ReadWritePaths=/var/lib/aiops-agent", "PrivateTmp=yes", "ExecReload=/bin/kill -HUP $MAINPID"):
+                 "ReadWritePaths=/var/lib/aiops-agent", "PrivateTmp=yes", "ExecReload=/bin/kill -HUP $MAINPID",
+                 "\nLimitNOFILE=16384\n"):
         assert line in text, line
 
 

@@ -44,6 +44,12 @@ def test_the_example_lists_the_model_queries():
      "<config>: sources.prometheus: expected unique query names, found a more than once"),
     ("sources:\n  scrape:\n    targets:\n      - {name: aiops, url: 'http://x:1/metrics'}\n",
      "<config>: sources.scrape: expected unique target names (aiops is taken by self_metrics), found aiops twice"),
+    ("sources:\n  scrape:\n    deadline: 0s\n",
+     "<config>: sources.scrape.deadline: expected a number > 0, found 0.0"),
+    ("sources:\n  scrape:\n    max_body: lots\n",
+     "<config>: sources.scrape.max_body: expected a size such as 512KiB, 16MiB or 10MB, found 'lots'"),
+    ("sources:\n  scrape:\n    max_body: 10\n",
+     "<config>: sources.scrape.max_body: expected a number >= 1024, found 10"),
 ])
 def test_mistakes_are_named_by_key_path(text, message):
     with pytest.raises(ConfigError) as caught:
@@ -51,11 +57,20 @@ def test_mistakes_are_named_by_key_path(text, message):
     assert str(caught.value) == message
 
 
+def test_scrape_bounds_default_and_read_sizes():
+    scrape = parse_config("sources:\n  scrape:\n    max_body: 2MiB\n").sources.scrape
+    assert (scrape.timeout, scrape.deadline, scrape.max_body) == (5.0, 10.0, 2 * 2**20)
+    assert parse_config("").sources.scrape.max_body == 16 * 2**20
+    assert parse_config("sources:\n  scrape:\n    max_body: 10MB\n").sources.scrape.max_body == 10_000_000
+
+
 def test_once_with_the_example_config_and_nothing_running_succeeds(tmp_path: Path, subprocess_env):
     # The example as shipped, but on ports where surely nothing answers (a demo may hold 9100).
     text = EXAMPLE.read_text()
     assert "url: http://127.0.0.1:9100/metrics" in text and "  port: 9847\n" in text
     text = text.replace("http://127.0.0.1:9100/", f"http://127.0.0.1:{free_port()}/")
+    # Copied out of the checkout, its relative playbook_dir would name a directory that is not there.
+    text = text.replace("playbook_dir: ../playbooks\n", f"playbook_dir: {REPO / 'playbooks'}\n")
     config = tmp_path / "agent.yaml"
     config.write_text(text.replace("  port: 9847\n", f"  port: {free_port()}\n"))
     done = subprocess.run(
