@@ -81,7 +81,7 @@ def test_under_the_cap_nothing_changes(storm_ctx: Context, webhook):
     c.incidents = correlate(ctx, c)
     notify(ctx, c)
     assert sorted(b["title"] for b in webhook.bodies()) == [
-        f"node_load1 10.0x expected (10 vs 1) on instance=host000{i}" for i in range(3)]
+        f"node_load1 10.0x expected on instance=host000{i}" for i in range(3)]
     assert STORM_TITLE not in [i.title for i in c.incidents]
     assert ctx.store.count_open_incidents() == 3
 
@@ -103,7 +103,7 @@ def test_a_storm_label_from_outside_makes_no_storm(storm_ctx: Context, webhook):
     assert incident.labels == {"instance": "host0001"}
     assert matches(Rule(name="restart-anything", playbook="restart_service.yml"), incident) is True
     notify(storm_ctx, c)
-    assert [b["title"] for b in webhook.bodies()] == ["node_load1 10.0x expected (10 vs 1) on instance=host0001"]
+    assert [b["title"] for b in webhook.bodies()] == ["node_load1 10.0x expected on instance=host0001"]
 
 
 def test_a_resolved_storm_that_recurs_keeps_its_title_labels_and_key(storm_ctx: Context):
