@@ -37,6 +37,9 @@ class Metrics:
         self.source_up = Gauge("aiops_source_up", "1 when the last fetch of a target succeeded.", ["source", "target"], registry=r)
         self.samples_dropped = Counter(
             "aiops_samples_dropped_total", "Samples dropped as unusable, by reason.", ["reason"], registry=r)
+        self.label_values_cut = Counter(
+            "aiops_label_values_cut_total", "Label values longer than 1024 characters, cut there and marked.",
+            registry=r)
         # detectors
         self.series_scored = Counter("aiops_series_scored_total", "Series scored by detectors.", registry=r)
         self.hits = Counter("aiops_hits_total", "Anomalous points found, by detector.", ["detector"], registry=r)

@@ -13,6 +13,23 @@ import pandas as pd
 from agent.errors import SourceError
 
 
+MAX_LABEL_CHARS = 1024  # a label value from a target or a query is kept up to this length
+
+
+def bounded_labels(labels: Mapping[str, str]) -> tuple[dict[str, str], int]:
+    """``labels`` with every value longer than ``MAX_LABEL_CHARS`` cut there and marked
+    ``…[+N chars]``, and how many were cut. A value that long is a bug or an attack upstream; the
+    pages, messages and ids that carry it stay small."""
+    out, cut = {}, 0
+    for name, value in labels.items():
+        value = str(value)
+        if len(value) > MAX_LABEL_CHARS:
+            value = f"{value[:MAX_LABEL_CHARS]}…[+{len(value) - MAX_LABEL_CHARS} chars]"
+            cut += 1
+        out[name] = value
+    return out, cut
+
+
 def series_id(metric: str, labels: Mapping[str, str]) -> str:
     """Stable identity of a series: metric name plus its labels, sorted by name."""
     if not labels:

@@ -17,7 +17,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.sources.base import SeriesInfo, series_id
+from agent.sources.base import SeriesInfo, bounded_labels, series_id
 from agent.store.samples import CounterReading
 
 _SKIP_SUFFIXES = ("_created",)
@@ -48,6 +48,7 @@ class Exposition:
     histograms: list[HistogramReading] = field(default_factory=list)
     non_finite: int = 0
     duplicates: int = 0  # samples of a series already seen in this text (dropped)
+    cut_labels: int = 0  # label values longer than MAX_LABEL_CHARS, cut and marked
 
 
 def target_labels(scraped: Mapping[str, str], target: Mapping[str, str], *, honor: bool = False) -> dict[str, str]:
@@ -104,7 +105,8 @@ def parse_exposition(text: str, *, extra_labels: Mapping[str, str], keep: Callab
 def _first_of_series(sample: Any, extra: Mapping[str, str], honor: bool, seen: set[str],
                      out: Exposition) -> tuple[dict[str, str], str] | None:
     """The sample's labels and series id, or None (counted) when the text already had that series."""
-    labels = target_labels(sample.labels, extra, honor=honor)
+    labels, cut = bounded_labels(target_labels(sample.labels, extra, honor=honor))
+    out.cut_labels += cut
     sid = series_id(sample.name, labels)
     if sid in seen:
         out.duplicates += 1

@@ -28,7 +28,7 @@ from agent.config.sources import PrometheusSourceConfig, QueryConfig
 from agent.log import kv
 from agent.metrics import Metrics
 from agent.sources import http, promjson
-from agent.sources.base import FailureKind, FetchError, Samples, SeriesInfo, series_id
+from agent.sources.base import FailureKind, FetchError, Samples, SeriesInfo, bounded_labels, series_id
 from agent.sources.frame import empty_index, histogram_id, to_index, with_gaps
 from agent.sources.health import TargetHealth
 
@@ -178,8 +178,11 @@ class PrometheusSource:
                first: float, step: float) -> None:
         non_finite = 0
         truncated = 0
-        for labels, ts, vals in result:
-            name = labels.pop("__name__", None) or query.name
+        cut = 0
+        for raw, ts, vals in result:
+            name = raw.pop("__name__", None) or query.name
+            labels, cut_here = bounded_labels(raw)
+            cut += cut_here
             sid = series_id(name, labels)
             col = where.get(sid)
             if col is None:
@@ -201,6 +204,8 @@ class PrometheusSource:
             self.stats.points += len(ts)
         if non_finite:
             self.metrics.samples_dropped.labels(reason="non_finite").inc(non_finite)
+        if cut:
+            self.metrics.label_values_cut.inc(cut)
         if truncated:
             self.metrics.samples_dropped.labels(reason="series_limit").inc(truncated)
         self.health.note(SOURCE, query.name, f"more than {self.series_limit} series; kept the first {self.series_limit}"

@@ -127,6 +127,8 @@ class ScrapeSource:
             self.metrics.samples_dropped.labels(reason="non_finite").inc(exposition.non_finite)
         if exposition.duplicates:
             self.metrics.samples_dropped.labels(reason="duplicate").inc(exposition.duplicates)
+        if exposition.cut_labels:
+            self.metrics.label_values_cut.inc(exposition.cut_labels)
         self.health.note(SOURCE, target.name, "samples repeat a series already in this scrape; kept the first of each"
                          if exposition.duplicates else None, "source.duplicates", dropped=exposition.duplicates)
         keys = [info.series_id for info, _ in exposition.counters]

@@ -158,3 +158,14 @@ def test_honor_labels_keeps_the_exporters_own_labels(make_ctx, misbehaving_serve
     # When the target fails, every series it sent is a gap, the one with the exporter's own job too.
     misbehaving_server.respond("oops", status=500)
     assert collect(ctx, at(1)).gaps == frozenset(honored)
+
+
+def test_a_megabyte_label_value_is_cut_marked_and_counted(make_ctx, misbehaving_server, good_server):
+    ctx = make_ctx(two_targets(misbehaving_server, good_server))
+    misbehaving_server.respond("# TYPE big gauge\n" + 'big{note="' + "x" * 1_000_000 + '"} 7\n')
+    samples = collect(ctx, at(0))
+    [column] = [c for c in samples.values.columns if c.startswith("big{")]
+    note = samples.series[column].labels["note"]
+    assert note == "x" * 1024 + "…[+998976 chars]"
+    assert len(column) < 1200 and samples.values[column].tolist() == [7.0]
+    assert metric(ctx, "aiops_label_values_cut_total") == 1.0
