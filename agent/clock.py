@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 # epoch arithmetic) can then always render it. Inputs outside it are refused or clamped.
 EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
 LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
+_EARLIEST_S, _LATEST_S = EARLIEST.timestamp(), LATEST.timestamp()
 
 
 def utcnow() -> datetime:
@@ -52,9 +53,12 @@ def to_epoch(value: datetime | float | int | None) -> float | None:
 
 
 def from_epoch(value: float | int | None) -> datetime | None:
+    """Stored epoch seconds as an aware UTC datetime, clamped to [EARLIEST, LATEST]: a row an
+    older agent stored out of that range (year 1, year 9999) still renders everywhere."""
     if value is None:
         return None
-    return datetime.fromtimestamp(float(value), timezone.utc)
+    seconds = min(max(float(value), _EARLIEST_S), _LATEST_S)
+    return datetime.fromtimestamp(seconds, timezone.utc)
 
 
 class ManualClock:

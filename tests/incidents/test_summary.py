@@ -181,3 +181,18 @@ def test_hostile_labels_are_escaped_in_html(store, hostile):
         assert bad not in html, bad
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "&lt;img src=x onerror=alert(2)&gt;" in html
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "json", "html"])
+def test_times_an_older_agent_stored_out_of_range_still_render(store, fmt):
+    # Before times were normalised on the way in, an alert could store year 1 and year 9999.
+    incident = make_incident(store, with_hits=False)
+    with store.transaction() as conn:
+        conn.execute("UPDATE incidents SET started_at = ?, detected_at = ?, resolved_at = ?, status = 'resolved' "
+                     "WHERE id = ?", (-62135596800.0, 253402300799.0, 253402300799.0, incident.id))
+        conn.execute("UPDATE incident_episodes SET started_at = ?, detected_at = ?, resolved_at = ? "
+                     "WHERE incident_id = ?", (-62135596800.0, 253402300799.0, 253402300799.0, incident.id))
+        conn.execute("UPDATE incident_signals SET first_at = ?, last_at = ? WHERE incident_id = ?",
+                     (-62135596800.0, 253402300799.0, incident.id))
+    text = render(store, incident.id, fmt, base_url=BASE, prometheus_url=PROM)
+    assert "1970-01-01" in text and "9000-01-01" in text  # clamped to the documented range
