@@ -173,3 +173,59 @@ def test_onset_finds_the_scrape_where_sampled_data_changed(seed):
     det = DriftDetector().fit({"amount": baseline}, model="fraud")
     assert det.score({"amount": dict(zip(les, rows.sum().to_numpy()))}, ts=idx[-1]).hits
     assert abs((det.onset({"amount": rows}) - idx[37].to_pydatetime()).total_seconds()) <= 15
+
+
+def _share_drifted(detector: DriftDetector, rng: np.random.Generator, shift_sd: float, n: int, windows: int) -> float:
+    """Share of ``windows`` live windows of ``n`` samples, the mean of 5 of 8 standard normal
+    features shifted by ``shift_sd``, in which the detector fires."""
+    fired = 0
+    for _ in range(windows):
+        window = {f"f{i}": rng.normal(shift_sd if i < 5 else 0.0, 1.0, n) for i in range(8)}
+        fired += bool(detector.score(window, ts=TS).hits)
+    return fired / windows
+
+
+@pytest.fixture(scope="module")
+def eight_features() -> tuple[np.random.Generator, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(19)
+    return rng, {f"f{i}": rng.normal(0.0, 1.0, 20_000) for i in range(8)}
+
+
+def test_the_share_judged_drifted_does_not_depend_on_the_window_size(eight_features) -> None:
+    rng, baseline = eight_features
+    detector = DriftDetector().fit(baseline, model="m")
+    windows = {200: 320, 1_000: 60, 5_000: 10, 20_000: 5}  # fewer where a window's PSI varies less
+    table = {shift: {n: _share_drifted(detector, rng, shift, n, w) for n, w in windows.items()}
+             for shift in (0.0, 0.1, 0.3, 0.5)}
+    spread = {shift: round(100 * (max(row.values()) - min(row.values()))) for shift, row in table.items()}
+    assert spread == {0.0: 0, 0.1: spread[0.1], 0.3: spread[0.3], 0.5: 0}, table
+    assert max(spread.values()) <= 10, table
+    assert set(table[0.0].values()) == {0.0} and set(table[0.5].values()) == {1.0}, table
+    # Judged on PSI as measured, the medium shift drifted in small windows only.
+    raw = DriftDetector(psi_correction=False).fit(baseline, model="m")
+    assert _share_drifted(raw, rng, 0.3, 200, 40) - _share_drifted(raw, rng, 0.3, 20_000, 8) > 0.3
+
+
+def test_no_false_alarm_on_unshifted_data_at_any_window_size(eight_features) -> None:
+    rng, baseline = eight_features
+    detector = DriftDetector().fit(baseline, model="m")
+    assert [_share_drifted(detector, rng, 0.0, n, 20) for n in (30, 100, 200, 500)] == [0.0] * 4
+
+
+@pytest.mark.parametrize("kind", ["numeric", "histogram", "categorical"])
+def test_psi_is_corrected_by_its_mean_on_samples_of_one_distribution(kind) -> None:
+    rng = np.random.default_rng(8)
+    draw = {
+        "numeric": lambda n: rng.normal(0.0, 1.0, n),
+        "histogram": lambda n: histogram(rng.exponential(0.4, n)),
+        "categorical": lambda n: rng.choice(list("abcde"), n, p=[0.3, 0.25, 0.2, 0.15, 0.1]),
+    }[kind]
+    detector = DriftDetector(categorical=("x",) if kind == "categorical" else ()).fit({"x": draw(20_000)})
+    rows = pd.concat([detector.score({"x": draw(200)}, ts=TS).scores for _ in range(200)])
+    bins = {"numeric": 10, "histogram": 6, "categorical": 5}[kind]
+    assert len(detector.baselines_["x"].get("props", detector.baselines_["x"].get("counts"))) == bins
+    # A histogram window is the increase from its first scrape: two thirds of the samples.
+    null = (bins - 1) * (1 / rows["n_live"] + 1 / detector.baselines_["x"]["n"])
+    assert rows["psi_raw"].mean() == pytest.approx(null.mean(), rel=0.15)
+    assert rows["psi"].tolist() == pytest.approx(np.maximum(0.0, rows["psi_raw"] - null).tolist())
+    assert rows["psi"].mean() < rows["psi_raw"].mean() / 3
