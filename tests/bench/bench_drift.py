@@ -20,14 +20,14 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
+import argparse
+import json
+import sys
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
-from detectors import DriftDetector  # noqa: E402
+from detectors import DriftDetector
 
 FEATURES = 8
 SHIFTED = 5
