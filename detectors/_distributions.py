@@ -39,8 +39,9 @@ def psi_null_mean(base: np.ndarray, n_base: float, n_live: float) -> float:
     live sample adds (B - 1) / n_live, the baseline's own sampling error (which cut the quantile
     bins, or counted the buckets) (B - 1) / n_baseline. Terms of order 1/n^2 are left out: over
     simulated normal samples (10 bins, baselines of 1,000 and 20,000) the formula is within 6% of
-    the mean PSI from 200 live samples up, 13% at 100. A baseline cell so rare that the live
-    window seldom sees it adds less than 1/n_live: there the formula over-corrects (errs stable)."""
+    the mean PSI from 200 live samples up, 13% at 100. A baseline cell the live window seldom
+    sees (n_live * p well under 1) adds less than 1/n_live: there the formula over-corrects,
+    erring towards stable."""
     bins = int(np.count_nonzero(np.asarray(base, dtype=np.float64) > 0))
     if bins < 2 or n_base <= 0 or n_live <= 0:
         return 0.0

@@ -25,18 +25,20 @@ size and gates every verdict, so a verdict does not follow a p-value alone (any 
 becomes "significant" with enough samples), and corrected it does not drift with sample size:
 for 5 of 8 normal features shifted by 0, 0.1, 0.3 or 0.5 sd (PSI about 0, 0.01, 0.085, 0.24),
 the share of windows that fire moves by less than 10 points from 200 to 20,000 live samples
-(``tests/bench/bench_drift.py``: none; none; about 7% at 200, 0 from 5,000 on; all but about 1
-in 1,000 windows of 200, every larger window).
-What remains is noise, not bias: a shift whose PSI lies near a threshold, as 0.3 sd does, is
-judged either way in small windows. Below ``min_samples`` (live or baseline; default 200; under
-about 100 the correction no longer holds) a feature gets no verdict and is left out of the rate.
-The model drift rate is the share of features with a verdict that drifted; a hit fires when it
-is >= ``drift_share``.
+(``tests/bench/bench_drift.py``: 0 and 0.1 sd fire in no window; 0.3 sd in about 7% of windows
+of 200 and none from 5,000 on; 0.5 sd in every window but about 1 in 1,000 of 200 samples). What
+remains is noise, not bias: a shift whose PSI lies near a threshold, as 0.3 sd does, is judged
+either way in small windows.
+
+Below ``min_samples`` (live or baseline; default 200; under about 100 the correction no longer
+holds) a feature gets no verdict and is left out of the rate. The model drift rate is the share
+of features with a verdict that drifted; a hit fires when it is >= ``drift_share``.
 
 ``score`` returns ``Scores`` whose ``scores`` is a DataFrame indexed by feature (columns ``psi``,
 ``psi_raw``, ``psi_level``, ``test``, ``statistic``, ``p_value``, ``n_live``, ``verdict``,
-``drifted``) with the rate in ``scores.attrs["drift_rate"]``; the same is kept in ``last_report`` (a
-``DriftReport``; not fitted state) for the stage to publish ``aiops_model_drift_rate_ratio``.
+``drifted``) with the rate in ``scores.attrs["drift_rate"]``; the same is kept in
+``last_report`` (a ``DriftReport``; not fitted state) for the stage to publish
+``aiops_model_drift_rate_ratio``.
 The hit's ``series_id`` and ``entity`` are the model; ``value``/``score`` the rate, ``upper`` the
 share. The window's time is the last timestamp of its data, or ``ts=`` when it has none.
 
