@@ -3,6 +3,7 @@ the result and verifies it, a run under way is never started twice, and a stop c
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from pathlib import Path
 
@@ -14,10 +15,10 @@ from agent.context import Context
 from agent.incidents.model import IncidentStatus
 from agent.pipeline import run_cycle as run_pipeline
 from remediations import remediate
-from remediations.engine import worker_limit
+from remediations.engine import Remediator, worker_limit
 from remediations.model import RunMode, RunStatus
 from tests.conftest import wait_until
-from tests.remediations.conftest import T0, cycle, later, lines, open_incident, run_pids, signal
+from tests.remediations.conftest import T0, cycle, later, lines, open_incident, run_cycle, run_pids, signal
 
 FIRING = signal()
 
@@ -91,7 +92,9 @@ def test_a_later_cycle_picks_up_the_result_verifies_it_and_resolves_the_incident
     started = remediate(ctx, cycle(T0, firing=[FIRING]))
 
     (run,) = [r for r in started if r.mode is RunMode.APPLY]
-    assert run.status is RunStatus.PENDING  # handed to a worker; the stage did not wait for it
+    # handed to a worker: the stage returned while the (3 s) playbook had yet to run
+    assert ctx.workers.under_way() == [f"run:{run.id}"]
+    assert run.status in (RunStatus.PENDING, RunStatus.RUNNING)
     wait_until(lambda: status_of(ctx, run.id) is RunStatus.VERIFYING, 60, message="the run to be applied")
     wait_until(lambda: not ctx.workers.under_way(), 10, message="the worker to finish")
 
@@ -121,6 +124,20 @@ def test_a_run_under_way_is_not_started_again_by_the_cycles_that_see_its_inciden
     started = [e for e in ctx.store.audit_entries()
                if e.action == "remediation.running" and e.details["reason"] == "apply run started"]
     assert [e.subject for e in started] == [f"run:{run.id}"]
+
+
+def test_a_worker_goes_on_only_with_a_run_that_is_still_due(make_ctx, work):
+    ctx = make_ctx(sleep_rule(work, 0))
+    incident = open_incident(ctx, {"service": "api"}, signals=[FIRING])
+    run_cycle(ctx, T0, firing=[FIRING])
+    run = apply_run(ctx, incident.id)
+    # what a cycle listed as pending just before the worker that ran it finished
+    stale = dataclasses.replace(run, status=RunStatus.PENDING)
+
+    Remediator(ctx, cycle(later(1), firing=[FIRING])).fork(f"run:{run.id}").execute(stale)
+
+    assert status_of(ctx, run.id) is RunStatus.VERIFYING
+    assert lines(work / "runs.log") == [str(run.id)]
 
 
 def test_a_stop_cancels_the_playbook_under_way_and_records_it_interrupted(make_ctx, work):
