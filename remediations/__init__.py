@@ -35,7 +35,7 @@ def remediate(ctx: "Context", cycle: "Cycle") -> list[Any]:
     return latest(ctx, [*ctx.workers.finished(), *r.touched.values()])
 
 
-def latest(ctx: "Context", runs: list[Any]) -> list[Any]:
+def latest(ctx: Context, runs: list[Any]) -> list[Any]:
     """``runs`` once each, as the store has them now (a worker may have moved them on), by id."""
     found = (ctx.store.get_run(run_id) for run_id in sorted({run.id for run in runs}))
     return [run for run in found if run is not None]

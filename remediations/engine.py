@@ -74,7 +74,7 @@ class Remediator:
         self.touched: dict[int, Run] = {}
         self.job = ""  # the worker job this one works for (its key), or "" in the stage itself
 
-    def fork(self, job: str) -> "Remediator":
+    def fork(self, job: str) -> Remediator:
         """The same cycle's view, with runs of its own: what the worker's job ``job`` works on."""
         mine = Remediator(self.ctx, self.cycle, t0=self._t0)
         mine.job = job
@@ -105,7 +105,7 @@ class Remediator:
         is not stopping."""
         return self.inline or (not self.ctx.stopping.is_set() and self.workers.room(self.limit))
 
-    def begin(self, key: str, job: Callable[["Remediator"], object], *, ordered: bool = False) -> bool:
+    def begin(self, key: str, job: Callable[[Remediator], object], *, ordered: bool = False) -> bool:
         """Hand ``job`` to a worker (with ``workers: 0``: do it now); False when ``key`` is
         under way, no worker is free, or the agent is stopping (the run waits in the store).
         ``ordered``: the job takes the start turn (see ``remediations.workers``)."""
@@ -113,7 +113,7 @@ class Remediator:
             return False
         return self.workers.start(key, lambda: self._work(key, job), limit=self.limit, ordered=ordered)
 
-    def _work(self, key: str, job: Callable[["Remediator"], object]) -> list[Run]:
+    def _work(self, key: str, job: Callable[[Remediator], object]) -> list[Run]:
         mine = self.fork(key)
         try:
             job(mine)

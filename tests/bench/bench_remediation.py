@@ -34,6 +34,7 @@ from agent.clock import utcnow  # noqa: E402
 from agent.config import load_config  # noqa: E402
 from agent.context import Context  # noqa: E402
 from agent.daemon import Daemon  # noqa: E402
+from agent.store import Store, open_store  # noqa: E402
 from agent.pipeline import Cycle  # noqa: E402
 from remediations import latest, remediate  # noqa: E402
 from remediations.model import RunMode, RunStatus  # noqa: E402
@@ -98,7 +99,7 @@ def cycle_gap_ratio(workers: int) -> float:
     """The largest gap between cycle starts over the interval, while a long playbook runs."""
     work = Path(tempfile.mkdtemp(prefix=f"bench-gap-{workers}-"))
     daemon = TimedDaemon(gap_config(work, workers), state_dir=work / "state")
-    store = Context.create(load_config(work / "agent.yaml"), work / "state").store
+    store = open_store(work / "state")
     store.open_incident(severity="warning", title="bench", labels={"service": "bench"}, started_at=utcnow(),
                         now=utcnow())
     ended: list[float] = []
@@ -121,11 +122,11 @@ def cycle_gap_ratio(workers: int) -> float:
     return gap / GAP_INTERVAL_S
 
 
-def _stop_after_run(daemon: TimedDaemon, store: object, ended: list[float]) -> None:
+def _stop_after_run(daemon: TimedDaemon, store: Store, ended: list[float]) -> None:
     """Stop the daemon two intervals after the run has left ``running`` (or after a deadline)."""
     deadline = time.monotonic() + GAP_PLAYBOOK_S * 4
     while time.monotonic() < deadline:
-        runs = store.list_runs(mode=RunMode.APPLY)  # type: ignore[attr-defined]
+        runs = store.list_runs(mode=RunMode.APPLY)
         if runs and runs[0].status not in (RunStatus.PENDING, RunStatus.RUNNING):
             break
         time.sleep(0.2)
@@ -134,7 +135,7 @@ def _stop_after_run(daemon: TimedDaemon, store: object, ended: list[float]) -> N
     while daemon.ctx is None:
         time.sleep(0.1)
     daemon.stop("benchmark done")
-    store.close()  # type: ignore[attr-defined]  # this thread's connection
+    store.close()  # this thread's connection
 
 
 def main(rounds: int) -> None:
