@@ -72,6 +72,7 @@ def once(config: AgentConfig, state_dir: Path, as_json: bool) -> None:
     ctx = Context.create(config, state_dir)
     try:
         cycle = run_cycle(ctx)
+        ctx.workers.join()  # the runs it started beside the cycle end before the process does
     finally:
         ctx.store.close()
     outcome = {

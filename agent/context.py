@@ -1,4 +1,5 @@
-"""What every stage is handed: the config, the store, the metrics, and a heartbeat."""
+"""What every stage is handed: the config, the store, the metrics, a heartbeat, and the workers
+that run playbooks beside the cycle."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from agent.clock import utcnow
 from agent.config import AgentConfig
 from agent.metrics import Metrics
 from agent.store import Store, open_store
+from remediations.workers import Workers
 
 
 class Heartbeat:
@@ -80,6 +82,8 @@ class Context:
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     health: Health = field(default_factory=Health)
     stopping: threading.Event = field(default_factory=threading.Event)
+    # Playbook runs under way beside the cycle (remediation.workers).
+    workers: Workers = field(default_factory=Workers)
     clock: Callable[[], datetime] = utcnow
 
     def __post_init__(self) -> None:

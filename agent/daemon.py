@@ -2,7 +2,8 @@
 
 APScheduler's BlockingScheduler runs the cycle job with ``max_instances=1`` and coalescing, so a
 cycle that overruns makes the next one be skipped (logged, counted), never stacked. SIGTERM and
-SIGINT stop after the stage in progress; SIGHUP reloads the config (an invalid one is refused and
+SIGINT stop after the stage in progress and cancel the playbook runs under way beside the cycle
+(they end recorded ``interrupted``); SIGHUP reloads the config (an invalid one is refused and
 the old one kept). systemd hears READY=1, WATCHDOG=1, a one-line STATUS= and STOPPING=1.
 """
 
@@ -110,6 +111,11 @@ class Daemon:
             time.sleep(0.05)
         if self._cycle_running.is_set():
             log.warning(kv("agent.stop_timeout", waited_s=timeout, note="a stage is still running"))
+        # Runs under way were cancelled by the stop (SIGTERM, then SIGKILL): wait for them to be
+        # recorded interrupted before the store closes.
+        if not self.ctx.workers.join(max(0.0, deadline - time.monotonic())):
+            log.warning(kv("agent.stop_timeout", waited_s=timeout, note="a playbook run is still ending",
+                           runs=",".join(self.ctx.workers.under_way())))
         if self._http is not None:
             self._http.stop()
         try:

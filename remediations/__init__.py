@@ -2,8 +2,9 @@
 
 ``remediate(ctx, cycle)`` does one cycle's work, in this order: recover runs an agent that died
 left behind (once per process), expire approvals, verify applied runs against this cycle's hits
-and samples, plan runs for open incidents that match a rule, and execute the runs that are due.
-It returns every run it created or changed.
+and samples, plan runs for open incidents that match a rule, and start the runs that are due on
+the worker pool (``remediations.workers``; ``workers: 0``: execute them here, one after the other).
+It returns every run it created or changed, and those its workers finished since the last cycle.
 """
 
 from __future__ import annotations
@@ -31,4 +32,10 @@ def remediate(ctx: "Context", cycle: "Cycle") -> list[Any]:
     verify_all(r)
     r.plan_all()
     r.execute_due()
-    return sorted(r.touched.values(), key=lambda run: run.id)
+    return latest(ctx, [*ctx.workers.finished(), *r.touched.values()])
+
+
+def latest(ctx: Context, runs: list[Any]) -> list[Any]:
+    """``runs`` once each, as the store has them now (a worker may have moved them on), by id."""
+    found = (ctx.store.get_run(run_id) for run_id in sorted({run.id for run in runs}))
+    return [run for run in found if run is not None]

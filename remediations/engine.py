@@ -7,6 +7,10 @@ its signals re-checked; then the gates (pause, circuit breaker, rate limits, coo
 concurrency) are asked. A check-mode pass comes first when the playbook's header says it is
 check-safe, and a failed one stops the real run. Several hosts: the first is a canary, the rest
 follow in batches once it is verified (see ``verify``).
+
+Playbooks run beside the cycle (``remediations.workers``): the stage decides and hands each run's
+chain to a worker (``begin``), which works on a ``fork`` of the stage's ``Remediator``; later
+cycles find its results in the store. With ``workers: 0`` the chain runs at once, in the stage.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,7 +29,7 @@ from agent.config.remediation import Rule
 from agent.errors import RemediationError
 from agent.incidents.model import IncidentStatus
 from agent.log import kv
-from remediations import rules, runner, safety
+from remediations import processes, rules, runner, safety
 from remediations.model import Run, RunMode, RunStatus
 from remediations.playbooks import Header, read_header
 from remediations.signals import SignalState, observe, relevant_signals
@@ -59,14 +63,22 @@ class Prepared:
 class Remediator:
     """One cycle's remediation work over the shared store."""
 
-    def __init__(self, ctx: Any, cycle: Any) -> None:
+    def __init__(self, ctx: Any, cycle: Any, t0: float | None = None) -> None:
         self.ctx = ctx
         self.store = ctx.store
         self.config = ctx.config.remediation
+        self.workers = ctx.workers
         self.cycle = cycle
         self.started_at: datetime = cycle.started_at
-        self._t0 = time.monotonic()
+        self._t0 = time.monotonic() if t0 is None else t0
         self.touched: dict[int, Run] = {}
+        self.job = ""  # the worker job this one works for (its key), or "" in the stage itself
+
+    def fork(self, job: str) -> Remediator:
+        """The same cycle's view, with runs of its own: what the worker's job ``job`` works on."""
+        mine = Remediator(self.ctx, self.cycle, t0=self._t0)
+        mine.job = job
+        return mine
 
     def now(self) -> datetime:
         """The cycle's time plus what has elapsed since (runs take real seconds)."""
@@ -76,6 +88,52 @@ class Remediator:
         """Remember ``run`` (its latest state) among the runs this cycle returns."""
         self.touched[run.id] = run
         return run
+
+    # -- workers -------------------------------------------------------------------------
+
+    @property
+    def limit(self) -> int:
+        return worker_limit(self.config)
+
+    @property
+    def inline(self) -> bool:
+        """``workers: 0``: playbooks run inside the stage, one after the other."""
+        return self.limit == 0
+
+    def can_begin(self) -> bool:
+        """A job handed over now would start: sequential mode, or a worker is free and the agent
+        is not stopping."""
+        return self.inline or (not self.ctx.stopping.is_set() and self.workers.room(self.limit))
+
+    def begin(self, key: str, job: Callable[[Remediator], object], *, ordered: bool = False) -> bool:
+        """Hand ``job`` to a worker (with ``workers: 0``: do it now); False when ``key`` is
+        under way, no worker is free, or the agent is stopping (the run waits in the store).
+        ``ordered``: the job takes the start turn (see ``remediations.workers``)."""
+        if not self.inline and self.ctx.stopping.is_set():
+            return False
+        return self.workers.start(key, lambda: self._work(key, job), limit=self.limit, ordered=ordered)
+
+    def _work(self, key: str, job: Callable[[Remediator], object]) -> list[Run]:
+        mine = self.fork(key)
+        try:
+            job(mine)
+        except Exception as exc:  # the job marked its run failed; the stage is counted failed as before
+            if self.inline:
+                raise
+            log.exception(kv("remediation.job_failed", job=key, error=type(exc).__name__))
+            self.ctx.metrics.stage_failures.labels(stage="remediate").inc()
+        finally:
+            if not self.inline:
+                self.store.close()  # this worker thread's connection
+        return list(mine.touched.values())
+
+    def _hold_start(self) -> bool:
+        """Wait for this chain's start turn (after the chains handed over before it have
+        started their real runs or ended); False when the agent is stopping."""
+        return self.workers.hold_start(self.job, self.ctx.stopping.is_set)
+
+    def _release_start(self) -> None:
+        self.workers.release_start(self.job)
 
     # -- planning ------------------------------------------------------------------------
 
@@ -152,8 +210,14 @@ class Remediator:
             self._decide_once(f"paused:{incident.id}:{p.rule.name}", "paused", f"incident:{incident.id}",
                               {"rule": p.rule.name, "reason": "remediation is paused"})
             return None
+        if not self.can_begin():
+            return None  # no free worker: the incident is planned again next cycle
         run = self.store.create_run(mode=RunMode.CHECK, status=RunStatus.PENDING,
                                     reason="suggest: check mode only", **common)
+        self.begin(f"run:{run.id}", lambda r: r._suggest_check(run, p, incident))
+        return self.keep(run)
+
+    def _suggest_check(self, run: Run, p: Prepared, incident: Any) -> Run:
         run, execution = self._execute(run, p, check=True)
         status = RunStatus.SUGGESTED if execution.status == "successful" else _status_of(execution.status)
         run = self.store.update_run(run.id, status, now=self.now(),
@@ -180,11 +244,18 @@ class Remediator:
     # -- executing ---------------------------------------------------------------------------
 
     def execute_due(self) -> None:
+        """Start the real runs that are due, oldest first, while workers are free; one under way
+        (its key taken) is not started again."""
         for run in reversed(self.store.list_runs(statuses=[RunStatus.PENDING, RunStatus.APPROVED], mode=RunMode.APPLY)):
-            self.execute(run)
+            self.start_run(run)
+
+    def start_run(self, run: Run) -> bool:
+        return self.begin(f"run:{run.id}", lambda r: r.execute(run), ordered=True)
 
     def execute(self, run: Run) -> Run:
         """Re-check, pass the gates, check run if safe, real run; leaves the run verifying or failed."""
+        if not self._hold_start():
+            return run  # stopping: it stays due for the next agent
         try:
             return self._gate_and_run(run)
         except Exception as exc:  # a run must never stay "running" behind a crash of ours
@@ -193,8 +264,14 @@ class Remediator:
                 self.store.update_run(run.id, RunStatus.FAILED, now=self.now(), ended_at=self.now(),
                                       reason=f"the agent failed to run it: {type(exc).__name__}: {exc}")
             raise
+        finally:
+            self._release_start()
 
     def _gate_and_run(self, run: Run) -> Run:
+        current = self.store.get_run(run.id)
+        if current is None or current.status not in (RunStatus.PENDING, RunStatus.APPROVED):
+            return run  # a worker took it, or it ended, since the cycle listed it: never twice
+        run = current
         rule = self.config.rule(run.rule)
         if rule is None:
             return self.keep(self.store.update_run(run.id, RunStatus.CANCELED, now=self.now(),
@@ -289,6 +366,8 @@ class Remediator:
         now = self.now()
         run = self.store.update_run(run.id, RunStatus.RUNNING, now=now, started_at=now, owner=owner_id(),
                                     artifact_dir=str(private), reason=f"{run.mode} run started")
+        if run.mode is RunMode.APPLY:
+            self._release_start()  # the gates of the next chain now count this run
         try:
             execution = runner.execute(
                 playbook=p.playbook, project_dir=self.config.playbook_dir.resolve(), private_dir=private,
@@ -296,7 +375,9 @@ class Remediator:
                                                                                   "aiops_artifact_dir": str(private)},
                 label_vars=p.label_vars, timeout_s=self._timeout(p.rule, check), run_key=run_key(self.store, run.id),
                 inventory=self.config.inventory, env=p.rule.env, pass_env=p.rule.pass_env,
-                tracking=self.config.process_tracking, cancel=self.ctx.stopping.is_set, tick=self.ctx.heartbeat.beat)
+                tracking=self.config.process_tracking, cancel=self.ctx.stopping.is_set,
+                # beats say the cycle is alive: only a run inside the stage may give them
+                tick=self.ctx.heartbeat.beat if self.inline else None)
         except Exception as exc:  # a run must not stay "running" behind a crash of ours
             self.store.update_run(run.id, RunStatus.FAILED, now=self.now(), ended_at=self.now(),
                                   reason=f"the agent failed to run it: {type(exc).__name__}: {exc}")
@@ -338,6 +419,9 @@ class Remediator:
         status = RunStatus.SUCCEEDED if execution.status == "successful" else _status_of(execution.status)
         return self.keep(self.store.update_run(row.id, status, now=self.now(),
                                                 reason=f"rollback {execution.status} (rc {execution.rc})"))
+
+    def roll_back_and_escalate(self, run: Run, message: str) -> None:
+        self.escalate(run, message, self.rollback(run))
 
     # -- incidents ----------------------------------------------------------------------------
 
@@ -420,6 +504,14 @@ class Remediator:
     @property
     def artifacts_root(self) -> Path:
         return self.ctx.artifacts_dir / "remediation"
+
+
+def worker_limit(config: Any) -> int:
+    """Jobs under way at once: ``workers``, but one when the process tracking cannot tell runs
+    apart (subreaper), and 0 (inside the stage) when ``workers`` is 0."""
+    if config.workers == 0 or processes.separates_runs(config.process_tracking):
+        return config.workers
+    return 1
 
 
 def batches(rule: Rule, hosts: Sequence[str]) -> tuple[tuple[str, ...], ...]:

@@ -12,8 +12,9 @@ environment variable, its process group or session), so ``env -i setsid ...`` is
   started; a sampler writes them (pid and start time) to ``<run dir>/tracking/processes`` every 0.1 s,
   which is what a new agent reads after a SIGKILL. A process forked and orphaned between the last
   sample and the SIGKILL of the agent is missed: the one gap of this mode. It assumes one run at a
-  time per agent process (as the remediate stage runs them): two runs at once could not tell
-  their adopted orphans apart, a cgroup per run can.
+  time per agent process: two runs at once could not tell their adopted orphans apart, a cgroup
+  per run can. So under it the worker pool runs one job at a time (``separates_runs``), and the
+  cycle's own stages start no processes.
 
 A playbook keeps a service it starts on purpose by starting it through ``aiops_detach``
 (``remediations/detach.py``): in cgroup mode the process moves to ``<agent's cgroup>/aiops/detached``,
@@ -386,6 +387,12 @@ def tracking(mode: str, *, key: str, run_dir: Path) -> RunProcesses:
         if mode == Mode.CGROUP:
             raise OSError("remediation.process_tracking is cgroup, but no writable cgroup v2 was found")
     return SubreaperRun(run_dir / "tracking")
+
+
+def separates_runs(mode: str) -> bool:
+    """Whether the tracking ``mode`` resolves to tells runs under way at once apart: a cgroup per
+    run does; the subreaper's adopted orphans belong to no run in particular."""
+    return mode != Mode.SUBREAPER and cgroups() is not None
 
 
 def terminate(run: RunProcesses, *, grace_s: float) -> list[int]:

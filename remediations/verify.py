@@ -1,6 +1,8 @@
 """After a real run: watch the incident's signals until they stay quiet for the verify period
 (verified: the next batch runs, or the incident resolves with its MTTR recorded) or the deadline
-passes (not fixed: the rollback playbook runs and the incident escalates with the run's output)."""
+passes (not fixed: the rollback playbook runs and the incident escalates with the run's output).
+A run is judged by the cycles after the one that started it: the real run ends on a worker, beside
+the cycle, and the next cycle finds it verifying in the store."""
 
 from __future__ import annotations
 
@@ -43,14 +45,21 @@ def verify(r: Remediator, run: Run) -> Run:
     if quiet_since is not None and now - quiet_since >= timedelta(seconds=period):
         return _verified(r, run, incident, now, f"signals quiet since {quiet_since.isoformat()} ({period:g}s)")
     if run.verify_until is not None and now >= run.verify_until:
-        run = r.store.update_run(run.id, RunStatus.NOT_FIXED, now=now,
-                                 reason=f"signals not quiet for {period:g}s by {run.verify_until.isoformat()} "
-                                        f"(last observation: {state})")
-        r.ctx.metrics.remediation_runs.labels(outcome="not_fixed").inc()
-        rollback = r.rollback(run)
-        r.escalate(run, f"run {run.id} ({run.playbook}) did not fix the incident by its verify deadline", rollback)
-        return r.keep(run)
+        return _not_fixed(r, run, now, f"signals not quiet for {period:g}s by {run.verify_until.isoformat()} "
+                                       f"(last observation: {state})")
     return run
+
+
+def _not_fixed(r: Remediator, run: Run, now: datetime, why: str) -> Run:
+    """Past the deadline: not fixed; a worker rolls back and escalates. No free worker: the run
+    keeps verifying and is judged again next cycle."""
+    if not r.can_begin():
+        return run
+    run = r.store.update_run(run.id, RunStatus.NOT_FIXED, now=now, reason=why)
+    r.ctx.metrics.remediation_runs.labels(outcome="not_fixed").inc()
+    message = f"run {run.id} ({run.playbook}) did not fix the incident by its verify deadline"
+    r.begin(f"rollback:{run.id}", lambda w: w.roll_back_and_escalate(run, message))
+    return r.keep(run)
 
 
 def _verified(r: Remediator, run: Run, incident: Any, now: datetime, why: str) -> Run:
@@ -74,7 +83,7 @@ def _verified(r: Remediator, run: Run, incident: Any, now: datetime, why: str) -
                                        message=f"run {run.id} verified on {', '.join(run.targets)}; "
                                                f"next batch: run {nxt.id} on {', '.join(nxt.targets)}",
                                        details={"run": run.id, "next": nxt.id})
-            r.execute(nxt)  # the approval of the canary covers the batches after it
+            r.start_run(nxt)  # the approval of the canary covers the batches after it (no free worker: next cycle)
             return run
     r.store.set_remediation_times(incident.id, verified_at=now, actor=ACTOR, now=now)
     if incident.status is not IncidentStatus.RESOLVED:

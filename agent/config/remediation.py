@@ -123,6 +123,10 @@ class RemediationConfig(Section):
     # How a run's processes are found and killed: a cgroup per run (cgroup), the agent as child
     # subreaper (subreaper), or cgroup when a writable cgroup v2 is there (auto).
     process_tracking: Literal["auto", "cgroup", "subreaper"] = "auto"
+    # Playbook runs execute beside the cycle on this many worker threads (0: inside the remediate
+    # stage, one after the other, the cycle waiting). Subreaper tracking cannot tell two runs'
+    # orphans apart, so under it at most one run is under way whatever this says.
+    workers: int = Field(default=2, ge=0, le=16)
     limits: Limits = Limits()
     verify: Verify = Verify()
     rules: list[Rule] = []

@@ -131,6 +131,8 @@ def test_a_missing_playbook_dir_is_refused_with_its_key_path(write_config, tmp_p
         ("agent:\n  shard: 3/2\n", "agent.shard: expected a shard as i/n with 0 <= i < n, found '3/2'"),
         # wrong type for a boolean
         ("http:\n  enabled: maybe\n", "http.enabled: expected true or false, found 'maybe'"),
+        ("remediation:\n  workers: -1\n", "remediation.workers: expected a number >= 0, found -1"),
+        ("remediation:\n  workers: 17\n", "remediation.workers: expected a number <= 16, found 17"),
     ],
 )
 def test_bad_values_name_file_key_and_expectation(write_config, text, expected):

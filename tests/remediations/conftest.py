@@ -19,7 +19,7 @@ from agent.incidents.model import Incident, Signal
 from agent.pipeline import Cycle
 from agent.sources import Samples, SeriesInfo
 from detectors.base import Hit
-from remediations import remediate
+from remediations import latest, remediate
 from remediations.model import Run
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
@@ -168,7 +168,11 @@ def cycle(now: datetime, *, quiet: Sequence[str] = (), firing: Sequence[Signal] 
 
 
 def run_cycle(ctx: Context, now: datetime, **kwargs: Any) -> list[Run]:
-    return remediate(ctx, cycle(now, **kwargs))
+    """One remediate stage at ``now``, and the ends of the playbook runs it started beside the
+    cycle: the runs both changed, as the store has them once the workers are done."""
+    runs = remediate(ctx, cycle(now, **kwargs))
+    assert ctx.workers.join(timeout_s=120), f"runs still under way: {ctx.workers.under_way()}"
+    return latest(ctx, [*runs, *ctx.workers.finished()])
 
 
 def later(minutes: float) -> datetime:

@@ -104,7 +104,8 @@ def test_recovery_leaves_live_owners_alone_and_retries_a_dead_ones_run_when_the_
     from remediations.model import RunMode, RunStatus
 
     ctx = make_ctx(f"""
-    limits: {{cooldown: 0s, max_runs_per_target_per_hour: 10}}
+    # the two retries run at once beside the live run: three under way
+    limits: {{cooldown: 0s, max_runs_per_target_per_hour: 10, concurrency: 3}}
     rules:
       - name: fix
         match: {{labels: {{service: api}}}}

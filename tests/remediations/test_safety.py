@@ -44,8 +44,9 @@ def incident_on(ctx, host: str):
 
 
 def test_rate_limits_per_target_and_global(make_ctx, work):
-    ctx = make_ctx(rules_yaml(work, limits="cooldown: 0s, max_runs_per_target_per_hour: 1, max_runs_per_hour: 2"),
-                   inventory=HOSTS)
+    # a worker for each of the four runs: all are decided in the first cycle, oldest first
+    ctx = make_ctx("\n    workers: 4" + rules_yaml(
+        work, limits="cooldown: 0s, max_runs_per_target_per_hour: 1, max_runs_per_hour: 2"), inventory=HOSTS)
     a, b, c, d = (incident_on(ctx, h) for h in ("h1", "h1", "h2", "h3"))
 
     run_cycle(ctx, T0)
@@ -90,7 +91,8 @@ def test_circuit_breaker_opens_after_failures_pages_and_closes_after_a_good_tria
                               extra_vars=f", fail_flag: {flag}"), inventory=HOSTS)
     incident_on(ctx, "h1"), incident_on(ctx, "h2")
     run_cycle(ctx, T0)
-    failed = ctx.store.list_runs(mode=RunMode.APPLY)
+    # the two runs execute at once: the breaker names them by their ends, the last one first
+    failed = sorted(ctx.store.list_runs(mode=RunMode.APPLY), key=lambda r: r.ended_at, reverse=True)
     assert [r.status for r in failed] == [RunStatus.FAILED, RunStatus.FAILED]
 
     third = incident_on(ctx, "h3")
