@@ -13,9 +13,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 def demo_config(info: StackInfo, *, cycle_s: float, verify_s: float, verify_deadline_s: float, state_dir: Path,
                 history_step_s: float, drift_window_s: float = 60.0, flap_window_s: float = 60.0,
-                shadow: bool = False) -> str:
+                shadow: bool = False, runs_per_hour: int = 20) -> str:
     """``history_step_s`` is the backfilled history's resolution: rate windows span three of its
-    steps so they hold samples in the past as well as live."""
+    steps so they hold samples in the past as well as live. ``runs_per_hour`` is the rate limit
+    (half of it per target): the benchmark, which injects a fault every two minutes, raises it."""
     root = Path(info.root)
     step = f"{info.scrape_interval_s:g}s"
     window = f"{3 * history_step_s:g}s"
@@ -142,8 +143,8 @@ remediation:
   timeout: 2m
   check_timeout: 1m
   limits:
-    max_runs_per_hour: 20
-    max_runs_per_target_per_hour: 10
+    max_runs_per_hour: {runs_per_hour}
+    max_runs_per_target_per_hour: {runs_per_hour // 2}
     cooldown: 0s
     concurrency: 1
     breaker_failures: 3

@@ -82,10 +82,12 @@ class Outcome:
 
 
 class DemoRun:
-    def __init__(self, root: Path, timing: Timing = DEMO, *, token: str = "demo-token-0f3a") -> None:
+    def __init__(self, root: Path, timing: Timing = DEMO, *, token: str = "demo-token-0f3a",
+                 runs_per_hour: int = 20) -> None:
         self.root = root.resolve()
         self.timing = timing
         self.token = token
+        self.runs_per_hour = runs_per_hour
         self.stack = DemoStack(self.root, scrape_interval_s=timing.scrape_s, history_days=timing.history_days,
                                history_step_s=timing.history_step_s)
         self.config_path = self.root / "agent.yaml"
@@ -116,7 +118,7 @@ class DemoRun:
         self.config_path.write_text(demo_config(
             self.stack.info, cycle_s=t.cycle_s, verify_s=t.verify_s, verify_deadline_s=t.verify_deadline_s,
             state_dir=self.state_dir, history_step_s=t.history_step_s, drift_window_s=t.drift_window_s,
-            flap_window_s=t.flap_window_s))
+            flap_window_s=t.flap_window_s, runs_per_hour=self.runs_per_hour))
         self.aiops("baseline", "save", "--model", "fraud", "--from", "now-20h", "--to", "now-10m")
         self.store = Store(self.state_dir / "aiops.db")
 

@@ -352,7 +352,12 @@ def next_step(s: Summary) -> str | None:
         r = broken[-1]
         return (f"{r.playbook} {_RUN_WORDS.get(r.status, r.status)}; fix it by hand: look at {look}; "
                 f"the run's output: aiops remediation show {r.id}")
-    if any(r.status in ("running", "verifying", "pending", "approved") for r in s.runs):
+    held = [r for r in s.runs if r.status in ("pending", "approved") and r.mode != "check"]
+    if held:
+        r = held[-1]
+        return (f"{r.playbook} (run #{r.id}) has not started: a rate limit, the breaker or a busy worker can hold "
+                f"it; why: aiops audit export --since 1h | grep run:{r.id}; or fix it by hand: look at {look}")
+    if any(r.status in ("running", "verifying") for r in s.runs):
         return "none yet: the agent is remediating and resolves the incident once the signals recover"
     if any(r.status == "verified" for r in s.runs):
         return "none: the remediation worked; the incident resolves once its signals stay quiet"

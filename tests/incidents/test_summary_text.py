@@ -146,3 +146,17 @@ def test_the_drift_page_plots_the_drift_rate_and_each_features_psi_not_a_zero_on
     assert "observed 1" not in page and "expected 0" not in page
     markdown = render(store, incident_id, "markdown")
     assert markdown.splitlines()[0] == f"# #{incident_id} fraud model\\: 4 of 4 features drifted (PSI up to 0.28)"
+
+
+def test_a_run_held_back_says_so_instead_of_claiming_progress(store, make_config):
+    hit = Hit(series_id='up{job="api"}', detector="threshold", ts=at(10), value=0.0, score=1.0,
+              direction=Direction.DOWN, expected=1.0, metric="up", labels={"job": "api"}, explanation="up is 0")
+    [incident_id] = correlator(store, make_config).ingest([hit], now=at(10)).opened
+    with store.transaction() as conn:
+        conn.execute("INSERT INTO remediation_runs (id, incident_id, rule, playbook, mode, status, requested_at) "
+                     "VALUES (4, ?, 'restart-api', 'restart_service.yml', 'apply', 'pending', ?)",
+                     (incident_id, to_epoch(at(11))))
+    next_line = [line for line in render(store, incident_id, "text").splitlines() if line.startswith("Next:")]
+    assert next_line == ["Next:     restart_service.yml (run #4) has not started: a rate limit, the breaker or a busy "
+                         "worker can hold it; why: aiops audit export --since 1h | grep run:4; or fix it by hand: "
+                         "look at the top signal"]
