@@ -238,7 +238,8 @@ def test_a_sleeping_playbook_is_killed_at_its_timeout_with_no_process_left(make_
     (run,) = run_cycle(ctx, T0)
 
     assert run.status is RunStatus.TIMEOUT
-    assert run.ended_at - run.started_at < (later(0.25) - T0)
+    # the 8 s timeout, the 2 s grace before SIGKILL, ansible's start-up: far from the 311 s sleep
+    assert run.ended_at - run.started_at < (later(1 / 3) - T0)
     assert lines(work / "runs.log") == [str(run.id)]
     assert run_pids(ctx.store, run) == []
     assert not [p for p in _cmdlines() if p == ["sleep", "311"]]
