@@ -375,7 +375,8 @@ def signal_text(n: int, line: SignalLine) -> list[str]:
     facts = line.drift
     if facts is not None:
         drifted = ", ".join(f"{f} PSI {v:.2f}" for f, v in facts.psi.items())
-        limit = f" (drifted at PSI {facts.threshold:g})" if facts.threshold is not None else ""
+        limit = (f" (threshold PSI {facts.threshold:g}, lower when the second test agrees)"
+                 if facts.threshold is not None else "")
         saw = f"drifted: {drifted}{limit}" if drifted else "drifted"
     else:
         saw = sig.explanation or f"observed {_num(line.observed)}, expected {_num(line.expected)}"

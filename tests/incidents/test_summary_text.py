@@ -72,7 +72,7 @@ Done:     03:00:21 checked rollback_model.yml in check mode (rule rollback-model
 
 Signals (most anomalous first):
   1. model_drift {{model=fraud}} [drift]
-     drifted: amount PSI 0.28, age PSI 0.27, tenure PSI 0.26, demo_prediction_score PSI 0.25 (drifted at PSI 0.25); 1 hit 03:00:05..03:00:20
+     drifted: amount PSI 0.28, age PSI 0.27, tenure PSI 0.26, demo_prediction_score PSI 0.25 (threshold PSI 0.25, lower when the second test agrees); 1 hit 03:00:05..03:00:20
 
 Suspect changes (nearest first):
   2026-11-24 03:00:00 UTC model_rollout {{job=demo-model, model=fraud, version=v3}}: roll out fraud model v3 (new feature preprocessing) (by demo)
