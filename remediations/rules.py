@@ -26,7 +26,7 @@ def matches(rule: Rule, incident: Any) -> bool:
     if incident.labels.get(STORM_LABEL) == "true":
         return False
     m = rule.match
-    signals = _signals(incident)
+    signals = incident.current_signals
     if m.severity and str(incident.severity) not in m.severity:
         return False
     if m.root_cause is not None and incident.root_cause != m.root_cause:
@@ -50,15 +50,11 @@ def label_values(incident: Any, name: str) -> list[str]:
     own = incident.labels.get(name)
     if own is not None:
         values.append(str(own))
-    for signal in _signals(incident):
+    for signal in incident.current_signals:
         value = signal.labels.get(name)
         if value is not None and str(value) not in values:
             values.append(str(value))
     return values
-
-
-def _signals(incident: Any) -> tuple[Any, ...]:
-    return tuple(getattr(incident, "current_signals", incident.signals))
 
 
 def targets(rule: Rule, incident: Any, inventory_hosts: frozenset[str]) -> list[str]:

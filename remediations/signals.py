@@ -21,7 +21,7 @@ class SignalState(StrEnum):
 def relevant_signals(incident: Any, label: str | None, targets: Sequence[str]) -> list[Any]:
     """The signals of the incident's current outage that concern ``targets`` (by the rule's
     target label); all of the outage's signals when none carries that label."""
-    signals = list(getattr(incident, "current_signals", incident.signals))
+    signals = list(incident.current_signals)
     if label is None:
         return signals
     mine = [s for s in signals if s.labels.get(label) in targets]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from agent.clock import EARLIEST
 from agent.config.incidents import IncidentsConfig
-from agent.incidents.model import STORM_LABEL, Incident, IncidentStatus, Severity, Signal
+from agent.incidents.model import STORM_LABEL, IncidentStatus, Severity, Signal
 from agent.incidents.rootcause import guess_root_cause
 from agent.incidents.summary import headline, line_of, rank_signals
 from agent.incidents.topology import Topology, correlation_keys
@@ -221,10 +221,8 @@ class Correlator:
 
     def _title(self, signals: Sequence[Signal], labels: dict[str, str], now: datetime) -> str:
         """The summary's title as of now (lists recompute it from the same function)."""
-        probe = Incident(id=0, status=IncidentStatus.OPEN, severity=Severity.INFO, title="", labels=labels,
-                         started_at=now, detected_at=now, updated_at=now)
         changes = tuple(self.store.changes_near(labels, before=now, lookback_s=self.config.changes_lookback))
-        return headline(probe, tuple(line_of(s) for s in rank_signals(signals)), changes)
+        return headline(tuple(line_of(s) for s in rank_signals(signals)), changes, labels=labels)
 
     def refresh(self, incident_id: int, *, now: datetime) -> None:
         """Recompute the root-cause guess, title, labels and start from the incident's signals."""

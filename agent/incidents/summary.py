@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from agent.clock import duration
+from agent.incidents import suspect_changes
 from agent.config.notify import GRAPH_LINK
 from agent.incidents.model import STORM_LABEL, Change, Episode, Incident, IncidentEvent, IncidentStatus, Signal
 from agent.incidents.rootcause import ALERT_DETECTOR, WHERE_LABELS, where
@@ -108,7 +109,7 @@ def build(store: "Store", incident_id: int, *, base_url: str | None = None,
     changes = suspects(store, incident, lookback_s)
     return Summary(
         incident=incident,
-        title=headline(incident, lines, changes),
+        title=title_from(incident, lines, changes),
         url=incident_url(base_url, incident.id),
         signals=lines,
         changes=changes,
@@ -119,8 +120,6 @@ def build(store: "Store", incident_id: int, *, base_url: str | None = None,
 
 def suspects(store: "Store", incident: Incident, lookback_s: float = CHANGES_LOOKBACK_S) -> tuple[Change, ...]:
     """Changes sharing a label with the incident or a signal of it, before it was detected; nearest first."""
-    from agent.incidents import suspect_changes
-
     return tuple(suspect_changes(store, incident, lookback_s=lookback_s))
 
 
@@ -128,7 +127,15 @@ def title_of(store: "Store", incident: Incident, *, lookback_s: float = CHANGES_
     """The title the summary gives ``incident`` (lists show the same one); ``incident`` must
     carry its signals."""
     lines = tuple(line_of(s, None) for s in rank_signals(incident.signals))
-    return headline(incident, lines, suspects(store, incident, lookback_s))
+    return title_from(incident, lines, suspects(store, incident, lookback_s))
+
+
+def title_from(incident: Incident, lines: tuple[SignalLine, ...], changes: tuple[Change, ...]) -> str:
+    """``headline`` for a stored incident: its own title where there is nothing to say better."""
+    if not lines or incident.labels.get(STORM_LABEL) == "true":  # a storm's signals share only the moment
+        base = incident.title or f"incident {incident.id}"
+        return f"{base} ({len(lines)} signals held here)" if lines else base
+    return headline(lines, changes, labels=incident.labels)
 
 
 def incident_url(base_url: str | None, incident_id: int) -> str | None:
@@ -154,17 +161,15 @@ def deviation(observed: float | None, expected: float | None) -> str:
     return f"{change:+.0f}% vs expected"
 
 
-def headline(incident: Incident, lines: tuple[SignalLine, ...], changes: tuple[Change, ...] = ()) -> str:
-    """What is wrong, where, how far from normal, and since which change:
-    ``fraud model: 4 of 4 features drifted (PSI up to 0.28) since rollout v3``,
-    ``http_request_duration_seconds 4.2x expected on service=api, instance=web-1 (+1 more signal)``."""
-    if not lines:
-        return incident.title or f"incident {incident.id}"
-    if incident.labels.get(STORM_LABEL) == "true":  # its signals share nothing but the moment
-        return f"{incident.title} ({len(lines)} signals held here)"
+def headline(lines: tuple[SignalLine, ...], changes: tuple[Change, ...] = (), *,
+             labels: Mapping[str, str]) -> str:
+    """What is wrong, where (``labels``, else the top signal's), how far from normal, and since
+    which change: ``fraud model: 4 of 4 features drifted (PSI up to 0.28) since rollout v3``,
+    ``http_request_duration_seconds 4.2x expected on service=api, instance=web-1 (+1 more signal)``.
+    ``lines`` are ranked, most anomalous first, and not empty."""
     top = lines[0]
     sig = top.signal
-    labels = dict(incident.labels) or dict(sig.labels)
+    labels = dict(labels) or dict(sig.labels)
     facts = top.drift
     if facts is not None:
         model = sig.labels.get("model") or labels.get("model") or "the"

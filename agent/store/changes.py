@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from agent.clock import from_epoch, to_epoch
@@ -35,10 +35,12 @@ class ChangeStore(StoreBase):
                                  (to_epoch(since) if since else float("-inf"), -1 if limit is None else limit))
         return [_change(r) for r in rows]
 
-    def changes_near(self, labels: Mapping[str, str], *, before: datetime, lookback_s: float) -> list[Change]:
-        """Changes in ``[before - lookback_s, before]`` sharing at least one label value, nearest first."""
+    def changes_near(self, labels: Mapping[str, str] | Iterable[tuple[str, str]], *, before: datetime,
+                     lookback_s: float) -> list[Change]:
+        """Changes in ``[before - lookback_s, before]`` sharing at least one label value (``labels``:
+        a mapping, or name-value pairs from several label sets), nearest first. One read."""
         end = to_epoch(before)
         rows = self.conn.execute("SELECT * FROM changes WHERE ts >= ? AND ts <= ? ORDER BY ts DESC, id DESC",
                                  (end - lookback_s, end))
-        wanted = set(labels.items())
+        wanted = set(labels.items() if isinstance(labels, Mapping) else labels)
         return [c for c in map(_change, rows) if wanted & set(c.labels.items())]

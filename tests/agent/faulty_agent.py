@@ -12,7 +12,6 @@ import sys
 
 def main() -> None:
     kind, _, stage_name = sys.argv[1].rpartition(":")
-    import time
 
     from agent import pipeline
 
@@ -23,7 +22,7 @@ def main() -> None:
             return None
         if kind == "slow":  # a stage that overruns the cycle interval
             (ctx.state_dir / "slow-stage.started").touch()  # tests wait for this, not a guess
-            time.sleep(2.5)
+            ctx.stopping.wait(2.5)  # the overrun itself; a stop still ends it at once
             return None
         raise RuntimeError(f"injected failure in {stage_name}")
 

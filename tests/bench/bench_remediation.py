@@ -131,7 +131,9 @@ def _stop_after_run(daemon: TimedDaemon, store: Store, ended: list[float]) -> No
             break
         time.sleep(0.2)
     ended.append(time.monotonic())
-    time.sleep(2 * GAP_INTERVAL_S + 0.5)
+    deadline = time.monotonic() + 4 * GAP_INTERVAL_S
+    while sum(t > ended[0] for t in daemon.starts) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)  # until two cycles have started after the run
     while daemon.ctx is None:
         time.sleep(0.1)
     daemon.stop("benchmark done")

@@ -21,9 +21,10 @@ from remediations.runner import Execution, execute
 from tests.conftest import REPO, wait_until
 
 LIBRARY = REPO / "playbooks"
-# A stand-in for a service or model worker: writes its pid to the pidfile given last, then sleeps.
+# A stand-in for a service or model worker: writes its pid to the pidfile given last, then runs
+# until a signal ends it.
 SERVICE_ARGV = [sys.executable, "-c",
-                "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(600)"]
+                "import os, signal, sys; open(sys.argv[1], 'w').write(str(os.getpid())); signal.pause()"]
 
 
 def run(playbook: str, tmp_path: Path, *, check: bool = False, **variables: Any) -> Execution:
