@@ -2,16 +2,30 @@
 
 ::
 
-    AiopsError                   anything the agent reports as a failure of its own
-     ├── ConfigError             a configuration file is invalid (CLI exit code 2)
-     ├── SourceError             a metric source failed (down, bad answer, timeout)
-     ├── StoreError              the SQLite store cannot be used as asked
-     │    ├── SchemaTooNewError  the store was written by a newer agent
-     │    └── StoreFullError     the store's disk is full (or will not take writes)
-     ├── RemediationError        a remediation cannot be run as configured
-     └── TransitionError         an incident or run cannot move to the asked state
-    DetectorError                (detectors.errors) a detector cannot use its input
-     └── NotFittedError          scored before it was fitted
+    AiopsError                      anything the agent reports as a failure of its own
+     ├── ConfigError                a configuration file is invalid (CLI exit code 2)
+     ├── SourceError                a metric source failed (down, bad answer, timeout)
+     │    └── FetchError            one target or query could not be read (agent.sources.base)
+     ├── StoreError                 the SQLite store cannot be used as asked
+     │    ├── SchemaTooNewError     the store was written by a newer agent
+     │    └── StoreFullError        the store's disk is full (or will not take writes)
+     ├── UnknownIncidentError       no incident with that id (agent.store.incidents)
+     ├── UnknownSilenceError        no silence with that id (agent.store.silences)
+     ├── RemediationError           a remediation cannot be run as configured
+     │    └── PlaybookError         a playbook breaks the convention (remediations.playbooks)
+     ├── TransitionError            an incident or run cannot move to the asked state
+     ├── BaselineError              a drift baseline cannot be recorded (agent.detection.drift)
+     ├── DeliveryError              a channel did not accept a notification (agent.notify.channels)
+     ├── UnknownChannelError        no such channel in notify.channels (agent.notify.cli)
+     ├── CorpusError                a backtest input cannot be used (agent.backtest.corpus)
+     ├── InstallError               the systemd unit cannot be installed (agent.service)
+     ├── ToolMissingError           the demo needs a binary that is not installed (agent.demo.prometheus)
+     └── TimedOut                   the demo waited too long for something (agent.demo.run)
+    DetectorError                   a detector cannot use its input; a ValueError (detectors.errors)
+     └── NotFittedError             scored before it was fitted (detectors.errors)
+
+A class defined outside this module names its module in parentheses;
+``tests/agent/test_errors.py`` checks this drawing against the classes themselves.
 """
 
 from __future__ import annotations

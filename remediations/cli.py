@@ -15,7 +15,7 @@ import yaml
 from agent.clicommon import AiopsGroup, cli_actor, current_clock, with_config, with_context
 from agent.config import AgentConfig
 from agent.errors import RemediationError
-from remediations.model import RunStatus, run_dict
+from remediations.model import RunnerStatus, RunStatus, run_dict
 
 
 @click.group("remediation", cls=AiopsGroup)
@@ -174,7 +174,7 @@ def test(config: AgentConfig, state_dir: Path, playbook: str, incident_file: Pat
     click.echo(result.execution.output.rstrip())
     click.echo(f"check run {result.execution.status} (rc {result.execution.rc})")
     shutil.rmtree(result.execution.private_dir.parent, ignore_errors=True)
-    if result.execution.status != "successful":
+    if result.execution.status is not RunnerStatus.SUCCESSFUL:
         sys.exit(1)
 
 

@@ -30,7 +30,7 @@ from agent.errors import RemediationError
 from agent.incidents.model import IncidentStatus
 from agent.log import kv
 from remediations import processes, rules, runner, safety
-from remediations.model import Run, RunMode, RunStatus
+from remediations.model import Run, RunMode, RunnerStatus, RunStatus
 from remediations.playbooks import Header, read_header
 from remediations.signals import SignalState, observe, relevant_signals
 
@@ -219,7 +219,7 @@ class Remediator:
 
     def _suggest_check(self, run: Run, p: Prepared, incident: Any) -> Run:
         run, execution = self._execute(run, p, check=True)
-        status = RunStatus.SUGGESTED if execution.status == "successful" else _status_of(execution.status)
+        status = RunStatus.SUGGESTED if execution.status is RunnerStatus.SUCCESSFUL else _status_of(execution.status)
         run = self.store.update_run(run.id, status, now=self.now(),
                                     reason=f"suggest: check run {execution.status} (rc {execution.rc})")
         changed = sum(h.changed for h in run.host_summary.values())
@@ -304,7 +304,7 @@ class Remediator:
                 extravars=p.recorded_vars, batch=run.batch, parent_id=run.id, now=self.now(),
                 reason=f"check pass before run {run.id}")
             check, execution = self._execute(check, p, check=True)
-            if execution.status != "successful":
+            if execution.status is not RunnerStatus.SUCCESSFUL:
                 check = self.store.update_run(check.id, _status_of(execution.status), now=self.now(),
                                               reason=f"check run {execution.status} (rc {execution.rc})")
                 run = self.store.update_run(run.id, RunStatus.FAILED, now=self.now(), ended_at=self.now(),
@@ -335,7 +335,7 @@ class Remediator:
 
     def _after_apply(self, run: Run, rule: Rule, p: Prepared, execution: runner.Execution) -> Run:
         now = self.now()
-        if execution.status == "successful":
+        if execution.status is RunnerStatus.SUCCESSFUL:
             until = now + timedelta(seconds=self.config.verify.deadline)
             run = self.store.update_run(run.id, RunStatus.VERIFYING, now=now, verify_until=until,
                                         verification={"quiet_since": None},
@@ -347,7 +347,7 @@ class Remediator:
                 message=f"run {run.id} applied {run.playbook} on {', '.join(run.targets)}; verifying",
                 details={"run": run.id, "rc": run.rc, "hosts": _hosts(run), "output": run.output[-4000:]})
             return run
-        if execution.status == "canceled":
+        if execution.status is RunnerStatus.CANCELED:
             run = self.store.update_run(run.id, RunStatus.INTERRUPTED, now=now,
                                         reason="the agent was stopping; the run was killed")
             self.escalate(run, f"run {run.id} was interrupted because the agent stopped")
@@ -416,7 +416,7 @@ class Remediator:
             extravars=back.recorded_vars, batch=run.batch, parent_id=run.id, now=self.now(),
             reason=f"rollback of run {run.id}")
         row, execution = self._execute(row, back, check=False)
-        status = RunStatus.SUCCEEDED if execution.status == "successful" else _status_of(execution.status)
+        status = RunStatus.SUCCEEDED if execution.status is RunnerStatus.SUCCESSFUL else _status_of(execution.status)
         return self.keep(self.store.update_run(row.id, status, now=self.now(),
                                                 reason=f"rollback {execution.status} (rc {execution.rc})"))
 
@@ -550,8 +550,9 @@ def _start_ticks(pid: int) -> str:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
-def _status_of(runner_status: str) -> RunStatus:
-    return RunStatus.TIMEOUT if runner_status == "timeout" else RunStatus.FAILED
+def _status_of(runner_status: RunnerStatus) -> RunStatus:
+    """The run's status after an execution that did not succeed."""
+    return RunStatus.TIMEOUT if runner_status is RunnerStatus.TIMEOUT else RunStatus.FAILED
 
 
 def _hosts(run: Run) -> dict[str, dict[str, int]]:

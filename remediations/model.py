@@ -40,6 +40,15 @@ class RunStatus(StrEnum):
         return self not in _LIVE
 
 
+class RunnerStatus(StrEnum):
+    """How ansible-runner says an execution ended (``Runner.status`` once ``run()`` returns)."""
+
+    SUCCESSFUL = "successful"
+    FAILED = "failed"
+    TIMEOUT = "timeout"      # ended at its timeout (ours or ansible-runner's)
+    CANCELED = "canceled"    # cancelled: the agent was stopping
+
+
 _LIVE = frozenset({RunStatus.WAITING_APPROVAL, RunStatus.APPROVED, RunStatus.PENDING, RunStatus.RUNNING,
                    RunStatus.VERIFYING})
 # Outcomes that count towards a rule's circuit breaker, and the one that resets it.

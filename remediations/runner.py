@@ -35,7 +35,7 @@ import yaml
 
 from agent.log import kv
 from remediations import processes
-from remediations.model import HostSummary
+from remediations.model import HostSummary, RunnerStatus
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ _VarsDumper.add_representer(Unsafe, lambda dumper, value: dumper.represent_scala
 class Execution:
     """What one ansible-runner execution produced."""
 
-    status: str                 # successful, failed, timeout, canceled
+    status: RunnerStatus
     rc: int
     host_summary: Mapping[str, HostSummary] = field(default_factory=dict)
     output: str = ""
@@ -176,12 +176,12 @@ def execute(*, playbook: Path, project_dir: Path, private_dir: Path, targets: Se
         guard.join()  # a timeout's SIGTERM and SIGKILL are done, and counted, before the result
         killed.extend(processes.terminate(run, grace_s=grace_s))
     duration = time.monotonic() - started
-    status, rc = str(runner.status), int(runner.rc if runner.rc is not None else -1)
+    status, rc = RunnerStatus(runner.status), int(runner.rc if runner.rc is not None else -1)
     if killed:
         log.warning(kv("remediation.killed_leftovers", run=run_key, tracking=str(run.mode),
                        pids=",".join(map(str, killed))))
-    if timed_out.is_set() and status != "canceled":
-        status, rc = "timeout", 254  # ansible-runner's rc for a run it ends itself
+    if timed_out.is_set() and status is not RunnerStatus.CANCELED:
+        status, rc = RunnerStatus.TIMEOUT, 254  # ansible-runner's rc for a run it ends itself
     return Execution(status=status, rc=rc, host_summary=host_summary(runner), output=read_output(runner),
                      private_dir=private_dir, duration_s=duration, killed=tuple(dict.fromkeys(killed)))
 

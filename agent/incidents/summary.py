@@ -28,6 +28,7 @@ from agent.incidents.rootcause import ALERT_DETECTOR, WHERE_LABELS, where
 from agent.incidents.serialize import episode_dict
 from agent.store.incidents import UnknownIncidentError
 from detectors.drift import DriftFacts, drift_facts
+from remediations.model import RunMode, RunStatus
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
@@ -304,29 +305,33 @@ def playbook_report(output: str) -> str:
 
 
 _RUN_WORDS = {
-    "verified": "verified", "succeeded": "ok", "not_fixed": "did not fix it", "failed": "failed",
-    "timeout": "timed out", "interrupted": "was interrupted", "canceled": "was canceled",
-    "waiting_approval": "waits for approval", "approved": "approved, not started", "pending": "about to start",
-    "running": "running", "verifying": "done; watching whether the signals recover", "expired": "expired unapproved",
-    "skipped": "skipped: nothing left to fix", "suggested": "suggested only", "shadow": "shadow mode: not run"}
+    RunStatus.VERIFIED: "verified", RunStatus.SUCCEEDED: "ok", RunStatus.NOT_FIXED: "did not fix it",
+    RunStatus.FAILED: "failed", RunStatus.TIMEOUT: "timed out", RunStatus.INTERRUPTED: "was interrupted",
+    RunStatus.CANCELED: "was canceled", RunStatus.WAITING_APPROVAL: "waits for approval",
+    RunStatus.APPROVED: "approved, not started", RunStatus.PENDING: "about to start", RunStatus.RUNNING: "running",
+    RunStatus.VERIFYING: "done; watching whether the signals recover", RunStatus.EXPIRED: "expired unapproved",
+    RunStatus.SKIPPED: "skipped: nothing left to fix", RunStatus.SUGGESTED: "suggested only",
+    RunStatus.SHADOW: "shadow mode: not run"}
+_APPLIED = frozenset({RunStatus.VERIFIED, RunStatus.VERIFYING, RunStatus.NOT_FIXED, RunStatus.SUCCEEDED})
+_WORKED = frozenset({RunStatus.VERIFIED, RunStatus.SUCCEEDED})
 
 
 def run_outcome(run: "RunOutcome", *, verified_at: datetime | None = None) -> str:
     """One run in words, its effect first: ``rolled back fraud v3 → v2 with rollback_model.yml
     (rule rollback-model); verified 1m 00s later``; a check run says what it checked."""
     rc = f" (rc {run.rc})" if run.rc else ""
-    words = _RUN_WORDS.get(run.status, run.status) + rc
-    if run.mode == "check":
+    words = _RUN_WORDS[run.status] + rc
+    if run.mode is RunMode.CHECK:
         return f"checked {run.playbook} in check mode (rule {run.rule}): {words}"
-    effect = playbook_report(run.output) if run.status in ("verified", "verifying", "not_fixed", "succeeded") else ""
-    if run.mode == "rollback":
+    effect = playbook_report(run.output) if run.status in _APPLIED else ""
+    if run.mode is RunMode.ROLLBACK:
         text = f"undid it with {run.playbook} (rule {run.rule})"
     else:
         text = f"{effect} with {run.playbook} (rule {run.rule})" if effect else f"ran {run.playbook} (rule {run.rule})"
-    if run.status == "verified" and verified_at is not None and run.ended_at is not None:
+    if run.status is RunStatus.VERIFIED and verified_at is not None and run.ended_at is not None:
         return f"{text}; verified {duration((verified_at - run.ended_at).total_seconds())} later"
     text += f"; {words}"
-    if run.reason and run.status not in ("verified", "succeeded"):
+    if run.reason and run.status not in _WORKED:
         text += f": {run.reason}"
     return text
 
@@ -337,7 +342,7 @@ def done_lines(s: Summary) -> list[str]:
     return [f"{hms(r.started_at or r.requested_at)} {run_outcome(r, verified_at=verified)}" for r in s.runs]
 
 
-_BROKEN = ("not_fixed", "failed", "timeout", "interrupted")
+_BROKEN = frozenset({RunStatus.NOT_FIXED, RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.INTERRUPTED})
 
 
 def next_step(s: Summary) -> str | None:
@@ -348,23 +353,23 @@ def next_step(s: Summary) -> str | None:
     look = "the top signal's graph" if s.signals and s.signals[0].graph_url else "the top signal"
     if s.changes:
         look += f" and the {change_words(s.changes[0])} ({s.changes[0].actor})"
-    waiting = [r for r in s.runs if r.status == "waiting_approval"]
+    waiting = [r for r in s.runs if r.status is RunStatus.WAITING_APPROVAL]
     if waiting:
         r = waiting[-1]
         return f"approve or reject run #{r.id} ({r.playbook}): aiops remediation approve {r.id}"
-    broken = [r for r in s.runs if r.mode != "check" and r.status in _BROKEN]
+    broken = [r for r in s.runs if r.mode is not RunMode.CHECK and r.status in _BROKEN]
     if broken:
         r = broken[-1]
-        return (f"{r.playbook} {_RUN_WORDS.get(r.status, r.status)}; fix it by hand: look at {look}; "
+        return (f"{r.playbook} {_RUN_WORDS[r.status]}; fix it by hand: look at {look}; "
                 f"the run's output: aiops remediation show {r.id}")
-    held = [r for r in s.runs if r.status in ("pending", "approved") and r.mode != "check"]
+    held = [r for r in s.runs if r.status in (RunStatus.PENDING, RunStatus.APPROVED) and r.mode is not RunMode.CHECK]
     if held:
         r = held[-1]
         return (f"{r.playbook} (run #{r.id}) has not started: a rate limit, the breaker or a busy worker can hold "
                 f"it; why: aiops audit export --since 1h | grep run:{r.id}; or fix it by hand: look at {look}")
-    if any(r.status in ("running", "verifying") for r in s.runs):
+    if any(r.status in (RunStatus.RUNNING, RunStatus.VERIFYING) for r in s.runs):
         return "none yet: the agent is remediating and resolves the incident once the signals recover"
-    if any(r.status == "verified" for r in s.runs):
+    if any(r.status is RunStatus.VERIFIED for r in s.runs):
         return "none: the remediation worked; the incident resolves once its signals stay quiet"
     if i.status is IncidentStatus.ACKNOWLEDGED:
         return f"no playbook is set for this; {i.acknowledged_by or 'someone'} has it: look at {look}"

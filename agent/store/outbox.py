@@ -18,6 +18,7 @@ from typing import Any, Mapping
 from agent.clock import from_epoch, to_epoch, utcnow
 from agent.store.base import StoreBase, dumps
 from agent.store.migrations import migration, run_script
+from remediations.model import RunMode, RunStatus
 
 ACTOR = "notifier"
 
@@ -76,8 +77,8 @@ class RunOutcome:
     id: int
     rule: str
     playbook: str
-    mode: str
-    status: str
+    mode: RunMode
+    status: RunStatus
     rc: int | None
     requested_at: datetime
     started_at: datetime | None
@@ -222,7 +223,7 @@ incident store reads the events), and the summary's reads of hits, samples and r
         rows = self.conn.execute(
             "SELECT * FROM remediation_runs WHERE incident_id = ? ORDER BY coalesce(started_at, requested_at), id",
             (incident_id,)).fetchall()  # in the order they ran: a check run before the apply it gated
-        return [RunOutcome(id=r["id"], rule=r["rule"], playbook=r["playbook"], mode=r["mode"], status=r["status"],
+        return [RunOutcome(id=r["id"], rule=r["rule"], playbook=r["playbook"], mode=RunMode(r["mode"]), status=RunStatus(r["status"]),
                            rc=r["rc"], requested_at=from_epoch(r["requested_at"]), started_at=from_epoch(r["started_at"]),
                            ended_at=from_epoch(r["ended_at"]), reason=r["reason"] or "", output=(r["output"] or "")[-4000:])
                 for r in rows]

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from agent.store.base import GENESIS, AuditBreak, StoreBase
+from remediations.model import RunStatus
 
 # What makes an incident a model incident (besides a `model` label): a drift detector, or a
 # signal whose metric is about inference latency or model errors.
@@ -38,10 +39,10 @@ _TIMES = ["started_at", "detected_at", "acknowledged_at", "resolved_at"]
 INCIDENT_COLUMNS = [
     "id", "episode", "severity", "service", *_TIMES, "is_resolved", "is_auto", "detector", "kind", "rule", "is_model", "model"]
 
-# Run outcomes that count as a playbook's success or failure (remediations.model.RunStatus);
-# runs still in flight, skipped, suggested, shadowed, expired or canceled count as neither.
-RUN_SUCCESS = ("succeeded", "verified")
-RUN_FAILURE = ("failed", "timeout", "not_fixed", "interrupted")
+# Run outcomes that count as a playbook's success or failure; runs still in flight, skipped,
+# suggested, shadowed, expired or canceled count as neither.
+RUN_SUCCESS = (RunStatus.SUCCEEDED, RunStatus.VERIFIED)
+RUN_FAILURE = (RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.NOT_FIXED, RunStatus.INTERRUPTED)
 
 
 class ReportStore(StoreBase):

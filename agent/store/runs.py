@@ -149,7 +149,7 @@ class RunStore(StoreBase):
 
     def recent_outcomes(self, rule: str, *, limit: int, since: datetime | None = None) -> list[Run]:
         """The rule's last finished real runs (failed or verified), newest first."""
-        outcomes = ("failed", "timeout", "not_fixed", "verified")
+        outcomes = (RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.NOT_FIXED, RunStatus.VERIFIED)
         sql = (f"SELECT * FROM remediation_runs WHERE rule = ? AND mode = 'apply' "
                f"AND status IN ({', '.join('?' for _ in outcomes)}) AND coalesce(ended_at, requested_at) >= ? "
                "ORDER BY coalesce(ended_at, requested_at) DESC, id DESC LIMIT ?")

@@ -9,8 +9,10 @@ from datetime import datetime, timedelta, timezone
 from agent.clock import to_epoch
 from agent.incidents.correlator import Correlator
 from agent.incidents.model import IncidentStatus
-from agent.incidents.summary import render
+from agent.incidents.summary import render, run_outcome
+from agent.store.outbox import RunOutcome
 from detectors.base import Direction, Hit
+from remediations.model import RunMode, RunStatus
 
 T0 = datetime(2026, 11, 24, 3, 0, tzinfo=timezone.utc)
 FRAUD = {"model": "fraud"}
@@ -160,3 +162,15 @@ def test_a_run_held_back_says_so_instead_of_claiming_progress(store, make_config
     assert next_line == ["Next:     restart_service.yml (run #4) has not started: a rate limit, the breaker or a busy "
                          "worker can hold it; why: aiops audit export --since 1h | grep run:4; or fix it by hand: "
                          "look at the top signal"]
+
+
+def test_every_run_status_and_mode_has_words():
+    """A status added to RunStatus without words for the summary fails here, not in a page."""
+    for mode in RunMode:
+        for status in RunStatus:
+            run = RunOutcome(id=1, rule="r", playbook="p.yml", mode=mode, status=status, rc=None,
+                             requested_at=T0, started_at=T0, ended_at=T0)
+            assert run_outcome(run).startswith(("checked p.yml", "ran p.yml", "undid it with p.yml")), (mode, status)
+    failed = RunOutcome(id=1, rule="r", playbook="p.yml", mode=RunMode.APPLY, status=RunStatus.TIMEOUT, rc=254,
+                        requested_at=T0, started_at=T0, ended_at=T0, reason="killed at 60s")
+    assert run_outcome(failed) == "ran p.yml (rule r); timed out (rc 254): killed at 60s"

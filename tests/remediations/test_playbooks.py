@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from agent.cli import cli
 from agent.incidents.summary import playbook_report
 from remediations.playbooks import PlaybookError, lint, playbooks, read_header
+from remediations.model import RunnerStatus
 from remediations.runner import Execution, execute
 from tests.conftest import REPO, wait_until
 
@@ -69,7 +70,7 @@ def test_restart_service_without_systemd_restarts_the_process_from_its_pidfile(t
     result = run("restart_service.yml", tmp_path, service_name="api", service_pidfile=str(pidfile),
                  service_start_argv=SERVICE_ARGV)
 
-    assert result.status == "successful", result.output
+    assert result.status is RunnerStatus.SUCCESSFUL, result.output
     new = int(pidfile.read_text())
     pids.append(new)
     assert new != old and alive(new)
@@ -88,10 +89,10 @@ def test_free_disk_check_mode_changes_nothing_then_compresses_only_old_files(tmp
         os.utime(path, (ten_days_ago, ten_days_ago))
 
     checked = run("free_disk.yml", tmp_path, check=True, cleanup_path=str(logs))
-    assert checked.status == "successful" and old.exists()
+    assert checked.status is RunnerStatus.SUCCESSFUL and old.exists()
 
     result = run("free_disk.yml", tmp_path, cleanup_path=str(logs))
-    assert result.status == "successful", result.output
+    assert result.status is RunnerStatus.SUCCESSFUL, result.output
     assert sorted(p.relative_to(logs).as_posix() for p in logs.rglob("*") if p.is_file()) == \
         ["app.log.gz", "keep.txt", "sub/app.log.1"]
     assert f'"msg": "1 old files under {logs} (compress)"' in result.output
@@ -112,7 +113,7 @@ def test_rollback_model_points_current_at_the_previous_version(tmp_path):
 
     result = run("rollback_model.yml", tmp_path, models_dir=str(models), model_name="fraud")
 
-    assert result.status == "successful", result.output
+    assert result.status is RunnerStatus.SUCCESSFUL, result.output
     assert os.readlink(models / "current") == "versions/v2"
     assert (models / "history").read_text() == "v1\nv2\n"
     # the incident summary quotes the Report task's message, read from ansible's own output
@@ -128,7 +129,7 @@ def test_restart_model_worker_restarts_wanted_workers_and_stops_the_rest(tmp_pat
     result = run("restart_model_worker.yml", tmp_path, worker_dir=str(workers), worker_start_argv=SERVICE_ARGV,
                  worker_count=1)
 
-    assert result.status == "successful", result.output
+    assert result.status is RunnerStatus.SUCCESSFUL, result.output
     new = int((workers / "worker-0.pid").read_text())
     pids.append(new)
     assert new != first and alive(new)
@@ -145,7 +146,7 @@ def test_collect_diagnostics_gathers_processes_disk_and_logs(tmp_path):
     result = run("collect_diagnostics.yml", tmp_path, log_paths=[str(log)], log_lines=3,
                  aiops_artifact_dir=str(artifact))
 
-    assert result.status == "successful", result.output
+    assert result.status is RunnerStatus.SUCCESSFUL, result.output
     report = (artifact / "diagnostics-localhost.txt").read_text()
     assert "== localhost: top processes" in report and "PID" in report
     assert f"== {log}\nline 97\nline 98\nline 99" in report

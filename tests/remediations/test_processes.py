@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from remediations import processes
+from remediations.model import RunnerStatus
 from remediations.runner import Execution, execute
 from tests.conftest import REPO, wait_until
 from tests.remediations.conftest import header
@@ -119,7 +120,7 @@ def test_a_child_that_cleared_its_environment_and_left_the_session_is_killed_at_
     result = _run(playbooks, tmp_path, "launch.yml", tracking, timeout_s=4, scripts=str(scripts))
 
     stubborn, polite = _pid(scripts / "stubborn.pid"), _pid(scripts / "polite.pid")
-    assert (result.status, result.rc) == ("timeout", 254)
+    assert (result.status, result.rc) == (RunnerStatus.TIMEOUT, 254)
     assert stubborn is not None and polite is not None
     assert processes.proc(stubborn) is None  # ignored SIGTERM: killed by SIGKILL
     assert processes.proc(polite) is None
@@ -140,7 +141,7 @@ def test_a_detached_service_outlives_the_run_and_its_leftover_does_not_and_no_se
     result = _run(playbooks, tmp_path, "restart.yml", tracking, timeout_s=60, service_pidfile=str(service_pidfile),
                   service_argv=SERVICE, leftover_pidfile=str(leftover_pidfile))
 
-    assert result.status == "successful", result.output
+    assert result.status is RunnerStatus.SUCCESSFUL, result.output
     service, leftover = _pid(service_pidfile), _pid(leftover_pidfile)
     assert service is not None and leftover is not None
     assert processes.proc(service) is not None
