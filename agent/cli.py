@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,6 +14,9 @@ from agent import __version__
 from agent.clicommon import AiopsGroup, Settings, config_option, shard_option, state_dir_option, with_config
 from agent.config import AgentConfig, load_config
 from agent.errors import ConfigError
+
+if TYPE_CHECKING:
+    from agent.store import Store
 
 
 @click.group(cls=AiopsGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -125,6 +129,86 @@ def service_install(prefix: Path, exec_path: str | None) -> None:
 
     for line in install(prefix, exec_path=exec_path):
         click.echo(line)
+
+
+@cli.group("store", cls=AiopsGroup)
+def store_group() -> None:
+    """Inspect and export the SQLite store."""
+
+
+def _existing_store(config_path: Path | None, state_dir: Path | None) -> "Store":
+    """The store of --state-dir (else of the config's agent.state_dir); never a new empty one."""
+    from agent.clicommon import resolve
+    from agent.errors import StoreError
+    from agent.store import STORE_FILE, Store
+
+    path, override = resolve(config_path, state_dir)
+    root = Path(override) if override else Path(load_config(path).agent.state_dir)
+    if not (root / STORE_FILE).is_file():
+        raise StoreError(str(root / STORE_FILE), "expected the agent's store, found no such file "
+                                                 "(give the state dir with --state-dir)")
+    return Store(root / STORE_FILE)
+
+
+@store_group.command("tables")
+@config_option
+@state_dir_option
+def store_tables(config_path: Path | None, state_dir: Path | None) -> None:
+    """List the store's tables with their row counts.
+
+    Example: aiops store tables --state-dir /var/lib/aiops-agent
+    """
+    store = _existing_store(config_path, state_dir)
+    try:
+        counts = store.table_counts()
+    finally:
+        store.close()
+    width = max(map(len, counts))
+    for name, count in counts.items():
+        click.echo(f"{name:<{width}}  {count}")
+
+
+@store_group.command("schema")
+@click.argument("table", required=False)
+@config_option
+@state_dir_option
+def store_schema(table: str | None, config_path: Path | None, state_dir: Path | None) -> None:
+    """Print the CREATE statement of TABLE, or the whole store's schema.
+
+    Example: aiops store schema incidents
+    """
+    store = _existing_store(config_path, state_dir)
+    try:
+        click.echo(store.table_schema(table))
+    finally:
+        store.close()
+
+
+@store_group.command("export")
+@click.argument("table")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many rows.")
+@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-",
+              help="File to write (default: standard output).")
+@config_option
+@state_dir_option
+def store_export(table: str, fmt: str, limit: int | None, output: Any, config_path: Path | None,
+                 state_dir: Path | None) -> None:
+    """Write TABLE's rows as JSON (an array of objects) or CSV (a header, then a row per line).
+
+    Example: aiops store export incidents --format csv -o incidents.csv
+    """
+    from agent.store.export import write_csv, write_json
+
+    store = _existing_store(config_path, state_dir)
+    try:
+        rows = store.table_rows(table, limit=limit)
+        if fmt == "csv":
+            write_csv(output, store.table_columns(table), rows)
+        else:
+            write_json(output, rows)
+    finally:
+        store.close()
 
 
 def _add_stage_commands() -> None:

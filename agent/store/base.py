@@ -131,10 +131,11 @@ class StoreBase:
 
     @property
     def db(self) -> sqlite_utils.Database:
-        """sqlite-utils over this thread's connection, for reads and schema introspection."""
+        """sqlite-utils over this thread's connection, for schema inspection and export. It leaves
+        the connection as it is: no recursive triggers, no plugins."""
         db = getattr(self._local, "db", None)
         if db is None or db.conn is not self.conn:
-            db = sqlite_utils.Database(self.conn)
+            db = sqlite_utils.Database(self.conn, recursive_triggers=False, execute_plugins=False)
             self._local.db = db
         return db
 
@@ -212,10 +213,41 @@ class StoreBase:
         return applied
 
     def _applied_migrations(self) -> set[int]:
-        exists = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'migrations'").fetchone()
-        if exists is None:
+        if not self.db["migrations"].exists():
             return set()
         return {int(r[0]) for r in self.conn.execute("SELECT number FROM migrations")}
+
+    # -- inspection and export ------------------------------------------------------------
+
+    def table_names(self) -> list[str]:
+        """The store's tables, by name (SQLite's own ``sqlite_*`` tables left out)."""
+        return sorted(name for name in self.db.table_names() if not name.startswith("sqlite_"))
+
+    def table_counts(self) -> dict[str, int]:
+        """Each table and its number of rows."""
+        return {name: self.db.table(name).count for name in self.table_names()}
+
+    def table_schema(self, table: str | None = None) -> str:
+        """The ``CREATE TABLE`` statement of ``table``; without one, every statement of the store."""
+        if table is None:
+            return self.db.schema
+        return self._table(table).schema + ";"
+
+    def table_columns(self, table: str) -> list[str]:
+        return [column.name for column in self._table(table).columns]
+
+    def table_rows(self, table: str, *, limit: int | None = None) -> Iterator[dict[str, Any]]:
+        """The rows of ``table`` as dicts, in rowid order (primary-key order for a table without
+        rowids); ``StoreError`` naming the tables when there is no such table."""
+        found = self._table(table)
+        order = "rowid" if found.use_rowid else ", ".join(f'"{pk}"' for pk in found.pks)
+        return found.rows_where(order_by=order, limit=limit)
+
+    def _table(self, name: str) -> sqlite_utils.db.Table:
+        names = self.table_names()
+        if name not in names:
+            raise StoreError(str(self.path), f"expected a table, one of {', '.join(names)}; found {name!r}")
+        return self.db.table(name)
 
     # -- audit ----------------------------------------------------------------------------
 

@@ -262,11 +262,8 @@ class ReportStore(StoreBase):
 
     def _references(self, target: str) -> list[tuple[str, str]]:
         """(table, column) of the foreign keys to ``target``, read from the schema itself."""
-        rows = self.conn.execute(
-            "SELECT m.name, f.\"from\" FROM sqlite_master m, pragma_foreign_key_list(m.name) f "
-            "WHERE m.type = 'table' AND f.\"table\" = ? AND m.name != 'remediation_runs' ORDER BY m.name",
-            (target,)).fetchall()
-        return [(r[0], r[1]) for r in rows]
+        return [(table.name, key.column) for table in sorted(self.db.tables, key=lambda t: t.name)
+                if table.name != "remediation_runs" for key in table.foreign_keys if key.other_table == target]
 
     def prune_audit(self, before_s: float, limit: int, *, now_s: float) -> int:
         """The oldest entries written before ``before_s``: always a prefix of the chain, and the
