@@ -64,8 +64,8 @@ def _report_indexes(conn: sqlite3.Connection) -> None:
 # from ``started_at``); the columns they read are those of ``episode_figures``' query.
 _FIRST_SIGNAL = ("(SELECT s.{} FROM incident_signals s WHERE s.incident_id = e.incident_id "
                  "ORDER BY s.first_at, s.signal_key LIMIT 1)")
-_MODEL_SIGNAL = ("(SELECT min(m.model) FROM (SELECT {} AS model FROM incident_signals s "
-                 "WHERE s.incident_id = e.incident_id) m WHERE m.model != '')").format(_MODEL_OF_SIGNAL)
+_MODEL_SIGNAL = (f"(SELECT min(m.model) FROM (SELECT {_MODEL_OF_SIGNAL} AS model FROM incident_signals s "
+                 "WHERE s.incident_id = e.incident_id) m WHERE m.model != '')")
 GROUP_SQL = {
     "service": "coalesce(json_extract(i.labels, '$.service'), '(none)')",
     "severity": "i.severity",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -111,7 +112,7 @@ def build(store: Store, incidents: int, audit_entries: int, seed: int = 7) -> No
 
 def _opt(values: np.ndarray) -> list[float | None]:
     """The values as a list, NaN as None (NULL)."""
-    return [None if v != v else v for v in values.tolist()]
+    return [None if math.isnan(v) else v for v in values.tolist()]
 
 
 CPU: dict[str, float] = {}
