@@ -13,8 +13,10 @@ An episode is auto-remediated when its resolution is ``remediation`` and the rem
 verified (``remediation_verified_at`` set); every other resolved episode was resolved without
 a verified remediation ("by hand"). The comparison pits the two against each other per kind of
 incident (the metric of its first signal), and pooled over the kinds that have both, so a
-faster mean is not just easier incidents. Everything is aggregated with pandas group-bys:
-no Python loop runs over incidents.
+faster mean is not just easier incidents. SQLite decides each episode's group, kind, flags and
+durations in one pass (``ReportStore.episode_figures``); numpy sorts once per duration and reads
+counts, means, medians and P90s per group off the sorted arrays: no Python loop runs over
+episodes.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from agent.report.period import Period, week_labels
-from agent.store.reports import ReportStore
+from agent.store.reports import AUTO, FIRST, MODEL, RESOLVED, ReportStore
 
 GROUPINGS = ("service", "severity", "rule", "detector", "model", "week")
 DURATIONS = ("mttd", "mtta", "mttr")
@@ -102,22 +104,36 @@ def mttr_report(store: ReportStore, period: Period, *, by: str | None = None, tz
                 now: datetime) -> MttrReport:
     if by is not None and by not in GROUPINGS:
         raise ValueError(f"expected a grouping among {', '.join(GROUPINGS)}, found {by!r}")
-    frame = incident_durations(store.incident_times(period.since_s, period.until_s))
-    return report_from_frame(frame, period, by=by, tz=tz, now=now)
+    figures = store.episode_figures(period.since_s, period.until_s, by=by)
+    return _report(figures, period, by=by, tz=tz, now=now)
 
 
 def report_from_frame(frame: pd.DataFrame, period: Period, *, by: str | None, tz: str, now: datetime) -> MttrReport:
     """The report over ``incident_durations(...)`` rows already read (the weekly page reuses them)."""
+    flags = (frame["is_resolved"].to_numpy(bool) * RESOLVED + frame["is_auto"].to_numpy(bool) * AUTO
+             + frame["is_model"].to_numpy(bool) * MODEL + ~frame["id"].duplicated().to_numpy() * FIRST)
+    figures = pd.DataFrame({"id": frame["id"], "started_at": frame["started_at"],
+                            "group": frame[by] if by and by != "week" else None, "kind": frame["kind"],
+                            "flags": flags, "mttd": frame["mttd"], "mtta": frame["mtta"], "mttr": frame["mttr"]})
+    return _report(figures, period, by=by, tz=tz, now=now)
+
+
+def _report(figures: pd.DataFrame, period: Period, *, by: str | None, tz: str, now: datetime) -> MttrReport:
     if by == "week":
-        frame["week"] = week_labels(frame["started_at"], tz)
-    comparison = compare(frame)
+        figures["group"] = week_labels(figures["started_at"], tz)
+    flags = figures["flags"].to_numpy()
+    comparison, pooled = compare(figures)
+    everything = np.zeros(len(figures), dtype="int64")
+    model = (flags & MODEL) != 0
     return MttrReport(
         period=period, by=by, generated_at=now,
-        total=_figures(frame.assign(_all="all"), "_all")[0] if len(frame) else empty_figures("all"),
-        model=_model_row(frame),
-        groups=tuple(_figures(frame, by)) if by else (),
+        total=_figures(figures, everything, ["all"])[0] if len(figures) else empty_figures("all"),
+        model=_figures(figures[model], everything[model], ["model incidents"])[0] if model.any()
+        else empty_figures("model incidents"),
+        groups=tuple(_figures(figures, *_codes(figures["group"]), per_episode=by == "week")) if by and len(figures)
+        else (),
         comparison=comparison,
-        comparison_total=_pooled(frame, [c.kind for c in comparison]),
+        comparison_total=pooled,
     )
 
 
@@ -127,70 +143,86 @@ def empty_figures(group: str) -> GroupFigures:
                         auto_share=None, mttd=none, mtta=none, mttr=none)
 
 
-def _model_row(frame: pd.DataFrame) -> GroupFigures:
-    models = frame[frame["is_model"]]
-    return _figures(models.assign(_all="model incidents"), "_all")[0] if len(models) else empty_figures("model incidents")
+def _codes(keys: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Each row's group as 0..n-1, and the n group names in sorted order."""
+    codes, names = pd.factorize(keys.astype(str), sort=True)
+    return codes.astype("int64"), [str(name) for name in names]
 
 
-def _figures(frame: pd.DataFrame, key: str) -> list[GroupFigures]:
-    if frame.empty:
-        return []
-    grouped = frame.groupby(key, sort=True)
-    counts = grouped.agg(incidents=("id", "nunique"), episodes=("id", "size"), resolved=("is_resolved", "sum"),
-                         acknowledged=("is_acked", "sum"), auto=("is_auto", "sum"))
-    stats = _stats(grouped)
+def _figures(figures: pd.DataFrame, codes: np.ndarray, names: list[str], *,
+             per_episode: bool = False) -> list[GroupFigures]:
+    """One GroupFigures per name; ``codes`` gives each episode's index into ``names``. A grouping
+    by something of the incident puts all its episodes in one group, so counting FIRST flags
+    counts its distinct incidents; a ``per_episode`` grouping (the week) counts them by id."""
+    size = len(names)
+    flags = figures["flags"].to_numpy()
+    resolved = np.bincount(codes, weights=(flags & RESOLVED) != 0, minlength=size).astype(int)
+    auto = np.bincount(codes, weights=(flags & AUTO) != 0, minlength=size).astype(int)
+    episodes = np.bincount(codes, minlength=size)
+    if per_episode:
+        ids = figures["id"].to_numpy("int64")
+        pairs = np.unique(codes * (int(ids.max(initial=0)) + 1) + ids)  # distinct (group, incident)
+        incidents = np.bincount(pairs // (int(ids.max(initial=0)) + 1), minlength=size)
+    else:
+        incidents = np.bincount(codes, weights=(flags & FIRST) != 0, minlength=size).astype(int)
+    stats = {name: _stats(codes, size, figures[name].to_numpy("float64")) for name in DURATIONS}
+    return [GroupFigures(
+        group=group, incidents=int(incidents[g]), episodes=int(episodes[g]), resolved=int(resolved[g]),
+        unresolved=int(episodes[g] - resolved[g]), acknowledged=stats["mtta"][g].n, auto_remediated=int(auto[g]),
+        auto_share=int(auto[g]) / int(resolved[g]) if resolved[g] else None,
+        **{name: stats[name][g] for name in DURATIONS}) for g, group in enumerate(names)]
+
+
+def _stats(codes: np.ndarray, size: int, values: np.ndarray) -> list[Stat]:
+    """Per group 0..size-1: count, mean, median and P90 (linear interpolation, as pandas and
+    numpy compute them) of the values that are not NaN, read off one sort by (group, value)."""
+    kept = ~np.isnan(values)
+    codes, values = codes[kept], values[kept]
+    n = np.bincount(codes, minlength=size)
+    sums = np.bincount(codes, weights=values, minlength=size)
+    first = np.cumsum(n) - n
+    if size > 1:  # group the values (a stable radix sort on small codes), then sort each group
+        values = values[np.argsort(codes.astype("int16" if size < 2 ** 15 else "int64"), kind="stable")]
+    for g in range(size):
+        values[first[g]:first[g] + n[g]].sort()
     out = []
-    for group, row in counts.iterrows():  # one iteration per group, not per incident
-        resolved = int(row["resolved"])
-        out.append(GroupFigures(
-            group=str(group), incidents=int(row["incidents"]), episodes=int(row["episodes"]), resolved=resolved,
-            unresolved=int(row["episodes"]) - resolved, acknowledged=int(row["acknowledged"]),
-            auto_remediated=int(row["auto"]), auto_share=(int(row["auto"]) / resolved) if resolved else None,
-            **{name: stats[name][group] for name in DURATIONS}))
+    for g in range(size):  # one iteration per group, not per episode
+        count = int(n[g])
+        if count == 0:
+            out.append(Stat(n=0, mean_s=None, median_s=None, p90_s=None))
+            continue
+        sorted_g = values[first[g]:first[g] + count]
+        out.append(Stat(n=count, mean_s=float(sums[g] / count),
+                        median_s=float((sorted_g[(count - 1) // 2] + sorted_g[count // 2]) / 2),
+                        p90_s=_quantile(sorted_g, 0.9)))
     return out
 
 
-def _stats(grouped: "pd.core.groupby.DataFrameGroupBy", columns: tuple[str, ...] = DURATIONS) -> dict[str, dict[object, Stat]]:
-    """Per duration column, per group: count, mean, median and p90 (linear interpolation)."""
-    agg = grouped[list(columns)].agg(["count", "mean", "median"])
-    p90 = grouped[list(columns)].quantile(0.9)
-    result: dict[str, dict[object, Stat]] = {}
-    for column in columns:
-        result[column] = {
-            group: Stat(n=int(agg.at[group, (column, "count")]),
-                        mean_s=_num(agg.at[group, (column, "mean")]),
-                        median_s=_num(agg.at[group, (column, "median")]),
-                        p90_s=_num(p90.at[group, column]))
-            for group in agg.index}
-    return result
+def _quantile(ordered: np.ndarray, q: float) -> float:
+    """Linear interpolation between the two closest ranks (pandas' groupby quantile)."""
+    position = q * (len(ordered) - 1)
+    low = int(np.floor(position))
+    fraction = position - low
+    if fraction == 0.0:
+        return float(ordered[low])
+    return float(ordered[low] + (ordered[low + 1] - ordered[low]) * fraction)
 
 
-def _num(value: object) -> float | None:
-    return None if value is None or pd.isna(value) else float(value)  # type: ignore[arg-type]
-
-
-def _stat(values: pd.Series) -> Stat:
-    values = values.dropna()
-    if values.empty:
-        return Stat(n=0, mean_s=None, median_s=None, p90_s=None)
-    return Stat(n=int(values.size), mean_s=float(values.mean()), median_s=float(values.median()),
-                p90_s=float(np.quantile(values.to_numpy(), 0.9)))
-
-
-def compare(frame: pd.DataFrame) -> tuple[Comparison, ...]:
-    """Per kind that has both auto-remediated and by-hand resolved incidents."""
-    resolved = frame[frame["is_resolved"]]
-    if resolved.empty:
-        return ()
-    both = resolved.groupby("kind")["is_auto"].agg(["any", "all"])
-    kinds = sorted(both.index[both["any"] & ~both["all"]])
-    chosen = resolved[resolved["kind"].isin(kinds)]
-    grouped = chosen.assign(how=np.where(chosen["is_auto"], "auto", "manual")).groupby(["kind", "how"])
-    stats = _stats(grouped, ("mttr",))["mttr"]
-    return tuple(Comparison(kind=k, auto=stats[(k, "auto")], manual=stats[(k, "manual")]) for k in kinds)
-
-
-def _pooled(frame: pd.DataFrame, kinds: list[str]) -> Comparison:
-    chosen = frame[frame["is_resolved"] & frame["kind"].isin(kinds)]
-    return Comparison(kind="all comparable kinds", auto=_stat(chosen.loc[chosen["is_auto"], "mttr"]),
-                      manual=_stat(chosen.loc[~chosen["is_auto"], "mttr"]))
+def compare(figures: pd.DataFrame) -> tuple[tuple[Comparison, ...], Comparison]:
+    """Per kind that has both auto-remediated and by-hand resolved episodes, and pooled over
+    those kinds."""
+    flags = figures["flags"].to_numpy()
+    resolved = (flags & RESOLVED) != 0
+    chosen = figures[resolved]
+    auto = (chosen["flags"].to_numpy() & AUTO) != 0
+    codes, kinds = _codes(chosen["kind"])
+    with_auto = np.bincount(codes, weights=auto, minlength=len(kinds))
+    with_both = (with_auto > 0) & (with_auto < np.bincount(codes, minlength=len(kinds)))
+    comparable = with_both[codes]
+    # Group 2k is kind k automated, 2k + 1 kind k by hand; the two pooled groups follow.
+    stats = _stats(codes[comparable] * 2 + ~auto[comparable], 2 * len(kinds),
+                   chosen["mttr"].to_numpy("float64")[comparable])
+    pooled = _stats((~auto[comparable]).astype("int64"), 2, chosen["mttr"].to_numpy("float64")[comparable])
+    comparison = tuple(Comparison(kind=kind, auto=stats[2 * k], manual=stats[2 * k + 1])
+                       for k, kind in enumerate(kinds) if with_both[k])
+    return comparison, Comparison(kind="all comparable kinds", auto=pooled[0], manual=pooled[1])

@@ -4,13 +4,16 @@ The store holds 100,000 incidents over a year (one or two signals each, a remedi
 a third of them) and 1,000,000 audit entries with a valid hash chain, written with executemany
 in one transaction. Prints medians, then one JSON line.
 
-Run: .venv/bin/python tests/bench/bench_report.py [--incidents N] [--audit N] [--repeat N]
+Then the MTTR report again over a second store of 1,000,000 one-outage incidents (--large).
+
+Run: .venv/bin/python tests/bench/bench_report.py [--incidents N] [--audit N] [--repeat N] [--large N]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -31,7 +34,7 @@ from agent.store.base import entry_hash  # noqa: E402
 
 NOW = datetime(2026, 11, 1, tzinfo=timezone.utc)
 YEAR_S = 365 * 86400.0
-TARGET_S = 2.0
+TARGET_S = 0.3  # issue 18: 100,000 episodes in < 0.3 s, 1,000,000 in < 2 s
 
 
 def build(store: Store, incidents: int, audit_entries: int, seed: int = 7) -> None:
@@ -51,8 +54,15 @@ def build(store: Store, incidents: int, audit_entries: int, seed: int = 7) -> No
     severity = severities[rng.integers(0, 3, incidents)]
     metric = metrics[rng.integers(0, len(metrics), incidents)]
 
-    def opt(value: float) -> float | None:
-        return None if np.isnan(value) else float(value)
+    ids = np.arange(1, incidents + 1).tolist()
+    drift = metric == "feature_drift"
+    # Column lists built with numpy, rows zipped from them: no Python work per value in a loop.
+    label_text = {(s, d): json.dumps({"service": s, **({"model": "churn"} if d else {})})
+                  for s in services.tolist() for d in (False, True)}
+    labels = [label_text[key] for key in zip(service.tolist(), drift.tolist())]
+    verified_started = _opt(np.where(auto, detected + 30, np.nan))
+    verified = _opt(np.where(auto, resolved - 60, np.nan))
+    resolution = np.where(resolved_mask, np.where(auto, "remediation", "manual"), None).tolist()
 
     conn = store.conn
     with store.transaction():
@@ -60,29 +70,29 @@ def build(store: Store, incidents: int, audit_entries: int, seed: int = 7) -> No
             "INSERT INTO incidents (id, status, severity, title, labels, started_at, detected_at, acknowledged_at, "
             "remediation_started_at, remediation_verified_at, resolved_at, resolution, updated_at) "
             "VALUES (?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            ((i + 1, "resolved" if resolved_mask[i] else "open", severity[i],
-              json.dumps({"service": service[i], **({"model": "churn"} if metric[i] == "feature_drift" else {})}),
-              float(started[i]), float(detected[i]), opt(acked[i]),
-              float(detected[i] + 30) if auto[i] else None, float(resolved[i] - 60) if auto[i] else None,
-              opt(resolved[i]), ("remediation" if auto[i] else "manual") if resolved_mask[i] else None,
-              float(detected[i])) for i in range(incidents)))
+            zip(ids, np.where(resolved_mask, "resolved", "open").tolist(), severity.tolist(), labels, started.tolist(),
+                detected.tolist(), _opt(acked), verified_started, verified, _opt(resolved), resolution,
+                detected.tolist()))
         conn.execute(  # each incident one outage: its episode carries the same times
             "INSERT INTO incident_episodes (incident_id, number, started_at, detected_at, acknowledged_at, "
             "remediation_started_at, remediation_verified_at, resolved_at, resolution) "
             "SELECT id, 1, started_at, detected_at, acknowledged_at, remediation_started_at, remediation_verified_at, "
             "resolved_at, resolution FROM incidents")
+        series = np.char.add(np.char.add(metric, "{host=h"), np.char.add((np.arange(incidents) % 50).astype(str), "}"))
+        detector = np.where(drift, "drift", "stl")
         conn.executemany(
             "INSERT INTO incident_signals (incident_id, signal_key, series_id, detector, metric, labels, first_at, "
             "last_at, hits) VALUES (?, ?, ?, ?, ?, '{}', ?, ?, 3)",
-            ((i + 1, f"{metric[i]}{{host=h{i % 50}}}|{'drift' if metric[i] == 'feature_drift' else 'stl'}",
-              f"{metric[i]}{{host=h{i % 50}}}", "drift" if metric[i] == "feature_drift" else "stl", metric[i],
-              float(started[i]), float(started[i] + 60)) for i in range(incidents)))
+            zip(ids, np.char.add(np.char.add(series, "|"), detector).tolist(), series.tolist(), detector.tolist(),
+                metric.tolist(), started.tolist(), (started + 60).tolist()))
+        ran = np.flatnonzero(auto | (np.arange(incidents) % 10 == 0))
         conn.executemany(
             "INSERT INTO remediation_runs (incident_id, rule, playbook, mode, status, requested_at, started_at, "
             "ended_at) VALUES (?, ?, ?, 'apply', ?, ?, ?, ?)",
-            ((i + 1, f"restart-{service[i]}", f"restart-{service[i]}.yml", "verified" if auto[i] else "not_fixed",
-              float(detected[i] + 20), float(detected[i] + 30), float(detected[i] + 90))
-             for i in range(incidents) if auto[i] or i % 10 == 0))
+            zip((ran + 1).tolist(), np.char.add("restart-", service[ran]).tolist(),
+                np.char.add(np.char.add("restart-", service[ran]), ".yml").tolist(),
+                np.where(auto[ran], "verified", "not_fixed").tolist(), (detected[ran] + 20).tolist(),
+                (detected[ran] + 30).tolist(), (detected[ran] + 90).tolist()))
         audit_ts = np.sort(now_s - rng.uniform(0, YEAR_S, audit_entries))
         actions = ("incident.open", "incident.acknowledge", "remediation.run", "silence.create", "config.reload")
 
@@ -98,6 +108,11 @@ def build(store: Store, incidents: int, audit_entries: int, seed: int = 7) -> No
 
         conn.executemany("INSERT INTO audit (ts, actor, action, subject, details, prev_hash, hash) "
                          "VALUES (?, ?, ?, ?, ?, ?, ?)", entries())
+
+
+def _opt(values: np.ndarray) -> list[float | None]:
+    """The values as a list, NaN as None (NULL)."""
+    return [None if math.isnan(v) else v for v in values.tolist()]
 
 
 CPU: dict[str, float] = {}
@@ -121,6 +136,7 @@ def main() -> None:
     parser.add_argument("--incidents", type=int, default=100_000)
     parser.add_argument("--audit", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--large", type=int, default=1_000_000, help="episodes in the second, large store")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "aiops.db")
@@ -140,7 +156,7 @@ def main() -> None:
         load = " ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"load average {load} on {os.cpu_count()} cores")
         print(f"mttr report (all):      median {mttr_s:.3f}s wall, {CPU['mttr']:.3f}s CPU  "
-              f"(wall {mttr_s / TARGET_S:.2f}x the {TARGET_S:.0f} s target)")
+              f"(wall {mttr_s / TARGET_S:.2f}x the {TARGET_S} s target)")
         print(f"mttr report by service: median {by_service_s:.3f}s wall, {CPU['service']:.3f}s CPU")
         print(f"mttr report by week:    median {by_week_s:.3f}s wall, {CPU['week']:.3f}s CPU")
         print(f"weekly html report:     median {html_s:.3f}s wall, {CPU['html']:.3f}s CPU  ({len(html) // 1024} KiB)")
@@ -149,9 +165,28 @@ def main() -> None:
         print(f"MTTR mean {report.total.mttr.mean_s:.0f}s over {report.total.resolved} resolved, "
               f"{report.total.unresolved} unresolved")
         store.close()
+    large_s = mttr_large(args.large, args.repeat)
+    print(f"mttr report (all) over {args.large:,} episodes: median {large_s:.3f}s wall, {CPU['large']:.3f}s CPU  "
+          f"({large_s / mttr_s:.1f}x the {args.incidents:,}-incident report for {args.large / args.incidents:.0f}x "
+          f"the episodes)")
     print(json.dumps({"bench": "report", "incidents": args.incidents, "audit_entries": args.audit,
                       "mttr_report_s": round(mttr_s, 3), "html_report_s": round(html_s, 3),
-                      "audit_verify_s": round(verify_s, 3)}))
+                      "audit_verify_s": round(verify_s, 3), "mttr_report_1m_s": round(large_s, 3)}))
+
+
+def mttr_large(episodes: int, repeat: int) -> float:
+    """Median seconds of the MTTR report over a store of ``episodes`` one-outage incidents."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "aiops.db")
+        started = time.perf_counter()
+        build(store, episodes, 0)
+        print(f"built store: {episodes:,} episodes in {time.perf_counter() - started:.1f}s")
+        period = Period(since=NOW - timedelta(days=366), until=NOW)
+        seconds, report = timed(lambda: mttr_report(store, period, now=NOW), repeat, "large")
+        if report.total.episodes != episodes or report.total.incidents != episodes:
+            raise SystemExit(f"the report counted {report.total.episodes} episodes, expected {episodes}")
+        store.close()
+    return seconds
 
 
 if __name__ == "__main__":
