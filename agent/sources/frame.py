@@ -33,7 +33,15 @@ def from_long(long: pd.DataFrame, series: Mapping[str, SeriesInfo]) -> Samples:
         return Samples(values=pd.DataFrame(index=empty_index(), dtype="float64"),
                        series={k: v for k, v in series.items() if v.kind != "bucket"})
     # (series_id, ts) is the store's primary key, so a plain pivot suffices
-    wide = long.pivot(index="ts", columns="series_id", values="value")
+    return from_wide(long.pivot(index="ts", columns="series_id", values="value"), series)
+
+
+def from_wide(wide: pd.DataFrame, series: Mapping[str, SeriesInfo]) -> Samples:
+    """A wide frame (rows = epoch s, one column per series_id) → Samples, as ``from_long``."""
+    if wide.empty:
+        return Samples(values=pd.DataFrame(index=empty_index(), dtype="float64"),
+                       series={k: v for k, v in series.items() if v.kind != "bucket"})
+    wide = wide.copy(deep=False)
     wide.index = to_index(wide.index.to_numpy())
     wide.columns.name = None
     bucket_cols = [c for c in wide.columns if c in series and series[c].kind == "bucket"]
