@@ -10,8 +10,8 @@ hour of one series), oldest first, in bounded batches so pruning never holds the
 long. The last raw value of every counter lives in ``scrape_counters`` so rates survive a restart
 (``aiops once`` is a new process every time).
 
-Timestamps are kept to the microsecond and values bit for bit, except that a NaN value is NaN
-whatever its payload (SQLite keeps NaN as NULL, as the rows before chunks did).
+Timestamps are kept to the microsecond and values bit for bit (-0.0 included, which the rows
+before chunks kept as 0), except that a NaN is NaN whatever its payload (SQLite keeps NaN as NULL).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def _collect_cursor(conn: sqlite3.Connection) -> None:
 @migration(70, "samples: integer series keys, hourly chunks")
 def _sample_chunks(conn: sqlite3.Connection) -> None:
     """Move every row of ``samples`` into chunks, then drop the table (VACUUM gives the space back)."""
+    # The head's value has no declared type: a REAL column would keep -0.0 as the integer 0.
     run_script(conn, """
         CREATE TABLE sample_keys (key INTEGER PRIMARY KEY, series_id TEXT NOT NULL UNIQUE);
         CREATE TABLE sample_chunks (
@@ -57,7 +58,7 @@ def _sample_chunks(conn: sqlite3.Connection) -> None:
             codec INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (series_key, start)) WITHOUT ROWID;
         CREATE INDEX sample_chunks_start ON sample_chunks(start);
         CREATE TABLE sample_head (
-            ts INTEGER NOT NULL, series_key INTEGER NOT NULL, value REAL,
+            ts INTEGER NOT NULL, series_key INTEGER NOT NULL, value,
             PRIMARY KEY (ts, series_key)) WITHOUT ROWID
     """)
     cursor = conn.execute("SELECT series_id, ts, value FROM samples ORDER BY series_id, ts")
