@@ -251,14 +251,15 @@ class SampleStore(StoreBase):
                 "SELECT series_key, start, n, codec, data FROM sample_chunks WHERE series_key IN "
                 "(SELECT key FROM sample_keys WHERE series_id IN (SELECT value FROM json_each(?))) "
                 "AND start >= ? AND start <= ? ORDER BY series_key, start", (ids, *span)).fetchall()
-        head = _as_samples(cur.execute("SELECT series_key, ts, value FROM sample_head WHERE ts >= ? AND ts <= ?",
-                                       (lo, hi)).fetchall())
+        head_sql = "SELECT series_key, ts, value FROM sample_head WHERE ts >= ? AND ts <= ?"
+        if series_ids is None:
+            head = _as_samples(cur.execute(head_sql, (lo, hi)).fetchall())
+        else:
+            head = _as_samples(cur.execute(head_sql + " AND series_key IN (SELECT value FROM json_each(?))",
+                                           (lo, hi, json.dumps([k for k, _ in key_rows]))).fetchall())
         names = np.empty(max((k for k, _ in key_rows), default=0) + 1, dtype=object)
         for key, sid in key_rows:
             names[key] = sid
-        if series_ids is not None:
-            wanted = np.fromiter((k for k, _ in key_rows), "int64", len(key_rows))
-            head = _where(head, np.isin(head.keys, wanted))
         found = chunks.merge(chunks.decode(stored), head)
         found = _where(found, (found.ts_us >= lo) & (found.ts_us <= hi))
         return found, names
