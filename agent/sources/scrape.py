@@ -162,7 +162,7 @@ class ScrapeSource:
         """Stored samples in ``[start, end]`` (what earlier scrapes wrote)."""
         started = time.perf_counter()
         wide = self.store.sample_frame(to_epoch(start.to_pydatetime()), to_epoch(end.to_pydatetime()), series_ids)
-        infos = {s.series_id: s for s in self.store.known_series()}
+        infos = {s.series_id: s for s in self.store.known_series(series_ids=series_ids)}
         samples = from_wide(wide, infos)
         log.debug(kv("scrape.history", points=int(wide.count().sum()), duration_s=round(time.perf_counter() - started, 3)))
         return samples

@@ -14,7 +14,7 @@ regular scrape leaves zeros. Values are float64, kept bit for bit, one of two wa
 
 Both parts are zigzagged to unsigned, their bytes shuffled into planes (all first bytes, then
 all second bytes...) so the zero high bytes of small numbers sit together, and the whole is
-compressed with zlib.
+compressed with zlib (raw deflate).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ CHUNK_US = CHUNK_S * US
 XOR = 0
 MAX_DIGITS = 6  # decimal codecs 1..7: k / 10**0 .. k / 10**6
 _LEVEL = 6
+_RAW = -15  # raw deflate: no zlib header or checksum (SQLite's pages carry their own integrity)
 _EXACT = 2.0 ** 53  # |k| past this is not an exact float64
 
 
@@ -105,7 +106,7 @@ def _encode_same_size(keys: np.ndarray, starts: np.ndarray, ts: np.ndarray, valu
         payload[mine] = _zigzag(np.diff(k, axis=1, prepend=0))
     value_planes = _planes(payload)
     both = np.concatenate((ts_planes, value_planes), axis=1)
-    return [(int(key), int(start), n, int(codec), zlib.compress(row.tobytes(), _LEVEL))
+    return [(int(key), int(start), n, int(codec), zlib.compress(row.tobytes(), _LEVEL, _RAW))
             for key, start, codec, row in zip(keys, starts, codecs, both)]
 
 
@@ -164,7 +165,7 @@ def decode(rows: Sequence[Sequence]) -> Decoded:
     for g in np.unique(group):
         which = np.flatnonzero(group == g)
         n, codec = int(sizes[which[0]]), int(codecs[which[0]])
-        raw = b"".join([zlib.decompress(rows[i][4]) for i in which])
+        raw = b"".join([zlib.decompress(rows[i][4], _RAW) for i in which])
         planes = np.frombuffer(raw, dtype="uint8").reshape(len(which), 16 * n)
         if planes.size != len(which) * 16 * n:
             raise ValueError(f"chunk of {n} samples holds {len(raw)} bytes")

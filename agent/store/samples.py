@@ -196,10 +196,15 @@ class SampleStore(StoreBase):
         write_chunks(conn, _as_samples(rows))
         conn.execute("DELETE FROM sample_head WHERE ts < ?", (boundary,))
 
-    def known_series(self, *, labels: dict[str, str] | None = None, seen_since: float | None = None) -> list[SeriesInfo]:
-        """Registered series, optionally only those carrying every label in ``labels``."""
+    def known_series(self, *, labels: dict[str, str] | None = None, seen_since: float | None = None,
+                     series_ids: Sequence[str] | None = None) -> list[SeriesInfo]:
+        """Registered series, optionally only those carrying every label in ``labels``, or only
+        those of ``series_ids``."""
         sql = "SELECT series_id, metric, labels, kind FROM series WHERE last_seen >= ?"
         params: list[object] = [seen_since if seen_since is not None else float("-inf")]
+        if series_ids is not None:
+            sql += " AND series_id IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(list(series_ids)))
         for name, value in (labels or {}).items():
             sql += " AND json_extract(labels, ?) = ?"
             params += [f'$."{name}"', value]
@@ -211,7 +216,8 @@ class SampleStore(StoreBase):
     def sample_history(self, start: float, end: float, series_ids: Sequence[str] | None = None) -> pd.DataFrame:
         """Samples in ``[start, end]`` as a long frame: columns series_id, ts (epoch s), value;
         ordered by time, then series."""
-        found, names = self._read(start, end, series_ids)
+        packed, head, names = self._read(start, end, series_ids)
+        found = chunks.merge(packed, head)
         frame = pd.DataFrame({"series_id": names[found.keys] if len(found) else np.empty(0, dtype=object),
                               "ts": chunks.to_s(found.ts_us), "value": found.values})
         frame = frame.sort_values(["ts", "series_id"], kind="stable", ignore_index=True)
@@ -220,20 +226,23 @@ class SampleStore(StoreBase):
     def sample_frame(self, start: float, end: float, series_ids: Sequence[str] | None = None) -> pd.DataFrame:
         """Samples in ``[start, end]`` as a wide frame: rows = epoch seconds (ascending), one float64
         column per series that has samples, by series_id; NaN where a series has no sample."""
-        found, names = self._read(start, end, series_ids)
-        if not len(found):
+        packed, head, names = self._read(start, end, series_ids)
+        if not len(packed) and not len(head):
             return pd.DataFrame(index=pd.Index([], dtype="float64"), dtype="float64")
-        present = np.unique(found.keys)
-        times = np.unique(found.ts_us)
+        present = np.union1d(_runs(packed.keys)[0], _runs(head.keys)[0])
+        times = np.unique(np.concatenate((packed.ts_us, head.ts_us)))
         wide = np.full((len(times), len(present)), np.nan)
-        wide[np.searchsorted(times, found.ts_us), np.searchsorted(present, found.keys)] = found.values
+        for part in (packed, head):  # the head's sample of a time wins over a packed one
+            keys, sizes = _runs(part.keys)
+            columns = np.repeat(np.searchsorted(present, keys), sizes)
+            wide[np.searchsorted(times, part.ts_us), columns] = part.values
         columns = names[present]
         order = np.argsort(columns, kind="stable")
         return pd.DataFrame(wide[:, order], index=pd.Index(chunks.to_s(times)), columns=columns[order].tolist())
 
-    def _read(self, start: float, end: float, series_ids: Sequence[str] | None) -> tuple[Decoded, np.ndarray]:
-        """Samples in ``[start, end]`` of ``series_ids`` (all when None), and the series_id of each
-        key as an array indexed by key."""
+    def _read(self, start: float, end: float, series_ids: Sequence[str] | None) -> tuple[Decoded, Decoded, np.ndarray]:
+        """Packed and head samples in ``[start, end]`` of ``series_ids`` (all when None), each
+        sorted by (key, ts), and the series_id of each key as an array indexed by key."""
         conn = self.conn
         cur = conn.cursor()
         cur.row_factory = None
@@ -260,9 +269,9 @@ class SampleStore(StoreBase):
         names = np.empty(max((k for k, _ in key_rows), default=0) + 1, dtype=object)
         for key, sid in key_rows:
             names[key] = sid
-        found = chunks.merge(chunks.decode(stored), head)
-        found = _where(found, (found.ts_us >= lo) & (found.ts_us <= hi))
-        return found, names
+        packed = chunks.decode(stored)
+        packed = _where(packed, (packed.ts_us >= lo) & (packed.ts_us <= hi))  # the first and last hours
+        return packed, head, names
 
     # -- retention ----------------------------------------------------------------------------------
 
@@ -342,3 +351,11 @@ def _where(samples: Decoded, mask: np.ndarray) -> Decoded:
     if mask.all():
         return samples
     return Decoded(samples.keys[mask], samples.ts_us[mask], samples.values[mask])
+
+
+def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct keys of sorted ``keys`` and how many times each occurs, in order."""
+    if not len(keys):
+        return np.empty(0, "int64"), np.empty(0, "int64")
+    first = np.concatenate(([0], np.flatnonzero(np.diff(keys)) + 1))
+    return keys[first], np.diff(np.concatenate((first, [len(keys)])))
