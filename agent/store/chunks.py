@@ -48,7 +48,7 @@ class Decoded:
         return len(self.keys)
 
     @classmethod
-    def empty(cls) -> "Decoded":
+    def empty(cls) -> Decoded:
         return cls(np.empty(0, "int64"), np.empty(0, "int64"), np.empty(0, "float64"))
 
 

@@ -9,6 +9,7 @@ next one; every change is an audit entry.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
@@ -214,7 +215,7 @@ incident store reads the events), and the summary's reads of hits, samples and r
                         limit: int = 5000) -> list[tuple[datetime, float | None]]:
         """Stored samples of one series in [start, end], oldest first (empty when none are kept)."""
         found = self.sample_history(to_epoch(start), to_epoch(end), [series_id]).head(limit)
-        return [(from_epoch(ts), None if value != value else value) for ts, value in zip(found["ts"], found["value"])]
+        return [(from_epoch(ts), None if math.isnan(value) else value) for ts, value in zip(found["ts"], found["value"])]
 
     def summary_runs(self, incident_id: int) -> list[RunOutcome]:
         rows = self.conn.execute(

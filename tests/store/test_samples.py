@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from agent.sources.base import SeriesInfo
-from agent.store import Store, migrations, samples as sample_store
+from agent.store import Store, migrations
+from agent.store import samples as sample_store
 from agent.store.chunks import CHUNK_S
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc).timestamp()  # on an hour
