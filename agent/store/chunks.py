@@ -166,9 +166,10 @@ def decode(rows: Sequence[Sequence]) -> Decoded:
         which = np.flatnonzero(group == g)
         n, codec = int(sizes[which[0]]), int(codecs[which[0]])
         raw = b"".join([zlib.decompress(rows[i][4], _RAW) for i in which])
+        if len(raw) != len(which) * 16 * n:
+            raise ValueError(f"sample chunks of {n} samples: expected {16 * n} bytes each unpacked, found "
+                             f"{len(raw)} bytes in {len(which)} chunks (series keys {sorted(set(keys[which].tolist()))[:5]})")
         planes = np.frombuffer(raw, dtype="uint8").reshape(len(which), 16 * n)
-        if planes.size != len(which) * 16 * n:
-            raise ValueError(f"chunk of {n} samples holds {len(raw)} bytes")
         steps = _unzigzag(_unplanes(planes[:, :8 * n], n))
         steps[:, 1:] = np.cumsum(steps[:, 1:], axis=1)
         ts = np.cumsum(steps, axis=1) + (starts[which] * US)[:, None]
