@@ -26,18 +26,9 @@ def histogram_id(info: SeriesInfo) -> str:
     return series_id(metric, {k: v for k, v in info.labels.items() if k != "le"})
 
 
-def from_long(long: pd.DataFrame, series: Mapping[str, SeriesInfo]) -> Samples:
-    """A long frame (series_id, ts in epoch s, value) → Samples; bucket series go to ``buckets``
-    (rows = ts, columns = le as float, cumulative counts), the rest to ``values``."""
-    if long.empty:
-        return Samples(values=pd.DataFrame(index=empty_index(), dtype="float64"),
-                       series={k: v for k, v in series.items() if v.kind != "bucket"})
-    # (series_id, ts) is the store's primary key, so a plain pivot suffices
-    return from_wide(long.pivot(index="ts", columns="series_id", values="value"), series)
-
-
 def from_wide(wide: pd.DataFrame, series: Mapping[str, SeriesInfo]) -> Samples:
-    """A wide frame (rows = epoch s, one column per series_id) → Samples, as ``from_long``."""
+    """A wide frame (rows = epoch s, one column per series_id) → Samples; bucket series go to
+    ``buckets`` (rows = ts, columns = le as float, cumulative counts), the rest to ``values``."""
     if wide.empty:
         return Samples(values=pd.DataFrame(index=empty_index(), dtype="float64"),
                        series={k: v for k, v in series.items() if v.kind != "bucket"})
