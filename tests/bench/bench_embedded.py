@@ -12,7 +12,8 @@ scrape_cycle_s (median of the real scrape-and-store cycles; the cycle that packs
 apart), refit_read_s (7 days of all 10,000 series read as refits read them: ``sources.history``
 at the refit step, in slices of ``detectors.refit.max_per_cycle`` series), and the old layout's
 bytes per sample (one row a sample, the series' text in each row), measured on one hour of the
-same series in the same run. The last line is JSON.
+same series in the same run, which is then migrated to chunks (seconds per million samples).
+The last line is JSON.
 
 Run: .venv/bin/python tests/bench/bench_embedded.py [--hours 168] [--series 10000]
 """
@@ -110,6 +111,24 @@ def old_layout_bytes_per_sample(path: Path, series_ids: list[str], values: np.nd
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     return path.stat().st_size / values.size
+
+
+def migrate_old_layout(path: Path) -> tuple[float, int]:
+    """Run the chunk migration over the old-layout file; its seconds and the samples it packed."""
+    from agent.store.samples import _sample_chunks
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    rows = conn.execute("SELECT count(*) FROM samples").fetchone()[0]
+    started = time.perf_counter()
+    conn.execute("BEGIN IMMEDIATE")
+    _sample_chunks(conn)
+    conn.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    packed = conn.execute("SELECT sum(n) FROM sample_chunks").fetchone()[0]
+    conn.close()
+    if packed != rows:
+        sys.exit(f"impossible: the migration packed {packed} of {rows} samples")
+    return elapsed, rows
 
 
 def file_bytes(path: Path) -> int:
@@ -210,6 +229,7 @@ def main() -> None:
         want_points = args.series * (int(span) // STEP_S + 1)
         if abs(points - want_points) > args.series:
             sys.exit(f"impossible: refits read {points} points, expected about {want_points}")
+        migrate_s, migrated = migrate_old_layout(work / "old.db")
         server.shutdown()
         source.close()
         ctx.store.close()
@@ -223,10 +243,13 @@ def main() -> None:
           f"{collect_s:.3f} s")
     print(f"refit read of {span / 86400:.1f} days x {args.series} series in slices of {per}: {read_s:.2f} s "
           f"({points:,} points; target <= 30 s)")
+    print(f"migration of the old layout: {migrated:,} samples in {migrate_s:.2f} s "
+          f"({migrate_s / migrated * 1e6:.2f} s per million samples)")
     print(json.dumps({"bench": "embedded", "series": args.series, "hours": args.hours,
                       "bytes_per_sample": round(bps, 3), "store_gb_8d_projected": round(projected_gb, 3),
                       "scrape_cycle_s": round(statistics.median(cycles), 4), "pack_cycle_s": round(pack, 4),
-                      "refit_read_s": round(read_s, 3), "old_bytes_per_sample": round(old_bps, 1)}))
+                      "refit_read_s": round(read_s, 3), "old_bytes_per_sample": round(old_bps, 1),
+                      "migrate_s_per_million": round(migrate_s / migrated * 1e6, 3)}))
 
 
 if __name__ == "__main__":
