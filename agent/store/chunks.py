@@ -113,16 +113,18 @@ def _encode_same_size(keys: np.ndarray, starts: np.ndarray, ts: np.ndarray, valu
 def _decimal_codecs(values: np.ndarray) -> np.ndarray:
     """Per row, 1 + the fewest decimal digits that give back every value bit for bit, else XOR."""
     codecs = np.full(len(values), XOR, dtype="int64")
-    open_ = np.isfinite(values).all(axis=1) & (np.abs(values) < _EXACT / 10.0 ** MAX_DIGITS).all(axis=1)
+    finite = np.isfinite(values).all(axis=1)
+    largest = np.where(finite, np.abs(np.where(np.isfinite(values), values, 0.0)).max(axis=1), np.inf)
+    open_ = finite.copy()
     bits = values.view("uint64")
     for digits in range(MAX_DIGITS + 1):
-        if not open_.any():
-            break
         scale = 10.0 ** digits
-        candidate = values[open_]
-        back = np.rint(candidate * scale).astype("int64") / scale
-        exact = (back.view("uint64") == bits[open_]).all(axis=1)
-        rows = np.flatnonzero(open_)[exact]
+        trying = open_ & (largest * scale < _EXACT)  # k must be an exact float64 (memory in bytes: d = 0)
+        if not trying.any():
+            break
+        back = np.rint(values[trying] * scale).astype("int64") / scale
+        exact = (back.view("uint64") == bits[trying]).all(axis=1)
+        rows = np.flatnonzero(trying)[exact]
         codecs[rows] = 1 + digits
         open_[rows] = False
     return codecs

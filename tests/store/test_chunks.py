@@ -43,3 +43,10 @@ def test_a_damaged_chunk_is_refused_with_its_series_key():
     short = zlib.compress(b"\0" * 20, 6, -15)
     with pytest.raises(ValueError, match=r"expected 32 bytes each unpacked, found 20 bytes in 1 chunks \(series keys \[7\]\)"):
         chunks.decode([(key, start, n, codec, short)])
+
+
+def test_whole_numbers_too_large_for_six_digits_still_pack_as_integers():
+    values = 64 * 2.0 ** 30 - 4096.0 * np.arange(60)  # free memory of a 64 GiB host, in bytes
+    rows = chunks.encode(Decoded(np.zeros(60, "int64"), HOUR0 + 60 * US * np.arange(60), values))
+    assert [r[3] for r in rows] == [1]  # decimal, no digits
+    assert chunks.decode(rows).values.tolist() == values.tolist()
