@@ -26,14 +26,13 @@ def histogram_id(info: SeriesInfo) -> str:
     return series_id(metric, {k: v for k, v in info.labels.items() if k != "le"})
 
 
-def from_long(long: pd.DataFrame, series: Mapping[str, SeriesInfo]) -> Samples:
-    """A long frame (series_id, ts in epoch s, value) → Samples; bucket series go to ``buckets``
-    (rows = ts, columns = le as float, cumulative counts), the rest to ``values``."""
-    if long.empty:
+def from_wide(wide: pd.DataFrame, series: Mapping[str, SeriesInfo]) -> Samples:
+    """A wide frame (rows = epoch s, one column per series_id) → Samples; bucket series go to
+    ``buckets`` (rows = ts, columns = le as float, cumulative counts), the rest to ``values``."""
+    if wide.empty:
         return Samples(values=pd.DataFrame(index=empty_index(), dtype="float64"),
                        series={k: v for k, v in series.items() if v.kind != "bucket"})
-    # (series_id, ts) is the store's primary key, so a plain pivot suffices
-    wide = long.pivot(index="ts", columns="series_id", values="value")
+    wide = wide.copy(deep=False)
     wide.index = to_index(wide.index.to_numpy())
     wide.columns.name = None
     bucket_cols = [c for c in wide.columns if c in series and series[c].kind == "bucket"]

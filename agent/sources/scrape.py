@@ -33,7 +33,7 @@ from agent.metrics import Metrics
 from agent.sources import http
 from agent.sources.base import FailureKind, FetchError, Samples, SeriesInfo
 from agent.sources.exposition import Derived, derive, parse_exposition
-from agent.sources.frame import from_long, to_index, with_gaps
+from agent.sources.frame import from_wide, to_index, with_gaps
 from agent.sources.health import TargetHealth
 
 if TYPE_CHECKING:
@@ -161,10 +161,10 @@ class ScrapeSource:
     def fetch(self, start: pd.Timestamp, end: pd.Timestamp, series_ids: Sequence[str] | None = None) -> Samples:
         """Stored samples in ``[start, end]`` (what earlier scrapes wrote)."""
         started = time.perf_counter()
-        long = self.store.sample_history(to_epoch(start.to_pydatetime()), to_epoch(end.to_pydatetime()), series_ids)
-        infos = {s.series_id: s for s in self.store.known_series()}
-        samples = from_long(long, infos)
-        log.debug(kv("scrape.history", points=len(long), duration_s=round(time.perf_counter() - started, 3)))
+        wide = self.store.sample_frame(to_epoch(start.to_pydatetime()), to_epoch(end.to_pydatetime()), series_ids)
+        infos = {s.series_id: s for s in self.store.known_series(series_ids=series_ids)}
+        samples = from_wide(wide, infos)
+        log.debug(kv("scrape.history", points=int(wide.count().sum()), duration_s=round(time.perf_counter() - started, 3)))
         return samples
 
     def gaps_for(self, outcome: ScrapeOutcome, samples: Samples, keep: Callable[[str], bool]) -> Samples:

@@ -9,6 +9,7 @@ next one; every change is an audit entry.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
@@ -214,10 +215,8 @@ incident store reads the events), and the summary's reads of hits, samples and r
     def summary_samples(self, series_id: str, *, start: datetime, end: datetime,
                         limit: int = 5000) -> list[tuple[datetime, float | None]]:
         """Stored samples of one series in [start, end], oldest first (empty when none are kept)."""
-        rows = self.conn.execute(
-            "SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? AND ts <= ? ORDER BY ts LIMIT ?",
-            (series_id, to_epoch(start), to_epoch(end), limit)).fetchall()
-        return [(from_epoch(r[0]), r[1]) for r in rows]
+        found = self.sample_history(to_epoch(start), to_epoch(end), [series_id]).head(limit)
+        return [(from_epoch(ts), None if math.isnan(value) else value) for ts, value in zip(found["ts"], found["value"])]
 
     def summary_runs(self, incident_id: int) -> list[RunOutcome]:
         rows = self.conn.execute(

@@ -244,15 +244,17 @@ class ReportStore(StoreBase):
         drift = self._frame(
             "SELECT coalesce(json_extract(labels, '$.model'), entity, series_id), value FROM hits "
             "WHERE detector IN ('drift') AND ts >= ? AND ts < ?", (since_s, until_s), ["model", "value"])
-        latency = self._frame(
+        candidates = self.conn.execute(
             """
-            SELECT json_extract(se.labels, '$.model'), se.kind = 'quantile', sa.value
-            FROM samples sa JOIN series se ON se.series_id = sa.series_id
-            WHERE json_extract(se.labels, '$.model') IS NOT NULL AND se.metric LIKE '%latency%'
-              AND se.kind != 'bucket' AND se.metric NOT LIKE '%\\_bucket' ESCAPE '\\'
-              AND (se.kind != 'quantile' OR json_extract(se.labels, '$.quantile') = '0.95')
-              AND sa.ts >= ? AND sa.ts < ? AND sa.value IS NOT NULL
-            """, (since_s, until_s), ["model", "is_p95", "value"])
+            SELECT series_id, json_extract(labels, '$.model') AS model, kind = 'quantile' AS is_p95 FROM series
+            WHERE json_extract(labels, '$.model') IS NOT NULL AND metric LIKE '%latency%'
+              AND kind != 'bucket' AND metric NOT LIKE '%\\_bucket' ESCAPE '\\'
+              AND (kind != 'quantile' OR json_extract(labels, '$.quantile') = '0.95')
+            """).fetchall()
+        found = self.sample_history(since_s, until_s, [r["series_id"] for r in candidates])
+        found = found[(found["ts"] < until_s) & found["value"].notna()]
+        about = pd.DataFrame([tuple(r) for r in candidates], columns=["series_id", "model", "is_p95"])
+        latency = found.merge(about, on="series_id")[["model", "is_p95", "value"]]
         drift["value"] = drift["value"].astype("float64")
         latency["value"] = latency["value"].astype("float64")
         by_model = drift.groupby("model")["value"]
@@ -289,12 +291,6 @@ class ReportStore(StoreBase):
         return int(self.conn.execute("SELECT count(*) FROM audit").fetchone()[0])
 
     # -- retention: each call deletes at most ``limit`` rows in one short transaction ---------
-
-    def prune_samples(self, before_s: float, limit: int) -> int:
-        with self.transaction() as conn:
-            return conn.execute(
-                "DELETE FROM samples WHERE (series_id, ts) IN "
-                "(SELECT series_id, ts FROM samples WHERE ts < ? ORDER BY ts LIMIT ?)", (before_s, limit)).rowcount
 
     def prune_hits(self, before_s: float, limit: int) -> int:
         with self.transaction() as conn:

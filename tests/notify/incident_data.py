@@ -50,10 +50,8 @@ def make_incident(store: Store, *, labels: Mapping[str, str] | None = None, seve
     if with_hits:
         for sig in (latency, errors):
             store.record_hits(hits_for(sig), incident_id=incident.id, now=now or T0 + timedelta(minutes=12))
-        with store.transaction() as conn:
-            conn.executemany("INSERT OR REPLACE INTO samples (series_id, ts, value) VALUES (?, ?, ?)",
-                             [("latency|api", to_epoch(T0 + timedelta(minutes=m)), 0.2 + 0.01 * (m % 3))
-                              for m in range(-60, 2)])
+        store.record_samples([], [("latency|api", to_epoch(T0 + timedelta(minutes=m)), 0.2 + 0.01 * (m % 3))
+                                  for m in range(-60, 2)], now=to_epoch(T0 + timedelta(minutes=2)))
     return store.get_incident(incident.id)  # type: ignore[return-value]
 
 

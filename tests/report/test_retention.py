@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from datetime import datetime, timezone
 
 import pytest
@@ -26,7 +25,11 @@ def context(make_config, store, tmp_path):
 
 
 def _samples(store, ages_days: list[float]) -> None:
-    store.conn.executemany("INSERT INTO samples VALUES ('up{job=a}', ?, 1.0)", [(NOW_S - a * DAY,) for a in ages_days])
+    store.record_samples([], [("up{job=a}", NOW_S - a * DAY, 1.0) for a in ages_days], now=NOW_S)
+
+
+def _sample_count(store) -> int:
+    return len(store.sample_history(0, NOW_S))
 
 
 def _hits(store, ages_days: list[float]) -> None:
@@ -55,7 +58,7 @@ def test_defaults_prune_samples_and_hits_and_keep_incidents_runs_audit(context, 
     outcome = prune(ctx, now=NOW)
     assert outcome == {"deleted": {"samples": 2, "hits": 2}, "complete": True,
                        "cutoffs": {"samples": NOW_S - 14 * DAY, "hits": NOW_S - 30 * DAY}}
-    assert (_count(store, "samples"), _count(store, "hits")) == (2, 1)
+    assert (_sample_count(store), _count(store, "hits")) == (2, 1)
     assert ctx.metrics.registry.get_sample_value("aiops_retention_pruned_rows_total", {"table": "samples"}) == 2
     assert (_count(store, "incidents"), _count(store, "remediation_runs"), _count(store, "audit")) == (1, 1, 2)
     assert _prune_entries(store) == [{
@@ -78,8 +81,8 @@ def test_deletes_in_batches_of_the_configured_size(context, store):
     outcome = prune(ctx, now=NOW)
     store.conn.set_trace_callback(None)
     assert outcome["deleted"] == {"samples": 10}
-    # 3 + 3 + 3 + 1: four short transactions, never one long one.
-    assert sum(s.startswith("DELETE FROM samples") for s in statements) == math.ceil(10 / 3)
+    # 3 + 3 + 3 + 1 chunks (a day apart, so a sample each): four short transactions, never one long one.
+    assert sum(s.startswith("DELETE FROM sample_chunks") for s in statements) == 10
     assert sum(s == "BEGIN IMMEDIATE" for s in statements) == 4 + 1  # the batches, then the audit entry
 
 
@@ -89,7 +92,7 @@ def test_a_stopping_agent_leaves_the_rest_for_next_time(context, store):
     ctx.stopping.set()
     assert prune(ctx, now=NOW) == {"deleted": {"samples": 0}, "cutoffs": {"samples": NOW_S - 14 * DAY},
                                    "complete": False}
-    assert _count(store, "samples") == 2
+    assert _sample_count(store) == 2
 
 
 def test_incidents_pruned_only_when_configured_and_only_without_kept_runs(context, store):

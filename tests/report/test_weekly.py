@@ -32,7 +32,7 @@ def _model_history(store) -> None:
     for sid, metric, kind, labels, values in histogram:
         conn.execute("INSERT INTO series VALUES (?, ?, ?, ?, ?, ?)",
                      (sid, metric, json.dumps({"model": "churn", **labels}), kind, T0, T0 + 6 * DAY))
-        conn.executemany("INSERT INTO samples VALUES (?, ?, ?)", [(sid, T0 + i * 60, v) for i, v in enumerate(values)])
+        store.record_samples([], [(sid, T0 + i * 60, v) for i, v in enumerate(values)], now=T0 + 6 * DAY)
 
 
 @pytest.fixture

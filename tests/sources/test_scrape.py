@@ -130,19 +130,25 @@ def test_series_limit_truncates_with_one_warning(make_ctx, misbehaving_server, c
     assert warnings == ['event=source.truncated source=scrape target=app message="kept 3 series, dropped 2 past the limit"']
 
 
-def test_history_is_pruned_past_retention_in_bounded_batches(make_ctx, misbehaving_server):
-    ctx = make_ctx(scrape_yaml(misbehaving_server.url, retention="10m", prune_batch=100))
+def stored(ctx: Context) -> int:
+    return len(ctx.store.sample_history(0, T0.timestamp() + 86400))
+
+
+def test_history_is_pruned_past_retention_a_whole_hour_at_a_time_in_bounded_batches(make_ctx, misbehaving_server):
+    ctx = make_ctx(scrape_yaml(misbehaving_server.url, retention="2h", prune_batch=100))
     misbehaving_server.respond("# TYPE g gauge\n" + "".join(f'g{{i="{i}"}} {i}\n' for i in range(150)))
-    for minute in range(3):
+    for minute in (0, 1, 2, 60):  # the scrape at 13:00 packs 12:00-13:00 into 150 chunks of 3
         collect(ctx, at(minute))
-    assert ctx.store.query_one("SELECT count(*) FROM samples")[0] == 450
-    collect(ctx, at(12))  # minutes 0 and 1 are now past retention: 300 rows, 100 per cycle
-    assert ctx.store.query_one("SELECT count(*) FROM samples")[0] == 600 - 100
-    collect(ctx, at(13))
-    collect(ctx, at(14))
-    assert ctx.store.query_one("SELECT count(*) FROM samples")[0] == 600
-    whole = history(ctx, pd.Timestamp(T0), pd.Timestamp(T0) + pd.Timedelta(minutes=20))
-    assert whole.values.index[0] == pd.Timestamp(T0) + pd.Timedelta(minutes=2)  # 0 and 1 are gone
+    assert stored(ctx) == 600
+    collect(ctx, at(179))  # the cut-off 12:59 is inside the hour: nothing goes
+    assert stored(ctx) == 750
+    collect(ctx, at(200))  # cut-off 13:20: the hour 12:00 goes, 33 chunks (99 samples) a cycle
+    assert stored(ctx) == 900 - 99
+    for minute in range(201, 205):
+        collect(ctx, at(minute))
+    assert stored(ctx) == 150 * 10 - 450
+    whole = history(ctx, pd.Timestamp(T0), pd.Timestamp(T0) + pd.Timedelta(minutes=300))
+    assert whole.values.index[0] == pd.Timestamp(T0) + pd.Timedelta(minutes=60)  # 12:00-12:02 are gone
 
 
 def test_shards_split_the_series_without_overlap(make_ctx, misbehaving_server, tmp_path):
