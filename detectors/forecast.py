@@ -68,6 +68,7 @@ from detectors.errors import DetectorError
 DAY_S = 86_400.0
 MAX_RATIO = 1e6  # errors beyond a million times the previous largest all score the same
 MIN_PAST = 100  # errors needed before one is judged: a few dozen points prove nothing
+GROUP_COLUMNS = 256  # columns judged as one array: their errors stay a few tens of MB
 SEASON_SLOTS = 288  # bucket means per season at most: a week of 1-minute points keeps 288, not 10,080
 
 
@@ -272,7 +273,8 @@ class ForecastDetector(PlainState, Detector):
             groups.setdefault(key, []).append(name)
         out: dict[str, _Next] = {}
         for names in groups.values():
-            out.update(self._advance_group(names, new))
+            for start in range(0, len(names), GROUP_COLUMNS):
+                out.update(self._advance_group(names[start:start + GROUP_COLUMNS], new))
         return out
 
     def _advance_group(self, names: list[str], new: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, "_Next"]:
