@@ -68,6 +68,8 @@ from detectors.errors import DetectorError
 DAY_S = 86_400.0
 MAX_RATIO = 1e6  # errors beyond a million times the previous largest all score the same
 MIN_PAST = 100  # errors needed before one is judged: a few dozen points prove nothing
+GROUP_COLUMNS = 256  # columns judged as one array: their errors stay a few tens of MB
+SEASON_SLOTS = 288  # bucket means per season at most: a week of 1-minute points keeps 288, not 10,080
 
 
 class ForecastDetector(PlainState, Detector):
@@ -75,9 +77,9 @@ class ForecastDetector(PlainState, Detector):
 
     name: ClassVar[str] = "forecast"
 
-    def __init__(self, window_rows: int = 400, memory_share: float = 0.15, max_window_rows: int = 3200,
+    def __init__(self, window_rows: int = 400, memory_share: float = 0.15, max_window_rows: int = 1600,
                  level_rows: tuple[int, ...] = (1,), mean_rows: int = 12,
-                 baseline_rows: tuple[int, ...] = (12, 144),
+                 baseline_rows: tuple[int, ...] = (12, 144, 288),
                  season_days: tuple[int, ...] = (1, 7), season_min_count: tuple[int, ...] = (1, 3),
                  season_count: int = 3, season_level_rows: int = 72,
                  combine_top: int = 2,
@@ -100,22 +102,26 @@ class ForecastDetector(PlainState, Detector):
 
     def fit(self, history: pd.Series | pd.DataFrame) -> "ForecastDetector":
         """Per column: the season lengths in points (from its median step), and what later
-        scores depend on: the last points, the last errors of each forecast and the last scores."""
+        scores depend on: the last points, each season's last bucket means, the last errors of
+        each forecast and the last scores."""
         self._check_params()
         self.periods_: dict[str, list[int]] = {}
         self.tail_: dict[str, np.ndarray] = {}
+        self.buckets_: dict[str, list[np.ndarray]] = {}
         self.errors_: dict[str, np.ndarray] = {}
         self.units_: dict[str, np.ndarray] = {}
         self.seen_: dict[str, int] = {}
         self.last_ts_: dict[str, float] = {}
-        self._pending: dict[str, _Step] = {}
+        self._pending: dict[str, _Next] = {}
         for name, times, values in _columns(history, self.name):
             times, values = _new_points(times, values, after=-math.inf)
             periods = self.periods_[name] = self._periods(_median_step_s(times))
-            done = self._pass(values, periods)
-            self.tail_[name] = values[-self._reach_rows(periods):]
-            self.errors_[name] = _last_columns(done.errors, max(self._windows()), np.nan)
-            self.units_[name] = _last_columns(done.units[None, :], self.quiet_rows, 0.0)[0]
+            errors, buckets = self._errors(values[None, :], periods, seen=0, rings=None, new=len(values))
+            units = self._pass_units(errors[0])
+            self.tail_[name] = values[-self._reach_rows(periods):].copy()
+            self.buckets_[name] = [ring[0] for ring in buckets]
+            self.errors_[name] = _last_columns(errors[0], max(self._windows()), np.nan)
+            self.units_[name] = _last_columns(units[None, :], self.quiet_rows, 0.0)[0]
             self.seen_[name] = len(values)
             self.last_ts_[name] = float(times[-1]) if len(times) else -math.inf
         return self
@@ -126,21 +132,21 @@ class ForecastDetector(PlainState, Detector):
         before is reused). Columns never fitted are ignored."""
         self._check_fitted()
         pending = getattr(self, "_pending", {})
-        for name, times, values in _columns(window, self.name):
-            if name not in self.tail_:
-                continue
+        columns = [(name, times, values) for name, times, values in _columns(window, self.name) if name in self.tail_]
+        taken = {}
+        for name, times, values in columns:
             times, values = _new_points(times, values, after=self.last_ts_[name])
-            if not len(values):
-                continue
-            step = pending.get(name)
-            if step is None or step.last_ts != times[-1] or len(step.units) != len(values):
-                step = self._continue(name, values, float(times[-1]))
-            periods = self.periods_[name]
-            self.tail_[name] = np.concatenate([self.tail_[name], values])[-self._reach_rows(periods):]
-            self.errors_[name] = _last_columns(np.hstack([self.errors_[name], step.errors]), max(self._windows()), np.nan)
-            self.units_[name] = np.concatenate([self.units_[name], step.units])[len(step.units):]
-            self.seen_[name] += len(values)
-            self.last_ts_[name] = float(times[-1])
+            if len(values):
+                taken[name] = (times, values)
+        stale = {name: tv for name, tv in taken.items()
+                 if (step := pending.get(name)) is None or step.last_ts != tv[0][-1] or step.added != len(tv[1])}
+        fresh = self._advance(stale)
+        for name, (times, values) in taken.items():
+            step = fresh[name] if name in stale else pending[name]
+            self.tail_[name], self.buckets_[name] = step.tail, step.buckets
+            self.errors_[name], self.units_[name] = step.errors, step.units_kept
+            self.seen_[name] += step.added
+            self.last_ts_[name] = step.last_ts
         self._pending = {}
         return self
 
@@ -174,11 +180,18 @@ class ForecastDetector(PlainState, Detector):
             return []
         return [round(day) * days for days in self.season_days]
 
+    def _ring_rows(self, period: int) -> int:
+        """Bucket means a season keeps: ``season_count`` seasons and the level before the oldest."""
+        width = bucket_width(period)
+        return self.season_count * (period // width) + -(-self.season_level_rows // width)
+
     def _reach_rows(self, periods: list[int]) -> int:
-        """Points a new point's forecasts look back on (itself included)."""
-        seasons = [p * self.season_count + self.season_level_rows for p in periods]
+        """Raw points a new point's forecasts look back on (itself included); seasons look
+        further back through their bucket means, and the tail holds any unfinished bucket."""
         baselines = [self.mean_rows + b for b in self.baseline_rows] if self.mean_rows else []
-        return max([*self.level_rows, *baselines, *seasons, 1]) + 1
+        widths = [bucket_width(p) for p in periods]
+        level = [self.season_level_rows] if periods else []
+        return max([*self.level_rows, *baselines, *level, *widths, 1]) + 1
 
     def _windows(self) -> list[int]:
         windows = [self.window_rows]
@@ -205,21 +218,26 @@ class ForecastDetector(PlainState, Detector):
         index = _utc_index(window.index)
         out = np.full((len(index), len(columns)), np.nan)
         expected, spread = np.full_like(out, np.nan), np.full_like(out, np.nan)
-        hits: list[Hit] = []
-        self._pending = {}
+        rows_of: dict[str, tuple[int, np.ndarray]] = {}
+        new: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for j, (name, times, values) in enumerate(columns):
             if name not in self.tail_:
                 continue
             out[:, j] = 0.0
             rows = _new_rows(times, values, after=self.last_ts_[name])
-            if not len(rows):
-                continue
-            step = self._pending[name] = self._continue(name, values[rows], float(times[rows[-1]]))
+            if len(rows):
+                rows_of[name] = (j, rows)
+                new[name] = (times[rows], values[rows])
+        self._pending = self._advance(new)
+        hits: list[Hit] = []
+        for name, (j, rows) in rows_of.items():
+            step = self._pending[name]
             out[rows, j] = step.scores
             expected[rows, j], spread[rows, j] = step.previous, step.spread
-            hits += [self._hit(name, index[row], float(values[row]), float(step.scores[k]), float(step.previous[k]),
-                               float(step.spread[k]))
-                     for k, row in enumerate(rows) if step.scores[k] >= self.alarm_score]
+            hits += [self._hit(name, index[row], float(window_value), float(step.scores[k]),
+                               float(step.previous[k]), float(step.spread[k]))
+                     for k, (row, window_value) in enumerate(zip(rows, new[name][1]))
+                     if step.scores[k] >= self.alarm_score]
         if isinstance(window, pd.Series):
             def table(values: np.ndarray) -> Any:
                 return pd.Series(values[:, 0], index=window.index, name=window.name)
@@ -229,69 +247,129 @@ class ForecastDetector(PlainState, Detector):
         return Scores(scores=table(out), hits=hits, expected=table(expected), lower=table(expected - spread),
                       upper=table(expected + spread))
 
-    def _pass(self, values: np.ndarray, periods: list[int]) -> "_Step":
-        """One pass over a whole series (the first point is point 0), in bulk: what ``fit`` keeps."""
-        errors = self._errors(values, periods, new=len(values))
-        window = self._window_per_point(np.arange(len(values)))
-        surprises = np.vstack([self._surprise(pd.Series(e), window) for e in errors]) if len(values) else \
-            np.zeros((len(errors), 0))
-        units = self._unit(surprises)
-        return _Step(errors=errors, units=units, scores=self._quiet(units), previous=_previous(values, len(values)),
-                     last_ts=math.nan)
+    def _pass_units(self, errors: np.ndarray) -> np.ndarray:
+        """Unit scores of a whole series' errors (rows as ``_errors``), in bulk: what ``fit`` keeps."""
+        window = self._window_per_point(np.arange(errors.shape[1]))
+        if not errors.shape[1]:
+            return np.zeros(0)
+        surprises = np.vstack([self._surprise(pd.Series(e), window) for e in errors])
+        return self._unit(surprises)
 
-    def _continue(self, name: str, new: np.ndarray, last_ts: float) -> "_Step":
-        """The new points of one column judged one by one against the kept state: the same
-        numbers a pass over the whole series would give them."""
-        tail, periods = self.tail_[name], self.periods_[name]
-        values = np.concatenate([tail, new])
-        errors = self._errors(values, periods, new=len(new))
-        kept = self.errors_[name]
-        history = np.hstack([kept, errors])
-        start = kept.shape[1]
-        windows = self._window_per_point(self.seen_[name] + np.arange(len(new)))
-        units = np.concatenate([self.units_[name], np.zeros(len(new))])
-        scores = np.zeros(len(new))
-        spread = np.full(len(new), np.nan)
-        for i, rows in enumerate(windows):
+    def _pass(self, values: np.ndarray, periods: list[int]) -> "_Pass":
+        """One pass over a whole series (the first point is point 0), in bulk."""
+        errors, _ = self._errors(values[None, :], periods, seen=0, rings=None, new=len(values))
+        units = self._pass_units(errors[0])
+        return _Pass(errors=errors[0], units=units, scores=self._quiet(units))
+
+    def _advance(self, new: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, "_Next"]:
+        """The new points of each column (times, values) judged against the kept state, and
+        the state that taking them in leaves. Columns alike (the same seasons, as many new
+        points, the same place in their buckets) are judged together as one array."""
+        groups: dict[tuple, list[str]] = {}
+        for name, (times, values) in new.items():
+            periods = self.periods_[name]
+            key = (tuple(periods), len(values), tuple(self.seen_[name] % bucket_width(p) for p in periods),
+                   len(self.tail_[name]))
+            groups.setdefault(key, []).append(name)
+        out: dict[str, _Next] = {}
+        for names in groups.values():
+            for start in range(0, len(names), GROUP_COLUMNS):
+                out.update(self._advance_group(names[start:start + GROUP_COLUMNS], new))
+        return out
+
+    def _advance_group(self, names: list[str], new: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, "_Next"]:
+        periods = self.periods_[names[0]]
+        added = len(new[names[0]][1])
+        values = np.vstack([new[n][1] for n in names])
+        tails = np.vstack([self.tail_[n] for n in names])
+        xp = np.hstack([tails, values])
+        seen = np.array([self.seen_[n] for n in names])
+        rings = [np.vstack([self.buckets_[n][s] for n in names]) for s in range(len(periods))]
+        errors, buckets = self._errors(xp, periods, seen=int(seen[0]), rings=rings, new=added)
+        kept = np.stack([self.errors_[n] for n in names])  # columns x kinds x window
+        history = np.concatenate([kept, errors], axis=2)
+        start = kept.shape[2]
+        units = np.hstack([np.vstack([self.units_[n] for n in names]), np.zeros((len(names), added))])
+        scores = np.zeros((len(names), added))
+        spread = np.full((len(names), added), np.nan)
+        for i in range(added):
             at = start + i
+            rows = self._window_per_point(seen + i)  # per column
+            widest = int(rows.max())
+            past = history[:, :, at - widest:at]
+            if (rows != widest).any():  # a column that remembers less sees NaN beyond its window
+                older = np.arange(widest)[None, :] < (widest - rows)[:, None]
+                past = np.where(older[:, None, :], np.nan, past)
             if self.level_rows[0] == 1:  # the first error is the step from the previous value
-                steps = history[0, at - rows:at]
-                if np.count_nonzero(np.isfinite(steps)) >= MIN_PAST:
-                    spread[i] = np.nanmax(steps)
-            unit = self._unit(_surprise_one(history[:, at - rows:at], history[:, at])[:, None])[0]
-            units[self.quiet_rows + i] = unit
-            recent = units[i:self.quiet_rows + i]
-            scores[i] = 0.0 if self.quiet_rows and recent.max() >= self.alarm_score else unit
-        return _Step(errors=errors, units=units[self.quiet_rows:], scores=scores,
-                     previous=_previous(values, len(new)), last_ts=last_ts, spread=spread)
-
-    def _errors(self, values: np.ndarray, periods: list[int], *, new: int) -> np.ndarray:
-        """Absolute error of each forecast (rows: level forecasts, seasons, then the recent
-        mean against each baseline) for the last ``new`` points of ``values``; NaN where not
-        judged. Only the points each forecast needs are read, so judging one new point costs
-        the same after a day as after a month."""
+                steps = past[:, 0, :]
+                known = np.count_nonzero(np.isfinite(steps), axis=1) >= MIN_PAST
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    spread[:, i] = np.where(known, np.nanmax(np.where(np.isfinite(steps), steps, -np.inf), axis=1), np.nan)
+            unit = self._unit(_surprise_one(past, history[:, :, at]).T)
+            units[:, self.quiet_rows + i] = unit
+            recent = units[:, i:self.quiet_rows + i]
+            quiet = (recent.max(axis=1) >= self.alarm_score) if self.quiet_rows else np.zeros(len(names), bool)
+            scores[:, i] = np.where(quiet, 0.0, unit)
         reach = self._reach_rows(periods)
-        xp = np.concatenate([np.full(reach, np.nan), values])  # before the first point: nothing
-        at = np.arange(len(xp) - new, len(xp))
-        x = xp[at]
+        width = max(self._windows())
+        previous = np.hstack([np.full((len(names), 1), np.nan), xp])[:, -added - 1:-1]
+        out = {}
+        for c, name in enumerate(names):
+            out[name] = _Next(
+                scores=scores[c], previous=previous[c], spread=spread[c], added=added,
+                last_ts=float(new[name][0][-1]), tail=xp[c, -reach:].copy(),
+                buckets=[ring[c] for ring in buckets], errors=history[c, :, -width:].copy(),
+                units_kept=units[c, added:].copy())
+        return out
+
+    def _errors(self, xp: np.ndarray, periods: list[int], *, seen: int, rings: list[np.ndarray] | None,
+                new: int) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Absolute error of each forecast (columns x rows x points; rows: level forecasts,
+        seasons, then the recent mean against each baseline) for the last ``new`` points of each
+        row of ``xp`` (points in order; the first new one is point ``seen`` of its series, or
+        a point at the same place in its seasons' buckets); NaN where not judged. ``rings``:
+        per season, the bucket means kept before (None: nothing before ``xp``). Also returns
+        each season's bucket means as they stand after the new points. Only the points each
+        forecast needs are read, so judging one new point costs the same after a day as after
+        a month. Errors are float32: what the state keeps."""
+        count = xp.shape[0]
+        reach = self._reach_rows(periods)
+        xpp = np.hstack([np.full((count, reach), np.nan), xp])  # before the first point: nothing
+        at = np.arange(xpp.shape[1] - new, xpp.shape[1])
+        x = xpp[:, at]
         errors = []
         for rows in self.level_rows:
-            forecast = xp[at - 1] if rows == 1 else _window_stat(xp, at - 1, rows, "median")
+            forecast = xpp[:, at - 1] if rows == 1 else _window_stat(xpp, at - 1, rows, "median")
             errors.append(np.abs(x - forecast))
+        kept = []
         if periods:
-            level = _window_stat(xp, at - 1, self.season_level_rows, "median")
-        for period, least in zip(periods, self.season_min_count):
-            lags = period * np.arange(1, self.season_count + 1)[:, None]  # seasons x points
-            past = xp[at - lags]
-            level_then = _window_stat(xp, (at - lags - 1).ravel(), self.season_level_rows, "median")
-            then = _nanmedian_rows(past.T)
-            error = np.abs(x - (then + level - _nanmedian_rows(level_then.reshape(past.shape).T)))
-            errors.append(np.where(np.isfinite(past).sum(axis=0) >= least, error, np.nan))
+            level = _window_stat(xpp, at - 1, self.season_level_rows, "median")
+        for s, (period, least) in enumerate(zip(periods, self.season_min_count)):
+            width = bucket_width(period)
+            size = self._ring_rows(period)
+            ring = np.full((count, size), np.nan, dtype=np.float32) if rings is None else rings[s]
+            first = (seen // width) * width - seen + xp.shape[1] - new  # start of the first unfinished bucket
+            done = (seen % width + new) // width  # buckets the new points finish
+            means = xp[:, first:first + done * width].reshape(count, done, width).mean(axis=2).astype(np.float32)
+            means = np.hstack([ring, means])
+            kept.append(means[:, -size:])
+            level_b = -(-self.season_level_rows // width)
+            padded = np.hstack([np.full((count, level_b + 1), np.nan, dtype=np.float32), means])
+            point = np.arange(new)
+            lags = (period // width) * np.arange(1, self.season_count + 1)[:, None]  # seasons x points
+            then_at = (seen % width + point) // width + size - lags + level_b + 1
+            past = padded[:, then_at].astype(np.float64)  # columns x seasons x points
+            level_then = _window_stat(padded.astype(np.float64), (then_at - 1).ravel(), level_b, "median")
+            level_then = level_then.reshape(count, *then_at.shape)
+            then = _nanmedian_last(np.moveaxis(past, 1, 2))
+            error = np.abs(x - (then + level - _nanmedian_last(np.moveaxis(level_then, 1, 2))))
+            errors.append(np.where(np.isfinite(past).sum(axis=1) >= least, error, np.nan))
         if self.mean_rows:
-            recent = _window_stat(xp, at, self.mean_rows, "mean")
-            errors += [np.abs(recent - _window_stat(xp, at - self.mean_rows, rows, "median"))
+            recent = _window_stat(xpp, at, self.mean_rows, "mean")
+            errors += [np.abs(recent - _window_stat(xpp, at - self.mean_rows, rows, "median"))
                        for rows in self.baseline_rows]
-        return np.vstack(errors)
+        return np.stack(errors, axis=1).astype(np.float32), kept
 
     def _unit(self, surprises: np.ndarray) -> np.ndarray:
         """Surprises (rows as ``_errors``) to unit scores: the mean of the ``combine_top``
@@ -324,7 +402,7 @@ class ForecastDetector(PlainState, Detector):
     def _surprise_in(error: pd.Series, rows: int) -> np.ndarray:
         largest = error.shift(1).rolling(rows, min_periods=MIN_PAST).max()
         rank = error.rolling(rows + 1, min_periods=MIN_PAST + 1).rank(pct=True).to_numpy()
-        e, top = error.to_numpy(), largest.to_numpy()
+        e, top = error.to_numpy(dtype=np.float64), largest.to_numpy(dtype=np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(top > 0, e / top, np.where(e > 0, MAX_RATIO, 0.0))  # after a flat run any change is news
         ratio = np.where(np.isnan(top), 0.0, ratio)  # too short a past judges nothing
@@ -353,49 +431,75 @@ class ForecastDetector(PlainState, Detector):
 
 
 @dataclass(frozen=True, slots=True)
-class _Step:
-    """New points of one column, judged: their errors (rows as ``_errors``), unit scores before
-    and after the quiet rule, the previous values, the newest point's time, and the largest
-    step each point's window remembers (NaN where unknown; not computed by a fit's pass)."""
+class _Pass:
+    """A whole series judged in bulk: errors (rows as ``_errors``), unit scores before and
+    after the quiet rule."""
 
     errors: np.ndarray
     units: np.ndarray
     scores: np.ndarray
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Next:
+    """New points of one column, judged (scores, the previous values, the largest step each
+    point's window remembers: NaN where unknown), and the state that taking them in leaves."""
+
+    scores: np.ndarray
     previous: np.ndarray
+    spread: np.ndarray
+    added: int
     last_ts: float
-    spread: np.ndarray | None = None
+    tail: np.ndarray
+    buckets: list[np.ndarray]
+    errors: np.ndarray
+    units_kept: np.ndarray
+
+
+def bucket_width(period: int) -> int:
+    """Points a season's past is averaged over: the fewest that divide the season into at most
+    ``SEASON_SLOTS`` buckets (1 for a day of 5-minute points; 35 for a week of 1-minute points)."""
+    for width in range(1, period + 1):
+        if period % width == 0 and period // width <= SEASON_SLOTS:
+            return width
+    return period
 
 
 def _surprise_one(past: np.ndarray, error: np.ndarray) -> np.ndarray:
-    """``ForecastDetector._surprise_in`` for one point: ``past`` (kinds x window) the errors
-    before it, ``error`` (kinds) its own. Percentile rank among the window and itself (average
-    rank for ties), or ``1 + log(ratio)`` beyond the largest previous error."""
+    """``ForecastDetector._surprise_in`` for one point of each column: ``past`` (columns x kinds
+    x window) the errors before it, ``error`` (columns x kinds) its own. Percentile rank among
+    the window and itself (average rank for ties), or ``1 + log(ratio)`` beyond the largest
+    previous error."""
     present = ~np.isnan(past)
-    count = present.sum(axis=1)
+    count = present.sum(axis=-1)
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN window: no past yet
-        top = np.where(count >= MIN_PAST, np.nanmax(np.where(present, past, -np.inf), axis=1), np.nan)
-        less = (past < error[:, None]).sum(axis=1)
-        equal = (past == error[:, None]).sum(axis=1)
+        top = np.where(count >= MIN_PAST, np.max(np.where(present, past, -np.inf), axis=-1), np.nan).astype(np.float64)
+        less = (past < error[..., None]).sum(axis=-1)
+        equal = (past == error[..., None]).sum(axis=-1)
         rank = (less + (equal + 2) / 2.0) / (count + 1)
         rank = np.where(count + 1 >= MIN_PAST + 1, rank, np.nan)
-        ratio = np.where(top > 0, error / top, np.where(error > 0, MAX_RATIO, 0.0))
+        e = error.astype(np.float64)
+        ratio = np.where(top > 0, e / top, np.where(e > 0, MAX_RATIO, 0.0))
     ratio = np.where(np.isnan(top), 0.0, ratio)
     beyond = 1.0 + np.log(np.clip(ratio, 1.0, MAX_RATIO))
-    rank = np.where(error > 0, rank, 0.0)
+    rank = np.where(e > 0, rank, 0.0)
     return np.nan_to_num(np.where(ratio > 1.0, beyond, rank), nan=0.0)
 
 
-def _previous(values: np.ndarray, new: int) -> np.ndarray:
-    """The value before each of the last ``new`` points (NaN before the first)."""
-    return np.concatenate([[np.nan], values[:-1]])[len(values) - new:]
-
-
 def _window_stat(xp: np.ndarray, ends: np.ndarray, width: int, stat: str) -> np.ndarray:
-    """The median or mean of the ``width`` values of ``xp`` ending at each of ``ends``, NaN
-    ignored (as pandas' rolling with ``min_periods=1``); NaN where all are missing."""
-    windows = np.lib.stride_tricks.sliding_window_view(xp, width)[np.asarray(ends) - width + 1]
-    return _nanmedian_rows(windows) if stat == "median" else _nanmean_rows(windows)
+    """Per row of ``xp`` (rows x points), the median or mean of the ``width`` values ending at
+    each of ``ends``, NaN ignored (as pandas' rolling with ``min_periods=1``); NaN where all are
+    missing. Rows x ends."""
+    windows = np.lib.stride_tricks.sliding_window_view(xp, width, axis=-1)[:, np.asarray(ends) - width + 1]
+    flat = windows.reshape(-1, width)
+    out = _nanmedian_rows(flat) if stat == "median" else _nanmean_rows(flat)
+    return out.reshape(windows.shape[:-1])
+
+
+def _nanmedian_last(values: np.ndarray) -> np.ndarray:
+    """Median along the last axis, NaN ignored."""
+    return _nanmedian_rows(values.reshape(-1, values.shape[-1])).reshape(values.shape[:-1])
 
 
 def _nanmedian_rows(values: np.ndarray) -> np.ndarray:
@@ -420,7 +524,7 @@ def _last_columns(values: np.ndarray, width: int, fill: float) -> np.ndarray:
     rows, have = values.shape
     if have >= width:
         return values[:, have - width:].copy()
-    return np.hstack([np.full((rows, width - have), fill), values])
+    return np.hstack([np.full((rows, width - have), fill, dtype=values.dtype), values])
 
 
 def _columns(data: pd.Series | pd.DataFrame, name: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
