@@ -96,7 +96,7 @@ class Analysis(Section):
     metrics: list[AnalysisMetric] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _duration_holds_a_measurement(self) -> "Analysis":
+    def _duration_holds_a_measurement(self) -> Analysis:
         if self.duration < self.interval:
             raise ValueError(f"expected analysis.duration >= analysis.interval, found "
                              f"{self.duration:g}s < {self.interval:g}s")
@@ -159,7 +159,7 @@ class ModelConfig(Section):
         return value
 
     @model_validator(mode="after")
-    def _canary_among_hosts(self) -> "ModelConfig":
+    def _canary_among_hosts(self) -> ModelConfig:
         stray = [h for h in self.canary if h not in self.hosts]
         if stray:
             raise ValueError(f"expected canary hosts among hosts {self.hosts}, found {stray[0]!r}")

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def roll(ctx: "Context", cycle: "Cycle") -> list[Any]:
+def roll(ctx: Context, cycle: Cycle) -> list[Any]:
     """Rollouts that moved this cycle."""
     from agent.errors import AiopsError
     from agent.rollouts.engine import advance

@@ -21,8 +21,21 @@ from agent.config.models import ModelConfig
 from agent.errors import AiopsError, RemediationError, TransitionError
 from agent.incidents.model import IncidentStatus, Severity
 from agent.log import kv
-from agent.rollouts.analysis import Decision, Measure, MeasureError, PrometheusMeasure, decide, judge
-from agent.rollouts.model import Measurement, Rollout, RolloutStatus, Verdict
+from agent.rollouts.analysis import (
+    Decision,
+    Measure,
+    MeasureError,
+    PrometheusMeasure,
+    decide,
+    judge,
+)
+from agent.rollouts.model import (
+    Measurement,
+    Rollout,
+    RolloutStatus,
+    Verdict,
+    measurement_dict,
+)
 from remediations import rules, runner
 
 if TYPE_CHECKING:
@@ -43,7 +56,7 @@ class RolloutError(AiopsError):
         super().__init__(f"{subject}: {problem}")
 
 
-def model_config(ctx: "Context", name: str) -> ModelConfig:
+def model_config(ctx: Context, name: str) -> ModelConfig:
     found = ctx.config.model(name)
     if found is None:
         known = ", ".join(m.name for m in ctx.config.models) or "none"
@@ -51,7 +64,7 @@ def model_config(ctx: "Context", name: str) -> ModelConfig:
     return found
 
 
-def start(ctx: "Context", model: str, version: str, *, canary: Sequence[str] | None = None, actor: str,
+def start(ctx: Context, model: str, version: str, *, canary: Sequence[str] | None = None, actor: str,
           now: datetime, reason: str = "", retrain_id: int | None = None) -> Rollout:
     """Record a pending rollout of ``model`` ``version``; the next cycle runs its playbook."""
     config = model_config(ctx, model)
@@ -80,7 +93,7 @@ def start(ctx: "Context", model: str, version: str, *, canary: Sequence[str] | N
     return rollout
 
 
-def abort(ctx: "Context", rollout_id: int, *, actor: str, reason: str, now: datetime) -> Rollout:
+def abort(ctx: Context, rollout_id: int, *, actor: str, reason: str, now: datetime) -> Rollout:
     """Stop a rollout: a pending one ends at once; one whose version is out rolls back next cycle."""
     rollout = _get(ctx, rollout_id)
     if rollout.status is RolloutStatus.PENDING:
@@ -90,13 +103,13 @@ def abort(ctx: "Context", rollout_id: int, *, actor: str, reason: str, now: date
                                         aborted_by=actor)
 
 
-def promote(ctx: "Context", rollout_id: int, *, actor: str, reason: str, now: datetime) -> Rollout:
+def promote(ctx: Context, rollout_id: int, *, actor: str, reason: str, now: datetime) -> Rollout:
     """A person's go-ahead for a paused (or still analysing) rollout: promote next cycle."""
     return ctx.store.transition_rollout(_get(ctx, rollout_id).id, RolloutStatus.PROMOTING, actor=actor,
                                         reason=reason, now=now)
 
 
-def _get(ctx: "Context", rollout_id: int) -> Rollout:
+def _get(ctx: Context, rollout_id: int) -> Rollout:
     rollout = ctx.store.get_rollout(rollout_id)
     if rollout is None:
         raise RolloutError(f"rollout {rollout_id}", "expected a known rollout id, found none")
@@ -108,14 +121,14 @@ def _get(ctx: "Context", rollout_id: int) -> Rollout:
 MeasureFor = Callable[[ModelConfig], Measure]
 
 
-def measure_for(ctx: "Context") -> MeasureFor:
+def measure_for(ctx: Context) -> MeasureFor:
     def make(config: ModelConfig) -> Measure:
         url = config.analysis.prometheus_url or ctx.config.sources.prometheus.url
         return PrometheusMeasure(url, timeout_s=config.analysis.timeout)
     return make
 
 
-def advance(ctx: "Context", now: datetime, *, measure: MeasureFor | None = None) -> list[Rollout]:
+def advance(ctx: Context, now: datetime, *, measure: MeasureFor | None = None) -> list[Rollout]:
     """One step for every active rollout; a rollout whose step fails is logged and left as it was
     (the next cycle tries again)."""
     measure = measure or measure_for(ctx)
@@ -135,7 +148,7 @@ def advance(ctx: "Context", now: datetime, *, measure: MeasureFor | None = None)
     return moved
 
 
-def step(ctx: "Context", config: ModelConfig, rollout: Rollout, *, now: datetime, measure: Measure) -> Rollout | None:
+def step(ctx: Context, config: ModelConfig, rollout: Rollout, *, now: datetime, measure: Measure) -> Rollout | None:
     status = rollout.status
     if status is RolloutStatus.PENDING:
         return _deploy_canary(ctx, config, rollout, now, measure)
@@ -148,7 +161,7 @@ def step(ctx: "Context", config: ModelConfig, rollout: Rollout, *, now: datetime
     return None  # paused, waiting for approval: a person moves it
 
 
-def _deploy_canary(ctx: "Context", config: ModelConfig, rollout: Rollout, now: datetime,
+def _deploy_canary(ctx: Context, config: ModelConfig, rollout: Rollout, now: datetime,
                    measure: Measure) -> Rollout:
     ok, summary = _run(ctx, config, rollout, config.rollout_playbook, rollout.canary, "rollout")
     if not ok:
@@ -174,7 +187,7 @@ def _deploy_canary(ctx: "Context", config: ModelConfig, rollout: Rollout, now: d
         analysis_started_at=now, next_at=now + timedelta(seconds=config.analysis.interval))
 
 
-def _analyse(ctx: "Context", config: ModelConfig, rollout: Rollout, now: datetime, measure: Measure) -> Rollout | None:
+def _analyse(ctx: Context, config: ModelConfig, rollout: Rollout, now: datetime, measure: Measure) -> Rollout | None:
     if rollout.next_at is not None and now < rollout.next_at:
         return None
     started = rollout.analysis_started_at or now
@@ -218,7 +231,7 @@ def _analyse(ctx: "Context", config: ModelConfig, rollout: Rollout, now: datetim
     return _roll_back(ctx, config, moved, now)
 
 
-def _roll_back(ctx: "Context", config: ModelConfig, rollout: Rollout, now: datetime) -> Rollout:
+def _roll_back(ctx: Context, config: ModelConfig, rollout: Rollout, now: datetime) -> Rollout:
     ok, summary = _run(ctx, config, rollout, config.rollback_playbook, rollout.canary, "rollback")
     if not ok:
         if rollout.incident_id is None:
@@ -240,7 +253,7 @@ def _roll_back(ctx: "Context", config: ModelConfig, rollout: Rollout, now: datet
                                         reason=f"{rollout.version} rolled back on {', '.join(rollout.canary)}")
 
 
-def _promote(ctx: "Context", config: ModelConfig, rollout: Rollout, now: datetime) -> Rollout:
+def _promote(ctx: Context, config: ModelConfig, rollout: Rollout, now: datetime) -> Rollout:
     hosts = (*rollout.canary, *rollout.rest)
     ok, summary = _run(ctx, config, rollout, config.promote_playbook, hosts, "promote")
     if not ok:
@@ -259,7 +272,7 @@ def _promote(ctx: "Context", config: ModelConfig, rollout: Rollout, now: datetim
 
 # -- playbooks and incidents ---------------------------------------------------------------------
 
-def _run(ctx: "Context", config: ModelConfig, rollout: Rollout, playbook: str, hosts: Sequence[str],
+def _run(ctx: Context, config: ModelConfig, rollout: Rollout, playbook: str, hosts: Sequence[str],
          what: str) -> tuple[bool, dict[str, Any]]:
     """Run one of the model's playbooks on ``hosts``; (succeeded, what to record)."""
     remediation = ctx.config.remediation
@@ -291,7 +304,7 @@ def report_line(output: str) -> str:
     return found[-1] if found else ""
 
 
-def _open_incident(ctx: "Context", rollout: Rollout, now: datetime, title: str, details: dict[str, Any], *,
+def _open_incident(ctx: Context, rollout: Rollout, now: datetime, title: str, details: dict[str, Any], *,
                    started_at: datetime | None = None) -> int:
     incident = ctx.store.open_incident(
         severity=Severity.CRITICAL, title=title, now=now, started_at=started_at or now, actor=ACTOR,
@@ -303,7 +316,7 @@ def _open_incident(ctx: "Context", rollout: Rollout, now: datetime, title: str, 
     return incident.id
 
 
-def _resolve(ctx: "Context", incident_id: int, now: datetime, reason: str) -> None:
+def _resolve(ctx: Context, incident_id: int, now: datetime, reason: str) -> None:
     incident = ctx.store.get_incident(incident_id, with_signals=False)
     if incident is None or incident.status is IncidentStatus.RESOLVED:
         return
@@ -314,7 +327,6 @@ def _resolve(ctx: "Context", incident_id: int, now: datetime, reason: str) -> No
         log.warning(kv("rollout.resolve_failed", incident=incident_id, error=str(exc)))
 
 
-def analysis_table(ctx: "Context", rollout_id: int) -> list[dict[str, Any]]:
+def analysis_table(ctx: Context, rollout_id: int) -> list[dict[str, Any]]:
     """The measurements so far, as the incident and the audit entry carry them."""
-    return [{"metric": m.metric, "at": m.at.isoformat(), "value": m.value, "verdict": m.verdict.value,
-             "reason": m.reason} for m in ctx.store.measurements(rollout_id)]
+    return [measurement_dict(m) for m in ctx.store.measurements(rollout_id)]

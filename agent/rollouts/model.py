@@ -124,3 +124,36 @@ class Retrain:
     current_metrics: Mapping[str, float]
     gate: Mapping[str, Any]
     rollout_id: int | None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def rollout_dict(rollout: Rollout) -> dict[str, Any]:
+    """A rollout as JSON (CLI ``--json`` and the HTTP API)."""
+    return {"id": rollout.id, "model": rollout.model, "version": rollout.version,
+            "previous_version": rollout.previous_version, "status": rollout.status.value,
+            "canary": list(rollout.canary), "rest": list(rollout.rest), "actor": rollout.actor,
+            "reason": rollout.reason, "change_id": rollout.change_id, "incident_id": rollout.incident_id,
+            "retrain_id": rollout.retrain_id, "created_at": _iso(rollout.created_at),
+            "updated_at": _iso(rollout.updated_at), "analysis_started_at": _iso(rollout.analysis_started_at),
+            "next_at": _iso(rollout.next_at), "ended_at": _iso(rollout.ended_at), "aborted_by": rollout.aborted_by}
+
+
+def measurement_dict(m: Measurement) -> dict[str, Any]:
+    return {"metric": m.metric, "at": m.at.isoformat(), "value": m.value, "verdict": m.verdict.value,
+            "reason": m.reason}
+
+
+def version_dict(v: ModelVersion) -> dict[str, Any]:
+    return {"model": v.model, "version": v.version, "status": v.status, "created_at": _iso(v.created_at),
+            "created_by": v.created_by, "deployed_at": _iso(v.deployed_at), "deployed_by": v.deployed_by,
+            "baseline_id": v.baseline_id, "metrics": dict(v.metrics), "gate": dict(v.gate),
+            "rollout_id": v.rollout_id, "outcome": v.outcome}
+
+
+def retrain_dict(r: Retrain) -> dict[str, Any]:
+    return {"id": r.id, "model": r.model, "candidate": r.candidate, "status": r.status.value, "reason": r.reason,
+            "at": r.at.isoformat(), "actor": r.actor, "incident_id": r.incident_id, "metrics": dict(r.metrics),
+            "current_metrics": dict(r.current_metrics), "gate": dict(r.gate), "rollout_id": r.rollout_id}

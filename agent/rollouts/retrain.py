@@ -51,7 +51,7 @@ def gate_result(gate: Gate, candidate: dict[str, float], current: dict[str, floa
                 f"drop {drop:.4f} within {gate.max_drop:g}" if passed else f"drop {drop:.4f} over {gate.max_drop:g}")}
 
 
-def retrain(ctx: "Context", model: str, *, actor: str, now: datetime, reason: str,
+def retrain(ctx: Context, model: str, *, actor: str, now: datetime, reason: str,
             incident_id: int | None = None) -> Retrain:
     config = model_config(ctx, model)
     if config.retrain is None:
@@ -97,7 +97,7 @@ def retrain(ctx: "Context", model: str, *, actor: str, now: datetime, reason: st
     return ctx.store.get_retrain(retrained.id)  # type: ignore[return-value]
 
 
-def _run_playbook(ctx: "Context", config: ModelConfig, now: datetime) -> tuple[bool, dict[str, Any], dict | None]:
+def _run_playbook(ctx: Context, config: ModelConfig, now: datetime) -> tuple[bool, dict[str, Any], dict | None]:
     assert config.retrain is not None
     remediation = ctx.config.remediation
     path = rules.resolve_playbook(remediation.playbook_dir, config.retrain.playbook, rule=f"model {config.name}")
@@ -122,7 +122,7 @@ def _run_playbook(ctx: "Context", config: ModelConfig, now: datetime) -> tuple[b
     return True, summary, found if isinstance(found, dict) else None
 
 
-def _escalate(ctx: "Context", config: ModelConfig, retrained: Retrain, now: datetime, title: str) -> None:
+def _escalate(ctx: Context, config: ModelConfig, retrained: Retrain, now: datetime, title: str) -> None:
     details = {"retrain": retrained.id, "candidate": retrained.candidate, "metrics": dict(retrained.metrics),
                "current_metrics": dict(retrained.current_metrics), "gate": dict(retrained.gate)}
     incident_id = retrained.incident_id
@@ -138,7 +138,7 @@ def _escalate(ctx: "Context", config: ModelConfig, retrained: Retrain, now: date
     ctx.store.add_incident_event(opened.id, kind="retrain", actor=ACTOR, now=now, message=title, details=details)
 
 
-def retrain_on_drift(ctx: "Context", now: datetime) -> list[Retrain]:
+def retrain_on_drift(ctx: Context, now: datetime) -> list[Retrain]:
     """A retrain for each open drift incident of a model that retrains on drift, once each."""
     wanted = {m.name: m for m in ctx.config.models if m.retrain is not None and m.retrain.on_drift}
     if not wanted:

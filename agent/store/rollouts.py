@@ -14,8 +14,16 @@ from typing import Any
 
 from agent.clock import from_epoch, to_epoch
 from agent.errors import TransitionError
-from agent.rollouts.model import (ACTIVE, Measurement, ModelVersion, Retrain, RetrainStatus, Rollout,
-                                  RolloutStatus, Verdict)
+from agent.rollouts.model import (
+    ACTIVE,
+    Measurement,
+    ModelVersion,
+    Retrain,
+    RetrainStatus,
+    Rollout,
+    RolloutStatus,
+    Verdict,
+)
 from agent.store.base import StoreBase, dumps
 from agent.store.migrations import migration, run_script
 

@@ -8,7 +8,7 @@ import json
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from agent.config import load_config
 from agent.context import Context
 from tests.conftest import REPO
 
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 GOOD = {"latency": "vector(0.06)", "errors": "vector(0.004)"}
 BAD_LATENCY = {"latency": "vector(0.45)", "errors": "vector(0.004)"}
 NO_DATA = {"latency": 'no_such_metric{model="fraud"}', "errors": "vector(0.004)"}

@@ -37,7 +37,7 @@ def test_a_canary_that_passes_is_promoted(make_ctx, models_dir, prometheus):
     assert rollout.status is RolloutStatus.PENDING and rollout.previous_version == "v2"
     assert rollout.canary == ("localhost",) and rollout.rest == ()
 
-    done, seen, at = cycles(ctx, rollout.id)
+    _done, seen, at = cycles(ctx, rollout.id)
 
     assert seen == [RolloutStatus.ANALYSING] * 3 + [RolloutStatus.PROMOTED]
     assert at == T0 + timedelta(seconds=90)
@@ -69,7 +69,7 @@ def test_a_canary_that_fails_is_rolled_back_within_interval_times_failure_limit(
     assert incident.status is IncidentStatus.RESOLVED and incident.resolution == "rollback"
     assert incident.title == ("model fraud v4 failed its canary analysis: latency_p95 failed 2 times (limit 2)")
     assert incident.started_at == T0 + timedelta(seconds=30)
-    attached = [e for e in ctx.store.incident_events(incident.id) if e.kind == "rollout"][0]
+    attached = next(e for e in ctx.store.incident_events(incident.id) if e.kind == "rollout")
     assert [row["verdict"] for row in attached.details["analysis"]] == ["failed", "successful"] * 2
     assert ctx.store.model_version("fraud", "v4").status == "rolled_back"
 
@@ -94,7 +94,7 @@ def test_no_data_pauses_for_a_person_who_may_promote(make_ctx, models_dir, prome
     rollout = engine.start(ctx, "fraud", "v4", actor="cli:alice", now=T0)
     paused, _, at = cycles(ctx, rollout.id)
     assert paused.status is RolloutStatus.PAUSED
-    entry = [e for e in ctx.store.audit_entries() if e.action == "rollout.paused"][0]
+    entry = next(e for e in ctx.store.audit_entries() if e.action == "rollout.paused")
     assert entry.details["reason"] == ("inconclusive: latency_p95 no data; a person decides: "
                                        f"aiops rollout promote {rollout.id} or aiops rollout abort {rollout.id}")
     engine.advance(ctx, at + timedelta(seconds=300))  # nothing moves a paused rollout but a person
