@@ -141,6 +141,8 @@ class ModelConfig(Section):
     hosts: list[str] = ["localhost"]
     canary: list[str] = []
     vars: dict[str, Any] = {}
+    # The playbooks' environment beyond PATH, HOME, LANG …: values given on purpose.
+    env: dict[str, str] = {}
     timeout: Seconds = Field(default=300.0, gt=0)
     analysis: Analysis
     retrain: Retrain | None = None

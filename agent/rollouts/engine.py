@@ -289,7 +289,7 @@ def _run(ctx: Context, config: ModelConfig, rollout: Rollout, playbook: str, hos
     execution = runner.execute(playbook=path, project_dir=remediation.playbook_dir, private_dir=private,
                                targets=list(hosts), check=False, trusted_vars=trusted, label_vars=untrusted,
                                timeout_s=config.timeout, run_key=key, inventory=remediation.inventory,
-                               tracking=remediation.process_tracking)
+                               env=config.env, tracking=remediation.process_tracking)
     summary = {"playbook": playbook, "hosts": list(hosts), "status": execution.status, "rc": execution.rc,
                "duration_s": round(execution.duration_s, 2), "artifact_dir": str(private),
                "report": report_line(execution.output)}

@@ -109,7 +109,7 @@ def _run_playbook(ctx: Context, config: ModelConfig, now: datetime) -> tuple[boo
     execution = runner.execute(playbook=path, project_dir=remediation.playbook_dir, private_dir=private,
                                targets=list(config.hosts[:1]), check=False, trusted_vars=trusted, label_vars={},
                                timeout_s=config.retrain.timeout, run_key=key, inventory=remediation.inventory,
-                               tracking=remediation.process_tracking)
+                               env=config.env, tracking=remediation.process_tracking)
     summary = {"playbook": config.retrain.playbook, "status": execution.status, "rc": execution.rc,
                "report": engine.report_line(execution.output), "artifact_dir": str(private)}
     if execution.status != "successful":

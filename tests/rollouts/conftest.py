@@ -41,8 +41,8 @@ def served(models_dir: Path) -> str:
 
 
 def model_yaml(models_dir: Path, queries: dict[str, str], *, prometheus_url: str, on_failure: str = "auto",
-               retrain: str = "", failure_limit: int = 2) -> str:
-    trainer = json.dumps([sys.executable, "-m", "agent.demo.train", "--rows", "1500"])
+               retrain: str = "", failure_limit: int = 2, trainer_args: tuple[str, ...] = ()) -> str:
+    trainer = json.dumps([sys.executable, "-m", "agent.demo.train", "--rows", "1500", *trainer_args])
     return textwrap.dedent(f"""\
         models:
           - name: fraud
@@ -50,6 +50,7 @@ def model_yaml(models_dir: Path, queries: dict[str, str], *, prometheus_url: str
             promote_playbook: promote_model.yml
             rollback_playbook: rollback_model.yml
             on_failure: {on_failure}
+            env: {{PYTHONPATH: "{REPO}"}}
             vars:
               models_dir: {models_dir}
               trainer_argv: {trainer}
