@@ -297,3 +297,39 @@ class RolloutStore(StoreBase):
     def retrained_for(self, incident_id: int) -> bool:
         row = self.conn.execute("SELECT 1 FROM retrains WHERE incident_id = ? LIMIT 1", (incident_id,)).fetchone()
         return row is not None
+
+    # -- what the governance report reads ----------------------------------------------------------
+
+    def model_incident_ids(self, model: str, since: datetime, until: datetime) -> list[int]:
+        """Incidents started in ``[since, until)`` that carry ``model`` as a label of their own or
+        of a signal, oldest first."""
+        rows = self.conn.execute(
+            "SELECT i.id FROM incidents i WHERE i.started_at >= ? AND i.started_at < ? AND ("
+            "json_extract(i.labels, '$.model') = ? OR EXISTS (SELECT 1 FROM incident_signals s "
+            "WHERE s.incident_id = i.id AND json_extract(s.labels, '$.model') = ?)) ORDER BY i.started_at, i.id",
+            (to_epoch(since), to_epoch(until), model, model))
+        return [int(r[0]) for r in rows]
+
+    def model_daily_health(self, model: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
+        """Per UTC day: the model's drift hits and their peak (the share of drifted features), and
+        the mean of its latency P95 samples (seconds; None without samples)."""
+        days: dict[str, dict[str, Any]] = {}
+        for day, hits, peak in self.conn.execute(
+                "SELECT date(ts, 'unixepoch'), count(*), max(value) FROM hits WHERE detector = 'drift' "
+                "AND coalesce(json_extract(labels, '$.model'), entity) = ? AND ts >= ? AND ts < ? GROUP BY 1",
+                (model, to_epoch(since), to_epoch(until))):
+            days.setdefault(day, {})["drift_hits"] = int(hits)
+            days[day]["drift_peak"] = peak
+        for day, p95 in self.conn.execute(
+                "SELECT date(sa.ts, 'unixepoch'), avg(sa.value) FROM samples sa JOIN series se "
+                "ON se.series_id = sa.series_id WHERE json_extract(se.labels, '$.model') = ? "
+                "AND se.kind = 'quantile' AND se.metric LIKE '%latency%' AND sa.ts >= ? AND sa.ts < ? "
+                "AND sa.value IS NOT NULL GROUP BY 1", (model, to_epoch(since), to_epoch(until))):
+            days.setdefault(day, {})["latency_p95"] = p95
+        return [{"day": day, "drift_hits": v.get("drift_hits", 0), "drift_peak": v.get("drift_peak"),
+                 "latency_p95": v.get("latency_p95")} for day, v in sorted(days.items())]
+
+    def audit_for(self, subjects: Sequence[str], since: datetime, until: datetime) -> list[Any]:
+        """Audit entries about any of ``subjects`` in the period, oldest first."""
+        wanted = set(subjects)
+        return [e for e in self.audit_entries(since=since, until=until) if e.subject in wanted]
