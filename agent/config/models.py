@@ -123,7 +123,7 @@ class Gate(Section):
 
 class Retrain(Section):
     playbook: str
-    # Retrain when a drift incident of this model opens (at most once per incident).
+    # Retrain once a drift incident of this model is resolved (at most once per incident).
     on_drift: bool = True
     gate: Gate = Gate()
     max_per_period: int = Field(default=2, ge=1)

@@ -138,19 +138,24 @@ def _escalate(ctx: Context, config: ModelConfig, retrained: Retrain, now: dateti
     ctx.store.add_incident_event(opened.id, kind="retrain", actor=ACTOR, now=now, message=title, details=details)
 
 
-def retrain_on_drift(ctx: Context, now: datetime) -> list[Retrain]:
-    """A retrain for each open drift incident of a model that retrains on drift, once each."""
+def retrain_on_drift(ctx: "Context", now: datetime) -> list[Retrain]:
+    """A retrain for each drift incident of a model that retrains on drift, once each, after the
+    incident is resolved: the quick fix (the rollback rule) comes first, and the candidate is then
+    judged against a healthy previous version, not against the drifted one."""
     wanted = {m.name: m for m in ctx.config.models if m.retrain is not None and m.retrain.on_drift}
     if not wanted:
         return []
+    longest = max(m.retrain.period for m in wanted.values() if m.retrain is not None)
     out = []
-    for incident in ctx.store.list_incidents(status=(IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED,
-                                                     IncidentStatus.REMEDIATING)):
-        drift = [s for s in incident.current_signals if s.detector == "drift"]
-        names = {s.labels.get("model") for s in drift} | ({incident.labels.get("model")} if drift else set())
+    for incident in reversed(ctx.store.list_incidents(status=IncidentStatus.RESOLVED,
+                                                      since=now - timedelta(seconds=longest))):
+        drift = [s for s in incident.signals if s.detector == "drift"]
+        if not drift or ctx.store.retrained_for(incident.id):
+            continue
+        names = {s.labels.get("model") for s in drift} | {incident.labels.get("model")}
         for name in sorted(n for n in names if n in wanted):
-            if ctx.store.retrained_for(incident.id) or ctx.store.list_rollouts(model=name, active=True, limit=1):
-                continue
+            if ctx.store.list_rollouts(model=name, active=True, limit=1):
+                continue  # one change at a time: the next cycle asks again
             out.append(retrain(ctx, name, actor=ACTOR, now=now, incident_id=incident.id,
                                reason=f"drift incident #{incident.id}"))
     return out

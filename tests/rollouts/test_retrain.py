@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from agent.incidents.model import Severity
+from agent.incidents.model import IncidentStatus, Severity, Signal
 from agent.rollouts.model import RetrainStatus, RolloutStatus
 from agent.config.models import Gate
-from agent.rollouts.retrain import gate_result, retrain
+from agent.rollouts.retrain import gate_result, retrain, retrain_on_drift
 from tests.rollouts.conftest import GOOD, T0, model_yaml
 
 RETRAIN = """\
@@ -73,3 +73,20 @@ def test_at_most_n_retrains_per_period(make_ctx, models_dir, prometheus):
     assert not (models_dir / "versions" / "v6").exists()  # the skipped one trained nothing
     assert retrain(ctx, "fraud", actor="agent", now=T0 + timedelta(days=1, minutes=1), reason="three").status \
         is RetrainStatus.REJECTED
+
+
+def test_a_resolved_drift_incident_asks_for_one_retrain(make_ctx, models_dir, prometheus):
+    ctx = make_ctx(model_yaml(models_dir, GOOD, prometheus_url=prometheus.url, retrain=RETRAIN))
+    signal = Signal(series_id='demo_input_feature{model="fraud"}', detector="drift", labels={"model": "fraud"},
+                    first_at=T0, last_at=T0)
+    drift = ctx.store.open_incident(severity=Severity.WARNING, title="fraud drifted", labels={"job": "demo"},
+                                    started_at=T0, now=T0, signals=[signal])
+    assert retrain_on_drift(ctx, T0) == []  # still open: the rollback comes first
+    ctx.store.transition_incident(drift.id, IncidentStatus.RESOLVED, actor="agent", reason="rolled back",
+                                  now=T0 + timedelta(minutes=1), resolution="remediation")
+
+    (done,) = retrain_on_drift(ctx, T0 + timedelta(minutes=2))
+
+    assert (done.incident_id, done.status, done.reason.split(";")[0]) == (
+        drift.id, RetrainStatus.PASSED, f"drift incident #{drift.id}")
+    assert retrain_on_drift(ctx, T0 + timedelta(minutes=3)) == []  # once per incident
