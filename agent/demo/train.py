@@ -2,7 +2,9 @@
 recent (synthetic) traffic, scores it and the current version on one holdout, writes the
 candidate as a new version directory and the metrics as JSON (see ``agent.rollouts.retrain``).
 
-``--corrupt-labels`` shuffles the training labels: a candidate that must fail its gate.
+``--corrupt-labels`` (or ``{"corrupt_labels": true}`` in ``training.json`` in the models dir, as
+``aiops demo inject bad-labels`` writes) shuffles the training labels: a candidate that must
+fail its gate.
 
 Run: ``python -m agent.demo.train --models-dir DIR --metrics-file FILE [--seed N]``
 """
@@ -38,6 +40,14 @@ def traffic(rng: random.Random, rows: int) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def _training_settings(models_dir: Path) -> dict:
+    """``training.json`` beside the versions: what ``aiops demo inject bad-labels`` breaks."""
+    try:
+        return json.loads((models_dir / "training.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def next_version(models_dir: Path) -> str:
     numbers = [int(m.group(1)) for p in (models_dir / "versions").iterdir()
                if (m := re.fullmatch(r"v(\d+)", p.name))]
@@ -52,11 +62,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--corrupt-labels", action="store_true")
     args = parser.parse_args()
+    corrupt = args.corrupt_labels or _training_settings(args.models_dir).get("corrupt_labels", False)
     rng = random.Random(args.seed)
     x, y = traffic(rng, args.rows)
     split = int(0.7 * len(y))
     train_y = y[:split].copy()
-    if args.corrupt_labels:
+    if corrupt:
         np.random.default_rng(args.seed).shuffle(train_y)
     features = np.log1p(x)
     model = LogisticRegression(max_iter=500).fit(features[:split], train_y)
