@@ -42,6 +42,18 @@ def start_rollout(run: DemoRun, version: str) -> int:
     return int(json.loads(answer.stdout)["id"])
 
 
+def quiet_down(run: DemoRun, show: Show, wait: Wait) -> None:
+    """Before the next scene: the canary's latency incident resolved (by the agent when its
+    signals are quiet, else closed by hand), so the next fault starts an episode of its own."""
+    assert run.store is not None
+    store = run.store
+    wait(run, "the canary's latency leaving the rate window", lambda: run.wait_quiet() or True, 150)
+    for incident in store.list_incidents(status=(IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED,
+                                                 IncidentStatus.REMEDIATING)):
+        run.aiops("incidents", "resolve", str(incident.id), "--reason", "demo: next scene")
+        show(f"      incident #{incident.id} closed by hand before the next scene")
+
+
 def story(run: DemoRun, say: Say, show: Show, wait: Wait) -> int:
     say("[1/6]", "Backfilling history and starting Prometheus, the fraud model service (v2) and the agent …")
     run.start_stack()
@@ -66,6 +78,8 @@ def story(run: DemoRun, say: Say, show: Show, wait: Wait) -> int:
     else:
         show(f"      [red]rollout {bad} ended {done.status}[/]")
         code = 1
+
+    quiet_down(run, show, wait)
 
     say("[3/6]", "A drifted version (v3) reaches production; the drift rule rolls it back …")
     at = run.inject("drift")

@@ -141,8 +141,8 @@ class Outcome:
 def decide(analysis: Analysis, measurements: Sequence[Measurement], *, started_at: datetime,
            now: datetime) -> Outcome:
     """What the measurements so far say: a metric with ``failure_limit`` failures fails the
-    analysis; else the newest round with an inconclusive measurement pauses it; else it passes
-    once ``duration`` has gone by, and goes on before."""
+    analysis; else a newest round with an inconclusive measurement and no failed one pauses it;
+    else it passes once ``duration`` has gone by, and goes on before."""
     failures: dict[str, int] = {}
     for m in measurements:
         if m.verdict is Verdict.FAILED:
@@ -152,8 +152,11 @@ def decide(analysis: Analysis, measurements: Sequence[Measurement], *, started_a
         return Outcome(decision=Decision.FAIL, reason=", ".join(
             f"{name} failed {failures[name]} times (limit {analysis.failure_limit})" for name in failed))
     newest = max((m.at for m in measurements), default=None)
-    unsure = [m for m in measurements if m.at == newest and m.verdict is Verdict.INCONCLUSIVE]
-    if unsure:
+    latest = [m for m in measurements if m.at == newest]
+    unsure = [m for m in latest if m.verdict is Verdict.INCONCLUSIVE]
+    # A failure in the same round is stronger evidence than an unsure metric: the next round
+    # decides, rather than a person being asked while a bad version keeps serving.
+    if unsure and not any(m.verdict is Verdict.FAILED for m in latest):
         return Outcome(decision=Decision.PAUSE, reason="inconclusive: " + "; ".join(
             f"{m.metric} {m.reason}" for m in unsure))
     if (now - started_at).total_seconds() >= analysis.duration:

@@ -48,7 +48,8 @@ def gate_result(gate: Gate, candidate: dict[str, float], current: dict[str, floa
     return {"metric": gate.metric, "candidate": cand, "current": cur, "drop": round(drop, 6),
             "max_drop": gate.max_drop, "passed": passed,
             "reason": f"{gate.metric} {cand:.4f} vs {cur:.4f}: " + (
-                f"drop {drop:.4f} within {gate.max_drop:g}" if passed else f"drop {drop:.4f} over {gate.max_drop:g}")}
+                f"gain {-drop:.4f}" if drop < 0 else f"drop {drop:.4f} within {gate.max_drop:g}" if passed
+                else f"drop {drop:.4f} over {gate.max_drop:g}")}
 
 
 def retrain(ctx: Context, model: str, *, actor: str, now: datetime, reason: str,
