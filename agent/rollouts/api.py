@@ -33,7 +33,7 @@ class MoveIn(BaseModel):
     reason: str = Field(default="", max_length=1000)
 
 
-@router.post("/api/v1/rollouts", status_code=status.HTTP_201_CREATED, responses=errors(*AUTH, 409, 422))
+@router.post("/api/v1/rollouts", status_code=status.HTTP_201_CREATED, responses=errors(400, *AUTH, 409, 422))
 def start_rollout(request: Request, body: RolloutIn, actor: str = Depends(require_token)) -> dict[str, Any]:
     """Record a guarded rollout; the daemon's next cycle runs the rollout playbook on the canary."""
     ctx = request.app.state.ctx
@@ -74,14 +74,14 @@ def _move(request: Request, rollout_id: int, actor: str, body: MoveIn | None, ve
     return rollout_dict(rollout)
 
 
-@router.post("/api/v1/rollouts/{rollout_id}/abort", responses=errors(*AUTH, 404, 409, 422))
+@router.post("/api/v1/rollouts/{rollout_id}/abort", responses=errors(400, *AUTH, 404, 409, 422))
 def abort_rollout(request: Request, rollout_id: RowId, body: MoveIn | None = None,
                   actor: str = Depends(require_token)) -> dict[str, Any]:
     """Stop a rollout; a version already out is rolled back in the next cycle."""
     return _move(request, rollout_id, actor, body, "abort")
 
 
-@router.post("/api/v1/rollouts/{rollout_id}/promote", responses=errors(*AUTH, 404, 409, 422))
+@router.post("/api/v1/rollouts/{rollout_id}/promote", responses=errors(400, *AUTH, 404, 409, 422))
 def promote_rollout(request: Request, rollout_id: RowId, body: MoveIn | None = None,
                     actor: str = Depends(require_token)) -> dict[str, Any]:
     """Promote a paused (or analysing) rollout in the next cycle."""
