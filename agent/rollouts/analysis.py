@@ -41,6 +41,9 @@ class Measure(Protocol):
     def buckets(self, metric: AnalysisMetric, *, at: datetime, window_s: float) -> dict[str, float]:
         """A ``distribution`` metric's cumulative bucket counts (``le`` -> count) at ``at``."""
 
+    def close(self) -> None:
+        """Release connections."""
+
 
 class PrometheusMeasure:
     """Instant queries against ``url``'s ``/api/v1/query``."""
@@ -49,6 +52,9 @@ class PrometheusMeasure:
         self.url = url.rstrip("/") + "/api/v1/query"
         self.timeout_s = timeout_s
         self.session = session or requests.Session()
+
+    def close(self) -> None:
+        self.session.close()
 
     def _query(self, metric: AnalysisMetric, expr: str, at: datetime) -> list[dict]:
         try:

@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import requests
+
 from agent.config.models import ModelConfig
 from agent.errors import AiopsError, RemediationError, TransitionError
 from agent.incidents.model import IncidentStatus, Severity
@@ -123,8 +125,17 @@ MeasureFor = Callable[[ModelConfig], Measure]
 
 def measure_for(ctx: Context) -> MeasureFor:
     def make(config: ModelConfig) -> Measure:
-        url = config.analysis.prometheus_url or ctx.config.sources.prometheus.url
-        return PrometheusMeasure(url, timeout_s=config.analysis.timeout)
+        if config.analysis.prometheus_url:
+            return PrometheusMeasure(config.analysis.prometheus_url, timeout_s=config.analysis.timeout)
+        # The source's server: with its credentials and TLS settings.
+        source = ctx.config.sources.prometheus
+        session = requests.Session()
+        if source.bearer_token is not None:
+            session.headers["Authorization"] = f"Bearer {source.bearer_token.get_secret_value()}"
+        elif source.username:
+            session.auth = (source.username, source.password.get_secret_value() if source.password else "")
+        session.verify = str(source.ca_file) if source.ca_file and source.verify_tls else source.verify_tls
+        return PrometheusMeasure(source.url, timeout_s=config.analysis.timeout, session=session)
     return make
 
 
@@ -138,11 +149,14 @@ def advance(ctx: Context, now: datetime, *, measure: MeasureFor | None = None) -
         if config is None:
             log.warning(kv("rollout.unconfigured", id=rollout.id, model=rollout.model))
             continue
+        measuring = measure(config)
         try:
-            after = step(ctx, config, rollout, now=now, measure=measure(config))
+            after = step(ctx, config, rollout, now=now, measure=measuring)
         except (AiopsError, OSError) as exc:
             log.exception(kv("rollout.step_failed", id=rollout.id, error=type(exc).__name__))
             continue
+        finally:
+            measuring.close()
         if after is not None:
             moved.append(after)
     return moved
@@ -180,11 +194,22 @@ def _deploy_canary(ctx: Context, config: ModelConfig, rollout: Rollout, now: dat
             except MeasureError as exc:
                 log.warning(kv("rollout.reference_failed", id=rollout.id, metric=metric.name, error=exc.problem))
     ctx.store.set_rollout(rollout.id, now=now, reference=reference)
-    return ctx.store.transition_rollout(
-        rollout.id, RolloutStatus.ANALYSING, actor=ACTOR, now=now, details={"playbook": summary},
-        reason=f"{rollout.version} is on {', '.join(rollout.canary)}; analysing every "
-               f"{config.analysis.interval:g}s for {config.analysis.duration:g}s",
-        analysis_started_at=now, next_at=now + timedelta(seconds=config.analysis.interval))
+    try:
+        return ctx.store.transition_rollout(
+            rollout.id, RolloutStatus.ANALYSING, actor=ACTOR, now=now, details={"playbook": summary},
+            reason=f"{rollout.version} is on {', '.join(rollout.canary)}; analysing every "
+                   f"{config.analysis.interval:g}s for {config.analysis.duration:g}s",
+            analysis_started_at=now, next_at=now + timedelta(seconds=config.analysis.interval))
+    except TransitionError:
+        aborted = ctx.store.get_rollout(rollout.id)
+        if aborted is None or aborted.status is not RolloutStatus.ABORTED:
+            raise
+    # Aborted while its playbook ran: the version is out on the canary, so it goes back.
+    ok, undone = _run(ctx, config, rollout, config.rollback_playbook, rollout.canary, "rollback")
+    ctx.store.audit(ACTOR, "rollout.rolled_back_after_abort", f"rollout:{rollout.id}",
+                    {"model": rollout.model, "version": rollout.version, "succeeded": ok, "playbook": undone},
+                    now=now)
+    return ctx.store.get_rollout(rollout.id)  # type: ignore[return-value]
 
 
 def _analyse(ctx: Context, config: ModelConfig, rollout: Rollout, now: datetime, measure: Measure) -> Rollout | None:

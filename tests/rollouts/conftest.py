@@ -72,12 +72,12 @@ def model_yaml(models_dir: Path, queries: dict[str, str], *, prometheus_url: str
 
 
 @pytest.fixture
-def make_ctx(tmp_path: Path) -> Iterator[Callable[[str], Context]]:
+def make_ctx(tmp_path: Path) -> Iterator[Callable[..., Context]]:
     made: list[Context] = []
 
-    def make(models_yaml: str) -> Context:
+    def make(models_yaml: str, playbook_dir: Path = REPO / "playbooks") -> Context:
         text = (f"agent:\n  state_dir: {tmp_path / 'state'}\nhttp:\n  token: s3cret-token\n  port: 0\n"
-                f"remediation:\n  playbook_dir: {REPO / 'playbooks'}\n" + models_yaml)
+                f"remediation:\n  playbook_dir: {playbook_dir}\n" + models_yaml)
         path = tmp_path / "agent.yaml"
         path.write_text(text)
         ctx = Context.create(load_config(path), tmp_path / "state", clock=ManualClock(T0))

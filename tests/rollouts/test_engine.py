@@ -3,6 +3,9 @@ the analysis asks a real Prometheus, and time is the injected clock's (a step pe
 
 from __future__ import annotations
 
+import shutil
+import textwrap
+import threading
 from datetime import timedelta
 
 import pytest
@@ -12,6 +15,7 @@ from agent.incidents.model import IncidentStatus
 from agent.rollouts import engine
 from agent.rollouts.engine import RolloutError
 from agent.rollouts.model import RolloutStatus, Verdict
+from tests.conftest import REPO, wait_until
 from tests.rollouts.conftest import BAD_LATENCY, GOOD, NO_DATA, T0, model_yaml, served
 
 
@@ -150,3 +154,29 @@ def test_a_rollout_survives_a_restart(make_ctx, models_dir, prometheus, tmp_path
     assert len(again.store.measurements(rollout.id)) == 2
     engine.advance(again, T0 + timedelta(seconds=60))
     assert again.store.get_rollout(rollout.id).status is RolloutStatus.ROLLED_BACK
+
+
+def test_an_abort_while_the_canary_playbook_runs_rolls_the_canary_back(make_ctx, models_dir, prometheus, tmp_path):
+    """A person aborts a pending rollout while the daemon's cycle is running its playbook: the
+    version that reached the canary meanwhile is rolled back, not left serving."""
+    playbooks = tmp_path / "playbooks"
+    shutil.copytree(REPO / "playbooks", playbooks)
+    started, release = tmp_path / "started", tmp_path / "release"
+    slow = (playbooks / "rollout_model.yml").read_text() + textwrap.indent(textwrap.dedent(f"""\
+        - name: Say it started, then wait to be released
+          ansible.builtin.shell: "touch {started} && while [ ! -e {release} ]; do sleep 0.1; done"
+        """), "    ")
+    (playbooks / "rollout_model.yml").write_text(slow)
+    ctx = make_ctx(model_yaml(models_dir, GOOD, prometheus_url=prometheus.url), playbook_dir=playbooks)
+    rollout = engine.start(ctx, "fraud", "v4", actor="cli:alice", now=T0)
+    cycle = threading.Thread(target=lambda: (engine.advance(ctx, T0), ctx.store.close()))
+    cycle.start()
+    try:
+        wait_until(started.exists, 60, message="the canary playbook running")
+        assert engine.abort(ctx, rollout.id, actor="cli:bob", reason="wrong", now=T0).status is RolloutStatus.ABORTED
+    finally:
+        release.touch()
+        cycle.join(60)
+    assert served(models_dir) == "v2"
+    entry = [e for e in ctx.store.audit_entries() if e.action == "rollout.rolled_back_after_abort"][0]
+    assert entry.details["succeeded"] is True
