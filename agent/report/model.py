@@ -15,8 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from agent.report.period import Period
 from agent.report.render import environment
-from agent.rollouts.model import (RetrainStatus, RolloutStatus, measurement_dict, retrain_dict, rollout_dict,
-                                  version_dict)
+from agent.rollouts.model import (
+    RetrainStatus,
+    RolloutStatus,
+    measurement_dict,
+    retrain_dict,
+    rollout_dict,
+    version_dict,
+)
 
 if TYPE_CHECKING:
     from agent.store import Store
@@ -52,7 +58,7 @@ class ModelReport:
                 "incidents": len(self.incidents)}
 
 
-def model_report(store: "Store", model: str, period: Period, *, now: datetime) -> ModelReport:
+def model_report(store: Store, model: str, period: Period, *, now: datetime) -> ModelReport:
     since, until = period.since, period.until
     rollouts = [r for r in store.list_rollouts(model=model, limit=None) if since <= r.created_at < until]
     rollouts.reverse()  # oldest first: a report reads as a history

@@ -139,7 +139,7 @@ def _escalate(ctx: Context, config: ModelConfig, retrained: Retrain, now: dateti
     ctx.store.add_incident_event(opened.id, kind="retrain", actor=ACTOR, now=now, message=title, details=details)
 
 
-def retrain_on_drift(ctx: "Context", now: datetime) -> list[Retrain]:
+def retrain_on_drift(ctx: Context, now: datetime) -> list[Retrain]:
     """A retrain for each drift incident of a model that retrains on drift, once each, after the
     incident is resolved: the quick fix (the rollback rule) comes first, and the candidate is then
     judged against a healthy previous version, not against the drifted one."""
