@@ -2,7 +2,8 @@
 registry and the per-model governance report.
 
 ``roll(ctx, cycle)`` is the cycle's stage: retrain models whose drift incidents ask for it, then
-move every active rollout one step, by the cycle's clock.
+move every active rollout one step, by the cycle's clock, on the remediation workers (the cycle
+does not wait for a rollout's playbook).
 """
 
 from __future__ import annotations
@@ -23,12 +24,24 @@ def roll(ctx: Context, cycle: Cycle) -> list[Any]:
     """Rollouts that moved this cycle."""
     from agent.errors import AiopsError
     from agent.rollouts.engine import advance
-    from agent.rollouts.retrain import retrain_on_drift
+    from agent.rollouts.retrain import drift_to_retrain, retrain_on_drift
+    from remediations.engine import worker_limit
 
     if not ctx.config.models:
         return []
-    try:
-        retrain_on_drift(ctx, cycle.started_at)
-    except (AiopsError, OSError) as exc:  # retraining must not hold rollouts up
-        log.exception(kv("retrain.failed", error=type(exc).__name__))
-    return advance(ctx, cycle.started_at)
+    now = cycle.started_at
+
+    def retrain_job() -> list[Any]:
+        try:
+            retrain_on_drift(ctx, now)
+        except (AiopsError, OSError) as exc:  # retraining must not hold rollouts up
+            log.exception(kv("retrain.failed", error=type(exc).__name__))
+        finally:
+            if limit:
+                ctx.store.close()  # this worker thread's connection
+        return []
+
+    limit = worker_limit(ctx.config.remediation)
+    if drift_to_retrain(ctx, now):
+        ctx.workers.start("retrain", retrain_job, limit=limit)  # one retrain job at a time
+    return advance(ctx, now, beside=True)

@@ -39,6 +39,7 @@ from agent.rollouts.model import (
     measurement_dict,
 )
 from remediations import rules, runner
+from remediations.engine import worker_limit
 
 if TYPE_CHECKING:
     from agent.context import Context
@@ -139,27 +140,64 @@ def measure_for(ctx: Context) -> MeasureFor:
     return make
 
 
-def advance(ctx: Context, now: datetime, *, measure: MeasureFor | None = None) -> list[Rollout]:
-    """One step for every active rollout; a rollout whose step fails is logged and left as it was
-    (the next cycle tries again)."""
+def advance(ctx: Context, now: datetime, *, measure: MeasureFor | None = None,
+            beside: bool = False) -> list[Rollout]:
+    """One step for every active rollout that is due; a rollout whose step fails is logged and
+    left as it was (the next cycle tries again). ``beside``: each step goes to a worker of the
+    remediation pool (``remediation.workers``), as playbook runs do, so the cycle never waits for
+    a playbook; a rollout whose step is still under way, or that finds no free worker, is offered
+    again next cycle. Returns the rollouts moved here (none when they went to workers)."""
     measure = measure or measure_for(ctx)
-    moved = []
+    limit = worker_limit(ctx.config.remediation) if beside else 0
+    moved: list[Rollout] = []
     for rollout in reversed(ctx.store.list_rollouts(active=True, limit=None)):
         config = ctx.config.model(rollout.model)
         if config is None:
             log.warning(kv("rollout.unconfigured", id=rollout.id, model=rollout.model))
             continue
-        measuring = measure(config)
-        try:
-            after = step(ctx, config, rollout, now=now, measure=measuring)
-        except (AiopsError, OSError) as exc:
-            log.exception(kv("rollout.step_failed", id=rollout.id, error=type(exc).__name__))
+        if not due(rollout, now):
             continue
-        finally:
-            measuring.close()
-        if after is not None:
-            moved.append(after)
+        key = f"rollout:{rollout.id}"
+        if limit == 0:
+            after = _step_logged(ctx, config, rollout, now, measure)
+            if after is not None:
+                moved.append(after)
+        elif not ctx.workers.start(key, lambda c=config, r=rollout: _step_beside(ctx, c, r, now, measure),
+                                   limit=limit):
+            log.debug(kv("rollout.deferred", id=rollout.id, reason="no free worker or step under way"))
     return moved
+
+
+def due(rollout: Rollout, now: datetime) -> bool:
+    """Whether a step has something to do now: paused and waiting rollouts wait for a person, an
+    analysis for its next measurement."""
+    if rollout.status in (RolloutStatus.PAUSED, RolloutStatus.WAITING_APPROVAL):
+        return False
+    return not (rollout.status is RolloutStatus.ANALYSING and rollout.next_at is not None and now < rollout.next_at)
+
+
+def _step_logged(ctx: Context, config: ModelConfig, rollout: Rollout, now: datetime,
+                 measure: MeasureFor) -> Rollout | None:
+    measuring = measure(config)
+    try:
+        return step(ctx, config, rollout, now=now, measure=measuring)
+    except (AiopsError, OSError) as exc:
+        log.exception(kv("rollout.step_failed", id=rollout.id, error=type(exc).__name__))
+        return None
+    finally:
+        measuring.close()
+
+
+def _step_beside(ctx: Context, config: ModelConfig, rollout: Rollout, now: datetime,
+                 measure: MeasureFor) -> list[Any]:
+    try:
+        # Read again: a person may have moved it between the cycle's read and this worker's.
+        current = ctx.store.get_rollout(rollout.id)
+        if current is not None and current.status is rollout.status:
+            _step_logged(ctx, config, current, now, measure)
+    finally:
+        ctx.store.close()  # this worker thread's connection
+    return []  # nothing for the remediate stage's finished runs
 
 
 def step(ctx: Context, config: ModelConfig, rollout: Rollout, *, now: datetime, measure: Measure) -> Rollout | None:

@@ -143,6 +143,13 @@ def retrain_on_drift(ctx: Context, now: datetime) -> list[Retrain]:
     """A retrain for each drift incident of a model that retrains on drift, once each, after the
     incident is resolved: the quick fix (the rollback rule) comes first, and the candidate is then
     judged against a healthy previous version, not against the drifted one."""
+    return [retrain(ctx, name, actor=ACTOR, now=now, incident_id=incident_id, reason=f"drift incident #{incident_id}")
+            for incident_id, name in drift_to_retrain(ctx, now)]
+
+
+def drift_to_retrain(ctx: Context, now: datetime) -> list[tuple[int, str]]:
+    """(incident id, model) of resolved drift incidents not retrained for yet, oldest first; a
+    model with a rollout under way waits (one change at a time: a later cycle asks again)."""
     wanted = {m.name: m for m in ctx.config.models if m.retrain is not None and m.retrain.on_drift}
     if not wanted:
         return []
@@ -155,8 +162,6 @@ def retrain_on_drift(ctx: Context, now: datetime) -> list[Retrain]:
             continue
         names = {s.labels.get("model") for s in drift} | {incident.labels.get("model")}
         for name in sorted(n for n in names if n in wanted):
-            if ctx.store.list_rollouts(model=name, active=True, limit=1):
-                continue  # one change at a time: the next cycle asks again
-            out.append(retrain(ctx, name, actor=ACTOR, now=now, incident_id=incident.id,
-                               reason=f"drift incident #{incident.id}"))
+            if not ctx.store.list_rollouts(model=name, active=True, limit=1):
+                out.append((incident.id, name))
     return out

@@ -12,7 +12,8 @@ import pytest
 
 from agent.errors import TransitionError
 from agent.incidents.model import IncidentStatus
-from agent.rollouts import engine
+from agent.pipeline import Cycle
+from agent.rollouts import engine, roll
 from agent.rollouts.engine import RolloutError
 from agent.rollouts.model import RolloutStatus, Verdict
 from tests.conftest import REPO, wait_until
@@ -180,3 +181,16 @@ def test_an_abort_while_the_canary_playbook_runs_rolls_the_canary_back(make_ctx,
     assert served(models_dir) == "v2"
     entry = [e for e in ctx.store.audit_entries() if e.action == "rollout.rolled_back_after_abort"][0]
     assert entry.details["succeeded"] is True
+
+
+def test_the_cycle_hands_each_step_to_a_worker(make_ctx, models_dir, prometheus):
+    """The stage does not wait for a rollout's playbook: the step runs on a remediation worker and
+    the next cycle finds its result in the store."""
+    ctx = make_ctx(model_yaml(models_dir, GOOD, prometheus_url=prometheus.url))
+    rollout = engine.start(ctx, "fraud", "v4", actor="cli:alice", now=T0)
+
+    assert roll(ctx, Cycle(started_at=T0)) == []
+    assert ctx.workers.join(60)
+    assert ctx.store.get_rollout(rollout.id).status is RolloutStatus.ANALYSING and served(models_dir) == "v4"
+    roll(ctx, Cycle(started_at=T0 + timedelta(seconds=10)))  # not due: nothing handed over
+    assert ctx.workers.under_way() == [] and ctx.store.measurements(rollout.id) == []
