@@ -219,9 +219,11 @@ models:
         - name: prediction_shift
           kind: distribution
           query: sum by (le) (increase(demo_prediction_score_bucket{{{job}}}[{{window}}]))
-          # a few seconds of traffic are a few hundred predictions: PSI's noise is wider there
-          success: "< 0.2"
-          failure: ">= 0.5"
+          # The first rounds of a fast demo see a few seconds of traffic, some 50-100 predictions:
+          # after the bias correction PSI's noise there is still about 0.05-0.09 (sd); a real
+          # shift of the scores (v3's) is well above 1.
+          success: "< 0.35"
+          failure: ">= 0.7"
     retrain:
       playbook: retrain_model.yml
       on_drift: {str(retrain_on_drift).lower()}
