@@ -219,11 +219,11 @@ models:
         - name: prediction_shift
           kind: distribution
           query: sum by (le) (increase(demo_prediction_score_bucket{{{job}}}[{{window}}]))
-          # The first rounds of a fast demo see a few seconds of traffic, some 50-100 predictions:
-          # after the bias correction PSI's noise there is still about 0.05-0.09 (sd); a real
-          # shift of the scores (v3's) is well above 1.
-          success: "< 0.35"
-          failure: ">= 0.7"
+          # The first rounds of a fast demo see a few seconds of traffic. Bias-corrected PSI of
+          # one distribution against a 240-prediction reference (300 draws): at 50 predictions
+          # mean 0.10, 99th percentile 0.54; at 240, 0.03 and 0.16. v3's shifted scores: about 12.
+          success: "< 0.6"
+          failure: ">= 1.5"
     retrain:
       playbook: retrain_model.yml
       on_drift: {str(retrain_on_drift).lower()}
