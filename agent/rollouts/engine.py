@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ACTOR = "agent"
-_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 
 
 class RolloutError(AiopsError):
@@ -71,7 +71,7 @@ def start(ctx: Context, model: str, version: str, *, canary: Sequence[str] | Non
           now: datetime, reason: str = "", retrain_id: int | None = None) -> Rollout:
     """Record a pending rollout of ``model`` ``version``; the next cycle runs its playbook."""
     config = model_config(ctx, model)
-    if not _VERSION.match(version):
+    if not VERSION.match(version):
         raise RolloutError(f"model {model}", f"expected a version of letters, digits, '_', '.', '+', '-', "
                                              f"found {version!r}")
     hosts = list(config.hosts)

@@ -73,6 +73,12 @@ def retrain(ctx: Context, model: str, *, actor: str, now: datetime, reason: str,
         return retrained
     candidate = found.get("candidate") or {}
     version = str(candidate.get("version", ""))
+    if not engine.VERSION.match(version):
+        retrained = ctx.store.record_retrain(
+            model=model, candidate=None, status=RetrainStatus.FAILED, actor=actor, now=now, incident_id=incident_id,
+            reason=f"the metrics file names no usable candidate version (found {version[:80]!r})")
+        _escalate(ctx, config, retrained, now, f"model {model}: retraining failed")
+        return retrained
     cand_metrics = {k: float(v) for k, v in (candidate.get("metrics") or {}).items()}
     current_block = found.get("current") or {}
     serving = ctx.store.serving_version(model)

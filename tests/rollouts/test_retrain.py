@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import timedelta
 
 from agent.config.models import Gate
@@ -90,3 +91,17 @@ def test_a_resolved_drift_incident_asks_for_one_retrain(make_ctx, models_dir, pr
     assert (done.incident_id, done.status, done.reason.split(";")[0]) == (
         drift.id, RetrainStatus.PASSED, f"drift incident #{drift.id}")
     assert retrain_on_drift(ctx, T0 + timedelta(minutes=3)) == []  # once per incident
+
+
+def test_a_metrics_file_without_a_usable_version_fails_the_retrain(make_ctx, models_dir, prometheus, tmp_path):
+    """The trainer is a program of its own: what it writes is checked before anything follows."""
+    writer = tmp_path / "writer.py"
+    writer.write_text("import json, sys\npath = sys.argv[sys.argv.index('--metrics-file') + 1]\n"
+                      "json.dump({'candidate': {'version': '../../etc', 'metrics': {'auc': 0.99}}}, open(path, 'w'))\n")
+    ctx = make_ctx(model_yaml(models_dir, GOOD, prometheus_url=prometheus.url, retrain=RETRAIN).replace(
+        f"trainer_argv: {json.dumps([sys.executable, '-m', 'agent.demo.train', '--rows', '1500'])}",
+        f"trainer_argv: {json.dumps([sys.executable, str(writer)])}"))
+    done = retrain(ctx, "fraud", actor="agent", now=T0, reason="by hand")
+    assert (done.status, done.reason) == (
+        RetrainStatus.FAILED, "the metrics file names no usable candidate version (found '../../etc')")
+    assert ctx.store.list_rollouts(model="fraud") == [] and ctx.store.model_versions("fraud") == []
