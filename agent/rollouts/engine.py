@@ -201,6 +201,13 @@ def _step_beside(ctx: Context, config: ModelConfig, rollout: Rollout, now: datet
 
 
 def step(ctx: Context, config: ModelConfig, rollout: Rollout, *, now: datetime, measure: Measure) -> Rollout | None:
+    after = _step(ctx, config, rollout, now=now, measure=measure)
+    if after is not None and after.status.done:
+        ctx.metrics.rollouts_ended.labels(model=rollout.model, outcome=after.status.value).inc()
+    return after
+
+
+def _step(ctx: Context, config: ModelConfig, rollout: Rollout, *, now: datetime, measure: Measure) -> Rollout | None:
     status = rollout.status
     if status is RolloutStatus.PENDING:
         return _deploy_canary(ctx, config, rollout, now, measure)
@@ -266,6 +273,8 @@ def _analyse(ctx: Context, config: ModelConfig, rollout: Rollout, now: datetime,
         taken.append(Measurement(rollout_id=rollout.id, metric=metric.name, at=now, value=value, verdict=verdict,
                                  reason=reason))
     ctx.store.add_measurements(taken)
+    for m in taken:
+        ctx.metrics.rollout_measurements.labels(model=rollout.model, verdict=m.verdict.value).inc()
     log.info(kv("rollout.measured", id=rollout.id, **{m.metric: m.verdict.value for m in taken}))
     outcome = decide(config.analysis, ctx.store.measurements(rollout.id), started_at=started, now=now)
     analysis = analysis_table(ctx, rollout.id)

@@ -66,6 +66,9 @@ def test_a_canary_that_fails_is_rolled_back_within_interval_times_failure_limit(
     done, seen, at = cycles(ctx, rollout.id)
 
     assert seen == [RolloutStatus.ANALYSING, RolloutStatus.ANALYSING, RolloutStatus.ROLLED_BACK]
+    sample = ctx.metrics.registry.get_sample_value
+    assert sample("aiops_rollouts_ended_total", {"model": "fraud", "outcome": "rolled_back"}) == 1.0
+    assert sample("aiops_rollout_measurements_total", {"model": "fraud", "verdict": "failed"}) == 2.0
     # first failed measurement at T0+30s, rolled back at T0+60s: interval x (failure_limit - 1) later
     assert at - (T0 + timedelta(seconds=30)) <= timedelta(seconds=ctx.config.model("fraud").analysis.worst_case_rollback_s)
     assert served(models_dir) == "v2"
