@@ -6,8 +6,10 @@ Rollouts' ``successCondition`` and ``failureLimit``: every ``interval`` each met
 once and judged successful, failed, or inconclusive (no data, or neither condition holds).
 ``failure_limit`` failed measurements of one metric fail the analysis and roll the version
 back; one inconclusive measurement pauses the rollout for a person; ``duration`` without either
-promotes it. The worst case from a bad version's first bad measurement to its rollback starting
-is therefore ``interval × failure_limit`` (plus the cycle that notices it).
+promotes it. A version that fails every measurement is therefore rolled back
+``interval × failure_limit`` after its canary starts serving (plus up to one cycle, and the
+rollback playbook's run). Failures need not be consecutive: a version that fails only now and
+then is rolled back at its ``failure_limit``-th failure, or promoted if ``duration`` ends first.
 """
 
 from __future__ import annotations
@@ -108,8 +110,8 @@ class Analysis(Section):
 
     @property
     def worst_case_rollback_s(self) -> float:
-        """From a bad version's first failed measurement to the rollback being started: the
-        failures still needed, one interval apart, after the first."""
+        """From a canary starting to serve a version that fails every measurement to its rollback
+        starting (seconds): ``failure_limit`` measurements, one interval apart."""
         return self.interval * self.failure_limit
 
 

@@ -49,8 +49,8 @@ def start_command(ctx: Any, model: str, version: str, canary: str | None, reason
     analysis = engine.model_config(ctx, model).analysis
     click.echo(f"rollout {rollout.id}: {model} {version} on {', '.join(rollout.canary)} first "
                f"(previous: {rollout.previous_version or 'unknown'}); analysis every {analysis.interval:g}s for "
-               f"{analysis.duration:g}s; a bad version is rolled back at worst {analysis.worst_case_rollback_s:g}s "
-               "after its first failed measurement")
+               f"{analysis.duration:g}s; a version failing every measurement is rolled back "
+               f"{analysis.worst_case_rollback_s:g}s after its canary starts (plus up to one cycle)")
 
 
 @rollout_group.command("list")

@@ -279,7 +279,7 @@ def _analyse(ctx: Context, config: ModelConfig, rollout: Rollout, now: datetime,
     outcome = decide(config.analysis, ctx.store.measurements(rollout.id), started_at=started, now=now)
     analysis = analysis_table(ctx, rollout.id)
     if outcome.decision is Decision.CONTINUE:
-        ctx.store.set_rollout(rollout.id, now=now, next_at=now + timedelta(seconds=config.analysis.interval))
+        ctx.store.set_rollout(rollout.id, now=now, next_at=next_measurement(rollout, config, now))
         return ctx.store.get_rollout(rollout.id)
     if outcome.decision is Decision.PAUSE:
         return ctx.store.transition_rollout(rollout.id, RolloutStatus.PAUSED, actor=ACTOR, now=now,
@@ -301,6 +301,14 @@ def _analyse(ctx: Context, config: ModelConfig, rollout: Rollout, now: datetime,
     moved = ctx.store.transition_rollout(rollout.id, RolloutStatus.ROLLING_BACK, actor=ACTOR, now=now,
                                          incident_id=incident, reason=outcome.reason, details={"analysis": analysis})
     return _roll_back(ctx, config, moved, now)
+
+
+def next_measurement(rollout: Rollout, config: ModelConfig, now: datetime) -> datetime:
+    """On the grid of ``interval`` from the analysis start, so a cycle's lateness does not add up
+    over the measurements; a slot already past (the daemon was down) is skipped, not caught up."""
+    interval = timedelta(seconds=config.analysis.interval)
+    planned = (rollout.next_at or now) + interval
+    return planned if planned > now else now + interval
 
 
 def _roll_back(ctx: Context, config: ModelConfig, rollout: Rollout, now: datetime) -> Rollout:

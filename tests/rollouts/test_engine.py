@@ -69,8 +69,8 @@ def test_a_canary_that_fails_is_rolled_back_within_interval_times_failure_limit(
     sample = ctx.metrics.registry.get_sample_value
     assert sample("aiops_rollouts_ended_total", {"model": "fraud", "outcome": "rolled_back"}) == 1.0
     assert sample("aiops_rollout_measurements_total", {"model": "fraud", "verdict": "failed"}) == 2.0
-    # first failed measurement at T0+30s, rolled back at T0+60s: interval x (failure_limit - 1) later
-    assert at - (T0 + timedelta(seconds=30)) <= timedelta(seconds=ctx.config.model("fraud").analysis.worst_case_rollback_s)
+    # the canary served from T0; failed at T0+30s and T0+60s; rolled back in the step at T0+60s
+    assert at - T0 == timedelta(seconds=ctx.config.model("fraud").analysis.worst_case_rollback_s)
     assert served(models_dir) == "v2"
     assert (models_dir / "history").read_text() == "v1\nv2\n"
     incident = ctx.store.get_incident(done.incident_id)
@@ -197,3 +197,16 @@ def test_the_cycle_hands_each_step_to_a_worker(make_ctx, models_dir, prometheus)
     assert ctx.store.get_rollout(rollout.id).status is RolloutStatus.ANALYSING and served(models_dir) == "v4"
     roll(ctx, Cycle(started_at=T0 + timedelta(seconds=10)))  # not due: nothing handed over
     assert ctx.workers.under_way() == [] and ctx.store.measurements(rollout.id) == []
+
+
+def test_measurements_keep_to_the_interval_grid(make_ctx, models_dir):
+    ctx = make_ctx(model_yaml(models_dir, GOOD, prometheus_url="http://127.0.0.1:9"))
+    config = ctx.config.model("fraud")
+    rollout = engine.start(ctx, "fraud", "v4", actor="cli:alice", now=T0)
+    planned = ctx.store.set_rollout(rollout.id, now=T0, next_at=T0 + timedelta(seconds=30))
+    assert planned is None
+    on_grid = ctx.store.get_rollout(rollout.id)
+    # measured 2 s late (the cycle came late): the next slot stays at T0+60s, not T0+62s
+    assert engine.next_measurement(on_grid, config, T0 + timedelta(seconds=32)) == T0 + timedelta(seconds=60)
+    # the daemon was down past several slots: the next one is an interval from now, no catch-up
+    assert engine.next_measurement(on_grid, config, T0 + timedelta(seconds=200)) == T0 + timedelta(seconds=230)

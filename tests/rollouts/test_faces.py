@@ -29,7 +29,8 @@ def test_cli_starts_lists_shows_and_aborts(make_ctx, models_dir, tmp_path):
     started = invoke(tmp_path, "rollout", "start", "--model", "fraud", "--version", "v4", "--reason", "new features")
     assert started.exit_code == 0, started.output
     assert started.output == ("rollout 1: fraud v4 on localhost first (previous: unknown); analysis every 30s for "
-                              "90s; a bad version is rolled back at worst 60s after its first failed measurement\n")
+                              "90s; a version failing every measurement is rolled back 60s after its canary starts "
+                              "(plus up to one cycle)\n")
     again = invoke(tmp_path, "rollout", "start", "--model", "fraud", "--version", "v1")
     assert again.exit_code == 1
     assert again.output == "model fraud: rollout 1 of v4 is still pending; abort or finish it first\n"
