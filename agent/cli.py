@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from agent import __version__
-from agent.clicommon import AiopsGroup, Settings, config_option, shard_option, state_dir_option, with_config
+from agent.clicommon import (
+    AiopsGroup,
+    Settings,
+    config_option,
+    shard_option,
+    state_dir_option,
+    with_config,
+)
 from agent.config import AgentConfig, load_config
 from agent.errors import ConfigError
 
@@ -218,9 +225,11 @@ def _add_stage_commands() -> None:
     from agent.incidents import cli as incidents_cli
     from agent.notify import cli as notify_cli
     from agent.report import cli as report_cli
+    from agent.rollouts import cli as rollouts_cli
     from remediations import cli as remediations_cli
 
-    for module in (incidents_cli, notify_cli, remediations_cli, detection_cli, backtest_cli, report_cli, demo_cli):
+    for module in (incidents_cli, notify_cli, remediations_cli, detection_cli, backtest_cli, report_cli, rollouts_cli,
+                   demo_cli):
         for command in module.commands:
             cli.add_command(command)
 

@@ -52,6 +52,12 @@ class Metrics:
         self.score_series_dropped = Counter(
             "aiops_score_series_dropped_total", "Scored series left out of the per-series gauges by "
             "detectors.gauges.max_series.", registry=r)
+        # model rollouts (agent.rollouts)
+        self.rollouts_ended = Counter("aiops_rollouts_ended_total", "Guarded rollouts that ended, by model and outcome.",
+                                      ["model", "outcome"], registry=r)
+        self.rollout_measurements = Counter(
+            "aiops_rollout_measurements_total", "Canary analysis measurements, by model and verdict.",
+            ["model", "verdict"], registry=r)
         # incidents and notifications
         self.open_incidents = Gauge("aiops_open_incidents", "Incidents not yet resolved.", registry=r)
         # MTTR and MTTD of the last week, read from the store at each scrape (agent.report.gauges)

@@ -1,4 +1,4 @@
-"""One cycle, top to bottom: collect → detect → correlate → remediate → notify.
+"""One cycle, top to bottom: collect → detect → correlate → remediate → rollouts → notify.
 
 A stage that raises is logged with its traceback and counted; the stages after it still run
 with what they have (an empty frame, no new hits). A stop request ends the cycle between stages.
@@ -18,6 +18,7 @@ from agent.detection import detect
 from agent.incidents import correlate
 from agent.log import kv
 from agent.notify import notify
+from agent.rollouts import roll
 from agent.sources import Samples, collect
 from detectors.base import Hit
 from remediations import remediate
@@ -34,6 +35,7 @@ class Cycle:
     hits: list[Hit] = field(default_factory=list)
     incidents: list[Any] = field(default_factory=list)
     runs: list[Any] = field(default_factory=list)
+    rollouts: list[Any] = field(default_factory=list)
     # Signals the detectors judged with data this cycle, including subjects that are not a
     # column of ``samples`` (a model's drift, an entity's forest): judged and no hit = quiet.
     judged: set[str] = field(default_factory=set)
@@ -55,6 +57,7 @@ STAGES: list[tuple[str, Stage, str]] = [
     ("detect", detect, "hits"),
     ("correlate", correlate, "incidents"),
     ("remediate", remediate, "runs"),
+    ("rollouts", roll, "rollouts"),
     ("notify", notify, "notified"),
 ]
 

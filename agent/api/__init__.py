@@ -21,12 +21,13 @@ if TYPE_CHECKING:
     from agent.context import Context
 
 
-def create_app(ctx: "Context", *, daemon: Any = None) -> FastAPI:
+def create_app(ctx: Context, *, daemon: Any = None) -> FastAPI:
     from agent.api import core, docs
     from agent.incidents import api as incidents_api
-    from agent.incidents.alerts import WebhookPayload
     from agent.incidents import pages as incident_pages
+    from agent.incidents.alerts import WebhookPayload
     from agent.report import api as report_api
+    from agent.rollouts import api as rollouts_api
     from remediations import api as remediations_api
 
     app = FastAPI(
@@ -43,6 +44,7 @@ def create_app(ctx: "Context", *, daemon: Any = None) -> FastAPI:
     app.include_router(incident_pages.router)
     app.include_router(remediations_api.router)
     app.include_router(report_api.router)
+    app.include_router(rollouts_api.router)
     docs.install(app, bodies=[WebhookPayload])
     app.add_exception_handler(sqlite3.OperationalError, _store_unavailable)
     return app

@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from agent.config.detectors import DetectorsConfig
 from agent.config.incidents import IncidentsConfig
+from agent.config.models import ModelConfig, check_models
 from agent.config.notify import NotifyConfig
 from agent.config.remediation import RemediationConfig
 from agent.config.retention import RetentionConfig
@@ -78,3 +79,12 @@ class AgentConfig(Section):
     remediation: RemediationConfig = RemediationConfig()
     notify: NotifyConfig = NotifyConfig()
     retention: RetentionConfig = RetentionConfig()
+    models: list[ModelConfig] = []
+
+    @field_validator("models")
+    @classmethod
+    def _unique_models(cls, value: list[ModelConfig]) -> list[ModelConfig]:
+        return check_models(value)
+
+    def model(self, name: str) -> ModelConfig | None:
+        return next((m for m in self.models if m.name == name), None)

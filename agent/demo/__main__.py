@@ -85,14 +85,22 @@ def main() -> int:
     parser.add_argument("--root", type=Path, default=Path(".demo"))
     parser.add_argument("--fault", default="drift",
                         choices=["drift", "latency", "crash", "errors", "memory", "disk", "stuck-latency"])
+    parser.add_argument("--story", default="fault", choices=["fault", "rollout"],
+                        help="fault: one injected fault, detected and remediated; rollout: guarded rollouts, "
+                             "retraining behind a gate and the model's governance report")
     parser.add_argument("--fast", action="store_true", help="1 s scrapes and 2 s cycles (as the tests run)")
     args = parser.parse_args()
     shutil.rmtree(args.root, ignore_errors=True)
-    run = DemoRun(args.root, FAST if args.fast else DEMO)
+    run = DemoRun(args.root, FAST if args.fast else DEMO, retrain_on_drift=args.story == "rollout")
     console.print("[bold]aiops-agent demo[/]: a fraud-detection model served on this machine, watched by the agent.\n")
     started = time.monotonic()
     try:
-        code = story(run, args.fault)
+        if args.story == "rollout":
+            from agent.demo import rollout_story
+
+            code = rollout_story.story(run, say, lambda text: console.print(text, highlight=False), waiting)
+        else:
+            code = story(run, args.fault)
     except AiopsError as exc:
         console.print(f"[red]demo failed:[/] {exc}")
         code = 1

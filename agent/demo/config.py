@@ -4,6 +4,7 @@ the model back or free its scratch dir."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from agent.demo.stack import SERVICE_JOB, StackInfo, service_command
@@ -13,16 +14,20 @@ REPO = Path(__file__).resolve().parents[2]
 
 def demo_config(info: StackInfo, *, cycle_s: float, verify_s: float, verify_deadline_s: float, state_dir: Path,
                 history_step_s: float, drift_window_s: float = 60.0, flap_window_s: float = 60.0,
-                shadow: bool = False, runs_per_hour: int = 20) -> str:
+                shadow: bool = False, runs_per_hour: int = 20, analysis_interval_s: float = 10.0,
+                analysis_duration_s: float = 40.0, retrain_on_drift: bool = False) -> str:
     """``history_step_s`` is the backfilled history's resolution: rate windows span three of its
     steps so they hold samples in the past as well as live. ``runs_per_hour`` is the rate limit
-    (half of it per target): the benchmark, which injects a fault every two minutes, raises it."""
+    (half of it per target): the benchmark, which injects a fault every two minutes, raises it.
+    The model ``fraud`` is analysed every ``analysis_interval_s`` for ``analysis_duration_s`` when
+    rolled out; ``retrain_on_drift`` retrains it once a drift incident is resolved."""
     root = Path(info.root)
     step = f"{info.scrape_interval_s:g}s"
     window = f"{3 * history_step_s:g}s"
     # restart_service.yml appends the pidfile to the argv: the command ends with --pid-file
     argv = "[" + ", ".join(f'"{a}"' for a in service_command(root, info.service_port)[:-1]) + "]"
     job = f'job="{SERVICE_JOB}"'
+    trainer = "[" + ", ".join(f'"{a}"' for a in (sys.executable, "-m", "agent.demo.train")) + "]"
     return f"""\
 agent:
   state_dir: {state_dir}
@@ -183,5 +188,48 @@ remediation:
         service_name: demo-model
         service_pidfile: {root / "service.pid"}
         service_start_argv: {argv}
+models:
+  - name: fraud
+    rollout_playbook: rollout_model.yml
+    promote_playbook: promote_model.yml
+    rollback_playbook: rollback_model.yml
+    on_failure: auto
+    env: {{PYTHONPATH: "{REPO}"}}
+    vars:
+      models_dir: {root / "models"}
+      trainer_argv: {trainer}
+    timeout: 2m
+    analysis:
+      interval: {analysis_interval_s:g}s
+      duration: {analysis_duration_s:g}s
+      failure_limit: 2
+      metrics:
+        - name: latency_p95
+          query: histogram_quantile(0.95, sum by (le) (rate(demo_inference_latency_seconds_bucket{{{job}}}[{{window}}])))
+          success: "< 0.2"
+          failure: ">= 0.3"
+        - name: error_rate
+          query: sum(rate(demo_inference_errors_total{{{job}}}[{{window}}])) / sum(rate(demo_inference_requests_total{{{job}}}[{{window}}]))
+          success: "< 0.03"
+          failure: ">= 0.1"
+        - name: drift_rate
+          query: max(aiops_model_drift_rate_ratio{{model="fraud"}})
+          success: "< 0.5"
+          failure: ">= 0.5"
+        - name: prediction_shift
+          kind: distribution
+          query: sum by (le) (increase(demo_prediction_score_bucket{{{job}}}[{{window}}]))
+          # The first rounds of a fast demo see a few seconds of traffic. Bias-corrected PSI of
+          # one distribution against a 240-prediction reference (300 draws): at 50 predictions
+          # mean 0.10, 99th percentile 0.54; at 240, 0.03 and 0.16. v3's shifted scores: about 12.
+          success: "< 0.6"
+          failure: ">= 1.5"
+    retrain:
+      playbook: retrain_model.yml
+      on_drift: {str(retrain_on_drift).lower()}
+      gate: {{metric: auc, max_drop: 0.01}}
+      max_per_period: 3
+      period: 1d
+      timeout: 2m
 """
 

@@ -10,6 +10,8 @@
 |               | preprocessing shifts the input features                  |                         |
 | disk          | the service's scratch dir fills with old spool files     | freeing disk            |
 | stuck-latency | latency x10 that survives a restart                      | nothing automatic       |
+| bad-labels    | the training labels are shuffled: the next retrained     | the retrain gate        |
+|               | candidate is no better than chance                       | refuses it              |
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ def inject(root: Path, kind: str, *, store: Store | None = None, now: datetime |
             spool.write_bytes(os.urandom(1024) * 1024)  # 1 MiB
             os.utime(spool, (old, old))
         return "the scratch dir filled with 40 MiB of three-day-old spool files"
+    if kind == "bad-labels":
+        (root / "models" / "training.json").write_text(json.dumps({"corrupt_labels": True}))
+        return "the labelling pipeline broke: training labels are shuffled"
     if kind == "drift":
         models = root / "models"
         current = models / "current"

@@ -36,11 +36,14 @@ class Timing:
     history_step_s: float = 10.0
     drift_window_s: float = 30.0
     flap_window_s: float = 60.0
+    analysis_interval_s: float = 15.0
+    analysis_duration_s: float = 60.0
 
 
 DEMO = Timing()
 FAST = Timing(scrape_s=1.0, cycle_s=2.0, verify_s=4.0, verify_deadline_s=60.0, history_days=1.0,
-              history_step_s=5.0, drift_window_s=30.0, flap_window_s=1.0)
+              history_step_s=5.0, drift_window_s=30.0, flap_window_s=1.0, analysis_interval_s=4.0,
+              analysis_duration_s=12.0)
 
 
 class TimedOut(AiopsError):
@@ -83,11 +86,12 @@ class Outcome:
 
 class DemoRun:
     def __init__(self, root: Path, timing: Timing = DEMO, *, token: str = "demo-token-0f3a",
-                 runs_per_hour: int = 20) -> None:
+                 runs_per_hour: int = 20, retrain_on_drift: bool = False) -> None:
         self.root = root.resolve()
         self.timing = timing
         self.token = token
         self.runs_per_hour = runs_per_hour
+        self.retrain_on_drift = retrain_on_drift
         self.stack = DemoStack(self.root, scrape_interval_s=timing.scrape_s, history_days=timing.history_days,
                                history_step_s=timing.history_step_s)
         self.config_path = self.root / "agent.yaml"
@@ -118,7 +122,9 @@ class DemoRun:
         self.config_path.write_text(demo_config(
             self.stack.info, cycle_s=t.cycle_s, verify_s=t.verify_s, verify_deadline_s=t.verify_deadline_s,
             state_dir=self.state_dir, history_step_s=t.history_step_s, drift_window_s=t.drift_window_s,
-            flap_window_s=t.flap_window_s, runs_per_hour=self.runs_per_hour))
+            flap_window_s=t.flap_window_s, runs_per_hour=self.runs_per_hour,
+            analysis_interval_s=t.analysis_interval_s, analysis_duration_s=t.analysis_duration_s,
+            retrain_on_drift=self.retrain_on_drift))
         self.aiops("baseline", "save", "--model", "fraud", "--from", "now-20h", "--to", "now-10m")
         self.store = Store(self.state_dir / "aiops.db")
 
@@ -204,6 +210,7 @@ class DemoRun:
         """Make the service healthy again without restarting it (a restart would itself be a
         signal): in-process faults are dropped, a crashed service is started."""
         (self.root / "faults.json").write_text('{"clear": true}')
+        (self.root / "models" / "training.json").unlink(missing_ok=True)
         if read_pid(self.root) is None:
             start_service(self.root, self.stack.service_command())
         self.wait(lambda: read_pid(self.root) and not (self.root / "faults.json").exists(), 30, "the service cleared")

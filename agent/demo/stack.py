@@ -28,8 +28,10 @@ MODEL_VERSIONS = {
     "v2": {"version": "v2", "latency_s": 0.06, "feature_shift": 0.0},
     # v3 ships a preprocessing change that shifts its input features: drift after a rollout.
     "v3": {"version": "v3", "latency_s": 0.06, "feature_shift": 1.2},
+    # v4 is seven times slower: the version a guarded rollout catches on its canary.
+    "v4": {"version": "v4", "latency_s": 0.45, "feature_shift": 0.0},
 }
-FAULT_KINDS = ("latency", "errors", "memory", "crash", "drift", "disk", "stuck-latency")
+FAULT_KINDS = ("latency", "errors", "memory", "crash", "drift", "disk", "stuck-latency", "bad-labels")
 
 
 def free_port() -> int:

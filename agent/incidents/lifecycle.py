@@ -54,6 +54,10 @@ def advance(store: "Store", config: IncidentsConfig, samples: Samples, fired: Co
     for incident in store.list_incidents(status=OPEN_STATES):
         if incident.id in fired:
             continue
+        if not incident.signals:
+            # Opened for something no signal watches (a failed canary analysis, a refused
+            # retrain): nothing can turn quiet; the stage that opened it or a person resolves it.
+            continue
         if not data_present(incident, samples, judged):
             continue
         quiet = incident.quiet_cycles + 1

@@ -80,7 +80,7 @@ def audit_export(ctx: Context, since: str, until: str | None, fmt: str, out: Pat
 
 @click.group(cls=AiopsGroup)
 def report() -> None:
-    """MTTR figures and the weekly HTML report."""
+    """MTTR figures, the weekly HTML report and a model's governance report."""
 
 
 @report.command("mttr")
@@ -121,6 +121,34 @@ def report_html(ctx: Context, since: str, until: str | None, out: Path, tz: str)
     html = weekly_report(ctx.store, _period(since, until), tz=tz, now=ctx.clock())
     out.write_text(html, encoding="utf-8")
     click.echo(f"wrote {out} ({len(html) // 1024} KiB)")
+
+
+@report.command("model")
+@click.argument("name")
+@since_option
+@until_option
+@click.option("--format", "fmt", type=click.Choice(["json", "html"]), default="html", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file instead of stdout.")
+@with_context
+def report_model(ctx: Context, name: str, since: str, until: str | None, fmt: str, out: Path | None) -> None:
+    """One model's governance report: versions and who deployed them, rollouts with their
+    analysis, retrains with their gates, incidents and MTTR, drift and latency per day, and the
+    audit entries behind each.
+
+    Example: aiops report model fraud --since 30d --out fraud.html
+    """
+    from agent.report.model import as_html, as_json, model_report
+    from agent.rollouts.engine import model_config
+
+    model_config(ctx, name)
+    text = (as_html if fmt == "html" else as_json)(model_report(ctx.store, name, _period(since, until),
+                                                                now=ctx.clock()))
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    out.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {out} ({len(text) // 1024} KiB)")
 
 
 commands: list[click.Command] = [audit, report]

@@ -13,6 +13,7 @@ from agent.store.detectors import DetectorStateStore
 from agent.store.incidents import IncidentStore
 from agent.store.outbox import OutboxStore
 from agent.store.reports import ReportStore
+from agent.store.rollouts import RolloutStore
 from agent.store.runs import RunStore
 from agent.store.samples import SampleStore
 
@@ -21,7 +22,8 @@ STORE_FILE = "aiops.db"
 __all__ = ["AuditBreak", "AuditEntry", "GENESIS", "STORE_FILE", "Store", "dumps", "open_store"]
 
 
-class Store(SampleStore, DetectorStateStore, IncidentStore, RunStore, OutboxStore, ReportStore, StoreBase):
+class Store(SampleStore, DetectorStateStore, IncidentStore, RunStore, OutboxStore, ReportStore, RolloutStore,
+            StoreBase):
     """The agent's SQLite store."""
 
 

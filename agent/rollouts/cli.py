@@ -1,0 +1,208 @@
+"""CLI commands for model operations: ``aiops rollout …`` and ``aiops model …``; ``agent.cli``
+adds every command listed in ``commands``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from agent.clicommon import AiopsGroup, cli_actor, current_clock, with_context
+from agent.rollouts import engine
+from agent.rollouts.model import (
+    RolloutStatus,
+    measurement_dict,
+    retrain_dict,
+    rollout_dict,
+    version_dict,
+)
+
+
+@click.group("rollout", cls=AiopsGroup)
+def rollout_group() -> None:
+    """Guarded model rollouts: start, follow, abort, promote.
+
+    Example: aiops rollout start --model fraud --version v4 --canary localhost
+    """
+
+
+@rollout_group.command("start")
+@click.option("--model", "model", required=True, help="A model configured under models.")
+@click.option("--version", "version", required=True, help="The version to roll out (its playbook finds it).")
+@click.option("--canary", default=None, metavar="HOSTS", help="Comma-separated canary hosts (default: the model's).")
+@click.option("--reason", default="", help="Why, for the audit log.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@with_context
+def start_command(ctx: Any, model: str, version: str, canary: str | None, reason: str, as_json: bool) -> None:
+    """Record a rollout; the daemon's next cycle runs the rollout playbook on the canary and
+    analyses it.
+
+    Example: aiops rollout start --model fraud --version v4 --canary web1
+    """
+    hosts = [h.strip() for h in canary.split(",") if h.strip()] if canary else None
+    rollout = engine.start(ctx, model, version, canary=hosts, actor=cli_actor(), now=current_clock()(),
+                           reason=reason)
+    if as_json:
+        click.echo(json.dumps(rollout_dict(rollout)))
+        return
+    analysis = engine.model_config(ctx, model).analysis
+    click.echo(f"rollout {rollout.id}: {model} {version} on {', '.join(rollout.canary)} first "
+               f"(previous: {rollout.previous_version or 'unknown'}); analysis every {analysis.interval:g}s for "
+               f"{analysis.duration:g}s; a version failing every measurement is rolled back "
+               f"{analysis.worst_case_rollback_s:g}s after its canary starts (plus up to one cycle)")
+
+
+@rollout_group.command("list")
+@click.option("--model", default=None, help="Only this model's rollouts.")
+@click.option("--active", is_flag=True, help="Only rollouts still under way.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@with_context
+def list_command(ctx: Any, model: str | None, active: bool, as_json: bool) -> None:
+    """Rollouts, newest first.
+
+    Example: aiops rollout list --active
+    """
+    rollouts = ctx.store.list_rollouts(model=model, active=True if active else None)
+    if as_json:
+        click.echo(json.dumps([rollout_dict(r) for r in rollouts]))
+        return
+    for r in rollouts:
+        click.echo(f"{r.id:>5}  {r.created_at:%Y-%m-%d %H:%M:%S}  {r.model:<16} {r.version:<10} "
+                   f"{r.status:<16} by {r.actor}" + (f"  incident {r.incident_id}" if r.incident_id else ""))
+    if not rollouts:
+        click.echo("no rollouts")
+
+
+@rollout_group.command("status")
+@click.argument("rollout_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@with_context
+def status_command(ctx: Any, rollout_id: int, as_json: bool) -> None:
+    """One rollout with its measurements.
+
+    Example: aiops rollout status 3
+    """
+    rollout = ctx.store.get_rollout(rollout_id)
+    if rollout is None:
+        raise click.ClickException(f"no rollout {rollout_id}")
+    measurements = [measurement_dict(m) for m in ctx.store.measurements(rollout_id)]
+    if as_json:
+        click.echo(json.dumps({**rollout_dict(rollout), "measurements": measurements}))
+        return
+    for key, value in rollout_dict(rollout).items():
+        if value not in (None, [], ""):
+            click.echo(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
+    for m in measurements:
+        click.echo(f"  {m['at']}  {m['metric']:<20} {m['verdict']:<13} {m['reason']}")
+
+
+def _move(ctx: Any, rollout_id: int, verb: str, reason: str) -> None:
+    act = engine.abort if verb == "abort" else engine.promote
+    rollout = act(ctx, rollout_id, actor=cli_actor(), reason=reason, now=current_clock()())
+    tail = "" if rollout.status.done else " (the daemon's next cycle runs the playbook)"
+    click.echo(f"rollout {rollout.id}: {rollout.status}{tail}")
+
+
+@rollout_group.command("abort")
+@click.argument("rollout_id", type=int)
+@click.option("--reason", default="", help="Why, for the audit log.")
+@with_context
+def abort_command(ctx: Any, rollout_id: int, reason: str) -> None:
+    """Stop a rollout: its version is rolled back on the canary (also: approve a waiting rollback).
+
+    Example: aiops rollout abort 3 --reason "latency looks wrong"
+    """
+    _move(ctx, rollout_id, "abort", reason)
+
+
+@rollout_group.command("promote")
+@click.argument("rollout_id", type=int)
+@click.option("--reason", default="", help="Why, for the audit log.")
+@with_context
+def promote_command(ctx: Any, rollout_id: int, reason: str) -> None:
+    """Promote a paused (or still analysing) rollout to every host.
+
+    Example: aiops rollout promote 3 --reason "no traffic on the canary; checked by hand"
+    """
+    _move(ctx, rollout_id, "promote", reason)
+
+
+@click.group("model", cls=AiopsGroup)
+def model_group() -> None:
+    """The model registry: versions, who deployed them, gates and outcomes; retrain.
+
+    Example: aiops model show fraud
+    """
+
+
+@model_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@with_context
+def model_list(ctx: Any, as_json: bool) -> None:
+    """Configured models with the version serving each.
+
+    Example: aiops model list
+    """
+    rows = []
+    for config in ctx.config.models:
+        serving = ctx.store.serving_version(config.name)
+        active = ctx.store.list_rollouts(model=config.name, active=True, limit=1)
+        rows.append({"model": config.name, "serving": serving.version if serving else None,
+                     "deployed_at": serving.deployed_at.isoformat() if serving and serving.deployed_at else None,
+                     "versions": len(ctx.store.model_versions(config.name)),
+                     "active_rollout": active[0].id if active else None})
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    for row in rows:
+        click.echo(f"{row['model']:<16} serving {row['serving'] or '-':<10} {row['versions']} versions"
+                   + (f"  rollout {row['active_rollout']} under way" if row["active_rollout"] else ""))
+    if not rows:
+        click.echo("no models configured (models: in the config)")
+
+
+@model_group.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@with_context
+def model_show(ctx: Any, name: str, as_json: bool) -> None:
+    """A model's versions (who deployed each, when, the baseline, gate, outcome) and retrains.
+
+    Example: aiops model show fraud
+    """
+    engine.model_config(ctx, name)
+    versions = [version_dict(v) for v in ctx.store.model_versions(name)]
+    retrains = [retrain_dict(r) for r in ctx.store.list_retrains(name)]
+    if as_json:
+        click.echo(json.dumps({"model": name, "versions": versions, "retrains": retrains}))
+        return
+    click.echo(f"model {name}")
+    for v in versions:
+        gate = f" gate {'passed' if v['gate'].get('passed') else 'failed'}" if v["gate"] else ""
+        click.echo(f"  {v['version']:<10} {v['status']:<12} created {v['created_at']} by {v['created_by']}"
+                   + (f"; deployed {v['deployed_at']} by {v['deployed_by']}" if v["deployed_at"] else "")
+                   + (f"; baseline {v['baseline_id']}" if v["baseline_id"] else "") + gate
+                   + (f"; {v['outcome']}" if v["outcome"] else ""))
+    for r in retrains:
+        click.echo(f"  retrain {r['id']} at {r['at']}: {r['status']} {r['candidate'] or ''} ({r['reason']})")
+
+
+@model_group.command("retrain")
+@click.argument("name")
+@click.option("--reason", default="asked by hand", help="Why, for the audit log.")
+@with_context
+def model_retrain(ctx: Any, name: str, reason: str) -> None:
+    """Run the model's retrain playbook now; a candidate that passes the gate starts a rollout.
+
+    Example: aiops model retrain fraud --reason "new labels arrived"
+    """
+    from agent.rollouts.retrain import retrain
+
+    done = retrain(ctx, name, actor=cli_actor(), now=current_clock()(), reason=reason)
+    click.echo(f"retrain {done.id}: {done.status} {done.candidate or ''} ({done.reason})"
+               + (f"; rollout {done.rollout_id} started" if done.rollout_id else ""))
+
+
+commands = [rollout_group, model_group]
+__all__ = ["RolloutStatus", "commands"]

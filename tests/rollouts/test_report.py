@@ -1,0 +1,87 @@
+"""The governance report of one model, from a store that holds a rolled-back and a promoted
+rollout, a rejected retrain, incidents and drift hits: JSON figures, escaped HTML, and what a
+person sees in Chromium."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from click.testing import CliRunner
+
+from agent.cli import cli
+from agent.clicommon import Settings
+from agent.clock import ManualClock
+from agent.incidents.model import IncidentStatus, Severity
+from agent.rollouts.model import Measurement, RetrainStatus, RolloutStatus, Verdict
+from tests.rollouts.conftest import GOOD, T0, model_yaml
+
+NOW = T0 + timedelta(days=2)
+
+
+@pytest.fixture
+def history(make_ctx, models_dir, tmp_path):
+    """A day of a model's life written through the store's own methods (no playbooks)."""
+    ctx = make_ctx(model_yaml(models_dir, GOOD, prometheus_url="http://127.0.0.1:9"))
+    s = ctx.store
+    s.deploy_version("fraud", "v2", actor="cli:alice", now=T0 - timedelta(days=1), outcome="promoted", baseline_id=None)
+    bad = s.create_rollout(model="fraud", version="v4", previous_version="v2", canary=["localhost"], rest=[],
+                           actor="cli:bob", reason="faster model", now=T0)
+    s.transition_rollout(bad.id, RolloutStatus.ANALYSING, actor="agent", reason="canary up", now=T0)
+    s.add_measurements([Measurement(rollout_id=bad.id, metric="latency_p95", at=T0 + timedelta(seconds=30 * i),
+                                    value=0.45, verdict=Verdict.FAILED, reason="0.45 >= 0.3") for i in (1, 2)])
+    incident = s.open_incident(severity=Severity.CRITICAL, title="model fraud v4 failed <script>x</script>",
+                               labels={"model": "fraud"}, started_at=T0 + timedelta(seconds=30),
+                               now=T0 + timedelta(seconds=60))
+    s.transition_rollout(bad.id, RolloutStatus.ROLLING_BACK, actor="agent", reason="latency", now=T0,
+                         incident_id=incident.id)
+    s.transition_rollout(bad.id, RolloutStatus.ROLLED_BACK, actor="agent", reason="rolled back", now=T0)
+    s.end_version("fraud", "v4", status="rolled_back", outcome="rolled back after a failed analysis", actor="agent",
+                  now=T0)
+    s.transition_incident(incident.id, IncidentStatus.RESOLVED, actor="agent", reason="rolled back",
+                          now=T0 + timedelta(seconds=75), resolution="rollback")
+    s.record_retrain(model="fraud", candidate="v5", status=RetrainStatus.REJECTED, reason="drift", actor="agent",
+                     now=T0 + timedelta(hours=1), metrics={"auc": 0.5}, current_metrics={"auc": 0.79},
+                     gate={"metric": "auc", "passed": False, "reason": "auc 0.5000 vs 0.7900: drop 0.2900 over 0.01"})
+    good = s.create_rollout(model="fraud", version="v6", previous_version="v2", canary=["localhost"], rest=[],
+                            actor="api", reason="retrained", now=T0 + timedelta(hours=2))
+    s.transition_rollout(good.id, RolloutStatus.ANALYSING, actor="agent", reason="", now=T0 + timedelta(hours=2))
+    s.transition_rollout(good.id, RolloutStatus.PROMOTING, actor="agent", reason="", now=T0 + timedelta(hours=3))
+    s.deploy_version("fraud", "v6", actor="api", now=T0 + timedelta(hours=3), outcome="promoted", baseline_id=None)
+    s.transition_rollout(good.id, RolloutStatus.PROMOTED, actor="agent", reason="", now=T0 + timedelta(hours=3))
+    return ctx, tmp_path
+
+
+def invoke(tmp_path, *args):
+    return CliRunner().invoke(cli, [*args, "--config", str(tmp_path / "agent.yaml")],
+                              obj=Settings(clock=ManualClock(NOW)))
+
+
+def test_json_answers_what_an_auditor_asks(history):
+    ctx, tmp_path = history
+    result = invoke(tmp_path, "report", "model", "fraud", "--since", "7d", "--format", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["counts"] == {"rollouts": 2, "promoted": 1, "rolled_back": 1, "aborted": 0, "retrains": 1,
+                                "gates_passed": 0, "gates_failed": 1, "incidents": 1}
+    assert report["mttr_s"] == 45.0
+    serving = [(v["version"], v["status"], v["deployed_by"]) for v in report["versions"]]
+    assert serving == [("v2", "retired", "cli:alice"), ("v4", "rolled_back", None), ("v6", "serving", "api")]
+    assert [m["verdict"] for m in report["rollouts"][0]["measurements"]] == ["failed", "failed"]
+    assert report["retrains"][0]["gate"]["passed"] is False
+    actions = [(e["action"], e["subject"]) for e in report["audit"]]
+    assert ("rollout.rolled_back", "rollout:1") in actions and ("rollout.promoted", "rollout:2") in actions
+    assert ("incident.resolved", "incident:1") in actions and ("retrain.rejected", "model:fraud") in actions
+    assert invoke(tmp_path, "report", "model", "spam").exit_code == 1
+
+
+def test_html_is_escaped_and_readable_in_chromium(history, screenshot, ocr):
+    ctx, tmp_path = history
+    out = tmp_path / "fraud.html"
+    assert invoke(tmp_path, "report", "model", "fraud", "--since", "7d", "--out", str(out)).exit_code == 0
+    html = out.read_text()
+    assert "<script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
+    assert "http" not in html.split("</head>")[1]  # self-contained: nothing to fetch
+    text = ocr(screenshot(out, width=1600, height=2400))
+    assert "model fraud" in text and "rolled back" in text and "gate" in text
