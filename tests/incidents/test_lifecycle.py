@@ -10,7 +10,7 @@ from agent.context import Context
 from agent.errors import TransitionError
 from agent.incidents import correlate
 from agent.incidents.model import IncidentStatus, Severity
-from agent.pipeline import Cycle
+from agent.flow.detection import Detection
 from agent.sources.base import Samples
 from agent.store.incidents import UnknownIncidentError
 from remediations.model import RunMode, RunStatus
@@ -33,8 +33,8 @@ def ctx(make_config, tmp_path):
 
 
 def cycle(ctx, minute, hits=(), samples=None):
-    c = Cycle(started_at=at(minute), hits=list(hits), samples=samples if samples is not None else frame())
-    return correlate(ctx, c)
+    seen = Detection(at=at(minute), hits=list(hits), samples=samples if samples is not None else frame())
+    return correlate(ctx, seen)
 
 
 def opened(store):
