@@ -27,14 +27,15 @@ from typing import TypeVar
 from agent.context import Context
 from agent.detection import Engine
 from agent.flow.detection import Detection
+from agent.flow.incidents import Incident
+from agent.flow.runs import Run
+from agent.flow.samples import Samples
 from agent.incidents import correlate
-from agent.incidents.model import Incident
 from agent.log import kv
 from agent.notify import notify
-from agent.sources import Collector, Samples
+from agent.sources import Collector
 from detectors.base import Hit
 from remediations import Remediation
-from remediations.model import Run
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@
 order: recover the runs an agent that died left behind (the first time only), expire approvals,
 verify applied runs against what the cycle's detection saw, plan runs for the open incidents (read
 from the store) that match a rule, and start the runs that are due on the worker pool
-(``remediations.workers``; ``workers: 0``: execute them here, one after the other). It returns
+(``agent.workers``; ``workers: 0``: execute them here, one after the other). It returns
 every run it created or changed, and those its workers finished since the last cycle.
 """
 
@@ -12,10 +12,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from agent.flow.detection import Detection
+from agent.flow.runs import Run
+from remediations.engine import Remediator
+from remediations.recovery import recover
+from remediations.verify import verify_all
+
 if TYPE_CHECKING:
     from agent.context import Context
-    from agent.flow.detection import Detection
-    from remediations.model import Run
 
 
 class Remediation:
@@ -25,14 +29,8 @@ class Remediation:
         # The last deferral or decision audited per run or key (see Remediator.decided).
         self.decided: dict[int | str, str] = {}
 
-    def remediate(self, seen: "Detection") -> list["Run"]:
+    def remediate(self, seen: Detection) -> list[Run]:
         """Remediation runs started, verified or rolled back this cycle."""
-        # Imported here: the store imports remediations.model, and this package must not pull the
-        # store in before it has finished loading.
-        from remediations.engine import Remediator
-        from remediations.recovery import recover
-        from remediations.verify import verify_all
-
         if not self.ctx.config.remediation.enabled:
             return []
         r = Remediator(self.ctx, seen, self.decided)
@@ -46,7 +44,7 @@ class Remediation:
         return latest(self.ctx, [*self.ctx.workers.finished(), *r.touched.values()])
 
 
-def latest(ctx: "Context", runs: list["Run"]) -> list["Run"]:
+def latest(ctx: "Context", runs: list[Run]) -> list[Run]:
     """``runs`` once each, as the store has them now (a worker may have moved them on), by id."""
     found = (ctx.store.get_run(run_id) for run_id in sorted({run.id for run in runs}))
     return [run for run in found if run is not None]

@@ -8,7 +8,7 @@ concurrency) are asked. A check-mode pass comes first when the playbook's header
 check-safe, and a failed one stops the real run. Several hosts: the first is a canary, the rest
 follow in batches once it is verified (see ``verify``).
 
-Playbooks run beside the cycle (``remediations.workers``): the stage decides and hands each run's
+Playbooks run beside the cycle (``agent.workers``): the stage decides and hands each run's
 chain to a worker (``begin``), which works on a ``fork`` of the stage's ``Remediator``; later
 cycles find its results in the store. With ``workers: 0`` the chain runs at once, in the stage.
 """
@@ -28,10 +28,10 @@ from typing import Any
 from agent.config.remediation import Rule
 from agent.errors import RemediationError
 from agent.flow.detection import Detection
-from agent.incidents.model import IncidentStatus
+from agent.flow.incidents import IncidentStatus
+from agent.flow.runs import Run, RunMode, RunStatus
 from agent.log import kv
 from remediations import processes, rules, runner, safety
-from remediations.model import Run, RunMode, RunStatus
 from remediations.playbooks import Header, read_header
 from remediations.signals import SignalState, observe, relevant_signals
 
@@ -110,7 +110,7 @@ class Remediator:
     def begin(self, key: str, job: Callable[[Remediator], object], *, ordered: bool = False) -> bool:
         """Hand ``job`` to a worker (with ``workers: 0``: do it now); False when ``key`` is
         under way, no worker is free, or the agent is stopping (the run waits in the store).
-        ``ordered``: the job takes the start turn (see ``remediations.workers``)."""
+        ``ordered``: the job takes the start turn (see ``agent.workers``)."""
         if not self.inline and self.ctx.stopping.is_set():
             return False
         return self.workers.start(key, lambda: self._work(key, job), limit=self.limit, ordered=ordered)

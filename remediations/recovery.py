@@ -8,10 +8,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from agent.flow.runs import Run, RunMode, RunStatus
 from agent.log import kv
 from remediations import processes
 from remediations.engine import ACTOR, Remediator, owner_alive, run_key
-from remediations.model import Run, RunMode, RunStatus
 
 log = logging.getLogger(__name__)
 

@@ -33,9 +33,9 @@ from typing import Any
 
 import yaml
 
+from agent.flow.runs import HostSummary
 from agent.log import kv
 from remediations import processes
-from remediations.model import HostSummary
 
 log = logging.getLogger(__name__)
 

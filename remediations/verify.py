@@ -11,9 +11,9 @@ from typing import Any
 
 from agent.clock import from_epoch, to_epoch
 from agent.errors import RemediationError
-from agent.incidents.model import IncidentStatus
+from agent.flow.incidents import IncidentStatus
+from agent.flow.runs import Run, RunMode, RunStatus
 from remediations.engine import ACTOR, Remediator
-from remediations.model import Run, RunMode, RunStatus
 from remediations.signals import SignalState, observe, relevant_signals
 
 

@@ -29,7 +29,7 @@ from agent.backtest.corpus import CorpusError, InputFile, find_inputs, read_seri
 from agent.backtest.scorer import ProfileScore, RowLabels, WindowError, label_rows, lofo_runs, score_runs
 from agent.clock import ManualClock
 from agent.config import AgentConfig
-from agent.sources.base import series_id
+from agent.flow.samples import series_id
 
 DEFAULT_CYCLE_S = 3600.0
 METRIC = "replay"

@@ -24,8 +24,8 @@ from agent.config.detectors import DriftModel
 from agent.detection.history import HistoryReader
 from agent.detection.specs import drift_spec
 from agent.errors import AiopsError
+from agent.flow.samples import Samples, series_id
 from agent.log import kv
-from agent.sources.base import Samples, series_id
 from agent.store.detectors import Baseline
 from detectors.base import Detector, Hit
 
@@ -54,7 +54,7 @@ class BaselineError(AiopsError):
 
 
 def parse_series_id(sid: str) -> tuple[str, dict[str, str]]:
-    """``metric{a="1",b="x"}`` -> (metric, labels); the inverse of ``sources.base.series_id``."""
+    """``metric{a="1",b="x"}`` -> (metric, labels); the inverse of ``agent.flow.samples.series_id``."""
     match = _SERIES.match(sid)
     if match is None:
         return sid, {}

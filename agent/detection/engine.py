@@ -28,14 +28,22 @@ from agent.config.detectors import DetectorsConfig
 from agent.detection.codec import decode_state
 from agent.detection.drift import DriftWatch
 from agent.detection.fitting import (
-    Schedule, Subject, Unit, Why, checkpoint, due, fit_subject, read_refit_history, within_budget,
+    Schedule,
+    Subject,
+    Unit,
+    Why,
+    checkpoint,
+    due,
+    fit_subject,
+    read_refit_history,
+    within_budget,
 )
 from agent.detection.gauges import SeriesScore
 from agent.detection.history import HistoryReader, read_history
 from agent.detection.specs import Grouping, Spec, compile_specs
 from agent.flow.detection import Detection
+from agent.flow.samples import Samples
 from agent.log import kv
-from agent.sources.base import Samples
 from agent.store.detectors import FittedState
 from detectors.base import Hit, Scores
 from detectors.errors import DetectorError

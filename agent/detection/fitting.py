@@ -23,8 +23,8 @@ from agent.detection.baselines import mask_exclusions
 from agent.detection.codec import encode_state
 from agent.detection.history import HistoryReader, read_history
 from agent.detection.specs import Grouping, Spec, stable_bucket
+from agent.flow.samples import Samples, series_id
 from agent.log import kv
-from agent.sources.base import Samples, series_id
 from agent.store.detectors import Exclusions, FittedState
 from detectors.base import Detector
 

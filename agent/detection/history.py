@@ -14,7 +14,7 @@ from typing import Protocol
 
 import pandas as pd
 
-from agent.sources.base import Samples
+from agent.flow.samples import Samples
 
 
 class HistoryReader(Protocol):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from agent.sources.base import Samples
+from agent.flow.samples import Samples
 from detectors.base import Hit
 
 

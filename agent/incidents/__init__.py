@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from agent.context import Context
     from agent.flow.detection import Detection
-    from agent.incidents.model import Change, Incident
+    from agent.flow.incidents import Change, Incident
     from agent.store import Store
 
 

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Union
 
 import pandas as pd
 
+from agent.flow.samples import Samples, shard_of
 from agent.log import kv
-from agent.sources.base import FailureKind, FetchError, Samples, SeriesInfo, Source, series_id, shard_of
+from agent.sources.base import FailureKind, FetchError, Source
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
@@ -33,8 +34,7 @@ if TYPE_CHECKING:
 
     AnySource = Union[ScrapeSource, PrometheusSource, FileSource]
 
-__all__ = ["Collector", "FailureKind", "FetchError", "Samples", "SeriesInfo", "Source", "build_source",
-           "series_id", "shard_filter", "shard_of"]
+__all__ = ["Collector", "FailureKind", "FetchError", "Source", "build_source", "scrape_targets", "shard_filter"]
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ _TIMES = ["started_at", "detected_at", "acknowledged_at", "resolved_at"]
 INCIDENT_COLUMNS = [
     "id", "episode", "severity", "service", *_TIMES, "is_resolved", "is_auto", "detector", "kind", "rule", "is_model", "model"]
 
-# Run outcomes that count as a playbook's success or failure (remediations.model.RunStatus);
+# Run outcomes that count as a playbook's success or failure (agent.flow.runs.RunStatus);
 # runs still in flight, skipped, suggested, shadowed, expired or canceled count as neither.
 RUN_SUCCESS = ("succeeded", "verified")
 RUN_FAILURE = ("failed", "timeout", "not_fixed", "interrupted")

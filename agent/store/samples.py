@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from agent.sources.base import SeriesInfo
+from agent.flow.samples import SeriesInfo
 from agent.store.base import StoreBase
 from agent.store.migrations import migration, run_script
 

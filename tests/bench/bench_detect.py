@@ -153,7 +153,7 @@ def clean_week(n_series: int, days: int = 7, fault_series: int = 50) -> dict[str
     from agent.backtest.runner import replay_config
     from agent.clock import ManualClock
     from agent.context import Context
-    from agent.incidents.model import IncidentStatus
+    from agent.flow.incidents import IncidentStatus
     from agent.pipeline import Pipeline
 
     step_min, rng = 5, np.random.default_rng(7)

@@ -34,10 +34,10 @@ from agent.clock import utcnow  # noqa: E402
 from agent.config import load_config  # noqa: E402
 from agent.context import Context  # noqa: E402
 from agent.daemon import Daemon  # noqa: E402
-from agent.store import Store, open_store  # noqa: E402
 from agent.flow.detection import Detection  # noqa: E402
+from agent.flow.runs import RunMode, RunStatus  # noqa: E402
+from agent.store import Store, open_store  # noqa: E402
 from remediations import Remediation, latest  # noqa: E402
-from remediations.model import RunMode, RunStatus  # noqa: E402
 from remediations.runner import local_inventory  # noqa: E402
 
 PLAYBOOK = """# fixes: nothing (benchmark)

@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from agent.config import parse_config  # noqa: E402
 from agent.context import Context  # noqa: E402
+from agent.flow.samples import Samples, SeriesInfo, series_id  # noqa: E402
 from agent.pipeline import Pipeline  # noqa: E402
-from agent.sources.base import Samples, SeriesInfo, series_id  # noqa: E402
 from agent.store import open_store  # noqa: E402
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)

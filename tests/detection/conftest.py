@@ -14,8 +14,8 @@ from agent.config import AgentConfig
 from agent.context import Context
 from agent.detection import Engine
 from agent.flow.detection import Detection
+from agent.flow.samples import Samples, SeriesInfo, series_id
 from agent.pipeline import Cycle, Pipeline
-from agent.sources.base import Samples, SeriesInfo, series_id
 from agent.store import open_store
 from detectors.base import Hit
 

@@ -14,7 +14,7 @@ from agent.cli import cli
 from agent.clicommon import Settings
 from agent.clock import ManualClock, to_epoch
 from agent.detection.drift import parse_series_id
-from agent.sources.base import Samples, SeriesInfo, series_id
+from agent.flow.samples import Samples, SeriesInfo, series_id
 from tests.detection.conftest import T0, cycle_at, detect, info, minutes, samples
 
 LES = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "+Inf"]

@@ -13,7 +13,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.detection.gauges import ScoreGauges, SeriesScore
-from agent.sources.base import SeriesInfo
+from agent.flow.samples import SeriesInfo
 from tests.detection.conftest import T0, cycle_at, detect, info, samples, seasonal_values
 
 DAY = 1440

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent.sources.base import SeriesInfo, series_id
+from agent.flow.samples import SeriesInfo, series_id
 from tests.detection.conftest import T0, cycle_at, detect, info, minutes, samples
 
 IFOREST = """

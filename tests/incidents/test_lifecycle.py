@@ -8,12 +8,12 @@ import pytest
 
 from agent.context import Context
 from agent.errors import TransitionError
-from agent.incidents import correlate
-from agent.incidents.model import IncidentStatus, Severity
 from agent.flow.detection import Detection
-from agent.sources.base import Samples
+from agent.flow.incidents import IncidentStatus, Severity
+from agent.flow.runs import RunMode, RunStatus
+from agent.flow.samples import Samples
+from agent.incidents import correlate
 from agent.store.incidents import UnknownIncidentError
-from remediations.model import RunMode, RunStatus
 from tests.incidents.conftest import T0, at, hit
 
 API_LATENCY = 'latency{service="api"}'

@@ -9,11 +9,11 @@ import pytest
 
 from agent.config.remediation import Rule
 from agent.context import Context
+from agent.flow.detection import Detection
+from agent.flow.incidents import IncidentStatus
 from agent.incidents import correlate
 from agent.incidents.correlator import Correlator
-from agent.incidents.model import IncidentStatus
 from agent.notify import notify
-from agent.flow.detection import Detection
 from remediations.rules import matches
 from tests.incidents.conftest import at, hit
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from agent.clock import to_epoch
+from agent.flow.incidents import IncidentStatus
 from agent.incidents.correlator import Correlator
-from agent.incidents.model import IncidentStatus
-from agent.incidents.summary import render
+from agent.incidents.formats import render
 from detectors.base import Direction, Hit
 
 T0 = datetime(2026, 11, 24, 3, 0, tzinfo=timezone.utc)

@@ -15,12 +15,12 @@ import pytest
 from agent.clock import ManualClock
 from agent.config import load_config
 from agent.context import Context
-from agent.incidents.model import Incident, Signal
 from agent.flow.detection import Detection
-from agent.sources import Samples, SeriesInfo
+from agent.flow.incidents import Incident, Signal
+from agent.flow.runs import Run
+from agent.flow.samples import Samples, SeriesInfo
 from detectors.base import Hit
 from remediations import Remediation, latest
-from remediations.model import Run
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 

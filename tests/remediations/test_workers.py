@@ -12,13 +12,21 @@ import pandas as pd
 from agent.clock import ManualClock
 from agent.config import load_config
 from agent.context import Context
-from agent.incidents.model import IncidentStatus
+from agent.flow.incidents import IncidentStatus
+from agent.flow.runs import RunMode, RunStatus
 from agent.pipeline import Pipeline
 from remediations.engine import Remediator, worker_limit
-from remediations.model import RunMode, RunStatus
 from tests.conftest import wait_until
 from tests.remediations.conftest import (
-    T0, cycle, later, lines, open_incident, remediate, run_cycle, run_pids, signal,
+    T0,
+    cycle,
+    later,
+    lines,
+    open_incident,
+    remediate,
+    run_cycle,
+    run_pids,
+    signal,
 )
 
 FIRING = signal()

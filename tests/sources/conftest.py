@@ -9,7 +9,8 @@ import pytest
 
 from agent.config import AgentConfig
 from agent.context import Context
-from agent.sources import Collector, Samples
+from agent.flow.samples import Samples
+from agent.sources import Collector
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
 
