@@ -71,20 +71,24 @@ def config_check(files: tuple[Path, ...]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the cycle's outcome as JSON.")
 @with_config
 def once(config: AgentConfig, state_dir: Path, as_json: bool) -> None:
-    """Run one cycle (collect → detect → correlate → remediate → notify) and exit.
+    """Run one cycle (collect → detect → correlate → remediate → notify), then the refits it made
+    due, and exit.
 
     Exits 1 when a stage failed. Example: aiops once --config agent.yaml --state-dir /tmp/aiops
     """
     from agent import log
     from agent.context import Context
-    from agent.pipeline import run_cycle
+    from agent.pipeline import Pipeline
 
     log.setup(config.agent.log_level)
     ctx = Context.create(config, state_dir)
+    pipeline = Pipeline(ctx)
     try:
-        cycle = run_cycle(ctx)
+        cycle = pipeline.run_cycle()
+        pipeline.refit(now=cycle.started_at)  # what the daemon's refit job would do: the next cycle scores with it
         ctx.workers.join()  # the runs it started beside the cycle end before the process does
     finally:
+        pipeline.close()
         ctx.store.close()
     outcome = {
         "started_at": cycle.started_at.isoformat(), "duration_s": round(cycle.duration_s, 3),

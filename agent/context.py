@@ -14,7 +14,7 @@ from agent.clock import utcnow
 from agent.config import AgentConfig
 from agent.metrics import Metrics
 from agent.store import Store, open_store
-from remediations.workers import Workers
+from agent.workers import Workers
 
 
 class Heartbeat:
@@ -87,7 +87,8 @@ class Context:
     clock: Callable[[], datetime] = utcnow
 
     def __post_init__(self) -> None:
-        self.metrics.incident_figures.bind(self)  # MTTR at /metrics comes from this store
+        # MTTR at /metrics comes from this store, at the Context's clock (a test may set another)
+        self.metrics.incident_figures.bind(self.store, lambda: self.clock())
 
     @classmethod
     def create(cls, config: AgentConfig, state_dir: Path | None = None, **kwargs: object) -> "Context":

@@ -1,7 +1,9 @@
 """The scheduled daemon: decides *when* cycles run; ``agent.pipeline`` says what one does.
 
 APScheduler's BlockingScheduler runs the cycle job with ``max_instances=1`` and coalescing, so a
-cycle that overruns makes the next one be skipped (logged, counted), never stacked. SIGTERM and
+cycle that overruns makes the next one be skipped (logged, counted), never stacked. Refits and
+retention are jobs of their own beside the cycles: the refit job fits the detectors that are due
+(every cycle interval, on the series the last cycle judged), retention prunes old rows. SIGTERM and
 SIGINT stop after the stage in progress and cancel the playbook runs under way beside the cycle
 (they end recorded ``interrupted``); SIGHUP reloads the config (an invalid one is refused and
 the old one kept). systemd hears READY=1, WATCHDOG=1, a one-line STATUS= and STOPPING=1.
@@ -27,13 +29,14 @@ from agent.config import AgentConfig, load_config, with_shard
 from agent.context import Context
 from agent.errors import ConfigError
 from agent.log import kv
-from agent.pipeline import Cycle, run_cycle
+from agent.pipeline import Cycle, Pipeline
 from agent.sdnotify import SdNotifier
 from agent.store.base import store_error
 
 log = logging.getLogger(__name__)
 
 CYCLE_JOB = "cycle"
+REFIT_JOB = "refit"
 RETENTION_JOB = "retention"
 
 
@@ -45,6 +48,7 @@ class Daemon:
         self.state_dir_override = state_dir
         self.notifier = notifier or SdNotifier()
         self.ctx: Context | None = None
+        self.pipeline: Pipeline | None = None
         self.scheduler: BlockingScheduler | None = None
         self._cycle_lock = threading.Lock()
         self._cycle_running = threading.Event()
@@ -65,12 +69,15 @@ class Daemon:
         except sqlite3.Error as exc:  # a full disk at start: one line (the CLI prints it), no traceback
             ctx.store.close()
             raise store_error(ctx.store.path, exc) from None
+        self.pipeline = Pipeline(ctx)
         self.scheduler = scheduler = BlockingScheduler(
             timezone=timezone.utc,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
         scheduler.add_job(self._cycle_job, IntervalTrigger(seconds=config.agent.interval, timezone=timezone.utc),
                           id=CYCLE_JOB, name="cycle", next_run_time=ctx.clock())
+        scheduler.add_job(self._refit_job, IntervalTrigger(seconds=config.agent.interval, timezone=timezone.utc),
+                          id=REFIT_JOB, name="refit", next_run_time=ctx.clock())
         # Pruning runs beside the cycles in short batches of its own, first after one interval.
         scheduler.add_job(self._retention_job, IntervalTrigger(seconds=config.retention.interval, timezone=timezone.utc),
                           id=RETENTION_JOB, name="retention")
@@ -118,6 +125,8 @@ class Daemon:
                            runs=",".join(self.ctx.workers.under_way())))
         if self._http is not None:
             self._http.stop()
+        if self.pipeline is not None:
+            self.pipeline.close()
         try:
             self.ctx.store.audit("agent", "agent.stop", str(self.config_path), {}, now=self.ctx.clock())
         except sqlite3.Error as exc:  # the stop still completes; the next start reports the disk
@@ -129,14 +138,14 @@ class Daemon:
     # -- cycles -----------------------------------------------------------------------------
 
     def _cycle_job(self) -> None:
-        ctx = self.ctx
-        assert ctx is not None
+        ctx, pipeline = self.ctx, self.pipeline
+        assert ctx is not None and pipeline is not None
         if ctx.stopping.is_set():
             return
         with self._cycle_lock:
             self._cycle_running.set()
             try:
-                cycle = run_cycle(ctx)
+                cycle = pipeline.run_cycle()
             except Exception:  # the pipeline catches per stage; this is the last line of defence
                 log.exception(kv("cycle.crashed"))
                 ctx.metrics.cycles_failed.inc()
@@ -148,6 +157,17 @@ class Daemon:
         ctx.health.record(cycle.failed_stages, now=ctx.clock())
         self.notifier.watchdog()
         self.notifier.status(self.status_line(cycle))
+
+    def _refit_job(self) -> None:
+        ctx, pipeline = self.ctx, self.pipeline
+        assert ctx is not None and pipeline is not None
+        if ctx.stopping.is_set():
+            return
+        try:
+            pipeline.refit(now=ctx.clock())
+        except Exception:  # a refit that fails leaves the fitted state as it was: try again next interval
+            log.exception(kv("refit.failed"))
+            ctx.metrics.stage_failures.labels(stage="refit").inc()
 
     def _retention_job(self) -> None:
         from agent.report.retention import prune
@@ -222,7 +242,8 @@ class Daemon:
         self.ctx.config = new
         agentlog.setup(new.agent.log_level)
         if self.scheduler is not None and new.agent.interval != old.agent.interval:
-            self.scheduler.reschedule_job(CYCLE_JOB, trigger=IntervalTrigger(seconds=new.agent.interval, timezone=timezone.utc))
+            for job in (CYCLE_JOB, REFIT_JOB):
+                self.scheduler.reschedule_job(job, trigger=IntervalTrigger(seconds=new.agent.interval, timezone=timezone.utc))
         self.ctx.metrics.config_reloads.labels(outcome="applied").inc()
         self.ctx.store.audit(actor, "config.reload", str(self.config_path),
                              {"interval_s": new.agent.interval, "reason": _reload_reason(actor)},

@@ -1,7 +1,19 @@
 """One cycle, top to bottom: collect → detect → correlate → remediate → rollouts → notify.
 
+A ``Pipeline`` is built once per Context and holds the stages that keep state between cycles
+(the collector's source, the detectors, the remediation memory); correlation and notification
+keep theirs in the store. Each stage is called with what it reads and returns what it makes:
+
+    samples   = collect(at)
+    seen      = detect(samples)             hits, and every signal judged with data
+    incidents = correlate(seen)             opened, updated or resolved
+    runs      = remediate(seen)             open incidents come from the store
+    rollouts  = roll(at)                    each active model rollout moves one step
+    notified  = notify(at)                  timeline events past the outbox's cursor
+
 A stage that raises is logged with its traceback and counted; the stages after it still run
 with what they have (an empty frame, no new hits). A stop request ends the cycle between stages.
+Refits are not part of the cycle: ``refit`` is the daemon's refit job.
 """
 
 from __future__ import annotations
@@ -11,34 +23,37 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from agent.context import Context
-from agent.detection import detect
+from agent.detection import Engine
+from agent.flow.detection import Detection
+from agent.flow.incidents import Incident
+from agent.flow.runs import Run
+from agent.flow.samples import Samples
 from agent.incidents import correlate
 from agent.log import kv
 from agent.notify import notify
 from agent.rollouts import roll
-from agent.sources import Samples, collect
+from agent.sources import Collector
 from detectors.base import Hit
-from remediations import remediate
+from remediations import Remediation
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass
 class Cycle:
-    """What one cycle has produced so far; each stage reads the ones before it."""
+    """What one cycle produced, for the daemon's status line and ``aiops once``."""
 
     started_at: datetime
     samples: Samples = field(default_factory=Samples.empty)
     hits: list[Hit] = field(default_factory=list)
-    incidents: list[Any] = field(default_factory=list)
-    runs: list[Any] = field(default_factory=list)
+    incidents: list[Incident] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)
     rollouts: list[Any] = field(default_factory=list)
-    # Signals the detectors judged with data this cycle, including subjects that are not a
-    # column of ``samples`` (a model's drift, an entity's forest): judged and no hit = quiet.
-    judged: set[str] = field(default_factory=set)
     notified: int = 0
     failed_stages: list[str] = field(default_factory=list)
     stopped_early: bool = False
@@ -49,49 +64,60 @@ class Cycle:
         return not self.failed_stages and not self.stopped_early
 
 
-Stage = Callable[[Context, Cycle], Any]
+class Pipeline:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.collector = Collector(ctx)
+        self.engine = Engine(ctx, self.collector.history)
+        self.remediation = Remediation(ctx)
 
-# (name, function, the Cycle attribute its result goes to)
-STAGES: list[tuple[str, Stage, str]] = [
-    ("collect", collect, "samples"),
-    ("detect", detect, "hits"),
-    ("correlate", correlate, "incidents"),
-    ("remediate", remediate, "runs"),
-    ("rollouts", roll, "rollouts"),
-    ("notify", notify, "notified"),
-]
+    def close(self) -> None:
+        self.collector.close()
 
-
-def run_cycle(ctx: Context, *, now: datetime | None = None) -> Cycle:
-    cycle = Cycle(started_at=now or ctx.clock())
-    metrics = ctx.metrics
-    metrics.cycles.inc()
-    started = time.perf_counter()
-    for name, stage, attr in STAGES:
-        if ctx.stopping.is_set():
-            cycle.stopped_early = True
-            log.info(kv("cycle.stopped", before_stage=name))
-            break
+    def run_cycle(self, *, now: datetime | None = None) -> Cycle:
+        ctx = self.ctx
+        at = now or ctx.clock()
+        cycle = Cycle(started_at=at)
+        ctx.metrics.cycles.inc()
+        started = time.perf_counter()
+        cycle.samples = self._stage(cycle, "collect", lambda: self.collector.collect(at), cycle.samples)
+        seen = self._stage(cycle, "detect", lambda: self.engine.detect(cycle.samples, now=at),
+                           Detection(at=at, samples=cycle.samples))
+        cycle.hits = seen.hits
+        cycle.incidents = self._stage(cycle, "correlate", lambda: correlate(ctx, seen), [])
+        cycle.runs = self._stage(cycle, "remediate", lambda: self.remediation.remediate(seen), [])
+        cycle.rollouts = self._stage(cycle, "rollouts", lambda: roll(ctx, at), [])
+        cycle.notified = self._stage(cycle, "notify", lambda: notify(ctx, at), 0)
         ctx.heartbeat.beat()
-        stage_started = time.perf_counter()
+        cycle.duration_s = time.perf_counter() - started
+        ctx.metrics.cycle_duration.observe(cycle.duration_s)
+        ctx.metrics.last_cycle.set_to_current_time()
+        if cycle.failed_stages:
+            ctx.metrics.cycles_failed.inc()
+        log.info(kv("cycle.done", duration_s=round(cycle.duration_s, 3), series=len(cycle.samples),
+                    hits=len(cycle.hits), incidents=len(cycle.incidents), runs=len(cycle.runs),
+                    notified=cycle.notified, failed=",".join(cycle.failed_stages) or None))
+        return cycle
+
+    def _stage(self, cycle: Cycle, name: str, run: Callable[[], T], nothing: T) -> T:
+        """``run()``, timed and counted; ``nothing`` when it fails or the agent is stopping."""
+        if cycle.stopped_early or self.ctx.stopping.is_set():
+            if not cycle.stopped_early:
+                cycle.stopped_early = True
+                log.info(kv("cycle.stopped", before_stage=name))
+            return nothing
+        self.ctx.heartbeat.beat()
+        started = time.perf_counter()
         try:
-            result = stage(ctx, cycle)
+            return run()
         except Exception as exc:  # one stage's failure must not end the cycle or the daemon
             log.exception(kv("stage.failed", stage=name, error=type(exc).__name__))
-            metrics.stage_failures.labels(stage=name).inc()
+            self.ctx.metrics.stage_failures.labels(stage=name).inc()
             cycle.failed_stages.append(name)
-            continue
+            return nothing
         finally:
-            metrics.stage_duration.labels(stage=name).observe(time.perf_counter() - stage_started)
-        if result is not None:
-            setattr(cycle, attr, result)
-    ctx.heartbeat.beat()
-    cycle.duration_s = time.perf_counter() - started
-    metrics.cycle_duration.observe(cycle.duration_s)
-    metrics.last_cycle.set_to_current_time()
-    if cycle.failed_stages:
-        metrics.cycles_failed.inc()
-    log.info(kv("cycle.done", duration_s=round(cycle.duration_s, 3), series=len(cycle.samples),
-                hits=len(cycle.hits), incidents=len(cycle.incidents), runs=len(cycle.runs),
-                notified=cycle.notified, failed=",".join(cycle.failed_stages) or None))
-    return cycle
+            self.ctx.metrics.stage_duration.labels(stage=name).observe(time.perf_counter() - started)
+
+    def refit(self, *, now: datetime | None = None) -> int:
+        """The refits due now, on the series of the last frame judged; how many were fitted."""
+        return self.engine.refit(now=now or self.ctx.clock())

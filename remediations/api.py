@@ -10,7 +10,7 @@ from agent.api.auth import require_token
 from agent.api.docs import AUTH, errors
 from agent.api.params import RowId
 from agent.errors import StoreError, TransitionError
-from remediations.model import RunStatus, run_dict
+from agent.flow.runs import RunStatus, run_dict
 
 router = APIRouter()
 

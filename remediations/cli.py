@@ -15,7 +15,7 @@ import yaml
 from agent.clicommon import AiopsGroup, cli_actor, current_clock, with_config, with_context
 from agent.config import AgentConfig
 from agent.errors import RemediationError
-from remediations.model import RunnerStatus, RunStatus, run_dict
+from agent.flow.runs import RunnerStatus, RunStatus, run_dict
 
 
 @click.group("remediation", cls=AiopsGroup)
@@ -180,7 +180,7 @@ def test(config: AgentConfig, state_dir: Path, playbook: str, incident_file: Pat
 
 def incident_from_file(path: Path) -> Any:
     """An ``Incident`` from a YAML/JSON file (only labels, severity, signals and root cause matter)."""
-    from agent.incidents.model import Incident, IncidentStatus, Severity, Signal
+    from agent.flow.incidents import Incident, IncidentStatus, Severity, Signal
 
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

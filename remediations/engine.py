@@ -8,7 +8,7 @@ concurrency) are asked. A check-mode pass comes first when the playbook's header
 check-safe, and a failed one stops the real run. Several hosts: the first is a canary, the rest
 follow in batches once it is verified (see ``verify``).
 
-Playbooks run beside the cycle (``remediations.workers``): the stage decides and hands each run's
+Playbooks run beside the cycle (``agent.workers``): the stage decides and hands each run's
 chain to a worker (``begin``), which works on a ``fork`` of the stage's ``Remediator``; later
 cycles find its results in the store. With ``workers: 0`` the chain runs at once, in the stage.
 """
@@ -27,10 +27,11 @@ from typing import Any
 
 from agent.config.remediation import Rule
 from agent.errors import RemediationError
-from agent.incidents.model import IncidentStatus
+from agent.flow.detection import Detection
+from agent.flow.incidents import IncidentStatus
+from agent.flow.runs import Run, RunMode, RunnerStatus, RunStatus
 from agent.log import kv
 from remediations import processes, rules, runner, safety
-from remediations.model import Run, RunMode, RunnerStatus, RunStatus
 from remediations.playbooks import Header, read_header
 from remediations.signals import SignalState, observe, relevant_signals
 
@@ -38,8 +39,6 @@ log = logging.getLogger(__name__)
 
 ACTOR = "agent"
 _OPEN = (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED, IncidentStatus.REMEDIATING)
-# The last deferral logged per (store, run), so a run waiting on a limit is audited once, not every cycle.
-_last_deferral: dict[tuple[str, int | str], str] = {}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,22 +60,25 @@ class Prepared:
 
 
 class Remediator:
-    """One cycle's remediation work over the shared store."""
+    """One cycle's remediation work over the shared store, judged by what the cycle's detection
+    saw (``seen``). ``decided`` is the stage's memory of the last deferral or decision audited
+    per run or key, so a run waiting on a limit is audited once, not every cycle."""
 
-    def __init__(self, ctx: Any, cycle: Any, t0: float | None = None) -> None:
+    def __init__(self, ctx: Any, seen: Detection, decided: dict[int | str, str], t0: float | None = None) -> None:
         self.ctx = ctx
         self.store = ctx.store
         self.config = ctx.config.remediation
         self.workers = ctx.workers
-        self.cycle = cycle
-        self.started_at: datetime = cycle.started_at
+        self.seen = seen
+        self.decided = decided
+        self.started_at: datetime = seen.at
         self._t0 = time.monotonic() if t0 is None else t0
         self.touched: dict[int, Run] = {}
         self.job = ""  # the worker job this one works for (its key), or "" in the stage itself
 
     def fork(self, job: str) -> Remediator:
         """The same cycle's view, with runs of its own: what the worker's job ``job`` works on."""
-        mine = Remediator(self.ctx, self.cycle, t0=self._t0)
+        mine = Remediator(self.ctx, self.seen, self.decided, t0=self._t0)
         mine.job = job
         return mine
 
@@ -108,7 +110,7 @@ class Remediator:
     def begin(self, key: str, job: Callable[[Remediator], object], *, ordered: bool = False) -> bool:
         """Hand ``job`` to a worker (with ``workers: 0``: do it now); False when ``key`` is
         under way, no worker is free, or the agent is stopping (the run waits in the store).
-        ``ordered``: the job takes the start turn (see ``remediations.workers``)."""
+        ``ordered``: the job takes the start turn (see ``agent.workers``)."""
         if not self.inline and self.ctx.stopping.is_set():
             return False
         return self.workers.start(key, lambda: self._work(key, job), limit=self.limit, ordered=ordered)
@@ -294,7 +296,7 @@ class Remediator:
             p = self.prepare(rule, incident, targets=run.targets)
         except RemediationError as exc:
             return self.keep(self.store.update_run(run.id, RunStatus.CANCELED, now=self.now(), reason=exc.problem))
-        _last_deferral.pop((str(self.store.path), run.id), None)
+        self.decided.pop(run.id, None)
         self.ctx.metrics.remediation_decisions.labels(decision="run").inc()
         self._mark_remediating(incident, now)
         if p.header.check_mode_safe:
@@ -458,7 +460,7 @@ class Remediator:
         if incident.status is IncidentStatus.RESOLVED:
             return f"incident #{incident.id} is already resolved ({incident.resolution}); nothing to fix"
         signals = relevant_signals(incident, rule.targets.label, run.targets)
-        if observe(signals, self.cycle) is SignalState.QUIET:
+        if observe(signals, self.seen) is SignalState.QUIET:
             return f"incident #{incident.id} already recovered: its signals have data and no hits this cycle"
         return ""
 
@@ -474,10 +476,9 @@ class Remediator:
         return safety.limits(self.store, rule, self.config, targets, now)
 
     def _defer(self, run: Run, gate: safety.Gate) -> None:
-        key = (str(self.store.path), run.id)
-        if _last_deferral.get(key) == gate.reason:
+        if self.decided.get(run.id) == gate.reason:
             return
-        _last_deferral[key] = gate.reason
+        self.decided[run.id] = gate.reason
         self.ctx.metrics.remediation_decisions.labels(decision=str(gate.decision)).inc()
         self.store.audit(ACTOR, f"remediation.{gate.decision}", f"run:{run.id}",
                          {"rule": run.rule, "incident": run.incident_id, "reason": gate.reason}, now=self.now())
@@ -489,10 +490,9 @@ class Remediator:
         return any(e.kind == "reopened" and e.ts > when for e in self.store.incident_events(incident.id))
 
     def _decide_once(self, key: str, decision: str, subject: str, details: dict[str, Any]) -> None:
-        k = (str(self.store.path), key)
-        if _last_deferral.get(k) == details.get("reason"):
+        if self.decided.get(key) == details.get("reason"):
             return
-        _last_deferral[k] = str(details.get("reason"))
+        self.decided[key] = str(details.get("reason"))
         self.ctx.metrics.remediation_decisions.labels(decision=decision).inc()
         self.store.audit(ACTOR, f"remediation.{decision}", subject, details, now=self.now())
 

@@ -6,25 +6,17 @@ gates again)."""
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
+from agent.flow.runs import Run, RunMode, RunStatus
 from agent.log import kv
 from remediations import processes
 from remediations.engine import ACTOR, Remediator, owner_alive, run_key
-from remediations.model import Run, RunMode, RunStatus
 
 log = logging.getLogger(__name__)
 
-_recovered: set[tuple[str, int]] = set()
-
-
 def recover(r: Remediator) -> list[Run]:
-    """Once per process and store: interrupted runs of dead owners."""
-    key = (str(r.store.path), os.getpid())
-    if key in _recovered:
-        return []
-    _recovered.add(key)
+    """Runs left running by owners that are gone: interrupted (the remediate stage asks once)."""
     out = []
     for run in r.store.list_runs(statuses=[RunStatus.RUNNING]):
         if run.owner and owner_alive(run.owner):

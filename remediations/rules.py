@@ -16,7 +16,7 @@ from typing import Any
 
 from agent.config.remediation import RemediationConfig, Rule
 from agent.errors import RemediationError
-from agent.incidents.model import STORM_LABEL
+from agent.flow.incidents import STORM_LABEL
 
 
 def matches(rule: Rule, incident: Any) -> bool:

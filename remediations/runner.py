@@ -33,9 +33,10 @@ from typing import Any
 
 import yaml
 
+from agent.flow.runs import HostSummary
 from agent.log import kv
 from remediations import processes
-from remediations.model import HostSummary, RunnerStatus
+from agent.flow.runs import HostSummary, RunnerStatus
 
 log = logging.getLogger(__name__)
 

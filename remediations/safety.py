@@ -11,8 +11,8 @@ from enum import StrEnum
 
 from agent.clock import from_epoch
 from agent.config.remediation import RemediationConfig, Rule
+from agent.flow.runs import FAILURES, RunStatus
 from agent.store import Store
-from remediations.model import FAILURES, RunStatus
 
 PAUSE_FLAG = "remediation.paused"
 BREAKER_RESET_FLAG = "remediation.breaker_reset."  # + rule name: epoch seconds of a manual reset

@@ -1,7 +1,7 @@
 """What this cycle says about an incident's signals: still firing, quiet, or unknown (no data).
 
 The same detectors keep running every cycle; a signal fires again when a hit for its series and
-detector arrives in ``cycle.hits``. A signal whose series has data and no hit is quiet. A series
+detector is among the hits the cycle's detection found. A signal whose series has data and no hit is quiet. A series
 without data (a gap) says nothing: it is neither recovered nor failed.
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
+
+from agent.flow.detection import Detection
 
 
 class SignalState(StrEnum):
@@ -28,18 +30,17 @@ def relevant_signals(incident: Any, label: str | None, targets: Sequence[str]) -
     return mine or signals
 
 
-def observe(signals: Sequence[Any], cycle: Any) -> SignalState:
+def observe(signals: Sequence[Any], seen: Detection) -> SignalState:
     if not signals:
         return SignalState.UNKNOWN
     keys = {(s.series_id, s.detector) for s in signals}
-    if any((hit.series_id, hit.detector) in keys for hit in cycle.hits):
+    if any((hit.series_id, hit.detector) in keys for hit in seen.hits):
         return SignalState.FIRING
-    samples = cycle.samples
+    samples = seen.samples
     values = samples.values
-    judged = getattr(cycle, "judged", ())
     for signal in signals:
         sid = signal.series_id
-        if sid in judged:
+        if sid in seen.judged:
             continue  # judged with data by its detector (a model's drift, an entity's forest)
         if sid in samples.gaps or sid not in values.columns or not values[sid].notna().any():
             return SignalState.UNKNOWN

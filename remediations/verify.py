@@ -11,9 +11,9 @@ from typing import Any
 
 from agent.clock import from_epoch, to_epoch
 from agent.errors import RemediationError
-from agent.incidents.model import IncidentStatus
+from agent.flow.incidents import IncidentStatus
+from agent.flow.runs import Run, RunMode, RunStatus
 from remediations.engine import ACTOR, Remediator
-from remediations.model import Run, RunMode, RunStatus
 from remediations.signals import SignalState, observe, relevant_signals
 
 
@@ -32,7 +32,7 @@ def verify(r: Remediator, run: Run) -> Run:
                                           reason="its incident or rule no longer exists"))
     if incident.status is IncidentStatus.RESOLVED:
         return _verified(r, run, incident, now, f"incident resolved ({incident.resolution}) while verifying")
-    state = observe(relevant_signals(incident, rule.targets.label, run.targets), r.cycle)
+    state = observe(relevant_signals(incident, rule.targets.label, run.targets), r.seen)
     quiet_since = from_epoch(run.verification.get("quiet_since"))
     if state is SignalState.FIRING and quiet_since is not None:
         run = r.store.update_run(run.id, RunStatus.VERIFYING, now=now, verification={"quiet_since": None},

@@ -29,7 +29,7 @@ from agent.backtest.corpus import CorpusError, InputFile, find_inputs, read_seri
 from agent.backtest.scorer import ProfileScore, RowLabels, WindowError, label_rows, lofo_runs, score_runs
 from agent.clock import ManualClock
 from agent.config import AgentConfig
-from agent.sources.base import series_id
+from agent.flow.samples import series_id
 
 DEFAULT_CYCLE_S = 3600.0
 METRIC = "replay"
@@ -66,8 +66,7 @@ def replay_series(series: pd.Series, config: AgentConfig, *, cycle_s: float = DE
                   name: str = "series") -> SeriesRun:
     """Replay ``series`` (file order) through the pipeline with ``config``; one score per row."""
     from agent.context import Context
-    from agent.detection import engine_for
-    from agent.pipeline import run_cycle
+    from agent.pipeline import Pipeline
 
     fixed = strictly_increasing(series)
     n = len(fixed)
@@ -83,14 +82,16 @@ def replay_series(series: pd.Series, config: AgentConfig, *, cycle_s: float = DE
         pd.DataFrame({"timestamp": epoch, "value": fixed.to_numpy()}).to_csv(csv, index=False, float_format="%.17g")
         clock = ManualClock(fixed.index[0].to_pydatetime())
         ctx = Context.create(replay_config(config, csv, Path(tmp) / "state", cycle_s), clock=clock)
+        pipeline = Pipeline(ctx)
+        engine = pipeline.engine
         try:
-            engine = engine_for(ctx)
             step = pd.Timedelta(seconds=cycle_s)
             now = fixed.index[0]
             while True:
                 now = min(now + step, fixed.index[-1])
                 clock.set(now.to_pydatetime())
-                cycle = run_cycle(ctx, now=now.to_pydatetime())
+                pipeline.refit(now=now.to_pydatetime())  # the daemon's refit job, once a cycle
+                cycle = pipeline.run_cycle(now=now.to_pydatetime())
                 failed += "detect" in cycle.failed_stages
                 judged = engine.score_of(sid)
                 if judged is not None and len(judged):
@@ -103,6 +104,7 @@ def replay_series(series: pd.Series, config: AgentConfig, *, cycle_s: float = DE
                 if now >= fixed.index[-1]:
                     break
         finally:
+            pipeline.close()
             ctx.store.close()
     return SeriesRun(scores=scores, hits=hits, failed_cycles=failed)
 

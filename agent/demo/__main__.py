@@ -19,7 +19,7 @@ from rich.console import Console
 
 from agent.demo.run import DEMO, FAST, DemoRun
 from agent.errors import AiopsError
-from agent.incidents.model import IncidentStatus
+from agent.flow.incidents import IncidentStatus
 
 console = Console(highlight=False)
 

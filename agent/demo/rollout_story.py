@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.demo.run import DemoRun
-from agent.incidents.model import IncidentStatus
+from agent.flow.incidents import IncidentStatus
 from agent.rollouts.model import Rollout, RolloutStatus
 
 Say = Callable[[str, str], None]

@@ -19,7 +19,7 @@ from agent.demo.config import demo_config
 from agent.demo.faults import inject
 from agent.demo.stack import DemoStack, read_pid, start_service
 from agent.errors import AiopsError
-from agent.incidents.model import Episode, Incident
+from agent.flow.incidents import Episode, Incident
 from agent.store import Store
 
 

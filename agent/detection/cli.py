@@ -58,13 +58,18 @@ def baseline_save(ctx: Any, model_name: str, start: datetime, end: datetime) -> 
     Example: aiops baseline save --model fraud --from 2026-03-01T00:00:00Z --to now
     """
     from agent.detection.drift import build_baseline
+    from agent.sources import Collector
 
     model = ctx.config.detectors.drift_model(model_name)
     if model is None:
         known = ", ".join(m.name for m in ctx.config.detectors.drift) or "none configured"
         raise click.BadParameter(f"expected a model under detectors.drift ({known}), found {model_name!r}",
                                  param_hint="--model")
-    baseline = build_baseline(ctx, model, start, end, actor=cli_actor(), now=ctx.clock())
+    collector = Collector(ctx)
+    try:
+        baseline = build_baseline(ctx, collector.history, model, start, end, actor=cli_actor(), now=ctx.clock())
+    finally:
+        collector.close()
     new_id = ctx.store.save_baseline(baseline)
     click.echo(f"baseline #{new_id} for model {model.name}: {_describe(baseline.data)}, "
                f"{start.isoformat(timespec='seconds')} to {end.isoformat(timespec='seconds')}")

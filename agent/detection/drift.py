@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from agent import sources
 from agent.clock import to_epoch
 from agent.config.detectors import DriftModel
+from agent.detection.history import HistoryReader
 from agent.detection.specs import drift_spec
 from agent.errors import AiopsError
+from agent.flow.samples import Samples, series_id
 from agent.log import kv
-from agent.sources.base import Samples, series_id
 from agent.store.detectors import Baseline
 from detectors.base import Detector, Hit
 
@@ -54,7 +54,7 @@ class BaselineError(AiopsError):
 
 
 def parse_series_id(sid: str) -> tuple[str, dict[str, str]]:
-    """``metric{a="1",b="x"}`` -> (metric, labels); the inverse of ``sources.base.series_id``."""
+    """``metric{a="1",b="x"}`` -> (metric, labels); the inverse of ``agent.flow.samples.series_id``."""
     match = _SERIES.match(sid)
     if match is None:
         return sid, {}
@@ -112,7 +112,7 @@ def features_from(model: DriftModel, buckets: Mapping[str, pd.DataFrame]) -> dic
     return {f: counts for f, counts in out.items() if counts and max(counts.values()) > 0}
 
 
-def bucket_history(ctx: "Context", model: DriftModel, start: datetime, end: datetime, *,
+def bucket_history(ctx: "Context", read: HistoryReader, model: DriftModel, start: datetime, end: datetime, *,
                    step_s: float | None = None) -> dict[str, pd.DataFrame]:
     """The model's histograms over ``[start, end]``: hid -> bucket increases (rows = ts, columns =
     le), at ``step_s`` (None: each query's own step)."""
@@ -123,16 +123,16 @@ def bucket_history(ctx: "Context", model: DriftModel, start: datetime, end: date
                if s.kind == "bucket" and s.metric.endswith("_bucket") and s.metric[: -len("_bucket")] in model.metrics]
         if not ids:
             return {}
-    found: Samples = sources.history(ctx, pd.Timestamp(start), pd.Timestamp(end), series_ids=ids, step_s=step_s)
+    found: Samples = read(pd.Timestamp(start), pd.Timestamp(end), series_ids=ids, step_s=step_s)
     return {hid: frame for hid, frame in found.buckets.items() if feature_of(model, hid) is not None}
 
 
-def build_baseline(ctx: "Context", model: DriftModel, start: datetime, end: datetime, *, actor: str,
-                   now: datetime) -> Baseline:
+def build_baseline(ctx: "Context", read: HistoryReader, model: DriftModel, start: datetime, end: datetime, *,
+                   actor: str, now: datetime) -> Baseline:
     """Sum the model's histograms over ``[start, end]`` into a baseline, checked by fitting it."""
     if end <= start:
         raise BaselineError(model.name, f"expected --from before --to, found {start.isoformat()} >= {end.isoformat()}")
-    histograms = bucket_history(ctx, model, start, end, step_s=ctx.config.detectors.refit.step)
+    histograms = bucket_history(ctx, read, model, start, end, step_s=ctx.config.detectors.refit.step)
     features = features_from(model, histograms)
     found = {mf[0] for hid in histograms if (mf := metric_and_feature(model, hid)) and mf[1] in features}
     missing = [m for m in model.metrics if m not in found]
@@ -161,9 +161,11 @@ class _Watched:
 
 
 class DriftWatch:
-    """Per configured model: its fitted baseline and the rolling live window."""
+    """Per configured model: its fitted baseline and the rolling live window, seeded from
+    ``read`` (the source's history)."""
 
-    def __init__(self) -> None:
+    def __init__(self, read: HistoryReader) -> None:
+        self.read = read
         self.models: dict[str, _Watched] = {}
 
     def detect(self, ctx: "Context", samples: Samples, *, now: datetime,
@@ -188,7 +190,7 @@ class DriftWatch:
             return []
         start = now - timedelta(seconds=model.window)
         if not watched.seeded:
-            watched.window = bucket_history(ctx, model, start, now)
+            watched.window = bucket_history(ctx, self.read, model, start, now)
             watched.seeded = True
         self._slide(model, watched, samples.buckets, self._window_start(ctx, model, start, now))
         live = features_from(model, watched.window)

@@ -1,17 +1,21 @@
-"""The detection stage's memory: fitted detectors, loaded from the store at start, refitted on
-schedule, and used to score each cycle's new points.
+"""The detect stage: fitted detectors, loaded from the store at start, refitted by a job of
+their own, and used to score each cycle's new points.
 
 One ``Engine`` lives per Context. It keeps, per series, the newest timestamp already scored,
 so a frame that repeats older points (a source returning a window) scores only what is new.
 A restarted agent has no such marks: it scores the newest interval of its first frame, with the
 state it loads from the store, and refits nothing until a subject's turn comes.
+
+``detect`` runs in the cycle; ``refit`` runs in the daemon's refit job, on the series of the
+last frame judged. The two may overlap: fitting happens outside the engine's lock, and only the
+fitted detectors are swapped in under it, so a cycle never waits for a refit to learn.
 """
 
 from __future__ import annotations
 
 import logging
 import pickle
-import weakref
+import threading
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -24,13 +28,23 @@ from agent.config.detectors import DetectorsConfig
 from agent.detection.codec import decode_state
 from agent.detection.drift import DriftWatch
 from agent.detection.fitting import (
-    Schedule, Subject, Unit, Why, checkpoint, due, fit_subject, read_refit_history, within_budget,
+    Schedule,
+    Subject,
+    Unit,
+    Why,
+    checkpoint,
+    due,
+    fit_subject,
+    read_refit_history,
+    within_budget,
 )
 from agent.detection.gauges import SeriesScore
-from agent.detection.history import read_history
+from agent.detection.history import HistoryReader, read_history
 from agent.detection.specs import Grouping, Spec, compile_specs
+from agent.flow.detection import Detection
+from agent.flow.samples import Samples
 from agent.log import kv
-from agent.sources.base import Samples, SeriesInfo
+from agent.store.detectors import FittedState
 from detectors.base import Hit, Scores
 from detectors.errors import DetectorError
 
@@ -41,16 +55,17 @@ log = logging.getLogger(__name__)
 
 
 class Engine:
-    def __init__(self, ctx: "Context") -> None:
-        # Weak: the engine lives in a module-level table that must not keep a Context alive.
-        self._ctx = weakref.ref(ctx)
+    def __init__(self, ctx: "Context", history: HistoryReader) -> None:
+        self.ctx = ctx
+        self.history = history
+        self._lock = threading.RLock()  # the cycle's detect and the refit job's swaps
         self.config: DetectorsConfig | None = None
         self.specs: list[Spec] = []
         self.units: dict[tuple[str, str], Unit] = {}
         self.schedule = Schedule()
         self.scored_until: dict[str, pd.Timestamp] = {}  # series -> newest row judged
-        self._pending: dict[str, pd.Timestamp] = {}
-        self.drift = DriftWatch()
+        self.latest: Samples | None = None  # the last frame judged: the refit job's subjects
+        self.drift = DriftWatch(history)
         # streaming units loaded from the store: the points since their checkpoint are read from
         # history and taken in before they judge anything new (see _catch_up)
         self._resume: set[tuple[str, str]] = set()
@@ -59,13 +74,6 @@ class Engine:
         self.scores: list[pd.DataFrame] = []
         # this cycle's newest scored point of each series and detector, for the per-series gauges
         self.newest: list[SeriesScore] = []
-
-    @property
-    def ctx(self) -> "Context":
-        ctx = self._ctx()
-        if ctx is None:
-            raise RuntimeError("the Context of this detection engine is gone")
-        return ctx
 
     # -- configuration and stored state --------------------------------------------------------
 
@@ -104,24 +112,29 @@ class Engine:
 
     # -- one cycle ------------------------------------------------------------------------------
 
-    def detect(self, samples: Samples, *, now: datetime) -> list[Hit]:
-        self.judged: set[str] = set()  # subjects judged with data this cycle (see Cycle.judged)
-        self.scores = []
-        self.newest = []
-        self.sync()
+    def detect(self, samples: Samples, *, now: datetime) -> Detection:
+        """Hits among the new points of ``samples``, and every signal judged with data."""
+        with self._lock:
+            judged: set[str] = set()
+            self.scores = []
+            self.newest = []
+            self.sync()
+            subjects = self._subjects(samples)
+            new_from = self._new_points(samples)
+            self._catch_up(subjects, samples, new_from)
+            hits = self._score(subjects, samples, new_from, judged)
+            hits += self.drift.detect(self.ctx, samples, now=now, judged=judged)
+            if new_from:
+                self.scored_until.update(dict.fromkeys(new_from, samples.values.index.max()))
+            self.latest = samples
+            self._publish()
+        return Detection(at=now, samples=samples, hits=hits, judged=frozenset(judged))
+
+    def _subjects(self, samples: Samples) -> list[Subject]:
         live = {sid: info for sid, info in samples.series.items()
                 if sid not in samples.gaps and sid in samples.values.columns}
-        subjects = [Subject(spec=spec, subject=name, series=tuple(sids))
-                    for spec in self.specs for name, sids in spec.subjects(live).items()]
-        new_from = self._new_points(samples, live)
-        self._catch_up(subjects, samples, new_from)
-        self._refit(subjects, samples, new_from, now=now)
-        hits = self._score(subjects, samples, new_from)
-        hits += self.drift.detect(self.ctx, samples, now=now, judged=self.judged)
-        self.scored_until.update(self._pending)
-        self._pending.clear()
-        self._publish()
-        return hits
+        return [Subject(spec=spec, subject=name, series=tuple(sids))
+                for spec in self.specs for name, sids in spec.subjects(live).items()]
 
     def _publish(self) -> None:
         """The newest scores to the per-series gauges, capped at ``detectors.gauges.max_series``."""
@@ -131,29 +144,51 @@ class Engine:
             self.ctx.metrics.score_series_dropped.inc(dropped)
             log.info(kv("detect.gauges_capped", scored=len(self.newest), dropped=dropped, max_series=cap))
 
-    def _refit(self, subjects: list[Subject], samples: Samples, new_from: Mapping[str, pd.Timestamp], *,
-               now: datetime) -> None:
-        refit = self.ctx.config.detectors.refit
-        plan = due(subjects, self.units, self.schedule, now=now, interval_s=self.ctx.config.agent.interval,
-                   refit_s=refit.interval)
-        chosen = within_budget(plan, refit.max_per_cycle)
-        if not chosen:
-            return
-        saved = [checkpoint(self.units[subj.key], now) for why, subj in chosen if why is Why.CHECKPOINT]
+    # -- the refit job ----------------------------------------------------------------------------
+
+    def refit(self, *, now: datetime, samples: Samples | None = None) -> int:
+        """Fit the subjects due at ``now`` (first sight, overdue, or their turn), within the
+        budget, on ``samples``' series (None: the last frame judged) and their history before
+        the points not judged yet; save their state. Returns how many were fitted."""
+        with self._lock:
+            self.sync()
+            samples = samples if samples is not None else self.latest
+            if samples is None:
+                return 0
+            specs, subjects = self.specs, self._subjects(samples)
+            # Fit on what came before the rows not judged yet (those of ``samples``, or newer ones
+            # the source already has): a point is judged only by what came before it.
+            new_from = self._new_points(samples)
+            judged_until = {sid: new_from.get(sid, self.scored_until.get(sid))
+                            for subj in subjects for sid in subj.series}
+            refit = self.ctx.config.detectors.refit
+            plan = due(subjects, self.units, self.schedule, now=now, interval_s=self.ctx.config.agent.interval,
+                       refit_s=refit.interval)
+            chosen = within_budget(plan, refit.max_per_cycle)
+            saved = [checkpoint(self.units[subj.key], now) for why, subj in chosen if why is Why.CHECKPOINT]
         chosen = [(why, subj) for why, subj in chosen if why is not Why.CHECKPOINT]
-        if not chosen:
+        fitted = self._fit(chosen, samples, judged_until, now=now) if chosen else []
+        with self._lock:
+            if self.specs is specs:  # a reload since recompiled the specs: these fits are of the old ones
+                for unit, state in fitted:
+                    self.units[(unit.spec.name, unit.subject)] = unit
+                    saved.append(state)
+        if saved:
             self.ctx.store.save_fitted_states(saved, now=now)
-            return
+        return len(fitted)
+
+    def _fit(self, chosen: list[tuple[Why, Subject]], samples: Samples,
+             judged_until: Mapping[str, pd.Timestamp | None], *, now: datetime) -> list[tuple[Unit, FittedState]]:
         try:
-            history = read_refit_history(self.ctx, [subj for _, subj in chosen], samples, now=now)
+            history = read_refit_history(self.ctx, self.history, [subj for _, subj in chosen], samples, now=now)
         except Exception as exc:  # a source that cannot give history: refit later, score with what we have
             log.warning(kv("detect.history_failed", subjects=len(chosen), error=str(exc)))
             chosen = [(why, subj) for why, subj in chosen if not subj.spec.needs_history]
             history = None
+        out = []
         for why, subj in chosen:
-            self.ctx.heartbeat.beat()
             try:
-                starts = [new_from[s] for s in subj.series if s in new_from]
+                starts = [at for s in subj.series if (at := judged_until.get(s)) is not None]
                 fitted = fit_subject(self.ctx, subj, history, samples, self.schedule, now=now,
                                      before=min(starts) if starts else None)
             except DetectorError as exc:  # the detector refused this data (too short, constant...)
@@ -167,14 +202,11 @@ class Engine:
                 continue
             if fitted is None:
                 continue
-            unit, state = fitted
-            self.units[subj.key] = unit
-            saved.append(state)
+            out.append(fitted)
             self.ctx.metrics.refits.labels(detector=subj.spec.name).inc()
             log.debug(kv("detect.fitted", detector=subj.spec.name, subject=subj.subject, why=why.name.lower(),
-                          series=len(unit.columns)))
-        if saved:
-            self.ctx.store.save_fitted_states(saved, now=now)
+                          series=len(fitted[0].columns)))
+        return out
 
     def _catch_up(self, subjects: list[Subject], samples: Samples, new_from: Mapping[str, pd.Timestamp]) -> None:
         """Streaming units loaded from the store take in the points since their checkpoint (read
@@ -192,7 +224,8 @@ class Engine:
             return
         series = sorted({c for subj in waiting for c in self.units[subj.key].columns})
         try:
-            frame = read_history(self.ctx, series, start, end.to_pydatetime(), current=samples)
+            frame = read_history(self.history, series, start, end.to_pydatetime(),
+                                 step_s=self.ctx.config.detectors.refit.step, current=samples)
         except Exception as exc:  # the points since the checkpoint stay a gap
             log.warning(kv("detect.catch_up_failed", subjects=len(waiting), error=str(exc)))
             return
@@ -208,23 +241,25 @@ class Engine:
         for sid in subj.series:
             self.schedule.not_before[(subj.spec.name, sid)] = retry
 
-    def _new_points(self, samples: Samples, live: Mapping[str, SeriesInfo]) -> dict[str, pd.Timestamp]:
-        """Per series with rows not judged yet: the time after which its rows are new. Rows with
-        no value count too: a signal that stops is something the detectors judge."""
+    def _new_points(self, samples: Samples) -> dict[str, pd.Timestamp]:
+        """Per live series with rows not judged yet: the time after which its rows are new. Rows
+        with no value count too: a signal that stops is something the detectors judge."""
         values = samples.values
         if values.empty:
             return {}
         newest = values.index.max()
         fallback = newest - pd.Timedelta(seconds=self.ctx.config.agent.interval)
         out = {}
-        for sid in live:
+        for sid in samples.series:
+            if sid in samples.gaps or sid not in values.columns:
+                continue
             after = self.scored_until.get(sid, fallback)
             if newest > after:
                 out[sid] = after
-        self._pending = dict.fromkeys(out, newest)
         return out
 
-    def _score(self, subjects: list[Subject], samples: Samples, new_from: Mapping[str, pd.Timestamp]) -> list[Hit]:
+    def _score(self, subjects: list[Subject], samples: Samples, new_from: Mapping[str, pd.Timestamp],
+               judged: set[str]) -> list[Hit]:
         hits: list[Hit] = []
         scored: set[str] = set()
         for subj in subjects:
@@ -244,9 +279,9 @@ class Engine:
                 self.ctx.metrics.detector_failures.labels(detector=subj.spec.name, phase="score").inc()
                 continue
             scored.update(new)
-            self.judged.update(new)
+            judged.update(new)
             if subj.spec.grouping is Grouping.ENTITY:
-                self.judged.add(subj.entity_id)
+                judged.add(subj.entity_id)
             for hit in found:
                 # Only the new points' hits: context rows and repeated rows were judged before.
                 since = after if subj.spec.grouping is Grouping.ENTITY else new_from.get(hit.series_id)
@@ -334,7 +369,6 @@ class Engine:
                            metric=subj.spec.name, labels={subj.spec.entity_label: subj.subject})
         log.warning(kv("detect.hit_unknown_series", detector=subj.spec.name, series_id=hit.series_id))
         return None
-
 
 
 def _frame(scores: pd.DataFrame | pd.Series) -> pd.DataFrame:

@@ -21,10 +21,10 @@ import pandas as pd
 from agent.clock import to_epoch
 from agent.detection.baselines import mask_exclusions
 from agent.detection.codec import encode_state
-from agent.detection.history import read_history
+from agent.detection.history import HistoryReader, read_history
 from agent.detection.specs import Grouping, Spec, stable_bucket
+from agent.flow.samples import Samples, series_id
 from agent.log import kv
-from agent.sources.base import Samples, series_id
 from agent.store.detectors import Exclusions, FittedState
 from detectors.base import Detector
 
@@ -149,7 +149,7 @@ class History:
     exclusions: Mapping[str, Exclusions]
 
 
-def read_refit_history(ctx: "Context", subjects: Sequence[Subject], samples: Samples, *,
+def read_refit_history(ctx: "Context", read: HistoryReader, subjects: Sequence[Subject], samples: Samples, *,
                        now: datetime) -> History:
     """One read of history and exclusions for every subject fitted this cycle (a source may
     answer a range query for all series as fast as for one)."""
@@ -157,7 +157,7 @@ def read_refit_history(ctx: "Context", subjects: Sequence[Subject], samples: Sam
     if not wanted:
         return History(frame=pd.DataFrame(dtype="float64"), exclusions={})
     start = now - timedelta(seconds=ctx.config.detectors.refit.history)
-    frame = read_history(ctx, wanted, start, now, current=samples)
+    frame = read_history(read, wanted, start, now, step_s=ctx.config.detectors.refit.step, current=samples)
     entities = [subj.entity_id for subj in subjects if subj.spec.grouping is Grouping.ENTITY]
     return History(frame=frame, exclusions=ctx.store.refit_exclusions([*wanted, *entities], start, now, now=now))
 

@@ -1,31 +1,32 @@
-"""History for refits: what the sources can give back for a time range, plus this cycle's frame.
+"""History for refits: what the source can give back for a time range, plus this cycle's frame.
 
-The sources expose ``agent.sources.history(ctx, start, end, series_ids=...) -> Samples``
-(Prometheus query_range, the scrape history in the store, or CSV files). The cycle's own frame
-is merged in last, so a source that returns a long window each cycle needs no history at all.
-A failing source raises: a refit should wait rather than learn a gap.
+The collect stage reads it (``Collector.history``: Prometheus query_range, the scrape history in
+the store, or CSV files); detection is handed that reader as a ``HistoryReader``. The cycle's own
+frame is merged in last, so a source that returns a long window each cycle needs no history at
+all. A failing source raises: a refit should wait rather than learn a gap.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import pandas as pd
 
-from agent import sources
-from agent.sources.base import Samples
-
-if TYPE_CHECKING:
-    from agent.context import Context
+from agent.flow.samples import Samples
 
 
-def read_history(ctx: "Context", series_ids: Sequence[str], start: datetime, end: datetime,
-                 current: Samples | None = None) -> pd.DataFrame:
-    """Values of ``series_ids`` over ``[start, end]`` at ``detectors.refit.step``: rows = UTC
-    timestamps, one column each."""
-    frame = _from_sources(ctx, series_ids, start, end)
+class HistoryReader(Protocol):
+    def __call__(self, start: datetime, end: datetime, *, series_ids: Sequence[str] | None = None,
+                 step_s: float | None = None) -> Samples: ...
+
+
+def read_history(read: HistoryReader, series_ids: Sequence[str], start: datetime, end: datetime, *,
+                 step_s: float, current: Samples | None = None) -> pd.DataFrame:
+    """Values of ``series_ids`` over ``[start, end]`` at ``step_s``: rows = UTC timestamps, one
+    column each."""
+    frame = read(pd.Timestamp(start), pd.Timestamp(end), series_ids=list(series_ids), step_s=step_s).values
     if current is not None:
         cols = [c for c in series_ids if c in current.values.columns]
         if cols:
@@ -34,9 +35,3 @@ def read_history(ctx: "Context", series_ids: Sequence[str], start: datetime, end
             frame = live.combine_first(frame) if not frame.empty else live
     frame = frame.reindex(columns=list(series_ids))
     return frame.sort_index().astype("float64")
-
-
-def _from_sources(ctx: "Context", series_ids: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
-    found = sources.history(ctx, pd.Timestamp(start), pd.Timestamp(end), series_ids=list(series_ids),
-                            step_s=ctx.config.detectors.refit.step)
-    return found.values

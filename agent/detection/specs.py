@@ -19,10 +19,16 @@ from functools import lru_cache
 from typing import Any
 
 from agent.config.detectors import (
-    DetectorsConfig, DriftModel, IForestRule, SeriesMatcher, Slo, ThresholdRule, detector_class,
+    DetectorsConfig,
+    DriftModel,
+    IForestRule,
+    SeriesMatcher,
+    Slo,
+    ThresholdRule,
+    detector_class,
 )
 from agent.errors import ConfigError
-from agent.sources.base import SeriesInfo, series_id
+from agent.flow.samples import SeriesInfo, series_id
 from detectors.base import Detector
 
 

@@ -8,26 +8,26 @@ on demand with ``suspect_changes``.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from agent.context import Context
-    from agent.incidents.model import Change, Incident
-    from agent.pipeline import Cycle
+    from agent.flow.detection import Detection
+    from agent.flow.incidents import Change, Incident
     from agent.store import Store
 
 
-def correlate(ctx: "Context", cycle: "Cycle") -> list[Any]:
-    """Incidents opened, updated or resolved this cycle."""
+def correlate(ctx: "Context", seen: "Detection") -> list["Incident"]:
+    """Incidents opened, updated or resolved by what the cycle's detection saw."""
     from agent.incidents.correlator import Correlator
     from agent.incidents.lifecycle import advance
 
-    now = cycle.started_at
+    now = seen.at
     correlator = Correlator(ctx.store, ctx.config.incidents, interval_s=ctx.config.agent.interval,
                             metrics=ctx.metrics)
-    placed = correlator.ingest(cycle.hits, now=now, max_new=ctx.config.incidents.max_new_per_cycle)
-    resolved = advance(ctx.store, ctx.config.incidents, cycle.samples, placed.touched, now=now,
-                       judged=cycle.judged)
+    placed = correlator.ingest(seen.hits, now=now, max_new=ctx.config.incidents.max_new_per_cycle)
+    resolved = advance(ctx.store, ctx.config.incidents, seen.samples, placed.touched, now=now,
+                       judged=seen.judged)
     ctx.metrics.open_incidents.set(ctx.store.count_open_incidents())
     touched = sorted(placed.touched | set(resolved))
     return [incident for i in touched if (incident := ctx.store.get_incident(i)) is not None]

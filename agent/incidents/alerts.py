@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agent.clock import EARLIEST
+from agent.flow.samples import series_id
 from agent.incidents.correlator import Correlator
 from agent.incidents.lifecycle import try_resolve
 from agent.incidents.rootcause import ALERT_DETECTOR
-from agent.sources.base import series_id
 from agent.store.incidents import signal_key
 from detectors.base import Direction, Hit
 

@@ -13,9 +13,10 @@ import click
 
 from agent.clicommon import AiopsGroup, cli_actor, with_context
 from agent.config.types import parse_duration
-from agent.incidents.model import IncidentStatus
+from agent.flow.incidents import IncidentStatus
+from agent.incidents.formats import FORMATS, render
 from agent.incidents.serialize import change_dict, incident_dict, silence_dict
-from agent.incidents.summary import clean, title_of
+from agent.incidents.summary import clean, prometheus_url, title_of
 
 
 def _when(value: datetime | None) -> str:
@@ -93,7 +94,7 @@ def list_command(ctx: Any, status: str | None, only_open: bool, since: str | Non
 
 @incidents_group.command("show")
 @click.argument("incident_id", type=int)
-@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json", "html"]), default="text",
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text",
               show_default=True)
 @with_context
 def show_command(ctx: Any, incident_id: int, fmt: str) -> None:
@@ -101,11 +102,8 @@ def show_command(ctx: Any, incident_id: int, fmt: str) -> None:
 
     Example: aiops incidents show 12 --format markdown
     """
-    from agent.incidents import summary
-
-    click.echo(summary.render(ctx.store, incident_id, fmt, base_url=ctx.config.http.base_url,
-                              prometheus_url=summary.prometheus_url(ctx.config),
-                              lookback_s=ctx.config.incidents.changes_lookback))
+    click.echo(render(ctx.store, incident_id, fmt, base_url=ctx.config.http.base_url,
+                      prometheus_url=prometheus_url(ctx.config), lookback_s=ctx.config.incidents.changes_lookback))
 
 
 def _transition(ctx: Any, incident_id: int, to: IncidentStatus, reason: str) -> None:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from agent.clock import EARLIEST
 from agent.config.incidents import IncidentsConfig
-from agent.incidents.model import STORM_LABEL, IncidentStatus, Severity, Signal
+from agent.flow.incidents import STORM_LABEL, IncidentStatus, Severity, Signal
 from agent.incidents.rootcause import guess_root_cause
 from agent.incidents.summary import headline, line_of, rank_signals
 from agent.incidents.topology import Topology, correlation_keys

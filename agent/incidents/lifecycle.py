@@ -16,10 +16,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from agent.config.incidents import IncidentsConfig
-from agent.incidents.model import Incident, IncidentStatus
+from agent.flow.incidents import Incident, IncidentStatus
+from agent.flow.samples import Samples
 from agent.incidents.rootcause import ALERT_DETECTOR
 from agent.log import kv
-from agent.sources.base import Samples
 
 if TYPE_CHECKING:
     from agent.store import Store

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from agent.incidents.model import Signal
+from agent.flow.incidents import Signal
 from agent.incidents.topology import Topology, dependents
 
 ALERT_DETECTOR = "alertmanager"  # signals fed by Alertmanager webhooks

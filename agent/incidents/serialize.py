@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from agent.incidents.model import Change, Episode, Incident, IncidentEvent, Signal, Silence
+from agent.flow.incidents import Change, Episode, Incident, IncidentEvent, Signal, Silence
 
 
 def _plain(value: Any) -> Any:

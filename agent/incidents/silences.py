@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from agent.clock import check_in_range, shifted
-from agent.incidents.model import Silence, parse_matcher
+from agent.flow.incidents import Silence, parse_matcher
 
 if TYPE_CHECKING:
     from agent.store import Store

@@ -21,21 +21,20 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from agent.clock import duration
-from agent.incidents import suspect_changes
 from agent.config.notify import GRAPH_LINK
-from agent.incidents.model import STORM_LABEL, Change, Episode, Incident, IncidentEvent, IncidentStatus, Signal
+from agent.flow.incidents import STORM_LABEL, Change, Episode, Incident, IncidentEvent, IncidentStatus, Signal
+from agent.incidents import suspect_changes
 from agent.incidents.rootcause import ALERT_DETECTOR, WHERE_LABELS, where
 from agent.incidents.serialize import episode_dict
 from agent.store.incidents import UnknownIncidentError
 from detectors.drift import DriftFacts, drift_facts
-from remediations.model import RunMode, RunStatus
+from agent.flow.runs import RunMode, RunStatus
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
     from agent.store import Store
     from agent.store.outbox import RunOutcome
 
-FORMATS = ("text", "markdown", "json", "html")
 CHANGES_LOOKBACK_S = 7200.0
 TOP_PLOTS = 3
 
@@ -410,23 +409,6 @@ def timeline_message(e: IncidentEvent) -> str:
 
 # -- rendering ----------------------------------------------------------------------------------
 
-def render(store: "Store", incident_id: int, fmt: str, *, base_url: str | None = None,
-           prometheus_url: str | None = None, lookback_s: float = CHANGES_LOOKBACK_S) -> str:
-    """The summary of incident ``incident_id`` as ``fmt`` (text, markdown, json or html)."""
-    if fmt not in FORMATS:
-        raise ValueError(f"expected a format among {', '.join(FORMATS)}, found {fmt!r}")
-    summary = build(store, incident_id, base_url=base_url, prometheus_url=prometheus_url, lookback_s=lookback_s)
-    if fmt == "text":
-        return render_text(summary)
-    if fmt == "markdown":
-        return render_markdown(summary)
-    if fmt == "json":
-        return render_json(summary)
-    from agent.incidents.pages import render_html  # matplotlib and Jinja2 load only for html
-
-    return render_html(summary, store)
-
-
 def other_labels(s: Summary) -> dict[str, str]:
     """The incident's labels the title does not name already."""
     return {k: v for k, v in s.incident.labels.items() if k not in WHERE_LABELS}
@@ -548,5 +530,5 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-__all__ = ["FORMATS", "Summary", "SignalLine", "build", "clean", "deviation", "headline", "md", "render",
+__all__ = ["Summary", "SignalLine", "build", "clean", "deviation", "headline", "md",
            "title_of"]

@@ -20,16 +20,15 @@ from agent.notify.delivery import Delivered, deliver, enqueue
 
 if TYPE_CHECKING:
     from agent.context import Context
-    from agent.pipeline import Cycle
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Delivered", "notify", "notify_once"]
 
 
-def notify(ctx: "Context", cycle: "Cycle") -> int:
-    """Queue this cycle's new events and deliver what is due; returns how many went out."""
-    return notify_once(ctx, now=cycle.started_at).sent
+def notify(ctx: "Context", now: datetime) -> int:
+    """Queue the timeline's new events and deliver what is due at ``now``; returns how many went out."""
+    return notify_once(ctx, now=now).sent
 
 
 def notify_once(ctx: "Context", *, now: datetime | None = None) -> Delivered:

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from agent.config.notify import NotifyConfig
-from agent.incidents.model import Incident, Severity
+from agent.flow.incidents import Incident, Severity
 from agent.incidents.summary import CHANGES_LOOKBACK_S
 from agent.log import kv
 from agent.notify.channels import Channel, DeliveryError

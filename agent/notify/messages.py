@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from agent.incidents.model import Incident, IncidentEvent
+from agent.flow.incidents import Incident, IncidentEvent
 from agent.incidents.summary import CHANGES_LOOKBACK_S, build, clean, render_text
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from agent.config.notify import NotifyConfig, Route
-from agent.incidents.model import Severity
+from agent.flow.incidents import Severity
 
 
 def route_matches(route: Route, kind: str, severity: Severity, labels: Mapping[str, str]) -> bool:

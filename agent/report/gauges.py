@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from prometheus_client.metrics_core import Metric
@@ -20,7 +20,7 @@ from prometheus_client.metrics_core import Metric
 from agent.log import kv
 
 if TYPE_CHECKING:
-    from agent.context import Context
+    from agent.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -32,29 +32,29 @@ GAUGES = (
 
 
 class IncidentFigures:
-    """A prometheus-client collector reading the store of the Context it is bound to."""
+    """A prometheus-client collector reading the store it is bound to, at its clock's time."""
 
     def __init__(self) -> None:
-        self._ctx: weakref.ReferenceType[Context] | None = None
+        self._store: Store | None = None
+        self._clock: Callable[[], datetime] | None = None
 
-    def bind(self, ctx: "Context") -> None:
-        # Weak: the Context owns the metrics; the metrics must not keep it alive.
-        self._ctx = weakref.ref(ctx)
+    def bind(self, store: "Store", clock: Callable[[], datetime]) -> None:
+        self._store, self._clock = store, clock
 
     def describe(self) -> list[Metric]:
         return [Metric(name, doc, "gauge") for name, doc, _ in GAUGES]
 
     def collect(self) -> Iterator[Metric]:
-        ctx = self._ctx() if self._ctx is not None else None
+        store, clock = self._store, self._clock
         families = self.describe()
-        if ctx is not None:
+        if store is not None and clock is not None:
             from agent.errors import StoreError
             from agent.report.mttr import mttr_report
             from agent.report.period import period_since
 
-            now = ctx.clock()
+            now = clock()
             try:
-                total = mttr_report(ctx.store, period_since(WINDOW, now=now), now=now).total
+                total = mttr_report(store, period_since(WINDOW, now=now), now=now).total
             except (StoreError, sqlite3.Error) as exc:  # a scrape must still answer with the other metrics
                 log.warning(kv("metrics.mttr_failed", error=str(exc)))
             else:

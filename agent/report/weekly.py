@@ -14,13 +14,12 @@ import numpy as np
 import pandas as pd
 
 from agent.clock import to_epoch
-from agent.incidents.model import Severity
+from agent.flow.incidents import Severity
 from agent.report import plots
 from agent.report.mttr import incident_durations, report_from_frame
 from agent.report.period import Period, week_labels
 from agent.report.render import environment, rows_of
 from agent.store.reports import ReportStore
-
 
 OPEN_SHOWN = 50
 SEVERITY_RANK = {s.value: s.rank for s in Severity}

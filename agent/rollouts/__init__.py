@@ -1,7 +1,7 @@
 """Model operations: guarded rollouts analysed on a canary, retraining behind a gate, the model
 registry and the per-model governance report.
 
-``roll(ctx, cycle)`` is the cycle's stage: retrain models whose drift incidents ask for it, then
+``roll(ctx, now)`` is the cycle's stage: retrain models whose drift incidents ask for it, then
 move every active rollout one step, by the cycle's clock, on the remediation workers (the cycle
 does not wait for a rollout's playbook).
 """
@@ -9,18 +9,18 @@ does not wait for a rollout's playbook).
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from agent.log import kv
 
 if TYPE_CHECKING:
     from agent.context import Context
-    from agent.pipeline import Cycle
 
 log = logging.getLogger(__name__)
 
 
-def roll(ctx: Context, cycle: Cycle) -> list[Any]:
+def roll(ctx: Context, now: datetime) -> list[Any]:
     """Rollouts that moved this cycle."""
     from agent.errors import AiopsError
     from agent.rollouts.engine import advance
@@ -29,7 +29,6 @@ def roll(ctx: Context, cycle: Cycle) -> list[Any]:
 
     if not ctx.config.models:
         return []
-    now = cycle.started_at
 
     def retrain_job() -> list[Any]:
         try:

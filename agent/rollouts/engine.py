@@ -21,7 +21,7 @@ import requests
 
 from agent.config.models import ModelConfig
 from agent.errors import AiopsError, RemediationError, TransitionError
-from agent.incidents.model import IncidentStatus, Severity
+from agent.flow.incidents import IncidentStatus, Severity
 from agent.log import kv
 from agent.rollouts.analysis import (
     Decision,

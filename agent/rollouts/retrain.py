@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from agent.config.models import Gate, ModelConfig
-from agent.incidents.model import IncidentStatus, Severity
+from agent.flow.incidents import IncidentStatus, Severity
 from agent.log import kv
 from agent.rollouts import engine
 from agent.rollouts.engine import ACTOR, RolloutError, model_config

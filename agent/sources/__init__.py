@@ -1,33 +1,31 @@
 """Stage 1: collect samples from the configured source.
 
-``collect(ctx, cycle)`` returns the window the detectors judge this cycle: the last
-``sources.window`` before the cycle's time, reaching back to the previous cycle when that was
-longer ago (capped at ``sources.catchup_max``), restricted to this agent's shard.
-``history(ctx, start, end)`` returns older samples for refits, from the same source.
-
-The built source (its HTTP session, the state of its targets) lives as long as the Context and
-is rebuilt when the config is reloaded.
+A ``Collector`` lives as long as the Context that built it and owns the built source (its HTTP
+session, the state of its targets), rebuilt when a config reload changes the source.
+``collect(at)`` returns the window the detectors judge this cycle: the last ``sources.window``
+before ``at``, reaching back to the previous cycle when that was longer ago (capped at
+``sources.catchup_max``), restricted to this agent's shard. ``history(start, end)`` returns older
+samples for refits, from the same source.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Union
 
 import pandas as pd
 
+from agent.flow.samples import Samples, shard_of
 from agent.log import kv
-from agent.sources.base import FailureKind, FetchError, Samples, SeriesInfo, Source, series_id, shard_of
+from agent.sources.base import FailureKind, FetchError, Source
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
     from agent.context import Context
     from agent.metrics import Metrics
-    from agent.pipeline import Cycle
     from agent.sources.files import FileSource
     from agent.sources.health import TargetHealth
     from agent.sources.prometheus import PrometheusSource
@@ -36,22 +34,9 @@ if TYPE_CHECKING:
 
     AnySource = Union[ScrapeSource, PrometheusSource, FileSource]
 
-__all__ = ["FailureKind", "FetchError", "Samples", "SeriesInfo", "Source", "build_source", "collect", "history",
-           "series_id", "shard_filter", "shard_of"]
+__all__ = ["Collector", "FailureKind", "FetchError", "Source", "build_source", "scrape_targets", "shard_filter"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Runtime:
-    config: "AgentConfig"
-    source: "AnySource"
-    health: "TargetHealth"
-    last_end: pd.Timestamp | None = None
-
-
-_RUNTIMES: dict[int, _Runtime] = {}
-_LOCK = threading.Lock()
 
 
 def build_source(config: "AgentConfig", *, store: "Store", metrics: "Metrics", health: "TargetHealth") -> "AnySource":
@@ -92,96 +77,104 @@ def shard_filter(config: "AgentConfig") -> Callable[[str], bool]:
     return lambda sid: shard_of(sid, count) == index
 
 
-def _runtime(ctx: "Context") -> _Runtime:
-    from agent.sources.health import TargetHealth
+class Collector:
+    """The collect stage of one Context: its source, built on first use and rebuilt when a
+    config reload changes ``sources`` (or ``http``, which places the agent's own /metrics)."""
 
-    key = id(ctx)
-    with _LOCK:
-        rt = _RUNTIMES.get(key)
-        if rt is not None and rt.config.sources == ctx.config.sources and rt.config.http == ctx.config.http:
-            return rt
-        if rt is not None:
-            rt.source.close()
-            log.info(kv("sources.rebuilt", kind=ctx.config.sources.kind))
-        else:
-            weakref.finalize(ctx, _forget, key)
-        health = rt.health if rt is not None else TargetHealth(ctx.metrics)
-        source = build_source(ctx.config, store=ctx.store, metrics=ctx.metrics, health=health)
-        rt = _RUNTIMES[key] = _Runtime(config=ctx.config, source=source, health=health,
-                                       last_end=rt.last_end if rt is not None else None)
-        return rt
+    def __init__(self, ctx: "Context") -> None:
+        self.ctx = ctx
+        # The cycle collects while the refit job reads history: one fetch at a time on the source.
+        self._lock = threading.RLock()
+        self._config: "AgentConfig | None" = None
+        self._source: "AnySource | None" = None
+        self._health: "TargetHealth | None" = None
+        self._last_end: pd.Timestamp | None = None
 
+    @property
+    def source(self) -> "AnySource":
+        from agent.sources.health import TargetHealth
 
-def _forget(key: int) -> None:
-    # No lock: the collector may run this inside _runtime's critical section; dict.pop is atomic.
-    rt = _RUNTIMES.pop(key, None)
-    if rt is not None:
-        rt.source.close()
+        config = self.ctx.config
+        with self._lock:
+            if self._source is not None and self._config is not None and (
+                    self._config.sources == config.sources and self._config.http == config.http):
+                return self._source
+            if self._source is not None:
+                self._source.close()
+                log.info(kv("sources.rebuilt", kind=config.sources.kind))
+            self._health = self._health or TargetHealth(self.ctx.metrics)
+            self._source = build_source(config, store=self.ctx.store, metrics=self.ctx.metrics, health=self._health)
+            self._config = config
+            return self._source
 
+    def close(self) -> None:
+        with self._lock:
+            if self._source is not None:
+                self._source.close()
+            self._source = self._config = None
 
-def collect(ctx: "Context", cycle: "Cycle") -> Samples:
-    """The samples this cycle judges: this shard's series over the detection window."""
-    from agent.sources.frame import restrict
-    from agent.sources.scrape import ScrapeSource
+    def collect(self, at: datetime) -> Samples:
+        """The samples the cycle at ``at`` judges: this shard's series over the detection window."""
+        from agent.sources.frame import restrict
+        from agent.sources.scrape import ScrapeSource
 
-    rt = _runtime(ctx)
-    cfg = ctx.config.sources
-    now = pd.Timestamp(cycle.started_at).tz_convert("UTC")
-    start = now - pd.Timedelta(seconds=cfg.window)
-    cursor = f"{cfg.kind}:{ctx.config.agent.shard}"
-    if rt.last_end is None:  # a new process (a restart, or `aiops once`): where the last one stopped
-        stored = ctx.store.collected_until(cursor)
-        rt.last_end = None if stored is None else pd.Timestamp(stored, unit="s", tz="UTC")
-    if rt.last_end is not None and rt.last_end < start:
-        start = max(rt.last_end, now - pd.Timedelta(seconds=cfg.catchup_max))
-    keep = shard_filter(ctx.config)
-    source = rt.source
-    if isinstance(source, ScrapeSource):
-        outcome = source.scrape(cycle.started_at, keep)
-        samples = source.gaps_for(outcome, restrict(source.fetch(start, now), keep), keep)
-    else:
-        samples = restrict(source.fetch(start, now), keep)
-    rt.last_end = now
-    ctx.store.set_collected_until(cursor, now.timestamp())
-    ctx.metrics.series_collected.set(len(samples))
-    log.debug(kv("sources.collected", kind=cfg.kind, series=len(samples), points=samples.values.shape[0],
-                 gaps=len(samples.gaps), start=start.to_pydatetime(), end=now.to_pydatetime()))
-    return samples
+        with self._lock:
+            source, ctx = self.source, self.ctx
+            cfg = ctx.config.sources
+            now = pd.Timestamp(at).tz_convert("UTC")
+            start = now - pd.Timedelta(seconds=cfg.window)
+            cursor = f"{cfg.kind}:{ctx.config.agent.shard}"
+            if self._last_end is None:  # a new process (a restart, or `aiops once`): where the last one stopped
+                stored = ctx.store.collected_until(cursor)
+                self._last_end = None if stored is None else pd.Timestamp(stored, unit="s", tz="UTC")
+            if self._last_end is not None and self._last_end < start:
+                start = max(self._last_end, now - pd.Timedelta(seconds=cfg.catchup_max))
+            keep = shard_filter(ctx.config)
+            if isinstance(source, ScrapeSource):
+                outcome = source.scrape(at, keep)
+                samples = source.gaps_for(outcome, restrict(source.fetch(start, now), keep), keep)
+            else:
+                samples = restrict(source.fetch(start, now), keep)
+            self._last_end = now
+            ctx.store.set_collected_until(cursor, now.timestamp())
+            ctx.metrics.series_collected.set(len(samples))
+            log.debug(kv("sources.collected", kind=cfg.kind, series=len(samples), points=samples.values.shape[0],
+                         gaps=len(samples.gaps), start=start.to_pydatetime(), end=now.to_pydatetime()))
+            return samples
 
+    def history(self, start: pd.Timestamp | datetime, end: pd.Timestamp | datetime, *,
+                series_ids: Sequence[str] | None = None, step_s: float | None = None) -> Samples:
+        """This shard's samples over ``[start, end]`` for refits: Prometheus query_range (at
+        ``step_s`` instead of each query's step when given), or the scrape history in the store,
+        or the CSV files. With ``step_s`` the store and file histories are averaged into
+        ``step_s`` buckets (bucket counts are summed). A source that gives nothing raises
+        FetchError (a refit should wait, not learn a gap); Prometheus queries that fail while
+        others answer leave their series out (those wait for a later refit) and are logged."""
+        from agent.sources.frame import restrict
+        from agent.sources.prometheus import PrometheusSource
 
-def history(ctx: "Context", start: pd.Timestamp, end: pd.Timestamp, *, series_ids: Sequence[str] | None = None,
-            step_s: float | None = None) -> Samples:
-    """This shard's samples over ``[start, end]`` for refits: Prometheus query_range (at ``step_s``
-    instead of each query's step when given), or the scrape history in the store, or the CSV files.
-    With ``step_s`` the store and file histories are averaged into ``step_s`` buckets (bucket
-    counts are summed). A source that gives nothing raises FetchError (a refit should wait, not
-    learn a gap); Prometheus queries that fail while others answer leave their series out (those
-    wait for a later refit) and are logged."""
-    from agent.sources.frame import restrict
-    from agent.sources.prometheus import PrometheusSource
-
-    rt = _runtime(ctx)
-    start, end = pd.Timestamp(start).tz_convert("UTC"), pd.Timestamp(end).tz_convert("UTC")
-    keep = shard_filter(ctx.config)
-    source = rt.source
-    if isinstance(source, PrometheusSource):
-        queries = source.config.queries
-        if step_s is not None:
-            queries = [q.model_copy(update={"step": step_s}) for q in queries]
-        samples = source.fetch(start, end, queries)
-        if source.failed and len(source.failed) == len(queries):
-            raise FetchError(source.name, ",".join(source.failed), FailureKind.API_ERROR,
-                             "history unavailable: every query failed")
-        if source.failed:  # one bad query is a gap in its own series, not a blind spot for all
-            log.warning(kv("sources.history_partial", failed=",".join(source.failed), queries=len(queries)))
-    else:
-        samples = source.fetch(start, end, series_ids)
-        if step_s is not None:
-            samples = _resample(samples, step_s)
-    if series_ids is not None:
-        wanted = set(series_ids)
-        samples = restrict(samples, lambda sid: sid in wanted or sid in samples.buckets)
-    return restrict(samples, keep)
+        with self._lock:
+            source = self.source
+            start, end = pd.Timestamp(start).tz_convert("UTC"), pd.Timestamp(end).tz_convert("UTC")
+            keep = shard_filter(self.ctx.config)
+            if isinstance(source, PrometheusSource):
+                queries = source.config.queries
+                if step_s is not None:
+                    queries = [q.model_copy(update={"step": step_s}) for q in queries]
+                samples = source.fetch(start, end, queries)
+                if source.failed and len(source.failed) == len(queries):
+                    raise FetchError(source.name, ",".join(source.failed), FailureKind.API_ERROR,
+                                     "history unavailable: every query failed")
+                if source.failed:  # one bad query is a gap in its own series, not a blind spot for all
+                    log.warning(kv("sources.history_partial", failed=",".join(source.failed), queries=len(queries)))
+            else:
+                samples = source.fetch(start, end, series_ids)
+                if step_s is not None:
+                    samples = _resample(samples, step_s)
+            if series_ids is not None:
+                wanted = set(series_ids)
+                samples = restrict(samples, lambda sid: sid in wanted or sid in samples.buckets)
+            return restrict(samples, keep)
 
 
 def _resample(samples: Samples, step_s: float) -> Samples:

@@ -17,7 +17,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.sources.base import SeriesInfo, bounded_labels, series_id
+from agent.flow.samples import SeriesInfo, bounded_labels, series_id
 from agent.store.samples import CounterReading
 
 _SKIP_SUFFIXES = ("_created",)

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from agent.config.sources import FileSourceConfig
-from agent.sources.base import FailureKind, FetchError, Samples, SeriesInfo, series_id
+from agent.flow.samples import Samples, SeriesInfo, series_id
+from agent.sources.base import FailureKind, FetchError
 from agent.sources.frame import empty_index
 
 SOURCE = "file"

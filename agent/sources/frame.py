@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from agent.sources.base import Samples, SeriesInfo, series_id
+from agent.flow.samples import Samples, SeriesInfo, series_id
 
 
 def empty_index() -> pd.DatetimeIndex:

@@ -25,10 +25,11 @@ import pandas as pd
 import requests
 
 from agent.config.sources import PrometheusSourceConfig, QueryConfig
+from agent.flow.samples import Samples, SeriesInfo, bounded_labels, series_id
 from agent.log import kv
 from agent.metrics import Metrics
 from agent.sources import http, promjson
-from agent.sources.base import FailureKind, FetchError, Samples, SeriesInfo, bounded_labels, series_id
+from agent.sources.base import FailureKind, FetchError
 from agent.sources.frame import empty_index, histogram_id, to_index, with_gaps
 from agent.sources.health import TargetHealth
 

@@ -28,10 +28,11 @@ import pandas as pd
 
 from agent.clock import to_epoch
 from agent.config.sources import ScrapeSourceConfig, TargetConfig
+from agent.flow.samples import Samples, SeriesInfo
 from agent.log import kv, printable
 from agent.metrics import Metrics
 from agent.sources import http
-from agent.sources.base import FailureKind, FetchError, Samples, SeriesInfo
+from agent.sources.base import FailureKind, FetchError
 from agent.sources.exposition import Derived, derive, parse_exposition
 from agent.sources.frame import from_wide, to_index, with_gaps
 from agent.sources.health import TargetHealth

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.store.base import GENESIS, AuditBreak, AuditEntry, StoreBase, dumps
+from agent.store.base import GENESIS, AuditBreak, StoreBase, dumps
 from agent.store.detectors import DetectorStateStore
 from agent.store.incidents import IncidentStore
 from agent.store.outbox import OutboxStore
@@ -19,7 +19,7 @@ from agent.store.samples import SampleStore
 
 STORE_FILE = "aiops.db"
 
-__all__ = ["AuditBreak", "AuditEntry", "GENESIS", "STORE_FILE", "Store", "dumps", "open_store"]
+__all__ = ["AuditBreak", "GENESIS", "STORE_FILE", "Store", "dumps", "open_store"]
 
 
 class Store(SampleStore, DetectorStateStore, IncidentStore, RunStore, OutboxStore, ReportStore, RolloutStore,

@@ -12,11 +12,11 @@ import json
 import os
 import sqlite3
 import threading
-from json.encoder import encode_basestring_ascii
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +24,10 @@ import sqlite_utils
 
 from agent.clock import from_epoch, to_epoch, utcnow
 from agent.errors import SchemaTooNewError, StoreError, StoreFullError
+from agent.flow.audit import AuditEntry
 from agent.store import migrations
 
 GENESIS = "0" * 64
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AuditEntry:
-    id: int
-    ts: datetime
-    actor: str
-    action: str
-    subject: str
-    details: Mapping[str, Any]
-    prev_hash: str
-    hash: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from agent.clock import from_epoch, to_epoch
-from agent.incidents.model import Change
+from agent.flow.incidents import Change
 from agent.store.base import StoreBase, dumps
 
 

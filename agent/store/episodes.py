@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from agent.clock import from_epoch, to_epoch
-from agent.incidents.model import Episode
+from agent.flow.incidents import Episode
 from agent.store.base import StoreBase
 from agent.store.migrations import migration, run_script
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from agent.clock import from_epoch, to_epoch
 from agent.errors import AiopsError, TransitionError
-from agent.incidents.model import (
+from agent.flow.incidents import (
     TRANSITIONS,
     Episode,
     EventKind,

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 from agent.clock import from_epoch, to_epoch, utcnow
 from agent.store.base import StoreBase, dumps
 from agent.store.migrations import migration, run_script
-from remediations.model import RunMode, RunStatus
+from agent.flow.runs import RunMode, RunStatus
 
 ACTOR = "notifier"
 

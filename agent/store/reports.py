@@ -17,7 +17,7 @@ import pandas as pd
 
 from agent.store.base import GENESIS, AuditBreak, StoreBase
 from agent.store.migrations import migration, run_script
-from remediations.model import RunStatus
+from agent.flow.runs import RunStatus
 
 # What makes an incident a model incident (besides a `model` label): a drift detector, or a
 # signal whose metric is about inference latency or model errors.

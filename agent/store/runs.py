@@ -1,7 +1,7 @@
 """Store methods for remediation runs: create, move through their states, count for the limits.
 
 Every change writes its audit entry in the same transaction. Run states and their meaning live in
-``remediations.model``.
+``agent.flow.runs``.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 
 from agent.clock import from_epoch, to_epoch, utcnow
 from agent.errors import StoreError, TransitionError
+from agent.flow.runs import HostSummary, Run, RunMode, RunStatus
 from agent.store.base import StoreBase, dumps
 from agent.store.migrations import migration, run_script
-from remediations.model import HostSummary, Run, RunMode, RunStatus
 
 
 @migration(40, "remediation runs: owner, batch, rule mode")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from agent.sources.base import SeriesInfo
+from agent.flow.samples import SeriesInfo
 from agent.store import chunks
 from agent.store.base import StoreBase
 from agent.store.chunks import CHUNK_S, Decoded

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from agent.clock import from_epoch, to_epoch
 from agent.errors import AiopsError, TransitionError
-from agent.incidents.model import EventKind, Matcher, MatchOp, Silence
+from agent.flow.incidents import EventKind, Matcher, MatchOp, Silence
 from agent.store.base import StoreBase, dumps
 
 

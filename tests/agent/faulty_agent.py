@@ -15,18 +15,26 @@ def main() -> None:
 
     from agent import pipeline
 
-    def explode(ctx, cycle):
+    # Where the pipeline finds each stage: (the holder, the attribute it calls).
+    holders = {"collect": (pipeline.Collector, "collect"), "detect": (pipeline.Engine, "detect"),
+               "correlate": (pipeline, "correlate"), "remediate": (pipeline.Remediation, "remediate"),
+               "notify": (pipeline, "notify")}
+    holder, attr = holders[stage_name]
+    real = getattr(holder, attr)
+
+    def explode(owner, *args, **kwargs):
+        ctx = getattr(owner, "ctx", owner)  # a stage object, or the Context a stage function takes
         if kind == "hang":  # a stage stuck on something that never answers
             (ctx.state_dir / "hung-stage.started").touch()
             ctx.stopping.wait(120)
-            return None
+            return real(owner, *args, **kwargs)
         if kind == "slow":  # a stage that overruns the cycle interval
             (ctx.state_dir / "slow-stage.started").touch()  # tests wait for this, not a guess
             ctx.stopping.wait(2.5)  # the overrun itself; a stop still ends it at once
-            return None
+            return real(owner, *args, **kwargs)
         raise RuntimeError(f"injected failure in {stage_name}")
 
-    pipeline.STAGES[:] = [(n, explode if n == stage_name else fn, attr) for n, fn, attr in pipeline.STAGES]
+    setattr(holder, attr, explode)
     from agent.cli import cli
 
     cli.main(args=sys.argv[2:], prog_name="aiops")

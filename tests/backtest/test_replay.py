@@ -12,7 +12,7 @@ from agent.backtest.runner import replay_series
 from agent.clock import ManualClock
 from agent.config import AgentConfig, load_config
 from agent.context import Context
-from agent.pipeline import run_cycle
+from agent.pipeline import Pipeline
 
 DAY = 288  # 5-minute points
 
@@ -39,10 +39,13 @@ sources: {{kind: file, file: {{paths: [{csv}], metric: replay}}}}
 """))
     clock = ManualClock(series.index[0].to_pydatetime())
     ctx = Context.create(config, clock=clock)
+    pipeline = Pipeline(ctx)
     by_hand = []
     for ts in series.index[1:]:
         clock.set(ts.to_pydatetime())
-        by_hand += [(h.ts, round(h.score, 12)) for h in run_cycle(ctx, now=ts.to_pydatetime()).hits]
+        pipeline.refit(now=ts.to_pydatetime())  # the daemon's refit job
+        by_hand += [(h.ts, round(h.score, 12)) for h in pipeline.run_cycle(now=ts.to_pydatetime()).hits]
+    pipeline.close()
     ctx.store.close()
 
     replayed = replay_series(series, AgentConfig(), cycle_s=300, name="cpu")

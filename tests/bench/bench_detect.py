@@ -154,8 +154,8 @@ def clean_week(n_series: int, days: int = 7, fault_series: int = 50) -> dict[str
     from agent.backtest.runner import replay_config
     from agent.clock import ManualClock
     from agent.context import Context
-    from agent.incidents.model import IncidentStatus
-    from agent.pipeline import run_cycle
+    from agent.flow.incidents import IncidentStatus
+    from agent.pipeline import Pipeline
 
     step_min, rng = 5, np.random.default_rng(7)
     n = days * DAY_MIN // step_min
@@ -184,6 +184,7 @@ def clean_week(n_series: int, days: int = 7, fault_series: int = 50) -> dict[str
         config = replay_config(AgentConfig(), csv, Path(tmp) / "state", 3600.0)
         clock = ManualClock(index[0].to_pydatetime())
         ctx = Context.create(config, clock=clock)
+        pipeline = Pipeline(ctx)
         hits_by_day: dict[int, int] = {}
         scores: dict[str, list[float]] = {"clean": [], "fault": []}
         t0 = time.perf_counter()
@@ -191,13 +192,15 @@ def clean_week(n_series: int, days: int = 7, fault_series: int = 50) -> dict[str
         while now < index[-1]:
             now = min(now + pd.Timedelta(hours=1), index[-1])
             clock.set(now.to_pydatetime())
-            cycle = run_cycle(ctx, now=now.to_pydatetime())
+            pipeline.refit(now=now.to_pydatetime())  # the daemon's refit job
+            cycle = pipeline.run_cycle(now=now.to_pydatetime())
             for hit in cycle.hits:
                 day = int((pd.Timestamp(hit.ts) - index[0]) / pd.Timedelta(days=1))
                 hits_by_day[day] = hits_by_day.get(day, 0) + 1
                 in_fault = index[fault_at] <= pd.Timestamp(hit.ts) <= index[fault_at] + pd.Timedelta(hours=2)
                 scores["fault" if in_fault and 'service="checkout"' in hit.series_id else "clean"].append(hit.score)
         incidents = ctx.store.list_incidents(limit=100_000)
+        pipeline.close()
         ctx.store.close()
     wall = time.perf_counter() - t0
     fault_start, fault_end = index[fault_at], index[fault_at] + pd.Timedelta(hours=2)

@@ -9,7 +9,7 @@ and across into the next, which packs that hour into chunks.
 
 Prints: bytes_per_sample (store file / samples), the 8-day projection at 1-minute scrapes,
 scrape_cycle_s (median of the real scrape-and-store cycles; the cycle that packs an hour is shown
-apart), refit_read_s (7 days of all 10,000 series read as refits read them: ``sources.history``
+apart), refit_read_s (7 days of all 10,000 series read as refits read them: ``Collector.history``
 at the refit step, in slices of ``detectors.refit.max_per_cycle`` series), and the old layout's
 bytes per sample (one row a sample, the series' text in each row), measured on one hour of the
 same series in the same run, which is then migrated to chunks (seconds per million samples).
@@ -144,8 +144,7 @@ def main() -> None:
     from agent import sources
     from agent.config import parse_config
     from agent.context import Context
-    from agent.pipeline import Cycle
-    from agent.sources.base import SeriesInfo, series_id
+    from agent.flow.samples import SeriesInfo, series_id
     from agent.sources.health import TargetHealth
     from agent.store.chunks import CHUNK_S
 
@@ -161,6 +160,7 @@ def main() -> None:
         ctx = Context.create(config, work / "state")
         source = sources.build_source(config, store=ctx.store, metrics=ctx.metrics, health=TargetHealth(ctx.metrics))
         store = ctx.store
+        collector = sources.Collector(ctx)
         instance = url.removeprefix("http://")
         infos = [SeriesInfo(series_id=series_id(name, {**lab, "job": "bench", "instance": instance}), metric=name,
                             labels={**lab, "job": "bench", "instance": instance})
@@ -186,7 +186,7 @@ def main() -> None:
             exporter.render(live[:, minute])
             at = live_from + timedelta(minutes=minute)
             t = time.perf_counter()
-            outcome = sources.collect(ctx, Cycle(started_at=at)) if minute == live.shape[1] - 1 else None
+            outcome = collector.collect(at) if minute == live.shape[1] - 1 else None
             if outcome is None:
                 scraped = source.scrape(at)
                 if scraped.failed or scraped.written != args.series:
@@ -223,7 +223,7 @@ def main() -> None:
         read_s, points = 0.0, 0
         for k in range(0, len(ids), per):
             t = time.perf_counter()
-            frame = sources.history(ctx, start, end, series_ids=ids[k:k + per], step_s=refit.step).values
+            frame = collector.history(start, end, series_ids=ids[k:k + per], step_s=refit.step).values
             read_s += time.perf_counter() - t
             points += int(frame.notna().to_numpy().sum())
         want_points = args.series * (int(span) // STEP_S + 1)

@@ -44,9 +44,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from agent.config import parse_config  # noqa: E402
+from agent.flow.samples import Samples, series_id  # noqa: E402
 from agent.incidents.correlator import Correlator  # noqa: E402
 from agent.incidents.lifecycle import advance  # noqa: E402
-from agent.sources.base import Samples, series_id  # noqa: E402
 from agent.store import Store  # noqa: E402
 from detectors.base import Hit  # noqa: E402
 from detectors.seasonal import SeasonalDetector  # noqa: E402

@@ -34,10 +34,10 @@ from agent.clock import utcnow  # noqa: E402
 from agent.config import load_config  # noqa: E402
 from agent.context import Context  # noqa: E402
 from agent.daemon import Daemon  # noqa: E402
+from agent.flow.detection import Detection  # noqa: E402
+from agent.flow.runs import RunMode, RunStatus  # noqa: E402
 from agent.store import Store, open_store  # noqa: E402
-from agent.pipeline import Cycle  # noqa: E402
-from remediations import latest, remediate  # noqa: E402
-from remediations.model import RunMode, RunStatus  # noqa: E402
+from remediations import Remediation, latest  # noqa: E402
 from remediations.runner import local_inventory  # noqa: E402
 
 PLAYBOOK = """# fixes: nothing (benchmark)
@@ -156,6 +156,7 @@ remediation:
        vars: {{dest: {work / 'agent.txt'}}}}}
 """)
     ctx = Context.create(load_config(work / "agent.yaml"), work / "state")
+    stage = Remediation(ctx)
     binary = Path(sys.executable).parent / "ansible-playbook"
     # the same settings the agent gives ansible, so only the agent's own work differs
     by_hand_env = {**os.environ, "ANSIBLE_PIPELINING": "1", "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0"}
@@ -167,7 +168,7 @@ remediation:
         ctx.store.open_incident(severity="warning", title=f"bench {i}", labels={"service": "bench"},
                                 started_at=now, now=now)
         started = time.perf_counter()
-        runs = remediate(ctx, Cycle(started_at=now))
+        runs = stage.remediate(Detection(at=now))
         ctx.workers.join()  # the run executes beside the cycle: its end is part of the agent's work
         elapsed = time.perf_counter() - started
         runs = latest(ctx, [r for r in [*runs, *ctx.workers.finished()] if r.mode is RunMode.APPLY])

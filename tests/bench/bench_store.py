@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from agent.clock import to_epoch  # noqa: E402
-from agent.incidents.model import Severity  # noqa: E402
+from agent.flow.incidents import Severity  # noqa: E402
 from agent.store import Store  # noqa: E402
 from agent.store.base import dumps  # noqa: E402
 from agent.store.incidents import _REPEAT_SIGNAL, _began, signal_key  # noqa: E402

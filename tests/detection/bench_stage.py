@@ -23,9 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from agent.config import parse_config  # noqa: E402
 from agent.context import Context  # noqa: E402
-from agent.detection import detect  # noqa: E402
-from agent.pipeline import Cycle  # noqa: E402
-from agent.sources.base import Samples, SeriesInfo, series_id  # noqa: E402
+from agent.flow.samples import Samples, SeriesInfo, series_id  # noqa: E402
+from agent.pipeline import Pipeline  # noqa: E402
 from agent.store import open_store  # noqa: E402
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
@@ -37,6 +36,7 @@ def main(n: int, history: int) -> None:
     config = parse_config(f"agent:\n  state_dir: {state}\ndetectors:\n  refit: {{max_per_cycle: {n}}}\n"
                           "  rules:\n    - kind: seasonal\n      params: {periods: [86400]}\n")
     ctx = Context(config=config, store=open_store(state), state_dir=state)
+    engine = Pipeline(ctx).engine
     infos = {}
     for i in range(n):
         sid = series_id("bench_value", {"series": str(i)})
@@ -51,14 +51,16 @@ def main(n: int, history: int) -> None:
                        series=infos)
 
     started = time.process_time()
-    detect(ctx, Cycle(started_at=T0, samples=frame(history, history, T0)))
+    first = frame(history, history, T0)
+    engine.refit(now=T0, samples=first)  # the refit job: every subject fitted
+    engine.detect(first, now=T0)
     fit_cpu = time.process_time() - started
     cycle_cpu, hits = [], []
     for k in range(1, CYCLES + 1):
         end = T0 + timedelta(minutes=k)
-        cycle = Cycle(started_at=end, samples=frame(history + k, 15, end))
+        window = frame(history + k, 15, end)
         started = time.process_time()
-        hits.append(len(detect(ctx, cycle)))
+        hits.append(len(engine.detect(window, now=end).hits))
         cycle_cpu.append(time.process_time() - started)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"series: {n}, history: {history} one-minute points")

@@ -12,9 +12,12 @@ import pytest
 
 from agent.config import AgentConfig
 from agent.context import Context
-from agent.pipeline import Cycle
-from agent.sources.base import Samples, SeriesInfo, series_id
+from agent.detection import Engine
+from agent.flow.detection import Detection
+from agent.flow.samples import Samples, SeriesInfo, series_id
+from agent.pipeline import Cycle, Pipeline
 from agent.store import open_store
+from detectors.base import Hit
 
 # Cycles end on this minute; the history runs up to it.
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
@@ -50,10 +53,32 @@ def cycle_at(at: datetime, frame: Samples) -> Cycle:
     return Cycle(started_at=at, samples=frame)
 
 
+# The pipeline of each Context a test made (by id), as the daemon holds one; emptied after each test.
+_PIPELINES: dict[int, Pipeline] = {}
+
+
+def engine_of(ctx: Context) -> Engine:
+    """The detect stage of ``ctx``'s pipeline."""
+    return _PIPELINES[id(ctx)].engine
+
+
+def detection(ctx: Context, cycle: Cycle) -> Detection:
+    """The refits due at the cycle's time on its frame (the daemon's refit job, as if it had run
+    just before the cycle), then the cycle's detect stage."""
+    engine = engine_of(ctx)
+    engine.refit(now=cycle.started_at, samples=cycle.samples)
+    return engine.detect(cycle.samples, now=cycle.started_at)
+
+
+def detect(ctx: Context, cycle: Cycle) -> list[Hit]:
+    """``detection``'s hits."""
+    return detection(ctx, cycle).hits
+
+
 @pytest.fixture
 def make_ctx(make_config: Callable[[str], AgentConfig], tmp_path: Path) -> Callable[..., Context]:
     """A Context on a real store in ``tmp_path/<state>`` (the same store for every call with the
-    same ``state``)."""
+    same ``state``), with a pipeline of its own (``engine_of``, ``detect``)."""
     contexts: list[Context] = []
 
     def make(detectors_yaml: str = "", interval: str = "60s", state: str = "state") -> Context:
@@ -61,10 +86,12 @@ def make_ctx(make_config: Callable[[str], AgentConfig], tmp_path: Path) -> Calla
         config = make_config(f"agent:\n  state_dir: {state_dir}\n  interval: {interval}\n{detectors_yaml}")
         ctx = Context(config=config, store=open_store(state_dir), state_dir=state_dir)
         contexts.append(ctx)
+        _PIPELINES[id(ctx)] = Pipeline(ctx)
         return ctx
 
     yield make
     for ctx in contexts:
+        _PIPELINES.pop(id(ctx)).close()
         ctx.store.close()
 
 

@@ -7,12 +7,11 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
-from agent.detection import detect
 from agent.detection.baselines import mask_exclusions
-from agent.incidents.model import IncidentStatus, Severity, Signal
+from agent.flow.incidents import IncidentStatus, Severity, Signal
 from agent.store.detectors import Exclusions
 from detectors.base import Direction, Hit
-from tests.detection.conftest import T0, cycle_at, index, info, minutes, samples, seasonal_values
+from tests.detection.conftest import T0, cycle_at, detect, index, info, minutes, samples, seasonal_values
 
 SEASONAL = """
 detectors:

@@ -7,7 +7,7 @@ import pytest
 from agent.config import parse_config
 from agent.detection.specs import Grouping, compile_specs
 from agent.errors import ConfigError
-from agent.sources.base import SeriesInfo
+from agent.flow.samples import SeriesInfo
 from tests.detection.conftest import info
 
 

@@ -14,10 +14,9 @@ import requests
 
 from agent.clock import ManualClock
 from agent.daemon import HttpServer
-from agent.detection import detect
-from agent.sources.base import Samples, SeriesInfo, series_id
+from agent.flow.samples import Samples, SeriesInfo, series_id
 from tests.conftest import free_port, wait_until
-from tests.detection.conftest import T0, cycle_at, minutes, samples, seasonal_values
+from tests.detection.conftest import T0, cycle_at, detect, minutes, samples, seasonal_values
 from tests.detection.test_drift import NORMAL, SHIFTED, live_buckets, record, save
 from tests.fixtures.prometheus import needs_prometheus
 

@@ -13,10 +13,9 @@ from click.testing import CliRunner
 from agent.cli import cli
 from agent.clicommon import Settings
 from agent.clock import ManualClock, to_epoch
-from agent.detection import detect
 from agent.detection.drift import parse_series_id
-from agent.sources.base import Samples, SeriesInfo, series_id
-from tests.detection.conftest import T0, cycle_at, info, minutes, samples
+from agent.flow.samples import Samples, SeriesInfo, series_id
+from tests.detection.conftest import T0, cycle_at, detect, info, minutes, samples
 
 LES = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "+Inf"]
 NORMAL = [0, 1, 2, 4, 6, 4, 2, 1, 0, 0, 0]   # observations per bucket per scrape, centred on 5

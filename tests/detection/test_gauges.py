@@ -12,10 +12,9 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.detection import detect
 from agent.detection.gauges import ScoreGauges, SeriesScore
-from agent.sources.base import SeriesInfo
-from tests.detection.conftest import T0, cycle_at, info, samples, seasonal_values
+from agent.flow.samples import SeriesInfo
+from tests.detection.conftest import T0, cycle_at, detect, info, samples, seasonal_values
 
 DAY = 1440
 NAMES = ("aiops_anomaly_score", "aiops_expected_value", "aiops_expected_lower", "aiops_expected_upper")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent.detection import detect
-from agent.sources.base import SeriesInfo, series_id
-from tests.detection.conftest import T0, cycle_at, info, minutes, samples
+from agent.flow.samples import SeriesInfo, series_id
+from tests.detection.conftest import T0, cycle_at, detect, info, minutes, samples
 
 IFOREST = """
 detectors:

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from agent.detection import detect
 from agent.incidents import correlate
-from tests.detection.conftest import T0, cycle_at, info, minutes, samples, seasonal_values
+from tests.detection.conftest import T0, cycle_at, detection, info, minutes, samples, seasonal_values
 from tests.detection.test_drift import DRIFT, history, save  # noqa: F401  (history is a fixture)
 
 SCRAPE_S = 60
@@ -17,9 +16,7 @@ DAY = 1440
 
 
 def run_cycle(ctx, now: datetime, frame) -> None:
-    cycle = cycle_at(now, frame)
-    cycle.hits = detect(ctx, cycle)
-    correlate(ctx, cycle)
+    correlate(ctx, detection(ctx, cycle_at(now, frame)))
 
 
 def only_episode(ctx):

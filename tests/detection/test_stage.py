@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.detection import detect, engine_for
 from agent.detection.codec import decode_state
 from agent.detection.specs import stable_bucket
-from tests.detection.conftest import T0, cycle_at, index, info, minutes, samples, seasonal_values
+from tests.detection.conftest import T0, cycle_at, detect, engine_of, index, info, minutes, samples, seasonal_values
 
 SEASONAL = """
 detectors:
@@ -120,7 +119,7 @@ def test_first_fits_wait_for_history_and_respect_the_budget(make_ctx):
     assert ctx.store.load_fitted_states() == []  # an hour of history is not enough: skipped quietly
 
     longer = samples([(s, seasonal_values(3 * 60, seed=i)) for i, s in enumerate(series)], end=T0 + minutes(1))
-    engine_for(ctx).schedule.not_before.clear()  # as if the missing hour had passed
+    engine_of(ctx).schedule.not_before.clear()  # as if the missing hour had passed
     detect(ctx, cycle_at(T0 + minutes(1), longer))
     fitted = ctx.store.load_fitted_states()
     assert 1 <= sum(len(s.params["columns"]) for s in fitted) <= 2
@@ -132,7 +131,7 @@ def test_one_failing_subject_is_counted_and_the_others_still_score(make_ctx):
     assert stable_bucket(good.series_id, 360) != stable_bucket(bad.series_id, 360)
     g, b = seasonal_values(2 * DAY, seed=1), seasonal_values(2 * DAY, seed=2)
     detect(ctx, cycle_at(T0, samples([(good, g), (bad, b)])))
-    engine = engine_for(ctx)
+    engine = engine_of(ctx)
     broken = next(u for u in engine.units.values() if bad.series_id in u.columns)
     broken.detector.profiles_ = None  # corrupt its state: scoring it raises
 
@@ -211,7 +210,7 @@ def test_the_default_detector_follows_each_point_and_checkpoints_instead_of_refi
     assert value(ctx, "aiops_detector_refits_total", detector="forecast") == 1
     (stored,) = ctx.store.load_fitted_states()
     assert stored.fitted_at > T0 - minutes(20)
-    unit = next(iter(engine_for(ctx).units.values()))
+    unit = next(iter(engine_of(ctx).units.values()))
     assert unit.detector.seen_[WEB.series_id] == DAY + 30
 
     # a restart resumes from the checkpoint, without a refit: the points since it come from
@@ -223,5 +222,5 @@ def test_the_default_detector_follows_each_point_and_checkpoints_instead_of_refi
     hits = detect(restarted, cycle_at(T0 + minutes(1), samples([(WEB, web_next)], end=T0 + minutes(1))))
     assert [h.ts for h in hits] == [T0 + minutes(1)]
     assert value(restarted, "aiops_detector_refits_total", detector="forecast") == 0
-    resumed = next(iter(engine_for(restarted).units.values())).detector
+    resumed = next(iter(engine_of(restarted).units.values())).detector
     assert resumed.seen_[WEB.series_id] == DAY + 31

@@ -11,7 +11,7 @@ import signal
 import pytest
 
 from agent.demo.run import FAST, DemoRun
-from agent.incidents.model import IncidentStatus
+from agent.flow.incidents import IncidentStatus
 
 pytestmark = [
     pytest.mark.e2e,

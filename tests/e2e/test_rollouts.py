@@ -11,7 +11,7 @@ import pytest
 
 from agent.demo.rollout_story import rollout_settled, start_rollout
 from agent.demo.run import FAST, DemoRun
-from agent.incidents.model import IncidentStatus, Severity
+from agent.flow.incidents import IncidentStatus, Severity
 from agent.rollouts.model import RetrainStatus, RolloutStatus, Verdict
 
 pytestmark = [

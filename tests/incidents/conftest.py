@@ -11,8 +11,8 @@ import pytest
 
 from agent.config import AgentConfig
 from agent.context import Context
+from agent.flow.samples import series_id
 from agent.incidents.correlator import Correlator
-from agent.sources.base import series_id
 from detectors.base import Direction, Hit
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)

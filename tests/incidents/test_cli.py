@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from agent.cli import cli
 from agent.clicommon import Settings, cli_actor
 from agent.clock import ManualClock
-from agent.incidents.model import Matcher, MatchOp, Severity, parse_matcher
+from agent.flow.incidents import Matcher, MatchOp, Severity, parse_matcher
 from agent.store import Store
 from tests.incidents.conftest import at
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from agent.flow.incidents import IncidentStatus
 from agent.incidents.lifecycle import try_resolve
-from agent.incidents.model import IncidentStatus
 from tests.incidents.conftest import at, hit
 
 TOPOLOGY = """

@@ -8,12 +8,12 @@ import pytest
 
 from agent.context import Context
 from agent.errors import TransitionError
+from agent.flow.detection import Detection
+from agent.flow.incidents import IncidentStatus, Severity
+from agent.flow.runs import RunMode, RunStatus
+from agent.flow.samples import Samples
 from agent.incidents import correlate
-from agent.incidents.model import IncidentStatus, Severity
-from agent.pipeline import Cycle
-from agent.sources.base import Samples
 from agent.store.incidents import UnknownIncidentError
-from remediations.model import RunMode, RunStatus
 from tests.incidents.conftest import T0, at, hit
 
 API_LATENCY = 'latency{service="api"}'
@@ -33,8 +33,8 @@ def ctx(make_config, tmp_path):
 
 
 def cycle(ctx, minute, hits=(), samples=None):
-    c = Cycle(started_at=at(minute), hits=list(hits), samples=samples if samples is not None else frame())
-    return correlate(ctx, c)
+    seen = Detection(at=at(minute), hits=list(hits), samples=samples if samples is not None else frame())
+    return correlate(ctx, seen)
 
 
 def opened(store):

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from agent.api import create_app
 from agent.context import Context
-from agent.incidents.summary import render
+from agent.incidents.formats import render
 from agent.metrics import Metrics
 from tests.notify.incident_data import HOSTILE, make_incident
 

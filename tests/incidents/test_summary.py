@@ -10,8 +10,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from markdown_it import MarkdownIt
 
-from agent.incidents.model import IncidentStatus
-from agent.incidents.summary import build, deviation, render
+from agent.flow.incidents import IncidentStatus
+from agent.incidents.formats import render
+from agent.incidents.summary import build, deviation
 from agent.store.incidents import UnknownIncidentError
 from tests.notify.incident_data import HOSTILE, T0, add_run, make_incident
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from agent.clock import to_epoch
+from agent.flow.incidents import IncidentStatus
 from agent.incidents.correlator import Correlator
-from agent.incidents.model import IncidentStatus
-from agent.incidents.summary import render, run_outcome
+from agent.flow.incidents import IncidentStatus
+from agent.incidents.formats import render
+from agent.incidents.summary import run_outcome
 from agent.store.outbox import RunOutcome
 from detectors.base import Direction, Hit
-from remediations.model import RunMode, RunStatus
+from agent.flow.runs import RunMode, RunStatus
 
 T0 = datetime(2026, 11, 24, 3, 0, tzinfo=timezone.utc)
 FRAUD = {"model": "fraud"}

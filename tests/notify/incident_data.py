@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 
 from agent.clock import to_epoch
-from agent.incidents.model import Incident, Severity, Signal
+from agent.flow.incidents import Incident, Severity, Signal
 from agent.store import Store
 from detectors.base import Direction, Hit
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from agent.incidents.model import IncidentStatus, Matcher, MatchOp
+from agent.flow.incidents import IncidentStatus, Matcher, MatchOp
 from agent.notify import notify_once
 from agent.store.outbox import OutboxStatus
 from tests.notify.conftest import sample
@@ -200,7 +200,7 @@ notify:
 
 
 def test_severity_below_the_route_minimum_is_not_sent(notify_ctx, webhook):
-    from agent.incidents.model import Severity
+    from agent.flow.incidents import Severity
 
     ctx = notify_ctx(f"""
 notify:
@@ -216,7 +216,7 @@ notify:
 
 
 def test_an_escalation_to_critical_pages_an_incident_that_opened_as_warning(notify_ctx, pagerduty):
-    from agent.incidents.model import Severity
+    from agent.flow.incidents import Severity
 
     ctx = notify_ctx(pagerduty_yaml(pagerduty).replace("    - channels: [pd]", "    - channels: [pd]\n      min_severity: critical"))
     incident = make_incident(ctx.store, severity=Severity.WARNING, with_hits=False)

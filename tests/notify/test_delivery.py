@@ -13,7 +13,6 @@ import pytest
 
 from agent.notify import notify, notify_once
 from agent.notify.delivery import backoff_s
-from agent.pipeline import Cycle
 from agent.store.outbox import OutboxStatus
 from tests.notify.conftest import sample
 from tests.notify.incident_data import T0, make_incident
@@ -58,8 +57,8 @@ def test_an_opened_incident_is_posted_with_title_and_link(notify_ctx, webhook):
 def test_the_pipeline_stage_returns_what_went_out(notify_ctx, webhook):
     ctx = notify_ctx(webhook_yaml(webhook.url()))
     make_incident(ctx.store, with_hits=False)
-    assert notify(ctx, Cycle(started_at=NOW)) == 1
-    assert notify(ctx, Cycle(started_at=NOW + timedelta(minutes=1))) == 0
+    assert notify(ctx, NOW) == 1
+    assert notify(ctx, NOW + timedelta(minutes=1)) == 0
     assert len(webhook.requests) == 1
 
 

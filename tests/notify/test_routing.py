@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent.config import parse_config
-from agent.incidents.model import Severity
+from agent.flow.incidents import Severity
 from agent.notify.routing import channels_for
 
 CONFIG = parse_config("""

@@ -15,12 +15,12 @@ import pytest
 from agent.clock import ManualClock
 from agent.config import load_config
 from agent.context import Context
-from agent.incidents.model import Incident, Signal
-from agent.pipeline import Cycle
-from agent.sources import Samples, SeriesInfo
+from agent.flow.detection import Detection
+from agent.flow.incidents import Incident, Signal
+from agent.flow.runs import Run
+from agent.flow.samples import Samples, SeriesInfo
 from detectors.base import Hit
-from remediations import latest, remediate
-from remediations.model import Run
+from remediations import Remediation, latest
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
@@ -134,7 +134,21 @@ def make_ctx(tmp_path: Path, pbdir: Path, work: Path) -> Iterator[Callable[..., 
 
     yield make
     for ctx in made:
+        _STAGES.pop(id(ctx), None)
         ctx.store.close()
+
+
+# The remediate stage of each Context (by id), as its pipeline holds one: what it audited stays
+# remembered from cycle to cycle.
+_STAGES: dict[int, Remediation] = {}
+
+
+def remediate(ctx: Context, seen: Detection) -> list[Run]:
+    """One cycle of ``ctx``'s remediate stage."""
+    stage = _STAGES.get(id(ctx))
+    if stage is None or stage.ctx is not ctx:  # a new Context where a closed one was
+        stage = _STAGES[id(ctx)] = Remediation(ctx)
+    return stage.remediate(seen)
 
 
 def local_inventory(*hosts: str) -> str:
@@ -155,8 +169,8 @@ def open_incident(ctx: Context, labels: dict[str, str] | None = None, *, signals
 
 
 def cycle(now: datetime, *, quiet: Sequence[str] = (), firing: Sequence[Signal] = (),
-          gaps: Sequence[str] = ()) -> Cycle:
-    """A cycle at ``now`` whose samples have data for ``quiet`` and ``firing`` series and whose
+          gaps: Sequence[str] = ()) -> Detection:
+    """What the detection of a cycle at ``now`` saw whose samples have data for ``quiet`` and ``firing`` series and whose
     hits are one per ``firing`` signal; ``gaps`` have no data."""
     columns = list(dict.fromkeys([*quiet, *(s.series_id for s in firing), *gaps]))
     index = pd.DatetimeIndex([now], tz="UTC", name="ts")
@@ -164,7 +178,7 @@ def cycle(now: datetime, *, quiet: Sequence[str] = (), firing: Sequence[Signal] 
     samples = Samples(values=values, series={c: SeriesInfo(series_id=c, metric=c.split("{")[0]) for c in columns},
                       gaps=frozenset(gaps))
     hits = [Hit(series_id=s.series_id, detector=s.detector, ts=now, value=9.0, score=5.0) for s in firing]
-    return Cycle(started_at=now, samples=samples, hits=hits)
+    return Detection(at=now, samples=samples, hits=hits)
 
 
 def run_cycle(ctx: Context, now: datetime, **kwargs: Any) -> list[Run]:

@@ -100,8 +100,8 @@ def test_recorded_variables_hide_secrets_and_the_vars_file_marks_labels_unsafe(t
 
 
 def test_recovery_leaves_live_owners_alone_and_retries_a_dead_ones_run_when_the_rule_says_so(make_ctx, work):
+    from agent.flow.runs import RunMode, RunStatus
     from remediations.engine import owner_id
-    from remediations.model import RunMode, RunStatus
 
     ctx = make_ctx(f"""
     # the two retries run at once beside the live run: three under way
@@ -149,8 +149,8 @@ def test_recovery_leaves_live_owners_alone_and_retries_a_dead_ones_run_when_the_
 
 
 def test_concurrency_gate_counts_runs_under_way_in_the_store(make_ctx, work):
+    from agent.flow.runs import RunMode, RunStatus
     from remediations import safety
-    from remediations.model import RunMode, RunStatus
 
     ctx = make_ctx("limits: {concurrency: 1}\nrules: [{name: fix, playbook: touch_direct.yml}]\n")
     rule = ctx.config.remediation.rule("fix")

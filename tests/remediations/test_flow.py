@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.incidents.model import IncidentStatus, Signal
-from remediations.model import RunMode, RunStatus
+from agent.flow.incidents import IncidentStatus, Signal
+from agent.flow.runs import RunMode, RunStatus
 from tests.remediations.conftest import T0, audit, cycle, later, lines, open_incident, run_cycle, signal
 
 SIG = 'latency{host="h1"}'

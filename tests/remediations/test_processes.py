@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from remediations import processes
-from remediations.model import RunnerStatus
+from agent.flow.runs import RunnerStatus
 from remediations.runner import Execution, execute
 from tests.conftest import REPO, wait_until
 from tests.remediations.conftest import header

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from agent.clock import utcnow
+from agent.flow.runs import RunMode, RunStatus
 from agent.store import Store
 from remediations import processes
-from remediations.model import RunMode, RunStatus
 from tests.conftest import PYTHON, REPO, wait_until
 from tests.remediations.conftest import header, lines, run_pids
 

@@ -12,11 +12,20 @@ from click.testing import CliRunner
 from agent.cli import cli
 from agent.clicommon import Settings
 from agent.errors import TransitionError
-from agent.incidents.model import IncidentStatus
+from agent.flow.incidents import IncidentStatus
+from agent.flow.runs import RunMode, RunStatus
 from remediations import safety
-from remediations.model import RunMode, RunStatus
-from tests.remediations.conftest import (T0, audit, later, lines, local_inventory, open_incident, run_cycle, run_pids,
-                                         signal)
+from tests.remediations.conftest import (
+    T0,
+    audit,
+    later,
+    lines,
+    local_inventory,
+    open_incident,
+    run_cycle,
+    run_pids,
+    signal,
+)
 
 
 def rules_yaml(work: Path, *, mode: str = "auto", playbook: str = "touch_direct.yml", limits: str = "cooldown: 0s",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import RemediationError
-from remediations.model import RunStatus
+from agent.flow.runs import RunStatus
 from remediations.rules import resolve_playbook
 from tests.remediations.conftest import T0, audit, open_incident, run_cycle, signal
 

@@ -12,13 +12,22 @@ import pandas as pd
 from agent.clock import ManualClock
 from agent.config import load_config
 from agent.context import Context
-from agent.incidents.model import IncidentStatus
-from agent.pipeline import run_cycle as run_pipeline
-from remediations import remediate
+from agent.flow.incidents import IncidentStatus
+from agent.flow.runs import RunMode, RunStatus
+from agent.pipeline import Pipeline
 from remediations.engine import Remediator, worker_limit
-from remediations.model import RunMode, RunStatus
 from tests.conftest import wait_until
-from tests.remediations.conftest import T0, cycle, later, lines, open_incident, run_cycle, run_pids, signal
+from tests.remediations.conftest import (
+    T0,
+    cycle,
+    later,
+    lines,
+    open_incident,
+    remediate,
+    run_cycle,
+    run_pids,
+    signal,
+)
 
 FIRING = signal()
 
@@ -72,7 +81,7 @@ def test_a_cycle_detects_and_completes_while_a_long_playbook_runs(tmp_path, pbdi
 
         detected = ctx.metrics.registry.get_sample_value("aiops_stage_duration_seconds_count", {"stage": "detect"})
         ctx.clock.set(later(1))
-        done = run_pipeline(ctx, now=later(1))
+        done = Pipeline(ctx).run_cycle(now=later(1))
 
         assert done.ok and detected is None
         assert len(done.samples) == 1  # the CSV's series was collected ...
@@ -134,7 +143,7 @@ def test_a_worker_goes_on_only_with_a_run_that_is_still_due(make_ctx, work):
     # what a cycle listed as pending just before the worker that ran it finished
     stale = dataclasses.replace(run, status=RunStatus.PENDING)
 
-    Remediator(ctx, cycle(later(1), firing=[FIRING])).fork(f"run:{run.id}").execute(stale)
+    Remediator(ctx, cycle(later(1), firing=[FIRING]), {}).fork(f"run:{run.id}").execute(stale)
 
     assert status_of(ctx, run.id) is RunStatus.VERIFYING
     assert lines(work / "runs.log") == [str(run.id)]

@@ -6,7 +6,7 @@ import io
 import json
 from datetime import datetime, timedelta, timezone
 
-from agent.incidents.model import IncidentStatus, Matcher, MatchOp, Severity
+from agent.flow.incidents import IncidentStatus, Matcher, MatchOp, Severity
 from agent.report.audit import export
 from agent.report.period import Period
 

@@ -160,7 +160,7 @@ def test_unknown_grouping_is_refused(store):
 
 
 def test_figures_from_incidents_written_by_the_incident_store(store):
-    from agent.incidents.model import IncidentStatus, Severity, Signal
+    from agent.flow.incidents import IncidentStatus, Severity, Signal
 
     def at(seconds: float) -> datetime:
         return datetime.fromtimestamp(T0 + seconds, timezone.utc)

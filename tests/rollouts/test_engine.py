@@ -11,8 +11,7 @@ from datetime import timedelta
 import pytest
 
 from agent.errors import TransitionError
-from agent.incidents.model import IncidentStatus
-from agent.pipeline import Cycle
+from agent.flow.incidents import IncidentStatus
 from agent.rollouts import engine, roll
 from agent.rollouts.engine import RolloutError
 from agent.rollouts.model import RolloutStatus, Verdict
@@ -192,10 +191,10 @@ def test_the_cycle_hands_each_step_to_a_worker(make_ctx, models_dir, prometheus)
     ctx = make_ctx(model_yaml(models_dir, GOOD, prometheus_url=prometheus.url))
     rollout = engine.start(ctx, "fraud", "v4", actor="cli:alice", now=T0)
 
-    assert roll(ctx, Cycle(started_at=T0)) == []
+    assert roll(ctx, T0) == []
     assert ctx.workers.join(60)
     assert ctx.store.get_rollout(rollout.id).status is RolloutStatus.ANALYSING and served(models_dir) == "v4"
-    roll(ctx, Cycle(started_at=T0 + timedelta(seconds=10)))  # not due: nothing handed over
+    roll(ctx, T0 + timedelta(seconds=10))  # not due: nothing handed over
     assert ctx.workers.under_way() == [] and ctx.store.measurements(rollout.id) == []
 
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from agent.cli import cli
 from agent.clicommon import Settings
 from agent.clock import ManualClock
-from agent.incidents.model import IncidentStatus, Severity
+from agent.flow.incidents import IncidentStatus, Severity
 from agent.rollouts.model import Measurement, RetrainStatus, RolloutStatus, Verdict
 from tests.rollouts.conftest import GOOD, T0, model_yaml
 

@@ -7,7 +7,7 @@ import sys
 from datetime import timedelta
 
 from agent.config.models import Gate
-from agent.incidents.model import IncidentStatus, Severity, Signal
+from agent.flow.incidents import IncidentStatus, Severity, Signal
 from agent.rollouts.model import RetrainStatus, RolloutStatus
 from agent.rollouts.retrain import gate_result, retrain, retrain_on_drift
 from tests.rollouts.conftest import GOOD, T0, model_yaml

@@ -1,4 +1,4 @@
-"""Helpers for source tests: a Context from YAML text, and a cycle at a given time."""
+"""Helpers for source tests: a Context from YAML text with its collect stage, and cycle times."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 
 from agent.config import AgentConfig
 from agent.context import Context
-from agent.pipeline import Cycle
+from agent.flow.samples import Samples
+from agent.sources import Collector
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
 
@@ -34,23 +35,38 @@ def app_text(requests: float, b1: float, b2: float, b3: float) -> str:
     return APP_TEXT % {"requests": requests, "b1": b1, "b2": b2, "b3": b3}
 
 
-def at(minutes: float) -> Cycle:
-    return Cycle(started_at=T0 + timedelta(minutes=minutes))
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+# The collect stage of each Context a test made (by id), as a pipeline holds one; emptied after each test.
+_COLLECTORS: dict[int, Collector] = {}
+
+
+def collect(ctx: Context, when: datetime) -> Samples:
+    return _COLLECTORS[id(ctx)].collect(when)
+
+
+def history(ctx: Context, start: datetime, end: datetime, **kwargs: object) -> Samples:
+    return _COLLECTORS[id(ctx)].history(start, end, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture
 def make_ctx(make_config: Callable[[str], AgentConfig], tmp_path) -> Iterator[Callable[..., Context]]:
-    """``make_ctx(yaml_text)``: a Context over a real store in tmp_path (closed at the end)."""
+    """``make_ctx(yaml_text)``: a Context over a real store in tmp_path, with its collect stage
+    (``collect``, ``history``); both closed at the end."""
     made: list[Context] = []
 
     def make(text: str, state: str = "state") -> Context:
         config = make_config(text)
         ctx = Context.create(config, tmp_path / state)
         made.append(ctx)
+        _COLLECTORS[id(ctx)] = Collector(ctx)
         return ctx
 
     yield make
     for ctx in made:
+        _COLLECTORS.pop(id(ctx)).close()
         ctx.store.close()
 
 

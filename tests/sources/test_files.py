@@ -7,8 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from agent.sources import FetchError, history
+from agent.sources import FetchError
 from agent.sources.files import parse_series_name, read_csv
+from tests.sources.conftest import history
 
 NYC = Path(__file__).resolve().parents[3] / "shared" / "data" / "nab" / "data" / "realKnownCause" / "nyc_taxi.csv"
 

@@ -13,12 +13,11 @@ import pytest
 
 from agent.config.sources import PrometheusSourceConfig, QueryConfig
 from agent.metrics import Metrics
-from agent.sources import collect, history
 from agent.sources.health import TargetHealth
 from agent.sources.prometheus import PrometheusSource
 from tests.conftest import wait_until
 from tests.fixtures.prometheus import Family, needs_prometheus, openmetrics
-from tests.sources.conftest import T0, at
+from tests.sources.conftest import T0, at, collect, history
 
 MODEL_QUERIES = """\
       - name: model_latency_p95
@@ -49,10 +48,9 @@ def matrix(*series: tuple[dict, list], warnings: list[str] | None = None) -> str
 
 
 def now_cycle():
-    from agent.pipeline import Cycle
     from agent.clock import utcnow
 
-    return Cycle(started_at=utcnow())
+    return utcnow()
 
 
 def metric(ctx, name: str, **labels: str):
@@ -151,7 +149,7 @@ def test_history_over_backfilled_days_is_exact_and_chunked(make_ctx, prometheus_
 
 
 def test_one_bad_query_is_a_gap_and_the_healthy_series_are_still_fitted(make_ctx, prometheus_factory, caplog):
-    from agent.pipeline import run_cycle
+    from agent.pipeline import Pipeline
 
     end = math.floor(time.time() / 60) * 60 - 600
     ts = np.arange(end - 86400, end + 1, 60, dtype="int64")
@@ -161,8 +159,11 @@ def test_one_bad_query_is_a_gap_and_the_healthy_series_are_still_fitted(make_ctx
                "      - name: broken\n        expr: 'synthetic_load{'\n        step: 60s\n")
     ctx = make_ctx(prom_yaml(server.url, queries).replace("window: 30s", "window: 10m"))
     now = pd.Timestamp(end, unit="s", tz="UTC").to_pydatetime()
+    pipeline = Pipeline(ctx)
     with caplog.at_level(logging.WARNING, logger="agent.sources"):
-        cycle = run_cycle(ctx, now=now)
+        cycle = pipeline.run_cycle(now=now)
+        pipeline.refit(now=now)  # the daemon's refit job, after the cycle
+    pipeline.close()
     assert cycle.failed_stages == []
     fitted = sorted(c for state in ctx.store.load_fitted_states() for c in state.params["columns"])
     assert fitted == [f'synthetic_load{{host="h{i}"}}' for i in range(3)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.sources.base import SeriesInfo
+from agent.flow.samples import SeriesInfo
 from agent.store.samples import CounterReading
 
 

@@ -11,8 +11,7 @@ import pandas as pd
 import pytest
 
 from agent.context import Context
-from agent.sources import collect, history
-from tests.sources.conftest import T0, app_text, at, scrape_yaml
+from tests.sources.conftest import T0, app_text, at, collect, history, scrape_yaml
 
 TEMP = 'app_temperature_celsius{instance="%s",job="app"}'
 REQS = 'app_requests_total{instance="%s",job="app",path="/"}'

@@ -13,9 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from agent.context import Context
-from agent.sources import collect
 from tests.fixtures.prometheus import MisbehavingServer
-from tests.sources.conftest import at
+from tests.sources.conftest import at, collect
 
 GOOD = "# TYPE good_temperature_celsius gauge\ngood_temperature_celsius 20\n"
 BAD = "# TYPE bad_level gauge\nbad_level 7\n"

@@ -7,7 +7,7 @@ import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from agent.incidents.model import IncidentStatus, Severity
+from agent.flow.incidents import IncidentStatus, Severity
 from agent.store import Store
 
 T0 = datetime(2026, 11, 2, 3, 0, tzinfo=timezone.utc)

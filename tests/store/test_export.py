@@ -16,7 +16,7 @@ from agent.cli import cli
 from agent.clicommon import Settings
 from agent.clock import ManualClock
 from agent.errors import StoreError
-from agent.incidents.model import Severity
+from agent.flow.incidents import Severity
 from agent.store import Store
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.sources.base import SeriesInfo
+from agent.flow.samples import SeriesInfo
 from agent.store import Store, migrations
 from agent.store import samples as sample_store
 from agent.store.chunks import CHUNK_S
