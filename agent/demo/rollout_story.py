@@ -18,7 +18,7 @@ from typing import Any
 
 from agent.demo.run import DemoRun
 from agent.flow.incidents import IncidentStatus
-from agent.rollouts.model import Rollout, RolloutStatus
+from agent.flow.rollouts import Rollout, RolloutStatus
 
 Say = Callable[[str, str], None]
 Show = Callable[[str], None]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.report.period import Period
 from agent.report.render import environment
-from agent.rollouts.model import (
+from agent.flow.rollouts import (
     RetrainStatus,
     RolloutStatus,
     measurement_dict,

@@ -20,7 +20,7 @@ import requests
 
 from agent.config.models import Analysis, AnalysisMetric
 from agent.errors import AiopsError
-from agent.rollouts.model import Measurement, Verdict
+from agent.flow.rollouts import Measurement, Verdict
 from detectors._distributions import psi, psi_null_mean
 
 

@@ -13,7 +13,7 @@ from agent.api.params import RowId
 from agent.errors import TransitionError
 from agent.rollouts import engine
 from agent.rollouts.engine import RolloutError
-from agent.rollouts.model import measurement_dict, rollout_dict
+from agent.flow.rollouts import measurement_dict, rollout_dict
 
 router = APIRouter()
 

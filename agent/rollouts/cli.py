@@ -10,7 +10,7 @@ import click
 
 from agent.clicommon import AiopsGroup, cli_actor, current_clock, with_context
 from agent.rollouts import engine
-from agent.rollouts.model import (
+from agent.flow.rollouts import (
     RolloutStatus,
     measurement_dict,
     retrain_dict,

@@ -31,7 +31,7 @@ from agent.rollouts.analysis import (
     decide,
     judge,
 )
-from agent.rollouts.model import (
+from agent.flow.rollouts import (
     Measurement,
     Rollout,
     RolloutStatus,

@@ -26,7 +26,7 @@ from agent.flow.incidents import IncidentStatus, Severity
 from agent.log import kv
 from agent.rollouts import engine
 from agent.rollouts.engine import ACTOR, RolloutError, model_config
-from agent.rollouts.model import Retrain, RetrainStatus
+from agent.flow.rollouts import Retrain, RetrainStatus
 from remediations import rules, runner
 
 if TYPE_CHECKING:

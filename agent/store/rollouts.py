@@ -12,9 +12,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import pandas as pd
+
 from agent.clock import from_epoch, to_epoch
 from agent.errors import TransitionError
-from agent.rollouts.model import (
+from agent.flow.rollouts import (
     ACTIVE,
     Measurement,
     ModelVersion,
@@ -320,12 +322,15 @@ class RolloutStore(StoreBase):
                 (model, to_epoch(since), to_epoch(until))):
             days.setdefault(day, {})["drift_hits"] = int(hits)
             days[day]["drift_peak"] = peak
-        for day, p95 in self.conn.execute(
-                "SELECT date(sa.ts, 'unixepoch'), avg(sa.value) FROM samples sa JOIN series se "
-                "ON se.series_id = sa.series_id WHERE json_extract(se.labels, '$.model') = ? "
-                "AND se.kind = 'quantile' AND se.metric LIKE '%latency%' AND sa.ts >= ? AND sa.ts < ? "
-                "AND sa.value IS NOT NULL GROUP BY 1", (model, to_epoch(since), to_epoch(until))):
-            days.setdefault(day, {})["latency_p95"] = p95
+        latency = [info.series_id for info in self.known_series(labels={"model": model})  # type: ignore[attr-defined]
+                   if info.kind == "quantile" and "latency" in info.metric]
+        if latency:
+            frame = self.sample_history(to_epoch(since), to_epoch(until), latency)  # type: ignore[attr-defined]
+            frame = frame[(frame["ts"] < to_epoch(until)) & frame["value"].notna()]
+            if len(frame):
+                day_of = pd.to_datetime(frame["ts"], unit="s", utc=True).dt.strftime("%Y-%m-%d")
+                for day, p95 in frame["value"].groupby(day_of.to_numpy()).mean().items():
+                    days.setdefault(day, {})["latency_p95"] = float(p95)
         return [{"day": day, "drift_hits": v.get("drift_hits", 0), "drift_peak": v.get("drift_peak"),
                  "latency_p95": v.get("latency_p95")} for day, v in sorted(days.items())]
 

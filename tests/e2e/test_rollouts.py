@@ -12,7 +12,7 @@ import pytest
 from agent.demo.rollout_story import rollout_settled, start_rollout
 from agent.demo.run import FAST, DemoRun
 from agent.flow.incidents import IncidentStatus, Severity
-from agent.rollouts.model import RetrainStatus, RolloutStatus, Verdict
+from agent.flow.rollouts import RetrainStatus, RolloutStatus, Verdict
 
 pytestmark = [
     pytest.mark.e2e,

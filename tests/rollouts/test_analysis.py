@@ -11,7 +11,7 @@ from agent.config import parse_config
 from agent.config.models import AnalysisMetric
 from agent.errors import ConfigError
 from agent.rollouts.analysis import Decision, decide, distribution_shift, judge, window
-from agent.rollouts.model import Measurement, Verdict
+from agent.flow.rollouts import Measurement, Verdict
 from tests.rollouts.conftest import T0
 
 ANALYSIS = """

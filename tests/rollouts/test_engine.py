@@ -14,7 +14,7 @@ from agent.errors import TransitionError
 from agent.flow.incidents import IncidentStatus
 from agent.rollouts import engine, roll
 from agent.rollouts.engine import RolloutError
-from agent.rollouts.model import RolloutStatus, Verdict
+from agent.flow.rollouts import RolloutStatus, Verdict
 from tests.conftest import REPO, wait_until
 from tests.rollouts.conftest import BAD_LATENCY, GOOD, NO_DATA, T0, model_yaml, served
 

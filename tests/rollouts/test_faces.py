@@ -15,7 +15,7 @@ from agent.clicommon import Settings
 from agent.clock import ManualClock
 from agent.daemon import HttpServer
 from agent.rollouts import engine
-from agent.rollouts.model import RolloutStatus
+from agent.flow.rollouts import RolloutStatus
 from tests.rollouts.conftest import GOOD, T0, model_yaml
 
 

@@ -14,7 +14,7 @@ from agent.cli import cli
 from agent.clicommon import Settings
 from agent.clock import ManualClock
 from agent.flow.incidents import IncidentStatus, Severity
-from agent.rollouts.model import Measurement, RetrainStatus, RolloutStatus, Verdict
+from agent.flow.rollouts import Measurement, RetrainStatus, RolloutStatus, Verdict
 from tests.rollouts.conftest import GOOD, T0, model_yaml
 
 NOW = T0 + timedelta(days=2)

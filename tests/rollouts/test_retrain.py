@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from agent.config.models import Gate
 from agent.flow.incidents import IncidentStatus, Severity, Signal
-from agent.rollouts.model import RetrainStatus, RolloutStatus
+from agent.flow.rollouts import RetrainStatus, RolloutStatus
 from agent.rollouts.retrain import gate_result, retrain, retrain_on_drift
 from tests.rollouts.conftest import GOOD, T0, model_yaml
 
