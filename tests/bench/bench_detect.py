@@ -215,7 +215,8 @@ def clean_week(n_series: int, days: int = 7, fault_series: int = 50) -> dict[str
     hits = sum(v for d, v in hits_by_day.items() if d >= 1)
     fault_hits = sum(1 for i in fault for s in i.signals if from_fault(s))
     print(f"clean week: {n_series} series x {n} points (5 min), whole pipeline at hourly cycles, {wall:.0f} s wall")
-    print(f"  days 2-{days}: {hits / days_counted:.1f} hits a day, {len(other) / days_counted:.2f} incidents a day "
+    print(f"  days 2-{days}: {hits / days_counted:.1f} hits a day ({(hits - fault_hits) / days_counted:.1f} without the "
+          f"fault's), {len(other) / days_counted:.2f} incidents a day "
           f"(hits by day: {dict(sorted(hits_by_day.items()))})")
     for what, found in scores.items():
         if found:
