@@ -12,6 +12,7 @@ the old one kept). systemd hears READY=1, WATCHDOG=1, a one-line STATUS= and STO
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 import sqlite3
 import threading
@@ -53,6 +54,10 @@ class Daemon:
         self._cycle_lock = threading.Lock()
         self._cycle_running = threading.Event()
         self._stopped = threading.Event()
+        # Signals are queued by the handler and acted on by a thread of their own: a handler runs
+        # in the main thread between any two bytecodes, possibly inside a lock the scheduler holds
+        # (stopping the scheduler from there deadlocks). SimpleQueue.put is safe in a handler.
+        self._signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._http: Any = None
         self._last: Cycle | None = None
 
@@ -82,9 +87,9 @@ class Daemon:
         scheduler.add_job(self._retention_job, IntervalTrigger(seconds=config.retention.interval, timezone=timezone.utc),
                           id=RETENTION_JOB, name="retention")
         scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
-        signal.signal(signal.SIGTERM, self._on_stop_signal)
-        signal.signal(signal.SIGINT, self._on_stop_signal)
-        signal.signal(signal.SIGHUP, self._on_reload_signal)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
+        threading.Thread(target=self._signal_loop, name="signals", daemon=True).start()
         if config.http.enabled:
             self._http = start_http(ctx, self)
         watchdog = threading.Thread(target=self._watchdog_loop, name="watchdog", daemon=True)
@@ -218,11 +223,17 @@ class Daemon:
 
     # -- signals and reload ------------------------------------------------------------------
 
-    def _on_stop_signal(self, signum: int, _frame: Any) -> None:
-        self.stop(reason=signal.Signals(signum).name)
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self._signals.put(signum)  # nothing else here: see __init__
 
-    def _on_reload_signal(self, _signum: int, _frame: Any) -> None:
-        threading.Thread(target=self.reload, kwargs={"actor": "signal:SIGHUP"}, name="reload", daemon=True).start()
+    def _signal_loop(self) -> None:
+        while True:
+            signum = self._signals.get()
+            if signum == signal.SIGHUP:
+                threading.Thread(target=self.reload, kwargs={"actor": "signal:SIGHUP"}, name="reload",
+                                 daemon=True).start()
+            else:
+                self.stop(reason=signal.Signals(signum).name)
 
     def reload(self, *, actor: str = "agent") -> list[str]:
         """Reload the config file; returns the errors (empty when the new config took effect)."""
