@@ -1,5 +1,5 @@
-"""What every stage is handed: the config, the store, the metrics, a heartbeat, and the workers
-that run playbooks beside the cycle."""
+"""What every stage is handed: the config, the store, the metrics, a heartbeat, the workers
+that run playbooks beside the cycle, and the leases this process holds."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from agent.clock import utcnow
 from agent.config import AgentConfig
+from agent.leases import LeaseKeeper, SoleAgent
 from agent.metrics import Metrics
 from agent.store import Store, open_store
 from agent.workers import Workers
@@ -45,10 +46,22 @@ class Health:
         self.last_reason = ""
         self.started_at: datetime | None = None
         self.last_cycle_at: datetime | None = None
+        self.waiting = False  # a standby: another agent holds this shard's lease
 
     def start(self, now: datetime) -> None:
         with self._lock:
             self.started_at = now
+
+    def wait(self) -> None:
+        """A standby is healthy while it waits: no cycle is expected of it."""
+        with self._lock:
+            self.waiting = True
+
+    def work(self, now: datetime) -> None:
+        """Cycles are expected again, counted from ``now`` (a standby that took over)."""
+        with self._lock:
+            if self.waiting:
+                self.waiting, self.started_at, self.last_cycle_at = False, now, None
 
     def record(self, failed_stages: list[str], *, now: datetime) -> None:
         with self._lock:
@@ -62,6 +75,8 @@ class Health:
 
     def check(self, config: AgentConfig, *, now: datetime) -> tuple[bool, str]:
         with self._lock:
+            if self.waiting:
+                return True, ""
             if self.failed_in_a_row >= config.agent.unhealthy_after:
                 return False, f"{self.failed_in_a_row} cycles failed in a row; last: {self.last_reason}"
             since = self.last_cycle_at or self.started_at
@@ -84,6 +99,8 @@ class Context:
     stopping: threading.Event = field(default_factory=threading.Event)
     # Playbook runs under way beside the cycle (remediation.workers).
     workers: Workers = field(default_factory=Workers)
+    # What this process may do among the agents sharing the store (the daemon keeps leases).
+    leases: LeaseKeeper | SoleAgent = field(default_factory=SoleAgent)
     clock: Callable[[], datetime] = utcnow
 
     def __post_init__(self) -> None:

@@ -29,6 +29,8 @@ from agent import log as agentlog
 from agent.config import AgentConfig, load_config, with_shard
 from agent.context import Context
 from agent.errors import ConfigError
+from agent.flow.leases import shard_lease
+from agent.leases import LeaseKeeper
 from agent.log import kv
 from agent.pipeline import Cycle, Pipeline
 from agent.sdnotify import SdNotifier
@@ -75,6 +77,11 @@ class Daemon:
             ctx.store.close()
             raise store_error(ctx.store.path, exc) from None
         self.pipeline = Pipeline(ctx)
+        # Several agents may share the store: work only while holding this shard's lease.
+        ctx.leases = LeaseKeeper(ctx.store, shard=config.agent.shard, ttl_s=config.agent.interval,
+                                 clock=ctx.clock, metrics=ctx.metrics)
+        ctx.metrics.agent_info.labels(holder=ctx.leases.holder, shard=config.agent.shard).set(1)
+        ctx.leases.start()
         self.scheduler = scheduler = BlockingScheduler(
             timezone=timezone.utc,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -95,7 +102,7 @@ class Daemon:
         watchdog = threading.Thread(target=self._watchdog_loop, name="watchdog", daemon=True)
         watchdog.start()
         log.info(kv("agent.started", config=str(self.config_path), state_dir=str(ctx.state_dir),
-                    interval_s=config.agent.interval, shard=config.agent.shard))
+                    interval_s=config.agent.interval, shard=config.agent.shard, holder=ctx.leases.holder))
         self.notifier.ready("starting: first cycle under way")
         try:
             scheduler.start()  # blocks until stop()
@@ -130,6 +137,8 @@ class Daemon:
                            runs=",".join(self.ctx.workers.under_way())))
         if self._http is not None:
             self._http.stop()
+        if isinstance(self.ctx.leases, LeaseKeeper):
+            self.ctx.leases.stop()  # after the last cycle: a waiting agent takes over at once
         if self.pipeline is not None:
             self.pipeline.close()
         try:
@@ -145,7 +154,7 @@ class Daemon:
     def _cycle_job(self) -> None:
         ctx, pipeline = self.ctx, self.pipeline
         assert ctx is not None and pipeline is not None
-        if ctx.stopping.is_set():
+        if ctx.stopping.is_set() or not self._working():
             return
         with self._cycle_lock:
             self._cycle_running.set()
@@ -163,10 +172,27 @@ class Daemon:
         self.notifier.watchdog()
         self.notifier.status(self.status_line(cycle))
 
+    def _working(self) -> bool:
+        """Whether this agent holds its shard's lease; a change either way is logged once."""
+        ctx = self.ctx
+        assert ctx is not None
+        working = ctx.leases.working()
+        if working and ctx.health.waiting:
+            log.info(kv("agent.active", shard=ctx.config.agent.shard, holder=ctx.leases.holder))
+            ctx.health.work(ctx.clock())
+            self.notifier.status(f"active: holds shard {ctx.config.agent.shard}")
+        elif not working and not ctx.health.waiting:
+            holders = ctx.leases.held()
+            log.info(kv("agent.standby", shard=ctx.config.agent.shard,
+                        held_by=holders.get(shard_lease(ctx.config.agent.shard))))
+            ctx.health.wait()
+            self.notifier.status(f"standby: another agent holds shard {ctx.config.agent.shard}")
+        return working
+
     def _refit_job(self) -> None:
         ctx, pipeline = self.ctx, self.pipeline
         assert ctx is not None and pipeline is not None
-        if ctx.stopping.is_set():
+        if ctx.stopping.is_set() or not ctx.leases.working():
             return
         try:
             pipeline.refit(now=ctx.clock())
@@ -179,7 +205,7 @@ class Daemon:
 
         ctx = self.ctx
         assert ctx is not None
-        if ctx.stopping.is_set():
+        if ctx.stopping.is_set() or not ctx.leases.leading():  # the store is pruned once, by the leader
             return
         try:
             outcome = prune(ctx, now=ctx.clock())
@@ -252,6 +278,8 @@ class Daemon:
         old = self.ctx.config
         self.ctx.config = new
         agentlog.setup(new.agent.log_level)
+        if isinstance(self.ctx.leases, LeaseKeeper):
+            self.ctx.leases.ttl_s = new.agent.interval
         if self.scheduler is not None and new.agent.interval != old.agent.interval:
             for job in (CYCLE_JOB, REFIT_JOB):
                 self.scheduler.reschedule_job(job, trigger=IntervalTrigger(seconds=new.agent.interval, timezone=timezone.utc))

@@ -14,6 +14,7 @@
      ├── RemediationError           a remediation cannot be run as configured
      │    └── PlaybookError         a playbook breaks the convention (remediations.playbooks)
      ├── TransitionError            an incident or run cannot move to the asked state
+     │    └── LeaseLostError        this agent no longer holds the lease the step needs
      ├── BaselineError              a drift baseline cannot be recorded (agent.detection.drift)
      ├── DeliveryError              a channel did not accept a notification (agent.notify.channels)
      ├── UnknownChannelError        no such channel in notify.channels (agent.notify.cli)
@@ -41,6 +42,7 @@ __all__ = [
     "ConfigError",
     "ConfigProblem",
     "DetectorError",
+    "LeaseLostError",
     "NotFittedError",
     "RemediationError",
     "SchemaTooNewError",
@@ -147,3 +149,12 @@ class TransitionError(AiopsError):
         self.wanted = wanted
         tail = f": {why}" if why else ""
         super().__init__(f"{subject} is {current}, cannot move to {wanted}{tail}")
+
+
+class LeaseLostError(TransitionError):
+    """A step that needs a lease (the leader's, to start a playbook run) by an agent that lost it:
+    another agent may act now, so this one must not."""
+
+    def __init__(self, subject: str, current: str, wanted: str, lease: str, holder: str) -> None:
+        self.lease = lease
+        super().__init__(subject, current, wanted, f"{holder} no longer holds the {lease} lease")

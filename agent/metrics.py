@@ -29,6 +29,13 @@ class Metrics:
             buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 120), registry=r)
         self.last_cycle = Gauge("aiops_last_cycle_timestamp_seconds", "End of the last finished cycle.", registry=r)
         self.config_reloads = Counter("aiops_config_reloads_total", "Config reloads, by outcome.", ["outcome"], registry=r)
+        # leases: which agent works which shard, and which one leads (several agents on one store)
+        self.lease_held = Gauge("aiops_lease_held", "1 while this agent holds the lease (shard:i/n, leader).",
+                                ["lease"], registry=r)
+        self.lease_failures = Counter("aiops_lease_failures_total", "Lease renewals the store refused to answer.",
+                                      registry=r)
+        self.agent_info = Gauge("aiops_agent_info", "This agent process: its holder id in leases and its shard.",
+                                ["holder", "shard"], registry=r)
         # sources
         self.series_collected = Gauge("aiops_series_collected", "Series in the last collected frame.", registry=r)
         self.source_errors = Counter(

@@ -11,6 +11,9 @@ keep theirs in the store. Each stage is called with what it reads and returns wh
     rollouts  = roll(at)                    each active model rollout moves one step
     notified  = notify(at)                  timeline events past the outbox's cursor
 
+The last three act once for all agents sharing the store: only the leader runs them (see
+``agent.leases``).
+
 A stage that raises is logged with its traceback and counted; the stages after it still run
 with what they have (an empty frame, no new hits). A stop request ends the cycle between stages.
 Refits are not part of the cycle: ``refit`` is the daemon's refit job.
@@ -70,6 +73,7 @@ class Pipeline:
         self.collector = Collector(ctx)
         self.engine = Engine(ctx, self.collector.history)
         self.remediation = Remediation(ctx)
+        self.led = False  # whether this process led in the last cycle (see _leading)
 
     def close(self) -> None:
         self.collector.close()
@@ -85,9 +89,11 @@ class Pipeline:
                            Detection(at=at, samples=cycle.samples))
         cycle.hits = seen.hits
         cycle.incidents = self._stage(cycle, "correlate", lambda: correlate(ctx, seen), [])
-        cycle.runs = self._stage(cycle, "remediate", lambda: self.remediation.remediate(seen), [])
-        cycle.rollouts = self._stage(cycle, "rollouts", lambda: roll(ctx, at), [])
-        cycle.notified = self._stage(cycle, "notify", lambda: notify(ctx, at), 0)
+        # The stages that act once for every agent on the store run on the leader only.
+        if self._leading():
+            cycle.runs = self._stage(cycle, "remediate", lambda: self.remediation.remediate(seen), [])
+            cycle.rollouts = self._stage(cycle, "rollouts", lambda: roll(ctx, at), [])
+            cycle.notified = self._stage(cycle, "notify", lambda: notify(ctx, at), 0)
         ctx.heartbeat.beat()
         cycle.duration_s = time.perf_counter() - started
         ctx.metrics.cycle_duration.observe(cycle.duration_s)
@@ -98,6 +104,14 @@ class Pipeline:
                     hits=len(cycle.hits), incidents=len(cycle.incidents), runs=len(cycle.runs),
                     notified=cycle.notified, failed=",".join(cycle.failed_stages) or None))
         return cycle
+
+    def _leading(self) -> bool:
+        leading = self.ctx.leases.leading()
+        if leading and not self.led:
+            # Taking the lead (at start, or from an agent that died): the runs it left are recovered.
+            self.remediation.recovered = False
+        self.led = leading
+        return leading
 
     def _stage(self, cycle: Cycle, name: str, run: Callable[[], T], nothing: T) -> T:
         """``run()``, timed and counted; ``nothing`` when it fails or the agent is stopping."""

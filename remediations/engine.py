@@ -18,17 +18,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from agent.config.remediation import Rule
-from agent.errors import RemediationError
+from agent.errors import LeaseLostError, RemediationError
 from agent.flow.detection import Detection
 from agent.flow.incidents import IncidentStatus
+from agent.flow.leases import holder_id
 from agent.flow.runs import Run, RunMode, RunnerStatus, RunStatus
 from agent.log import kv
 from remediations import processes, rules, runner, safety
@@ -260,6 +262,9 @@ class Remediator:
             return run  # stopping: it stays due for the next agent
         try:
             return self._gate_and_run(run)
+        except LeaseLostError as exc:  # another agent leads now: the run stays due for it
+            log.warning(kv("remediation.not_started", run=run.id, reason=str(exc)))
+            return run
         except Exception as exc:  # a run must never stay "running" behind a crash of ours
             current = self.store.get_run(run.id)
             if current is not None and not current.status.is_final and current.status is not RunStatus.VERIFYING:
@@ -367,7 +372,8 @@ class Remediator:
         private = self.artifacts_root / f"run-{run.id:06d}-{run.mode}"
         now = self.now()
         run = self.store.update_run(run.id, RunStatus.RUNNING, now=now, started_at=now, owner=owner_id(),
-                                    artifact_dir=str(private), reason=f"{run.mode} run started")
+                                    artifact_dir=str(private), reason=f"{run.mode} run started",
+                                    lease=self.ctx.leases.fence())
         if run.mode is RunMode.APPLY:
             self._release_start()  # the gates of the next chain now count this run
         try:
@@ -532,13 +538,18 @@ def run_key(store: Any, run_id: int) -> str:
 
 
 def owner_id(pid: int | None = None) -> str:
-    """``pid:start`` of a process: its start time (in clock ticks) tells a reused pid apart."""
-    pid = pid or os.getpid()
-    return f"{pid}:{_start_ticks(pid)}"
+    """``host/pid:start`` of a process (as its leases name it): the start time, in clock ticks,
+    tells a reused pid apart."""
+    return holder_id(pid)
 
 
-def owner_alive(owner: str) -> bool:
-    pid, _, start = owner.partition(":")
+def owner_alive(owner: str, *, live_holders: Callable[[], Iterable[str]] = tuple) -> bool:
+    """Whether the agent process ``owner`` still runs: by its pid on this host (an owner written
+    as ``pid:start`` before leases is of this host), by a live lease of its on another."""
+    host, _, process = owner.rpartition("/")
+    if host and host != socket.gethostname():
+        return owner in set(live_holders())
+    pid, _, start = process.partition(":")
     try:
         return _start_ticks(int(pid)) == start
     except (ValueError, OSError):

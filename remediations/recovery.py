@@ -18,8 +18,13 @@ log = logging.getLogger(__name__)
 def recover(r: Remediator) -> list[Run]:
     """Runs left running by owners that are gone: interrupted (the remediate stage asks once)."""
     out = []
+
+    def live_holders() -> list[str]:
+        now = r.now()
+        return [lease.holder for lease in r.store.leases() if lease.live(now)]
+
     for run in r.store.list_runs(statuses=[RunStatus.RUNNING]):
-        if run.owner and owner_alive(run.owner):
+        if run.owner and owner_alive(run.owner, live_holders=live_holders):
             continue  # another live agent process is running it
         left = kill_leftovers(r, run)
         now = r.now()

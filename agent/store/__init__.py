@@ -11,6 +11,7 @@ from pathlib import Path
 from agent.store.base import GENESIS, AuditBreak, StoreBase, dumps
 from agent.store.detectors import DetectorStateStore
 from agent.store.incidents import IncidentStore
+from agent.store.leases import LeaseStore
 from agent.store.outbox import OutboxStore
 from agent.store.reports import ReportStore
 from agent.store.rollouts import RolloutStore
@@ -23,7 +24,7 @@ __all__ = ["AuditBreak", "GENESIS", "STORE_FILE", "Store", "dumps", "open_store"
 
 
 class Store(SampleStore, DetectorStateStore, IncidentStore, RunStore, OutboxStore, ReportStore, RolloutStore,
-            StoreBase):
+            LeaseStore, StoreBase):
     """The agent's SQLite store."""
 
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from agent.clock import from_epoch, to_epoch, utcnow
-from agent.errors import StoreError, TransitionError
+from agent.errors import LeaseLostError, StoreError, TransitionError
 from agent.flow.runs import HostSummary, Run, RunMode, RunStatus
 from agent.store.base import StoreBase, dumps
 from agent.store.migrations import migration, run_script
@@ -86,13 +86,17 @@ class RunStore(StoreBase):
 
     def update_run(self, run_id: int, status: RunStatus, *, actor: str = "agent", reason: str = "",
                    expect: Iterable[RunStatus] | None = None, now: datetime | None = None,
-                   **values: Any) -> Run:
-        """Move a run to ``status`` (from one of ``expect``, when given), setting ``values`` too."""
+                   lease: tuple[str, str] | None = None, **values: Any) -> Run:
+        """Move a run to ``status`` (from one of ``expect``, when given), setting ``values`` too;
+        with ``lease`` (name, holder), only while that holder holds it, checked in the same
+        transaction (``LeaseLostError`` otherwise)."""
         now = now or utcnow()
         with self.transaction():
             run = self._run_or_fail(run_id)
             if expect is not None and run.status not in set(expect):
                 raise TransitionError(f"remediation run {run_id}", str(run.status), str(status))
+            if lease is not None and not self.holds_lease(*lease, now=now):  # type: ignore[attr-defined]
+                raise LeaseLostError(f"remediation run {run_id}", str(run.status), str(status), *lease)
             row: dict[str, Any] = {"status": str(status)}
             for key, value in values.items():
                 row[key] = _column(key, value)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from agent.store import STORE_FILE, Store
 from tests.conftest import free_port, wait_until
 
 HERE = Path(__file__).resolve().parent
@@ -56,11 +57,14 @@ class NotifyListener:
 
 class Daemon:
     def __init__(self, tmp_path: Path, env: dict[str, str], config_text: str, *, fail_stage: str | None = None,
-                 notify: bool = False, agent: str = "", nofile: int | None = None) -> None:
+                 notify: bool = False, agent: str = "", nofile: int | None = None, interval: str = "1s",
+                 state: Path | None = None) -> None:
+        tmp_path.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.agent = agent  # more keys of the agent section, indented
+        self.interval = interval
         self.config = tmp_path / "agent.yaml"
-        self.state = tmp_path / "state"
+        self.state = state or tmp_path / "state"  # agents given one state dir share its store
         self.log_path = tmp_path / "daemon.log"
         self.write_config(config_text)
         self.env = dict(env)
@@ -77,7 +81,7 @@ class Daemon:
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=self.env, preexec_fn=limit)
 
     def write_config(self, text: str) -> None:
-        base = (f"agent:\n  interval: 1s\n  unhealthy_after: 2\n{self.agent}"
+        base = (f"agent:\n  interval: {self.interval}\n  unhealthy_after: 2\n{self.agent}"
                 f"http:\n  port: {self.port}\n  token: ${{AIOPS_API_TOKEN}}\n")
         self.config.write_text(base + text)
 
@@ -110,8 +114,8 @@ class Daemon:
 def daemon(tmp_path, subprocess_env):
     started: list[Daemon] = []
 
-    def start(config_text: str = "", **kwargs) -> Daemon:
-        d = Daemon(tmp_path, subprocess_env, config_text, **kwargs)
+    def start(config_text: str = "", home: Path | None = None, **kwargs) -> Daemon:
+        d = Daemon(home or tmp_path, subprocess_env, config_text, **kwargs)
         started.append(d)
         return d
 
@@ -125,7 +129,9 @@ def test_runs_cycles_serves_http_and_stops_on_sigterm(daemon):
     d = daemon(notify=True)
     d.wait_log("event=cycle.done", times=2)
     health = d.get("/healthz")
-    assert (health.status_code, health.json()) == (200, {"status": "ok", "reason": ""})
+    body = health.json()
+    assert (health.status_code, body["status"], body["reason"], body["role"]) == (200, "ok", "", "leader")
+    assert body["leases"] == {"shard:0/1": body["holder"], "leader": body["holder"]}
     metrics = d.get("/metrics").text
     assert "aiops_cycle_duration_seconds_count" in metrics
     cycles = [line for line in metrics.splitlines() if line.startswith("aiops_cycles_total ")]
@@ -238,6 +244,40 @@ def test_sigterm_mid_stage_stops_after_that_stage(daemon):
     assert d.proc.wait(timeout=12) == 0
     assert time.monotonic() - started < 10
     assert "event=cycle.stopped before_stage=detect" in d.text()
+
+
+@pytest.mark.slow
+def test_two_agents_of_one_shard_one_works_and_the_other_takes_over_after_a_sigkill(daemon, tmp_path):
+    state = tmp_path / "state"
+    first = daemon(home=tmp_path / "first", state=state, interval="2s")
+    first.wait_log("event=cycle.done")
+    second = daemon(home=tmp_path / "second", state=state, interval="2s")
+    second.wait_log("event=agent.standby")
+    health = second.get("/healthz").json()
+    holder = first.get("/healthz").json()["holder"]
+    assert (health["status"], health["role"]) == ("ok", "standby")
+    assert health["leases"] == {"shard:0/1": holder, "leader": holder} and health["holder"] != holder
+    assert 'aiops_lease_held{lease="shard:0/1"} 0.0' in second.get("/metrics").text
+    assert 'aiops_lease_held{lease="leader"} 1.0' in first.get("/metrics").text
+    cycles = first.count("event=cycle.done")
+    wait_until(lambda: first.count("event=cycle.done") >= cycles + 2, 20, message="two more cycles of the first")
+    assert second.count("event=cycle.done") == 0
+
+    first.proc.kill()
+    first.proc.wait()
+    second.wait_log("event=agent.active", timeout_s=20)
+    second.wait_log("event=cycle.done", timeout_s=20)
+    taken = [e for e in Store(state / STORE_FILE).audit_entries()
+             if e.action == "lease.taken" and e.subject == "shard:0/1" and e.details.get("from") == holder]
+    # Measured in the store: from the dead holder's last renewal (its lease's expiry less its time
+    # to live) to the takeover, at most two intervals.
+    (takeover,) = taken
+    assert takeover.ts.timestamp() - (takeover.details["expired_at"] - 2.0) <= 2 * 2.0
+    health = second.get("/healthz").json()
+    assert (health["role"], health["leases"]["shard:0/1"]) == ("leader", health["holder"])
+    second.proc.send_signal(signal.SIGTERM)
+    assert second.proc.wait(timeout=15) == 0
+    assert Store(state / STORE_FILE).leases() == []  # a clean stop releases them
 
 
 @pytest.mark.slow

@@ -1,0 +1,66 @@
+"""Store methods for leases (see ``agent.flow.leases``): taken, renewed and released in one
+transaction each, so two agents asking at once never both hold one; every change of holder is
+audited."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timedelta
+
+from agent.clock import from_epoch, to_epoch
+from agent.flow.leases import Lease
+from agent.store.base import StoreBase
+from agent.store.migrations import migration, run_script
+
+
+@migration(80, "leases: which agent works which shard, and which one leads")
+def _leases(conn: sqlite3.Connection) -> None:
+    run_script(conn, """
+        CREATE TABLE leases (
+            name TEXT PRIMARY KEY, holder TEXT NOT NULL, taken_at REAL NOT NULL, expires_at REAL NOT NULL)
+    """)
+
+
+class LeaseStore(StoreBase):
+    """leases."""
+
+    def take_lease(self, name: str, holder: str, *, ttl_s: float, now: datetime) -> bool:
+        """Take ``name`` for ``holder`` until ``now + ttl_s``, or renew it; False while another
+        holder's lease is live. A takeover is audited with the holder it replaced."""
+        until = to_epoch(now + timedelta(seconds=ttl_s))
+        with self.transaction():
+            row = self.conn.execute("SELECT holder, expires_at FROM leases WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                self.conn.execute("INSERT INTO leases (name, holder, taken_at, expires_at) VALUES (?, ?, ?, ?)",
+                                  (name, holder, to_epoch(now), until))
+                self.audit(holder, "lease.taken", name, {"ttl_s": ttl_s}, now=now)
+            elif row["holder"] == holder:
+                self.conn.execute("UPDATE leases SET expires_at = ? WHERE name = ?", (until, name))
+            elif row["expires_at"] <= to_epoch(now):
+                self.conn.execute("UPDATE leases SET holder = ?, taken_at = ?, expires_at = ? WHERE name = ?",
+                                  (holder, to_epoch(now), until, name))
+                self.audit(holder, "lease.taken", name, {"ttl_s": ttl_s, "from": row["holder"],
+                                                         "expired_at": row["expires_at"]}, now=now)
+            else:
+                return False
+        return True
+
+    def release_lease(self, name: str, holder: str, *, now: datetime) -> bool:
+        """Give ``name`` up (a clean stop), so a waiting agent takes it at once."""
+        with self.transaction():
+            gone = self.conn.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder)).rowcount
+            if gone:
+                self.audit(holder, "lease.released", name, {}, now=now)
+        return bool(gone)
+
+    def holds_lease(self, name: str, holder: str, *, now: datetime) -> bool:
+        """Whether ``holder`` holds a live ``name``: checked inside the transaction that acts
+        under the lease, so an agent that lost it cannot act."""
+        row = self.conn.execute("SELECT 1 FROM leases WHERE name = ? AND holder = ? AND expires_at > ?",
+                                (name, holder, to_epoch(now))).fetchone()
+        return row is not None
+
+    def leases(self) -> list[Lease]:
+        rows = self.conn.execute("SELECT * FROM leases ORDER BY name")
+        return [Lease(name=r["name"], holder=r["holder"], taken_at=from_epoch(r["taken_at"]),
+                      expires_at=from_epoch(r["expires_at"])) for r in rows]
