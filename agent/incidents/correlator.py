@@ -76,6 +76,7 @@ class Correlator:
         placed = Placed(max_new=max_new)
         order = sorted(range(len(hits)), key=lambda i: hits[i].ts)
         with self.store.transaction():
+            self.store.serialize("incidents")  # shard agents placing hits at once see each other's
             placed.storms = {i for i, _ in self.store.incidents_with_keys([STORM_KEY], active_since=EARLIEST,
                                                                            resolved_since=EARLIEST)}
             # Repeats of signals that open incidents already hold are the bulk of a busy stream:

@@ -155,6 +155,13 @@ class StoreBase:
         self._local.depth = depth
         conn.execute("COMMIT" if depth == 0 else f"RELEASE {name}")
 
+    def serialize(self, name: str) -> None:
+        """Inside a transaction: let no other agent run a transaction that serializes on ``name``
+        until this one ends (placing hits into incidents: two shard agents must see each other's
+        incidents, or one fault opens two). SQLite already gives that: ``BEGIN IMMEDIATE`` takes
+        the one write lock of the file. A server backend takes a transaction-scoped lock here."""
+        assert self._local.depth > 0, "serialize() belongs inside a transaction"
+
     def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         return self.conn.execute(sql, params).fetchall()
 
