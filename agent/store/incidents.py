@@ -507,7 +507,7 @@ class IncidentStore(EpisodeStore, ChangeStore, SilenceStore, StoreBase):
     # -- finding the incident a hit belongs to ---------------------------------------------
 
     def set_incident_keys(self, incident_id: int, keys: Iterable[str]) -> None:
-        self.conn.executemany("INSERT OR IGNORE INTO incident_keys (incident_id, key) VALUES (?, ?)",
+        self.conn.executemany("INSERT INTO incident_keys (incident_id, key) VALUES (?, ?) ON CONFLICT DO NOTHING",
                               [(incident_id, k) for k in keys])
 
     def incident_with_signal(self, key: str, *, resolved_since: datetime | None = None) -> int | None:
