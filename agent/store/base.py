@@ -143,6 +143,7 @@ class StoreBase:
             self.path = postgres.redacted(found)  # messages name the URL, never its password
             self.postgresql = True
             self._engine = postgres.engine(found, password)
+            self.conn  # noqa: B018 - connect now: a server that is down or refuses is a StoreError here
             self._migrate_or_raise()
 
     # -- connection ---------------------------------------------------------------------
@@ -196,8 +197,8 @@ class StoreBase:
         assert self._engine is not None
         try:
             return postgres.Connection(self._engine.raw_connection())
-        except sa.exc.DBAPIError as exc:
-            raise StoreError(str(self.path), f"cannot connect ({first_line(exc.orig or exc)})") from None
+        except psycopg_errors() as exc:
+            raise StoreError(str(self.path), f"cannot connect ({first_line(getattr(exc, 'orig', None) or exc)})") from None
 
     @property
     def db(self) -> sqlite_utils.Database:
@@ -272,7 +273,7 @@ class StoreBase:
     @property
     def schema_version(self) -> int:
         if self.postgresql:
-            if "migrations" not in self._inspector().get_table_names():
+            if self.conn.execute("SELECT to_regclass('migrations')").fetchone()[0] is None:
                 return 0
             return int(self.conn.execute("SELECT coalesce(max(number), 0) FROM migrations").fetchone()[0])
         return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
