@@ -140,7 +140,7 @@ incident store reads the events), and the summary's reads of hits, samples and r
                                {"channel": item.channel, "incident_id": item.incident_id, "event": item.event}, now=now)
             conn.execute(
                 "INSERT INTO notify_cursor (name, last_event_id, updated_at) VALUES ('events', ?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET last_event_id = max(last_event_id, excluded.last_event_id), "
+                "ON CONFLICT(name) DO UPDATE SET last_event_id = max(notify_cursor.last_event_id, excluded.last_event_id), "
                 "updated_at = excluded.updated_at", (cursor, ts))
         return added
 
