@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := prometheus prometheus-node-exporter prometheus-alertmanager chromium tesseract-ocr procps faketime
+SYSTEM_PACKAGES := prometheus prometheus-node-exporter prometheus-alertmanager chromium tesseract-ocr procps faketime \
+	postgresql
 # Tests that build state at a fixed date and then decide through the CLI or HTTP: run again
 # with the wall clock 1,000 days ahead, so none of them can pass only on the day it was written.
 LATER_DATE_TESTS := tests/remediations/test_api.py tests/remediations/test_safety.py \

@@ -144,17 +144,26 @@ def service_install(prefix: Path, exec_path: str | None) -> None:
 
 @cli.group("store", cls=AiopsGroup)
 def store_group() -> None:
-    """Inspect and export the SQLite store."""
+    """Inspect, export and copy the store."""
 
 
 def _existing_store(config_path: Path | None, state_dir: Path | None) -> "Store":
-    """The store of --state-dir (else of the config's agent.state_dir); never a new empty one."""
+    """The store of --state-dir (else the config's store.url, else the file in its
+    agent.state_dir); never a new empty SQLite file."""
     from agent.clicommon import resolve
     from agent.errors import StoreError
     from agent.store import STORE_FILE, Store
 
     path, override = resolve(config_path, state_dir)
-    root = Path(override) if override else Path(load_config(path).agent.state_dir)
+    config = None if override else load_config(path)
+    if config is not None and config.store.url is not None and not config.store.url.startswith("sqlite:"):
+        return Store(config.store.url, password=config.store.password_value())
+    if config is not None and config.store.url is not None:
+        root_file = Path(config.store.url.removeprefix("sqlite:///"))
+        if not root_file.is_file():
+            raise StoreError(str(root_file), "expected the agent's store, found no such file")
+        return Store(root_file)
+    root = Path(override) if override else Path(config.agent.state_dir)  # type: ignore[union-attr]
     if not (root / STORE_FILE).is_file():
         raise StoreError(str(root / STORE_FILE), "expected the agent's store, found no such file "
                                                  "(give the state dir with --state-dir)")
@@ -220,6 +229,31 @@ def store_export(table: str, fmt: str, limit: int | None, output: Any, config_pa
             write_json(output, rows)
     finally:
         store.close()
+
+
+@store_group.command("copy")
+@click.option("--to", "to_url", required=True, metavar="URL",
+              help="The empty store to copy into: postgresql://USER@HOST:PORT/DATABASE (password: PGPASSWORD "
+                   "or ~/.pgpass, never on the command line).")
+@config_option
+@state_dir_option
+def store_copy(to_url: str, config_path: Path | None, state_dir: Path | None) -> None:
+    """Copy every table of the store into an empty one (the audit chain intact); refuses a target
+    that holds anything. Then point store.url at the copy.
+
+    Example: aiops store copy --state-dir /var/lib/aiops-agent --to postgresql://aiops@db1:5432/aiops
+    """
+    from agent.store import Store
+    from agent.store.copy import copy_store
+
+    source = _existing_store(config_path, state_dir)
+    target = Store(to_url)
+    try:
+        copied = copy_store(source, target)
+    finally:
+        source.close()
+        target.dispose()
+    click.echo(f"copied {sum(copied.values())} rows of {len(copied)} tables from {source.path} to {target.path}")
 
 
 def _add_stage_commands() -> None:

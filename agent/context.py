@@ -110,7 +110,7 @@ class Context:
     @classmethod
     def create(cls, config: AgentConfig, state_dir: Path | None = None, **kwargs: object) -> "Context":
         state_dir = Path(state_dir or config.agent.state_dir)
-        return cls(config=config, store=open_store(state_dir), state_dir=state_dir, **kwargs)  # type: ignore[arg-type]
+        return cls(config=config, store=open_store(state_dir, config.store), state_dir=state_dir, **kwargs)  # type: ignore[arg-type]
 
     @property
     def artifacts_dir(self) -> Path:

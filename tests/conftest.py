@@ -22,6 +22,7 @@ pytest_plugins = [
     "tests.fixtures.prometheus",
     "tests.fixtures.browser",
     "tests.fixtures.alertmanager",
+    "tests.fixtures.postgres",
 ]
 
 REPO = Path(__file__).resolve().parent.parent

@@ -15,6 +15,7 @@ from agent.config.notify import NotifyConfig
 from agent.config.remediation import RemediationConfig
 from agent.config.retention import RetentionConfig
 from agent.config.sources import SourcesConfig
+from agent.config.store import StoreConfig
 from agent.config.types import ConfigPath, Seconds, Section
 
 _SHARD = re.compile(r"^(\d+)/(\d+)$")
@@ -79,6 +80,7 @@ class AgentConfig(Section):
     remediation: RemediationConfig = RemediationConfig()
     notify: NotifyConfig = NotifyConfig()
     retention: RetentionConfig = RetentionConfig()
+    store: StoreConfig = StoreConfig()
     models: list[ModelConfig] = []
 
     @field_validator("models")

@@ -1,8 +1,17 @@
 """The store's connection, transactions, migrations, audit log and flags.
 
-One SQLite file in WAL mode with a busy timeout, created with mode 0600. Each thread gets its own
-connection. ``transaction()`` is ``BEGIN IMMEDIATE`` (nested: a savepoint), so a state change
-and its audit entry commit together or not at all, and two processes never interleave writes.
+Two backends behind one small API (``conn.execute(sql, params)`` with ``?`` placeholders, rows
+by index and by name, ``executemany``, ``transaction()``):
+
+- SQLite (the default): one file in WAL mode with a busy timeout, created with mode 0600, used
+  through ``sqlite3`` itself (nothing in between on the hot paths). ``transaction()`` is
+  ``BEGIN IMMEDIATE``, so two processes never interleave writes.
+- PostgreSQL (``store.url: postgresql://…``): see ``agent.store.postgres``; ``transaction()`` is
+  ``BEGIN``. Row or advisory locks for several agents go in ``transaction()`` or beside the
+  statement that reads what it changes (``SELECT … FOR UPDATE``).
+
+Each thread gets its own connection. A nested ``transaction()`` is a savepoint, so a state change
+and its audit entry commit together or not at all.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 import sqlite_utils
 
 from agent.clock import from_epoch, to_epoch, utcnow
@@ -63,6 +73,32 @@ def _json_default(value: Any) -> Any:
 _NO_ROOM = ("database or disk is full", "disk I/O error")
 
 
+def store_target(target: str | os.PathLike[str]) -> Path | sa.URL:
+    """The SQLite file or the PostgreSQL URL ``target`` names: a path, ``sqlite:///PATH`` or
+    ``postgresql://USER@HOST:PORT/DB``; ``StoreError`` for anything else."""
+    if isinstance(target, os.PathLike) or "://" not in target:
+        return Path(target)
+    try:
+        url = sa.make_url(target)
+    except sa.exc.ArgumentError:
+        url = None
+    if url is not None and url.get_backend_name() == "sqlite" and url.database:
+        return Path(url.database)
+    if url is not None and url.get_backend_name() == "postgresql" and url.drivername in ("postgresql", "postgresql+psycopg"):
+        return url
+    shown = target.split("://", 1)[0] + "://…"
+    raise StoreError(shown, "expected sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE")
+
+
+def each_value(conn: Any, *, integer: bool = False, source: str = "?") -> str:
+    """A subquery of the values of a JSON list (bound at ``?``, or a column named by ``source``)
+    for ``x IN (…)``: SQLite's ``json_each``, PostgreSQL's ``jsonb_array_elements_text`` (cast to
+    bigint when ``integer``)."""
+    if getattr(conn, "postgresql", False):
+        return conn.each_value(integer=integer, source=source)
+    return f"SELECT value FROM json_each({source})"
+
+
 def is_busy(exc: BaseException) -> bool:
     """Whether ``exc`` is SQLite giving up on a lock another connection (or process) holds."""
     return isinstance(exc, sqlite3.OperationalError) and ("database is locked" in str(exc) or "busy" in str(exc))
@@ -76,52 +112,98 @@ def store_error(path: str | os.PathLike[str], exc: sqlite3.Error) -> StoreError:
     return StoreError(str(path), f"cannot be used ({text})")
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of a driver's message (psycopg's go on with context lines)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def psycopg_errors() -> tuple[type[BaseException], ...]:
+    """psycopg's and SQLAlchemy's database errors, to catch beside sqlite3's."""
+    import psycopg
+
+    return (psycopg.Error, sa.exc.DBAPIError)
+
+
 class StoreBase:
     BUSY_TIMEOUT_MS = 10_000
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
+    def __init__(self, target: str | os.PathLike[str], *, password: str | None = None) -> None:
+        """``target``: the SQLite file (a path or ``sqlite:///PATH``) or ``postgresql://…``;
+        ``password`` for PostgreSQL, from the config's secret (never from the log)."""
+        found = store_target(target)
         self._local = threading.local()
-        self._open()
+        self._engine: sa.Engine | None = None
+        if isinstance(found, Path):
+            self.path: Path | str = found
+            self.postgresql = False
+            self._open()
+        else:
+            from agent.store import postgres
+
+            self.path = postgres.redacted(found)  # messages name the URL, never its password
+            self.postgresql = True
+            self._engine = postgres.engine(found, password)
+            self.conn  # noqa: B018 - connect now: a server that is down or refuses is a StoreError here
+            self._migrate_or_raise()
 
     # -- connection ---------------------------------------------------------------------
 
     def _open(self) -> None:
+        assert isinstance(self.path, Path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
             os.close(fd)
         except OSError as exc:
             raise StoreError(str(self.path), f"cannot create the store file: {exc.strerror}") from exc
+        self._migrate_or_raise()
+
+    def _migrate_or_raise(self) -> None:
         try:
             self.migrate()
         except sqlite3.OperationalError as exc:
             raise store_error(self.path, exc) from exc
+        except psycopg_errors() as exc:
+            raise StoreError(str(self.path), f"cannot be used ({first_line(exc)})") from exc
 
     @property
-    def conn(self) -> sqlite3.Connection:
+    def conn(self) -> Any:
+        """This thread's connection: ``sqlite3.Connection`` on SQLite, the same API on PostgreSQL."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            try:
-                conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.BUSY_TIMEOUT_MS / 1000,
-                                       check_same_thread=True)
-                conn.execute(f"PRAGMA busy_timeout = {self.BUSY_TIMEOUT_MS}")
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")
-                conn.execute("PRAGMA foreign_keys = ON")
-            except sqlite3.DatabaseError as exc:
-                if any(words in str(exc) for words in _NO_ROOM):
-                    raise store_error(self.path, exc) from exc
-                raise StoreError(str(self.path), f"not a usable SQLite database: {exc}") from exc
-            conn.row_factory = sqlite3.Row
+            conn = self._connect_postgresql() if self.postgresql else self._connect_sqlite()
             self._local.conn = conn
             self._local.depth = 0
         return conn
 
+    def _connect_sqlite(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.BUSY_TIMEOUT_MS / 1000,
+                                   check_same_thread=True)
+            conn.execute(f"PRAGMA busy_timeout = {self.BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.DatabaseError as exc:
+            if any(words in str(exc) for words in _NO_ROOM):
+                raise store_error(self.path, exc) from exc
+            raise StoreError(str(self.path), f"not a usable SQLite database: {exc}") from exc
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    def _connect_postgresql(self) -> Any:
+        from agent.store import postgres
+
+        assert self._engine is not None
+        try:
+            return postgres.Connection(self._engine.raw_connection())
+        except psycopg_errors() as exc:
+            raise StoreError(str(self.path), f"cannot connect ({first_line(getattr(exc, 'orig', None) or exc)})") from None
+
     @property
     def db(self) -> sqlite_utils.Database:
         """sqlite-utils over this thread's connection, for schema inspection and export. It leaves
-        the connection as it is: no recursive triggers, no plugins."""
+        the connection as it is: no recursive triggers, no plugins. SQLite only."""
         db = getattr(self._local, "db", None)
         if db is None or db.conn is not self.conn:
             db = sqlite_utils.Database(self.conn, recursive_triggers=False, execute_plugins=False)
@@ -135,12 +217,20 @@ class StoreBase:
             self._local.conn = None
             self._local.db = None
 
+    def dispose(self) -> None:
+        """Close this thread's connection and, on PostgreSQL, every pooled one."""
+        self.close()
+        if self._engine is not None:
+            self._engine.dispose()
+
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Any]:
         conn = self.conn
         depth = self._local.depth
         name = f"sp{depth}"
-        conn.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT {name}")
+        # PostgreSQL: what must not interleave between agents takes serialize()'s lock.
+        begin = "BEGIN" if self.postgresql else "BEGIN IMMEDIATE"
+        conn.execute(begin if depth == 0 else f"SAVEPOINT {name}")
         self._local.depth = depth + 1
         try:
             yield conn
@@ -149,31 +239,37 @@ class StoreBase:
             if depth == 0:
                 conn.execute("ROLLBACK")
             else:
-                conn.execute(f"ROLLBACK TO {name}")
-                conn.execute(f"RELEASE {name}")
+                conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                conn.execute(f"RELEASE SAVEPOINT {name}")
             raise
         self._local.depth = depth
-        conn.execute("COMMIT" if depth == 0 else f"RELEASE {name}")
+        conn.execute("COMMIT" if depth == 0 else f"RELEASE SAVEPOINT {name}")
 
     def serialize(self, name: str) -> None:
         """Inside a transaction: let no other agent run a transaction that serializes on ``name``
         until this one ends (placing hits into incidents: two shard agents must see each other's
-        incidents, or one fault opens two). SQLite already gives that: ``BEGIN IMMEDIATE`` takes
-        the one write lock of the file. A server backend takes a transaction-scoped lock here."""
+        incidents, or one fault opens two; taking a lease). SQLite already gives that: ``BEGIN
+        IMMEDIATE`` takes the one write lock of the file. PostgreSQL takes an advisory lock on the
+        name's hash, released with the transaction."""
         assert self._local.depth > 0, "serialize() belongs inside a transaction"
+        if self.postgresql:
+            self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (name,))
 
-    def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, params: Any = ()) -> list[Any]:
         return self.conn.execute(sql, params).fetchall()
 
-    def query_one(self, sql: str, params: Any = ()) -> sqlite3.Row | None:
+    def query_one(self, sql: str, params: Any = ()) -> Any:
         return self.conn.execute(sql, params).fetchone()
 
     def _insert(self, table: str, row: Mapping[str, Any]) -> int:
-        """INSERT with bound values; ``table`` and column names come from code, never from input."""
+        """INSERT with bound values, returning the new row's ``id``; ``table`` and column names
+        come from code, never from input."""
         columns = ", ".join(row)
         marks = ", ".join("?" for _ in row)
-        cursor = self.conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(row.values()))
-        return int(cursor.lastrowid)
+        sql = f"INSERT INTO {table} ({columns}) VALUES ({marks})"
+        if self.postgresql:
+            return int(self.conn.execute(sql + " RETURNING id", list(row.values())).fetchone()[0])
+        return int(self.conn.execute(sql, list(row.values())).lastrowid)
 
     def _update(self, table: str, key: Mapping[str, Any], values: Mapping[str, Any]) -> int:
         sets = ", ".join(f"{c} = ?" for c in values)
@@ -185,6 +281,10 @@ class StoreBase:
 
     @property
     def schema_version(self) -> int:
+        if self.postgresql:
+            if self.conn.execute("SELECT to_regclass('migrations')").fetchone()[0] is None:
+                return 0
+            return int(self.conn.execute("SELECT coalesce(max(number), 0) FROM migrations").fetchone()[0])
         return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
 
     def migrate(self) -> list[int]:
@@ -200,49 +300,95 @@ class StoreBase:
         applied = []
         for number in sorted(n for n in migrations.MIGRATIONS if n not in done):
             step = migrations.MIGRATIONS[number]
-            with self.transaction() as conn:
+            with self.transaction() as conn, self._naming_migration(step):
                 step.apply(conn)
                 conn.execute("INSERT INTO migrations (number, name, applied_at) VALUES (?, ?, ?)",
                              (number, step.name, to_epoch(utcnow())))
-                conn.execute(f"PRAGMA user_version = {int(max(number, self.schema_version))}")
+                if not self.postgresql:  # PostgreSQL's version is the migrations table's newest
+                    conn.execute(f"PRAGMA user_version = {int(max(number, self.schema_version))}")
             applied.append(number)
         return applied
 
+    @contextmanager
+    def _naming_migration(self, step: migrations.Migration) -> Iterator[None]:
+        try:
+            yield
+        except psycopg_errors() as exc:
+            raise StoreError(str(self.path), f"migration {step.number} ({step.name}) failed: {first_line(exc)}") from exc
+
     def _applied_migrations(self) -> set[int]:
-        if not self.db["migrations"].exists():
+        if "migrations" not in self.table_names():
             return set()
         return {int(r[0]) for r in self.conn.execute("SELECT number FROM migrations")}
 
     # -- inspection and export ------------------------------------------------------------
 
+    def _inspector(self) -> sa.Inspector:
+        assert self._engine is not None
+        return sa.inspect(self._engine)
+
+    def _reflected(self, name: str) -> sa.Table:
+        assert self._engine is not None
+        return sa.Table(name, sa.MetaData(), autoload_with=self._engine)
+
     def table_names(self) -> list[str]:
         """The store's tables, by name (SQLite's own ``sqlite_*`` tables left out)."""
+        if self.postgresql:
+            return sorted(self._inspector().get_table_names())
         return sorted(name for name in self.db.table_names() if not name.startswith("sqlite_"))
 
     def table_counts(self) -> dict[str, int]:
         """Each table and its number of rows."""
+        if self.postgresql:
+            return {name: int(self.conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0])
+                    for name in self.table_names()}
         return {name: self.db.table(name).count for name in self.table_names()}
 
     def table_schema(self, table: str | None = None) -> str:
         """The ``CREATE TABLE`` statement of ``table``; without one, every statement of the store."""
+        if self.postgresql:
+            names = [table] if table is not None else self.table_names()
+            if table is not None:
+                self._check_table(table)
+            return "\n".join(str(sa.schema.CreateTable(self._reflected(n)).compile(self._engine)).strip() + ";"
+                             for n in names)
         if table is None:
             return self.db.schema
         return self._table(table).schema + ";"
 
     def table_columns(self, table: str) -> list[str]:
+        if self.postgresql:
+            self._check_table(table)
+            return [column["name"] for column in self._inspector().get_columns(table)]
         return [column.name for column in self._table(table).columns]
+
+    def table_primary_key(self, table: str) -> list[str]:
+        """The columns of ``table``'s primary key (``rowid`` for a SQLite table without one)."""
+        if self.postgresql:
+            self._check_table(table)
+            return list(self._inspector().get_pk_constraint(table)["constrained_columns"])
+        found = self._table(table)
+        return ["rowid"] if found.use_rowid else list(found.pks)
 
     def table_rows(self, table: str, *, limit: int | None = None) -> Iterator[dict[str, Any]]:
         """The rows of ``table`` as dicts, in rowid order (primary-key order for a table without
         rowids); ``StoreError`` naming the tables when there is no such table."""
+        if self.postgresql:
+            order = ", ".join(f'"{c}"' for c in self.table_primary_key(table))
+            sql = f'SELECT * FROM "{table}" ORDER BY {order}' + (" LIMIT ?" if limit is not None else "")
+            cursor = self.conn.execute(sql, (limit,) if limit is not None else ())
+            return (dict(zip(row.keys(), row, strict=True)) for row in cursor)
         found = self._table(table)
         order = "rowid" if found.use_rowid else ", ".join(f'"{pk}"' for pk in found.pks)
         return found.rows_where(order_by=order, limit=limit)
 
-    def _table(self, name: str) -> sqlite_utils.db.Table:
+    def _check_table(self, name: str) -> None:
         names = self.table_names()
         if name not in names:
             raise StoreError(str(self.path), f"expected a table, one of {', '.join(names)}; found {name!r}")
+
+    def _table(self, name: str) -> sqlite_utils.db.Table:
+        self._check_table(name)
         return self.db.table(name)
 
     # -- audit ----------------------------------------------------------------------------
@@ -253,13 +399,15 @@ class StoreBase:
         ts = to_epoch(now or utcnow())
         body = dumps(dict(details or {}))
         with self.transaction() as conn:
+            # PostgreSQL: two writers must not read the same previous hash; the chain's table is
+            # locked for the rest of the transaction (SQLite's BEGIN IMMEDIATE already is).
+            if self.postgresql:
+                conn.execute("LOCK TABLE audit IN SHARE ROW EXCLUSIVE MODE")
             row = conn.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
             prev = row[0] if row else GENESIS
             digest = entry_hash(prev, ts, actor, action, subject, body)
-            cursor = conn.execute(
-                "INSERT INTO audit (ts, actor, action, subject, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (ts, actor, action, subject, body, prev, digest))
-            return int(cursor.lastrowid)
+            return self._insert("audit", {"ts": ts, "actor": actor, "action": action, "subject": subject,
+                                          "details": body, "prev_hash": prev, "hash": digest})
 
     def audit_entries(self, *, since: datetime | None = None, until: datetime | None = None,
                       limit: int | None = None) -> Iterator[AuditEntry]:

@@ -107,8 +107,9 @@ _UPSERT_SIGNAL = """
         hits, peak_score, last_value, last_expected, direction, explanation, resolved_at)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, NULL)
     ON CONFLICT (incident_id, signal_key) DO UPDATE SET
-        first_at = min(first_at, excluded.first_at), last_at = max(last_at, excluded.last_at),
-        hits = hits + 1, peak_score = max(coalesce(peak_score, excluded.peak_score), excluded.peak_score),
+        first_at = min(incident_signals.first_at, excluded.first_at),
+        last_at = max(incident_signals.last_at, excluded.last_at), hits = incident_signals.hits + 1,
+        peak_score = max(coalesce(incident_signals.peak_score, excluded.peak_score), excluded.peak_score),
         last_value = excluded.last_value, last_expected = excluded.last_expected,
         direction = excluded.direction, explanation = excluded.explanation, resolved_at = NULL
     RETURNING hits
@@ -507,7 +508,7 @@ class IncidentStore(EpisodeStore, ChangeStore, SilenceStore, StoreBase):
     # -- finding the incident a hit belongs to ---------------------------------------------
 
     def set_incident_keys(self, incident_id: int, keys: Iterable[str]) -> None:
-        self.conn.executemany("INSERT OR IGNORE INTO incident_keys (incident_id, key) VALUES (?, ?)",
+        self.conn.executemany("INSERT INTO incident_keys (incident_id, key) VALUES (?, ?) ON CONFLICT DO NOTHING",
                               [(incident_id, k) for k in keys])
 
     def incident_with_signal(self, key: str, *, resolved_since: datetime | None = None) -> int | None:
@@ -526,9 +527,10 @@ class IncidentStore(EpisodeStore, ChangeStore, SilenceStore, StoreBase):
         if not keys:
             return []
         rows = self.conn.execute(
-            f"SELECT DISTINCT i.id, i.status FROM incident_keys k JOIN incidents i ON i.id = k.incident_id "
+            f"SELECT DISTINCT i.id, i.status, i.status = 'resolved' AS resolved FROM incident_keys k "
+            f"JOIN incidents i ON i.id = k.incident_id "
             f"WHERE k.key IN ({', '.join('?' for _ in keys)}) AND ((i.status != 'resolved' AND i.last_signal_at >= ?) "
-            f"OR (i.status = 'resolved' AND i.resolved_at >= ?)) ORDER BY i.status = 'resolved', i.id DESC",
+            f"OR (i.status = 'resolved' AND i.resolved_at >= ?)) ORDER BY resolved, i.id DESC",
             [*keys, to_epoch(active_since), to_epoch(resolved_since) if resolved_since else float("inf")]).fetchall()
         return [(int(r[0]), r[1]) for r in rows]
 

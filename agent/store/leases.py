@@ -29,6 +29,7 @@ class LeaseStore(StoreBase):
         holder's lease is live. A takeover is audited with the holder it replaced."""
         until = to_epoch(now + timedelta(seconds=ttl_s))
         with self.transaction():
+            self.serialize("leases")  # two agents asking at once: one after the other
             row = self.conn.execute("SELECT holder, expires_at FROM leases WHERE name = ?", (name,)).fetchone()
             if row is None:
                 self.conn.execute("INSERT INTO leases (name, holder, taken_at, expires_at) VALUES (?, ?, ?, ?)",

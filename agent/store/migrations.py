@@ -6,6 +6,10 @@ Numbers are grouped by the part of the store they belong to (1-9 core, 10-19 sam
 detectors, 30-39 incidents and notifications, 40-49 remediation, 50-59 reports, 60-69 model rollouts,
 70-79 the packed sample history, 80-89 leases), so parts grow
 independently: a store gets every known migration it has not had, in number order.
+
+Migrations are written in SQLite's words and run on both backends: on PostgreSQL ``run_script``
+gives DDL PostgreSQL's types (``agent.store.postgres.ddl``); a step whose SQL must differ asks
+``is_postgresql(conn)``. PostgreSQL records the newest number in the ``migrations`` table only.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-Apply = Callable[[sqlite3.Connection], None]
+# The connection: ``sqlite3.Connection``, or ``agent.store.postgres.Connection`` (the same API).
+Apply = Callable[[Any], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +43,19 @@ def migration(number: int, name: str) -> Callable[[Apply], Apply]:
     return register
 
 
+def is_postgresql(conn: Any) -> bool:
+    return bool(getattr(conn, "postgresql", False))
+
+
 def run_script(conn: sqlite3.Connection, script: str) -> None:
     """Run ``;``-separated statements inside the caller's transaction.
 
     ``executescript`` would commit first, splitting a migration from its record.
     """
+    if is_postgresql(conn):
+        from agent.store.postgres import ddl
+
+        script = ddl(script)
     for statement in script.split(";"):
         if statement.strip():
             conn.execute(statement)
@@ -53,6 +67,11 @@ def latest() -> int:
 
 @migration(1, "initial")
 def _initial(conn: sqlite3.Connection) -> None:
+    if is_postgresql(conn):
+        from agent.store.postgres import COMPAT_FUNCTIONS
+
+        for statement in COMPAT_FUNCTIONS:
+            conn.execute(statement)
     run_script(
         conn,
         """

@@ -127,19 +127,20 @@ incident store reads the events), and the summary's reads of hits, samples and r
         added = 0
         with self.transaction() as conn:
             for item in items:
-                cur = conn.execute(
-                    "INSERT OR IGNORE INTO outbox (channel, incident_id, event, dedup_key, payload, created_at, "
-                    "next_attempt_at, attempts, status) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                new = conn.execute(
+                    "INSERT INTO outbox (channel, incident_id, event, dedup_key, payload, created_at, "
+                    "next_attempt_at, attempts, status) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?) "
+                    "ON CONFLICT(dedup_key) DO NOTHING RETURNING id",
                     (item.channel, item.incident_id, item.event, item.dedup_key, dumps(dict(item.payload)), ts, ts,
-                     str(item.status)))
-                if cur.rowcount:
+                     str(item.status))).fetchone()
+                if new is not None:
                     added += 1
                     action = "notification.queued" if item.status is OutboxStatus.PENDING else "notification.silenced"
-                    self.audit(ACTOR, action, f"outbox:{cur.lastrowid}",
+                    self.audit(ACTOR, action, f"outbox:{new[0]}",
                                {"channel": item.channel, "incident_id": item.incident_id, "event": item.event}, now=now)
             conn.execute(
                 "INSERT INTO notify_cursor (name, last_event_id, updated_at) VALUES ('events', ?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET last_event_id = max(last_event_id, excluded.last_event_id), "
+                "ON CONFLICT(name) DO UPDATE SET last_event_id = max(notify_cursor.last_event_id, excluded.last_event_id), "
                 "updated_at = excluded.updated_at", (cursor, ts))
         return added
 

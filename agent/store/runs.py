@@ -16,7 +16,7 @@ from typing import Any
 from agent.clock import from_epoch, to_epoch, utcnow
 from agent.errors import LeaseLostError, StoreError, TransitionError
 from agent.flow.runs import HostSummary, Run, RunMode, RunStatus
-from agent.store.base import StoreBase, dumps
+from agent.store.base import StoreBase, dumps, each_value
 from agent.store.migrations import migration, run_script
 
 
@@ -136,7 +136,7 @@ class RunStore(StoreBase):
             sql += " AND r.rule = ?"
             params.append(rule)
         if target is not None:
-            sql += " AND EXISTS (SELECT 1 FROM json_each(r.targets) t WHERE t.value = ?)"
+            sql += f" AND ? IN ({each_value(self.conn, source='r.targets')})"
             params.append(target)
         return int(self.conn.execute(sql, params).fetchone()[0])
 
@@ -144,7 +144,7 @@ class RunStore(StoreBase):
         row = self.conn.execute(
             "SELECT max(coalesce(r.ended_at, r.started_at)) FROM remediation_runs r WHERE r.rule = ? "
             "AND r.mode = 'apply' AND r.started_at IS NOT NULL "
-            "AND EXISTS (SELECT 1 FROM json_each(r.targets) t WHERE t.value = ?)", (rule, target)).fetchone()
+            f"AND ? IN ({each_value(self.conn, source='r.targets')})", (rule, target)).fetchone()
         return from_epoch(row[0]) if row and row[0] is not None else None
 
     def count_running(self) -> int:

@@ -26,9 +26,9 @@ import pandas as pd
 
 from agent.flow.samples import SeriesInfo
 from agent.store import chunks
-from agent.store.base import StoreBase
+from agent.store.base import StoreBase, each_value
 from agent.store.chunks import CHUNK_S, Decoded
-from agent.store.migrations import migration, run_script
+from agent.store.migrations import is_postgresql, migration, run_script
 
 _BATCH_ROWS = 200_000  # old rows moved per step of the chunk migration
 
@@ -51,7 +51,7 @@ def _collect_cursor(conn: sqlite3.Connection) -> None:
 def _sample_chunks(conn: sqlite3.Connection) -> None:
     """Move every row of ``samples`` into chunks, then drop the table (VACUUM gives the space back)."""
     # The head's value has no declared type: a REAL column would keep -0.0 as the integer 0.
-    run_script(conn, """
+    script = """
         CREATE TABLE sample_keys (key INTEGER PRIMARY KEY, series_id TEXT NOT NULL UNIQUE);
         CREATE TABLE sample_chunks (
             series_key INTEGER NOT NULL, start INTEGER NOT NULL, n INTEGER NOT NULL,
@@ -60,7 +60,10 @@ def _sample_chunks(conn: sqlite3.Connection) -> None:
         CREATE TABLE sample_head (
             ts INTEGER NOT NULL, series_key INTEGER NOT NULL, value,
             PRIMARY KEY (ts, series_key)) WITHOUT ROWID
-    """)
+    """
+    if is_postgresql(conn):  # PostgreSQL's double precision keeps -0.0 as it is
+        script = script.replace("value,", "value DOUBLE PRECISION,")
+    run_script(conn, script)
     cursor = conn.execute("SELECT series_id, ts, value FROM samples ORDER BY series_id, ts")
     carried: list[tuple[str, float, float | None]] = []
     while batch := cursor.fetchmany(_BATCH_ROWS):
@@ -86,7 +89,7 @@ def _move_rows(conn: sqlite3.Connection, rows: Sequence[tuple[str, float, float 
 
 def _keys(conn: sqlite3.Connection, series_ids: Sequence[str], *, create: bool) -> dict[str, int]:
     """The integer key of each of ``series_ids`` (new ones get a key when ``create``)."""
-    sql = "SELECT series_id, key FROM sample_keys WHERE series_id IN (SELECT value FROM json_each(?))"
+    sql = f"SELECT series_id, key FROM sample_keys WHERE series_id IN ({each_value(conn)})"
     found = dict(conn.execute(sql, (json.dumps(list(series_ids)),)).fetchall())
     missing = [sid for sid in series_ids if sid not in found]
     if missing and create:
@@ -107,14 +110,16 @@ def write_chunks(conn: sqlite3.Connection, samples: Decoded) -> None:
     cur.row_factory = None
     stored = cur.execute(
         "SELECT series_key, start, n, codec, data FROM sample_chunks "
-        "WHERE series_key IN (SELECT value FROM json_each(?)) AND start >= ? AND start <= ? ORDER BY series_key, start",
+        f"WHERE series_key IN ({each_value(conn, integer=True)}) AND start >= ? AND start <= ? "
+        "ORDER BY series_key, start",
         (json.dumps(keys.tolist()), int(starts.min()), int(starts.max()))).fetchall()
     if stored:
         touched = set(zip(samples.keys.tolist(), starts.tolist()))
         stored = [r for r in stored if (r[0], r[1]) in touched]
         samples = chunks.merge(chunks.decode(stored), samples)
-    conn.executemany("INSERT OR REPLACE INTO sample_chunks (series_key, start, n, codec, data) VALUES (?, ?, ?, ?, ?)",
-                     chunks.encode(samples))
+    conn.executemany("INSERT INTO sample_chunks (series_key, start, n, codec, data) VALUES (?, ?, ?, ?, ?) "
+                     "ON CONFLICT(series_key, start) DO UPDATE SET n = excluded.n, codec = excluded.codec, "
+                     "data = excluded.data", chunks.encode(samples))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -147,7 +152,8 @@ class SampleStore(StoreBase):
             self._register(conn, series, now)
             if rows:
                 keys = _keys(conn, list(dict.fromkeys(r[0] for r in rows)), create=True)
-                conn.executemany("INSERT OR REPLACE INTO sample_head (ts, series_key, value) VALUES (?, ?, ?)",
+                conn.executemany("INSERT INTO sample_head (ts, series_key, value) VALUES (?, ?, ?) "
+                                 "ON CONFLICT(ts, series_key) DO UPDATE SET value = excluded.value",
                                  [(round(ts * chunks.US), keys[sid], value) for sid, ts, value in rows])
             self._pack_head(conn, now)
         return len(rows)
@@ -203,7 +209,7 @@ class SampleStore(StoreBase):
         sql = "SELECT series_id, metric, labels, kind FROM series WHERE last_seen >= ?"
         params: list[object] = [seen_since if seen_since is not None else float("-inf")]
         if series_ids is not None:
-            sql += " AND series_id IN (SELECT value FROM json_each(?))"
+            sql += f" AND series_id IN ({each_value(self.conn)})"
             params.append(json.dumps(list(series_ids)))
         for name, value in (labels or {}).items():
             sql += " AND json_extract(labels, ?) = ?"
@@ -255,16 +261,16 @@ class SampleStore(StoreBase):
         else:
             ids = json.dumps(list(series_ids))
             key_rows = cur.execute("SELECT key, series_id FROM sample_keys "
-                                   "WHERE series_id IN (SELECT value FROM json_each(?))", (ids,)).fetchall()
+                                   f"WHERE series_id IN ({each_value(conn)})", (ids,)).fetchall()
             stored = cur.execute(
                 "SELECT series_key, start, n, codec, data FROM sample_chunks WHERE series_key IN "
-                "(SELECT key FROM sample_keys WHERE series_id IN (SELECT value FROM json_each(?))) "
+                f"(SELECT key FROM sample_keys WHERE series_id IN ({each_value(conn)})) "
                 "AND start >= ? AND start <= ? ORDER BY series_key, start", (ids, *span)).fetchall()
         head_sql = "SELECT series_key, ts, value FROM sample_head WHERE ts >= ? AND ts <= ?"
         if series_ids is None:
             head = _as_samples(cur.execute(head_sql, (lo, hi)).fetchall())
         else:
-            head = _as_samples(cur.execute(head_sql + " AND series_key IN (SELECT value FROM json_each(?))",
+            head = _as_samples(cur.execute(head_sql + f" AND series_key IN ({each_value(conn, integer=True)})",
                                            (lo, hi, json.dumps([k for k, _ in key_rows]))).fetchall())
         names = np.empty(max((k for k, _ in key_rows), default=0) + 1, dtype=object)
         for key, sid in key_rows:
@@ -319,22 +325,23 @@ class SampleStore(StoreBase):
             emptied.update(k for (k,) in gone)
         if emptied:  # a key goes with its last sample
             orphans = [k for (k,) in conn.execute(
-                "SELECT key FROM sample_keys WHERE key IN (SELECT value FROM json_each(?)) AND NOT EXISTS "
+                f"SELECT key FROM sample_keys WHERE key IN ({each_value(conn, integer=True)}) AND NOT EXISTS "
                 "(SELECT 1 FROM sample_chunks WHERE series_key = key)", (json.dumps(sorted(emptied)),))]
             if orphans:
-                conn.execute("DELETE FROM sample_keys WHERE key IN (SELECT value FROM json_each(?)) AND key NOT IN "
+                conn.execute(f"DELETE FROM sample_keys WHERE key IN ({each_value(conn, integer=True)}) AND key NOT IN "
                              "(SELECT DISTINCT series_key FROM sample_head)", (json.dumps(orphans),))
         return count
 
     def counter_readings(self, keys: Iterable[str]) -> dict[str, CounterReading]:
         rows = self.conn.execute(
-            "SELECT key, ts, value FROM scrape_counters WHERE key IN (SELECT value FROM json_each(?))",
+            f"SELECT key, ts, value FROM scrape_counters WHERE key IN ({each_value(self.conn)})",
             (json.dumps(list(keys)),)).fetchall()
         return {r["key"]: CounterReading(key=r["key"], ts=r["ts"], value=r["value"]) for r in rows}
 
     def save_counter_readings(self, readings: Iterable[CounterReading]) -> None:
         with self.transaction() as conn:
-            conn.executemany("INSERT OR REPLACE INTO scrape_counters (key, ts, value) VALUES (?, ?, ?)",
+            conn.executemany("INSERT INTO scrape_counters (key, ts, value) VALUES (?, ?, ?) "
+                             "ON CONFLICT(key) DO UPDATE SET ts = excluded.ts, value = excluded.value",
                              [(r.key, r.ts, r.value) for r in readings])
 
 

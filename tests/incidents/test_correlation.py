@@ -19,6 +19,12 @@ incidents:
 """
 
 
+@pytest.fixture
+def store(any_store):
+    """Correlation reads and writes incidents through the store: on both backends."""
+    return any_store
+
+
 def test_same_window_unrelated_labels_open_two_incidents(store, correlator_for):
     correlator = correlator_for()
     placed = correlator.ingest([hit("latency", 0, service="api"), hit("queue_depth", 1, service="billing")],

@@ -6,11 +6,19 @@ import io
 import json
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from agent.flow.incidents import IncidentStatus, Matcher, MatchOp, Severity
 from agent.report.audit import export
 from agent.report.period import Period
 
 NOW = datetime(2026, 5, 4, 12, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def store(any_store):
+    """The audit trail on both backends."""
+    return any_store
 
 
 def test_state_changes_appear_with_actor_and_reason(store):

@@ -1,0 +1,131 @@
+"""The PostgreSQL backend on a real server: store.url, its errors, and ``aiops store copy``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from agent.cli import cli
+from agent.config import load_config
+from agent.errors import ConfigError, StoreError
+from agent.flow.incidents import IncidentStatus, Matcher, MatchOp, Severity
+from agent.flow.samples import SeriesInfo
+from agent.store import Store
+from agent.store.copy import copy_store
+from agent.store.detectors import FittedState
+from tests.conftest import free_port
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+
+
+def _fill(store: Store) -> None:
+    """A little of everything: incidents and their timeline, a silence, a flag, fitted state (a
+    BLOB), samples both in the head and packed into chunks (BLOBs), and the audit entries of it all."""
+    incident = store.open_incident(severity=Severity.CRITICAL, title="api latency", labels={"service": "api"},
+                                   started_at=T0, now=T0)
+    store.transition_incident(incident.id, IncidentStatus.ACKNOWLEDGED, actor="cli:alice", reason="looking",
+                              now=T0 + timedelta(minutes=2))
+    store.add_silence([Matcher(name="service", op=MatchOp.EQUAL, value="db")], starts_at=T0,
+                      ends_at=T0 + timedelta(hours=1), reason="maintenance", actor="api", now=T0)
+    store.set_flag("remediation.paused", "1", actor="cli:bob", reason="freeze", now=T0)
+    store.save_fitted_states([FittedState(detector="stl", subject="up{job=\"api\"}", params={"period": 60},
+                                          state=bytes(range(256)), fitted_at=T0, points=10)], now=T0)
+    series = [SeriesInfo(series_id="temp", metric="temp"), SeriesInfo(series_id="ratio", metric="ratio")]
+    start = T0.timestamp()
+    rows = [(s.series_id, start + 60 * i, 0.1 * i - 3.0) for s in series for i in range(90)]
+    rows.append(("ratio", start + 60 * 90, -0.0))
+    store.record_samples(series, rows, now=start + 60 * 90)
+
+
+def _tables(store: Store) -> dict[str, list[dict]]:
+    return {t: list(store.table_rows(t)) for t in store.table_names() if t != "migrations"}
+
+
+def test_copy_carries_every_row_and_the_audit_chain_to_postgresql(tmp_path, postgres_url, write_config):
+    source = Store(tmp_path / "aiops.db")
+    _fill(source)
+    target = Store(postgres_url)
+    copied = copy_store(source, target)
+
+    assert copied == {t: n for t, n in source.table_counts().items() if t != "migrations"}
+    assert copied["audit"] == 5 and copied["sample_chunks"] == 2 and copied["sample_head"] == 61
+    assert _tables(target) == _tables(source)
+    assert target.verify_audit_chain() is None
+    history = target.sample_history(T0.timestamp(), T0.timestamp() + 5400)
+    assert history.equals(source.sample_history(T0.timestamp(), T0.timestamp() + 5400))
+    assert len(history) == 181 and str(history["value"].iloc[-1]) == "-0.0"
+    # New rows follow the copied ids, and the chain goes on from the copied head.
+    entry = target.audit("cli:carol", "store.copied", "store", {}, now=T0 + timedelta(hours=1))
+    assert entry == 6
+    target.dispose()
+
+    config = write_config(f"agent:\n  state_dir: {tmp_path / 'state'}\nstore:\n  url: {postgres_url}\n")
+    result = CliRunner().invoke(cli, ["audit", "verify", "--config", str(config)])
+    assert (result.exit_code, result.output) == (0, "audit chain intact: 6 entries\n")
+
+
+def test_store_copy_command_refuses_a_target_that_holds_anything(tmp_path, postgres_url):
+    source = Store(tmp_path / "aiops.db")
+    _fill(source)
+    source.close()
+    command = ["store", "copy", "--state-dir", str(tmp_path), "--to", postgres_url]
+    first = CliRunner().invoke(cli, command)
+    assert first.exit_code == 0, first.output
+    assert first.output.startswith("copied ") and f" to {postgres_url}\n" in first.output
+
+    again = CliRunner().invoke(cli, command)
+    assert again.exit_code == 1
+    assert again.output == f"store {postgres_url}: expected an empty store, found 5 rows in audit\n"
+
+
+def test_a_server_that_is_down_is_a_store_error_naming_the_url_without_its_password():
+    port = free_port()
+    with pytest.raises(StoreError) as caught:
+        Store(f"postgresql://aiops:s3cret@127.0.0.1:{port}/aiops")
+    message = str(caught.value)
+    assert message.startswith(f"store postgresql://aiops:***@127.0.0.1:{port}/aiops: cannot connect (")
+    assert "s3cret" not in message
+
+
+def test_a_database_that_does_not_exist_is_refused_with_the_servers_reason(postgres_server):
+    with pytest.raises(StoreError, match=r"cannot connect \(.*database \"nowhere\" does not exist"):
+        Store(postgres_server.url("nowhere"))
+
+
+def test_a_new_empty_database_is_migrated_to_the_same_schema_as_sqlite(tmp_path, postgres_empty_url):
+    store = Store(postgres_empty_url)
+    sqlite = Store(tmp_path / "aiops.db")
+    assert store.schema_version == sqlite.schema_version
+    assert store.table_names() == sqlite.table_names()
+    for table in sqlite.table_names():
+        assert store.table_columns(table) == sqlite.table_columns(table), table
+    assert "DOUBLE PRECISION" in store.table_schema("audit")
+    store.dispose()
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("mysql://db/aiops", "expected sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE, found mysql://…"),
+    ("aiops.db", "expected sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE, found 'aiops.db'"),
+    ("postgresql://aiops:hunter2@db/aiops",
+     "expected no password in the URL (give it as store.password_file or store.password: ${ENV_VAR}), found one"),
+    ("postgresql:///aiops", "expected sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE, "
+                            "found a PostgreSQL URL without a host or database"),
+])
+def test_a_bad_store_url_names_the_key_and_what_was_expected(write_config, url, message):
+    path = write_config(f"store:\n  url: {url}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}: store.url: {message}"
+    assert "hunter2" not in str(caught.value)
+
+
+def test_the_password_comes_from_a_private_file(write_config, tmp_path: Path):
+    secret = tmp_path / "pg.pass"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o600)
+    config = load_config(write_config(f"store:\n  url: postgresql://aiops@db:5432/aiops\n  password_file: {secret}\n"))
+    assert config.store.password_value() == "s3cret"
+    assert "s3cret" not in repr(config.store)
