@@ -20,6 +20,12 @@ from remediations.engine import owner_alive
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
 
 
+@pytest.fixture
+def store(any_store):
+    """Leases work alike on both backends: SQLite and a real PostgreSQL."""
+    return any_store
+
+
 def test_a_lease_has_one_holder_until_it_expires_and_every_change_of_holder_is_audited(store):
     clock = ManualClock(T0)
     assert store.take_lease("shard:0/1", "a", ttl_s=10, now=clock())
