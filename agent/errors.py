@@ -16,7 +16,7 @@
      ├── TransitionError            an incident or run cannot move to the asked state
      ├── BaselineError              a drift baseline cannot be recorded (agent.detection.drift)
      ├── DeliveryError              a channel did not accept a notification (agent.notify.channels)
-     ├── UnknownChannelError        no such channel in notify.channels (agent.notify.cli)
+     ├── UnknownChannelError        no such channel in notify.channels (agent.cli.notify)
      ├── CorpusError                a backtest input cannot be used (agent.backtest.corpus)
      ├── InstallError               the systemd unit cannot be installed (agent.service)
      ├── ToolMissingError           the demo needs a binary that is not installed (agent.demo.prometheus)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from agent.clicommon import AiopsGroup
+from agent.cli.common import AiopsGroup
 from agent.demo.stack import FAULT_KINDS
 
 DEFAULT_ROOT = Path(".demo")

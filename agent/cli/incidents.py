@@ -1,4 +1,5 @@
-"""CLI commands of this stage; ``agent.cli`` adds every command listed in ``commands``.
+"""The correlate stage's commands (``agent.incidents``); ``agent.cli.main`` adds every command listed in
+``commands``.
 
 ``aiops incidents list|show|ack|resolve``, ``aiops silence add|list|expire``, ``aiops change add``.
 """
@@ -11,7 +12,7 @@ from typing import Any
 
 import click
 
-from agent.clicommon import AiopsGroup, cli_actor, with_context
+from agent.cli.common import AiopsGroup, cli_actor, with_context
 from agent.config.types import parse_duration
 from agent.flow.incidents import IncidentStatus
 from agent.incidents.formats import FORMATS, render

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from agent.clicommon import AiopsGroup, current_clock, with_context
+from agent.cli.common import AiopsGroup, current_clock, with_context
 from agent.context import Context
 from agent.report.period import Period, period_since, zone
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from agent.clicommon import AiopsGroup, with_context
+from agent.cli.common import AiopsGroup, with_context
 from agent.errors import AiopsError
 from agent.notify.channels import PagerDuty, build_channels
 from agent.store.outbox import OutboxItem, OutboxStatus

@@ -1,0 +1,5 @@
+"""``python -m agent.cli``: the ``aiops`` command without the installed script."""
+
+from agent.cli.main import main
+
+main()
