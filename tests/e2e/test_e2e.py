@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from agent.demo.run import FAST, DemoRun
+from demo.run import FAST, DemoRun
 from agent.flow.incidents import IncidentStatus
 
 pytestmark = [
@@ -69,7 +69,7 @@ def test_crash_is_fixed_by_a_verified_restart(demo):
     assert outcome.incident.resolution == "remediation"
     assert any(s.series_id.startswith("up{") for s in outcome.incident.signals)
     assert [r["status"] for r in demo.runs(incident.id) if r["mode"] == "apply"] == ["verified"]
-    from agent.demo.stack import read_pid
+    from demo.stack import read_pid
     assert read_pid(demo.root) not in (None, before)  # a new process serves again
     settle(demo, incident.id)
 

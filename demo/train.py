@@ -6,7 +6,7 @@ candidate as a new version directory and the metrics as JSON (see ``agent.rollou
 ``aiops demo inject bad-labels`` writes) shuffles the training labels: a candidate that must
 fail its gate.
 
-Run: ``python -m agent.demo.train --models-dir DIR --metrics-file FILE [--seed N]``
+Run: ``python -m demo.train --models-dir DIR --metrics-file FILE [--seed N]``
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from agent.demo.service import FEATURES, feature_sample
+from demo.service import FEATURES, feature_sample
 
 
 def current_score(x: np.ndarray) -> np.ndarray:
-    """The serving model's score, as ``agent.demo.service`` computes it."""
+    """The serving model's score, as ``demo.service`` computes it."""
     z = 0.01 * x[:, 0] - 0.002 * x[:, 1] + 0.2 * x[:, 2] - 2
     return 1 / (1 + np.exp(-z))
 

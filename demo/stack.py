@@ -18,8 +18,8 @@ from pathlib import Path
 
 import requests
 
-from agent.demo.history import demo_history
-from agent.demo.prometheus import PrometheusProcess, ScrapeJob, backfill
+from demo.history import demo_history
+from demo.prometheus import PrometheusProcess, ScrapeJob, backfill
 from agent.errors import AiopsError
 
 SERVICE_JOB = "demo-model"
@@ -148,7 +148,7 @@ def load_info(root: Path) -> StackInfo:
 
 
 def service_command(root: Path, port: int) -> list[str]:
-    return [sys.executable, "-m", "agent.demo.service", "--port", str(port), "--models-dir", str(root / "models"),
+    return [sys.executable, "-m", "demo.service", "--port", str(port), "--models-dir", str(root / "models"),
             "--scratch-dir", str(root / "scratch"), "--pid-file", str(root / "service.pid")]
 
 
@@ -168,7 +168,7 @@ def start_service(root: Path, command: list[str]) -> None:
     """Start the demo service detached (it outlives the command that started it, as a
     service under an init system would)."""
     log = open(root / "logs" / "service.log", "ab")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
 
 

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from agent.clock import utcnow
-from agent.demo.stack import FAULT_KINDS, MODEL_VERSIONS, load_info, read_pid
+from demo.stack import FAULT_KINDS, MODEL_VERSIONS, load_info, read_pid
 from agent.errors import AiopsError
 from agent.store import Store
 

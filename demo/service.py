@@ -8,7 +8,7 @@ by writing ``faults.json`` beside the models dir (``aiops demo inject``); the se
 in within a second. Faults marked ``sticky`` survive a restart; the others live in the process,
 so restarting the service is a real fix for them.
 
-Run: ``python -m agent.demo.service --port 9850 --models-dir DIR``
+Run: ``python -m demo.service --port 9850 --models-dir DIR``
 """
 
 from __future__ import annotations

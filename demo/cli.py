@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from agent.cli.common import AiopsGroup
-from agent.demo.stack import FAULT_KINDS
+from demo.stack import FAULT_KINDS
 
 DEFAULT_ROOT = Path(".demo")
 
@@ -26,7 +26,7 @@ def demo_inject(kind: str, root: Path) -> None:
 
     Example: aiops demo inject latency --root .demo
     """
-    from agent.demo.faults import inject
+    from demo.faults import inject
     from agent.store import Store
 
     store_path = root / "state" / "aiops.db"

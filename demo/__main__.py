@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from agent.demo.run import DEMO, FAST, DemoRun
+from demo.run import DEMO, FAST, DemoRun
 from agent.errors import AiopsError
 from agent.flow.incidents import IncidentStatus
 
@@ -96,7 +96,7 @@ def main() -> int:
     started = time.monotonic()
     try:
         if args.story == "rollout":
-            from agent.demo import rollout_story
+            from demo import rollout_story
 
             code = rollout_story.story(run, say, lambda text: console.print(text, highlight=False), waiting)
         else:
