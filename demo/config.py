@@ -7,9 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from demo.stack import SERVICE_JOB, StackInfo, service_command
-
-REPO = Path(__file__).resolve().parents[1]
+from demo.stack import REPO, SERVICE_JOB, StackInfo, service_command
 
 
 def demo_config(info: StackInfo, *, cycle_s: float, verify_s: float, verify_deadline_s: float, state_dir: Path,

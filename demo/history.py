@@ -13,7 +13,14 @@ from collections.abc import Iterator, Mapping, Sequence
 import numpy as np
 from scipy.stats import lognorm
 
-from demo.service import FEATURE_BUCKETS, FEATURES, LATENCY_BUCKETS, MODEL, SCORE_BUCKETS, rps_at
+from demo.service import (
+    FEATURE_BUCKETS,
+    FEATURES,
+    LATENCY_BUCKETS,
+    MODEL,
+    SCORE_BUCKETS,
+    rps_at,
+)
 
 STEP_S = 15.0  # default resolution: fine enough that 40 s rate() windows hold samples in the past too
 # (log-median, sigma) of each input feature, as the live service draws them

@@ -16,9 +16,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from demo.run import DemoRun
 from agent.flow.incidents import IncidentStatus
 from agent.flow.rollouts import Rollout, RolloutStatus
+from demo.run import DemoRun
 
 Say = Callable[[str, str], None]
 Show = Callable[[str], None]

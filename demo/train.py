@@ -3,7 +3,7 @@ recent (synthetic) traffic, scores it and the current version on one holdout, wr
 candidate as a new version directory and the metrics as JSON (see ``agent.rollouts.retrain``).
 
 ``--corrupt-labels`` (or ``{"corrupt_labels": true}`` in ``training.json`` in the models dir, as
-``aiops demo inject bad-labels`` writes) shuffles the training labels: a candidate that must
+``python -m demo inject bad-labels`` writes) shuffles the training labels: a candidate that must
 fail its gate.
 
 Run: ``python -m demo.train --models-dir DIR --metrics-file FILE [--seed N]``
@@ -41,7 +41,7 @@ def traffic(rng: random.Random, rows: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _training_settings(models_dir: Path) -> dict:
-    """``training.json`` beside the versions: what ``aiops demo inject bad-labels`` breaks."""
+    """``training.json`` beside the versions: what ``python -m demo inject bad-labels`` breaks."""
     try:
         return json.loads((models_dir / "training.json").read_text())
     except (OSError, ValueError):
