@@ -71,4 +71,4 @@ def backtest_command(paths: tuple[Path, ...], config_path: Path | None, labels: 
             )
 
 
-commands: list[click.Command] = [backtest_command]
+commands: tuple[click.Command, ...] = (backtest_command,)

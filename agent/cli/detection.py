@@ -101,4 +101,4 @@ def _describe(data: Any) -> str:
     return f"{len(features)} features, {total:.0f} observations"
 
 
-commands: list[click.Command] = [baseline_group]
+commands: tuple[click.Command, ...] = (baseline_group,)

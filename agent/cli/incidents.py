@@ -244,4 +244,4 @@ def change_add(ctx: Any, kind: str, labels: str, at: str | None, as_json: bool, 
         click.echo(f"change #{change.id} recorded: {change.kind} at {_when(change.ts)}")
 
 
-commands: list[click.Command] = [incidents_group, silence_group, change_group]
+commands: tuple[click.Command, ...] = (incidents_group, silence_group, change_group)

@@ -12,8 +12,6 @@ from agent.errors import AiopsError
 from agent.notify.channels import PagerDuty, build_channels
 from agent.store.outbox import OutboxItem, OutboxStatus
 
-commands: list[click.Command] = []
-
 
 class UnknownChannelError(AiopsError):
     def __init__(self, name: str, known: list[str]) -> None:
@@ -76,4 +74,4 @@ def _test_item(channel: str, event: str, now: datetime, base_url: str) -> Outbox
                       payload=payload, created_at=now, next_attempt_at=now, attempts=0, status=OutboxStatus.PENDING)
 
 
-commands.append(notify_group)
+commands: tuple[click.Command, ...] = (notify_group,)

@@ -204,4 +204,4 @@ def incident_from_file(path: Path) -> Any:
                     started_at=now, detected_at=now, updated_at=now, root_cause=data.get("root_cause"), signals=signals)
 
 
-commands: list[click.Command] = [remediation_group, playbook_group]
+commands: tuple[click.Command, ...] = (remediation_group, playbook_group)

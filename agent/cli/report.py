@@ -151,4 +151,4 @@ def report_model(ctx: Context, name: str, since: str, until: str | None, fmt: st
     click.echo(f"wrote {out} ({len(text) // 1024} KiB)")
 
 
-commands: list[click.Command] = [audit, report]
+commands: tuple[click.Command, ...] = (audit, report)

@@ -204,5 +204,5 @@ def model_retrain(ctx: Any, name: str, reason: str) -> None:
                + (f"; rollout {done.rollout_id} started" if done.rollout_id else ""))
 
 
-commands = [rollout_group, model_group]
+commands: tuple[click.Command, ...] = (rollout_group, model_group)
 __all__ = ["RolloutStatus", "commands"]
