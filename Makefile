@@ -28,7 +28,7 @@ system-packages:
 	@bash .ci/system-packages $(SYSTEM_PACKAGES)
 
 demo: venv system-packages
-	$(BIN)/python -m agent.demo
+	$(BIN)/python -m demo
 
 test: venv system-packages
 	@if command -v faketime >/dev/null; then \

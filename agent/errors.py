@@ -17,13 +17,13 @@
      │    └── LeaseLostError        this agent no longer holds the lease the step needs
      ├── BaselineError              a drift baseline cannot be recorded (agent.detection.drift)
      ├── DeliveryError              a channel did not accept a notification (agent.notify.channels)
-     ├── UnknownChannelError        no such channel in notify.channels (agent.notify.cli)
+     ├── UnknownChannelError        no such channel in notify.channels (agent.cli.notify)
      ├── CorpusError                a backtest input cannot be used (agent.backtest.corpus)
      ├── InstallError               the systemd unit cannot be installed (agent.service)
-     ├── ToolMissingError           the demo needs a binary that is not installed (agent.demo.prometheus)
+     ├── ToolMissingError           the demo needs a binary that is not installed (demo.prometheus)
      ├── RolloutError               a model rollout cannot start or move as asked (agent.rollouts.engine)
      ├── MeasureError               a rollout analysis measurement cannot be taken (agent.rollouts.analysis)
-     └── TimedOut                   the demo waited too long for something (agent.demo.run)
+     └── TimedOut                   the demo waited too long for something (demo.run)
     DetectorError                   a detector cannot use its input; a ValueError (detectors.errors)
      └── NotFittedError             scored before it was fitted (detectors.errors)
 

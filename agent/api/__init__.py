@@ -22,13 +22,8 @@ if TYPE_CHECKING:
 
 
 def create_app(ctx: Context, *, daemon: Any = None) -> FastAPI:
-    from agent.api import core, docs
-    from agent.incidents import api as incidents_api
-    from agent.incidents import pages as incident_pages
+    from agent.api import core, docs, incidents, pages, remediations, report, rollouts
     from agent.incidents.alerts import WebhookPayload
-    from agent.report import api as report_api
-    from agent.rollouts import api as rollouts_api
-    from remediations import api as remediations_api
 
     app = FastAPI(
         title="aiops-agent",
@@ -40,11 +35,11 @@ def create_app(ctx: Context, *, daemon: Any = None) -> FastAPI:
     app.state.ctx = ctx
     app.state.daemon = daemon
     app.include_router(core.router)
-    app.include_router(incidents_api.router)
-    app.include_router(incident_pages.router)
-    app.include_router(remediations_api.router)
-    app.include_router(report_api.router)
-    app.include_router(rollouts_api.router)
+    app.include_router(incidents.router)
+    app.include_router(pages.router)
+    app.include_router(remediations.router)
+    app.include_router(report.router)
+    app.include_router(rollouts.router)
     docs.install(app, bodies=[WebhookPayload])
     app.add_exception_handler(sqlite3.OperationalError, _store_unavailable)
     return app

@@ -1,9 +1,9 @@
-"""Read-only HTML pages: ``/incidents`` (the list) and ``/incidents/ID`` (the summary with plots).
+"""The incident pages as HTML: the list and one incident's summary with plots (served at
+``/incidents`` and ``/incidents/ID`` by ``agent.api.pages``; ``aiops incidents show --format html``).
 
 Templates live in ``agent/incidents/templates`` and render with autoescape on, so label values
 and messages are escaped; every untrusted string also passes the ``clean`` filter, which shows
-control and bidi characters as escapes. Pages carry a Content-Security-Policy that allows no
-script and no request to anywhere (the plots are inline ``data:`` PNGs).
+control and bidi characters as escapes. The plots are inline ``data:`` PNGs, so a page needs no request to anywhere.
 """
 
 from __future__ import annotations
@@ -13,23 +13,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from agent.api.docs import errors
-from agent.api.params import RowId
 from agent.incidents.summary import (
     CHANGES_LOOKBACK_S,
     TOP_PLOTS,
     Summary,
-    build,
     clean,
     done_lines,
     earlier_outages,
     next_step,
     other_labels,
-    prometheus_url,
     run_outcome,
     signal_text,
     status_line,
@@ -41,11 +35,7 @@ from agent.incidents.summary import (
 if TYPE_CHECKING:
     from agent.store import Store
 
-CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 LIST_LIMIT = 200
-
-router = APIRouter(tags=["pages"])
-
 
 def _environment() -> Environment:
     env = Environment(loader=PackageLoader("agent.incidents", "templates"),
@@ -119,26 +109,3 @@ def render_list(store: "Store", *, limit: int = LIST_LIMIT, lookback_s: float = 
     titles = {i.id: title_of(store, i, lookback_s=lookback_s) for i in rows}
     open_count = store.count_open_incidents()
     return _ENV.get_template("list.html").render(rows=rows, titles=titles, open_count=open_count, limit=limit)
-
-
-def _page(text: str) -> HTMLResponse:
-    return HTMLResponse(text, headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
-                                       "Referrer-Policy": "no-referrer"})
-
-
-@router.get("/incidents", response_class=HTMLResponse)
-def incidents_page(request: Request) -> HTMLResponse:
-    """The incident list, newest first."""
-    ctx = request.app.state.ctx
-    return _page(render_list(ctx.store, lookback_s=ctx.config.incidents.changes_lookback))
-
-
-@router.get("/incidents/{incident_id}", response_class=HTMLResponse, responses=errors(404, 422))
-def incident_page(incident_id: RowId, request: Request) -> HTMLResponse:
-    """One incident's summary with plots of its top signals."""
-    ctx = request.app.state.ctx
-    if ctx.store.get_incident(incident_id) is None:
-        raise HTTPException(404, f"no incident #{incident_id}")
-    summary = build(ctx.store, incident_id, base_url=ctx.config.http.base_url,
-                    prometheus_url=prometheus_url(ctx.config), lookback_s=ctx.config.incidents.changes_lookback)
-    return _page(render_html(summary, ctx.store))

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from agent.demo.run import DEMO, DemoRun, Outcome  # noqa: E402
+from demo.run import DEMO, DemoRun, Outcome  # noqa: E402
 from agent.flow.incidents import IncidentStatus  # noqa: E402
 
 FAULTS = ("latency", "errors", "memory", "disk", "crash", "drift", "stuck-latency")

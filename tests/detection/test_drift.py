@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
-from agent.clicommon import Settings
+from agent.cli.common import Settings
 from agent.clock import ManualClock, to_epoch
 from agent.detection.drift import parse_series_id
 from agent.flow.samples import Samples, SeriesInfo, series_id

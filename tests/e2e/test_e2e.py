@@ -10,8 +10,8 @@ import signal
 
 import pytest
 
-from agent.demo.run import FAST, DemoRun
 from agent.flow.incidents import IncidentStatus
+from demo.run import FAST, DemoRun
 
 pytestmark = [
     pytest.mark.e2e,
@@ -69,7 +69,7 @@ def test_crash_is_fixed_by_a_verified_restart(demo):
     assert outcome.incident.resolution == "remediation"
     assert any(s.series_id.startswith("up{") for s in outcome.incident.signals)
     assert [r["status"] for r in demo.runs(incident.id) if r["mode"] == "apply"] == ["verified"]
-    from agent.demo.stack import read_pid
+    from demo.stack import read_pid
     assert read_pid(demo.root) not in (None, before)  # a new process serves again
     settle(demo, incident.id)
 
@@ -94,7 +94,7 @@ def test_prometheus_killed_during_an_incident_is_a_gap_not_a_recovery(demo):
         at = demo.inject("latency")
         incident = detected(demo, at)
         opened = demo.count("SELECT count(*) FROM incidents")
-        demo.stack.prometheus.stop()
+        demo.stack.stop_prometheus()
         cycles = demo.cycles()
         demo.wait(lambda: demo.cycles() >= cycles + 5, 60, "five cycles without Prometheus")
         assert demo.agent.poll() is None
@@ -102,7 +102,7 @@ def test_prometheus_killed_during_an_incident_is_a_gap_not_a_recovery(demo):
         assert demo.count("SELECT count(*) FROM incidents") == opened
         log = (demo.root / "logs" / "agent.log").read_text()
         assert "event=source." in log and "prometheus" in log
-        demo.stack.prometheus.start()
+        demo.stack.start_prometheus()
     finally:
         demo.aiops("remediation", "resume")
     demo.wait(lambda: demo.incident(incident.id).status is IncidentStatus.RESOLVED, 150, "the incident resolved")

@@ -9,10 +9,10 @@ import shutil
 
 import pytest
 
-from agent.demo.rollout_story import rollout_settled, start_rollout
-from agent.demo.run import FAST, DemoRun
 from agent.flow.incidents import IncidentStatus, Severity
 from agent.flow.rollouts import RetrainStatus, RolloutStatus, Verdict
+from demo.rollout_story import rollout_settled, start_rollout
+from demo.run import FAST, DemoRun
 
 pytestmark = [
     pytest.mark.e2e,

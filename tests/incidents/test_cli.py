@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
-from agent.clicommon import Settings, cli_actor
+from agent.cli.common import Settings, cli_actor
 from agent.clock import ManualClock
 from agent.flow.incidents import Matcher, MatchOp, Severity, parse_matcher
 from agent.store import Store

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-from agent.notify.cli import notify_group
+from agent.cli.notify import notify_group
 
 
 def run(write_config, tmp_path, text: str, *args: str):

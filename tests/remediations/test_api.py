@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
-from agent.clicommon import Settings
+from agent.cli.common import Settings
 from agent.daemon import HttpServer
 from agent.flow.runs import RunStatus
 from tests.remediations.conftest import T0, later, open_incident, run_cycle

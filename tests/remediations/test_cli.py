@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
-from agent.clicommon import Settings
+from agent.cli.common import Settings
 from agent.clock import ManualClock
 from agent.errors import ConfigError
 from remediations.rules import redact

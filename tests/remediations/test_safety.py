@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
-from agent.clicommon import Settings
+from agent.cli.common import Settings
 from agent.errors import TransitionError
 from agent.flow.incidents import IncidentStatus
 from agent.flow.runs import RunMode, RunStatus

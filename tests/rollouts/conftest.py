@@ -42,7 +42,7 @@ def served(models_dir: Path) -> str:
 
 def model_yaml(models_dir: Path, queries: dict[str, str], *, prometheus_url: str, on_failure: str = "auto",
                retrain: str = "", failure_limit: int = 2, trainer_args: tuple[str, ...] = ()) -> str:
-    trainer = json.dumps([sys.executable, "-m", "agent.demo.train", "--rows", "1500", *trainer_args])
+    trainer = json.dumps([sys.executable, "-m", "demo.train", "--rows", "1500", *trainer_args])
     return textwrap.dedent(f"""\
         models:
           - name: fraud

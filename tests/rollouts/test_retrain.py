@@ -99,7 +99,7 @@ def test_a_metrics_file_without_a_usable_version_fails_the_retrain(make_ctx, mod
     writer.write_text("import json, sys\npath = sys.argv[sys.argv.index('--metrics-file') + 1]\n"
                       "json.dump({'candidate': {'version': '../../etc', 'metrics': {'auc': 0.99}}}, open(path, 'w'))\n")
     ctx = make_ctx(model_yaml(models_dir, GOOD, prometheus_url=prometheus.url, retrain=RETRAIN).replace(
-        f"trainer_argv: {json.dumps([sys.executable, '-m', 'agent.demo.train', '--rows', '1500'])}",
+        f"trainer_argv: {json.dumps([sys.executable, '-m', 'demo.train', '--rows', '1500'])}",
         f"trainer_argv: {json.dumps([sys.executable, str(writer)])}"))
     done = retrain(ctx, "fraud", actor="agent", now=T0, reason="by hand")
     assert (done.status, done.reason) == (

@@ -1,5 +1,8 @@
 """``aiops``: the command line. Each command parses, loads the config, calls one function and
-prints. Errors exit 2 for a bad config, 1 for any other failure."""
+prints. Errors exit 2 for a bad config, 1 for any other failure.
+
+This module holds the group and the commands of the agent as a whole (config, once, run, service,
+store); each stage's commands live in a module of this package named after the stage."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from agent import __version__
-from agent.clicommon import (
+from agent.cli.common import (
     AiopsGroup,
     Settings,
     config_option,
@@ -115,7 +118,7 @@ def run(config_path: Path | None, state_dir: Path | None, shard: str | None) -> 
 
     Example: aiops run --config /etc/aiops-agent/agent.yaml
     """
-    from agent.clicommon import resolve
+    from agent.cli.common import resolve
     from agent.daemon import Daemon
 
     path, override = resolve(config_path, state_dir)
@@ -150,7 +153,7 @@ def store_group() -> None:
 def _existing_store(config_path: Path | None, state_dir: Path | None) -> "Store":
     """The store of --state-dir (else the config's store.url, else the file in its
     agent.state_dir); never a new empty SQLite file."""
-    from agent.clicommon import resolve
+    from agent.cli.common import resolve
     from agent.errors import StoreError
     from agent.store import STORE_FILE, Store
 
@@ -257,17 +260,17 @@ def store_copy(to_url: str, config_path: Path | None, state_dir: Path | None) ->
 
 
 def _add_stage_commands() -> None:
-    from agent.backtest import cli as backtest_cli
-    from agent.demo import cli as demo_cli
-    from agent.detection import cli as detection_cli
-    from agent.incidents import cli as incidents_cli
-    from agent.notify import cli as notify_cli
-    from agent.report import cli as report_cli
-    from agent.rollouts import cli as rollouts_cli
-    from remediations import cli as remediations_cli
+    from agent.cli import (
+        backtest,
+        detection,
+        incidents,
+        notify,
+        remediations,
+        report,
+        rollouts,
+    )
 
-    for module in (incidents_cli, notify_cli, remediations_cli, detection_cli, backtest_cli, report_cli, rollouts_cli,
-                   demo_cli):
+    for module in (incidents, notify, remediations, detection, backtest, report, rollouts):
         for command in module.commands:
             cli.add_command(command)
 
@@ -277,7 +280,3 @@ _add_stage_commands()
 
 def main() -> None:
     cli(prog_name="aiops")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,5 @@
-"""CLI commands of this stage; ``agent.cli`` adds every command listed in ``commands``."""
+"""``aiops remediation …`` and ``aiops playbook …``, over ``remediations``; ``agent.cli.main`` adds
+every command listed in ``commands``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ from typing import Any
 import click
 import yaml
 
-from agent.clicommon import AiopsGroup, cli_actor, current_clock, with_config, with_context
+from agent.cli.common import (
+    AiopsGroup,
+    cli_actor,
+    current_clock,
+    with_config,
+    with_context,
+)
 from agent.config import AgentConfig
 from agent.errors import RemediationError
 from agent.flow.runs import RunnerStatus, RunStatus, run_dict
@@ -197,4 +204,4 @@ def incident_from_file(path: Path) -> Any:
                     started_at=now, detected_at=now, updated_at=now, root_cause=data.get("root_cause"), signals=signals)
 
 
-commands: list[click.Command] = [remediation_group, playbook_group]
+commands: tuple[click.Command, ...] = (remediation_group, playbook_group)

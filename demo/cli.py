@@ -1,4 +1,4 @@
-"""``aiops demo inject KIND``: break the running demo stack on purpose."""
+"""``python -m demo inject KIND``: break the running demo stack on purpose."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ from pathlib import Path
 
 import click
 
-from agent.clicommon import AiopsGroup
-from agent.demo.stack import FAULT_KINDS
+from agent.cli.common import AiopsGroup
+from demo.stack import FAULT_KINDS
 
 DEFAULT_ROOT = Path(".demo")
 
 
 @click.group(cls=AiopsGroup)
 def demo() -> None:
-    """The demo stack (`make demo` runs the whole story)."""
+    """The demo stack (`make demo`, i.e. `python -m demo`, runs the whole story)."""
 
 
 @demo.command("inject")
@@ -24,10 +24,10 @@ def demo() -> None:
 def demo_inject(kind: str, root: Path) -> None:
     """Inject a fault into the running demo stack.
 
-    Example: aiops demo inject latency --root .demo
+    Example: python -m demo inject latency --root .demo
     """
-    from agent.demo.faults import inject
     from agent.store import Store
+    from demo.faults import inject
 
     store_path = root / "state" / "aiops.db"
     store = Store(store_path) if store_path.exists() else None
@@ -36,6 +36,3 @@ def demo_inject(kind: str, root: Path) -> None:
     finally:
         if store is not None:
             store.close()
-
-
-commands: list[click.Command] = [demo]

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from agent.demo.run import DEMO, FAST, DemoRun
 from agent.errors import AiopsError
 from agent.flow.incidents import IncidentStatus
+from demo.run import DEMO, FAST, DemoRun
 
 console = Console(highlight=False)
 
@@ -80,8 +80,14 @@ def story(run: DemoRun, fault: str) -> int:
     return 0 if done and outcome.incident.status is IncidentStatus.RESOLVED else 1
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["inject"]:  # python -m demo inject KIND: break the running stack (demo.cli)
+        from demo.cli import demo
+
+        demo.main(argv, prog_name="python -m demo")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     epilog="Against a running stack: python -m demo inject KIND [--root DIR].")
     parser.add_argument("--root", type=Path, default=Path(".demo"))
     parser.add_argument("--fault", default="drift",
                         choices=["drift", "latency", "crash", "errors", "memory", "disk", "stuck-latency"])
@@ -89,14 +95,14 @@ def main() -> int:
                         help="fault: one injected fault, detected and remediated; rollout: guarded rollouts, "
                              "retraining behind a gate and the model's governance report")
     parser.add_argument("--fast", action="store_true", help="1 s scrapes and 2 s cycles (as the tests run)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     shutil.rmtree(args.root, ignore_errors=True)
     run = DemoRun(args.root, FAST if args.fast else DEMO, retrain_on_drift=args.story == "rollout")
     console.print("[bold]aiops-agent demo[/]: a fraud-detection model served on this machine, watched by the agent.\n")
     started = time.monotonic()
     try:
         if args.story == "rollout":
-            from agent.demo import rollout_story
+            from demo import rollout_story
 
             code = rollout_story.story(run, say, lambda text: console.print(text, highlight=False), waiting)
         else:

@@ -7,9 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from agent.demo.stack import SERVICE_JOB, StackInfo, service_command
-
-REPO = Path(__file__).resolve().parents[2]
+from demo.stack import REPO, SERVICE_JOB, StackInfo, service_command
 
 
 def demo_config(info: StackInfo, *, cycle_s: float, verify_s: float, verify_deadline_s: float, state_dir: Path,
@@ -27,7 +25,7 @@ def demo_config(info: StackInfo, *, cycle_s: float, verify_s: float, verify_dead
     # restart_service.yml appends the pidfile to the argv: the command ends with --pid-file
     argv = "[" + ", ".join(f'"{a}"' for a in service_command(root, info.service_port)[:-1]) + "]"
     job = f'job="{SERVICE_JOB}"'
-    trainer = "[" + ", ".join(f'"{a}"' for a in (sys.executable, "-m", "agent.demo.train")) + "]"
+    trainer = "[" + ", ".join(f'"{a}"' for a in (sys.executable, "-m", "demo.train")) + "]"
     return f"""\
 agent:
   state_dir: {state_dir}

@@ -1,4 +1,5 @@
-"""CLI commands of this stage; ``agent.cli`` adds every command listed in ``commands``.
+"""The detect stage's commands (``agent.detection``); ``agent.cli.main`` adds every command listed in
+``commands``.
 
 ``aiops baseline save --model NAME --from … --to …`` records a model's training distributions
 for drift detection; ``aiops baseline show --model NAME`` prints the newest one.
@@ -12,7 +13,7 @@ from typing import Any
 
 import click
 
-from agent.clicommon import AiopsGroup, cli_actor, current_clock, with_context
+from agent.cli.common import AiopsGroup, cli_actor, current_clock, with_context
 from agent.config.types import parse_duration
 
 _RELATIVE = re.compile(r"^now(?:\s*-\s*(.+))?$")
@@ -100,4 +101,4 @@ def _describe(data: Any) -> str:
     return f"{len(features)} features, {total:.0f} observations"
 
 
-commands: list[click.Command] = [baseline_group]
+commands: tuple[click.Command, ...] = (baseline_group,)

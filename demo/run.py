@@ -15,12 +15,12 @@ from datetime import datetime
 from pathlib import Path
 
 from agent.clock import utcnow
-from agent.demo.config import demo_config
-from agent.demo.faults import inject
-from agent.demo.stack import DemoStack, read_pid, start_service
 from agent.errors import AiopsError
 from agent.flow.incidents import Episode, Incident
 from agent.store import Store
+from demo.config import demo_config
+from demo.faults import inject
+from demo.stack import DemoStack, read_pid, start_service
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,4 +1,5 @@
-"""CLI commands of this stage; ``agent.cli`` adds every command listed in ``commands``.
+"""The correlate stage's commands (``agent.incidents``); ``agent.cli.main`` adds every command listed in
+``commands``.
 
 ``aiops incidents list|show|ack|resolve``, ``aiops silence add|list|expire``, ``aiops change add``.
 """
@@ -11,7 +12,7 @@ from typing import Any
 
 import click
 
-from agent.clicommon import AiopsGroup, cli_actor, with_context
+from agent.cli.common import AiopsGroup, cli_actor, with_context
 from agent.config.types import parse_duration
 from agent.flow.incidents import IncidentStatus
 from agent.incidents.formats import FORMATS, render
@@ -243,4 +244,4 @@ def change_add(ctx: Any, kind: str, labels: str, at: str | None, as_json: bool, 
         click.echo(f"change #{change.id} recorded: {change.kind} at {_when(change.ts)}")
 
 
-commands: list[click.Command] = [incidents_group, silence_group, change_group]
+commands: tuple[click.Command, ...] = (incidents_group, silence_group, change_group)

@@ -3,10 +3,10 @@ recent (synthetic) traffic, scores it and the current version on one holdout, wr
 candidate as a new version directory and the metrics as JSON (see ``agent.rollouts.retrain``).
 
 ``--corrupt-labels`` (or ``{"corrupt_labels": true}`` in ``training.json`` in the models dir, as
-``aiops demo inject bad-labels`` writes) shuffles the training labels: a candidate that must
+``python -m demo inject bad-labels`` writes) shuffles the training labels: a candidate that must
 fail its gate.
 
-Run: ``python -m agent.demo.train --models-dir DIR --metrics-file FILE [--seed N]``
+Run: ``python -m demo.train --models-dir DIR --metrics-file FILE [--seed N]``
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from agent.demo.service import FEATURES, feature_sample
+from demo.service import FEATURES, feature_sample
 
 
 def current_score(x: np.ndarray) -> np.ndarray:
-    """The serving model's score, as ``agent.demo.service`` computes it."""
+    """The serving model's score, as ``demo.service`` computes it."""
     z = 0.01 * x[:, 0] - 0.002 * x[:, 1] + 0.2 * x[:, 2] - 2
     return 1 / (1 + np.exp(-z))
 
@@ -41,7 +41,7 @@ def traffic(rng: random.Random, rows: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _training_settings(models_dir: Path) -> dict:
-    """``training.json`` beside the versions: what ``aiops demo inject bad-labels`` breaks."""
+    """``training.json`` beside the versions: what ``python -m demo inject bad-labels`` breaks."""
     try:
         return json.loads((models_dir / "training.json").read_text())
     except (OSError, ValueError):

@@ -1,4 +1,4 @@
-"""Break the demo stack on purpose: ``aiops demo inject KIND``.
+"""Break the demo stack on purpose: ``python -m demo inject KIND``.
 
 | kind          | what happens                                             | what fixes it           |
 |---------------|----------------------------------------------------------|-------------------------|
@@ -23,9 +23,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from agent.clock import utcnow
-from agent.demo.stack import FAULT_KINDS, MODEL_VERSIONS, load_info, read_pid
 from agent.errors import AiopsError
 from agent.store import Store
+from demo.stack import FAULT_KINDS, MODEL_VERSIONS, load_info, read_pid
 
 
 def _write_faults(root: Path, faults: dict[str, object]) -> None:

@@ -1,7 +1,7 @@
 """Days of history for the demo service, as OpenMetrics text for promtool to backfill.
 
 It follows the same daily traffic curve and distributions as the live service
-(``agent.demo.service``), one point every ``step_s``, so detectors fitted on it see live traffic as
+(``demo.service``), one point every ``step_s``, so detectors fitted on it see live traffic as
 normal until a fault is injected.
 """
 
@@ -13,7 +13,14 @@ from collections.abc import Iterator, Mapping, Sequence
 import numpy as np
 from scipy.stats import lognorm
 
-from agent.demo.service import FEATURE_BUCKETS, FEATURES, LATENCY_BUCKETS, MODEL, SCORE_BUCKETS, rps_at
+from demo.service import (
+    FEATURE_BUCKETS,
+    FEATURES,
+    LATENCY_BUCKETS,
+    MODEL,
+    SCORE_BUCKETS,
+    rps_at,
+)
 
 STEP_S = 15.0  # default resolution: fine enough that 40 s rate() windows hold samples in the past too
 # (log-median, sigma) of each input feature, as the live service draws them

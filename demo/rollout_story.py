@@ -1,4 +1,4 @@
-"""``python -m agent.demo --story rollout``: model operations told as on-call would follow them.
+"""``python -m demo --story rollout``: model operations told as on-call would follow them.
 
 1. A slow model version (v4) is rolled out with a canary; the analysis catches its latency and
    rolls it back before it reaches every host, with the incident's MTTR.
@@ -16,9 +16,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from agent.demo.run import DemoRun
 from agent.flow.incidents import IncidentStatus
 from agent.flow.rollouts import Rollout, RolloutStatus
+from demo.run import DemoRun
 
 Say = Callable[[str, str], None]
 Show = Callable[[str], None]

@@ -1,4 +1,5 @@
-"""CLI commands of this stage; ``agent.cli`` adds every command listed in ``commands``."""
+"""``aiops backtest``: replay files through the configured detect stage (``agent.backtest``);
+``agent.cli.main`` adds every command listed in ``commands``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from agent.clicommon import parse_duration_option
+from agent.cli.common import parse_duration_option
 
 
 @click.command("backtest")
@@ -31,7 +32,13 @@ def backtest_command(paths: tuple[Path, ...], config_path: Path | None, labels: 
     Example: aiops backtest data/nab/data --labels data/nab/labels/combined_windows.json --out /tmp/bt
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from agent.backtest.corpus import find_inputs
     from agent.backtest.runner import backtest, write_results
@@ -64,4 +71,4 @@ def backtest_command(paths: tuple[Path, ...], config_path: Path | None, labels: 
             )
 
 
-commands: list[click.Command] = [backtest_command]
+commands: tuple[click.Command, ...] = (backtest_command,)

@@ -1,4 +1,4 @@
-"""CLI commands for model operations: ``aiops rollout …`` and ``aiops model …``; ``agent.cli``
+"""CLI commands for model operations: ``aiops rollout …`` and ``aiops model …``; ``agent.cli.main``
 adds every command listed in ``commands``."""
 
 from __future__ import annotations
@@ -8,8 +8,7 @@ from typing import Any
 
 import click
 
-from agent.clicommon import AiopsGroup, cli_actor, current_clock, with_context
-from agent.rollouts import engine
+from agent.cli.common import AiopsGroup, cli_actor, current_clock, with_context
 from agent.flow.rollouts import (
     RolloutStatus,
     measurement_dict,
@@ -17,6 +16,7 @@ from agent.flow.rollouts import (
     rollout_dict,
     version_dict,
 )
+from agent.rollouts import engine
 
 
 @click.group("rollout", cls=AiopsGroup)
@@ -204,5 +204,5 @@ def model_retrain(ctx: Any, name: str, reason: str) -> None:
                + (f"; rollout {done.rollout_id} started" if done.rollout_id else ""))
 
 
-commands = [rollout_group, model_group]
+commands: tuple[click.Command, ...] = (rollout_group, model_group)
 __all__ = ["RolloutStatus", "commands"]

@@ -11,9 +11,9 @@ from agent.api.auth import require_token
 from agent.api.docs import AUTH, errors
 from agent.api.params import RowId
 from agent.errors import TransitionError
+from agent.flow.rollouts import measurement_dict, rollout_dict
 from agent.rollouts import engine
 from agent.rollouts.engine import RolloutError
-from agent.flow.rollouts import measurement_dict, rollout_dict
 
 router = APIRouter()
 

@@ -4,11 +4,11 @@ It serves a fake fraud model from ``MODELS_DIR/current`` (a symlink to ``version
 directory with a ``model.json``; a moved link is picked up within a second), drives itself with light synthetic traffic, and exposes what a real model server
 would on ``/metrics``: an inference-latency histogram, request and error counters, a
 prediction-score histogram, input-feature histograms and the model version. Faults are injected
-by writing ``faults.json`` beside the models dir (``aiops demo inject``); the service takes them
+by writing ``faults.json`` beside the models dir (``python -m demo inject``); the service takes them
 in within a second. Faults marked ``sticky`` survive a restart; the others live in the process,
 so restarting the service is a real fix for them.
 
-Run: ``python -m agent.demo.service --port 9850 --models-dir DIR``
+Run: ``python -m demo.service --port 9850 --models-dir DIR``
 """
 
 from __future__ import annotations
@@ -25,7 +25,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.process_collector import ProcessCollector
 

@@ -1,6 +1,6 @@
 """The demo stack: the model-serving service, node_exporter when installed, and a real Prometheus
 with a backfilled week of history. ``stack.json`` in the stack's root records ports and pids, so
-``aiops demo inject`` in another process finds what to break.
+``python -m demo inject`` in another process finds what to break.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from pathlib import Path
 
 import requests
 
-from agent.demo.history import demo_history
-from agent.demo.prometheus import PrometheusProcess, ScrapeJob, backfill
 from agent.errors import AiopsError
+from demo.history import demo_history
+from demo.prometheus import PrometheusServer, ScrapeJob, backfill, start_prometheus
 
+# The checkout the demo runs from: its processes import ``demo`` from there (it is not installed).
+REPO = Path(__file__).resolve().parents[1]
 SERVICE_JOB = "demo-model"
 MODEL_VERSIONS = {
     "v1": {"version": "v1", "latency_s": 0.06, "feature_shift": 0.0},
@@ -67,8 +69,9 @@ class DemoStack:
         self.history_step_s = history_step_s
         self.info = StackInfo(root=str(self.root), service_port=free_port(), prometheus_port=free_port(),
                               node_exporter_port=None, agent_port=free_port(), scrape_interval_s=scrape_interval_s)
-        self.prometheus: PrometheusProcess | None = None
+        self.prometheus: PrometheusServer | None = None
         self.node_exporter: subprocess.Popen[bytes] | None = None
+        self.jobs: list[ScrapeJob] = []
 
     # -- layout ------------------------------------------------------------------------------
 
@@ -100,7 +103,7 @@ class DemoStack:
         return backfill(
             demo_history(end_s=time.time(), days=self.history_days, step_s=self.history_step_s, job=SERVICE_JOB,
                          instance=f"127.0.0.1:{self.info.service_port}"),
-            self.root / "prometheus" / "data", self.root / "prometheus" / "work")
+            self.root / "prometheus" / "data")
 
     # -- processes ---------------------------------------------------------------------------
 
@@ -121,12 +124,22 @@ class DemoStack:
                  "--collector.filesystem", "--collector.loadavg"],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             jobs.append(ScrapeJob(name="node", targets=[f"127.0.0.1:{self.info.node_exporter_port}"]))
-        self.prometheus = PrometheusProcess(self.root / "prometheus", self.info.prometheus_port, jobs,
-                                            scrape_interval_s=self.info.scrape_interval_s)
-        self.prometheus.start()
+        self.jobs = jobs
+        self.start_prometheus()
         wait_for(lambda: _get(self.info.service_url + "/healthz"), 30, "the demo service")
         self.info.service_pid = read_pid(self.root)
         self.save()
+
+    def start_prometheus(self) -> None:
+        """Prometheus over the backfilled history, scraping the stack (again, after ``stop_prometheus``)."""
+        self.prometheus = start_prometheus(self.root / "prometheus", self.jobs, data_dir=self.root / "prometheus" / "data",
+                                           port=self.info.prometheus_port, scrape_interval_s=self.info.scrape_interval_s,
+                                           ready_timeout_s=60)
+
+    def stop_prometheus(self) -> None:
+        if self.prometheus is not None:
+            self.prometheus.stop()
+            self.prometheus = None
 
     def save(self) -> None:
         (self.root / "stack.json").write_text(json.dumps(asdict(self.info), indent=2))
@@ -136,8 +149,7 @@ class DemoStack:
         if self.node_exporter is not None and self.node_exporter.poll() is None:
             self.node_exporter.terminate()
             self.node_exporter.wait(timeout=10)
-        if self.prometheus is not None:
-            self.prometheus.stop()
+        self.stop_prometheus()
 
 
 def load_info(root: Path) -> StackInfo:
@@ -148,7 +160,7 @@ def load_info(root: Path) -> StackInfo:
 
 
 def service_command(root: Path, port: int) -> list[str]:
-    return [sys.executable, "-m", "agent.demo.service", "--port", str(port), "--models-dir", str(root / "models"),
+    return [sys.executable, "-m", "demo.service", "--port", str(port), "--models-dir", str(root / "models"),
             "--scratch-dir", str(root / "scratch"), "--pid-file", str(root / "service.pid")]
 
 
@@ -168,7 +180,7 @@ def start_service(root: Path, command: list[str]) -> None:
     """Start the demo service detached (it outlives the command that started it, as a
     service under an init system would)."""
     log = open(root / "logs" / "service.log", "ab")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
 
 

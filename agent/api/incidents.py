@@ -20,9 +20,19 @@ from agent.config.types import parse_duration
 from agent.errors import TransitionError
 from agent.flow.incidents import IncidentStatus
 from agent.incidents import suspect_changes
-from agent.incidents.alerts import MalformedPayload, WebhookPayload, ingest_webhook, parse_webhook
+from agent.incidents.alerts import (
+    MalformedPayload,
+    WebhookPayload,
+    ingest_webhook,
+    parse_webhook,
+)
 from agent.incidents.correlator import Correlator
-from agent.incidents.serialize import change_dict, event_dict, incident_dict, silence_dict
+from agent.incidents.serialize import (
+    change_dict,
+    event_dict,
+    incident_dict,
+    silence_dict,
+)
 from agent.incidents.silences import create_silence
 from agent.incidents.summary import title_of
 from agent.store.incidents import UnknownIncidentError

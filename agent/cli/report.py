@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from agent.clicommon import AiopsGroup, current_clock, with_context
+from agent.cli.common import AiopsGroup, current_clock, with_context
 from agent.context import Context
 from agent.report.period import Period, period_since, zone
 
@@ -151,4 +151,4 @@ def report_model(ctx: Context, name: str, since: str, until: str | None, fmt: st
     click.echo(f"wrote {out} ({len(text) // 1024} KiB)")
 
 
-commands: list[click.Command] = [audit, report]
+commands: tuple[click.Command, ...] = (audit, report)

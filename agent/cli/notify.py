@@ -7,12 +7,10 @@ from typing import Any
 
 import click
 
-from agent.clicommon import AiopsGroup, with_context
+from agent.cli.common import AiopsGroup, with_context
 from agent.errors import AiopsError
 from agent.notify.channels import PagerDuty, build_channels
 from agent.store.outbox import OutboxItem, OutboxStatus
-
-commands: list[click.Command] = []
 
 
 class UnknownChannelError(AiopsError):
@@ -76,4 +74,4 @@ def _test_item(channel: str, event: str, now: datetime, base_url: str) -> Outbox
                       payload=payload, created_at=now, next_attempt_at=now, attempts=0, status=OutboxStatus.PENDING)
 
 
-commands.append(notify_group)
+commands: tuple[click.Command, ...] = (notify_group,)
