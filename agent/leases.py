@@ -21,13 +21,12 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent.flow.leases import LEADER, holder_id, shard_lease
 from agent.log import kv
 
 if TYPE_CHECKING:
-    from agent.metrics import Metrics
     from agent.store import Store
 
 log = logging.getLogger(__name__)
@@ -55,10 +54,11 @@ class SoleAgent:
 
 
 class LeaseKeeper:
-    """Takes, renews and releases this process' shard lease and the leader lease."""
+    """Takes, renews and releases this process' shard lease and the leader lease. ``metrics``:
+    the agent's ``Metrics`` (its ``lease_held`` gauge and ``lease_failures`` counter)."""
 
     def __init__(self, store: "Store", *, shard: str, ttl_s: float, clock: Callable[[], datetime],
-                 metrics: "Metrics", holder: str | None = None,
+                 metrics: Any, holder: str | None = None,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.store, self.clock, self.metrics, self.monotonic = store, clock, metrics, monotonic
         self.shard = shard_lease(shard)

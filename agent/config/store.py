@@ -50,11 +50,5 @@ class StoreConfig(Section):
             raise ValueError(f"{_EXPECTED}, found a PostgreSQL URL without a host or database")
         return value
 
-    def target(self, state_dir: Path) -> str | Path:
-        """What ``Store`` opens: the URL, or the file in ``state_dir``."""
-        from agent.store import STORE_FILE
-
-        return self.url if self.url is not None else state_dir / STORE_FILE
-
     def password_value(self) -> str | None:
         return self.password.get_secret_value() if self.password is not None else None
