@@ -120,6 +120,27 @@ def test_rollback_model_points_current_at_the_previous_version(tmp_path):
     assert playbook_report(result.output) == "rolled back fraud v3 → v2"
 
 
+def test_rollback_model_named_from_a_version_steps_back_once_however_often_it_runs(tmp_path):
+    models = tmp_path / "models"
+    for version in ("v1", "v2", "v3"):
+        (models / "versions" / version).mkdir(parents=True)
+    (models / "current").symlink_to("versions/v3")
+    (models / "history").write_text("v1\nv2\nv3\n")
+
+    def rollback() -> Execution:  # the version comes as the rollout engine sends it: untrusted text
+        return execute(playbook=LIBRARY / "rollback_model.yml", project_dir=LIBRARY,
+                       private_dir=tmp_path / f"run-{time.monotonic_ns()}", targets=["localhost"], check=False,
+                       trusted_vars={"models_dir": str(models), "model_name": "fraud"},
+                       label_vars={"model_version": "v3"}, timeout_s=120, run_key=f"test-{tmp_path.name}")
+
+    first, again = rollback(), rollback()
+
+    assert (first.status, again.status) == (RunnerStatus.SUCCESSFUL, RunnerStatus.SUCCESSFUL), again.output
+    assert os.readlink(models / "current") == "versions/v2"
+    assert (models / "history").read_text() == "v1\nv2\n"
+    assert playbook_report(again.output) == "fraud v3 is not the newest version (v2): nothing to roll back"
+
+
 def test_restart_model_worker_restarts_wanted_workers_and_stops_the_rest(tmp_path, pids):
     workers = tmp_path / "workers"
     workers.mkdir()
