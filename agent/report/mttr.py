@@ -144,7 +144,10 @@ def empty_figures(group: str) -> GroupFigures:
 
 
 def _codes(keys: pd.Series) -> tuple[np.ndarray, list[str]]:
-    """Each row's group as 0..n-1, and the n group names in sorted order."""
+    """Each row's group as 0..n-1, and the n group names in sorted order (a categorical's own
+    codes and categories when they are sorted: a category with no row gets no row's code)."""
+    if isinstance(keys.dtype, pd.CategoricalDtype) and keys.cat.categories.is_monotonic_increasing:
+        return keys.cat.codes.to_numpy("int64"), [str(name) for name in keys.cat.categories]
     codes, names = pd.factorize(keys.astype(str), sort=True)
     return codes.astype("int64"), [str(name) for name in names]
 
