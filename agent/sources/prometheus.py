@@ -249,6 +249,8 @@ class PrometheusSource:
 
     def _decode_read(self, query: QueryConfig, response: requests.Response, grid_ms: np.ndarray,
                      lookback_ms: int) -> "_Read":
+        if response.status_code in (401, 403):  # credentials, not the protocol: query_range would fail alike
+            raise FetchError(SOURCE, query.name, FailureKind.HTTP_STATUS, f"HTTP {response.status_code}")
         if 400 <= response.status_code < 500 or response.status_code == 501:
             raise _Unsupported(f"HTTP {response.status_code}: {response.text[:200].strip()}")
         content_type = response.headers.get("Content-Type", "")

@@ -223,3 +223,12 @@ def test_a_refusal_is_an_error_when_remote_read_is_on_and_a_fallback_when_auto(m
     misbehaving_server.respond(OK, content_type="application/json")
     off.fetch(at - pd.Timedelta("1min"), at)
     assert misbehaving_server.requests - before == 3 and off.stats.read_queries == 0
+
+
+def test_refused_credentials_are_the_querys_error_and_keep_remote_read_on(misbehaving_server):
+    misbehaving_server.respond("unauthorized", status=401)
+    auto = source(misbehaving_server.url, "auto", QueryConfig(name="up", expr="up"))
+    at = pd.Timestamp(OK_AT, unit="s", tz="UTC")
+    samples = auto.fetch(at - pd.Timedelta("1min"), at)
+    assert auto.failed == ["up"] and samples.values.empty
+    assert misbehaving_server.requests == 1 and auto.remote_read is True
