@@ -72,7 +72,10 @@ _KIND_OF = ("coalesce(nullif((SELECT s.metric FROM incident_signals s WHERE s.in
 _IS_MODEL = (f"coalesce((SELECT {_label('i.labels', 'model')} IS NOT NULL FROM incidents i WHERE i.id = {{x}}), 0) "
              "OR EXISTS (SELECT 1 FROM incident_signals s WHERE s.incident_id = {x} "
              f"AND ({_MODEL_OF_SIGNAL}) IS NOT NULL)")
-_REFRESH = ("INSERT OR IGNORE INTO report_kinds (name) VALUES ({kind}); "
+# Not INSERT OR IGNORE: in a trigger the firing statement's conflict clause (the signals' upsert)
+# overrides the body's own.
+_REFRESH = ("INSERT INTO report_kinds (name) SELECT k.name FROM (SELECT {kind} AS name) k "
+            "WHERE NOT EXISTS (SELECT 1 FROM report_kinds r WHERE r.name = k.name); "
             "UPDATE incident_episodes SET kind_id = (SELECT id FROM report_kinds WHERE name = {kind}), "
             "is_model = {model} WHERE incident_id = {x};")
 _SIGNAL_CHANGED = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in (
