@@ -59,6 +59,10 @@ class PrometheusSourceConfig(Section):
     backoff: Seconds = Field(default=0.5, ge=0)
     step: Seconds = Field(default=60.0, gt=0)
     max_points_per_request: int = Field(default=11_000, ge=2, le=11_000)
+    # Plain selectors read raw samples with /api/v1/read (auto: while the server offers it).
+    remote_read: Literal["auto", "on", "off"] = "auto"
+    # The server's --query.lookback-delta: remote-read samples are placed on the grid as query_range would.
+    lookback_delta: Seconds = Field(default=300.0, gt=0)
     queries: list[QueryConfig] = Field(default_factory=list)
 
     @field_validator("url")

@@ -14,8 +14,8 @@ verified (``remediation_verified_at`` set); every other resolved episode was res
 a verified remediation ("by hand"). The comparison pits the two against each other per kind of
 incident (the metric of its first signal), and pooled over the kinds that have both, so a
 faster mean is not just easier incidents. SQLite decides each episode's group, kind, flags and
-durations in one pass (``ReportStore.episode_figures``); numpy sorts once per duration and reads
-counts, means, medians and P90s per group off the sorted arrays: no Python loop runs over
+durations in one pass (``ReportStore.episode_figures``); numpy counts and sums per group, and
+partitions each group's values at the ranks its median and P90 read: no Python loop runs over
 episodes.
 """
 
@@ -121,16 +121,21 @@ def report_from_frame(frame: pd.DataFrame, period: Period, *, by: str | None, tz
 def _report(figures: pd.DataFrame, period: Period, *, by: str | None, tz: str, now: datetime) -> MttrReport:
     if by == "week":
         figures["group"] = week_labels(figures["started_at"], tz)
-    flags = figures["flags"].to_numpy()
-    comparison, pooled = compare(figures)
+    # Plain arrays from here on: a boolean selection of the frame would copy every column.
+    columns = {name: figures[name].to_numpy("float64") for name in DURATIONS}
+    columns["flags"] = figures["flags"].to_numpy("int64")
+    if by == "week":
+        columns["id"] = figures["id"].to_numpy("int64")
+    kind_codes, kinds = _codes(figures["kind"])
+    comparison, pooled = compare(columns, kind_codes, kinds)
     everything = np.zeros(len(figures), dtype="int64")
-    model = (flags & MODEL) != 0
+    model = (columns["flags"] & MODEL) != 0
     return MttrReport(
         period=period, by=by, generated_at=now,
-        total=_figures(figures, everything, ["all"])[0] if len(figures) else empty_figures("all"),
-        model=_figures(figures[model], everything[model], ["model incidents"])[0] if model.any()
-        else empty_figures("model incidents"),
-        groups=tuple(_figures(figures, *_codes(figures["group"]), per_episode=by == "week")) if by and len(figures)
+        total=_figures(columns, everything, ["all"])[0] if len(figures) else empty_figures("all"),
+        model=_figures({k: v[model] for k, v in columns.items()}, everything[model], ["model incidents"])[0]
+        if model.any() else empty_figures("model incidents"),
+        groups=tuple(_figures(columns, *_codes(figures["group"]), per_episode=by == "week")) if by and len(figures)
         else (),
         comparison=comparison,
         comparison_total=pooled,
@@ -144,28 +149,31 @@ def empty_figures(group: str) -> GroupFigures:
 
 
 def _codes(keys: pd.Series) -> tuple[np.ndarray, list[str]]:
-    """Each row's group as 0..n-1, and the n group names in sorted order."""
+    """Each row's group as 0..n-1, and the n group names in sorted order (a categorical's own
+    codes and categories when they are sorted: a category with no row gets no row's code)."""
+    if isinstance(keys.dtype, pd.CategoricalDtype) and keys.cat.categories.is_monotonic_increasing:
+        return keys.cat.codes.to_numpy("int64"), [str(name) for name in keys.cat.categories]
     codes, names = pd.factorize(keys.astype(str), sort=True)
     return codes.astype("int64"), [str(name) for name in names]
 
 
-def _figures(figures: pd.DataFrame, codes: np.ndarray, names: list[str], *,
+def _figures(columns: dict[str, np.ndarray], codes: np.ndarray, names: list[str], *,
              per_episode: bool = False) -> list[GroupFigures]:
     """One GroupFigures per name; ``codes`` gives each episode's index into ``names``. A grouping
     by something of the incident puts all its episodes in one group, so counting FIRST flags
     counts its distinct incidents; a ``per_episode`` grouping (the week) counts them by id."""
     size = len(names)
-    flags = figures["flags"].to_numpy()
+    flags = columns["flags"]
     resolved = np.bincount(codes, weights=(flags & RESOLVED) != 0, minlength=size).astype(int)
     auto = np.bincount(codes, weights=(flags & AUTO) != 0, minlength=size).astype(int)
     episodes = np.bincount(codes, minlength=size)
     if per_episode:
-        ids = figures["id"].to_numpy("int64")
+        ids = columns["id"]
         pairs = np.unique(codes * (int(ids.max(initial=0)) + 1) + ids)  # distinct (group, incident)
         incidents = np.bincount(pairs // (int(ids.max(initial=0)) + 1), minlength=size)
     else:
         incidents = np.bincount(codes, weights=(flags & FIRST) != 0, minlength=size).astype(int)
-    stats = {name: _stats(codes, size, figures[name].to_numpy("float64")) for name in DURATIONS}
+    stats = {name: _stats(codes, size, columns[name]) for name in DURATIONS}
     return [GroupFigures(
         group=group, incidents=int(incidents[g]), episodes=int(episodes[g]), resolved=int(resolved[g]),
         unresolved=int(episodes[g] - resolved[g]), acknowledged=stats["mtta"][g].n, auto_remediated=int(auto[g]),
@@ -175,31 +183,34 @@ def _figures(figures: pd.DataFrame, codes: np.ndarray, names: list[str], *,
 
 def _stats(codes: np.ndarray, size: int, values: np.ndarray) -> list[Stat]:
     """Per group 0..size-1: count, mean, median and P90 (linear interpolation, as pandas and
-    numpy compute them) of the values that are not NaN, read off one sort by (group, value)."""
+    numpy compute them) of the values that are not NaN. Each group's values are partitioned at
+    just the ranks the median and P90 read (the same values a full sort puts there, in linear
+    time)."""
     kept = ~np.isnan(values)
-    codes, values = codes[kept], values[kept]
+    codes, values = codes[kept], values[kept]  # a copy: partitioned in place below
     n = np.bincount(codes, minlength=size)
     sums = np.bincount(codes, weights=values, minlength=size)
     first = np.cumsum(n) - n
-    if size > 1:  # group the values (a stable radix sort on small codes), then sort each group
+    if size > 1:  # group the values (a stable radix sort on small codes)
         values = values[np.argsort(codes.astype("int16" if size < 2 ** 15 else "int64"), kind="stable")]
-    for g in range(size):
-        values[first[g]:first[g] + n[g]].sort()
     out = []
     for g in range(size):  # one iteration per group, not per episode
         count = int(n[g])
         if count == 0:
             out.append(Stat(n=0, mean_s=None, median_s=None, p90_s=None))
             continue
-        sorted_g = values[first[g]:first[g] + count]
+        group = values[first[g]:first[g] + count]
+        p90_low = int(np.floor(0.9 * (count - 1)))
+        group.partition(sorted({(count - 1) // 2, count // 2, p90_low, min(p90_low + 1, count - 1)}))
         out.append(Stat(n=count, mean_s=float(sums[g] / count),
-                        median_s=float((sorted_g[(count - 1) // 2] + sorted_g[count // 2]) / 2),
-                        p90_s=_quantile(sorted_g, 0.9)))
+                        median_s=float((group[(count - 1) // 2] + group[count // 2]) / 2),
+                        p90_s=_quantile(group, 0.9)))
     return out
 
 
 def _quantile(ordered: np.ndarray, q: float) -> float:
-    """Linear interpolation between the two closest ranks (pandas' groupby quantile)."""
+    """Linear interpolation between the two closest ranks (pandas' groupby quantile); ``ordered``
+    needs only the values at those two ranks in their sorted places."""
     position = q * (len(ordered) - 1)
     low = int(np.floor(position))
     fraction = position - low
@@ -208,21 +219,21 @@ def _quantile(ordered: np.ndarray, q: float) -> float:
     return float(ordered[low] + (ordered[low + 1] - ordered[low]) * fraction)
 
 
-def compare(figures: pd.DataFrame) -> tuple[tuple[Comparison, ...], Comparison]:
+def compare(columns: dict[str, np.ndarray], kind_codes: np.ndarray,
+            kinds: list[str]) -> tuple[tuple[Comparison, ...], Comparison]:
     """Per kind that has both auto-remediated and by-hand resolved episodes, and pooled over
-    those kinds."""
-    flags = figures["flags"].to_numpy()
+    those kinds. ``kind_codes`` index each episode's kind in ``kinds``."""
+    flags = columns["flags"]
     resolved = (flags & RESOLVED) != 0
-    chosen = figures[resolved]
-    auto = (chosen["flags"].to_numpy() & AUTO) != 0
-    codes, kinds = _codes(chosen["kind"])
+    auto = (flags[resolved] & AUTO) != 0
+    codes = kind_codes[resolved]
     with_auto = np.bincount(codes, weights=auto, minlength=len(kinds))
     with_both = (with_auto > 0) & (with_auto < np.bincount(codes, minlength=len(kinds)))
     comparable = with_both[codes]
+    mttr = columns["mttr"][resolved][comparable]
     # Group 2k is kind k automated, 2k + 1 kind k by hand; the two pooled groups follow.
-    stats = _stats(codes[comparable] * 2 + ~auto[comparable], 2 * len(kinds),
-                   chosen["mttr"].to_numpy("float64")[comparable])
-    pooled = _stats((~auto[comparable]).astype("int64"), 2, chosen["mttr"].to_numpy("float64")[comparable])
+    stats = _stats(codes[comparable] * 2 + ~auto[comparable], 2 * len(kinds), mttr)
+    pooled = _stats((~auto[comparable]).astype("int64"), 2, mttr)
     comparison = tuple(Comparison(kind=kind, auto=stats[2 * k], manual=stats[2 * k + 1])
                        for k, kind in enumerate(kinds) if with_both[k])
     return comparison, Comparison(kind="all comparable kinds", auto=pooled[0], manual=pooled[1])

@@ -1,7 +1,9 @@
 """Source: any server with Prometheus' HTTP API (Prometheus, Thanos, Mimir, VictoriaMetrics).
 
 Every configured query is evaluated with ``/api/v1/query_range`` on a grid aligned to its step, so
-successive cycles and chunks land on the same timestamps. Ranges longer than the server's
+successive cycles and chunks land on the same timestamps. A query that is a plain selector is read
+with the remote-read protocol instead while the server offers it (``remote_read``), its raw samples
+placed on the same grid as query_range places them (``agent.sources.remote_read``). Ranges longer than the server's
 11,000-points-per-series limit are split into chunks. One Session keeps connections open.
 Connection errors, 429 and 5xx are retried with exponential backoff and jitter; a timeout is not
 (a server that is slow now stays slow, and retrying would multiply the cycle's time), and after a
@@ -16,9 +18,10 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -28,12 +31,13 @@ from agent.config.sources import PrometheusSourceConfig, QueryConfig
 from agent.flow.samples import Samples, SeriesInfo, bounded_labels, series_id
 from agent.log import kv
 from agent.metrics import Metrics
-from agent.sources import http, promjson
+from agent.sources import http, promjson, remote_read
 from agent.sources.base import FailureKind, FetchError
 from agent.sources.frame import empty_index, histogram_id, to_index, with_gaps
 from agent.sources.health import TargetHealth
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SOURCE = "prometheus"
 _MAX_SLEEP_S = 10.0
@@ -41,6 +45,10 @@ _MAX_SLEEP_S = 10.0
 SAMPLES_PER_REQUEST = 100_000
 PROBE_POINTS = 60
 PARALLEL_REQUESTS = 2
+# A raw sample costs ~40 bytes between the compressed body, the parsed message and the arrays.
+SAMPLES_PER_READ = 1_000_000
+READ_HEADERS = {"Content-Type": remote_read.CONTENT_TYPE, "Content-Encoding": "snappy",
+                "Accept-Encoding": "snappy", "X-Prometheus-Remote-Read-Version": "0.1.0"}
 
 
 @dataclass(slots=True)
@@ -50,7 +58,9 @@ class FetchStats:
     requests: int = 0
     bytes: int = 0
     json_decode_s: float = 0.0
+    read_decode_s: float = 0.0  # remote read: snappy, protobuf and placing samples on the grid
     points: int = 0
+    read_queries: int = 0  # queries answered by remote read
 
 
 @dataclass(slots=True, kw_only=True)
@@ -58,6 +68,16 @@ class _QueryFrame:
     grid: np.ndarray  # epoch seconds
     infos: list[SeriesInfo] = field(default_factory=list)
     columns: list[np.ndarray] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Read:
+    series: list[promjson.Series]  # placed on the grid: (labels, epoch s, values)
+    samples: int  # raw samples the server sent
+
+
+class _Unsupported(Exception):
+    """The server does not answer remote read (a 4xx, or not a protobuf body)."""
 
 
 class PrometheusSource:
@@ -70,6 +90,9 @@ class PrometheusSource:
         self.health = health
         self.series_limit = series_limit
         self.url = config.url.rstrip("/") + "/api/v1/query_range"
+        self.read_url = config.url.rstrip("/") + "/api/v1/read"
+        # Cleared for good (and logged once) when the server refuses remote read under ``auto``.
+        self.remote_read = config.remote_read != "off"
         self.session = requests.Session()
         if config.bearer_token is not None:
             self.session.headers["Authorization"] = f"Bearer {config.bearer_token.get_secret_value()}"
@@ -79,6 +102,7 @@ class PrometheusSource:
         self.session.verify = str(config.ca_file) if config.ca_file and config.verify_tls else config.verify_tls
         self.stats = FetchStats()
         self._known: dict[str, dict[str, SeriesInfo]] = {}
+        self._density: dict[str, float] = {}  # raw samples per second of range, per query (remote read)
         self.failed: list[str] = []  # queries that failed in the last fetch
 
     def close(self) -> None:
@@ -97,7 +121,7 @@ class PrometheusSource:
             try:
                 if fatal is not None:
                     raise FetchError(SOURCE, query.name, fatal.kind, fatal.problem)
-                qf = self.query_range(query, start.timestamp(), end.timestamp())
+                qf = self.fetch_query(query, start.timestamp(), end.timestamp())
             except FetchError as exc:
                 if exc.kind in (FailureKind.CONNECTION, FailureKind.TIMEOUT):
                     fatal = exc
@@ -136,11 +160,29 @@ class PrometheusSource:
 
     # -- one query -----------------------------------------------------------------------------
 
-    def query_range(self, query: QueryConfig, start_s: float, end_s: float) -> _QueryFrame:
+    def fetch_query(self, query: QueryConfig, start_s: float, end_s: float) -> _QueryFrame:
+        """One query on its step grid: by remote read when it is a plain selector and the server
+        offers it, else by query_range."""
+        matchers = remote_read.selector(query.expr) if self.remote_read else None
+        if matchers is not None:
+            try:
+                return self.read_range(query, matchers, start_s, end_s)
+            except _Unsupported as exc:
+                if self.config.remote_read == "on":
+                    raise FetchError(SOURCE, query.name, FailureKind.API_ERROR, f"remote read: {exc}") from None
+                self.remote_read = False
+                log.info(kv("prometheus.remote_read_off", url=self.read_url, reason=str(exc)))
+        return self.query_range(query, start_s, end_s)
+
+    def _grid(self, query: QueryConfig, start_s: float, end_s: float) -> tuple[np.ndarray, float]:
         step = query.step or self.config.step
         first = math.floor(start_s / step) * step
         last = math.floor(end_s / step) * step
-        grid = first + step * np.arange(int(round((last - first) / step)) + 1)
+        return first + step * np.arange(int(round((last - first) / step)) + 1), step
+
+    def query_range(self, query: QueryConfig, start_s: float, end_s: float) -> _QueryFrame:
+        grid, step = self._grid(query, start_s, end_s)
+        first, last = grid[0], grid[-1]
         qf = _QueryFrame(grid=grid)
         where: dict[str, int] = {}
 
@@ -151,7 +193,7 @@ class PrometheusSource:
         # which go out PARALLEL_REQUESTS at a time: the server evaluates one while this process
         # decodes another. Merged in order, so column order and truncation stay deterministic.
         end = min(first + (self._chunk_points(query, 0) - 1) * step, last)
-        self._merge(query, self._request(query, params(first, end)), qf, where, first, step)
+        self._merge(query, self._query(query, params(first, end)), qf, where, first, step)
         span = (self._chunk_points(query, len(where)) - 1) * step
         ranges = deque()
         chunk_start = end + step
@@ -162,9 +204,81 @@ class PrometheusSource:
             inflight: deque[Future] = deque()
             while ranges or inflight:
                 while ranges and len(inflight) < PARALLEL_REQUESTS:
-                    inflight.append(pool.submit(self._request, query, params(*ranges.popleft())))
+                    inflight.append(pool.submit(self._query, query, params(*ranges.popleft())))
                 self._merge(query, inflight.popleft().result(), qf, where, first, step)
         return qf
+
+    def read_range(self, query: QueryConfig, matchers: list[remote_read.Matcher], start_s: float,
+                   end_s: float) -> _QueryFrame:
+        """A plain selector by remote read, placed on query_range's grid. Chunked by time so one
+        answer holds about SAMPLES_PER_READ raw samples (the first read of a query is a short
+        probe that measures how dense its samples are); two requests in flight, merged in order."""
+        grid, step = self._grid(query, start_s, end_s)
+        grid_ms = np.rint(grid * 1000).astype("int64")
+        lookback_ms = int(round(self.config.lookback_delta * 1000))
+        qf = _QueryFrame(grid=grid)
+        where: dict[str, int] = {}
+        density = self._density.get(query.name)
+        if density is None:
+            probe = grid_ms[:PROBE_POINTS]
+            read = self._read(query, matchers, probe, lookback_ms)
+            self._place_read(query, read, qf, where, step)
+            span_s = (probe[-1] - probe[0] + lookback_ms) / 1000
+            density = max(1.0, read.samples) / max(span_s, step)
+            if read.samples:
+                self._density[query.name] = density
+            grid_ms = grid_ms[PROBE_POINTS:]
+        points = int((SAMPLES_PER_READ / density - self.config.lookback_delta) // step)
+        points = max(1, min(points, self.config.max_points_per_request))
+        chunks = deque(grid_ms[i:i + points] for i in range(0, len(grid_ms), points))
+        with ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS) as pool:
+            inflight: deque[Future] = deque()
+            while chunks or inflight:
+                while chunks and len(inflight) < PARALLEL_REQUESTS:
+                    inflight.append(pool.submit(self._read, query, matchers, chunks.popleft(), lookback_ms))
+                self._place_read(query, inflight.popleft().result(), qf, where, step)
+        self.stats.read_queries += 1
+        return qf
+
+    def _read(self, query: QueryConfig, matchers: list[remote_read.Matcher], grid_ms: np.ndarray,
+              lookback_ms: int) -> "_Read":
+        """The raw samples behind ``grid_ms`` (reaching back one lookback), placed on it."""
+        body = remote_read.encode_request(matchers, int(grid_ms[0]) - lookback_ms, int(grid_ms[-1]))
+        return self._request(query, self.read_url, self._decode_read, grid_ms, lookback_ms,
+                             data=body, headers=READ_HEADERS)
+
+    def _decode_read(self, query: QueryConfig, response: requests.Response, grid_ms: np.ndarray,
+                     lookback_ms: int) -> "_Read":
+        if response.status_code in (401, 403):  # credentials, not the protocol: query_range would fail alike
+            raise FetchError(SOURCE, query.name, FailureKind.HTTP_STATUS, f"HTTP {response.status_code}")
+        if 400 <= response.status_code < 500 or response.status_code == 501:
+            raise _Unsupported(f"HTTP {response.status_code}: {response.text[:200].strip()}")
+        content_type = response.headers.get("Content-Type", "")
+        if not content_type.startswith(remote_read.CONTENT_TYPE):
+            raise _Unsupported(f"answered {content_type or 'no content type'!r}, not protobuf")
+        body = response.content
+        self.stats.requests += 1
+        self.stats.bytes += len(body)
+        started = time.perf_counter()
+        try:
+            try:
+                raw = remote_read.decode_response(body)
+            except remote_read.DecodeError as exc:
+                raise _Unsupported(str(exc)) from None
+            placed: list[promjson.Series] = []
+            samples = 0
+            for labels, ts_ms, values in raw:
+                samples += len(ts_ms)
+                at_ms, on_grid = remote_read.on_grid(ts_ms, values, grid_ms, lookback_ms)
+                if len(at_ms):  # as query_range, a series with no point in the range is left out
+                    placed.append((labels, at_ms / 1000, on_grid))
+        finally:
+            self.stats.read_decode_s += time.perf_counter() - started
+        return _Read(series=placed, samples=samples)
+
+    def _place_read(self, query: QueryConfig, read: "_Read", qf: _QueryFrame, where: dict[str, int],
+                    step: float) -> None:
+        self._merge(query, read.series, qf, where, float(qf.grid[0]), step)
 
     def _chunk_points(self, query: QueryConfig, seen: int) -> int:
         """Points per series in the next request: under the server's limit, and small enough that
@@ -212,25 +326,31 @@ class PrometheusSource:
         self.health.note(SOURCE, query.name, f"more than {self.series_limit} series; kept the first {self.series_limit}"
                          if truncated else None, "source.truncated", query=query.expr)
 
-    def _request(self, query: QueryConfig, params: dict[str, str]) -> list[promjson.Series]:
+    def _query(self, query: QueryConfig, params: dict[str, str]) -> list[promjson.Series]:
+        return self._request(query, self.url, self._decode, data=params)
+
+    def _request(self, query: QueryConfig, url: str, decode: Callable[..., T], *args: object, **kwargs: object) -> T:
+        """POST to ``url`` with retries on connection errors, 429 and 5xx; ``decode(query,
+        response, *args)`` reads any other answer."""
         attempts = self.config.retries + 1
         for attempt in range(attempts):
             retry_after: float | None = None
             try:
-                response = http.send(self.session, "POST", SOURCE, query.name, self.url, data=params,
-                                            timeout_s=self.config.timeout)
+                response = http.send(self.session, "POST", SOURCE, query.name, url, timeout_s=self.config.timeout,
+                                     **kwargs)
             except FetchError as exc:
                 if exc.kind != FailureKind.CONNECTION or attempt == attempts - 1:
                     raise
                 error = exc
             else:
-                if response.status_code == 429 or response.status_code >= 500:
+                # 501 Not Implemented is an answer, not a hiccup: a retry would get it again.
+                if response.status_code == 429 or (response.status_code >= 500 and response.status_code != 501):
                     error = FetchError(SOURCE, query.name, FailureKind.HTTP_STATUS, f"HTTP {response.status_code}")
                     retry_after = _retry_after(response)
                     if attempt == attempts - 1:
                         raise error
                 else:
-                    return self._decode(query, response)
+                    return decode(query, response, *args)
             delay = retry_after if retry_after is not None else self.config.backoff * (2 ** attempt) * random.uniform(0.5, 1.5)
             log.debug(kv("prometheus.retry", query=query.name, attempt=attempt + 1, error=error.problem,
                          delay_s=round(delay, 2)))

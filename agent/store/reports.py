@@ -61,6 +61,59 @@ def _report_indexes(conn: sqlite3.Connection) -> None:
     )
 
 
+# What the MTTR report counts each episode by, kept on the episode itself (migration 51) so the
+# report is one scan of ``incident_episodes``: ``kind_id`` names the kind (``report_kinds``),
+# ``is_model`` flags a model incident. Triggers refresh both for every episode of an incident
+# whenever what they derive from changes: a new episode, a signal added, changed or removed, the
+# incident's labels. ``{x}`` is the incident's id in the trigger.
+_KIND_OF = ("coalesce(nullif((SELECT s.metric FROM incident_signals s WHERE s.incident_id = {x} "
+            "ORDER BY s.first_at, s.signal_key LIMIT 1), ''), "
+            f"(SELECT {_label('i.labels', 'alertname')} FROM incidents i WHERE i.id = {{x}}), '(unknown)')")
+_IS_MODEL = (f"coalesce((SELECT {_label('i.labels', 'model')} IS NOT NULL FROM incidents i WHERE i.id = {{x}}), 0) "
+             "OR EXISTS (SELECT 1 FROM incident_signals s WHERE s.incident_id = {x} "
+             f"AND ({_MODEL_OF_SIGNAL}) IS NOT NULL)")
+# Not INSERT OR IGNORE: in a trigger the firing statement's conflict clause (the signals' upsert)
+# overrides the body's own.
+_REFRESH = ("INSERT INTO report_kinds (name) SELECT k.name FROM (SELECT {kind} AS name) k "
+            "WHERE NOT EXISTS (SELECT 1 FROM report_kinds r WHERE r.name = k.name); "
+            "UPDATE incident_episodes SET kind_id = (SELECT id FROM report_kinds WHERE name = {kind}), "
+            "is_model = {model} WHERE incident_id = {x};")
+_SIGNAL_CHANGED = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in (
+    "incident_id", "first_at", "signal_key", "metric", "detector", "labels"))
+_TRIGGERS = {  # name: (event, when, the incident's id in it)
+    "episodes_report_insert": ("AFTER INSERT ON incident_episodes", "", "NEW.incident_id"),
+    "signals_report_insert": ("AFTER INSERT ON incident_signals", "", "NEW.incident_id"),
+    # Only when something the report reads changed: every hit rewrites first_at (with its min)
+    # and the hit counters, which decide nothing here.
+    "signals_report_update": ("AFTER UPDATE ON incident_signals", _SIGNAL_CHANGED, "NEW.incident_id"),
+    "signals_report_move": ("AFTER UPDATE OF incident_id ON incident_signals",
+                            "OLD.incident_id IS NOT NEW.incident_id", "OLD.incident_id"),
+    "signals_report_delete": ("AFTER DELETE ON incident_signals", "", "OLD.incident_id"),
+    "incidents_report_labels": ("AFTER UPDATE OF labels ON incidents", "OLD.labels IS NOT NEW.labels", "NEW.id"),
+}
+
+
+@migration(51, "reports: each episode's kind and model flag, kept by triggers")
+def _episode_kinds(conn: sqlite3.Connection) -> None:
+    run_script(
+        conn,
+        """
+        CREATE TABLE report_kinds (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+        ALTER TABLE incident_episodes ADD COLUMN kind_id INTEGER REFERENCES report_kinds(id);
+        ALTER TABLE incident_episodes ADD COLUMN is_model INTEGER NOT NULL DEFAULT 0;
+        """,
+    )
+    x = "incident_episodes.incident_id"
+    conn.execute(f"INSERT OR IGNORE INTO report_kinds (name) SELECT DISTINCT {_KIND_OF.format(x=x)} "
+                 "FROM incident_episodes")
+    conn.execute(f"UPDATE incident_episodes SET kind_id = (SELECT id FROM report_kinds WHERE name = "
+                 f"{_KIND_OF.format(x=x)}), is_model = {_IS_MODEL.format(x=x)}")
+    for name, (event, when, x) in _TRIGGERS.items():
+        # one statement each: run_script would split the trigger's body at its semicolons
+        conn.execute(f"CREATE TRIGGER {name} {event} {f'WHEN {when} ' if when else ''}BEGIN "
+                     f"{_REFRESH.format(kind=_KIND_OF.format(x=x), model=_IS_MODEL.format(x=x), x=x)} END")
+
+
 # Per grouping of the MTTR report, the SQL of an episode's group (``week`` is named in Python
 # from ``started_at``); the columns they read are those of ``episode_figures``' query.
 _FIRST_SIGNAL = ("(SELECT s.{} FROM incident_signals s WHERE s.incident_id = e.incident_id "
@@ -146,33 +199,53 @@ class ReportStore(StoreBase):
         decided in one SQL pass (``incident_times`` defines each column the same way).
 
         Columns: ``id`` (the incident) and ``started_at`` (epoch seconds; both NaN unless ``by`` is
-        the week), ``group`` (by ``GROUP_SQL[by]``; None without ``by``), ``kind``, ``flags``
-        (``RESOLVED | AUTO | MODEL | FIRST`` bits), and the durations ``mttd``, ``mtta``, ``mttr``
-        in seconds (NaN where undefined).
+        the week), ``group`` (by ``GROUP_SQL[by]``; None without ``by``), ``kind`` (categorical,
+        its categories sorted), ``flags`` (``RESOLVED | AUTO | MODEL | FIRST`` bits), and the
+        durations ``mttd``, ``mtta``, ``mttr`` in seconds (NaN where undefined).
+
+        Without ``by`` (and by week) it is one scan of ``incident_episodes``, whose kind and model
+        flag triggers keep (migration 51), and each row is four numbers: kind and flags travel
+        packed in one integer.
         """
         started = ("+" if self._mostly_covers(since_s, until_s) else "") + "e.started_at"
-        model_signal = ("EXISTS (SELECT 1 FROM incident_signals s WHERE s.incident_id = e.incident_id "
-                        f"AND ({_MODEL_OF_SIGNAL}) IS NOT NULL)")
         # id and started_at only where the week needs them: each value read is a Python object
-        per_episode = "e.incident_id, e.started_at" if by == "week" else "NULL, NULL"
+        per_episode = ["e.incident_id", "e.started_at"] if by == "week" else []
+        group = [GROUP_SQL[by]] if by and by != "week" else []
+        joined = "JOIN incidents i ON i.id = e.incident_id " if group else ""
+        fields = [("id", "float64"), ("started_at", "float64")] if per_episode else []
+        fields += [("group", object)] if group else []
         cursor = self.conn.cursor()
         cursor.row_factory = None
         cursor.execute(
-            f"SELECT {per_episode}, {GROUP_SQL[by] if by else 'NULL'}, "
-            f"coalesce(nullif({_FIRST_SIGNAL.format('metric')}, ''), {_label('i.labels', 'alertname')}, '(unknown)'), "
-            f"(e.resolved_at IS NOT NULL) * {RESOLVED} "
+            f"SELECT {', '.join([*per_episode, *group, ''])}"
+            f"coalesce(e.kind_id, 0) * 16 + (e.resolved_at IS NOT NULL) * {RESOLVED} "
             f"+ (e.resolved_at IS NOT NULL AND e.resolution = 'remediation' "
-            f"AND e.remediation_verified_at IS NOT NULL) * {AUTO} "
-            f"+ ({_label('i.labels', 'model')} IS NOT NULL OR {model_signal}) * {MODEL} "
+            f"AND e.remediation_verified_at IS NOT NULL) * {AUTO} + (e.is_model != 0) * {MODEL} "
             # episodes of an incident start in number order: an earlier one in the period started
             # before this one, so only the period's start needs checking
             f"+ CASE WHEN e.number = 1 THEN {FIRST} ELSE NOT EXISTS (SELECT 1 FROM incident_episodes p "
             f"WHERE p.incident_id = e.incident_id AND p.number < e.number AND p.started_at >= ?) * {FIRST} END, "
             "e.detected_at - e.started_at, e.acknowledged_at - e.detected_at, e.resolved_at - e.started_at "
-            "FROM incident_episodes e JOIN incidents i ON i.id = e.incident_id "
-            f"WHERE {started} >= ? AND {started} < ?", (since_s, since_s, until_s))
+            f"FROM incident_episodes e {joined}WHERE {started} >= ? AND {started} < ?", (since_s, since_s, until_s))
         # Straight from the cursor into typed columns (NULL becomes NaN): no list of row tuples.
-        return pd.DataFrame(np.fromiter(cursor, dtype=_FIGURES))
+        rows = np.fromiter(cursor, dtype=np.dtype([*fields, ("packed", "int64"), ("mttd", "float64"),
+                                                   ("mtta", "float64"), ("mttr", "float64")]))
+        packed = rows["packed"]
+        frame = pd.DataFrame({
+            "id": rows["id"] if per_episode else np.nan, "started_at": rows["started_at"] if per_episode else np.nan,
+            "group": rows["group"] if group else None, "kind": self._kinds(packed >> 4), "flags": packed & 15,
+            "mttd": rows["mttd"], "mtta": rows["mtta"], "mttr": rows["mttr"]}, index=pd.RangeIndex(len(rows)))
+        return frame
+
+    def _kinds(self, kind_ids: np.ndarray) -> pd.Categorical:
+        """Kind ids (``report_kinds``) as a categorical of their names, categories sorted."""
+        rows = self.conn.execute("SELECT id, name FROM report_kinds").fetchall()
+        names = sorted({str(name) for _, name in rows} | {"(unknown)"})
+        code_of = np.zeros(max([0, *(i for i, _ in rows)]) + 1, dtype="int64")
+        code_of[:] = names.index("(unknown)")  # an id without a name (none is expected)
+        for kind_id, name in rows:
+            code_of[kind_id] = names.index(str(name))
+        return pd.Categorical.from_codes(code_of[kind_ids], categories=names)
 
     def _mostly_covers(self, since_s: float, until_s: float) -> bool:
         """Whether ``[since_s, until_s)`` spans more than a third of the incidents' time range."""

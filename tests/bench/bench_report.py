@@ -12,6 +12,7 @@ Run: .venv/bin/python tests/bench/bench_report.py [--incidents N] [--audit N] [-
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -26,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from agent.report.mttr import mttr_report  # noqa: E402
+from agent.report.mttr import incident_durations, mttr_report, report_from_frame  # noqa: E402
 from agent.report.period import Period  # noqa: E402
 from agent.report.weekly import weekly_report  # noqa: E402
 from agent.store import GENESIS, Store  # noqa: E402
@@ -153,6 +154,11 @@ def main() -> None:
         verify_s, broken = timed(store.verify_audit_chain, 1, "verify")
         assert broken is None, broken
         assert report.total.incidents == args.incidents
+        # The figures must be those of the weekly page's path, which computes each episode's kind
+        # and flags afresh from incidents, signals and labels (not from what migration 51 keeps).
+        frame = incident_durations(store.incident_times(period.since_s, period.until_s))
+        if not same(report_from_frame(frame, period, by=None, tz="UTC", now=NOW), report):
+            raise SystemExit("the MTTR report's figures differ from those computed afresh")
         load = " ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"load average {load} on {os.cpu_count()} cores")
         print(f"mttr report (all):      median {mttr_s:.3f}s wall, {CPU['mttr']:.3f}s CPU  "
@@ -172,6 +178,17 @@ def main() -> None:
     print(json.dumps({"bench": "report", "incidents": args.incidents, "audit_entries": args.audit,
                       "mttr_report_s": round(mttr_s, 3), "html_report_s": round(html_s, 3),
                       "audit_verify_s": round(verify_s, 3), "mttr_report_1m_s": round(large_s, 3)}))
+
+
+def same(a: object, b: object) -> bool:
+    """Equal, floats to 1e-9 relative (sums over a different row order differ in the last bits)."""
+    if dataclasses.is_dataclass(a) and dataclasses.is_dataclass(b):
+        return type(a) is type(b) and all(same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9)
+    return a == b
 
 
 def mttr_large(episodes: int, repeat: int) -> float:

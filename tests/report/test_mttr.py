@@ -17,7 +17,9 @@ MTTR 900 1200 3600 7200: mean 3225, median 2400, p90 = 3600 + 0.7 x 3600 = 6120.
 
 from __future__ import annotations
 
+import shutil
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
@@ -185,3 +187,103 @@ def test_figures_from_incidents_written_by_the_incident_store(store):
     assert shop.mttr == Stat(n=2, mean_s=1117.5, median_s=1117.5, p90_s=pytest.approx(1675.5))  # 420 and 1815
     (errors,) = report.comparison
     assert (errors.kind, errors.auto.mean_s, errors.manual.mean_s) == ("http_errors", 420.0, 1815.0)
+
+
+# -- what the report counts each episode by, kept on the episode (migration 51) ----------------
+
+def _kept(store) -> list[tuple[int, int, str, int]]:
+    return [tuple(r) for r in store.conn.execute(
+        "SELECT e.incident_id, e.number, k.name, e.is_model FROM incident_episodes e "
+        "JOIN report_kinds k ON k.id = e.kind_id ORDER BY e.incident_id, e.number")]
+
+
+def _from_scratch(store) -> list[tuple[int, int, str, int]]:
+    """The same, computed from the incidents, signals and labels by the weekly page's query."""
+    frame = store.incident_times(0, 2e9)
+    return sorted(zip(frame["id"].tolist(), frame["episode"].tolist(), frame["kind"].tolist(),
+                      frame["is_model"].astype(int).tolist()))
+
+
+def test_kind_and_model_flag_follow_the_incident_stores_writes(store):
+    from agent.flow.incidents import IncidentStatus, Severity, Signal
+    from detectors.base import Hit
+
+    def at(seconds: float) -> datetime:
+        return datetime.fromtimestamp(T0 + seconds, timezone.utc)
+
+    errors = Signal(series_id="http_errors{service=shop}", detector="stl", metric="http_errors",
+                    labels={"service": "shop"}, first_at=at(100), last_at=at(130))
+    incident = store.open_incident(severity=Severity.WARNING, title="errors up", labels={"service": "shop"},
+                                   started_at=at(100), now=at(140), signals=[errors]).id
+    assert _kept(store) == [(incident, 1, "http_errors", 0)]
+    # a signal whose anomaly began earlier becomes the first signal: the kind follows it
+    store.record_hits([Hit(series_id="queue_depth{service=shop}", detector="stl", ts=at(150), value=9.0, score=5.0,
+                           metric="queue_depth", began_at=at(40))], incident_id=incident, now=at(160))
+    assert _kept(store) == [(incident, 1, "queue_depth", 0)]
+    store.record_hits([Hit(series_id="queue_depth{service=shop}", detector="stl", ts=at(210), value=9.0, score=5.0,
+                           metric="queue_depth")], incident_id=incident, now=at(220))  # a repeat changes nothing
+    store.update_incident(incident, labels={"service": "shop", "model": "ranker"}, now=at(230))
+    assert _kept(store) == [(incident, 1, "queue_depth", 1)]
+    store.transition_incident(incident, IncidentStatus.RESOLVED, actor="agent", reason="quiet", now=at(600),
+                              resolution="quiet")
+    store.transition_incident(incident, IncidentStatus.OPEN, actor="agent", reason="back", now=at(900))
+    store.update_incident(incident, labels={"service": "shop"}, now=at(910))
+    assert _kept(store) == [(incident, 1, "queue_depth", 0), (incident, 2, "queue_depth", 0)]
+    store.record_hits([Hit(series_id="feature_x{model=ranker}", detector="drift", ts=at(950), value=0.4, score=3.0,
+                           metric="feature_x", began_at=at(10))], incident_id=incident, now=at(960))
+    assert _kept(store) == [(incident, 1, "feature_x", 1), (incident, 2, "feature_x", 1)]
+    # a kind already named, reached through the signals' upsert (whose conflict clause the
+    # trigger's statements inherit)
+    other = store.open_incident(severity=Severity.WARNING, title="queue", labels={}, started_at=at(2000),
+                                now=at(2010), signals=[]).id
+    for ts, began in ((2020, 2020), (2040, 2005)):  # the second moves the signal's first_at back
+        store.record_hits([Hit(series_id="queue_depth{service=pay}", detector="stl", ts=at(ts), value=9.0,
+                               score=5.0, metric="queue_depth", began_at=at(began))], incident_id=other, now=at(ts))
+    assert _kept(store)[-1] == (other, 1, "queue_depth", 0)
+    assert _kept(store) == _from_scratch(store)
+    with store.transaction():  # retention takes the signals away
+        store.conn.execute("DELETE FROM incident_signals WHERE incident_id = ?", (incident,))
+    assert _kept(store)[:2] == [(incident, 1, "(unknown)", 0), (incident, 2, "(unknown)", 0)]
+    assert _kept(store) == _from_scratch(store)
+
+
+STORE_0B36CDF = Path(__file__).resolve().parent.parent / "fixtures" / "stores" / "main-0b36cdf-reports.sqlite"
+
+
+def test_a_store_written_before_migration_51_migrates_with_the_same_figures(tmp_path):
+    """The fixture was written by main at 0b36cdf (migrations up to 50 and 70): the six known
+    incidents and G, alerted as HighLoad without a signal, which reopened once. The figures
+    asserted are the ones main's report gave over it."""
+    from agent.report.mttr import incident_durations, report_from_frame
+    from agent.store import Store
+
+    path = tmp_path / "aiops.db"
+    shutil.copy(STORE_0B36CDF, path)
+    migrated = Store(path)
+    try:
+        assert 51 in {r[0] for r in migrated.query("SELECT number FROM migrations")}
+        assert _kept(migrated) == [(1, 1, "node_cpu_usage", 0), (2, 1, "node_cpu_usage", 0), (3, 1, "disk_io", 0),
+                                   (4, 1, "node_cpu_usage", 0), (5, 1, "feature_x", 1),
+                                   (6, 1, "model_inference_latency_seconds", 1), (7, 1, "HighLoad", 0),
+                                   (7, 2, "HighLoad", 0)]
+        report = mttr_report(migrated, _period(), now=NOW)
+        assert report.total == GroupFigures(
+            group="all", incidents=7, episodes=8, resolved=6, unresolved=2, acknowledged=3, auto_remediated=1,
+            auto_share=pytest.approx(1 / 6),
+            mttd=Stat(n=8, mean_s=89.375, median_s=60.0, p90_s=pytest.approx(174.0)),
+            mtta=Stat(n=3, mean_s=120.0, median_s=120.0, p90_s=168.0),
+            mttr=Stat(n=6, mean_s=pytest.approx(2333.3333333), median_s=1050.0, p90_s=5400.0))
+        assert (report.model.episodes, report.model.incidents, report.model.mttr.mean_s) == (2, 2, 7200.0)
+        assert [(c.kind, c.auto.mean_s, c.manual.mean_s) for c in report.comparison] == [("node_cpu_usage", 900.0, 3600.0)]
+        by_model = mttr_report(migrated, _period(), by="model", now=NOW).groups
+        assert [(g.group, g.incidents, g.episodes, g.mttr.mean_s) for g in by_model] == [
+            ("(none)", 5, 6, 1360.0), ("churn", 2, 2, 7200.0)]
+        by_detector = mttr_report(migrated, _period(), by="detector", now=NOW).groups
+        assert [(g.group, g.incidents, g.episodes, g.mttr.mean_s) for g in by_detector] == [
+            ("(none)", 1, 2, 550.0), ("drift", 1, 1, 7200.0), ("iforest", 1, 1, 1200.0), ("stl", 3, 3, 2250.0),
+            ("threshold", 1, 1, None)]
+        # and the same as the weekly page's path, which computes kinds and flags afresh
+        frame = incident_durations(migrated.incident_times(_period().since_s, _period().until_s))
+        assert report_from_frame(frame, _period(), by=None, tz="UTC", now=NOW) == report
+    finally:
+        migrated.close()

@@ -128,10 +128,12 @@ def test_history_over_backfilled_days_is_exact_and_chunked(make_ctx, prometheus_
         column = got.values[f'synthetic_load{{host="h{i}"}}']
         assert column.tolist() == (i * 1000 + np.arange(len(ts))).astype(float).tolist()
 
-    # the same range in one request gives the same frame; the first fetch of a query probes the
-    # series count with a short chunk, later ones size chunks from it
+    # query_range (the history above came by remote read) over the same range in one request gives
+    # the same frame; the first fetch of a query probes the series count with a short chunk, later
+    # ones size chunks from it
     metrics = Metrics()
-    config = PrometheusSourceConfig(url=server.url, queries=[QueryConfig(name="load", expr="synthetic_load", step=60)])
+    config = PrometheusSourceConfig(url=server.url, remote_read="off",
+                                    queries=[QueryConfig(name="load", expr="synthetic_load", step=60)])
     whole = PrometheusSource(config, metrics=metrics, health=TargetHealth(metrics), series_limit=10)
     pd.testing.assert_frame_equal(whole.fetch(start, stop).values, got.values)
     assert whole.stats.requests == 2
