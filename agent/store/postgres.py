@@ -29,7 +29,7 @@ from psycopg.adapt import Dumper
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.engine import URL
 
-# A quoted string or identifier (left alone), a ``?`` placeholder, or a ``%`` (doubled for psycopg).
+# A quoted string or identifier (its ``?`` is text), a ``?`` placeholder, or a ``%``.
 _TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|(\?)|(%)")
 
 _DIALECT = pg.dialect()
@@ -72,13 +72,13 @@ def ddl(statement: str) -> str:
 
 
 def paramstyle(sql: str) -> str:
-    """``?`` placeholders as psycopg's ``%s``; quoted text is left as it is."""
+    """``?`` placeholders as psycopg's ``%s``, for a statement given parameters. psycopg reads
+    every ``%`` of such a statement as a placeholder, inside quoted text too (``LIKE 'model_%'``):
+    each is doubled. A statement without parameters is sent as it is."""
     def one(match: re.Match[str]) -> str:
         if match.group(1):
             return "%s"
-        if match.group(2):
-            return "%%"
-        return match.group(0)
+        return match.group(0).replace("%", "%%")
 
     return _TOKENS.sub(one, sql)
 
@@ -122,7 +122,10 @@ class Cursor:
         return found
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Cursor:
-        self._raw.execute(paramstyle(sql), params or None)  # type: ignore[arg-type]
+        if params:
+            self._raw.execute(paramstyle(sql), params)  # type: ignore[arg-type]
+        else:
+            self._raw.execute(sql)
         return self
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Cursor:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from agent.store.base import GENESIS, AuditBreak, StoreBase
-from agent.store.migrations import migration, run_script
+from agent.store.migrations import is_postgresql, migration, run_script
 from agent.flow.runs import RunStatus
 
 # What makes an incident a model incident (besides a `model` label): a drift detector, or a
@@ -29,7 +29,7 @@ AUDIT_ANCHOR_FLAG = "audit.anchor"
 
 def _label(column: str, name: str) -> str:
     """``json_extract`` of one label, skipped (NULL) by a cheap text search when it cannot be there."""
-    return f"CASE WHEN instr({column}, '\"{name}\"') THEN json_extract({column}, '$.{name}') END"
+    return f"CASE WHEN instr({column}, '\"{name}\"') > 0 THEN json_extract({column}, '$.{name}') END"
 
 
 # A model signal's model name ('' when it has none); NULL for any other signal.
@@ -72,6 +72,10 @@ _KIND_OF = ("coalesce(nullif((SELECT s.metric FROM incident_signals s WHERE s.in
 _IS_MODEL = (f"coalesce((SELECT {_label('i.labels', 'model')} IS NOT NULL FROM incidents i WHERE i.id = {{x}}), 0) "
              "OR EXISTS (SELECT 1 FROM incident_signals s WHERE s.incident_id = {x} "
              f"AND ({_MODEL_OF_SIGNAL}) IS NOT NULL)")
+# PostgreSQL has booleans: the same flag as an integer.
+_IS_MODEL_PG = (f"(coalesce((SELECT {_label('i.labels', 'model')} IS NOT NULL FROM incidents i WHERE i.id = {{x}}), false) "
+                "OR EXISTS (SELECT 1 FROM incident_signals s WHERE s.incident_id = {x} "
+                f"AND ({_MODEL_OF_SIGNAL}) IS NOT NULL))::integer")
 # Not INSERT OR IGNORE: in a trigger the firing statement's conflict clause (the signals' upsert)
 # overrides the body's own.
 _REFRESH = ("INSERT INTO report_kinds (name) SELECT k.name FROM (SELECT {kind} AS name) k "
@@ -103,15 +107,22 @@ def _episode_kinds(conn: sqlite3.Connection) -> None:
         ALTER TABLE incident_episodes ADD COLUMN is_model INTEGER NOT NULL DEFAULT 0;
         """,
     )
+    postgresql = is_postgresql(conn)
+    is_model = _IS_MODEL_PG if postgresql else _IS_MODEL
     x = "incident_episodes.incident_id"
-    conn.execute(f"INSERT OR IGNORE INTO report_kinds (name) SELECT DISTINCT {_KIND_OF.format(x=x)} "
-                 "FROM incident_episodes")
+    conn.execute(f"INSERT INTO report_kinds (name) SELECT DISTINCT {_KIND_OF.format(x=x)} "
+                 "FROM incident_episodes WHERE true ON CONFLICT (name) DO NOTHING")  # WHERE: SQLite's parser needs it
     conn.execute(f"UPDATE incident_episodes SET kind_id = (SELECT id FROM report_kinds WHERE name = "
-                 f"{_KIND_OF.format(x=x)}), is_model = {_IS_MODEL.format(x=x)}")
+                 f"{_KIND_OF.format(x=x)}), is_model = {is_model.format(x=x)}")
     for name, (event, when, x) in _TRIGGERS.items():
-        # one statement each: run_script would split the trigger's body at its semicolons
-        conn.execute(f"CREATE TRIGGER {name} {event} {f'WHEN {when} ' if when else ''}BEGIN "
-                     f"{_REFRESH.format(kind=_KIND_OF.format(x=x), model=_IS_MODEL.format(x=x), x=x)} END")
+        body = _REFRESH.format(kind=_KIND_OF.format(x=x), model=is_model.format(x=x), x=x)
+        if postgresql:  # a trigger runs a function there; SQLite's "a IS NOT b" is "IS DISTINCT FROM"
+            when = when.replace(" IS NOT ", " IS DISTINCT FROM ")
+            conn.execute(f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $body$ BEGIN "
+                         f"IF {when or 'TRUE'} THEN {body} END IF; RETURN NULL; END $body$")
+            conn.execute(f"CREATE TRIGGER {name} {event} FOR EACH ROW EXECUTE FUNCTION {name}()")
+        else:  # one statement each: run_script would split the trigger's body at its semicolons
+            conn.execute(f"CREATE TRIGGER {name} {event} {f'WHEN {when} ' if when else ''}BEGIN {body} END")
 
 
 # Per grouping of the MTTR report, the SQL of an episode's group (``week`` is named in Python

@@ -204,7 +204,9 @@ def _from_scratch(store) -> list[tuple[int, int, str, int]]:
                       frame["is_model"].astype(int).tolist()))
 
 
-def test_kind_and_model_flag_follow_the_incident_stores_writes(store):
+def test_kind_and_model_flag_follow_the_incident_stores_writes(any_store):
+    """On both backends: the triggers are SQLite's own on one, plpgsql functions on the other."""
+    store = any_store
     from agent.flow.incidents import IncidentStatus, Severity, Signal
     from detectors.base import Hit
 
