@@ -471,13 +471,13 @@ def _surprise_one(past: np.ndarray, error: np.ndarray) -> np.ndarray:
     x window) the errors before it, ``error`` (columns x kinds) its own. Percentile rank among
     the window and itself (average rank for ties), or ``1 + log(ratio)`` beyond the largest
     previous error."""
-    present = ~np.isnan(past)
-    count = present.sum(axis=-1)
+    count = past.shape[-1] - np.count_nonzero(np.isnan(past), axis=-1)
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN window: no past yet
-        top = np.where(count >= MIN_PAST, np.max(np.where(present, past, -np.inf), axis=-1), np.nan).astype(np.float64)
-        less = (past < error[..., None]).sum(axis=-1)
-        equal = (past == error[..., None]).sum(axis=-1)
+        # fmax skips NaN (a missing error); comparisons with NaN are false, so they count none
+        top = np.where(count >= MIN_PAST, np.fmax.reduce(past, axis=-1), np.nan).astype(np.float64)
+        less = np.count_nonzero(past < error[..., None], axis=-1)
+        equal = np.count_nonzero(past == error[..., None], axis=-1)
         rank = (less + (equal + 2) / 2.0) / (count + 1)
         rank = np.where(count + 1 >= MIN_PAST + 1, rank, np.nan)
         e = error.astype(np.float64)
