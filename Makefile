@@ -2,6 +2,7 @@
 # Both create .venv and install what they need; system packages come from apt-get
 # when run as root and are skipped when already present.
 PYTHON ?= python3
+TEST_WORKERS ?= 2
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -35,8 +36,8 @@ test: venv system-packages
 	  echo "== the date-sensitive tests, 1,000 days from now"; \
 	  faketime -f +1000d $(BIN)/python -m pytest -q -p no:cacheprovider $(LATER_DATE_TESTS); \
 	else echo "faketime missing: the later-date run is skipped" >&2; fi
-	@echo "== the whole suite"
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	@echo "== the whole suite, two workers (a file stays on one: the end-to-end stacks are per module)"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: venv system-packages
 	@set -e; for b in tests/bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
