@@ -30,7 +30,7 @@ from psycopg.adapt import Dumper
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.engine import URL
 
-# A quoted string or identifier (left alone), a ``?`` placeholder, or a ``%`` (doubled for psycopg).
+# A quoted string or identifier (its ``?`` left alone), a ``?`` placeholder, or a ``%`` (doubled for psycopg).
 _TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|(\?)|(%)")
 
 _DIALECT = pg.dialect()
@@ -73,13 +73,15 @@ def ddl(statement: str) -> str:
 
 
 def paramstyle(sql: str) -> str:
-    """``?`` placeholders as psycopg's ``%s``; quoted text is left as it is."""
+    """``?`` placeholders as psycopg's ``%s``; a ``?`` in quoted text is left as it is. Every ``%``
+    is doubled, in quoted text too: psycopg reads placeholders anywhere in the text (a
+    ``LIKE '%inference%'`` would otherwise be taken for a ``%i`` placeholder)."""
     def one(match: re.Match[str]) -> str:
         if match.group(1):
             return "%s"
         if match.group(2):
             return "%%"
-        return match.group(0)
+        return match.group(0).replace("%", "%%")
 
     return _TOKENS.sub(one, sql)
 

@@ -135,6 +135,14 @@ def test_a_fault_across_two_shards_opens_one_incident_runs_once_and_notifies_onc
         finally:
             store.dispose()
         assert len(runs_log.read_text().splitlines()) == 1  # the playbook ran once
+        # Each agent says which leases it holds: its shard's, and one of them the lead.
+        roles = []
+        for agent in agents:
+            metrics = agent.get("/metrics")
+            assert metrics.status_code == 200
+            assert f'aiops_lease_held{{lease="shard:{agent.shard}"}} 1.0' in metrics.text
+            roles.append(agent.get("/healthz").json()["role"])
+        assert sorted(roles) == ["active", "leader"]
         assert [(r.path, r.json()["event"]) for r in webhook.requests] == [("/hook", "opened")]
         assert webhook.requests[0].json()["incident_id"] == incident.id
     finally:

@@ -33,6 +33,7 @@ import argparse
 import itertools
 import json
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -198,6 +199,20 @@ def cycle_figures(agents: Sequence[AgentProcess]) -> list[float]:
     return medians
 
 
+STAGE_LINE = re.compile(r'^aiops_stage_duration_seconds_(sum|count)\{stage="(\w+)"\} (\S+)$', re.M)
+
+
+def stage_means(agent: AgentProcess) -> str:
+    """Mean seconds per stage from the agent's /metrics: where its cycle time goes."""
+    answer = agent.get("/metrics")
+    if answer.status_code != 200:
+        fail(f"agent {agent.shard}: GET /metrics answered {answer.status_code}: {answer.text[:200]}")
+    found: dict[str, dict[str, float]] = {}
+    for kind, stage, value in STAGE_LINE.findall(answer.text):
+        found.setdefault(stage, {})[kind] = float(value)
+    return " ".join(f"{stage} {v['sum'] / v['count']:.3f}s" for stage, v in found.items() if v.get("count"))
+
+
 def alert(group: int, n: int, starts_at: str) -> dict:
     return {"status": "firing", "labels": {"alertname": f"QueueBacklog{group}", "service": f"svc{group:02d}",
                                            "instance": f"h{n:03d}:9100", "severity": "warning"},
@@ -348,12 +363,14 @@ def main() -> None:
                                      cycles=args.cycles, interval_s=args.interval)
             store.close()
             (base_cycle,) = cycle_figures([alone])
+            base_stages = stage_means(alone)
             base_ingest = ingest([alone.url], args.ingest_s)
         finally:
             base.close()
         report_fault("sqlite, 1 agent", base_fault)
         print(f"sqlite, 1 agent: cycle p50 {base_cycle:.3f}s of {args.interval:g}s ({len(cycle_durations(alone))} cycles); "
               f"ingest {base_ingest:.0f} alerts/s")
+        print(f"sqlite, 1 agent: mean per stage: {base_stages}")
 
         # -- the fleet: n shard agents on one PostgreSQL ---------------------------------------
         (root / "pg").mkdir(mode=0o755)
@@ -372,6 +389,7 @@ def main() -> None:
                 fault = fault_phase(fleet, fleet_run.workload, store, fleet_run.hook, fleet_run.runs_log,
                                     cycles=args.cycles, interval_s=args.interval)
                 medians = cycle_figures(fleet)
+                stages = [stage_means(agent) for agent in fleet]
                 rate = ingest([fleet[1].url, fleet[2 % args.shards].url], args.ingest_s)
                 failover_s = failover(fleet, fleet_run.start, store, args.interval)
             finally:
@@ -380,8 +398,9 @@ def main() -> None:
         finally:
             stop_postgres(server)
         report_fault(f"postgresql, {args.shards} agents", fault)
-        for agent, median in zip(fleet, medians):
-            print(f"postgresql, agent {agent.shard}: cycle p50 {median:.3f}s of {args.interval:g}s")
+        for agent, median, means in zip(fleet, medians, stages):
+            print(f"postgresql, agent {agent.shard}: cycle p50 {median:.3f}s of {args.interval:g}s; "
+                  f"mean per stage: {means}")
         slowest = max(medians)
         print(f"postgresql, {args.shards} agents: slowest cycle p50 {slowest:.3f}s "
               f"({slowest / base_cycle:.2f}x the one SQLite agent's {base_cycle:.3f}s on all the series)")

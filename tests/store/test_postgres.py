@@ -145,3 +145,8 @@ def test_a_session_the_server_ended_is_replaced_by_the_next_statement(postgres_u
         assert store.conn.execute("SELECT pg_backend_pid()").fetchone()[0] != pid
     finally:
         store.dispose()
+
+
+def test_a_percent_sign_in_quoted_text_beside_a_placeholder_is_literal_on_both_backends(any_store):
+    row = any_store.conn.execute("SELECT 'model' LIKE '%od%', '50%?' , ? + 1", (1,)).fetchone()
+    assert (bool(row[0]), row[1], row[2]) == (True, "50%?", 2)  # SQLite answers 1 for true
