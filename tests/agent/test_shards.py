@@ -4,7 +4,7 @@ both shards opens one incident, runs its playbook once and notifies once."""
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -66,84 +66,130 @@ def fleet_config(*, port: int, store_url: str, exporter: TextExporter, webhook: 
         """)
 
 
-@pytest.fixture
-def fleet(tmp_path: Path, subprocess_env: dict[str, str]) -> Iterator[Callable[..., AgentProcess]]:
-    started: list[AgentProcess] = []
+class Scenario:
+    """Queues of service ``shop`` on hosts of both shards (at least two each), served by a local
+    exporter; agents started with ``start`` share ``postgres_url``, the webhook and the playbook."""
 
-    def start(shard: str, config: Callable[[int], str], name: str) -> AgentProcess:
+    def __init__(self, root: Path, env: dict[str, str], store_url: str, webhook: RecordingServer) -> None:
+        self.root, self.env, self.store_url, self.webhook = root, env, store_url, webhook
+        self.exporter = TextExporter()
+        self.labels: list[dict[str, str]] = []
+        self.owners: list[int] = []
+        while len(self.labels) < 4 or min(self.owners.count(0), self.owners.count(1)) < 2:
+            lab = {"service": "shop", "host": f"h{len(self.labels)}"}
+            self.labels.append(lab)
+            self.owners.append(shard_of(scrape_series_id(METRIC, lab, self.exporter), 2))
+        self.set(NORMAL)
+        self.playbooks = root / "playbooks"
+        self.playbooks.mkdir()
+        (self.playbooks / "touch.yml").write_text(header() + TOUCH)
+        self.runs_log = root / "work" / "runs.log"
+        self.runs_log.parent.mkdir()
+        self.agents: list[AgentProcess] = []
+
+    def set(self, value: float) -> None:
+        self.exporter.set(gauges_text(METRIC, self.labels, [value] * len(self.labels)))
+
+    def start(self, shard: str, name: str) -> AgentProcess:
         port = free_port()
-        agent = AgentProcess(tmp_path / name, subprocess_env, config(port), shard=shard, port=port, token=TOKEN)
-        started.append(agent)
+        text = fleet_config(port=port, store_url=self.store_url, exporter=self.exporter, webhook=self.webhook,
+                            playbooks=self.playbooks, runs_log=self.runs_log)
+        agent = AgentProcess(self.root / name, self.env, text, shard=shard, port=port, token=TOKEN)
+        self.agents.append(agent)
         return agent
 
-    yield start
-    for agent in started:
-        agent.kill()
-        agent.stop()
+    def playbook_runs(self) -> list[str]:
+        return self.runs_log.read_text().splitlines() if self.runs_log.exists() else []
+
+    def close(self) -> None:
+        for agent in self.agents:
+            agent.kill()
+            agent.stop()
+        self.exporter.stop()
 
 
-def test_a_fault_across_two_shards_opens_one_incident_runs_once_and_notifies_once(
-        postgres_url, fleet, tmp_path, webhook):
-    exporter = TextExporter()
+@pytest.fixture
+def scenario(tmp_path: Path, subprocess_env: dict[str, str], postgres_url: str,
+             webhook: RecordingServer) -> Iterator[Scenario]:
+    made = Scenario(tmp_path, subprocess_env, postgres_url, webhook)
+    yield made
+    made.close()  # before postgres_url empties the database
+
+
+def fault(scenario: Scenario, agents: list[AgentProcess]) -> None:
+    """The fault on every host; returns once each shard's agent has hits and the playbook started."""
+    scenario.set(FAULT)
+    for agent in agents:
+        wait_until(lambda: any(e["hits"] != "0" for e in agent.events("cycle.done")), 30,
+                   message=f"hits on shard {agent.shard}")
+    wait_until(scenario.playbook_runs, 90, message="the playbook run")
+
+
+def more_cycles(agents: list[AgentProcess], n: int = 2) -> None:
+    for agent in agents:
+        agent.wait_event("cycle.done", times=len(agent.events("cycle.done")) + n)
+
+
+def one_incident_one_run(scenario: Scenario) -> int:
+    store = Store(scenario.store_url)
     try:
-        # Queues on four hosts of one service, and more until each shard owns at least two.
-        labels: list[dict[str, str]] = []
-        owners: list[int] = []
-        while len(labels) < 4 or min(owners.count(0), owners.count(1)) < 2:
-            lab = {"service": "shop", "host": f"h{len(labels)}"}
-            labels.append(lab)
-            owners.append(shard_of(scrape_series_id(METRIC, lab, exporter), 2))
-        exporter.set(gauges_text(METRIC, labels, [NORMAL] * len(labels)))
-        playbooks = tmp_path / "playbooks"
-        playbooks.mkdir()
-        (playbooks / "touch.yml").write_text(header() + TOUCH)
-        runs_log = tmp_path / "work" / "runs.log"
-        runs_log.parent.mkdir()
-
-        def config(port: int) -> str:
-            return fleet_config(port=port, store_url=postgres_url, exporter=exporter, webhook=webhook,
-                                playbooks=playbooks, runs_log=runs_log)
-
-        agents = [fleet(f"{i}/2", config, f"shard{i}") for i in range(2)]
-        for agent in agents:
-            agent.wait_event("cycle.done", timeout_s=60)
-            assert all(e["hits"] == "0" for e in agent.events("cycle.done"))
-        # Each agent judged only its own shard's series.
-        for i, agent in enumerate(agents):
-            assert agent.events("cycle.done")[-1]["series"] == str(owners.count(i))
-
-        exporter.set(gauges_text(METRIC, labels, [FAULT] * len(labels)))  # the fault hits every host
-        for agent in agents:
-            wait_until(lambda: any(e["hits"] != "0" for e in agent.events("cycle.done")), 30,
-                       message=f"hits on shard {agent.shard}")
-        wait_until(lambda: runs_log.exists() and runs_log.read_text().strip(), 90, message="the playbook run")
-        wait_until(lambda: webhook.requests, 30, message="the notification")
-        # Let every agent run two more cycles on the fault: nothing more may open, run or be sent.
-        for agent in agents:
-            agent.wait_event("cycle.done", times=len(agent.events("cycle.done")) + 2)
-
-        store = Store(postgres_url)
-        try:
-            incidents = store.list_incidents()
-            assert len(incidents) == 1
-            (incident,) = incidents
-            signals = {s.series_id for s in store.get_incident(incident.id).signals}
-            assert {shard_of(sid, 2) for sid in signals} == {0, 1}  # both shards' hits joined it
-            assert len(signals) == len(labels)
-            runs = store.list_runs(incident_id=incident.id)
-            assert [(r.rule, r.mode.value) for r in runs] == [("drain-queue", "apply")]
-        finally:
-            store.dispose()
-        assert len(runs_log.read_text().splitlines()) == 1  # the playbook ran once
-        # Each agent says which leases it holds: its shard's, and one of them the lead.
-        roles = []
-        for agent in agents:
-            metrics = agent.get("/metrics")
-            assert metrics.status_code == 200
-            assert f'aiops_lease_held{{lease="shard:{agent.shard}"}} 1.0' in metrics.text
-            roles.append(agent.get("/healthz").json()["role"])
-        assert sorted(roles) == ["active", "leader"]
-        assert [(r.path, r.json()["event"]) for r in webhook.requests] == [("/hook", "opened")]
-        assert webhook.requests[0].json()["incident_id"] == incident.id
+        incidents = store.list_incidents()
+        assert len(incidents) == 1
+        (incident,) = incidents
+        signals = {s.series_id for s in store.get_incident(incident.id).signals}
+        assert {shard_of(sid, 2) for sid in signals} == {0, 1}  # both shards' hits joined it
+        assert len(signals) == len(scenario.labels)
+        runs = store.list_runs(incident_id=incident.id)
+        assert [(r.rule, r.mode.value) for r in runs] == [("drain-queue", "apply")]
     finally:
-        exporter.stop()
+        store.dispose()
+    assert len(scenario.playbook_runs()) == 1  # the playbook ran once
+    return incident.id
+
+
+def test_a_fault_across_two_shards_opens_one_incident_runs_once_and_notifies_once(scenario):
+    agents = [scenario.start(f"{i}/2", f"shard{i}") for i in range(2)]
+    for agent in agents:
+        agent.wait_event("cycle.done", timeout_s=60)
+        assert all(e["hits"] == "0" for e in agent.events("cycle.done"))
+    # Each agent judged only its own shard's series.
+    for i, agent in enumerate(agents):
+        assert agent.events("cycle.done")[-1]["series"] == str(scenario.owners.count(i))
+
+    fault(scenario, agents)
+    wait_until(lambda: scenario.webhook.requests, 30, message="the notification")
+    more_cycles(agents)  # nothing more may open, run or be sent
+    incident = one_incident_one_run(scenario)
+    assert [(r.path, r.json()["event"], r.json()["incident_id"]) for r in scenario.webhook.requests] == [
+        ("/hook", "opened", incident)]
+    # Each agent says which leases it holds: its shard's, and one of them the lead.
+    roles = []
+    for agent in agents:
+        metrics = agent.get("/metrics")
+        assert metrics.status_code == 200
+        assert f'aiops_lease_held{{lease="shard:{agent.shard}"}} 1.0' in metrics.text
+        roles.append(agent.get("/healthz").json()["role"])
+    assert sorted(roles) == ["active", "leader"]
+
+
+def test_a_standby_takes_over_the_killed_leaders_shard_and_lead_without_running_the_playbook_again(scenario):
+    agents = [scenario.start(f"{i}/2", f"shard{i}") for i in range(2)]
+    for agent in agents:
+        agent.wait_event("cycle.done", timeout_s=60)
+    leader = next(a for a in agents if a.get("/healthz").json()["role"] == "leader")
+    standby = scenario.start(leader.shard, "standby")
+    standby.wait_event("agent.standby", timeout_s=60)
+    fault(scenario, agents)
+
+    leader.kill()  # the playbook under way, the message perhaps not yet sent
+    standby.wait_event("agent.active", timeout_s=20)
+    survivors = [a for a in agents if a is not leader] + [standby]
+    wait_until(lambda: scenario.webhook.requests, 30, message="the notification")
+    more_cycles(survivors, 3)  # the new leader recovered what the dead one left, and went on
+    assert sorted(a.get("/healthz").json()["role"] for a in survivors) == ["active", "leader"]
+    incident = one_incident_one_run(scenario)  # an interrupted run is not run again
+    # Delivery is at least once: a leader killed between sending and recording it leaves the
+    # message due for the next, under the same Idempotency-Key, so the receiver sees one message.
+    sent = scenario.webhook.requests
+    assert {(r.json()["event"], r.json()["incident_id"]) for r in sent} == {("opened", incident)}
+    assert len({r.headers["idempotency-key"] for r in sent}) == 1
