@@ -12,7 +12,13 @@ import pytest
 from agent.flow.samples import shard_of
 from agent.store import Store
 from tests.conftest import free_port, wait_until
-from tests.fixtures.fleet import JOB, AgentProcess, TextExporter, gauges_text, scrape_series_id
+from tests.fixtures.fleet import (
+    JOB,
+    AgentProcess,
+    TextExporter,
+    gauges_text,
+    scrape_series_id,
+)
 from tests.fixtures.servers import RecordingServer
 from tests.remediations.conftest import TOUCH, header
 
@@ -120,7 +126,7 @@ def fault(scenario: Scenario, agents: list[AgentProcess]) -> None:
     """The fault on every host; returns once each shard's agent has hits and the playbook started."""
     scenario.set(FAULT)
     for agent in agents:
-        wait_until(lambda: any(e["hits"] != "0" for e in agent.events("cycle.done")), 30,
+        wait_until(lambda agent=agent: any(e["hits"] != "0" for e in agent.events("cycle.done")), 30,
                    message=f"hits on shard {agent.shard}")
     wait_until(scenario.playbook_runs, 90, message="the playbook run")
 

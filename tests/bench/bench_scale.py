@@ -42,22 +42,28 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
-import psycopg  # noqa: E402
-import requests  # noqa: E402
+import numpy as np
+import psycopg
+import requests
 
-from agent.flow.samples import shard_of  # noqa: E402
-from agent.store import Store  # noqa: E402
-from tests.fixtures.fleet import JOB, AgentProcess, TextExporter, gauges_text, scrape_series_id  # noqa: E402
-from tests.fixtures.postgres import HAVE_POSTGRES, start_postgres, stop_postgres  # noqa: E402
-from tests.fixtures.servers import RecordingServer  # noqa: E402
-from tests.remediations.conftest import TOUCH, header  # noqa: E402
+from agent.flow.samples import shard_of
+from agent.store import Store
+from tests.fixtures.fleet import (
+    JOB,
+    AgentProcess,
+    TextExporter,
+    gauges_text,
+    scrape_series_id,
+)
+from tests.fixtures.postgres import HAVE_POSTGRES, start_postgres, stop_postgres
+from tests.fixtures.servers import RecordingServer
+from tests.remediations.conftest import TOUCH, header
 
 METRIC = "bench_queue_depth"
 NORMAL, FAULT, UPPER = 10.0, 500.0, 100.0
@@ -199,7 +205,7 @@ def cycle_figures(agents: Sequence[AgentProcess]) -> list[float]:
     return medians
 
 
-STAGE_LINE = re.compile(r'^aiops_stage_duration_seconds_(sum|count)\{stage="(\w+)"\} (\S+)$', re.M)
+STAGE_LINE = re.compile(r'^aiops_stage_duration_seconds_(sum|count)\{stage="(\w+)"\} (\S+)$', re.MULTILINE)
 
 
 def stage_means(agent: AgentProcess) -> str:
@@ -221,7 +227,7 @@ def alert(group: int, n: int, starts_at: str) -> dict:
 
 
 def payloads(groups: int = 4, per_group: int = 50) -> list[bytes]:
-    starts = datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    starts = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     out = []
     for g in range(groups):
         alerts = [alert(g, n, starts) for n in range(per_group)]
