@@ -240,33 +240,43 @@ def payloads(groups: int = 4, per_group: int = 50) -> list[bytes]:
 
 
 def ingest(urls: Sequence[str], seconds: float, in_flight: int = 2) -> float:
-    """Accepted alerts per second: ``in_flight`` posts at a time, to ``urls`` in turn."""
+    """Accepted alerts per second: ``in_flight`` posts at a time, to ``urls`` in turn. Prints the
+    spread over whole seconds and the posts' latency (the agents keep cycling meanwhile)."""
     bodies = payloads()
     turn = itertools.count()
-    accepted = 0
+    posts: list[tuple[float, float, int]] = []  # (ended, latency_s, accepted)
     lock = threading.Lock()
-    deadline = time.monotonic() + seconds
+    started = time.monotonic()
+    deadline = started + seconds
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 
     def sender() -> None:
-        nonlocal accepted
         session = requests.Session()
         while time.monotonic() < deadline:
             n = next(turn)
+            sent = time.monotonic()
             answer = session.post(urls[n % len(urls)] + "/api/v1/alerts", data=bodies[n % len(bodies)],
                                   headers=headers, timeout=30)
             if answer.status_code != 200:
                 fail(f"POST /api/v1/alerts answered {answer.status_code}: {answer.text[:300]}")
+            ended = time.monotonic()
             with lock:
-                accepted += answer.json()["accepted"]
+                posts.append((ended, ended - sent, answer.json()["accepted"]))
 
-    started = time.monotonic()
     with ThreadPoolExecutor(in_flight) as pool:
         for future in [pool.submit(sender) for _ in range(in_flight)]:
             future.result()
     elapsed = time.monotonic() - started
+    accepted = sum(p[2] for p in posts)
     if accepted <= 0 or elapsed <= 0:
         fail(f"{accepted} alerts accepted in {elapsed:.1f}s")
+    per_second = [0] * max(1, int(elapsed))
+    for ended, _, n in posts:
+        per_second[min(int(ended - started), len(per_second) - 1)] += n
+    print(f"  ingest to {len(urls)} agent(s): {len(posts)} posts of 50 alerts, latency p50 "
+          f"{statistics.median(p[1] for p in posts) * 1000:.0f} ms, max {max(p[1] for p in posts) * 1000:.0f} ms; "
+          f"alerts per whole second: min {min(per_second)}, median {statistics.median(per_second):.0f}, "
+          f"max {max(per_second)}")
     return accepted / elapsed
 
 
