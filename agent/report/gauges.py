@@ -51,11 +51,13 @@ class IncidentFigures:
             from agent.errors import StoreError
             from agent.report.mttr import mttr_report
             from agent.report.period import period_since
+            from agent.store.base import psycopg_errors
 
             now = clock()
             try:
                 total = mttr_report(store, period_since(WINDOW, now=now), now=now).total
-            except (StoreError, sqlite3.Error) as exc:  # a scrape must still answer with the other metrics
+            # On either backend, a scrape must still answer with the other metrics.
+            except (StoreError, sqlite3.Error, *psycopg_errors()) as exc:
                 log.warning(kv("metrics.mttr_failed", error=str(exc)))
             else:
                 for family, (name, _, field) in zip(families, GAUGES):

@@ -170,6 +170,11 @@ class StoreBase:
     def conn(self) -> Any:
         """This thread's connection: ``sqlite3.Connection`` on SQLite, the same API on PostgreSQL."""
         conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.depth == 0 and getattr(conn, "lost", False):
+            # The server ended this session (a restart, a failover): the next statement outside a
+            # transaction gets a new connection instead of failing on this one for good.
+            conn.close()
+            conn = None
         if conn is None:
             conn = self._connect_postgresql() if self.postgresql else self._connect_sqlite()
             self._local.conn = conn

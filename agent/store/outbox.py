@@ -152,7 +152,7 @@ incident store reads the events), and the summary's reads of hits, samples and r
         trigger); the caller keeps that order within one delivery round."""
         rows = self.conn.execute(
             "SELECT * FROM outbox o WHERE o.status = 'pending' AND o.next_attempt_at <= ? AND NOT EXISTS ("
-            "  SELECT 1 FROM outbox e WHERE e.channel = o.channel AND e.incident_id IS o.incident_id"
+            "  SELECT 1 FROM outbox e WHERE e.channel = o.channel AND e.incident_id IS NOT DISTINCT FROM o.incident_id"
             "  AND e.status = 'pending' AND e.id < o.id AND e.next_attempt_at > ?) ORDER BY o.id LIMIT ?",
             (to_epoch(now), to_epoch(now), limit)).fetchall()
         return [_item(r) for r in rows]

@@ -19,6 +19,7 @@ the store method that reads what it will change: the connection passes them thro
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -178,6 +179,11 @@ class Connection:
         self.raw.adapters.register_dumper(bool, _BoolAsInt)
         self._row_classes: dict[tuple[str, ...], type[Row]] = {}
 
+    @property
+    def lost(self) -> bool:
+        """Whether the session is gone (the server closed it): this connection cannot be used again."""
+        return bool(self.raw.closed or self.raw.broken)
+
     @staticmethod
     def each_value(*, integer: bool, source: str) -> str:
         value = "CAST(value AS BIGINT)" if integer else "value"
@@ -196,13 +202,42 @@ class Connection:
         self._pooled.close()
 
 
+class _ParentOnly(psycopg.Connection):  # type: ignore[type-arg]
+    """A psycopg connection that only the process that opened it closes or rolls back.
+
+    A fork copies the parent's connections with their sockets. In the child, Python frees the
+    other threads' state, so the connections those threads held in thread-locals are
+    garbage-collected there and SQLAlchemy's pool rolls them back or closes them: the ROLLBACK or
+    Terminate goes down the socket the parent still uses, and the server ends the parent's
+    session (the lease thread's, say). ansible-runner forks the agent for every playbook run."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._opened_by = os.getpid()
+
+    def close(self) -> None:
+        if os.getpid() == self._opened_by:
+            super().close()
+
+    def rollback(self) -> None:
+        if os.getpid() == self._opened_by:
+            super().rollback()
+
+
 def engine(url: URL, password: str | None) -> sa.Engine:
     """The engine of ``url`` on psycopg 3; ``password`` (from the config's secret) wins over one
-    in the URL. A small pool: each thread holds one connection while it lives."""
+    in the URL. A small pool: each thread holds one connection while it lives. Its connections
+    are left alone by forked children (see ``_ParentOnly``)."""
     url = url.set(drivername="postgresql+psycopg")
     if password is not None:
         url = url.set(password=password)
-    return sa.create_engine(url, pool_size=2, max_overflow=30, pool_pre_ping=True)
+    made = sa.create_engine(url, pool_size=2, max_overflow=30, pool_pre_ping=True)
+
+    @sa.event.listens_for(made, "do_connect")
+    def connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> psycopg.Connection[Any]:
+        return _ParentOnly.connect(*cargs, **cparams)
+
+    return made
 
 
 def redacted(url: URL | str) -> str:

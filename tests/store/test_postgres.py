@@ -129,3 +129,24 @@ def test_the_password_comes_from_a_private_file(write_config, tmp_path: Path):
     config = load_config(write_config(f"store:\n  url: postgresql://aiops@db:5432/aiops\n  password_file: {secret}\n"))
     assert config.store.password_value() == "s3cret"
     assert "s3cret" not in repr(config.store)
+
+
+def test_a_session_the_server_ended_is_replaced_by_the_next_statement(postgres_url):
+    import psycopg
+
+    store = Store(postgres_url)
+    try:
+        pid = store.conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(psycopg.OperationalError):
+            store.conn.execute("SELECT 1")  # the statement under way when it ended fails...
+        assert store.conn.execute("SELECT 2").fetchone()[0] == 2  # ...the next one gets a new session
+        assert store.conn.execute("SELECT pg_backend_pid()").fetchone()[0] != pid
+    finally:
+        store.dispose()
+
+
+def test_a_percent_sign_in_quoted_text_beside_a_placeholder_is_literal_on_both_backends(any_store):
+    row = any_store.conn.execute("SELECT 'model' LIKE '%od%', '50%?' , ? + 1", (1,)).fetchone()
+    assert (bool(row[0]), row[1], row[2]) == (True, "50%?", 2)  # SQLite answers 1 for true
