@@ -229,13 +229,16 @@ class ReportStore(StoreBase):
         cursor.row_factory = None
         cursor.execute(
             f"SELECT {', '.join([*per_episode, *group, ''])}"
-            f"coalesce(e.kind_id, 0) * 16 + (e.resolved_at IS NOT NULL) * {RESOLVED} "
-            f"+ (e.resolved_at IS NOT NULL AND e.resolution = 'remediation' "
-            f"AND e.remediation_verified_at IS NOT NULL) * {AUTO} + (e.is_model != 0) * {MODEL} "
+            # CASE, not a truth value times a bit: PostgreSQL's booleans do not multiply
+            f"coalesce(e.kind_id, 0) * 16 + CASE WHEN e.resolved_at IS NOT NULL THEN {RESOLVED} ELSE 0 END "
+            f"+ CASE WHEN e.resolved_at IS NOT NULL AND e.resolution = 'remediation' "
+            f"AND e.remediation_verified_at IS NOT NULL THEN {AUTO} ELSE 0 END "
+            f"+ CASE WHEN e.is_model != 0 THEN {MODEL} ELSE 0 END "
             # episodes of an incident start in number order: an earlier one in the period started
             # before this one, so only the period's start needs checking
-            f"+ CASE WHEN e.number = 1 THEN {FIRST} ELSE NOT EXISTS (SELECT 1 FROM incident_episodes p "
-            f"WHERE p.incident_id = e.incident_id AND p.number < e.number AND p.started_at >= ?) * {FIRST} END, "
+            f"+ CASE WHEN e.number = 1 OR NOT EXISTS (SELECT 1 FROM incident_episodes p "
+            f"WHERE p.incident_id = e.incident_id AND p.number < e.number AND p.started_at >= ?) THEN {FIRST} "
+            "ELSE 0 END, "
             "e.detected_at - e.started_at, e.acknowledged_at - e.detected_at, e.resolved_at - e.started_at "
             f"FROM incident_episodes e {joined}WHERE {started} >= ? AND {started} < ?", (since_s, since_s, until_s))
         # Straight from the cursor into typed columns (NULL becomes NaN): no list of row tuples.

@@ -161,7 +161,9 @@ def test_unknown_grouping_is_refused(store):
         mttr_report(store, _period(), by="team", now=NOW)
 
 
-def test_figures_from_incidents_written_by_the_incident_store(store):
+def test_figures_from_incidents_written_by_the_incident_store(any_store):
+    """On both backends: the report's one scan, and a grouping that reads labels as JSON."""
+    store = any_store
     from agent.flow.incidents import IncidentStatus, Severity, Signal
 
     def at(seconds: float) -> datetime:
@@ -205,7 +207,7 @@ def _from_scratch(store) -> list[tuple[int, int, str, int]]:
 
 
 def test_kind_and_model_flag_follow_the_incident_stores_writes(any_store):
-    """On both backends: the triggers are SQLite's own on one, plpgsql functions on the other."""
+    """On both backends: SQLite's own triggers on one, plpgsql trigger functions on the other."""
     store = any_store
     from agent.flow.incidents import IncidentStatus, Severity, Signal
     from detectors.base import Hit
