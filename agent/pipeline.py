@@ -7,12 +7,13 @@ keep theirs in the store. Each stage is called with what it reads and returns wh
     samples   = collect(at)
     seen      = detect(samples)             hits, and every signal judged with data
     incidents = correlate(seen)             opened, updated or resolved
+    share(seen)                             shard agents: what they saw of open incidents' signals
     runs      = remediate(seen)             open incidents come from the store
     rollouts  = roll(at)                    each active model rollout moves one step
     notified  = notify(at)                  timeline events past the outbox's cursor
 
 The last three act once for all agents sharing the store: only the leader runs them (see
-``agent.leases``).
+``agent.leases``), remediation with what the other shards last shared of the incidents' signals.
 
 A stage that raises is logged with its traceback and counted; the stages after it still run
 with what they have (an empty frame, no new hits). A stop request ends the cycle between stages.
@@ -35,6 +36,7 @@ from agent.flow.incidents import Incident
 from agent.flow.runs import Run
 from agent.flow.samples import Samples
 from agent.incidents import correlate
+from agent.incidents.observations import from_other_shards, share
 from agent.log import kv
 from agent.notify import notify
 from agent.rollouts import roll
@@ -89,8 +91,10 @@ class Pipeline:
                            Detection(at=at, samples=cycle.samples))
         cycle.hits = seen.hits
         cycle.incidents = self._stage(cycle, "correlate", lambda: correlate(ctx, seen), [])
+        self._stage(cycle, "share", lambda: share(ctx, seen), 0)  # shard agents: for the leader's checks
         # The stages that act once for every agent on the store run on the leader only.
         if self._leading():
+            seen = self._stage(cycle, "gather", lambda: from_other_shards(ctx, seen), seen)
             cycle.runs = self._stage(cycle, "remediate", lambda: self.remediation.remediate(seen), [])
             cycle.rollouts = self._stage(cycle, "rollouts", lambda: roll(ctx, at), [])
             cycle.notified = self._stage(cycle, "notify", lambda: notify(ctx, at), 0)

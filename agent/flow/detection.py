@@ -3,6 +3,7 @@ judged with data. Correlation and remediation read it; neither needs the rest of
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -18,3 +19,6 @@ class Detection:
     # Signals judged with data, including subjects that are not a column of ``samples`` (a
     # model's drift, an entity's forest): judged and no hit = quiet.
     judged: frozenset[str] = frozenset()
+    # Signals of open incidents that other shard agents judge, as their last cycle left them in
+    # the store: (series id, detector) -> "firing", "quiet" or "unknown" (no fresh judgement).
+    elsewhere: Mapping[tuple[str, str], str] = field(default_factory=dict)

@@ -1,10 +1,12 @@
-"""Store methods for leases (see ``agent.flow.leases``): taken, renewed and released in one
-transaction each, so two agents asking at once never both hold one; every change of holder is
-audited."""
+"""Store methods for what agents sharing a store share besides incidents: leases (see
+``agent.flow.leases``), taken, renewed and released in one transaction each, so two agents asking
+at once never both hold one, every change of holder audited; and what each shard agent last saw
+of the open incidents' signals it judges, so the leader can verify a remediation on any shard."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from agent.clock import from_epoch, to_epoch
@@ -21,8 +23,50 @@ def _leases(conn: sqlite3.Connection) -> None:
     """)
 
 
+@migration(81, "signal observations: what each shard agent last saw of open incidents' signals")
+def _signal_observations(conn: sqlite3.Connection) -> None:
+    run_script(conn, """
+        CREATE TABLE signal_observations (
+            series_id TEXT NOT NULL, detector TEXT NOT NULL, judged_at REAL NOT NULL, hit_at REAL,
+            PRIMARY KEY (series_id, detector))
+    """)
+
+
 class LeaseStore(StoreBase):
-    """leases."""
+    """leases, signal_observations."""
+
+    # -- what shard agents saw ------------------------------------------------------------
+
+    def open_signals(self) -> list[tuple[str, str]]:
+        """(series id, detector) of every signal of an incident not resolved."""
+        rows = self.conn.execute("SELECT DISTINCT s.series_id, s.detector FROM incident_signals s "
+                                 "JOIN incidents i ON i.id = s.incident_id WHERE i.status != 'resolved'")
+        return [(r[0], r[1]) for r in rows]
+
+    def record_observations(self, rows: Sequence[tuple[str, str, bool]], *, now: datetime,
+                            keep_s: float = 86_400.0) -> None:
+        """(series id, detector, fired) judged with data at ``now``; observations older than
+        ``keep_s`` go."""
+        at = to_epoch(now)
+        with self.transaction():
+            if rows:
+                self.conn.executemany(
+                    "INSERT INTO signal_observations (series_id, detector, judged_at, hit_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (series_id, detector) DO UPDATE SET judged_at = excluded.judged_at, "
+                    "hit_at = coalesce(excluded.hit_at, signal_observations.hit_at)",
+                    [(sid, detector, at, at if fired else None) for sid, detector, fired in rows])
+            self.conn.execute("DELETE FROM signal_observations WHERE judged_at < ?", (at - keep_s,))
+
+    def observations(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[float, float | None]]:
+        """(series id, detector) -> (judged_at, hit_at) as epoch seconds, for those recorded."""
+        wanted = set(keys)
+        if not wanted:
+            return {}
+        rows = self.conn.execute("SELECT series_id, detector, judged_at, hit_at FROM signal_observations")
+        return {(r[0], r[1]): (float(r[2]), None if r[3] is None else float(r[3]))
+                for r in rows if (r[0], r[1]) in wanted}
+
+    # -- leases -----------------------------------------------------------------------------
 
     def take_lease(self, name: str, holder: str, *, ttl_s: float, now: datetime) -> bool:
         """Take ``name`` for ``holder`` until ``now + ttl_s``, or renew it; False while another

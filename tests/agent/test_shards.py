@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.flow.incidents import IncidentStatus
+from agent.flow.runs import RunStatus
 from agent.flow.samples import shard_of
 from agent.store import Store
 from tests.conftest import free_port, wait_until
@@ -62,6 +64,7 @@ def fleet_config(*, port: int, store_url: str, exporter: TextExporter, webhook: 
         remediation:
           playbook_dir: {playbooks}
           limits: {{cooldown: 0s}}
+          verify: {{period: 3s, deadline: 60s}}
           rules:
             - name: drain-queue
               match: {{labels: {{service: shop}}}}
@@ -176,6 +179,18 @@ def test_a_fault_across_two_shards_opens_one_incident_runs_once_and_notifies_onc
         assert f'aiops_lease_held{{lease="shard:{agent.shard}"}} 1.0' in metrics.text
         roles.append(agent.get("/healthz").json()["role"])
     assert sorted(roles) == ["active", "leader"]
+
+    # The fault ends: the leader verifies the run from both shards' word (the other agent's
+    # signals through the store), and the incident resolves as fixed by the remediation.
+    scenario.set(NORMAL)
+    store = Store(scenario.store_url)
+    try:
+        wait_until(lambda: store.get_incident(incident).status is IncidentStatus.RESOLVED, 60,
+                   message="the incident resolved")
+        assert [r.status for r in store.list_runs(incident_id=incident)] == [RunStatus.VERIFIED]
+        assert store.get_incident(incident).resolution == "remediation"
+    finally:
+        store.dispose()
 
 
 def test_a_standby_takes_over_the_killed_leaders_shard_and_lead_without_running_the_playbook_again(scenario):
