@@ -86,7 +86,8 @@ def fetch_bounded(session: requests.Session, source: str, target: str, url: str,
     watch = _HeaderWatch()
     timer = threading.Timer(deadline_s, watch.abort)
     timer.daemon = True
-    _watching.current = watch
+    watching = getattr(session, "watching", None) or threading.local()  # a plain Session: no header cut
+    watching.current = watch
     timer.start()
     try:
         response = session.get(url, timeout=(wait, wait), stream=True, headers=headers)
@@ -97,7 +98,7 @@ def fetch_bounded(session: requests.Session, source: str, target: str, url: str,
         raise _fetch_error(exc, source, target, wait) from None
     finally:
         timer.cancel()
-        _watching.current = None
+        watching.current = None
     if watch.finish():  # the timer shut the socket as the headers arrived: the body is cut
         response.close()
         raise FetchError(source, target, FailureKind.DEADLINE, f"not done within the {deadline_s:g}s deadline")
@@ -158,14 +159,14 @@ class _HeaderWatch:
             return self._fired
 
 
-# The watch of the request this thread is making: urllib3 builds connections deep inside
-# requests, so the connection finds the watch here rather than through an argument.
-_watching = threading.local()
-
-
 class _WatchedMixin:
+    # The watch of the request this thread is making on the session: urllib3 builds connections
+    # deep inside requests, so a connection finds it through its class, which the session's
+    # adapters made for that session's thread-local (``bounded_session``).
+    watching: threading.local
+
     def getresponse(self):  # type: ignore[no-untyped-def]
-        watch = getattr(_watching, "current", None)
+        watch = getattr(self.watching, "current", None)
         if watch is not None:
             with watch._lock:
                 watch.sock = self.sock  # type: ignore[attr-defined]
@@ -192,17 +193,30 @@ class _WatchedHTTPSPool(HTTPSConnectionPool):
 
 
 class _WatchedAdapter(HTTPAdapter):
+    def __init__(self, watching: threading.local) -> None:
+        self.watching = watching  # before HTTPAdapter's init, which builds the pool manager
+        super().__init__()
+
     def init_poolmanager(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+        self.poolmanager.pool_classes_by_scheme = {
+            scheme: type(pool.__name__, (pool,), {"ConnectionCls": type(
+                pool.ConnectionCls.__name__, (pool.ConnectionCls,), {"watching": self.watching})})
+            for scheme, pool in (("http", _WatchedHTTPPool), ("https", _WatchedHTTPSPool))}
+
+
+class BoundedSession(requests.Session):
+    """A Session whose requests ``fetch_bounded`` can cut at the deadline while headers trickle in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watching = threading.local()
+        self.mount("http://", _WatchedAdapter(self.watching))
+        self.mount("https://", _WatchedAdapter(self.watching))
 
 
 def bounded_session() -> requests.Session:
-    """A Session whose requests ``fetch_bounded`` can cut at the deadline while headers trickle in."""
-    session = requests.Session()
-    session.mount("http://", _WatchedAdapter())
-    session.mount("https://", _WatchedAdapter())
-    return session
+    return BoundedSession()
 
 
 def _set_read_timeout(raw: urllib3.HTTPResponse, seconds: float) -> None:
