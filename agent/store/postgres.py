@@ -84,6 +84,19 @@ def paramstyle(sql: str) -> str:
     return _TOKENS.sub(one, sql)
 
 
+def _nul_free(value: Any) -> Any:
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) and "\x00" in value else value
+
+
+def _text_safe(params: Sequence[Any] | dict[str, Any]) -> Sequence[Any] | dict[str, Any]:
+    """PostgreSQL's text cannot hold NUL, which SQLite's can: a NUL in a bound string (a label
+    value from a scraped target or an alert) becomes U+FFFD, the replacement character, in
+    writes and lookups alike, so the row is kept instead of the statement failing."""
+    if isinstance(params, dict):
+        return {key: _nul_free(value) for key, value in params.items()}
+    return [_nul_free(value) for value in params]
+
+
 class Row(tuple):  # type: ignore[type-arg]
     """A row by index and by column name, like ``sqlite3.Row``."""
 
@@ -124,13 +137,13 @@ class Cursor:
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Cursor:
         if params:
-            self._raw.execute(paramstyle(sql), params)  # type: ignore[arg-type]
+            self._raw.execute(paramstyle(sql), _text_safe(params))  # type: ignore[arg-type]
         else:
             self._raw.execute(sql)
         return self
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Cursor:
-        self._raw.executemany(paramstyle(sql), list(rows))  # type: ignore[arg-type]
+        self._raw.executemany(paramstyle(sql), [_text_safe(row) for row in rows])  # type: ignore[arg-type]
         return self
 
     def _wrap(self, values: Any) -> Any:

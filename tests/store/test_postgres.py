@@ -150,3 +150,22 @@ def test_a_session_the_server_ended_is_replaced_by_the_next_statement(postgres_u
 def test_a_percent_sign_in_quoted_text_beside_a_placeholder_is_literal_on_both_backends(any_store):
     row = any_store.conn.execute("SELECT 'model' LIKE '%od%', '50%?' , ? + 1", (1,)).fetchone()
     assert (bool(row[0]), row[1], row[2]) == (True, "50%?", 2)  # SQLite answers 1 for true
+
+
+def test_a_nul_in_an_untrusted_label_value_is_kept_and_found_on_both_backends(any_store):
+    from datetime import datetime, timezone
+
+    from agent.flow.incidents import Severity, Signal
+    from agent.incidents.correlator import signal_key
+
+    at = datetime(2026, 3, 2, tzinfo=timezone.utc)
+    sid = 'queue_depth{host="h\x001"}'  # a target may export any byte
+    signal = Signal(series_id=sid, detector="threshold", metric="queue_depth", labels={"host": "h\x001"},
+                    first_at=at, last_at=at)
+    incident = any_store.open_incident(severity=Severity.WARNING, title="q", labels={}, started_at=at, now=at,
+                                       signals=[signal])
+    owners = any_store.open_signal_owners([signal_key(sid, "threshold")])
+    assert [owner[0] for owner in owners.values()] == [incident.id]
+    (kept,) = any_store.get_incident(incident.id).signals
+    assert kept.labels == {"host": "h\x001"}  # labels travel as JSON, which escapes the NUL
+    assert kept.series_id in (sid, sid.replace("\x00", "\ufffd"))  # PostgreSQL's text holds no NUL
