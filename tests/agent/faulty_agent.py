@@ -1,5 +1,6 @@
 """Runs the ``aiops`` CLI with one pipeline stage replaced by one that raises (``STAGE``),
-overruns the cycle interval (``slow:STAGE``) or hangs until the daemon stops (``hang:STAGE``).
+overruns the cycle interval until a cycle start is skipped (``slow:STAGE``) or hangs until the
+daemon stops (``hang:STAGE``).
 
 Used by the daemon tests as ``python tests/agent/faulty_agent.py [slow:]STAGE aiops-args...`` so the
 real daemon, in a real process, meets a stage that fails every cycle.
@@ -8,6 +9,11 @@ real daemon, in a real process, meets a stage that fails every cycle.
 from __future__ import annotations
 
 import sys
+import time
+
+
+def skips(ctx) -> float:
+    return ctx.metrics.registry.get_sample_value("aiops_cycles_skipped_total") or 0.0
 
 
 def main() -> None:
@@ -30,7 +36,13 @@ def main() -> None:
             return real(owner, *args, **kwargs)
         if kind == "slow":  # a stage that overruns the cycle interval
             (ctx.state_dir / "slow-stage.started").touch()  # tests wait for this, not a guess
-            ctx.stopping.wait(2.5)  # the overrun itself; a stop still ends it at once
+            # The overrun itself: held until the scheduler has skipped a cycle start behind it
+            # (or a stop), so it lasts as long as overrunning takes on this machine.
+            started, skipped = time.monotonic(), skips(ctx)
+            while skips(ctx) <= skipped and not ctx.stopping.wait(0.05) and time.monotonic() - started < 30:
+                pass
+            with open(ctx.state_dir / "slow-stage.spans", "a") as spans:
+                spans.write(f"{started} {time.monotonic()}\n")
             return real(owner, *args, **kwargs)
         raise RuntimeError(f"injected failure in {stage_name}")
 
