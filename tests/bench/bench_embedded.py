@@ -27,10 +27,8 @@ import sqlite3
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,6 +36,8 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from tests.fixtures.fleet import TextExporter  # noqa: E402
 
 END = datetime(2026, 3, 9, tzinfo=timezone.utc)  # the simulated now: the week ends here
 STEP_S = 60
@@ -76,24 +76,6 @@ class Exporter:
         lines = [f'{name}{{host="{lab["host"]}",slot="{lab["slot"]}"}} {v!r}'
                  for name, lab, v in zip(self.names, self.labels, values.tolist())]
         self.text = "\n".join(lines) + "\n"
-
-
-def serve(exporter: Exporter) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            body = exporter.text.encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 def old_layout_bytes_per_sample(path: Path, series_ids: list[str], values: np.ndarray, start_s: float) -> float:
@@ -149,8 +131,8 @@ def main() -> None:
     from agent.store.chunks import CHUNK_S
 
     exporter = Exporter(args.series)
-    server = serve(exporter)
-    url = f"http://127.0.0.1:{server.server_address[1]}"
+    server = TextExporter()
+    url = server.url.removesuffix("/metrics")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         config = parse_config(
@@ -184,6 +166,7 @@ def main() -> None:
         live = exporter.block(CHUNK_S // STEP_S + 3)
         for minute in range(live.shape[1]):
             exporter.render(live[:, minute])
+            server.set(exporter.text)
             at = live_from + timedelta(minutes=minute)
             t = time.perf_counter()
             outcome = collector.collect(at) if minute == live.shape[1] - 1 else None
@@ -230,7 +213,7 @@ def main() -> None:
         if abs(points - want_points) > args.series:
             sys.exit(f"impossible: refits read {points} points, expected about {want_points}")
         migrate_s, migrated = migrate_old_layout(work / "old.db")
-        server.shutdown()
+        server.stop()
         source.close()
         ctx.store.close()
 
