@@ -104,12 +104,18 @@ def test_free_disk_refuses_the_root_directory(tmp_path):
     assert "cleanup_path must be an absolute directory other than /" in result.output
 
 
-def test_rollback_model_points_current_at_the_previous_version(tmp_path):
+def three_versions(tmp_path: Path) -> Path:
+    """A models dir serving v3, with v1 and v2 before it in its history."""
     models = tmp_path / "models"
     for version in ("v1", "v2", "v3"):
         (models / "versions" / version).mkdir(parents=True)
     (models / "current").symlink_to("versions/v3")
     (models / "history").write_text("v1\nv2\nv3\n")
+    return models
+
+
+def test_rollback_model_points_current_at_the_previous_version(tmp_path):
+    models = three_versions(tmp_path)
 
     result = run("rollback_model.yml", tmp_path, models_dir=str(models), model_name="fraud")
 
@@ -121,11 +127,7 @@ def test_rollback_model_points_current_at_the_previous_version(tmp_path):
 
 
 def test_rollback_model_named_from_a_version_steps_back_once_however_often_it_runs(tmp_path):
-    models = tmp_path / "models"
-    for version in ("v1", "v2", "v3"):
-        (models / "versions" / version).mkdir(parents=True)
-    (models / "current").symlink_to("versions/v3")
-    (models / "history").write_text("v1\nv2\nv3\n")
+    models = three_versions(tmp_path)
 
     def rollback() -> Execution:  # the version comes as the rollout engine sends it: untrusted text
         return execute(playbook=LIBRARY / "rollback_model.yml", project_dir=LIBRARY,
