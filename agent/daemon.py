@@ -67,7 +67,7 @@ class Daemon:
 
     def run(self) -> int:
         config = self._load()  # a bad config stops start-up with exit code 2
-        agentlog.setup(config.agent.log_level)
+        agentlog.setup(config.agent.log_level, secrets=config.secrets())
         self.ctx = ctx = Context.create(config, self.state_dir_override)
         ctx.health.start(ctx.clock())
         try:
@@ -277,7 +277,7 @@ class Daemon:
             return [str(p) for p in exc.problems]
         old = self.ctx.config
         self.ctx.config = new
-        agentlog.setup(new.agent.log_level)
+        agentlog.setup(new.agent.log_level, secrets=new.secrets())
         if isinstance(self.ctx.leases, LeaseKeeper):
             self.ctx.leases.ttl_s = new.agent.interval
         if self.scheduler is not None and new.agent.interval != old.agent.interval:

@@ -1,8 +1,8 @@
 """One event a line, key=value, to stderr (journald keeps it).
 
 Use ``log.info(kv("cycle.done", duration_s=1.42, series=812))``. Values with spaces, quotes
-or ``=`` are quoted; label values always are. Every secret the config loaded is registered
-with ``redact`` and replaced by ``***`` in any line that would carry it.
+or ``=`` are quoted; label values always are. ``setup`` is given the config's secrets
+(``AgentConfig.secrets()``); the formatter replaces each by ``***`` in any line that would carry it.
 """
 
 from __future__ import annotations
@@ -13,19 +13,11 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-_secrets: set[str] = set()
-_secrets_lock = threading.Lock()
-
-
-def redact(secret: str | None) -> None:
-    """Never let ``secret`` reach a log line (short values are too common to replace safely)."""
-    if secret and len(secret) >= 4:
-        with _secrets_lock:
-            _secrets.add(secret)
+MIN_SECRET_CHARS = 4  # shorter values are too common to replace safely
 
 
 # user:password@ in a URL: the password goes, the user stays (it tells which account)
@@ -35,13 +27,6 @@ _URL_PASSWORD = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/@
 def scrub_url_credentials(text: str) -> str:
     """``https://ops:hunter2@prom`` → ``https://ops:***@prom``, wherever it stands in ``text``."""
     return _URL_PASSWORD.sub(r"\g<scheme>\g<user>:***@", text)
-
-
-def _scrub(text: str) -> str:
-    for secret in _secrets:
-        if secret in text:
-            text = text.replace(secret, "***")
-    return scrub_url_credentials(text)
 
 
 # C0 controls, DEL and C1 controls: a NUL, a BEL or an escape sequence from a scraped target must
@@ -77,7 +62,20 @@ def kv(event: str, **fields: Any) -> str:
 
 
 class LogfmtFormatter(logging.Formatter):
-    """``ts=… level=… logger=… event=… k=v``, tracebacks indented below, secrets scrubbed."""
+    """``ts=… level=… logger=… event=… k=v``, tracebacks indented below; each of ``secrets``
+    and any password in a URL replaced by ``***``."""
+
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        super().__init__()
+        # longest first: a secret that contains another is replaced whole
+        self.secrets: tuple[str, ...] = tuple(sorted(
+            {s for s in secrets if s and len(s) >= MIN_SECRET_CHARS}, key=len, reverse=True))
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return scrub_url_credentials(text)
 
     def format(self, record: logging.LogRecord) -> str:
         ts = datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
@@ -87,7 +85,7 @@ class LogfmtFormatter(logging.Formatter):
         line = f"ts={ts} level={record.levelname.lower()} logger={record.name} {message}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return _scrub(line)
+        return self.scrub(line)
 
 
 # Loggers of libraries that can repeat one error thousands of times a second: asyncio's accept
@@ -133,13 +131,18 @@ class RepeatFilter(logging.Filter):
         return True
 
 
-def setup(level: str = "info") -> None:
+def setup(level: str = "info", secrets: Iterable[str | None] = ()) -> None:
+    """One logfmt handler on the root logger, replacing the one an earlier call installed. The
+    secrets that handler scrubbed stay scrubbed (after a reload, a line may still carry an old one)."""
     root = logging.getLogger()
+    kept: list[str] = []
     for handler in list(root.handlers):
         if getattr(handler, "_aiops", False):
+            if isinstance(handler.formatter, LogfmtFormatter):
+                kept += handler.formatter.secrets
             root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(LogfmtFormatter())
+    handler.setFormatter(LogfmtFormatter([*kept, *secrets]))
     handler.addFilter(RepeatFilter())
     handler._aiops = True  # type: ignore[attr-defined]
     root.addHandler(handler)

@@ -105,7 +105,7 @@ def with_context(fn: F) -> F:
         from agent import log
         from agent.context import Context
 
-        log.setup(os.environ.get("AIOPS_LOG_LEVEL", "warning"))
+        log.setup(os.environ.get("AIOPS_LOG_LEVEL", "warning"), secrets=config.secrets())
         ctx = Context.create(config, state_dir, clock=current_clock())
         try:
             return fn(*args, ctx=ctx, **kwargs)

@@ -83,7 +83,7 @@ def once(config: AgentConfig, state_dir: Path, as_json: bool) -> None:
     from agent.context import Context
     from agent.pipeline import Pipeline
 
-    log.setup(config.agent.log_level)
+    log.setup(config.agent.log_level, secrets=config.secrets())
     ctx = Context.create(config, state_dir)
     pipeline = Pipeline(ctx)
     try:

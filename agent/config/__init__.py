@@ -82,8 +82,6 @@ def parse_config(text: str, *, name: str = "<config>", base_dir: Path | None = N
     problems = _missing_dirs(config, name)
     if problems:
         raise ConfigError(problems)
-    for secret in _secrets(config):
-        log.redact(secret)
     return config
 
 
@@ -347,16 +345,3 @@ def _problem(name: str, err: dict[str, Any]) -> ConfigProblem:
         message = f"expected {text}, found {found}"
     return ConfigProblem(name, _dotted(loc), log.scrub_url_credentials(message))
 
-
-def _secrets(node: Any) -> Iterator[str]:
-    if isinstance(node, SecretStr):
-        yield node.get_secret_value()
-    elif isinstance(node, BaseModel):
-        for key in type(node).model_fields:
-            yield from _secrets(getattr(node, key))
-    elif isinstance(node, (list, tuple)):
-        for item in node:
-            yield from _secrets(item)
-    elif isinstance(node, dict):
-        for item in node.values():
-            yield from _secrets(item)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from agent.config.detectors import DetectorsConfig
 from agent.config.incidents import IncidentsConfig
@@ -90,3 +91,21 @@ class AgentConfig(Section):
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)
+
+    def secrets(self) -> list[str]:
+        """Every secret value the config holds (tokens, passwords, keys): what logging scrubs."""
+        return list(_secrets(self))
+
+
+def _secrets(node: Any) -> Iterator[str]:
+    if isinstance(node, SecretStr):
+        yield node.get_secret_value()
+    elif isinstance(node, BaseModel):
+        for key in type(node).model_fields:
+            yield from _secrets(getattr(node, key))
+    elif isinstance(node, (list, tuple)):
+        for item in node:
+            yield from _secrets(item)
+    elif isinstance(node, dict):
+        for item in node.values():
+            yield from _secrets(item)

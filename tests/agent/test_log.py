@@ -16,11 +16,33 @@ def test_kv_quotes_values_with_spaces_and_labels():
 
 
 def test_registered_secrets_never_reach_a_line():
-    log.redact("hunter2-secret")
     record = logging.LogRecord("x", logging.INFO, __file__, 1, kv("http.call", url="https://h/?key=hunter2-secret"), None, None)
-    line = LogfmtFormatter().format(record)
+    line = LogfmtFormatter(["hunter2-secret", "abc", None]).format(record)
     assert "hunter2-secret" not in line
-    assert 'url="https://h/?key=***"' in line or "url=https://h/?key=***" in line
+    assert line.endswith('event=http.call url="https://h/?key=***"')
+    assert "hunter2-secret" in LogfmtFormatter().format(record)  # nothing is scrubbed that was not given
+
+
+def test_the_config_secrets_are_scrubbed_and_stay_scrubbed_after_a_reload(tmp_path, capsys):
+    from agent.config import parse_config
+
+    old = parse_config("http:\n  token: old-token-1234\n")
+    new = parse_config("http:\n  token: new-token-5678\n")
+    assert old.secrets() == ["old-token-1234"]
+    root = logging.getLogger()
+    level, before = root.level, list(root.handlers)
+    try:
+        log.setup("info", secrets=old.secrets())
+        log.setup("info", secrets=new.secrets())  # a reload
+        logging.getLogger("t").warning(kv("t.line", a="old-token-1234", b="new-token-5678"))
+        err = capsys.readouterr().err
+        assert "event=t.line a=*** b=***" in err and "token-" not in err
+        assert sum(getattr(h, "_aiops", False) for h in root.handlers) == 1
+    finally:
+        for handler in list(root.handlers):
+            if handler not in before:
+                root.removeHandler(handler)
+        root.setLevel(level)
 
 
 def test_passwords_in_urls_never_reach_a_line():
