@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from agent.config.notify import NotifyConfig
@@ -36,6 +37,14 @@ log = logging.getLogger(__name__)
 EVENT_BATCH = 500
 MAX_EVENT_BATCHES = 10  # per cycle; the rest waits for the next cycle
 LEASE = timedelta(minutes=5)  # a claimed row is retried after this if its attempt never ended
+
+
+class Outcome(StrEnum):
+    """What one delivery attempt came to (the ``outcome`` label of ``aiops_notifications_total``)."""
+
+    SENT = "sent"
+    FAILED = "failed"  # retried later
+    EXPIRED = "expired"  # failed past ``give_up_after``: not retried
 
 
 def backoff_s(attempts: int, *, initial_s: float, max_s: float, rng: random.Random | None = None) -> float:
@@ -121,35 +130,35 @@ def deliver(store: "Store", config: NotifyConfig, channels: Mapping[str, Channel
             down.add(item.channel)
             held.add((item.channel, item.incident_id))
             outcome = _failed(store, config, item, exc, now=now, rng=rng)
-            failed += outcome == "failed"
-            expired += outcome == "expired"
+            failed += outcome is Outcome.FAILED
+            expired += outcome is Outcome.EXPIRED
             _count(metrics, item.channel, outcome)
             continue
         store.mark_notification_sent(item.id, now=now)
         sent += 1
-        _count(metrics, item.channel, "sent")
+        _count(metrics, item.channel, Outcome.SENT)
         log.info(kv("notify.sent", channel=item.channel, incident=item.incident_id, kind=item.event,
                     attempts=item.attempts + 1))
     return Delivered(sent=sent, failed=failed, expired=expired, deferred=deferred)
 
 
 def _failed(store: "Store", config: NotifyConfig, item: OutboxItem, exc: DeliveryError, *, now: datetime,
-            rng: random.Random | None) -> str:
+            rng: random.Random | None) -> Outcome:
     attempts = item.attempts + 1
     if now - item.created_at >= timedelta(seconds=config.give_up_after):
         store.mark_notification_failed(item.id, error=exc.problem, retry_at=None, now=now)
         log.warning(kv("notify.expired", channel=item.channel, incident=item.incident_id, kind=item.event,
                        attempts=attempts, error=exc.problem))
-        return "expired"
+        return Outcome.EXPIRED
     wait = backoff_s(attempts, initial_s=config.retry_initial, max_s=config.retry_max, rng=rng)
     if exc.retry_after_s is not None:
         wait = max(wait, min(exc.retry_after_s, config.retry_max))
     store.mark_notification_failed(item.id, error=exc.problem, retry_at=now + timedelta(seconds=wait), now=now)
     log.warning(kv("notify.failed", channel=item.channel, incident=item.incident_id, kind=item.event,
                    attempts=attempts, retry_in_s=round(wait, 1), error=exc.problem))
-    return "failed"
+    return Outcome.FAILED
 
 
-def _count(metrics: "Metrics | None", channel: str, outcome: str) -> None:
+def _count(metrics: "Metrics | None", channel: str, outcome: Outcome) -> None:
     if metrics is not None:
         metrics.notifications.labels(channel=channel, outcome=outcome).inc()
