@@ -371,9 +371,17 @@ class Remediator:
         """Mark the run running, execute it, record rc, host summary, output, artifact dir."""
         private = self.artifacts_root / f"run-{run.id:06d}-{run.mode}"
         now = self.now()
-        run = self.store.update_run(run.id, RunStatus.RUNNING, now=now, started_at=now, owner=owner_id(),
-                                    artifact_dir=str(private), reason=f"{run.mode} run started",
-                                    lease=self.ctx.leases.fence())
+        try:
+            run = self.store.update_run(run.id, RunStatus.RUNNING, now=now, started_at=now, owner=owner_id(),
+                                        artifact_dir=str(private), reason=f"{run.mode} run started",
+                                        lease=self.ctx.leases.fence())
+        except LeaseLostError:
+            if run.mode is not RunMode.APPLY:
+                # A check pass or rollback exists only for this call; no agent would ever start it.
+                # (A real run stays due: the new leader goes through its gates again.)
+                self.store.update_run(run.id, RunStatus.CANCELED, now=self.now(),
+                                      reason="not started: this agent lost the leader lease first")
+            raise
         if run.mode is RunMode.APPLY:
             self._release_start()  # the gates of the next chain now count this run
         try:
@@ -423,7 +431,11 @@ class Remediator:
             playbook_sha256=back.sha256, mode=RunMode.ROLLBACK, status=RunStatus.PENDING, targets=run.targets,
             extravars=back.recorded_vars, batch=run.batch, parent_id=run.id, now=self.now(),
             reason=f"rollback of run {run.id}")
-        row, execution = self._execute(row, back, check=False)
+        try:
+            row, execution = self._execute(row, back, check=False)
+        except LeaseLostError as exc:  # the escalation still goes out, saying the rollback did not run
+            log.warning(kv("remediation.rollback_not_started", run=run.id, rollback=row.id, reason=str(exc)))
+            return self.keep(self.store.get_run(row.id) or row)
         status = RunStatus.SUCCEEDED if execution.status is RunnerStatus.SUCCESSFUL else _status_of(execution.status)
         return self.keep(self.store.update_run(row.id, status, now=self.now(),
                                                 reason=f"rollback {execution.status} (rc {execution.rc})"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.flow.incidents import IncidentStatus, Signal
+from agent.flow.leases import LEADER
 from agent.flow.runs import RunMode, RunStatus
 from tests.remediations.conftest import T0, audit, cycle, later, lines, open_incident, run_cycle, signal
 
@@ -150,3 +151,63 @@ def test_a_reopen_by_another_signal_is_not_remediated_for_what_fired_in_the_earl
     assert [s.series_id for s in reopened.current_signals] == ['errors{host="h1"}']
     assert run_cycle(ctx, later(21), firing=[errors], quiet=[SIG]) == []
     assert lines(work / "runs.log") == [f"{first.id} localhost"]
+
+
+class LostLead:
+    """An agent that still believes it leads (its local trust has not run out) while the store's
+    leader lease went to another agent after ``leads_for`` fences."""
+
+    def __init__(self, store, leads_for: int = 0) -> None:
+        self.store, self.left = store, leads_for
+
+    def working(self) -> bool:
+        return True
+
+    def leading(self) -> bool:
+        return True
+
+    def fence(self) -> tuple[str, str]:
+        if self.left == 0:  # this agent stalled past its lease; another took the lead
+            self.store.release_lease(LEADER, "this-agent", now=T0)
+            assert self.store.take_lease(LEADER, "other-agent", ttl_s=3600, now=T0)
+        self.left -= 1
+        return (LEADER, "this-agent")
+
+    def held(self) -> dict[str, str]:
+        return {}
+
+
+def test_a_check_pass_not_started_because_the_lead_was_lost_is_canceled_and_the_real_run_stays_due(make_ctx, work):
+    ctx = make_ctx(rule_yaml(work))
+    ctx.store.take_lease(LEADER, "this-agent", ttl_s=60, now=T0)
+    ctx.leases = LostLead(ctx.store)
+    open_incident(ctx, signals=[signal(SIG)])
+
+    run_cycle(ctx, T0, firing=[signal(SIG)])
+
+    (check,) = ctx.store.list_runs(mode=RunMode.CHECK)
+    assert (check.status, check.reason) == (RunStatus.CANCELED, "not started: this agent lost the leader lease first")
+    (apply,) = ctx.store.list_runs(mode=RunMode.APPLY)
+    assert apply.status is RunStatus.PENDING  # due for whoever leads now
+    assert not (work / "runs.log").exists() and not (work / "out.txt").exists()
+
+
+def test_a_rollback_not_started_because_the_lead_was_lost_still_escalates(make_ctx, work):
+    ctx = make_ctx(rule_yaml(work, playbook="touch_direct.yml").replace(
+        "mode: auto", "mode: auto\n        rollback_playbook: rollback.yml").replace(
+        "api_token: hunter2-secret", f"api_token: hunter2-secret, fail_flag: {work / 'fail'}"))
+    (work / "fail").write_text("")
+    ctx.store.take_lease(LEADER, "this-agent", ttl_s=60, now=T0)
+    ctx.leases = LostLead(ctx.store, leads_for=1)  # the real run starts; the lead is gone by its rollback
+    incident = open_incident(ctx, signals=[signal(SIG)])
+
+    run_cycle(ctx, T0, firing=[signal(SIG)])
+
+    (apply,) = ctx.store.list_runs(mode=RunMode.APPLY)
+    (rollback,) = ctx.store.list_runs(mode=RunMode.ROLLBACK)
+    assert apply.status is RunStatus.FAILED
+    assert (rollback.status, rollback.parent_id) == (RunStatus.CANCELED, apply.id)
+    assert not (work / "rolled").exists()
+    escalated = [e for e in ctx.store.incident_events(incident.id) if e.kind == "escalated"]
+    assert [e.message for e in escalated] == [
+        f"run {apply.id} (touch_direct.yml) failed with rc 2; rollback run {rollback.id} canceled"]
