@@ -11,7 +11,7 @@ import signal
 import pytest
 
 from agent.flow.incidents import IncidentStatus
-from demo.run import FAST, DemoRun
+from demo.run import DemoRun
 
 pytestmark = [
     pytest.mark.e2e,
@@ -20,16 +20,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    run = DemoRun(tmp_path_factory.mktemp("demo"), FAST)
-    try:
-        run.start_stack()
-        run.start_agent()
-        run.wait_fitted()
-        yield run
-    finally:
-        run.stop()
 
 
 def settle(demo: DemoRun, incident_id: int) -> None:

@@ -12,7 +12,7 @@ import pytest
 from agent.flow.incidents import IncidentStatus, Severity
 from agent.flow.rollouts import RetrainStatus, RolloutStatus, Verdict
 from demo.rollout_story import rollout_settled, start_rollout
-from demo.run import FAST, DemoRun
+from demo.run import DemoRun
 
 pytestmark = [
     pytest.mark.e2e,
@@ -21,16 +21,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    run = DemoRun(tmp_path_factory.mktemp("rollouts"), FAST)
-    try:
-        run.start_stack()
-        run.start_agent()
-        run.wait_fitted()
-        yield run
-    finally:
-        run.stop()
 
 
 def served(demo: DemoRun) -> str:
