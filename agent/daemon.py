@@ -79,7 +79,7 @@ class Daemon:
         self.pipeline = Pipeline(ctx)
         # Several agents may share the store: work only while holding this shard's lease.
         ctx.leases = LeaseKeeper(ctx.store, shard=config.agent.shard, ttl_s=config.agent.interval,
-                                 clock=ctx.clock, metrics=ctx.metrics)
+                                 clock=ctx.clock, metrics=ctx.metrics, on_taken=self._on_lease_taken)
         ctx.metrics.agent_info.labels(holder=ctx.leases.holder, shard=config.agent.shard).set(1)
         ctx.leases.start()
         self.scheduler = scheduler = BlockingScheduler(
@@ -171,6 +171,18 @@ class Daemon:
         ctx.health.record(cycle.failed_stages, now=ctx.clock())
         self.notifier.watchdog()
         self.notifier.status(self.status_line(cycle))
+
+    def _on_lease_taken(self, name: str) -> None:
+        """A standby that takes its shard's lease works at once, not at its next cycle tick."""
+        ctx, scheduler = self.ctx, self.scheduler
+        if ctx is None or scheduler is None or not scheduler.running or ctx.stopping.is_set():
+            return  # at start the first cycle is due at once anyway
+        if name != shard_lease(ctx.config.agent.shard):
+            return
+        try:
+            scheduler.modify_job(CYCLE_JOB, next_run_time=ctx.clock())
+        except Exception as exc:  # stopping meanwhile: the cycle it would have started is not needed
+            log.warning(kv("agent.takeover_cycle_not_scheduled", error=str(exc)))
 
     def _working(self) -> bool:
         """Whether this agent holds its shard's lease; a change either way is logged once."""

@@ -59,8 +59,10 @@ class LeaseKeeper:
 
     def __init__(self, store: "Store", *, shard: str, ttl_s: float, clock: Callable[[], datetime],
                  metrics: Any, holder: str | None = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 on_taken: Callable[[str], None] | None = None) -> None:
         self.store, self.clock, self.metrics, self.monotonic = store, clock, metrics, monotonic
+        self.on_taken = on_taken  # called with a lease's name when this agent takes it (not on renewals)
         self.shard = shard_lease(shard)
         self.ttl_s = ttl_s
         self.holder = holder or holder_id()
@@ -116,6 +118,8 @@ class LeaseKeeper:
         self.metrics.lease_held.labels(lease=name).set(1 if got else 0)
         if got and not had:
             log.info(kv("lease.taken", lease=name, holder=self.holder))
+            if self.on_taken is not None:
+                self.on_taken(name)
         elif had and not got:
             log.warning(kv("lease.lost", lease=name, holder=self.holder))
 

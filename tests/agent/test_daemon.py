@@ -280,6 +280,22 @@ def test_two_agents_of_one_shard_one_works_and_the_other_takes_over_after_a_sigk
 
 
 @pytest.mark.slow
+def test_a_standby_works_as_soon_as_it_takes_the_lease_not_at_its_next_cycle_tick(daemon, tmp_path):
+    state = tmp_path / "state"
+    first = daemon(home=tmp_path / "first", state=state, interval="30s")
+    first.wait_log("event=cycle.done")
+    second = daemon(home=tmp_path / "second", state=state, interval="30s")
+    second.wait_log("event=agent.standby")  # its first tick went by; the next is 30 s after it
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.proc.wait(timeout=15) == 0
+    stopped = time.monotonic()
+    # The lease is free at once (a clean stop releases it) and asked for every 7.5 s.
+    second.wait_log("event=cycle.done", timeout_s=20)
+    assert time.monotonic() - stopped < 7.5 + 5
+    assert second.count("event=lease.taken lease=shard:0/1") == 1
+
+
+@pytest.mark.slow
 def test_sighup_refuses_an_empty_file_an_alias_bomb_and_a_missing_playbook_dir(daemon, tmp_path):
     from tests.agent.test_config import BOMB
 
