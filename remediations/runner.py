@@ -105,6 +105,19 @@ def scrub(prepared: Mapping[str, str], agent_env: Mapping[str, str], given: Mapp
     return {k: v for k, v in prepared.items() if k in given or k not in agent_env or agent_env[k] != v}
 
 
+def _init_runner() -> Callable[..., Any]:
+    """ansible-runner's ``init_runner``, imported here: it is slow to import and only this stage
+    needs it. The package is imported first, on its own: two runs starting together in a fresh
+    process would otherwise race, the second getting ``ansible_runner.interface`` (complete) while
+    the package is still loading its plugins, when ``ansible_runner.plugins`` is still a module
+    and not yet the dict every run iterates (TypeError: 'module' object is not iterable). Importing
+    the package waits for the first thread to finish it."""
+    import ansible_runner  # noqa: F401
+    from ansible_runner.interface import init_runner
+
+    return init_runner
+
+
 def execute(*, playbook: Path, project_dir: Path, private_dir: Path, targets: Sequence[str],
             check: bool, trusted_vars: Mapping[str, Any], label_vars: Mapping[str, str],
             timeout_s: float, run_key: str, inventory: Path | None = None,
@@ -113,8 +126,7 @@ def execute(*, playbook: Path, project_dir: Path, private_dir: Path, targets: Se
             cancel: Callable[[], bool] | None = None, tick: Callable[[], None] | None = None) -> Execution:
     """Run ``playbook`` on ``targets`` (inventory hosts) and wait, at most ``timeout_s``; its
     processes then get SIGTERM and, ``grace_s`` later, SIGKILL."""
-    # Imported here: it is slow to import and only this stage needs it.
-    from ansible_runner.interface import init_runner
+    init_runner = _init_runner()
 
     if private_dir.exists():
         shutil.rmtree(private_dir)

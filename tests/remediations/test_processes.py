@@ -160,3 +160,43 @@ def test_a_detached_service_outlives_the_run_and_its_leftover_does_not_and_no_se
             for pid in t.pids()] == []
     os.kill(service, signal.SIGTERM)
     wait_until(lambda: processes.proc(service) is None, 10, message="the service to stop")
+
+
+RACE = """
+import importlib.metadata, sys, threading
+inside, second_started, seen = threading.Event(), threading.Event(), []
+entry_points = importlib.metadata.entry_points
+
+def slow_entry_points(**kwargs):  # holds the first import where ansible-runner loads its plugins
+    if kwargs.get("group") == "ansible_runner.plugins" and not inside.is_set():
+        inside.set()
+        second_started.wait(10)
+        threading.Event().wait(0.2)  # the second thread, if it waits for the package, is now waiting
+    return entry_points(**kwargs)
+
+importlib.metadata.entry_points = slow_entry_points
+from remediations import runner
+
+def second():
+    inside.wait(10)
+    second_started.set()
+    runner._init_runner()
+    seen.append(type(sys.modules["ansible_runner"].plugins).__name__)  # what a run iterates next
+
+thread = threading.Thread(target=second)
+thread.start()
+runner._init_runner()
+thread.join(10)
+print(seen)
+"""
+
+
+def test_two_runs_starting_together_in_a_fresh_process_both_see_ansible_runner_complete():
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", RACE], cwd=root, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['dict']"
