@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -245,13 +246,19 @@ def test_sigterm_mid_stage_stops_after_that_stage(daemon):
     assert "event=cycle.stopped before_stage=detect" in d.text()
 
 
+def working_and_standby(daemon, tmp_path: Path, interval: str) -> tuple[Path, Any, Any]:
+    """Two daemons of one shard on one store: the first working (a cycle done), the second waiting."""
+    state = tmp_path / "state"
+    first = daemon(home=tmp_path / "first", state=state, interval=interval)
+    first.wait_log("event=cycle.done")
+    second = daemon(home=tmp_path / "second", state=state, interval=interval)
+    second.wait_log("event=agent.standby")
+    return state, first, second
+
+
 @pytest.mark.slow
 def test_two_agents_of_one_shard_one_works_and_the_other_takes_over_after_a_sigkill(daemon, tmp_path):
-    state = tmp_path / "state"
-    first = daemon(home=tmp_path / "first", state=state, interval="2s")
-    first.wait_log("event=cycle.done")
-    second = daemon(home=tmp_path / "second", state=state, interval="2s")
-    second.wait_log("event=agent.standby")
+    state, first, second = working_and_standby(daemon, tmp_path, "2s")
     health = second.get("/healthz").json()
     holder = first.get("/healthz").json()["holder"]
     assert (health["status"], health["role"]) == ("ok", "standby")
@@ -281,11 +288,7 @@ def test_two_agents_of_one_shard_one_works_and_the_other_takes_over_after_a_sigk
 
 @pytest.mark.slow
 def test_a_standby_works_as_soon_as_it_takes_the_lease_not_at_its_next_cycle_tick(daemon, tmp_path):
-    state = tmp_path / "state"
-    first = daemon(home=tmp_path / "first", state=state, interval="30s")
-    first.wait_log("event=cycle.done")
-    second = daemon(home=tmp_path / "second", state=state, interval="30s")
-    second.wait_log("event=agent.standby")  # its first tick went by; the next is 30 s after it
+    _, first, second = working_and_standby(daemon, tmp_path, "30s")  # the second's next tick: 30 s after its start
     first.proc.send_signal(signal.SIGTERM)
     assert first.proc.wait(timeout=15) == 0
     stopped = time.monotonic()
