@@ -69,6 +69,21 @@ SLEEP = """---
         argv: [sleep, "{{ sleep_s }}"]
 """
 
+# Records the run, then holds until the test creates the file ``release`` (at most 120 s).
+HOLD = """---
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: Record the run
+      ansible.builtin.lineinfile:
+        path: "{{ runs_log }}"
+        line: "{{ aiops_run_id }}"
+        create: true
+    - name: Hold until released
+      ansible.builtin.command:
+        argv: [timeout, "120", /bin/sh, -c, 'while [ ! -e "$0" ]; do sleep 0.05; done', "{{ release }}"]
+"""
+
 FAIL_IN_CHECK = """---
 - hosts: all
   gather_facts: false
@@ -100,6 +115,7 @@ def pbdir(tmp_path: Path) -> Path:
     (d / "touch.yml").write_text(header(check_safe=True) + TOUCH)
     (d / "touch_direct.yml").write_text(header(check_safe=False) + TOUCH)
     (d / "sleep.yml").write_text(header() + SLEEP)
+    (d / "hold.yml").write_text(header() + HOLD)
     (d / "fail_in_check.yml").write_text(header(check_safe=True) + FAIL_IN_CHECK)
     (d / "rollback.yml").write_text(header() + ROLLBACK)
     return d

@@ -45,6 +45,12 @@ def sleep_rule(work: Path, sleep_s: int) -> str:
     """
 
 
+def hold_rule(work: Path) -> str:
+    """The rule's playbook runs until the test creates ``work/release``."""
+    return sleep_rule(work, 0).replace("playbook: sleep.yml", "playbook: hold.yml").replace(
+        "sleep_s: 0", f"release: {work / 'release'}")
+
+
 def apply_run(ctx: Context, incident_id: int):
     (run,) = ctx.store.list_runs(incident_id=incident_id, mode=RunMode.APPLY)
     return run
@@ -95,15 +101,16 @@ def test_a_cycle_detects_and_completes_while_a_long_playbook_runs(tmp_path, pbdi
 
 
 def test_a_later_cycle_picks_up_the_result_verifies_it_and_resolves_the_incident(make_ctx, work):
-    ctx = make_ctx(sleep_rule(work, 3))
+    ctx = make_ctx(hold_rule(work))
     incident = open_incident(ctx, {"service": "api"}, signals=[FIRING])
 
     started = remediate(ctx, cycle(T0, firing=[FIRING]))
 
     (run,) = [r for r in started if r.mode is RunMode.APPLY]
-    # handed to a worker: the stage returned while the (3 s) playbook had yet to run
+    # handed to a worker: the stage returned while the playbook, held, had yet to end
     assert ctx.workers.under_way() == [f"run:{run.id}"]
     assert run.status in (RunStatus.PENDING, RunStatus.RUNNING)
+    (work / "release").touch()
     wait_until(lambda: status_of(ctx, run.id) is RunStatus.VERIFYING, 60, message="the run to be applied")
     wait_until(lambda: not ctx.workers.under_way(), 10, message="the worker to finish")
 
@@ -116,15 +123,17 @@ def test_a_later_cycle_picks_up_the_result_verifies_it_and_resolves_the_incident
 
 
 def test_a_run_under_way_is_not_started_again_by_the_cycles_that_see_its_incident(make_ctx, work):
-    ctx = make_ctx(sleep_rule(work, 4))
+    ctx = make_ctx(hold_rule(work))
     incident = open_incident(ctx, {"service": "api"}, signals=[FIRING])
 
     remediate(ctx, cycle(T0, firing=[FIRING]))
     # the next cycles come while the run is still pending or running: its key is taken
     for minute in (0.1, 0.2):
         remediate(ctx, cycle(later(minute), firing=[FIRING]))
-    wait_until(lambda: lines(work / "runs.log"), 60, message="the playbook to start sleeping")
+    wait_until(lambda: lines(work / "runs.log"), 60, message="the playbook to start holding")
     remediate(ctx, cycle(later(0.3), firing=[FIRING]))
+    assert ctx.workers.under_way()  # still held: that cycle saw the run under way
+    (work / "release").touch()
     assert ctx.workers.join(timeout_s=60)
 
     run = apply_run(ctx, incident.id)
