@@ -94,10 +94,11 @@ def backfill(openmetrics: str | Iterable[str], data_dir: Path) -> float:
     return elapsed
 
 
-@dataclass
-class PrometheusServer:
+@dataclass(kw_only=True)
+class LocalServer:
+    """A server process started on 127.0.0.1 by the demo or the tests, logging to ``log_path``."""
+
     port: int
-    data_dir: Path
     process: subprocess.Popen
     log_path: Path
 
@@ -107,6 +108,14 @@ class PrometheusServer:
 
     def stop(self) -> None:
         stop_process(self.process)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@dataclass(kw_only=True)
+class PrometheusServer(LocalServer):
+    data_dir: Path
 
     def series_count(self, selector: str) -> int:
         answer = requests.get(f"{self.url}/api/v1/series", params={"match[]": selector}, timeout=5).json()
