@@ -5,10 +5,13 @@ For every new point the detector makes three kinds of forecast from the points b
 
 - the previous value (or the median of the last ``level_rows`` points);
 - the same phase of the last ``season_count`` seasons, for each season of ``season_days`` (a day
-  and a week by default, at the series' own step): their median, moved by how much the current
-  level (median of the last ``season_level_rows`` points) differs from the level at those
-  phases. A season is compared once ``season_min_count`` of them are in the past (1 day, 3
-  weeks by default: a single week-old value is too noisy a forecast);
+  and a week by default, at the series' own step) where a period test finds that season: their
+  median, moved by how much the current level (median of the last ``season_level_rows`` points)
+  differs from the level at those phases. A season is compared once ``season_min_count`` of
+  them are in the past (1 day, 3 weeks by default: a single week-old value is too noisy a
+  forecast). Where the first season is tested and not found, the median of the last
+  ``no_season_rows`` points takes its place: a level, no season assumed (before two seasons
+  are in the past, neither is used);
 - for the mean of the last ``mean_rows`` points, the median of the points before them, over
   each span of ``baseline_rows`` (catches level shifts, sudden or slow, that single points hide;
   these errors share the recent mean, so only the most surprising of them counts).
@@ -28,6 +31,13 @@ Frame-level: every column of a DataFrame is its own series (a Series is one colu
 on its own observed points: a NaN or infinite value is a point not taken (a gap), and a
 timestamp at or before the newest point already kept is not new (repeats and steps back are not
 judged; they score 0).
+
+The period test: every quarter of a season, once two seasons are in the past, the last
+``season_test_count`` seasons (at most) are averaged into ``TEST_SLOTS`` phase slots each, and a
+Friedman test (seasons as blocks, phases as treatments; ranks within each season, so a level that
+moves from one season to the next does not count, with the Iman-Davenport F approximation) asks
+whether some phases are consistently higher than others. At ``season_test_level`` (5 %) the
+season is found, and used from the next point until a later test says otherwise.
 
 Every statistic looks back a bounded number of points, so ``fit`` keeps only those per column
 (``tail_``): fitting on any history and scoring the next points gives exactly the scores of one
@@ -60,6 +70,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from detectors._state import PlainState
 from detectors.base import Detector, Direction, Hit, Scores
@@ -71,6 +82,7 @@ MIN_PAST = 100  # errors needed before one is judged: a few dozen points prove n
 GROUP_COLUMNS = 256  # columns judged as one array: their errors stay a few tens of MB
 ROLLING_FROM = 512  # points judged at once from which a median is rolled, not sorted
 SEASON_SLOTS = 288  # bucket means per season at most: a week of 1-minute points keeps 288, not 10,080
+TEST_SLOTS = 48  # phase slots per season in the period test (30 minutes of a day, 3.5 hours of a week)
 
 
 class ForecastDetector(PlainState, Detector):
@@ -83,6 +95,7 @@ class ForecastDetector(PlainState, Detector):
                  baseline_rows: tuple[int, ...] = (12, 144, 288),
                  season_days: tuple[int, ...] = (1, 7), season_min_count: tuple[int, ...] = (1, 3),
                  season_count: int = 3, season_level_rows: int = 72,
+                 season_test_count: int = 7, season_test_level: float = 0.05, no_season_rows: int = 144,
                  combine_top: int = 2,
                  quiet_rows: int = 100, alarm_score: float = 0.52) -> None:
         self.window_rows = window_rows
@@ -95,6 +108,9 @@ class ForecastDetector(PlainState, Detector):
         self.season_min_count = season_min_count
         self.season_count = season_count
         self.season_level_rows = season_level_rows
+        self.season_test_count = season_test_count
+        self.season_test_level = season_test_level
+        self.no_season_rows = no_season_rows
         self.combine_top = combine_top
         self.quiet_rows = quiet_rows
         self.alarm_score = alarm_score
@@ -103,26 +119,32 @@ class ForecastDetector(PlainState, Detector):
 
     def fit(self, history: pd.Series | pd.DataFrame) -> "ForecastDetector":
         """Per column: the season lengths in points (from its median step), and what later
-        scores depend on: the last points, each season's last bucket means, the last errors of
-        each forecast and the last scores."""
+        scores depend on: the last points, each season's last bucket means, its period test
+        (found or not, and the test's older phase means), the last errors of each forecast and
+        which of the last points alarmed."""
         self._check_params()
         self.periods_: dict[str, list[int]] = {}
         self.tail_: dict[str, np.ndarray] = {}
         self.buckets_: dict[str, list[np.ndarray]] = {}
+        self.found_: dict[str, np.ndarray] = {}
+        self.older_: dict[str, list[np.ndarray]] = {}
         self.errors_: dict[str, np.ndarray] = {}
-        self.units_: dict[str, np.ndarray] = {}
+        self.alarms_: dict[str, np.ndarray] = {}
         self.seen_: dict[str, int] = {}
         self.last_ts_: dict[str, float] = {}
         self._pending: dict[str, _Next] = {}
         for name, times, values in _columns(history, self.name):
             times, values = _new_points(times, values, after=-math.inf)
             periods = self.periods_[name] = self._periods(_median_step_s(times))
-            errors, buckets = self._errors(values[None, :], periods, seen=0, rings=None, new=len(values))
+            errors, buckets, tests = self._errors(values[None, :], periods, seen=0, rings=None, tests=None,
+                                                  new=len(values))
             units = self._pass_units(errors[0])
             self.tail_[name] = values[-self._reach_rows(periods):].copy()
             self.buckets_[name] = [ring[0] for ring in buckets]
+            self.found_[name] = np.array([found[0] for found, _ in tests], dtype=bool)
+            self.older_[name] = [older[0] for _, older in tests]
             self.errors_[name] = _last_columns(errors[0], max(self._windows()), np.nan)
-            self.units_[name] = _last_columns(units[None, :], self.quiet_rows, 0.0)[0]
+            self.alarms_[name] = _last_columns(units[None, :], self.quiet_rows, 0.0)[0] >= self.alarm_score
             self.seen_[name] = len(values)
             self.last_ts_[name] = float(times[-1]) if len(times) else -math.inf
         return self
@@ -145,7 +167,8 @@ class ForecastDetector(PlainState, Detector):
         for name, (times, values) in taken.items():
             step = fresh[name] if name in stale else pending[name]
             self.tail_[name], self.buckets_[name] = step.tail, step.buckets
-            self.errors_[name], self.units_[name] = step.errors, step.units_kept
+            self.found_[name], self.older_[name] = step.found, step.older
+            self.errors_[name], self.alarms_[name] = step.errors, step.alarms
             self.seen_[name] += step.added
             self.last_ts_[name] = step.last_ts
         self._pending = {}
@@ -155,10 +178,13 @@ class ForecastDetector(PlainState, Detector):
         problems = []
         if not (isinstance(self.memory_share, (int, float)) and 0 <= self.memory_share <= 1):
             problems.append(f"memory_share: expected a number in [0, 1], found {self.memory_share!r}")
+        if not (isinstance(self.season_test_level, (int, float)) and 0 < self.season_test_level < 1):
+            problems.append(f"season_test_level: expected a number in (0, 1), found {self.season_test_level!r}")
         if not (isinstance(self.alarm_score, (int, float)) and 0 < self.alarm_score <= 1):
             problems.append(f"alarm_score: expected a number in (0, 1], found {self.alarm_score!r}")
         for name, least in (("window_rows", MIN_PAST), ("max_window_rows", MIN_PAST), ("mean_rows", 0),
-                            ("season_count", 1), ("season_level_rows", 1), ("combine_top", 1), ("quiet_rows", 0)):
+                            ("season_count", 1), ("season_level_rows", 1), ("season_test_count", 2),
+                            ("no_season_rows", 1), ("combine_top", 1), ("quiet_rows", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 problems.append(f"{name}: expected an int >= {least}, found {value!r}")
@@ -171,6 +197,17 @@ class ForecastDetector(PlainState, Detector):
                             f"found {self.season_min_count!r}")
         if problems:
             raise DetectorError(self.name, "; ".join(problems))
+
+    def set_state(self, state: Any) -> "ForecastDetector":
+        """Fitted state from ``get_state``; state without a key this version keeps (an older
+        format) is refused, so the caller fits again."""
+        super().set_state(state)
+        missing = [key for key in _STATE_KEYS if not isinstance(getattr(self, key, None), dict)]
+        if missing:
+            raise ValueError(f"{self.name}: state without {', '.join(missing)} (an older format): fit again")
+        self.found_ = {name: np.asarray(found, dtype=bool) for name, found in self.found_.items()}
+        self.alarms_ = {name: np.asarray(alarms, dtype=bool) for name, alarms in self.alarms_.items()}
+        return self
 
     def _periods(self, step_s: float | None) -> list[int]:
         """Season lengths in points, when a day is about a whole number (at least 4) of steps."""
@@ -191,8 +228,38 @@ class ForecastDetector(PlainState, Detector):
         further back through their bucket means, and the tail holds any unfinished bucket."""
         baselines = [self.mean_rows + b for b in self.baseline_rows] if self.mean_rows else []
         widths = [bucket_width(p) for p in periods]
-        level = [self.season_level_rows] if periods else []
+        level = [self.season_level_rows, self.no_season_rows] if periods else []
         return max([*self.level_rows, *baselines, *level, *widths, 1]) + 1
+
+    def _test_layout(self, period: int) -> "_Layout":
+        """Where a season's period test reads: its bucket means grouped into phase slots (the
+        most that divide the season's buckets, at most ``TEST_SLOTS``, a multiple of 4 so a
+        quarter season is whole slots), and how many slot means are kept beyond the season's
+        ring of bucket means (``older``) so the test can reach ``season_test_count`` seasons
+        back. Slots 0: a season too short to test (never found)."""
+        width = bucket_width(period)
+        buckets = period // width
+        slots = max((d for d in range(4, min(TEST_SLOTS, buckets) + 1, 4) if buckets % d == 0), default=0)
+        if not slots:
+            return _Layout(width=width, buckets=buckets, slots=0, per_slot=0, older=0)
+        per_slot = buckets // slots
+        reach = self.season_test_count * buckets - self._ring_rows(period) + per_slot - 2
+        return _Layout(width=width, buckets=buckets, slots=slots, per_slot=per_slot,
+                       older=max(0, -(-reach // per_slot)))
+
+    def _group_key(self, seen: int, periods: list[int]) -> tuple:
+        """Columns judged together must agree on everything the point's place decides: where
+        it sits in each season's buckets and, for the period test, in the season's quarters
+        and how many seasons the test can reach back (the same beyond that)."""
+        key = []
+        for period in periods:
+            layout = self._test_layout(period)
+            if not layout.slots:
+                key.append((seen % layout.width, min(seen, 2 * period)))
+                continue
+            quarter = layout.width * layout.buckets // 4
+            key.append((seen % quarter, min(seen // quarter, 4 * self.season_test_count + 8)))
+        return tuple(key)
 
     def _windows(self) -> list[int]:
         windows = [self.window_rows]
@@ -258,7 +325,7 @@ class ForecastDetector(PlainState, Detector):
 
     def _pass(self, values: np.ndarray, periods: list[int]) -> "_Pass":
         """One pass over a whole series (the first point is point 0), in bulk."""
-        errors, _ = self._errors(values[None, :], periods, seen=0, rings=None, new=len(values))
+        errors, _, _ = self._errors(values[None, :], periods, seen=0, rings=None, tests=None, new=len(values))
         units = self._pass_units(errors[0])
         return _Pass(errors=errors[0], units=units, scores=self._quiet(units))
 
@@ -269,8 +336,7 @@ class ForecastDetector(PlainState, Detector):
         groups: dict[tuple, list[str]] = {}
         for name, (times, values) in new.items():
             periods = self.periods_[name]
-            key = (tuple(periods), len(values), tuple(self.seen_[name] % bucket_width(p) for p in periods),
-                   len(self.tail_[name]))
+            key = (tuple(periods), len(values), self._group_key(self.seen_[name], periods), len(self.tail_[name]))
             groups.setdefault(key, []).append(name)
         out: dict[str, _Next] = {}
         for names in groups.values():
@@ -286,11 +352,13 @@ class ForecastDetector(PlainState, Detector):
         xp = np.hstack([tails, values])
         seen = np.array([self.seen_[n] for n in names])
         rings = [np.vstack([self.buckets_[n][s] for n in names]) for s in range(len(periods))]
-        errors, buckets = self._errors(xp, periods, seen=int(seen[0]), rings=rings, new=added)
+        tests = [(np.array([self.found_[n][s] for n in names], dtype=bool), np.vstack([self.older_[n][s] for n in names]))
+                 for s in range(len(periods))]
+        errors, buckets, tests = self._errors(xp, periods, seen=int(seen[0]), rings=rings, tests=tests, new=added)
         kept = np.stack([self.errors_[n] for n in names])  # columns x kinds x window
         history = np.concatenate([kept, errors], axis=2)
         start = kept.shape[2]
-        units = np.hstack([np.vstack([self.units_[n] for n in names]), np.zeros((len(names), added))])
+        alarms = np.hstack([np.vstack([self.alarms_[n] for n in names]), np.zeros((len(names), added), dtype=bool)])
         scores = np.zeros((len(names), added))
         spread = np.full((len(names), added), np.nan)
         for i in range(added):
@@ -308,9 +376,8 @@ class ForecastDetector(PlainState, Detector):
                     warnings.simplefilter("ignore", RuntimeWarning)
                     spread[:, i] = np.where(known, np.nanmax(np.where(np.isfinite(steps), steps, -np.inf), axis=1), np.nan)
             unit = self._unit(_surprise_one(past, history[:, :, at]).T)
-            units[:, self.quiet_rows + i] = unit
-            recent = units[:, i:self.quiet_rows + i]
-            quiet = (recent.max(axis=1) >= self.alarm_score) if self.quiet_rows else np.zeros(len(names), bool)
+            alarms[:, self.quiet_rows + i] = unit >= self.alarm_score
+            quiet = alarms[:, i:self.quiet_rows + i].any(axis=1)
             scores[:, i] = np.where(quiet, 0.0, unit)
         reach = self._reach_rows(periods)
         width = max(self._windows())
@@ -320,20 +387,23 @@ class ForecastDetector(PlainState, Detector):
             out[name] = _Next(
                 scores=scores[c], previous=previous[c], spread=spread[c], added=added,
                 last_ts=float(new[name][0][-1]), tail=xp[c, -reach:].copy(),
-                buckets=[ring[c] for ring in buckets], errors=history[c, :, -width:].copy(),
-                units_kept=units[c, added:].copy())
+                buckets=[ring[c] for ring in buckets], found=np.array([found[c] for found, _ in tests], dtype=bool),
+                older=[older[c].copy() for _, older in tests], errors=history[c, :, -width:].copy(),
+                alarms=alarms[c, added:].copy())
         return out
 
     def _errors(self, xp: np.ndarray, periods: list[int], *, seen: int, rings: list[np.ndarray] | None,
-                new: int) -> tuple[np.ndarray, list[np.ndarray]]:
+                tests: list[tuple[np.ndarray, np.ndarray]] | None,
+                new: int) -> tuple[np.ndarray, list[np.ndarray], list[tuple[np.ndarray, np.ndarray]]]:
         """Absolute error of each forecast (columns x rows x points; rows: level forecasts,
         seasons, then the recent mean against each baseline) for the last ``new`` points of each
         row of ``xp`` (points in order; the first new one is point ``seen`` of its series, or
-        a point at the same place in its seasons' buckets); NaN where not judged. ``rings``:
-        per season, the bucket means kept before (None: nothing before ``xp``). Also returns
-        each season's bucket means as they stand after the new points. Only the points each
-        forecast needs are read, so judging one new point costs the same after a day as after
-        a month. Errors are float32: what the state keeps."""
+        a point at the same place as ``_group_key`` sees it); NaN where not judged. ``rings``:
+        per season, the bucket means kept before (None: nothing before ``xp``); ``tests``: per
+        season, whether its period was found and the test's older slot means (None: not yet
+        tested, nothing kept). Also returns both as they stand after the new points. Only the
+        points each forecast needs are read, so judging one new point costs the same after a
+        day as after a month. Errors are float32: what the state keeps."""
         count = xp.shape[0]
         reach = self._reach_rows(periods)
         xpp = np.hstack([np.full((count, reach), np.nan), xp])  # before the first point: nothing
@@ -343,9 +413,10 @@ class ForecastDetector(PlainState, Detector):
         for rows in self.level_rows:
             forecast = xpp[:, at - 1] if rows == 1 else _window_stat(xpp, at - 1, rows, "median")
             errors.append(np.abs(x - forecast))
-        kept = []
+        kept, outcomes = [], []
         if periods:
             level = _window_stat(xpp, at - 1, self.season_level_rows, "median")
+            no_season = _window_stat(xpp, at - 1, self.no_season_rows, "median")
         for s, (period, least) in enumerate(zip(periods, self.season_min_count)):
             width = bucket_width(period)
             size = self._ring_rows(period)
@@ -365,13 +436,58 @@ class ForecastDetector(PlainState, Detector):
             level_then = level_then.reshape(count, *then_at.shape)
             then = _nanmedian_last(np.moveaxis(past, 1, 2))
             error = np.abs(x - (then + level - _nanmedian_last(np.moveaxis(level_then, 1, 2))))
-            errors.append(np.where(np.isfinite(past).sum(axis=1) >= least, error, np.nan))
+            error = np.where(np.isfinite(past).sum(axis=1) >= least, error, np.nan)
+            layout = self._test_layout(period)
+            found, older = (np.zeros(count, bool), np.full((count, layout.older), np.nan, dtype=np.float32)) \
+                if tests is None else tests[s]
+            used, found, older = self._period_test(layout, means, found, older, seen=seen, new=new)
+            outcomes.append((found, older))
+            if s == 0:  # tested and no daily season: a level witness of its own instead
+                tested = (seen + np.arange(new) >= 2 * period)[None, :]
+                error = np.where(used, error, np.where(tested, np.abs(x - no_season), np.nan))
+            errors.append(np.where(used, error, np.nan) if s else error)
         if self.mean_rows:
             recent = _window_stat(xpp, at, self.mean_rows, "mean")
             errors += [np.abs(recent - _window_stat(xpp, at - self.mean_rows, rows, "median"))
                        for rows in self.baseline_rows]
-        return np.stack(errors, axis=1).astype(np.float32), kept
+        return np.stack(errors, axis=1).astype(np.float32), kept, outcomes
 
+    def _period_test(self, layout: "_Layout", means: np.ndarray, found: np.ndarray, older: np.ndarray, *,
+                     seen: int, new: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Run the season's period test at each quarter season the new points complete.
+
+        ``means`` (columns x buckets) are the season's bucket means, the ring kept before and
+        those the new points finish: the last bucket is bucket ``seen // width + done - 1`` of
+        the series. ``older`` (columns x slots) are the slot means before the ring's first
+        whole slot. Returns whether the season is used at each new point (columns x points),
+        and ``found`` and ``older`` after them."""
+        count = len(means)
+        used = np.repeat(found[:, None], new, axis=1)
+        if not layout.slots:
+            return used, found, older
+        width, per_slot = layout.width, layout.per_slot
+        first = seen // width  # buckets whole before the new points
+        done = (seen % width + new) // width
+        start = first - (means.shape[1] - done)  # bucket number of means[:, 0]
+        cut = -(-start // per_slot) * per_slot  # first whole slot inside means
+        whole = (first + done - cut) // per_slot
+        slot_means = means[:, cut - start:cut - start + whole * per_slot].astype(np.float64)
+        slot_means = slot_means.reshape(count, whole, per_slot).mean(axis=2)
+        line = np.hstack([older.astype(np.float64), slot_means])  # slots ending at bucket cut + whole * per_slot
+        base = cut - layout.older * per_slot  # bucket number where ``line`` starts
+        quarter = layout.buckets // 4
+        for end in range(-(-(first + 1) // quarter) * quarter, first + done + 1, quarter):
+            seasons = min(self.season_test_count, end // layout.buckets)
+            if seasons < 2:
+                continue
+            stop = (end - base) // per_slot
+            table = line[:, stop - seasons * layout.slots:stop].reshape(count, seasons, layout.slots)
+            found = periodic_p_value(table) < self.season_test_level
+            used[:, end * width - seen:] = found[:, None]
+        # what the next call's ring starts with: slots before its first whole one move to ``older``
+        after = -(-(first + done - (means.shape[1] - done)) // per_slot) * per_slot
+        stop = (after - base) // per_slot
+        return used, found, line[:, stop - layout.older:stop].astype(np.float32)
     def _unit(self, surprises: np.ndarray) -> np.ndarray:
         """Surprises (rows as ``_errors``) to unit scores: the mean of the ``combine_top``
         largest, mapped by ``r / (1 + r)``. The shift rows share their recent mean: together
@@ -453,8 +569,24 @@ class _Next:
     last_ts: float
     tail: np.ndarray
     buckets: list[np.ndarray]
+    found: np.ndarray
+    older: list[np.ndarray]
     errors: np.ndarray
-    units_kept: np.ndarray
+    alarms: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """A season's bucket means and its period test's phase slots (see ``_test_layout``)."""
+
+    width: int  # points per bucket mean
+    buckets: int  # bucket means per season
+    slots: int  # phase slots per season in the test (0: not tested)
+    per_slot: int  # bucket means per slot
+    older: int  # slot means kept beyond the ring
+
+
+_STATE_KEYS = ("periods_", "tail_", "buckets_", "found_", "older_", "errors_", "alarms_", "seen_", "last_ts_")
 
 
 def bucket_width(period: int) -> int:
@@ -464,6 +596,24 @@ def bucket_width(period: int) -> int:
         if period % width == 0 and period // width <= SEASON_SLOTS:
             return width
     return period
+
+
+def periodic_p_value(table: np.ndarray) -> np.ndarray:
+    """Friedman test of a period, per column of ``table`` (columns x seasons x phase slots):
+    ranks within each season (ties share their mean rank), then whether some phases rank
+    consistently high. The statistic corrected for ties (Conover) is referred to the F
+    distribution with Iman and Davenport's approximation, closer than chi-square for few
+    seasons. p-value per column; 1 where a season holds a NaN or every season is flat."""
+    count, seasons, slots = table.shape
+    ranks = stats.rankdata(table, axis=2)
+    centred = ranks.sum(axis=1) - seasons * (slots + 1) / 2.0
+    spread = (ranks ** 2).sum(axis=(1, 2)) - seasons * slots * (slots + 1) ** 2 / 4.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = (slots - 1) * (centred ** 2).sum(axis=1) / spread
+        f = (seasons - 1) * q / (seasons * (slots - 1) - q)
+    p = stats.f.sf(f, slots - 1, (seasons - 1) * (slots - 1))
+    p = np.where(q >= seasons * (slots - 1) - 1e-9, 0.0, p)  # every season ranks the phases alike
+    return np.where(np.isnan(table).any(axis=(1, 2)) | ~(spread > 1e-9), 1.0, np.nan_to_num(p, nan=1.0))
 
 
 def _surprise_one(past: np.ndarray, error: np.ndarray) -> np.ndarray:
