@@ -179,3 +179,72 @@ def test_point_by_point_scoring_gives_the_numbers_of_one_pass_exactly(chunk):
         streaming.update(part)
     np.testing.assert_array_equal(np.concatenate(got), bulk[150:])
     assert (bulk[150:] >= 0.52).sum() >= 3
+
+
+def test_a_season_is_used_only_where_the_period_test_finds_it():
+    cycle = daily(days=4, noise=1.0)
+    rng = np.random.default_rng(3)
+    noise = pd.Series(50 + rng.normal(0, 1.0, len(cycle)), index=cycle.index, name="noise")
+    detector = ForecastDetector()
+    fitted = detector.fit(pd.concat([cycle, noise], axis=1))
+    assert fitted.found_["cpu"].tolist() == [True, False]  # a day found; a week cannot be tested yet
+    assert fitted.found_["noise"].tolist() == [False, False]
+    periods = detector._periods(300.0)
+    for series in (cycle, noise):
+        errors = detector._pass(series.to_numpy(), periods).errors
+        assert np.isnan(errors[1, :2 * DAY]).all()  # nothing assumed before two days can be tested
+        assert np.isfinite(errors[1, 2 * DAY:]).all()
+    # where no day is found, the daily row holds the error of the median of the last 144 points
+    values = noise.to_numpy()
+    errors = detector._pass(values, periods).errors
+    at = 3 * DAY + 5
+    assert errors[1, at] == pytest.approx(abs(values[at] - np.median(values[at - 144:at])), rel=1e-6)
+
+
+def test_the_period_test_holds_its_level_on_noise_and_finds_a_weak_cycle():
+    from detectors.forecast import periodic_p_value
+    rng = np.random.default_rng(8)
+    for seasons in (2, 3, 7):
+        noise = rng.normal(0, 1, (4000, seasons, 48))
+        assert 0.035 <= (periodic_p_value(noise) < 0.05).mean() <= 0.065
+        assert 0.035 <= (periodic_p_value(noise.round(0)) < 0.05).mean() <= 0.065  # ties, as counters give
+    weak = rng.normal(0, 1, (1000, 7, 48)) + 0.5 * np.sin(2 * np.pi * np.arange(48) / 48)
+    assert (periodic_p_value(weak) < 0.05).mean() > 0.85  # a cycle of half the noise, 7 seasons: 89 %
+    flat, same = np.zeros((1, 7, 48)), np.tile(np.arange(48.0), (1, 7, 1))
+    missing = rng.normal(0, 1, (1, 7, 48))
+    missing[0, 3, 5] = np.nan
+    assert periodic_p_value(flat).tolist() == [1.0] and periodic_p_value(same).tolist() == [0.0]
+    assert periodic_p_value(missing).tolist() == [1.0]
+
+
+def test_columns_at_different_places_in_their_seasons_are_judged_as_alone():
+    """Columns judged as one array must agree on where their season tests fall: a column with a
+    day and 27 points less history (a whole number of its week's buckets, so the buckets agree)
+    crosses its quarter days at other points than its neighbour."""
+    a = daily(days=8, noise=1.0).rename("a")
+    b = (daily(days=8, noise=1.0, seed=2) * 2).rename("b")
+    b.iloc[:DAY + 27] = np.nan
+    b.iloc[6 * DAY + 3] += 40
+    frame = pd.concat([a, b], axis=1)
+    together = ForecastDetector().fit(frame.iloc[:3 * DAY])
+    alone = {c: ForecastDetector().fit(frame[c].iloc[:3 * DAY]) for c in ("a", "b")}
+    for start in range(3 * DAY, len(frame), 50):
+        chunk = frame.iloc[start:start + 50]
+        scores = together.score(chunk).scores
+        together.update(chunk)
+        for c in ("a", "b"):
+            np.testing.assert_array_equal(scores[c].to_numpy(), alone[c].score(chunk[c]).scores.to_numpy())
+            alone[c].update(chunk[c])
+    for c in ("a", "b"):  # the state kept too: errors (NaN where not judged), the tests' slots
+        np.testing.assert_array_equal(together.errors_[c], alone[c].errors_[c])
+        for kept, own in zip(together.older_[c], alone[c].older_[c]):
+            np.testing.assert_array_equal(kept, own)
+    assert together.found_["a"][0] and together.found_["b"][0]
+    assert together.seen_["a"] - together.seen_["b"] == DAY + 27
+
+
+def test_state_of_an_older_format_is_refused_so_the_series_is_fitted_again():
+    state = ForecastDetector().fit(daily(days=1)).get_state()
+    del state["found_"]
+    with pytest.raises(ValueError, match="state without found_ .*fit again"):
+        ForecastDetector().set_state(state)
