@@ -210,6 +210,8 @@ def test_the_period_test_holds_its_level_on_noise_and_finds_a_weak_cycle():
         assert 0.035 <= (periodic_p_value(noise.round(0)) < 0.05).mean() <= 0.065  # ties, as counters give
     weak = rng.normal(0, 1, (1000, 7, 48)) + 0.5 * np.sin(2 * np.pi * np.arange(48) / 48)
     assert (periodic_p_value(weak) < 0.05).mean() > 0.85  # a cycle of half the noise, 7 seasons: 89 %
+    bursts = weak + 50 * (rng.random(weak.shape) < 0.02)  # 2 % of points in bursts: ranks barely notice
+    assert (periodic_p_value(bursts) < 0.05).mean() > 0.75
     flat, same = np.zeros((1, 7, 48)), np.tile(np.arange(48.0), (1, 7, 1))
     missing = rng.normal(0, 1, (1, 7, 48))
     missing[0, 3, 5] = np.nan
