@@ -438,8 +438,10 @@ class ForecastDetector(PlainState, Detector):
             error = np.abs(x - (then + level - _nanmedian_last(np.moveaxis(level_then, 1, 2))))
             error = np.where(np.isfinite(past).sum(axis=1) >= least, error, np.nan)
             layout = self._test_layout(period)
-            found, older = (np.zeros(count, bool), np.full((count, layout.older), np.nan, dtype=np.float32)) \
-                if tests is None else tests[s]
+            if tests is None:
+                found, older = np.zeros(count, bool), np.full((count, layout.older), np.nan, dtype=np.float32)
+            else:
+                found, older = tests[s]
             used, found, older = self._period_test(layout, means, found, older, seen=seen, new=new)
             outcomes.append((found, older))
             if s == 0:  # tested and no daily season: a level witness of its own instead
@@ -468,7 +470,8 @@ class ForecastDetector(PlainState, Detector):
         width, per_slot = layout.width, layout.per_slot
         first = seen // width  # buckets whole before the new points
         done = (seen % width + new) // width
-        start = first - (means.shape[1] - done)  # bucket number of means[:, 0]
+        ring = means.shape[1] - done  # bucket means kept between calls
+        start = first - ring  # bucket number of means[:, 0]
         cut = -(-start // per_slot) * per_slot  # first whole slot inside means
         whole = (first + done - cut) // per_slot
         slot_means = means[:, cut - start:cut - start + whole * per_slot].astype(np.float64)
@@ -485,9 +488,10 @@ class ForecastDetector(PlainState, Detector):
             found = periodic_p_value(table) < self.season_test_level
             used[:, end * width - seen:] = found[:, None]
         # what the next call's ring starts with: slots before its first whole one move to ``older``
-        after = -(-(first + done - (means.shape[1] - done)) // per_slot) * per_slot
+        after = -(-(first + done - ring) // per_slot) * per_slot
         stop = (after - base) // per_slot
         return used, found, line[:, stop - layout.older:stop].astype(np.float32)
+
     def _unit(self, surprises: np.ndarray) -> np.ndarray:
         """Surprises (rows as ``_errors``) to unit scores: the mean of the ``combine_top``
         largest, mapped by ``r / (1 + r)``. The shift rows share their recent mean: together
@@ -604,7 +608,7 @@ def periodic_p_value(table: np.ndarray) -> np.ndarray:
     consistently high. The statistic corrected for ties (Conover) is referred to the F
     distribution with Iman and Davenport's approximation, closer than chi-square for few
     seasons. p-value per column; 1 where a season holds a NaN or every season is flat."""
-    count, seasons, slots = table.shape
+    _, seasons, slots = table.shape
     ranks = stats.rankdata(table, axis=2)
     centred = ranks.sum(axis=1) - seasons * (slots + 1) / 2.0
     spread = (ranks ** 2).sum(axis=(1, 2)) - seasons * slots * (slots + 1) ** 2 / 4.0
