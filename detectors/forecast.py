@@ -236,7 +236,13 @@ class ForecastDetector(PlainState, Detector):
         most that divide the season's buckets, at most ``TEST_SLOTS``, a multiple of 4 so a
         quarter season is whole slots), and how many slot means are kept beyond the season's
         ring of bucket means (``older``) so the test can reach ``season_test_count`` seasons
-        back. Slots 0: a season too short to test (never found)."""
+        back. Slots 0: a season too short to test (never found). Worked out once per period."""
+        layouts = self.__dict__.setdefault("_layouts", {})
+        if period not in layouts:
+            layouts[period] = self._new_layout(period)
+        return layouts[period]
+
+    def _new_layout(self, period: int) -> "_Layout":
         width = bucket_width(period)
         buckets = period // width
         slots = max((d for d in range(4, min(TEST_SLOTS, buckets) + 1, 4) if buckets % d == 0), default=0)
@@ -473,22 +479,24 @@ class ForecastDetector(PlainState, Detector):
         ring = means.shape[1] - done  # bucket means kept between calls
         start = first - ring  # bucket number of means[:, 0]
         cut = -(-start // per_slot) * per_slot  # first whole slot inside means
+        after = -(-(first + done - ring) // per_slot) * per_slot  # the same for the next call
+        quarter = layout.buckets // 4
+        ends = [end for end in range(-(-(first + 1) // quarter) * quarter, first + done + 1, quarter)
+                if end // layout.buckets >= 2]
+        if not ends and after == cut:  # most calls: no test, and the ring keeps its whole slots
+            return used, found, older
         whole = (first + done - cut) // per_slot
         slot_means = means[:, cut - start:cut - start + whole * per_slot].astype(np.float64)
         slot_means = slot_means.reshape(count, whole, per_slot).mean(axis=2)
         line = np.hstack([older.astype(np.float64), slot_means])  # slots ending at bucket cut + whole * per_slot
         base = cut - layout.older * per_slot  # bucket number where ``line`` starts
-        quarter = layout.buckets // 4
-        for end in range(-(-(first + 1) // quarter) * quarter, first + done + 1, quarter):
+        for end in ends:
             seasons = min(self.season_test_count, end // layout.buckets)
-            if seasons < 2:
-                continue
             stop = (end - base) // per_slot
             table = line[:, stop - seasons * layout.slots:stop].reshape(count, seasons, layout.slots)
             found = periodic_p_value(table) < self.season_test_level
             used[:, end * width - seen:] = found[:, None]
-        # what the next call's ring starts with: slots before its first whole one move to ``older``
-        after = -(-(first + done - ring) // per_slot) * per_slot
+        # slots before the next call's first whole one move to ``older``
         stop = (after - base) // per_slot
         return used, found, line[:, stop - layout.older:stop].astype(np.float32)
 
