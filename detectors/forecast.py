@@ -361,9 +361,12 @@ class ForecastDetector(PlainState, Detector):
         tests = [(np.array([self.found_[n][s] for n in names], dtype=bool), np.vstack([self.older_[n][s] for n in names]))
                  for s in range(len(periods))]
         errors, buckets, tests = self._errors(xp, periods, seen=int(seen[0]), rings=rings, tests=tests, new=added)
-        kept = np.stack([self.errors_[n] for n in names])  # columns x kinds x window
-        history = np.concatenate([kept, errors], axis=2)
-        start = kept.shape[2]
+        # columns x kinds x (window + new points), written in place: at 10,000 series each copy
+        # of the kept errors moves hundreds of MB a cycle
+        start = self.errors_[names[0]].shape[1]
+        history = np.empty((len(names), errors.shape[1], start + added), dtype=np.float32)
+        np.stack([self.errors_[n] for n in names], out=history[:, :, :start])
+        history[:, :, start:] = errors
         alarms = np.hstack([np.vstack([self.alarms_[n] for n in names]), np.zeros((len(names), added), dtype=bool)])
         scores = np.zeros((len(names), added))
         spread = np.full((len(names), added), np.nan)
@@ -394,7 +397,7 @@ class ForecastDetector(PlainState, Detector):
                 scores=scores[c], previous=previous[c], spread=spread[c], added=added,
                 last_ts=float(new[name][0][-1]), tail=xp[c, -reach:].copy(),
                 buckets=[ring[c] for ring in buckets], found=np.array([found[c] for found, _ in tests], dtype=bool),
-                older=[older[c].copy() for _, older in tests], errors=history[c, :, -width:].copy(),
+                older=[older[c].copy() for _, older in tests], errors=history[c, :, -width:],
                 alarms=alarms[c, added:].copy())
         return out
 
