@@ -250,3 +250,30 @@ def test_state_of_an_older_format_is_refused_so_the_series_is_fitted_again():
     del state["found_"]
     with pytest.raises(ValueError, match="state without found_ .*fit again"):
         ForecastDetector().set_state(state)
+
+
+def test_kept_errors_live_in_one_block_per_group_and_a_series_left_out_takes_its_own_copy():
+    """After a fit, a load or a cycle, a group's kept errors are views of one block, freed at once
+    when the group moves on; a series that gets no new point in a cycle is copied out of its
+    block, so it keeps no other series' errors alive."""
+    frame = pd.concat([daily().rename(c) * (i + 1) for i, c in enumerate("abc")], axis=1)
+    detector = ForecastDetector().fit(frame.iloc[:3 * DAY])
+
+    def blocks(d: ForecastDetector) -> dict[str, int | None]:
+        return {c: None if a.base is None else id(a.base) for c, a in d.errors_.items()}
+
+    fitted = blocks(detector)
+    assert None not in fitted.values() and len(set(fitted.values())) == 1
+    kept_c = detector.errors_["c"].copy()
+    chunk = frame.iloc[3 * DAY:3 * DAY + 5].copy()
+    chunk["c"] = np.nan  # c misses this cycle's scrapes
+    detector.score(chunk)
+    detector.update(chunk)
+    cycled = blocks(detector)
+    assert cycled["a"] == cycled["b"] is not None and cycled["a"] != fitted["a"]
+    assert cycled["c"] is None
+    np.testing.assert_array_equal(detector.errors_["c"], kept_c)
+    loaded = ForecastDetector().set_state(json.loads(json.dumps(detector.get_state())))
+    assert None not in blocks(loaded).values() and len(set(blocks(loaded).values())) == 1
+    for c in "abc":
+        np.testing.assert_array_equal(loaded.errors_[c], detector.errors_[c])
