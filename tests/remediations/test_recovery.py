@@ -35,15 +35,14 @@ remediation:
   rules:
     - name: slow-fix
       match: {{labels: {{service: api}}}}
-      playbook: sleep.yml
+      playbook: hold.yml
       mode: auto
       timeout: 5m
-      vars_from_labels: {{sleep_s: sleep}}
-      vars: {{runs_log: {work / 'runs.log'}}}
+      vars: {{runs_log: {work / 'runs.log'}, release: {work / 'release'}}}
 """)
     state.mkdir()
     store = Store(state / "aiops.db")
-    first = store.open_incident(severity="critical", title="api down", labels={"service": "api", "sleep": "60"},
+    first = store.open_incident(severity="critical", title="api down", labels={"service": "api"},
                                 started_at=utcnow(), now=utcnow())
 
     def start() -> subprocess.Popen[bytes]:
@@ -52,19 +51,21 @@ remediation:
 
     daemon = start()
     try:
-        wait_until(lambda: lines(work / "runs.log"), 60, message="the first run to start sleeping")
+        wait_until(lambda: lines(work / "runs.log"), 60, message="the first run to start holding")
         (run,) = store.list_runs(incident_id=first.id, mode=RunMode.APPLY)
         assert run.status is RunStatus.RUNNING
         os.kill(daemon.pid, signal.SIGKILL)
         daemon.wait(10)
-        assert run_pids(store, run)  # the orphaned playbook still sleeps
+        assert run_pids(store, run)  # the orphaned playbook still holds
 
         daemon = start()
         wait_until(lambda: store.get_run(run.id).status is RunStatus.INTERRUPTED, 60, message="the interrupted run")
+        assert run_pids(store, run) == []  # killed by the restart, not released
+        (work / "release").touch()
         # A second incident after the restart: once its run has written, the first incident has
         # been planned again (oldest first) and must not have run again.
         second = store.open_incident(severity="critical", title="api down again",
-                                     labels={"service": "api", "sleep": "0"}, started_at=utcnow(), now=utcnow())
+                                     labels={"service": "api"}, started_at=utcnow(), now=utcnow())
         wait_until(lambda: len(lines(work / "runs.log")) == 2, 60, message="the second incident's run")
     finally:
         daemon.send_signal(signal.SIGTERM)
@@ -78,7 +79,7 @@ remediation:
     assert interrupted.reason.startswith(f"the agent running it ({run.owner}) stopped mid-run; not re-run")
     assert run_pids(store, run) == []
     page = [e for e in store.incident_events(first.id) if e.kind == "escalated"][-1]
-    assert page.message == ("run 1 (sleep.yml) was interrupted: the agent stopped mid-run; "
+    assert page.message == ("run 1 (hold.yml) was interrupted: the agent stopped mid-run; "
                             "it was not re-run (policy: page)")
     assert store.get_incident(first.id).status == "open"
     store.close()
@@ -95,8 +96,8 @@ http: {{enabled: false}}
 remediation:
   playbook_dir: {pbdir}
   rules:
-    - {{name: slow-fix, match: {{labels: {{service: api}}}}, playbook: sleep.yml, mode: auto,
-       vars: {{runs_log: {work / 'runs.log'}, sleep_s: 60}}}}
+    - {{name: slow-fix, match: {{labels: {{service: api}}}}, playbook: hold.yml, mode: auto,
+       vars: {{runs_log: {work / 'runs.log'}, release: {work / 'release'}}}}}
 """)
     state.mkdir()
     store = Store(state / "aiops.db")
@@ -105,7 +106,7 @@ remediation:
     daemon = subprocess.Popen([PYTHON, "-m", "agent.cli", "run", "--config", str(config)], env=subprocess_env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_until(lambda: lines(work / "runs.log"), 60, message="the run to start sleeping")
+        wait_until(lambda: lines(work / "runs.log"), 60, message="the run to start holding")
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(30) == 0
     finally:
