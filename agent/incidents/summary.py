@@ -370,6 +370,10 @@ def next_step(s: Summary) -> str | None:
         return "none yet: the agent is remediating and resolves the incident once the signals recover"
     if any(r.status is RunStatus.VERIFIED for r in s.runs):
         return "none: the remediation worked; the incident resolves once its signals stay quiet"
+    refused = [e for e in s.timeline if e.kind == "remediation" and (e.details or {}).get("refused")]
+    if refused and not s.runs:
+        e = refused[-1]
+        return f"rule {e.details.get('rule')} was not run ({e.details['refused']}); fix it by hand: look at {look}"
     if i.status is IncidentStatus.ACKNOWLEDGED:
         return f"no playbook is set for this; {i.acknowledged_by or 'someone'} has it: look at {look}"
     return f"no playbook is set for this: look at {look}, then: aiops incidents ack {i.id}"
