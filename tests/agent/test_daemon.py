@@ -329,6 +329,21 @@ def test_sighup_refuses_an_empty_file_an_alias_bomb_and_a_missing_playbook_dir(d
 
 
 @pytest.mark.slow
+def test_a_rejected_sighup_never_shows_a_secret_written_as_a_number(daemon):
+    d = daemon()
+    d.wait_log("event=cycle.done")
+    d.config.write_text(f"http:\n  port: {d.port}\n  token: 98765432109876\n")
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_log("event=config.reload_rejected")
+    assert (f'problem="{d.config}: http.token: expected a string, found an integer (a secret: its value is not '
+            'shown)"') in d.text()
+    d.proc.send_signal(signal.SIGTERM)
+    assert d.proc.wait(timeout=15) == 0
+    assert "98765432109876" not in d.text()
+    assert b"98765432109876" not in (d.state / "aiops.db").read_bytes()
+
+
+@pytest.mark.slow
 def test_a_hung_first_cycle_turns_healthz_unhealthy(daemon):
     d = daemon(agent="  stale_after: 2s\n", fail_stage="hang:collect")
     wait_until(lambda: (d.state / "hung-stage.started").exists(), 20, message="the hung collect stage under way")
