@@ -319,12 +319,17 @@ class HttpServer:
         import uvicorn
 
         from agent.api import create_app
+        from agent.api.server import ConnectionGuard, Limits, RequestGuard
 
         http = ctx.config.http
+        limits = Limits.of(http)
+        self.connections = ConnectionGuard(limits, ctx.metrics)
+        app = RequestGuard(create_app(ctx, daemon=daemon), limits, ctx.metrics)
         # log_config=None: uvicorn's records go through the agent's handler (one logfmt line each,
         # secrets scrubbed, floods of like errors held back) instead of a handler of its own.
-        self.config = uvicorn.Config(create_app(ctx, daemon=daemon), host=http.listen, port=http.port,
-                                     log_level="warning", access_log=False, lifespan="off", log_config=None)
+        self.config = uvicorn.Config(app, host=http.listen, port=http.port, http=self.connections.protocol_factory(),
+                                     backlog=self.connections.backlog, log_level="warning", access_log=False,
+                                     lifespan="off", log_config=None)
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, name="http", daemon=True)
 

@@ -36,6 +36,10 @@ class Metrics:
                                       registry=r)
         self.agent_info = Gauge("aiops_agent_info", "This agent process: its holder id in leases and its shard.",
                                 ["holder", "shard"], registry=r)
+        # the HTTP server
+        self.http_refused = Counter(
+            "aiops_http_refused_total", "Requests refused and connections closed by the HTTP server's limits, by reason.",
+            ["reason"], registry=r)
         # sources
         self.series_collected = Gauge("aiops_series_collected", "Series in the last collected frame.", registry=r)
         self.source_errors = Counter(

@@ -59,10 +59,11 @@ class NotifyListener:
 class Daemon:
     def __init__(self, tmp_path: Path, env: dict[str, str], config_text: str, *, fail_stage: str | None = None,
                  notify: bool = False, agent: str = "", nofile: int | None = None, interval: str = "1s",
-                 state: Path | None = None) -> None:
+                 state: Path | None = None, http: str = "") -> None:
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.agent = agent  # more keys of the agent section, indented
+        self.http = http  # more keys of the http section, indented
         self.interval = interval
         self.config = tmp_path / "agent.yaml"
         self.state = state or tmp_path / "state"  # agents given one state dir share its store
@@ -83,7 +84,7 @@ class Daemon:
 
     def write_config(self, text: str) -> None:
         base = (f"agent:\n  interval: {self.interval}\n  unhealthy_after: 2\n{self.agent}"
-                f"http:\n  port: {self.port}\n  token: ${{AIOPS_API_TOKEN}}\n")
+                f"http:\n  port: {self.port}\n  token: ${{AIOPS_API_TOKEN}}\n{self.http}")
         self.config.write_text(base + text)
 
     @property
@@ -428,7 +429,7 @@ def test_an_api_write_while_another_process_holds_the_store_lock_answers_503_wit
 
 @pytest.mark.slow
 def test_at_the_descriptor_limit_accept_errors_are_rate_limited_in_the_log(daemon):
-    d = daemon(nofile=80)
+    d = daemon(nofile=80, http="  max_connections: 1000\n")  # a cap past the limit: the limit is reached
     d.wait_log("event=cycle.done")
     clients = []
     try:
