@@ -306,6 +306,26 @@ class StoreBase:
         self._local.depth = depth
         conn.execute("COMMIT" if depth == 0 else f"RELEASE SAVEPOINT {name}")
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Any]:
+        """One read-only view of the whole store for the reads inside: what others commit
+        meanwhile is not seen, so rows read from several tables agree with each other. It takes no
+        write lock (SQLite: a deferred transaction in WAL mode; PostgreSQL: REPEATABLE READ)."""
+        conn = self.conn
+        if self._local.depth:
+            raise StoreError(str(self.path), "expected no transaction under way for a snapshot, found one")
+        if self.postgresql:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        else:
+            conn.execute("BEGIN")
+        conn.execute("SELECT count(*) FROM migrations").fetchone()  # the view is taken at the first read
+        self._local.depth = 1
+        try:
+            yield conn
+        finally:
+            self._local.depth = 0
+            conn.execute("ROLLBACK")
+
     def serialize(self, name: str) -> None:
         """Inside a transaction: let no other agent run a transaction that serializes on ``name``
         until this one ends (placing hits into incidents: two shard agents must see each other's
