@@ -417,17 +417,21 @@ class PrometheusSource:
         """The answer read piece by piece (``promjson.MatrixStream``): a series past
         ``series_limit`` is stepped over unread, so memory holds the series kept, not the answer."""
         self.stats.requests += 1
-        started = time.perf_counter()
         stream = promjson.MatrixStream(self._keeper(query, known), max_series_chars=MAX_SERIES_CHARS)
         text = codecs.getincrementaldecoder("utf-8")("replace")
         pieces = response.iter_content(READ_CHUNK_BYTES)
+        decoding = 0.0  # the time spent decoding, not waiting for the next piece
         try:
             try:
                 for piece in pieces:
+                    started = time.perf_counter()
                     self.stats.bytes += len(piece)
                     stream.feed(text.decode(piece))
+                    decoding += time.perf_counter() - started
+                started = time.perf_counter()
                 stream.feed(text.decode(b"", final=True))
                 warnings = stream.finish()
+                decoding += time.perf_counter() - started
                 answer = _Answer(series=stream.series, skipped=stream.skipped)
             except promjson.LayoutError:  # an error, an HTML page, another server's layout: read it whole
                 series, warnings = self._decode_slow(query, response, stream.pending + self._rest(query, pieces, text))
@@ -441,7 +445,7 @@ class PrometheusSource:
                                  f"invalid JSON (HTTP {response.status_code}): {exc}") from None
         finally:
             response.close()
-            self.stats.json_decode_s += time.perf_counter() - started
+            self.stats.json_decode_s += decoding
         self.health.note(SOURCE, query.name, "; ".join(warnings) if warnings else None,
                          "source.warnings", query=query.expr)
         return answer

@@ -136,7 +136,7 @@ class MatrixStream:
             self._started, self._pos = True, len(PREFIX)
         while self._tail is None and self._item():
             pass
-        if self._tail is None and self._pos > 1 << 20:  # drop what was read: the buffer holds one item
+        if self._tail is None and self._pos:  # drop what was read: the buffer holds one item at most
             self._buf, self._pos = self._buf[self._pos:], 0
         if self._tail is None and len(self._buf) - self._pos > self.max_series_chars:
             raise TooLarge(f"a series of more than {self.max_series_chars} characters")
