@@ -203,7 +203,8 @@ def test_every_problem_is_reported_not_just_the_first(write_config):
         f"{path}: agent.interval: expected a duration such as 30s, 5m, 2h or 7d, found 'soon'",
         f"{path}: agent.shard: expected a shard as i/n with 0 <= i < n, found 'x'",
         f"{path}: http.port: expected a number >= 0, found -1",
-        f"{path}: http.colour: unknown key; expected one of: enabled, listen, port, public_url, token",
+        f"{path}: http.colour: unknown key; expected one of: allowed_hosts, body_timeout, enabled, header_timeout, "
+        "listen, max_body, max_connections, max_webhook_body, port, public_url, token",
     ]
 
 
