@@ -57,6 +57,14 @@ class Signal:
     direction: str | None = None
     explanation: str = ""
     resolved_at: datetime | None = None
+    # The hit that scored highest: when it was, the value, and the detector's expectation and
+    # band there. Every view states how far from normal the signal is from these figures.
+    peak_at: datetime | None = None
+    peak_value: float | None = None
+    peak_expected: float | None = None
+    peak_lower: float | None = None
+    peak_upper: float | None = None
+    onset: str = ""  # how ``first_at`` was found, in words
 
     @property
     def key(self) -> str:

@@ -21,11 +21,13 @@ def correlate(ctx: "Context", seen: "Detection") -> list["Incident"]:
     """Incidents opened, updated or resolved by what the cycle's detection saw."""
     from agent.incidents.correlator import Correlator
     from agent.incidents.lifecycle import advance
+    from agent.incidents.onset import with_onsets
 
     now = seen.at
-    correlator = Correlator(ctx.store, ctx.config.incidents, interval_s=ctx.config.agent.interval,
-                            metrics=ctx.metrics)
-    placed = correlator.ingest(seen.hits, now=now, max_new=ctx.config.incidents.max_new_per_cycle)
+    interval_s = ctx.config.agent.interval
+    correlator = Correlator(ctx.store, ctx.config.incidents, interval_s=interval_s, metrics=ctx.metrics)
+    hits = with_onsets(seen.hits, seen.samples, interval_s=interval_s)
+    placed = correlator.ingest(hits, now=now, max_new=ctx.config.incidents.max_new_per_cycle)
     resolved = advance(ctx.store, ctx.config.incidents, seen.samples, placed.touched, now=now,
                        judged=seen.judged)
     ctx.metrics.open_incidents.set(ctx.store.count_open_incidents())

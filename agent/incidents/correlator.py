@@ -247,4 +247,6 @@ def _own_labels(labels: Mapping[str, str]) -> dict[str, str]:
 def signal_of(hit: Hit) -> Signal:
     return Signal(series_id=hit.series_id, detector=hit.detector, metric=hit.metric, labels=dict(hit.labels),
                   first_at=hit.first_at, last_at=hit.ts, peak_score=hit.score, last_value=hit.value,
-                  last_expected=hit.expected, direction=str(hit.direction), explanation=hit.explanation)
+                  last_expected=hit.expected, direction=str(hit.direction), explanation=hit.explanation,
+                  peak_at=hit.ts, peak_value=hit.value, peak_expected=hit.expected, peak_lower=hit.lower,
+                  peak_upper=hit.upper, onset=hit.onset)
