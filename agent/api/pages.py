@@ -11,7 +11,8 @@ from fastapi.responses import HTMLResponse
 from agent.api.docs import errors
 from agent.api.params import RowId
 from agent.incidents.pages import render_html, render_list
-from agent.incidents.summary import build, prometheus_url
+from agent.incidents.catalog import catalog_of
+from agent.incidents.summary import build
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 
@@ -37,5 +38,5 @@ def incident_page(incident_id: RowId, request: Request) -> HTMLResponse:
     if ctx.store.get_incident(incident_id) is None:
         raise HTTPException(404, f"no incident #{incident_id}")
     summary = build(ctx.store, incident_id, base_url=ctx.config.http.base_url,
-                    prometheus_url=prometheus_url(ctx.config), lookback_s=ctx.config.incidents.changes_lookback)
+                    catalog=catalog_of(ctx.config), lookback_s=ctx.config.incidents.changes_lookback)
     return _page(render_html(summary, ctx.store))

@@ -167,6 +167,10 @@ class IncidentEvent:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
+# The kind of change a remediation playbook the agent applied is recorded as.
+REMEDIATION_CHANGE = "remediation"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Change:
     """A deploy, model rollout or config change that may explain an incident."""
@@ -177,6 +181,25 @@ class Change:
     labels: Mapping[str, str]
     description: str
     actor: str
+
+    @property
+    def is_remediation(self) -> bool:
+        """A remediation playbook applied: what was done about an incident, never a suspect of one."""
+        return self.kind == REMEDIATION_CHANGE
+
+    @property
+    def run_id(self) -> int | None:
+        """The remediation run a remediation change records (see ``remediation_change``)."""
+        found = _RUN_ID.search(self.description) if self.is_remediation else None
+        return int(found.group(1)) if found else None
+
+
+_RUN_ID = re.compile(r"\(run (\d+)\)$")
+
+
+def remediation_change(*, playbook: str, rule: str, run_id: int) -> str:
+    """The description of the change an applied playbook is recorded as."""
+    return f"{playbook} applied by rule {rule} (run {run_id})"
 
 
 class EventKind(StrEnum):

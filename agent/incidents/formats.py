@@ -5,13 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agent.incidents.summary import (
-    CHANGES_LOOKBACK_S,
-    build,
-    render_json,
-    render_markdown,
-    render_text,
-)
+from agent.incidents.catalog import Catalog
+from agent.incidents.render import render_json, render_markdown, render_text
+from agent.incidents.summary import CHANGES_LOOKBACK_S, build
 
 if TYPE_CHECKING:
     from agent.store import Store
@@ -20,11 +16,13 @@ FORMATS = ("text", "markdown", "json", "html")
 
 
 def render(store: "Store", incident_id: int, fmt: str, *, base_url: str | None = None,
-           prometheus_url: str | None = None, lookback_s: float = CHANGES_LOOKBACK_S) -> str:
+           prometheus_url: str | None = None, lookback_s: float = CHANGES_LOOKBACK_S,
+           catalog: Catalog | None = None) -> str:
     """The summary of incident ``incident_id`` as ``fmt`` (text, markdown, json or html)."""
     if fmt not in FORMATS:
         raise ValueError(f"expected a format among {', '.join(FORMATS)}, found {fmt!r}")
-    summary = build(store, incident_id, base_url=base_url, prometheus_url=prometheus_url, lookback_s=lookback_s)
+    summary = build(store, incident_id, base_url=base_url, catalog=catalog, prometheus_url=prometheus_url,
+                    lookback_s=lookback_s)
     if fmt == "text":
         return render_text(summary)
     if fmt == "markdown":

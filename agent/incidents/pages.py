@@ -19,15 +19,17 @@ from agent.incidents.summary import (
     CHANGES_LOOKBACK_S,
     TOP_PLOTS,
     Summary,
+    action_lines,
     clean,
     done_lines,
     earlier_outages,
     next_step,
     other_labels,
+    root_cause_line,
     run_outcome,
     signal_text,
     status_line,
-    timeline_message,
+    timeline_rows,
     title_of,
     ts,
 )
@@ -45,7 +47,6 @@ def _environment() -> Environment:
     env.filters["num"] = lambda v: "-" if v is None else f"{v:.4g}"
     env.filters["labels"] = lambda labels: clean(", ".join(f"{k}={v}" for k, v in sorted(dict(labels).items())))
     env.filters["outcome"] = lambda run: clean(run_outcome(run))
-    env.filters["message"] = lambda event: clean(timeline_message(event))
     return env
 
 
@@ -101,7 +102,8 @@ def render_html(summary: Summary, store: "Store", *, list_url: str = "/incidents
         s=summary, i=summary.incident, status=status_line(summary.incident), plots=plots_for(summary, store),
         done=done_lines(summary), next=next_step(summary), earlier=earlier_outages(summary.incident),
         signals=[(line, signal_text(n, line)) for n, line in enumerate(summary.signals, 1)],
-        other_labels=other_labels(summary), list_url=list_url)
+        other_labels=other_labels(summary), list_url=list_url, cause=root_cause_line(summary),
+        actions=action_lines(summary), timeline=timeline_rows(summary))
 
 
 def render_list(store: "Store", *, limit: int = LIST_LIMIT, lookback_s: float = CHANGES_LOOKBACK_S) -> str:

@@ -13,7 +13,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from agent.incidents.summary import prometheus_url
+from agent.incidents.catalog import catalog_of
 from agent.log import kv
 from agent.notify.channels import build_channels
 from agent.notify.delivery import Delivered, deliver, enqueue
@@ -36,7 +36,7 @@ def notify_once(ctx: "Context", *, now: datetime | None = None) -> Delivered:
     config = ctx.config.notify
     channels = build_channels(config.channels) if config.enabled else {}
     queued = enqueue(ctx.store, config, channels, now=now, base_url=ctx.config.http.base_url,
-                     prometheus_url=prometheus_url(ctx.config), lookback_s=ctx.config.incidents.changes_lookback)
+                     catalog=catalog_of(ctx.config), lookback_s=ctx.config.incidents.changes_lookback)
     if not config.enabled:  # the outbox keeps what it has until notifications are turned back on
         result = Delivered(sent=0, failed=0, expired=0, deferred=0)
     else:

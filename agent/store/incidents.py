@@ -237,6 +237,13 @@ class IncidentStore(EpisodeStore, ChangeStore, SilenceStore, StoreBase):
         episodes = self.episodes_of(signals)
         return [_incident(r, signals[r["id"]], episodes[r["id"]]) for r in rows]
 
+    def onset_at(self, incident_id: int, at: datetime) -> str | None:
+        """How the start ``at`` of one of the incident's outages was found: the words of the hit
+        that began there (None when no hit recorded any)."""
+        row = self.conn.execute("SELECT onset FROM hits WHERE incident_id = ? AND began_at = ? AND onset != '' "
+                                "ORDER BY id LIMIT 1", (incident_id, to_epoch(at))).fetchone()
+        return row[0] if row else None
+
     def incident_events(self, incident_id: int) -> list[IncidentEvent]:
         rows = self.conn.execute("SELECT * FROM incident_events WHERE incident_id = ? ORDER BY ts, id", (incident_id,))
         return [_event(r) for r in rows]
