@@ -47,6 +47,8 @@ class Unit:
         suffix = "/s" if self.per_second else ""
         if not self.symbol or self.symbol in ("%", "°C"):
             return f"{_digits(value)}{' ' + self.symbol if self.symbol else ''}{suffix}"
+        if value == 0:
+            return f"0 {self.symbol}{suffix}"
         table = _IEC if self.symbol == "B" else _SI[3:] if self.symbol == "s" else _SI  # no megaseconds
         scale, prefix = _prefix(abs(value), table)
         return f"{_digits(value / scale)} {prefix}{self.symbol}{suffix}"

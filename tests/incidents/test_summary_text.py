@@ -158,9 +158,11 @@ def test_the_drift_page_plots_the_drift_rate_and_each_features_psi_not_a_zero_on
     for k, rate in enumerate([0.0, 0.25, 0.5, 1.0]):  # what the drift stage keeps each cycle
         store.record_derived('model_drift{model="fraud"}', to_epoch(at(k * 10 - 10)), rate)
     page = render(store, incident_id, "html")
-    assert page.count('<img alt="plot of') == 1
-    assert ('model_drift {model=fraud}: drift rate against the alert share; PSI of the drifted features '
-            '(1: amount; 2: age; 3: tenure; 4: demo_prediction_score)') in page
+    assert page.count('<figure class="plot">') == 1
+    assert ('model_drift {model=fraud}: the drift rate against the alert share; the PSI of each drifted '
+            'feature') in page
+    for feature in ("amount", "age", "tenure", "demo_prediction…"):  # the bars are named, not numbered
+        assert f'class="name" fill="#1b1f24">{feature}</text>' in page
     assert "observed 1" not in page and "expected 0" not in page
     markdown = render(store, incident_id, "markdown")
     assert markdown.splitlines()[0] == f"# #{incident_id} fraud model\\: 4 of 4 features drifted (PSI up to 0.28)"
