@@ -155,6 +155,18 @@ class Incident:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class IncidentMark:
+    """An incident as a dashboard marks it: its current outage's start and its resolution."""
+
+    id: int
+    severity: Severity
+    status: IncidentStatus
+    labels: Mapping[str, str]
+    started_at: datetime
+    resolved_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class IncidentEvent:
     """One line of an incident's timeline."""
 

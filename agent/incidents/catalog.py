@@ -28,6 +28,7 @@ from agent.incidents.onset import DRIFT_DETECTOR
 from agent.incidents.rootcause import ALERT_DETECTOR
 from agent.incidents.topology import Topology
 from agent.incidents.units import PLAIN, Unit, unit_of
+from agent.sources import remote_read
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
@@ -78,6 +79,13 @@ class Catalog:
         query = self.queries.get(signal.metric)
         if query is not None:
             return narrowed(query.expr, signal.labels)
+        # A series that kept its metric name: a query's plain selector, or an expression that
+        # keeps names (label_replace adds labels the metric has not got): narrow the queries
+        # that name the metric, so the labels select the series whichever of them gave it.
+        name = re.compile(rf"(?<![\w:]){re.escape(signal.metric)}(?![\w:])")
+        users = [q.expr.strip() for q in self.queries.values() if name.search(q.expr)]
+        if any(remote_read.selector(expr) is None for expr in users):
+            return narrowed(" or ".join(f"({expr})" for expr in users) if len(users) > 1 else users[0], signal.labels)
         return scraped(signal.metric, signal.labels, self.kinds.get(signal.series_id, "gauge"))
 
     def unit(self, signal: Signal) -> Unit:

@@ -22,6 +22,7 @@ from agent.flow.incidents import (
     EventKind,
     Incident,
     IncidentEvent,
+    IncidentMark,
     IncidentStatus,
     Severity,
     Signal,
@@ -243,6 +244,18 @@ class IncidentStore(EpisodeStore, ChangeStore, SilenceStore, StoreBase):
         row = self.conn.execute("SELECT onset FROM hits WHERE incident_id = ? AND began_at = ? AND onset != '' "
                                 "ORDER BY id LIMIT 1", (incident_id, to_epoch(at))).fetchone()
         return row[0] if row else None
+
+    def incident_marks(self, *, resolved_since: datetime, limit: int) -> list[IncidentMark]:
+        """Open incidents and those resolved at or after ``resolved_since``, newest first, with
+        their current outage's start: what a dashboard marks on its time axis."""
+        rows = self.conn.execute(
+            "SELECT i.id, i.severity, i.status, i.labels, e.started_at, i.resolved_at FROM incidents i "
+            "JOIN incident_episodes e ON e.incident_id = i.id AND e.number = "
+            "(SELECT max(number) FROM incident_episodes WHERE incident_id = i.id) "
+            "WHERE i.status != 'resolved' OR i.resolved_at >= ? ORDER BY i.id DESC LIMIT ?",
+            (to_epoch(resolved_since), limit)).fetchall()
+        return [IncidentMark(id=r[0], severity=Severity(r[1]), status=IncidentStatus(r[2]), labels=_labels(r[3]),
+                             started_at=from_epoch(r[4]), resolved_at=from_epoch(r[5])) for r in rows]
 
     def incident_events(self, incident_id: int) -> list[IncidentEvent]:
         rows = self.conn.execute("SELECT * FROM incident_events WHERE incident_id = ? ORDER BY ts, id", (incident_id,))
