@@ -75,15 +75,12 @@ def plots_for(summary: Summary, store: "Store", *, history: History | None = Non
     began to a while after its last hit. A drift signal gets its model's drift rate against the
     alert share and its features' PSI against the threshold, not the 0/1 of its hits."""
     history = history or StoredHistory(store=store)
-    hits: dict[tuple[str, str], list[HitPoint]] = {}
-    for h in store.summary_hits(summary.incident.id):
-        hits.setdefault((h.series_id, h.detector), []).append(h)
     plots: list[Plot] = []
     for line in summary.signals:
         if len(plots) >= top:
             break
         sig = line.signal
-        mine = hits.get((sig.series_id, sig.detector))
+        mine = store.summary_hits(summary.incident.id, series_id=sig.series_id, detector=sig.detector)
         if not mine:
             continue
         began, start, end = span_of(summary, sig, mine)
