@@ -94,15 +94,21 @@ class ScoreGauges:
 
 def exposed_labels(score: SeriesScore) -> dict[str, str]:
     """The series' labels made safe for the exposition, plus ``metric`` and ``detector``."""
+    out = safe_labels(score.labels, RESERVED)
+    out["metric"] = label_value(score.metric)
+    out["detector"] = label_value(score.detector)
+    return out
+
+
+def safe_labels(labels: Mapping[str, str], reserved: tuple[str, ...]) -> dict[str, str]:
+    """``labels`` with usable names and values; a name in ``reserved`` becomes ``exported_<name>``."""
     out: dict[str, str] = {}
-    for name, value in sorted(score.labels.items()):
+    for name, value in sorted(labels.items()):
         name = label_name(name)
-        if name in RESERVED:
+        if name in reserved:
             name = f"exported_{name}"
         if name and name not in out:
             out[name] = label_value(value)
-    out["metric"] = label_value(score.metric)
-    out["detector"] = label_value(score.detector)
     return out
 
 

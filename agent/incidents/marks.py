@@ -14,21 +14,21 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from collections.abc import Iterator
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from prometheus_client.metrics_core import Metric
 
 from agent.clock import to_epoch
-from agent.detection.gauges import label_name, label_value
+from agent.detection.gauges import safe_labels
 from agent.incidents.rootcause import WHERE_LABELS
 from agent.log import kv
+from agent.report.gauges import StoreCollector
 from agent.store.base import psycopg_errors
 
 if TYPE_CHECKING:
     from agent.flow.incidents import IncidentMark
-    from agent.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +40,8 @@ RESOLVED = ("aiops_incident_resolved_timestamp_seconds",
             "When a recently resolved incident was resolved (UTC epoch seconds).")
 
 
-class IncidentMarks:
-    """A prometheus-client collector over the store it is bound to, at its clock's time."""
-
-    def __init__(self) -> None:
-        self._store: Store | None = None
-        self._clock: Callable[[], datetime] | None = None
-
-    def bind(self, store: "Store", clock: Callable[[], datetime]) -> None:
-        self._store, self._clock = store, clock
+class IncidentMarks(StoreCollector):
+    """Open and recent incidents' start and resolution times."""
 
     def describe(self) -> list[Metric]:
         return [Metric(name, doc, "gauge") for name, doc in (STARTED, RESOLVED)]
@@ -71,5 +64,5 @@ class IncidentMarks:
 
 
 def mark_labels(mark: "IncidentMark") -> dict[str, str]:
-    out = {label_name(k): label_value(v) for k, v in sorted(mark.labels.items()) if k in WHERE_LABELS}
-    return {**out, "incident": str(mark.id), "severity": mark.severity.value}
+    place = {k: v for k, v in mark.labels.items() if k in WHERE_LABELS}
+    return {**safe_labels(place, ("incident", "severity")), "incident": str(mark.id), "severity": mark.severity.value}

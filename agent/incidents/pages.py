@@ -22,6 +22,7 @@ from agent.incidents.history import History, StoredHistory
 from agent.incidents.plot import SignalPlot, drift_svg, signal_svg
 from agent.store.outbox import HitPoint
 
+from agent.incidents.cause import root_cause_line
 from agent.incidents.summary import (
     CHANGES_LOOKBACK_S,
     TOP_PLOTS,
@@ -35,7 +36,6 @@ from agent.incidents.summary import (
     label_text,
     next_step,
     other_labels,
-    root_cause_line,
     run_outcome,
     saw_words,
     signal_text,

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from agent.incidents.serialize import episode_dict
+from agent.incidents.cause import root_cause_line
 from agent.incidents.summary import (
     SignalLine,
     Summary,
@@ -25,7 +26,6 @@ from agent.incidents.summary import (
     next_step,
     other_labels,
     playbook_report,
-    root_cause_line,
     signal_text,
     status_line,
     timeline_rows,

@@ -1,10 +1,13 @@
 """The incident summary an on-call engineer reads in 30 seconds, in text, markdown, json or html.
 
-``build`` gathers the facts from the store into a ``Summary``; ``render`` turns one into a
-format. Every format says, in this order: a title in words (what is wrong, where, how far from
+``build`` gathers the facts from the store into a ``Summary``; the functions here put each
+section in words, and ``agent.incidents.render`` (text, Markdown, JSON) and ``pages`` (HTML) lay
+them out. Every format says, in this order: a title in words (what is wrong, where, how far from
 normal, since which change); the status with the current outage's MTTD and MTTR; what the agent
 did and its effect, runs in the order they ran; the next step for a person when it is not fixed;
-then the signals, suspect changes, earlier outages and the timeline. No figure is said twice. Label values, messages and descriptions come from metrics and people, so they are
+the root-cause line (``agent.incidents.cause``); then the signals, suspect changes, what the agent
+did just before, earlier outages and the timeline. No figure is said twice. Label values,
+messages and descriptions come from metrics and people, so they are
 untrusted: every format neutralises them its own way (control and bidi characters shown as
 escapes in all of them, Markdown punctuation backslashed, HTML escaped by Jinja2's autoescape,
 ``<``/``>``/``&`` written as ``\\u`` escapes in JSON so it can be pasted into a page).
@@ -16,9 +19,8 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from agent.clock import duration
 from agent.flow.incidents import STORM_LABEL, Change, Episode, Incident, IncidentEvent, IncidentStatus, Signal
@@ -26,7 +28,7 @@ from agent.flow.runs import Run, RunMode, RunStatus
 from agent.incidents import nearby_changes
 from agent.incidents.catalog import Catalog, template_of
 from agent.incidents.onset import DRIFT_DETECTOR
-from agent.incidents.rootcause import ALERT_DETECTOR, WHERE_LABELS, guess_root_cause, node_name, where
+from agent.incidents.rootcause import ALERT_DETECTOR, WHERE_LABELS, where
 from agent.incidents.units import PLAIN, Unit
 from agent.store.incidents import UnknownIncidentError
 from detectors.drift import DriftFacts, drift_facts
@@ -497,60 +499,6 @@ def timeline_rows(s: Summary) -> list[TimelineRow]:
 def action_lines(s: Summary) -> list[str]:
     """``HH:MM:SS the agent ran restart_service.yml (rule r, run 5) for incident #3: verified``."""
     return [f"{ts(a.change.ts)} {a.words()}" for a in s.actions]
-
-
-def root_cause_line(s: Summary) -> str:
-    """What caused the current outage and why, from the evidence there is: a change that came
-    before it, the topology (what is upstream of the other signals), the signal that moved first;
-    ``unknown`` and what is missing when there is none. Never the symptom restated."""
-    signals = s.incident.current_signals or s.incident.signals
-    episode = s.episode
-    if not signals or episode is None:
-        return ""
-    evidence: list[str] = []
-    cause = ""
-    change = next((c for c in s.changes if c.ts <= episode.started_at), None)
-    if change is not None:
-        shared = _shared_label(change, s.incident)
-        cause = f"{change_words(change)} by {change.actor}"
-        evidence.append(f"it came {duration((episode.started_at - change.ts).total_seconds())} before the outage "
-                        f"began" + (f", on {shared}" if shared else ""))
-    guess = guess_root_cause(signals, s.catalog.topology)
-    if guess is not None and guess.node is not None:
-        cause = cause or node_name(guess.node)
-        evidence.append(f"{guess.topology_words()}")
-    mover = first_mover(signals)
-    if mover:
-        cause = cause or mover[0]
-        evidence.append(mover[1])
-    if not cause:
-        missing = ["one signal" if len({x.series_id for x in signals}) == 1 else "its signals began together",
-                   "no change before it"]
-        if not s.catalog.topology.needs:
-            missing.append("no topology configured")
-        else:
-            missing.append("nothing upstream of it in the topology")
-        return f"unknown: {', '.join(missing)}"
-    return f"{cause}: {'; '.join(evidence)}"
-
-
-def _shared_label(change: Change, incident: Incident) -> str:
-    mine = {item for labels in [incident.labels, *(x.labels for x in incident.signals)] for item in labels.items()}
-    shared = sorted(set(change.labels.items()) & mine)
-    return f"{shared[0][0]}={shared[0][1]}" if shared else ""
-
-
-def first_mover(signals: tuple[Signal, ...]) -> tuple[str, str] | None:
-    """(what moved first, how much earlier than the rest) when one series began before every other."""
-    ordered = sorted(signals, key=lambda x: (x.first_at, x.key))
-    later = next((x for x in ordered if x.series_id != ordered[0].series_id and x.first_at > ordered[0].first_at), None)
-    if later is None or any(x.first_at == ordered[0].first_at and x.series_id != ordered[0].series_id for x in ordered):
-        return None
-    first = ordered[0]
-    name = f"{first.metric or first.series_id}" + (f" on {where(first.labels)}" if where(first.labels) else "")
-    gap = duration((later.first_at - first.first_at).total_seconds())
-    return name, (f"{first.metric or first.series_id} moved first, at {hms(first.first_at)}, {gap} before "
-                  f"{later.metric or later.series_id}")
 
 
 # -- rendering ----------------------------------------------------------------------------------

@@ -21,15 +21,16 @@ again next cycle: nothing is lost while it is down.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from agent.config.notify import AlertmanagerChannel, NotifyConfig
-from agent.detection.gauges import label_name, label_value
+from agent.detection.gauges import safe_labels
 from agent.flow.incidents import IncidentStatus
-from agent.incidents.summary import build, clean, root_cause_line, status_line
+from agent.incidents.cause import root_cause_line
+from agent.incidents.summary import build, clean, status_line
 from agent.log import kv
 from agent.notify.channels import LIFETIMES, Alertmanager, DeliveryError, rfc3339
 from agent.notify.routing import channels_for
@@ -113,14 +114,7 @@ def alert_labels(c: AlertmanagerChannel, state: AlertState, pushed: Pushed | Non
     first time, the incident's own (a clashing or unusable name renamed), the channel's, and ours."""
     if pushed is not None:
         return {**pushed.labels, "severity": state.severity.value}
-    own: dict[str, str] = {}
-    for name, value in sorted(state.labels.items()):
-        name = label_name(name)
-        if name in RESERVED:
-            name = f"exported_{name}"
-        if name and name not in own:
-            own[name] = label_value(value)
-    return {**own, **c.labels, "alertname": c.alertname, "aiops_incident": str(state.incident_id),
+    return {**safe_labels(state.labels, RESERVED), **c.labels, "alertname": c.alertname, "aiops_incident": str(state.incident_id),
             "severity": state.severity.value}
 
 
