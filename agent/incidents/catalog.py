@@ -78,7 +78,9 @@ class Catalog:
             return None
         query = self.queries.get(signal.metric)
         if query is not None:
-            return narrowed(query.expr, signal.labels)
+            name = _selected_metric(query.expr)
+            # A plain selector's series is that metric with the series' labels: said as such.
+            return selector(name, signal.labels) if name else narrowed(query.expr, signal.labels)
         # A series that kept its metric name: a query's plain selector, or an expression that
         # keeps names (label_replace adds labels the metric has not got): narrow the queries
         # that name the metric, so the labels select the series whichever of them gave it.
@@ -181,3 +183,10 @@ def _is_number(text: str) -> bool:
         return math.isfinite(float(text))
     except ValueError:
         return False
+
+
+def _selected_metric(expr: str) -> str | None:
+    """The metric name of a plain selector with an exact name (``up{job="x"}``), else None."""
+    matchers = remote_read.selector(expr.strip())
+    names = [m.value for m in matchers or () if m.name == "__name__" and m.type is remote_read.MatchType.EQ]
+    return names[0] if names else None
