@@ -100,6 +100,9 @@ def test_a_latency_spike_shows_the_hour_before_with_its_band_in_seconds(store, m
     values = [w for w in texts(plot, "tick") if not re.fullmatch(r"\d\d:\d\d|.*UTC", w)]
     assert len(values) >= 3 and all(re.fullmatch(r"[0-9.]+ m?s", w) for w in values), values
     html = page.read_text()
+    # the start's method on hover over the times, and in the timeline
+    assert ('<span class="times" title="began: half a cycle before 03:00:00, its first anomalous point (no earlier '
+            'point to compare it with)">open · began 2026-11-24 02:59:55 UTC, detected 03:00:00 (MTTD 5s)') in html
     assert "robust z" not in html and "+552" not in html
     assert "860 ms at 03:00:10 vs expected 96 ms" in html and "x the usual spread" in html
 
