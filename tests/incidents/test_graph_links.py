@@ -4,6 +4,7 @@ the link opens that PromQL. A query's name is no metric: ``latency_p95{…}`` al
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from urllib.parse import parse_qs, urlsplit
 
@@ -109,3 +110,26 @@ def test_a_scraped_series_promql_takes_rates_and_quantiles_as_the_scrape_source_
         [found] = wait_until(lambda: instant(prometheus, catalog.promql(sig)), timeout_s=30, message=kind)
         assert 0 < float(found["value"][1]) < (10_000 if kind == "rate" else 1), kind
     assert catalog.unit(signals["rate"]).name == "/s" and catalog.unit(signals["quantile"]).name == "s"
+
+
+def test_the_page_plots_the_hour_before_from_prometheus_when_the_store_kept_nothing(prometheus, make_config, store):
+    """The Prometheus source keeps no samples: the plot asks Prometheus for the signal's PromQL."""
+    from agent.flow.incidents import Severity
+    from agent.incidents.history import history_of
+    from agent.incidents.pages import render_html
+    from agent.incidents.summary import build
+    from detectors.base import Direction, Hit
+
+    config = make_config(QUERIES.format(url=prometheus.url))
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    wait_until(lambda: len((instant(prometheus, "exporter_temperature_celsius[1m]") or [{"values": []}])[0]["values"])
+               >= 5, timeout_s=60, message="some history in Prometheus")
+    incident = store.open_incident(severity=Severity.WARNING, title="t", labels={"job": "app"}, started_at=now,
+                                   now=now)
+    store.record_hits([Hit(series_id='exporter_temperature_celsius{job="app"}', detector="seasonal", ts=now,
+                           value=41.0, score=9.0, direction=Direction.UP, expected=40.0, lower=39.0, upper=40.5,
+                           metric="exporter_temperature_celsius", labels={"job": "app"})],
+                      incident_id=incident.id, now=now)
+    page = render_html(build(store, incident.id, catalog=catalog_of(config)), store, history=history_of(config, store))
+    [line] = re.findall(r'<path class="line" d="([^"]+)" fill="none" stroke="#1f5fa8"', page)
+    assert line.count("L") >= 3  # points from Prometheus before the anomalous one, not the hit alone
