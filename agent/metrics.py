@@ -8,6 +8,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from agent.detection.gauges import ScoreGauges
+from agent.incidents.marks import IncidentMarks
 from agent.report.gauges import IncidentFigures
 
 
@@ -74,6 +75,9 @@ class Metrics:
         # MTTR and MTTD of the last week, read from the store at each scrape (agent.report.gauges)
         self.incident_figures = IncidentFigures()
         r.register(self.incident_figures)
+        # open and recent incidents' times, for dashboard annotations (agent.incidents.marks)
+        self.incident_marks = IncidentMarks()
+        r.register(self.incident_marks)
         self.incidents_opened = Counter("aiops_incidents_opened_total", "Incidents opened.", registry=r)
         self.alerts_ingested = Counter("aiops_alerts_ingested_total", "Alertmanager alerts accepted.", registry=r)
         self.notifications = Counter(

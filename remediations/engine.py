@@ -29,7 +29,7 @@ from typing import Any
 from agent.config.remediation import Rule
 from agent.errors import LeaseLostError, RemediationError
 from agent.flow.detection import Detection
-from agent.flow.incidents import IncidentStatus
+from agent.flow.incidents import REMEDIATION_CHANGE, IncidentStatus, remediation_change
 from agent.flow.leases import holder_id
 from agent.flow.runs import Run, RunMode, RunnerStatus, RunStatus
 from agent.log import kv
@@ -335,8 +335,8 @@ class Remediator:
         incident = self.store.get_incident(run.incident_id, with_signals=False)
         if incident is None:
             return
-        self.store.add_change(ts=self.now(), kind="remediation", labels=dict(incident.labels),
-                              description=f"{run.playbook} applied by rule {run.rule} (run {run.id})",
+        self.store.add_change(ts=self.now(), kind=REMEDIATION_CHANGE, labels=dict(incident.labels),
+                              description=remediation_change(playbook=run.playbook, rule=run.rule, run_id=run.id),
                               actor=ACTOR, now=self.now())
 
     def _after_apply(self, run: Run, rule: Rule, p: Prepared, execution: runner.Execution) -> Run:
