@@ -12,7 +12,8 @@ import pytest
 import requests
 
 from agent.daemon import HttpServer
-from agent.incidents.summary import build, render_text
+from agent.incidents.render import render_text
+from agent.incidents.summary import build
 from tests.remediations.conftest import T0, audit, run_cycle
 
 INSTANCE = "web-1:9100"
