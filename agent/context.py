@@ -106,6 +106,7 @@ class Context:
     def __post_init__(self) -> None:
         # MTTR at /metrics comes from this store, at the Context's clock (a test may set another)
         self.metrics.incident_figures.bind(self.store, lambda: self.clock())
+        self.metrics.ledger_figures.bind(self.store, lambda: self.clock(), lambda: self.config)
 
     @classmethod
     def create(cls, config: AgentConfig, state_dir: Path | None = None, **kwargs: object) -> "Context":

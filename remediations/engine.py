@@ -33,7 +33,7 @@ from agent.flow.incidents import IncidentStatus
 from agent.flow.leases import holder_id
 from agent.flow.runs import Run, RunMode, RunnerStatus, RunStatus
 from agent.log import kv
-from remediations import processes, rules, runner, safety
+from remediations import processes, rules, runner, safety, trust
 from remediations.playbooks import Header, read_header
 from remediations.signals import SignalState, observe, relevant_signals
 
@@ -180,18 +180,20 @@ class Remediator:
 
     def _start_chain(self, p: Prepared, incident: Any) -> Run:
         rule, now = p.rule, self.started_at  # decisions are dated by the cycle that made them
-        common = dict(incident_id=incident.id, rule=rule.name, rule_mode=rule.mode, playbook=p.relative,
+        held = self.store.rule_trust(rule.name)
+        mode = trust.mode_of(rule, held)  # earned or pinned by hand, else as configured
+        common = dict(incident_id=incident.id, rule=rule.name, rule_mode=mode, playbook=p.relative,
                       playbook_sha256=p.sha256, targets=p.batches[0], extravars=p.recorded_vars, now=now)
         if self.config.shadow:
             gate = self._gates(rule, p.batches[0], now)
-            reason = (f"shadow mode: would have run {p.relative} ({rule.mode}) on {', '.join(p.batches[0])}"
+            reason = (f"shadow mode: would have run {p.relative} ({mode}) on {', '.join(p.batches[0])}"
                       if gate.allowed else f"shadow mode: would not run: {gate.reason}")
             self.ctx.metrics.remediation_decisions.labels(decision="shadow").inc()
             return self.keep(self.store.create_run(mode=RunMode.SHADOW, status=RunStatus.SHADOW, reason=reason,
                                                     **common))
-        if rule.mode == "suggest":
+        if mode == "suggest":
             return self._suggest(p, incident, common)
-        if rule.mode == "approve":
+        if mode == "approve":
             expires = now + timedelta(seconds=self.config.approval_expiry)
             run = self.store.create_run(mode=RunMode.APPLY, status=RunStatus.WAITING_APPROVAL, expires_at=expires,
                                         reason=f"rule {rule.name} needs approval until {expires.isoformat()}", **common)
@@ -202,7 +204,7 @@ class Remediator:
                         f"aiops remediation approve {run.id}", details={"run": run.id, "expires_at": expires})
             return self.keep(run)
         run = self.store.create_run(mode=RunMode.APPLY, status=RunStatus.PENDING,
-                                    reason=f"rule {rule.name} matched (auto)", **common)
+                                    reason=f"rule {rule.name} matched ({trust.describe(rule, held)})", **common)
         return self.keep(run)
 
     def _suggest(self, p: Prepared, incident: Any, common: dict[str, Any]) -> Run | None:

@@ -16,6 +16,9 @@ from typing import Any
 from agent.clock import from_epoch, to_epoch, utcnow
 from agent.errors import LeaseLostError, StoreError, TransitionError
 from agent.flow.runs import HostSummary, Run, RunMode, RunStatus
+import numpy as np
+import pandas as pd
+
 from agent.store.base import StoreBase, dumps, each_value
 from agent.store.migrations import migration, run_script
 
@@ -159,6 +162,57 @@ class RunStore(StoreBase):
                "ORDER BY coalesce(ended_at, requested_at) DESC, id DESC LIMIT ?")
         params = [rule, *outcomes, to_epoch(since) if since else float("-inf"), limit]
         return [_run(row) for row in self.conn.execute(sql, params)]
+
+    # -- the ledger: what each rule's playbook did --------------------------------------------
+
+    def ledger_runs(self, since_s: float, until_s: float, *,
+                    incident_ids: Sequence[int] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """What the ledger counts, in one pass over the runs requested in ``[since_s, until_s)``
+        (of ``incident_ids`` only, when given), read straight into typed columns.
+
+        First, the real runs that started, one row each: ``id``, ``rule``, ``playbook``, ``status``,
+        ``targets`` (JSON text), ``started_at`` (epoch seconds), ``verify_s`` (from the start to the
+        verification; NaN unless verified) and ``rolled_back`` (the rule's rollback playbook ran
+        after it). Then, per rule, the shadow runs: ``shadow`` (how many), ``checked`` (a person
+        said what happened: ``verification.verdict``) and ``checked_fixed`` (the playbook's fix
+        was what recovered the incident).
+        """
+        where = "((r.requested_at >= ? AND r.requested_at < ?) OR (r.mode = 'rollback' AND r.requested_at >= ?))"
+        params: list[Any] = [since_s, until_s, since_s]  # a rollback comes after the run it undoes
+        if incident_ids is not None:
+            where += f" AND r.incident_id IN ({each_value(self.conn, integer=True)})"
+            params.append(json.dumps([int(i) for i in incident_ids]))
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        cursor.execute(
+            "SELECT r.id, r.mode, r.rule, r.playbook, r.status, r.targets, r.started_at, CASE WHEN r.status = "
+            "'verified' THEN CAST(json_extract(r.verification, '$.verified_at') AS REAL) - r.started_at END, "
+            "r.parent_id, CASE WHEN r.mode = 'shadow' THEN json_extract(r.verification, '$.verdict') END "
+            f"FROM remediation_runs r WHERE r.mode IN ('apply', 'rollback', 'shadow') AND {where}", params)
+        rows = np.fromiter(cursor, dtype=np.dtype([
+            ("id", "int64"), ("mode", object), ("rule", object), ("playbook", object), ("status", object),
+            ("targets", object), ("started_at", "float64"), ("verify_s", "float64"), ("parent_id", "float64"),
+            ("verdict", object)]))
+        frame = pd.DataFrame({name: rows[name] for name in rows.dtype.names})
+        mode, ran = frame["mode"], frame["started_at"].notna()
+        undone = frame.loc[(mode == "rollback") & ran, "parent_id"]
+        runs = frame[(mode == "apply") & ran & (frame["started_at"] < until_s)]
+        runs = runs[["id", "rule", "playbook", "status", "targets", "started_at", "verify_s"]].assign(
+            rolled_back=runs["id"].isin(undone)).reset_index(drop=True)
+        shadow = frame[(mode == "shadow") & (frame["id"] > 0)]
+        verdict = shadow["verdict"]
+        shadows = (shadow.assign(shadow=1, checked=verdict.notna(), checked_fixed=verdict == "fixed")
+                   .groupby("rule", sort=True)[["shadow", "checked", "checked_fixed"]].sum().reset_index())
+        return runs, shadows
+
+    def run_reasons(self, run_ids: Sequence[int]) -> dict[int, str]:
+        """Each run's last recorded reason, by id."""
+        if not run_ids:
+            return {}
+        rows = self.conn.execute(
+            f"SELECT id, reason FROM remediation_runs WHERE id IN ({each_value(self.conn, integer=True)})",
+            (json.dumps([int(i) for i in run_ids]),))
+        return {int(r[0]): r[1] for r in rows}
 
     def _run_or_fail(self, run_id: int) -> Run:
         run = self.get_run(run_id)
