@@ -33,6 +33,7 @@ from agent.flow.incidents import IncidentStatus
 from agent.flow.leases import holder_id
 from agent.flow.runs import Run, RunMode, RunnerStatus, RunStatus
 from agent.log import kv
+from agent.rollouts.story import holding_rollout
 from remediations import processes, rules, runner, safety, trust
 from remediations.playbooks import Header, read_header
 from remediations.signals import SignalState, observe, relevant_signals
@@ -148,7 +149,9 @@ class Remediator:
     def plan(self, incident: Any) -> Run | None:
         """The first rule that matches decides; an incident gets one run chain per rule and
         episode: a reopened (flapping) incident is planned again, within the same rate limits,
-        cooldown and circuit breaker."""
+        cooldown and circuit breaker. An incident a model rollout holds gets none."""
+        if self._held(incident, f"incident:{incident.id}"):
+            return None
         for rule in self.config.rules:
             if not rules.matches(rule, incident):
                 continue
@@ -288,6 +291,9 @@ class Remediator:
         why_not = self._nothing_to_fix(run, rule)
         if why_not:
             return self.keep(self.store.update_run(run.id, RunStatus.SKIPPED, now=self.now(), reason=why_not))
+        held = self.store.get_incident(run.incident_id) if run.incident_id is not None else None
+        if held is not None and self._held(held, f"run:{run.id}"):
+            return run  # it waits while the rollout's rollback is the remediation
         now = self.now()
         gate = self._gates(rule, run.targets, now)
         if gate.decision is safety.Decision.CIRCUIT_OPEN:
@@ -503,6 +509,19 @@ class Remediator:
         self.store.audit(ACTOR, f"remediation.{gate.decision}", f"run:{run.id}",
                          {"rule": run.rule, "incident": run.incident_id, "reason": gate.reason}, now=self.now())
         log.info(kv("remediation.deferred", run=run.id, decision=str(gate.decision), reason=gate.reason))
+
+    def _held(self, incident: Any, subject: str) -> bool:
+        """A model rollout holds the incident (``agent.rollouts.story``): audited once."""
+        if not self.ctx.config.models:
+            return False
+        rollout = holding_rollout(self.store, incident)
+        if rollout is None:
+            return False
+        self._decide_once(f"held:{subject}", "held", subject, {
+            "incident": incident.id, "rollout": rollout.id,
+            "reason": f"rollout {rollout.id} of {rollout.model} {rollout.version} is {rollout.status}: its rollback "
+                      "is the remediation, no rule runs for incidents of its model's signals"})
+        return True
 
     def _reopened_since(self, incident: Any, when: Any) -> bool:
         if not incident.reopened:

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.config.types import Seconds, Section
+from agent.config.types import ConfigPath, Seconds, Section
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -133,6 +133,19 @@ class Retrain(Section):
     timeout: Seconds = Field(default=600.0, gt=0)
 
 
+class Serving(Section):
+    """Where the agent reads which version serves, the one truth the registry follows.
+
+    ``link`` is a symbolic link whose target's last part names the version serving (a models
+    directory's ``current -> versions/v2``); it is read every cycle, and a version put there
+    outside the agent is registered with what explains it (or, when nothing does, an incident).
+    ``versions``, a directory with one entry per version that exists: a rollout of any other
+    version is refused before it starts."""
+
+    link: ConfigPath
+    versions: ConfigPath | None = None
+
+
 class ModelConfig(Section):
     name: str
     rollout_playbook: str
@@ -148,6 +161,7 @@ class ModelConfig(Section):
     timeout: Seconds = Field(default=300.0, gt=0)
     analysis: Analysis
     retrain: Retrain | None = None
+    serving: Serving | None = None
 
     @field_validator("name")
     @classmethod

@@ -55,11 +55,14 @@ TEXT_CUT = 72
 
 
 def as_text(t: Table, *, cut: int = TEXT_CUT) -> str:
-    """The table as aligned lines; free-text cells longer than ``cut`` end in ``…``."""
+    """The table as aligned lines; free-text cells longer than ``cut`` end in ``…`` (not in a
+    field-and-value table, which has no header and one value a line)."""
     if not t.rows:
         return t.empty + "\n"
-    rows = [list(t.columns)] + [[_cut(cell, cut) if i in t.text else cell for i, cell in enumerate(row)]
-                                for row in t.rows]
+    head = [list(t.columns)] if any(t.columns) else []
+    if not head:
+        cut = 10**9
+    rows = head + [[_cut(cell, cut) if i in t.text else cell for i, cell in enumerate(row)] for row in t.rows]
     return "\n".join(columns(rows, t.numeric)) + "\n"
 
 

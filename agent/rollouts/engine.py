@@ -32,12 +32,15 @@ from agent.rollouts.analysis import (
     judge,
 )
 from agent.flow.rollouts import (
+    VERSION,
     Measurement,
     Rollout,
     RolloutStatus,
     Verdict,
     measurement_dict,
 )
+from agent.rollouts.serving import reconcile, versions_there
+from agent.rollouts.story import after_rollback
 from remediations import rules, runner
 from remediations.engine import worker_limit
 
@@ -47,15 +50,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ACTOR = "agent"
-VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 
 
 class RolloutError(AiopsError):
-    """A rollout cannot be started or changed as asked."""
+    """A rollout cannot be started or changed as asked. ``conflict``: the request was fine but the
+    state refuses it (a rollout under way, a gate not passed): HTTP 409 rather than 422."""
 
-    def __init__(self, subject: str, problem: str) -> None:
+    def __init__(self, subject: str, problem: str, *, conflict: bool = False) -> None:
         self.subject = subject
         self.problem = problem
+        self.conflict = conflict
         super().__init__(f"{subject}: {problem}")
 
 
@@ -68,8 +72,13 @@ def model_config(ctx: Context, name: str) -> ModelConfig:
 
 
 def start(ctx: Context, model: str, version: str, *, canary: Sequence[str] | None = None, actor: str,
-          now: datetime, reason: str = "", retrain_id: int | None = None) -> Rollout:
-    """Record a pending rollout of ``model`` ``version``; the next cycle runs its playbook."""
+          now: datetime, reason: str = "", retrain_id: int | None = None, override_gate: bool = False) -> Rollout:
+    """Record a pending rollout of ``model`` ``version``; the next cycle runs its playbook.
+
+    Refused before anything starts: a version the models directory does not hold
+    (``serving.versions``), and, for a model that retrains behind a gate, a version whose gate
+    failed or that never passed one and never served, unless ``override_gate`` with a ``reason``
+    (audited, and kept on the rollout and the version)."""
     config = model_config(ctx, model)
     if not VERSION.match(version):
         raise RolloutError(f"model {model}", f"expected a version of letters, digits, '_', '.', '+', '-', "
@@ -83,17 +92,54 @@ def start(ctx: Context, model: str, version: str, *, canary: Sequence[str] | Non
     unknown = [h for h in hosts if h not in rules.inventory_hosts(ctx.config.remediation)]
     if unknown:
         raise RolloutError(f"model {model}", f"expected hosts from the inventory, found unknown host {unknown[0]!r}")
+    there = versions_there(config)
+    if there is not None and version not in there:
+        raise RolloutError(f"model {model}", f"expected a version the models directory holds "
+                                             f"({', '.join(there) or 'none'}), found {version!r}")
     active = ctx.store.list_rollouts(model=model, active=True, limit=1)
     if active:
         raise RolloutError(f"model {model}", f"rollout {active[0].id} of {active[0].version} is still "
-                                             f"{active[0].status}; abort or finish it first")
+                                             f"{active[0].status}; abort or finish it first", conflict=True)
+    override = _gate_override(ctx, config, version, actor=actor, reason=reason, override=override_gate, now=now)
+    reconcile(ctx, config, now=now)  # what serves now is the version it replaces
     serving = ctx.store.serving_version(model)
     rollout = ctx.store.create_rollout(
         model=model, version=version, previous_version=serving.version if serving else None, canary=chosen,
-        rest=[h for h in hosts if h not in chosen], actor=actor, reason=reason, now=now, retrain_id=retrain_id)
+        rest=[h for h in hosts if h not in chosen], actor=actor, reason=reason, now=now, retrain_id=retrain_id,
+        gate_override=override)
     log.info(kv("rollout.started", id=rollout.id, model=model, version=version, canary=",".join(chosen),
-                worst_case_rollback_s=config.analysis.worst_case_rollback_s))
+                worst_case_rollback_s=config.analysis.worst_case_rollback_s, gate_override=bool(override)))
     return rollout
+
+
+def gate_problem(ctx: Context, config: ModelConfig, version: str) -> str:
+    """Why ``version`` may not roll out without an override ("" when it may): its gate failed,
+    or it never passed one and never served. A model without ``retrain`` has no gate."""
+    if config.retrain is None:
+        return ""
+    known = ctx.store.model_version(config.name, version)
+    if known is not None and known.gate:
+        if known.gate.get("passed"):
+            return ""
+        return f"{version} failed its gate ({known.gate.get('reason') or 'no reason recorded'})"
+    if ctx.store.has_served(config.name, version):
+        return ""
+    return f"{version} never passed a gate (the registry has no gate result for it)"
+
+
+def _gate_override(ctx: Context, config: ModelConfig, version: str, *, actor: str, reason: str, override: bool,
+                   now: datetime) -> dict[str, Any] | None:
+    problem = gate_problem(ctx, config, version)
+    if not problem:
+        return None
+    if not override:
+        raise RolloutError(f"model {config.name}", f"{problem}; roll it out anyway only with --override-gate "
+                                                   "--reason TEXT (audited)", conflict=True)
+    if not reason.strip():
+        raise RolloutError(f"model {config.name}", f"{problem}; an override needs a reason, found none")
+    known = ctx.store.model_version(config.name, version)
+    return {"by": actor, "reason": reason, "at": now.isoformat(), "problem": problem,
+            "gate": dict(known.gate) if known is not None else {}}
 
 
 def abort(ctx: Context, rollout_id: int, *, actor: str, reason: str, now: datetime) -> Rollout:
@@ -109,7 +155,7 @@ def abort(ctx: Context, rollout_id: int, *, actor: str, reason: str, now: dateti
 def promote(ctx: Context, rollout_id: int, *, actor: str, reason: str, now: datetime) -> Rollout:
     """A person's go-ahead for a paused (or still analysing) rollout: promote next cycle."""
     return ctx.store.transition_rollout(_get(ctx, rollout_id).id, RolloutStatus.PROMOTING, actor=actor,
-                                        reason=reason, now=now)
+                                        reason=reason, now=now, promoted_by=actor)
 
 
 def _get(ctx: Context, rollout_id: int) -> Rollout:
@@ -288,7 +334,8 @@ def _analyse(ctx: Context, config: ModelConfig, rollout: Rollout, now: datetime,
                                             details={"analysis": analysis})
     if outcome.decision is Decision.PASS:
         moved = ctx.store.transition_rollout(rollout.id, RolloutStatus.PROMOTING, actor=ACTOR, now=now,
-                                             reason=outcome.reason, details={"analysis": analysis})
+                                             reason=outcome.reason, details={"analysis": analysis},
+                                             promoted_by=ACTOR)
         return _promote(ctx, config, moved, now)
     first_failed = min(m.at for m in ctx.store.measurements(rollout.id) if m.verdict is Verdict.FAILED)
     incident = _open_incident(ctx, rollout, now, f"model {rollout.model} {rollout.version} failed its canary "
@@ -327,8 +374,9 @@ def _roll_back(ctx: Context, config: ModelConfig, rollout: Rollout, now: datetim
     to = RolloutStatus.ABORTED if rollout.aborted_by else RolloutStatus.ROLLED_BACK
     outcome = f"aborted by {rollout.aborted_by}" if rollout.aborted_by else "rolled back after a failed analysis"
     ctx.store.end_version(rollout.model, rollout.version, status="rolled_back", outcome=outcome, actor=ACTOR, now=now)
-    if rollout.incident_id is not None:
-        _resolve(ctx, rollout.incident_id, now, f"{rollout.version} rolled back on {', '.join(rollout.canary)}")
+    _record_change(ctx, rollout, now, "model_rollback", rollout.previous_version,
+                   f"roll {rollout.model} {rollout.version} back on {', '.join(rollout.canary)} (rollout {rollout.id})")
+    after_rollback(ctx, rollout, now, f"{rollout.version} rolled back on {', '.join(rollout.canary)}")
     return ctx.store.transition_rollout(rollout.id, to, actor=ACTOR, now=now, details={"playbook": summary},
                                         reason=f"{rollout.version} rolled back on {', '.join(rollout.canary)}")
 
@@ -342,12 +390,26 @@ def _promote(ctx: Context, config: ModelConfig, rollout: Rollout, now: datetime)
         return ctx.store.transition_rollout(rollout.id, RolloutStatus.FAILED, actor=ACTOR, now=now,
                                             reason="the promote playbook failed", details={"playbook": summary},
                                             incident_id=incident)
+    _record_change(ctx, rollout, now, "model_promote", rollout.version,
+                   f"promote {rollout.model} {rollout.version} to {', '.join(hosts)} (rollout {rollout.id})")
     baseline = ctx.store.latest_baseline(rollout.model)
-    ctx.store.deploy_version(rollout.model, rollout.version, actor=rollout.actor, now=now, outcome="promoted",
-                             baseline_id=baseline.id if baseline is not None else None)
+    by = rollout.promoted_by or ACTOR  # the agent on a passed analysis, else the person who promoted
+    how = "its analysis passed" if by == ACTOR else f"promoted by {by}"
+    over = " over its gate" if rollout.gate_override else ""
+    ctx.store.deploy_version(rollout.model, rollout.version, actor=by, now=now, outcome=f"promoted{over}",
+                             baseline_id=baseline.id if baseline is not None else None,
+                             source=f"rollout {rollout.id} ({how}{over})")
     return ctx.store.transition_rollout(rollout.id, RolloutStatus.PROMOTED, actor=ACTOR, now=now,
                                         details={"playbook": summary},
                                         reason=f"{rollout.version} serves on {', '.join(hosts)}")
+
+
+def _record_change(ctx: Context, rollout: Rollout, now: datetime, kind: str, version: str | None,
+                   description: str) -> None:
+    """What serves changed: a suspect for later incidents of the model, and where its drift window
+    starts again (the data before it describe the version that left)."""
+    labels = {"model": rollout.model, **({"version": version} if version else {})}
+    ctx.store.add_change(ts=now, kind=kind, labels=labels, description=description, actor=ACTOR, now=now)
 
 
 # -- playbooks and incidents ---------------------------------------------------------------------
@@ -386,6 +448,15 @@ def report_line(output: str) -> str:
 
 def _open_incident(ctx: Context, rollout: Rollout, now: datetime, title: str, details: dict[str, Any], *,
                    started_at: datetime | None = None) -> int:
+    """The rollout's incident: the one it already has (its model's signals opened it during the
+    analysis), made critical and told, or a new one."""
+    current = ctx.store.get_incident(rollout.incident_id, with_signals=False) if rollout.incident_id else None
+    if current is not None and current.status is not IncidentStatus.RESOLVED:
+        if current.severity is not Severity.CRITICAL:
+            ctx.store.escalate_incident(current.id, Severity.CRITICAL, actor=ACTOR, now=now, reason=title)
+        ctx.store.add_incident_event(current.id, kind="rollout", actor=ACTOR, now=now,
+                                     message=f"rollout {rollout.id}: {title}", details=details)
+        return current.id
     incident = ctx.store.open_incident(
         severity=Severity.CRITICAL, title=title, now=now, started_at=started_at or now, actor=ACTOR,
         labels={"model": rollout.model, "version": rollout.version, "rollout": str(rollout.id)},
@@ -394,17 +465,6 @@ def _open_incident(ctx: Context, rollout: Rollout, now: datetime, title: str, de
     ctx.store.add_incident_event(incident.id, kind="rollout", actor=ACTOR, now=now,
                                  message=f"rollout {rollout.id}: {title}", details=details)
     return incident.id
-
-
-def _resolve(ctx: Context, incident_id: int, now: datetime, reason: str) -> None:
-    incident = ctx.store.get_incident(incident_id, with_signals=False)
-    if incident is None or incident.status is IncidentStatus.RESOLVED:
-        return
-    try:
-        ctx.store.transition_incident(incident_id, IncidentStatus.RESOLVED, actor=ACTOR, reason=reason, now=now,
-                                      resolution="rollback")
-    except TransitionError as exc:
-        log.warning(kv("rollout.resolve_failed", incident=incident_id, error=str(exc)))
 
 
 def analysis_table(ctx: Context, rollout_id: int) -> list[dict[str, Any]]:

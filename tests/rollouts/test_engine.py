@@ -50,12 +50,18 @@ def test_a_canary_that_passes_is_promoted(make_ctx, models_dir, prometheus):
     assert [(m.metric, m.verdict) for m in measurements] == [
         ("latency_p95", Verdict.SUCCESSFUL), ("error_rate", Verdict.SUCCESSFUL)] * 3
     v4 = ctx.store.model_version("fraud", "v4")
-    assert (v4.status, v4.deployed_by, v4.outcome) == ("serving", "cli:alice", "promoted")
+    # its analysis passed: the agent promoted it (cli:alice started it)
+    assert (v4.status, v4.created_by, v4.deployed_by, v4.outcome) == ("serving", "cli:alice", "agent", "promoted")
+    assert ctx.store.get_rollout(rollout.id).promoted_by == "agent"
     assert ctx.store.model_version("fraud", "v2").status == "retired"
     actions = [e.action for e in ctx.store.audit_entries() if e.subject == f"rollout:{rollout.id}"]
     assert actions == ["rollout.start", "rollout.analysing", "rollout.promoting", "rollout.promoted"]
-    change = ctx.store.list_changes()[0]
-    assert (change.kind, change.labels) == ("model_rollout", {"model": "fraud", "version": "v4"})
+    promoted, started = ctx.store.list_changes()
+    assert (started.kind, started.labels) == ("model_rollout", {"model": "fraud", "version": "v4"})
+    assert (promoted.kind, promoted.description) == ("model_promote", f"promote fraud v4 to localhost (rollout {rollout.id})")
+    (stretch,) = [s for s in ctx.store.serving_history("fraud") if s.version == "v4"]
+    assert (stretch.since, stretch.until, stretch.actor, stretch.source) == (
+        T0 + timedelta(seconds=90), None, "agent", f"rollout {rollout.id} (its analysis passed)")
 
 
 def test_a_canary_that_fails_is_rolled_back_within_interval_times_failure_limit(make_ctx, models_dir, prometheus):

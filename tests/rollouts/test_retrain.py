@@ -23,9 +23,10 @@ RETRAIN = """\
 
 def test_the_gate_compares_with_the_current_version():
     gate = Gate(metric="auc", max_drop=0.01)
-    assert gate_result(gate, {"auc": 0.895}, {"auc": 0.9}) == {
+    assert gate_result(gate, {"auc": 0.895}, {"auc": 0.9}, candidate_version="v6", current_version="v5") == {
         "metric": "auc", "candidate": 0.895, "current": 0.9, "drop": 0.005, "max_drop": 0.01, "passed": True,
-        "reason": "auc 0.8950 vs 0.9000: drop 0.0050 within 0.01"}
+        "candidate_version": "v6", "current_version": "v5",
+        "reason": "auc 0.8950 (v6) vs 0.9000 (v5, serving): drop 0.0050 within 0.01"}
     assert gate_result(gate, {"auc": 0.88}, {"auc": 0.9})["reason"] == "auc 0.8800 vs 0.9000: drop 0.0200 over 0.01"
     assert gate_result(gate, {"loss": 0.1}, {"auc": 0.9})["passed"] is False
 
