@@ -136,3 +136,15 @@ def test_the_api_and_the_metrics_serve_the_ledger(history):
     assert 'aiops_remediation_ledger_verify_median_seconds{playbook="touch.yml",rule="fix"} 240.0' in metrics
     assert 'aiops_remediation_rule_auto{rule="fix"} 1.0' in metrics
     assert 'aiops_remediation_rule_auto{rule="restart"} 0.0' in metrics
+
+
+def test_the_weekly_report_carries_the_ledger(history):
+    from agent.report.period import period_since
+    from agent.report.weekly import weekly_report
+    from remediations.trust import modes
+
+    ctx, runs = history
+    html = weekly_report(ctx.store, period_since("7d", now=NOW), now=NOW, modes=modes(ctx.config.remediation, ctx.store))
+    ledger = html.split('id="ledger"')[1].split("</table>")[0]
+    assert "<td class=\"str\">fix</td>" in ledger and "<td class=\"str\">approve (earned)</td>" in ledger
+    assert f"run {runs['restart-1']} at 2026-11-25 15:00:00: real run failed (rc 2) &lt;b&gt;" in ledger
