@@ -260,13 +260,19 @@ class RolloutStore(StoreBase):
             if baseline_id is not None:
                 values["baseline_id"] = baseline_id
             if found is None:
-                self._insert("model_versions", {"model": model, "version": version, "created_at": to_epoch(now),
-                                                "created_by": actor, **values})
+                self._add_version({"model": model, "version": version, "created_at": to_epoch(now),
+                                   "created_by": actor, **values})
             else:
                 self._update("model_versions", {"model": model, "version": version}, values)
             self.audit(actor, "model.version", f"model:{model}",
                        {"version": version, "status": status, "rollout": rollout_id}, now=now)
         return self.model_version(model, version)  # type: ignore[return-value]
+
+    def _add_version(self, row: Mapping[str, Any]) -> None:
+        """A new registry row (keyed by model and version: no ``id`` to return, which
+        ``_insert`` asks PostgreSQL for)."""
+        self.conn.execute(f"INSERT INTO model_versions ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+                          list(row.values()))
 
     def deploy_version(self, model: str, version: str, *, actor: str, now: datetime, outcome: str,
                        baseline_id: int | None, source: str | None = None) -> None:
@@ -289,8 +295,8 @@ class RolloutStore(StoreBase):
                               "AND version != ?", (previous_status, model, version))
             found = self.model_version(model, version)
             if found is None:
-                self._insert("model_versions", {"model": model, "version": version, "status": "serving",
-                                                "created_at": to_epoch(now), "created_by": actor})
+                self._add_version({"model": model, "version": version, "status": "serving",
+                                   "created_at": to_epoch(now), "created_by": actor})
             self._update("model_versions", {"model": model, "version": version},
                          {"status": "serving", "deployed_at": to_epoch(now), "deployed_by": actor})
             self.conn.execute("UPDATE model_serving SET until = ? WHERE model = ? AND until IS NULL",

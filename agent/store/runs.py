@@ -186,7 +186,7 @@ class RunStore(StoreBase):
         cursor.row_factory = None
         cursor.execute(
             "SELECT r.id, r.mode, r.rule, r.playbook, r.status, r.targets, r.started_at, CASE WHEN r.status = "
-            "'verified' THEN CAST(json_extract(r.verification, '$.verified_at') AS REAL) - r.started_at END, "
+            "'verified' THEN CAST(json_extract(r.verification, '$.verified_at') AS DOUBLE PRECISION) - r.started_at END, "
             "r.parent_id, CASE WHEN r.mode = 'shadow' THEN json_extract(r.verification, '$.verdict') END "
             f"FROM remediation_runs r WHERE r.mode IN ('apply', 'rollback', 'shadow') AND {where}", params)
         rows = np.fromiter(cursor, dtype=np.dtype([

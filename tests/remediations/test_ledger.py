@@ -148,3 +148,44 @@ def test_the_weekly_report_carries_the_ledger(history):
     ledger = html.split('id="ledger"')[1].split("</table>")[0]
     assert "<td class=\"str\">fix</td>" in ledger and "<td class=\"str\">approve (earned)</td>" in ledger
     assert f"run {runs['restart-1']} at 2026-11-25 15:00:00: real run failed (rc 2) &lt;b&gt;" in ledger
+
+
+def test_the_ledger_the_trust_record_and_what_served_read_alike_on_both_backends(any_store):
+    """The new queries (a JSON field cast to seconds, a rollback found by its parent, serving
+    history, an incident merge) on SQLite and PostgreSQL."""
+    from types import SimpleNamespace
+
+    from agent.flow.incidents import IncidentStatus, Signal
+    from agent.flow.trust import Evidence, TrustSetting
+
+    on = SimpleNamespace(store=any_store)
+    good = ran(on, "fix", "touch.yml", "h1", RunStatus.VERIFIED, at=T0, verified_after_s=300.25)
+    bad = ran(on, "fix", "touch.yml", "h1", RunStatus.NOT_FIXED, at=T0 + timedelta(hours=1), rolled_back=True,
+              reason="not quiet")
+    (row,) = build_ledger(any_store, T0 - timedelta(days=1), NOW, now=NOW).rules
+    assert (row.runs, row.verified, row.not_fixed, row.rolled_back, row.median_verify_s, row.last_failure_run) == (
+        2, 1, 1, 1, 300.25, bad)
+    record = any_store.rule_evidence("fix", since=T0 - timedelta(days=1), limit=10)
+    assert [(r.run, set(r.outcomes)) for r in record] == [
+        (bad, {Evidence.NOT_FIXED, Evidence.ROLLED_BACK}), (good, {Evidence.VERIFIED})]
+    moved = any_store.set_rule_trust("fix", setting=TrustSetting.EARNED, mode="auto", actor="agent", reason="earned",
+                                     runs=[good], now=NOW)
+    assert (moved.mode, moved.runs, moved.since) == ("auto", (good,), NOW)
+
+    any_store.serve_version("fraud", "v2", source="found", actor="agent", now=T0)
+    any_store.serve_version("fraud", "v3", source="change #1", actor="ci", now=NOW)
+    assert [(s.version, s.until) for s in any_store.serving_history("fraud")] == [("v2", NOW), ("v3", None)]
+
+    def signal(series: str) -> Signal:
+        return Signal(series_id=series, detector="seasonal", metric="m", labels={"model": "fraud"}, first_at=T0,
+                      last_at=T0, hits=2)
+
+    story = any_store.open_incident(severity="critical", title="story", labels={}, started_at=T0, now=T0,
+                                    signals=[signal("a")])
+    tail = any_store.open_incident(severity="warning", title="tail", labels={}, started_at=T0, now=T0,
+                                   signals=[signal("a"), signal("b")])
+    any_store.merge_incident(tail.id, story.id, actor="agent", reason="one story", now=NOW)
+    merged = any_store.get_incident(story.id)
+    assert sorted((s.series_id, s.hits) for s in merged.signals) == [("a", 2), ("b", 1)]  # both counts kept
+    assert any_store.get_incident(tail.id).resolution == "merged"
+    assert any_store.get_incident(tail.id).status is IncidentStatus.RESOLVED
