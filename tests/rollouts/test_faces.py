@@ -125,14 +125,20 @@ def test_rollout_status_is_a_table_with_times_to_the_second(make_ctx, models_dir
     assert listed[1].split()[:7] == ["1", "fraud", "v4", "-", "pending", "2026-11-25", "12:00:00"]
 
 
-@pytest.fixture
-def api(make_ctx, models_dir):
-    ctx = make_ctx(model_yaml(models_dir, GOOD, prometheus_url="http://127.0.0.1:9"))
+def served(ctx):
+    """The daemon's HTTP app over ``ctx`` on a loopback port, and a client of it."""
     server = HttpServer(ctx, None)
     server.start()
-    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=10) as client:
-        yield ctx, client
-    server.stop()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=10) as client:
+            yield ctx, client
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def api(make_ctx, models_dir):
+    yield from served(make_ctx(model_yaml(models_dir, GOOD, prometheus_url="http://127.0.0.1:9")))
 
 
 def test_http_start_needs_the_token_and_answers_4xx_with_a_reason(api):
@@ -162,12 +168,8 @@ def test_http_start_needs_the_token_and_answers_4xx_with_a_reason(api):
 
 @pytest.fixture
 def gated_api(make_ctx, models_dir):
-    ctx = make_ctx(model_yaml(models_dir, GOOD, prometheus_url="http://127.0.0.1:9", serving=True, retrain=GATED))
-    server = HttpServer(ctx, None)
-    server.start()
-    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=10) as client:
-        yield ctx, client
-    server.stop()
+    yield from served(make_ctx(model_yaml(models_dir, GOOD, prometheus_url="http://127.0.0.1:9", serving=True,
+                                          retrain=GATED)))
 
 
 def test_http_refuses_a_missing_version_and_a_gate_not_passed_unless_overridden(gated_api):
