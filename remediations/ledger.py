@@ -20,19 +20,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from agent.clock import from_epoch, to_epoch
-from agent.flow.runs import RunStatus
+from agent.flow.runs import LEDGER_OUTCOMES, LEDGER_SEP
 
 if TYPE_CHECKING:
     from agent.store import Store
 
-VERIFIED = (RunStatus.VERIFIED,)
-NOT_FIXED = (RunStatus.NOT_FIXED,)
-FAILED = (RunStatus.FAILED, RunStatus.TIMEOUT)
-INTERRUPTED = (RunStatus.INTERRUPTED,)
-UNDER_WAY = (RunStatus.RUNNING, RunStatus.VERIFYING)
 COUNTS = ("runs", "verified", "not_fixed", "failed", "rolled_back", "interrupted", "under_way")
 
 
@@ -85,60 +81,73 @@ def build_ledger(store: "Store", since: datetime, until: datetime, *, now: datet
                  incident_ids: Sequence[int] | None = None, modes: Mapping[str, str] | None = None,
                  rule: str | None = None) -> Ledger:
     """The ledger of runs started in ``[since, until)`` (of ``incident_ids`` only, when given);
-    ``modes`` names how each rule runs now; ``rule`` keeps one rule."""
+    ``modes`` names how each rule runs now; ``rule`` keeps one rule. Counted with numpy over the
+    period's rows: a hundred thousand runs take a fraction of a second."""
     since_s, until_s = float(to_epoch(since)), float(to_epoch(until))
     runs, shadow = store.ledger_runs(since_s, until_s, incident_ids=incident_ids)
     if rule is not None:
-        runs, shadow = runs[runs["rule"] == rule], shadow[shadow["rule"] == rule]
-    runs = _classified(runs)
-    per_rule = _rows(store, runs, ["rule", "playbook"], shadow=shadow, modes=modes or {})
-    per_target = _rows(store, _by_target(runs), ["rule", "playbook", "target"], shadow=None, modes=modes or {})
+        runs = runs[runs["key"].str.startswith(rule + LEDGER_SEP)].reset_index(drop=True)
+        shadow = shadow[shadow["rule"] == rule]
+    codes, keys = pd.factorize(runs["key"].to_numpy(dtype=object), sort=True)
+    names = [str(k).split(LEDGER_SEP, 1) for k in keys]
+    per_rule = _rows(store, runs, codes, [(rule_, playbook, None) for rule_, playbook in names], modes or {})
+    if len(shadow):
+        per_rule = _with_shadow(per_rule, shadow.set_index("rule"), modes or {})
+    (group, rows), pairs = _by_target(runs, codes)
+    per_target = _rows(store, runs.iloc[rows].reset_index(drop=True), group,
+                       [(names[code][0], names[code][1], target) for code, target in pairs], modes or {})
     return Ledger(since=since, until=until, generated_at=now, rules=tuple(per_rule), targets=tuple(per_target))
 
 
-def _classified(runs: pd.DataFrame) -> pd.DataFrame:
-    status = runs["status"]
-    out = runs.assign(
-        verified=status.isin(VERIFIED), not_fixed=status.isin(NOT_FIXED), failed=status.isin(FAILED),
-        interrupted=status.isin(INTERRUPTED), under_way=status.isin(UNDER_WAY))
-    # A failure is a run that did not fix: not fixed, failed, or undone by its rollback.
-    out["failure"] = out["not_fixed"] | out["failed"] | out["rolled_back"]
-    return out
-
-
-def _by_target(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per run and target host. Most runs have one plain target: ``["h1"]`` is read
+def _by_target(runs: pd.DataFrame, codes: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], list[tuple[int, str]]]:
+    """Per rule, playbook and target: ((each row's group, the run it repeats), each group's
+    (rule-and-playbook code, target)). Most runs have one plain target: ``["h1"]`` is read
     without a JSON parse."""
-    targets = [t[2:-2] if t.startswith('["') and '"' not in t[2:-2] and "\\" not in t else json.loads(t)
-               for t in runs["targets"]]
-    return runs.assign(target=targets).explode("target").dropna(subset=["target"])
+    rows, hosts = [], []
+    for i, text in enumerate(runs["targets"].to_numpy(dtype=object)):
+        inner = text[2:-2]
+        plain = text.startswith('["') and '"' not in inner and "\\" not in text
+        for host in [inner] if plain else json.loads(text):
+            rows.append(i)
+            hosts.append(host)
+    at = np.asarray(rows, dtype="int64")
+    host_codes, host_names = pd.factorize(np.asarray(hosts, dtype=object), sort=True)
+    width = max(len(host_names), 1)
+    group, uniques = pd.factorize(codes[at].astype("int64") * width + host_codes, sort=True)
+    return (group, at), [(int(u // width), str(host_names[u % width])) for u in uniques]
 
 
-def _rows(store: "Store", runs: pd.DataFrame, keys: list[str], *, shadow: pd.DataFrame | None,
+def _rows(store: "Store", runs: pd.DataFrame, codes: np.ndarray, names: list[tuple[str, str, str | None]],
           modes: Mapping[str, str]) -> list[LedgerRow]:
-    counts = runs.groupby(keys, sort=True).agg(
-        runs=("id", "size"), verified=("verified", "sum"), not_fixed=("not_fixed", "sum"), failed=("failed", "sum"),
-        rolled_back=("rolled_back", "sum"), interrupted=("interrupted", "sum"), under_way=("under_way", "sum"),
-        median_verify_s=("verify_s", "median")).reset_index()
-    last = (runs[runs["failure"]].sort_values(["started_at", "id"]).groupby(keys).tail(1)
-            [[*keys, "id", "started_at", "rolled_back", "not_fixed", "failed"]]
-            .rename(columns={"id": "last_id", "started_at": "last_at", "rolled_back": "last_rolled_back",
-                             "not_fixed": "last_not_fixed", "failed": "last_failed"}))
-    table = counts.merge(last, on=keys, how="left")
-    reasons = store.run_reasons([int(i) for i in last["last_id"]])
-    if "target" not in table:
-        table["target"] = None
-    rows = [LedgerRow(
-        rule=r.rule, playbook=r.playbook, target=r.target, runs=int(r.runs), verified=int(r.verified),
-        not_fixed=int(r.not_fixed), failed=int(r.failed), rolled_back=int(r.rolled_back),
-        interrupted=int(r.interrupted), under_way=int(r.under_way), median_verify_s=_number(r.median_verify_s),
-        last_failure_run=None if pd.isna(r.last_id) else int(r.last_id),
-        last_failure_at=None if pd.isna(r.last_id) else from_epoch(r.last_at),
-        last_failure_why="" if pd.isna(r.last_id) else _why(r, reasons), mode=modes.get(r.rule, ""))
-        for r in table.itertuples(index=False)]
-    if shadow is not None and len(shadow):
-        rows = _with_shadow(rows, shadow.set_index("rule"), modes)
-    return rows
+    """One row per group (``runs``' row i belongs to group ``codes[i]``, named ``names[group]``)."""
+    n = len(names)
+    outcome = runs["outcome"].to_numpy()
+    rolled = runs["rolled_back"].to_numpy(dtype=bool)
+
+    def count(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(codes, weights=mask, minlength=n).astype("int64")
+
+    figures = {"runs": np.bincount(codes, minlength=n), "rolled_back": count(rolled),
+               **{name: count(outcome == LEDGER_OUTCOMES.index(name)) for name in COUNTS if name in LEDGER_OUTCOMES}}
+    medians = pd.Series(runs["verify_s"].to_numpy()).groupby(codes).median().reindex(range(n))
+    failure = np.isin(outcome, (LEDGER_OUTCOMES.index("not_fixed"), LEDGER_OUTCOMES.index("failed"))) | rolled
+    last = (pd.DataFrame({"code": codes, "at": runs["started_at"].to_numpy(), "id": runs["id"].to_numpy(),
+                          "outcome": outcome, "rolled": rolled})[failure]
+            .sort_values(["code", "at", "id"]).drop_duplicates("code", keep="last").set_index("code"))
+    reasons = store.run_reasons([int(i) for i in last["id"]])
+    lasts = {int(code): row for code, row in zip(last.index, last.itertuples(index=False))}
+    counted = {name: figures[name].tolist() for name in COUNTS}
+    middle = medians.to_numpy().tolist()
+    out = []
+    for code, (rule, playbook, target) in enumerate(names):
+        failed = lasts.get(code)
+        out.append(LedgerRow(
+            rule=rule, playbook=playbook, target=target, **{name: counted[name][code] for name in COUNTS},
+            median_verify_s=_number(middle[code]),
+            last_failure_run=None if failed is None else int(failed.id),
+            last_failure_at=None if failed is None else from_epoch(float(failed.at)),
+            last_failure_why="" if failed is None else _why(failed, reasons), mode=modes.get(rule, "")))
+    return out
 
 
 def _with_shadow(rows: list[LedgerRow], shadows: pd.DataFrame, modes: Mapping[str, str]) -> list[LedgerRow]:
@@ -159,8 +168,8 @@ def _with_shadow(rows: list[LedgerRow], shadows: pd.DataFrame, modes: Mapping[st
 
 
 def _why(last: Any, reasons: Mapping[int, str]) -> str:
-    reason = reasons.get(int(last.last_id), "")
-    if bool(last.last_rolled_back) and not (last.last_not_fixed or last.last_failed):
+    reason = reasons.get(int(last.id), "")
+    if bool(last.rolled) and last.outcome not in (LEDGER_OUTCOMES.index("not_fixed"), LEDGER_OUTCOMES.index("failed")):
         return f"rolled back: {reason}" if reason else "rolled back"
     return reason
 

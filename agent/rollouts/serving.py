@@ -79,10 +79,12 @@ def reconcile(ctx: "Context", config: ModelConfig, *, now: datetime) -> str | No
         return found
     if store.list_rollouts(model=config.name, active=True, limit=1):
         return registered.version if registered is not None else None  # the rollout's engine owns it now
-    if registered is None:
+    history = store.serving_history(config.name)
+    if registered is None and not history:
         why = Explained(source=FOUND_AT_START, actor=ACTOR, known=True)
     else:
-        why = explain(store, config.name, found, since=registered.deployed_at or registered.created_at, now=now)
+        since = history[-1].since if history else registered.deployed_at or registered.created_at  # type: ignore[union-attr]
+        why = explain(store, config.name, found, since=since, now=now)
     previous = registered.version if registered is not None else None
     undone = "rolled_back" if why.known and "remediation" in why.source else "retired"
     store.serve_version(config.name, found, source=why.source, actor=why.actor, now=now, previous_status=undone)

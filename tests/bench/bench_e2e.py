@@ -11,9 +11,10 @@ median and max are reported, with the onset error (where the agent says the outa
 the injection).
 
 Then guarded rollouts: a version seven times slower (the demo's v4) rolled out on the canary
-``--rollouts`` times. ``rollout_rollback_s``: from its canary starting to serve to its rollback
-done (median; the analysis promises ``interval x failure_limit`` plus one cycle, and the rollback
-playbook's run); ``runs_during_rollout``: remediation runs requested from the rollout's start to
+``--rollouts`` times. ``rollout_rollback_s``: from its canary starting to serve (the cycle that
+deployed it) to its rollback done (the cycle that rolled it back, plus the rollback playbook's
+run), median; the analysis promises ``interval x failure_limit`` plus one cycle, and the rollback
+playbook's run; ``runs_during_rollout``: remediation runs requested from the rollout's start to
 its incident's resolution, all repeats together (the rollback is the remediation: 0).
 
 Run: .venv/bin/python tests/bench/bench_e2e.py [--repeat N] [--faults latency,crash,...|none] [--rollouts N]
@@ -95,8 +96,12 @@ def slow_rollout(run: DemoRun) -> tuple[float, int]:
     done = run.wait(lambda: rollout_settled(run, rollout_id), 180, "the slow rollout settled")
     if done.status is not RolloutStatus.ROLLED_BACK or done.analysis_started_at is None or done.ended_at is None:
         raise MeasuringFault(f"rollout {rollout_id} of v4 ended {done.status}, not rolled back")
-    rolled_back_s = (done.ended_at - done.analysis_started_at).total_seconds()
-    if rolled_back_s <= 0:
+    # The steps are dated by their cycle; the rollback playbook's own run comes on top of that.
+    (entry,) = [e for e in run.store.audit_entries(since=done.created_at) if e.action == "rollout.rolled_back"
+                and e.subject == f"rollout:{rollout_id}"]
+    playbook_s = float(entry.details["playbook"]["duration_s"])
+    rolled_back_s = (done.ended_at - done.analysis_started_at).total_seconds() + playbook_s
+    if rolled_back_s <= 0 or playbook_s <= 0:
         raise MeasuringFault(f"rollout {rollout_id}: rolled back {rolled_back_s:.1f}s after its canary served")
     incident = run.wait(lambda: settled(run, done.incident_id), 180, "the rollout's incident resolved")
     during = [r for r in run.store.list_runs() if done.created_at <= r.requested_at <= incident.resolved_at]
