@@ -201,7 +201,7 @@ def advance(ctx: Context, now: datetime, *, measure: MeasureFor | None = None,
         if config is None:
             log.warning(kv("rollout.unconfigured", id=rollout.id, model=rollout.model))
             continue
-        if not due(rollout, now):
+        if not due(rollout, now, slack_s=slack(ctx, config)):
             continue
         key = f"rollout:{rollout.id}"
         if limit == 0:
@@ -214,12 +214,21 @@ def advance(ctx: Context, now: datetime, *, measure: MeasureFor | None = None,
     return moved
 
 
-def due(rollout: Rollout, now: datetime) -> bool:
+def due(rollout: Rollout, now: datetime, *, slack_s: float = 0.0) -> bool:
     """Whether a step has something to do now: paused and waiting rollouts wait for a person, an
-    analysis for its next measurement."""
+    analysis for its next measurement (taken up to ``slack_s`` early, see ``slack``)."""
     if rollout.status in (RolloutStatus.PAUSED, RolloutStatus.WAITING_APPROVAL):
         return False
-    return not (rollout.status is RolloutStatus.ANALYSING and rollout.next_at is not None and now < rollout.next_at)
+    return not (rollout.status is RolloutStatus.ANALYSING and rollout.next_at is not None
+                and now < rollout.next_at - timedelta(seconds=slack_s))
+
+
+def slack(ctx: Context, config: ModelConfig) -> float:
+    """How early a measurement may be taken: a cycle comes a little earlier or later than its
+    slot (the scheduler's jitter), and the grid of measurements starts at one cycle's time; a
+    cycle a few milliseconds early must not wait a whole cycle more. A quarter of a cycle (of the
+    interval, if shorter) takes that jitter and no more."""
+    return min(ctx.config.agent.interval, config.analysis.interval) / 4
 
 
 def _step_logged(ctx: Context, config: ModelConfig, rollout: Rollout, now: datetime,
@@ -304,7 +313,7 @@ def _deploy_canary(ctx: Context, config: ModelConfig, rollout: Rollout, now: dat
 
 
 def _analyse(ctx: Context, config: ModelConfig, rollout: Rollout, now: datetime, measure: Measure) -> Rollout | None:
-    if rollout.next_at is not None and now < rollout.next_at:
+    if not due(rollout, now, slack_s=slack(ctx, config)):
         return None
     started = rollout.analysis_started_at or now
     taken = []

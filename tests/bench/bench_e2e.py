@@ -88,9 +88,10 @@ def one(run: DemoRun, kind: str) -> Outcome:
     return outcome
 
 
-def slow_rollout(run: DemoRun) -> tuple[float, int]:
-    """(seconds from the canary serving to the rollback done, remediation runs meanwhile) of one
-    rollout of the slow version; a rollout that is not rolled back is a measuring fault."""
+def slow_rollout(run: DemoRun) -> tuple[float, float, int]:
+    """(seconds from the canary serving to the rollback done, of which the rollback playbook's
+    run, remediation runs meanwhile) of one rollout of the slow version; a rollout that is not
+    rolled back is a measuring fault."""
     assert run.store is not None
     rollout_id = start_rollout(run, "v4", override_gate=HAND_BUILT)
     done = run.wait(lambda: rollout_settled(run, rollout_id), 180, "the slow rollout settled")
@@ -106,7 +107,7 @@ def slow_rollout(run: DemoRun) -> tuple[float, int]:
     incident = run.wait(lambda: settled(run, done.incident_id), 180, "the rollout's incident resolved")
     during = [r for r in run.store.list_runs() if done.created_at <= r.requested_at <= incident.resolved_at]
     run.wait_quiet()
-    return rolled_back_s, len(during)
+    return rolled_back_s, playbook_s, len(during)
 
 
 def settle_before_faults(run: DemoRun) -> int:
@@ -137,6 +138,7 @@ def main() -> int:
     figures: dict[str, dict[str, object]] = {}
     before = 0
     rollbacks: list[float] = []
+    playbooks: list[float] = []
     runs_during = 0
     with tempfile.TemporaryDirectory() as tmp:
         # Seven faults, three times each, within an hour: well past the demo's rate limit of 10
@@ -167,11 +169,13 @@ def main() -> int:
                 figures[kind] = {"mttd_s": spread(mttd), "mttr_s": spread(mttr), "escalated": stuck,
                                  "onset_error_s": spread(onset)}
             for i in range(args.rollouts):
-                seconds, ran = slow_rollout(run)
+                seconds, playbook_s, ran = slow_rollout(run)
                 rollbacks.append(seconds)
+                playbooks.append(playbook_s)
                 runs_during += ran
-                print(f"slow rollout #{i + 1}: rolled back {seconds:.1f}s after its canary served; {ran} "
-                      "remediation runs meanwhile", flush=True)
+                print(f"slow rollout #{i + 1}: rolled back {seconds:.1f}s after its canary served ({seconds - playbook_s:.1f}s "
+                      f"to the cycle that rolled it back, {playbook_s:.1f}s the rollback playbook); {ran} remediation "
+                      "runs meanwhile", flush=True)
         except MeasuringFault as fault:
             print(f"measuring fault: {fault}", file=sys.stderr)
             return 1
@@ -191,10 +195,11 @@ def main() -> int:
               f"its canary served; promised interval {DEMO.analysis_interval_s:g}s x failure limit 2 + one cycle "
               f"{DEMO.cycle_s:g}s = {promised:g}s, plus the rollback playbook's run; {runs_during} remediation runs "
               "during the rollouts")
+    playbook = round(statistics.median(playbooks), 1) if playbooks else None
     print(json.dumps({"bench": "e2e", "scrape_s": DEMO.scrape_s, "cycle_s": DEMO.cycle_s, "repeat": args.repeat,
                       "incidents_before_faults": before, "faults": figures, "rollout_rollback_s": rollback,
-                      "rollout_rollback_promised_s": promised, "runs_during_rollout": runs_during if rollbacks else None,
-                      "rollouts": len(rollbacks)}))
+                      "rollback_playbook_s": playbook, "rollout_rollback_promised_s": promised,
+                      "runs_during_rollout": runs_during if rollbacks else None, "rollouts": len(rollbacks)}))
     return 0
 
 

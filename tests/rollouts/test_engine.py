@@ -214,3 +214,18 @@ def test_measurements_keep_to_the_interval_grid(make_ctx, models_dir):
     assert engine.next_measurement(on_grid, config, T0 + timedelta(seconds=32)) == T0 + timedelta(seconds=60)
     # the daemon was down past several slots: the next one is an interval from now, no catch-up
     assert engine.next_measurement(on_grid, config, T0 + timedelta(seconds=200)) == T0 + timedelta(seconds=230)
+
+
+def test_a_cycle_a_little_early_for_its_slot_still_measures(make_ctx, models_dir, prometheus):
+    """The grid starts at one cycle's time and later cycles jitter around theirs: one that comes a
+    fraction of a second before the slot measures now, not a whole cycle later."""
+    ctx = make_ctx(model_yaml(models_dir, BAD_LATENCY, prometheus_url=prometheus.url))
+    rollout = engine.start(ctx, "fraud", "v4", actor="cli:alice", now=T0)
+    engine.advance(ctx, T0 + timedelta(seconds=0.3))  # the deploying cycle came 0.3 s late
+    engine.advance(ctx, T0 + timedelta(seconds=30.1))
+    engine.advance(ctx, T0 + timedelta(seconds=60.0))  # 0.3 s before its slot
+    assert [m.at for m in ctx.store.measurements(rollout.id)][::2] == [
+        T0 + timedelta(seconds=30.1), T0 + timedelta(seconds=60.0)]
+    assert ctx.store.get_rollout(rollout.id).status is RolloutStatus.ROLLED_BACK
+    engine.advance(ctx, T0 + timedelta(seconds=70))
+    assert len(ctx.store.measurements(rollout.id)) == 4
