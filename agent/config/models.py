@@ -14,6 +14,7 @@ then is rolled back at its ``failure_limit``-th failure, or promoted if ``durati
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Callable
@@ -107,6 +108,12 @@ class Analysis(Section):
         if twice:
             raise ValueError(f"expected unique metric names, found {twice[0]!r} twice")
         return self
+
+    @property
+    def rounds(self) -> int:
+        """Measurement rounds that cover ``duration``: a version passes after this many with no
+        failure limit reached and the last round conclusive."""
+        return max(1, math.ceil(self.duration / self.interval - 1e-9))
 
     @property
     def worst_case_rollback_s(self) -> float:

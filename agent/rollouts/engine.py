@@ -299,7 +299,10 @@ def _deploy_canary(ctx: Context, config: ModelConfig, rollout: Rollout, now: dat
             rollout.id, RolloutStatus.ANALYSING, actor=ACTOR, now=now, details={"playbook": summary},
             reason=f"{rollout.version} is on {', '.join(rollout.canary)}; analysing every "
                    f"{config.analysis.interval:g}s for {config.analysis.duration:g}s",
-            analysis_started_at=now, next_at=now + timedelta(seconds=config.analysis.interval))
+            # The canary serves once its playbook is done (seconds later on a busy host): the
+            # analysis windows start there; measurements keep to the cycles' grid.
+            analysis_started_at=now + timedelta(seconds=float(summary["duration_s"])),
+            next_at=now + timedelta(seconds=config.analysis.interval))
     except TransitionError:
         aborted = ctx.store.get_rollout(rollout.id)
         if aborted is None or aborted.status is not RolloutStatus.ABORTED:

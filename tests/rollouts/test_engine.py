@@ -229,3 +229,18 @@ def test_a_cycle_a_little_early_for_its_slot_still_measures(make_ctx, models_dir
     assert ctx.store.get_rollout(rollout.id).status is RolloutStatus.ROLLED_BACK
     engine.advance(ctx, T0 + timedelta(seconds=70))
     assert len(ctx.store.measurements(rollout.id)) == 4
+
+
+def test_a_version_passes_only_on_rounds_that_cover_the_duration(make_ctx, models_dir, prometheus):
+    """A canary playbook slower than the whole analysis (a busy host) or a daemon that was down
+    must not promote a version on one measurement: duration counts rounds, not the clock."""
+    ctx = make_ctx(model_yaml(models_dir, GOOD, prometheus_url=prometheus.url))
+    rollout = engine.start(ctx, "fraud", "v4", actor="cli:alice", now=T0)
+    engine.advance(ctx, T0)
+    engine.advance(ctx, T0 + timedelta(seconds=100))  # past the 90 s duration: one round so far
+    assert ctx.store.get_rollout(rollout.id).status is RolloutStatus.ANALYSING
+    engine.advance(ctx, T0 + timedelta(seconds=130))
+    engine.advance(ctx, T0 + timedelta(seconds=160))
+    done = ctx.store.get_rollout(rollout.id)
+    assert done.status is RolloutStatus.PROMOTED and len({m.at for m in ctx.store.measurements(rollout.id)}) == 3
+    assert T0 < done.analysis_started_at < T0 + timedelta(seconds=60)  # once its playbook was done
