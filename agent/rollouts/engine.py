@@ -319,10 +319,13 @@ def _analyse(ctx: Context, config: ModelConfig, rollout: Rollout, now: datetime,
     if not due(rollout, now, slack_s=slack(ctx, config)):
         return None
     started = rollout.analysis_started_at or now
+    # {window} covers the canary's own traffic, but at least an interval: a cycle that comes right
+    # after a slow canary playbook still gets enough samples for a rate.
+    since = min(started, now - timedelta(seconds=config.analysis.interval))
     taken = []
     for metric in config.analysis.metrics:
         try:
-            value = measure.value(metric, at=now, since=started, reference=rollout.reference.get(metric.name))
+            value = measure.value(metric, at=now, since=since, reference=rollout.reference.get(metric.name))
         except MeasureError as exc:
             taken.append(Measurement(rollout_id=rollout.id, metric=metric.name, at=now, value=None,
                                      verdict=Verdict.INCONCLUSIVE, reason=exc.problem))
