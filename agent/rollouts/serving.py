@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 from agent.config.models import ModelConfig
 from agent.flow.incidents import Change, Severity
 from agent.flow.rollouts import VERSION
+from agent.flow.runs import RunMode, RunStatus
+from agent.rollouts.story import models_of
 from agent.log import kv
 
 if TYPE_CHECKING:
@@ -95,8 +97,14 @@ def reconcile(ctx: "Context", config: ModelConfig, *, now: datetime) -> str | No
 
 
 def explain(store: "Store", model: str, version: str, *, since: datetime, now: datetime) -> Explained:
-    """What put ``version`` in place since ``since``: the newest remediation of the model, or a
-    recorded change that names the version."""
+    """What put ``version`` in place since ``since``: a remediation run of the model's incidents
+    under way (its playbook moves the link before the run records its change), the newest
+    remediation of the model, or a recorded change that names the version."""
+    for run in store.list_runs(statuses=[RunStatus.RUNNING, RunStatus.VERIFYING], mode=RunMode.APPLY):
+        incident = store.get_incident(run.incident_id) if run.incident_id is not None else None
+        if incident is not None and model in models_of(incident) and (run.started_at or now) >= since:
+            return Explained(source=f"remediation: run {run.id} of rule {run.rule} ({run.playbook})", actor=ACTOR,
+                             known=True)
     for change in store.changes_near({"model": model}, before=now, lookback_s=max((now - since).total_seconds(), 0)):
         if change.kind == "remediation":
             return Explained(source=f"remediation: {change.description}", actor=change.actor, known=True)

@@ -84,3 +84,27 @@ def test_a_link_that_names_no_version_is_not_believed(make_ctx, models_dir):
     link.symlink_to("versions/$(reboot)")
     roll(ctx, T0)
     assert ctx.store.serving_version("fraud") is None and ctx.store.serving_history("fraud") == []
+
+
+def test_a_remediation_under_way_explains_the_move_before_it_records_its_change(make_ctx, models_dir):
+    """The rollback playbook moves the link while its run is still running: the cycle that sees it
+    then must not call it a change outside the agent."""
+    from agent.flow.incidents import Severity, Signal
+    from agent.flow.runs import RunMode, RunStatus
+
+    ctx = make_ctx(model_yaml(models_dir, GOOD, prometheus_url="http://127.0.0.1:9", serving=True))
+    store = ctx.store
+    roll(ctx, T0)
+    drift = Signal(series_id='model_drift{model="fraud"}', detector="drift", labels={"model": "fraud"}, first_at=T0,
+                   last_at=T0)
+    incident = store.open_incident(severity=Severity.WARNING, title="drift", labels={"job": "api"}, started_at=T0,
+                                   now=T0, signals=[drift])
+    run = store.create_run(incident_id=incident.id, rule="rollback-model", rule_mode="auto",
+                           playbook="rollback_model.yml", playbook_sha256="", mode=RunMode.APPLY,
+                           status=RunStatus.PENDING, targets=["localhost"], extravars={}, now=later(1))
+    store.update_run(run.id, RunStatus.RUNNING, now=later(1), started_at=later(1))
+    point(models_dir, "v1")
+    roll(ctx, later(2))
+    assert [(s.version, s.source) for s in store.serving_history("fraud")][-1] == (
+        "v1", f"remediation: run {run.id} of rule rollback-model (rollback_model.yml)")
+    assert store.list_incidents() == [store.get_incident(incident.id)]  # no incident of its own
