@@ -41,7 +41,7 @@ GAUGES = (
 )
 
 
-class IncidentFigures:
+class StoreCollector:
     """A prometheus-client collector reading the store it is bound to, at its clock's time."""
 
     def __init__(self) -> None:
@@ -50,6 +50,10 @@ class IncidentFigures:
 
     def bind(self, store: "Store", clock: Callable[[], datetime]) -> None:
         self._store, self._clock = store, clock
+
+
+class IncidentFigures(StoreCollector):
+    """MTTR and MTTD of the last ``WINDOW``."""
 
     def describe(self) -> list[Metric]:
         return [Metric(name, doc, "gauge") for name, doc, _ in GAUGES]
@@ -82,19 +86,20 @@ LEDGER_OUTCOMES = ("verified", "not_fixed", "failed", "rolled_back", "interrupte
 LEDGER_MAX_AGE_S = 60.0  # a scrape reads a ledger at most this old: it scans the window's runs
 
 
-class LedgerFigures:
+class LedgerFigures(StoreCollector):
     """The remediation ledger of the last ``LEDGER_WINDOW`` at /metrics, per rule and playbook,
     and how each rule runs now (``aiops_remediation_rule_auto``: 1 alone, 0 waiting for a person).
     Built at most once a minute: a ledger reads every run of the window."""
 
     def __init__(self) -> None:
-        self._store: Store | None = None
-        self._clock: Callable[[], datetime] | None = None
+        super().__init__()
         self._config: Callable[[], Any] | None = None
         self._cached: tuple[float, list[Metric]] | None = None
 
-    def bind(self, store: "Store", clock: Callable[[], datetime], config: Callable[[], Any]) -> None:
-        self._store, self._clock, self._config, self._cached = store, clock, config, None
+    def bind(self, store: "Store", clock: Callable[[], datetime], config: Callable[[], Any] | None = None) -> None:
+        """``config``: the agent's config as it is now (a reload replaces it)."""
+        super().bind(store, clock)
+        self._config, self._cached = config, None
 
     def describe(self) -> list[Metric]:
         return [Metric("aiops_remediation_ledger_runs", f"Real remediation runs started in the last {LEDGER_WINDOW}, "

@@ -3,11 +3,11 @@ tables the weekly and governance reports include."""
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 
 from agent.report.render import environment
+from agent import csvcells
 from agent.report import tables
 from agent.report.tables import Table, seconds, share, table, when
 from remediations.ledger import COUNTS, Ledger, LedgerRow, ledger_dict
@@ -72,7 +72,7 @@ _CSV_HEADER = ["table", "rule", "playbook", "target", "mode", *COUNTS, "success_
 def as_csv(ledger: Ledger) -> str:
     """One line per rule and playbook (``table`` = rule), then per target (``table`` = target)."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csvcells.Writer(out)  # rule names, targets and reasons are not formulas
     writer.writerow(_CSV_HEADER)
     for name, rows in (("rule", ledger.rules), ("target", ledger.targets)):
         for r in rows:

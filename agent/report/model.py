@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from agent.incidents.summary import title_of
 from agent.flow.rollouts import (
     Measurement,
     ModelVersion,
@@ -121,11 +122,11 @@ def model_report(store: Store, model: str, period: Period, *, now: datetime,
 def _incidents(store: Store, incident_ids: list[int]) -> list[dict[str, Any]]:
     out = []
     for incident_id in incident_ids:
-        incident = store.get_incident(incident_id, with_signals=False)
+        incident = store.get_incident(incident_id)
         if incident is None:
             continue
         resolved = incident.resolved_at
-        out.append({"id": incident.id, "title": incident.title, "severity": str(incident.severity),
+        out.append({"id": incident.id, "title": title_of(store, incident), "severity": str(incident.severity),
                     "status": str(incident.status), "started_at": incident.started_at.isoformat(),
                     "resolved_at": resolved.isoformat() if resolved else None, "resolution": incident.resolution,
                     "mttr_s": (resolved - incident.started_at).total_seconds() if resolved else None})

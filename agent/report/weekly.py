@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -23,14 +24,17 @@ from agent.report.ledger import rules_table
 from agent.report.mttr import incident_durations, report_from_frame
 from agent.report.period import Period, week_labels
 from agent.report.render import environment, rows_of
-from agent.store.reports import ReportStore
+from agent.incidents.summary import title_of
 from remediations.ledger import build_ledger
+
+if TYPE_CHECKING:
+    from agent.store import Store
 
 OPEN_SHOWN = 50
 SEVERITY_RANK = {s.value: s.rank for s in Severity}
 
 
-def weekly_report(store: ReportStore, period: Period, *, tz: str = "UTC", now: datetime,
+def weekly_report(store: "Store", period: Period, *, tz: str = "UTC", now: datetime,
                   modes: Mapping[str, str] | None = None) -> str:
     """``modes``: how each remediation rule runs now, for the ledger's mode column."""
     frame = incident_durations(store.incident_times(period.since_s, period.until_s))
@@ -54,10 +58,20 @@ def weekly_report(store: ReportStore, period: Period, *, tz: str = "UTC", now: d
         weeks=weeks, weeks_plot=plots.mttr_per_week(weeks) if len(frame) else None,
         by_service=by_service, service_plot=plots.incidents_by_service(by_service) if len(frame) else None,
         noisy=noisy.to_dict("records"), runs=runs.to_dict("records"),
-        open_incidents=open_incidents.head(OPEN_SHOWN).to_dict("records"), open_total=len(open_incidents),
+        open_incidents=_with_titles(store, open_incidents.head(OPEN_SHOWN).to_dict("records")),
+        open_total=len(open_incidents),
         models=models.to_dict("records"),
-        ledger=rules_table(build_ledger(store, period.since, period.until, now=now, modes=modes)),  # type: ignore[arg-type]
+        ledger=rules_table(build_ledger(store, period.since, period.until, now=now, modes=modes)),
         missing=_missing)
+
+
+def _with_titles(store: "Store", rows: list[dict]) -> list[dict]:
+    """The rows with the title every other view gives each incident (from its signals' peaks)."""
+    for row in rows:
+        incident = store.get_incident(int(row["id"]))
+        if incident is not None:
+            row["title"] = title_of(store, incident)
+    return rows
 
 
 def _by_service(frame: pd.DataFrame) -> pd.DataFrame:

@@ -21,7 +21,7 @@ import requests
 
 from agent.config.models import ModelConfig
 from agent.errors import AiopsError, RemediationError, TransitionError
-from agent.flow.incidents import IncidentStatus, Severity
+from agent.flow.incidents import REMEDIATION_CHANGE, IncidentStatus, Severity
 from agent.log import kv
 from agent.rollouts.analysis import (
     Decision,
@@ -389,8 +389,10 @@ def _roll_back(ctx: Context, config: ModelConfig, rollout: Rollout, now: datetim
     to = RolloutStatus.ABORTED if rollout.aborted_by else RolloutStatus.ROLLED_BACK
     outcome = f"aborted by {rollout.aborted_by}" if rollout.aborted_by else "rolled back after a failed analysis"
     ctx.store.end_version(rollout.model, rollout.version, status="rolled_back", outcome=outcome, actor=ACTOR, now=now)
-    _record_change(ctx, rollout, now, "model_rollback", rollout.previous_version,
-                   f"roll {rollout.model} {rollout.version} back on {', '.join(rollout.canary)} (rollout {rollout.id})")
+    # What the agent did about it, like a remediation's change: never a suspect of what follows.
+    _record_change(ctx, rollout, now, REMEDIATION_CHANGE, rollout.previous_version,
+                   f"{config.rollback_playbook} applied by rollout {rollout.id}: {rollout.model} {rollout.version} "
+                   f"rolled back on {', '.join(rollout.canary)}")
     after_rollback(ctx, rollout, now, f"{rollout.version} rolled back on {', '.join(rollout.canary)}")
     return ctx.store.transition_rollout(rollout.id, to, actor=ACTOR, now=now, details={"playbook": summary},
                                         reason=f"{rollout.version} rolled back on {', '.join(rollout.canary)}")

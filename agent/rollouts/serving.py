@@ -106,7 +106,7 @@ def explain(store: "Store", model: str, version: str, *, since: datetime, now: d
             return Explained(source=f"remediation: run {run.id} of rule {run.rule} ({run.playbook})", actor=ACTOR,
                              known=True)
     for change in store.changes_near({"model": model}, before=now, lookback_s=max((now - since).total_seconds(), 0)):
-        if change.kind == "remediation":
+        if change.is_remediation:
             return Explained(source=f"remediation: {change.description}", actor=change.actor, known=True)
         if change.labels.get("version") == version:
             return Explained(source=_change_source(change), actor=change.actor, known=True)

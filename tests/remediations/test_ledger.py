@@ -189,3 +189,10 @@ def test_the_ledger_the_trust_record_and_what_served_read_alike_on_both_backends
     assert sorted((s.series_id, s.hits) for s in merged.signals) == [("a", 2), ("b", 1)]  # both counts kept
     assert any_store.get_incident(tail.id).resolution == "merged"
     assert any_store.get_incident(tail.id).status is IncidentStatus.RESOLVED
+
+
+def test_a_reason_that_looks_like_a_formula_stays_text_in_the_csv(history, tmp_path):
+    ctx, _ = history
+    ran(ctx, "fix", "touch.yml", "h3", RunStatus.FAILED, at=T0 + timedelta(hours=5), reason="=HYPERLINK(\"x\")")
+    rows = list(csv.DictReader(io.StringIO(invoke(tmp_path, "remediation", "ledger", "--format", "csv").output)))
+    assert rows[0]["last_failure_why"] == "'=HYPERLINK(\"x\")"
