@@ -115,6 +115,7 @@ class Context:
         # MTTR at /metrics comes from this store, at the Context's clock (a test may set another)
         self.metrics.incident_figures.bind(self.store, lambda: self.clock())
         self.metrics.incident_marks.bind(self.store, lambda: self.clock())
+        self.metrics.ledger_figures.bind(self.store, lambda: self.clock(), lambda: self.config)
 
     @classmethod
     def create(cls, config: AgentConfig, state_dir: Path | None = None, **kwargs: object) -> "Context":

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from agent.detection.gauges import ScoreGauges
 from agent.incidents.marks import IncidentMarks
-from agent.report.gauges import IncidentFigures
+from agent.report.gauges import IncidentFigures, LedgerFigures
 
 
 class Metrics:
@@ -88,6 +88,12 @@ class Metrics:
             "aiops_remediation_runs_total", "Remediation runs, by outcome.", ["outcome"], registry=r)
         self.remediation_decisions = Counter(
             "aiops_remediation_decisions_total", "Remediation decisions, by decision.", ["decision"], registry=r)
+        self.trust_moves = Counter(
+            "aiops_remediation_trust_moves_total", "Moves of rules with trust: earned, by rule and the mode moved "
+            "to (auto, approve).", ["rule", "to"], registry=r)
+        # the ledger of the last 30 days and each rule's mode, read from the store (agent.report.gauges)
+        self.ledger_figures = LedgerFigures()
+        r.register(self.ledger_figures)
         # detection: fits and scorings that failed for one subject (the others went on)
         self.detector_failures = Counter(
             "aiops_detector_failures_total", "Detector fits or scorings that failed for one subject, by detector "

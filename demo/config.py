@@ -196,6 +196,10 @@ models:
     vars:
       models_dir: {root / "models"}
       trainer_argv: {trainer}
+    # What serves is what models/current points at: the registry follows it every cycle.
+    serving:
+      link: {root / "models" / "current"}
+      versions: {root / "models" / "versions"}
     timeout: 2m
     analysis:
       interval: {analysis_interval_s:g}s

@@ -1,7 +1,8 @@
 """``python -m demo --story rollout``: model operations told as on-call would follow them.
 
-1. A slow model version (v4) is rolled out with a canary; the analysis catches its latency and
-   rolls it back before it reaches every host, with the incident's MTTR.
+1. A slow model version (v4, hand-built: its rollout overrides the gate, on the record) is rolled
+   out with a canary; the analysis catches its latency and rolls it back before it reaches every
+   host: one incident, the latency signals in it, no other playbook, with its MTTR.
 2. A drifted version (v3) reaches production; the drift rule rolls it back; once the incident is
    resolved the agent retrains the model, the candidate passes its gate and goes through a clean
    guarded rollout.
@@ -16,7 +17,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from agent.flow.incidents import IncidentStatus
+from agent.flow.incidents import Incident, IncidentStatus
 from agent.flow.rollouts import Rollout, RolloutStatus
 from demo.run import DemoRun
 
@@ -36,10 +37,23 @@ def rollout_settled(run: DemoRun, rollout_id: int) -> Rollout | None:
     return rollout
 
 
-def start_rollout(run: DemoRun, version: str) -> int:
+def settled(run: DemoRun, incident_id: int) -> Incident | None:
+    """The rollout's incident once resolved (its signals stayed quiet after the rollback)."""
+    assert run.store is not None
+    incident = run.store.get_incident(incident_id)
+    return incident if incident is not None and incident.status is IncidentStatus.RESOLVED else None
+
+
+def start_rollout(run: DemoRun, version: str, *, override_gate: str = "") -> int:
+    """``override_gate``: the reason to roll out a version that never passed the retrain gate (the
+    demo's hand-built v1 and v4), recorded in the audit log and the governance report."""
+    extra = ("--override-gate", "--reason", override_gate) if override_gate else ("--reason", "demo")
     answer = run.aiops("rollout", "start", "--model", "fraud", "--version", version, "--canary", "localhost",
-                       "--reason", "demo", "--json")
+                       *extra, "--json")
     return int(json.loads(answer.stdout)["id"])
+
+
+HAND_BUILT = "demo: a hand-built version, never trained behind the gate"
 
 
 def quiet_down(run: DemoRun, show: Show, wait: Wait) -> None:
@@ -64,17 +78,18 @@ def story(run: DemoRun, say: Say, show: Show, wait: Wait) -> int:
     analysis = f"every {run.timing.analysis_interval_s:g}s for {run.timing.analysis_duration_s:g}s"
 
     say("[2/6]", f"Rolling out v4 (seven times slower) on a canary; the agent analyses it {analysis} …")
-    bad = start_rollout(run, "v4")
+    bad = start_rollout(run, "v4", override_gate=HAND_BUILT)
     done = wait(run, "analysing the canary", lambda: rollout_settled(run, bad), 180)
     for m in store.measurements(bad):
         show(f"      {m.at:%H:%M:%S} {m.metric:<17} {m.verdict:<13} {m.reason}")
     code = 0
     if done.status is RolloutStatus.ROLLED_BACK and done.incident_id is not None:
-        incident = store.get_incident(done.incident_id)
-        assert incident is not None
-        mttr = (incident.resolved_at - incident.started_at).total_seconds() if incident.resolved_at else None
-        show(f"      [green]caught on the canary and rolled back[/]: incident #{incident.id}, MTTR "
-             f"{mttr:.0f}s from the first failed measurement" if mttr is not None else "      rolled back")
+        incident = wait(run, "the rollout's incident settling", lambda: settled(run, done.incident_id), 120)
+        mttr = (incident.resolved_at - incident.started_at).total_seconds()
+        ran = [r for r in store.list_runs() if done.created_at <= r.requested_at <= incident.resolved_at]
+        show(f"      [green]caught on the canary and rolled back[/]: one incident (#{incident.id}, "
+             f"{len(incident.signals)} signals), MTTR {mttr:.0f}s from its first anomalous point; "
+             f"{len(ran)} remediation runs meanwhile (the rollback was the remediation)")
     else:
         show(f"      [red]rollout {bad} ended {done.status}[/]")
         code = 1
@@ -100,8 +115,8 @@ def story(run: DemoRun, say: Say, show: Show, wait: Wait) -> int:
 
     say("[5/6]", "The labelling pipeline breaks; the next retrain's candidate must not ship …")
     run.inject("bad-labels")
-    answer = run.aiops("model", "retrain", "fraud", "--reason", "weekly retrain")
-    show("      " + answer.stdout.strip())
+    answer = run.aiops("model", "retrain", "fraud", "--reason", "weekly retrain", check=False)
+    show("      " + answer.stdout.strip() + f"  (exit {answer.returncode})")
 
     say("[6/6]", "The model's governance report (aiops report model fraud):")
     html = run.root / "model-fraud.html"

@@ -25,8 +25,21 @@ from demo.service import FEATURES, feature_sample
 
 
 def current_score(x: np.ndarray) -> np.ndarray:
-    """The serving model's score, as ``demo.service`` computes it."""
+    """The hand-built versions' score (v1 to v4), as ``demo.service`` computes it."""
     z = 0.01 * x[:, 0] - 0.002 * x[:, 1] + 0.2 * x[:, 2] - 2
+    return 1 / (1 + np.exp(-z))
+
+
+def version_score(models_dir: Path, version: str, x: np.ndarray) -> np.ndarray:
+    """What ``version`` scores: a trained version's own coefficients over log features, or the
+    hand-built score."""
+    try:
+        model = json.loads((models_dir / "versions" / version / "model.json").read_text())
+    except (OSError, ValueError):
+        model = {}
+    if "coef" not in model:
+        return current_score(x)
+    z = np.log1p(x) @ np.array(model["coef"], dtype=float) + float(model["intercept"])
     return 1 / (1 + np.exp(-z))
 
 
@@ -61,6 +74,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--corrupt-labels", action="store_true")
+    parser.add_argument("--serving-version", default=None,
+                        help="The version to score the candidate against (default: what models/current serves).")
     args = parser.parse_args()
     corrupt = args.corrupt_labels or _training_settings(args.models_dir).get("corrupt_labels", False)
     rng = random.Random(args.seed)
@@ -72,8 +87,8 @@ def main() -> None:
     features = np.log1p(x)
     model = LogisticRegression(max_iter=500).fit(features[:split], train_y)
     candidate_auc = float(roc_auc_score(y[split:], model.predict_proba(features[split:])[:, 1]))
-    current_auc = float(roc_auc_score(y[split:], current_score(x[split:])))
-    current = (args.models_dir / "current").resolve().name
+    current = args.serving_version or (args.models_dir / "current").resolve().name
+    current_auc = float(roc_auc_score(y[split:], version_score(args.models_dir, current, x[split:])))
     version = next_version(args.models_dir)
     target = args.models_dir / "versions" / version
     target.mkdir(parents=True)

@@ -2,8 +2,9 @@
 
 ``Remediation`` is the stage, one per Context. ``remediate(seen)`` does one cycle's work, in this
 order: recover the runs an agent that died left behind (the first time only), expire approvals,
-verify applied runs against what the cycle's detection saw, plan runs for the open incidents (read
-from the store) that match a rule, and start the runs that are due on the worker pool
+verify applied runs against what the cycle's detection saw, move the rules that earn their trust
+as their record says (``trust``), plan runs for the open incidents (read from the store) that
+match a rule, and start the runs that are due on the worker pool
 (``agent.workers``; ``workers: 0``: execute them here, one after the other). It returns
 every run it created or changed, and those its workers finished since the last cycle.
 """
@@ -16,6 +17,7 @@ from agent.flow.detection import Detection
 from agent.flow.runs import Run
 from remediations.engine import Remediator
 from remediations.recovery import recover
+from remediations.trust import review
 from remediations.verify import verify_all
 
 if TYPE_CHECKING:
@@ -39,6 +41,7 @@ class Remediation:
             recover(r)
         r.expire_approvals()
         verify_all(r)
+        review(self.ctx.store, self.ctx.config.remediation, now=seen.at, metrics=self.ctx.metrics)
         r.plan_all()
         r.execute_due()
         return latest(self.ctx, [*self.ctx.workers.finished(), *r.touched.values()])

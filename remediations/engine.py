@@ -33,7 +33,8 @@ from agent.flow.incidents import REMEDIATION_CHANGE, IncidentStatus, remediation
 from agent.flow.leases import holder_id
 from agent.flow.runs import Run, RunMode, RunnerStatus, RunStatus
 from agent.log import kv
-from remediations import processes, rules, runner, safety
+from agent.rollouts.story import holding_rollout
+from remediations import processes, rules, runner, safety, trust
 from remediations.playbooks import Header, read_header
 from remediations.signals import SignalState, observe, relevant_signals
 
@@ -148,7 +149,9 @@ class Remediator:
     def plan(self, incident: Any) -> Run | None:
         """The first rule that matches decides; an incident gets one run chain per rule and
         episode: a reopened (flapping) incident is planned again, within the same rate limits,
-        cooldown and circuit breaker."""
+        cooldown and circuit breaker. An incident a model rollout holds gets none."""
+        if self._held(incident, f"incident:{incident.id}"):
+            return None
         for rule in self.config.rules:
             if not rules.matches(rule, incident):
                 continue
@@ -179,18 +182,20 @@ class Remediator:
 
     def _start_chain(self, p: Prepared, incident: Any) -> Run:
         rule, now = p.rule, self.started_at  # decisions are dated by the cycle that made them
-        common = dict(incident_id=incident.id, rule=rule.name, rule_mode=rule.mode, playbook=p.relative,
+        held = self.store.rule_trust(rule.name)
+        mode = trust.mode_of(rule, held)  # earned or pinned by hand, else as configured
+        common = dict(incident_id=incident.id, rule=rule.name, rule_mode=mode, playbook=p.relative,
                       playbook_sha256=p.sha256, targets=p.batches[0], extravars=p.recorded_vars, now=now)
         if self.config.shadow:
             gate = self._gates(rule, p.batches[0], now)
-            reason = (f"shadow mode: would have run {p.relative} ({rule.mode}) on {', '.join(p.batches[0])}"
+            reason = (f"shadow mode: would have run {p.relative} ({mode}) on {', '.join(p.batches[0])}"
                       if gate.allowed else f"shadow mode: would not run: {gate.reason}")
             self.ctx.metrics.remediation_decisions.labels(decision="shadow").inc()
             return self.keep(self.store.create_run(mode=RunMode.SHADOW, status=RunStatus.SHADOW, reason=reason,
                                                     **common))
-        if rule.mode == "suggest":
+        if mode == "suggest":
             return self._suggest(p, incident, common)
-        if rule.mode == "approve":
+        if mode == "approve":
             expires = now + timedelta(seconds=self.config.approval_expiry)
             run = self.store.create_run(mode=RunMode.APPLY, status=RunStatus.WAITING_APPROVAL, expires_at=expires,
                                         reason=f"rule {rule.name} needs approval until {expires.isoformat()}", **common)
@@ -201,7 +206,7 @@ class Remediator:
                         f"aiops remediation approve {run.id}", details={"run": run.id, "expires_at": expires})
             return self.keep(run)
         run = self.store.create_run(mode=RunMode.APPLY, status=RunStatus.PENDING,
-                                    reason=f"rule {rule.name} matched (auto)", **common)
+                                    reason=f"rule {rule.name} matched ({trust.describe(rule, held)})", **common)
         return self.keep(run)
 
     def _suggest(self, p: Prepared, incident: Any, common: dict[str, Any]) -> Run | None:
@@ -285,6 +290,9 @@ class Remediator:
         why_not = self._nothing_to_fix(run, rule)
         if why_not:
             return self.keep(self.store.update_run(run.id, RunStatus.SKIPPED, now=self.now(), reason=why_not))
+        held = self.store.get_incident(run.incident_id) if run.incident_id is not None else None
+        if held is not None and self._held(held, f"run:{run.id}"):
+            return run  # it waits while the rollout's rollback is the remediation
         now = self.now()
         gate = self._gates(rule, run.targets, now)
         if gate.decision is safety.Decision.CIRCUIT_OPEN:
@@ -500,6 +508,19 @@ class Remediator:
         self.store.audit(ACTOR, f"remediation.{gate.decision}", f"run:{run.id}",
                          {"rule": run.rule, "incident": run.incident_id, "reason": gate.reason}, now=self.now())
         log.info(kv("remediation.deferred", run=run.id, decision=str(gate.decision), reason=gate.reason))
+
+    def _held(self, incident: Any, subject: str) -> bool:
+        """A model rollout holds the incident (``agent.rollouts.story``): audited once."""
+        if not self.ctx.config.models:
+            return False
+        rollout = holding_rollout(self.store, incident)
+        if rollout is None:
+            return False
+        self._decide_once(f"held:{subject}", "held", subject, {
+            "incident": incident.id, "rollout": rollout.id,
+            "reason": f"rollout {rollout.id} of {rollout.model} {rollout.version} is {rollout.status}: its rollback "
+                      "is the remediation, no rule runs for incidents of its model's signals"})
+        return True
 
     def _reopened_since(self, incident: Any, when: Any) -> bool:
         if not incident.reopened:

@@ -1,5 +1,5 @@
 """The HTTP app the daemon serves on loopback: ``/metrics``, ``/healthz``, ``/api/v1/…`` and
-read-only incident pages. Everything that changes state requires the bearer token.
+read-only pages (incidents, models, rollouts). Everything that changes state requires the bearer token.
 
 A request that finds the store locked by another process (after the store's busy timeout), or
 its disk full, answers 503 with ``Retry-After``: the caller may try again, nothing was written.
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 def create_app(ctx: Context, *, daemon: Any = None) -> FastAPI:
-    from agent.api import core, docs, incidents, pages, remediations, report, rollouts
+    from agent.api import core, docs, incidents, model_pages, pages, remediations, report, rollouts
     from agent.incidents.alerts import WebhookPayload
 
     app = FastAPI(
@@ -37,6 +37,7 @@ def create_app(ctx: Context, *, daemon: Any = None) -> FastAPI:
     app.include_router(core.router)
     app.include_router(incidents.router)
     app.include_router(pages.router)
+    app.include_router(model_pages.router)
     app.include_router(remediations.router)
     app.include_router(report.router)
     app.include_router(rollouts.router)

@@ -11,6 +11,9 @@ from agent.api.docs import AUTH, errors
 from agent.api.params import RowId
 from agent.errors import StoreError, TransitionError
 from agent.flow.runs import RunStatus, run_dict
+from agent.report.period import period_since
+from remediations.ledger import build_ledger, ledger_dict
+from remediations.trust import modes
 
 router = APIRouter()
 
@@ -24,6 +27,23 @@ def list_remediations(request: Request, status_: RunStatus | None = Query(defaul
     store = request.app.state.ctx.store
     runs = store.list_runs(incident_id=incident, statuses=[status_] if status_ else None, limit=limit)
     return {"runs": [_brief(run_dict(r)) for r in runs]}
+
+
+@router.get("/api/v1/remediations/ledger", responses=errors(422))
+def remediation_ledger(request: Request, since: str = Query(default="30d", max_length=64),
+                       until: str | None = Query(default=None, max_length=64),
+                       rule: str | None = Query(default=None, max_length=64)) -> dict[str, Any]:
+    """What each rule's playbook did when it ran for real, per rule and playbook and per target:
+    runs, verified, not fixed, rolled back, failed, median time to verify (seconds), the last
+    failure and why, and how each rule runs now (``mode``)."""
+    ctx = request.app.state.ctx
+    try:
+        period = period_since(since, now=ctx.clock(), until=until)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"since/until: {exc}") from None
+    built = build_ledger(ctx.store, period.since, period.until, now=ctx.clock(), rule=rule,
+                         modes=modes(ctx.config.remediation, ctx.store))
+    return ledger_dict(built)
 
 
 @router.get("/api/v1/remediations/{run_id}", responses=errors(404, 422))

@@ -57,7 +57,11 @@ def weekly(request: Request, since: str = "30d", until: str | None = None, tz: s
     """The weekly review page, as ``aiops report html`` writes it."""
     from agent.report.weekly import weekly_report
 
-    html = weekly_report(request.app.state.ctx.store, _period(request, since, until), tz=_zone(tz), now=_now(request))
+    from remediations.trust import modes
+
+    ctx = request.app.state.ctx
+    html = weekly_report(ctx.store, _period(request, since, until), tz=_zone(tz), now=_now(request),
+                         modes=modes(ctx.config.remediation, ctx.store))
     return HTMLResponse(html)
 
 

@@ -25,6 +25,8 @@ class RolloutIn(BaseModel):
     version: str = Field(min_length=1, max_length=64)
     canary: list[str] | None = Field(default=None, max_length=100)
     reason: str = Field(default="", max_length=1000)
+    # Roll out a version whose gate failed or that never passed one; needs a reason (audited).
+    override_gate: bool = False
 
 
 class MoveIn(BaseModel):
@@ -35,13 +37,15 @@ class MoveIn(BaseModel):
 
 @router.post("/api/v1/rollouts", status_code=status.HTTP_201_CREATED, responses=errors(400, *AUTH, 409, 422))
 def start_rollout(request: Request, body: RolloutIn, actor: str = Depends(require_token)) -> dict[str, Any]:
-    """Record a guarded rollout; the daemon's next cycle runs the rollout playbook on the canary."""
+    """Record a guarded rollout; the daemon's next cycle runs the rollout playbook on the canary.
+    A version the models directory does not hold answers 422 with the versions it does; one whose
+    gate failed or that never passed one, 409, unless ``override_gate`` with a ``reason``."""
     ctx = request.app.state.ctx
     try:
         rollout = engine.start(ctx, body.model, body.version, canary=body.canary, actor=actor, now=ctx.clock(),
-                               reason=body.reason)
+                               reason=body.reason, override_gate=body.override_gate)
     except RolloutError as exc:
-        code = status.HTTP_409_CONFLICT if "still" in exc.problem else status.HTTP_422_UNPROCESSABLE_CONTENT
+        code = status.HTTP_409_CONFLICT if exc.conflict else status.HTTP_422_UNPROCESSABLE_CONTENT
         raise HTTPException(code, str(exc)) from exc
     return rollout_dict(rollout)
 

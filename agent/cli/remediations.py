@@ -130,6 +130,102 @@ def resume(ctx: Any, reason: str, rule: str | None) -> None:
     click.echo("remediation resumed")
 
 
+def _period(since: str, until: str | None) -> Any:
+    from agent.report.period import period_since
+
+    try:
+        return period_since(since, now=current_clock()(), until=until)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--since'/'--until'") from None
+
+
+@remediation_group.command("ledger")
+@click.option("--since", default="30d", show_default=True,
+              help="Start of the period: a duration back from now (30d, 12h, 2w) or a date.")
+@click.option("--until", default=None, help="End of the period (default: now); same forms as --since.")
+@click.option("--rule", "rule", default=None, help="Only this rule.")
+@click.option("--by", type=click.Choice(["rule", "target"]), default="rule", show_default=True,
+              help="Text: one row per rule and playbook, or per target host (json, csv, html hold both).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "html"]), default="text",
+              show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file instead of stdout.")
+@with_context
+def ledger(ctx: Any, since: str, until: str | None, rule: str | None, by: str, fmt: str, output: Path | None) -> None:
+    """What each rule's playbook did when it ran for real: runs, verified, not fixed, rolled
+    back, failed, the median time to verify and the last failure and why; per target with --by
+    target. The mode column says how each rule runs now.
+
+    Example: aiops remediation ledger --since 30d --format html --output ledger.html
+    """
+    from agent.report.ledger import render
+    from remediations.ledger import build_ledger
+    from remediations.trust import modes
+
+    period = _period(since, until)
+    built = build_ledger(ctx.store, period.since, period.until, now=ctx.clock(), rule=rule,
+                         modes=modes(ctx.config.remediation, ctx.store))
+    text = render(built, fmt, by=by)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    output.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {output} ({len(text) // 1024} KiB)", err=True)
+
+
+@remediation_group.command("trust")
+@click.argument("rule", required=False)
+@click.argument("setting", required=False, type=click.Choice(["auto", "approve", "earned", "configured"]))
+@click.option("--reason", default="", help="Why, for the audit log.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@with_context
+def trust_command(ctx: Any, rule: str | None, setting: str | None, reason: str, fmt: str) -> None:
+    """How far each rule is trusted, or move one by hand: auto (runs alone) or approve (waits
+    for a person), pinned; earned (its own record moves it); configured (as the config says).
+
+    Example: aiops remediation trust restart-api approve --reason "flaky after the upgrade"
+    """
+    from remediations import trust
+
+    if rule is not None and setting is None:
+        raise click.UsageError("expected RULE and SETTING (auto, approve, earned, configured), or neither to list")
+    if rule is not None and setting is not None:
+        mode = trust.set_by_hand(ctx.store, ctx.config.remediation, rule, setting, actor=cli_actor(), reason=reason,
+                                 now=ctx.clock())
+        click.echo(f"rule {rule}: {setting}; it {'runs alone' if mode == 'auto' else 'waits for approval'} now")
+        return
+    rows = trust.overview(ctx.config.remediation, ctx.store)
+    if fmt == "json":
+        click.echo(json.dumps(rows))
+        return
+    from agent.report.tables import as_text, table
+
+    click.echo(as_text(table(
+        ["rule", "configured", "setting", "mode now", "since", "by", "why"],
+        [[r["rule"], r["configured"], r["setting"], r["mode"], r["since"] or "-", r["changed_by"] or "-",
+          r["reason"] or "-"] for r in rows], text=[6], empty="no remediation rules configured")), nl=False)
+
+
+@remediation_group.command("review")
+@click.argument("run_id", type=int)
+@click.option("--verdict", type=click.Choice(["fixed", "not_fixed"]), required=True,
+              help="fixed: the playbook (run by hand) was what fixed the incident; not_fixed: it would not have.")
+@click.option("--reason", default="", help="What was checked, for the audit log.")
+@with_context
+def review_command(ctx: Any, run_id: int, verdict: str, reason: str) -> None:
+    """Say what a shadow run's playbook came to: only shadow runs checked so count as evidence
+    for rules with trust: earned.
+
+    Example: aiops remediation review 31 --verdict fixed --reason "ran it by hand at 03:10; latency recovered"
+    """
+    from remediations.trust import check_shadow_run
+
+    if ctx.store.get_run(run_id) is None:
+        raise click.ClickException(f"no remediation run {run_id}")
+    check_shadow_run(ctx.store, run_id, verdict, actor=cli_actor(), reason=reason, now=ctx.clock())
+    click.echo(f"shadow run {run_id} checked: {verdict.replace('_', ' ')}")
+
+
 @click.group("playbook", cls=AiopsGroup)
 def playbook_group() -> None:
     """Try and check the playbooks in remediation.playbook_dir.

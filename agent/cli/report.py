@@ -118,7 +118,10 @@ def report_html(ctx: Context, since: str, until: str | None, out: Path, tz: str)
     """
     from agent.report.weekly import weekly_report
 
-    html = weekly_report(ctx.store, _period(since, until), tz=tz, now=ctx.clock())
+    from remediations.trust import modes
+
+    html = weekly_report(ctx.store, _period(since, until), tz=tz, now=ctx.clock(),
+                         modes=modes(ctx.config.remediation, ctx.store))
     out.write_text(html, encoding="utf-8")
     click.echo(f"wrote {out} ({len(html) // 1024} KiB)")
 
@@ -132,18 +135,20 @@ def report_html(ctx: Context, since: str, until: str | None, out: Path, tz: str)
               help="Write to this file instead of stdout.")
 @with_context
 def report_model(ctx: Context, name: str, since: str, until: str | None, fmt: str, out: Path | None) -> None:
-    """One model's governance report: versions and who deployed them, rollouts with their
-    analysis, retrains with their gates, incidents and MTTR, drift and latency per day, and the
-    audit entries behind each.
+    """One model's governance report: versions and who deployed them (gate overrides stand out),
+    what served when, rollouts with their analysis, retrains with their gates, incidents and MTTR,
+    the remediation ledger of those incidents, drift and latency per day, and the audit entries
+    behind each.
 
     Example: aiops report model fraud --since 30d --out fraud.html
     """
+    from agent.report.latency import latency_reader
     from agent.report.model import as_html, as_json, model_report
     from agent.rollouts.engine import model_config
 
     model_config(ctx, name)
     text = (as_html if fmt == "html" else as_json)(model_report(ctx.store, name, _period(since, until),
-                                                                now=ctx.clock()))
+                                                                now=ctx.clock(), latency=latency_reader(ctx.config)))
     if out is None:
         click.echo(text, nl=False)
         return

@@ -4,6 +4,7 @@ adds every command listed in ``commands``."""
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
@@ -14,9 +15,12 @@ from agent.flow.rollouts import (
     measurement_dict,
     retrain_dict,
     rollout_dict,
+    served_dict,
     version_dict,
 )
-from agent.rollouts import engine
+from agent.report.tables import as_text
+from agent.rollouts import engine, views
+from agent.rollouts.serving import serving_now
 
 
 @click.group("rollout", cls=AiopsGroup)
@@ -31,22 +35,28 @@ def rollout_group() -> None:
 @click.option("--model", "model", required=True, help="A model configured under models.")
 @click.option("--version", "version", required=True, help="The version to roll out (its playbook finds it).")
 @click.option("--canary", default=None, metavar="HOSTS", help="Comma-separated canary hosts (default: the model's).")
-@click.option("--reason", default="", help="Why, for the audit log.")
+@click.option("--reason", default="", help="Why, for the audit log (required with --override-gate).")
+@click.option("--override-gate", is_flag=True,
+              help="Roll out a version whose gate failed, or that never passed one (audited with --reason).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
 @with_context
-def start_command(ctx: Any, model: str, version: str, canary: str | None, reason: str, as_json: bool) -> None:
+def start_command(ctx: Any, model: str, version: str, canary: str | None, reason: str, override_gate: bool,
+                  as_json: bool) -> None:
     """Record a rollout; the daemon's next cycle runs the rollout playbook on the canary and
-    analyses it.
+    analyses it. A version the models directory does not hold is refused; so is one whose gate
+    failed or that never passed one, unless --override-gate --reason TEXT.
 
     Example: aiops rollout start --model fraud --version v4 --canary web1
     """
     hosts = [h.strip() for h in canary.split(",") if h.strip()] if canary else None
     rollout = engine.start(ctx, model, version, canary=hosts, actor=cli_actor(), now=current_clock()(),
-                           reason=reason)
+                           reason=reason, override_gate=override_gate)
     if as_json:
         click.echo(json.dumps(rollout_dict(rollout)))
         return
     analysis = engine.model_config(ctx, model).analysis
+    if rollout.gate_override:
+        click.echo(f"gate overridden: {rollout.gate_override['problem']}; recorded with your reason", err=True)
     click.echo(f"rollout {rollout.id}: {model} {version} on {', '.join(rollout.canary)} first "
                f"(previous: {rollout.previous_version or 'unknown'}); analysis every {analysis.interval:g}s for "
                f"{analysis.duration:g}s; a version failing every measurement is rolled back "
@@ -59,7 +69,7 @@ def start_command(ctx: Any, model: str, version: str, canary: str | None, reason
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
 @with_context
 def list_command(ctx: Any, model: str | None, active: bool, as_json: bool) -> None:
-    """Rollouts, newest first.
+    """Rollouts, newest first (the same table as the /rollouts page).
 
     Example: aiops rollout list --active
     """
@@ -67,11 +77,7 @@ def list_command(ctx: Any, model: str | None, active: bool, as_json: bool) -> No
     if as_json:
         click.echo(json.dumps([rollout_dict(r) for r in rollouts]))
         return
-    for r in rollouts:
-        click.echo(f"{r.id:>5}  {r.created_at:%Y-%m-%d %H:%M:%S}  {r.model:<16} {r.version:<10} "
-                   f"{r.status:<16} by {r.actor}" + (f"  incident {r.incident_id}" if r.incident_id else ""))
-    if not rollouts:
-        click.echo("no rollouts")
+    click.echo(as_text(views.rollouts_table(rollouts)), nl=False)
 
 
 @rollout_group.command("status")
@@ -79,22 +85,18 @@ def list_command(ctx: Any, model: str | None, active: bool, as_json: bool) -> No
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
 @with_context
 def status_command(ctx: Any, rollout_id: int, as_json: bool) -> None:
-    """One rollout with its measurements.
+    """One rollout and its measurements, times to the second (as /rollouts/ID shows them).
 
     Example: aiops rollout status 3
     """
     rollout = ctx.store.get_rollout(rollout_id)
     if rollout is None:
         raise click.ClickException(f"no rollout {rollout_id}")
-    measurements = [measurement_dict(m) for m in ctx.store.measurements(rollout_id)]
+    measurements = ctx.store.measurements(rollout_id)
     if as_json:
-        click.echo(json.dumps({**rollout_dict(rollout), "measurements": measurements}))
+        click.echo(json.dumps({**rollout_dict(rollout), "measurements": [measurement_dict(m) for m in measurements]}))
         return
-    for key, value in rollout_dict(rollout).items():
-        if value not in (None, [], ""):
-            click.echo(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
-    for m in measurements:
-        click.echo(f"  {m['at']}  {m['metric']:<20} {m['verdict']:<13} {m['reason']}")
+    click.echo(as_text(views.rollout_table(rollout)) + "\n" + as_text(views.measurements_table(measurements)), nl=False)
 
 
 def _move(ctx: Any, rollout_id: int, verb: str, reason: str) -> None:
@@ -140,26 +142,24 @@ def model_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
 @with_context
 def model_list(ctx: Any, as_json: bool) -> None:
-    """Configured models with the version serving each.
+    """Configured models: the version serving each, since when and what put it there, and what
+    the models directory serves (as /models shows them).
 
     Example: aiops model list
     """
-    rows = []
-    for config in ctx.config.models:
-        serving = ctx.store.serving_version(config.name)
-        active = ctx.store.list_rollouts(model=config.name, active=True, limit=1)
-        rows.append({"model": config.name, "serving": serving.version if serving else None,
-                     "deployed_at": serving.deployed_at.isoformat() if serving and serving.deployed_at else None,
-                     "versions": len(ctx.store.model_versions(config.name)),
-                     "active_rollout": active[0].id if active else None})
     if as_json:
+        rows = []
+        for config in ctx.config.models:
+            serving = ctx.store.serving_version(config.name)
+            active = ctx.store.list_rollouts(model=config.name, active=True, limit=1)
+            rows.append({"model": config.name, "serving": serving.version if serving else None,
+                         "deployed_at": serving.deployed_at.isoformat() if serving and serving.deployed_at else None,
+                         "models_dir_serves": serving_now(config) if config.serving else None,
+                         "versions": len(ctx.store.model_versions(config.name)),
+                         "active_rollout": active[0].id if active else None})
         click.echo(json.dumps(rows))
         return
-    for row in rows:
-        click.echo(f"{row['model']:<16} serving {row['serving'] or '-':<10} {row['versions']} versions"
-                   + (f"  rollout {row['active_rollout']} under way" if row["active_rollout"] else ""))
-    if not rows:
-        click.echo("no models configured (models: in the config)")
+    click.echo(as_text(views.models_table(ctx.config, ctx.store)), nl=False)
 
 
 @model_group.command("show")
@@ -167,25 +167,23 @@ def model_list(ctx: Any, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
 @with_context
 def model_show(ctx: Any, name: str, as_json: bool) -> None:
-    """A model's versions (who deployed each, when, the baseline, gate, outcome) and retrains.
+    """A model's versions (who made and deployed each, the gate passed or failed, overrides),
+    every version that served and what put it there, and its retrains.
 
     Example: aiops model show fraud
     """
     engine.model_config(ctx, name)
-    versions = [version_dict(v) for v in ctx.store.model_versions(name)]
-    retrains = [retrain_dict(r) for r in ctx.store.list_retrains(name)]
+    versions = ctx.store.model_versions(name)
+    retrains = ctx.store.list_retrains(name)
+    history = ctx.store.serving_history(name)
     if as_json:
-        click.echo(json.dumps({"model": name, "versions": versions, "retrains": retrains}))
+        click.echo(json.dumps({"model": name, "versions": [version_dict(v) for v in versions],
+                               "served": [served_dict(s) for s in history],
+                               "retrains": [retrain_dict(r) for r in retrains]}))
         return
-    click.echo(f"model {name}")
-    for v in versions:
-        gate = f" gate {'passed' if v['gate'].get('passed') else 'failed'}" if v["gate"] else ""
-        click.echo(f"  {v['version']:<10} {v['status']:<12} created {v['created_at']} by {v['created_by']}"
-                   + (f"; deployed {v['deployed_at']} by {v['deployed_by']}" if v["deployed_at"] else "")
-                   + (f"; baseline {v['baseline_id']}" if v["baseline_id"] else "") + gate
-                   + (f"; {v['outcome']}" if v["outcome"] else ""))
-    for r in retrains:
-        click.echo(f"  retrain {r['id']} at {r['at']}: {r['status']} {r['candidate'] or ''} ({r['reason']})")
+    click.echo(f"model {name}\n\nversions\n" + as_text(views.versions_table(versions))
+               + "\nserved\n" + as_text(views.served_table(history))
+               + "\nretrains\n" + as_text(views.retrains_table(retrains)), nl=False)
 
 
 @model_group.command("retrain")
@@ -194,14 +192,19 @@ def model_show(ctx: Any, name: str, as_json: bool) -> None:
 @with_context
 def model_retrain(ctx: Any, name: str, reason: str) -> None:
     """Run the model's retrain playbook now; a candidate that passes the gate starts a rollout.
+    Exits 0 when it did, 1 when the candidate was rejected, the retrain failed, or it was
+    skipped (over max_per_period), so a scheduled job can tell.
 
     Example: aiops model retrain fraud --reason "new labels arrived"
     """
+    from agent.flow.rollouts import RetrainStatus
     from agent.rollouts.retrain import retrain
 
     done = retrain(ctx, name, actor=cli_actor(), now=current_clock()(), reason=reason)
     click.echo(f"retrain {done.id}: {done.status} {done.candidate or ''} ({done.reason})"
                + (f"; rollout {done.rollout_id} started" if done.rollout_id else ""))
+    if done.status is not RetrainStatus.PASSED:
+        sys.exit(1)
 
 
 commands: tuple[click.Command, ...] = (rollout_group, model_group)

@@ -14,6 +14,7 @@ then is rolled back at its ``failure_limit``-th failure, or promoted if ``durati
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.config.types import Seconds, Section
+from agent.config.types import ConfigPath, Seconds, Section
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -109,6 +110,12 @@ class Analysis(Section):
         return self
 
     @property
+    def rounds(self) -> int:
+        """Measurement rounds that cover ``duration``: a version passes after this many with no
+        failure limit reached and the last round conclusive."""
+        return max(1, math.ceil(self.duration / self.interval - 1e-9))
+
+    @property
     def worst_case_rollback_s(self) -> float:
         """From a canary starting to serve a version that fails every measurement to its rollback
         starting (seconds): ``failure_limit`` measurements, one interval apart."""
@@ -133,6 +140,19 @@ class Retrain(Section):
     timeout: Seconds = Field(default=600.0, gt=0)
 
 
+class Serving(Section):
+    """Where the agent reads which version serves, the one truth the registry follows.
+
+    ``link`` is a symbolic link whose target's last part names the version serving (a models
+    directory's ``current -> versions/v2``); it is read every cycle, and a version put there
+    outside the agent is registered with what explains it (or, when nothing does, an incident).
+    ``versions``, a directory with one entry per version that exists: a rollout of any other
+    version is refused before it starts."""
+
+    link: ConfigPath
+    versions: ConfigPath | None = None
+
+
 class ModelConfig(Section):
     name: str
     rollout_playbook: str
@@ -148,6 +168,7 @@ class ModelConfig(Section):
     timeout: Seconds = Field(default=300.0, gt=0)
     analysis: Analysis
     retrain: Retrain | None = None
+    serving: Serving | None = None
 
     @field_validator("name")
     @classmethod

@@ -44,6 +44,17 @@ class Targets(Section):
     batch_size: int = Field(default=5, ge=1)
 
 
+class PromoteAfter(Section):
+    """When a rule with ``trust: earned`` has earned running alone: its last ``verified`` runs, all
+    within ``within``, were verified, none rolled back, with no failure between them."""
+
+    verified: int = Field(default=5, ge=1)
+    within: Seconds = Field(default=30 * 86400.0, gt=0)
+
+
+DemoteOn = Literal["not_fixed", "rolled_back", "failed"]
+
+
 class Rule(Section):
     name: str
     match: Match = Match()
@@ -61,6 +72,18 @@ class Rule(Section):
     # passes more on purpose, as values (env) or as names taken from the agent's environment.
     env: dict[str, str] = {}
     pass_env: list[str] = []
+    # configured: mode decides, for good. earned: the rule starts in approve and its own runs move it
+    # to auto (promote_after) and back (any run whose outcome demote_on names).
+    trust: Literal["configured", "earned"] = "configured"
+    promote_after: PromoteAfter = PromoteAfter()
+    demote_on: list[DemoteOn] = Field(default=["not_fixed", "rolled_back", "failed"], min_length=1)
+
+    @model_validator(mode="after")
+    def _earned_starts_in_approve(self) -> "Rule":
+        if self.trust == "earned" and self.mode != "approve":
+            raise ValueError(f"expected mode approve (the default) with trust: earned, which starts a rule in "
+                             f"approve and moves it to auto on its record; found mode {self.mode}")
+        return self
 
     @field_validator("name")
     @classmethod

@@ -15,11 +15,16 @@ A rollout moves::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+
+# A model version's name: it reaches playbooks and paths, so nothing else is taken.
+VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 
 
 class RolloutStatus(StrEnum):
@@ -83,6 +88,9 @@ class Rollout:
     aborted_by: str | None = None     # who asked for the rollback that ends it as aborted
     # Per metric, the bucket counts measured at the start (``distribution`` metrics' reference).
     reference: Mapping[str, Any] = field(default_factory=dict)
+    promoted_by: str | None = None    # a person's promote, or the agent when the analysis passed
+    # Started over a failed (or missing) gate: who, why and the gate as it stood ({} when not).
+    gate_override: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,6 +109,26 @@ class ModelVersion:
     gate: Mapping[str, Any] = field(default_factory=dict)
     rollout_id: int | None = None
     outcome: str | None = None
+    # Rolled out although its gate failed or it never passed one: who, why, when ({} when not).
+    override: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def gate_word(self) -> str:
+        """``passed``, ``failed``, or ``none`` (never judged); ``, overridden`` when rolled out anyway."""
+        word = "none" if not self.gate else "passed" if self.gate.get("passed") else "failed"
+        return word + (", overridden" if self.override else "")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Served:
+    """One stretch of time a version served, and what put it there."""
+
+    model: str
+    version: str
+    since: datetime
+    until: datetime | None
+    source: str     # found at start, a rollout, a remediation run, a recorded change, or nothing known
+    actor: str
 
 
 class RetrainStatus(StrEnum):
@@ -138,7 +166,8 @@ def rollout_dict(rollout: Rollout) -> dict[str, Any]:
             "reason": rollout.reason, "change_id": rollout.change_id, "incident_id": rollout.incident_id,
             "retrain_id": rollout.retrain_id, "created_at": _iso(rollout.created_at),
             "updated_at": _iso(rollout.updated_at), "analysis_started_at": _iso(rollout.analysis_started_at),
-            "next_at": _iso(rollout.next_at), "ended_at": _iso(rollout.ended_at), "aborted_by": rollout.aborted_by}
+            "next_at": _iso(rollout.next_at), "ended_at": _iso(rollout.ended_at), "aborted_by": rollout.aborted_by,
+            "promoted_by": rollout.promoted_by, "gate_override": dict(rollout.gate_override) or None}
 
 
 def measurement_dict(m: Measurement) -> dict[str, Any]:
@@ -150,7 +179,13 @@ def version_dict(v: ModelVersion) -> dict[str, Any]:
     return {"model": v.model, "version": v.version, "status": v.status, "created_at": _iso(v.created_at),
             "created_by": v.created_by, "deployed_at": _iso(v.deployed_at), "deployed_by": v.deployed_by,
             "baseline_id": v.baseline_id, "metrics": dict(v.metrics), "gate": dict(v.gate),
-            "rollout_id": v.rollout_id, "outcome": v.outcome}
+            "rollout_id": v.rollout_id, "outcome": v.outcome, "gate_result": v.gate_word,
+            "override": dict(v.override) or None}
+
+
+def served_dict(s: Served) -> dict[str, Any]:
+    return {"model": s.model, "version": s.version, "since": s.since.isoformat(), "until": _iso(s.until),
+            "source": s.source, "actor": s.actor}
 
 
 def retrain_dict(r: Retrain) -> dict[str, Any]:

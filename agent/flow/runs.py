@@ -56,6 +56,12 @@ FAILURES = frozenset({RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.NOT_FIXED})
 SUCCESSES = frozenset({RunStatus.VERIFIED})
 
 
+# How the ledger reads a run's outcome (``RunStore.ledger_runs`` codes them in this order), and
+# what joins a rule to its playbook in the ledger's key.
+LEDGER_OUTCOMES = ("other", "verified", "not_fixed", "failed", "interrupted", "under_way")
+LEDGER_SEP = "\x1f"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HostSummary:
     """What ansible-runner's stats say about one host."""

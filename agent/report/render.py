@@ -13,6 +13,7 @@ import jinja2
 from agent import csvcells
 from agent.clock import duration
 from agent.report.mttr import DURATIONS, Comparison, GroupFigures, MttrReport, Stat
+from agent.report.tables import columns as _aligned
 
 FORMATS = ("table", "csv", "json", "html")
 
@@ -112,16 +113,8 @@ def as_table(report: MttrReport) -> str:
     return "\n".join(text) + "\n"
 
 
-def _printable(text: str) -> str:
-    """Label values are untrusted: no escape sequences or line breaks reach the terminal."""
-    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
-
-
 def _columns(rows: list[list[str]]) -> list[str]:
-    rows = [[_printable(cell) for cell in row] for row in rows]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths))).rstrip()
-            for r in rows]
+    return _aligned(rows)
 
 
 def as_html(report: MttrReport) -> str:

@@ -2,12 +2,15 @@
 
 MTTR per week (plot and table), incidents by service and severity, the noisiest series and
 detectors (alert fatigue: tuning candidates, with pages per day), remediation success per
-playbook, open incidents, and model health (drift rate and inference latency P95 per model).
+playbook, the remediation ledger (per rule: verified, not fixed, rolled back, failed, median time
+to verify, last failure, how it runs now), open incidents, and model health (drift rate and
+inference latency P95 per model).
 Images are PNG data URIs and the page loads nothing from the network.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -17,10 +20,12 @@ import pandas as pd
 from agent.clock import to_epoch
 from agent.flow.incidents import Severity
 from agent.report import plots
+from agent.report.ledger import rules_table
 from agent.report.mttr import incident_durations, report_from_frame
 from agent.report.period import Period, week_labels
 from agent.report.render import environment, rows_of
 from agent.incidents.summary import title_of
+from remediations.ledger import build_ledger
 
 if TYPE_CHECKING:
     from agent.store import Store
@@ -29,7 +34,9 @@ OPEN_SHOWN = 50
 SEVERITY_RANK = {s.value: s.rank for s in Severity}
 
 
-def weekly_report(store: "Store", period: Period, *, tz: str = "UTC", now: datetime) -> str:
+def weekly_report(store: "Store", period: Period, *, tz: str = "UTC", now: datetime,
+                  modes: Mapping[str, str] | None = None) -> str:
+    """``modes``: how each remediation rule runs now, for the ledger's mode column."""
     frame = incident_durations(store.incident_times(period.since_s, period.until_s))
     summary = report_from_frame(frame, period, by=None, tz=tz, now=now)
     weeks = _weeks(frame, period, tz)
@@ -54,6 +61,7 @@ def weekly_report(store: "Store", period: Period, *, tz: str = "UTC", now: datet
         open_incidents=_with_titles(store, open_incidents.head(OPEN_SHOWN).to_dict("records")),
         open_total=len(open_incidents),
         models=models.to_dict("records"),
+        ledger=rules_table(build_ledger(store, period.since, period.until, now=now, modes=modes)),
         missing=_missing)
 
 

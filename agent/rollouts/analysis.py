@@ -148,7 +148,9 @@ def decide(analysis: Analysis, measurements: Sequence[Measurement], *, started_a
            now: datetime) -> Outcome:
     """What the measurements so far say: a metric with ``failure_limit`` failures fails the
     analysis; else a newest round with an inconclusive measurement and no failed one pauses it;
-    else it passes once ``duration`` has gone by, and goes on before."""
+    else it passes once ``duration`` is covered by measurement rounds (``analysis.rounds``, one an
+    interval: counted, not timed, so a slow playbook or a late cycle never passes a version on
+    fewer measurements), and goes on before."""
     failures: dict[str, int] = {}
     for m in measurements:
         if m.verdict is Verdict.FAILED:
@@ -165,7 +167,7 @@ def decide(analysis: Analysis, measurements: Sequence[Measurement], *, started_a
     if unsure and not any(m.verdict is Verdict.FAILED for m in latest):
         return Outcome(decision=Decision.PAUSE, reason="inconclusive: " + "; ".join(
             f"{m.metric} {m.reason}" for m in unsure))
-    if (now - started_at).total_seconds() >= analysis.duration:
+    if len({m.at for m in measurements}) >= analysis.rounds:
         return Outcome(decision=Decision.PASS, reason=f"{len(measurements)} measurements over "
                                                       f"{analysis.duration:g}s, none failing the analysis")
     return Outcome(decision=Decision.CONTINUE, reason="")

@@ -21,7 +21,7 @@ import requests
 
 from agent.config.models import ModelConfig
 from agent.errors import AiopsError, RemediationError, TransitionError
-from agent.flow.incidents import IncidentStatus, Severity
+from agent.flow.incidents import REMEDIATION_CHANGE, IncidentStatus, Severity
 from agent.log import kv
 from agent.rollouts.analysis import (
     Decision,
@@ -32,12 +32,15 @@ from agent.rollouts.analysis import (
     judge,
 )
 from agent.flow.rollouts import (
+    VERSION,
     Measurement,
     Rollout,
     RolloutStatus,
     Verdict,
     measurement_dict,
 )
+from agent.rollouts.serving import reconcile, versions_there
+from agent.rollouts.story import after_rollback
 from remediations import rules, runner
 from remediations.engine import worker_limit
 
@@ -47,15 +50,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ACTOR = "agent"
-VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 
 
 class RolloutError(AiopsError):
-    """A rollout cannot be started or changed as asked."""
+    """A rollout cannot be started or changed as asked. ``conflict``: the request was fine but the
+    state refuses it (a rollout under way, a gate not passed): HTTP 409 rather than 422."""
 
-    def __init__(self, subject: str, problem: str) -> None:
+    def __init__(self, subject: str, problem: str, *, conflict: bool = False) -> None:
         self.subject = subject
         self.problem = problem
+        self.conflict = conflict
         super().__init__(f"{subject}: {problem}")
 
 
@@ -68,8 +72,13 @@ def model_config(ctx: Context, name: str) -> ModelConfig:
 
 
 def start(ctx: Context, model: str, version: str, *, canary: Sequence[str] | None = None, actor: str,
-          now: datetime, reason: str = "", retrain_id: int | None = None) -> Rollout:
-    """Record a pending rollout of ``model`` ``version``; the next cycle runs its playbook."""
+          now: datetime, reason: str = "", retrain_id: int | None = None, override_gate: bool = False) -> Rollout:
+    """Record a pending rollout of ``model`` ``version``; the next cycle runs its playbook.
+
+    Refused before anything starts: a version the models directory does not hold
+    (``serving.versions``), and, for a model that retrains behind a gate, a version whose gate
+    failed or that never passed one and never served, unless ``override_gate`` with a ``reason``
+    (audited, and kept on the rollout and the version)."""
     config = model_config(ctx, model)
     if not VERSION.match(version):
         raise RolloutError(f"model {model}", f"expected a version of letters, digits, '_', '.', '+', '-', "
@@ -83,17 +92,54 @@ def start(ctx: Context, model: str, version: str, *, canary: Sequence[str] | Non
     unknown = [h for h in hosts if h not in rules.inventory_hosts(ctx.config.remediation)]
     if unknown:
         raise RolloutError(f"model {model}", f"expected hosts from the inventory, found unknown host {unknown[0]!r}")
+    there = versions_there(config)
+    if there is not None and version not in there:
+        raise RolloutError(f"model {model}", f"expected a version the models directory holds "
+                                             f"({', '.join(there) or 'none'}), found {version!r}")
     active = ctx.store.list_rollouts(model=model, active=True, limit=1)
     if active:
         raise RolloutError(f"model {model}", f"rollout {active[0].id} of {active[0].version} is still "
-                                             f"{active[0].status}; abort or finish it first")
+                                             f"{active[0].status}; abort or finish it first", conflict=True)
+    override = _gate_override(ctx, config, version, actor=actor, reason=reason, override=override_gate, now=now)
+    reconcile(ctx, config, now=now)  # what serves now is the version it replaces
     serving = ctx.store.serving_version(model)
     rollout = ctx.store.create_rollout(
         model=model, version=version, previous_version=serving.version if serving else None, canary=chosen,
-        rest=[h for h in hosts if h not in chosen], actor=actor, reason=reason, now=now, retrain_id=retrain_id)
+        rest=[h for h in hosts if h not in chosen], actor=actor, reason=reason, now=now, retrain_id=retrain_id,
+        gate_override=override)
     log.info(kv("rollout.started", id=rollout.id, model=model, version=version, canary=",".join(chosen),
-                worst_case_rollback_s=config.analysis.worst_case_rollback_s))
+                worst_case_rollback_s=config.analysis.worst_case_rollback_s, gate_override=bool(override)))
     return rollout
+
+
+def gate_problem(ctx: Context, config: ModelConfig, version: str) -> str:
+    """Why ``version`` may not roll out without an override ("" when it may): its gate failed,
+    or it never passed one and never served. A model without ``retrain`` has no gate."""
+    if config.retrain is None:
+        return ""
+    known = ctx.store.model_version(config.name, version)
+    if known is not None and known.gate:
+        if known.gate.get("passed"):
+            return ""
+        return f"{version} failed its gate ({known.gate.get('reason') or 'no reason recorded'})"
+    if ctx.store.has_served(config.name, version):
+        return ""
+    return f"{version} never passed a gate (the registry has no gate result for it)"
+
+
+def _gate_override(ctx: Context, config: ModelConfig, version: str, *, actor: str, reason: str, override: bool,
+                   now: datetime) -> dict[str, Any] | None:
+    problem = gate_problem(ctx, config, version)
+    if not problem:
+        return None
+    if not override:
+        raise RolloutError(f"model {config.name}", f"{problem}; roll it out anyway only with --override-gate "
+                                                   "--reason TEXT (audited)", conflict=True)
+    if not reason.strip():
+        raise RolloutError(f"model {config.name}", f"{problem}; an override needs a reason, found none")
+    known = ctx.store.model_version(config.name, version)
+    return {"by": actor, "reason": reason, "at": now.isoformat(), "problem": problem,
+            "gate": dict(known.gate) if known is not None else {}}
 
 
 def abort(ctx: Context, rollout_id: int, *, actor: str, reason: str, now: datetime) -> Rollout:
@@ -109,7 +155,7 @@ def abort(ctx: Context, rollout_id: int, *, actor: str, reason: str, now: dateti
 def promote(ctx: Context, rollout_id: int, *, actor: str, reason: str, now: datetime) -> Rollout:
     """A person's go-ahead for a paused (or still analysing) rollout: promote next cycle."""
     return ctx.store.transition_rollout(_get(ctx, rollout_id).id, RolloutStatus.PROMOTING, actor=actor,
-                                        reason=reason, now=now)
+                                        reason=reason, now=now, promoted_by=actor)
 
 
 def _get(ctx: Context, rollout_id: int) -> Rollout:
@@ -155,7 +201,7 @@ def advance(ctx: Context, now: datetime, *, measure: MeasureFor | None = None,
         if config is None:
             log.warning(kv("rollout.unconfigured", id=rollout.id, model=rollout.model))
             continue
-        if not due(rollout, now):
+        if not due(rollout, now, slack_s=slack(ctx, config)):
             continue
         key = f"rollout:{rollout.id}"
         if limit == 0:
@@ -168,12 +214,21 @@ def advance(ctx: Context, now: datetime, *, measure: MeasureFor | None = None,
     return moved
 
 
-def due(rollout: Rollout, now: datetime) -> bool:
+def due(rollout: Rollout, now: datetime, *, slack_s: float = 0.0) -> bool:
     """Whether a step has something to do now: paused and waiting rollouts wait for a person, an
-    analysis for its next measurement."""
+    analysis for its next measurement (taken up to ``slack_s`` early, see ``slack``)."""
     if rollout.status in (RolloutStatus.PAUSED, RolloutStatus.WAITING_APPROVAL):
         return False
-    return not (rollout.status is RolloutStatus.ANALYSING and rollout.next_at is not None and now < rollout.next_at)
+    return not (rollout.status is RolloutStatus.ANALYSING and rollout.next_at is not None
+                and now < rollout.next_at - timedelta(seconds=slack_s))
+
+
+def slack(ctx: Context, config: ModelConfig) -> float:
+    """How early a measurement may be taken: a cycle comes a little earlier or later than its
+    slot (the scheduler's jitter), and the grid of measurements starts at one cycle's time; a
+    cycle a few milliseconds early must not wait a whole cycle more. A quarter of a cycle (of the
+    interval, if shorter) takes that jitter and no more."""
+    return min(ctx.config.agent.interval, config.analysis.interval) / 4
 
 
 def _step_logged(ctx: Context, config: ModelConfig, rollout: Rollout, now: datetime,
@@ -244,7 +299,10 @@ def _deploy_canary(ctx: Context, config: ModelConfig, rollout: Rollout, now: dat
             rollout.id, RolloutStatus.ANALYSING, actor=ACTOR, now=now, details={"playbook": summary},
             reason=f"{rollout.version} is on {', '.join(rollout.canary)}; analysing every "
                    f"{config.analysis.interval:g}s for {config.analysis.duration:g}s",
-            analysis_started_at=now, next_at=now + timedelta(seconds=config.analysis.interval))
+            # The canary serves once its playbook is done (seconds later on a busy host): the
+            # analysis windows start there; measurements keep to the cycles' grid.
+            analysis_started_at=now + timedelta(seconds=float(summary["duration_s"])),
+            next_at=now + timedelta(seconds=config.analysis.interval))
     except TransitionError:
         aborted = ctx.store.get_rollout(rollout.id)
         if aborted is None or aborted.status is not RolloutStatus.ABORTED:
@@ -258,13 +316,16 @@ def _deploy_canary(ctx: Context, config: ModelConfig, rollout: Rollout, now: dat
 
 
 def _analyse(ctx: Context, config: ModelConfig, rollout: Rollout, now: datetime, measure: Measure) -> Rollout | None:
-    if rollout.next_at is not None and now < rollout.next_at:
+    if not due(rollout, now, slack_s=slack(ctx, config)):
         return None
     started = rollout.analysis_started_at or now
+    # {window} covers the canary's own traffic, but at least an interval: a cycle that comes right
+    # after a slow canary playbook still gets enough samples for a rate.
+    since = min(started, now - timedelta(seconds=config.analysis.interval))
     taken = []
     for metric in config.analysis.metrics:
         try:
-            value = measure.value(metric, at=now, since=started, reference=rollout.reference.get(metric.name))
+            value = measure.value(metric, at=now, since=since, reference=rollout.reference.get(metric.name))
         except MeasureError as exc:
             taken.append(Measurement(rollout_id=rollout.id, metric=metric.name, at=now, value=None,
                                      verdict=Verdict.INCONCLUSIVE, reason=exc.problem))
@@ -288,7 +349,8 @@ def _analyse(ctx: Context, config: ModelConfig, rollout: Rollout, now: datetime,
                                             details={"analysis": analysis})
     if outcome.decision is Decision.PASS:
         moved = ctx.store.transition_rollout(rollout.id, RolloutStatus.PROMOTING, actor=ACTOR, now=now,
-                                             reason=outcome.reason, details={"analysis": analysis})
+                                             reason=outcome.reason, details={"analysis": analysis},
+                                             promoted_by=ACTOR)
         return _promote(ctx, config, moved, now)
     first_failed = min(m.at for m in ctx.store.measurements(rollout.id) if m.verdict is Verdict.FAILED)
     incident = _open_incident(ctx, rollout, now, f"model {rollout.model} {rollout.version} failed its canary "
@@ -327,8 +389,11 @@ def _roll_back(ctx: Context, config: ModelConfig, rollout: Rollout, now: datetim
     to = RolloutStatus.ABORTED if rollout.aborted_by else RolloutStatus.ROLLED_BACK
     outcome = f"aborted by {rollout.aborted_by}" if rollout.aborted_by else "rolled back after a failed analysis"
     ctx.store.end_version(rollout.model, rollout.version, status="rolled_back", outcome=outcome, actor=ACTOR, now=now)
-    if rollout.incident_id is not None:
-        _resolve(ctx, rollout.incident_id, now, f"{rollout.version} rolled back on {', '.join(rollout.canary)}")
+    # What the agent did about it, like a remediation's change: never a suspect of what follows.
+    _record_change(ctx, rollout, now, REMEDIATION_CHANGE, rollout.previous_version,
+                   f"{config.rollback_playbook} applied by rollout {rollout.id}: {rollout.model} {rollout.version} "
+                   f"rolled back on {', '.join(rollout.canary)}")
+    after_rollback(ctx, rollout, now, f"{rollout.version} rolled back on {', '.join(rollout.canary)}")
     return ctx.store.transition_rollout(rollout.id, to, actor=ACTOR, now=now, details={"playbook": summary},
                                         reason=f"{rollout.version} rolled back on {', '.join(rollout.canary)}")
 
@@ -342,12 +407,26 @@ def _promote(ctx: Context, config: ModelConfig, rollout: Rollout, now: datetime)
         return ctx.store.transition_rollout(rollout.id, RolloutStatus.FAILED, actor=ACTOR, now=now,
                                             reason="the promote playbook failed", details={"playbook": summary},
                                             incident_id=incident)
+    _record_change(ctx, rollout, now, "model_promote", rollout.version,
+                   f"promote {rollout.model} {rollout.version} to {', '.join(hosts)} (rollout {rollout.id})")
     baseline = ctx.store.latest_baseline(rollout.model)
-    ctx.store.deploy_version(rollout.model, rollout.version, actor=rollout.actor, now=now, outcome="promoted",
-                             baseline_id=baseline.id if baseline is not None else None)
+    by = rollout.promoted_by or ACTOR  # the agent on a passed analysis, else the person who promoted
+    how = "its analysis passed" if by == ACTOR else f"promoted by {by}"
+    over = " over its gate" if rollout.gate_override else ""
+    ctx.store.deploy_version(rollout.model, rollout.version, actor=by, now=now, outcome=f"promoted{over}",
+                             baseline_id=baseline.id if baseline is not None else None,
+                             source=f"rollout {rollout.id} ({how}{over})")
     return ctx.store.transition_rollout(rollout.id, RolloutStatus.PROMOTED, actor=ACTOR, now=now,
                                         details={"playbook": summary},
                                         reason=f"{rollout.version} serves on {', '.join(hosts)}")
+
+
+def _record_change(ctx: Context, rollout: Rollout, now: datetime, kind: str, version: str | None,
+                   description: str) -> None:
+    """What serves changed: a suspect for later incidents of the model, and where its drift window
+    starts again (the data before it describe the version that left)."""
+    labels = {"model": rollout.model, **({"version": version} if version else {})}
+    ctx.store.add_change(ts=now, kind=kind, labels=labels, description=description, actor=ACTOR, now=now)
 
 
 # -- playbooks and incidents ---------------------------------------------------------------------
@@ -386,6 +465,15 @@ def report_line(output: str) -> str:
 
 def _open_incident(ctx: Context, rollout: Rollout, now: datetime, title: str, details: dict[str, Any], *,
                    started_at: datetime | None = None) -> int:
+    """The rollout's incident: the one it already has (its model's signals opened it during the
+    analysis), made critical and told, or a new one."""
+    current = ctx.store.get_incident(rollout.incident_id, with_signals=False) if rollout.incident_id else None
+    if current is not None and current.status is not IncidentStatus.RESOLVED:
+        if current.severity is not Severity.CRITICAL:
+            ctx.store.escalate_incident(current.id, Severity.CRITICAL, actor=ACTOR, now=now, reason=title)
+        ctx.store.add_incident_event(current.id, kind="rollout", actor=ACTOR, now=now,
+                                     message=f"rollout {rollout.id}: {title}", details=details)
+        return current.id
     incident = ctx.store.open_incident(
         severity=Severity.CRITICAL, title=title, now=now, started_at=started_at or now, actor=ACTOR,
         labels={"model": rollout.model, "version": rollout.version, "rollout": str(rollout.id)},
@@ -394,17 +482,6 @@ def _open_incident(ctx: Context, rollout: Rollout, now: datetime, title: str, de
     ctx.store.add_incident_event(incident.id, kind="rollout", actor=ACTOR, now=now,
                                  message=f"rollout {rollout.id}: {title}", details=details)
     return incident.id
-
-
-def _resolve(ctx: Context, incident_id: int, now: datetime, reason: str) -> None:
-    incident = ctx.store.get_incident(incident_id, with_signals=False)
-    if incident is None or incident.status is IncidentStatus.RESOLVED:
-        return
-    try:
-        ctx.store.transition_incident(incident_id, IncidentStatus.RESOLVED, actor=ACTOR, reason=reason, now=now,
-                                      resolution="rollback")
-    except TransitionError as exc:
-        log.warning(kv("rollout.resolve_failed", incident=incident_id, error=str(exc)))
 
 
 def analysis_table(ctx: Context, rollout_id: int) -> list[dict[str, Any]]:

@@ -620,3 +620,35 @@ class IncidentStore(EpisodeStore, ChangeStore, SilenceStore, StoreBase):
         ran = ran or bool(executed)
         verified = verified or any(r["status"] == "verified" for r in executed)
         return ran, verified
+
+    def merge_incident(self, source_id: int, into_id: int, *, actor: str, reason: str, now: datetime) -> None:
+        """Fold incident ``source_id`` into ``into_id``, one story instead of two: its signals (one
+        both hold keeps the earliest start, the latest hit and both counts), hits and correlation
+        keys move, the target starts at the earlier start, and the source resolves as ``merged``
+        with a timeline event saying where it went."""
+        with self.transaction():
+            source, _ = self._row(source_id), self._row(into_id)
+            self.conn.execute(
+                "INSERT INTO incident_signals (incident_id, signal_key, series_id, detector, metric, labels, first_at, "
+                "last_at, hits, peak_score, last_value, last_expected, direction, explanation, resolved_at) "
+                "SELECT ?, signal_key, series_id, detector, metric, labels, first_at, last_at, hits, peak_score, "
+                "last_value, last_expected, direction, explanation, resolved_at FROM incident_signals "
+                "WHERE incident_id = ? ON CONFLICT (incident_id, signal_key) DO UPDATE SET "
+                "first_at = min(incident_signals.first_at, excluded.first_at), "
+                "last_at = max(incident_signals.last_at, excluded.last_at), hits = incident_signals.hits + excluded.hits, "
+                "resolved_at = NULL", (into_id, source_id))
+            moved = self.conn.execute("DELETE FROM incident_signals WHERE incident_id = ?", (source_id,)).rowcount
+            self.conn.execute("UPDATE hits SET incident_id = ? WHERE incident_id = ?", (into_id, source_id))
+            self.conn.execute("INSERT INTO incident_keys (incident_id, key) SELECT ?, key FROM incident_keys "
+                              "WHERE incident_id = ? ON CONFLICT DO NOTHING", (into_id, source_id))
+            self.conn.execute("DELETE FROM incident_keys WHERE incident_id = ?", (source_id,))
+            self.conn.execute("UPDATE incidents SET started_at = min(started_at, ?), last_signal_at = "
+                              "max(coalesce(last_signal_at, 0), coalesce(?, 0)), quiet_cycles = 0, updated_at = ? "
+                              "WHERE id = ?", (source["started_at"], source["last_signal_at"], to_epoch(now), into_id))
+            self._sync_first_start(into_id)
+            self._write_event(into_id, kind="joined", actor=actor, now=now,
+                              message=f"incident #{source_id} joined ({moved} signals): {reason}",
+                              details={"incident": source_id, "title": source["title"], "signals": moved})
+            self.transition_incident(source_id, IncidentStatus.RESOLVED, actor=actor, now=now, resolution="merged",
+                                     reason=f"joined incident #{into_id}: {reason}")
+

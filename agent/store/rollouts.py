@@ -24,6 +24,7 @@ from agent.flow.rollouts import (
     RetrainStatus,
     Rollout,
     RolloutStatus,
+    Served,
     Verdict,
 )
 from agent.store.base import StoreBase, dumps
@@ -80,6 +81,19 @@ def _models(conn: sqlite3.Connection) -> None:
     """)
 
 
+@migration(61, "models: what served when, gate overrides, who promoted")
+def _serving(conn: sqlite3.Connection) -> None:
+    run_script(conn, """
+        CREATE TABLE model_serving (
+            id INTEGER PRIMARY KEY, model TEXT NOT NULL, version TEXT NOT NULL, since REAL NOT NULL, until REAL,
+            source TEXT NOT NULL, actor TEXT NOT NULL);
+        CREATE INDEX model_serving_model ON model_serving(model, since);
+        ALTER TABLE rollouts ADD COLUMN promoted_by TEXT;
+        ALTER TABLE rollouts ADD COLUMN gate_override TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE model_versions ADD COLUMN override TEXT NOT NULL DEFAULT '{}'
+    """)
+
+
 def _hosts(text: str) -> tuple[str, ...]:
     return tuple(json.loads(text or "[]"))
 
@@ -92,7 +106,8 @@ def _rollout(row: sqlite3.Row) -> Rollout:
         retrain_id=row["retrain_id"], created_at=from_epoch(row["created_at"]),
         updated_at=from_epoch(row["updated_at"]), analysis_started_at=from_epoch(row["analysis_started_at"]),
         next_at=from_epoch(row["next_at"]), ended_at=from_epoch(row["ended_at"]),
-        aborted_by=row["aborted_by"], reference=json.loads(row["reference"] or "{}"))
+        aborted_by=row["aborted_by"], reference=json.loads(row["reference"] or "{}"), promoted_by=row["promoted_by"],
+        gate_override=json.loads(row["gate_override"] or "{}"))
 
 
 def _measurement(row: sqlite3.Row) -> Measurement:
@@ -105,7 +120,12 @@ def _version(row: sqlite3.Row) -> ModelVersion:
         model=row["model"], version=row["version"], status=row["status"], created_at=from_epoch(row["created_at"]),
         created_by=row["created_by"], deployed_at=from_epoch(row["deployed_at"]), deployed_by=row["deployed_by"],
         baseline_id=row["baseline_id"], metrics=json.loads(row["metrics"]), gate=json.loads(row["gate"]),
-        rollout_id=row["rollout_id"], outcome=row["outcome"])
+        rollout_id=row["rollout_id"], outcome=row["outcome"], override=json.loads(row["override"] or "{}"))
+
+
+def _served(row: sqlite3.Row) -> Served:
+    return Served(model=row["model"], version=row["version"], since=from_epoch(row["since"]),
+                  until=from_epoch(row["until"]), source=row["source"], actor=row["actor"])
 
 
 def _retrain(row: sqlite3.Row) -> Retrain:
@@ -123,9 +143,11 @@ class RolloutStore(StoreBase):
 
     def create_rollout(self, *, model: str, version: str, previous_version: str | None, canary: Sequence[str],
                        rest: Sequence[str], actor: str, reason: str, now: datetime,
-                       retrain_id: int | None = None) -> Rollout:
+                       retrain_id: int | None = None, gate_override: Mapping[str, Any] | None = None) -> Rollout:
         """A pending rollout, recorded as a ``model_rollout`` change (a suspect for any incident of
-        the model that follows), its version in the registry as ``canary``."""
+        the model that follows), its version in the registry as ``canary``. ``gate_override``: it
+        starts although the version's gate failed or it never passed one (who, why, the gate):
+        audited as ``rollout.gate_override`` and kept on the rollout and the version."""
         with self.transaction():
             change = self.add_change(ts=now, kind="model_rollout", labels={"model": model, "version": version},
                                      description=f"roll out {model} {version}"
@@ -136,8 +158,13 @@ class RolloutStore(StoreBase):
                 "model": model, "version": version, "previous_version": previous_version,
                 "status": RolloutStatus.PENDING.value, "canary": dumps(list(canary)), "rest": dumps(list(rest)),
                 "actor": actor, "reason": reason, "change_id": change.id, "retrain_id": retrain_id,
-                "created_at": ts, "updated_at": ts, "next_at": ts})
+                "created_at": ts, "updated_at": ts, "next_at": ts, "gate_override": dumps(dict(gate_override or {}))})
             self.register_version(model, version, status="canary", actor=actor, now=now, rollout_id=rollout_id)
+            if gate_override:
+                self._update("model_versions", {"model": model, "version": version},
+                             {"override": dumps({**gate_override, "rollout": rollout_id})})
+                self.audit(actor, "rollout.gate_override", f"rollout:{rollout_id}",
+                           {"model": model, "version": version, **gate_override}, now=now)
             self.audit(actor, "rollout.start", f"rollout:{rollout_id}",
                        {"model": model, "version": version, "previous_version": previous_version,
                         "canary": list(canary), "rest": list(rest), "change": change.id, "reason": reason}, now=now)
@@ -161,6 +188,18 @@ class RolloutStore(StoreBase):
         sql += " ORDER BY id DESC LIMIT ?"
         params.append(-1 if limit is None else limit)
         return [_rollout(r) for r in self.conn.execute(sql, params)]
+
+    def rollout_of_incident(self, incident_id: int) -> Rollout | None:
+        """The rollout whose incident this is (the newest, should several name it)."""
+        row = self.conn.execute("SELECT * FROM rollouts WHERE incident_id = ? ORDER BY id DESC LIMIT 1",
+                                (incident_id,)).fetchone()
+        return _rollout(row) if row else None
+
+    def rollouts_around(self, model: str, at: datetime) -> list[Rollout]:
+        """Rollouts of ``model`` under way at ``at`` (started by then, not ended before), newest first."""
+        rows = self.conn.execute("SELECT * FROM rollouts WHERE model = ? AND created_at <= ? AND (ended_at IS NULL "
+                                 "OR ended_at >= ?) ORDER BY id DESC", (model, to_epoch(at), to_epoch(at)))
+        return [_rollout(r) for r in rows]
 
     def transition_rollout(self, rollout_id: int, to: RolloutStatus, *, actor: str, reason: str, now: datetime,
                            details: Mapping[str, Any] | None = None, **values: Any) -> Rollout:
@@ -221,23 +260,62 @@ class RolloutStore(StoreBase):
             if baseline_id is not None:
                 values["baseline_id"] = baseline_id
             if found is None:
-                self._insert("model_versions", {"model": model, "version": version, "created_at": to_epoch(now),
-                                                "created_by": actor, **values})
+                self._add_version({"model": model, "version": version, "created_at": to_epoch(now),
+                                   "created_by": actor, **values})
             else:
                 self._update("model_versions", {"model": model, "version": version}, values)
             self.audit(actor, "model.version", f"model:{model}",
                        {"version": version, "status": status, "rollout": rollout_id}, now=now)
         return self.model_version(model, version)  # type: ignore[return-value]
 
+    def _add_version(self, row: Mapping[str, Any]) -> None:
+        """A new registry row (keyed by model and version: no ``id`` to return, which
+        ``_insert`` asks PostgreSQL for)."""
+        self.conn.execute(f"INSERT INTO model_versions ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+                          list(row.values()))
+
     def deploy_version(self, model: str, version: str, *, actor: str, now: datetime, outcome: str,
-                       baseline_id: int | None) -> None:
-        """``version`` now serves everywhere: the one serving before it is retired."""
+                       baseline_id: int | None, source: str | None = None) -> None:
+        """``version`` now serves everywhere, put there by ``actor``: the one serving before it is
+        retired, and the serving history says what did it (``source``, default ``outcome``)."""
         with self.transaction():
-            self.conn.execute("UPDATE model_versions SET status = 'retired' WHERE model = ? AND status = 'serving' "
-                              "AND version != ?", (model, version))
-            self.register_version(model, version, status="serving", actor=actor, now=now, baseline_id=baseline_id)
+            self.serve_version(model, version, source=source or outcome, actor=actor, now=now)
+            if baseline_id is not None:
+                self._update("model_versions", {"model": model, "version": version}, {"baseline_id": baseline_id})
+            self._update("model_versions", {"model": model, "version": version}, {"outcome": outcome})
+
+    def serve_version(self, model: str, version: str, *, source: str, actor: str, now: datetime,
+                      previous_status: str = "retired") -> None:
+        """Record that ``version`` serves from ``now`` (registered if unknown), put there by
+        ``actor`` through ``source``; the version that served before ends (``previous_status``,
+        unless its rollout already ended it otherwise). Audited as ``model.serving``."""
+        with self.transaction():
+            before = self.serving_version(model)
+            self.conn.execute("UPDATE model_versions SET status = ? WHERE model = ? AND status = 'serving' "
+                              "AND version != ?", (previous_status, model, version))
+            found = self.model_version(model, version)
+            if found is None:
+                self._add_version({"model": model, "version": version, "status": "serving",
+                                   "created_at": to_epoch(now), "created_by": actor})
             self._update("model_versions", {"model": model, "version": version},
-                         {"deployed_at": to_epoch(now), "deployed_by": actor, "outcome": outcome})
+                         {"status": "serving", "deployed_at": to_epoch(now), "deployed_by": actor})
+            self.conn.execute("UPDATE model_serving SET until = ? WHERE model = ? AND until IS NULL",
+                              (to_epoch(now), model))
+            self._insert("model_serving", {"model": model, "version": version, "since": to_epoch(now),
+                                           "source": source, "actor": actor})
+            self.audit(actor, "model.serving", f"model:{model}",
+                       {"version": version, "from": before.version if before else None, "source": source}, now=now)
+
+    def serving_history(self, model: str, *, since: datetime | None = None) -> list[Served]:
+        """What served, oldest first (the stretches still going on at ``since`` included)."""
+        rows = self.conn.execute("SELECT * FROM model_serving WHERE model = ? AND (until IS NULL OR until >= ?) "
+                                 "ORDER BY since, id", (model, to_epoch(since) if since else float("-inf")))
+        return [_served(r) for r in rows]
+
+    def has_served(self, model: str, version: str) -> bool:
+        row = self.conn.execute("SELECT 1 FROM model_serving WHERE model = ? AND version = ? LIMIT 1",
+                                (model, version)).fetchone()
+        return row is not None
 
     def end_version(self, model: str, version: str, *, status: str, outcome: str, actor: str, now: datetime) -> None:
         with self.transaction():

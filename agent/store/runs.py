@@ -15,7 +15,10 @@ from typing import Any
 
 from agent.clock import from_epoch, to_epoch, utcnow
 from agent.errors import LeaseLostError, StoreError, TransitionError
-from agent.flow.runs import HostSummary, Run, RunMode, RunStatus
+from agent.flow.runs import LEDGER_OUTCOMES, LEDGER_SEP, HostSummary, Run, RunMode, RunStatus
+import numpy as np
+import pandas as pd
+
 from agent.store.base import StoreBase, dumps, each_value
 from agent.store.migrations import migration, run_script
 
@@ -29,6 +32,10 @@ def _run_columns(conn: sqlite3.Connection) -> None:
         CREATE INDEX runs_ended ON remediation_runs(rule, ended_at)
     """)
 
+
+# ``ledger_runs``' outcome code of each run state (others: 0).
+_LEDGER_CODES = {"verified": 1, "not_fixed": 2, "failed": 3, "timeout": 3, "interrupted": 4, "running": 5,
+                 "verifying": 5}
 
 _TIME_COLUMNS = ("requested_at", "started_at", "ended_at", "approved_at", "expires_at", "verify_until")
 
@@ -159,6 +166,59 @@ class RunStore(StoreBase):
                "ORDER BY coalesce(ended_at, requested_at) DESC, id DESC LIMIT ?")
         params = [rule, *outcomes, to_epoch(since) if since else float("-inf"), limit]
         return [_run(row) for row in self.conn.execute(sql, params)]
+
+    # -- the ledger: what each rule's playbook did --------------------------------------------
+
+    def ledger_runs(self, since_s: float, until_s: float, *,
+                    incident_ids: Sequence[int] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """What the ledger counts, in one pass over the runs requested in ``[since_s, until_s)``
+        (of ``incident_ids`` only, when given), read straight into typed columns: outcomes come
+        as small integers (``LEDGER_OUTCOMES``), rule and playbook as one key (``rule␟playbook``).
+
+        First, the real runs that started, one row each: ``id``, ``key``, ``outcome``, ``targets``
+        (JSON text), ``started_at`` (epoch seconds), ``verify_s`` (from the start to the
+        verification; NaN unless verified) and ``rolled_back`` (the rule's rollback playbook ran
+        after it). Then, per rule, the shadow runs: ``shadow`` (how many), ``checked`` (a person
+        said what happened: ``verification.verdict``) and ``checked_fixed`` (the playbook's fix
+        was what recovered the incident).
+        """
+        where = "((r.requested_at >= ? AND r.requested_at < ?) OR (r.mode = 'rollback' AND r.requested_at >= ?))"
+        params: list[Any] = [LEDGER_SEP, since_s, until_s, since_s]  # a rollback comes after the run it undoes
+        if incident_ids is not None:
+            where += f" AND r.incident_id IN ({each_value(self.conn, integer=True)})"
+            params.append(json.dumps([int(i) for i in incident_ids]))
+        outcome = " ".join(f"WHEN '{status}' THEN {code}" for status, code in _LEDGER_CODES.items())
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        cursor.execute(
+            "SELECT r.id, CASE r.mode WHEN 'apply' THEN 0 WHEN 'rollback' THEN 1 ELSE 2 END, r.rule || ? || r.playbook, "
+            f"CASE WHEN r.mode = 'shadow' THEN CASE json_extract(r.verification, '$.verdict') WHEN 'fixed' THEN 1 "
+            f"WHEN 'not_fixed' THEN 2 ELSE 0 END ELSE CASE r.status {outcome} ELSE 0 END END, "
+            "CASE WHEN r.mode = 'apply' THEN r.targets END, r.started_at, CASE WHEN r.status = 'verified' THEN "
+            "CAST(json_extract(r.verification, '$.verified_at') AS DOUBLE PRECISION) - r.started_at END, "
+            f"coalesce(r.parent_id, 0) FROM remediation_runs r WHERE r.mode IN ('apply', 'rollback', 'shadow') "
+            f"AND {where}", params)
+        rows = np.fromiter(cursor, dtype=np.dtype([
+            ("id", "int64"), ("mode", "int8"), ("key", object), ("outcome", "int8"), ("targets", object),
+            ("started_at", "float64"), ("verify_s", "float64"), ("parent_id", "int64")]))
+        mode, ran = rows["mode"], ~np.isnan(rows["started_at"])
+        apply = rows[(mode == 0) & ran & (rows["started_at"] < until_s)]
+        runs = pd.DataFrame({name: apply[name] for name in ("id", "key", "outcome", "targets", "started_at",
+                                                            "verify_s")})
+        runs["rolled_back"] = np.isin(apply["id"], rows["parent_id"][(mode == 1) & ran])
+        shadow = rows[mode == 2]
+        shadows = pd.DataFrame({"rule": [k.split(LEDGER_SEP, 1)[0] for k in shadow["key"]], "shadow": 1,
+                                "checked": shadow["outcome"] > 0, "checked_fixed": shadow["outcome"] == 1})
+        return runs, shadows.groupby("rule", sort=True)[["shadow", "checked", "checked_fixed"]].sum().reset_index()
+
+    def run_reasons(self, run_ids: Sequence[int]) -> dict[int, str]:
+        """Each run's last recorded reason, by id."""
+        if not run_ids:
+            return {}
+        rows = self.conn.execute(
+            f"SELECT id, reason FROM remediation_runs WHERE id IN ({each_value(self.conn, integer=True)})",
+            (json.dumps([int(i) for i in run_ids]),))
+        return {int(r[0]): r[1] for r in rows}
 
     def _run_or_fail(self, run_id: int) -> Run:
         run = self.get_run(run_id)

@@ -41,8 +41,13 @@ def served(models_dir: Path) -> str:
 
 
 def model_yaml(models_dir: Path, queries: dict[str, str], *, prometheus_url: str, on_failure: str = "auto",
-               retrain: str = "", failure_limit: int = 2, trainer_args: tuple[str, ...] = ()) -> str:
+               retrain: str = "", failure_limit: int = 2, trainer_args: tuple[str, ...] = (),
+               serving: bool = False) -> str:
+    """The model ``fraud`` on ``models_dir``; ``serving``: the agent reads what serves from its
+    ``current`` link and the versions there from ``versions/``."""
     trainer = json.dumps([sys.executable, "-m", "demo.train", "--rows", "1500", *trainer_args])
+    read = textwrap.indent(f"serving: {{link: {models_dir / 'current'}, versions: {models_dir / 'versions'}}}\n",
+                           " " * 4) if serving else ""
     return textwrap.dedent(f"""\
         models:
           - name: fraud
@@ -68,7 +73,7 @@ def model_yaml(models_dir: Path, queries: dict[str, str], *, prometheus_url: str
                   query: '{queries["errors"]}'
                   success: "< 0.02"
                   failure: ">= 0.05"
-        """) + retrain
+        """) + read + retrain
 
 
 @pytest.fixture

@@ -50,12 +50,18 @@ def test_a_canary_that_passes_is_promoted(make_ctx, models_dir, prometheus):
     assert [(m.metric, m.verdict) for m in measurements] == [
         ("latency_p95", Verdict.SUCCESSFUL), ("error_rate", Verdict.SUCCESSFUL)] * 3
     v4 = ctx.store.model_version("fraud", "v4")
-    assert (v4.status, v4.deployed_by, v4.outcome) == ("serving", "cli:alice", "promoted")
+    # its analysis passed: the agent promoted it (cli:alice started it)
+    assert (v4.status, v4.created_by, v4.deployed_by, v4.outcome) == ("serving", "cli:alice", "agent", "promoted")
+    assert ctx.store.get_rollout(rollout.id).promoted_by == "agent"
     assert ctx.store.model_version("fraud", "v2").status == "retired"
     actions = [e.action for e in ctx.store.audit_entries() if e.subject == f"rollout:{rollout.id}"]
     assert actions == ["rollout.start", "rollout.analysing", "rollout.promoting", "rollout.promoted"]
-    change = ctx.store.list_changes()[0]
-    assert (change.kind, change.labels) == ("model_rollout", {"model": "fraud", "version": "v4"})
+    promoted, started = ctx.store.list_changes()
+    assert (started.kind, started.labels) == ("model_rollout", {"model": "fraud", "version": "v4"})
+    assert (promoted.kind, promoted.description) == ("model_promote", f"promote fraud v4 to localhost (rollout {rollout.id})")
+    (stretch,) = [s for s in ctx.store.serving_history("fraud") if s.version == "v4"]
+    assert (stretch.since, stretch.until, stretch.actor, stretch.source) == (
+        T0 + timedelta(seconds=90), None, "agent", f"rollout {rollout.id} (its analysis passed)")
 
 
 def test_a_canary_that_fails_is_rolled_back_within_interval_times_failure_limit(make_ctx, models_dir, prometheus):
@@ -208,3 +214,33 @@ def test_measurements_keep_to_the_interval_grid(make_ctx, models_dir):
     assert engine.next_measurement(on_grid, config, T0 + timedelta(seconds=32)) == T0 + timedelta(seconds=60)
     # the daemon was down past several slots: the next one is an interval from now, no catch-up
     assert engine.next_measurement(on_grid, config, T0 + timedelta(seconds=200)) == T0 + timedelta(seconds=230)
+
+
+def test_a_cycle_a_little_early_for_its_slot_still_measures(make_ctx, models_dir, prometheus):
+    """The grid starts at one cycle's time and later cycles jitter around theirs: one that comes a
+    fraction of a second before the slot measures now, not a whole cycle later."""
+    ctx = make_ctx(model_yaml(models_dir, BAD_LATENCY, prometheus_url=prometheus.url))
+    rollout = engine.start(ctx, "fraud", "v4", actor="cli:alice", now=T0)
+    engine.advance(ctx, T0 + timedelta(seconds=0.3))  # the deploying cycle came 0.3 s late
+    engine.advance(ctx, T0 + timedelta(seconds=30.1))
+    engine.advance(ctx, T0 + timedelta(seconds=60.0))  # 0.3 s before its slot
+    assert [m.at for m in ctx.store.measurements(rollout.id)][::2] == [
+        T0 + timedelta(seconds=30.1), T0 + timedelta(seconds=60.0)]
+    assert ctx.store.get_rollout(rollout.id).status is RolloutStatus.ROLLED_BACK
+    engine.advance(ctx, T0 + timedelta(seconds=70))
+    assert len(ctx.store.measurements(rollout.id)) == 4
+
+
+def test_a_version_passes_only_on_rounds_that_cover_the_duration(make_ctx, models_dir, prometheus):
+    """A canary playbook slower than the whole analysis (a busy host) or a daemon that was down
+    must not promote a version on one measurement: duration counts rounds, not the clock."""
+    ctx = make_ctx(model_yaml(models_dir, GOOD, prometheus_url=prometheus.url))
+    rollout = engine.start(ctx, "fraud", "v4", actor="cli:alice", now=T0)
+    engine.advance(ctx, T0)
+    engine.advance(ctx, T0 + timedelta(seconds=100))  # past the 90 s duration: one round so far
+    assert ctx.store.get_rollout(rollout.id).status is RolloutStatus.ANALYSING
+    engine.advance(ctx, T0 + timedelta(seconds=130))
+    engine.advance(ctx, T0 + timedelta(seconds=160))
+    done = ctx.store.get_rollout(rollout.id)
+    assert done.status is RolloutStatus.PROMOTED and len({m.at for m in ctx.store.measurements(rollout.id)}) == 3
+    assert T0 < done.analysis_started_at < T0 + timedelta(seconds=60)  # once its playbook was done

@@ -23,9 +23,10 @@ RETRAIN = """\
 
 def test_the_gate_compares_with_the_current_version():
     gate = Gate(metric="auc", max_drop=0.01)
-    assert gate_result(gate, {"auc": 0.895}, {"auc": 0.9}) == {
+    assert gate_result(gate, {"auc": 0.895}, {"auc": 0.9}, candidate_version="v6", current_version="v5") == {
         "metric": "auc", "candidate": 0.895, "current": 0.9, "drop": 0.005, "max_drop": 0.01, "passed": True,
-        "reason": "auc 0.8950 vs 0.9000: drop 0.0050 within 0.01"}
+        "candidate_version": "v6", "current_version": "v5",
+        "reason": "auc 0.8950 (v6) vs 0.9000 (v5, serving): drop 0.0050 within 0.01"}
     assert gate_result(gate, {"auc": 0.88}, {"auc": 0.9})["reason"] == "auc 0.8800 vs 0.9000: drop 0.0200 over 0.01"
     assert gate_result(gate, {"loss": 0.1}, {"auc": 0.9})["passed"] is False
 
@@ -105,3 +106,44 @@ def test_a_metrics_file_without_a_usable_version_fails_the_retrain(make_ctx, mod
     assert (done.status, done.reason) == (
         RetrainStatus.FAILED, "the metrics file names no usable candidate version (found '../../etc')")
     assert ctx.store.list_rollouts(model="fraud") == [] and ctx.store.model_versions("fraud") == []
+
+
+def test_the_gate_compares_with_the_serving_version_named(make_ctx, models_dir, prometheus):
+    """After v5 is promoted, the next candidate is judged against v5 itself (its own model on the
+    same holdout), not against the figure of a version that no longer serves."""
+    from agent.rollouts import engine
+
+    ctx = make_ctx(model_yaml(models_dir, GOOD, prometheus_url=prometheus.url, retrain=RETRAIN, serving=True))
+    first = retrain(ctx, "fraud", actor="agent", now=T0, reason="drift incident #3")
+    assert (first.candidate, first.gate["current_version"]) == ("v5", "v2")
+    for seconds in (0, 30, 60, 90):
+        engine.advance(ctx, T0 + timedelta(seconds=seconds))
+    assert ctx.store.serving_version("fraud").version == "v5"
+
+    second = retrain(ctx, "fraud", actor="cli:bob", now=T0 + timedelta(hours=1), reason="weekly")
+    assert (second.candidate, second.gate["current_version"]) == ("v6", "v5")
+    assert second.current_metrics["auc"] == first.metrics["auc"]  # v5 scored as v5, on the same holdout
+    assert second.gate["reason"].startswith(f"auc {second.metrics['auc']:.4f} (v6) vs {first.metrics['auc']:.4f} "
+                                            "(v5, serving): ")
+
+
+def test_retrain_exits_non_zero_unless_a_candidate_passed(make_ctx, models_dir, prometheus, tmp_path):
+    from click.testing import CliRunner
+
+    from agent.cli import cli
+    from agent.cli.common import Settings
+    from agent.clock import ManualClock
+
+    make_ctx(model_yaml(models_dir, GOOD, prometheus_url=prometheus.url,
+                        retrain=RETRAIN.replace("max_per_period: 2", "max_per_period: 1"),
+                        trainer_args=("--corrupt-labels",)))
+
+    def invoke():
+        return CliRunner().invoke(cli, ["model", "retrain", "fraud", "--reason", "nightly", "--config",
+                                        str(tmp_path / "agent.yaml")], obj=Settings(clock=ManualClock(T0)))
+
+    rejected = invoke()
+    assert rejected.exit_code == 1 and rejected.output.startswith("retrain 1: rejected v5 (nightly; auc ")
+    skipped = invoke()
+    assert (skipped.exit_code, skipped.output) == (
+        1, "retrain 2: skipped  (1 retrains in the last 86400s (limit 1))\n")

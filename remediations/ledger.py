@@ -1,0 +1,204 @@
+"""The remediation ledger: what each rule's playbook did when it ran for real.
+
+Per rule and playbook, and per target host: the real runs of a period, how many were verified
+(the incident's signals stayed quiet afterwards), not fixed (not quiet by the verify deadline),
+failed (the playbook failed or timed out), rolled back (the rule's rollback playbook ran after
+it), interrupted (the agent stopped mid-run) or are still under way; the median time from a
+run's start to its verification; and the last failure with its reason. Shadow runs (that ran
+nothing) are counted beside them, with how many a person checked.
+
+It is the record a team reads before letting a rule run alone, and the one ``trust: earned``
+reads to decide it (``remediations.trust``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from agent.clock import from_epoch, to_epoch
+from agent.flow.runs import LEDGER_OUTCOMES, LEDGER_SEP
+
+if TYPE_CHECKING:
+    from agent.store import Store
+
+COUNTS = ("runs", "verified", "not_fixed", "failed", "rolled_back", "interrupted", "under_way")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LedgerRow:
+    """What one rule's playbook did (on one ``target``, in the per-target table)."""
+
+    rule: str
+    playbook: str
+    target: str | None = None
+    runs: int = 0
+    verified: int = 0
+    not_fixed: int = 0
+    failed: int = 0
+    rolled_back: int = 0
+    interrupted: int = 0
+    under_way: int = 0
+    median_verify_s: float | None = None  # from a run's start to its verification
+    last_failure_run: int | None = None
+    last_failure_at: datetime | None = None
+    last_failure_why: str = ""
+    shadow: int = 0          # shadow runs (per rule only): nothing ran
+    shadow_checked: int = 0  # of them, checked by a person
+    mode: str = ""           # how the rule runs now (auto, approve, …), when the caller knows
+
+    @property
+    def decided(self) -> int:
+        return self.verified + self.not_fixed + self.failed
+
+    @property
+    def success_rate(self) -> float | None:
+        """Verified runs over those that came to a verdict (higher = better); None without any."""
+        return self.verified / self.decided if self.decided else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ledger:
+    since: datetime
+    until: datetime
+    generated_at: datetime
+    rules: tuple[LedgerRow, ...] = ()
+    targets: tuple[LedgerRow, ...] = field(default=())
+
+    @property
+    def runs(self) -> int:
+        return sum(r.runs for r in self.rules)
+
+
+def build_ledger(store: "Store", since: datetime, until: datetime, *, now: datetime,
+                 incident_ids: Sequence[int] | None = None, modes: Mapping[str, str] | None = None,
+                 rule: str | None = None) -> Ledger:
+    """The ledger of runs started in ``[since, until)`` (of ``incident_ids`` only, when given);
+    ``modes`` names how each rule runs now; ``rule`` keeps one rule. Counted with numpy over the
+    period's rows: a hundred thousand runs take a fraction of a second."""
+    since_s, until_s = float(to_epoch(since)), float(to_epoch(until))
+    runs, shadow = store.ledger_runs(since_s, until_s, incident_ids=incident_ids)
+    if rule is not None:
+        runs = runs[runs["key"].str.startswith(rule + LEDGER_SEP)].reset_index(drop=True)
+        shadow = shadow[shadow["rule"] == rule]
+    codes, keys = pd.factorize(runs["key"].to_numpy(dtype=object), sort=True)
+    names = [str(k).split(LEDGER_SEP, 1) for k in keys]
+    per_rule = _rows(store, runs, codes, [(rule_, playbook, None) for rule_, playbook in names], modes or {})
+    if len(shadow):
+        per_rule = _with_shadow(per_rule, shadow.set_index("rule"), modes or {})
+    (group, rows), pairs = _by_target(runs, codes)
+    per_target = _rows(store, runs.iloc[rows].reset_index(drop=True), group,
+                       [(names[code][0], names[code][1], target) for code, target in pairs], modes or {})
+    return Ledger(since=since, until=until, generated_at=now, rules=tuple(per_rule), targets=tuple(per_target))
+
+
+def _by_target(runs: pd.DataFrame, codes: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], list[tuple[int, str]]]:
+    """Per rule, playbook and target: ((each row's group, the run it repeats), each group's
+    (rule-and-playbook code, target)). Most runs have one plain target: ``["h1"]`` is read
+    without a JSON parse."""
+    rows, hosts = [], []
+    for i, text in enumerate(runs["targets"].to_numpy(dtype=object)):
+        inner = text[2:-2]
+        plain = text.startswith('["') and '"' not in inner and "\\" not in text
+        for host in [inner] if plain else json.loads(text):
+            rows.append(i)
+            hosts.append(host)
+    at = np.asarray(rows, dtype="int64")
+    host_codes, host_names = pd.factorize(np.asarray(hosts, dtype=object), sort=True)
+    width = max(len(host_names), 1)
+    group, uniques = pd.factorize(codes[at].astype("int64") * width + host_codes, sort=True)
+    return (group, at), [(int(u // width), str(host_names[u % width])) for u in uniques]
+
+
+def _rows(store: "Store", runs: pd.DataFrame, codes: np.ndarray, names: list[tuple[str, str, str | None]],
+          modes: Mapping[str, str]) -> list[LedgerRow]:
+    """One row per group (``runs``' row i belongs to group ``codes[i]``, named ``names[group]``)."""
+    n = len(names)
+    outcome = runs["outcome"].to_numpy()
+    rolled = runs["rolled_back"].to_numpy(dtype=bool)
+
+    def count(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(codes, weights=mask, minlength=n).astype("int64")
+
+    figures = {"runs": np.bincount(codes, minlength=n), "rolled_back": count(rolled),
+               **{name: count(outcome == LEDGER_OUTCOMES.index(name)) for name in COUNTS if name in LEDGER_OUTCOMES}}
+    medians = pd.Series(runs["verify_s"].to_numpy()).groupby(codes).median().reindex(range(n))
+    failure = np.isin(outcome, (LEDGER_OUTCOMES.index("not_fixed"), LEDGER_OUTCOMES.index("failed"))) | rolled
+    last = (pd.DataFrame({"code": codes, "at": runs["started_at"].to_numpy(), "id": runs["id"].to_numpy(),
+                          "outcome": outcome, "rolled": rolled})[failure]
+            .sort_values(["code", "at", "id"]).drop_duplicates("code", keep="last").set_index("code"))
+    reasons = store.run_reasons([int(i) for i in last["id"]])
+    lasts = {int(code): row for code, row in zip(last.index, last.itertuples(index=False))}
+    counted = {name: figures[name].tolist() for name in COUNTS}
+    middle = medians.to_numpy().tolist()
+    out = []
+    for code, (rule, playbook, target) in enumerate(names):
+        failed = lasts.get(code)
+        out.append(LedgerRow(
+            rule=rule, playbook=playbook, target=target, **{name: counted[name][code] for name in COUNTS},
+            median_verify_s=_number(middle[code]),
+            last_failure_run=None if failed is None else int(failed.id),
+            last_failure_at=None if failed is None else from_epoch(float(failed.at)),
+            last_failure_why="" if failed is None else _why(failed, reasons), mode=modes.get(rule, "")))
+    return out
+
+
+def _with_shadow(rows: list[LedgerRow], shadows: pd.DataFrame, modes: Mapping[str, str]) -> list[LedgerRow]:
+    """Shadow counts on each rule's first row; a rule with shadow runs only gets a row of its own."""
+    seen: set[str] = set()
+    out = []
+    for row in rows:
+        if row.rule in shadows.index and row.rule not in seen:
+            figures = shadows.loc[row.rule]
+            row = replace(row, shadow=int(figures["shadow"]), shadow_checked=int(figures["checked"]))
+        seen.add(row.rule)
+        out.append(row)
+    for rule, figures in shadows.iterrows():
+        if rule not in seen:
+            out.append(LedgerRow(rule=str(rule), playbook="-", shadow=int(figures["shadow"]),
+                                 shadow_checked=int(figures["checked"]), mode=modes.get(str(rule), "")))
+    return sorted(out, key=lambda r: (r.rule, r.playbook))
+
+
+def _why(last: Any, reasons: Mapping[int, str]) -> str:
+    reason = reasons.get(int(last.id), "")
+    if bool(last.rolled) and last.outcome not in (LEDGER_OUTCOMES.index("not_fixed"), LEDGER_OUTCOMES.index("failed")):
+        return f"rolled back: {reason}" if reason else "rolled back"
+    return reason
+
+
+def _number(value: object) -> float | None:
+    if value is None:
+        return None
+    number = float(value)  # type: ignore[arg-type]
+    return None if math.isnan(number) else number
+
+
+def ledger_dict(ledger: Ledger) -> dict[str, object]:
+    """The ledger as JSON-able data (``--format json``, the HTTP API)."""
+    return {"since": ledger.since.isoformat(), "until": ledger.until.isoformat(),
+            "generated_at": ledger.generated_at.isoformat(),
+            "rules": [row_dict(r) for r in ledger.rules], "targets": [row_dict(r) for r in ledger.targets]}
+
+
+def row_dict(row: LedgerRow) -> dict[str, object]:
+    out: dict[str, object] = {"rule": row.rule, "playbook": row.playbook}
+    if row.target is not None:
+        out["target"] = row.target
+    out.update({name: getattr(row, name) for name in COUNTS})
+    out.update(success_rate=row.success_rate, median_verify_s=row.median_verify_s,
+               last_failure={"run": row.last_failure_run, "at": row.last_failure_at.isoformat(),
+                             "why": row.last_failure_why} if row.last_failure_run is not None else None)
+    if row.target is None:
+        out.update(shadow=row.shadow, shadow_checked=row.shadow_checked, mode=row.mode or None)
+    return out
+
+
+__all__ = ["Ledger", "LedgerRow", "build_ledger", "ledger_dict", "row_dict"]
