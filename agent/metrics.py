@@ -52,6 +52,9 @@ class Metrics:
             "marked.", registry=r)
         # detectors
         self.series_scored = Counter("aiops_series_scored_total", "Series scored by detectors.", registry=r)
+        self.series_warming = Gauge(
+            "aiops_series_warming", "Series a detector watches but has not fitted yet (history shorter than its "
+            "min_history), after the last cycle.", registry=r)
         self.hits = Counter("aiops_hits_total", "Anomalous points found, by detector.", ["detector"], registry=r)
         self.refits = Counter("aiops_detector_refits_total", "Detector refits, by detector.", ["detector"], registry=r)
         self.model_drift_rate = Gauge(

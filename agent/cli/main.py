@@ -77,7 +77,8 @@ def once(config: AgentConfig, state_dir: Path, as_json: bool) -> None:
     """Run one cycle (collect → detect → correlate → remediate → notify), then the refits it made
     due, and exit.
 
-    Exits 1 when a stage failed. Example: aiops once --config agent.yaml --state-dir /tmp/aiops
+    Exits 1 when a stage failed, or when every target of the source failed (each is named with its
+    URL and why). Example: aiops once --config agent.yaml --state-dir /tmp/aiops
     """
     from agent import log
     from agent.context import Context
@@ -97,6 +98,8 @@ def once(config: AgentConfig, state_dir: Path, as_json: bool) -> None:
         "started_at": cycle.started_at.isoformat(), "duration_s": round(cycle.duration_s, 3),
         "series": len(cycle.samples), "hits": len(cycle.hits), "incidents": len(cycle.incidents),
         "runs": len(cycle.runs), "notified": cycle.notified, "failed_stages": cycle.failed_stages,
+        "sources_failed": [{"target": t.target, "url": t.url, "kind": t.last_error_kind, "error": t.last_error}
+                           for t in cycle.blind],
     }
     if as_json:
         click.echo(json.dumps(outcome))
@@ -105,7 +108,41 @@ def once(config: AgentConfig, state_dir: Path, as_json: bool) -> None:
                    f"{outcome['incidents']} incidents touched, {outcome['runs']} remediation runs, "
                    f"{outcome['notified']} notifications"
                    + (f"; failed stages: {', '.join(cycle.failed_stages)}" if cycle.failed_stages else ""))
-    if cycle.failed_stages:
+    if cycle.blind:
+        click.echo(f"every {config.sources.kind} target failed, nothing was read:", err=True)
+        for t in cycle.blind:
+            click.echo(f"  {t.target} at {t.url}: {t.last_error} ({t.last_error_kind})", err=True)
+    if cycle.failed_stages or cycle.blind:
+        sys.exit(1)
+
+
+@cli.command("status")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Text for a person, or one JSON document.")
+@config_option
+@state_dir_option
+def status(fmt: str, config_path: Path | None, state_dir: Path | None) -> None:
+    """What the agents on the store last reported: each target of their source (URL, state, last
+    success, last error and its kind, series), the detectors warming up and when their series are
+    first scored, and the last cycle. Exits 1 when no agent has reported, a report is older than
+    three intervals, or a last cycle failed a stage or read nothing.
+
+    Example: aiops status --config /etc/aiops-agent/agent.yaml
+    """
+    from agent.cli.common import current_clock
+    from agent.status import Report, as_json, text
+
+    store = _existing_store(config_path, state_dir)
+    try:
+        report = Report(agents=tuple(store.statuses()), now=current_clock()())
+    finally:
+        store.close()
+    if fmt == "json":
+        click.echo(json.dumps(as_json(report), indent=2))
+    else:
+        for line in text(report):
+            click.echo(line)
+    if not report.healthy:
         sys.exit(1)
 
 

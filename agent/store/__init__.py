@@ -19,6 +19,7 @@ from agent.store.reports import ReportStore
 from agent.store.rollouts import RolloutStore
 from agent.store.runs import RunStore
 from agent.store.samples import SampleStore
+from agent.store.status import StatusStore
 
 if TYPE_CHECKING:
     from agent.config.store import StoreConfig
@@ -29,7 +30,7 @@ __all__ = ["AuditBreak", "GENESIS", "STORE_FILE", "Store", "dumps", "open_store"
 
 
 class Store(SampleStore, DetectorStateStore, IncidentStore, RunStore, OutboxStore, ReportStore, RolloutStore,
-            LeaseStore, StoreBase):
+            LeaseStore, StatusStore, StoreBase):
     """The agent's store."""
 
 
