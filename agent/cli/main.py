@@ -171,14 +171,18 @@ def service_group() -> None:
 @click.option("--prefix", type=click.Path(file_okay=False, path_type=Path), default=Path("/"), show_default=True,
               help="Root to write under, like DESTDIR: paths inside the files stay the final ones.")
 @click.option("--exec-path", default=None, help="Path of the aiops executable the unit runs (default: this one).")
-def service_install(prefix: Path, exec_path: str | None) -> None:
-    """Write the unit, a config skeleton and the state dir with safe modes.
+@click.option("--node-exporter", "node_exporter", default="http://127.0.0.1:9100/metrics", show_default=True,
+              metavar="URL", help="The node_exporter the written config watches, if it answers now.")
+def service_install(prefix: Path, exec_path: str | None, node_exporter: str) -> None:
+    """Write the unit, a config for this machine and the state dir with safe modes. The config
+    watches the local node_exporter when one answers; else it is a template to finish, which
+    aiops config check refuses until it names an exporter. An existing config is kept.
 
     Example: aiops service install && systemctl daemon-reload && systemctl enable --now aiops-agent
     """
     from agent.service import install
 
-    for line in install(prefix, exec_path=exec_path):
+    for line in install(prefix, exec_path=exec_path, node_exporter=node_exporter):
         click.echo(line)
 
 
