@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from agent.config.types import Bytes, ConfigPath, Seconds, Section
+from agent.config.types import Bytes, ConfigPath, Seconds, Section, check_http_url
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
 
@@ -18,10 +19,7 @@ def _check_name(value: str) -> str:
     return value
 
 
-def _check_url(value: str) -> str:
-    if not re.match(r"^https?://[^/\s]+", value):
-        raise ValueError(f"expected an http:// or https:// URL, found {value!r}")
-    return value
+_ENV_SECRET = "${ENV_VAR}"
 
 
 class QueryConfig(Section):
@@ -68,7 +66,8 @@ class PrometheusSourceConfig(Section):
     @field_validator("url")
     @classmethod
     def _valid_url(cls, value: str) -> str:
-        return _check_url(value)
+        return check_http_url(value, instead="give sources.prometheus.username, and password_file or "
+                                             f"password: {_ENV_SECRET}")
 
     @field_validator("bearer_token", "password", mode="before")
     @classmethod
@@ -96,6 +95,10 @@ class TargetConfig(Section):
     # As Prometheus' honor_labels: the exporter's own job and instance labels win over the ones the
     # scrape adds (federation, Pushgateway). Off: a clashing scraped label becomes exported_<name>.
     honor_labels: bool = False
+    # An exporter behind authentication (node_exporter's web config): basic auth or a bearer token.
+    username: str | None = None
+    password: SecretStr | None = None
+    bearer_token: SecretStr | None = None
 
     @field_validator("name")
     @classmethod
@@ -105,7 +108,29 @@ class TargetConfig(Section):
     @field_validator("url")
     @classmethod
     def _valid_url(cls, value: str) -> str:
-        return _check_url(value)
+        return check_http_url(value, instead="give the target's username, and password_file or "
+                                             f"password: {_ENV_SECRET}")
+
+    @field_validator("bearer_token", "password", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> "TargetConfig":
+        if self.bearer_token is not None and self.username:
+            raise ValueError("expected either bearer_token or username/password, found both")
+        return self
+
+    def auth_headers(self) -> dict[str, str]:
+        """The Authorization header this target's credentials make (none without)."""
+        if self.bearer_token is not None:
+            return {"Authorization": f"Bearer {self.bearer_token.get_secret_value()}"}
+        if self.username:
+            password = self.password.get_secret_value() if self.password else ""
+            token = base64.b64encode(f"{self.username}:{password}".encode()).decode("ascii")
+            return {"Authorization": f"Basic {token}"}
+        return {}
 
 
 def _default_targets() -> list[TargetConfig]:

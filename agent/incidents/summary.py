@@ -27,6 +27,7 @@ from agent.incidents import suspect_changes
 from agent.incidents.rootcause import ALERT_DETECTOR, WHERE_LABELS, where
 from agent.incidents.serialize import episode_dict
 from agent.store.incidents import UnknownIncidentError
+from agent.urls import without_credentials
 from detectors.drift import DriftFacts, drift_facts
 from agent.flow.runs import RunMode, RunStatus
 
@@ -139,7 +140,7 @@ def title_from(incident: Incident, lines: tuple[SignalLine, ...], changes: tuple
 
 
 def incident_url(base_url: str | None, incident_id: int) -> str | None:
-    return f"{base_url.rstrip('/')}/incidents/{int(incident_id)}" if base_url else None
+    return f"{without_credentials(base_url).rstrip('/')}/incidents/{int(incident_id)}" if base_url else None
 
 
 def rank_signals(signals: tuple[Signal, ...]) -> list[Signal]:
@@ -246,7 +247,8 @@ def prometheus_url(config: "AgentConfig") -> str | None:
         base = config.sources.prometheus.url
     if not base:
         return None
-    return config.notify.graph_link.replace("{url}", base.rstrip("/"))
+    # A user name in the URL is allowed by the config (a password is not): links never carry either.
+    return config.notify.graph_link.replace("{url}", without_credentials(base).rstrip("/"))
 
 
 # -- the words of each section -------------------------------------------------------------------

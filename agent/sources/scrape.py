@@ -112,7 +112,8 @@ class ScrapeSource:
     def _scrape_one(self, target: TargetConfig, ts: float) -> Derived:
         cfg = self.config
         body = http.fetch_bounded(self.session, SOURCE, target.name, target.url, timeout_s=cfg.timeout,
-                                  deadline_s=cfg.deadline, max_bytes=cfg.max_body, headers={"Accept": ACCEPT})
+                                  deadline_s=cfg.deadline, max_bytes=cfg.max_body,
+                                  headers={"Accept": ACCEPT, **target.auth_headers()})
         if body.status_code != 200:
             raise FetchError(SOURCE, target.name, FailureKind.HTTP_STATUS, f"HTTP {body.status_code}")
         try:
