@@ -115,6 +115,23 @@ def with_context(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class When(click.ParamType):
+    """A point in time, read as every command reads one (``agent.report.period.parse_since``):
+    ``7d`` back from now (also ``now-7d``), ``now``, or an ISO date or time (UTC unless it says)."""
+
+    name = "time"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        from agent.report.period import parse_since
+
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_since(str(value).strip(), now=current_clock()())
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 def parse_duration_option(_ctx: click.Context, param: click.Parameter, value: str) -> float:
     """A click callback: ``30s``, ``5m``, ``1h``, ``7d`` -> seconds (> 0), or a usage error."""
     from agent.config.types import parse_duration

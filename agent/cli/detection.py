@@ -7,36 +7,12 @@ for drift detection; ``aiops baseline show --model NAME`` prints the newest one.
 
 from __future__ import annotations
 
-import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
 import click
 
-from agent.cli.common import AiopsGroup, cli_actor, current_clock, with_context
-from agent.config.types import parse_duration
-
-_RELATIVE = re.compile(r"^now(?:\s*-\s*(.+))?$")
-
-
-class When(click.ParamType):
-    """A point in time: ISO-8601 (naive means UTC), ``now``, or ``now-7d``."""
-
-    name = "time"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
-        if isinstance(value, datetime):
-            return value
-        text = str(value).strip()
-        match = _RELATIVE.match(text)
-        try:
-            if match:
-                ago = parse_duration(match.group(1)) if match.group(1) else 0.0
-                return current_clock()() - timedelta(seconds=ago)
-            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            self.fail(f"expected an ISO-8601 time (2026-03-01T00:00:00Z), now or now-7d, found {text!r}", param, ctx)
-        return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+from agent.cli.common import AiopsGroup, When, cli_actor, with_context
 
 
 @click.group("baseline", cls=AiopsGroup)
@@ -49,8 +25,10 @@ def baseline_group() -> None:
 
 @baseline_group.command("save")
 @click.option("--model", "model_name", required=True, help="A model named under detectors.drift in the config.")
-@click.option("--from", "start", type=When(), required=True, help="Start of the training range (ISO-8601 or now-7d).")
-@click.option("--to", "end", type=When(), default="now", show_default=True, help="End of the training range.")
+@click.option("--from", "--since", "start", type=When(), required=True,
+              help="Start of the training range: 7d (back from now, also now-7d) or a date (2026-03-01T00:00:00Z).")
+@click.option("--to", "--until", "end", type=When(), default="now", show_default=True,
+              help="End of the training range; same forms as --from.")
 @with_context
 def baseline_save(ctx: Any, model_name: str, start: datetime, end: datetime) -> None:
     """Record the distributions of a model's feature and prediction histograms over a time range
@@ -74,6 +52,9 @@ def baseline_save(ctx: Any, model_name: str, start: datetime, end: datetime) -> 
     new_id = ctx.store.save_baseline(baseline)
     click.echo(f"baseline #{new_id} for model {model.name}: {_describe(baseline.data)}, "
                f"{start.isoformat(timespec='seconds')} to {end.isoformat(timespec='seconds')}")
+    if baseline.data.get("left_out"):
+        click.echo(f"  left out {baseline.data['left_out']} steps whose buckets were not cumulative or not all "
+                   "there: a counter reset or a change of bucket bounds (a restart or an upgrade)")
 
 
 @baseline_group.command("show")

@@ -7,12 +7,12 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import click
 
-from agent.cli.common import AiopsGroup, cli_actor, with_context
+from agent.cli.common import AiopsGroup, When, cli_actor, with_context
 from agent.config.types import parse_duration
 from agent.flow.incidents import IncidentStatus
 from agent.incidents.formats import FORMATS, render
@@ -60,11 +60,12 @@ def incidents_group() -> None:
 @click.option("--status", type=click.Choice([s.value for s in IncidentStatus]), default=None,
               help="Only incidents in this state.")
 @click.option("--open", "only_open", is_flag=True, help="Only incidents not yet resolved.")
-@click.option("--since", default=None, help="Only incidents started this long ago or later (e.g. 24h), or still open.")
+@click.option("--since", type=When(), default=None,
+              help="Only incidents started since then (24h back from now, or a date), or still open.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON array instead of a table.")
 @with_context
-def list_command(ctx: Any, status: str | None, only_open: bool, since: str | None, limit: int,
+def list_command(ctx: Any, status: str | None, only_open: bool, since: datetime | None, limit: int,
                  as_json: bool) -> None:
     """List incidents, newest first.
 
@@ -73,11 +74,7 @@ def list_command(ctx: Any, status: str | None, only_open: bool, since: str | Non
     wanted: Any = status
     if only_open:
         wanted = [IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED, IncidentStatus.REMEDIATING]
-    try:
-        start = ctx.clock() - timedelta(seconds=parse_duration(since)) if since else None
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--since") from None
-    incidents = ctx.store.list_incidents(status=wanted, since=start, limit=limit)
+    incidents = ctx.store.list_incidents(status=wanted, since=since, limit=limit)
     lookback = ctx.config.incidents.changes_lookback
     titles = {i.id: title_of(ctx.store, i, lookback_s=lookback) for i in incidents}  # as `show` gives them
     if as_json:
@@ -226,17 +223,18 @@ def change_group() -> None:
 @change_group.command("add")
 @click.option("--kind", required=True, help="deploy, model_rollout, config, … (free text).")
 @click.option("--labels", default="", help="name=value pairs, comma-separated: service=api,version=v12")
-@click.option("--at", "at", default=None, help="When it happened, ISO-8601 (default: now).")
+@click.option("--at", "at", type=When(), default=None,
+              help="When it happened: 10m back from now, or a date (default: now).")
 @click.option("--json", "as_json", is_flag=True)
 @click.argument("description")
 @with_context
-def change_add(ctx: Any, kind: str, labels: str, at: str | None, as_json: bool, description: str) -> None:
+def change_add(ctx: Any, kind: str, labels: str, at: datetime | None, as_json: bool, description: str) -> None:
     """Record a change.
 
     Example: aiops change add --kind deploy --labels service=api,version=v12 "api v12"
     """
     now = ctx.clock()
-    change = ctx.store.add_change(ts=_parse_time(at, "--at") or now, kind=kind, labels=_parse_labels(labels),
+    change = ctx.store.add_change(ts=at or now, kind=kind, labels=_parse_labels(labels),
                                   description=description, actor=cli_actor(), now=now)
     if as_json:
         click.echo(json.dumps(change_dict(change)))

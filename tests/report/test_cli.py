@@ -85,8 +85,8 @@ def test_bad_since_is_a_usage_error(env):
     opts, _ = env
     result = CliRunner().invoke(cli, ["report", "mttr", "--since", "yesterday", *opts])
     assert result.exit_code == 2
-    assert ("Invalid value for '--since'/'--until': expected a duration such as 30d or a date such as "
-            "2026-01-31, found 'yesterday'") in result.output
+    assert ("Invalid value for '--since'/'--until': expected a duration back from now such as 30d (or now-30d), "
+            "now, or a date such as 2026-01-31 or 2026-01-31T08:00:00Z, found 'yesterday'") in result.output
 
 
 def test_bad_time_zone_is_a_usage_error(env):
