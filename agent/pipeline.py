@@ -136,7 +136,15 @@ class Pipeline:
         """The agent's status after ``cycle``: kept for /healthz, written to the store for ``aiops status``."""
         ctx = self.ctx
         warming = self.engine.warming()
-        ctx.metrics.series_warming.set(sum(w.series for w in warming))
+        waiting = sum(w.series for w in warming)
+        ctx.metrics.series_warming.set(waiting)
+        before = self.status.series_warming if self.status is not None else 0
+        if waiting and not before:  # said once as warm-up starts, and once as it ends
+            first = min((w.first_fit_at for w in warming if w.first_fit_at is not None), default=None)
+            log.info(kv("detect.warming_up", series=waiting, detectors=",".join(w.detector for w in warming),
+                        first_fit_at=first, hint="aiops status says when each detector's series are scored"))
+        elif before and not waiting:
+            log.info(kv("detect.warmed_up", series_scored=judged))
         self.status = AgentStatus(
             shard=ctx.config.agent.shard, holder=ctx.leases.holder or holder_id(), role="leader" if self.led else "active",
             updated_at=ctx.clock(), source=ctx.config.sources.kind, interval_s=ctx.config.agent.interval,

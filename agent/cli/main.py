@@ -109,7 +109,8 @@ def once(config: AgentConfig, state_dir: Path, as_json: bool) -> None:
                    f"{outcome['notified']} notifications"
                    + (f"; failed stages: {', '.join(cycle.failed_stages)}" if cycle.failed_stages else ""))
     if cycle.blind:
-        click.echo(f"every {config.sources.kind} target failed, nothing was read:", err=True)
+        what = "query" if config.sources.kind == "prometheus" else "target"
+        click.echo(f"every {config.sources.kind} {what} failed, nothing was read:", err=True)
         for t in cycle.blind:
             click.echo(f"  {t.target} at {t.url}: {t.last_error} ({t.last_error_kind})", err=True)
     if cycle.failed_stages or cycle.blind:
