@@ -72,7 +72,7 @@ def config_check(files: tuple[Path, ...]) -> None:
 
 @cli.command("once")
 @click.option("--json", "as_json", is_flag=True, help="Print the cycle's outcome as JSON.")
-@with_config
+@with_config(shard=True)
 def once(config: AgentConfig, state_dir: Path, as_json: bool) -> None:
     """Run one cycle (collect → detect → correlate → remediate → notify), then the refits it made
     due, and exit.
