@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from agent.cli.common import AiopsGroup, When, cli_actor, with_context
+from agent.cli.common import AiopsGroup, When, cli_actor, format_option, output_option, with_context
 from agent.config.types import parse_duration
 from agent.flow.incidents import IncidentStatus
 from agent.incidents.formats import FORMATS, render
@@ -63,10 +63,11 @@ def incidents_group() -> None:
 @click.option("--since", type=When(), default=None,
               help="Only incidents started since then (24h back from now, or a date), or still open.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="One JSON array instead of a table.")
+@format_option("text", "json", json_alias=True)
+@output_option
 @with_context
 def list_command(ctx: Any, status: str | None, only_open: bool, since: datetime | None, limit: int,
-                 as_json: bool) -> None:
+                 fmt: str) -> None:
     """List incidents, newest first.
 
     Example: aiops incidents list --open --since 24h --limit 20
@@ -77,7 +78,7 @@ def list_command(ctx: Any, status: str | None, only_open: bool, since: datetime 
     incidents = ctx.store.list_incidents(status=wanted, since=since, limit=limit)
     lookback = ctx.config.incidents.changes_lookback
     titles = {i.id: title_of(ctx.store, i, lookback_s=lookback) for i in incidents}  # as `show` gives them
-    if as_json:
+    if fmt == "json":
         click.echo(json.dumps([{**incident_dict(i, signals=False), "title": titles[i.id]} for i in incidents],
                               indent=2))
         return
@@ -92,8 +93,8 @@ def list_command(ctx: Any, status: str | None, only_open: bool, since: datetime 
 
 @incidents_group.command("show")
 @click.argument("incident_id", type=int)
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text",
-              show_default=True)
+@format_option(*FORMATS)
+@output_option
 @with_context
 def show_command(ctx: Any, incident_id: int, fmt: str) -> None:
     """Show one incident: what, where, signals, root-cause guess, suspect changes, timeline.
@@ -151,10 +152,11 @@ def silence_group() -> None:
 @click.option("--starts", default=None, help="Start time, ISO-8601 (default: now).")
 @click.option("--ends", default=None, help="End time, ISO-8601.")
 @click.option("--reason", required=True, help="Why; shown on the incidents it covers.")
-@click.option("--json", "as_json", is_flag=True)
+@format_option("text", "json", json_alias=True)
+@output_option
 @with_context
 def silence_add(ctx: Any, matchers: tuple[str, ...], duration: str | None, starts: str | None, ends: str | None,
-                reason: str, as_json: bool) -> None:
+                reason: str, fmt: str) -> None:
     """Add a silence.
 
     Example: aiops silence add -m service=api -m env=~prod.* --duration 2h --reason "db migration"
@@ -168,7 +170,7 @@ def silence_add(ctx: Any, matchers: tuple[str, ...], duration: str | None, start
                                  duration_s=duration_s)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    if as_json:
+    if fmt == "json":
         click.echo(json.dumps(silence_dict(silence)))
     else:
         click.echo(f"silence #{silence.id} until {_when(silence.ends_at)}: "
@@ -177,16 +179,17 @@ def silence_add(ctx: Any, matchers: tuple[str, ...], duration: str | None, start
 
 @silence_group.command("list")
 @click.option("--all", "show_all", is_flag=True, help="Also expired and future silences.")
-@click.option("--json", "as_json", is_flag=True)
+@format_option("text", "json", json_alias=True)
+@output_option
 @with_context
-def silence_list(ctx: Any, show_all: bool, as_json: bool) -> None:
+def silence_list(ctx: Any, show_all: bool, fmt: str) -> None:
     """List active silences.
 
     Example: aiops silence list --all
     """
     now = ctx.clock()
     silences = ctx.store.list_silences(active_at=None if show_all else now)
-    if as_json:
+    if fmt == "json":
         click.echo(json.dumps([silence_dict(s) for s in silences], indent=2))
         return
     if not silences:
@@ -225,10 +228,11 @@ def change_group() -> None:
 @click.option("--labels", default="", help="name=value pairs, comma-separated: service=api,version=v12")
 @click.option("--at", "at", type=When(), default=None,
               help="When it happened: 10m back from now, or a date (default: now).")
-@click.option("--json", "as_json", is_flag=True)
+@format_option("text", "json", json_alias=True)
+@output_option
 @click.argument("description")
 @with_context
-def change_add(ctx: Any, kind: str, labels: str, at: datetime | None, as_json: bool, description: str) -> None:
+def change_add(ctx: Any, kind: str, labels: str, at: datetime | None, fmt: str, description: str) -> None:
     """Record a change.
 
     Example: aiops change add --kind deploy --labels service=api,version=v12 "api v12"
@@ -236,7 +240,7 @@ def change_add(ctx: Any, kind: str, labels: str, at: datetime | None, as_json: b
     now = ctx.clock()
     change = ctx.store.add_change(ts=at or now, kind=kind, labels=_parse_labels(labels),
                                   description=description, actor=cli_actor(), now=now)
-    if as_json:
+    if fmt == "json":
         click.echo(json.dumps(change_dict(change)))
     else:
         click.echo(f"change #{change.id} recorded: {change.kind} at {_when(change.ts)}")

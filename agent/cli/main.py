@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,6 +18,8 @@ from agent.cli.common import (
     AiopsGroup,
     Settings,
     config_option,
+    format_option,
+    output_option,
     shard_option,
     state_dir_option,
     with_config,
@@ -71,9 +73,10 @@ def config_check(files: tuple[Path, ...]) -> None:
 
 
 @cli.command("once")
-@click.option("--json", "as_json", is_flag=True, help="Print the cycle's outcome as JSON.")
+@format_option("text", "json", json_alias=True)
+@output_option
 @with_config(shard=True)
-def once(config: AgentConfig, state_dir: Path, as_json: bool) -> None:
+def once(config: AgentConfig, state_dir: Path, fmt: str) -> None:
     """Run one cycle (collect → detect → correlate → remediate → notify), then the refits it made
     due, and exit.
 
@@ -101,7 +104,7 @@ def once(config: AgentConfig, state_dir: Path, as_json: bool) -> None:
         "sources_failed": [{"target": t.target, "url": t.url, "kind": t.last_error_kind, "error": t.last_error}
                            for t in cycle.blind],
     }
-    if as_json:
+    if fmt == "json":
         click.echo(json.dumps(outcome))
     else:
         click.echo(f"cycle done in {outcome['duration_s']}s: {outcome['series']} series, {outcome['hits']} hits, "
@@ -118,8 +121,8 @@ def once(config: AgentConfig, state_dir: Path, as_json: bool) -> None:
 
 
 @cli.command("status")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="Text for a person, or one JSON document.")
+@format_option("text", "json")
+@output_option
 @config_option
 @state_dir_option
 def status(fmt: str, config_path: Path | None, state_dir: Path | None) -> None:
@@ -251,17 +254,15 @@ def store_schema(table: str | None, config_path: Path | None, state_dir: Path | 
 
 @store_group.command("export")
 @click.argument("table")
-@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
+@format_option("json", "csv")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many rows.")
-@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-",
-              help="File to write (default: standard output).")
+@output_option
 @config_option
 @state_dir_option
-def store_export(table: str, fmt: str, limit: int | None, output: Any, config_path: Path | None,
-                 state_dir: Path | None) -> None:
+def store_export(table: str, fmt: str, limit: int | None, config_path: Path | None, state_dir: Path | None) -> None:
     """Write TABLE's rows as JSON (an array of objects) or CSV (a header, then a row per line).
 
-    Example: aiops store export incidents --format csv -o incidents.csv
+    Example: aiops store export incidents --format csv --output incidents.csv
     """
     from agent.store.export import write_csv, write_json
 
@@ -269,9 +270,9 @@ def store_export(table: str, fmt: str, limit: int | None, output: Any, config_pa
     try:
         rows = store.table_rows(table, limit=limit)
         if fmt == "csv":
-            write_csv(output, store.table_columns(table), rows)
+            write_csv(sys.stdout, store.table_columns(table), rows)
         else:
-            write_json(output, rows)
+            write_json(sys.stdout, rows)
     finally:
         store.close()
 

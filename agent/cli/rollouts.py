@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from agent.cli.common import AiopsGroup, cli_actor, current_clock, with_context
+from agent.cli.common import AiopsGroup, cli_actor, current_clock, format_option, output_option, with_context
 from agent.flow.rollouts import (
     RolloutStatus,
     measurement_dict,
@@ -32,9 +32,10 @@ def rollout_group() -> None:
 @click.option("--version", "version", required=True, help="The version to roll out (its playbook finds it).")
 @click.option("--canary", default=None, metavar="HOSTS", help="Comma-separated canary hosts (default: the model's).")
 @click.option("--reason", default="", help="Why, for the audit log.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@format_option("text", "json", json_alias=True)
+@output_option
 @with_context
-def start_command(ctx: Any, model: str, version: str, canary: str | None, reason: str, as_json: bool) -> None:
+def start_command(ctx: Any, model: str, version: str, canary: str | None, reason: str, fmt: str) -> None:
     """Record a rollout; the daemon's next cycle runs the rollout playbook on the canary and
     analyses it.
 
@@ -43,7 +44,7 @@ def start_command(ctx: Any, model: str, version: str, canary: str | None, reason
     hosts = [h.strip() for h in canary.split(",") if h.strip()] if canary else None
     rollout = engine.start(ctx, model, version, canary=hosts, actor=cli_actor(), now=current_clock()(),
                            reason=reason)
-    if as_json:
+    if fmt == "json":
         click.echo(json.dumps(rollout_dict(rollout)))
         return
     analysis = engine.model_config(ctx, model).analysis
@@ -56,15 +57,16 @@ def start_command(ctx: Any, model: str, version: str, canary: str | None, reason
 @rollout_group.command("list")
 @click.option("--model", default=None, help="Only this model's rollouts.")
 @click.option("--active", is_flag=True, help="Only rollouts still under way.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@format_option("text", "json", json_alias=True)
+@output_option
 @with_context
-def list_command(ctx: Any, model: str | None, active: bool, as_json: bool) -> None:
+def list_command(ctx: Any, model: str | None, active: bool, fmt: str) -> None:
     """Rollouts, newest first.
 
     Example: aiops rollout list --active
     """
     rollouts = ctx.store.list_rollouts(model=model, active=True if active else None)
-    if as_json:
+    if fmt == "json":
         click.echo(json.dumps([rollout_dict(r) for r in rollouts]))
         return
     for r in rollouts:
@@ -76,9 +78,10 @@ def list_command(ctx: Any, model: str | None, active: bool, as_json: bool) -> No
 
 @rollout_group.command("status")
 @click.argument("rollout_id", type=int)
-@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@format_option("text", "json", json_alias=True)
+@output_option
 @with_context
-def status_command(ctx: Any, rollout_id: int, as_json: bool) -> None:
+def status_command(ctx: Any, rollout_id: int, fmt: str) -> None:
     """One rollout with its measurements.
 
     Example: aiops rollout status 3
@@ -87,7 +90,7 @@ def status_command(ctx: Any, rollout_id: int, as_json: bool) -> None:
     if rollout is None:
         raise click.ClickException(f"no rollout {rollout_id}")
     measurements = [measurement_dict(m) for m in ctx.store.measurements(rollout_id)]
-    if as_json:
+    if fmt == "json":
         click.echo(json.dumps({**rollout_dict(rollout), "measurements": measurements}))
         return
     for key, value in rollout_dict(rollout).items():
@@ -137,9 +140,10 @@ def model_group() -> None:
 
 
 @model_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@format_option("text", "json", json_alias=True)
+@output_option
 @with_context
-def model_list(ctx: Any, as_json: bool) -> None:
+def model_list(ctx: Any, fmt: str) -> None:
     """Configured models with the version serving each.
 
     Example: aiops model list
@@ -152,7 +156,7 @@ def model_list(ctx: Any, as_json: bool) -> None:
                      "deployed_at": serving.deployed_at.isoformat() if serving and serving.deployed_at else None,
                      "versions": len(ctx.store.model_versions(config.name)),
                      "active_rollout": active[0].id if active else None})
-    if as_json:
+    if fmt == "json":
         click.echo(json.dumps(rows))
         return
     for row in rows:
@@ -164,9 +168,10 @@ def model_list(ctx: Any, as_json: bool) -> None:
 
 @model_group.command("show")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@format_option("text", "json", json_alias=True)
+@output_option
 @with_context
-def model_show(ctx: Any, name: str, as_json: bool) -> None:
+def model_show(ctx: Any, name: str, fmt: str) -> None:
     """A model's versions (who deployed each, when, the baseline, gate, outcome) and retrains.
 
     Example: aiops model show fraud
@@ -174,7 +179,7 @@ def model_show(ctx: Any, name: str, as_json: bool) -> None:
     engine.model_config(ctx, name)
     versions = [version_dict(v) for v in ctx.store.model_versions(name)]
     retrains = [retrain_dict(r) for r in ctx.store.list_retrains(name)]
-    if as_json:
+    if fmt == "json":
         click.echo(json.dumps({"model": name, "versions": versions, "retrains": retrains}))
         return
     click.echo(f"model {name}")

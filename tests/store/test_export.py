@@ -78,7 +78,7 @@ def test_export_json_keeps_types_and_blobs(state, aiops):
 def test_export_csv_has_a_header_and_honours_the_limit(state, aiops, tmp_path):
     out = tmp_path / "incidents.csv"
     result = aiops("store", "export", "incidents", "--format", "csv", "--limit", "1", "-o", str(out))
-    assert result.exit_code == 0 and result.output == ""
+    assert result.exit_code == 0 and result.output == f"wrote {out} ({out.stat().st_size:,} bytes)\n"
     rows = list(csv.reader(io.StringIO(out.read_text())))
     assert rows[0] == state.table_columns("incidents") and rows[0][:3] == ["id", "status", "severity"]
     assert len(rows) == 2 and rows[1][:3] == ["1", "open", "critical"]
