@@ -246,4 +246,29 @@ def change_add(ctx: Any, kind: str, labels: str, at: datetime | None, fmt: str, 
         click.echo(f"change #{change.id} recorded: {change.kind} at {_when(change.ts)}")
 
 
+@change_group.command("list")
+@click.option("--since", type=When(), default="7d", show_default=True,
+              help="Changes since then: 7d back from now, or a date.")
+@click.option("--kind", default=None, help="Only changes of this kind (deploy, model_rollout, …).")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@format_option("text", "json")
+@output_option
+@with_context
+def change_list(ctx: Any, since: datetime, kind: str | None, limit: int, fmt: str) -> None:
+    """List recorded changes, newest first: the suspects an incident's summary names.
+
+    Example: aiops change list --since 24h --kind deploy
+    """
+    changes = [c for c in ctx.store.list_changes(since=since, limit=None) if kind is None or c.kind == kind][:limit]
+    if fmt == "json":
+        click.echo(json.dumps([change_dict(c) for c in changes], indent=2))
+        return
+    for change in changes:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(change.labels.items()))
+        click.echo(clean(f"#{change.id:<5} {_when(change.ts)}  {change.kind:<14} {labels:<32} {change.description} "
+                         f"({change.actor})"))
+    if not changes:
+        click.echo(f"no changes since {_when(since)}")
+
+
 commands: tuple[click.Command, ...] = (incidents_group, silence_group, change_group)

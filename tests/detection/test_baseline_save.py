@@ -4,6 +4,7 @@ judge by, and the time forms every command reads."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -93,3 +94,28 @@ def test_a_range_with_too_few_observations_is_refused_naming_the_minimum(write_c
     assert save(path, tmp_path, now, "--since", "10m").exit_code == 0
     assert save(path, tmp_path, now, "--from", "19m", "--until", "now-1m").output.startswith(
         "baseline #2 for model fraud: 1 features, 360 observations, 2026-03-02T11:00:00+00:00 to ")
+
+
+def test_baselines_are_listed_newest_first_and_shown_by_id_or_model(write_config, tmp_path, misbehaving_server):
+    path = collected(write_config, tmp_path, misbehaving_server, [exposition(k + 1) for k in range(40)])
+    now = T0 + timedelta(minutes=39)
+    assert save(path, tmp_path, now, "--from", "30m").exit_code == 0
+    assert save(path, tmp_path, now, "--from", "20m").exit_code == 0
+
+    def run(*args: str):
+        return CliRunner().invoke(cli, ["baseline", *args, "--config", str(path)], obj=Settings(clock=ManualClock(now)))
+
+    lines = run("list").output.splitlines()
+    assert [line.split()[:2] for line in lines] == [["#2", "fraud"], ["#1", "fraud"]]
+    assert lines[0].endswith("(in use)") and not lines[1].endswith("(in use)")
+    listed = json.loads(run("list", "--model", "fraud", "--format", "json").output)
+    assert [(b["id"], b["observations"]) for b in listed] == [(2, {"model_input_amount": 420.0}),
+                                                             (1, {"model_input_amount": 620.0})]
+    assert run("show", "1").output.splitlines()[2] == "  model_input_amount: 11 buckets, 620 observations"
+    assert json.loads(run("show", "--model", "fraud", "--format", "json").output)["id"] == 2
+    neither = run("show")
+    assert neither.exit_code == 2 and "give a baseline ID or --model NAME (one of them)" in neither.output
+    assert run("show", "7").output == ("Error: no baseline #7; see aiops baseline list, or record one with "
+                                       "aiops baseline save --model NAME --from 7d\n")
+    assert run("list", "--model", "churn").output == ("no baselines for model churn; record one with "
+                                                      "aiops baseline save --model NAME --from 7d\n")
