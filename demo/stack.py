@@ -203,18 +203,19 @@ def _runs(pid: int | None, marker: str) -> bool:
 def _stop_pid(pid: int, timeout_s: float) -> None:
     _kill(pid)
     deadline = time.monotonic() + timeout_s
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if _alive(pid):
+    if alive(pid):
         _kill(pid, signal.SIGKILL)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie has exited; its parent, gone, will not reap it)."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return False
-    return state != "Z"  # a zombie has exited; its parent (gone) will not reap it
+    return state != "Z"
 
 
 def load_info(root: Path) -> StackInfo:

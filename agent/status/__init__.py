@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 
 from agent.clock import duration
 from agent.flow.status import AgentStatus, TargetState, TargetStatus, WarmingUp
@@ -151,8 +151,9 @@ def _iso(value: Any) -> Any:
 # -- HTML ------------------------------------------------------------------------------------------
 
 def _environment() -> Environment:
-    env = Environment(loader=PackageLoader("agent.status", "templates"),
-                      autoescape=select_autoescape(default=True, default_for_string=True))
+    # The incident pages' base.html gives every page of the agent one look.
+    loader = ChoiceLoader([PackageLoader("agent.status", "templates"), PackageLoader("agent.incidents", "templates")])
+    env = Environment(loader=loader, autoescape=select_autoescape(default=True, default_for_string=True))
     env.filters["clean"] = printable
     return env
 

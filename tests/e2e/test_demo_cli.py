@@ -8,25 +8,16 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from demo.stack import running
+from demo.stack import alive, running
 from tests.conftest import REPO, wait_until
 
 
 def demo(*args: str, env: dict[str, str], timeout_s: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "demo", *args], capture_output=True, text=True, cwd=REPO, env=env,
                           timeout=timeout_s)
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def test_usage_lines_name_the_program(subprocess_env):

@@ -7,23 +7,13 @@ from __future__ import annotations
 import gzip
 import logging
 import tracemalloc
-from collections.abc import Iterator
 
 import pytest
 
-from tests.fixtures.prometheus import MisbehavingServer
 from tests.sources.conftest import app_text, at, collect, scrape_yaml
-from tests.sources.test_scrape_faults import BAD, GOOD, bad_id, good_id, metric, two_targets
+from tests.sources.test_scrape_faults import BAD, bad_id, good_id, metric, two_targets
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-
-
-@pytest.fixture
-def good_server() -> Iterator[MisbehavingServer]:
-    server = MisbehavingServer()
-    server.respond(GOOD)
-    yield server
-    server.close()
 
 
 def test_a_gzip_body_gives_the_samples_its_plain_text_gives(make_ctx, misbehaving_server):

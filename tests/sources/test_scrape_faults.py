@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,16 +15,7 @@ from agent.context import Context
 from tests.fixtures.prometheus import MisbehavingServer
 from tests.sources.conftest import at, collect
 
-GOOD = "# TYPE good_temperature_celsius gauge\ngood_temperature_celsius 20\n"
 BAD = "# TYPE bad_level gauge\nbad_level 7\n"
-
-
-@pytest.fixture
-def good_server() -> Iterator[MisbehavingServer]:
-    server = MisbehavingServer()
-    server.respond(GOOD)
-    yield server
-    server.close()
 
 
 def two_targets(bad: MisbehavingServer, good: MisbehavingServer, **scrape: object) -> str:
