@@ -66,6 +66,7 @@ class Engine:
         self.schedule = Schedule()
         self.scored_until: dict[str, pd.Timestamp] = {}  # series -> newest row judged
         self.latest: Samples | None = None  # the last frame judged: the refit job's subjects
+        self._latest_subjects: list[Subject] = []  # its subjects, as the cycle grouped them
         self.drift = DriftWatch(history)
         # streaming units loaded from the store: the points since their checkpoint are read from
         # history and taken in before they judge anything new (see _catch_up)
@@ -128,6 +129,7 @@ class Engine:
             if new_from:
                 self.scored_until.update(dict.fromkeys(new_from, samples.values.index.max()))
             self.latest = samples
+            self._latest_subjects = subjects
             self._publish()
         return Detection(at=now, samples=samples, hits=hits, judged=frozenset(judged))
 
@@ -153,11 +155,9 @@ class Engine:
         of them may be fitted (None until the refit job has measured their history). Each is
         scored from the first cycle after its fit. Read-only."""
         with self._lock:
-            if self.latest is None:
-                return ()
             waiting: dict[str, list[str]] = {}
             specs: dict[str, Spec] = {}
-            for subj in self._subjects(self.latest):
+            for subj in self._latest_subjects:
                 if not subj.spec.needs_history:
                     continue
                 unit = self.units.get(subj.key)
