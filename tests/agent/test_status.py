@@ -149,3 +149,22 @@ def _get(d: Daemon, path: str) -> str:
         return d.get(path).text
     except OSError:
         return ""
+
+
+def test_a_report_is_replaced_per_shard_on_either_store(any_store):
+    from agent.flow.status import AgentStatus, CycleStatus, TargetState, TargetStatus, WarmingUp
+
+    target = TargetStatus(source="scrape", target="node", url="http://127.0.0.1:9100/metrics", state=TargetState.UP,
+                          last_success_at=T0, series=506)
+    first = AgentStatus(shard="0/2", holder="a/1:1", role="leader", updated_at=T0, source="scrape", interval_s=60,
+                        cycle=CycleStatus(started_at=T0, duration_s=0.4, series=506, hits=0), targets=(target,),
+                        warming=(WarmingUp(detector="forecast", series=480, min_history_s=3600,
+                                           first_fit_at=T0 + timedelta(hours=1)),))
+    later = AgentStatus(shard="0/2", holder="b/2:2", role="active", updated_at=T0 + timedelta(minutes=1),
+                        source="scrape", interval_s=60)
+    other = AgentStatus(shard="1/2", holder="c/3:3", role="active", updated_at=T0, source="scrape", interval_s=60)
+    for status in (first, other):
+        any_store.save_status(status)
+    assert any_store.statuses() == [first, other]
+    any_store.save_status(later)
+    assert any_store.statuses() == [later, other]
