@@ -18,10 +18,20 @@ from typing import Any
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.flow.samples import SeriesInfo, bounded_label_names, bounded_labels, bounded_name, series_id
+from agent.flow.samples import (
+    MAX_NAME_CHARS,
+    SeriesInfo,
+    bounded_label_names,
+    bounded_labels,
+    bounded_name,
+    series_id,
+)
 from agent.store.samples import CounterReading
 
 _SKIP_SUFFIXES = ("_created",)
+# A name past MAX_NAME_CHARS needs a run of that many name characters somewhere in the text: one
+# search of the text spares checking every name of every sample when there is none.
+_LONG_NAME = re.compile(r"[A-Za-z0-9_:]{%d,}" % (MAX_NAME_CHARS + 1))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,18 +90,19 @@ def parse_exposition(text: str, *, extra_labels: Mapping[str, str], keep: Callab
     and rejects the others of one scrape; the rest are counted in ``duplicates``."""
     out = Exposition()
     seen: set[str] = set()
+    long_names = _LONG_NAME.search(text) is not None
     families = openmetrics_families(text) if openmetrics else text_string_to_metric_families(text)
     for family in families:
         if not keep(family.name):
             continue
         kind = family.type
         if kind in ("histogram",):
-            _histograms(family.name, family.samples, extra_labels, honor_labels, seen, out)
+            _histograms(family.name, family.samples, extra_labels, honor_labels, seen, out, long_names)
             continue
         for sample in family.samples:
             if sample.name.endswith(_SKIP_SUFFIXES):
                 continue
-            first = _first_of_series(sample, extra_labels, honor_labels, seen, out)
+            first = _first_of_series(sample, extra_labels, honor_labels, seen, out, long_names)
             if first is None:
                 continue
             metric, labels, sid = first
@@ -108,14 +119,17 @@ def parse_exposition(text: str, *, extra_labels: Mapping[str, str], keep: Callab
 
 
 def _first_of_series(sample: Any, extra: Mapping[str, str], honor: bool, seen: set[str],
-                     out: Exposition) -> tuple[str, dict[str, str], str] | None:
+                     out: Exposition, long_names: bool = True) -> tuple[str, dict[str, str], str] | None:
     """The sample's metric name, labels and series id, names and values cut to their caps; None
-    (counted) when the text already had that series."""
+    (counted) when the text already had that series. ``long_names``: the text may hold a name past
+    its cap (else names are not checked)."""
     labels, cut = bounded_labels(target_labels(sample.labels, extra, honor=honor))
-    labels, cut_names = bounded_label_names(labels)
-    metric, cut_metric = bounded_name(sample.name)
     out.cut_labels += cut
-    out.cut_names += cut_names + cut_metric
+    metric = sample.name
+    if long_names:
+        labels, cut_names = bounded_label_names(labels)
+        metric, cut_metric = bounded_name(sample.name)
+        out.cut_names += cut_names + cut_metric
     sid = series_id(metric, labels)
     if sid in seen:
         out.duplicates += 1
@@ -125,10 +139,10 @@ def _first_of_series(sample: Any, extra: Mapping[str, str], honor: bool, seen: s
 
 
 def _histograms(name: str, samples: Iterable, extra: Mapping[str, str], honor: bool, seen: set[str],
-                out: Exposition) -> None:
+                out: Exposition, long_names: bool) -> None:
     groups: dict[tuple[tuple[str, str], ...], list[tuple[float, str, float]]] = {}
     for sample in samples:
-        first = _first_of_series(sample, extra, honor, seen, out)
+        first = _first_of_series(sample, extra, honor, seen, out, long_names)
         if first is None:
             continue
         metric, labels, sid = first
