@@ -169,7 +169,7 @@ def running(root: Path) -> list[str]:
         return []
     info = load_info(root)
     found = [name for name, marker in _COMMANDS.items() if _runs(getattr(info, name), marker)]
-    return found + (["service"] if read_pid(root) is not None else [])
+    return found + (["service"] if read_pid(root) is not None or _services(root) else [])
 
 
 def stop_recorded(root: Path, timeout_s: float = 30.0) -> list[str]:
@@ -182,13 +182,31 @@ def stop_recorded(root: Path, timeout_s: float = 30.0) -> list[str]:
         if _runs(pid, marker):
             _stop_pid(pid, timeout_s)
             stopped.append(f"{name.removesuffix('_pid').replace('_', ' ')} (pid {pid})")
-        if name == "agent_pid" and read_pid(root) is not None:
-            service = read_pid(root)
-            stop_service(root)
-            stopped.append(f"service (pid {service})")
+        if name == "agent_pid":
+            # Every process serving this stack's models, not only the pid file's: a restart the
+            # agent's playbook began just before the agent stopped may not have written it yet.
+            for service in _services(root):
+                _stop_pid(service, timeout_s)
+                stopped.append(f"service (pid {service})")
         setattr(info, name, None)
     (root / "stack.json").write_text(json.dumps(asdict(info), indent=2))
     return stopped
+
+
+def _services(root: Path) -> list[int]:
+    """The demo service processes of the stack at ``root`` (by their command line)."""
+    wanted = ["demo.service", "--models-dir", str(root.resolve() / "models")]
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if all(word in argv for word in wanted) and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return sorted(found)
 
 
 def _runs(pid: int | None, marker: str) -> bool:
