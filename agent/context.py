@@ -71,12 +71,15 @@ class Health:
             if self.waiting:
                 self.waiting, self.started_at, self.last_cycle_at = False, now, None
 
-    def record(self, failed_stages: list[str], *, now: datetime) -> None:
+    def record(self, failed_stages: list[str], *, now: datetime, blind: str = "") -> None:
+        """A finished cycle: failed when a stage failed, or when it was ``blind`` (the reason why
+        every source failed): a cycle that read nothing is not health."""
         with self._lock:
             self.last_cycle_at = now
-            if failed_stages:
+            if failed_stages or blind:
                 self.failed_in_a_row += 1
-                self.last_reason = "stage failed: " + ", ".join(failed_stages)
+                self.last_reason = "; ".join(filter(None, [
+                    "stage failed: " + ", ".join(failed_stages) if failed_stages else "", blind]))
             else:
                 self.failed_in_a_row = 0
                 self.last_reason = ""

@@ -174,7 +174,7 @@ class Daemon:
             finally:
                 self._cycle_running.clear()
         self._last = cycle
-        ctx.health.record(cycle.failed_stages, now=ctx.clock())
+        ctx.health.record(cycle.failed_stages, now=ctx.clock(), blind=cycle.blind_reason)
         self.notifier.watchdog()
         self.notifier.status(self.status_line(cycle))
 
@@ -241,7 +241,8 @@ class Daemon:
             open_incidents = self.ctx.store.count_open_incidents()
         except Exception:  # a status line must never fail a cycle
             open_incidents = -1
-        state = "ok" if cycle.ok else "failed: " + ",".join(cycle.failed_stages or ["stopped"])
+        state = ("ok" if cycle.ok else "failed: " + ",".join(cycle.failed_stages) if cycle.failed_stages
+                 else "blind: every source failed" if cycle.blind else "stopped")
         return (f"last cycle {cycle.started_at:%H:%M:%S}Z {state} in {cycle.duration_s:.1f}s: "
                 f"{len(cycle.samples)} series, {len(cycle.hits)} hits; "
                 f"{open_incidents if open_incidents >= 0 else '?'} open incidents")

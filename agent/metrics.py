@@ -52,8 +52,14 @@ class Metrics:
         self.label_values_cut = Counter(
             "aiops_label_values_cut_total", "Label values longer than 1024 characters, cut there and marked.",
             registry=r)
+        self.names_cut = Counter(
+            "aiops_names_cut_total", "Scraped metric and label names longer than 256 characters, cut there and "
+            "marked.", registry=r)
         # detectors
         self.series_scored = Counter("aiops_series_scored_total", "Series scored by detectors.", registry=r)
+        self.series_warming = Gauge(
+            "aiops_series_warming", "Series a detector watches but has not fitted yet (history shorter than its "
+            "min_history), after the last cycle.", registry=r)
         self.hits = Counter("aiops_hits_total", "Anomalous points found, by detector.", ["detector"], registry=r)
         self.refits = Counter("aiops_detector_refits_total", "Detector refits, by detector.", ["detector"], registry=r)
         self.model_drift_rate = Gauge(

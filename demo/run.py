@@ -130,8 +130,12 @@ class DemoRun:
 
     def start_agent(self) -> None:
         log = open(self.root / "logs" / "agent.log", "ab")
+        # A session of its own: a stack left up (``python -m demo up``) outlives the terminal,
+        # whose hangup would reach the agent as SIGHUP (a config reload), not as a stop.
         self.agent = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(self.config_path)],
-                                      stdout=log, stderr=subprocess.STDOUT, env=self.env())
+                                      stdout=log, stderr=subprocess.STDOUT, env=self.env(), start_new_session=True)
+        self.stack.info.agent_pid = self.agent.pid
+        self.stack.save()
 
     def wait_fitted(self, timeout_s: float = 120.0) -> None:
         """Until the detectors are fitted and two more cycles have scored live data."""
@@ -239,6 +243,10 @@ class DemoRun:
     def stop(self) -> None:
         self.stop_agent()
         self.stack.stop()
+        self.release()
+
+    def release(self) -> None:
+        """Close this process' handle on the store and leave the stack running (``demo up``)."""
         if self.store is not None:
             self.store.close()
             self.store = None

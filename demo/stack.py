@@ -1,6 +1,7 @@
 """The demo stack: the model-serving service, node_exporter when installed, and a real Prometheus
 with a backfilled week of history. ``stack.json`` in the stack's root records ports and pids, so
-``python -m demo inject`` in another process finds what to break.
+``python -m demo inject`` in another process finds what to break, and ``python -m demo down``
+what to stop.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ class StackInfo:
     agent_port: int
     scrape_interval_s: float
     service_pid: int | None = None
+    prometheus_pid: int | None = None
+    node_exporter_pid: int | None = None
+    agent_pid: int | None = None
 
     @property
     def service_url(self) -> str:
@@ -124,6 +128,7 @@ class DemoStack:
                  "--collector.filesystem", "--collector.loadavg"],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             jobs.append(ScrapeJob(name="node", targets=[f"127.0.0.1:{self.info.node_exporter_port}"]))
+            self.info.node_exporter_pid = self.node_exporter.pid
         self.jobs = jobs
         self.start_prometheus()
         wait_for(lambda: _get(self.info.service_url + "/healthz"), 30, "the demo service")
@@ -135,6 +140,8 @@ class DemoStack:
         self.prometheus = start_prometheus(self.root / "prometheus", self.jobs, data_dir=self.root / "prometheus" / "data",
                                            port=self.info.prometheus_port, scrape_interval_s=self.info.scrape_interval_s,
                                            ready_timeout_s=60)
+        self.info.prometheus_pid = self.prometheus.process.pid
+        self.save()
 
     def stop_prometheus(self) -> None:
         if self.prometheus is not None:
@@ -150,6 +157,83 @@ class DemoStack:
             self.node_exporter.terminate()
             self.node_exporter.wait(timeout=10)
         self.stop_prometheus()
+
+
+# What each recorded pid must be running, so a pid the system reused is never signalled.
+_COMMANDS = {"agent_pid": "agent.cli", "node_exporter_pid": "node-exporter", "prometheus_pid": "prometheus"}
+
+
+def running(root: Path) -> list[str]:
+    """What of the stack at ``root`` still runs (by the pids ``stack.json`` recorded)."""
+    if not (root / "stack.json").exists():
+        return []
+    info = load_info(root)
+    found = [name for name, marker in _COMMANDS.items() if _runs(getattr(info, name), marker)]
+    return found + (["service"] if read_pid(root) is not None or _services(root) else [])
+
+
+def stop_recorded(root: Path, timeout_s: float = 30.0) -> list[str]:
+    """Stop the agent, the service, node_exporter and Prometheus of the stack at ``root`` (started
+    by another process: ``python -m demo up``), each by its recorded pid; what was stopped."""
+    info = load_info(root)
+    stopped = []
+    for name, marker in _COMMANDS.items():  # the agent first: it must not see the others go
+        pid = getattr(info, name)
+        if _runs(pid, marker):
+            _stop_pid(pid, timeout_s)
+            stopped.append(f"{name.removesuffix('_pid').replace('_', ' ')} (pid {pid})")
+        if name == "agent_pid":
+            # Every process serving this stack's models, not only the pid file's: a restart the
+            # agent's playbook began just before the agent stopped may not have written it yet.
+            for service in _services(root):
+                _stop_pid(service, timeout_s)
+                stopped.append(f"service (pid {service})")
+        setattr(info, name, None)
+    (root / "stack.json").write_text(json.dumps(asdict(info), indent=2))
+    return stopped
+
+
+def _services(root: Path) -> list[int]:
+    """The demo service processes of the stack at ``root`` (by their command line)."""
+    wanted = ["demo.service", "--models-dir", str(root.resolve() / "models")]
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if all(word in argv for word in wanted) and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def _runs(pid: int | None, marker: str) -> bool:
+    if pid is None:
+        return False
+    try:
+        return marker in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+
+
+def _stop_pid(pid: int, timeout_s: float) -> None:
+    _kill(pid)
+    deadline = time.monotonic() + timeout_s
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if alive(pid):
+        _kill(pid, signal.SIGKILL)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie has exited; its parent, gone, will not reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def load_info(root: Path) -> StackInfo:

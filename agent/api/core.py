@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from agent.api.auth import require_token
 from agent.api.docs import AUTH, errors
+from agent.status import Report, as_json
 
 router = APIRouter()
 
@@ -21,6 +22,7 @@ class HealthOut(BaseModel):
     role: Literal["leader", "active", "standby"] = "leader"
     holder: str | None = None
     leases: dict[str, str] = {}
+    series_warming: int = 0
 
 
 @router.get("/healthz", tags=["health"], response_model=HealthOut, responses={
@@ -30,7 +32,8 @@ def healthz(request: Request) -> JSONResponse:
     when no cycle (the first one included) has finished within ``agent.stale_after``. ``role``
     says what this agent does among those sharing the store (``leader``: works its shard and runs
     the stages that act once for all; ``active``: works its shard; ``standby``: waits for its
-    shard's lease, healthy), ``leases`` who holds which shard and the lead."""
+    shard's lease, healthy), ``leases`` who holds which shard and the lead, ``series_warming``
+    how many series the detectors watch but have not fitted yet (see ``/status``)."""
     ctx = request.app.state.ctx
     healthy, reason = ctx.health.check(ctx.config, now=ctx.clock())
     leases = ctx.leases
@@ -39,8 +42,22 @@ def healthz(request: Request) -> JSONResponse:
         held = leases.held()
     except Exception:  # the store is unreachable: say so in the reason, not with a 500
         held = {}
+    daemon = request.app.state.daemon
+    status = daemon.pipeline.status if daemon is not None and daemon.pipeline is not None else None
     return JSONResponse({"status": "ok" if healthy else "unhealthy", "reason": reason, "role": role,
-                         "holder": leases.holder, "leases": held}, status_code=200 if healthy else 503)
+                         "holder": leases.holder, "leases": held,
+                         "series_warming": status.series_warming if status is not None else 0},
+                        status_code=200 if healthy else 503)
+
+
+@router.get("/api/v1/status", tags=["health"])
+def status(request: Request) -> dict:
+    """What every agent on the store last reported: per shard its targets (URL without
+    credentials, state, last success, last error and its kind, series), the detectors warming up
+    and when their series are first scored, and its last cycle; ``stale`` when it has not reported
+    for three intervals. As ``aiops status --format json`` prints it."""
+    ctx = request.app.state.ctx
+    return as_json(Report(agents=tuple(ctx.store.statuses()), now=ctx.clock()))
 
 
 @router.get("/metrics", tags=["health"], response_class=PlainTextResponse,

@@ -1,5 +1,6 @@
 """Read-only HTML pages: ``/incidents`` (the list) and ``/incidents/ID`` (the summary with plots),
-rendered by ``agent.incidents.pages``. Pages carry a Content-Security-Policy that allows no script
+rendered by ``agent.incidents.pages``, and ``/status`` (every agent's targets, warm-up and last
+cycle, rendered by ``agent.status``). Pages carry a Content-Security-Policy that allows no script
 and no request to anywhere (the plots are inline SVG).
 """
 
@@ -14,6 +15,8 @@ from agent.incidents.pages import render_html, render_list
 from agent.incidents.catalog import catalog_of
 from agent.incidents.history import history_of
 from agent.incidents.summary import build
+from agent.status import Report
+from agent.status import html as status_html
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 
@@ -41,3 +44,11 @@ def incident_page(incident_id: RowId, request: Request) -> HTMLResponse:
     summary = build(ctx.store, incident_id, base_url=ctx.config.http.base_url,
                     catalog=catalog_of(ctx.config), lookback_s=ctx.config.incidents.changes_lookback)
     return _page(render_html(summary, ctx.store, history=history_of(ctx.config, ctx.store)))
+
+
+@router.get("/status", response_class=HTMLResponse)
+def status_page(request: Request) -> HTMLResponse:
+    """Every agent on the store: its targets (URL, state, last success and error, series), the
+    detectors warming up, its last cycle; as ``aiops status`` prints it."""
+    ctx = request.app.state.ctx
+    return _page(status_html(Report(agents=tuple(ctx.store.statuses()), now=ctx.clock())))

@@ -82,7 +82,7 @@ def replay_series(series: pd.Series, config: AgentConfig, *, cycle_s: float = DE
         pd.DataFrame({"timestamp": epoch, "value": fixed.to_numpy()}).to_csv(csv, index=False, float_format="%.17g")
         clock = ManualClock(fixed.index[0].to_pydatetime())
         ctx = Context.create(replay_config(config, csv, Path(tmp) / "state", cycle_s), clock=clock)
-        pipeline = Pipeline(ctx)
+        pipeline = Pipeline(ctx, report=False)
         engine = pipeline.engine
         try:
             step = pd.Timedelta(seconds=cycle_s)

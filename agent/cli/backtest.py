@@ -19,18 +19,22 @@ from agent.cli.common import parse_duration_option
 @click.option("--cycle", "cycle_s", default="1h", show_default=True, callback=parse_duration_option,
               help="Data time between two replayed cycles. Points are judged by their past alone "
                    "either way; a shorter cycle refits on the daemon's schedule more finely, and costs more.")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for one result CSV per input (timestamp,value,anomaly_score,label,hit).")
+@click.option("-o", "--output", "output", type=click.Path(file_okay=False, path_type=Path), default=None,
+              metavar="DIR", help="Folder for one result CSV per input (timestamp,value,anomaly_score,label,hit).")
+@click.option("--out", "legacy_out", type=click.Path(file_okay=False, path_type=Path), default=None, hidden=True)
 def backtest_command(paths: tuple[Path, ...], config_path: Path | None, labels: Path | None, cycle_s: float,
-                     out_dir: Path) -> None:
+                     output: Path | None, legacy_out: Path | None) -> None:
     """Replay CSV files in NAB's layout (files or folder trees) through the daemon's own cycle
     with the detectors of --config, on a clock that moves with the data, and write
     DIR/<path relative to the given folder>. With --labels print the NAB score per profile
     three ways: threshold swept as NAB does, at the configured threshold (the hits the daemon
     raises), and leave-one-folder-out (threshold swept without each folder, scored on it).
 
-    Example: aiops backtest data/nab/data --labels data/nab/labels/combined_windows.json --out /tmp/bt
+    Example: aiops backtest data/nab/data --labels data/nab/labels/combined_windows.json --output /tmp/bt
     """
+    out_dir = output or legacy_out
+    if out_dir is None:
+        raise click.UsageError("Missing option '--output' (the folder for the result CSVs).")
     from rich.console import Console
     from rich.progress import (
         BarColumn,

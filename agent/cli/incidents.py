@@ -7,12 +7,12 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import click
 
-from agent.cli.common import AiopsGroup, cli_actor, with_context
+from agent.cli.common import AiopsGroup, When, cli_actor, format_option, output_option, with_context
 from agent.config.types import parse_duration
 from agent.flow.incidents import IncidentStatus
 from agent.incidents.formats import FORMATS, render
@@ -62,12 +62,14 @@ def incidents_group() -> None:
 @click.option("--status", type=click.Choice([s.value for s in IncidentStatus]), default=None,
               help="Only incidents in this state.")
 @click.option("--open", "only_open", is_flag=True, help="Only incidents not yet resolved.")
-@click.option("--since", default=None, help="Only incidents started this long ago or later (e.g. 24h), or still open.")
+@click.option("--since", type=When(), default=None,
+              help="Only incidents started since then (24h back from now, or a date), or still open.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="One JSON array instead of a table.")
+@format_option("text", "json", json_alias=True)
+@output_option
 @with_context
-def list_command(ctx: Any, status: str | None, only_open: bool, since: str | None, limit: int,
-                 as_json: bool) -> None:
+def list_command(ctx: Any, status: str | None, only_open: bool, since: datetime | None, limit: int,
+                 fmt: str) -> None:
     """List incidents, newest first.
 
     Example: aiops incidents list --open --since 24h --limit 20
@@ -75,14 +77,10 @@ def list_command(ctx: Any, status: str | None, only_open: bool, since: str | Non
     wanted: Any = status
     if only_open:
         wanted = [IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED, IncidentStatus.REMEDIATING]
-    try:
-        start = ctx.clock() - timedelta(seconds=parse_duration(since)) if since else None
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--since") from None
-    incidents = ctx.store.list_incidents(status=wanted, since=start, limit=limit)
+    incidents = ctx.store.list_incidents(status=wanted, since=since, limit=limit)
     lookback = ctx.config.incidents.changes_lookback
     titles = {i.id: title_of(ctx.store, i, lookback_s=lookback) for i in incidents}  # as `show` gives them
-    if as_json:
+    if fmt == "json":
         click.echo(json.dumps([{**incident_dict(i, signals=False), "title": titles[i.id]} for i in incidents],
                               indent=2))
         return
@@ -97,8 +95,8 @@ def list_command(ctx: Any, status: str | None, only_open: bool, since: str | Non
 
 @incidents_group.command("show")
 @click.argument("incident_id", type=int)
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text",
-              show_default=True)
+@format_option(*FORMATS)
+@output_option
 @with_context
 def show_command(ctx: Any, incident_id: int, fmt: str) -> None:
     """Show one incident: what, where, signals, root-cause guess, suspect changes, timeline.
@@ -157,10 +155,11 @@ def silence_group() -> None:
 @click.option("--starts", default=None, help="Start time, ISO-8601 (default: now).")
 @click.option("--ends", default=None, help="End time, ISO-8601.")
 @click.option("--reason", required=True, help="Why; shown on the incidents it covers.")
-@click.option("--json", "as_json", is_flag=True)
+@format_option("text", "json", json_alias=True)
+@output_option
 @with_context
 def silence_add(ctx: Any, matchers: tuple[str, ...], duration: str | None, starts: str | None, ends: str | None,
-                reason: str, as_json: bool) -> None:
+                reason: str, fmt: str) -> None:
     """Add a silence.
 
     Example: aiops silence add -m service=api -m env=~prod.* --duration 2h --reason "db migration"
@@ -174,7 +173,7 @@ def silence_add(ctx: Any, matchers: tuple[str, ...], duration: str | None, start
                                  duration_s=duration_s)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    if as_json:
+    if fmt == "json":
         click.echo(json.dumps(silence_dict(silence)))
     else:
         click.echo(f"silence #{silence.id} until {_when(silence.ends_at)}: "
@@ -183,16 +182,17 @@ def silence_add(ctx: Any, matchers: tuple[str, ...], duration: str | None, start
 
 @silence_group.command("list")
 @click.option("--all", "show_all", is_flag=True, help="Also expired and future silences.")
-@click.option("--json", "as_json", is_flag=True)
+@format_option("text", "json", json_alias=True)
+@output_option
 @with_context
-def silence_list(ctx: Any, show_all: bool, as_json: bool) -> None:
+def silence_list(ctx: Any, show_all: bool, fmt: str) -> None:
     """List active silences.
 
     Example: aiops silence list --all
     """
     now = ctx.clock()
     silences = ctx.store.list_silences(active_at=None if show_all else now)
-    if as_json:
+    if fmt == "json":
         click.echo(json.dumps([silence_dict(s) for s in silences], indent=2))
         return
     if not silences:
@@ -229,22 +229,49 @@ def change_group() -> None:
 @change_group.command("add")
 @click.option("--kind", required=True, help="deploy, model_rollout, config, … (free text).")
 @click.option("--labels", default="", help="name=value pairs, comma-separated: service=api,version=v12")
-@click.option("--at", "at", default=None, help="When it happened, ISO-8601 (default: now).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--at", "at", type=When(), default=None,
+              help="When it happened: 10m back from now, or a date (default: now).")
+@format_option("text", "json", json_alias=True)
+@output_option
 @click.argument("description")
 @with_context
-def change_add(ctx: Any, kind: str, labels: str, at: str | None, as_json: bool, description: str) -> None:
+def change_add(ctx: Any, kind: str, labels: str, at: datetime | None, fmt: str, description: str) -> None:
     """Record a change.
 
     Example: aiops change add --kind deploy --labels service=api,version=v12 "api v12"
     """
     now = ctx.clock()
-    change = ctx.store.add_change(ts=_parse_time(at, "--at") or now, kind=kind, labels=_parse_labels(labels),
+    change = ctx.store.add_change(ts=at or now, kind=kind, labels=_parse_labels(labels),
                                   description=description, actor=cli_actor(), now=now)
-    if as_json:
+    if fmt == "json":
         click.echo(json.dumps(change_dict(change)))
     else:
         click.echo(f"change #{change.id} recorded: {change.kind} at {_when(change.ts)}")
+
+
+@change_group.command("list")
+@click.option("--since", type=When(), default="7d", show_default=True,
+              help="Changes since then: 7d back from now, or a date.")
+@click.option("--kind", default=None, help="Only changes of this kind (deploy, model_rollout, …).")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@format_option("text", "json")
+@output_option
+@with_context
+def change_list(ctx: Any, since: datetime, kind: str | None, limit: int, fmt: str) -> None:
+    """List recorded changes, newest first: the suspects an incident's summary names.
+
+    Example: aiops change list --since 24h --kind deploy
+    """
+    changes = [c for c in ctx.store.list_changes(since=since, limit=None) if kind is None or c.kind == kind][:limit]
+    if fmt == "json":
+        click.echo(json.dumps([change_dict(c) for c in changes], indent=2))
+        return
+    for change in changes:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(change.labels.items()))
+        click.echo(clean(f"#{change.id:<5} {_when(change.ts)}  {change.kind:<14} {labels:<32} {change.description} "
+                         f"({change.actor})"))
+    if not changes:
+        click.echo(f"no changes since {_when(since)}")
 
 
 commands: tuple[click.Command, ...] = (incidents_group, silence_group, change_group)

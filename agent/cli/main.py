@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,6 +18,8 @@ from agent.cli.common import (
     AiopsGroup,
     Settings,
     config_option,
+    format_option,
+    output_option,
     shard_option,
     state_dir_option,
     with_config,
@@ -71,13 +73,15 @@ def config_check(files: tuple[Path, ...]) -> None:
 
 
 @cli.command("once")
-@click.option("--json", "as_json", is_flag=True, help="Print the cycle's outcome as JSON.")
-@with_config
-def once(config: AgentConfig, state_dir: Path, as_json: bool) -> None:
+@format_option("text", "json", json_alias=True)
+@output_option
+@with_config(shard=True)
+def once(config: AgentConfig, state_dir: Path, fmt: str) -> None:
     """Run one cycle (collect → detect → correlate → remediate → notify), then the refits it made
     due, and exit.
 
-    Exits 1 when a stage failed. Example: aiops once --config agent.yaml --state-dir /tmp/aiops
+    Exits 1 when a stage failed, or when every target of the source failed (each is named with its
+    URL and why). Example: aiops once --config agent.yaml --state-dir /tmp/aiops
     """
     from agent import log
     from agent.context import Context
@@ -97,15 +101,52 @@ def once(config: AgentConfig, state_dir: Path, as_json: bool) -> None:
         "started_at": cycle.started_at.isoformat(), "duration_s": round(cycle.duration_s, 3),
         "series": len(cycle.samples), "hits": len(cycle.hits), "incidents": len(cycle.incidents),
         "runs": len(cycle.runs), "notified": cycle.notified, "failed_stages": cycle.failed_stages,
+        "sources_failed": [{"target": t.target, "url": t.url, "kind": t.last_error_kind, "error": t.last_error}
+                           for t in cycle.blind],
     }
-    if as_json:
+    if fmt == "json":
         click.echo(json.dumps(outcome))
     else:
         click.echo(f"cycle done in {outcome['duration_s']}s: {outcome['series']} series, {outcome['hits']} hits, "
                    f"{outcome['incidents']} incidents touched, {outcome['runs']} remediation runs, "
                    f"{outcome['notified']} notifications"
                    + (f"; failed stages: {', '.join(cycle.failed_stages)}" if cycle.failed_stages else ""))
-    if cycle.failed_stages:
+    if cycle.blind:
+        what = "query" if config.sources.kind == "prometheus" else "target"
+        click.echo(f"every {config.sources.kind} {what} failed, nothing was read:", err=True)
+        for t in cycle.blind:
+            click.echo(f"  {t.target} at {t.url}: {t.last_error} ({t.last_error_kind})", err=True)
+    if cycle.failed_stages or cycle.blind:
+        sys.exit(1)
+
+
+@cli.command("status")
+@format_option("text", "json")
+@output_option
+@config_option
+@state_dir_option
+def status(fmt: str, config_path: Path | None, state_dir: Path | None) -> None:
+    """What the agents on the store last reported: each target of their source (URL, state, last
+    success, last error and its kind, series), the detectors warming up and when their series are
+    first scored, and the last cycle. Exits 1 when no agent has reported, a report is older than
+    three intervals, or a last cycle failed a stage or read nothing.
+
+    Example: aiops status --config /etc/aiops-agent/agent.yaml
+    """
+    from agent.cli.common import current_clock
+    from agent.status import Report, as_json, text
+
+    store = _existing_store(config_path, state_dir)
+    try:
+        report = Report(agents=tuple(store.statuses()), now=current_clock()())
+    finally:
+        store.close()
+    if fmt == "json":
+        click.echo(json.dumps(as_json(report), indent=2))
+    else:
+        for line in text(report):
+            click.echo(line)
+    if not report.healthy:
         sys.exit(1)
 
 
@@ -134,14 +175,18 @@ def service_group() -> None:
 @click.option("--prefix", type=click.Path(file_okay=False, path_type=Path), default=Path("/"), show_default=True,
               help="Root to write under, like DESTDIR: paths inside the files stay the final ones.")
 @click.option("--exec-path", default=None, help="Path of the aiops executable the unit runs (default: this one).")
-def service_install(prefix: Path, exec_path: str | None) -> None:
-    """Write the unit, a config skeleton and the state dir with safe modes.
+@click.option("--node-exporter", "node_exporter", default="http://127.0.0.1:9100/metrics", show_default=True,
+              metavar="URL", help="The node_exporter the written config watches, if it answers now.")
+def service_install(prefix: Path, exec_path: str | None, node_exporter: str) -> None:
+    """Write the unit, a config for this machine and the state dir with safe modes. The config
+    watches the local node_exporter when one answers; else it is a template to finish, which
+    aiops config check refuses until it names an exporter. An existing config is kept.
 
     Example: aiops service install && systemctl daemon-reload && systemctl enable --now aiops-agent
     """
     from agent.service import install
 
-    for line in install(prefix, exec_path=exec_path):
+    for line in install(prefix, exec_path=exec_path, node_exporter=node_exporter):
         click.echo(line)
 
 
@@ -209,17 +254,15 @@ def store_schema(table: str | None, config_path: Path | None, state_dir: Path | 
 
 @store_group.command("export")
 @click.argument("table")
-@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
+@format_option("json", "csv")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many rows.")
-@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-",
-              help="File to write (default: standard output).")
+@output_option
 @config_option
 @state_dir_option
-def store_export(table: str, fmt: str, limit: int | None, output: Any, config_path: Path | None,
-                 state_dir: Path | None) -> None:
+def store_export(table: str, fmt: str, limit: int | None, config_path: Path | None, state_dir: Path | None) -> None:
     """Write TABLE's rows as JSON (an array of objects) or CSV (a header, then a row per line).
 
-    Example: aiops store export incidents --format csv -o incidents.csv
+    Example: aiops store export incidents --format csv --output incidents.csv
     """
     from agent.store.export import write_csv, write_json
 
@@ -227,9 +270,9 @@ def store_export(table: str, fmt: str, limit: int | None, output: Any, config_pa
     try:
         rows = store.table_rows(table, limit=limit)
         if fmt == "csv":
-            write_csv(output, store.table_columns(table), rows)
+            write_csv(sys.stdout, store.table_columns(table), rows)
         else:
-            write_json(output, rows)
+            write_json(sys.stdout, rows)
     finally:
         store.close()
 

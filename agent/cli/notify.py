@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
 import click
 
-from agent.cli.common import AiopsGroup, with_context
+from agent.cli.common import AiopsGroup, format_option, output_option, with_context
 from agent.errors import AiopsError
 from agent.notify.channels import Alertmanager, PagerDuty, build_channels
 from agent.store.outbox import OutboxItem, OutboxStatus
@@ -29,13 +30,18 @@ def notify_group() -> None:
 @notify_group.command("outbox")
 @click.option("--status", type=click.Choice([s.value for s in OutboxStatus]), default=None,
               help="Only rows in this state.")
+@format_option("text", "json")
+@output_option
 @with_context
-def outbox_command(ctx: Any, status: str | None) -> None:
+def outbox_command(ctx: Any, status: str | None, fmt: str) -> None:
     """List queued notifications, oldest first: state, attempts, next attempt, last error.
 
-    Example: aiops notify outbox --status pending
+    Example: aiops notify outbox --status pending --format json
     """
     rows = ctx.store.outbox_items(status=OutboxStatus(status) if status else None)
+    if fmt == "json":
+        click.echo(json.dumps([_row_dict(row) for row in rows], indent=2))
+        return
     for row in rows:
         nxt = row.next_attempt_at.strftime("%Y-%m-%d %H:%M:%S") if row.status is OutboxStatus.PENDING else "-"
         click.echo(f"{row.id:<6} {row.status.value:<8} {row.channel:<16} #{row.incident_id or '-':<5} "
@@ -62,6 +68,13 @@ def test_command(ctx: Any, channel: str) -> None:
     for event in events:
         target.send(_test_item(channel, event, now, ctx.config.http.base_url), timeout_s=target.timeout_s)
     click.echo(f"sent a test message through {channel}")
+
+
+def _row_dict(row: OutboxItem) -> dict[str, Any]:
+    return {"id": row.id, "status": row.status.value, "channel": row.channel, "incident_id": row.incident_id,
+            "event": row.event, "attempts": row.attempts, "created_at": row.created_at.isoformat(),
+            "next_attempt_at": row.next_attempt_at.isoformat() if row.status is OutboxStatus.PENDING else None,
+            "sent_at": row.sent_at.isoformat() if row.sent_at else None, "last_error": row.last_error}
 
 
 def _test_item(channel: str, event: str, now: datetime, base_url: str) -> OutboxItem:

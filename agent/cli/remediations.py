@@ -17,6 +17,8 @@ from agent.cli.common import (
     AiopsGroup,
     cli_actor,
     current_clock,
+    format_option,
+    output_option,
     with_config,
     with_context,
 )
@@ -37,15 +39,16 @@ def remediation_group() -> None:
 @click.option("--status", type=click.Choice([s.value for s in RunStatus]), default=None, help="Only runs in this state.")
 @click.option("--incident", type=int, default=None, help="Only runs for this incident.")
 @click.option("--limit", type=int, default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@format_option("text", "json", json_alias=True)
+@output_option
 @with_context
-def list_runs(ctx: Any, status: str | None, incident: int | None, limit: int, as_json: bool) -> None:
+def list_runs(ctx: Any, status: str | None, incident: int | None, limit: int, fmt: str) -> None:
     """Runs, newest first.
 
     Example: aiops remediation list --status waiting_approval
     """
     runs = ctx.store.list_runs(incident_id=incident, statuses=[RunStatus(status)] if status else None, limit=limit)
-    if as_json:
+    if fmt == "json":
         click.echo(json.dumps([{k: v for k, v in run_dict(r).items() if k != "output"} for r in runs]))
         return
     if ctx.store.get_flag("remediation.paused") == "1":
@@ -60,9 +63,10 @@ def list_runs(ctx: Any, status: str | None, incident: int | None, limit: int, as
 
 @remediation_group.command("show")
 @click.argument("run_id", type=int)
-@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@format_option("text", "json", json_alias=True)
+@output_option
 @with_context
-def show_run(ctx: Any, run_id: int, as_json: bool) -> None:
+def show_run(ctx: Any, run_id: int, fmt: str) -> None:
     """One run with its variables, per-host summary and output.
 
     Example: aiops remediation show 12
@@ -71,7 +75,7 @@ def show_run(ctx: Any, run_id: int, as_json: bool) -> None:
     if run is None:
         raise click.ClickException(f"no remediation run {run_id}")
     data = run_dict(run)
-    if as_json:
+    if fmt == "json":
         click.echo(json.dumps(data))
         return
     output = data.pop("output")

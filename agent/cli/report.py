@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
-from agent.cli.common import AiopsGroup, current_clock, with_context
+from agent.cli.common import AiopsGroup, current_clock, format_option, output_option, with_context
 from agent.context import Context
 from agent.report.period import Period, period_since, zone
 
@@ -58,24 +57,17 @@ def audit_verify(ctx: Context) -> None:
 @audit.command("export")
 @since_option
 @until_option
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write to this file instead of stdout.")
+@format_option("jsonl", "csv")
+@output_option
 @with_context
-def audit_export(ctx: Context, since: str, until: str | None, fmt: str, out: Path | None) -> None:
+def audit_export(ctx: Context, since: str, until: str | None, fmt: str) -> None:
     """Write audit entries of a period (who did what, when, and why) as JSON lines or CSV.
 
-    Example: aiops audit export --since 7d --format csv --out audit.csv
+    Example: aiops audit export --since 7d --format csv --output audit.csv
     """
     from agent.report.audit import export
 
-    period = _period(since, until)
-    if out is None:
-        count = export(ctx.store, period, fmt, sys.stdout)
-    else:
-        with out.open("w", encoding="utf-8", newline="") as stream:
-            count = export(ctx.store, period, fmt, stream)
-        click.echo(f"wrote {count} audit entries to {out}", err=True)
+    export(ctx.store, _period(since, until), fmt, sys.stdout)
 
 
 @click.group(cls=AiopsGroup)
@@ -88,8 +80,8 @@ def report() -> None:
 @until_option
 @click.option("--by", type=click.Choice(["service", "severity", "rule", "detector", "model", "week"]), default=None,
               help="One row per group (week: weeks starting Monday in --tz).")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "html"]), default="table",
-              show_default=True)
+@format_option("table", "csv", "json", "html")
+@output_option
 @click.option("--tz", default="UTC", show_default=True, callback=_tz, help="Time zone that names the weeks.")
 @with_context
 def report_mttr(ctx: Context, since: str, until: str | None, by: str | None, fmt: str, tz: str) -> None:
@@ -108,39 +100,36 @@ def report_mttr(ctx: Context, since: str, until: str | None, by: str | None, fmt
 @report.command("html")
 @since_option
 @until_option
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The HTML file to write.")
+@output_option
 @click.option("--tz", default="UTC", show_default=True, callback=_tz, help="Time zone that names the weeks.")
 @with_context
-def report_html(ctx: Context, since: str, until: str | None, out: Path, tz: str) -> None:
-    """Write the weekly review as one self-contained HTML file (plots embedded, no network).
+def report_html(ctx: Context, since: str, until: str | None, tz: str) -> None:
+    """Write the weekly review as one self-contained HTML page (plots embedded, no network).
 
-    Example: aiops report html --since 30d --out weekly.html
+    Example: aiops report html --since 30d --output weekly.html
     """
     from agent.report.weekly import weekly_report
 
     from remediations.trust import modes
 
-    html = weekly_report(ctx.store, _period(since, until), tz=tz, now=ctx.clock(),
-                         modes=modes(ctx.config.remediation, ctx.store))
-    out.write_text(html, encoding="utf-8")
-    click.echo(f"wrote {out} ({len(html) // 1024} KiB)")
+    click.echo(weekly_report(ctx.store, _period(since, until), tz=tz, now=ctx.clock(),
+                             modes=modes(ctx.config.remediation, ctx.store)), nl=False)
 
 
 @report.command("model")
 @click.argument("name")
 @since_option
 @until_option
-@click.option("--format", "fmt", type=click.Choice(["json", "html"]), default="html", show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write to this file instead of stdout.")
+@format_option("html", "json")
+@output_option
 @with_context
-def report_model(ctx: Context, name: str, since: str, until: str | None, fmt: str, out: Path | None) -> None:
+def report_model(ctx: Context, name: str, since: str, until: str | None, fmt: str) -> None:
     """One model's governance report: versions and who deployed them (gate overrides stand out),
     what served when, rollouts with their analysis, retrains with their gates, incidents and MTTR,
     the remediation ledger of those incidents, drift and latency per day, and the audit entries
     behind each.
 
-    Example: aiops report model fraud --since 30d --out fraud.html
+    Example: aiops report model fraud --since 30d --output fraud.html
     """
     from agent.report.latency import latency_reader
     from agent.report.model import as_html, as_json, model_report
@@ -149,11 +138,7 @@ def report_model(ctx: Context, name: str, since: str, until: str | None, fmt: st
     model_config(ctx, name)
     text = (as_html if fmt == "html" else as_json)(model_report(ctx.store, name, _period(since, until),
                                                                 now=ctx.clock(), latency=latency_reader(ctx.config)))
-    if out is None:
-        click.echo(text, nl=False)
-        return
-    out.write_text(text, encoding="utf-8")
-    click.echo(f"wrote {out} ({len(text) // 1024} KiB)")
+    click.echo(text, nl=False)
 
 
 commands: tuple[click.Command, ...] = (audit, report)

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from agent.cli.common import AiopsGroup, cli_actor, current_clock, with_context
+from agent.cli.common import AiopsGroup, cli_actor, current_clock, format_option, output_option, with_context
 from agent.flow.rollouts import (
     RolloutStatus,
     measurement_dict,
@@ -38,10 +38,11 @@ def rollout_group() -> None:
 @click.option("--reason", default="", help="Why, for the audit log (required with --override-gate).")
 @click.option("--override-gate", is_flag=True,
               help="Roll out a version whose gate failed, or that never passed one (audited with --reason).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@format_option("text", "json", json_alias=True)
+@output_option
 @with_context
 def start_command(ctx: Any, model: str, version: str, canary: str | None, reason: str, override_gate: bool,
-                  as_json: bool) -> None:
+                  fmt: str) -> None:
     """Record a rollout; the daemon's next cycle runs the rollout playbook on the canary and
     analyses it. A version the models directory does not hold is refused; so is one whose gate
     failed or that never passed one, unless --override-gate --reason TEXT.
@@ -51,7 +52,7 @@ def start_command(ctx: Any, model: str, version: str, canary: str | None, reason
     hosts = [h.strip() for h in canary.split(",") if h.strip()] if canary else None
     rollout = engine.start(ctx, model, version, canary=hosts, actor=cli_actor(), now=current_clock()(),
                            reason=reason, override_gate=override_gate)
-    if as_json:
+    if fmt == "json":
         click.echo(json.dumps(rollout_dict(rollout)))
         return
     analysis = engine.model_config(ctx, model).analysis
@@ -66,15 +67,16 @@ def start_command(ctx: Any, model: str, version: str, canary: str | None, reason
 @rollout_group.command("list")
 @click.option("--model", default=None, help="Only this model's rollouts.")
 @click.option("--active", is_flag=True, help="Only rollouts still under way.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@format_option("text", "json", json_alias=True)
+@output_option
 @with_context
-def list_command(ctx: Any, model: str | None, active: bool, as_json: bool) -> None:
+def list_command(ctx: Any, model: str | None, active: bool, fmt: str) -> None:
     """Rollouts, newest first (the same table as the /rollouts page).
 
     Example: aiops rollout list --active
     """
     rollouts = ctx.store.list_rollouts(model=model, active=True if active else None)
-    if as_json:
+    if fmt == "json":
         click.echo(json.dumps([rollout_dict(r) for r in rollouts]))
         return
     click.echo(as_text(views.rollouts_table(rollouts)), nl=False)
@@ -82,9 +84,10 @@ def list_command(ctx: Any, model: str | None, active: bool, as_json: bool) -> No
 
 @rollout_group.command("status")
 @click.argument("rollout_id", type=int)
-@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@format_option("text", "json", json_alias=True)
+@output_option
 @with_context
-def status_command(ctx: Any, rollout_id: int, as_json: bool) -> None:
+def status_command(ctx: Any, rollout_id: int, fmt: str) -> None:
     """One rollout and its measurements, times to the second (as /rollouts/ID shows them).
 
     Example: aiops rollout status 3
@@ -93,7 +96,7 @@ def status_command(ctx: Any, rollout_id: int, as_json: bool) -> None:
     if rollout is None:
         raise click.ClickException(f"no rollout {rollout_id}")
     measurements = ctx.store.measurements(rollout_id)
-    if as_json:
+    if fmt == "json":
         click.echo(json.dumps({**rollout_dict(rollout), "measurements": [measurement_dict(m) for m in measurements]}))
         return
     click.echo(as_text(views.rollout_table(rollout)) + "\n" + as_text(views.measurements_table(measurements)), nl=False)
@@ -139,15 +142,16 @@ def model_group() -> None:
 
 
 @model_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@format_option("text", "json", json_alias=True)
+@output_option
 @with_context
-def model_list(ctx: Any, as_json: bool) -> None:
+def model_list(ctx: Any, fmt: str) -> None:
     """Configured models: the version serving each, since when and what put it there, and what
     the models directory serves (as /models shows them).
 
     Example: aiops model list
     """
-    if as_json:
+    if fmt == "json":
         rows = []
         for config in ctx.config.models:
             serving = ctx.store.serving_version(config.name)
@@ -164,9 +168,10 @@ def model_list(ctx: Any, as_json: bool) -> None:
 
 @model_group.command("show")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@format_option("text", "json", json_alias=True)
+@output_option
 @with_context
-def model_show(ctx: Any, name: str, as_json: bool) -> None:
+def model_show(ctx: Any, name: str, fmt: str) -> None:
     """A model's versions (who made and deployed each, the gate passed or failed, overrides),
     every version that served and what put it there, and its retrains.
 
@@ -176,7 +181,7 @@ def model_show(ctx: Any, name: str, as_json: bool) -> None:
     versions = ctx.store.model_versions(name)
     retrains = ctx.store.list_retrains(name)
     history = ctx.store.serving_history(name)
-    if as_json:
+    if fmt == "json":
         click.echo(json.dumps({"model": name, "versions": [version_dict(v) for v in versions],
                                "served": [served_dict(s) for s in history],
                                "retrains": [retrain_dict(r) for r in retrains]}))

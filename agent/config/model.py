@@ -17,7 +17,7 @@ from agent.config.remediation import RemediationConfig
 from agent.config.retention import RetentionConfig
 from agent.config.sources import SourcesConfig
 from agent.config.store import StoreConfig
-from agent.config.types import Bytes, ConfigPath, Seconds, Section
+from agent.config.types import Bytes, ConfigPath, Seconds, Section, check_http_url
 
 _SHARD = re.compile(r"^(\d+)/(\d+)$")
 
@@ -78,6 +78,13 @@ class HttpSection(Section):
     @classmethod
     def _empty_token_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public(cls, value: str | None) -> str | None:
+        # The base of every link the agent sends: whoever reads a message would read the password.
+        return None if value is None else check_http_url(
+            value, instead="links are read by everyone who gets a message: give the URL people open")
 
     @property
     def base_url(self) -> str:

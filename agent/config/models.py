@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.config.types import ConfigPath, Seconds, Section
+from agent.config.types import ConfigPath, Seconds, Section, check_http_url
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -97,6 +97,13 @@ class Analysis(Section):
     prometheus_url: str | None = None
     timeout: Seconds = Field(default=10.0, gt=0)
     metrics: list[AnalysisMetric] = Field(min_length=1)
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _no_password(cls, value: str | None) -> str | None:
+        return None if value is None else check_http_url(
+            value, instead="for a server that needs credentials, leave analysis.prometheus_url unset: "
+                           "sources.prometheus.url with its username and password is used")
 
     @model_validator(mode="after")
     def _duration_holds_a_measurement(self) -> Analysis:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from agent.config.types import Seconds, Section
+from agent.config.types import Seconds, Section, check_http_url
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
@@ -49,6 +49,12 @@ class PagerDutyChannel(_Channel):
     routing_key: SecretStr
     url: str = "https://events.pagerduty.com/v2/enqueue"
     paging: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _no_password(cls, value: str) -> str:
+        return check_http_url(value, instead="PagerDuty authenticates the routing_key: give it as routing_key_file "
+                                             "or routing_key: ${ENV_VAR}")
 
 
 class EmailChannel(_Channel):
@@ -196,9 +202,9 @@ class NotifyConfig(Section):
     @field_validator("prometheus_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"expected an http:// or https:// URL, found {value!r}")
-        return value
+        # Only the base of graph links: everyone who reads a page or a message would read the password.
+        return None if value is None else check_http_url(
+            value, instead="graph links are read by everyone who gets a message: give the URL people open")
 
     @model_validator(mode="after")
     def _routes_name_channels(self) -> "NotifyConfig":

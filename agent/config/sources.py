@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from agent.config.types import Bytes, ConfigPath, Seconds, Section
+from agent.config.types import Bytes, ConfigPath, Seconds, Section, check_http_url
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
 
@@ -18,10 +19,7 @@ def _check_name(value: str) -> str:
     return value
 
 
-def _check_url(value: str) -> str:
-    if not re.match(r"^https?://[^/\s]+", value):
-        raise ValueError(f"expected an http:// or https:// URL, found {value!r}")
-    return value
+_ENV_SECRET = "${ENV_VAR}"
 
 
 class QueryConfig(Section):
@@ -45,13 +43,39 @@ class QueryConfig(Section):
         return value
 
 
-class PrometheusSourceConfig(Section):
-    """Any server with the Prometheus HTTP API: Prometheus, Thanos, Mimir, VictoriaMetrics."""
+class _Credentials(Section):
+    """Basic auth or a bearer token, for a server that asks (never a password in its URL)."""
 
-    url: str = "http://127.0.0.1:9090"
     bearer_token: SecretStr | None = None
     username: str | None = None
     password: SecretStr | None = None
+
+    @field_validator("bearer_token", "password", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> "_Credentials":
+        if self.bearer_token is not None and self.username:
+            raise ValueError("expected either bearer_token or username/password, found both")
+        return self
+
+    def auth_headers(self) -> dict[str, str]:
+        """The Authorization header these credentials make (none without)."""
+        if self.bearer_token is not None:
+            return {"Authorization": f"Bearer {self.bearer_token.get_secret_value()}"}
+        if self.username:
+            password = self.password.get_secret_value() if self.password else ""
+            token = base64.b64encode(f"{self.username}:{password}".encode()).decode("ascii")
+            return {"Authorization": f"Basic {token}"}
+        return {}
+
+
+class PrometheusSourceConfig(_Credentials):
+    """Any server with the Prometheus HTTP API: Prometheus, Thanos, Mimir, VictoriaMetrics."""
+
+    url: str = "http://127.0.0.1:9090"
     verify_tls: bool = True
     ca_file: ConfigPath | None = None
     timeout: Seconds = Field(default=10.0, gt=0)
@@ -68,17 +92,11 @@ class PrometheusSourceConfig(Section):
     @field_validator("url")
     @classmethod
     def _valid_url(cls, value: str) -> str:
-        return _check_url(value)
-
-    @field_validator("bearer_token", "password", mode="before")
-    @classmethod
-    def _empty_is_none(cls, value: object) -> object:
-        return None if value == "" else value
+        return check_http_url(value, instead="give sources.prometheus.username, and password_file or "
+                                             f"password: {_ENV_SECRET}")
 
     @model_validator(mode="after")
-    def _one_auth(self) -> "PrometheusSourceConfig":
-        if self.bearer_token is not None and self.username:
-            raise ValueError("expected either bearer_token or username/password, found both")
+    def _unique_queries(self) -> "PrometheusSourceConfig":
         names = [q.name for q in self.queries]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -86,8 +104,9 @@ class PrometheusSourceConfig(Section):
         return self
 
 
-class TargetConfig(Section):
-    """One exposition-format endpoint (node_exporter, an application's /metrics)."""
+class TargetConfig(_Credentials):
+    """One exposition-format endpoint (node_exporter, an application's /metrics); behind
+    authentication (node_exporter's web config), with basic auth or a bearer token."""
 
     name: str
     url: str
@@ -105,7 +124,8 @@ class TargetConfig(Section):
     @field_validator("url")
     @classmethod
     def _valid_url(cls, value: str) -> str:
-        return _check_url(value)
+        return check_http_url(value, instead="give the target's username, and password_file or "
+                                             f"password: {_ENV_SECRET}")
 
 
 def _default_targets() -> list[TargetConfig]:

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr, ValidationInfo
 
+from agent.urls import has_password
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, None: 1.0}
 
@@ -25,6 +27,16 @@ def parse_duration(value: Any) -> float:
         if match:
             return float(match.group(1)) * _UNIT_S[match.group(2)]
     raise ValueError(f"expected a duration such as 30s, 5m, 2h or 7d, found {value!r}")
+
+
+def check_http_url(value: str, *, instead: str) -> str:
+    """``value`` when it is an http(s) URL without a password; ``instead`` says where the password
+    goes (a password in a URL would reach logs, links and messages that show the URL)."""
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f"expected an http:// or https:// URL, found {value!r}")
+    if has_password(value):
+        raise ValueError(f"expected no password in the URL ({instead}), found one")
+    return value
 
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]

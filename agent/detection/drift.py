@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from agent.clock import to_epoch
@@ -28,6 +29,7 @@ from agent.flow.samples import Samples, series_id
 from agent.log import kv
 from agent.store.detectors import Baseline
 from detectors.base import Detector, Hit
+from detectors.errors import DetectorError
 
 if TYPE_CHECKING:
     from agent.context import Context
@@ -127,22 +129,64 @@ def bucket_history(ctx: "Context", read: HistoryReader, model: DriftModel, start
     return {hid: frame for hid, frame in found.buckets.items() if feature_of(model, hid) is not None}
 
 
+# A step whose bucket increases dip below a lower bound's by more than this share of its total
+# is not a histogram: Prometheus' increase() read a counter reset, or a change of buckets, in
+# one bucket and not in another (small dips are extrapolation, repaired when fitted).
+RESET_DIP = 0.01
+
+
+def whole_steps(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The steps (rows) of one histogram's bucket increases that are a histogram: every bucket
+    present and cumulative in ``le``; and how many were left out. A step that is not straddles
+    a counter reset or a change of bucket bounds (a restart, an upgrade), and would make the sum
+    over the range a distribution of nothing."""
+    if frame.empty:
+        return frame, 0
+    ordered = frame[sorted(frame.columns, key=float)]
+    values = ordered.to_numpy(dtype="float64")
+    present = ~np.isnan(values)
+    complete = present.all(axis=1)
+    filled = np.where(present, values, 0.0)
+    dip = (np.maximum.accumulate(filled, axis=1) - filled).max(axis=1, initial=0.0)
+    cumulative = dip <= RESET_DIP * np.maximum(filled[:, -1], 1.0)
+    keep = (complete & cumulative) | ~present.any(axis=1)  # a step with no data at all is no step
+    held = ordered[keep & present.any(axis=1)]
+    return held, int((~keep).sum())
+
+
 def build_baseline(ctx: "Context", read: HistoryReader, model: DriftModel, start: datetime, end: datetime, *,
                    actor: str, now: datetime) -> Baseline:
-    """Sum the model's histograms over ``[start, end]`` into a baseline, checked by fitting it."""
+    """Sum the model's histograms over ``[start, end]`` into a baseline, checked by fitting it.
+    Steps across a counter reset or a change of buckets are left out (``data["left_out"]``); a
+    feature with fewer observations than the drift detector's ``min_samples`` is refused."""
     if end <= start:
         raise BaselineError(model.name, f"expected --from before --to, found {start.isoformat()} >= {end.isoformat()}")
     histograms = bucket_history(ctx, read, model, start, end, step_s=ctx.config.detectors.refit.step)
+    left_out = 0
+    for hid, frame in list(histograms.items()):
+        histograms[hid], dropped = whole_steps(frame)
+        left_out += dropped
     features = features_from(model, histograms)
     found = {mf[0] for hid in histograms if (mf := metric_and_feature(model, hid)) and mf[1] in features}
     missing = [m for m in model.metrics if m not in found]
     if missing:
         raise BaselineError(model.name, f"no histogram samples with {model.label}={model.name!r} between "
                             f"{start.isoformat()} and {end.isoformat()} for {', '.join(missing)}")
-    drift_spec(model).build().fit(features, model=model.name)  # refuses a baseline too small to judge by
-    data = {"label": model.label, "features": {f: {"le": [repr(le) for le in counts],
-                                                   "cumulative": list(counts.values())}
-                                               for f, counts in features.items()}}
+    detector = drift_spec(model).build()
+    minimum = int(getattr(detector, "min_samples", 0))
+    short = {f: max(counts.values()) for f, counts in features.items() if max(counts.values()) < minimum}
+    if short:
+        found = ", ".join(f"{f}: {n:.0f}" for f, n in sorted(short.items()))
+        raise BaselineError(model.name, f"expected at least {minimum} observations per feature (the drift "
+                            f"detector's min_samples), found {found} between {start.isoformat()} and "
+                            f"{end.isoformat()}: save a longer range")
+    try:
+        detector.fit(features, model=model.name)  # refuses what it could not judge by
+    except DetectorError as exc:
+        raise BaselineError(model.name, str(exc)) from None
+    data = {"label": model.label, "left_out": left_out,
+            "features": {f: {"le": [repr(le) for le in counts], "cumulative": list(counts.values())}
+                         for f, counts in features.items()}}
     return Baseline(model=model.name, from_at=start, to_at=end, data=data, created_by=actor, created_at=now)
 
 

@@ -43,6 +43,7 @@ from agent.detection.history import HistoryReader, read_history
 from agent.detection.specs import Grouping, Spec, compile_specs
 from agent.flow.detection import Detection
 from agent.flow.samples import Samples
+from agent.flow.status import WarmingUp
 from agent.log import kv
 from agent.store.detectors import FittedState
 from detectors.base import Hit, Scores
@@ -65,6 +66,7 @@ class Engine:
         self.schedule = Schedule()
         self.scored_until: dict[str, pd.Timestamp] = {}  # series -> newest row judged
         self.latest: Samples | None = None  # the last frame judged: the refit job's subjects
+        self._latest_subjects: list[Subject] = []  # its subjects, as the cycle grouped them
         self.drift = DriftWatch(history)
         # streaming units loaded from the store: the points since their checkpoint are read from
         # history and taken in before they judge anything new (see _catch_up)
@@ -127,6 +129,7 @@ class Engine:
             if new_from:
                 self.scored_until.update(dict.fromkeys(new_from, samples.values.index.max()))
             self.latest = samples
+            self._latest_subjects = subjects
             self._publish()
         return Detection(at=now, samples=samples, hits=hits, judged=frozenset(judged))
 
@@ -143,6 +146,34 @@ class Engine:
         if dropped:
             self.ctx.metrics.score_series_dropped.inc(dropped)
             log.info(kv("detect.gauges_capped", scored=len(self.newest), dropped=dropped, max_series=cap))
+
+    # -- what is still warming up ----------------------------------------------------------------
+
+    def warming(self) -> tuple[WarmingUp, ...]:
+        """Per detector, the series of the last frame judged that it watches but has not fitted
+        yet (their history is shorter than its ``min_history``), and when the first and the last
+        of them may be fitted (None until the refit job has measured their history). Each is
+        scored from the first cycle after its fit. Read-only."""
+        with self._lock:
+            waiting: dict[str, list[str]] = {}
+            specs: dict[str, Spec] = {}
+            for subj in self._latest_subjects:
+                if not subj.spec.needs_history:
+                    continue
+                unit = self.units.get(subj.key)
+                fitted = set(unit.columns) if unit is not None else set()
+                waiting.setdefault(subj.spec.name, []).extend(s for s in subj.series if s not in fitted)
+                specs[subj.spec.name] = subj.spec
+            out = []
+            for name, sids in waiting.items():
+                if not sids:
+                    continue
+                known = [at for sid in sids if (at := self.schedule.not_before.get((name, sid))) is not None]
+                everyone = len(known) == len(sids)
+                out.append(WarmingUp(detector=name, series=len(sids), min_history_s=specs[name].min_history_s,
+                                     first_fit_at=min(known) if known else None,
+                                     last_fit_at=max(known) if everyone else None))
+            return tuple(out)
 
     # -- the refit job ----------------------------------------------------------------------------
 

@@ -9,6 +9,11 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 MAX_LABEL_CHARS = 1024  # a label value from a target or a query is kept up to this length
+MAX_NAME_CHARS = 256  # a scraped metric or label name is kept up to this length
+
+
+def _cut(text: str, limit: int) -> str:
+    return f"{text[:limit]}…[+{len(text) - limit} chars]"
 
 
 def bounded_labels(labels: Mapping[str, str]) -> tuple[dict[str, str], int]:
@@ -19,9 +24,29 @@ def bounded_labels(labels: Mapping[str, str]) -> tuple[dict[str, str], int]:
     for name, value in labels.items():
         value = str(value)
         if len(value) > MAX_LABEL_CHARS:
-            value = f"{value[:MAX_LABEL_CHARS]}…[+{len(value) - MAX_LABEL_CHARS} chars]"
+            value = _cut(value, MAX_LABEL_CHARS)
             cut += 1
         out[name] = value
+    return out, cut
+
+
+def bounded_name(name: str) -> tuple[str, bool]:
+    """A metric or label name cut at ``MAX_NAME_CHARS`` and marked as values are, and whether it
+    was: names that long are no one's naming, and each one would be stored in every series id."""
+    return (name, False) if len(name) <= MAX_NAME_CHARS else (_cut(name, MAX_NAME_CHARS), True)
+
+
+def bounded_label_names(labels: Mapping[str, str]) -> tuple[dict[str, str], int]:
+    """``labels`` with every name past ``MAX_NAME_CHARS`` cut (a later label whose cut name is
+    taken is dropped), and how many names were cut."""
+    if all(len(name) <= MAX_NAME_CHARS for name in labels):
+        return dict(labels), 0
+    out: dict[str, str] = {}
+    cut = 0
+    for name, value in labels.items():
+        short, was_cut = bounded_name(name)
+        cut += was_cut
+        out.setdefault(short, value)
     return out, cut
 
 

@@ -29,6 +29,7 @@ from agent.incidents.rootcause import ALERT_DETECTOR
 from agent.incidents.topology import Topology
 from agent.incidents.units import PLAIN, Unit, unit_of
 from agent.sources import remote_read
+from agent.urls import without_credentials
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
@@ -130,7 +131,8 @@ def link_template(config: "AgentConfig") -> str | None:
         base = config.sources.prometheus.url
     if not base:
         return None
-    return config.notify.graph_link.replace("{url}", base.rstrip("/"))
+    # A user name in the URL is allowed by the config (a password is not): links never carry either.
+    return config.notify.graph_link.replace("{url}", without_credentials(base).rstrip("/"))
 
 
 def template_of(link: str | None) -> str | None:

@@ -31,6 +31,7 @@ from agent.incidents.onset import DRIFT_DETECTOR
 from agent.incidents.rootcause import ALERT_DETECTOR, WHERE_LABELS, where
 from agent.incidents.units import PLAIN, Unit
 from agent.store.incidents import UnknownIncidentError
+from agent.urls import without_credentials
 from detectors.drift import DriftFacts, drift_facts
 
 if TYPE_CHECKING:
@@ -211,7 +212,7 @@ def title_from(incident: Incident, lines: tuple[SignalLine, ...], changes: tuple
 
 
 def incident_url(base_url: str | None, incident_id: int) -> str | None:
-    return f"{base_url.rstrip('/')}/incidents/{int(incident_id)}" if base_url else None
+    return f"{without_credentials(base_url).rstrip('/')}/incidents/{int(incident_id)}" if base_url else None
 
 
 def rank_signals(signals: tuple[Signal, ...]) -> list[Signal]:

@@ -7,6 +7,7 @@ working across a DST change (such a week is 167 or 169 hours long).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -40,8 +41,16 @@ class Period:
         return f"{self.since:%Y-%m-%d %H:%M} to {self.until:%Y-%m-%d %H:%M} UTC"
 
 
+_RELATIVE = re.compile(r"^\s*now\s*(?:-\s*(.+))?$")
+
+
 def parse_since(text: str, *, now: datetime) -> datetime:
-    """``30d``/``12h``/``2w`` back from ``now``, or an ISO date or datetime (UTC unless it says)."""
+    """A point in time as every command reads one (``--since``, ``--until``, ``--from``, ``--to``):
+    ``30d``/``12h``/``2w`` back from ``now`` (also written ``now-30d``), ``now``, or an ISO date
+    or datetime (UTC unless it says)."""
+    relative = _RELATIVE.match(text)
+    if relative:
+        text = relative.group(1) or "0s"
     try:
         seconds = parse_duration(text)
     except ValueError:
@@ -55,7 +64,8 @@ def parse_since(text: str, *, now: datetime) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"expected a duration such as 30d or a date such as 2026-01-31, found {text!r}") from None
+        raise ValueError(f"expected a duration back from now such as 30d (or now-30d), now, or a date such as "
+                         f"2026-01-31 or 2026-01-31T08:00:00Z, found {text!r}") from None
     return check_in_range(moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment, text)
 
 

@@ -5,7 +5,8 @@ session, the state of its targets), rebuilt when a config reload changes the sou
 ``collect(at)`` returns the window the detectors judge this cycle: the last ``sources.window``
 before ``at``, reaching back to the previous cycle when that was longer ago (capped at
 ``sources.catchup_max``), restricted to this agent's shard. ``history(start, end)`` returns older
-samples for refits, from the same source.
+samples for refits, from the same source. After each collect, ``failed`` holds the targets (or
+queries) that failed in it and ``blind`` says whether every one did: the cycle read nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Union
 import pandas as pd
 
 from agent.flow.samples import Samples, shard_of
+from agent.flow.status import TargetStatus
 from agent.log import kv
 from agent.sources.base import FailureKind, FetchError, Source
 
@@ -89,6 +91,8 @@ class Collector:
         self._source: "AnySource | None" = None
         self._health: "TargetHealth | None" = None
         self._last_end: pd.Timestamp | None = None
+        self.failed: tuple[TargetStatus, ...] = ()  # in the last collect
+        self.blind = False  # every target (or query) failed in the last collect
 
     @property
     def source(self) -> "AnySource":
@@ -102,7 +106,7 @@ class Collector:
             if self._source is not None:
                 self._source.close()
                 log.info(kv("sources.rebuilt", kind=config.sources.kind))
-            self._health = self._health or TargetHealth(self.ctx.metrics)
+            self._health = self._health or TargetHealth(self.ctx.metrics, clock=self.ctx.clock)
             self._source = build_source(config, store=self.ctx.store, metrics=self.ctx.metrics, health=self._health)
             self._config = config
             return self._source
@@ -113,9 +117,16 @@ class Collector:
                 self._source.close()
             self._source = self._config = None
 
+    def targets(self) -> list[TargetStatus]:
+        """Each target (or query) of the source, as its last attempts left it."""
+        with self._lock:
+            source = self.source
+            return [] if self._health is None else self._health.targets(source.name)
+
     def collect(self, at: datetime) -> Samples:
         """The samples the cycle at ``at`` judges: this shard's series over the detection window."""
         from agent.sources.frame import restrict
+        from agent.sources.prometheus import PrometheusSource
         from agent.sources.scrape import ScrapeSource
 
         with self._lock:
@@ -130,17 +141,27 @@ class Collector:
             if self._last_end is not None and self._last_end < start:
                 start = max(self._last_end, now - pd.Timedelta(seconds=cfg.catchup_max))
             keep = shard_filter(ctx.config)
+            self.failed, self.blind = (), False
             if isinstance(source, ScrapeSource):
                 outcome = source.scrape(at, keep)
                 samples = source.gaps_for(outcome, restrict(source.fetch(start, now), keep), keep)
+                self._judge([t.name for t in source.targets], outcome.failed)
             else:
                 samples = restrict(source.fetch(start, now), keep)
+                if isinstance(source, PrometheusSource):
+                    self._judge([q.name for q in source.config.queries], source.failed)
             self._last_end = now
             ctx.store.set_collected_until(cursor, now.timestamp())
             ctx.metrics.series_collected.set(len(samples))
             log.debug(kv("sources.collected", kind=cfg.kind, series=len(samples), points=samples.values.shape[0],
                          gaps=len(samples.gaps), start=start.to_pydatetime(), end=now.to_pydatetime()))
             return samples
+
+    def _judge(self, tried: Sequence[str], failed: Sequence[str] | frozenset[str]) -> None:
+        health, name = self._health, self.source.name
+        assert health is not None
+        self.failed = tuple(t for t in health.targets(name) if t.target in failed)
+        self.blind = bool(tried) and set(tried) <= set(failed)
 
     def history(self, start: pd.Timestamp | datetime, end: pd.Timestamp | datetime, *,
                 series_ids: Sequence[str] | None = None, step_s: float | None = None) -> Samples:

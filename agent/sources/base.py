@@ -33,7 +33,8 @@ class FailureKind(StrEnum):
     REDIRECTS = "redirects"  # a redirect loop or chain past requests' limit
     PROTOCOL = "protocol"  # a broken HTTP answer: bad chunking, bad compression, cut short
     DEADLINE = "deadline"  # still sending when the target's total deadline passed
-    TOO_LARGE = "too_large"  # a body past the size cap
+    TOO_LARGE = "too_large"  # a body past the size cap (counted inflated, for a gzip body)
+    ENCODING = "encoding"  # a body in an encoding not asked for (br, deflate), or a gzip that does not inflate
     INTERNAL = "internal"  # a bug of ours met on this target's data: logged with its traceback
 
 

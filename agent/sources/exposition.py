@@ -15,12 +15,23 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.flow.samples import SeriesInfo, bounded_labels, series_id
+from agent.flow.samples import (
+    MAX_NAME_CHARS,
+    SeriesInfo,
+    bounded_label_names,
+    bounded_labels,
+    bounded_name,
+    series_id,
+)
 from agent.store.samples import CounterReading
 
 _SKIP_SUFFIXES = ("_created",)
+# A name past MAX_NAME_CHARS needs a run of that many name characters somewhere in the text: one
+# search of the text spares checking every name of every sample when there is none.
+_LONG_NAME = re.compile(r"[A-Za-z0-9_:]{%d,}" % (MAX_NAME_CHARS + 1))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,6 +60,7 @@ class Exposition:
     non_finite: int = 0
     duplicates: int = 0  # samples of a series already seen in this text (dropped)
     cut_labels: int = 0  # label values longer than MAX_LABEL_CHARS, cut and marked
+    cut_names: int = 0  # metric and label names longer than MAX_NAME_CHARS, cut and marked
 
 
 def target_labels(scraped: Mapping[str, str], target: Mapping[str, str], *, honor: bool = False) -> dict[str, str]:
@@ -69,27 +81,31 @@ def target_labels(scraped: Mapping[str, str], target: Mapping[str, str], *, hono
 
 
 def parse_exposition(text: str, *, extra_labels: Mapping[str, str], keep: Callable[[str], bool] = lambda name: True,
-                     honor_labels: bool = False) -> Exposition:
-    """Parse exposition text (raises ValueError on text that is not metrics).
+                     honor_labels: bool = False, openmetrics: bool = False) -> Exposition:
+    """Parse exposition text, Prometheus' text format or with ``openmetrics`` OpenMetrics 1.0
+    (raises ValueError on text that is not metrics). OpenMetrics' info, stateset, unknown and
+    gaugehistogram families are read as gauges; ``_created`` samples are left out.
 
     A series that appears more than once keeps its first sample, as Prometheus appends the first
     and rejects the others of one scrape; the rest are counted in ``duplicates``."""
     out = Exposition()
     seen: set[str] = set()
-    for family in text_string_to_metric_families(text):
+    long_names = _LONG_NAME.search(text) is not None
+    families = openmetrics_families(text) if openmetrics else text_string_to_metric_families(text)
+    for family in families:
         if not keep(family.name):
             continue
         kind = family.type
         if kind in ("histogram",):
-            _histograms(family.name, family.samples, extra_labels, honor_labels, seen, out)
+            _histograms(family.name, family.samples, extra_labels, honor_labels, seen, out, long_names)
             continue
         for sample in family.samples:
             if sample.name.endswith(_SKIP_SUFFIXES):
                 continue
-            first = _first_of_series(sample, extra_labels, honor_labels, seen, out)
+            first = _first_of_series(sample, extra_labels, honor_labels, seen, out, long_names)
             if first is None:
                 continue
-            labels, sid = first
+            metric, labels, sid = first
             value = float(sample.value)
             is_counter = kind == "counter" or (kind == "summary" and sample.name.endswith("_count"))
             if kind == "summary" and sample.name.endswith("_sum"):
@@ -97,36 +113,43 @@ def parse_exposition(text: str, *, extra_labels: Mapping[str, str], keep: Callab
             if not math.isfinite(value):
                 out.non_finite += 1
                 continue
-            info = SeriesInfo(series_id=sid, metric=sample.name, labels=labels, kind="rate" if is_counter else "gauge")
+            info = SeriesInfo(series_id=sid, metric=metric, labels=labels, kind="rate" if is_counter else "gauge")
             (out.counters if is_counter else out.gauges).append((info, value))
     return out
 
 
 def _first_of_series(sample: Any, extra: Mapping[str, str], honor: bool, seen: set[str],
-                     out: Exposition) -> tuple[dict[str, str], str] | None:
-    """The sample's labels and series id, or None (counted) when the text already had that series."""
+                     out: Exposition, long_names: bool = True) -> tuple[str, dict[str, str], str] | None:
+    """The sample's metric name, labels and series id, names and values cut to their caps; None
+    (counted) when the text already had that series. ``long_names``: the text may hold a name past
+    its cap (else names are not checked)."""
     labels, cut = bounded_labels(target_labels(sample.labels, extra, honor=honor))
     out.cut_labels += cut
-    sid = series_id(sample.name, labels)
+    metric = sample.name
+    if long_names:
+        labels, cut_names = bounded_label_names(labels)
+        metric, cut_metric = bounded_name(sample.name)
+        out.cut_names += cut_names + cut_metric
+    sid = series_id(metric, labels)
     if sid in seen:
         out.duplicates += 1
         return None
     seen.add(sid)
-    return labels, sid
+    return metric, labels, sid
 
 
 def _histograms(name: str, samples: Iterable, extra: Mapping[str, str], honor: bool, seen: set[str],
-                out: Exposition) -> None:
+                out: Exposition, long_names: bool) -> None:
     groups: dict[tuple[tuple[str, str], ...], list[tuple[float, str, float]]] = {}
     for sample in samples:
-        first = _first_of_series(sample, extra, honor, seen, out)
+        first = _first_of_series(sample, extra, honor, seen, out, long_names)
         if first is None:
             continue
-        labels, sid = first
+        metric, labels, sid = first
         value = float(sample.value)
         if sample.name == f"{name}_count":
             if math.isfinite(value):
-                info = SeriesInfo(series_id=sid, metric=sample.name, labels=labels, kind="rate")
+                info = SeriesInfo(series_id=sid, metric=metric, labels=labels, kind="rate")
                 out.counters.append((info, value))
             else:
                 out.non_finite += 1
@@ -136,8 +159,9 @@ def _histograms(name: str, samples: Iterable, extra: Mapping[str, str], honor: b
                 out.non_finite += 1
                 continue
             groups.setdefault(tuple(sorted(labels.items())), []).append((float(le_text), le_text, value))
+    metric, _ = bounded_name(name)  # its samples' names were counted as they were cut
     for key, buckets in groups.items():
-        out.histograms.append(HistogramReading(metric=name, labels=dict(key), buckets=tuple(sorted(buckets))))
+        out.histograms.append(HistogramReading(metric=metric, labels=dict(key), buckets=tuple(sorted(buckets))))
 
 
 def quantile_from_buckets(q: float, bounds: Sequence[float], cumulative: Sequence[float]) -> float:

@@ -1,11 +1,19 @@
 """Turning what requests raises into a FetchError with a short, factual reason, and reading a
-body within a total deadline and a size cap."""
+body within a total deadline and a size cap.
+
+``fetch_bounded`` asks for gzip (what exporters send when asked: node_exporter always does) and
+inflates the body itself, a bounded piece at a time, so the size cap counts inflated bytes: a
+gzip bomb stops at the cap, having cost the cap and one read of compressed bytes. An answer in an
+encoding that was not asked for (``br``, ``deflate``), or a gzip body that does not inflate
+(not gzip at all, or cut short), is a FetchError of kind ``encoding``.
+"""
 
 from __future__ import annotations
 
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -63,6 +71,48 @@ def _fetch_error(exc: BaseException, source: str, target: str, timeout_s: float)
     return FetchError(source, target, FailureKind.PROTOCOL, f"the request failed ({type(exc).__name__})")
 
 
+ACCEPT_ENCODING = "gzip"
+_GZIP = ("gzip", "x-gzip")
+_IDENTITY = ("", "identity")
+_GZIP_WBITS = 16 + zlib.MAX_WBITS  # a gzip header and trailer around the deflate stream
+
+
+class _Inflater:
+    """A gzip body inflated as it arrives, never more than the caller has room for: deflate can
+    expand a thousandfold, so each piece is inflated up to a limit, not whole."""
+
+    def __init__(self) -> None:
+        self._stream = zlib.decompressobj(_GZIP_WBITS)
+
+    def feed(self, data: bytes, room: int) -> bytes:
+        """What ``data`` inflates to, cut at ``room + 1`` bytes (one past: the caller sees the cap
+        passed). A body may hold several gzip members one after another (RFC 1952)."""
+        out: list[bytes] = []
+        produced = 0
+        while data and produced <= room:
+            if self._stream.eof:
+                self._stream = zlib.decompressobj(_GZIP_WBITS)
+            piece = self._stream.decompress(data, room + 1 - produced)
+            out.append(piece)
+            produced += len(piece)
+            data = self._stream.unused_data if self._stream.eof else self._stream.unconsumed_tail
+        return b"".join(out)
+
+    @property
+    def complete(self) -> bool:
+        return self._stream.eof
+
+
+def _inflater(encoding: str, source: str, target: str) -> _Inflater | None:
+    """The decoder for a Content-Encoding (None: the body is as sent), or a FetchError."""
+    if encoding in _IDENTITY:
+        return None
+    if encoding in _GZIP:
+        return _Inflater()
+    raise FetchError(source, target, FailureKind.ENCODING,
+                     f"a body in {encoding!r} encoding, which was not asked for (only {ACCEPT_ENCODING})")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Body:
     status_code: int
@@ -74,7 +124,7 @@ def fetch_bounded(session: requests.Session, source: str, target: str, url: str,
                   deadline_s: float, max_bytes: int, headers: dict[str, str] | None = None,
                   monotonic: Callable[[], float] = time.monotonic) -> Body:
     """GET ``url`` and read its body; a FetchError once ``deadline_s`` has passed since the start
-    (however the bytes trickle in) or the body grows past ``max_bytes`` (decompressed).
+    (however the bytes trickle in) or the body grows past ``max_bytes`` (inflated, for gzip).
 
     The body is read here, a bounded piece at a time; the status line and headers, which
     http.client reads in one go, are cut by a timer that shuts the socket down at the deadline
@@ -95,7 +145,8 @@ def fetch_bounded(session: requests.Session, source: str, target: str, url: str,
     watching.current = watch
     timer.start()
     try:
-        response = session.get(url, timeout=(wait, wait), stream=True, headers=headers)
+        response = session.get(url, timeout=(wait, wait), stream=True,
+                               headers={"Accept-Encoding": ACCEPT_ENCODING, **(headers or {})})
     except requests.RequestException as exc:
         if watch.finish() or (isinstance(exc, requests.Timeout) and monotonic() - started >= deadline_s):
             raise FetchError(source, target, FailureKind.DEADLINE,
@@ -112,6 +163,7 @@ def fetch_bounded(session: requests.Session, source: str, target: str, url: str,
         if declared.isdigit() and int(declared) > max_bytes:
             raise FetchError(source, target, FailureKind.TOO_LARGE,
                              f"a body of {int(declared)} bytes, past the {max_bytes} byte limit")
+        inflater = _inflater(response.headers.get("content-encoding", "").strip().lower(), source, target)
         chunks: list[bytes] = []
         size = 0
         raw = response.raw
@@ -128,13 +180,27 @@ def fetch_bounded(session: requests.Session, source: str, target: str, url: str,
                 raise _fetch_error(exc, source, target, timeout_s) from None
             if not chunk:
                 break
+            if inflater is not None:
+                chunk = _inflate(inflater, chunk, max_bytes - size, source, target)
             size += len(chunk)
             if size > max_bytes:
-                raise FetchError(source, target, FailureKind.TOO_LARGE, f"a body past the {max_bytes} byte limit")
+                raise FetchError(source, target, FailureKind.TOO_LARGE, f"a body past the {max_bytes} byte limit"
+                                 + (" once inflated" if inflater is not None else ""))
             chunks.append(chunk)
+        if inflater is not None and not inflater.complete:
+            raise FetchError(source, target, FailureKind.ENCODING, "a gzip body cut short (it ends mid-stream)")
         raw.release_conn()  # read to its end: the connection can serve the next scrape
         return Body(status_code=response.status_code, content_type=response.headers.get("content-type", ""),
                     content=b"".join(chunks))
+
+
+def _inflate(inflater: _Inflater, chunk: bytes, room: int, source: str, target: str) -> bytes:
+    try:
+        return inflater.feed(chunk, room)
+    except zlib.error as exc:  # "Error -3 while decompressing data: incorrect header check"
+        reason = str(exc).rpartition(": ")[2] or str(exc)
+        raise FetchError(source, target, FailureKind.ENCODING,
+                         f"a body that claims gzip but does not inflate ({reason})") from None
 
 
 class _HeaderWatch:

@@ -122,6 +122,7 @@ class PrometheusSource:
             self.session.auth = (config.username, password)
         self.session.verify = str(config.ca_file) if config.ca_file and config.verify_tls else config.verify_tls
         self.stats = FetchStats()
+        health.describe(SOURCE, {q.name: config.url for q in config.queries})
         self._known: dict[str, dict[str, SeriesInfo]] = {}
         self._density: dict[str, float] = {}  # raw samples per second of range, per query (remote read)
         self._range_only: set[str] = set()  # queries whose remote-read answers were too large
@@ -152,7 +153,7 @@ class PrometheusSource:
                 self.failed.append(query.name)
                 missing += self._known.get(query.name, {}).values()
                 continue
-            self.health.up(SOURCE, query.name)
+            self.health.up(SOURCE, query.name, series=len(qf.infos))
             self._known[query.name] = {i.series_id: i for i in qf.infos}
             self._place(qf, query, frames, series, buckets)
         values = pd.concat(frames, axis=1) if frames else pd.DataFrame(index=empty_index(), dtype="float64")

@@ -43,7 +43,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SOURCE = "scrape"
-ACCEPT = "text/plain;version=0.0.4;q=0.9,*/*;q=0.1"
+# OpenMetrics first, as Prometheus asks: an exporter that speaks it (prometheus-client) answers in it,
+# the others (node_exporter 1.5) in the text format.
+ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+          "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+OPENMETRICS = "application/openmetrics-text"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,6 +73,8 @@ class ScrapeSource:
         self.series_limit = series_limit
         self.session = http.bounded_session()
         self._patterns = [re.compile(p) for p in config.metrics]
+        health.describe(SOURCE, {t.name: t.url for t in self.targets},
+                        optional=frozenset(t.name for t in self.targets if t.optional))
         # What each target's last good scrape stored: with honor_labels its series may carry a
         # job label of the exporter's, so the store's job label alone cannot find them.
         self._stored: dict[str, list[SeriesInfo]] = {}
@@ -97,15 +103,17 @@ class ScrapeSource:
                                  expected=target.optional)
                 failed.add(target.name)
                 continue
-            self.health.up(SOURCE, target.name)
-            written += self._store(target, derived, ts, keep)
+            stored = self._store(target, derived, ts, keep)
+            self.health.up(SOURCE, target.name, series=len(self._stored[target.name]))
+            written += stored
         pruned = self.store.prune_scrape_history(ts - self.config.retention, max_rows=self.config.prune_batch)
         return ScrapeOutcome(ts=ts, written=written, failed=frozenset(failed), pruned=pruned)
 
     def _scrape_one(self, target: TargetConfig, ts: float) -> Derived:
         cfg = self.config
         body = http.fetch_bounded(self.session, SOURCE, target.name, target.url, timeout_s=cfg.timeout,
-                                  deadline_s=cfg.deadline, max_bytes=cfg.max_body, headers={"Accept": ACCEPT})
+                                  deadline_s=cfg.deadline, max_bytes=cfg.max_body,
+                                  headers={"Accept": ACCEPT, **target.auth_headers()})
         if body.status_code != 200:
             raise FetchError(SOURCE, target.name, FailureKind.HTTP_STATUS, f"HTTP {body.status_code}")
         try:
@@ -119,7 +127,8 @@ class ScrapeSource:
         extra = {"job": target.name, "instance": parts.netloc}
         try:
             exposition = parse_exposition(text, extra_labels=extra, keep=self._keep_metric,
-                                          honor_labels=target.honor_labels)
+                                          honor_labels=target.honor_labels,
+                                          openmetrics=body.content_type.lower().startswith(OPENMETRICS))
         except (ValueError, IndexError, KeyError, TypeError) as exc:
             # The text is the target's: control characters in it are escaped, never logged raw.
             raise FetchError(SOURCE, target.name, FailureKind.PARSE,
@@ -130,6 +139,8 @@ class ScrapeSource:
             self.metrics.samples_dropped.labels(reason="duplicate").inc(exposition.duplicates)
         if exposition.cut_labels:
             self.metrics.label_values_cut.inc(exposition.cut_labels)
+        if exposition.cut_names:
+            self.metrics.names_cut.inc(exposition.cut_names)
         self.health.note(SOURCE, target.name, "samples repeat a series already in this scrape; kept the first of each"
                          if exposition.duplicates else None, "source.duplicates", dropped=exposition.duplicates)
         keys = [info.series_id for info, _ in exposition.counters]

@@ -20,6 +20,7 @@ from agent.store.reports import ReportStore
 from agent.store.rollouts import RolloutStore
 from agent.store.runs import RunStore
 from agent.store.samples import SampleStore
+from agent.store.status import StatusStore
 from agent.store.trust import TrustStore
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ __all__ = ["AuditBreak", "GENESIS", "STORE_FILE", "Store", "dumps", "open_store"
 
 
 class Store(SampleStore, DetectorStateStore, IncidentStore, RunStore, OutboxStore, PushedAlertStore, ReportStore,
-            RolloutStore, LeaseStore, TrustStore, StoreBase):
+            RolloutStore, LeaseStore, TrustStore, StatusStore, StoreBase):
     """The agent's store."""
 
 

@@ -135,11 +135,18 @@ class DetectorStateStore(StoreBase):
     def latest_baseline(self, model: str) -> Baseline | None:
         row = self.query_one("SELECT * FROM baselines WHERE model = ? ORDER BY created_at DESC, id DESC LIMIT 1",
                              (model,))
-        if row is None:
-            return None
-        return Baseline(id=row["id"], model=row["model"], from_at=from_epoch(row["from_ts"]),
-                        to_at=from_epoch(row["to_ts"]), data=json.loads(row["data"]),
-                        created_by=row["created_by"], created_at=from_epoch(row["created_at"]))
+        return None if row is None else _baseline(row)
+
+    def baseline(self, baseline_id: int) -> Baseline | None:
+        row = self.query_one("SELECT * FROM baselines WHERE id = ?", (baseline_id,))
+        return None if row is None else _baseline(row)
+
+    def baselines(self, model: str | None = None) -> list[Baseline]:
+        """Every baseline (of ``model``), newest first; the one a model's drift is judged by leads."""
+        order = " ORDER BY created_at DESC, id DESC"
+        rows = (self.conn.execute("SELECT * FROM baselines" + order) if model is None else
+                self.conn.execute("SELECT * FROM baselines WHERE model = ?" + order, (model,)))
+        return [_baseline(r) for r in rows]
 
     # -- what a refit leaves out -------------------------------------------------------------
 
@@ -165,3 +172,9 @@ class DetectorStateStore(StoreBase):
                 hits[row[0]].append(from_epoch(row[1]))
         return {sid: Exclusions(windows=sorted(windows.get(sid, [])), hits=sorted(hits.get(sid, [])))
                 for sid in set(windows) | set(hits)}
+
+
+def _baseline(row: Any) -> Baseline:
+    return Baseline(id=row["id"], model=row["model"], from_at=from_epoch(row["from_ts"]),
+                    to_at=from_epoch(row["to_ts"]), data=json.loads(row["data"]),
+                    created_by=row["created_by"], created_at=from_epoch(row["created_at"]))

@@ -203,13 +203,17 @@ def test_state_changing_endpoint_needs_the_token_and_secrets_stay_out_of_logs(da
     assert TOKEN not in (d.state / "aiops.db").read_bytes().decode("latin-1")
 
 
-def test_once_runs_one_cycle_with_the_example_config(tmp_path, subprocess_env):
+def test_once_runs_one_cycle_with_the_example_config(tmp_path, subprocess_env, node_exporter):
     repo = HERE.parents[1]
-    result = subprocess.run(["aiops", "once", "--json", "--config", str(repo / "config" / "agent.example.yaml"),
+    config = tmp_path / "agent.yaml"
+    config.write_text((repo / "config" / "agent.example.yaml").read_text()
+                      .replace("http://127.0.0.1:9100/metrics", node_exporter.url)
+                      .replace("playbook_dir: ../playbooks", f"playbook_dir: {repo / 'playbooks'}"))
+    result = subprocess.run(["aiops", "once", "--json", "--config", str(config),
                              "--state-dir", str(tmp_path / "st")], capture_output=True, text=True, env=subprocess_env,
                             timeout=120)
     assert result.returncode == 0, result.stderr
-    assert '"failed_stages": []' in result.stdout
+    assert '"failed_stages": []' in result.stdout and '"sources_failed": []' in result.stdout
     assert (tmp_path / "st" / "aiops.db").is_file()
 
 

@@ -46,3 +46,16 @@ def test_failed_cycles_in_a_row_are_unhealthy():
     assert health.check(config, now=clock()) == (True, "")
     health.record(["detect", "notify"], now=clock())
     assert health.check(config, now=clock()) == (False, "2 cycles failed in a row; last: stage failed: detect, notify")
+
+
+def test_cycles_that_read_nothing_count_as_failed():
+    config = parse_config("agent:\n  unhealthy_after: 2\n")
+    clock = ManualClock(T0)
+    health = Health()
+    health.start(clock())
+    blind = "every source failed: node at http://127.0.0.1:9100/metrics: connection refused (connection)"
+    health.record([], now=clock(), blind=blind)
+    health.record([], now=clock(), blind=blind)
+    assert health.check(config, now=clock()) == (False, f"2 cycles failed in a row; last: {blind}")
+    health.record([], now=clock())
+    assert health.check(config, now=clock()) == (True, "")

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.config import load_config
+from tests.conftest import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "config" / "aiops-agent.service"
 
@@ -25,12 +28,20 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
+def install(root: Path, env: dict[str, str], node_exporter: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["aiops", "service", "install", "--prefix", str(root), "--node-exporter", node_exporter],
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
 @pytest.fixture
 def installed(tmp_path, subprocess_env) -> Path:
-    result = subprocess.run(["aiops", "service", "install", "--prefix", str(tmp_path / "root")],
-                            capture_output=True, text=True, env=subprocess_env, timeout=60)
+    """An install on a machine where no node_exporter answers."""
+    result = install(tmp_path / "root", subprocess_env, f"http://127.0.0.1:{free_port()}/metrics")
     assert result.returncode == 0, result.stderr
     return tmp_path / "root"
+
+
+DEMO_THINGS = ("fraud", "api-server", "replace-with", "pagerduty", "/srv/models")
 
 
 def test_unit_declares_notify_watchdog_restart_and_hardening():
@@ -51,8 +62,34 @@ def test_install_writes_unit_config_and_state_dir_with_safe_modes(installed, sub
     exec_start = next(l for l in unit.read_text().splitlines() if l.startswith("ExecStart="))
     executable = exec_start.split("=", 1)[1].split()[0]
     assert Path(executable).is_absolute() and os.access(executable, os.X_OK)
+
+
+def test_with_a_local_node_exporter_the_config_watches_it_and_nothing_of_the_demo(tmp_path, subprocess_env,
+                                                                                 node_exporter):
+    result = install(tmp_path / "root", subprocess_env, node_exporter.url)
+    assert result.returncode == 0, result.stderr
+    assert f"  it watches the node_exporter at {node_exporter.url} and the agent itself" in result.stdout
+    config = tmp_path / "root/etc/aiops-agent/agent.yaml"
     check = subprocess.run(["aiops", "config", "check", str(config)], capture_output=True, text=True, env=subprocess_env)
-    assert check.returncode == 0, check.stderr
+    assert (check.returncode, check.stdout) == (0, f"{config}: ok\n"), check.stderr
+    text = config.read_text()
+    assert not [thing for thing in DEMO_THINGS if thing in text.lower()]
+    loaded = load_config(config)
+    assert [(t.name, t.url) for t in loaded.sources.scrape.targets] == [("node", node_exporter.url)]
+    assert loaded.agent.state_dir == Path("/var/lib/aiops-agent")
+    assert (loaded.remediation.rules, loaded.notify.channels, loaded.models) == ([], {}, [])
+    assert loaded.detectors.drift == [] and len(text.splitlines()) < 60
+
+
+def test_without_an_exporter_the_config_is_a_template_config_check_refuses(installed, subprocess_env):
+    config = installed / "etc/aiops-agent/agent.yaml"
+    text = config.read_text()
+    assert "# No node_exporter answered at http://127.0.0.1:" in text
+    assert not [thing for thing in DEMO_THINGS if thing in text.lower()]
+    check = subprocess.run(["aiops", "config", "check", str(config)], capture_output=True, text=True, env=subprocess_env)
+    assert check.returncode == 2
+    assert check.stderr == (f"{config}: sources.scrape.targets[0].url: expected an http:// or https:// URL, found "
+                            "\"<the URL of an exporter's /metrics>\"\n")
 
 
 def test_install_keeps_an_existing_config(installed, subprocess_env):

@@ -8,8 +8,10 @@ hour), then the scrape source scrapes the exporter for real once a minute throug
 and across into the next, which packs that hour into chunks.
 
 Prints: bytes_per_sample (store file / samples), the 8-day projection at 1-minute scrapes,
-scrape_cycle_s (median of the real scrape-and-store cycles; the cycle that packs an hour is shown
-apart), refit_read_s (7 days of all 10,000 series read as refits read them: ``Collector.history``
+scrape_cycle_s (median of the real scrape-and-store cycles with the body gzipped, as node_exporter
+sends it; the cycle that packs an hour is shown apart), scrape_cycle_identity_s (the same cycles
+with a plain body: scrapes alternate between the two, and gzip_ratio is gzip / plain), refit_read_s
+(7 days of all 10,000 series read as refits read them: ``Collector.history``
 at the refit step, in slices of ``detectors.refit.max_per_cycle`` series), and the old layout's
 bytes per sample (one row a sample, the series' text in each row), measured on one hour of the
 same series in the same run, which is then migrated to chunks (seconds per million samples).
@@ -132,6 +134,7 @@ def main() -> None:
 
     exporter = Exporter(args.series)
     server = TextExporter()
+    server.gzip = True
     url = server.url.removesuffix("/metrics")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -162,10 +165,11 @@ def main() -> None:
         print(f"backfill: {args.hours - 1} h x {args.series} series in {backfill_s:.1f} s")
 
         # -- the last hour and the next hour's first minutes, scraped for real ---------------
-        cycles, pack = [], None
+        cycles, plain, pack = [], [], None
         live = exporter.block(CHUNK_S // STEP_S + 3)
         for minute in range(live.shape[1]):
             exporter.render(live[:, minute])
+            server.gzip = minute % 2 == 0  # every other scrape plain: the baseline, in the same run
             server.set(exporter.text)
             at = live_from + timedelta(minutes=minute)
             t = time.perf_counter()
@@ -178,7 +182,7 @@ def main() -> None:
             if minute == CHUNK_S // STEP_S:  # the first scrape of the next hour packs the last
                 pack = elapsed
             elif outcome is None:
-                cycles.append(elapsed)
+                (cycles if server.gzip else plain).append(elapsed)
         collect_s = elapsed
         last = outcome.values.iloc[-1]
         want = dict(zip([i.series_id for i in infos], live[:, -1]))
@@ -221,7 +225,9 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"store file: {size / 1e6:.1f} MB = {bps:.2f} bytes/sample; old layout {old_bps:.1f} bytes/sample "
           f"(ratio old/new {old_bps / bps:.0f}x); 8 days at 1 min projected: {projected_gb:.2f} GB (target <= 2 GB)")
-    print(f"scrape + store cycle of {args.series} series (median of {len(cycles)}): {statistics.median(cycles):.3f} s; "
+    gzip_s, plain_s = statistics.median(cycles), statistics.median(plain)
+    print(f"scrape + store cycle of {args.series} series, body gzipped (median of {len(cycles)}): {gzip_s:.3f} s; "
+          f"plain (median of {len(plain)}): {plain_s:.3f} s (ratio gzip/plain {gzip_s / plain_s:.2f}); "
           f"the cycle that packs the hour: {pack:.3f} s; a whole collect (scrape, store, read the window): "
           f"{collect_s:.3f} s")
     print(f"refit read of {span / 86400:.1f} days x {args.series} series in slices of {per}: {read_s:.2f} s "
@@ -230,7 +236,8 @@ def main() -> None:
           f"({migrate_s / migrated * 1e6:.2f} s per million samples)")
     print(json.dumps({"bench": "embedded", "series": args.series, "hours": args.hours,
                       "bytes_per_sample": round(bps, 3), "store_gb_8d_projected": round(projected_gb, 3),
-                      "scrape_cycle_s": round(statistics.median(cycles), 4), "pack_cycle_s": round(pack, 4),
+                      "scrape_cycle_s": round(gzip_s, 4), "scrape_cycle_identity_s": round(plain_s, 4),
+                      "gzip_ratio": round(gzip_s / plain_s, 3), "pack_cycle_s": round(pack, 4),
                       "refit_read_s": round(read_s, 3), "old_bytes_per_sample": round(old_bps, 1),
                       "migrate_s_per_million": round(migrate_s / migrated * 1e6, 3)}))
 

@@ -54,7 +54,8 @@ def test_incidents_list_ack_resolve_and_refusal(aiops, state):
     assert [i["id"] for i in json.loads(aiops("incidents", "list", "--json", "--since", "1h").output)] == [1]
     assert aiops("incidents", "list", "--since", "10m").output == "no incidents\n"  # started 30 min ago
     bad = aiops("incidents", "list", "--since", "lately")
-    assert bad.exit_code == 2 and "expected a duration such as 30s, 5m, 2h or 7d, found 'lately'" in bad.output
+    assert bad.exit_code == 2 and "expected a duration back from now such as 30d (or now-30d), now, or a date" in bad.output
+    assert "found 'lately'" in bad.output
 
 
 def test_incidents_show_renders_formats(aiops, state):
@@ -149,3 +150,17 @@ def test_silence_covers_open_incidents_and_expires(state):
     state.expire_silence(silence.id, actor="alice", now=at(3))
     assert "silenced" not in state.add_incident_event(incident.id, kind="x", actor="a", message="z",
                                                       now=at(4)).details
+
+
+
+def test_change_list_shows_recorded_changes_newest_first(aiops):
+    assert aiops("change", "add", "--kind", "deploy", "--labels", "service=api", "--at", "2h", "api v12").exit_code == 0
+    assert aiops("change", "add", "--kind", "config", "--at", "now-10m", "raised a limit").exit_code == 0
+    assert aiops("change", "add", "--kind", "deploy", "--at", "9d", "old one").exit_code == 0
+    lines = aiops("change", "list").output.splitlines()
+    assert [line.split()[:4] for line in lines] == [["#2", "2026-03-02", "12:20:00Z", "config"],
+                                                    ["#1", "2026-03-02", "10:30:00Z", "deploy"]]
+    assert lines[1].split()[4:6] == ["service=api", "api"] and lines[1].endswith(f"({cli_actor()})")
+    deploys = json.loads(aiops("change", "list", "--since", "30d", "--kind", "deploy", "--format", "json").output)
+    assert [(c["id"], c["description"]) for c in deploys] == [(1, "api v12"), (3, "old one")]
+    assert aiops("change", "list", "--since", "1m").output == "no changes since 2026-03-02 12:29:00Z\n"

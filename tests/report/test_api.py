@@ -47,8 +47,9 @@ def test_mttr_json(client):
 def test_mttr_rejects_a_bad_period(client):
     response = client.get("/api/v1/reports/mttr", params={"since": "last tuesday"})
     assert response.status_code == 422
-    assert response.json() == {"detail": "since/until: expected a duration such as 30d or a date such as "
-                                         "2026-01-31, found 'last tuesday'"}
+    assert response.json() == {"detail": "since/until: expected a duration back from now such as 30d (or now-30d), "
+                                         "now, or a date such as 2026-01-31 or 2026-01-31T08:00:00Z, "
+                                         "found 'last tuesday'"}
 
 
 def test_weekly_page(client):

@@ -11,6 +11,7 @@ from agent.config import AgentConfig
 from agent.context import Context
 from agent.flow.samples import Samples
 from agent.sources import Collector
+from tests.fixtures.prometheus import MisbehavingServer
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
 
@@ -33,6 +34,18 @@ app_latency_seconds_sum 8
 
 def app_text(requests: float, b1: float, b2: float, b3: float) -> str:
     return APP_TEXT % {"requests": requests, "b1": b1, "b2": b2, "b3": b3}
+
+
+GOOD = "# TYPE good_temperature_celsius gauge\ngood_temperature_celsius 20\n"
+
+
+@pytest.fixture
+def good_server() -> Iterator[MisbehavingServer]:
+    """A well-behaved exporter beside the one a test makes misbehave."""
+    server = MisbehavingServer()
+    server.respond(GOOD)
+    yield server
+    server.close()
 
 
 def at(minutes: float) -> datetime:

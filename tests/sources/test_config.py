@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -64,19 +65,28 @@ def test_scrape_bounds_default_and_read_sizes():
     assert parse_config("sources:\n  scrape:\n    max_body: 10MB\n").sources.scrape.max_body == 10_000_000
 
 
-def test_once_with_the_example_config_and_nothing_running_succeeds(tmp_path: Path, subprocess_env):
+def test_once_with_the_example_config_and_nothing_running_fails_naming_each_target(tmp_path: Path, subprocess_env):
     # The example as shipped, but on ports where surely nothing answers (a demo may hold 9100).
     text = EXAMPLE.read_text()
     assert "url: http://127.0.0.1:9100/metrics" in text and "  port: 9847\n" in text
-    text = text.replace("http://127.0.0.1:9100/", f"http://127.0.0.1:{free_port()}/")
+    node, agent = free_port(), free_port()
+    text = text.replace("http://127.0.0.1:9100/", f"http://127.0.0.1:{node}/")
     # Copied out of the checkout, its relative playbook_dir would name a directory that is not there.
     text = text.replace("playbook_dir: ../playbooks\n", f"playbook_dir: {REPO / 'playbooks'}\n")
     config = tmp_path / "agent.yaml"
-    config.write_text(text.replace("  port: 9847\n", f"  port: {free_port()}\n"))
+    config.write_text(text.replace("  port: 9847\n", f"  port: {agent}\n"))
     done = subprocess.run(
         [PYTHON, "-m", "agent.cli", "once", "--json", "--config", str(config), "--state-dir", str(tmp_path / "s")],
-        capture_output=True, text=True, timeout=60, env=subprocess_env, cwd=REPO)
-    assert done.returncode == 0, done.stderr
-    assert '"series": 0' in done.stdout and '"failed_stages": []' in done.stdout
-    assert "level=info logger=agent.sources.health event=source.down source=scrape target=node kind=connection" in done.stderr
-    assert "level=info logger=agent.sources.health event=source.down source=scrape target=aiops kind=connection" in done.stderr
+        capture_output=True, text=True, timeout=120, env=subprocess_env, cwd=REPO)
+    assert done.returncode == 1, done.stderr
+    outcome = json.loads(done.stdout)
+    assert (outcome["series"], outcome["failed_stages"]) == (0, [])
+    assert outcome["sources_failed"] == [
+        {"target": "aiops", "url": f"http://127.0.0.1:{agent}/metrics", "kind": "connection", "error": "connection refused"},
+        {"target": "node", "url": f"http://127.0.0.1:{node}/metrics", "kind": "connection", "error": "connection refused"}]
+    assert done.stderr.splitlines()[-3:] == [
+        "every scrape target failed, nothing was read:",
+        f"  aiops at http://127.0.0.1:{agent}/metrics: connection refused (connection)",
+        f"  node at http://127.0.0.1:{node}/metrics: connection refused (connection)"]
+    assert ("level=info logger=agent.sources.health event=source.down source=scrape target=node "
+            f"url=http://127.0.0.1:{node}/metrics kind=connection") in done.stderr

@@ -104,7 +104,8 @@ def test_a_server_stopped_mid_run_leaves_gaps_logged_once(make_ctx, prometheus_f
         assert samples.gaps == frozenset(before.values.columns)
         assert samples.values.isna().all().all()
     downs = [r.getMessage() for r in caplog.records if "source.down" in r.getMessage()]
-    assert downs == ['event=source.down source=prometheus target=temperature kind=connection error="connection refused"']
+    assert downs == [f'event=source.down source=prometheus target=temperature url={server.url} kind=connection '
+                     'error="connection refused"']
     assert metric(ctx, "aiops_source_errors_total", source="prometheus", kind="connection") == 2.0
 
 
@@ -211,7 +212,7 @@ def test_faults_become_gaps_with_retries_only_where_they_help(make_ctx, misbehav
     assert samples.values['up{job="a"}'].isna().all()
     collect(ctx, at(2))
     downs = [r.getMessage() for r in caplog.records if "source.down" in r.getMessage()]
-    assert downs == [f"event=source.down source=prometheus target=up kind={kind} {message}"]
+    assert downs == [f"event=source.down source=prometheus target=up url={misbehaving_server.url} kind={kind} {message}"]
     assert metric(ctx, "aiops_source_errors_total", source="prometheus", kind=kind) == 2.0
 
 

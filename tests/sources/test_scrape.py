@@ -98,7 +98,7 @@ def test_a_failing_target_is_a_gap_logged_once_and_counted(make_ctx, misbehaving
     downs = [r for r in caplog.records if "event=source.down" in r.getMessage()]
     assert len(downs) == 1
     assert downs[0].levelno == logging.WARNING
-    assert f"source=scrape target=app kind={kind} {message}" in downs[0].getMessage()
+    assert f"source=scrape target=app url={misbehaving_server.url}/metrics kind={kind} {message}" in downs[0].getMessage()
     assert metric(ctx, "aiops_source_errors_total", source="scrape", kind=kind) == 2.0
     assert metric(ctx, "aiops_source_up", source="scrape", target="app") == 0.0
 
@@ -106,7 +106,7 @@ def test_a_failing_target_is_a_gap_logged_once_and_counted(make_ctx, misbehaving
     recovered = collect(ctx, at(3))
     assert not recovered.gaps
     ups = [r.getMessage() for r in caplog.records if "event=source.recovered" in r.getMessage()]
-    assert ups == [f"event=source.recovered source=scrape target=app was={kind}"]
+    assert ups == [f"event=source.recovered source=scrape target=app url={misbehaving_server.url}/metrics was={kind}"]
 
 
 def test_non_finite_values_are_dropped_and_counted(make_ctx, misbehaving_server):

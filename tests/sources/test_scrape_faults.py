@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,16 +15,7 @@ from agent.context import Context
 from tests.fixtures.prometheus import MisbehavingServer
 from tests.sources.conftest import at, collect
 
-GOOD = "# TYPE good_temperature_celsius gauge\ngood_temperature_celsius 20\n"
 BAD = "# TYPE bad_level gauge\nbad_level 7\n"
-
-
-@pytest.fixture
-def good_server() -> Iterator[MisbehavingServer]:
-    server = MisbehavingServer()
-    server.respond(GOOD)
-    yield server
-    server.close()
 
 
 def two_targets(bad: MisbehavingServer, good: MisbehavingServer, **scrape: object) -> str:
@@ -78,7 +68,8 @@ def test_a_hostile_target_is_its_own_gap_and_the_others_still_arrive(make_ctx, m
     assert metric(ctx, "aiops_source_up", source="scrape", target="bad") == 0.0
     assert metric(ctx, "aiops_source_up", source="scrape", target="good") == 1.0
     downs = [r.getMessage() for r in caplog.records if "event=source.down" in r.getMessage()]
-    assert downs == [f"event=source.down source=scrape target=bad kind={kind} error={message}"]
+    assert downs == [f"event=source.down source=scrape target=bad url={misbehaving_server.url}/metrics kind={kind} "
+                     f"error={message}"]
     assert not any(c in "".join(r.getMessage() for r in caplog.records) for c in "\x00\x07\x1b")
 
 
@@ -109,7 +100,7 @@ def test_a_declared_length_past_the_cap_is_refused_without_reading(make_ctx, mis
     samples = collect(ctx, at(0))
     assert good_id(good_server) in samples.values
     downs = [r.getMessage() for r in caplog.records if "event=source.down" in r.getMessage()]
-    assert downs == ['event=source.down source=scrape target=bad kind=too_large '
+    assert downs == [f'event=source.down source=scrape target=bad url={misbehaving_server.url}/metrics kind=too_large '
                      'error="a body of 3500 bytes, past the 1024 byte limit"']
 
 
@@ -168,3 +159,25 @@ def test_a_megabyte_label_value_is_cut_marked_and_counted(make_ctx, misbehaving_
     assert note == "x" * 1024 + "…[+998976 chars]"
     assert len(column) < 1200 and samples.values[column].tolist() == [7.0]
     assert metric(ctx, "aiops_label_values_cut_total") == 1.0
+
+
+def test_names_of_100_kb_are_cut_marked_and_counted(make_ctx, misbehaving_server, good_server):
+    ctx = make_ctx(two_targets(misbehaving_server, good_server))
+    long_metric, long_label = "m" * 100_000, "l" * 100_000
+    misbehaving_server.respond(f"# TYPE {long_metric} gauge\n{long_metric} 7\n"
+                               f'short{{{long_label}="v",a="1"}} 8\n'
+                               f"# TYPE {long_metric}_h histogram\n"
+                               f'{long_metric}_h_bucket{{le="1"}} 1\n{long_metric}_h_bucket{{le="+Inf"}} 2\n'
+                               f"{long_metric}_h_count 2\n{long_metric}_h_sum 1\n")
+    samples = collect(ctx, at(0))
+    port = misbehaving_server.port
+    cut_metric = "m" * 256 + "…[+99744 chars]"
+    assert samples.values[f'{cut_metric}{{instance="127.0.0.1:{port}",job="bad"}}'].tolist() == [7.0]
+    [short] = [c for c in samples.values.columns if c.startswith("short{")]
+    assert samples.series[short].labels == {"l" * 256 + "…[+99744 chars]": "v", "a": "1", "job": "bad",
+                                            "instance": f"127.0.0.1:{port}"}
+    assert max(len(c) for c in samples.series) < 1024
+    stored = ctx.store.known_series(labels={"job": "bad"})
+    assert {s.metric for s in stored} >= {cut_metric, "short"} and max(len(s.series_id) for s in stored) < 1024
+    # the gauge, the label, the histogram's two buckets, its _count and _sum samples
+    assert metric(ctx, "aiops_names_cut_total") == 6.0

@@ -78,7 +78,7 @@ def test_export_json_keeps_types_and_blobs(state, aiops):
 def test_export_csv_has_a_header_and_honours_the_limit(state, aiops, tmp_path):
     out = tmp_path / "incidents.csv"
     result = aiops("store", "export", "incidents", "--format", "csv", "--limit", "1", "-o", str(out))
-    assert result.exit_code == 0 and result.output == ""
+    assert result.exit_code == 0 and result.output == f"wrote {out} ({out.stat().st_size:,} bytes)\n"
     rows = list(csv.reader(io.StringIO(out.read_text())))
     assert rows[0] == state.table_columns("incidents") and rows[0][:3] == ["id", "status", "severity"]
     assert len(rows) == 2 and rows[1][:3] == ["1", "open", "critical"]
@@ -96,7 +96,7 @@ def test_a_table_without_rowid_is_exported_in_key_order(state):
 def test_an_unknown_table_or_a_missing_store_is_refused(state, aiops, tmp_path):
     with pytest.raises(StoreError) as raised:
         state.table_rows("sqlite_master")
-    assert str(raised.value).startswith(f"store {state.path}: expected a table, one of audit, baselines, ")
+    assert str(raised.value).startswith(f"store {state.path}: expected a table, one of agent_status, audit, baselines, ")
     assert str(raised.value).endswith("; found 'sqlite_master'")
     result = aiops("store", "export", "nope")
     assert result.exit_code == 1 and "found 'nope'" in result.output
