@@ -150,12 +150,10 @@ def _period(since: str, until: str | None) -> Any:
 @click.option("--rule", "rule", default=None, help="Only this rule.")
 @click.option("--by", type=click.Choice(["rule", "target"]), default="rule", show_default=True,
               help="Text: one row per rule and playbook, or per target host (json, csv, html hold both).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "html"]), default="text",
-              show_default=True)
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write to this file instead of stdout.")
+@format_option("text", "json", "csv", "html")
+@output_option
 @with_context
-def ledger(ctx: Any, since: str, until: str | None, rule: str | None, by: str, fmt: str, output: Path | None) -> None:
+def ledger(ctx: Any, since: str, until: str | None, rule: str | None, by: str, fmt: str) -> None:
     """What each rule's playbook did when it ran for real: runs, verified, not fixed, rolled
     back, failed, the median time to verify and the last failure and why; per target with --by
     target. The mode column says how each rule runs now.
@@ -169,19 +167,15 @@ def ledger(ctx: Any, since: str, until: str | None, rule: str | None, by: str, f
     period = _period(since, until)
     built = build_ledger(ctx.store, period.since, period.until, now=ctx.clock(), rule=rule,
                          modes=modes(ctx.config.remediation, ctx.store))
-    text = render(built, fmt, by=by)
-    if output is None:
-        click.echo(text, nl=False)
-        return
-    output.write_text(text, encoding="utf-8")
-    click.echo(f"wrote {output} ({len(text) // 1024} KiB)", err=True)
+    click.echo(render(built, fmt, by=by), nl=False)
 
 
 @remediation_group.command("trust")
 @click.argument("rule", required=False)
 @click.argument("setting", required=False, type=click.Choice(["auto", "approve", "earned", "configured"]))
 @click.option("--reason", default="", help="Why, for the audit log.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@format_option("text", "json")
+@output_option
 @with_context
 def trust_command(ctx: Any, rule: str | None, setting: str | None, reason: str, fmt: str) -> None:
     """How far each rule is trusted, or move one by hand: auto (runs alone) or approve (waits
