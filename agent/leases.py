@@ -2,13 +2,23 @@
 
 A daemon holds its shard's lease to work (collect, detect, correlate, refit) and, while it works,
 asks for the ``leader`` lease, under which the stages that act once for the whole store run
-(remediate, rollouts, notify, retention). A lease lives ``ttl_s`` (the cycle interval) and is renewed
-every quarter of it, so an agent that dies is replaced within about 1.25 intervals; a clean stop
-releases both at once. A lease is trusted locally only until a little before it would expire
-in the store, counted from when its renewal was asked, so a process whose renewals stall stops
-acting before anyone else may start. Starting a real playbook run also checks the leader lease
-inside the store transaction that marks it running (``fence``): an agent that lost the lease
-cannot start one.
+(remediate, rollouts, notify, retention). A lease lives ``ttl_s`` (the cycle interval) of the
+store's clock and is renewed every quarter of it, so an agent that dies is replaced within about
+1.25 intervals; a clean stop releases both at once.
+
+Two clocks, each for what it can answer. Whether a lease expired is the store's word (its clock,
+in the transaction that takes or renews it), so an agent whose wall clock is hours off neither
+steals a healthy holder's lease nor leaves its own rows expiring in the future. How long this
+process trusts what it holds is counted on its monotonic clock from when it asked: a share of the
+time to live, so a process whose renewals stall stops acting before anyone else may start.
+
+A renewal round that does not answer within a quarter interval (a hung server) is left to finish
+on its own and counted (``aiops_lease_rounds_blocked_total``); the next round starts only once it
+has. A renewal that fails (a busy or unreachable store) costs the lease nothing while no other
+agent has asked for it: an agent alone on its lease needs no renewal to stay active. Once another
+agent has been refused it (the store notes who waited), the holder keeps acting only as long as
+it trusts its last renewal. Starting a real playbook run also checks the leader lease inside the
+store transaction that marks it running (``fence``): an agent that lost the lease cannot start one.
 
 Without a daemon (``aiops once``, the backtest, a test building a pipeline) ``SoleAgent`` stands in:
 the process is the only agent and holds everything.
@@ -23,8 +33,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from agent.flow.leases import LEADER, holder_id, shard_lease
+from agent.flow.leases import LEADER, Lease, holder_id, shard_lease
 from agent.log import kv
+from agent.store.base import first_line
 
 if TYPE_CHECKING:
     from agent.store import Store
@@ -33,6 +44,8 @@ log = logging.getLogger(__name__)
 
 # A lease is trusted locally for this share of its time to live after its renewal was asked.
 TRUSTED_SHARE = 0.8
+# Another agent refused a lease within this many times to live: the holder is not alone on it.
+CONTESTED_TTLS = 3.0
 
 
 class SoleAgent:
@@ -52,10 +65,14 @@ class SoleAgent:
     def held(self) -> dict[str, str]:
         return {}
 
+    def store_answering(self) -> bool:
+        return True
+
 
 class LeaseKeeper:
     """Takes, renews and releases this process' shard lease and the leader lease. ``metrics``:
-    the agent's ``Metrics`` (its ``lease_held`` gauge and ``lease_failures`` counter)."""
+    the agent's ``Metrics`` (its ``lease_held`` gauge, ``lease_failures`` and
+    ``lease_rounds_blocked`` counters)."""
 
     def __init__(self, store: "Store", *, shard: str, ttl_s: float, clock: Callable[[], datetime],
                  metrics: Any, holder: str | None = None,
@@ -67,9 +84,14 @@ class LeaseKeeper:
         self.ttl_s = ttl_s
         self.holder = holder or holder_id()
         self._until: dict[str, float] = {}  # lease name -> monotonic time it stops being trusted
+        self._contested: set[str] = set()  # leases another agent asked for lately
+        self._mine: set[str] = set()  # leases the store last said this agent holds
+        self._seen: dict[str, str] = {}  # live leases and holders, as the last round read them
         self._lock = threading.Lock()
+        self._rounds = threading.Lock()  # one round (or the release) at a time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._round: threading.Thread | None = None
 
     # -- what the stages ask --------------------------------------------------------------
 
@@ -83,9 +105,15 @@ class LeaseKeeper:
         return (LEADER, self.holder)
 
     def held(self) -> dict[str, str]:
-        """Every live lease of the store and its holder (for /healthz)."""
-        now = self.clock()
-        return {lease.name: lease.holder for lease in self.store.leases() if lease.live(now)}
+        """Every live lease of the store and its holder, as the last renewal round read them (for
+        /healthz, which must answer while the store does not)."""
+        with self._lock:
+            return dict(self._seen)
+
+    def store_answering(self) -> bool:
+        """False while a renewal round is blocked on the store (a hung server)."""
+        thread = self._round
+        return thread is None or not thread.is_alive()
 
     def _trusted(self, name: str) -> bool:
         with self._lock:
@@ -93,28 +121,43 @@ class LeaseKeeper:
 
     # -- keeping them -----------------------------------------------------------------------
 
+    @property
+    def period_s(self) -> float:
+        return max(self.ttl_s / 4, 0.1)
+
     def renew(self) -> None:
-        """One round: the shard lease, then the leader lease while the shard's is held."""
-        self._ask(self.shard)
-        if self.working():
-            self._ask(LEADER)
-        elif self._trusted(LEADER) or self._held_in_store(LEADER):
-            self._give_up(LEADER)
+        """One round: the shard lease, then the leader lease while the shard's is held; then what
+        the store holds now."""
+        with self._rounds:
+            if self._stop.is_set():
+                return  # stopping: a round that was blocked must not take anything back
+            self._ask(self.shard)
+            if self.working():
+                self._ask(LEADER)
+            elif self._trusted(LEADER) or self._held_in_store(LEADER):
+                self._give_up(LEADER)
+            self._read()
 
     def _ask(self, name: str) -> None:
         asked = self.monotonic()
         had = self._trusted(name)
         try:
-            got = self.store.take_lease(name, self.holder, ttl_s=self.ttl_s, now=self.clock())
+            got = self.store.take_lease(name, self.holder, ttl_s=self.ttl_s, now=self.clock(),
+                                        wait_s=self.period_s / 2)
         except Exception as exc:  # a busy or unreachable store: keep trusting until the deadline
-            log.warning(kv("lease.renew_failed", lease=name, error=str(exc)))
+            alone = name in self._mine and name not in self._contested
+            log.warning(kv("lease.renew_failed", lease=name, error=first_line(exc), alone=alone or None))
             self.metrics.lease_failures.inc()
+            if alone:  # nobody else asked for it: nobody will take it over
+                self._trust(name, self.monotonic())
             return
         with self._lock:
             if got:
                 self._until[name] = asked + self.ttl_s * TRUSTED_SHARE
+                self._mine.add(name)
             else:
                 self._until.pop(name, None)
+                self._mine.discard(name)
         self.metrics.lease_held.labels(lease=name).set(1 if got else 0)
         if got and not had:
             log.info(kv("lease.taken", lease=name, holder=self.holder))
@@ -123,20 +166,45 @@ class LeaseKeeper:
         elif had and not got:
             log.warning(kv("lease.lost", lease=name, holder=self.holder))
 
+    def _trust(self, name: str, asked: float) -> None:
+        with self._lock:
+            self._until[name] = max(self._until.get(name, 0.0), asked + self.ttl_s * TRUSTED_SHARE)
+
+    def _read(self) -> None:
+        """What the store holds now (for /healthz), and which of this agent's leases another
+        agent asked for lately."""
+        try:
+            leases = self.store.leases()
+        except Exception as exc:
+            log.warning(kv("lease.read_failed", error=type(exc).__name__))
+            return
+        contested = {lease.name for lease in leases if self._contests(lease)}
+        with self._lock:
+            self._seen = {lease.name: lease.holder for lease in leases if lease.live}
+            self._contested = contested
+
+    def _contests(self, lease: Lease) -> bool:
+        if lease.name not in (self.shard, LEADER):
+            return False
+        if lease.holder != self.holder:
+            return True
+        return lease.waiter not in (None, self.holder) and lease.waited_within(CONTESTED_TTLS * self.ttl_s)
+
     def _held_in_store(self, name: str) -> bool:
         try:
-            return self.store.holds_lease(name, self.holder, now=self.clock())
+            return self.store.holds_lease(name, self.holder)
         except Exception:
             return False
 
     def _give_up(self, name: str) -> None:
         with self._lock:
             self._until.pop(name, None)
+            self._mine.discard(name)
         self.metrics.lease_held.labels(lease=name).set(0)
         try:
             self.store.release_lease(name, self.holder, now=self.clock())
         except Exception as exc:  # it expires on its own
-            log.warning(kv("lease.release_failed", lease=name, error=str(exc)))
+            log.warning(kv("lease.release_failed", lease=name, error=type(exc).__name__))
 
     def start(self) -> None:
         """Ask once now (a lone agent starts its first cycle holding both), then renew in a thread."""
@@ -145,14 +213,56 @@ class LeaseKeeper:
         self._thread.start()
 
     def _loop(self) -> None:
-        while not self._stop.wait(max(self.ttl_s / 4, 0.1)):
-            self.renew()
+        while not self._stop.wait(self.period_s):
+            self.bounded_round()
 
-    def stop(self) -> None:
-        """Stop renewing and release what is held, so a waiting agent takes over at once."""
+    def bounded_round(self) -> bool:
+        """One renewal round, waited for at most a renewal period; False when it (or the round
+        before it) is still blocked on the store. Counted, and the agent keeps what it trusts."""
+        if self._round is not None and self._round.is_alive():
+            self._blocked("the previous round has not answered")
+            return False
+        self._round = threading.Thread(target=self._round_safely, name="leases-round", daemon=True)
+        self._round.start()
+        self._round.join(self.period_s)
+        if self._round.is_alive():
+            self._blocked(f"no answer within {self.period_s:g}s")
+            return False
+        return True
+
+    def _round_safely(self) -> None:
+        try:
+            self.renew()
+        except Exception:  # never let the lease thread die: the next round tries again
+            log.exception(kv("lease.round_failed"))
+
+    def _blocked(self, why: str) -> None:
+        self.metrics.lease_rounds_blocked.inc()
+        log.warning(kv("lease.round_blocked", why=why))
+        now = self.monotonic()
+        for name in (self.shard, LEADER):  # alone on a lease: nobody will take it meanwhile
+            if name in self._mine and name not in self._contested:
+                self._trust(name, now)
+
+    def stop(self, timeout_s: float = 3.0) -> None:
+        """Stop renewing and release what is held, so a waiting agent takes over at once; waits
+        at most ``timeout_s`` for a round under way and for the release (a store that does not
+        answer: the leases expire on their own)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
-        for name in (LEADER, self.shard):
-            if self._trusted(name) or self._held_in_store(name):
-                self._give_up(name)
+            self._thread.join(timeout=timeout_s)
+        release = threading.Thread(target=self._release_all, name="leases-release", daemon=True)
+        release.start()
+        release.join(timeout_s)
+        if release.is_alive():
+            log.warning(kv("lease.release_abandoned", waited_s=timeout_s))
+
+    def _release_all(self) -> None:
+        if not self._rounds.acquire(timeout=max(self.period_s, 1.0)):
+            return  # a round is blocked on the store: the leases expire on their own
+        try:
+            for name in (LEADER, self.shard):
+                if self._trusted(name) or self._held_in_store(name):
+                    self._give_up(name)
+        finally:
+            self._rounds.release()

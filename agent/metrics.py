@@ -34,6 +34,9 @@ class Metrics:
                                 ["lease"], registry=r)
         self.lease_failures = Counter("aiops_lease_failures_total", "Lease renewals the store refused to answer.",
                                       registry=r)
+        self.lease_rounds_blocked = Counter(
+            "aiops_lease_rounds_blocked_total", "Lease renewal rounds the store did not answer within a quarter "
+            "interval (each counted at every renewal period it stays blocked).", registry=r)
         self.agent_info = Gauge("aiops_agent_info", "This agent process: its holder id in leases and its shard.",
                                 ["holder", "shard"], registry=r)
         # sources
@@ -72,6 +75,9 @@ class Metrics:
         r.register(self.incident_figures)
         self.incidents_opened = Counter("aiops_incidents_opened_total", "Incidents opened.", registry=r)
         self.alerts_ingested = Counter("aiops_alerts_ingested_total", "Alertmanager alerts accepted.", registry=r)
+        self.alerts_truncated = Counter(
+            "aiops_alerts_truncated_total", "Alerts Alertmanager said it left out of its webhooks (truncatedAlerts, "
+            "from its max_alerts).", registry=r)
         self.notifications = Counter(
             "aiops_notifications_total", "Notification deliveries, by channel and outcome.", ["channel", "outcome"], registry=r)
         self.outbox_pending = Gauge("aiops_outbox_pending", "Notifications waiting for delivery.", registry=r)

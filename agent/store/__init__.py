@@ -38,4 +38,4 @@ def open_store(state_dir: Path, config: StoreConfig | None = None) -> Store:
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     if config is None or config.url is None:
         return Store(state_dir / STORE_FILE)
-    return Store(config.url, password=config.password_value())
+    return Store(config.url, password=config.password_value(), sessions=config.sessions())
