@@ -85,6 +85,23 @@ class ManualClock:
         return self.now
 
 
+class ManualMonotonic:
+    """A monotonic clock (seconds) that moves only when told, beside a ``ManualClock``: a test
+    steps the wall clock and leaves this one alone, as NTP or a resumed VM does."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = float(start)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        if seconds < 0:
+            raise ValueError(f"a monotonic clock never goes back, found {seconds:g} s")
+        self.now += seconds
+        return self.now
+
+
 def duration(seconds: float | None) -> str:
     """``45s``, ``12m 05s``, ``3h 04m``, ``2d 03h``; ``-`` when there is no value."""
     if seconds is None or math.isnan(seconds):
