@@ -25,7 +25,8 @@ def correlate(ctx: "Context", seen: "Detection") -> list["Incident"]:
     now = seen.at
     correlator = Correlator(ctx.store, ctx.config.incidents, interval_s=ctx.config.agent.interval,
                             metrics=ctx.metrics)
-    placed = correlator.ingest(seen.hits, now=now, max_new=ctx.config.incidents.max_new_per_cycle)
+    ctx.budget.new_cycle(limit=ctx.config.incidents.max_new_per_cycle, window_s=ctx.config.agent.interval)
+    placed = correlator.ingest(seen.hits, now=now, budget=ctx.budget)
     resolved = advance(ctx.store, ctx.config.incidents, seen.samples, placed.touched, now=now,
                        judged=seen.judged)
     ctx.metrics.open_incidents.set(ctx.store.count_open_incidents())

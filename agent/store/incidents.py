@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
@@ -127,6 +127,12 @@ _INSERT_HIT = """
         direction, explanation, incident_id, recorded_at, began_at)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
+
+
+def _parts(values: list[str], size: int = 500) -> Iterator[list[str]]:
+    """``values`` in slices a bound ``IN (…)`` list can take."""
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
 
 
 def _began(h: Hit) -> float:
@@ -397,6 +403,52 @@ class IncidentStore(EpisodeStore, ChangeStore, SilenceStore, StoreBase):
                 execute("UPDATE incidents SET last_signal_at = max(coalesce(last_signal_at, 0), ?), updated_at = ?, "
                         "quiet_cycles = 0 WHERE id = ?", (max(to_epoch(h.ts) for h in hits), recorded, incident_id))
         return added
+
+    def record_held_hits(self, hits: Sequence[Hit], *, incident_id: int, now: datetime) -> None:
+        """``record_hits`` in bulk, without timeline events: what a storm incident holds (a few
+        statements for any number of hits)."""
+        if not hits:
+            return
+        recorded = to_epoch(now)
+        rows, signals = [], []
+        for h in hits:
+            ts, labels, direction, began = to_epoch(h.ts), dumps(dict(h.labels)), str(h.direction), _began(h)
+            rows.append((ts, h.series_id, h.detector, h.entity, h.metric, labels, h.value, h.expected, h.lower,
+                         h.upper, h.score, direction, h.explanation, incident_id, recorded, began))
+            signals.append((incident_id, signal_key(h.series_id, h.detector), h.series_id, h.detector, h.metric,
+                            labels, began, ts, h.score, h.value, h.expected, direction, h.explanation))
+        with self._atomic():
+            self.conn.executemany(_INSERT_HIT, rows)
+            self.conn.executemany(_UPSERT_SIGNAL.replace("RETURNING hits", ""), signals)
+            self.conn.execute("UPDATE incidents SET last_signal_at = max(coalesce(last_signal_at, 0), ?), "
+                              "updated_at = ?, quiet_cycles = 0 WHERE id = ?",
+                              (max(r[0] for r in rows), recorded, incident_id))
+
+    def signal_holders(self, keys: Iterable[str], *, resolved_since: datetime) -> list[tuple[str, int, bool]]:
+        """(signal key, incident id, resolved) of each incident holding one of ``keys`` that is
+        open or resolved after ``resolved_since`` (``incident_with_signal`` for many keys)."""
+        found = []
+        for part in _parts(list(dict.fromkeys(keys))):
+            rows = self.conn.execute(
+                f"SELECT s.signal_key, i.id, i.status = 'resolved' FROM incident_signals s "
+                f"JOIN incidents i ON i.id = s.incident_id WHERE s.signal_key IN ({', '.join('?' for _ in part)}) "
+                f"AND (i.status != 'resolved' OR i.resolved_at >= ?)", [*part, to_epoch(resolved_since)])
+            found += [(r[0], int(r[1]), bool(r[2])) for r in rows]
+        return found
+
+    def key_holders(self, keys: Iterable[str], *, resolved_since: datetime) -> list[tuple[str, int, bool, float]]:
+        """(correlation key, incident id, resolved, its last signal's time or, resolved, its
+        resolution's) of each incident sharing one of ``keys`` that is open or resolved after
+        ``resolved_since`` (``incidents_with_keys`` for many hits)."""
+        found = []
+        for part in _parts(list(dict.fromkeys(keys))):
+            rows = self.conn.execute(
+                f"SELECT k.key, i.id, i.status = 'resolved', CASE WHEN i.status = 'resolved' THEN i.resolved_at "
+                f"ELSE coalesce(i.last_signal_at, 0) END FROM incident_keys k JOIN incidents i ON i.id = k.incident_id "
+                f"WHERE k.key IN ({', '.join('?' for _ in part)}) AND (i.status != 'resolved' OR i.resolved_at >= ?)",
+                [*part, to_epoch(resolved_since)])
+            found += [(r[0], int(r[1]), bool(r[2]), float(r[3])) for r in rows]
+        return found
 
     def open_signal_owners(self, keys: Iterable[str]) -> dict[str, tuple[int, Severity, datetime]]:
         """Signal key → (incident id, severity, started_at) of the open incident holding it."""
