@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
 # Every time the agent takes in and stores lies in this range: later readers (pages, reports,
@@ -16,6 +19,15 @@ _EARLIEST_S, _LATEST_S = EARLIEST.timestamp(), LATEST.timestamp()
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def boot_id() -> str:
+    """This host's boot, as Linux names it: monotonic clock readings compare only within one
+    (every process of a host shares ``CLOCK_MONOTONIC`` until it reboots)."""
+    try:
+        return BOOT_ID.read_text().strip()
+    except OSError:
+        return ""
 
 
 def check_in_range(value: datetime, what: str) -> datetime:

@@ -84,6 +84,9 @@ class Metrics:
         # remediation
         self.remediation_runs = Counter(
             "aiops_remediation_runs_total", "Remediation runs, by outcome.", ["outcome"], registry=r)
+        self.remediation_record_retries = Counter(
+            "aiops_remediation_record_retries_total", "Writes of a remediation run's outcome asked again because "
+            "the store was away (a restart, a lock).", registry=r)
         self.remediation_decisions = Counter(
             "aiops_remediation_decisions_total", "Remediation decisions, by decision.", ["decision"], registry=r)
         # detection: fits and scorings that failed for one subject (the others went on)
