@@ -114,7 +114,8 @@ class Context:
         self.budget = NewIncidentBudget(limit=self.config.incidents.max_new_per_cycle,
                                         window_s=self.config.agent.interval, monotonic=self.monotonic)
         # MTTR at /metrics comes from this store, at the Context's clock (a test may set another)
-        self.metrics.incident_figures.bind(self.store, lambda: self.clock())
+        self.metrics.incident_figures.bind(self.store, lambda: self.clock(),
+                                           answering=lambda: self.leases.store_answering())
 
     @classmethod
     def create(cls, config: AgentConfig, state_dir: Path | None = None, **kwargs: object) -> "Context":

@@ -37,9 +37,14 @@ class IncidentFigures:
     def __init__(self) -> None:
         self._store: Store | None = None
         self._clock: Callable[[], datetime] | None = None
+        self._answering: Callable[[], bool] = lambda: True
 
-    def bind(self, store: "Store", clock: Callable[[], datetime]) -> None:
+    def bind(self, store: "Store", clock: Callable[[], datetime],
+             answering: Callable[[], bool] | None = None) -> None:
+        """``answering``: False while the store is known not to answer (a hung server): the
+        scrape then leaves these gauges out instead of waiting on it."""
         self._store, self._clock = store, clock
+        self._answering = answering or (lambda: True)
 
     def describe(self) -> list[Metric]:
         return [Metric(name, doc, "gauge") for name, doc, _ in GAUGES]
@@ -47,7 +52,7 @@ class IncidentFigures:
     def collect(self) -> Iterator[Metric]:
         store, clock = self._store, self._clock
         families = self.describe()
-        if store is not None and clock is not None:
+        if store is not None and clock is not None and self._answering():
             from agent.errors import StoreError
             from agent.report.mttr import mttr_report
             from agent.report.period import period_since

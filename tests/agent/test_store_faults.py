@@ -234,6 +234,9 @@ def test_with_the_server_down_or_hung_webhooks_get_503_and_healthz_answers(pair)
             assert health.status_code in (200, 503) and health.json()["holder"]
         answer = leader.post_alerts(alerts_body(), timeout_s=5)
         assert (answer.status_code, answer.headers.get("Retry-After")) == (503, "5"), answer.text
+        metrics = leader.get("/metrics").text  # the gauges read from the store are left out, not waited for
+        blocked_total = [line for line in metrics.splitlines() if line.startswith("aiops_lease_rounds_blocked_total ")]
+        assert blocked_total and float(blocked_total[0].split()[1]) >= 1
         leader.wait_event("lease.round_blocked", times=blocked + 3, timeout_s=30)  # counted while it lasts
     finally:
         signal_server(pair.server, signal.SIGCONT)
