@@ -54,6 +54,7 @@ class Scheduler:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.running = False
+        self.rounds = 0  # times the loop has read the clock (a test waits on it)
 
     def add(self, name: str, func: Callable[[], object], *, interval_s: float, first_in_s: float = 0.0) -> None:
         with self._lock:
@@ -85,6 +86,7 @@ class Scheduler:
         try:
             while not self._stop.is_set():
                 wait = self._start_due()
+                self.rounds += 1
                 self._wake.wait(min(wait, MAX_WAIT_S))
                 self._wake.clear()
         finally:
