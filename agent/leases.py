@@ -12,9 +12,10 @@ steals a healthy holder's lease nor leaves its own rows expiring in the future. 
 process trusts what it holds is counted on its monotonic clock from when it asked: a share of the
 time to live, so a process whose renewals stall stops acting before anyone else may start.
 
-A renewal round that does not answer within a quarter interval (a hung server) is left to finish
-on its own and counted (``aiops_lease_rounds_blocked_total``); the next round starts only once it
-has. A renewal that fails (a busy or unreachable store) costs the lease nothing while no other
+A renewal round that does not answer within a quarter interval (at least 2 s: a hung server, not
+a turn waited behind the agent's own writes) is left to finish on its own and counted
+(``aiops_lease_rounds_blocked_total``); the next round starts only once it has, and meanwhile the
+agent tells webhooks that the store does not answer. A renewal that fails (a busy or unreachable store) costs the lease nothing while no other
 agent has asked for it: an agent alone on its lease needs no renewal to stay active. Once another
 agent has been refused it (the store notes who waited), the holder keeps acting only as long as
 it trusts its last renewal. Starting a real playbook run also checks the leader lease inside the
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 TRUSTED_SHARE = 0.8
 # Another agent refused a lease within this many times to live: the holder is not alone on it.
 CONTESTED_TTLS = 3.0
+# A renewal round unanswered this long (or a renewal period, if longer) counts as blocked.
+MIN_ROUND_BOUND_S = 2.0
 
 
 class SoleAgent:
@@ -92,6 +95,7 @@ class LeaseKeeper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._round: threading.Thread | None = None
+        self._round_started = 0.0
 
     # -- what the stages ask --------------------------------------------------------------
 
@@ -111,9 +115,10 @@ class LeaseKeeper:
             return dict(self._seen)
 
     def store_answering(self) -> bool:
-        """False while a renewal round is blocked on the store (a hung server)."""
-        thread = self._round
-        return thread is None or not thread.is_alive()
+        """False while a renewal round has gone unanswered for its bound (a hung server); a round
+        that waits its turn behind the agent's own writes for a moment is not that."""
+        thread, started = self._round, self._round_started
+        return thread is None or not thread.is_alive() or self.monotonic() - started < self.round_bound_s
 
     def _trusted(self, name: str) -> bool:
         with self._lock:
@@ -124,6 +129,11 @@ class LeaseKeeper:
     @property
     def period_s(self) -> float:
         return max(self.ttl_s / 4, 0.1)
+
+    @property
+    def round_bound_s(self) -> float:
+        """How long a round may go unanswered before it counts as blocked."""
+        return max(self.period_s, MIN_ROUND_BOUND_S)
 
     def renew(self) -> None:
         """One round: the shard lease, then the leader lease while the shard's is held; then what
@@ -223,10 +233,11 @@ class LeaseKeeper:
             self._blocked("the previous round has not answered")
             return False
         self._round = threading.Thread(target=self._round_safely, name="leases-round", daemon=True)
+        self._round_started = self.monotonic()
         self._round.start()
-        self._round.join(self.period_s)
+        self._round.join(self.round_bound_s)
         if self._round.is_alive():
-            self._blocked(f"no answer within {self.period_s:g}s")
+            self._blocked(f"no answer within {self.round_bound_s:g}s")
             return False
         return True
 

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from agent.clock import EARLIEST
 from agent.flow.incidents import EventKind
 from agent.flow.samples import series_id
-from agent.incidents.budget import NewIncidentBudget
+from agent.incidents.budget import BodyBudget, NewIncidentBudget
 from agent.incidents.correlator import Correlator, Placed
 from agent.incidents.lifecycle import try_resolve
 from agent.incidents.rootcause import ALERT_DETECTOR
@@ -167,6 +167,7 @@ def ingest_webhook(store: "Store", correlator: Correlator, payload: WebhookPaylo
     for alert in payload.alerts:  # the same fingerprint twice in one body: the last word counts
         latest[fingerprint_of(alert)] = alert.within(now)
     alerts = list(latest.values())
+    allowance = budget.for_one_body() if budget is not None else None
     firing = resolved = 0
     opened: list[int] = []
     touched: set[int] = set()
@@ -174,7 +175,7 @@ def ingest_webhook(store: "Store", correlator: Correlator, payload: WebhookPaylo
     storm = None
     for start in range(0, len(alerts), chunk):
         part = alerts[start:start + chunk]
-        placed, ended, done = _ingest_chunk(store, correlator, part, now=now, actor=actor, budget=budget)
+        placed, ended, done = _ingest_chunk(store, correlator, part, now=now, actor=actor, budget=allowance)
         firing += sum(a.status == "firing" for a in part)
         resolved += sum(a.status == "resolved" for a in part)
         opened += placed.opened
@@ -191,7 +192,7 @@ def ingest_webhook(store: "Store", correlator: Correlator, payload: WebhookPaylo
 
 
 def _ingest_chunk(store: "Store", correlator: Correlator, alerts: list[AlertPayload], *, now: datetime, actor: str,
-                  budget: NewIncidentBudget | None) -> tuple[Placed, dict[int, str], list[int]]:
+                  budget: BodyBudget | None) -> tuple[Placed, dict[int, str], list[int]]:
     """One transaction: the firing alerts placed, the resolved ones' signals resolved, and the
     incidents left with nothing unresolved closed."""
     firing = [a for a in alerts if a.status == "firing"]

@@ -4,7 +4,9 @@
 Alertmanager webhook received until the next cycle share it, so an outage that fires 100,000
 alerts pages 50 times and once for the storm, not 100,000 times. The budget is whole again at each
 cycle's start, or ``window_s`` (the cycle interval) of the monotonic clock after it was last
-whole, for an agent that receives webhooks without cycling (a standby).
+whole, for an agent that receives webhooks without cycling (a standby). One webhook body takes
+at most what was left when it arrived (``for_one_body``), however many cycles start while its
+100,000 alerts are placed: it opens at most ``max_new_per_cycle`` incidents and one storm.
 """
 
 from __future__ import annotations
@@ -39,3 +41,26 @@ class NewIncidentBudget:
     def spend(self, opened: int) -> None:
         with self._lock:
             self._spent += opened
+
+    def for_one_body(self) -> "BodyBudget":
+        return BodyBudget(self, self.left())
+
+
+class BodyBudget:
+    """What one webhook body may open: what the agent's budget has left, and no more than
+    ``allowed`` in all, however often the agent's budget is whole again meanwhile."""
+
+    def __init__(self, shared: NewIncidentBudget, allowed: int) -> None:
+        self.shared, self.allowed = shared, allowed
+        self.spent = 0
+
+    @property
+    def limit(self) -> int:
+        return self.shared.limit
+
+    def left(self) -> int:
+        return max(0, min(self.shared.left(), self.allowed - self.spent))
+
+    def spend(self, opened: int) -> None:
+        self.spent += opened
+        self.shared.spend(opened)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from agent.clock import EARLIEST, to_epoch
 from agent.config.incidents import IncidentsConfig
-from agent.incidents.budget import NewIncidentBudget
+from agent.incidents.budget import BodyBudget, NewIncidentBudget
 from agent.flow.incidents import STORM_LABEL, IncidentStatus, Severity, Signal
 from agent.incidents.rootcause import guess_root_cause
 from agent.incidents.summary import headline, line_of, rank_signals
@@ -129,7 +129,7 @@ class Correlator:
 
     def ingest(self, hits: Sequence[Hit], *, now: datetime, actor: str = "agent",
                severities: Sequence[str | None] | None = None, max_new: int | None = None,
-               budget: NewIncidentBudget | None = None) -> Placed:
+               budget: NewIncidentBudget | BodyBudget | None = None) -> Placed:
         """Place ``hits`` (one transaction). ``severities`` may override the configured rules per hit;
         past ``max_new`` new incidents (or what is left of ``budget``, this agent's for the
         cycle, spent as they open) the hits that would open more go into one storm incident."""
@@ -248,14 +248,15 @@ class Correlator:
         placed.held.append((hit, severity))
 
     def _hold_in_storm(self, placed: Placed, *, now: datetime, actor: str) -> None:
-        """Write the held hits into the storm incident (the one open within the window, else a new
-        one), all at once; escalate it once to the worst of them."""
+        """Write the held hits into the storm incident (the one still open, else a new one), all
+        at once; escalate it once to the worst of them."""
         if not placed.held:
             return
         store = self.store
         hits = [h for h, _ in placed.held]
         worst = max((s for _, s in placed.held), key=lambda s: s.rank)
-        found = store.incidents_with_keys([STORM_KEY], active_since=now - timedelta(seconds=self.config.window))
+        # The storm still open takes the overflow, however old its alerts' start times are.
+        found = store.incidents_with_keys([STORM_KEY], active_since=EARLIEST)
         if found and found[0][1] != IncidentStatus.RESOLVED.value:
             placed.storm = found[0][0]
         else:

@@ -6,7 +6,8 @@
   ``FAKETIME_DONT_FAKE_MONOTONIC=1`` Python's ``time.sleep`` fails with EINVAL on this Debian.)
 - ``FAULT_FREEZE_FILE``: once that file exists, the next time the agent takes the store's
   ``leases`` lock it stops itself (SIGSTOP) inside that transaction, as a process frozen by a
-  debugger, a VM pause or the OOM killer's swap storm would, holding the lock.
+  debugger, a VM pause or the OOM killer's swap storm would, holding the lock (it writes its pid
+  to ``FAULT_FREEZE_FILE.frozen`` first).
 
 Used as ``python tests/agent/fault_agent.py aiops-args...`` with the fault's variables set.
 """
@@ -63,7 +64,7 @@ def freeze_in_the_leases_lock(trigger: Path) -> None:
     def frozen(self, name: str) -> None:  # type: ignore[no-untyped-def]
         serialize(self, name)
         if name == "leases" and trigger.exists():
-            (trigger.parent / "frozen").write_text(str(os.getpid()))
+            trigger.with_name(trigger.name + ".frozen").write_text(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGSTOP)
 
     StoreBase.serialize = frozen  # type: ignore[method-assign]

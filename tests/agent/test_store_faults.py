@@ -194,7 +194,8 @@ def test_an_agent_frozen_holding_the_leases_lock_does_not_block_failover(pair, t
     standby = pair.start("standby")
     standby.wait_event("agent.standby", timeout_s=90)
     trigger.touch()  # the next renewal stops the process inside the leases' transaction
-    wait_until(lambda: (tmp_path / "frozen").exists(), 30, message="the agent to freeze")
+    wait_until(lambda: (tmp_path / "freeze-now.frozen").exists(), 30, message="the agent to freeze")
+    assert frozen.events("lease.renew_failed") == []  # frozen, not failing
     # The server ends the frozen session (idle in transaction past 3 s), freeing the lock; the
     # lease then expires by the store's clock and the standby takes it.
     standby.wait_event("agent.active", timeout_s=60)
