@@ -166,8 +166,10 @@ class Remediator:
     # -- planning ------------------------------------------------------------------------
 
     def plan_all(self) -> None:
-        for incident in reversed(self.store.list_incidents(status=_OPEN)):  # oldest first
-            self.plan(incident)
+        storms = self.store.open_storms()  # no rule matches a storm: its signals are not read
+        for incident in reversed(self.store.list_incidents(status=_OPEN, without_signals_of=storms)):  # oldest first
+            if incident.id not in storms:
+                self.plan(incident)
 
     def plan(self, incident: Any) -> Run | None:
         """The first rule that matches decides; an incident gets one run chain per rule and

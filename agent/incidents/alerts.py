@@ -82,14 +82,23 @@ class AlertPayload(BaseModel):
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)
 
+    @field_validator("ends_at")
+    @classmethod
+    def _no_end(cls, value: datetime | None) -> datetime | None:
+        """An end before 1970 (Alertmanager's zero time, 0001-01-01, on a firing alert) is no end.
+        Runs after ``_utc``: the time is aware by then."""
+        return None if value is None or value < EARLIEST else value
+
     def within(self, now: datetime) -> "AlertPayload":
         """Times the store can keep: a start outside [1970, now] (Alertmanager's zero time
-        0001-01-01 means unknown) is taken as ``now``; an end before 1970 is no end; an end is
-        clamped to [start, now]."""
+        0001-01-01 means unknown) is taken as ``now``; an end before 1970 is no end (read so);
+        an end is clamped to [start, now]."""
         starts = self.starts_at if EARLIEST <= self.starts_at <= now else now
-        ends = self.ends_at if self.ends_at is not None and self.ends_at >= EARLIEST else None
+        ends = self.ends_at
         if ends is not None:
             ends = min(max(ends, starts), now)
+        if starts == self.starts_at and ends == self.ends_at:
+            return self  # nearly always: no copy
         return self.model_copy(update={"starts_at": starts, "ends_at": ends})
 
 
@@ -168,55 +177,56 @@ def ingest_webhook(store: "Store", correlator: Correlator, payload: WebhookPaylo
         latest[fingerprint_of(alert)] = alert.within(now)
     alerts = list(latest.values())
     allowance = budget.for_one_body() if budget is not None else None
-    firing = resolved = 0
+    totals = {"firing": 0, "resolved": 0}
     opened: list[int] = []
     touched: set[int] = set()
     closed: list[int] = []
     storm = None
-    for start in range(0, len(alerts), chunk):
+    for start in range(0, max(len(alerts), 1), chunk):
         part = alerts[start:start + chunk]
-        placed, ended, done = _ingest_chunk(store, correlator, part, now=now, actor=actor, budget=allowance)
-        firing += sum(a.status == "firing" for a in part)
-        resolved += sum(a.status == "resolved" for a in part)
-        opened += placed.opened
-        touched |= placed.touched | set(ended)
-        closed += done
-        storm = placed.storm if placed.storm is not None else storm
-    if payload.truncated_alerts:
-        _say_truncated(store, payload, sorted(touched), now=now, actor=actor)
-    store.audit(actor, "alerts.ingest", payload.receiver or "alertmanager",
-                {"firing": firing, "resolved": resolved, "opened": opened[:100], "opened_count": len(opened),
-                 "storm": storm, "truncated": payload.truncated_alerts, "group_key": payload.group_key}, now=now)
-    return Ingested(firing=firing, resolved=resolved, opened=opened, incidents=sorted(touched),
+        with store.transaction():
+            placed, ended, done = _ingest_chunk(store, correlator, part, now=now, actor=actor, budget=allowance)
+            for alert in part:
+                totals[alert.status] += 1
+            opened += placed.opened
+            touched |= placed.touched | set(ended)
+            closed += done
+            storm = placed.storm if placed.storm is not None else storm
+            if start + chunk >= len(alerts):  # the last chunk: the record of the body goes with it
+                if payload.truncated_alerts:
+                    _say_truncated(store, payload, sorted(touched), now=now, actor=actor)
+                store.audit(actor, "alerts.ingest", payload.receiver or "alertmanager",
+                            {**totals, "opened": opened[:100], "opened_count": len(opened), "storm": storm,
+                             "truncated": payload.truncated_alerts, "group_key": payload.group_key}, now=now)
+    return Ingested(firing=totals["firing"], resolved=totals["resolved"], opened=opened, incidents=sorted(touched),
                     resolved_incidents=sorted(closed), truncated=payload.truncated_alerts, storm=storm)
 
 
 def _ingest_chunk(store: "Store", correlator: Correlator, alerts: list[AlertPayload], *, now: datetime, actor: str,
                   budget: BodyBudget | None) -> tuple[Placed, dict[int, str], list[int]]:
-    """One transaction: the firing alerts placed, the resolved ones' signals resolved, and the
-    incidents left with nothing unresolved closed."""
+    """In the caller's transaction: the firing alerts placed, the resolved ones' signals
+    resolved, and the incidents left with nothing unresolved closed."""
     firing = [a for a in alerts if a.status == "firing"]
     resolved = [a for a in alerts if a.status == "resolved"]
     severities = [SEVERITIES.get(a.labels.get("severity", "").lower()) for a in firing]
-    with store.transaction():
-        placed = correlator.ingest([alert_hit(a) for a in firing], now=now, actor=actor, severities=severities,
-                                   budget=budget)
-        keys = {fingerprint_of(a): signal_key(alert_series_id(a), ALERT_DETECTOR) for a in resolved}
-        owners = store.open_signal_owners(keys.values())  # one read for the whole chunk
-        ended: dict[int, str] = {}
-        for alert in resolved:
-            key = keys[fingerprint_of(alert)]
-            if key not in owners:
-                continue  # never seen firing, or its incident is already resolved
-            incident_id = owners[key][0]
-            if store.resolve_signal(incident_id, key, at=alert.ends_at or now, now=now, actor=actor):
-                ended[incident_id] = alert.labels.get("alertname", key)
-        closed = []
-        for incident_id, last in sorted(ended.items()):
-            if store.unresolved_signal_count(incident_id) == 0 and try_resolve(
-                    store, incident_id, now=now, actor=actor, resolution="alert",
-                    reason=f"every alert resolved (last: {last})"):
-                closed.append(incident_id)
+    placed = correlator.ingest([alert_hit(a) for a in firing], now=now, actor=actor, severities=severities,
+                               budget=budget)
+    keys = {fingerprint_of(a): signal_key(alert_series_id(a), ALERT_DETECTOR) for a in resolved}
+    owners = store.open_signal_owners(keys.values())  # one read for the whole chunk
+    ended: dict[int, str] = {}
+    for alert in resolved:
+        key = keys[fingerprint_of(alert)]
+        if key not in owners:
+            continue  # never seen firing, or its incident is already resolved
+        incident_id = owners[key][0]
+        if store.resolve_signal(incident_id, key, at=alert.ends_at or now, now=now, actor=actor):
+            ended[incident_id] = alert.labels.get("alertname", key)
+    closed = []
+    for incident_id, last in sorted(ended.items()):
+        if store.unresolved_signal_count(incident_id) == 0 and try_resolve(
+                store, incident_id, now=now, actor=actor, resolution="alert",
+                reason=f"every alert resolved (last: {last})"):
+            closed.append(incident_id)
     return placed, ended, closed
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 from agent.clock import from_epoch, to_epoch
 from agent.errors import AiopsError, TransitionError
 from agent.flow.incidents import (
+    STORM_LABEL,
     TRANSITIONS,
     Episode,
     EventKind,
@@ -147,6 +148,20 @@ class IncidentStore(EpisodeStore, ChangeStore, SilenceStore, StoreBase):
         writes inside one batch transaction, and a savepoint for each would double the statements."""
         return nullcontext() if getattr(self._local, "depth", 0) > 0 else self.transaction()
 
+    def open_storms(self) -> set[int]:
+        """The incidents not resolved that the correlator opened as storms (``aiops_storm``)."""
+        rows = self.conn.execute("SELECT id FROM incidents WHERE status != 'resolved' AND "
+                                 f"json_extract(labels, '$.{STORM_LABEL}') = 'true'")
+        return {int(r[0]) for r in rows}
+
+    def waiting_for_signals_of(self, detector: str) -> set[int]:
+        """The incidents not resolved holding a signal of ``detector`` not resolved yet (an
+        Alertmanager alert: only its ``resolved`` alert ends it, never quiet cycles)."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT s.incident_id FROM incident_signals s JOIN incidents i ON i.id = s.incident_id "
+            "WHERE i.status != 'resolved' AND s.detector = ? AND s.resolved_at IS NULL", (detector,))
+        return {int(r[0]) for r in rows}
+
     def count_open_incidents(self) -> int:
         row = self.conn.execute("SELECT count(*) FROM incidents WHERE status != 'resolved'").fetchone()
         return int(row[0])
@@ -167,8 +182,11 @@ class IncidentStore(EpisodeStore, ChangeStore, SilenceStore, StoreBase):
         return [_signal(r) for r in rows]
 
     def list_incidents(self, *, status: IncidentStatus | Iterable[IncidentStatus] | None = None,
-                       since: datetime | None = None, limit: int | None = None) -> list[Incident]:
-        """Newest first. ``since`` keeps incidents started at or after it, or still open."""
+                       since: datetime | None = None, limit: int | None = None,
+                       without_signals_of: Collection[int] = ()) -> list[Incident]:
+        """Newest first. ``since`` keeps incidents started at or after it, or still open. The
+        incidents in ``without_signals_of`` come without their signals (a storm holding 100,000
+        alerts is not read every cycle by a stage that needs none of them)."""
         sql = "SELECT * FROM incidents WHERE 1 = 1"
         params: list[Any] = []
         if status is not None:
@@ -184,11 +202,12 @@ class IncidentStore(EpisodeStore, ChangeStore, SilenceStore, StoreBase):
             params.append(int(limit))
         rows = self.conn.execute(sql, params).fetchall()
         signals: dict[int, list[Signal]] = {r["id"]: [] for r in rows}
-        if rows:
-            marks = ", ".join("?" for _ in rows)
+        wanted_ids = [i for i in signals if i not in set(without_signals_of)]
+        if wanted_ids:
+            marks = ", ".join("?" for _ in wanted_ids)
             for s in self.conn.execute(
                     f"SELECT * FROM incident_signals WHERE incident_id IN ({marks}) ORDER BY first_at, signal_key",
-                    list(signals)):
+                    wanted_ids):
                 signals[s["incident_id"]].append(_signal(s))
         episodes = self.episodes_of(signals)
         return [_incident(r, signals[r["id"]], episodes[r["id"]]) for r in rows]

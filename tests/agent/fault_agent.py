@@ -8,6 +8,8 @@
   ``leases`` lock it stops itself (SIGSTOP) inside that transaction, as a process frozen by a
   debugger, a VM pause or the OOM killer's swap storm would, holding the lock (it writes its pid
   to ``FAULT_FREEZE_FILE.frozen`` first).
+- ``FAULT_STUCK_COLLECT``: the collect stage touches that file, then sits ten minutes in a call
+  that ignores everything, SIGTERM included (a query to a server that stopped answering).
 
 Used as ``python tests/agent/fault_agent.py aiops-args...`` with the fault's variables set.
 """
@@ -70,11 +72,25 @@ def freeze_in_the_leases_lock(trigger: Path) -> None:
     StoreBase.serialize = frozen  # type: ignore[method-assign]
 
 
+def stick_the_collect_stage(marker: Path) -> None:
+    import time
+
+    from agent.sources import Collector
+
+    def stuck(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        marker.touch()
+        time.sleep(600)
+
+    Collector.collect = stuck  # type: ignore[method-assign]
+
+
 def main() -> None:
     if os.environ.get("FAULT_CLOCK_FILE"):
         skew_the_wall_clock(Path(os.environ["FAULT_CLOCK_FILE"]))
     if os.environ.get("FAULT_FREEZE_FILE"):
         freeze_in_the_leases_lock(Path(os.environ["FAULT_FREEZE_FILE"]))
+    if os.environ.get("FAULT_STUCK_COLLECT"):
+        stick_the_collect_stage(Path(os.environ["FAULT_STUCK_COLLECT"]))
     from agent.cli import cli
 
     cli.main(args=sys.argv[1:], prog_name="aiops")
