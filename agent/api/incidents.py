@@ -21,11 +21,7 @@ from agent.config.types import parse_duration
 from agent.errors import StoreUnavailableError, TransitionError
 from agent.flow.incidents import IncidentStatus
 from agent.incidents import suspect_changes
-from agent.incidents.alerts import (
-    MalformedPayload,
-    WebhookPayload,
-    parse_webhook,
-)
+from agent.incidents.alerts import MalformedPayload, WebhookPayload
 from agent.incidents.serialize import (
     change_dict,
     event_dict,
@@ -58,11 +54,9 @@ async def post_alerts(request: Request, actor: str = Depends(require_token)) -> 
         raise StoreUnavailableError(str(ctx.store.path), "its lease round has not answered")
     body = await request.body()
     try:  # off the event loop: 100,000 alerts take seconds to read, /healthz must not wait
-        payload = await run_in_threadpool(parse_webhook, body)
+        payload, done = await run_in_threadpool(request.app.state.intake.receive, body, actor=actor)
     except MalformedPayload as exc:
         raise HTTPException(400, f"malformed Alertmanager payload: {exc}") from None
-    done = await run_in_threadpool(request.app.state.intake.ingest, payload, actor=actor)
-    ctx.metrics.open_incidents.set(await run_in_threadpool(ctx.store.count_open_incidents))
     return JSONResponse({"accepted": len(payload.alerts), "firing": done.firing, "resolved": done.resolved,
                          "opened": done.opened, "incidents": done.incidents,
                          "resolved_incidents": done.resolved_incidents, "storm": done.storm,

@@ -264,11 +264,18 @@ class AlertIntake:
             self._correlator = found
         return found
 
+    def receive(self, body: bytes, *, actor: str) -> tuple[WebhookPayload, Ingested]:
+        """``parse_webhook`` (``MalformedPayload`` for a body that cannot be used), then ``ingest``:
+        one call for a worker thread, as reading 100,000 alerts takes seconds."""
+        payload = parse_webhook(body)
+        return payload, self.ingest(payload, actor=actor)
+
     def ingest(self, payload: WebhookPayload, *, actor: str) -> Ingested:
         ctx = self.ctx
         with self._lock:
             done = ingest_webhook(ctx.store, self.correlator(), payload, now=ctx.clock(), actor=actor,
                                   budget=ctx.budget)
+            ctx.metrics.open_incidents.set(ctx.store.count_open_incidents())
         ctx.metrics.alerts_ingested.inc(len(payload.alerts))
         if payload.truncated_alerts:
             ctx.metrics.alerts_truncated.inc(payload.truncated_alerts)

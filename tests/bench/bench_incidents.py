@@ -262,6 +262,21 @@ def role_changes(workdir: Path) -> int:
     return len(ROLE_CHANGE.findall((workdir / "daemon.log").read_bytes()))
 
 
+def cpu_s(proc: subprocess.Popen[bytes]) -> float:
+    """CPU seconds the daemon has used (user and system): less at the mercy of a busy machine
+    than the wall clock."""
+    fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(proc: subprocess.Popen[bytes]) -> float:
+    """The daemon's peak resident memory so far (VmHWM)."""
+    for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit("impossible: no VmHWM in /proc/PID/status")
+
+
 def cycles_done(workdir: Path) -> int:
     return (workdir / "daemon.log").read_bytes().count(b"event=cycle.done ")
 
@@ -294,7 +309,7 @@ def ingest(total: int, senders: int, workdir: Path, exporter: TextExporter,
                         errors.append(f"{answer.status_code}: {answer.text[:200]}")
 
         threads = [threading.Thread(target=send, args=(bodies[i::senders],)) for i in range(senders)]
-        cycles_before = cycles_done(workdir)
+        cycles_before, cpu_before = cycles_done(workdir), cpu_s(proc)
         started = time.perf_counter()
         for t in threads:
             t.start()
@@ -302,6 +317,8 @@ def ingest(total: int, senders: int, workdir: Path, exporter: TextExporter,
             t.join()
         elapsed = time.perf_counter() - started
         cycles = cycles_done(workdir) - cycles_before
+        print(f"ingest: the daemon used {cpu_s(proc) - cpu_before:.1f} CPU seconds in {elapsed:.1f}s "
+              f"(load average {os.getloadavg()[0]:.1f})")
         if errors:
             raise SystemExit(f"{len(errors)} batches refused, first: {errors[0]}")
         metrics = requests.get(base + "/metrics", timeout=10).text
@@ -334,11 +351,12 @@ def big_webhook(n: int, workdir: Path, exporter: TextExporter, interval_s: float
     body = big_body(n)
     proc, base = start_daemon(workdir, exporter, interval_s)
     try:
-        cycles_before = cycles_done(workdir)
+        cycles_before, cpu_before = cycles_done(workdir), cpu_s(proc)
         started = time.perf_counter()
         answer = requests.post(base + "/api/v1/alerts", data=body, timeout=600,
                                headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
         seconds = time.perf_counter() - started
+        cpu, rss = cpu_s(proc) - cpu_before, peak_rss_mb(proc)
         if answer.status_code != 200:
             raise SystemExit(f"the big webhook was refused: {answer.status_code} {answer.text[:300]}")
         cycles = cycles_done(workdir) - cycles_before
@@ -355,8 +373,8 @@ def big_webhook(n: int, workdir: Path, exporter: TextExporter, interval_s: float
         store.close()
     if len(incidents) + held - (1 if storm is not None else 0) < n:
         raise SystemExit(f"impossible: {n} alerts, but {len(incidents)} incidents and {held} held in the storm")
-    return {"seconds": seconds, "incidents": len(incidents), "held": held, "role_changes": role_changes(workdir),
-            "cycles": cycles}
+    return {"seconds": seconds, "cpu_s": cpu, "peak_rss_mb": rss, "incidents": len(incidents), "held": held,
+            "role_changes": role_changes(workdir), "cycles": cycles}
 
 
 def main() -> None:
@@ -397,10 +415,13 @@ def main() -> None:
             result.update(ingest_alerts_per_s=round(rate, 1), role_changes=changes)
             if args.big:
                 big = big_webhook(args.big, workdir / "big", exporter, args.interval)
-                print(f"big webhook: one body of {args.big:,} alerts answered in {big['seconds']:.1f}s (target <= 30); "
+                print(f"big webhook: one body of {args.big:,} alerts answered in {big['seconds']:.1f}s (target <= 30; "
+                      f"the daemon's CPU meanwhile {big['cpu_s']:.1f}s, its peak RSS {big['peak_rss_mb']:.0f} MB, "
+                      f"load average {os.getloadavg()[0]:.1f}); "
                       f"{big['incidents']:.0f} incidents opened (target <= 51), {big['held']:.0f} signals held by the "
                       f"storm; {big['cycles']:.0f} cycles meanwhile, {big['role_changes']:.0f} role changes")
-                result.update(big_webhook_s=round(big["seconds"], 2), big_webhook_incidents=big["incidents"])
+                result.update(big_webhook_s=round(big["seconds"], 2), big_webhook_incidents=big["incidents"],
+                              big_webhook_cpu_s=round(big["cpu_s"], 2), big_webhook_peak_rss_mb=round(big["peak_rss_mb"]))
                 result["role_changes"] = changes + int(big["role_changes"])
         finally:
             exporter.stop()
