@@ -93,9 +93,11 @@ class LeaseKeeper:
         self._lock = threading.Lock()
         self._rounds = threading.Lock()  # one round (or the release) at a time
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._round: threading.Thread | None = None
-        self._round_started = 0.0
+        self._thread: threading.Thread | None = None  # keeps time
+        self._worker: threading.Thread | None = None  # does the store's work, one connection
+        self._job: Callable[[], None] = self.renew
+        self._asked, self._answered = threading.Event(), threading.Event()
+        self._busy_since: float | None = None  # when the job under way was handed over
 
     # -- what the stages ask --------------------------------------------------------------
 
@@ -117,8 +119,9 @@ class LeaseKeeper:
     def store_answering(self) -> bool:
         """False while a renewal round has gone unanswered for its bound (a hung server); a round
         that waits its turn behind the agent's own writes for a moment is not that."""
-        thread, started = self._round, self._round_started
-        return thread is None or not thread.is_alive() or self.monotonic() - started < self.round_bound_s
+        with self._lock:
+            since = self._busy_since
+        return since is None or self.monotonic() - since < self.round_bound_s
 
     def _trusted(self, name: str) -> bool:
         with self._lock:
@@ -217,8 +220,11 @@ class LeaseKeeper:
             log.warning(kv("lease.release_failed", lease=name, error=type(exc).__name__))
 
     def start(self) -> None:
-        """Ask once now (a lone agent starts its first cycle holding both), then renew in a thread."""
+        """Ask once now (a lone agent starts its first cycle holding both), then renew: a thread
+        keeps time, another (with the keeper's one store connection) does the store's work."""
         self.renew()
+        self._worker = threading.Thread(target=self._work, name="leases-store", daemon=True)
+        self._worker.start()
         self._thread = threading.Thread(target=self._loop, name="leases", daemon=True)
         self._thread.start()
 
@@ -226,26 +232,45 @@ class LeaseKeeper:
         while not self._stop.wait(self.period_s):
             self.bounded_round()
 
-    def bounded_round(self) -> bool:
-        """One renewal round, waited for at most a renewal period; False when it (or the round
-        before it) is still blocked on the store. Counted, and the agent keeps what it trusts."""
-        if self._round is not None and self._round.is_alive():
-            self._blocked("the previous round has not answered")
-            return False
-        self._round = threading.Thread(target=self._round_safely, name="leases-round", daemon=True)
-        self._round_started = self.monotonic()
-        self._round.start()
-        self._round.join(self.round_bound_s)
-        if self._round.is_alive():
-            self._blocked(f"no answer within {self.round_bound_s:g}s")
-            return False
-        return True
+    def _work(self) -> None:
+        """Runs the jobs handed over by ``_hand_over``, one at a time, until the release."""
+        while True:
+            self._asked.wait()
+            self._asked.clear()
+            job = self._job
+            try:
+                job()
+            except Exception:  # never let the lease thread die: the next round tries again
+                log.exception(kv("lease.round_failed"))
+            finally:
+                with self._lock:
+                    self._busy_since = None
+                self._answered.set()
+            if job == self._release_all:
+                self.store.close()  # this thread's connection
+                return
 
-    def _round_safely(self) -> None:
-        try:
-            self.renew()
-        except Exception:  # never let the lease thread die: the next round tries again
-            log.exception(kv("lease.round_failed"))
+    def _hand_over(self, job: Callable[[], None], timeout_s: float) -> bool | None:
+        """``job`` to the store thread, waited for at most ``timeout_s``: True when it answered,
+        False when it did not in time, None when the job before it still has not."""
+        with self._lock:
+            if self._busy_since is not None:
+                return None
+            self._busy_since = self.monotonic()
+            self._job = job
+            self._answered.clear()
+        self._asked.set()
+        return self._answered.wait(timeout_s)
+
+    def bounded_round(self) -> bool:
+        """One renewal round, waited for at most ``round_bound_s``; False when it (or the round
+        before it) is still blocked on the store. Counted, and the agent keeps what it trusts."""
+        answered = self._hand_over(self.renew, self.round_bound_s)
+        if answered is None:
+            self._blocked("the previous round has not answered")
+        elif not answered:
+            self._blocked(f"no answer within {self.round_bound_s:g}s")
+        return bool(answered)
 
     def _blocked(self, why: str) -> None:
         self.metrics.lease_rounds_blocked.inc()
@@ -262,18 +287,14 @@ class LeaseKeeper:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=timeout_s)
-        release = threading.Thread(target=self._release_all, name="leases-release", daemon=True)
-        release.start()
-        release.join(timeout_s)
-        if release.is_alive():
+        if self._worker is None:  # never started: release from here
+            self._release_all()
+            return
+        if not self._hand_over(self._release_all, timeout_s):
             log.warning(kv("lease.release_abandoned", waited_s=timeout_s))
 
     def _release_all(self) -> None:
-        if not self._rounds.acquire(timeout=max(self.period_s, 1.0)):
-            return  # a round is blocked on the store: the leases expire on their own
-        try:
+        with self._rounds:
             for name in (LEADER, self.shard):
                 if self._trusted(name) or self._held_in_store(name):
                     self._give_up(name)
-        finally:
-            self._rounds.release()
