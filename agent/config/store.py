@@ -9,7 +9,6 @@ import sqlalchemy as sa
 from pydantic import SecretStr, ValidationInfo, field_validator
 
 from agent.config.types import Seconds, Section
-from agent.store.base import SessionLimits
 
 _EXPECTED = "expected sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE"
 
@@ -59,8 +58,3 @@ class StoreConfig(Section):
 
     def password_value(self) -> str | None:
         return self.password.get_secret_value() if self.password is not None else None
-
-    def sessions(self) -> SessionLimits:
-        return SessionLimits(lock_timeout_s=self.lock_timeout, statement_timeout_s=self.statement_timeout,
-                             idle_in_transaction_timeout_s=self.idle_in_transaction_timeout,
-                             connect_timeout_s=self.connect_timeout)
