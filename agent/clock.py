@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
 # Every time the agent takes in and stores lies in this range: later readers (pages, reports,
@@ -16,6 +19,15 @@ _EARLIEST_S, _LATEST_S = EARLIEST.timestamp(), LATEST.timestamp()
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def boot_id() -> str:
+    """This host's boot, as Linux names it: monotonic clock readings compare only within one
+    (every process of a host shares ``CLOCK_MONOTONIC`` until it reboots)."""
+    try:
+        return BOOT_ID.read_text().strip()
+    except OSError:
+        return ""
 
 
 def check_in_range(value: datetime, what: str) -> datetime:
@@ -82,6 +94,23 @@ class ManualClock:
 
     def advance(self, seconds: float) -> datetime:
         self.now = self.now + timedelta(seconds=seconds)
+        return self.now
+
+
+class ManualMonotonic:
+    """A monotonic clock (seconds) that moves only when told, beside a ``ManualClock``: a test
+    steps the wall clock and leaves this one alone, as NTP or a resumed VM does."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = float(start)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        if seconds < 0:
+            raise ValueError(f"a monotonic clock never goes back, found {seconds:g} s")
+        self.now += seconds
         return self.now
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from agent.clock import utcnow
 from agent.config import AgentConfig
+from agent.incidents.budget import NewIncidentBudget
 from agent.leases import LeaseKeeper, SoleAgent
 from agent.log import kv
 from agent.metrics import Metrics
@@ -45,37 +46,38 @@ class Heartbeat:
 class Health:
     """Consecutive failed cycles, the last reason and when cycles finish, for ``/healthz``.
 
-    Times are the Context's clock: ``start(now)`` when the daemon begins, so a first cycle that
-    never finishes turns the daemon unhealthy as a later one would."""
+    Times are seconds of the Context's monotonic clock: ``start(at)`` when the daemon begins, so
+    a first cycle that never finishes turns the daemon unhealthy as a later one would; a step of
+    the wall clock (NTP, a VM resumed) neither hides a stall nor fakes one."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.failed_in_a_row = 0
         self.last_reason = ""
-        self.started_at: datetime | None = None
-        self.last_cycle_at: datetime | None = None
+        self.started_at: float | None = None
+        self.last_cycle_at: float | None = None
         self.waiting = False  # a standby: another agent holds this shard's lease
 
-    def start(self, now: datetime) -> None:
+    def start(self, at: float) -> None:
         with self._lock:
-            self.started_at = now
+            self.started_at = at
 
     def wait(self) -> None:
         """A standby is healthy while it waits: no cycle is expected of it."""
         with self._lock:
             self.waiting = True
 
-    def work(self, now: datetime) -> None:
-        """Cycles are expected again, counted from ``now`` (a standby that took over)."""
+    def work(self, at: float) -> None:
+        """Cycles are expected again, counted from ``at`` (a standby that took over)."""
         with self._lock:
             if self.waiting:
-                self.waiting, self.started_at, self.last_cycle_at = False, now, None
+                self.waiting, self.started_at, self.last_cycle_at = False, at, None
 
-    def record(self, failed_stages: list[str], *, now: datetime, blind: str = "") -> None:
+    def record(self, failed_stages: list[str], *, at: float, blind: str = "") -> None:
         """A finished cycle: failed when a stage failed, or when it was ``blind`` (the reason why
         every source failed): a cycle that read nothing is not health."""
         with self._lock:
-            self.last_cycle_at = now
+            self.last_cycle_at = at
             if failed_stages or blind:
                 self.failed_in_a_row += 1
                 self.last_reason = "; ".join(filter(None, [
@@ -84,15 +86,15 @@ class Health:
                 self.failed_in_a_row = 0
                 self.last_reason = ""
 
-    def check(self, config: AgentConfig, *, now: datetime) -> tuple[bool, str]:
+    def check(self, config: AgentConfig, *, at: float) -> tuple[bool, str]:
         with self._lock:
             if self.waiting:
                 return True, ""
             if self.failed_in_a_row >= config.agent.unhealthy_after:
                 return False, f"{self.failed_in_a_row} cycles failed in a row; last: {self.last_reason}"
-            since = self.last_cycle_at or self.started_at
+            since = self.last_cycle_at if self.last_cycle_at is not None else self.started_at
             if since is not None:
-                idle = (now - since).total_seconds()
+                idle = at - since
                 if idle > config.agent.stale_after_s:
                     what = "no cycle has" if self.last_cycle_at is not None else "the first cycle has not"
                     return False, f"{what} finished for {idle:.0f}s (limit {config.agent.stale_after_s:g}s)"
@@ -112,13 +114,22 @@ class Context:
     workers: Workers = field(default_factory=Workers)
     # What this process may do among the agents sharing the store (the daemon keeps leases).
     leases: LeaseKeeper | SoleAgent = field(default_factory=SoleAgent)
+    # The wall clock dates what is recorded; the monotonic clock times schedules and staleness.
     clock: Callable[[], datetime] = utcnow
+    monotonic: Callable[[], float] = time.monotonic
+
+    # What is left of incidents.max_new_per_cycle: shared by the cycle and Alertmanager's webhooks.
+    budget: NewIncidentBudget = field(init=False)
 
     def __post_init__(self) -> None:
+        self.budget = NewIncidentBudget(limit=self.config.incidents.max_new_per_cycle,
+                                        window_s=self.config.agent.interval, monotonic=self.monotonic)
         # MTTR at /metrics comes from this store, at the Context's clock (a test may set another)
-        self.metrics.incident_figures.bind(self.store, lambda: self.clock())
+        self.metrics.incident_figures.bind(self.store, lambda: self.clock(),
+                                           answering=lambda: self.leases.store_answering())
         self.metrics.incident_marks.bind(self.store, lambda: self.clock())
-        self.metrics.ledger_figures.bind(self.store, lambda: self.clock(), lambda: self.config)
+        self.metrics.ledger_figures.bind(self.store, lambda: self.clock(), lambda: self.config,
+                                         answering=lambda: self.leases.store_answering())
 
     @classmethod
     def create(cls, config: AgentConfig, state_dir: Path | None = None, **kwargs: object) -> "Context":

@@ -1,31 +1,35 @@
 """The scheduled daemon: decides *when* cycles run; ``agent.pipeline`` says what one does.
 
-APScheduler's BlockingScheduler runs the cycle job with ``max_instances=1`` and coalescing, so a
-cycle that overruns makes the next one be skipped (logged, counted), never stacked. Refits and
-retention are jobs of their own beside the cycles: the refit job fits the detectors that are due
-(every cycle interval, on the series the last cycle judged), retention prunes old rows. SIGTERM and
-SIGINT stop after the stage in progress and cancel the playbook runs under way beside the cycle
-(they end recorded ``interrupted``); SIGHUP reloads the config (an invalid one is refused and
-the old one kept). systemd hears READY=1, WATCHDOG=1, a one-line STATUS= and STOPPING=1.
+``agent.schedule`` runs the cycle job on the monotonic clock, one run at a time, so a cycle that
+overruns makes the next one be skipped (logged, counted), never stacked, and a step of the wall
+clock changes nothing. Refits and retention are jobs of their own beside the cycles: the refit job
+fits the detectors that are due (every cycle interval, on the series the last cycle judged),
+retention prunes old rows. SIGTERM and SIGINT stop after the stage in progress and cancel the
+playbook runs under way beside the cycle (they end recorded ``interrupted``); a stage still
+running after ``agent.stop_timeout`` is abandoned and the process exits anyway, so a stop never
+waits on a hung query. SIGHUP reloads the config (an invalid one is refused and the old one
+kept). systemd hears READY=1, WATCHDOG=1, a one-line STATUS= and STOPPING=1.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import signal
 import sqlite3
 import threading
 import time
-from datetime import timezone
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent, JobSubmissionEvent
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from agent import log as agentlog
+from agent.clock import utcnow
 from agent.config import AgentConfig, load_config, with_shard
 from agent.context import Context
 from agent.errors import ConfigError, StoreDamagedError
@@ -33,26 +37,34 @@ from agent.flow.leases import shard_lease
 from agent.leases import LeaseKeeper
 from agent.log import kv
 from agent.pipeline import Cycle, Pipeline
+from agent.schedule import Scheduler
 from agent.sdnotify import SdNotifier
 from agent.store.base import store_error
 
 log = logging.getLogger(__name__)
 
+STOP_AFTER_S = 4.0  # after agent.stop_timeout: the HTTP server, the leases and the stop's audit entry
 CYCLE_JOB = "cycle"
 REFIT_JOB = "refit"
 RETENTION_JOB = "retention"
 
 
 class Daemon:
+    """``clock`` and ``monotonic``: the wall clock that dates records and the monotonic clock that
+    times schedules and staleness (a test gives its own; the defaults are the system's)."""
+
     def __init__(self, config_path: Path, *, state_dir: Path | None = None, shard: str | None = None,
-                 notifier: SdNotifier | None = None) -> None:
+                 notifier: SdNotifier | None = None, clock: Callable[[], datetime] | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.config_path = Path(config_path)
         self.shard = shard
         self.state_dir_override = state_dir
         self.notifier = notifier or SdNotifier()
+        self.clocks: dict[str, Any] = {"monotonic": monotonic, **({"clock": clock} if clock else {})}
         self.ctx: Context | None = None
         self.pipeline: Pipeline | None = None
-        self.scheduler: BlockingScheduler | None = None
+        self.scheduler: Scheduler | None = None
+        self.housekeeping: BackgroundScheduler | None = None  # retention, on the wall clock
         self._cycle_lock = threading.Lock()
         self._cycle_running = threading.Event()
         self._stopped = threading.Event()
@@ -69,8 +81,8 @@ class Daemon:
     def run(self) -> int:
         config = self._load()  # a bad config stops start-up with exit code 2
         agentlog.setup(config.agent.log_level, secrets=config.secrets())
-        self.ctx = ctx = Context.create(config, self.state_dir_override)
-        ctx.health.start(ctx.clock())
+        self.ctx = ctx = Context.create(config, self.state_dir_override, **self.clocks)
+        ctx.health.start(ctx.monotonic())
         try:
             ctx.store.audit("agent", "agent.start", str(self.config_path), {"state_dir": str(ctx.state_dir)},
                             now=ctx.clock())
@@ -80,21 +92,21 @@ class Daemon:
         self.pipeline = Pipeline(ctx)
         # Several agents may share the store: work only while holding this shard's lease.
         ctx.leases = LeaseKeeper(ctx.store, shard=config.agent.shard, ttl_s=config.agent.interval,
-                                 clock=ctx.clock, metrics=ctx.metrics, on_taken=self._on_lease_taken)
+                                 clock=ctx.clock, monotonic=ctx.monotonic, metrics=ctx.metrics,
+                                 on_taken=self._on_lease_taken)
         ctx.metrics.agent_info.labels(holder=ctx.leases.holder, shard=config.agent.shard).set(1)
         ctx.leases.start()
-        self.scheduler = scheduler = BlockingScheduler(
-            timezone=timezone.utc,
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
-        )
-        scheduler.add_job(self._cycle_job, IntervalTrigger(seconds=config.agent.interval, timezone=timezone.utc),
-                          id=CYCLE_JOB, name="cycle", next_run_time=ctx.clock())
-        scheduler.add_job(self._refit_job, IntervalTrigger(seconds=config.agent.interval, timezone=timezone.utc),
-                          id=REFIT_JOB, name="refit", next_run_time=ctx.clock())
-        # Pruning runs beside the cycles in short batches of its own, first after one interval.
-        scheduler.add_job(self._retention_job, IntervalTrigger(seconds=config.retention.interval, timezone=timezone.utc),
-                          id=RETENTION_JOB, name="retention")
-        scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+        self.scheduler = scheduler = Scheduler(monotonic=ctx.monotonic, on_skipped=self._on_skipped)
+        scheduler.add(CYCLE_JOB, self._cycle_job, interval_s=config.agent.interval)
+        scheduler.add(REFIT_JOB, self._refit_job, interval_s=config.agent.interval)
+        # Housekeeping runs on APScheduler's wall-clock interval trigger, beside the cycles: pruning
+        # in short batches of its own, first after one interval. A step of the wall clock only
+        # moves a prune; what health depends on (cycles, refits) is timed on the monotonic clock.
+        self.housekeeping = housekeeping = BackgroundScheduler(daemon=True, timezone=timezone.utc)
+        housekeeping.add_job(self._retention_job, IntervalTrigger(seconds=config.retention.interval),
+                             id=RETENTION_JOB, max_instances=1, coalesce=True, misfire_grace_time=None,
+                             next_run_time=utcnow() + timedelta(seconds=config.retention.interval))
+        housekeeping.start()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
         threading.Thread(target=self._signal_loop, name="signals", daemon=True).start()
@@ -106,9 +118,15 @@ class Daemon:
                     interval_s=config.agent.interval, shard=config.agent.shard, holder=ctx.leases.holder))
         self.notifier.ready("starting: first cycle under way")
         try:
-            scheduler.start()  # blocks until stop()
+            scheduler.run()  # blocks until stop()
         finally:
-            self._shutdown()
+            abandoned = self._shutdown()
+        if abandoned:
+            # A stage or a run that outlived agent.stop_timeout (a hung query, a stuck library
+            # call): the stop does not wait on it. Its store transaction, never committed, is
+            # rolled back by the database when the process is gone.
+            logging.shutdown()
+            os._exit(self.exit_code)
         return self.exit_code
 
     def _load(self) -> AgentConfig:
@@ -120,35 +138,66 @@ class Daemon:
         log.info(kv("agent.stopping", reason=reason))
         self.notifier.stopping()
         self.ctx.stopping.set()
-        if self.scheduler is not None and self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        if self.housekeeping is not None and self.housekeeping.running:
+            self.housekeeping.shutdown(wait=False)
 
-    def _shutdown(self) -> None:
+    def _shutdown(self) -> bool:
+        """Wait for the stage in progress and the runs under way (``agent.stop_timeout`` in all),
+        release the leases, record the stop; True when something still runs and was abandoned."""
         assert self.ctx is not None
+        if self.housekeeping is not None and self.housekeeping.running:
+            self.housekeeping.shutdown(wait=False)
         timeout = self.ctx.config.agent.stop_timeout
         deadline = time.monotonic() + timeout
         while self._cycle_running.is_set() and time.monotonic() < deadline:
             time.sleep(0.05)
-        if self._cycle_running.is_set():
-            log.warning(kv("agent.stop_timeout", waited_s=timeout, note="a stage is still running"))
+        abandoned = self._cycle_running.is_set()
+        if abandoned:
+            log.warning(kv("agent.stop_timeout", waited_s=timeout, note="a stage is still running; abandoned"))
         # Runs under way were cancelled by the stop (SIGTERM, then SIGKILL): wait for them to be
         # recorded interrupted before the store closes.
         if not self.ctx.workers.join(max(0.0, deadline - time.monotonic())):
+            abandoned = True
             log.warning(kv("agent.stop_timeout", waited_s=timeout, note="a playbook run is still ending",
                            runs=",".join(self.ctx.workers.under_way())))
+        # What is left takes at most STOP_AFTER_S more, whatever the store or a client does.
+        finish_by = time.monotonic() + STOP_AFTER_S
         if self._http is not None:
-            self._http.stop()
-        if isinstance(self.ctx.leases, LeaseKeeper):
-            self.ctx.leases.stop()  # after the last cycle: a waiting agent takes over at once
-        if self.pipeline is not None:
+            self._http.stop(timeout_s=1.0)
+        if isinstance(self.ctx.leases, LeaseKeeper):  # after the last cycle: a waiting agent takes over at once
+            self.ctx.leases.stop(timeout_s=max(0.1, (finish_by - time.monotonic()) / 3))
+        if self.pipeline is not None and not abandoned:
             self.pipeline.close()
-        try:
-            self.ctx.store.audit("agent", "agent.stop", str(self.config_path), {}, now=self.ctx.clock())
-        except sqlite3.Error as exc:  # the stop still completes; the next start reports the disk
-            log.error(kv("agent.stop_unrecorded", error=str(store_error(self.ctx.store.path, exc))))
-        self.ctx.store.close()
+        self._record_stop(max(0.1, finish_by - time.monotonic()))
+        if not abandoned:
+            self.ctx.store.close()
         self._stopped.set()
-        log.info(kv("agent.stopped"))
+        log.info(kv("agent.stopped", abandoned=abandoned or None))
+        return abandoned
+
+    def _record_stop(self, timeout_s: float) -> None:
+        """The ``agent.stop`` audit entry, within a few seconds or not at all (a store that does
+        not answer must not hold the stop up)."""
+        assert self.ctx is not None
+        ctx = self.ctx
+
+        def record() -> None:
+            try:
+                ctx.store.audit("agent", "agent.stop", str(self.config_path), {}, now=ctx.clock())
+            except sqlite3.Error as exc:  # the stop still completes; the next start reports the disk
+                log.error(kv("agent.stop_unrecorded", error=str(store_error(ctx.store.path, exc))))
+            except Exception as exc:
+                log.error(kv("agent.stop_unrecorded", error=type(exc).__name__))
+            finally:
+                ctx.store.close()  # this thread's connection
+
+        writer = threading.Thread(target=record, name="stop-record", daemon=True)
+        writer.start()
+        writer.join(timeout_s)
+        if writer.is_alive():
+            log.error(kv("agent.stop_unrecorded", error=f"the store did not answer within {timeout_s:.1f}s"))
 
     # -- cycles -----------------------------------------------------------------------------
 
@@ -169,26 +218,23 @@ class Daemon:
             except Exception:  # the pipeline catches per stage; this is the last line of defence
                 log.exception(kv("cycle.crashed"))
                 ctx.metrics.cycles_failed.inc()
-                ctx.health.record(["pipeline"], now=ctx.clock())
+                ctx.health.record(["pipeline"], at=ctx.monotonic())
                 return
             finally:
                 self._cycle_running.clear()
         self._last = cycle
-        ctx.health.record(cycle.failed_stages, now=ctx.clock(), blind=cycle.blind_reason)
+        ctx.health.record(cycle.failed_stages, at=ctx.monotonic(), blind=cycle.blind_reason)
         self.notifier.watchdog()
         self.notifier.status(self.status_line(cycle))
 
     def _on_lease_taken(self, name: str) -> None:
         """A standby that takes its shard's lease works at once, not at its next cycle tick."""
         ctx, scheduler = self.ctx, self.scheduler
-        if ctx is None or scheduler is None or not scheduler.running or ctx.stopping.is_set():
+        if ctx is None or scheduler is None or ctx.stopping.is_set():
             return  # at start the first cycle is due at once anyway
         if name != shard_lease(ctx.config.agent.shard):
             return
-        try:
-            scheduler.modify_job(CYCLE_JOB, next_run_time=ctx.clock())
-        except Exception as exc:  # stopping meanwhile: the cycle it would have started is not needed
-            log.warning(kv("agent.takeover_cycle_not_scheduled", error=str(exc)))
+        scheduler.run_now(CYCLE_JOB)
 
     def _working(self) -> bool:
         """Whether this agent holds its shard's lease; a change either way is logged once."""
@@ -197,7 +243,7 @@ class Daemon:
         working = ctx.leases.working()
         if working and ctx.health.waiting:
             log.info(kv("agent.active", shard=ctx.config.agent.shard, holder=ctx.leases.holder))
-            ctx.health.work(ctx.clock())
+            ctx.health.work(ctx.monotonic())
             self.notifier.status(f"active: holds shard {ctx.config.agent.shard}")
         elif not working and not ctx.health.waiting:
             holders = ctx.leases.held()
@@ -232,8 +278,7 @@ class Daemon:
             ctx.metrics.stage_failures.labels(stage="retention").inc()
             return
         deleted = sum(outcome.get("deleted", {}).values())
-        if deleted:
-            log.info(kv("retention.pruned", rows=deleted, complete=outcome.get("complete")))
+        log.info(kv("retention.pruned", rows=deleted, complete=outcome.get("complete")))
 
     def status_line(self, cycle: Cycle) -> str:
         assert self.ctx is not None
@@ -247,13 +292,11 @@ class Daemon:
                 f"{len(cycle.samples)} series, {len(cycle.hits)} hits; "
                 f"{open_incidents if open_incidents >= 0 else '?'} open incidents")
 
-    def _on_skipped(self, event: JobSubmissionEvent | JobExecutionEvent) -> None:
-        if event.job_id != CYCLE_JOB or self.ctx is None:
+    def _on_skipped(self, job: str, _reason: str) -> None:
+        if job != CYCLE_JOB or self.ctx is None:
             return
         self.ctx.metrics.cycles_skipped.inc()
-        times = getattr(event, "scheduled_run_times", None) or [getattr(event, "scheduled_run_time", None)]
-        reason = "previous cycle still running" if event.code == EVENT_JOB_MAX_INSTANCES else "missed its start time"
-        log.warning(kv("cycle.skipped", reason=reason, scheduled_at=times[-1]))
+        log.warning(kv("cycle.skipped", reason="previous cycle still running"))
 
     def _watchdog_loop(self) -> None:
         period = self.notifier.watchdog_s
@@ -301,7 +344,7 @@ class Daemon:
             self.ctx.leases.ttl_s = new.agent.interval
         if self.scheduler is not None and new.agent.interval != old.agent.interval:
             for job in (CYCLE_JOB, REFIT_JOB):
-                self.scheduler.reschedule_job(job, trigger=IntervalTrigger(seconds=new.agent.interval, timezone=timezone.utc))
+                self.scheduler.reschedule(job, new.agent.interval)
         self.ctx.metrics.config_reloads.labels(outcome="applied").inc()
         self.ctx.store.audit(actor, "config.reload", str(self.config_path),
                              {"interval_s": new.agent.interval, "reason": _reload_reason(actor)},
@@ -357,9 +400,9 @@ class HttpServer:
                 return int(sock.getsockname()[1])
         return int(self.config.port)
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 5.0) -> None:
         self.server.should_exit = True
-        self.thread.join(timeout=5)
+        self.thread.join(timeout=timeout_s)
 
 
 def start_http(ctx: Context, daemon: Daemon | None) -> HttpServer:

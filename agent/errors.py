@@ -9,7 +9,8 @@
      ├── StoreError                 the SQLite store cannot be used as asked
      │    ├── SchemaTooNewError     the store was written by a newer agent
      │    ├── StoreDamagedError     the store's file is damaged (a garbage page)
-     │    └── StoreFullError        the store's disk is full (or will not take writes)
+     │    ├── StoreFullError        the store's disk is full (or will not take writes)
+     │    └── StoreUnavailableError  the store cannot be reached or does not answer now
      ├── UnknownIncidentError       no incident with that id (agent.store.incidents)
      ├── UnknownSilenceError        no silence with that id (agent.store.silences)
      ├── RemediationError           a remediation cannot be run as configured
@@ -51,6 +52,7 @@ __all__ = [
     "StoreDamagedError",
     "StoreError",
     "StoreFullError",
+    "StoreUnavailableError",
     "TransitionError",
 ]
 
@@ -140,6 +142,15 @@ class StoreFullError(StoreError):
     def __init__(self, path: str, detail: str) -> None:
         self.detail = detail
         super().__init__(path, f"cannot write ({detail}): is its disk full? Free space, then start the agent again")
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot be reached, or does not answer, now (a server down, restarting or hung):
+    what was asked did not happen, and may be asked again."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.detail = detail
+        super().__init__(path, f"cannot be reached now ({detail})")
 
 
 class RemediationError(AiopsError):

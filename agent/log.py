@@ -147,7 +147,5 @@ def setup(level: str = "info", secrets: Iterable[str | None] = ()) -> None:
     handler._aiops = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # APScheduler's own skip warning duplicates the daemon's cycle.skipped event.
-    logging.getLogger("apscheduler").setLevel(max(logging.ERROR, root.level))
     for noisy in ("urllib3", "matplotlib", "PIL", "uvicorn.access", "httpx"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -35,6 +35,9 @@ class Metrics:
                                 ["lease"], registry=r)
         self.lease_failures = Counter("aiops_lease_failures_total", "Lease renewals the store refused to answer.",
                                       registry=r)
+        self.lease_rounds_blocked = Counter(
+            "aiops_lease_rounds_blocked_total", "Lease renewal rounds the store did not answer within a quarter "
+            "interval (each counted at every renewal period it stays blocked).", registry=r)
         self.agent_info = Gauge("aiops_agent_info", "This agent process: its holder id in leases and its shard.",
                                 ["holder", "shard"], registry=r)
         # the HTTP server
@@ -86,12 +89,18 @@ class Metrics:
         r.register(self.incident_marks)
         self.incidents_opened = Counter("aiops_incidents_opened_total", "Incidents opened.", registry=r)
         self.alerts_ingested = Counter("aiops_alerts_ingested_total", "Alertmanager alerts accepted.", registry=r)
+        self.alerts_truncated = Counter(
+            "aiops_alerts_truncated_total", "Alerts Alertmanager said it left out of its webhooks (truncatedAlerts, "
+            "from its max_alerts).", registry=r)
         self.notifications = Counter(
             "aiops_notifications_total", "Notification deliveries, by channel and outcome.", ["channel", "outcome"], registry=r)
         self.outbox_pending = Gauge("aiops_outbox_pending", "Notifications waiting for delivery.", registry=r)
         # remediation
         self.remediation_runs = Counter(
             "aiops_remediation_runs_total", "Remediation runs, by outcome.", ["outcome"], registry=r)
+        self.remediation_record_retries = Counter(
+            "aiops_remediation_record_retries_total", "Writes of a remediation run's outcome asked again because "
+            "the store was away (a restart, a lock).", registry=r)
         self.remediation_decisions = Counter(
             "aiops_remediation_decisions_total", "Remediation decisions, by decision.", ["decision"], registry=r)
         self.trust_moves = Counter(

@@ -2,9 +2,10 @@
 
 ``Remediation`` is the stage, one per Context. ``remediate(seen)`` does one cycle's work, in this
 order: recover the runs an agent that died left behind (the first time only), expire approvals,
-verify applied runs against what the cycle's detection saw, move the rules that earn their trust
-as their record says (``trust``), plan runs for the open incidents (read from the store) that
-match a rule, and start the runs that are due on the worker pool
+verify applied runs against what the cycle's detection saw, hand back incidents left
+``remediating`` with nothing under way (``verify.settle``), move the rules that earn their trust as
+their record says (``trust``), plan runs for the open incidents (read from the store) that match a
+rule, and start the runs that are due on the worker pool
 (``agent.workers``; ``workers: 0``: execute them here, one after the other). It returns
 every run it created or changed, and those its workers finished since the last cycle.
 """
@@ -18,7 +19,7 @@ from agent.flow.runs import Run
 from remediations.engine import Remediator
 from remediations.recovery import recover
 from remediations.trust import review
-from remediations.verify import verify_all
+from remediations.verify import settle, verify_all
 
 if TYPE_CHECKING:
     from agent.context import Context
@@ -41,6 +42,7 @@ class Remediation:
             recover(r)
         r.expire_approvals()
         verify_all(r)
+        settle(r)
         review(self.ctx.store, self.ctx.config.remediation, now=seen.at, metrics=self.ctx.metrics)
         r.plan_all()
         r.execute_due()

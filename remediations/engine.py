@@ -24,8 +24,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from agent.clock import boot_id
 from agent.config.remediation import Rule
 from agent.errors import LeaseLostError, RemediationError
 from agent.flow.detection import Detection
@@ -34,6 +35,7 @@ from agent.flow.leases import holder_id
 from agent.flow.runs import Run, RunMode, RunnerStatus, RunStatus
 from agent.log import kv
 from agent.rollouts.story import holding_rollout
+from agent.store.base import first_line, is_transient
 from remediations import processes, rules, runner, safety, trust
 from remediations.playbooks import Header, read_header
 from remediations.signals import SignalState, observe, relevant_signals
@@ -41,6 +43,8 @@ from remediations.signals import SignalState, observe, relevant_signals
 log = logging.getLogger(__name__)
 
 ACTOR = "agent"
+RECORD_RETRY_S, RECORD_RETRY_MAX_S = 0.5, 5.0  # a run's outcome written again after these waits
+T = TypeVar("T")
 _OPEN = (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED, IncidentStatus.REMEDIATING)
 
 
@@ -94,6 +98,26 @@ class Remediator:
         self.touched[run.id] = run
         return run
 
+    def kept(self, write: Callable[[], T], what: str) -> T:
+        """``write()``, asked again while the store is away for a moment (a PostgreSQL restart, a
+        session ended, a locked file): what a playbook did must be recorded as it happened, not as
+        a failure of ours. Gives up only when the agent stops (the next agent then finds the run
+        running with its owner gone: interrupted, never re-run)."""
+        delay = RECORD_RETRY_S
+        while True:
+            try:
+                return write()
+            except Exception as exc:
+                if not is_transient(exc) or self.ctx.stopping.is_set():
+                    if is_transient(exc):
+                        log.error(kv("remediation.outcome_unrecorded", what=what, error=first_line(exc)))
+                    raise
+                log.warning(kv("remediation.record_retry", what=what, error=first_line(exc), retry_in_s=delay))
+                self.ctx.metrics.remediation_record_retries.inc()
+                self.store.close()  # a session the server ended: the next try opens another
+                self.ctx.stopping.wait(delay)
+                delay = min(delay * 2, RECORD_RETRY_MAX_S)
+
     # -- workers -------------------------------------------------------------------------
 
     @property
@@ -143,8 +167,10 @@ class Remediator:
     # -- planning ------------------------------------------------------------------------
 
     def plan_all(self) -> None:
-        for incident in reversed(self.store.list_incidents(status=_OPEN)):  # oldest first
-            self.plan(incident)
+        storms = self.store.open_storms()  # no rule matches a storm: its signals are not read
+        for incident in reversed(self.store.list_incidents(status=_OPEN, without_signals_of=storms)):  # oldest first
+            if incident.id not in storms:
+                self.plan(incident)
 
     def plan(self, incident: Any) -> Run | None:
         """The first rule that matches decides; an incident gets one run chain per rule and
@@ -270,6 +296,8 @@ class Remediator:
             log.warning(kv("remediation.not_started", run=run.id, reason=str(exc)))
             return run
         except Exception as exc:  # a run must never stay "running" behind a crash of ours
+            if is_transient(exc):  # the store is away (the agent is stopping): recovery marks it interrupted
+                raise
             current = self.store.get_run(run.id)
             if current is not None and not current.status.is_final and current.status is not RunStatus.VERIFYING:
                 self.store.update_run(run.id, RunStatus.FAILED, now=self.now(), ended_at=self.now(),
@@ -350,16 +378,23 @@ class Remediator:
     def _after_apply(self, run: Run, rule: Rule, p: Prepared, execution: runner.Execution) -> Run:
         now = self.now()
         if execution.status is RunnerStatus.SUCCESSFUL:
-            until = now + timedelta(seconds=self.config.verify.deadline)
-            run = self.store.update_run(run.id, RunStatus.VERIFYING, now=now, verify_until=until,
-                                        verification={"quiet_since": None},
-                                        reason=f"applied; verifying until {until.isoformat()}")
+            deadline = self.config.verify.deadline
+            until = now + timedelta(seconds=deadline)
+            # The deadline and the quiet period are counted on the monotonic clock where it can be
+            # read again (this host, this boot): a step of the wall clock neither cuts them short
+            # nor stretches them.
+            verification = {"quiet_since": None, "boot": boot_id(), "applied_mono": self.ctx.monotonic(),
+                            "deadline_s": deadline}
+            run = self.kept(lambda: self.store.update_run(
+                run.id, RunStatus.VERIFYING, now=now, verify_until=until, verification=verification,
+                reason=f"applied; verifying until {until.isoformat()}"), f"run {run.id} applied")
             self.ctx.metrics.remediation_runs.labels(outcome="applied").inc()
-            self._record_change(run)
-            self.store.add_incident_event(
+            self.kept(lambda: self._record_change(run), f"run {run.id}'s change")
+            self.kept(lambda: self.store.add_incident_event(
                 run.incident_id, kind="remediation", actor=ACTOR, now=now,
                 message=f"run {run.id} applied {run.playbook} on {', '.join(run.targets)}; verifying",
-                details={"run": run.id, "rc": run.rc, "hosts": _hosts(run), "output": run.output[-4000:]})
+                details={"run": run.id, "rc": run.rc, "hosts": _hosts(run), "output": run.output[-4000:]}),
+                f"run {run.id}'s event")
             return run
         if execution.status is RunnerStatus.CANCELED:
             run = self.store.update_run(run.id, RunStatus.INTERRUPTED, now=now,
@@ -367,7 +402,9 @@ class Remediator:
             self.escalate(run, f"run {run.id} was interrupted because the agent stopped")
             return run
         status = _status_of(execution.status)
-        run = self.store.update_run(run.id, status, now=now, reason=f"real run {execution.status} (rc {execution.rc})")
+        run = self.kept(lambda: self.store.update_run(run.id, status, now=now,
+                                                      reason=f"real run {execution.status} (rc {execution.rc})"),
+                        f"run {run.id} {execution.status}")
         self.ctx.metrics.remediation_runs.labels(outcome=str(status)).inc()
         rollback = self.rollback(run, p)
         self.escalate(run, f"run {run.id} ({run.playbook}) {execution.status} with rc {execution.rc}", rollback)
@@ -410,9 +447,10 @@ class Remediator:
         log.info(kv("remediation.executed", run=run.id, mode=str(run.mode), status=execution.status, rc=execution.rc,
                     duration_s=round(execution.duration_s, 2)))
         output = rules.scrub(execution.output, {**p.trusted_vars, **p.label_vars})
-        run = self.store.update_run(run.id, RunStatus.RUNNING, now=self.now(), ended_at=self.now(), rc=execution.rc,
-                                    host_summary=execution.host_summary, output=output,
-                                    reason=f"{run.mode} run ended: {execution.status}")
+        ended = self.now()
+        run = self.kept(lambda: self.store.update_run(
+            run.id, RunStatus.RUNNING, now=ended, ended_at=ended, rc=execution.rc, host_summary=execution.host_summary,
+            output=output, reason=f"{run.mode} run ended: {execution.status}"), f"run {run.id} ended")
         return run, execution
 
     def rollback(self, run: Run, p: Prepared | None = None) -> Run | None:
@@ -462,12 +500,17 @@ class Remediator:
             message += f"; rollback run {rollback.id} {rollback.status}"
         if run.incident_id is None:
             return
-        self.store.add_incident_event(run.incident_id, kind="escalated", actor=ACTOR, message=message,
-                                      details=details, now=now)
-        incident = self.store.get_incident(run.incident_id)
-        if incident is not None and incident.status is IncidentStatus.REMEDIATING:
-            self.store.transition_incident(incident.id, IncidentStatus.OPEN, actor=ACTOR, reason=message, now=now)
+        self.kept(lambda: self._hand_back(run.incident_id, message, details, now), f"run {run.id}'s escalation")
         self.ctx.metrics.remediation_decisions.labels(decision="escalated").inc()
+
+    def _hand_back(self, incident_id: int, message: str, details: dict[str, Any], now: datetime) -> None:
+        """The ``escalated`` event and the move back to open, together."""
+        with self.store.transaction():
+            self.store.add_incident_event(incident_id, kind="escalated", actor=ACTOR, message=message,
+                                          details=details, now=now)
+            incident = self.store.get_incident(incident_id, with_signals=False)
+            if incident is not None and incident.status is IncidentStatus.REMEDIATING:
+                self.store.transition_incident(incident.id, IncidentStatus.OPEN, actor=ACTOR, reason=message, now=now)
 
     def _mark_remediating(self, incident: Any, now: datetime) -> None:
         if incident.status is not IncidentStatus.REMEDIATING:

@@ -19,12 +19,8 @@ def recover(r: Remediator) -> list[Run]:
     """Runs left running by owners that are gone: interrupted (the remediate stage asks once)."""
     out = []
 
-    def live_holders() -> list[str]:
-        now = r.now()
-        return [lease.holder for lease in r.store.leases() if lease.live(now)]
-
     for run in r.store.list_runs(statuses=[RunStatus.RUNNING]):
-        if run.owner and owner_alive(run.owner, live_holders=live_holders):
+        if run.owner and owner_alive(run.owner, live_holders=r.store.live_lease_holders):
             continue  # another live agent process is running it
         left = kill_leftovers(r, run)
         now = r.now()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from agent.clock import from_epoch, to_epoch
+from agent.clock import boot_id, from_epoch, to_epoch
 from agent.errors import RemediationError
 from agent.flow.incidents import IncidentStatus
 from agent.flow.runs import Run, RunMode, RunStatus
@@ -20,6 +20,25 @@ from remediations.signals import SignalState, observe, relevant_signals
 def verify_all(r: Remediator) -> None:
     for run in reversed(r.store.list_runs(statuses=[RunStatus.VERIFYING], mode=RunMode.APPLY)):
         verify(r, run)
+
+
+def settle(r: Remediator) -> None:
+    """An incident left ``remediating`` with no run of it under way, waiting or verifying (its
+    outcome was recorded without the escalation that should have followed: the agent stopped
+    between the two) goes back to people: escalated, open again."""
+    for incident in r.store.list_incidents(status=IncidentStatus.REMEDIATING):
+        runs = r.store.list_runs(incident_id=incident.id)
+        if any(not run.status.is_final for run in runs):
+            continue
+        last = next((run for run in runs if run.mode is RunMode.APPLY), runs[0] if runs else None)
+        if last is None or last.status in (RunStatus.SKIPPED, RunStatus.CANCELED):
+            # Nothing ran: the incident is open again, as it was before the run was decided.
+            why = f"its run {last.id} was {last.status}: {last.reason}" if last is not None else "it has no run"
+            r.store.transition_incident(incident.id, IncidentStatus.OPEN, actor=ACTOR, now=r.started_at,
+                                        reason=f"nothing is remediating it: {why}")
+            continue
+        r.escalate(last, f"incident #{incident.id} was left remediating, but its last run {last.id} ended "
+                         f"{last.status} without a verified fix")
 
 
 def verify(r: Remediator, run: Run) -> Run:
@@ -34,20 +53,39 @@ def verify(r: Remediator, run: Run) -> Run:
         return _verified(r, run, incident, now, f"incident resolved ({incident.resolution}) while verifying")
     state = observe(relevant_signals(incident, rule.targets.label, run.targets), r.seen)
     quiet_since = from_epoch(run.verification.get("quiet_since"))
+    mono = r.ctx.monotonic()
     if state is SignalState.FIRING and quiet_since is not None:
-        run = r.store.update_run(run.id, RunStatus.VERIFYING, now=now, verification={"quiet_since": None},
-                                 reason="signals fired again")
+        run = r.store.update_run(run.id, RunStatus.VERIFYING, now=now, reason="signals fired again",
+                                 verification={**run.verification, "quiet_since": None, "quiet_mono": None})
         quiet_since = None
     elif state is SignalState.QUIET and quiet_since is None:
         quiet_since = now
-        run = r.store.update_run(run.id, RunStatus.VERIFYING, now=now,
-                                 verification={"quiet_since": to_epoch(now)}, reason="signals quiet")
-    if quiet_since is not None and now - quiet_since >= timedelta(seconds=period):
+        run = r.store.update_run(run.id, RunStatus.VERIFYING, now=now, reason="signals quiet",
+                                 verification={**run.verification, "quiet_since": to_epoch(now), "quiet_mono": mono})
+    if quiet_since is not None and _since(run, "quiet_mono", quiet_since, now, mono) >= period:
         return _verified(r, run, incident, now, f"signals quiet since {quiet_since.isoformat()} ({period:g}s)")
-    if run.verify_until is not None and now >= run.verify_until:
+    if run.verify_until is not None and _past_deadline(run, now, mono):
         return _not_fixed(r, run, now, f"signals not quiet for {period:g}s by {run.verify_until.isoformat()} "
                                        f"(last observation: {state})")
     return run
+
+
+def _since(run: Run, key: str, wall: datetime, now: datetime, mono: float) -> float:
+    """Seconds since ``wall``: by the monotonic reading kept under ``key`` when this host's boot
+    wrote it, else by the wall clock (another host took the run over)."""
+    kept = run.verification.get(key)
+    if kept is not None and run.verification.get("boot") == boot_id():
+        return mono - float(kept)
+    return (now - wall).total_seconds()
+
+
+def _past_deadline(run: Run, now: datetime, mono: float) -> bool:
+    assert run.verify_until is not None
+    deadline = run.verification.get("deadline_s")
+    if deadline is None:  # verifying since before the deadline was counted on the monotonic clock
+        return now >= run.verify_until
+    applied = run.verify_until - timedelta(seconds=float(deadline))
+    return _since(run, "applied_mono", applied, now, mono) >= float(deadline)
 
 
 def _not_fixed(r: Remediator, run: Run, now: datetime, why: str) -> Run:

@@ -1,8 +1,9 @@
 """The HTTP app the daemon serves on loopback: ``/metrics``, ``/healthz``, ``/api/v1/…`` and
 read-only pages (incidents, models, rollouts). Everything that changes state requires the bearer token.
 
-A request that finds the store locked by another process (after the store's busy timeout), or
-its disk full, answers 503 with ``Retry-After``: the caller may try again, nothing was written.
+A request that finds the store locked by another process (after the store's busy timeout), its
+disk full, or the PostgreSQL server down, restarting or not answering, answers 503 with
+``Retry-After``: the caller may try again, nothing was written.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from agent import __version__
-from agent.errors import StoreFullError
+from agent.errors import StoreFullError, StoreUnavailableError
+from agent.store.base import is_connection_lost, psycopg_errors
 
 if TYPE_CHECKING:
     from agent.context import Context
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 
 def create_app(ctx: Context, *, daemon: Any = None) -> FastAPI:
     from agent.api import core, docs, incidents, model_pages, pages, remediations, report, rollouts
-    from agent.incidents.alerts import WebhookPayload
+    from agent.incidents.alerts import AlertIntake, WebhookPayload
 
     app = FastAPI(
         title="aiops-agent",
@@ -42,7 +44,11 @@ def create_app(ctx: Context, *, daemon: Any = None) -> FastAPI:
     app.include_router(report.router)
     app.include_router(rollouts.router)
     docs.install(app, bodies=[WebhookPayload])
+    app.state.intake = AlertIntake(ctx)
     app.add_exception_handler(sqlite3.OperationalError, _store_unavailable)
+    app.add_exception_handler(StoreUnavailableError, _store_unavailable)
+    for error in psycopg_errors():  # a session the server ended, a server that went away
+        app.add_exception_handler(error, _store_unavailable)
     return app
 
 
@@ -59,6 +65,8 @@ async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
         detail = "the store is locked by another process; try again"
     elif isinstance(exc, sqlite3.OperationalError) and isinstance(store_error(ctx.store.path, exc), StoreFullError):
         detail = "the store's disk is full; try again once space is freed"
+    elif isinstance(exc, StoreUnavailableError) or is_connection_lost(exc):
+        detail = "the store cannot be reached now; try again"
     else:
         raise exc
     log.warning(kv("api.store_unavailable", method=request.method, path=request.url.path, error=str(exc)))

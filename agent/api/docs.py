@@ -38,6 +38,8 @@ _MEANING = {
     404: "No such row.",
     409: "The change conflicts with the current state (e.g. an incident already resolved).",
     422: "A parameter or body field is invalid; ``detail`` gives its key path and the reason.",
+    503: "The store cannot take the write now (locked, full, down or not answering); nothing was written: "
+         "retry after ``Retry-After`` seconds.",
 }
 AUTH = (401, 403)
 

@@ -12,21 +12,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from agent.api.auth import require_token
 from agent.api.docs import AUTH, errors, json_body
 from agent.api.params import RowId
 from agent.config.types import parse_duration
-from agent.errors import TransitionError
+from agent.errors import StoreUnavailableError, TransitionError
 from agent.flow.incidents import IncidentStatus
 from agent.incidents import suspect_changes
-from agent.incidents.alerts import (
-    MalformedPayload,
-    WebhookPayload,
-    ingest_webhook,
-    parse_webhook,
-)
-from agent.incidents.correlator import Correlator
+from agent.incidents.alerts import MalformedPayload, WebhookPayload
 from agent.incidents.serialize import (
     change_dict,
     event_dict,
@@ -45,37 +40,27 @@ def _ctx(request: Request) -> Any:
     return request.app.state.ctx
 
 
-def _correlator(request: Request) -> Correlator:
-    """One correlator per loaded config (the topology is built once, not per request)."""
-    ctx = _ctx(request)
-    cached = getattr(request.app.state, "correlator", None)
-    if cached is None or cached.config is not ctx.config.incidents or cached.store is not ctx.store:
-        cached = Correlator(ctx.store, ctx.config.incidents, interval_s=ctx.config.agent.interval, metrics=ctx.metrics)
-        request.app.state.correlator = cached
-    return cached
-
-
-@router.post("/api/v1/alerts", responses=errors(400, *AUTH), openapi_extra=json_body(
+@router.post("/api/v1/alerts", responses=errors(400, *AUTH, 503), openapi_extra=json_body(
     WebhookPayload, "What Alertmanager posts to a webhook receiver (version 4)."))
 async def post_alerts(request: Request, actor: str = Depends(require_token)) -> JSONResponse:
     """Alertmanager webhook (version 4): firing alerts open or join incidents, resolved ones
-    resolve their signal. Example receiver: ``webhook_configs: [{url: http://127.0.0.1:9847/api/v1/alerts,
+    resolve their signal; past ``incidents.max_new_per_cycle`` new incidents in a cycle the rest
+    go into the storm incident (``storm``). ``truncated``: alerts Alertmanager said it left out.
+    A store that is down or not answering gets 503 with ``Retry-After`` (Alertmanager retries).
+    Example receiver: ``webhook_configs: [{url: http://127.0.0.1:9847/api/v1/alerts,
     http_config: {authorization: {credentials_file: /etc/aiops-agent/token}}}]``."""
+    ctx = _ctx(request)
+    if not ctx.leases.store_answering():  # a hung server: no thread waits on it for a webhook
+        raise StoreUnavailableError(str(ctx.store.path), "its lease round has not answered")
     body = await request.body()
-    try:
-        payload = parse_webhook(body)
+    try:  # off the event loop: 100,000 alerts take seconds to read, /healthz must not wait
+        payload, done = await run_in_threadpool(request.app.state.intake.receive, body, actor=actor)
     except MalformedPayload as exc:
         raise HTTPException(400, f"malformed Alertmanager payload: {exc}") from None
-    from starlette.concurrency import run_in_threadpool
-
-    ctx = _ctx(request)
-    correlator = _correlator(request)
-    done = await run_in_threadpool(ingest_webhook, ctx.store, correlator, payload, now=ctx.clock(), actor=actor)
-    ctx.metrics.alerts_ingested.inc(len(payload.alerts))
-    ctx.metrics.open_incidents.set(await run_in_threadpool(ctx.store.count_open_incidents))
     return JSONResponse({"accepted": len(payload.alerts), "firing": done.firing, "resolved": done.resolved,
                          "opened": done.opened, "incidents": done.incidents,
-                         "resolved_incidents": done.resolved_incidents})
+                         "resolved_incidents": done.resolved_incidents, "storm": done.storm,
+                         "truncated": done.truncated})
 
 
 class ChangeIn(BaseModel):

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import SecretStr, ValidationInfo, field_validator
 
-from agent.config.types import Section
+from agent.config.types import Seconds, Section
 
 _EXPECTED = "expected sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE"
 
@@ -21,6 +21,12 @@ class StoreConfig(Section):
 
     url: str | None = None
     password: SecretStr | None = None
+    # Every PostgreSQL session starts with these (0: no limit). A lease is asked for with at
+    # most a quarter interval of lock wait (agent.leases).
+    lock_timeout: Seconds = 10.0
+    statement_timeout: Seconds = 120.0
+    idle_in_transaction_timeout: Seconds = 60.0
+    connect_timeout: Seconds = 10.0
 
     @field_validator("url")
     @classmethod

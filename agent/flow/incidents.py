@@ -228,6 +228,7 @@ class EventKind(StrEnum):
     STATUS_CHANGED = "status_changed"  # any other allowed move (e.g. remediating -> open)
     REMEDIATION = "remediation"    # remediation start or verification recorded
     SIGNAL_RESOLVED = "signal_resolved"
+    ALERTS_TRUNCATED = "alerts_truncated"  # Alertmanager left alerts of the group out of its webhook
 
 
 class MatchOp(StrEnum):

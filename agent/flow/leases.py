@@ -25,13 +25,24 @@ def shard_lease(shard: str) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Lease:
+    """One lease as the store had it at ``read_at`` (the store's clock). ``waiter``: the last
+    other agent refused it, at ``waited_at``: a holder that has seen none is alone on it."""
+
     name: str
     holder: str
     taken_at: datetime
     expires_at: datetime
+    read_at: datetime
+    waiter: str | None = None
+    waited_at: datetime | None = None
 
-    def live(self, now: datetime) -> bool:
-        return self.expires_at > now
+    @property
+    def live(self) -> bool:
+        return self.expires_at > self.read_at
+
+    def waited_within(self, seconds: float) -> bool:
+        """Whether another agent asked for it within ``seconds`` before it was read."""
+        return self.waited_at is not None and (self.read_at - self.waited_at).total_seconds() <= seconds
 
 
 def holder_id(pid: int | None = None) -> str:

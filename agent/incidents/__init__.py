@@ -31,7 +31,8 @@ def correlate(ctx: "Context", seen: "Detection") -> list["Incident"]:
     interval_s = ctx.config.agent.interval
     correlator = Correlator(ctx.store, ctx.config.incidents, interval_s=interval_s, metrics=ctx.metrics)
     hits = with_onsets(seen.hits, seen.samples, interval_s=interval_s)
-    placed = correlator.ingest(hits, now=now, max_new=ctx.config.incidents.max_new_per_cycle)
+    ctx.budget.new_cycle(limit=ctx.config.incidents.max_new_per_cycle, window_s=interval_s)
+    placed = correlator.ingest(hits, now=now, budget=ctx.budget)
     resolved = advance(ctx.store, ctx.config.incidents, seen.samples, placed.touched, now=now,
                        judged=seen.judged)
     ctx.metrics.open_incidents.set(ctx.store.count_open_incidents())

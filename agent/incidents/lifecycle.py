@@ -51,8 +51,9 @@ def advance(store: "Store", config: IncidentsConfig, samples: Samples, fired: Co
             now: datetime, judged: Collection[str] = ()) -> list[int]:
     """Count quiet cycles for open incidents that did not fire; resolve those quiet long enough."""
     resolved = []
-    for incident in store.list_incidents(status=OPEN_STATES):
-        if incident.id in fired:
+    waiting = store.waiting_for_signals_of(ALERT_DETECTOR)  # no quiet cycle for them: their signals unread
+    for incident in store.list_incidents(status=OPEN_STATES, without_signals_of=waiting):
+        if incident.id in fired or incident.id in waiting:
             continue
         if not incident.signals:
             # Opened for something no signal watches (a failed canary analysis, a refused

@@ -47,9 +47,14 @@ class StoreCollector:
     def __init__(self) -> None:
         self._store: Store | None = None
         self._clock: Callable[[], datetime] | None = None
+        self._answering: Callable[[], bool] = lambda: True
 
-    def bind(self, store: "Store", clock: Callable[[], datetime]) -> None:
+    def bind(self, store: "Store", clock: Callable[[], datetime],
+             answering: Callable[[], bool] | None = None) -> None:
+        """``answering``: False while the store is known not to answer (a hung server): the
+        scrape then leaves these gauges out instead of waiting on it."""
         self._store, self._clock = store, clock
+        self._answering = answering or (lambda: True)
 
 
 class IncidentFigures(StoreCollector):
@@ -61,7 +66,7 @@ class IncidentFigures(StoreCollector):
     def collect(self) -> Iterator[Metric]:
         store, clock = self._store, self._clock
         families = self.describe()
-        if store is not None and clock is not None:
+        if store is not None and clock is not None and self._answering():
             from agent.errors import StoreError
             from agent.report.mttr import mttr_report
             from agent.report.period import period_since
@@ -96,9 +101,10 @@ class LedgerFigures(StoreCollector):
         self._config: Callable[[], Any] | None = None
         self._cached: tuple[float, list[Metric]] | None = None
 
-    def bind(self, store: "Store", clock: Callable[[], datetime], config: Callable[[], Any] | None = None) -> None:
+    def bind(self, store: "Store", clock: Callable[[], datetime], config: Callable[[], Any] | None = None,
+             answering: Callable[[], bool] | None = None) -> None:
         """``config``: the agent's config as it is now (a reload replaces it)."""
-        super().bind(store, clock)
+        super().bind(store, clock, answering)
         self._config, self._cached = config, None
 
     def describe(self) -> list[Metric]:
@@ -110,7 +116,7 @@ class LedgerFigures(StoreCollector):
                        "approval (trust: earned moves it).", "gauge")]
 
     def collect(self) -> Iterator[Metric]:
-        if self._store is None or self._clock is None or self._config is None:
+        if self._store is None or self._clock is None or self._config is None or not self._answering():
             yield from self.describe()
             return
         now = time.monotonic()

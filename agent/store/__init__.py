@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.store.base import GENESIS, AuditBreak, StoreBase, dumps
+from agent.store.base import GENESIS, AuditBreak, SessionLimits, StoreBase, dumps
 from agent.store.detectors import DetectorStateStore
 from agent.store.incidents import IncidentStore
 from agent.store.leases import LeaseStore
@@ -41,4 +41,7 @@ def open_store(state_dir: Path, config: StoreConfig | None = None) -> Store:
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     if config is None or config.url is None:
         return Store(state_dir / STORE_FILE)
-    return Store(config.url, password=config.password_value())
+    sessions = SessionLimits(lock_timeout_s=config.lock_timeout, statement_timeout_s=config.statement_timeout,
+                             idle_in_transaction_timeout_s=config.idle_in_transaction_timeout,
+                             connect_timeout_s=config.connect_timeout)
+    return Store(config.url, password=config.password_value(), sessions=sessions)

@@ -22,7 +22,8 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,12 +35,32 @@ import sqlalchemy as sa
 import sqlite_utils
 
 from agent.clock import from_epoch, to_epoch, utcnow
-from agent.errors import SchemaTooNewError, StoreDamagedError, StoreError, StoreFullError
+from agent.errors import SchemaTooNewError, StoreDamagedError, StoreError, StoreFullError, StoreUnavailableError
 from agent.flow.audit import AuditEntry
 from agent.store import migrations
+from agent.store.turns import Turns
 
 GENESIS = "0" * 64
 _NULL_VALUE = re.compile(r"NULL value in (\w+)\.(\w+)")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionLimits:
+    """What every PostgreSQL session of the store is given, in seconds (0: no limit): how long a
+    statement waits for a lock, how long one statement may run, how long a session may sit idle
+    inside a transaction before the server ends it (a frozen agent then frees what it locked),
+    and how long connecting may take."""
+
+    lock_timeout_s: float = 0.0
+    statement_timeout_s: float = 0.0
+    idle_in_transaction_timeout_s: float = 0.0
+    connect_timeout_s: float = 0.0
+
+    def options(self) -> str:
+        """libpq's ``options``: the server settings each new session starts with."""
+        settings = {"lock_timeout": self.lock_timeout_s, "statement_timeout": self.statement_timeout_s,
+                    "idle_in_transaction_session_timeout": self.idle_in_transaction_timeout_s}
+        return " ".join(f"-c {name}={round(seconds * 1000)}" for name, seconds in settings.items())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,6 +128,23 @@ def is_busy(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and ("database is locked" in str(exc) or "busy" in str(exc))
 
 
+def is_connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` is the PostgreSQL store going away or not answering in time: a server
+    down or restarting (its session ended), a lock or statement timeout, a connection refused."""
+    if isinstance(exc, StoreUnavailableError):
+        return True
+    if isinstance(exc, sa.exc.DBAPIError):
+        exc = exc.orig or exc
+    import psycopg
+
+    return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether the same write may succeed if asked again a little later (nothing was written)."""
+    return is_busy(exc) or is_connection_lost(exc)
+
+
 def store_error(path: str | os.PathLike[str], exc: sqlite3.Error) -> StoreError:
     """The StoreError for a failed SQLite call: StoreFullError when the disk has no room."""
     text = str(exc)
@@ -156,12 +194,18 @@ def psycopg_errors() -> tuple[type[BaseException], ...]:
 class StoreBase:
     BUSY_TIMEOUT_MS = 10_000
 
-    def __init__(self, target: str | os.PathLike[str], *, password: str | None = None) -> None:
+    def __init__(self, target: str | os.PathLike[str], *, password: str | None = None,
+                 sessions: SessionLimits | None = None, host_clock: Callable[[], float] = time.time) -> None:
         """``target``: the SQLite file (a path or ``sqlite:///PATH``) or ``postgresql://…``;
-        ``password`` for PostgreSQL, from the config's secret (never from the log)."""
+        ``password`` for PostgreSQL, from the config's secret (never from the log); ``sessions``:
+        the timeouts every PostgreSQL session gets (none when not given). ``host_clock``: the
+        store's clock on SQLite (epoch seconds; what ``aiops_now()`` answers there); PostgreSQL's
+        is the server's."""
         found = store_target(target)
         self._local = threading.local()
         self._engine: sa.Engine | None = None
+        self._host_clock = host_clock
+        self._turns = Turns()  # SQLite: this process' writers, first come first served
         if isinstance(found, Path):
             self.path: Path | str = found
             self.postgresql = False
@@ -171,7 +215,7 @@ class StoreBase:
 
             self.path = postgres.redacted(found)  # messages name the URL, never its password
             self.postgresql = True
-            self._engine = postgres.engine(found, password)
+            self._engine = postgres.engine(found, password, sessions)
             self.conn  # noqa: B018 - connect now: a server that is down or refuses is a StoreError here
             self._migrate_or_raise()
 
@@ -259,6 +303,9 @@ class StoreBase:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
+            # The store's clock (leases are judged by it): the host's, which every agent on one
+            # SQLite file shares.
+            conn.create_function("aiops_now", 0, self._host_clock)
         except sqlite3.DatabaseError as exc:
             if any(words in str(exc) for words in _NO_ROOM):
                 raise store_error(self.path, exc) from exc
@@ -273,7 +320,7 @@ class StoreBase:
         try:
             return postgres.Connection(self._engine.raw_connection())
         except psycopg_errors() as exc:
-            raise StoreError(str(self.path), f"cannot connect ({first_line(getattr(exc, 'orig', None) or exc)})") from None
+            raise StoreUnavailableError(str(self.path), f"cannot connect: {first_line(getattr(exc, 'orig', None) or exc)}") from None
 
     @property
     def db(self) -> sqlite_utils.Database:
@@ -301,6 +348,21 @@ class StoreBase:
     @contextmanager
     def transaction(self) -> Iterator[Any]:
         conn = self.conn
+        if self._local.depth == 0 and not self.postgresql:
+            # This process' writers in turn (agent.store.turns), then SQLite's lock against others.
+            if not self._turns.acquire(self._local.__dict__.get("busy_ms", self.BUSY_TIMEOUT_MS) / 1000):
+                raise sqlite3.OperationalError("database is locked")
+            try:
+                with self._transaction(conn) as same:
+                    yield same
+            finally:
+                self._turns.release()
+            return
+        with self._transaction(conn) as same:
+            yield same
+
+    @contextmanager
+    def _transaction(self, conn: Any) -> Iterator[Any]:
         depth = self._local.depth
         name = f"sp{depth}"
         # PostgreSQL: what must not interleave between agents takes serialize()'s lock.
@@ -340,6 +402,33 @@ class StoreBase:
             self._local.depth = 0
             conn.execute("ROLLBACK")
 
+    @contextmanager
+    def lock_wait(self, seconds: float | None) -> Iterator[None]:
+        """Outside a transaction: the transactions of the block wait at most ``seconds`` for a
+        lock (SQLite's busy timeout; PostgreSQL's ``lock_timeout``) instead of the store's
+        default. None: the default."""
+        if seconds is None or self._local.__dict__.get("depth", 0):
+            yield
+            return
+        ms = max(1, round(seconds * 1000))
+        conn = self.conn
+        if self.postgresql:
+            old = conn.execute("SHOW lock_timeout").fetchone()[0]
+            conn.execute(f"SET lock_timeout = {ms}")
+            try:
+                yield
+            finally:
+                if not getattr(conn, "lost", False):
+                    conn.execute("SELECT set_config('lock_timeout', ?, false)", (old,))
+            return
+        conn.execute(f"PRAGMA busy_timeout = {ms}")
+        self._local.busy_ms = ms
+        try:
+            yield
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {self.BUSY_TIMEOUT_MS}")
+            del self._local.busy_ms
+
     def serialize(self, name: str) -> None:
         """Inside a transaction: let no other agent run a transaction that serializes on ``name``
         until this one ends (placing hits into incidents: two shard agents must see each other's
@@ -349,6 +438,11 @@ class StoreBase:
         assert self._local.depth > 0, "serialize() belongs inside a transaction"
         if self.postgresql:
             self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (name,))
+
+    def store_now(self) -> float:
+        """The store's clock, epoch seconds: PostgreSQL's (``clock_timestamp()``), the host's on
+        SQLite. What leases and other agents' staleness are judged by."""
+        return float(self.conn.execute("SELECT aiops_now()").fetchone()[0])
 
     def query(self, sql: str, params: Any = ()) -> list[Any]:
         return self.conn.execute(sql, params).fetchall()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 from agent.clock import from_epoch, to_epoch
 from agent.errors import AiopsError, TransitionError
 from agent.flow.incidents import (
+    STORM_LABEL,
     TRANSITIONS,
     Episode,
     EventKind,
@@ -165,6 +166,12 @@ _INSERT_HIT = """
 """
 
 
+def _parts(values: list[str], size: int = 500) -> Iterator[list[str]]:
+    """``values`` in slices a bound ``IN (…)`` list can take."""
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
 def _began(h: Hit) -> float:
     return to_epoch(h.first_at)
 
@@ -192,6 +199,20 @@ class IncidentStore(EpisodeStore, ChangeStore, SilenceStore, StoreBase):
         writes inside one batch transaction, and a savepoint for each would double the statements."""
         return nullcontext() if getattr(self._local, "depth", 0) > 0 else self.transaction()
 
+    def open_storms(self) -> set[int]:
+        """The incidents not resolved that the correlator opened as storms (``aiops_storm``)."""
+        rows = self.conn.execute("SELECT id FROM incidents WHERE status != 'resolved' AND "
+                                 f"json_extract(labels, '$.{STORM_LABEL}') = 'true'")
+        return {int(r[0]) for r in rows}
+
+    def waiting_for_signals_of(self, detector: str) -> set[int]:
+        """The incidents not resolved holding a signal of ``detector`` not resolved yet (an
+        Alertmanager alert: only its ``resolved`` alert ends it, never quiet cycles)."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT s.incident_id FROM incident_signals s JOIN incidents i ON i.id = s.incident_id "
+            "WHERE i.status != 'resolved' AND s.detector = ? AND s.resolved_at IS NULL", (detector,))
+        return {int(r[0]) for r in rows}
+
     def count_open_incidents(self) -> int:
         row = self.conn.execute("SELECT count(*) FROM incidents WHERE status != 'resolved'").fetchone()
         return int(row[0])
@@ -212,8 +233,11 @@ class IncidentStore(EpisodeStore, ChangeStore, SilenceStore, StoreBase):
         return [_signal(r) for r in rows]
 
     def list_incidents(self, *, status: IncidentStatus | Iterable[IncidentStatus] | None = None,
-                       since: datetime | None = None, limit: int | None = None) -> list[Incident]:
-        """Newest first. ``since`` keeps incidents started at or after it, or still open."""
+                       since: datetime | None = None, limit: int | None = None,
+                       without_signals_of: Collection[int] = ()) -> list[Incident]:
+        """Newest first. ``since`` keeps incidents started at or after it, or still open. The
+        incidents in ``without_signals_of`` come without their signals (a storm holding 100,000
+        alerts is not read every cycle by a stage that needs none of them)."""
         sql = "SELECT * FROM incidents WHERE 1 = 1"
         params: list[Any] = []
         if status is not None:
@@ -229,11 +253,12 @@ class IncidentStore(EpisodeStore, ChangeStore, SilenceStore, StoreBase):
             params.append(int(limit))
         rows = self.conn.execute(sql, params).fetchall()
         signals: dict[int, list[Signal]] = {r["id"]: [] for r in rows}
-        if rows:
-            marks = ", ".join("?" for _ in rows)
+        wanted_ids = [i for i in signals if i not in set(without_signals_of)]
+        if wanted_ids:
+            marks = ", ".join("?" for _ in wanted_ids)
             for s in self.conn.execute(
                     f"SELECT * FROM incident_signals WHERE incident_id IN ({marks}) ORDER BY first_at, signal_key",
-                    list(signals)):
+                    wanted_ids):
                 signals[s["incident_id"]].append(_signal(s))
         episodes = self.episodes_of(signals)
         return [_incident(r, signals[r["id"]], episodes[r["id"]]) for r in rows]
@@ -466,6 +491,52 @@ class IncidentStore(EpisodeStore, ChangeStore, SilenceStore, StoreBase):
                 execute("UPDATE incidents SET last_signal_at = max(coalesce(last_signal_at, 0), ?), updated_at = ?, "
                         "quiet_cycles = 0 WHERE id = ?", (max(to_epoch(h.ts) for h in hits), recorded, incident_id))
         return added
+
+    def record_held_hits(self, hits: Sequence[Hit], *, incident_id: int, now: datetime) -> None:
+        """``record_hits`` in bulk, without timeline events: what a storm incident holds (a few
+        statements for any number of hits)."""
+        if not hits:
+            return
+        recorded = to_epoch(now)
+        rows, signals = [], []
+        for h in hits:
+            ts, labels, direction, began = to_epoch(h.ts), dumps(dict(h.labels)), str(h.direction), _began(h)
+            rows.append((ts, h.series_id, h.detector, h.entity, h.metric, labels, h.value, h.expected, h.lower,
+                         h.upper, h.score, direction, h.explanation, incident_id, recorded, began))
+            signals.append((incident_id, signal_key(h.series_id, h.detector), h.series_id, h.detector, h.metric,
+                            labels, began, ts, h.score, h.value, h.expected, direction, h.explanation))
+        with self._atomic():
+            self.conn.executemany(_INSERT_HIT, rows)
+            self.conn.executemany(_UPSERT_SIGNAL.replace("RETURNING hits", ""), signals)
+            self.conn.execute("UPDATE incidents SET last_signal_at = max(coalesce(last_signal_at, 0), ?), "
+                              "updated_at = ?, quiet_cycles = 0 WHERE id = ?",
+                              (max(r[0] for r in rows), recorded, incident_id))
+
+    def signal_holders(self, keys: Iterable[str], *, resolved_since: datetime) -> list[tuple[str, int, bool]]:
+        """(signal key, incident id, resolved) of each incident holding one of ``keys`` that is
+        open or resolved after ``resolved_since`` (``incident_with_signal`` for many keys)."""
+        found = []
+        for part in _parts(list(dict.fromkeys(keys))):
+            rows = self.conn.execute(
+                f"SELECT s.signal_key, i.id, i.status = 'resolved' FROM incident_signals s "
+                f"JOIN incidents i ON i.id = s.incident_id WHERE s.signal_key IN ({', '.join('?' for _ in part)}) "
+                f"AND (i.status != 'resolved' OR i.resolved_at >= ?)", [*part, to_epoch(resolved_since)])
+            found += [(r[0], int(r[1]), bool(r[2])) for r in rows]
+        return found
+
+    def key_holders(self, keys: Iterable[str], *, resolved_since: datetime) -> list[tuple[str, int, bool, float]]:
+        """(correlation key, incident id, resolved, its last signal's time or, resolved, its
+        resolution's) of each incident sharing one of ``keys`` that is open or resolved after
+        ``resolved_since`` (``incidents_with_keys`` for many hits)."""
+        found = []
+        for part in _parts(list(dict.fromkeys(keys))):
+            rows = self.conn.execute(
+                f"SELECT k.key, i.id, i.status = 'resolved', CASE WHEN i.status = 'resolved' THEN i.resolved_at "
+                f"ELSE coalesce(i.last_signal_at, 0) END FROM incident_keys k JOIN incidents i ON i.id = k.incident_id "
+                f"WHERE k.key IN ({', '.join('?' for _ in part)}) AND (i.status != 'resolved' OR i.resolved_at >= ?)",
+                [*part, to_epoch(resolved_since)])
+            found += [(r[0], int(r[1]), bool(r[2]), float(r[3])) for r in rows]
+        return found
 
     def open_signal_owners(self, keys: Iterable[str]) -> dict[str, tuple[int, Severity, datetime]]:
         """Signal key → (incident id, severity, started_at) of the open incident holding it."""

@@ -1,18 +1,19 @@
 """Store methods for what agents sharing a store share besides incidents: leases (see
 ``agent.flow.leases``), taken, renewed and released in one transaction each, so two agents asking
-at once never both hold one, every change of holder audited; and what each shard agent last saw
+at once never both hold one, every change of holder audited, expiry judged by the store's clock
+(``aiops_now()``: PostgreSQL's ``clock_timestamp()``, the host's clock for a SQLite file); and what each shard agent last saw
 of the open incidents' signals it judges, so the leader can verify a remediation on any shard."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from agent.clock import from_epoch, to_epoch
 from agent.flow.leases import Lease
 from agent.store.base import StoreBase
-from agent.store.migrations import migration, run_script
+from agent.store.migrations import is_postgresql, migration, run_script
 
 
 @migration(80, "leases: which agent works which shard, and which one leads")
@@ -20,6 +21,18 @@ def _leases(conn: sqlite3.Connection) -> None:
     run_script(conn, """
         CREATE TABLE leases (
             name TEXT PRIMARY KEY, holder TEXT NOT NULL, taken_at REAL NOT NULL, expires_at REAL NOT NULL)
+    """)
+
+
+@migration(82, "leases: expiry on the store's clock; who last waited for each lease")
+def _lease_waiters(conn: sqlite3.Connection) -> None:
+    if is_postgresql(conn):
+        # SQLite's aiops_now() is the host's clock, given to each connection (StoreBase).
+        conn.execute("CREATE FUNCTION aiops_now() RETURNS double precision LANGUAGE sql VOLATILE AS "
+                     "'SELECT CAST(extract(epoch FROM clock_timestamp()) AS double precision)'")
+    run_script(conn, """
+        ALTER TABLE leases ADD COLUMN waiter TEXT;
+        ALTER TABLE leases ADD COLUMN waited_at REAL
     """)
 
 
@@ -68,29 +81,36 @@ class LeaseStore(StoreBase):
 
     # -- leases -----------------------------------------------------------------------------
 
-    def take_lease(self, name: str, holder: str, *, ttl_s: float, now: datetime) -> bool:
-        """Take ``name`` for ``holder`` until ``now + ttl_s``, or renew it; False while another
-        holder's lease is live. A takeover is audited with the holder it replaced."""
-        until = to_epoch(now + timedelta(seconds=ttl_s))
-        with self.transaction():
+    def take_lease(self, name: str, holder: str, *, ttl_s: float, now: datetime | None = None,
+                   wait_s: float | None = None) -> bool:
+        """Take ``name`` for ``holder`` for ``ttl_s`` seconds of the store's clock, or renew it;
+        False while another holder's lease is live (the refusal is noted as a wait, so the holder
+        knows it is not alone). A takeover is audited with the holder it replaced; ``now`` is the
+        time the audit entry records, never what expiry is judged by. ``wait_s``: how long to wait
+        for a lock another agent (or a long transaction) holds before failing with the store's
+        error."""
+        with self.lock_wait(wait_s), self.transaction():
             self.serialize("leases")  # two agents asking at once: one after the other
+            at = self.store_now()
+            until = at + ttl_s
             row = self.conn.execute("SELECT holder, expires_at FROM leases WHERE name = ?", (name,)).fetchone()
             if row is None:
                 self.conn.execute("INSERT INTO leases (name, holder, taken_at, expires_at) VALUES (?, ?, ?, ?)",
-                                  (name, holder, to_epoch(now), until))
+                                  (name, holder, at, until))
                 self.audit(holder, "lease.taken", name, {"ttl_s": ttl_s}, now=now)
             elif row["holder"] == holder:
                 self.conn.execute("UPDATE leases SET expires_at = ? WHERE name = ?", (until, name))
-            elif row["expires_at"] <= to_epoch(now):
-                self.conn.execute("UPDATE leases SET holder = ?, taken_at = ?, expires_at = ? WHERE name = ?",
-                                  (holder, to_epoch(now), until, name))
+            elif row["expires_at"] <= at:
+                self.conn.execute("UPDATE leases SET holder = ?, taken_at = ?, expires_at = ?, waiter = NULL, "
+                                  "waited_at = NULL WHERE name = ?", (holder, at, until, name))
                 self.audit(holder, "lease.taken", name, {"ttl_s": ttl_s, "from": row["holder"],
                                                          "expired_at": row["expires_at"]}, now=now)
             else:
+                self.conn.execute("UPDATE leases SET waiter = ?, waited_at = ? WHERE name = ?", (holder, at, name))
                 return False
         return True
 
-    def release_lease(self, name: str, holder: str, *, now: datetime) -> bool:
+    def release_lease(self, name: str, holder: str, *, now: datetime | None = None) -> bool:
         """Give ``name`` up (a clean stop), so a waiting agent takes it at once."""
         with self.transaction():
             gone = self.conn.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder)).rowcount
@@ -98,14 +118,26 @@ class LeaseStore(StoreBase):
                 self.audit(holder, "lease.released", name, {}, now=now)
         return bool(gone)
 
-    def holds_lease(self, name: str, holder: str, *, now: datetime) -> bool:
-        """Whether ``holder`` holds a live ``name``: checked inside the transaction that acts
-        under the lease, so an agent that lost it cannot act."""
-        row = self.conn.execute("SELECT 1 FROM leases WHERE name = ? AND holder = ? AND expires_at > ?",
-                                (name, holder, to_epoch(now))).fetchone()
+    def holds_lease(self, name: str, holder: str) -> bool:
+        """Whether ``holder`` holds a live ``name`` by the store's clock: checked inside the
+        transaction that acts under the lease, so an agent that lost it cannot act."""
+        row = self.conn.execute("SELECT 1 FROM leases WHERE name = ? AND holder = ? AND expires_at > aiops_now()",
+                                (name, holder)).fetchone()
         return row is not None
 
     def leases(self) -> list[Lease]:
-        rows = self.conn.execute("SELECT * FROM leases ORDER BY name")
-        return [Lease(name=r["name"], holder=r["holder"], taken_at=from_epoch(r["taken_at"]),
-                      expires_at=from_epoch(r["expires_at"])) for r in rows]
+        """Every lease row, as of the store's clock now (``Lease.live``)."""
+        rows = self.conn.execute("SELECT leases.*, aiops_now() AS read_at FROM leases ORDER BY name").fetchall()
+        return [Lease(name=r["name"], holder=r["holder"], taken_at=_at(r["taken_at"]), expires_at=_at(r["expires_at"]),
+                      read_at=_at(r["read_at"]), waiter=r["waiter"],
+                      waited_at=None if r["waited_at"] is None else _at(r["waited_at"])) for r in rows]
+
+    def live_lease_holders(self) -> list[str]:
+        """The holders of the leases live by the store's clock."""
+        return [lease.holder for lease in self.leases() if lease.live]
+
+
+def _at(epoch: float) -> datetime:
+    at = from_epoch(epoch)
+    assert at is not None
+    return at

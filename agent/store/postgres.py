@@ -19,6 +19,7 @@ the store method that reads what it will change: the connection passes them thro
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -29,6 +30,8 @@ import sqlalchemy as sa
 from psycopg.adapt import Dumper
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.engine import URL
+
+from agent.store.base import SessionLimits
 
 # A quoted string or identifier (its ``?`` is text), a ``?`` placeholder, or a ``%``.
 _TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|(\?)|(%)")
@@ -237,14 +240,21 @@ class _ParentOnly(psycopg.Connection):  # type: ignore[type-arg]
             super().rollback()
 
 
-def engine(url: URL, password: str | None) -> sa.Engine:
+def engine(url: URL, password: str | None, sessions: SessionLimits | None = None) -> sa.Engine:
     """The engine of ``url`` on psycopg 3; ``password`` (from the config's secret) wins over one
     in the URL. A small pool: each thread holds one connection while it lives. Its connections
-    are left alone by forked children (see ``_ParentOnly``)."""
+    are left alone by forked children (see ``_ParentOnly``). Each session starts with the
+    ``sessions`` timeouts: a frozen agent's open transaction, a lock that is never released or a
+    statement that never ends cannot block the others for good."""
     url = url.set(drivername="postgresql+psycopg")
     if password is not None:
         url = url.set(password=password)
-    made = sa.create_engine(url, pool_size=2, max_overflow=30, pool_pre_ping=True)
+    connect_args: dict[str, Any] = {}
+    if sessions is not None:
+        connect_args["options"] = sessions.options()
+        if sessions.connect_timeout_s > 0:  # libpq counts whole seconds, at least 2
+            connect_args["connect_timeout"] = max(2, math.ceil(sessions.connect_timeout_s))
+    made = sa.create_engine(url, pool_size=2, max_overflow=30, pool_pre_ping=True, connect_args=connect_args)
 
     @sa.event.listens_for(made, "do_connect")
     def connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> psycopg.Connection[Any]:

@@ -32,10 +32,15 @@ def _label(column: str, name: str) -> str:
     return f"CASE WHEN instr({column}, '\"{name}\"') > 0 THEN json_extract({column}, '$.{name}') END"
 
 
-# A model signal's model name ('' when it has none); NULL for any other signal.
-_MODEL_OF_SIGNAL = "CASE WHEN s.detector IN ({}) OR {} OR {} IS NOT NULL THEN coalesce({}, '') END".format(
-    ", ".join(f"'{d}'" for d in MODEL_DETECTORS), " OR ".join(f"s.metric LIKE '{m}'" for m in MODEL_METRIC_LIKE),
-    _label("s.labels", "model"), _label("s.labels", "model"))
+def _model_of(s: str) -> str:
+    """A model signal's model name ('' when it has none); NULL for any other signal. ``s``: the
+    signal row's name in the query (``s``, a trigger's ``NEW``)."""
+    return "CASE WHEN {s}.detector IN ({}) OR {} OR {} IS NOT NULL THEN coalesce({}, '') END".format(
+        ", ".join(f"'{d}'" for d in MODEL_DETECTORS), " OR ".join(f"{s}.metric LIKE '{m}'" for m in MODEL_METRIC_LIKE),
+        _label(f"{s}.labels", "model"), _label(f"{s}.labels", "model"), s=s)
+
+
+_MODEL_OF_SIGNAL = _model_of("s")
 
 _TIMES = ["started_at", "detected_at", "acknowledged_at", "resolved_at"]
 INCIDENT_COLUMNS = [
@@ -123,6 +128,32 @@ def _episode_kinds(conn: sqlite3.Connection) -> None:
             conn.execute(f"CREATE TRIGGER {name} {event} FOR EACH ROW EXECUTE FUNCTION {name}()")
         else:  # one statement each: run_script would split the trigger's body at its semicolons
             conn.execute(f"CREATE TRIGGER {name} {event} {f'WHEN {when} ' if when else ''}BEGIN {body} END")
+
+
+@migration(83, "reports: a new signal refreshes its incident's episodes only when it changes their kind")
+def _signal_insert_in_constant_time(conn: sqlite3.Connection) -> None:
+    # Migration 51's insert trigger looked through every signal of the incident for a model
+    # signal, for every signal added: n signals added to one incident (a storm holding 100,000
+    # alerts) cost n² reads. What a new signal can change: the kind, when it is the incident's
+    # first (by first_at, then key: an index seek says), and the model flag, only to 1.
+    postgresql = is_postgresql(conn)
+    x = "NEW.incident_id"
+    label = f"(SELECT {_label('i.labels', 'model')} IS NOT NULL FROM incidents i WHERE i.id = {x})"
+    if postgresql:
+        model = f"(is_model <> 0 OR coalesce({label}, false) OR ({_model_of('NEW')}) IS NOT NULL)::integer"
+    else:
+        model = f"(is_model OR coalesce({label}, 0) OR ({_model_of('NEW')}) IS NOT NULL)"
+    first = ("NOT EXISTS (SELECT 1 FROM incident_signals s WHERE s.incident_id = NEW.incident_id AND "
+             "(s.first_at < NEW.first_at OR (s.first_at = NEW.first_at AND s.signal_key < NEW.signal_key)))")
+    when = f"{first} OR ({_model_of('NEW')}) IS NOT NULL"
+    body = _REFRESH.format(kind=_KIND_OF.format(x=x), model=model, x=x)
+    name, (event, _, _) = "signals_report_insert", _TRIGGERS["signals_report_insert"]
+    if postgresql:  # a trigger's WHEN cannot hold a subquery there: the function asks
+        conn.execute(f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $body$ BEGIN "
+                     f"IF {when} THEN {body} END IF; RETURN NULL; END $body$")
+    else:
+        conn.execute(f"DROP TRIGGER {name}")
+        conn.execute(f"CREATE TRIGGER {name} {event} WHEN {when} BEGIN {body} END")
 
 
 # Per grouping of the MTTR report, the SQL of an episode's group (``week`` is named in Python

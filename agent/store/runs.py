@@ -102,7 +102,7 @@ class RunStore(StoreBase):
             run = self._run_or_fail(run_id)
             if expect is not None and run.status not in set(expect):
                 raise TransitionError(f"remediation run {run_id}", str(run.status), str(status))
-            if lease is not None and not self.holds_lease(*lease, now=now):  # type: ignore[attr-defined]
+            if lease is not None and not self.holds_lease(*lease):  # type: ignore[attr-defined]
                 raise LeaseLostError(f"remediation run {run_id}", str(run.status), str(status), *lease)
             row: dict[str, Any] = {"status": str(status)}
             for key, value in values.items():

@@ -1,6 +1,7 @@
 """Runs the ``aiops`` CLI with one pipeline stage replaced by one that raises (``STAGE``),
-overruns the cycle interval until a cycle start is skipped (``slow:STAGE``) or hangs until the
-daemon stops (``hang:STAGE``).
+overruns the cycle interval until a cycle start is skipped (``slow:STAGE``), hangs until the
+daemon stops (``hang:STAGE``) or is stuck in a call that never returns and never looks at the
+stop (``stuck:STAGE``, a hung query).
 
 Used by the daemon tests as ``python tests/agent/faulty_agent.py [slow:]STAGE aiops-args...`` so the
 real daemon, in a real process, meets a stage that fails every cycle.
@@ -34,6 +35,9 @@ def main() -> None:
             (ctx.state_dir / "hung-stage.started").touch()
             ctx.stopping.wait(120)
             return real(owner, *args, **kwargs)
+        if kind == "stuck":  # ten minutes in a call that ignores everything, SIGTERM included
+            (ctx.state_dir / "stuck-stage.started").touch()
+            time.sleep(600)
         if kind == "slow":  # a stage that overruns the cycle interval
             (ctx.state_dir / "slow-stage.started").touch()  # tests wait for this, not a guess
             # The overrun itself: held until the scheduler has skipped a cycle start behind it

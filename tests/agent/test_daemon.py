@@ -126,6 +126,14 @@ def daemon(tmp_path, subprocess_env):
         d.stop()
 
 
+def test_retention_runs_on_its_own_interval_beside_the_cycles(daemon):
+    d = daemon("retention:\n  interval: 1s\n")
+    d.wait_log("retention.pruned", times=2, timeout_s=60)
+    d.proc.send_signal(signal.SIGTERM)
+    assert d.proc.wait(timeout=60) == 0
+    assert d.count("retention.failed") == 0
+
+
 @pytest.mark.slow
 def test_runs_cycles_serves_http_and_stops_on_sigterm(daemon):
     d = daemon(notify=True)

@@ -5,7 +5,7 @@ the playbook (auto mode, no check pass), and ``ansible-playbook`` by hand on the
 inventory. Prints medians, the ratio, and last one JSON line (agent_s, ansible_playbook_s,
 overhead_ratio, cycle_gap_ratio).
 
-Then the cycle gap: the daemon itself (``agent.daemon.Daemon``, APScheduler, a cycle every
+Then the cycle gap: the daemon itself (``agent.daemon.Daemon`` and its scheduler, a cycle every
 ``GAP_INTERVAL_S``) with one incident whose rule runs a real ``GAP_PLAYBOOK_S`` sleep playbook
 against localhost; the largest gap between cycle starts, from the first cycle until two cycles
 after the run ended, over the interval: ``cycle_gap_ratio`` with the playbook run beside the cycle

@@ -14,6 +14,13 @@ is needed. Each phase:
   figure is the slowest agent's median) against the configured interval;
 - failover (fleet only): a standby for shard 0 is started, the shard's holder is SIGKILLed; from
   the kill to the standby's ``event=agent.active`` line (and the ``lease.taken`` audit entry);
+  target at most 2 intervals;
+- clock skew (fleet only): a standby for shard 1 whose wall clock runs 2 hours fast waits four of
+  the holder's cycles; the ``lease.taken`` entries it wrote for the shard (target 0: leases are
+  judged by the store's clock);
+- stop: an agent whose collect stage is stuck in a call that ignores SIGTERM (a query to a
+  server that stopped answering) gets SIGTERM; seconds until its process is gone, with the
+  default ``agent.stop_timeout`` of 10 s (target at most 15);
 - ingest: an Alertmanager-style sender posts webhook version 4 payloads (50 alerts each, 200
   alerts in 4 groups resent as Alertmanager repeats them) to ``POST /api/v1/alerts``, alternately
   to 2 agents of the fleet (to the one agent on SQLite), 2 posts in flight, for ``--ingest-s``
@@ -21,7 +28,7 @@ is needed. Each phase:
 
 Prints each figure and its ratio to the SQLite baseline; the last line is JSON with ``shards``,
 ``fault_incidents``, ``fault_runs``, ``cycle_s_p50``, ``cycle_interval_s``, ``failover_s``,
-``ingest_alerts_per_s``. An impossible figure (no cycles, a negative time, nothing ingested, an
+``clock_skew_takeovers``, ``stop_s``, ``ingest_alerts_per_s``. An impossible figure (no cycles, a negative time, nothing ingested, an
 incident missing) fails loudly.
 
 Run: .venv/bin/python tests/bench/bench_scale.py [--quick] [--series 10000] [--interval 5]
@@ -306,6 +313,46 @@ def failover(fleet: list[AgentProcess], start: Callable[[str, str], AgentProcess
     return seconds
 
 
+def clock_skew(fleet: list[AgentProcess], start: Callable[..., AgentProcess], store: Store) -> int:
+    """A standby of the second shard whose clock runs 2 h fast, for four of the holder's cycles:
+    how many times it took the shard's lease."""
+    skew = fleet[1].home.parent / "clock-2h-fast"
+    skew.write_text("7200")
+    shard = fleet[1].shard
+    skewed = start(shard, "skewed1", faults={"FAULT_CLOCK_FILE": str(skew)})
+    skewed.wait_event("agent.standby", timeout_s=120)
+    holder = fleet[1]
+    holder.wait_event("cycle.done", times=len(holder.events("cycle.done")) + 4, timeout_s=120)
+    mine = skewed.events("agent.started")[0]["holder"]
+    taken = [e for e in store.audit_entries() if e.action == "lease.taken" and e.actor == mine
+             and e.subject == f"shard:{shard}"]
+    active = skewed.events("agent.active")
+    skewed.stop()
+    print(f"clock skew: a standby 2 h fast took shard {shard} {len(taken)} times in four of the holder's cycles "
+          f"({len(active)} agent.active lines; target 0)")
+    return len(taken)
+
+
+def stop_time(start: Callable[..., AgentProcess], root: Path) -> float:
+    """Seconds from SIGTERM to exit of an agent whose collect stage is stuck in a call."""
+    marker = root / "stuck-collect"
+    agent = start("0/1", "stuck", faults={"FAULT_STUCK_COLLECT": str(marker)})
+    wait_for(marker.exists, 120, "the stuck collect stage")
+    started = time.monotonic()
+    agent.proc.terminate()
+    try:
+        agent.proc.wait(timeout=120)
+    except Exception:
+        agent.kill()
+        fail("the agent did not exit within 120 s of SIGTERM")
+    seconds = time.monotonic() - started
+    if seconds <= 0:
+        fail(f"the agent exited {seconds:.2f}s after SIGTERM")
+    print(f"stop: a busy agent (stage stuck in a call) exited {seconds:.1f}s after SIGTERM "
+          f"(agent.stop_timeout 10 s; target <= 15 s)")
+    return seconds
+
+
 class Run:
     """One phase's exporter, webhook, playbook dir and agents, under ``root``."""
 
@@ -325,13 +372,14 @@ class Run:
         self.runs_log.parent.mkdir()
         self.agents: list[AgentProcess] = []
 
-    def start(self, shard: str, name: str) -> AgentProcess:
+    def start(self, shard: str, name: str, faults: dict[str, str] | None = None) -> AgentProcess:
         from tests.conftest import free_port
 
         port = free_port()
         text = config_text(port=port, store_url=self.store_url, exporter=self.exporter, hook=self.hook,
                            playbooks=self.playbooks, runs_log=self.runs_log, interval_s=self.interval_s)
-        agent = AgentProcess(self.root / name, agent_env(), text, shard=shard, port=port, token=TOKEN)
+        agent = AgentProcess(self.root / name, agent_env(), text, shard=shard, port=port, token=TOKEN,
+                             faults=faults)
         self.agents.append(agent)
         return agent
 
@@ -383,6 +431,11 @@ def main() -> None:
             base_ingest = ingest([alone.url], args.ingest_s)
         finally:
             base.close()
+        stuck_run = Run(root / "stop", workload_args, args.interval, None)
+        try:
+            stop_s = stop_time(stuck_run.start, root / "stop")
+        finally:
+            stuck_run.close()
         report_fault("sqlite, 1 agent", base_fault)
         print(f"sqlite, 1 agent: cycle p50 {base_cycle:.3f}s of {args.interval:g}s ({len(cycle_durations(alone))} cycles); "
               f"ingest {base_ingest:.0f} alerts/s")
@@ -407,6 +460,7 @@ def main() -> None:
                 medians = cycle_figures(fleet)
                 stages = [stage_means(agent) for agent in fleet]
                 rate = ingest([fleet[1].url, fleet[2 % args.shards].url], args.ingest_s)
+                skew_takeovers = clock_skew(fleet, fleet_run.start, store)
                 failover_s = failover(fleet, fleet_run.start, store, args.interval)
             finally:
                 store.dispose()
@@ -430,7 +484,8 @@ def main() -> None:
             "fault_incidents": fault["incidents"], "fault_runs": fault["runs"],
             "fault_playbook_runs": fault["playbook_runs"], "fault_notifications": fault["notifications"],
             "cycle_s_p50": round(slowest, 3), "cycle_interval_s": args.interval,
-            "failover_s": round(failover_s, 2), "ingest_alerts_per_s": round(rate, 1),
+            "failover_s": round(failover_s, 2), "failover_intervals": round(failover_s / args.interval, 2),
+            "clock_skew_takeovers": skew_takeovers, "stop_s": round(stop_s, 2), "ingest_alerts_per_s": round(rate, 1),
             "baseline_sqlite": {"fault_incidents": base_fault["incidents"], "fault_runs": base_fault["runs"],
                                 "cycle_s_p50": round(base_cycle, 3), "ingest_alerts_per_s": round(base_ingest, 1)},
         }))

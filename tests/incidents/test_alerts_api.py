@@ -27,7 +27,7 @@ def test_firing_opens_repeat_dedups_resolved_resolves(api_for):
     first = api.post("/api/v1/alerts", json=payload("firing"))
     assert first.status_code == 200, first.text
     assert first.json() == {"accepted": 2, "firing": 2, "resolved": 0, "opened": [1], "incidents": [1],
-                            "resolved_incidents": []}
+                            "resolved_incidents": [], "storm": None, "truncated": 0}
     again = api.post("/api/v1/alerts", json=payload("firing"))  # Alertmanager re-sends on repeat_interval
     assert again.json()["opened"] == []
     incident = api.get("/api/v1/incidents/1").json()

@@ -145,7 +145,7 @@ def make_ctx(tmp_path: Path, pbdir: Path, work: Path) -> Iterator[Callable[..., 
                 f"remediation:\n  playbook_dir: {pbdir}\n{inv}" + textwrap.indent(textwrap.dedent(remediation_yaml), "  "))
         path = tmp_path / "agent.yaml"
         path.write_text(text)
-        ctx = Context.create(load_config(path), tmp_path / "state", clock=ManualClock(T0))
+        ctx = manual_context(load_config(path), tmp_path / "state")
         made.append(ctx)
         return ctx
 
@@ -202,9 +202,19 @@ def cycle(now: datetime, *, quiet: Sequence[str] = (), firing: Sequence[Signal] 
     return Detection(at=now, samples=samples, hits=hits)
 
 
+def manual_context(config: Any, state_dir: Path) -> Context:
+    """A Context whose wall clock is a ``ManualClock`` at ``T0`` and whose monotonic clock moves
+    with it (``run_cycle`` sets both to the cycle's time), as they do on a host whose clock is
+    not stepped."""
+    clock = ManualClock(T0)
+    return Context.create(config, state_dir, clock=clock, monotonic=lambda: clock().timestamp())
+
+
 def run_cycle(ctx: Context, now: datetime, **kwargs: Any) -> list[Run]:
     """One remediate stage at ``now``, and the ends of the playbook runs it started beside the
     cycle: the runs both changed, as the store has them once the workers are done."""
+    if isinstance(ctx.clock, ManualClock):
+        ctx.clock.set(now)
     runs = remediate(ctx, cycle(now, **kwargs))
     assert ctx.workers.join(timeout_s=120), f"runs still under way: {ctx.workers.under_way()}"
     return latest(ctx, [*runs, *ctx.workers.finished()])

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from agent.clock import ManualClock
 from agent.config import load_config
 from agent.context import Context
 from agent.flow.incidents import IncidentStatus
@@ -22,6 +21,7 @@ from tests.remediations.conftest import (
     cycle,
     later,
     lines,
+    manual_context,
     open_incident,
     remediate,
     run_cycle,
@@ -74,7 +74,7 @@ def pipeline_ctx(tmp_path: Path, pbdir: Path, work: Path) -> Context:
             f"sources: {{kind: file, file: {{paths: [{csv}], metric: cpu}}}}\n"
             f"remediation:\n  playbook_dir: {pbdir}\n" + textwrap.indent(textwrap.dedent(sleep_rule(work, 600)), "  "))
     (tmp_path / "agent.yaml").write_text(text)
-    return Context.create(load_config(tmp_path / "agent.yaml"), tmp_path / "state", clock=ManualClock(T0))
+    return manual_context(load_config(tmp_path / "agent.yaml"), tmp_path / "state")
 
 
 def test_a_cycle_detects_and_completes_while_a_long_playbook_runs(tmp_path, pbdir, work):
