@@ -49,6 +49,9 @@ class Metrics:
             registry=r)
         # detectors
         self.series_scored = Counter("aiops_series_scored_total", "Series scored by detectors.", registry=r)
+        self.series_warming = Gauge(
+            "aiops_series_warming", "Series judged in the last cycle that cannot raise a hit yet: too little of "
+            "their past known to tell how rare a point is.", registry=r)
         self.hits = Counter("aiops_hits_total", "Anomalous points found, by detector.", ["detector"], registry=r)
         self.refits = Counter("aiops_detector_refits_total", "Detector refits, by detector.", ["detector"], registry=r)
         self.model_drift_rate = Gauge(
