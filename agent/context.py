@@ -3,6 +3,7 @@ that run playbooks beside the cycle, and the leases this process holds."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -13,9 +14,16 @@ from pathlib import Path
 from agent.clock import utcnow
 from agent.config import AgentConfig
 from agent.leases import LeaseKeeper, SoleAgent
+from agent.log import kv
 from agent.metrics import Metrics
 from agent.store import Store, open_store
 from agent.workers import Workers
+
+log = logging.getLogger(__name__)
+
+# How long a start may spend checking the store file's pages (about 500 MB here); the rest of a
+# larger file is found damaged, if it is, by the first cycle that reads it.
+STORE_CHECK_S = 5.0
 
 
 class Heartbeat:
@@ -106,11 +114,21 @@ class Context:
     def __post_init__(self) -> None:
         # MTTR at /metrics comes from this store, at the Context's clock (a test may set another)
         self.metrics.incident_figures.bind(self.store, lambda: self.clock())
+        self.metrics.incident_marks.bind(self.store, lambda: self.clock())
 
     @classmethod
     def create(cls, config: AgentConfig, state_dir: Path | None = None, **kwargs: object) -> "Context":
+        """A Context on the store the config names; a damaged store file stops it here
+        (StoreDamagedError), not one cycle at a time."""
         state_dir = Path(state_dir or config.agent.state_dir)
-        return cls(config=config, store=open_store(state_dir, config.store), state_dir=state_dir, **kwargs)  # type: ignore[arg-type]
+        store = open_store(state_dir, config.store)
+        try:
+            if not store.check_pages(STORE_CHECK_S):
+                log.info(kv("store.check_cut", budget_s=STORE_CHECK_S))
+        except Exception:
+            store.close()
+            raise
+        return cls(config=config, store=store, state_dir=state_dir, **kwargs)  # type: ignore[arg-type]
 
     @property
     def artifacts_dir(self) -> Path:

@@ -28,7 +28,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from agent import log as agentlog
 from agent.config import AgentConfig, load_config, with_shard
 from agent.context import Context
-from agent.errors import ConfigError
+from agent.errors import ConfigError, StoreDamagedError
 from agent.flow.leases import shard_lease
 from agent.leases import LeaseKeeper
 from agent.log import kv
@@ -62,6 +62,7 @@ class Daemon:
         self._signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._http: Any = None
         self._last: Cycle | None = None
+        self.exit_code = 0  # what run() returns: 1 when the agent stopped on a fault of its own
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -108,7 +109,7 @@ class Daemon:
             scheduler.start()  # blocks until stop()
         finally:
             self._shutdown()
-        return 0
+        return self.exit_code
 
     def _load(self) -> AgentConfig:
         return with_shard(load_config(self.config_path), self.shard)
@@ -160,6 +161,11 @@ class Daemon:
             self._cycle_running.set()
             try:
                 cycle = pipeline.run_cycle()
+            except StoreDamagedError as exc:  # every cycle would fail alike: stop, saying why once
+                log.error(kv("store.damaged", error=str(exc)))
+                self.exit_code = 1
+                self.stop("the store is damaged")
+                return
             except Exception:  # the pipeline catches per stage; this is the last line of defence
                 log.exception(kv("cycle.crashed"))
                 ctx.metrics.cycles_failed.inc()
@@ -319,12 +325,17 @@ class HttpServer:
         import uvicorn
 
         from agent.api import create_app
+        from agent.api.server import ConnectionGuard, Limits, RequestGuard
 
         http = ctx.config.http
+        limits = Limits.of(http)
+        self.connections = ConnectionGuard(limits, ctx.metrics)
+        app = RequestGuard(create_app(ctx, daemon=daemon), limits, ctx.metrics)
         # log_config=None: uvicorn's records go through the agent's handler (one logfmt line each,
         # secrets scrubbed, floods of like errors held back) instead of a handler of its own.
-        self.config = uvicorn.Config(create_app(ctx, daemon=daemon), host=http.listen, port=http.port,
-                                     log_level="warning", access_log=False, lifespan="off", log_config=None)
+        self.config = uvicorn.Config(app, host=http.listen, port=http.port, http=self.connections.protocol_factory(),
+                                     backlog=self.connections.backlog, log_level="warning", access_log=False,
+                                     lifespan="off", log_config=None)
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, name="http", daemon=True)
 

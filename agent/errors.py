@@ -8,6 +8,7 @@
      │    └── FetchError            one target or query could not be read (agent.sources.base)
      ├── StoreError                 the SQLite store cannot be used as asked
      │    ├── SchemaTooNewError     the store was written by a newer agent
+     │    ├── StoreDamagedError     the store's file is damaged (a garbage page)
      │    └── StoreFullError        the store's disk is full (or will not take writes)
      ├── UnknownIncidentError       no incident with that id (agent.store.incidents)
      ├── UnknownSilenceError        no silence with that id (agent.store.silences)
@@ -47,6 +48,7 @@ __all__ = [
     "RemediationError",
     "SchemaTooNewError",
     "SourceError",
+    "StoreDamagedError",
     "StoreError",
     "StoreFullError",
     "TransitionError",
@@ -121,6 +123,15 @@ class SchemaTooNewError(StoreError):
             f"schema version {found} is newer than this agent supports ({supported}); "
             "upgrade aiops-agent or point --state-dir elsewhere",
         )
+
+
+class StoreDamagedError(StoreError):
+    """The store's file is damaged: SQLite found a page that is not what it should be."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.detail = detail
+        super().__init__(path, f"the file is damaged ({detail}): stop the agent, then restore the file from a "
+                               f"backup, or keep what is readable: sqlite3 {path} .recover | sqlite3 recovered.db")
 
 
 class StoreFullError(StoreError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from agent.detection.gauges import ScoreGauges
+from agent.incidents.marks import IncidentMarks
 from agent.report.gauges import IncidentFigures
 
 
@@ -36,6 +37,10 @@ class Metrics:
                                       registry=r)
         self.agent_info = Gauge("aiops_agent_info", "This agent process: its holder id in leases and its shard.",
                                 ["holder", "shard"], registry=r)
+        # the HTTP server
+        self.http_refused = Counter(
+            "aiops_http_refused_total", "Requests refused and connections closed by the HTTP server's limits, by reason.",
+            ["reason"], registry=r)
         # sources
         self.series_collected = Gauge("aiops_series_collected", "Series in the last collected frame.", registry=r)
         self.source_errors = Counter(
@@ -73,6 +78,9 @@ class Metrics:
         # MTTR and MTTD of the last week, read from the store at each scrape (agent.report.gauges)
         self.incident_figures = IncidentFigures()
         r.register(self.incident_figures)
+        # open and recent incidents' times, for dashboard annotations (agent.incidents.marks)
+        self.incident_marks = IncidentMarks()
+        r.register(self.incident_marks)
         self.incidents_opened = Counter("aiops_incidents_opened_total", "Incidents opened.", registry=r)
         self.alerts_ingested = Counter("aiops_alerts_ingested_total", "Alertmanager alerts accepted.", registry=r)
         self.notifications = Counter(

@@ -41,6 +41,7 @@ from agent.log import kv
 from agent.notify import notify
 from agent.rollouts import roll
 from agent.sources import Collector
+from agent.store.base import damaged_error, is_damaged
 from detectors.base import Hit
 from remediations import Remediation
 
@@ -129,6 +130,8 @@ class Pipeline:
         try:
             return run()
         except Exception as exc:  # one stage's failure must not end the cycle or the daemon
+            if is_damaged(exc):  # ... but a damaged store fails every stage of every cycle
+                raise damaged_error(self.ctx.store.path, exc) from None
             log.exception(kv("stage.failed", stage=name, error=type(exc).__name__))
             self.ctx.metrics.stage_failures.labels(stage=name).inc()
             cycle.failed_stages.append(name)

@@ -19,6 +19,7 @@ from rich.console import Console
 
 from agent.errors import AiopsError
 from agent.flow.incidents import IncidentStatus
+from agent.incidents.summary import title_of
 from demo.run import DEMO, FAST, DemoRun
 
 console = Console(highlight=False)
@@ -52,7 +53,7 @@ def story(run: DemoRun, fault: str) -> int:
     detector = "drift" if fault == "drift" else None
     incident = waiting(run, "waiting for the agent to notice", lambda: run.incident_since(at, detector), 120)
     console.print(f"      incident #{incident.id} opened {run.outcome(incident.id, at).mttd_s:.0f}s after the fault: "
-                  f"[bold]{incident.title}[/]")
+                  f"[bold]{title_of(run.store, incident)}[/]")
 
     say("[4/6]", "Remediation: the matching rule runs its playbook through ansible-runner (check mode first) …")
     waiting(run, "waiting for the playbook to run",

@@ -52,6 +52,7 @@ class Hit:
     labels: Mapping[str, str] = field(default_factory=dict)
     explanation: str = ""
     began_at: datetime | None = None  # a window detector's first anomalous point; None: ``ts`` itself
+    onset: str = ""  # how ``began_at`` was found, in words (set where the start is estimated)
     # the chance, under the series' (or entity's) own past, of a point at least this anomalous
     # (lower = rarer); None for detectors that do not estimate it
     chance: float | None = None

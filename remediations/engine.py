@@ -29,7 +29,7 @@ from typing import Any
 from agent.config.remediation import Rule
 from agent.errors import LeaseLostError, RemediationError
 from agent.flow.detection import Detection
-from agent.flow.incidents import IncidentStatus
+from agent.flow.incidents import REMEDIATION_CHANGE, IncidentStatus, remediation_change
 from agent.flow.leases import holder_id
 from agent.flow.runs import Run, RunMode, RunnerStatus, RunStatus
 from agent.log import kv
@@ -158,8 +158,7 @@ class Remediator:
             try:
                 prepared = self.prepare(rule, incident)
             except RemediationError as exc:
-                self._decide_once(f"refused:{incident.id}:{rule.name}", "refused", f"incident:{incident.id}",
-                                  {"rule": rule.name, "reason": exc.problem})
+                self._refuse(incident, rule, exc.problem)
                 return None
             return self._start_chain(prepared, incident)
         return None
@@ -336,8 +335,8 @@ class Remediator:
         incident = self.store.get_incident(run.incident_id, with_signals=False)
         if incident is None:
             return
-        self.store.add_change(ts=self.now(), kind="remediation", labels=dict(incident.labels),
-                              description=f"{run.playbook} applied by rule {run.rule} (run {run.id})",
+        self.store.add_change(ts=self.now(), kind=REMEDIATION_CHANGE, labels=dict(incident.labels),
+                              description=remediation_change(playbook=run.playbook, rule=run.rule, run_id=run.id),
                               actor=ACTOR, now=self.now())
 
     def _after_apply(self, run: Run, rule: Rule, p: Prepared, execution: runner.Execution) -> Run:
@@ -507,12 +506,23 @@ class Remediator:
             return False
         return any(e.kind == "reopened" and e.ts > when for e in self.store.incident_events(incident.id))
 
-    def _decide_once(self, key: str, decision: str, subject: str, details: dict[str, Any]) -> None:
+    def _decide_once(self, key: str, decision: str, subject: str, details: dict[str, Any]) -> bool:
+        """Audit ``decision`` unless the same one was audited last for ``key``; True when it was new."""
         if self.decided.get(key) == details.get("reason"):
-            return
+            return False
         self.decided[key] = str(details.get("reason"))
         self.ctx.metrics.remediation_decisions.labels(decision=decision).inc()
         self.store.audit(ACTOR, f"remediation.{decision}", subject, details, now=self.now())
+        return True
+
+    def _refuse(self, incident: Any, rule: Rule, reason: str) -> None:
+        """A matching rule that cannot run on this incident: audited, and said on its timeline
+        (so in its summary and notifications) once per reason."""
+        if self._decide_once(f"refused:{incident.id}:{rule.name}", "refused", f"incident:{incident.id}",
+                             {"rule": rule.name, "reason": reason}):
+            self.store.add_incident_event(incident.id, kind="remediation", actor=ACTOR, now=self.now(),
+                                          message=f"rule {rule.name} matched but was not run: {reason}",
+                                          details={"rule": rule.name, "refused": reason})
 
     def _timeout(self, rule: Rule, check: bool) -> float:
         if check:

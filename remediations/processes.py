@@ -5,7 +5,10 @@ environment variable, its process group or session), so ``env -i setsid ...`` is
 
 - ``cgroup`` (preferred, needs a writable cgroup v2): every run gets a cgroup of its own,
   ``<agent's cgroup>/aiops/runs/<run key>``; ansible-playbook joins it before it execs and all it
-  starts stays in it. A new agent finds a dead run's cgroup by the same name.
+  starts stays in it. A new agent finds a dead run's cgroup by the same name. The agent itself
+  moves into the leaf ``<agent's cgroup>/aiops/agent`` (unless its cgroup is the hierarchy's
+  root): under systemd its cgroup is the unit's delegated one (``Delegate=yes``), and cgroup v2
+  wants processes only in leaves of a tree that has children.
 - ``subreaper`` (otherwise): the agent becomes a child subreaper (``PR_SET_CHILD_SUBREAPER``), so
   a process whose parent exits is re-parented to the agent instead of init. A run's processes are
   the descendants of its ansible-playbook plus the children the agent adopted since the run
@@ -338,6 +341,9 @@ def _boot_ticks() -> int:
 
 # -- choosing and killing ----------------------------------------------------------------------
 
+LEAF = "agent"  # the agent's own cgroup under <its delegated cgroup>/aiops
+
+
 @functools.cache
 def cgroups() -> Cgroups | None:
     """The cgroup v2 tree for runs under the agent's own cgroup, when the agent can create and
@@ -355,11 +361,23 @@ def cgroups() -> Cgroups | None:
             probe.rmdir()
         if done.returncode != 0:
             raise OSError(done.stderr.strip() or f"moving a process into {probe} failed")
+        _into_leaf(base)
     except (OSError, subprocess.SubprocessError) as exc:
         log.warning(kv("remediation.tracking", mode="subreaper", reason=f"no writable cgroup v2: {exc}"))
         return None
     log.info(kv("remediation.tracking", mode="cgroup", base=str(base)))
     return Cgroups(base)
+
+
+def _into_leaf(base: Path) -> None:
+    """Move this process into ``base/agent`` unless its cgroup is the hierarchy's root (which
+    may hold processes beside children) or it is there already."""
+    leaf = base / LEAF
+    own = _own_cgroup()
+    if own == "/" or own.endswith(f"/{base.name}/{LEAF}"):
+        return
+    leaf.mkdir(exist_ok=True)
+    (leaf / "cgroup.procs").write_text(str(os.getpid()))
 
 
 def _cgroup_base() -> Path:
@@ -371,10 +389,17 @@ def _cgroup_base() -> Path:
             break
     if mount is None:
         raise OSError("no cgroup2 file system is mounted")
+    own = _own_cgroup()
+    if own.endswith(f"/aiops/{LEAF}"):  # moved into the leaf already: the tree is two levels up
+        own = own[:-len(f"/aiops/{LEAF}")] or "/"
+    return mount / own.lstrip("/") / "aiops"
+
+
+def _own_cgroup() -> str:
     own = next((line[3:] for line in Path("/proc/self/cgroup").read_text().splitlines() if line.startswith("0::")), None)
     if own is None:
         raise OSError("/proc/self/cgroup has no cgroup v2 entry")
-    return mount / own.lstrip("/") / "aiops"
+    return own
 
 
 def tracking(mode: str, *, key: str, run_dir: Path) -> RunProcesses:

@@ -2,14 +2,15 @@
 
 Everything that comes from an incident's labels is untrusted: a label value becomes a target only
 when it names a host of the configured inventory, and a variable only when it matches the
-configured pattern; it is never joined into a path, a command line or a template.
+configured pattern; it is never joined into a path, a command line or a template. Both come
+only from the signals that matched the rule, never from another signal of the same incident.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -20,52 +21,54 @@ from agent.flow.incidents import STORM_LABEL
 
 
 def matches(rule: Rule, incident: Any) -> bool:
-    """Every key the rule's ``match`` gives holds for the incident (or one of the signals of its
-    current outage: a reopened incident is not rolled back again for what fired before). A storm
-    incident matches no rule: its signals share nothing but the cycle they came in."""
+    """The incident's severity and root cause are the rule's, and at least one signal of its
+    current outage holds every signal key of ``match`` (a reopened incident is not rolled back
+    again for what fired before). A storm incident matches no rule: its signals share nothing but
+    the cycle they came in."""
     if incident.labels.get(STORM_LABEL) == "true":
         return False
     m = rule.match
-    signals = incident.current_signals
     if m.severity and str(incident.severity) not in m.severity:
         return False
     if m.root_cause is not None and incident.root_cause != m.root_cause:
         return False
-    if m.detector is not None and not any(s.detector == m.detector for s in signals):
-        return False
-    if m.metric is not None and not any(s.metric == m.metric for s in signals):
-        return False
-    for name, wanted in m.labels.items():
-        if wanted not in label_values(incident, name):
-            return False
-    for name, pattern in m.labels_regex.items():
-        if not any(re.fullmatch(pattern, value) for value in label_values(incident, name)):
-            return False
-    return True
+    return bool(matching_labels(rule, incident))
 
 
-def label_values(incident: Any, name: str) -> list[str]:
-    """The values of label ``name``: the incident's own first, then its signals', distinct."""
-    values: list[str] = []
-    own = incident.labels.get(name)
-    if own is not None:
-        values.append(str(own))
-    for signal in incident.current_signals:
-        value = signal.labels.get(name)
-        if value is not None and str(value) not in values:
-            values.append(str(value))
-    return values
+def matching_labels(rule: Rule, incident: Any) -> tuple[Mapping[str, str], ...]:
+    """The labels of each signal of the current outage that holds every signal key of the rule's
+    ``match`` at once (detector, metric, labels, labels_regex). A run takes its variables and
+    targets from these alone: the incident's own labels are those of whichever signal came first,
+    and one alert correlated into the incident must not choose what another's rule acts on. An
+    incident without any signal (a rollout's, one opened by hand) is judged by its own labels."""
+    if not incident.signals:
+        facts: list[tuple[str | None, str | None, Mapping[str, str]]] = [(None, None, incident.labels)]
+    else:
+        facts = [(s.detector, s.metric, s.labels) for s in incident.current_signals]
+    m = rule.match
+    return tuple(labels for detector, metric, labels in facts
+                 if (m.detector is None or detector == m.detector)
+                 and (m.metric is None or metric == m.metric)
+                 and all(labels.get(name) == wanted for name, wanted in m.labels.items())
+                 and all(labels.get(name) is not None and re.fullmatch(pattern, str(labels[name]))
+                         for name, pattern in m.labels_regex.items()))
+
+
+def label_values(matched: Sequence[Mapping[str, str]], name: str) -> list[str]:
+    """The distinct values of label ``name`` in ``matched``, in their order."""
+    return list(dict.fromkeys(str(labels[name]) for labels in matched if labels.get(name) is not None))
 
 
 def targets(rule: Rule, incident: Any, inventory_hosts: frozenset[str]) -> list[str]:
-    """Inventory hosts the run acts on; refuses a host the inventory does not know."""
+    """Inventory hosts the run acts on (named by the matching signals when the rule takes them
+    from a label); refuses a host the inventory does not know."""
     if rule.targets.label is None:
         hosts = list(rule.targets.hosts)
     else:
-        hosts = label_values(incident, rule.targets.label)
+        hosts = label_values(matching_labels(rule, incident), rule.targets.label)
         if not hosts:
-            raise RemediationError(rule.name, f"expected the incident to carry label {rule.targets.label!r} "
-                                              "naming its hosts, found none")
+            raise RemediationError(rule.name, f"expected the signals matching the rule to carry label "
+                                              f"{rule.targets.label!r} naming its hosts, found none")
     unknown = [h for h in hosts if h not in inventory_hosts]
     if unknown:
         raise RemediationError(rule.name, f"expected targets from the inventory, found unknown host {unknown[0]!r}")
@@ -73,13 +76,21 @@ def targets(rule: Rule, incident: Any, inventory_hosts: frozenset[str]) -> list[
 
 
 def label_vars(rule: Rule, incident: Any, pattern: str) -> dict[str, str]:
-    """Extra variables from incident labels, each checked against ``pattern``."""
+    """Extra variables from the labels of the signals that matched the rule, each checked against
+    ``pattern``. Matching signals that disagree on a variable's label are refused: choosing one
+    would let whichever signal fired choose what the playbook acts on."""
+    matched = matching_labels(rule, incident)
     out: dict[str, str] = {}
     for var, label in rule.vars_from_labels.items():
-        values = label_values(incident, label)
+        values = label_values(matched, label)
         if not values:
-            raise RemediationError(rule.name, f"expected the incident to carry label {label!r} for variable "
-                                              f"{var}, found none")
+            raise RemediationError(rule.name, f"expected the signals matching the rule to carry label {label!r} "
+                                              f"for variable {var}, found none")
+        if len(values) > 1:
+            shown = ", ".join(repr(v[:80]) for v in values[:5])
+            raise RemediationError(rule.name, f"label {label} for variable {var}: expected one value among the "
+                                              f"signals matching the rule, found {len(values)} ({shown}); "
+                                              "not choosing one")
         value = values[0]
         if not re.fullmatch(pattern, value):
             raise RemediationError(rule.name, f"label {label}: expected a value matching {pattern}, "

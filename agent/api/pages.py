@@ -1,6 +1,6 @@
 """Read-only HTML pages: ``/incidents`` (the list) and ``/incidents/ID`` (the summary with plots),
 rendered by ``agent.incidents.pages``. Pages carry a Content-Security-Policy that allows no script
-and no request to anywhere (the plots are inline ``data:`` PNGs).
+and no request to anywhere (the plots are inline SVG).
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from fastapi.responses import HTMLResponse
 from agent.api.docs import errors
 from agent.api.params import RowId
 from agent.incidents.pages import render_html, render_list
-from agent.incidents.summary import build, prometheus_url
+from agent.incidents.catalog import catalog_of
+from agent.incidents.history import history_of
+from agent.incidents.summary import build
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 
@@ -37,5 +39,5 @@ def incident_page(incident_id: RowId, request: Request) -> HTMLResponse:
     if ctx.store.get_incident(incident_id) is None:
         raise HTTPException(404, f"no incident #{incident_id}")
     summary = build(ctx.store, incident_id, base_url=ctx.config.http.base_url,
-                    prometheus_url=prometheus_url(ctx.config), lookback_s=ctx.config.incidents.changes_lookback)
-    return _page(render_html(summary, ctx.store))
+                    catalog=catalog_of(ctx.config), lookback_s=ctx.config.incidents.changes_lookback)
+    return _page(render_html(summary, ctx.store, history=history_of(ctx.config, ctx.store)))

@@ -16,6 +16,9 @@ With a labels file in the layout of ``shared/data/smd/labels.json`` (per host ``
 reopening) are judged as on-call would judge pages: an episode that begins inside a window
 detects it (the delay runs from the window's start to the episode's detection); one that begins
 in scored time outside every window, and not within an hour after one ends, is a false incident.
+A window's first labelled point is where the outage was seen, not where it began: the agent puts
+an episode's start between the point it judged and the one before, so a window is taken to begin
+one data step before its first point.
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ class HostRun:
     host: str
     first: datetime
     last: datetime
+    step_s: float  # the host's median time between rows
     series: int
     episodes: list[EpisodeRecord]
     failed_cycles: int
@@ -236,8 +240,10 @@ def replay_host(path: Path, config: AgentConfig, *, cycle_s: float) -> HostRun:
             run = _replay(frame.index, replay_config(config, csv, Path(tmp) / "state"), cycle_s=cycle_s)
     finally:
         quiet.setLevel(level)
+    gaps = np.diff(frame.index.as_unit("ns").asi8) / 1e9
     return HostRun(host=host, first=frame.index[0].to_pydatetime(), last=frame.index[-1].to_pydatetime(),
-                   series=frame.shape[1], episodes=run[0], failed_cycles=run[1], notes=notes)
+                   step_s=float(np.median(gaps)) if len(gaps) else 0.0, series=frame.shape[1], episodes=run[0],
+                   failed_cycles=run[1], notes=notes)
 
 
 def _replay(index: pd.DatetimeIndex, config: AgentConfig, *, cycle_s: float) -> tuple[list[EpisodeRecord], int]:
@@ -311,8 +317,9 @@ def judge(run: HostRun, labels: HostLabels) -> HostScore:
     windows = labels.windows
     detected, delays, false, counted = 0, [], 0, 0
     starts = [(pd.Timestamp(e.started_at), pd.Timestamp(e.detected_at)) for e in run.episodes]
+    step = pd.Timedelta(seconds=run.step_s)
     for lo, hi in windows:
-        inside = [(s, d) for s, d in starts if lo <= s <= hi]
+        inside = [(s, d) for s, d in starts if lo - step < s <= hi]
         if inside:
             detected += 1
             delays.append(max((min(d for _, d in inside) - lo).total_seconds(), 0.0))
@@ -321,7 +328,7 @@ def judge(run: HostRun, labels: HostLabels) -> HostScore:
         if s < scored_from:
             continue
         counted += 1
-        if any(lo <= s <= hi + grace for lo, hi in windows):
+        if any(lo - step < s <= hi + grace for lo, hi in windows):
             continue
         false += 1
     days = max((pd.Timestamp(run.last) - scored_from).total_seconds(), 0.0) / 86400.0

@@ -17,7 +17,9 @@ from agent.config.types import parse_duration
 from agent.flow.incidents import IncidentStatus
 from agent.incidents.formats import FORMATS, render
 from agent.incidents.serialize import change_dict, incident_dict, silence_dict
-from agent.incidents.summary import clean, prometheus_url, title_of
+from agent.incidents.catalog import catalog_of
+from agent.incidents.history import history_of
+from agent.incidents.summary import clean, title_of
 
 
 def _when(value: datetime | None) -> str:
@@ -104,7 +106,8 @@ def show_command(ctx: Any, incident_id: int, fmt: str) -> None:
     Example: aiops incidents show 12 --format markdown
     """
     click.echo(render(ctx.store, incident_id, fmt, base_url=ctx.config.http.base_url,
-                      prometheus_url=prometheus_url(ctx.config), lookback_s=ctx.config.incidents.changes_lookback))
+                      catalog=catalog_of(ctx.config), lookback_s=ctx.config.incidents.changes_lookback,
+                      history=history_of(ctx.config, ctx.store)))
 
 
 def _transition(ctx: Any, incident_id: int, to: IncidentStatus, reason: str) -> None:

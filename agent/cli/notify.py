@@ -9,7 +9,7 @@ import click
 
 from agent.cli.common import AiopsGroup, with_context
 from agent.errors import AiopsError
-from agent.notify.channels import PagerDuty, build_channels
+from agent.notify.channels import Alertmanager, PagerDuty, build_channels
 from agent.store.outbox import OutboxItem, OutboxStatus
 
 
@@ -49,7 +49,7 @@ def outbox_command(ctx: Any, status: str | None) -> None:
 @with_context
 def test_command(ctx: Any, channel: str) -> None:
     """Send a test message through CHANNEL now (not through the outbox); exits 1 if it fails.
-    For PagerDuty, a test alert is triggered and resolved at once.
+    For PagerDuty and Alertmanager, a test alert is triggered and resolved at once.
 
     Example: aiops notify test chat
     """
@@ -58,7 +58,7 @@ def test_command(ctx: Any, channel: str) -> None:
         raise UnknownChannelError(channel, sorted(channels))
     now = ctx.clock()
     target = channels[channel]
-    events = ["opened", "resolved"] if isinstance(target, PagerDuty) else ["opened"]
+    events = ["opened", "resolved"] if isinstance(target, (PagerDuty, Alertmanager)) else ["opened"]
     for event in events:
         target.send(_test_item(channel, event, now, ctx.config.http.base_url), timeout_s=target.timeout_s)
     click.echo(f"sent a test message through {channel}")

@@ -163,7 +163,7 @@ def lint(config: AgentConfig, state_dir: Path, directory: Path | None, no_syntax
 @playbook_group.command("test")
 @click.argument("playbook")
 @click.option("--incident", "incident_file", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="YAML or JSON incident: severity, labels, signals (series_id, detector, metric, labels), root_cause.")
+              help="YAML or JSON incident: severity, labels, signals (series_id, detector, metric, labels: the incident's and their own), root_cause.")
 @click.option("--rule", "rule_name", default=None, help="Rule whose variables to use (default: the first matching one).")
 @with_config
 def test(config: AgentConfig, state_dir: Path, playbook: str, incident_file: Path, rule_name: str | None) -> None:
@@ -196,11 +196,14 @@ def incident_from_file(path: Path) -> Any:
     if not isinstance(data, dict):
         raise RemediationError("-", f"{path}: expected a mapping, found {type(data).__name__}")
     now = current_clock()()
+    labels = {str(k): str(v) for k, v in (data.get("labels") or {}).items()}
+    # A signal carries the incident's labels under its own, as the signal the incident took them from does.
     signals = tuple(Signal(series_id=str(s.get("series_id", s.get("metric", "series"))), detector=str(s.get("detector", "")),
-                           metric=str(s.get("metric", "")), labels={str(k): str(v) for k, v in (s.get("labels") or {}).items()},
+                           metric=str(s.get("metric", "")),
+                           labels={**labels, **{str(k): str(v) for k, v in (s.get("labels") or {}).items()}},
                            first_at=now, last_at=now) for s in data.get("signals") or [])
     return Incident(id=int(data.get("id", 0)), status=IncidentStatus.OPEN, severity=Severity(data.get("severity", "warning")),
-                    title=str(data.get("title", path.name)), labels={str(k): str(v) for k, v in (data.get("labels") or {}).items()},
+                    title=str(data.get("title", path.name)), labels=labels,
                     started_at=now, detected_at=now, updated_at=now, root_cause=data.get("root_cause"), signals=signals)
 
 

@@ -310,7 +310,8 @@ def _unwrap(node: Any) -> Any:
 def _problem(name: str, err: dict[str, Any]) -> ConfigProblem:
     loc = _key_path(tuple(err["loc"]))
     kind = err["type"]
-    found = _kind(err.get("input"))
+    secret = any(isinstance(part, str) and part in SECRET_KEYS for part in loc[-1:])
+    found = _secret_kind(err.get("input")) if secret else _kind(err.get("input"))
     ctx = err.get("ctx") or {}
     if kind == "missing":
         message = "expected a value (this key is required), found nothing"
@@ -343,5 +344,23 @@ def _problem(name: str, err: dict[str, Any]) -> ConfigProblem:
         text = err["msg"]
         text = text[len("Input should be "):] if text.startswith("Input should be ") else text[0].lower() + text[1:]
         message = f"expected {text}, found {found}"
+    if secret:
+        message = _without(message, err.get("input"))
     return ConfigProblem(name, _dotted(loc), log.scrub_url_credentials(message))
+
+
+def _secret_kind(value: Any) -> str:
+    """What a secret key was given, in words that never show its value: an invalid secret is
+    still a secret (a token written unquoted is read as a number)."""
+    if value is None or isinstance(value, (bool, dict, list)):
+        return _kind(value)
+    kind = {int: "an integer", float: "a number", str: "a string"}.get(type(value), "a value")
+    return f"{kind} (a secret: its value is not shown)"
+
+
+def _without(message: str, value: Any) -> str:
+    """``message`` with a secret's value (as a validator may have quoted it) replaced by ``***``."""
+    if value is None or isinstance(value, (bool, dict, list)) or len(str(value)) < 4:
+        return message
+    return message.replace(repr(value), "***").replace(str(value), "***")
 

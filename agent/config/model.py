@@ -17,7 +17,7 @@ from agent.config.remediation import RemediationConfig
 from agent.config.retention import RetentionConfig
 from agent.config.sources import SourcesConfig
 from agent.config.store import StoreConfig
-from agent.config.types import ConfigPath, Seconds, Section
+from agent.config.types import Bytes, ConfigPath, Seconds, Section
 
 _SHARD = re.compile(r"^(\d+)/(\d+)$")
 
@@ -61,6 +61,18 @@ class HttpSection(Section):
     port: int = Field(default=9847, ge=0, le=65535)
     token: SecretStr | None = None
     public_url: str | None = None
+    # A request's line and headers must arrive within header_timeout of the connection (or of the
+    # first byte after the previous answer), its body within body_timeout; else it is closed.
+    header_timeout: Seconds = Field(default=10.0, gt=0)
+    body_timeout: Seconds = Field(default=60.0, gt=0)
+    # Open connections at most (null: half the descriptor limit, at most 1024); past it the one
+    # idle longest is closed.
+    max_connections: int | None = Field(default=None, ge=1)
+    max_body: Bytes = 1024 * 1024
+    max_webhook_body: Bytes = 64 * 1024 * 1024
+    # Host names accepted besides loopback names, the listen address, public_url's host and IP
+    # addresses ("*": any).
+    allowed_hosts: list[str] = []
 
     @field_validator("token", mode="before")
     @classmethod

@@ -73,8 +73,58 @@ class EmailChannel(_Channel):
         return value
 
 
+class AlertmanagerChannel(_Channel):
+    """Keep each incident as an alert in Alertmanager (its API v2), so the routes, inhibitions and
+    silences a team keeps there apply: sent within the cycle an incident opens, re-sent every
+    ``resend`` while it is open (its ``endsAt`` four resends ahead, so Alertmanager resolves it
+    by itself if the agent stops), resolved with ``endsAt`` the cycle it resolves."""
+
+    type: Literal["alertmanager"]
+    url: str
+    # The alertname label of every incident's alert; ``labels`` are added to each (a team, a tenant).
+    alertname: str = "AiopsIncident"
+    labels: dict[str, str] = {}
+    resend: Seconds = Field(default=60.0, gt=0)
+    # For an Alertmanager behind a proxy that asks for credentials: a bearer token, or basic auth.
+    bearer_token: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    # Alertmanager applies its own silences: the agent's silences hold nothing back from it.
+    paging: Literal[False] = False
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"expected an http:// or https:// URL, found {value!r}")
+        return value
+
+    @field_validator("alertname")
+    @classmethod
+    def _label_value(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("expected an alert name, found an empty string")
+        return value
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> "AlertmanagerChannel":
+        if self.bearer_token is not None and self.username:
+            raise ValueError("expected either bearer_token or username/password, found both")
+        return self
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not re.match(r"^[a-zA-Z_][a-zA-Z0-9_]*$", name) or name in ("alertname", "severity", "aiops_incident"):
+                raise ValueError(f"expected label names other than alertname, severity and aiops_incident, made of "
+                                 f"letters, digits and _, found {name!r}")
+        return value
+
+
 Channel = Annotated[
-    Union[WebhookChannel, SlackChannel, PagerDutyChannel, EmailChannel], Field(discriminator="type")]
+    Union[WebhookChannel, SlackChannel, PagerDutyChannel, EmailChannel, AlertmanagerChannel],
+    Field(discriminator="type")]
 
 
 class Route(Section):
@@ -160,5 +210,5 @@ class NotifyConfig(Section):
         return self
 
 
-__all__ = ["Channel", "EVENT_KINDS", "EmailChannel", "NotifyConfig", "PagerDutyChannel", "Route", "SEVERITIES",
+__all__ = ["AlertmanagerChannel", "Channel", "EVENT_KINDS", "EmailChannel", "NotifyConfig", "PagerDutyChannel", "Route", "SEVERITIES",
            "SlackChannel", "WebhookChannel"]

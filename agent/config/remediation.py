@@ -13,7 +13,7 @@ from agent.config.types import ConfigPath, Seconds, Section, check_regex
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
-DEFAULT_LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$"
+DEFAULT_LABEL_PATTERN = r"^(?!.*/\.\.)[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$"
 
 
 class Match(Section):

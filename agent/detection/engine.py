@@ -402,6 +402,8 @@ class Engine:
             extra = getattr(scores, name)
             if extra is not None:
                 figures[name] = _frame(extra).to_numpy(dtype="float64")[row[cols], cols]
+        seen = samples.values.reindex(index=anomaly.index, columns=anomaly.columns)
+        figures["observed"] = seen.to_numpy(dtype="float64")[row[cols], cols]
         for k, c in enumerate(cols):
             sid = anomaly.columns[c]
             info = samples.series.get(sid)

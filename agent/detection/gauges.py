@@ -4,7 +4,9 @@ last cycle, its anomaly score, the expected value and the band, with the series'
 - ``aiops_anomaly_score``: the newest new point's score over where its detector's hits start
   (1 or more: anomalous; alert on ``aiops_anomaly_score >= 1``);
 - ``aiops_expected_value``, ``aiops_expected_lower``, ``aiops_expected_upper``: the detector's
-  expectation and normal band at that point, where the detector has them.
+  expectation and normal band at that point, where the detector has them;
+- ``aiops_observed_value``: the value the detector judged there, as the agent read it (the
+  series of a named PromQL query has no metric of its own in Prometheus: this is its actual line).
 
 Each sample carries the series' labels plus ``metric`` (the series' metric name) and ``detector``
 (the rule's name); a series label that would clash with those is renamed ``exported_<name>``, a
@@ -33,6 +35,7 @@ GAUGES = (
     ("aiops_expected_value", "What the series' detector expected at its newest scored point.", "expected"),
     ("aiops_expected_lower", "Lower edge of the series' normal band at its newest scored point.", "lower"),
     ("aiops_expected_upper", "Upper edge of the series' normal band at its newest scored point.", "upper"),
+    ("aiops_observed_value", "The series' value at its newest scored point, as the agent read it.", "observed"),
 )
 
 
@@ -48,6 +51,7 @@ class SeriesScore:
     expected: float = math.nan
     lower: float = math.nan
     upper: float = math.nan
+    observed: float = math.nan
 
 
 class ScoreGauges:
@@ -90,15 +94,21 @@ class ScoreGauges:
 
 def exposed_labels(score: SeriesScore) -> dict[str, str]:
     """The series' labels made safe for the exposition, plus ``metric`` and ``detector``."""
+    out = safe_labels(score.labels, RESERVED)
+    out["metric"] = label_value(score.metric)
+    out["detector"] = label_value(score.detector)
+    return out
+
+
+def safe_labels(labels: Mapping[str, str], reserved: tuple[str, ...]) -> dict[str, str]:
+    """``labels`` with usable names and values; a name in ``reserved`` becomes ``exported_<name>``."""
     out: dict[str, str] = {}
-    for name, value in sorted(score.labels.items()):
+    for name, value in sorted(labels.items()):
         name = label_name(name)
-        if name in RESERVED:
+        if name in reserved:
             name = f"exported_{name}"
         if name and name not in out:
             out[name] = label_value(value)
-    out["metric"] = label_value(score.metric)
-    out["detector"] = label_value(score.detector)
     return out
 
 

@@ -57,6 +57,14 @@ class Signal:
     direction: str | None = None
     explanation: str = ""
     resolved_at: datetime | None = None
+    # The hit that scored highest: when it was, the value, and the detector's expectation and
+    # band there. Every view states how far from normal the signal is from these figures.
+    peak_at: datetime | None = None
+    peak_value: float | None = None
+    peak_expected: float | None = None
+    peak_lower: float | None = None
+    peak_upper: float | None = None
+    onset: str = ""  # how ``first_at`` was found, in words
 
     @property
     def key(self) -> str:
@@ -147,6 +155,18 @@ class Incident:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class IncidentMark:
+    """An incident as a dashboard marks it: its current outage's start and its resolution."""
+
+    id: int
+    severity: Severity
+    status: IncidentStatus
+    labels: Mapping[str, str]
+    started_at: datetime
+    resolved_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class IncidentEvent:
     """One line of an incident's timeline."""
 
@@ -159,6 +179,10 @@ class IncidentEvent:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
+# The kind of change a remediation playbook the agent applied is recorded as.
+REMEDIATION_CHANGE = "remediation"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Change:
     """A deploy, model rollout or config change that may explain an incident."""
@@ -169,6 +193,25 @@ class Change:
     labels: Mapping[str, str]
     description: str
     actor: str
+
+    @property
+    def is_remediation(self) -> bool:
+        """A remediation playbook applied: what was done about an incident, never a suspect of one."""
+        return self.kind == REMEDIATION_CHANGE
+
+    @property
+    def run_id(self) -> int | None:
+        """The remediation run a remediation change records (see ``remediation_change``)."""
+        found = _RUN_ID.search(self.description) if self.is_remediation else None
+        return int(found.group(1)) if found else None
+
+
+_RUN_ID = re.compile(r"\(run (\d+)\)$")
+
+
+def remediation_change(*, playbook: str, rule: str, run_id: int) -> str:
+    """The description of the change an applied playbook is recorded as."""
+    return f"{playbook} applied by rule {rule} (run {run_id})"
 
 
 class EventKind(StrEnum):

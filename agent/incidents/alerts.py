@@ -123,7 +123,8 @@ def alert_hit(alert: AlertPayload) -> Hit:
     explanation = alert.annotations.get("summary") or alert.annotations.get("description") or ""
     return Hit(series_id=alert_series_id(alert), detector=ALERT_DETECTOR, ts=alert.starts_at, value=1.0, score=1.0,
                direction=Direction.BOTH, metric=alert.labels.get("alertname", "alert"), labels=dict(alert.labels),
-               explanation=explanation, entity=fingerprint_of(alert))
+               explanation=explanation, entity=fingerprint_of(alert),
+               onset=f"the alert's start ({alert.starts_at:%H:%M:%S}) as its sender gave it")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from agent.clock import EARLIEST
 from agent.config.incidents import IncidentsConfig
 from agent.flow.incidents import STORM_LABEL, IncidentStatus, Severity, Signal
+from agent.incidents import changes_before
 from agent.incidents.rootcause import guess_root_cause
 from agent.incidents.summary import headline, line_of, rank_signals
 from agent.incidents.topology import Topology, correlation_keys
@@ -221,8 +222,10 @@ class Correlator:
         return bool(added) or hit.first_at < started_at
 
     def _title(self, signals: Sequence[Signal], labels: dict[str, str], now: datetime) -> str:
-        """The summary's title as of now (lists recompute it from the same function)."""
-        changes = tuple(self.store.changes_near(labels, before=now, lookback_s=self.config.changes_lookback))
+        """The summary's title as of now (every view recomputes it from the same function): the
+        suspects are the changes near the labels and signals, the agent's remediations left out."""
+        changes = tuple(c for c in changes_before(self.store, [labels, *(s.labels for s in signals)], before=now,
+                                                  lookback_s=self.config.changes_lookback) if not c.is_remediation)
         return headline(tuple(line_of(s) for s in rank_signals(signals)), changes, labels=labels)
 
     def refresh(self, incident_id: int, *, now: datetime) -> None:
@@ -247,4 +250,6 @@ def _own_labels(labels: Mapping[str, str]) -> dict[str, str]:
 def signal_of(hit: Hit) -> Signal:
     return Signal(series_id=hit.series_id, detector=hit.detector, metric=hit.metric, labels=dict(hit.labels),
                   first_at=hit.first_at, last_at=hit.ts, peak_score=hit.score, last_value=hit.value,
-                  last_expected=hit.expected, direction=str(hit.direction), explanation=hit.explanation)
+                  last_expected=hit.expected, direction=str(hit.direction), explanation=hit.explanation,
+                  peak_at=hit.ts, peak_value=hit.value, peak_expected=hit.expected, peak_lower=hit.lower,
+                  peak_upper=hit.upper, onset=hit.onset)

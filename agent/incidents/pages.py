@@ -3,31 +3,44 @@
 
 Templates live in ``agent/incidents/templates`` and render with autoescape on, so label values
 and messages are escaped; every untrusted string also passes the ``clean`` filter, which shows
-control and bidi characters as escapes. The plots are inline ``data:`` PNGs, so a page needs no request to anywhere.
+control and bidi characters as escapes. The plots are inline SVG (``agent.incidents.plot``), so a page
+needs no request to anywhere.
 """
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Mapping
+from datetime import datetime, timedelta
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
+from agent.flow.incidents import Signal
+from agent.incidents.catalog import BEFORE, Catalog
+from agent.incidents.history import History, StoredHistory
+from agent.incidents.plot import SignalPlot, drift_svg, signal_svg
+from agent.store.outbox import HitPoint
+
+from agent.incidents.cause import root_cause_line
 from agent.incidents.summary import (
     CHANGES_LOOKBACK_S,
     TOP_PLOTS,
+    SignalLine,
     Summary,
+    action_lines,
+    bound_side,
     clean,
     done_lines,
     earlier_outages,
+    label_text,
     next_step,
     other_labels,
     run_outcome,
+    saw_words,
     signal_text,
     status_line,
-    timeline_message,
+    timeline_rows,
     title_of,
     ts,
 )
@@ -45,7 +58,6 @@ def _environment() -> Environment:
     env.filters["num"] = lambda v: "-" if v is None else f"{v:.4g}"
     env.filters["labels"] = lambda labels: clean(", ".join(f"{k}={v}" for k, v in sorted(dict(labels).items())))
     env.filters["outcome"] = lambda run: clean(run_outcome(run))
-    env.filters["message"] = lambda event: clean(timeline_message(event))
     return env
 
 
@@ -55,53 +67,78 @@ _ENV = _environment()
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Plot:
     caption: str
-    png_b64: str
+    svg: Markup  # an inline <svg> from agent.incidents.svg, every text in it escaped
 
 
-def plots_for(summary: Summary, store: "Store", *, top: int = TOP_PLOTS) -> list[Plot]:
-    """PNG plots of the top ``top`` signals that have recorded hits. A drift signal gets its
-    model's drift rate against the alert share and its features' PSI against the threshold, not
-    the 0/1 of its hits."""
-    from datetime import timedelta
-
-    from agent.incidents.plot import drift_png, signal_png
-
-    hits = store.summary_hits(summary.incident.id)
+def plots_for(summary: Summary, store: "Store", *, history: History | None = None, top: int = TOP_PLOTS) -> list[Plot]:
+    """SVG plots of the top ``top`` signals that have recorded hits, from an hour before each
+    began to a while after its last hit. A drift signal gets its model's drift rate against the
+    alert share and its features' PSI against the threshold, not the 0/1 of its hits."""
+    history = history or StoredHistory(store=store)
     plots: list[Plot] = []
     for line in summary.signals:
         if len(plots) >= top:
             break
         sig = line.signal
-        mine = [h for h in hits if h.series_id == sig.series_id and h.detector == sig.detector]
+        mine = store.summary_hits(summary.incident.id, series_id=sig.series_id, detector=sig.detector)
         if not mine:
             continue
-        span = max(mine[-1].ts - mine[0].ts, timedelta(minutes=20))
-        samples = store.summary_samples(sig.series_id, start=mine[0].ts - 2 * span, end=mine[-1].ts + span / 2)
-        name = f"{sig.metric or sig.series_id} {_labels(sig.labels)}"
+        began, start, end = span_of(summary, sig, mine)
+        mine = [h for h in mine if start <= h.ts <= end]
+        name = f"{sig.metric or sig.series_id} {{{label_text(sig.labels)}}}"
         facts = line.drift
         if facts is not None:
-            png = drift_png(samples or [(h.ts, h.value) for h in mine], facts.share, list(facts.psi.values()),
-                            facts.threshold)
-            numbered = "; ".join(f"{n}: {f}" for n, f in enumerate(facts.psi, 1))
-            caption = f"{name}: drift rate against the alert share; PSI of the drifted features ({numbered})"
+            rates = history.points(sig.series_id, None, start, end) or [(h.ts, h.value) for h in mine]
+            caption = f"{name}: the drift rate against the alert share; the PSI of each drifted feature"
+            svg = drift_svg(rates, facts.share, facts.psi, facts.threshold, began_at=began, start=start, end=end,
+                            label=clean(caption))
         else:
-            png = signal_png(mine, samples)
-            caption = f"{name} ({sig.detector}): {line.deviation}"
-        plots.append(Plot(caption=caption, png_b64=base64.b64encode(png).decode("ascii")))
+            samples = history.points(sig.series_id, summary.catalog.promql(sig), start, end)
+            caption = f"{name} ({sig.detector}): {saw_words(line)}"
+            svg = signal_svg(SignalPlot(samples=samples, hits=mine, began_at=began, start=start, end=end,
+                                        unit=line.unit, bound=bound_of(line, summary.catalog)), label=clean(caption))
+        plots.append(Plot(caption=caption, svg=Markup(svg)))
     return plots
 
 
-def _labels(labels: Mapping[str, str]) -> str:
-    return "{" + ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) + "}"
+def span_of(summary: Summary, sig: Signal, hits: list[HitPoint]) -> tuple[datetime, datetime, datetime]:
+    """(when the signal began in the current outage, the plot's start an hour before, its end a
+    while after the last hit, or after the resolution)."""
+    episode = summary.episode
+    began = sig.first_at
+    if episode is not None and sig.last_at >= episode.started_at:
+        began = max(began, episode.started_at)
+    last = max(sig.last_at, hits[-1].ts)
+    if summary.incident.resolved_at is not None:
+        last = max(last, summary.incident.resolved_at)
+    after = max(timedelta(minutes=10), (last - began) / 4)
+    return began, began - BEFORE, last + after
 
 
-def render_html(summary: Summary, store: "Store", *, list_url: str = "/incidents") -> str:
-    """A self-contained HTML page (inline CSS and PNGs) of one incident summary."""
+def bound_of(line: SignalLine, catalog: Catalog) -> tuple[str, float] | None:
+    """An SLO's objective, or a threshold's bound the peak crossed: drawn as a line."""
+    sig = line.signal
+    side = bound_side(line)
+    value = sig.peak_upper if side is None or side[0] == "above" else sig.peak_lower
+    if sig.detector in catalog.slos:
+        value = value if value is not None else sig.peak_lower
+        return ("objective", value) if value is not None else None
+    if line.expected is None and side is not None and value is not None:
+        return side[1], value
+    return None
+
+
+def render_html(summary: Summary, store: "Store", *, list_url: str = "/incidents",
+                history: History | None = None) -> str:
+    """A self-contained HTML page (inline CSS and SVG plots) of one incident summary; ``history``
+    gives the plots their points (by default what the store kept)."""
     return _ENV.get_template("summary.html").render(
-        s=summary, i=summary.incident, status=status_line(summary.incident), plots=plots_for(summary, store),
+        s=summary, i=summary.incident, status=status_line(summary.incident),
+        plots=plots_for(summary, store, history=history),
         done=done_lines(summary), next=next_step(summary), earlier=earlier_outages(summary.incident),
         signals=[(line, signal_text(n, line)) for n, line in enumerate(summary.signals, 1)],
-        other_labels=other_labels(summary), list_url=list_url)
+        other_labels=other_labels(summary), list_url=list_url, cause=root_cause_line(summary),
+        actions=action_lines(summary), timeline=timeline_rows(summary))
 
 
 def render_list(store: "Store", *, limit: int = LIST_LIMIT, lookback_s: float = CHANGES_LOOKBACK_S) -> str:

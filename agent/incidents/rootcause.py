@@ -20,8 +20,20 @@ WHERE_LABELS = ("service", "host", "instance", "node", "model", "job")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RootCause:
+    """The guess: ``signal``, and when the topology decided, its ``node`` and the nodes of other
+    signals that need it (``downstream``)."""
+
     signal: Signal
     reason: str
+    node: str | None = None
+    downstream: tuple[str, ...] = ()
+
+    def topology_words(self) -> str | None:
+        """``service db is upstream of service api, host web-1 in the topology``, or None."""
+        if self.node is None:
+            return None
+        return (f"{node_name(self.node)} is upstream of {', '.join(node_name(d) for d in self.downstream)} "
+                "in the topology")
 
 
 def guess_root_cause(signals: Sequence[Signal], topology: Topology) -> RootCause | None:
@@ -49,16 +61,17 @@ def guess_root_cause(signals: Sequence[Signal], topology: Topology) -> RootCause
     if downstream[best_nodes]:
         others = everywhere - set(best_nodes)
         node = next(n for n in best_nodes if dependents(topology, n, others))
-        reason = (f"{_node_name(node)} is upstream of {', '.join(_node_name(d) for d in downstream[best_nodes])} "
-                  f"in the topology; its signal first fired at {first}")
-    elif len(signals) == 1:
+        cause = RootCause(signal=best, reason="", node=node, downstream=tuple(downstream[best_nodes]))
+        return RootCause(signal=best, reason=f"{cause.topology_words()}; its signal first fired at {first}",
+                         node=node, downstream=cause.downstream)
+    if len(signals) == 1:
         reason = f"the only signal; it first fired at {first}"
     else:
         reason = f"the earliest signal (first fired at {first}); the topology places no other signal upstream of it"
     return RootCause(signal=best, reason=reason)
 
 
-def _node_name(node: str) -> str:
+def node_name(node: str) -> str:
     kind, _, name = node.partition(":")
     return f"{kind} {name}"
 

@@ -1,10 +1,13 @@
 """The incident summary an on-call engineer reads in 30 seconds, in text, markdown, json or html.
 
-``build`` gathers the facts from the store into a ``Summary``; ``render`` turns one into a
-format. Every format says, in this order: a title in words (what is wrong, where, how far from
+``build`` gathers the facts from the store into a ``Summary``; the functions here put each
+section in words, and ``agent.incidents.render`` (text, Markdown, JSON) and ``pages`` (HTML) lay
+them out. Every format says, in this order: a title in words (what is wrong, where, how far from
 normal, since which change); the status with the current outage's MTTD and MTTR; what the agent
 did and its effect, runs in the order they ran; the next step for a person when it is not fixed;
-then the signals, suspect changes, earlier outages and the timeline. No figure is said twice. Label values, messages and descriptions come from metrics and people, so they are
+the root-cause line (``agent.incidents.cause``); then the signals, suspect changes, what the agent
+did just before, earlier outages and the timeline. No figure is said twice. Label values,
+messages and descriptions come from metrics and people, so they are
 untrusted: every format neutralises them its own way (control and bidi characters shown as
 escapes in all of them, Markdown punctuation backslashed, HTML escaped by Jinja2's autoescape,
 ``<``/``>``/``&`` written as ``\\u`` escapes in JSON so it can be pasted into a page).
@@ -15,23 +18,22 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from agent.clock import duration
-from agent.config.notify import GRAPH_LINK
 from agent.flow.incidents import STORM_LABEL, Change, Episode, Incident, IncidentEvent, IncidentStatus, Signal
-from agent.incidents import suspect_changes
+from agent.flow.runs import Run, RunMode, RunStatus
+from agent.incidents import nearby_changes
+from agent.incidents.catalog import Catalog, template_of
+from agent.incidents.onset import DRIFT_DETECTOR
 from agent.incidents.rootcause import ALERT_DETECTOR, WHERE_LABELS, where
-from agent.incidents.serialize import episode_dict
+from agent.incidents.units import PLAIN, Unit
 from agent.store.incidents import UnknownIncidentError
 from detectors.drift import DriftFacts, drift_facts
-from agent.flow.runs import RunMode, RunStatus
 
 if TYPE_CHECKING:
-    from agent.config import AgentConfig
     from agent.store import Store
     from agent.store.outbox import RunOutcome
 
@@ -69,17 +71,46 @@ _MD_ENTITIES = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SignalLine:
-    """A member signal with how far it is from normal; ``graph_url`` opens it in Prometheus."""
+    """A member signal with how far from normal it was at its peak (the hit that scored highest),
+    the figures every view states; ``graph_url`` opens it in Prometheus."""
 
     signal: Signal
     observed: float | None
     expected: float | None
     deviation: str
     graph_url: str | None = None
+    unit: Unit = PLAIN
 
     @property
     def drift(self) -> DriftFacts | None:
-        return drift_facts(self.signal.explanation) if self.signal.detector == "drift" else None
+        return drift_facts(self.signal.explanation) if self.signal.detector == DRIFT_DETECTOR else None
+
+    @property
+    def spread(self) -> float | None:
+        """How far the peak was from expected, in half-widths of the detector's normal band
+        there (its usual spread): 1 is the band's edge. None without a band."""
+        s = self.signal
+        if self.observed is None or self.expected is None or s.peak_lower is None or s.peak_upper is None:
+            return None
+        half = (s.peak_upper - s.peak_lower) / 2
+        return abs(self.observed - self.expected) / half if half > 0 else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentAction:
+    """A remediation playbook the agent applied shortly before the incident (for another one, or
+    an earlier outage of it): listed as what it is, never as a suspect. ``run`` is None when the
+    run is no longer in the store."""
+
+    change: Change
+    run: Run | None
+
+    def words(self) -> str:
+        r = self.run
+        if r is None:
+            return f"the agent applied {self.change.description}"
+        return (f"the agent ran {r.playbook} (rule {r.rule}, run {r.id}) for incident #{r.incident_id}: "
+                f"{_RUN_WORDS[r.status]}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,22 +122,44 @@ class Summary:
     changes: tuple[Change, ...]
     runs: tuple["RunOutcome", ...]
     timeline: tuple[IncidentEvent, ...]
+    actions: tuple[AgentAction, ...] = ()
+    onsets: Mapping[int, str] = field(default_factory=dict)  # episode number -> how its start was found
+    catalog: Catalog = field(default_factory=Catalog)
 
     @property
     def episode(self) -> Episode | None:
         return self.incident.episode
 
+    @property
+    def onset(self) -> str:
+        """How the current outage's start was found, in words ("" when nothing says)."""
+        return self.onsets.get(self.episode.number, "") if self.episode else ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimelineRow:
+    """One line of the timeline as shown: an event, or the start of an outage (``began``)."""
+
+    ts: datetime
+    kind: str
+    actor: str
+    message: str
+
 
 # -- gathering ----------------------------------------------------------------------------------
 
-def build(store: "Store", incident_id: int, *, base_url: str | None = None,
+def build(store: "Store", incident_id: int, *, base_url: str | None = None, catalog: Catalog | None = None,
           prometheus_url: str | None = None, lookback_s: float = CHANGES_LOOKBACK_S) -> Summary:
-    """Everything the summary shows about one incident; ``UnknownIncidentError`` when there is none."""
+    """Everything the summary shows about one incident; ``UnknownIncidentError`` when there is
+    none. ``catalog`` knows the sources' queries and the graph link (``prometheus_url``: a link
+    template or a Prometheus URL, when no catalog is given)."""
     incident = store.get_incident(incident_id)
     if incident is None:
         raise UnknownIncidentError(incident_id)
-    lines = tuple(line_of(s, prometheus_url) for s in rank_signals(incident.signals))
-    changes = suspects(store, incident, lookback_s)
+    catalog = (catalog or Catalog(graph_link=template_of(prometheus_url))).with_kinds(store, incident.signals)
+    lines = tuple(line_of(s, catalog) for s in rank_signals(incident.signals))
+    nearby = nearby_changes(store, incident, lookback_s=lookback_s)
+    changes = tuple(c for c in nearby if not c.is_remediation)
     return Summary(
         incident=incident,
         title=title_from(incident, lines, changes),
@@ -115,18 +168,37 @@ def build(store: "Store", incident_id: int, *, base_url: str | None = None,
         changes=changes,
         runs=tuple(store.summary_runs(incident.id)),
         timeline=tuple(store.incident_events(incident.id)),
+        actions=tuple(agent_action(store, c) for c in nearby if c.is_remediation),
+        onsets={e.number: onset_words(store, incident, e) for e in incident.episodes},
+        catalog=catalog,
     )
 
 
+def agent_action(store: "Store", change: Change) -> AgentAction:
+    """A remediation change with the run it records."""
+    return AgentAction(change=change, run=store.get_run(change.run_id) if change.run_id is not None else None)
+
+
 def suspects(store: "Store", incident: Incident, lookback_s: float = CHANGES_LOOKBACK_S) -> tuple[Change, ...]:
-    """Changes sharing a label with the incident or a signal of it, before it was detected; nearest first."""
-    return tuple(suspect_changes(store, incident, lookback_s=lookback_s))
+    """Changes sharing a label with the incident or a signal of it, before it was detected, that
+    are not the agent's own remediations; nearest first."""
+    return tuple(c for c in nearby_changes(store, incident, lookback_s=lookback_s) if not c.is_remediation)
+
+
+def onset_words(store: "Store", incident: Incident, episode: Episode) -> str:
+    """How an outage's start was found: the words of the hit it came from, else (a store written
+    before hits kept them) of the signal that began first."""
+    words = store.onset_at(incident.id, episode.started_at)
+    if words:
+        return words
+    first = min(incident.signals, key=lambda s: s.first_at, default=None)
+    return first.onset if first is not None and first.first_at == episode.started_at else ""
 
 
 def title_of(store: "Store", incident: Incident, *, lookback_s: float = CHANGES_LOOKBACK_S) -> str:
-    """The title the summary gives ``incident`` (lists show the same one); ``incident`` must
-    carry its signals."""
-    lines = tuple(line_of(s, None) for s in rank_signals(incident.signals))
+    """The title the summary gives ``incident`` (lists, reports and messages show the same one);
+    ``incident`` must carry its signals."""
+    lines = tuple(line_of(s) for s in rank_signals(incident.signals))
     return title_from(incident, lines, suspects(store, incident, lookback_s))
 
 
@@ -178,19 +250,41 @@ def headline(lines: tuple[SignalLine, ...], changes: tuple[Change, ...] = (), *,
             text += f" (PSI up to {max(facts.psi.values()):.2f})"
     else:
         what = sig.metric or sig.series_id
-        if sig.detector == ALERT_DETECTOR:
-            far = "firing"
-        elif top.observed == 0 and top.expected:
-            far = "down to 0"
-        else:
-            far = top.deviation
         place = where(labels)
+        far = far_words(top)
         text = f"{what} {far}" + (f" on {place}" if place else "")
     if changes:
         text += f" since {change_words(changes[0])}"
     if len(lines) > 1:
         text += f" (+{len(lines) - 1} more signal{'s' if len(lines) > 2 else ''})"
     return text
+
+
+def far_words(line: SignalLine) -> str:
+    """How far from normal in a title, from the peak's figures: ``8.4x expected``, ``down to
+    0``, ``above its upper bound``; no figure that needs a unit, so every view says the same."""
+    sig = line.signal
+    if sig.detector == ALERT_DETECTOR:
+        return "firing"
+    if line.observed == 0 and (line.expected or (sig.peak_lower or 0) > 0):
+        return "down to 0"
+    if line.expected is None and line.observed is not None:
+        side = bound_side(line)
+        if side is not None:
+            return f"{side[0]} its {side[1]}"
+    return line.deviation
+
+
+def bound_side(line: SignalLine) -> tuple[str, str] | None:
+    """("above", "upper bound") or ("below", "lower bound") for a peak outside a fixed bound."""
+    sig, value = line.signal, line.observed
+    if value is None:
+        return None
+    if sig.peak_upper is not None and value > sig.peak_upper:
+        return "above", "upper bound"
+    if sig.peak_lower is not None and value < sig.peak_lower:
+        return "below", "lower bound"
+    return None
 
 
 _CHANGE_NOUNS = {"model_rollout": "rollout", "deploy": "deploy", "config": "config change"}
@@ -203,50 +297,14 @@ def change_words(change: Change) -> str:
     return f"{noun} {version}" if version else f"{noun} at {change.ts:%H:%M} UTC"
 
 
-def line_of(signal: Signal, prometheus_url: str | None = None) -> SignalLine:
+def line_of(signal: Signal, catalog: Catalog | None = None) -> SignalLine:
+    """The signal with its peak's figures (a store written before peaks were kept: its newest)."""
+    observed = signal.peak_value if signal.peak_at is not None else signal.last_value
+    expected = signal.peak_expected if signal.peak_at is not None else signal.last_expected
     return SignalLine(
-        signal=signal, observed=signal.last_value, expected=signal.last_expected,
-        deviation=deviation(signal.last_value, signal.last_expected),
-        graph_url=graph_url(prometheus_url, signal) if prometheus_url else None)
-
-
-def promql_selector(metric: str, labels: Mapping[str, str]) -> str:
-    """``metric{a="x",b="y"}`` with label values quoted as PromQL strings."""
-    def quoted(value: str) -> str:
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-    inner = ",".join(f"{k}={quoted(str(v))}" for k, v in sorted(labels.items()) if k != "__name__")
-    return f"{metric}{{{inner}}}" if inner else metric
-
-
-def graph_url(link: str, signal: Signal) -> str | None:
-    """A graph page of the signal around its anomaly. ``link`` is a template from
-    ``graph_link_of`` (or a bare Prometheus URL, for its graph page); every value filled in is
-    URL-encoded, and nothing from a label can add a placeholder."""
-    if not signal.metric:
-        return None
-    if "{expr}" not in link:
-        link = GRAPH_LINK.replace("{url}", link.rstrip("/"))
-    expr = promql_selector(signal.metric, signal.labels)
-    end = signal.last_at + timedelta(minutes=30)
-    span_h = max(1, int((end - signal.first_at).total_seconds() // 3600) + 2)
-    values = {"expr": quote(expr, safe=""), "range": f"{span_h}h",
-              "end": quote(end.strftime("%Y-%m-%d %H:%M:%S"), safe="")}
-    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), link)
-
-
-_PLACEHOLDER = re.compile(r"{(expr|range|end)}")
-
-
-def prometheus_url(config: "AgentConfig") -> str | None:
-    """The graph link template of signals (``notify.graph_link`` with ``{url}`` filled in):
-    ``notify.prometheus_url``, else the Prometheus source when it is the one in use, else no link."""
-    base = config.notify.prometheus_url
-    if not base and config.sources.kind == "prometheus":
-        base = config.sources.prometheus.url
-    if not base:
-        return None
-    return config.notify.graph_link.replace("{url}", base.rstrip("/"))
+        signal=signal, observed=observed, expected=expected, deviation=deviation(observed, expected),
+        graph_url=catalog.graph_url(signal) if catalog is not None else None,
+        unit=catalog.unit(signal) if catalog is not None else PLAIN)
 
 
 # -- the words of each section -------------------------------------------------------------------
@@ -259,7 +317,7 @@ def hms(value: datetime | None) -> str:
     return value.strftime("%H:%M:%S") if value else "-"
 
 
-def _labels(labels: Mapping[str, str]) -> str:
+def label_text(labels: Mapping[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
@@ -370,30 +428,55 @@ def next_step(s: Summary) -> str | None:
         return "none yet: the agent is remediating and resolves the incident once the signals recover"
     if any(r.status is RunStatus.VERIFIED for r in s.runs):
         return "none: the remediation worked; the incident resolves once its signals stay quiet"
+    refused = [e for e in s.timeline if e.kind == "remediation" and (e.details or {}).get("refused")]
+    if refused and not s.runs:
+        e = refused[-1]
+        return f"rule {e.details.get('rule')} was not run ({e.details['refused']}); fix it by hand: look at {look}"
     if i.status is IncidentStatus.ACKNOWLEDGED:
         return f"no playbook is set for this; {i.acknowledged_by or 'someone'} has it: look at {look}"
     return f"no playbook is set for this: look at {look}, then: aiops incidents ack {i.id}"
 
 
 def signal_text(n: int, line: SignalLine) -> list[str]:
-    """A signal's two lines: name, labels and detector; then what the detector saw (its own
-    sentence, else observed and expected), how far from normal (the top signal's is in the
-    title), and its hits."""
+    """A signal's two lines: name, labels and detector; then what the detector saw at the peak,
+    in the signal's unit (how far from normal as a ratio only below the top signal, whose ratio
+    is in the title), and its hits."""
     sig = line.signal
-    head = f"{n}. {sig.metric or sig.series_id} {{{_labels(sig.labels)}}} [{sig.detector}]"
+    head = f"{n}. {sig.metric or sig.series_id} {{{label_text(sig.labels)}}} [{sig.detector}]"
+    hits = f"1 hit at {hms(sig.last_at)}" if sig.hits == 1 else f"{sig.hits} hits, the last at {hms(sig.last_at)}"
+    began = f", began {hms(sig.first_at)}" if sig.first_at != sig.last_at else ""
+    return [head, f"{saw_words(line, with_ratio=n > 1)}; {hits}{began}"]
+
+
+_KIND = re.compile(r"^(sustained (?:rise|drop)|value stuck at \S+ for \d+ points|no data for \d+ points in a row)")
+
+
+def saw_words(line: SignalLine, *, with_ratio: bool = True) -> str:
+    """``808 ms at 11:19:05 vs expected 96.4 ms (8.4x expected; 92x the usual spread)``, the
+    drift's features, a bound crossed, or the detector's own sentence when it has no figures."""
+    sig, unit = line.signal, line.unit
     facts = line.drift
     if facts is not None:
         drifted = ", ".join(f"{f} PSI {v:.2f}" for f, v in facts.psi.items())
         limit = (f" (threshold PSI {facts.threshold:g}, lower when the second test agrees)"
                  if facts.threshold is not None else "")
-        saw = f"drifted: {drifted}{limit}" if drifted else "drifted"
-    else:
-        saw = sig.explanation or f"observed {_num(line.observed)}, expected {_num(line.expected)}"
-        if n > 1 and line.observed is not None and line.expected is not None:
-            saw += f" ({line.deviation})"
-    hits = f"{sig.hits} hit{'' if sig.hits == 1 else 's'}"
-    when = hms(sig.first_at) if sig.first_at == sig.last_at else f"{hms(sig.first_at)}..{hms(sig.last_at)}"
-    return [head, f"{saw}; {hits} {when}"]
+        return f"drifted: {drifted}{limit}" if drifted else "drifted"
+    if sig.detector == ALERT_DETECTOR or line.observed is None:
+        return sig.explanation or "anomalous"
+    at = f" at {hms(sig.peak_at)}" if sig.peak_at is not None else ""
+    kind = _KIND.match(sig.explanation)
+    lead = f"{kind.group(1)}: " if kind else ""
+    if line.expected is not None:
+        how = [line.deviation] if with_ratio else []
+        if line.spread is not None:
+            how.append(f"{line.spread:.1f}x the usual spread")
+        figures = f"{unit.format(line.observed)}{at} vs expected {unit.format(line.expected)}"
+        return lead + figures + (f" ({'; '.join(how)})" if how else "")
+    side = bound_side(line)
+    if side is not None:
+        bound = sig.peak_upper if side[0] == "above" else sig.peak_lower
+        return f"{lead}{unit.format(line.observed)}{at}, {side[0]} the {side[1]} {unit.format(bound)}"
+    return lead + (sig.explanation or f"{unit.format(line.observed)}{at}")
 
 
 def earlier_outages(i: Incident) -> list[str]:
@@ -407,6 +490,21 @@ def timeline_message(e: IncidentEvent) -> str:
     return "" if e.kind == "opened" else e.message
 
 
+def timeline_rows(s: Summary) -> list[TimelineRow]:
+    """The events in time order, with each outage's start (``began``) and how it was found."""
+    rows = [TimelineRow(ts=e.started_at, kind="began", actor="-",
+                        message=(f"outage {e.number}: " if len(s.incident.episodes) > 1 else "")
+                        + s.onsets.get(e.number, ""))
+            for e in s.incident.episodes]
+    rows += [TimelineRow(ts=e.ts, kind=e.kind, actor=e.actor, message=timeline_message(e)) for e in s.timeline]
+    return sorted(rows, key=lambda r: r.ts)  # stable: a start comes before an event at the same time
+
+
+def action_lines(s: Summary) -> list[str]:
+    """``HH:MM:SS the agent ran restart_service.yml (rule r, run 5) for incident #3: verified``."""
+    return [f"{ts(a.change.ts)} {a.words()}" for a in s.actions]
+
+
 # -- rendering ----------------------------------------------------------------------------------
 
 def other_labels(s: Summary) -> dict[str, str]:
@@ -414,121 +512,5 @@ def other_labels(s: Summary) -> dict[str, str]:
     return {k: v for k, v in s.incident.labels.items() if k not in WHERE_LABELS}
 
 
-def render_text(s: Summary) -> str:
-    i = s.incident
-    out = [f"#{i.id} {i.severity.value.upper()}  {clean(s.title)}", f"Status:   {clean(status_line(i))}"]
-    done = done_lines(s)
-    out += [f"{'Done:' if n == 0 else '':<10}{clean(line)}" for n, line in enumerate(done)]
-    step = next_step(s)
-    if step:
-        out.append(f"Next:     {clean(step)}")
-    if s.url:
-        out.append(f"Page:     {clean(s.url)}")
-    if other_labels(s):
-        out.append(f"Labels:   {clean(_labels(other_labels(s)))}")
-    if len(s.signals) > 1 and i.root_cause:
-        out += ["", f"Root cause guess: {clean(i.root_cause)}"
-                + (f", because {clean(i.root_cause_reason)}" if i.root_cause_reason else "")]
-    out += ["", "Signals (most anomalous first):"]
-    for n, line in enumerate(s.signals, 1):
-        first, *rest = signal_text(n, line)
-        out.append(f"  {clean(first)}")
-        out += [f"     {clean(r)}" for r in rest]
-        if line.graph_url:
-            out.append(f"     graph: {line.graph_url}")
-    if not s.signals:
-        out.append("  none recorded")
-    out += ["", "Suspect changes (nearest first):"]
-    out += [f"  {ts(c.ts)} {clean(c.kind)} {{{clean(_labels(c.labels))}}}: {clean(c.description)} (by {clean(c.actor)})"
-            for c in s.changes] or ["  none"]
-    earlier = earlier_outages(i)
-    if earlier:
-        out += ["", "Earlier outages of this incident:"] + [f"  {line}" for line in earlier]
-    out += ["", "Timeline:"]
-    out += [f"  {ts(e.ts)} {clean(e.kind)} by {clean(e.actor)}" + (f": {clean(m)}" if (m := timeline_message(e)) else "")
-            for e in s.timeline] or ["  empty"]
-    return "\n".join(out) + "\n"
-
-
-def render_markdown(s: Summary) -> str:
-    i = s.incident
-    out = [f"# #{i.id} {md(s.title)}", "", f"**{i.severity.value}** · {md(status_line(i))}  "]
-    if s.runs:
-        out += ["", "**Done:**", ""] + [f"- {md(line)}" for line in done_lines(s)]
-    step = next_step(s)
-    if step:
-        out += ["", f"**Next:** {md(step)}"]
-    if s.url:
-        out += ["", f"**Page:** <{s.url}>"]
-    if other_labels(s):
-        out += ["", f"**Labels:** {md(_labels(other_labels(s)))}"]
-    if len(s.signals) > 1 and i.root_cause:
-        out += ["", f"**Root cause guess:** {md(i.root_cause)}"
-                + (f", because {md(i.root_cause_reason)}" if i.root_cause_reason else "")]
-    out += ["", "## Signals", ""]
-    for n, line in enumerate(s.signals, 1):
-        first, *rest = signal_text(n, line)
-        graph = f" [graph]({line.graph_url})" if line.graph_url else ""
-        out.append(f"{md(first)}{graph}  ")
-        out += [f"{md(r)}  " for r in rest]
-    if not s.signals:
-        out.append("none recorded")
-    out += ["", "## Suspect changes", ""]
-    out += [f"- {ts(c.ts)} **{md(c.kind)}** {md(_labels(c.labels))}: {md(c.description)} (by {md(c.actor)})"
-            for c in s.changes] or ["- none"]
-    earlier = earlier_outages(i)
-    if earlier:
-        out += ["", "## Earlier outages", ""] + [f"- {md(line)}" for line in earlier]
-    out += ["", "## Timeline", ""]
-    out += [f"- {ts(e.ts)} **{md(e.kind)}** by {md(e.actor)}" + (f": {md(m)}" if (m := timeline_message(e)) else "")
-            for e in s.timeline] or ["- empty"]
-    return "\n".join(out) + "\n"
-
-
-def as_dict(s: Summary) -> dict[str, Any]:
-    i = s.incident
-
-    def when(value: datetime | None) -> str | None:
-        return value.isoformat() if value else None
-
-    return {
-        "id": i.id, "title": s.title, "url": s.url, "status": i.status.value, "severity": i.severity.value,
-        "flapping": i.flapping, "labels": dict(i.labels),
-        "started_at": when(i.started_at), "detected_at": when(i.detected_at),
-        "acknowledged_at": when(i.acknowledged_at), "acknowledged_by": i.acknowledged_by,
-        "resolved_at": when(i.resolved_at), "resolution": i.resolution,
-        "episode": episode_dict(s.episode) if s.episode else None,
-        "episodes": [episode_dict(e) for e in i.episodes],
-        "done": done_lines(s), "next": next_step(s),
-        "root_cause": {"guess": i.root_cause, "reason": i.root_cause_reason},
-        "signals": [{
-            "series_id": l.signal.series_id, "metric": l.signal.metric, "labels": dict(l.signal.labels),
-            "detector": l.signal.detector, "observed": l.observed, "expected": l.expected,
-            "deviation": l.deviation, "peak_score": l.signal.peak_score, "hits": l.signal.hits,
-            "first_at": when(l.signal.first_at), "last_at": when(l.signal.last_at),
-            "explanation": l.signal.explanation, "graph_url": l.graph_url} for l in s.signals],
-        "changes": [{"id": c.id, "ts": when(c.ts), "kind": c.kind, "labels": dict(c.labels),
-                     "description": c.description, "actor": c.actor} for c in s.changes],
-        "remediation": [{"id": r.id, "rule": r.rule, "playbook": r.playbook, "mode": r.mode, "status": r.status,
-                         "rc": r.rc, "requested_at": when(r.requested_at), "started_at": when(r.started_at),
-                         "ended_at": when(r.ended_at), "reason": r.reason, "effect": playbook_report(r.output)}
-                        for r in s.runs],
-        "timeline": [{"id": e.id, "ts": when(e.ts), "kind": e.kind, "actor": e.actor, "message": e.message,
-                      "details": dict(e.details)} for e in s.timeline],
-    }
-
-
-def render_json(s: Summary) -> str:
-    text = json.dumps(as_dict(s), indent=2, sort_keys=False, default=_json_default)
-    # Inert even when pasted into an HTML page or a <script> block.
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026") + "\n"
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
-
-
-__all__ = ["Summary", "SignalLine", "build", "clean", "deviation", "headline", "md",
+__all__ = ["AgentAction", "Summary", "SignalLine", "TimelineRow", "build", "clean", "deviation", "headline", "md",
            "title_of"]

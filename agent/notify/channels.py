@@ -8,11 +8,13 @@ webhook tokens and routing keys into logs and the outbox.
 
 from __future__ import annotations
 
+import base64
 import json
 import smtplib
 import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any, Protocol
@@ -20,13 +22,14 @@ from typing import Any, Protocol
 import requests
 
 from agent import __version__
-from agent.config.notify import EmailChannel, PagerDutyChannel, SlackChannel, WebhookChannel
+from agent.config.notify import AlertmanagerChannel, EmailChannel, PagerDutyChannel, SlackChannel, WebhookChannel
 from agent.errors import AiopsError
 from agent.incidents.summary import clean
 from agent.notify.messages import headline
 from agent.store.outbox import OutboxItem
 
 USER_AGENT = f"aiops-agent/{__version__}"
+LIFETIMES = 4  # an Alertmanager alert's endsAt: this many resends (or cycles) ahead
 
 
 class DeliveryError(AiopsError):
@@ -57,7 +60,7 @@ def _retry_after(response: requests.Response) -> float | None:
         return None
 
 
-def _post(channel: str, url: str, body: Mapping[str, Any], timeout_s: float,
+def _post(channel: str, url: str, body: Mapping[str, Any] | Sequence[Mapping[str, Any]], timeout_s: float,
           headers: Mapping[str, str] | None = None) -> requests.Response:
     """POST JSON; a 2xx answer is returned, anything else raises ``DeliveryError``."""
     try:
@@ -219,6 +222,39 @@ class Email(_Base):
             raise DeliveryError(self.name, f"SMTP failed ({type(exc).__name__})") from None
 
 
+class Alertmanager(_Base):
+    """Posts alerts to one Alertmanager. Nothing of the outbox is its to send; ``send`` takes the
+    test message of ``aiops notify test`` as a test alert."""
+
+    config: AlertmanagerChannel
+
+    def accepts(self, event: str) -> bool:
+        return False
+
+    def post(self, alerts: Sequence[Mapping[str, Any]], timeout_s: float) -> None:
+        c = self.config
+        headers: dict[str, str] = {}
+        if c.bearer_token is not None:
+            headers["Authorization"] = f"Bearer {c.bearer_token.get_secret_value()}"
+        elif c.username:
+            secret = f"{c.username}:{c.password.get_secret_value() if c.password else ''}"
+            headers["Authorization"] = "Basic " + base64.b64encode(secret.encode("utf-8")).decode("ascii")
+        _post(self.name, c.url.rstrip("/") + "/api/v2/alerts", list(alerts), timeout_s, headers)
+
+    def send(self, item: OutboxItem, timeout_s: float) -> None:
+        p = item.payload
+        now = item.created_at
+        labels = {**self.config.labels, "alertname": self.config.alertname,
+                  "aiops_incident": str(p["incident_id"]), "severity": str(p["severity"])}
+        ends = now if item.event == "resolved" else now + timedelta(seconds=LIFETIMES * self.config.resend)
+        self.post([{"labels": labels, "annotations": {"summary": clean(p["title"])}, "startsAt": rfc3339(now),
+                    "endsAt": rfc3339(ends), "generatorURL": str(p.get("url") or "")}], timeout_s)
+
+
+def rfc3339(at: datetime) -> str:
+    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def build_channels(configs: Mapping[str, Any]) -> dict[str, Channel]:
-    kinds = {"webhook": Webhook, "slack": Slack, "pagerduty": PagerDuty, "email": Email}
+    kinds = {"webhook": Webhook, "slack": Slack, "pagerduty": PagerDuty, "email": Email, "alertmanager": Alertmanager}
     return {name: kinds[cfg.type](name, cfg) for name, cfg in configs.items()}

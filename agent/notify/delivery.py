@@ -29,6 +29,7 @@ from agent.notify.routing import channels_for
 from agent.store.outbox import NewNotification, OutboxItem, OutboxStatus
 
 if TYPE_CHECKING:
+    from agent.incidents.catalog import Catalog
     from agent.metrics import Metrics
     from agent.store import Store
 
@@ -55,7 +56,7 @@ def backoff_s(attempts: int, *, initial_s: float, max_s: float, rng: random.Rand
 
 
 def enqueue(store: "Store", config: NotifyConfig, channels: Mapping[str, Channel], *, now: datetime,
-            base_url: str | None, prometheus_url: str | None, lookback_s: float = CHANGES_LOOKBACK_S) -> int:
+            base_url: str | None, catalog: "Catalog | None" = None, lookback_s: float = CHANGES_LOOKBACK_S) -> int:
     """Write an outbox row per routed channel for every timeline event past the cursor; returns
     the rows added. Events older than ``give_up_after`` are passed over (not worth sending)."""
     added = 0
@@ -84,8 +85,8 @@ def enqueue(store: "Store", config: NotifyConfig, channels: Mapping[str, Channel
                 if channel is None or not channel.accepts(event.kind):
                     continue
                 if event.id not in payloads:
-                    payloads[event.id] = payload_for(store, event, incident, base_url=base_url,
-                                                     prometheus_url=prometheus_url, lookback_s=lookback_s)
+                    payloads[event.id] = payload_for(store, event, incident, base_url=base_url, catalog=catalog,
+                                                     lookback_s=lookback_s)
                 status = OutboxStatus.SILENCED if quiet and channel.paging else OutboxStatus.PENDING
                 items.append(NewNotification(channel=name, incident_id=incident.id, event=event.kind,
                                              dedup_key=f"{name}:{event.id}", payload=payloads[event.id],

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from agent.flow.incidents import Incident, IncidentEvent
-from agent.incidents.summary import CHANGES_LOOKBACK_S, build, clean, render_text
+from agent.incidents.catalog import Catalog
+from agent.incidents.render import render_text
+from agent.incidents.summary import CHANGES_LOOKBACK_S, build, clean
 
 if TYPE_CHECKING:
     from agent.store import Store
@@ -35,9 +37,9 @@ def quiet_for_pagers(event: IncidentEvent) -> bool:
 
 
 def payload_for(store: "Store", event: IncidentEvent, incident: Incident, *, base_url: str | None,
-                prometheus_url: str | None, lookback_s: float = CHANGES_LOOKBACK_S) -> dict[str, Any]:
+                catalog: Catalog | None, lookback_s: float = CHANGES_LOOKBACK_S) -> dict[str, Any]:
     """The channel-neutral message: the summary's title, a link to the incident page, the event."""
-    summary = build(store, incident.id, base_url=base_url, prometheus_url=prometheus_url, lookback_s=lookback_s)
+    summary = build(store, incident.id, base_url=base_url, catalog=catalog, lookback_s=lookback_s)
     severity = str((event.details or {}).get("severity") or incident.severity.value)
     return {
         "version": 1,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from typing import TextIO
 
+from agent import csvcells
 from agent.clock import from_epoch
 from agent.report.period import Period
 from agent.store.reports import ReportStore
@@ -22,7 +22,7 @@ def export(store: ReportStore, period: Period, fmt: str, stream: TextIO) -> int:
     """
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"expected a format among {', '.join(EXPORT_FORMATS)}, found {fmt!r}")
-    writer = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
+    writer = csvcells.Writer(stream) if fmt == "csv" else None
     if writer is not None:
         writer.writerow(CSV_COLUMNS)
     count = 0

@@ -31,7 +31,7 @@ GAUGES = (
 )
 
 
-class IncidentFigures:
+class StoreCollector:
     """A prometheus-client collector reading the store it is bound to, at its clock's time."""
 
     def __init__(self) -> None:
@@ -40,6 +40,10 @@ class IncidentFigures:
 
     def bind(self, store: "Store", clock: Callable[[], datetime]) -> None:
         self._store, self._clock = store, clock
+
+
+class IncidentFigures(StoreCollector):
+    """MTTR and MTTD of the last ``WINDOW``."""
 
     def describe(self) -> list[Metric]:
         return [Metric(name, doc, "gauge") for name, doc, _ in GAUGES]

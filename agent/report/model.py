@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from agent.incidents.summary import title_of
 from agent.report.period import Period
 from agent.report.render import environment
 from agent.flow.rollouts import (
@@ -67,11 +68,11 @@ def model_report(store: Store, model: str, period: Period, *, now: datetime) -> 
     incident_ids = store.model_incident_ids(model, since, until)
     incidents = []
     for incident_id in incident_ids:
-        incident = store.get_incident(incident_id, with_signals=False)
+        incident = store.get_incident(incident_id)
         if incident is None:
             continue
         resolved = incident.resolved_at
-        incidents.append({"id": incident.id, "title": incident.title, "severity": str(incident.severity),
+        incidents.append({"id": incident.id, "title": title_of(store, incident), "severity": str(incident.severity),
                           "status": str(incident.status), "started_at": incident.started_at.isoformat(),
                           "resolved_at": resolved.isoformat() if resolved else None,
                           "resolution": incident.resolution,

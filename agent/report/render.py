@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
@@ -11,6 +10,7 @@ from typing import Any
 
 import jinja2
 
+from agent import csvcells
 from agent.clock import duration
 from agent.report.mttr import DURATIONS, Comparison, GroupFigures, MttrReport, Stat
 
@@ -74,7 +74,7 @@ def _cell(value: float | None) -> Any:
 def as_csv(report: MttrReport) -> str:
     """One line per group, then ``total`` and ``model``, then the comparison (MTTR columns only)."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csvcells.Writer(out)
     writer.writerow(_CSV_HEADER)
     for section, g in rows_of(report):
         writer.writerow([section, g.group, g.incidents, g.episodes, g.resolved, g.unresolved, g.acknowledged, g.auto_remediated,

@@ -9,6 +9,7 @@ Images are PNG data URIs and the page loads nothing from the network.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -19,13 +20,16 @@ from agent.report import plots
 from agent.report.mttr import incident_durations, report_from_frame
 from agent.report.period import Period, week_labels
 from agent.report.render import environment, rows_of
-from agent.store.reports import ReportStore
+from agent.incidents.summary import title_of
+
+if TYPE_CHECKING:
+    from agent.store import Store
 
 OPEN_SHOWN = 50
 SEVERITY_RANK = {s.value: s.rank for s in Severity}
 
 
-def weekly_report(store: ReportStore, period: Period, *, tz: str = "UTC", now: datetime) -> str:
+def weekly_report(store: "Store", period: Period, *, tz: str = "UTC", now: datetime) -> str:
     frame = incident_durations(store.incident_times(period.since_s, period.until_s))
     summary = report_from_frame(frame, period, by=None, tz=tz, now=now)
     weeks = _weeks(frame, period, tz)
@@ -47,9 +51,19 @@ def weekly_report(store: ReportStore, period: Period, *, tz: str = "UTC", now: d
         weeks=weeks, weeks_plot=plots.mttr_per_week(weeks) if len(frame) else None,
         by_service=by_service, service_plot=plots.incidents_by_service(by_service) if len(frame) else None,
         noisy=noisy.to_dict("records"), runs=runs.to_dict("records"),
-        open_incidents=open_incidents.head(OPEN_SHOWN).to_dict("records"), open_total=len(open_incidents),
+        open_incidents=_with_titles(store, open_incidents.head(OPEN_SHOWN).to_dict("records")),
+        open_total=len(open_incidents),
         models=models.to_dict("records"),
         missing=_missing)
+
+
+def _with_titles(store: "Store", rows: list[dict]) -> list[dict]:
+    """The rows with the title every other view gives each incident (from its signals' peaks)."""
+    for row in rows:
+        incident = store.get_incident(int(row["id"]))
+        if incident is not None:
+            row["title"] = title_of(store, incident)
+    return rows
 
 
 def _by_service(frame: pd.DataFrame) -> pd.DataFrame:

@@ -43,6 +43,11 @@ def send(session: requests.Session, method: str, source: str, target: str, url: 
         raise _fetch_error(exc, source, target, timeout_s) from None
 
 
+def read_error(exc: requests.RequestException, source: str, target: str, timeout_s: float) -> FetchError:
+    """The FetchError for a failure while a streamed body (``stream=True``) is read."""
+    return _fetch_error(exc, source, target, timeout_s)
+
+
 def _fetch_error(exc: BaseException, source: str, target: str, timeout_s: float) -> FetchError:
     if isinstance(exc, (requests.Timeout, urllib3.exceptions.TimeoutError)):
         return FetchError(source, target, FailureKind.TIMEOUT, f"no answer within {timeout_s:g}s")

@@ -12,13 +12,14 @@ connection failure or timeout the remaining queries of the round are not attempt
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -43,10 +44,20 @@ SOURCE = "prometheus"
 _MAX_SLEEP_S = 10.0
 # A decoded JSON point costs ~150 bytes of Python objects: 100k points keep one response ~15 MB.
 SAMPLES_PER_REQUEST = 100_000
+# A query_range answer is read in pieces of this size; one series' text (11,000 points and its
+# labels) stays far below MAX_SERIES_CHARS. An answer in another layout is read whole, up to
+# MAX_OTHER_BYTES.
+READ_CHUNK_BYTES = 1 << 20
+MAX_SERIES_CHARS = 32 << 20
+MAX_OTHER_BYTES = 64 << 20
 PROBE_POINTS = 60
 PARALLEL_REQUESTS = 2
 # A raw sample costs ~40 bytes between the compressed body, the parsed message and the arrays.
 SAMPLES_PER_READ = 1_000_000
+# A remote-read answer is one snappy block, decoded whole: one past this size (decompressed; a
+# query of hundreds of thousands of series) is not read, and the query goes by query_range, whose
+# answer is read as it arrives within series_limit.
+READ_MAX_BYTES = 128 << 20
 READ_HEADERS = {"Content-Type": remote_read.CONTENT_TYPE, "Content-Encoding": "snappy",
                 "Accept-Encoding": "snappy", "X-Prometheus-Remote-Read-Version": "0.1.0"}
 
@@ -71,6 +82,12 @@ class _QueryFrame:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class _Answer:
+    series: list[promjson.Series]  # (labels, epoch s, values) of the series kept
+    skipped: int = 0  # series left unread: past series_limit while the answer was read
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _Read:
     series: list[promjson.Series]  # placed on the grid: (labels, epoch s, values)
     samples: int  # raw samples the server sent
@@ -78,6 +95,10 @@ class _Read:
 
 class _Unsupported(Exception):
     """The server does not answer remote read (a 4xx, or not a protobuf body)."""
+
+
+class _ReadTooLarge(Exception):
+    """A remote-read answer past ``read_max_bytes``: this query goes by query_range from now on."""
 
 
 class PrometheusSource:
@@ -103,6 +124,8 @@ class PrometheusSource:
         self.stats = FetchStats()
         self._known: dict[str, dict[str, SeriesInfo]] = {}
         self._density: dict[str, float] = {}  # raw samples per second of range, per query (remote read)
+        self._range_only: set[str] = set()  # queries whose remote-read answers were too large
+        self.read_max_bytes = READ_MAX_BYTES
         self.failed: list[str] = []  # queries that failed in the last fetch
 
     def close(self) -> None:
@@ -163,10 +186,14 @@ class PrometheusSource:
     def fetch_query(self, query: QueryConfig, start_s: float, end_s: float) -> _QueryFrame:
         """One query on its step grid: by remote read when it is a plain selector and the server
         offers it, else by query_range."""
-        matchers = remote_read.selector(query.expr) if self.remote_read else None
+        matchers = remote_read.selector(query.expr) if self.remote_read and query.name not in self._range_only else None
         if matchers is not None:
             try:
                 return self.read_range(query, matchers, start_s, end_s)
+            except _ReadTooLarge as exc:
+                self._range_only.add(query.name)
+                log.warning(kv("prometheus.remote_read_too_large", query=query.name, reason=str(exc),
+                               instead="query_range"))
             except _Unsupported as exc:
                 if self.config.remote_read == "on":
                     raise FetchError(SOURCE, query.name, FailureKind.API_ERROR, f"remote read: {exc}") from None
@@ -193,7 +220,7 @@ class PrometheusSource:
         # which go out PARALLEL_REQUESTS at a time: the server evaluates one while this process
         # decodes another. Merged in order, so column order and truncation stay deterministic.
         end = min(first + (self._chunk_points(query, 0) - 1) * step, last)
-        self._merge(query, self._query(query, params(first, end)), qf, where, first, step)
+        self._merge_answer(query, self._query(query, params(first, end), frozenset(where)), qf, where, first, step)
         span = (self._chunk_points(query, len(where)) - 1) * step
         ranges = deque()
         chunk_start = end + step
@@ -204,8 +231,8 @@ class PrometheusSource:
             inflight: deque[Future] = deque()
             while ranges or inflight:
                 while ranges and len(inflight) < PARALLEL_REQUESTS:
-                    inflight.append(pool.submit(self._query, query, params(*ranges.popleft())))
-                self._merge(query, inflight.popleft().result(), qf, where, first, step)
+                    inflight.append(pool.submit(self._query, query, params(*ranges.popleft()), frozenset(where)))
+                self._merge_answer(query, inflight.popleft().result(), qf, where, first, step)
         return qf
 
     def read_range(self, query: QueryConfig, matchers: list[remote_read.Matcher], start_s: float,
@@ -245,23 +272,30 @@ class PrometheusSource:
         """The raw samples behind ``grid_ms`` (reaching back one lookback), placed on it."""
         body = remote_read.encode_request(matchers, int(grid_ms[0]) - lookback_ms, int(grid_ms[-1]))
         return self._request(query, self.read_url, self._decode_read, grid_ms, lookback_ms,
-                             data=body, headers=READ_HEADERS)
+                             data=body, headers=READ_HEADERS, stream=True)
 
     def _decode_read(self, query: QueryConfig, response: requests.Response, grid_ms: np.ndarray,
                      lookback_ms: int) -> "_Read":
         if response.status_code in (401, 403):  # credentials, not the protocol: query_range would fail alike
+            response.close()
             raise FetchError(SOURCE, query.name, FailureKind.HTTP_STATUS, f"HTTP {response.status_code}")
         if 400 <= response.status_code < 500 or response.status_code == 501:
-            raise _Unsupported(f"HTTP {response.status_code}: {response.text[:200].strip()}")
+            text = response.text[:200].strip()
+            response.close()
+            raise _Unsupported(f"HTTP {response.status_code}: {text}")
         content_type = response.headers.get("Content-Type", "")
         if not content_type.startswith(remote_read.CONTENT_TYPE):
+            response.close()
             raise _Unsupported(f"answered {content_type or 'no content type'!r}, not protobuf")
-        body = response.content
+        body = self._read_body(query, response)
         self.stats.requests += 1
         self.stats.bytes += len(body)
         started = time.perf_counter()
         try:
             try:
+                if remote_read.decoded_size(body) > self.read_max_bytes:
+                    raise _ReadTooLarge(f"an answer of {remote_read.decoded_size(body)} bytes decoded, more than "
+                                        f"{self.read_max_bytes}")
                 raw = remote_read.decode_response(body)
             except remote_read.DecodeError as exc:
                 raise _Unsupported(str(exc)) from None
@@ -276,6 +310,22 @@ class PrometheusSource:
             self.stats.read_decode_s += time.perf_counter() - started
         return _Read(series=placed, samples=samples)
 
+    def _read_body(self, query: QueryConfig, response: requests.Response) -> bytes:
+        """A remote-read answer's (compressed) body, read no further than ``read_max_bytes``."""
+        parts: list[bytes] = []
+        size = 0
+        try:
+            for piece in response.iter_content(READ_CHUNK_BYTES):
+                size += len(piece)
+                if size > self.read_max_bytes:
+                    raise _ReadTooLarge(f"an answer of more than {self.read_max_bytes} bytes")
+                parts.append(piece)
+        except requests.RequestException as exc:
+            raise http.read_error(exc, SOURCE, query.name, self.config.timeout) from None
+        finally:
+            response.close()
+        return b"".join(parts)
+
     def _place_read(self, query: QueryConfig, read: "_Read", qf: _QueryFrame, where: dict[str, int],
                     step: float) -> None:
         self._merge(query, read.series, qf, where, float(qf.grid[0]), step)
@@ -289,10 +339,14 @@ class PrometheusSource:
             return min(self.config.max_points_per_request, PROBE_POINTS)
         return max(2, min(self.config.max_points_per_request, SAMPLES_PER_REQUEST // series))
 
+    def _merge_answer(self, query: QueryConfig, answer: _Answer, qf: _QueryFrame, where: dict[str, int],
+                      first: float, step: float) -> None:
+        self._merge(query, answer.series, qf, where, first, step, skipped=answer.skipped)
+
     def _merge(self, query: QueryConfig, result: list[promjson.Series], qf: _QueryFrame, where: dict[str, int],
-               first: float, step: float) -> None:
+               first: float, step: float, *, skipped: int = 0) -> None:
         non_finite = 0
-        truncated = 0
+        truncated = skipped
         cut = 0
         for raw, ts, vals in result:
             name = raw.pop("__name__", None) or query.name
@@ -326,8 +380,9 @@ class PrometheusSource:
         self.health.note(SOURCE, query.name, f"more than {self.series_limit} series; kept the first {self.series_limit}"
                          if truncated else None, "source.truncated", query=query.expr)
 
-    def _query(self, query: QueryConfig, params: dict[str, str]) -> list[promjson.Series]:
-        return self._request(query, self.url, self._decode, data=params)
+    def _query(self, query: QueryConfig, params: dict[str, str], known: frozenset[str]) -> _Answer:
+        """One query_range request, read as it arrives; ``known``: the series ids already kept."""
+        return self._request(query, self.url, self._decode, known, data=params, stream=True)
 
     def _request(self, query: QueryConfig, url: str, decode: Callable[..., T], *args: object, **kwargs: object) -> T:
         """POST to ``url`` with retries on connection errors, 429 and 5xx; ``decode(query,
@@ -347,6 +402,7 @@ class PrometheusSource:
                 if response.status_code == 429 or (response.status_code >= 500 and response.status_code != 501):
                     error = FetchError(SOURCE, query.name, FailureKind.HTTP_STATUS, f"HTTP {response.status_code}")
                     retry_after = _retry_after(response)
+                    response.close()  # a streamed answer holds its connection until closed
                     if attempt == attempts - 1:
                         raise error
                 else:
@@ -357,23 +413,73 @@ class PrometheusSource:
             time.sleep(min(delay, _MAX_SLEEP_S))
         raise AssertionError("unreachable")
 
-    def _decode(self, query: QueryConfig, response: requests.Response) -> list[promjson.Series]:
-        body = response.content
+    def _decode(self, query: QueryConfig, response: requests.Response, known: frozenset[str]) -> _Answer:
+        """The answer read piece by piece (``promjson.MatrixStream``): a series past
+        ``series_limit`` is stepped over unread, so memory holds the series kept, not the answer."""
         self.stats.requests += 1
-        self.stats.bytes += len(body)
-        started = time.perf_counter()
+        stream = promjson.MatrixStream(self._keeper(query, known), max_series_chars=MAX_SERIES_CHARS)
+        text = codecs.getincrementaldecoder("utf-8")("replace")
+        pieces = response.iter_content(READ_CHUNK_BYTES)
+        decoding = 0.0  # the time spent decoding, not waiting for the next piece
         try:
-            text = body.decode("utf-8", "replace")
-            fast = promjson.decode_matrix_fast(text)
-            if fast is not None:
-                series, warnings = fast
-            else:
-                series, warnings = self._decode_slow(query, response, text)
+            try:
+                for piece in pieces:
+                    started = time.perf_counter()
+                    self.stats.bytes += len(piece)
+                    stream.feed(text.decode(piece))
+                    decoding += time.perf_counter() - started
+                started = time.perf_counter()
+                stream.feed(text.decode(b"", final=True))
+                warnings = stream.finish()
+                decoding += time.perf_counter() - started
+                answer = _Answer(series=stream.series, skipped=stream.skipped)
+            except promjson.LayoutError:  # an error, an HTML page, another server's layout: read it whole
+                series, warnings = self._decode_slow(query, response, stream.pending + self._rest(query, pieces, text))
+                answer = _Answer(series=series)
+            except promjson.TooLarge as exc:
+                raise FetchError(SOURCE, query.name, FailureKind.TOO_LARGE, str(exc)) from None
+            except requests.RequestException as exc:
+                raise http.read_error(exc, SOURCE, query.name, self.config.timeout) from None
+            except ValueError as exc:
+                raise FetchError(SOURCE, query.name, FailureKind.INVALID_JSON,
+                                 f"invalid JSON (HTTP {response.status_code}): {exc}") from None
         finally:
-            self.stats.json_decode_s += time.perf_counter() - started
+            response.close()
+            self.stats.json_decode_s += decoding
         self.health.note(SOURCE, query.name, "; ".join(warnings) if warnings else None,
                          "source.warnings", query=query.expr)
-        return series
+        return answer
+
+    def _rest(self, query: QueryConfig, pieces: Iterator[bytes], text: codecs.IncrementalDecoder) -> str:
+        """The rest of an answer not in Prometheus' layout, up to MAX_OTHER_BYTES."""
+        parts: list[str] = []
+        size = 0
+        for piece in pieces:
+            size += len(piece)
+            self.stats.bytes += len(piece)
+            if size > MAX_OTHER_BYTES:
+                raise FetchError(SOURCE, query.name, FailureKind.TOO_LARGE,
+                                 f"an answer of more than {MAX_OTHER_BYTES} bytes not in Prometheus' layout")
+            parts.append(text.decode(piece))
+        parts.append(text.decode(b"", final=True))
+        return "".join(parts)
+
+    def _keeper(self, query: QueryConfig, known: frozenset[str]) -> Callable[[dict[str, str]], bool]:
+        """Whether to read a series of an answer: one already kept, or a new one while fewer
+        than ``series_limit`` are (``_merge`` applies the limit across answers exactly)."""
+        admitted: set[str] = set()
+
+        def keep(raw: dict[str, str]) -> bool:
+            labels = {k: v for k, v in raw.items() if k != "__name__"}
+            sid = series_id(raw.get("__name__") or query.name, bounded_labels(labels)[0])
+            if sid in known or sid in admitted:
+                return True
+            if len(known) + len(admitted) < self.series_limit:
+                admitted.add(sid)
+                return True
+            return False
+
+        return keep
 
     def _decode_slow(self, query: QueryConfig, response: requests.Response,
                      text: str) -> tuple[list[promjson.Series], list[str]]:

@@ -107,6 +107,18 @@ def encode_request(matchers: list[Matcher], start_ms: int, end_ms: int) -> bytes
 RawSeries = tuple[dict[str, str], np.ndarray, np.ndarray]  # labels, timestamps (ms, int64), values
 
 
+def decoded_size(body: bytes) -> int:
+    """The size a snappy block says it decompresses to (its leading varint), read without
+    decompressing it; 0 when the body is too short to say."""
+    size = shift = 0
+    for byte in body[:5]:
+        size |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return size
+        shift += 7
+    return 0
+
+
 def decode_response(body: bytes) -> list[RawSeries]:
     """Every series of the first query's result with its raw samples, in the server's order."""
     try:

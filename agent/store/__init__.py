@@ -15,6 +15,7 @@ from agent.store.detectors import DetectorStateStore
 from agent.store.incidents import IncidentStore
 from agent.store.leases import LeaseStore
 from agent.store.outbox import OutboxStore
+from agent.store.pushed import PushedAlertStore
 from agent.store.reports import ReportStore
 from agent.store.rollouts import RolloutStore
 from agent.store.runs import RunStore
@@ -28,8 +29,8 @@ STORE_FILE = "aiops.db"
 __all__ = ["AuditBreak", "GENESIS", "STORE_FILE", "Store", "dumps", "open_store"]
 
 
-class Store(SampleStore, DetectorStateStore, IncidentStore, RunStore, OutboxStore, ReportStore, RolloutStore,
-            LeaseStore, StoreBase):
+class Store(SampleStore, DetectorStateStore, IncidentStore, RunStore, OutboxStore, PushedAlertStore, ReportStore,
+            RolloutStore, LeaseStore, StoreBase):
     """The agent's store."""
 
 

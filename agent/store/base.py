@@ -33,7 +33,7 @@ import sqlalchemy as sa
 import sqlite_utils
 
 from agent.clock import from_epoch, to_epoch, utcnow
-from agent.errors import SchemaTooNewError, StoreError, StoreFullError
+from agent.errors import SchemaTooNewError, StoreDamagedError, StoreError, StoreFullError
 from agent.flow.audit import AuditEntry
 from agent.store import migrations
 
@@ -71,6 +71,7 @@ def _json_default(value: Any) -> Any:
 # What SQLite says when a write finds no room: SQLITE_FULL, or SQLITE_IOERR when even the WAL's
 # shared-memory file cannot be grown.
 _NO_ROOM = ("database or disk is full", "disk I/O error")
+_DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 
 def store_target(target: str | os.PathLike[str]) -> Path | sa.URL:
@@ -109,7 +110,33 @@ def store_error(path: str | os.PathLike[str], exc: sqlite3.Error) -> StoreError:
     text = str(exc)
     if any(words in text for words in _NO_ROOM):
         return StoreFullError(str(path), text)
+    if is_damaged(exc):
+        return StoreDamagedError(str(path), text)
     return StoreError(str(path), f"cannot be used ({text})")
+
+
+def is_damaged(exc: BaseException) -> bool:
+    """True when SQLite said the file is damaged (SQLITE_CORRUPT, SQLITE_NOTADB), here or in
+    what ``exc`` was raised from."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, StoreDamagedError) or (
+                isinstance(seen, sqlite3.DatabaseError) and getattr(seen, "sqlite_errorcode", None) in _DAMAGED):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def damaged_error(path: str | os.PathLike[str], exc: BaseException) -> StoreDamagedError:
+    """The StoreDamagedError for ``exc`` (one ``is_damaged`` says yes to), with SQLite's words."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, StoreDamagedError):
+            return seen
+        if isinstance(seen, sqlite3.DatabaseError):
+            return StoreDamagedError(str(path), str(seen))
+        seen = seen.__cause__ or seen.__context__
+    return StoreDamagedError(str(path), first_line(exc))
 
 
 def first_line(exc: BaseException) -> str:
@@ -163,8 +190,37 @@ class StoreBase:
             self.migrate()
         except sqlite3.OperationalError as exc:
             raise store_error(self.path, exc) from exc
+        except sqlite3.DatabaseError as exc:
+            if is_damaged(exc):
+                raise StoreDamagedError(str(self.path), str(exc)) from None
+            raise
         except psycopg_errors() as exc:
             raise StoreError(str(self.path), f"cannot be used ({first_line(exc)})") from exc
+
+    def check_pages(self, budget_s: float) -> bool:
+        """SQLite's ``quick_check`` of every page, for at most ``budget_s`` seconds (it reads the
+        whole file: about a second per 100 MB here). Raises StoreDamagedError for a damaged file;
+        False when the budget ran out before the end. PostgreSQL checks its own pages: True."""
+        if self.postgresql:
+            return True
+        conn = self.conn
+        timer = threading.Timer(budget_s, conn.interrupt)
+        timer.start()
+        try:
+            rows = conn.execute("PRAGMA quick_check(3)").fetchall()
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_INTERRUPT:
+                return False
+            raise store_error(self.path, exc) from None
+        except sqlite3.DatabaseError as exc:
+            raise store_error(self.path, exc) from None
+        finally:
+            timer.cancel()
+        problems = [line.strip() for row in rows for line in str(row[0]).splitlines()
+                    if line.strip() and not line.startswith("***")]
+        if problems != ["ok"]:
+            raise StoreDamagedError(str(self.path), "quick_check: " + "; ".join(problems[:3]))
+        return True
 
     @property
     def conn(self) -> Any:
@@ -249,6 +305,26 @@ class StoreBase:
             raise
         self._local.depth = depth
         conn.execute("COMMIT" if depth == 0 else f"RELEASE SAVEPOINT {name}")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Any]:
+        """One read-only view of the whole store for the reads inside: what others commit
+        meanwhile is not seen, so rows read from several tables agree with each other. It takes no
+        write lock (SQLite: a deferred transaction in WAL mode; PostgreSQL: REPEATABLE READ)."""
+        conn = self.conn
+        if self._local.depth:
+            raise StoreError(str(self.path), "expected no transaction under way for a snapshot, found one")
+        if self.postgresql:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        else:
+            conn.execute("BEGIN")
+        conn.execute("SELECT count(*) FROM migrations").fetchone()  # the view is taken at the first read
+        self._local.depth = 1
+        try:
+            yield conn
+        finally:
+            self._local.depth = 0
+            conn.execute("ROLLBACK")
 
     def serialize(self, name: str) -> None:
         """Inside a transaction: let no other agent run a transaction that serializes on ``name``

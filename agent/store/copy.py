@@ -1,7 +1,8 @@
 """Copy a whole store into an empty one: SQLite to PostgreSQL when an agent outgrows one machine.
 
 Every table's rows are copied as they are (ids, times, hashes), so the audit chain verifies on the
-copy exactly as on the original. The target must be empty and at the same migrations.
+copy exactly as on the original. The source is read in one snapshot (an agent may be writing it);
+the target must be empty and at the same migrations.
 """
 
 from __future__ import annotations
@@ -20,9 +21,16 @@ BATCH_ROWS = 5000
 
 def copy_store(source: StoreBase, target: StoreBase) -> dict[str, int]:
     """Copy every row of ``source`` into ``target`` in one transaction; the rows copied per table.
-    ``StoreError`` when ``target`` holds anything or has had other migrations."""
+    ``source`` is read in one snapshot, so a store an agent is writing meanwhile is copied as it
+    was at one moment (every row a row of another table refers to is there). ``StoreError`` when
+    ``target`` holds anything or has had other migrations."""
     if source.path == target.path:
         raise StoreError(str(target.path), "expected a store other than the source, found the source itself")
+    with source.snapshot():
+        return _copy(source, target)
+
+
+def _copy(source: StoreBase, target: StoreBase) -> dict[str, int]:
     _check_same_schema(source, target)
     for table, count in target.table_counts().items():
         if table != "migrations" and count:

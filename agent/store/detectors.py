@@ -71,6 +71,13 @@ def _signals_by_series(conn: sqlite3.Connection) -> None:
     run_script(conn, "CREATE INDEX IF NOT EXISTS detection_signals_series ON incident_signals(series_id)")
 
 
+@migration(21, "detector state: pickled rows of earlier agents deleted")
+def _no_pickled_state(conn: sqlite3.Connection) -> None:
+    # Formats 1 and 2 of agent.detection.codec were pickles: never read again (a pickle runs code),
+    # so their detectors are refitted; deleting the rows says so once instead of at every start.
+    conn.execute("DELETE FROM detector_state WHERE substr(state, 1, 1) IN (?, ?)", (b"\x01", b"\x02"))
+
+
 class DetectorStateStore(StoreBase):
     """fitted detector state and drift baselines."""
 

@@ -1,14 +1,16 @@
 """A table's rows, as ``StoreBase.table_rows`` gives them (sqlite-utils dicts), written as JSON or
 CSV. A BLOB (a detector's fitted state) is written as sqlite-utils writes one:
-``{"$base64": true, "encoded": "…"}`` in JSON, its base64 text in CSV."""
+``{"$base64": true, "encoded": "…"}`` in JSON, its base64 text in CSV. CSV text cells that a
+spreadsheet would run as a formula are written after a ``'`` (``agent.csvcells``)."""
 
 from __future__ import annotations
 
 import base64
-import csv
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
+
+from agent import csvcells
 
 
 def _plain(value: Any) -> Any:
@@ -31,7 +33,7 @@ def write_json(out: TextIO, rows: Iterable[Mapping[str, Any]]) -> int:
 
 def write_csv(out: TextIO, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> int:
     """A header of ``columns``, then one line per row (NULL as an empty field); returns the number of rows."""
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csvcells.Writer(out)
     writer.writerow(columns)
     count = 0
     for row in rows:

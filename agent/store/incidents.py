@@ -22,6 +22,7 @@ from agent.flow.incidents import (
     EventKind,
     Incident,
     IncidentEvent,
+    IncidentMark,
     IncidentStatus,
     Severity,
     Signal,
@@ -56,6 +57,24 @@ def _incident_keys(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration(32, "incident signals: the figures at their peak, and how their start was found")
+def _signal_peaks(conn: sqlite3.Connection) -> None:
+    run_script(
+        conn,
+        """
+        ALTER TABLE incident_signals ADD COLUMN peak_at REAL;
+        ALTER TABLE incident_signals ADD COLUMN peak_value REAL;
+        ALTER TABLE incident_signals ADD COLUMN peak_expected REAL;
+        ALTER TABLE incident_signals ADD COLUMN peak_lower REAL;
+        ALTER TABLE incident_signals ADD COLUMN peak_upper REAL;
+        ALTER TABLE incident_signals ADD COLUMN onset TEXT;
+        ALTER TABLE hits ADD COLUMN onset TEXT;
+        """,
+    )
+    # What a store written before knows of a peak: the newest figures.
+    conn.execute("UPDATE incident_signals SET peak_at = last_at, peak_value = last_value, peak_expected = last_expected")
+
+
 # Which timeline event a move writes.
 _EVENT_FOR = {
     IncidentStatus.ACKNOWLEDGED: EventKind.ACKNOWLEDGED,
@@ -76,7 +95,9 @@ def _signal(row: sqlite3.Row) -> Signal:
         series_id=row["series_id"], detector=row["detector"], metric=row["metric"], labels=_labels(row["labels"]),
         first_at=from_epoch(row["first_at"]), last_at=from_epoch(row["last_at"]), hits=row["hits"],
         peak_score=row["peak_score"], last_value=row["last_value"], last_expected=row["last_expected"],
-        direction=row["direction"], explanation=row["explanation"], resolved_at=from_epoch(row["resolved_at"]))
+        direction=row["direction"], explanation=row["explanation"], resolved_at=from_epoch(row["resolved_at"]),
+        peak_at=from_epoch(row["peak_at"]), peak_value=row["peak_value"], peak_expected=row["peak_expected"],
+        peak_lower=row["peak_lower"], peak_upper=row["peak_upper"], onset=row["onset"] or "")
 
 
 def _incident(row: sqlite3.Row, signals: Sequence[Signal], episodes: Sequence[Episode] = ()) -> Incident:
@@ -102,21 +123,36 @@ def signal_key(series_id: str, detector: str) -> str:
     return f"{series_id}|{detector}"
 
 
-_UPSERT_SIGNAL = """
+# A hit scoring above the signal's peak brings its figures; one that began earlier, its start.
+_PEAK_FIGURES = ("at", "value", "expected", "lower", "upper")
+_NEW_PEAK = "{t}peak_score IS NULL OR {new_score} > {t}peak_score"
+_UPSERT_SIGNAL = f"""
     INSERT INTO incident_signals (incident_id, signal_key, series_id, detector, metric, labels, first_at, last_at,
-        hits, peak_score, last_value, last_expected, direction, explanation, resolved_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, NULL)
+        hits, peak_score, last_value, last_expected, direction, explanation, resolved_at,
+        peak_at, peak_value, peak_expected, peak_lower, peak_upper, onset)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (incident_id, signal_key) DO UPDATE SET
         first_at = min(incident_signals.first_at, excluded.first_at),
+        onset = CASE WHEN excluded.first_at < incident_signals.first_at THEN excluded.onset
+                ELSE incident_signals.onset END,
         last_at = max(incident_signals.last_at, excluded.last_at), hits = incident_signals.hits + 1,
         peak_score = max(coalesce(incident_signals.peak_score, excluded.peak_score), excluded.peak_score),
+        {", ".join(f"peak_{f} = CASE WHEN {_NEW_PEAK.format(t='incident_signals.', new_score='excluded.peak_score')} "
+                   f"THEN excluded.peak_{f} ELSE incident_signals.peak_{f} END"
+                   for f in _PEAK_FIGURES)},
         last_value = excluded.last_value, last_expected = excluded.last_expected,
         direction = excluded.direction, explanation = excluded.explanation, resolved_at = NULL
     RETURNING hits
 """
 
-_REPEAT_SIGNAL = """
-    UPDATE incident_signals SET first_at = min(first_at, ?), last_at = max(last_at, ?), hits = hits + 1,
+# Parameters: first, onset, first, ts, then (score, figure) per peak figure, score, score, value,
+# expected, direction, explanation, incident id, signal key (see ``_repeat_params``).
+_REPEAT_SIGNAL = f"""
+    UPDATE incident_signals SET
+        onset = CASE WHEN ? < first_at THEN ? ELSE onset END,
+        first_at = min(first_at, ?), last_at = max(last_at, ?), hits = hits + 1,
+        {", ".join(f"peak_{f} = CASE WHEN {_NEW_PEAK.format(t='', new_score='?')} THEN ? ELSE peak_{f} END"
+                   for f in _PEAK_FIGURES)},
         peak_score = max(coalesce(peak_score, ?), ?), last_value = ?, last_expected = ?, direction = ?,
         explanation = ?, resolved_at = NULL
     WHERE incident_id = ? AND signal_key = ?
@@ -124,13 +160,28 @@ _REPEAT_SIGNAL = """
 
 _INSERT_HIT = """
     INSERT INTO hits (ts, series_id, detector, entity, metric, labels, value, expected, lower, upper, score,
-        direction, explanation, incident_id, recorded_at, began_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        direction, explanation, incident_id, recorded_at, began_at, onset)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 
 def _began(h: Hit) -> float:
     return to_epoch(h.first_at)
+
+
+def _hit_signal_params(incident_id: int, h: Hit) -> tuple[Any, ...]:
+    """``_UPSERT_SIGNAL``'s parameters for a hit: its figures are the peak's when it scores higher."""
+    ts = to_epoch(h.ts)
+    return (incident_id, signal_key(h.series_id, h.detector), h.series_id, h.detector, h.metric,
+            dumps(dict(h.labels)), _began(h), ts, h.score, h.value, h.expected, str(h.direction), h.explanation,
+            ts, h.value, h.expected, h.lower, h.upper, h.onset)
+
+
+def _repeat_params(incident_id: int, h: Hit) -> tuple[Any, ...]:
+    ts, first, score = to_epoch(h.ts), _began(h), h.score
+    peaks = (ts, h.value, h.expected, h.lower, h.upper)
+    return (first, h.onset, first, ts, *(x for figure in peaks for x in (score, figure)), score, score, h.value,
+            h.expected, str(h.direction), h.explanation, incident_id, signal_key(h.series_id, h.detector))
 
 
 class IncidentStore(EpisodeStore, ChangeStore, SilenceStore, StoreBase):
@@ -186,6 +237,25 @@ class IncidentStore(EpisodeStore, ChangeStore, SilenceStore, StoreBase):
                 signals[s["incident_id"]].append(_signal(s))
         episodes = self.episodes_of(signals)
         return [_incident(r, signals[r["id"]], episodes[r["id"]]) for r in rows]
+
+    def onset_at(self, incident_id: int, at: datetime) -> str | None:
+        """How the start ``at`` of one of the incident's outages was found: the words of the hit
+        that began there (None when no hit recorded any)."""
+        row = self.conn.execute("SELECT onset FROM hits WHERE incident_id = ? AND began_at = ? AND onset != '' "
+                                "ORDER BY id LIMIT 1", (incident_id, to_epoch(at))).fetchone()
+        return row[0] if row else None
+
+    def incident_marks(self, *, resolved_since: datetime, limit: int) -> list[IncidentMark]:
+        """Open incidents and those resolved at or after ``resolved_since``, newest first, with
+        their current outage's start: what a dashboard marks on its time axis."""
+        rows = self.conn.execute(
+            "SELECT i.id, i.severity, i.status, i.labels, e.started_at, i.resolved_at FROM incidents i "
+            "JOIN incident_episodes e ON e.incident_id = i.id AND e.number = "
+            "(SELECT max(number) FROM incident_episodes WHERE incident_id = i.id) "
+            "WHERE i.status != 'resolved' OR i.resolved_at >= ? ORDER BY i.id DESC LIMIT ?",
+            (to_epoch(resolved_since), limit)).fetchall()
+        return [IncidentMark(id=r[0], severity=Severity(r[1]), status=IncidentStatus(r[2]), labels=_labels(r[3]),
+                             started_at=from_epoch(r[4]), resolved_at=from_epoch(r[5])) for r in rows]
 
     def incident_events(self, incident_id: int) -> list[IncidentEvent]:
         rows = self.conn.execute("SELECT * FROM incident_events WHERE incident_id = ? ORDER BY ts, id", (incident_id,))
@@ -364,7 +434,8 @@ class IncidentStore(EpisodeStore, ChangeStore, SilenceStore, StoreBase):
     @staticmethod
     def _signal_params(incident_id: int, s: Signal) -> tuple[Any, ...]:
         return (incident_id, s.key, s.series_id, s.detector, s.metric, dumps(dict(s.labels)), to_epoch(s.first_at),
-                to_epoch(s.last_at), s.peak_score, s.last_value, s.last_expected, s.direction, s.explanation)
+                to_epoch(s.last_at), s.peak_score, s.last_value, s.last_expected, s.direction, s.explanation,
+                to_epoch(s.peak_at), s.peak_value, s.peak_expected, s.peak_lower, s.peak_upper, s.onset)
 
     def record_hits(self, hits: Sequence[Hit], *, incident_id: int | None, now: datetime,
                     actor: str = "agent", events: bool = True) -> list[str]:
@@ -379,13 +450,11 @@ class IncidentStore(EpisodeStore, ChangeStore, SilenceStore, StoreBase):
                 began = _began(h)
                 execute(_INSERT_HIT, (ts, h.series_id, h.detector, h.entity, h.metric, labels, h.value, h.expected,
                                       h.lower, h.upper, h.score, direction, h.explanation, incident_id, recorded,
-                                      began))
+                                      began, h.onset))
                 if incident_id is None:
                     continue
                 key = signal_key(h.series_id, h.detector)
-                (count,) = execute(_UPSERT_SIGNAL, (
-                    incident_id, key, h.series_id, h.detector, h.metric, labels, began, ts, h.score,
-                    h.value, h.expected, direction, h.explanation)).fetchone()
+                (count,) = execute(_UPSERT_SIGNAL, _hit_signal_params(incident_id, h)).fetchone()
                 if count != 1:
                     continue
                 added.append(key)
@@ -422,9 +491,8 @@ class IncidentStore(EpisodeStore, ChangeStore, SilenceStore, StoreBase):
         for incident_id, h in repeats:
             ts, direction = to_epoch(h.ts), str(h.direction)
             rows.append((ts, h.series_id, h.detector, h.entity, h.metric, dumps(dict(h.labels)), h.value, h.expected,
-                         h.lower, h.upper, h.score, direction, h.explanation, incident_id, recorded, _began(h)))
-            updates.append((ts, ts, h.score, h.score, h.value, h.expected, direction, h.explanation, incident_id,
-                            signal_key(h.series_id, h.detector)))
+                         h.lower, h.upper, h.score, direction, h.explanation, incident_id, recorded, _began(h), h.onset))
+            updates.append(_repeat_params(incident_id, h))
             last[incident_id] = max(last.get(incident_id, ts), ts)
         with self._atomic():
             self.conn.executemany(_INSERT_HIT, rows)
@@ -456,11 +524,13 @@ class IncidentStore(EpisodeStore, ChangeStore, SilenceStore, StoreBase):
             self.conn.execute(
                 "UPDATE hits SET incident_id = ? WHERE series_id = ? AND detector = ? AND incident_id IS NULL "
                 "AND recorded_at >= ?", (incident_id, series_id, detector, to_epoch(since)))
-            row = self.conn.execute("SELECT min(coalesce(began_at, ts)) FROM hits WHERE incident_id = ? "
-                                    "AND series_id = ? AND detector = ?", (incident_id, series_id, detector)).fetchone()
-            if row[0] is not None:
-                self.conn.execute("UPDATE incident_signals SET first_at = min(first_at, ?) WHERE incident_id = ? "
-                                  "AND signal_key = ?", (row[0], incident_id, signal_key(series_id, detector)))
+            row = self.conn.execute("SELECT coalesce(began_at, ts), onset FROM hits WHERE incident_id = ? "
+                                    "AND series_id = ? AND detector = ? ORDER BY coalesce(began_at, ts), id LIMIT 1",
+                                    (incident_id, series_id, detector)).fetchone()
+            if row is not None:
+                self.conn.execute("UPDATE incident_signals SET onset = CASE WHEN ? < first_at THEN ? ELSE onset END, "
+                                  "first_at = min(first_at, ?) WHERE incident_id = ? AND signal_key = ?",
+                                  (row[0], row[1], row[0], incident_id, signal_key(series_id, detector)))
                 self.conn.execute("UPDATE incidents SET started_at = min(started_at, ?) WHERE id = ?",
                                   (row[0], incident_id))
                 self._sync_first_start(incident_id)
@@ -470,11 +540,13 @@ class IncidentStore(EpisodeStore, ChangeStore, SilenceStore, StoreBase):
         ``other_than``; oldest first."""
         rows = self.conn.execute(
             "SELECT id, ts, series_id, detector, entity, metric, labels, value, expected, lower, upper, score, "
-            "direction, explanation, began_at FROM hits WHERE incident_id IS NULL AND ts >= ? AND series_id != ? ORDER BY ts, id",
+            "direction, explanation, began_at, onset FROM hits WHERE incident_id IS NULL AND ts >= ? AND series_id != ? "
+            "ORDER BY ts, id",
             (to_epoch(since), other_than)).fetchall()
         return [(int(r[0]), Hit(ts=from_epoch(r[1]), series_id=r[2], detector=r[3], entity=r[4], metric=r[5],
                                 labels=_labels(r[6]), value=r[7], expected=r[8], lower=r[9], upper=r[10], score=r[11],
-                                direction=Direction(r[12]), explanation=r[13], began_at=from_epoch(r[14])))
+                                direction=Direction(r[12]), explanation=r[13], began_at=from_epoch(r[14]),
+                                onset=r[15] or ""))
                 for r in rows]
 
     def claim_hits(self, claimed: Sequence[tuple[int, Hit]], *, incident_id: int, now: datetime,
@@ -484,11 +556,8 @@ class IncidentStore(EpisodeStore, ChangeStore, SilenceStore, StoreBase):
             for row_id, h in claimed:
                 self.conn.execute("UPDATE hits SET incident_id = ? WHERE id = ? AND incident_id IS NULL",
                                   (incident_id, row_id))
-                ts, began = to_epoch(h.ts), _began(h)
-                (count,) = self.conn.execute(_UPSERT_SIGNAL, (
-                    incident_id, signal_key(h.series_id, h.detector), h.series_id, h.detector, h.metric,
-                    dumps(dict(h.labels)), began, ts, h.score, h.value, h.expected, str(h.direction),
-                    h.explanation)).fetchone()
+                began = _began(h)
+                (count,) = self.conn.execute(_UPSERT_SIGNAL, _hit_signal_params(incident_id, h)).fetchone()
                 if count == 1:
                     self._write_event(incident_id, kind=EventKind.SIGNAL_ADDED, actor=actor, now=now,
                                       message=f"signal added: {h.metric or h.series_id} ({h.detector}); it fired "

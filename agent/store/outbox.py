@@ -206,10 +206,18 @@ incident store reads the events), and the summary's reads of hits, samples and r
 
     # -- what the incident summary reads --------------------------------------------------------
 
-    def summary_hits(self, incident_id: int) -> list[HitPoint]:
-        rows = self.conn.execute(
-            "SELECT series_id, detector, ts, value, expected, lower, upper, score FROM hits "
-            "WHERE incident_id = ? ORDER BY ts, id", (incident_id,)).fetchall()
+    def summary_hits(self, incident_id: int, *, series_id: str | None = None,
+                     detector: str | None = None) -> list[HitPoint]:
+        """The incident's hits (of one series and detector when given), oldest first."""
+        if series_id is None:
+            rows = self.conn.execute(
+                "SELECT series_id, detector, ts, value, expected, lower, upper, score FROM hits "
+                "WHERE incident_id = ? ORDER BY ts, id", (incident_id,)).fetchall()
+        else:
+            rows = self.conn.execute(
+                "SELECT series_id, detector, ts, value, expected, lower, upper, score FROM hits "
+                "WHERE series_id = ? AND incident_id = ? AND detector = ? ORDER BY ts, id",
+                (series_id, incident_id, detector)).fetchall()
         return [HitPoint(series_id=r["series_id"], detector=r["detector"], ts=from_epoch(r["ts"]), value=r["value"],
                          expected=r["expected"], lower=r["lower"], upper=r["upper"], score=r["score"]) for r in rows]
 

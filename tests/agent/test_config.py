@@ -203,7 +203,8 @@ def test_every_problem_is_reported_not_just_the_first(write_config):
         f"{path}: agent.interval: expected a duration such as 30s, 5m, 2h or 7d, found 'soon'",
         f"{path}: agent.shard: expected a shard as i/n with 0 <= i < n, found 'x'",
         f"{path}: http.port: expected a number >= 0, found -1",
-        f"{path}: http.colour: unknown key; expected one of: enabled, listen, port, public_url, token",
+        f"{path}: http.colour: unknown key; expected one of: allowed_hosts, body_timeout, enabled, header_timeout, "
+        "listen, max_body, max_connections, max_webhook_body, port, public_url, token",
     ]
 
 
@@ -249,3 +250,20 @@ def test_config_check_never_prints_a_password_inside_a_url(write_config):
     assert result.exit_code == 2
     assert "hunter2-pw" not in result.output and "other-pw" not in result.output
     assert "ops:***@prom.example" in result.output
+
+
+def test_config_check_never_prints_a_secret_written_as_a_number(write_config):
+    from click.testing import CliRunner
+
+    from agent.cli import cli
+
+    bad = write_config("http:\n  token: 98765432109876\nstore:\n  password: 55555555.5\n"
+                       "notify:\n  channels:\n    pager:\n      type: pagerduty\n      routing_key: 1234567890123\n",
+                       name="bad.yaml")
+    result = CliRunner().invoke(cli, ["config", "check", str(bad)])
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        f"{bad}: http.token: expected a string, found an integer (a secret: its value is not shown)",
+        f"{bad}: notify.channels.pager.routing_key: expected a string, found an integer (a secret: its value is not "
+        "shown)",
+        f"{bad}: store.password: expected a string, found a number (a secret: its value is not shown)"]

@@ -59,10 +59,11 @@ class NotifyListener:
 class Daemon:
     def __init__(self, tmp_path: Path, env: dict[str, str], config_text: str, *, fail_stage: str | None = None,
                  notify: bool = False, agent: str = "", nofile: int | None = None, interval: str = "1s",
-                 state: Path | None = None) -> None:
+                 state: Path | None = None, http: str = "") -> None:
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.agent = agent  # more keys of the agent section, indented
+        self.http = http  # more keys of the http section, indented
         self.interval = interval
         self.config = tmp_path / "agent.yaml"
         self.state = state or tmp_path / "state"  # agents given one state dir share its store
@@ -83,7 +84,7 @@ class Daemon:
 
     def write_config(self, text: str) -> None:
         base = (f"agent:\n  interval: {self.interval}\n  unhealthy_after: 2\n{self.agent}"
-                f"http:\n  port: {self.port}\n  token: ${{AIOPS_API_TOKEN}}\n")
+                f"http:\n  port: {self.port}\n  token: ${{AIOPS_API_TOKEN}}\n{self.http}")
         self.config.write_text(base + text)
 
     @property
@@ -329,6 +330,21 @@ def test_sighup_refuses_an_empty_file_an_alias_bomb_and_a_missing_playbook_dir(d
 
 
 @pytest.mark.slow
+def test_a_rejected_sighup_never_shows_a_secret_written_as_a_number(daemon):
+    d = daemon()
+    d.wait_log("event=cycle.done")
+    d.config.write_text(f"http:\n  port: {d.port}\n  token: 98765432109876\n")
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_log("event=config.reload_rejected")
+    assert (f'problem="{d.config}: http.token: expected a string, found an integer (a secret: its value is not '
+            'shown)"') in d.text()
+    d.proc.send_signal(signal.SIGTERM)
+    assert d.proc.wait(timeout=15) == 0
+    assert "98765432109876" not in d.text()
+    assert b"98765432109876" not in (d.state / "aiops.db").read_bytes()
+
+
+@pytest.mark.slow
 def test_a_hung_first_cycle_turns_healthz_unhealthy(daemon):
     d = daemon(agent="  stale_after: 2s\n", fail_stage="hang:collect")
     wait_until(lambda: (d.state / "hung-stage.started").exists(), 20, message="the hung collect stage under way")
@@ -413,7 +429,7 @@ def test_an_api_write_while_another_process_holds_the_store_lock_answers_503_wit
 
 @pytest.mark.slow
 def test_at_the_descriptor_limit_accept_errors_are_rate_limited_in_the_log(daemon):
-    d = daemon(nofile=80)
+    d = daemon(nofile=80, http="  max_connections: 1000\n")  # a cap past the limit: the limit is reached
     d.wait_log("event=cycle.done")
     clients = []
     try:

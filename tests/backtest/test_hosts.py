@@ -106,15 +106,17 @@ def test_the_judging_rule_counts_episodes_by_where_they_begin():
                              detectors="forecast", title="t")
 
     host = HostRun(host="h", first=pd.Timestamp("2024-01-01", tz="UTC").to_pydatetime(),
-                   last=pd.Timestamp("2024-01-03", tz="UTC").to_pydatetime(), series=1, failed_cycles=0, episodes=[
+                   last=pd.Timestamp("2024-01-03", tz="UTC").to_pydatetime(), step_s=60.0, series=1,
+                   failed_cycles=0, episodes=[
                        episode("2024-01-01 12:00", "2024-01-01 12:00"),  # before scored time: not counted
-                       episode("2024-01-02 09:59", "2024-01-02 09:59"),  # just before the window: false
-                       episode("2024-01-02 10:03", "2024-01-02 10:04"),  # inside: detects it, 4 min late
+                       episode("2024-01-02 09:58", "2024-01-02 09:58"),  # before the window: false
+                       episode("2024-01-02 09:59:30", "2024-01-02 10:00"),  # began after the point before: inside
+                       episode("2024-01-02 10:03", "2024-01-02 10:04"),  # inside, 4 min late
                        episode("2024-01-02 10:50", "2024-01-02 10:50"),  # within the hour after: the same outage
                        episode("2024-01-02 11:11", "2024-01-02 11:11"),  # later: false
                    ])
     score = judge(host, labels)
-    assert (score.detected, score.delays_s, score.false_incidents, score.episodes) == (1, [240.0], 2, 4)
+    assert (score.detected, score.delays_s, score.false_incidents, score.episodes) == (1, [0.0], 2, 5)
     assert score.scored_days == 1.0
 
 

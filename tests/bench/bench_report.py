@@ -1,4 +1,5 @@
-"""Benchmark: MTTR report, weekly HTML report and audit verification over a big store.
+"""Benchmark: MTTR report, weekly HTML report and audit verification over a big store, and
+one incident's page.
 
 The store holds 100,000 incidents over a year (one or two signals each, a remediation run for
 a third of them) and 1,000,000 audit entries with a valid hash chain, written with executemany
@@ -6,7 +7,13 @@ in one transaction. Prints medians, then one JSON line.
 
 Then the MTTR report again over a second store of 1,000,000 one-outage incidents (--large).
 
+First, the incident page as ``GET /incidents/ID`` renders it server side, for one incident with 50
+signals and 10,000 points (200 hits a signal, 10 s apart; each series' samples of the two hours
+before kept in the store, 720 a series): summary, root-cause line, three plots; against the text
+summary of the same incident in the same process (--page-only: just this part).
+
 Run: .venv/bin/python tests/bench/bench_report.py [--incidents N] [--audit N] [--repeat N] [--large N]
+     [--page-only]
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from agent.store.base import entry_hash  # noqa: E402
 NOW = datetime(2026, 11, 1, tzinfo=timezone.utc)
 YEAR_S = 365 * 86400.0
 TARGET_S = 0.3  # issue 18: 100,000 episodes in < 0.3 s, 1,000,000 in < 2 s
+PAGE_TARGET_S = 0.2  # issue 32: the page of an incident with 50 signals and 10,000 points in < 200 ms
 
 
 def build(store: Store, incidents: int, audit_entries: int, seed: int = 7) -> None:
@@ -132,13 +140,63 @@ def timed(fn, repeat: int, name: str) -> tuple[float, object]:
     return statistics.median(times), result
 
 
+def page_store(store: Store, signals: int = 50, hits_per_signal: int = 200) -> int:
+    """One incident of ``signals`` latency signals on one service, ``hits_per_signal`` hits each
+    (10 s apart), two hours of samples of each series before its first hit; returns its id."""
+    from agent.flow.incidents import Severity
+    from detectors.base import Direction, Hit
+
+    rng = np.random.default_rng(3)
+    start = NOW - timedelta(hours=1)
+    incident = store.open_incident(severity=Severity.CRITICAL, title="latency", labels={"service": "api"},
+                                   started_at=start, now=start + timedelta(seconds=30))
+    for k in range(signals):
+        sid = f'http_request_duration_seconds{{instance="web-{k}",service="api"}}'
+        labels = {"service": "api", "instance": f"web-{k}"}
+        values = 0.8 + 0.2 * rng.random(hits_per_signal)
+        hits = [Hit(series_id=sid, detector="seasonal", ts=start + timedelta(seconds=10 * i), value=float(v),
+                    score=float(v) * 50, direction=Direction.UP, expected=0.1, lower=0.06, upper=0.14,
+                    metric="http_request_duration_seconds", labels=labels, explanation="far above")
+                for i, v in enumerate(values)]
+        store.record_hits(hits, incident_id=incident.id, now=hits[-1].ts)
+        before = start.timestamp() - 10 * np.arange(720, 0, -1)
+        store.record_samples([], list(zip([sid] * 720, before.tolist(), (0.1 + 0.01 * rng.standard_normal(720)).tolist())),
+                             now=start.timestamp())
+    return incident.id
+
+
+def incident_page(repeat: int) -> tuple[float, float, int]:
+    """(median seconds of the HTML page, of the text summary, the page's size in bytes)."""
+    from agent.incidents.formats import render
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "aiops.db")
+        incident_id = page_store(store)
+        render(store, incident_id, "html")  # imports and first reads out of the way
+        page_s, page = timed(lambda: render(store, incident_id, "html"), repeat, "page")
+        text_s, _ = timed(lambda: render(store, incident_id, "text"), repeat, "text")
+        store.close()
+    plots = page.count('<figure class="plot">')  # type: ignore[union-attr]
+    if plots != 3 or page_s <= 0:
+        raise SystemExit(f"the page is not what is measured: {plots} plots, {page_s} s")
+    return page_s, text_s, len(page)  # type: ignore[arg-type]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--incidents", type=int, default=100_000)
     parser.add_argument("--audit", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--large", type=int, default=1_000_000, help="episodes in the second, large store")
+    parser.add_argument("--page-only", action="store_true", help="only the incident page")
     args = parser.parse_args()
+    page_s, text_s, page_bytes = incident_page(max(args.repeat, 5))
+    print(f"incident page (50 signals, 10,000 hits): median {page_s:.3f}s wall, {CPU['page']:.3f}s CPU, "
+          f"{page_bytes // 1024} KiB  ({page_s / text_s:.1f}x the text summary's {text_s:.3f}s; "
+          f"{page_s / PAGE_TARGET_S:.2f}x the {PAGE_TARGET_S} s target)")
+    if args.page_only:
+        print(json.dumps({"bench": "report", "incident_page_s": round(page_s, 3)}))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "aiops.db")
         started = time.perf_counter()
@@ -177,7 +235,8 @@ def main() -> None:
           f"the episodes)")
     print(json.dumps({"bench": "report", "incidents": args.incidents, "audit_entries": args.audit,
                       "mttr_report_s": round(mttr_s, 3), "html_report_s": round(html_s, 3),
-                      "audit_verify_s": round(verify_s, 3), "mttr_report_1m_s": round(large_s, 3)}))
+                      "audit_verify_s": round(verify_s, 3), "mttr_report_1m_s": round(large_s, 3),
+                      "incident_page_s": round(page_s, 3)}))
 
 
 def same(a: object, b: object) -> bool:

@@ -1,6 +1,7 @@
 """The Grafana dashboard shipped in config/ against a real Prometheus scraping the agent (as the
-docs say: ``honor_labels: true``) and a real application: every panel query parses and returns
-data, and the figures are the ones the agent computed."""
+docs say: ``honor_labels: true``) and a real application: every panel and annotation query parses
+and returns data for the job and instance picked, every variable lists values, and the figures are
+the ones the agent computed."""
 
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ from tests.fixtures.prometheus import needs_prometheus
 DASHBOARD = Path(__file__).resolve().parents[2] / "config" / "grafana-dashboard.json"
 TOKEN = "dashboard-test-token"
 METRIC = "exporter_temperature_celsius"  # a gauge the test application exports
-# What Grafana puts in place of the dashboard's variables.
-VARIABLES = {"$metric": METRIC, "$__rate_interval": "1m"}
+# What Grafana puts in place of the dashboard's variables (job and instance: added in the test).
+VARIABLES = {"$metric": METRIC, "$__rate_interval": "1m", "$job": "app"}
 
 
 def config(port: int) -> str:
@@ -45,8 +46,19 @@ detectors:
 
 
 def queries() -> list[str]:
-    panels = json.loads(DASHBOARD.read_text())["panels"]
-    return [target["expr"] for panel in panels for target in panel["targets"]]
+    dashboard = json.loads(DASHBOARD.read_text())
+    return ([target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+            + [annotation["expr"] for annotation in dashboard["annotations"]["list"]])
+
+
+def variables() -> dict[str, str]:
+    """Each query variable's ``label_values(selector, label)``, as (label, selector)."""
+    found = {}
+    for var in json.loads(DASHBOARD.read_text())["templating"]["list"]:
+        if var["type"] == "query":
+            selector, label = re.fullmatch(r"label_values\((.*), (\w+)\)", var["query"]["query"]).groups()
+            found[label] = selector
+    return found
 
 
 def instant(prometheus, expr: str) -> dict:
@@ -55,9 +67,10 @@ def instant(prometheus, expr: str) -> dict:
     return answer.json()["data"]
 
 
-def alert(status: str, starts: str, ends: str, name: str) -> dict:
+def alert(status: str, starts: str, ends: str, name: str, **labels: str) -> dict:
     return {"version": "4", "status": status, "receiver": "aiops", "alerts": [
-        {"status": status, "labels": {"alertname": name, "service": name}, "startsAt": starts, "endsAt": ends}]}
+        {"status": status, "labels": {"alertname": name, "service": name, **labels}, "startsAt": starts,
+         "endsAt": ends}]}
 
 
 @needs_prometheus
@@ -86,14 +99,16 @@ def test_every_dashboard_query_returns_the_agents_figures_from_a_real_prometheus
     try:
         hook = f"http://127.0.0.1:{port}/api/v1/alerts"
         auth = {"Authorization": f"Bearer {TOKEN}"}
-        for body in (alert("firing", "2026-03-02T11:30:00Z", "0001-01-01T00:00:00Z", "Resolved"),
-                     alert("resolved", "2026-03-02T11:30:00Z", "2026-03-02T11:50:00Z", "Resolved"),
-                     alert("firing", "2026-03-02T11:40:00Z", "0001-01-01T00:00:00Z", "StillOpen")):
+        # Incidents of the job picked (job is no correlation label: they stay two incidents).
+        for body in (alert("firing", "2026-03-02T11:30:00Z", "0001-01-01T00:00:00Z", "Resolved", job="app"),
+                     alert("resolved", "2026-03-02T11:30:00Z", "2026-03-02T11:50:00Z", "Resolved", job="app"),
+                     alert("firing", "2026-03-02T11:40:00Z", "0001-01-01T00:00:00Z", "StillOpen", job="app")):
             assert requests.post(hook, json=body, headers=auth, timeout=10).status_code == 200
 
         prometheus = prometheus_factory([metrics_exporter.address, f"127.0.0.1:{port}"], honor_labels=True)
-        exprs = [re.sub(r"\$[a-z_]+", lambda m: VARIABLES[m.group(0)], expr) for expr in queries()]
-        assert len(exprs) == 11
+        picked = {**VARIABLES, "$instance": metrics_exporter.address}
+        exprs = [re.sub(r"\$[a-z_]+", lambda m: picked[m.group(0)], expr) for expr in queries()]
+        assert len(exprs) == 13
 
         def results() -> dict[str, list] | None:
             found = {expr: instant(prometheus, expr)["result"] for expr in exprs}
@@ -110,13 +125,25 @@ def test_every_dashboard_query_returns_the_agents_figures_from_a_real_prometheus
     registry = ctx.metrics.registry
     mine = {"metric": METRIC, "detector": "forecast", "instance": metrics_exporter.address, "job": "app"}
     for name in ("aiops_anomaly_score", "aiops_expected_value", "aiops_expected_lower", "aiops_expected_upper"):
-        expr = f'{name}{{metric="{METRIC}"}}'
+        expr = f'{name}{{metric="{METRIC}", job=~"app", instance=~"{metrics_exporter.address}"}}'
         assert value(expr, **mine) == pytest.approx(registry.get_sample_value(name, mine)), name
-    assert value(f'{{__name__="{METRIC}"}}', instance=metrics_exporter.address) == pytest.approx(40, abs=1)
+    where = f'job=~"app", instance=~"{metrics_exporter.address}"'
+    actual = f'aiops_observed_value{{metric="{METRIC}", {where}}}'
+    assert value(actual, **mine) == pytest.approx(registry.get_sample_value("aiops_observed_value", mine))
+    assert value(actual, **mine) == pytest.approx(40, abs=1)  # what the application exports
     assert value("aiops_open_incidents") == 1
+    # Annotations: the incidents of the job picked, on every instance's view.
+    marked = 'job=~"app"'
+    began = {r["metric"]["incident"]: float(r["value"][1]) / 1000
+             for r in found[f"aiops_incident_started_timestamp_seconds{{{marked}}} * 1000"]}
+    ended = {r["metric"]["incident"]: float(r["value"][1]) / 1000
+             for r in found[f"aiops_incident_resolved_timestamp_seconds{{{marked}}} * 1000"]}
+    assert began == {"1": (T0 - minutes(30)).timestamp(), "2": (T0 - minutes(20)).timestamp()}
+    assert ended == {"1": T0.timestamp()}  # resolved when the agent took the resolution in (12:00)
     assert value("aiops_mttr_seconds") == 30 * 60  # from 11:30 to when the agent resolved it (12:00)
     assert value("aiops_model_drift_rate_ratio", model="fraud") == 0.5
     assert value("increase(aiops_score_series_dropped_total[1m])") == 0
-    labels = requests.get(f"{prometheus.url}/api/v1/label/metric/values",
-                          params={"match[]": "aiops_anomaly_score"}, timeout=10).json()["data"]
-    assert labels == [METRIC]  # what the dashboard's $metric variable lists
+    listed = {label: requests.get(f"{prometheus.url}/api/v1/label/{label}/values", timeout=10,
+                                  params={"match[]": re.sub(r"\$[a-z_]+", lambda m: picked[m.group(0)], selector)}
+                                  ).json()["data"] for label, selector in variables().items()}
+    assert listed == {"metric": [METRIC], "job": ["app"], "instance": [metrics_exporter.address]}

@@ -3,7 +3,7 @@ data, found by the daemon's own detect and correlate stages, within one scrape o
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from agent.incidents import correlate
 from tests.detection.conftest import T0, cycle_at, detection, info, minutes, samples, seasonal_values
@@ -60,7 +60,7 @@ detectors:
     assert episode.started_at == fault
 
 
-def test_a_spike_episode_starts_at_the_spike(make_ctx):
+def test_a_spike_episode_starts_before_the_spike_is_judged(make_ctx):
     ctx = make_ctx("""
 detectors:
   refit: {interval: 10m, slices: 1}
@@ -78,4 +78,6 @@ detectors:
     episode = only_episode(ctx)
     assert episode.detected_at == fault  # judged the cycle it arrived
     assert abs(episode.mttd_s - (episode.detected_at - fault).total_seconds()) <= SCRAPE_S
-    assert episode.started_at == fault
+    # The spike's point shows a change since the point before (a cycle earlier, not in this
+    # cycle's frame): the start is half a cycle before it, never the moment it was judged.
+    assert episode.started_at == fault - timedelta(seconds=30) and episode.mttd_s == 30

@@ -5,6 +5,7 @@ in this module, in order; each scenario leaves the service clean and its inciden
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 
@@ -32,7 +33,22 @@ def settle(demo: DemoRun, incident_id: int) -> None:
 
 
 def detected(demo: DemoRun, at, detector: str | None = None, timeout_s: float = 60):
-    return demo.wait(lambda: demo.incident_since(at, detector), timeout_s, f"an incident ({detector or 'any'})")
+    incident = demo.wait(lambda: demo.incident_since(at, detector), timeout_s, f"an incident ({detector or 'any'})")
+    reads_right(demo, incident.id)
+    return incident
+
+
+def reads_right(demo: DemoRun, incident_id: int) -> None:
+    """What on-call reads of the incident: the outage began before it was detected (MTTD never 0),
+    says how its start was found, and no title blames the agent's own remediation."""
+    summary = json.loads(demo.aiops("incidents", "show", str(incident_id), "--format", "json").stdout)
+    episode = summary["episode"]
+    assert episode["mttd_s"] > 0, (episode, summary["timeline"])
+    assert summary["onset"], summary["signals"]
+    assert "since remediation" not in summary["title"], summary["title"]
+    assert all(not c["kind"] == "remediation" for c in summary["changes"]), summary["changes"]
+    page = demo.aiops("incidents", "show", str(incident_id), "--format", "html").stdout
+    assert "(MTTD 0s)" not in page and summary["onset"].split(" ")[0] in page
 
 
 def test_latency_spike_is_fixed_by_a_verified_restart(demo):

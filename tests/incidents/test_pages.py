@@ -40,7 +40,7 @@ def test_incident_page_shows_the_summary_with_plots(client, store):
     assert response.status_code == 200
     assert response.headers["x-content-type-options"] == "nosniff"
     text = response.text
-    assert len(re.findall(r'<img alt="plot of [^"]*" src="data:image/png;base64,', text)) == 2
+    assert len(re.findall(r'<figure class="plot">\n<svg xmlns="http://www.w3.org/2000/svg" ', text)) == 2
     assert 'href="http://prom:9090/graph?g0.expr=http_request_duration_seconds%7B' in text
     assert "<h1>#1 http_request_duration_seconds 4.2x expected on service=api, instance=web-1" in text
 
@@ -74,7 +74,7 @@ def test_html_summary_reads_right_in_headless_chromium(store, tmp_path, screensh
     for expected in ("#1 http_request_duration_seconds 4.2x expected on service=ap",
                      "began 2026-11-24 14:00:00 utc, detected 14:12:00 (mttd 12m 00s)",
                      "next: no playbook is set for this",
-                     "root cause guess: service=api, because earliest signal furthest upstream",
+                     "root cause: http_errors_ratio on service=api, instance=web-1: http_errors_ratio moved first",
                      "signals", "suspect changes", "timeline", "observed", "expected band", "anomalous"):
         assert expected in words, (expected, words)
 
@@ -95,5 +95,5 @@ def test_the_daemon_serves_the_page_and_its_plots_show_under_its_csp(make_config
     finally:
         server.stop()
     assert "#1 http_request_duration_seconds 4.2x expected" in words
-    # the legend is drawn inside the PNG: the inline images loaded despite default-src 'none'
+    # the legend is drawn inside the SVG: the inline plots show despite default-src 'none'
     assert "expected band" in words and "anomalous" in words

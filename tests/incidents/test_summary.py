@@ -54,21 +54,23 @@ def test_text_summary_has_every_section_in_order(store):
     assert lines[2] == ("Done:     14:13:00 ran restart_service.yml (rule restart-api); verified")
     assert lines[3] == "Next:     none: the remediation worked; the incident resolves once its signals stay quiet"
     assert lines[4] == f"Page:     {BASE}/incidents/{incident.id}"
-    assert lines[6] == ("Root cause guess: service=api, because earliest signal furthest upstream: service=api has "
-                        "no dependencies")
-    # signals ranked by peak score: the detector's words, how far from normal (the top one's is
-    # in the title), hits
+    # the cause and why: the deploy before the outage, and which signal moved first
+    assert lines[6] == ("Root cause: deploy v12 by alice: it came 20m 00s before the outage began, on service=api; "
+                        "http_errors_ratio moved first, at 14:00:00, 2m 00s before http_request_duration_seconds")
+    # signals ranked by peak score: the figures in the metric's unit, how far from normal (the top
+    # one's is in the title), hits
     latency = lines.index("  1. http_request_duration_seconds {instance=web-1, service=api} [stl]")
-    assert lines[latency + 1] == "     observed 0.84, expected 0.2; 11 hits 14:02:00..14:11:00"
+    assert lines[latency + 1] == "     840 ms vs expected 200 ms; 11 hits, the last at 14:11:00, began 14:02:00"
     assert lines[latency + 3] == "  2. http_errors_ratio {instance=web-1, service=api} [stl]"
-    assert lines[latency + 4] == "     observed 0.05, expected 0.04 (+25% vs expected); 11 hits 14:00:00..14:09:00"
+    assert lines[latency + 4] == ("     5 % vs expected 4 % (+25% vs expected); 11 hits, the last at 14:09:00, "
+                                  "began 14:00:00")
     # suspect changes share a label, nearest first, within 2 h
     changes = lines.index("Suspect changes (nearest first):")
     assert lines[changes + 1] == "  2026-11-24 13:40:00 UTC deploy {service=api, version=v12}: api v12 rollout (by alice)"
     assert lines[changes + 2] == "  2026-11-24 12:30:00 UTC config {service=api}: raise pool size (by bob)"
     assert "unrelated" not in text
     timeline = lines.index("Timeline:")
-    assert lines[timeline + 1] == "  2026-11-24 14:12:00 UTC opened by agent"
+    assert lines[timeline + 1:timeline + 3] == ["  2026-11-24 14:00:00 UTC began", "  2026-11-24 14:12:00 UTC opened by agent"]
     assert lines[-1] == "  2026-11-24 14:15:00 UTC acknowledged by alice: open → acknowledged: looking"
 
 
@@ -89,12 +91,12 @@ def test_prometheus_link_per_signal_encodes_the_expression(store):
 
 def test_graph_links_follow_the_configured_template_for_victoriametrics(store, make_config):
     from agent.errors import ConfigError
-    from agent.incidents.summary import prometheus_url
+    from agent.incidents.catalog import link_template
 
     vm = make_config('notify:\n  prometheus_url: http://vm.example:8428/\n  graph_link: '
                      '"{url}/vmui/#/?g0.expr={expr}&g0.range_input={range}&g0.end_input={end}"\n')
     incident = make_incident(store, labels={"service": "{end}&x=1", "instance": "web-1"})
-    link = json.loads(render(store, incident.id, "json", prometheus_url=prometheus_url(vm)))["signals"][0]["graph_url"]
+    link = json.loads(render(store, incident.id, "json", prometheus_url=link_template(vm)))["signals"][0]["graph_url"]
     parts = urlsplit(link)
     assert (parts.netloc, parts.path) == ("vm.example:8428", "/vmui/")
     query = parse_qs(parts.fragment[len("/?"):])
@@ -114,21 +116,22 @@ def test_json_summary_carries_the_facts(store):
     assert data["started_at"] == "2026-11-24T14:00:00+00:00"
     assert [s["metric"] for s in data["signals"]] == ["http_request_duration_seconds", "http_errors_ratio"]
     assert data["signals"][0]["observed"] == 0.84 and data["signals"][0]["expected"] == 0.2
-    assert data["root_cause"] == {"guess": "service=api",
-                                  "reason": "earliest signal furthest upstream: service=api has no dependencies"}
+    assert data["root_cause"] == {
+        "guess": "service=api", "reason": "earliest signal furthest upstream: service=api has no dependencies",
+        "line": ("http_errors_ratio on service=api, instance=web-1: http_errors_ratio moved first, at 14:00:00, "
+                 "2m 00s before http_request_duration_seconds")}
     assert [(r["rule"], r["status"], r["rc"], r["reason"]) for r in data["remediation"]] == [
         ("restart-api", "not_fixed", 0, "signals not quiet for 300s by the deadline")]
     assert data["timeline"][0]["kind"] == "opened"
+    assert data["signals"][0]["unit"] == "s" and data["signals"][1]["unit"] == "%"
 
 
 def test_html_summary_embeds_one_plot_per_top_signal(store):
     incident = make_incident(store)
     html = render(store, incident.id, "html", base_url=BASE, prometheus_url=PROM)
-    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
-    assert len(images) == 2
-    import base64
-    assert all(base64.b64decode(img).startswith(b"\x89PNG\r\n\x1a\n") for img in images)
-    assert "<b>Root cause guess:</b>" in html and "<h2>Timeline</h2>" in html
+    plots = re.findall(r'<figure class="plot">\n(<svg .*?</svg>)', html, re.S)
+    assert len(plots) == 2 and all('role="img"' in svg for svg in plots)
+    assert "<b>Root cause:</b>" in html and "<h2>Timeline</h2>" in html
     assert f'href="{PROM}/graph?g0.expr=' in html
 
 
@@ -178,8 +181,9 @@ def test_hostile_labels_are_inert_in_json(store, hostile):
 
 def test_hostile_labels_are_escaped_in_html(store, hostile):
     html = render(store, hostile.id, "html", base_url=BASE)
-    for bad in ("<script", "<img src=x", "<iframe", "<svg", "deploy<b>"):
+    for bad in ("<script", "<img src=x", "<iframe", "deploy<b>"):
         assert bad not in html, bad
+    assert html.count("<svg ") == html.count('<figure class="plot">') == 2  # the plots, and nothing else
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "&lt;img src=x onerror=alert(2)&gt;" in html
 

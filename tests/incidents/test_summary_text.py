@@ -9,8 +9,9 @@ from datetime import datetime, timedelta, timezone
 from agent.clock import to_epoch
 from agent.flow.incidents import IncidentStatus
 from agent.incidents.correlator import Correlator
-from agent.flow.incidents import IncidentStatus
+from agent.flow.samples import Samples
 from agent.incidents.formats import render
+from agent.incidents.onset import with_onsets
 from agent.incidents.summary import run_outcome
 from agent.store.outbox import RunOutcome
 from detectors.base import Direction, Hit
@@ -43,9 +44,18 @@ def add_run(store, incident_id: int, *, run_id: int, rule: str, playbook: str, m
              to_epoch(at(ended)), reason, output))
 
 
-def correlator(store, make_config) -> Correlator:
-    config = make_config("")
-    return Correlator(store, config.incidents, interval_s=10)
+class Correlation:
+    """The correlate stage as the pipeline runs it: starts estimated, then hits placed (a 10 s cycle)."""
+
+    def __init__(self, store, make_config) -> None:
+        self.correlator = Correlator(store, make_config("").incidents, interval_s=10)
+
+    def ingest(self, hits, *, now):
+        return self.correlator.ingest(with_onsets(hits, Samples.empty(), interval_s=10), now=now)
+
+
+def correlator(store, make_config) -> Correlation:
+    return Correlation(store, make_config)
 
 
 def test_the_demo_drift_incident_reads_in_thirty_seconds(store, make_config):
@@ -74,14 +84,17 @@ Status:   resolved (remediation) · began 2026-11-24 03:00:05 UTC, detected 03:0
 Done:     03:00:21 checked rollback_model.yml in check mode (rule rollback-model): ok
           03:00:24 rolled back fraud v3 → v2 with rollback_model.yml (rule rollback-model); verified 1m 00s later
 
+Root cause: rollout v3 by demo: it came 5s before the outage began, on model=fraud
+
 Signals (most anomalous first):
   1. model_drift {{model=fraud}} [drift]
-     drifted: amount PSI 0.28, age PSI 0.27, tenure PSI 0.26, demo_prediction_score PSI 0.25 (threshold PSI 0.25, lower when the second test agrees); 1 hit 03:00:05..03:00:20
+     drifted: amount PSI 0.28, age PSI 0.27, tenure PSI 0.26, demo_prediction_score PSI 0.25 (threshold PSI 0.25, lower when the second test agrees); 1 hit at 03:00:20, began 03:00:05
 
 Suspect changes (nearest first):
   2026-11-24 03:00:00 UTC model_rollout {{job=demo-model, model=fraud, version=v3}}: roll out fraud model v3 (new feature preprocessing) (by demo)
 
 Timeline:
+  2026-11-24 03:00:05 UTC began: the change point of the drifted features' data (03:00:05), where their distribution left the baseline
   2026-11-24 03:00:20 UTC opened by agent
   2026-11-24 03:00:24 UTC remediating by agent: open → remediating: rollback-model
   2026-11-24 03:00:24 UTC remediation by agent: remediation started
@@ -111,25 +124,26 @@ def test_a_latency_incident_the_playbook_did_not_fix_says_what_to_do_next(store,
 
     assert render(store, incident_id, "text", prometheus_url="http://prom:9090") == f"""\
 #{incident_id} WARNING  http_request_duration_p95_seconds 4.2x expected on service=checkout, instance=web-1 since deploy v12 (+1 more signal)
-Status:   acknowledged · began 2026-11-24 03:00:15 UTC, detected 03:00:20 (MTTD 5s), acknowledged 03:03:20 by cli:alice (MTTA 3m 00s)
+Status:   acknowledged · began 2026-11-24 03:00:10 UTC, detected 03:00:20 (MTTD 10s), acknowledged 03:03:20 by cli:alice (MTTA 3m 00s)
 Done:     03:00:32 restarted checkout with restart_service.yml (rule restart-checkout); did not fix it: http_request_duration_p95_seconds still above its band after 3m 00s
 Next:     restart_service.yml did not fix it; fix it by hand: look at the top signal's graph and the deploy v12 (ci); the run's output: aiops remediation show 7
 Labels:   team=payments
 
-Root cause guess: http_request_duration_p95_seconds{{instance="web-1",service="checkout"}}, because the earliest signal (first fired at 2026-11-24 03:00:15Z); the topology places no other signal upstream of it
+Root cause: deploy v12 by ci: it came 10m 10s before the outage began, on service=checkout; http_request_duration_p95_seconds moved first, at 03:00:10, 10s before http_errors_ratio
 
 Signals (most anomalous first):
   1. http_request_duration_p95_seconds {{instance=web-1, service=checkout, team=payments}} [forecast]
-     0.84 above the forecast band 0.1..0.3; 1 hit 03:00:15
+     840 ms at 03:00:15 vs expected 200 ms (6.4x the usual spread); 1 hit at 03:00:15, began 03:00:10
      graph: http://prom:9090/graph?g0.expr=http_request_duration_p95_seconds%7Binstance%3D%22web-1%22%2Cservice%3D%22checkout%22%2Cteam%3D%22payments%22%7D&g0.tab=0&g0.range_input=2h&g0.end_input=2026-11-24%2003%3A30%3A15
   2. http_errors_ratio {{instance=web-1, service=checkout, team=payments}} [forecast]
-     0.05 above the forecast band 0.03..0.045 (+25% vs expected); 1 hit 03:00:25
+     5 % at 03:00:25 vs expected 4 % (+25% vs expected; 1.3x the usual spread); 1 hit at 03:00:25, began 03:00:20
      graph: http://prom:9090/graph?g0.expr=http_errors_ratio%7Binstance%3D%22web-1%22%2Cservice%3D%22checkout%22%2Cteam%3D%22payments%22%7D&g0.tab=0&g0.range_input=2h&g0.end_input=2026-11-24%2003%3A30%3A25
 
 Suspect changes (nearest first):
   2026-11-24 02:50:00 UTC deploy {{service=checkout, version=v12}}: checkout v12 (by ci)
 
 Timeline:
+  2026-11-24 03:00:10 UTC began: half a cycle before 03:00:15, its first anomalous point (no earlier point to compare it with)
   2026-11-24 03:00:20 UTC opened by agent
   2026-11-24 03:00:30 UTC signal_added by agent: signal added: http_errors_ratio (forecast)
   2026-11-24 03:03:20 UTC acknowledged by cli:alice: open → acknowledged
@@ -144,9 +158,11 @@ def test_the_drift_page_plots_the_drift_rate_and_each_features_psi_not_a_zero_on
     for k, rate in enumerate([0.0, 0.25, 0.5, 1.0]):  # what the drift stage keeps each cycle
         store.record_derived('model_drift{model="fraud"}', to_epoch(at(k * 10 - 10)), rate)
     page = render(store, incident_id, "html")
-    assert page.count('<img alt="plot of') == 1
-    assert ('model_drift {model=fraud}: drift rate against the alert share; PSI of the drifted features '
-            '(1: amount; 2: age; 3: tenure; 4: demo_prediction_score)') in page
+    assert page.count('<figure class="plot">') == 1
+    assert ('model_drift {model=fraud}: the drift rate against the alert share; the PSI of each drifted '
+            'feature') in page
+    for feature in ("amount", "age", "tenure", "demo_prediction…"):  # the bars are named, not numbered
+        assert f'class="name" fill="#1b1f24">{feature}</text>' in page
     assert "observed 1" not in page and "expected 0" not in page
     markdown = render(store, incident_id, "markdown")
     assert markdown.splitlines()[0] == f"# #{incident_id} fraud model\\: 4 of 4 features drifted (PSI up to 0.28)"

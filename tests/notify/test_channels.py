@@ -174,7 +174,7 @@ notify:
     assert msg["Message-ID"] == f"<mail.{row.dedup_key.split(':')[1]}.{row.created_at.timestamp():.0f}@aiops-agent>"
     body = msg.get_content()
     assert f"Incident page: http://aiops.example:9847/incidents/{incident.id}" in body
-    assert "Root cause guess: service=api" in body
+    assert "Root cause: http_errors_ratio on service=api" in body
 
 
 def test_email_server_down_then_temporary_failure_then_delivered(notify_ctx, smtp_server):

@@ -28,6 +28,21 @@ notify:
     assert pagerduty.incidents == {"test": "resolved"}
 
 
+def test_notify_test_fires_and_resolves_a_test_alert_in_alertmanager(write_config, tmp_path, webhook):
+    text = f"""
+notify:
+  channels:
+    am: {{type: alertmanager, url: "{webhook.url('')}", labels: {{team: payments}}}}
+"""
+    result = run(write_config, tmp_path, text, "test", "am")
+    assert (result.exit_code, result.output) == (0, "sent a test message through am\n")
+    [fired], [resolved] = webhook.bodies()
+    assert [r.path for r in webhook.requests] == ["/api/v2/alerts", "/api/v2/alerts"]
+    assert fired["labels"] == resolved["labels"] == {"team": "payments", "alertname": "AiopsIncident",
+                                                     "aiops_incident": "test", "severity": "info"}
+    assert fired["endsAt"] > fired["startsAt"] and resolved["endsAt"] == resolved["startsAt"]
+
+
 def test_notify_test_reports_failures_and_unknown_channels(write_config, tmp_path, webhook):
     text = f"""
 notify:

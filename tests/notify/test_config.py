@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent.config import load_config, parse_config
-from agent.config.notify import EmailChannel, PagerDutyChannel, SlackChannel, WebhookChannel
+from agent.config.notify import AlertmanagerChannel, EmailChannel, PagerDutyChannel, SlackChannel, WebhookChannel
 from agent.errors import ConfigError
 from tests.conftest import REPO
 
@@ -19,7 +19,7 @@ def problems(text: str) -> list[str]:
 def test_the_example_config_defines_every_channel_type():
     notify = load_config(REPO / "config" / "agent.example.yaml").notify
     kinds = {type(c) for c in notify.channels.values()}
-    assert kinds == {WebhookChannel, SlackChannel, PagerDutyChannel, EmailChannel}
+    assert kinds == {WebhookChannel, SlackChannel, PagerDutyChannel, EmailChannel, AlertmanagerChannel}
     assert all(set(route.channels) <= set(notify.channels) for route in notify.routes)
     assert notify.channels["pager"].paging is True and notify.channels["chat"].paging is False
 
@@ -62,3 +62,21 @@ notify:
 """).notify
     assert notify.channels["pager"].routing_key.get_secret_value() == "pd-routing-key-from-file"
     assert "pd-routing-key" not in repr(notify) and "t0ken" not in repr(notify)
+
+
+def test_an_alertmanager_channel_names_its_problems():
+    assert problems("""
+notify:
+  channels:
+    am: {type: alertmanager, url: "127.0.0.1:9093", paging: true, labels: {severity: page}}
+""") == [
+        "agent.yaml: notify.channels.am.paging: expected False, found true",
+        "agent.yaml: notify.channels.am.url: expected an http:// or https:// URL, found '127.0.0.1:9093'",
+        "agent.yaml: notify.channels.am.labels: expected label names other than alertname, severity and "
+        "aiops_incident, made of letters, digits and _, found 'severity'",
+    ]
+    assert problems("""
+notify:
+  channels:
+    am: {type: alertmanager, url: "http://127.0.0.1:9093", bearer_token: t, username: u}
+""") == ["agent.yaml: notify.channels.am: expected either bearer_token or username/password, found both"]

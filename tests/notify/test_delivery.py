@@ -138,9 +138,9 @@ def test_events_are_queued_once_per_channel_even_when_runs_overlap(notify_ctx, w
     from agent.notify.delivery import enqueue
 
     channels = build_channels(ctx.config.notify.channels)
-    assert enqueue(ctx.store, ctx.config.notify, channels, now=NOW, base_url=None, prometheus_url=None) == 1
+    assert enqueue(ctx.store, ctx.config.notify, channels, now=NOW, base_url=None) == 1
     ctx.store.conn.execute("DELETE FROM notify_cursor")  # as if the cursor had not been moved
-    assert enqueue(ctx.store, ctx.config.notify, channels, now=NOW, base_url=None, prometheus_url=None) == 0
+    assert enqueue(ctx.store, ctx.config.notify, channels, now=NOW, base_url=None) == 0
     assert len(ctx.store.outbox_items()) == 1
 
 
@@ -234,7 +234,7 @@ def test_a_row_claimed_by_another_agent_is_not_sent_again(notify_ctx, webhook):
     from agent.notify.delivery import enqueue
 
     enqueue(daemon.store, daemon.config.notify, build_channels(daemon.config.notify.channels), now=NOW,
-            base_url=None, prometheus_url=None)
+            base_url=None)
     [row] = daemon.store.due_notifications(now=NOW)
     assert daemon.store.claim_notification(row.id, now=NOW, lease_until=NOW + timedelta(minutes=5))
     assert notify_once(once, now=NOW + timedelta(seconds=1)).sent == 0  # the other agent holds it

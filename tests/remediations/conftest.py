@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -180,8 +181,12 @@ def signal(series_id: str = 'latency{host="h1"}', detector: str = "seasonal", **
 
 def open_incident(ctx: Context, labels: dict[str, str] | None = None, *, signals: Sequence[Signal] = (),
                   now: datetime = T0, severity: str = "warning") -> Incident:
-    return ctx.store.open_incident(severity=severity, title="latency up", labels=labels or {"service": "api"},
-                                   started_at=now, now=now, signals=tuple(signals) or (signal(),))
+    """An incident with ``labels``, which its signals (one by default) carry too, under their own:
+    the correlator gives an incident the labels of one of its signals, and a rule matches signals."""
+    labels = labels or {"service": "api"}
+    signals = tuple(replace(s, labels={**labels, **s.labels}) for s in (tuple(signals) or (signal(),)))
+    return ctx.store.open_incident(severity=severity, title="latency up", labels=labels,
+                                   started_at=now, now=now, signals=signals)
 
 
 def cycle(now: datetime, *, quiet: Sequence[str] = (), firing: Sequence[Signal] = (),

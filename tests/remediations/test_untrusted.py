@@ -70,6 +70,28 @@ def test_jinja_in_a_label_is_refused_by_the_label_pattern(make_ctx, work):
     assert not (work / "out.txt").exists()
 
 
+@pytest.mark.parametrize("value", ["a/../../etc/passwd", "logs/..", "x/../y", "a/./../b", "data/..%2f/x"])
+def test_path_traversal_in_a_label_is_refused_by_the_default_pattern(make_ctx, work, value):
+    ctx = make_ctx(rule_yaml(work))
+    open_incident(ctx, {"service": "api", "note": value})
+
+    assert run_cycle(ctx, T0) == []
+
+    pattern = ctx.config.remediation.label_pattern
+    assert refusals(ctx) == [f"label note: expected a value matching {pattern}, found {value!r}"]
+    assert ctx.store.list_runs() == [] and not (work / "out.txt").exists()
+
+
+def test_a_path_without_traversal_reaches_the_playbook(make_ctx, work):
+    ctx = make_ctx(rule_yaml(work))
+    open_incident(ctx, {"service": "api", "note": "var/log/app-1..2.log"})
+
+    (run,) = run_cycle(ctx, T0)
+
+    assert run.extravars["label_value"] == "var/log/app-1..2.log"
+    assert (work / "out.txt").read_text() == "var/log/app-1..2.log"
+
+
 def test_jinja_that_passes_a_loose_pattern_reaches_ansible_unsafe_and_is_never_evaluated(make_ctx, work):
     ctx = make_ctx(rule_yaml(work, pattern=".*"))
     incident = open_incident(ctx, {"service": "api", "note": INJECTION})

@@ -73,7 +73,9 @@ def test_self_contained_and_escaped(weekly):
     assert weekly.count('src="data:image/png;base64,') == 2
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", weekly)
     assert "<script>" not in weekly and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in weekly
-    assert "&lt;b&gt;bold&lt;/b&gt; &amp; broken" in weekly
+    # the title every view gives the incident (not the one stored when it opened), escaped
+    assert "<td>node_cpu_usage anomalous on service=&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;</td>" in weekly
+    assert "bold</b>" not in weekly and "bold&lt;" not in weekly
 
 
 def test_empty_store_still_renders(store):

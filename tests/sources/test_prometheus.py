@@ -256,3 +256,57 @@ def test_tls_settings_reach_the_session(tmp_path):
     assert PrometheusSource(with_ca, metrics=metrics, health=TargetHealth(metrics), series_limit=1).session.verify == str(ca)
     insecure = PrometheusSourceConfig(url="https://prom.example:9090", verify_tls=False)
     assert PrometheusSource(insecure, metrics=metrics, health=TargetHealth(metrics), series_limit=1).session.verify is False
+
+
+@needs_prometheus
+def test_an_answer_of_many_series_is_read_as_it_arrives_within_the_series_limit(prometheus_factory):
+    import tracemalloc
+
+    end = math.floor(time.time() / 60) * 60 - 3600
+    ts = np.arange(end - 3600, end + 1, 60, dtype="int64")
+    family = Family(name="many", series=[({"host": f"h{i:05d}", "job": "fleet"}, ts, np.full(len(ts), float(i)))
+                                        for i in range(6000)])
+    server = prometheus_factory(backfill_text=openmetrics([family]))
+    metrics = Metrics()
+    # "many * 1" is no plain selector: query_range, whose answer holds every one of the 6,000 series
+    config = PrometheusSourceConfig(url=server.url, queries=[QueryConfig(name="many", expr="many * 1", step=60)])
+    source = PrometheusSource(config, metrics=metrics, health=TargetHealth(metrics), series_limit=100)
+    start, stop = pd.Timestamp(ts[0], unit="s", tz="UTC"), pd.Timestamp(ts[-1], unit="s", tz="UTC")
+
+    tracemalloc.start()
+    try:
+        got = source.fetch(start, stop)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert source.stats.read_queries == 0 and source.stats.bytes > 6 << 20
+    assert got.values.shape == (len(ts), 100)
+    assert got.values.iloc[-1].tolist() == [float(i) for i in range(100)]  # the first 100, as Prometheus sorts them
+    assert metrics.registry.get_sample_value("aiops_samples_dropped_total", {"reason": "series_limit"}) == \
+        (6000 - 100) * source.stats.requests
+    # The whole answer once in memory (bytes, then text, then objects) is more than its size; read
+    # as it arrives, a piece of it (1 MiB) and the 100 series kept.
+    assert peak < source.stats.bytes / 2, (peak, source.stats.bytes)
+
+
+@needs_prometheus
+def test_a_remote_read_answer_past_its_bound_sends_the_query_to_query_range(prometheus_factory, caplog):
+    end = math.floor(time.time() / 60) * 60 - 3600
+    ts = np.arange(end - 3600, end + 1, 60, dtype="int64")
+    family = Family(name="wide", series=[({"host": f"h{i:04d}"}, ts, np.full(len(ts), float(i))) for i in range(2000)])
+    server = prometheus_factory(backfill_text=openmetrics([family]))
+    metrics = Metrics()
+    config = PrometheusSourceConfig(url=server.url, queries=[QueryConfig(name="wide", expr="wide", step=60)])
+    source = PrometheusSource(config, metrics=metrics, health=TargetHealth(metrics), series_limit=50)
+    source.read_max_bytes = 64 << 10  # the 2,000 series' answer is larger: as 500,000 would be past the default
+    start, stop = pd.Timestamp(ts[0], unit="s", tz="UTC"), pd.Timestamp(ts[-1], unit="s", tz="UTC")
+
+    first = source.fetch(start, stop)
+    again = source.fetch(start, stop)
+
+    assert first.values.shape == again.values.shape == (len(ts), 50)
+    assert first.values.iloc[-1].tolist() == [float(i) for i in range(50)]
+    assert source.stats.read_queries == 0  # the second fetch went straight to query_range
+    lines = [r.getMessage() for r in caplog.records if "prometheus.remote_read_too_large" in r.getMessage()]
+    assert len(lines) == 1 and "instead=query_range" in lines[0]
