@@ -8,8 +8,9 @@ detect stage runs on ``cycle`` of data at a time (a streaming detector judges ea
 points before it whatever the cycle, so this changes what a replay costs, not its scores), and
 the correlate stage runs every ``agent.interval`` of data, as the daemon runs it, on the hits of
 that interval and the samples it covered: incidents open, take hits, count quiet cycles and
-resolve exactly as they would have. Hosts share nothing (no label joins two of them), so they
-replay in parallel processes.
+resolve exactly as they would have. Hosts share nothing but the fleet's page budget (no label
+joins two of them; each gets its share of ``detectors.fleet_page_budget``, as one agent watching
+them all would give it), so they replay in parallel processes.
 
 With a labels file in the layout of ``shared/data/smd/labels.json`` (per host ``scored_from`` and
 ``windows`` of ``start``, ``end``), each host's episodes (an incident's first opening and every
@@ -202,11 +203,15 @@ def host_name(path: Path) -> str:
     return name
 
 
-def replay_config(config: AgentConfig, csv: Path, state_dir: Path) -> AgentConfig:
+def replay_config(config: AgentConfig, csv: Path, state_dir: Path, *, hosts: int = 1) -> AgentConfig:
     """``config`` reading ``csv``, with its state in ``state_dir`` and nothing served, sent or
-    run outside the process. Slices only split work: a replay scores all series as one."""
-    detectors = config.detectors.model_copy(update={
-        "refit": config.detectors.refit.model_copy(update={"slices": 1})})
+    run outside the process. Slices only split work: a replay scores all series as one. The
+    host is one of ``hosts`` one agent would watch: its page budget is its share of the fleet's."""
+    detectors = config.detectors
+    budget = min(detectors.page_budget, detectors.fleet_page_budget / max(hosts, 1))
+    detectors = detectors.model_copy(update={
+        "refit": detectors.refit.model_copy(update={"slices": 1}), "page_budget": budget,
+        "fleet_page_budget": budget})
     sources = config.sources.model_copy(update={
         "kind": "file",
         "file": config.sources.file.model_copy(update={"paths": [csv]}),
@@ -222,8 +227,9 @@ def replay_config(config: AgentConfig, csv: Path, state_dir: Path) -> AgentConfi
     })
 
 
-def replay_host(path: Path, config: AgentConfig, *, cycle_s: float) -> HostRun:
-    """Replay one host file through the detect and correlate stages (see the module's text)."""
+def replay_host(path: Path, config: AgentConfig, *, cycle_s: float, hosts: int = 1) -> HostRun:
+    """Replay one host file through the detect and correlate stages (see the module's text), as
+    one of ``hosts`` an agent watches."""
     host = host_name(path)
     frame, notes = read_wide(path)
     quiet = logging.getLogger("agent")
@@ -237,7 +243,7 @@ def replay_host(path: Path, config: AgentConfig, *, cycle_s: float) -> HostRun:
             out.insert(0, "timestamp", frame.index.as_unit("ns").asi8 / 1e9)
             out.to_csv(csv, index=False)  # shortest repr: round-trips exactly
             del out
-            run = _replay(frame.index, replay_config(config, csv, Path(tmp) / "state"), cycle_s=cycle_s)
+            run = _replay(frame.index, replay_config(config, csv, Path(tmp) / "state", hosts=hosts), cycle_s=cycle_s)
     finally:
         quiet.setLevel(level)
     gaps = np.diff(frame.index.as_unit("ns").asi8) / 1e9
@@ -364,16 +370,17 @@ def summary(scores: Sequence[HostScore], runs: Sequence[HostRun]) -> dict:
     }
 
 
-def _replay_one(args: tuple[Path, AgentConfig, float]) -> HostRun:
-    path, config, cycle_s = args
-    return replay_host(path, config, cycle_s=cycle_s)
+def _replay_one(args: tuple[Path, AgentConfig, float, int]) -> HostRun:
+    path, config, cycle_s, hosts = args
+    return replay_host(path, config, cycle_s=cycle_s, hosts=hosts)
 
 
 def replay_hosts(paths: Sequence[Path], config: AgentConfig, *, cycle_s: float, workers: int | None = None,
-                 on_host: Callable[[HostRun], None] | None = None) -> list[HostRun]:
-    """Replay every host file, ``workers`` at a time (default: one per CPU), in file order."""
+                 hosts: int | None = None, on_host: Callable[[HostRun], None] | None = None) -> list[HostRun]:
+    """Replay every host file, ``workers`` at a time (default: one per CPU), in file order, as
+    ``hosts`` (default: as many as files) of one agent: they share its fleet's page budget."""
     workers = max(1, min(workers or os.cpu_count() or 1, len(paths)))
-    jobs = [(Path(p), config, cycle_s) for p in paths]
+    jobs = [(Path(p), config, cycle_s, hosts or len(paths)) for p in paths]
     if workers == 1:
         runs = []
         for job in jobs:

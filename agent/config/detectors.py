@@ -230,9 +230,11 @@ class DetectorsConfig(Section):
     """Settings for detectors."""
 
     enabled: bool = True
-    # False incidents per host and day that chance alone may open: the calibrated detectors'
-    # alarm chances follow from it (agent.detection.budget).
+    # False incidents per host and day that chance alone may open, and per day for all the hosts
+    # this agent watches: each host gets the smaller of page_budget and its share of
+    # fleet_page_budget; the calibrated detectors' alarm chances follow (agent.detection.budget).
     page_budget: float = Field(default=0.5, gt=0, le=1000)
+    fleet_page_budget: float = Field(default=4.0, gt=0, le=100_000)
     refit: RefitConfig = RefitConfig()
     rules: list[Rule] = Field(default_factory=_default_rules)
     slos: list[Slo] = Field(default_factory=list)

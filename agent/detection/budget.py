@@ -1,7 +1,9 @@
 """The page budget: how rare a point must be before the detect stage calls it a hit.
 
 ``detectors.page_budget`` is the number of false incidents per host and day that chance alone
-may open. The calibrated detectors give each new point its chance under the series' (or the
+may open, and ``detectors.fleet_page_budget`` the same for all the hosts one agent watches
+together (an on-call team lives with a few pages a day for its whole fleet): each host gets the
+smaller of the first and its share of the second. The calibrated detectors give each new point its chance under the series' (or the
 entity's) own past; a host's tests share its budget by weighted Bonferroni: where the host has
 an entity test (one subspace detector over all its series), that test gets half of the budget
 and the per-series tests share the other half; otherwise the series share all of it. A test
@@ -51,11 +53,15 @@ def host_of(labels: Mapping[str, str], host_labels: Sequence[str]) -> str:
     return ""
 
 
-def alarm_chances(tests: Iterable[Test], budget_per_day: float) -> dict[str, float]:
-    """Each test's alarm chance per point under the budget (false incidents per host-day)."""
+def alarm_chances(tests: Iterable[Test], budget_per_day: float, fleet_per_day: float | None = None) -> dict[str, float]:
+    """Each test's alarm chance per point under the budget (false incidents per host-day, and
+    per day for all the hosts the tests are on)."""
     tests = list(tests)
     series = Counter(t.host for t in tests if not t.entity)
     entities = Counter(t.host for t in tests if t.entity)
+    hosts = len(set(series) | set(entities))
+    if fleet_per_day is not None and hosts:
+        budget_per_day = min(budget_per_day, fleet_per_day / hosts)
     out = {}
     for test in tests:
         both = series[test.host] and entities[test.host]

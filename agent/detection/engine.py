@@ -348,7 +348,8 @@ class Engine:
 
     def _alarm_levels(self, subjects: list[Subject], samples: Samples,
                       new_from: Mapping[str, pd.Timestamp]) -> dict[str, float]:
-        """The alarm chance of every test this cycle, from ``detectors.page_budget``."""
+        """The alarm chance of every test this cycle, from ``detectors.page_budget`` and
+        ``detectors.fleet_page_budget``."""
         config = self.ctx.config
         hosts = series_hosts(samples.series, config.incidents.topology.host_labels)
         steps = steps_s(samples.values, config.agent.interval)
@@ -368,7 +369,7 @@ class Engine:
                     seen.add(sid)
                     tests.append(Test(key=sid, host=hosts.get(sid, ""), entity=False,
                                       step_s=steps.get(sid, config.agent.interval)))
-        return alarm_chances(tests, config.detectors.page_budget)
+        return alarm_chances(tests, config.detectors.page_budget, config.detectors.fleet_page_budget)
 
     def _keep_scores(self, unit: Unit, scores: pd.DataFrame | pd.Series, new_from: Mapping[str, pd.Timestamp]) -> None:
         """Keep this unit's scores of new points, mapped into [0, 1] (NaN elsewhere); one frame a
