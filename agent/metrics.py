@@ -61,8 +61,9 @@ class Metrics:
         # detectors
         self.series_scored = Counter("aiops_series_scored_total", "Series scored by detectors.", registry=r)
         self.series_warming = Gauge(
-            "aiops_series_warming", "Series a detector watches but has not fitted yet (history shorter than its "
-            "min_history), after the last cycle.", registry=r)
+            "aiops_series_warming", "Series a detector watches but cannot raise a hit on yet: not fitted (history "
+            "shorter than its min_history), or scored but too little of their past known to tell how rare a point "
+            "is, after the last cycle.", registry=r)
         self.hits = Counter("aiops_hits_total", "Anomalous points found, by detector.", ["detector"], registry=r)
         self.refits = Counter("aiops_detector_refits_total", "Detector refits, by detector.", ["detector"], registry=r)
         self.model_drift_rate = Gauge(

@@ -137,7 +137,7 @@ class Pipeline:
         """The agent's status after ``cycle``: kept for /healthz, written to the store for ``aiops status``."""
         ctx = self.ctx
         warming = self.engine.warming()
-        waiting = sum(w.series for w in warming)
+        waiting = sum(w.series + w.calibrating for w in warming)
         ctx.metrics.series_warming.set(waiting)
         before = self.status.series_warming if self.status is not None else 0
         if waiting and not before:  # said once as warm-up starts, and once as it ends

@@ -16,9 +16,11 @@ _LAZY = {
     "DriftDetector": "detectors.drift",
     "DriftReport": "detectors.drift",
     "FeatureDrift": "detectors.drift",
+    "ForecastDetector": "detectors.forecast",
     "Verdict": "detectors.drift",
     "IsolationForestDetector": "detectors.iforest",
     "SeasonalDetector": "detectors.seasonal",
+    "SubspaceDetector": "detectors.subspace",
     "ThresholdDetector": "detectors.threshold",
 }
 

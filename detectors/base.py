@@ -53,6 +53,9 @@ class Hit:
     explanation: str = ""
     began_at: datetime | None = None  # a window detector's first anomalous point; None: ``ts`` itself
     onset: str = ""  # how ``began_at`` was found, in words (set where the start is estimated)
+    # the chance, under the series' (or entity's) own past, of a point at least this anomalous
+    # (lower = rarer); None for detectors that do not estimate it
+    chance: float | None = None
 
     @property
     def first_at(self) -> datetime:
@@ -66,6 +69,8 @@ class Scores:
 
     ``expected``, ``lower`` and ``upper`` are shaped like ``scores``: the detector's expectation
     and normal band at each row, NaN where it has none; None when the detector never has one.
+    ``chances`` too: the chance of a point at least as anomalous under the series' own past
+    (lower = rarer), NaN while the detector cannot tell yet (see ``detectors._tail``).
     """
 
     scores: Any  # pandas Series (index = timestamps) or DataFrame for multivariate detectors
@@ -73,6 +78,7 @@ class Scores:
     expected: Any = None
     lower: Any = None
     upper: Any = None
+    chances: Any = None
 
 
 class Detector:

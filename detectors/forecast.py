@@ -66,6 +66,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -73,6 +74,7 @@ import pandas as pd
 from scipy import stats
 
 from detectors._state import PlainState
+from detectors._tail import Tails, chances, chances_along, fit_tails, take_in
 from detectors.base import Detector, Direction, Hit, Scores
 from detectors.errors import DetectorError
 
@@ -83,6 +85,9 @@ GROUP_COLUMNS = 256  # columns judged as one array: their errors stay a few tens
 ROLLING_FROM = 512  # points judged at once from which a median is rolled, not sorted
 SEASON_SLOTS = 288  # bucket means per season at most: a week of 1-minute points keeps 288, not 10,080
 TEST_SLOTS = 48  # phase slots per season in the period test (30 minutes of a day, 3.5 hours of a week)
+RECORD = 1.0  # raw scores above this beat the largest error some forecast remembers: the tail begins here
+BULK_FROM = 256  # new points of a series judged at once from which the rolling ranks of ``fit`` are used
+RENEW = 1.0 + math.log(2.0)  # a surprise this high, an error twice the largest remembered, alarms inside an episode too
 
 
 class ForecastDetector(PlainState, Detector):
@@ -129,7 +134,9 @@ class ForecastDetector(PlainState, Detector):
         self.found_: dict[str, np.ndarray] = {}
         self.older_: dict[str, list[np.ndarray]] = {}
         self.errors_: dict[str, np.ndarray] = {}
-        self.alarms_: dict[str, np.ndarray] = {}
+        self.episode_: dict[str, np.ndarray] = {}
+        self.extreme_: dict[str, np.ndarray] = {}
+        self.records_: dict[str, np.ndarray] = {}
         self.seen_: dict[str, int] = {}
         self.last_ts_: dict[str, float] = {}
         self._pending: dict[str, _Next] = {}
@@ -138,13 +145,14 @@ class ForecastDetector(PlainState, Detector):
             periods = self.periods_[name] = self._periods(_median_step_s(times))
             errors, buckets, tests = self._errors(values[None, :], periods, seen=0, rings=None, tests=None,
                                                   new=len(values))
-            units = self._pass_units(errors[0])
+            raw, top = self._pass_raw(errors[0])
             self.tail_[name] = values[-self._reach_rows(periods):].copy()
             self.buckets_[name] = [ring[0] for ring in buckets]
             self.found_[name] = np.array([found[0] for found, _ in tests], dtype=bool)
             self.older_[name] = [older[0] for _, older in tests]
             self.errors_[name] = _last_columns(errors[0], max(self._windows()), np.nan)
-            self.alarms_[name] = _last_columns(units[None, :], self.quiet_rows, 0.0)[0] >= self.alarm_score
+            self.episode_[name] = self._episodes(raw, top)[1]
+            self.extreme_[name], self.records_[name] = _tail_state(fit_tails(raw[None, :], threshold=RECORD))
             self.seen_[name] = len(values)
             self.last_ts_[name] = float(times[-1]) if len(times) else -math.inf
         self.errors_ = _pooled(self.errors_)
@@ -169,7 +177,8 @@ class ForecastDetector(PlainState, Detector):
             step = fresh[name] if name in stale else pending[name]
             self.tail_[name], self.buckets_[name] = step.tail, step.buckets
             self.found_[name], self.older_[name] = step.found, step.older
-            self.errors_[name], self.alarms_[name] = step.errors, step.alarms
+            self.errors_[name], self.episode_[name] = step.errors, step.episode
+            self.extreme_[name], self.records_[name] = step.extreme, step.records
             self.seen_[name] += step.added
             self.last_ts_[name] = step.last_ts
         for name in self.errors_.keys() - taken.keys():
@@ -210,7 +219,9 @@ class ForecastDetector(PlainState, Detector):
         if missing:
             raise ValueError(f"{self.name}: state without {', '.join(missing)} (an older format): fit again")
         self.found_ = {name: np.asarray(found, dtype=bool) for name, found in self.found_.items()}
-        self.alarms_ = {name: np.asarray(alarms, dtype=bool) for name, alarms in self.alarms_.items()}
+        self.episode_ = {name: np.asarray(e, dtype=np.float64) for name, e in self.episode_.items()}
+        self.extreme_ = {name: np.asarray(e, dtype=np.float64) for name, e in self.extreme_.items()}
+        self.records_ = {name: np.asarray(r, dtype=np.float32) for name, r in self.records_.items()}
         self.errors_ = _pooled(self.errors_)
         return self
 
@@ -288,15 +299,20 @@ class ForecastDetector(PlainState, Detector):
         """``s / alarm_score``: 1 where hits start."""
         return scores / self.alarm_score
 
-    def score(self, window: pd.Series | pd.DataFrame) -> Scores:
+    def score(self, window: pd.Series | pd.DataFrame, *,
+              alarm_chance: float | Mapping[str, float] | None = None) -> Scores:
         """Scores in [0, 1] for the rows of ``window``, each new point judged by the kept state
-        and the window's earlier points; hits for those at or above ``alarm_score``. A Series
-        gives a Series; a DataFrame a DataFrame, NaN in columns never fitted."""
+        and the window's earlier points (NaN while a series is warming up: fewer than
+        ``MIN_PAST`` errors to judge by), and each new point's chance (``Scores.chances``).
+        Hits: without ``alarm_chance``, the points at or above ``alarm_score`` (one per episode);
+        with it (one chance for all columns, or one per column name), every point whose chance
+        is at most that. A Series gives a Series; a DataFrame a DataFrame, NaN in columns never
+        fitted."""
         self._check_fitted()
         columns = _columns(window, self.name)
         index = _utc_index(window.index)
         out = np.full((len(index), len(columns)), np.nan)
-        expected, spread = np.full_like(out, np.nan), np.full_like(out, np.nan)
+        expected, spread, chance = np.full_like(out, np.nan), np.full_like(out, np.nan), np.full_like(out, np.nan)
         rows_of: dict[str, tuple[int, np.ndarray]] = {}
         new: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for j, (name, times, values) in enumerate(columns):
@@ -311,12 +327,16 @@ class ForecastDetector(PlainState, Detector):
         hits: list[Hit] = []
         for name, (j, rows) in rows_of.items():
             step = self._pending[name]
-            out[rows, j] = step.scores
+            out[rows, j], chance[rows, j] = step.scores, step.chances
             expected[rows, j], spread[rows, j] = step.previous, step.spread
+            if alarm_chance is None:
+                alarms = step.scores >= self.alarm_score
+            else:
+                level = alarm_chance if isinstance(alarm_chance, (int, float)) else alarm_chance.get(name, 0.0)
+                alarms = step.chances <= level
             hits += [self._hit(name, index[row], float(window_value), float(step.scores[k]),
-                               float(step.previous[k]), float(step.spread[k]))
-                     for k, (row, window_value) in enumerate(zip(rows, new[name][1]))
-                     if step.scores[k] >= self.alarm_score]
+                               float(step.previous[k]), float(step.spread[k]), float(step.chances[k]))
+                     for k, (row, window_value) in enumerate(zip(rows, new[name][1])) if alarms[k]]
         if isinstance(window, pd.Series):
             def table(values: np.ndarray) -> Any:
                 return pd.Series(values[:, 0], index=window.index, name=window.name)
@@ -324,21 +344,45 @@ class ForecastDetector(PlainState, Detector):
             def table(values: np.ndarray) -> Any:
                 return pd.DataFrame(values, index=window.index, columns=window.columns)
         return Scores(scores=table(out), hits=hits, expected=table(expected), lower=table(expected - spread),
-                      upper=table(expected + spread))
+                      upper=table(expected + spread), chances=table(chance))
 
-    def _pass_units(self, errors: np.ndarray) -> np.ndarray:
-        """Unit scores of a whole series' errors (rows as ``_errors``), in bulk: what ``fit`` keeps."""
+    def _pass_raw(self, errors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw scores of a whole series' errors (rows as ``_errors``), in bulk (NaN while too
+        few errors are known to judge a point), and each point's largest surprise."""
         window = self._window_per_point(np.arange(errors.shape[1]))
         if not errors.shape[1]:
-            return np.zeros(0)
-        surprises = np.vstack([self._surprise(pd.Series(e), window) for e in errors])
-        return self._unit(surprises)
+            return np.zeros(0), np.zeros(0)
+        judged = [self._surprise(pd.Series(e), window) for e in errors]
+        return self._raw(np.vstack([j[0] for j in judged]), np.vstack([j[1] for j in judged]))
 
     def _pass(self, values: np.ndarray, periods: list[int]) -> "_Pass":
         """One pass over a whole series (the first point is point 0), in bulk."""
         errors, _, _ = self._errors(values[None, :], periods, seen=0, rings=None, tests=None, new=len(values))
-        units = self._pass_units(errors[0])
-        return _Pass(errors=errors[0], units=units, scores=self._quiet(units))
+        raw, top = self._pass_raw(errors[0])
+        scores, _ = self._episodes(raw, top)
+        chance, _ = chances_along(raw, threshold=RECORD)
+        return _Pass(errors=errors[0], raw=raw, units=_unit(raw), scores=scores, chances=chance)
+
+    def _episodes(self, raw: np.ndarray, top: np.ndarray,
+                  state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Scores of a series' points after the quiet rule, and the episode state they leave
+        (points since the last one at ``alarm_score``, capped at ``quiet_rows``), from
+        ``state`` before them (None: a series' first point). The ``quiet_rows`` points after
+        any point at ``alarm_score`` score 0 (one episode, one alarm), unless a point's largest
+        surprise reaches ``RENEW``: an error twice the largest one remembered (the alarm's own
+        included) is news, not the same episode."""
+        since0 = float(self.quiet_rows) if state is None else float(state[0])
+        unit = _unit(raw)
+        reach = np.nan_to_num(unit, nan=0.0) >= self.alarm_score
+        n = len(raw)
+        idx = np.arange(n)
+        virtual = -1 - int(since0)  # where the last point at alarm_score was, before these
+        last = np.maximum.accumulate(np.where(reach, idx, virtual))
+        before = np.r_[virtual, last[:-1]] if n else last
+        quiet = (idx - before <= self.quiet_rows) & ~(reach & (np.nan_to_num(top, nan=0.0) >= RENEW))
+        scores = np.where(quiet, 0.0, unit)
+        since = float(min(n - 1 - last[-1], self.quiet_rows)) if n else since0
+        return scores, np.array([since])
 
     def _advance(self, new: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, "_Next"]:
         """The new points of each column (times, values) judged against the kept state, and
@@ -372,10 +416,19 @@ class ForecastDetector(PlainState, Detector):
         history = np.empty((len(names), errors.shape[1], start + added), dtype=np.float32)
         np.stack([self.errors_[n] for n in names], out=history[:, :, :start])
         history[:, :, start:] = errors
-        alarms = np.hstack([np.vstack([self.alarms_[n] for n in names]), np.zeros((len(names), added), dtype=bool)])
+        episode = np.vstack([self.episode_[n] for n in names])
+        since = episode[:, 0].copy()
+        extremes = _tails_of([(self.extreme_[n], self.records_[n]) for n in names])
         scores = np.zeros((len(names), added))
+        chance = np.full((len(names), added), np.nan)
         spread = np.full((len(names), added), np.nan)
-        for i in range(added):
+        if added >= BULK_FROM:  # a long run of points: rolling ranks, the same numbers as one at a time
+            for c in range(len(names)):
+                episode[c], extremes_c = self._bulk_column(history[c], int(seen[c]), start, episode[c], extremes, c,
+                                                           scores[c], chance[c], spread[c])
+                _set_tail(extremes, c, extremes_c)
+            since = episode[:, 0]
+        for i in range(added if added < BULK_FROM else 0):
             at = start + i
             rows = self._window_per_point(seen + i)  # per column
             widest = int(rows.max())
@@ -389,10 +442,15 @@ class ForecastDetector(PlainState, Detector):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
                     spread[:, i] = np.where(known, np.nanmax(np.where(np.isfinite(steps), steps, -np.inf), axis=1), np.nan)
-            unit = self._unit(_surprise_one(past, history[:, :, at]).T)
-            alarms[:, self.quiet_rows + i] = unit >= self.alarm_score
-            quiet = alarms[:, i:self.quiet_rows + i].any(axis=1)
+            surprise, ready = _surprise_one(past, history[:, :, at])
+            raw, top = self._raw(surprise.T, ready.T)
+            unit = _unit(raw)
+            reach = np.nan_to_num(unit, nan=0.0) >= self.alarm_score
+            quiet = (since < self.quiet_rows) & ~(reach & (top >= RENEW))
             scores[:, i] = np.where(quiet, 0.0, unit)
+            since = np.where(reach, 0.0, np.minimum(since + 1.0, self.quiet_rows))
+            chance[:, i] = chances(extremes, raw[:, None])[:, 0]
+            take_in(extremes, raw[:, None])
         reach = self._reach_rows(periods)
         width = max(self._windows())
         previous = np.hstack([np.full((len(names), 1), np.nan), xp])[:, -added - 1:-1]
@@ -403,8 +461,31 @@ class ForecastDetector(PlainState, Detector):
                 last_ts=float(new[name][0][-1]), tail=xp[c, -reach:].copy(),
                 buckets=[ring[c] for ring in buckets], found=np.array([found[c] for found, _ in tests], dtype=bool),
                 older=[older[c].copy() for _, older in tests], errors=history[c, :, -width:],
-                alarms=alarms[c, added:].copy())
+                episode=np.array([since[c]]), chances=chance[c],
+                extreme=_tail_state(extremes, c)[0], records=_tail_state(extremes, c)[1])
         return out
+
+    def _bulk_column(self, history: np.ndarray, seen: int, start: int, episode: np.ndarray, extremes: Tails, c: int,
+                     scores: np.ndarray, chance: np.ndarray, spread: np.ndarray) -> tuple[np.ndarray, Tails]:
+        """One column's new points judged in bulk (filling ``scores``, ``chance`` and ``spread``
+        in place): ``history`` (kinds x kept + new errors), ``seen`` points before the new ones.
+        Returns the episode state and the tail after them."""
+        added = history.shape[1] - start
+        window = np.zeros(history.shape[1], dtype=np.int64)
+        window[start:] = self._window_per_point(seen + np.arange(added))
+        window[:start] = window[start]  # not judged here: any window
+        judged = [self._surprise(pd.Series(e.astype(np.float64)), window) for e in history]
+        raw, top = self._raw(np.vstack([j[0] for j in judged]), np.vstack([j[1] for j in judged]))
+        raw, top = raw[start:], top[start:]
+        if self.level_rows[0] == 1:
+            steps = pd.Series(history[0].astype(np.float64)).shift(1)
+            for rows in np.unique(window[start:]):
+                top = steps.rolling(int(rows), min_periods=MIN_PAST).max().to_numpy()[start:]
+                spread[:] = np.where(window[start:] == rows, top, spread)
+        scores[:], state = self._episodes(raw, top, episode)
+        tails = extremes.take([c])
+        chance[:], tails = chances_along(raw, threshold=RECORD, tails=tails)
+        return state, tails
 
     def _errors(self, xp: np.ndarray, periods: list[int], *, seen: int, rings: list[np.ndarray] | None,
                 tests: list[tuple[np.ndarray, np.ndarray]] | None,
@@ -508,15 +589,17 @@ class ForecastDetector(PlainState, Detector):
         stop = (after - base) // per_slot
         return used, found, line[:, stop - layout.older:stop].astype(np.float32)
 
-    def _unit(self, surprises: np.ndarray) -> np.ndarray:
-        """Surprises (rows as ``_errors``) to unit scores: the mean of the ``combine_top``
-        largest, mapped by ``r / (1 + r)``. The shift rows share their recent mean: together
-        they are one witness, not several (their largest counts)."""
+    def _raw(self, surprises: np.ndarray, ready: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Surprises (rows as ``_errors``) to raw scores, the mean of the ``combine_top``
+        largest, NaN where no forecast has enough past errors yet (``ready``); and the largest
+        surprise. The shift rows share their recent mean: together they are one witness, not
+        several (their largest counts). Above ``RECORD`` only when errors beat their whole memory."""
         if self.mean_rows:
             shifts = len(self.baseline_rows)
             surprises = np.vstack([surprises[:-shifts], surprises[-shifts:].max(axis=0)])
-        raw = np.sort(surprises, axis=0)[-self.combine_top:].mean(axis=0)
-        return raw / (1.0 + raw)
+        ordered = np.sort(surprises, axis=0)
+        raw = ordered[-self.combine_top:].mean(axis=0)
+        return np.where(ready.any(axis=0), raw, np.nan), ordered[-1]
 
     def _window_per_point(self, rows_seen: np.ndarray) -> np.ndarray:
         """The comparison window of each point: the longest of ``_windows()`` within
@@ -527,16 +610,19 @@ class ForecastDetector(PlainState, Detector):
             window = np.where(rows <= reach, rows, window)
         return window
 
-    def _surprise(self, error: pd.Series, window: np.ndarray) -> np.ndarray:
+    def _surprise(self, error: pd.Series, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Percentile rank of each error among its window (itself included), or
-        ``1 + log(ratio)`` when it beats the largest of the previous ones."""
-        out = np.zeros(len(error))
+        ``1 + log(ratio)`` when it beats the largest of the previous ones; and whether the
+        window held enough errors to judge it."""
+        out, ready = np.zeros(len(error)), np.zeros(len(error), dtype=bool)
         for rows in np.unique(window):
-            out = np.where(window == rows, self._surprise_in(error, int(rows)), out)
-        return out
+            surprise, known = self._surprise_in(error, int(rows))
+            out = np.where(window == rows, surprise, out)
+            ready = np.where(window == rows, known, ready)
+        return out, ready
 
     @staticmethod
-    def _surprise_in(error: pd.Series, rows: int) -> np.ndarray:
+    def _surprise_in(error: pd.Series, rows: int) -> tuple[np.ndarray, np.ndarray]:
         largest = error.shift(1).rolling(rows, min_periods=MIN_PAST).max()
         rank = error.rolling(rows + 1, min_periods=MIN_PAST + 1).rank(pct=True).to_numpy()
         e, top = error.to_numpy(dtype=np.float64), largest.to_numpy(dtype=np.float64)
@@ -545,17 +631,12 @@ class ForecastDetector(PlainState, Detector):
         ratio = np.where(np.isnan(top), 0.0, ratio)  # too short a past judges nothing
         beyond = 1.0 + np.log(np.clip(ratio, 1.0, MAX_RATIO))
         rank = np.where(e > 0, rank, 0.0)  # a perfect forecast is no news
-        return np.nan_to_num(np.where(ratio > 1.0, beyond, rank), nan=0.0)
+        return np.nan_to_num(np.where(ratio > 1.0, beyond, rank), nan=0.0), np.isfinite(top)
 
-    def _quiet(self, unit: np.ndarray) -> np.ndarray:
-        """Zero the ``quiet_rows`` points after any point whose unit score reached ``alarm_score``."""
-        if not self.quiet_rows:
-            return unit
-        recent = pd.Series(unit).shift(1).rolling(self.quiet_rows, min_periods=1).max().fillna(0.0).to_numpy()
-        return np.where(recent >= self.alarm_score, 0.0, unit)
-
-    def _hit(self, name: str, ts: pd.Timestamp, value: float, score: float, previous: float, spread: float) -> Hit:
+    def _hit(self, name: str, ts: pd.Timestamp, value: float, score: float, previous: float, spread: float,
+             chance: float) -> Hit:
         band = not (math.isnan(previous) or math.isnan(spread))
+        rarity = "" if math.isnan(chance) else f"; chance {chance:.2g}"
         return Hit(
             series_id=name, detector=self.name, ts=ts.to_pydatetime(), value=value, score=score,
             direction=Direction.UP if value > previous else Direction.DOWN,
@@ -563,18 +644,21 @@ class ForecastDetector(PlainState, Detector):
             lower=previous - spread if band else None,
             upper=previous + spread if band else None,
             explanation=(f"value {value:.6g} (previous {previous:.6g}) broke the pattern of the points "
-                         f"before it (score {score:.2f})"),
+                         f"before it (score {score:.2f}{rarity})"),
+            chance=None if math.isnan(chance) else chance,
         )
 
 
 @dataclass(frozen=True, slots=True)
 class _Pass:
-    """A whole series judged in bulk: errors (rows as ``_errors``), unit scores before and
-    after the quiet rule."""
+    """A whole series judged in bulk: errors (rows as ``_errors``), raw scores, unit scores
+    before and after the quiet rule, and chances."""
 
     errors: np.ndarray
+    raw: np.ndarray
     units: np.ndarray
     scores: np.ndarray
+    chances: np.ndarray
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -592,7 +676,10 @@ class _Next:
     found: np.ndarray
     older: list[np.ndarray]
     errors: np.ndarray
-    alarms: np.ndarray
+    episode: np.ndarray
+    chances: np.ndarray
+    extreme: np.ndarray
+    records: np.ndarray
 
 
 @dataclass(frozen=True, slots=True)
@@ -606,7 +693,33 @@ class _Layout:
     older: int  # slot means kept beyond the ring
 
 
-_STATE_KEYS = ("periods_", "tail_", "buckets_", "found_", "older_", "errors_", "alarms_", "seen_", "last_ts_")
+_STATE_KEYS = ("periods_", "tail_", "buckets_", "found_", "older_", "errors_", "episode_", "extreme_", "records_",
+               "seen_", "last_ts_")
+
+
+def _unit(raw: np.ndarray) -> np.ndarray:
+    """Raw scores mapped into [0, 1] by ``r / (1 + r)``: above 0.5 only beyond ``RECORD``."""
+    return raw / (1.0 + raw)
+
+
+def _tail_state(tails: Tails, column: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """One column of ``tails`` as the detector keeps it: (seen, above, slot, shape, scale), and
+    the ring of records (the threshold is always ``RECORD``)."""
+    numbers = np.array([tails.seen[column], tails.above[column], tails.slot[column], tails.shape[column],
+                        tails.scale[column]], dtype=np.float64)
+    return numbers, tails.ring[column].copy()
+
+
+def _set_tail(tails: Tails, column: int, one: Tails) -> None:
+    for name in Tails.__slots__:
+        getattr(tails, name)[column] = getattr(one, name)[0]
+
+
+def _tails_of(kept: list[tuple[np.ndarray, np.ndarray]]) -> Tails:
+    numbers = np.vstack([k[0] for k in kept])
+    return Tails(threshold=np.full(len(kept), RECORD), seen=numbers[:, 0].copy(), above=numbers[:, 1].copy(),
+                 ring=np.vstack([k[1] for k in kept]).astype(np.float32), slot=numbers[:, 2].astype(np.int64),
+                 shape=numbers[:, 3].copy(), scale=numbers[:, 4].copy())
 
 
 def bucket_width(period: int) -> int:
@@ -636,11 +749,11 @@ def periodic_p_value(table: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(table).any(axis=(1, 2)) | ~(spread > 1e-9), 1.0, np.nan_to_num(p, nan=1.0))
 
 
-def _surprise_one(past: np.ndarray, error: np.ndarray) -> np.ndarray:
+def _surprise_one(past: np.ndarray, error: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``ForecastDetector._surprise_in`` for one point of each column: ``past`` (columns x kinds
     x window) the errors before it, ``error`` (columns x kinds) its own. Percentile rank among
     the window and itself (average rank for ties), or ``1 + log(ratio)`` beyond the largest
-    previous error."""
+    previous error; and whether the window held enough errors to judge it."""
     count = past.shape[-1] - np.count_nonzero(np.isnan(past), axis=-1)
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN window: no past yet
@@ -655,7 +768,7 @@ def _surprise_one(past: np.ndarray, error: np.ndarray) -> np.ndarray:
     ratio = np.where(np.isnan(top), 0.0, ratio)
     beyond = 1.0 + np.log(np.clip(ratio, 1.0, MAX_RATIO))
     rank = np.where(e > 0, rank, 0.0)
-    return np.nan_to_num(np.where(ratio > 1.0, beyond, rank), nan=0.0)
+    return np.nan_to_num(np.where(ratio > 1.0, beyond, rank), nan=0.0), count >= MIN_PAST
 
 
 def _window_stat(xp: np.ndarray, ends: np.ndarray, width: int, stat: str) -> np.ndarray:
@@ -663,11 +776,11 @@ def _window_stat(xp: np.ndarray, ends: np.ndarray, width: int, stat: str) -> np.
     each of ``ends``, NaN ignored (as pandas' rolling with ``min_periods=1``); NaN where all are
     missing. Rows x ends."""
     ends = np.asarray(ends)
-    if stat == "median" and xp.shape[0] == 1 and len(ends) > ROLLING_FROM:
-        # a whole series in bulk: pandas' rolling median (a skip list, O(log width) a point)
-        # picks the same one or two middle values as the sort below and averages them alike
-        rolled = pd.Series(xp[0]).rolling(width, min_periods=1).median().to_numpy()
-        return rolled[ends][None, :]
+    if stat == "median" and len(ends) > ROLLING_FROM:
+        # many points in bulk: pandas' rolling median (a skip list, O(log width) a point) picks
+        # the same one or two middle values as the sort below and averages them alike
+        rolled = pd.DataFrame(xp.T).rolling(width, min_periods=1).median().to_numpy().T
+        return rolled[:, ends]
     windows = np.lib.stride_tricks.sliding_window_view(xp, width, axis=-1)[:, np.asarray(ends) - width + 1]
     flat = windows.reshape(-1, width)
     out = _nanmedian_rows(flat) if stat == "median" else _nanmean_rows(flat)

@@ -35,11 +35,11 @@ class InputFile:
 
 
 def find_inputs(paths: list[Path]) -> list[InputFile]:
-    """Every CSV named or found (recursively, sorted) under ``paths``, each once."""
+    """Every CSV (``.csv`` or ``.csv.gz``) named or found (recursively, sorted) under ``paths``, each once."""
     found: dict[Path, InputFile] = {}
     for root in paths:
         if root.is_dir():
-            for path in sorted(root.rglob("*.csv")):
+            for path in sorted([*root.rglob("*.csv"), *root.rglob("*.csv.gz")]):
                 found.setdefault(path.resolve(), InputFile(path=path, key=path.relative_to(root).as_posix()))
         elif root.is_file():
             found.setdefault(root.resolve(), InputFile(path=root, key=root.name))

@@ -21,6 +21,7 @@ SERIES_KINDS = ("gauge", "rate", "quantile", "bucket")
 # module is missing, and `detectors/` must never import `agent/`.
 DETECTOR_CLASSES: Mapping[str, tuple[str, str]] = {
     "forecast": ("detectors.forecast", "ForecastDetector"),
+    "subspace": ("detectors.subspace", "SubspaceDetector"),
     "seasonal": ("detectors.seasonal", "SeasonalDetector"),
     "iforest": ("detectors.iforest", "IsolationForestDetector"),
     "threshold": ("detectors.threshold", "ThresholdDetector"),
@@ -129,6 +130,19 @@ class ThresholdRule(_Rule):
         return self
 
 
+class SubspaceRule(_Rule):
+    """One subspace detector per entity: the matched series that share ``entity_label``, judged
+    together (a row that breaks how they usually move together)."""
+
+    kind: Literal["subspace"]
+    # a principal-component model of tens or hundreds of series needs many more rows than
+    # series: a day of history before the first fit
+    min_history: Seconds | None = 86400.0
+    entity_label: str = "instance"
+    min_features: int = Field(default=3, ge=2)
+    max_features: int = Field(default=2000, ge=2)
+
+
 class IForestRule(_Rule):
     """One isolation forest per entity: the matched series that share ``entity_label``."""
 
@@ -138,7 +152,8 @@ class IForestRule(_Rule):
     max_features: int = Field(default=32, ge=1)
 
 
-Rule = Annotated[Union[ForecastRule, SeasonalRule, ThresholdRule, IForestRule], Field(discriminator="kind")]
+Rule = Annotated[Union[ForecastRule, SeasonalRule, ThresholdRule, IForestRule, SubspaceRule],
+                 Field(discriminator="kind")]
 
 
 class Slo(Section):
@@ -208,13 +223,18 @@ class GaugesConfig(Section):
 
 
 def _default_rules() -> list[Any]:
-    return [ForecastRule(kind="forecast")]
+    return [ForecastRule(kind="forecast"), SubspaceRule(kind="subspace")]
 
 
 class DetectorsConfig(Section):
     """Settings for detectors."""
 
     enabled: bool = True
+    # False incidents per host and day that chance alone may open, and per day for all the hosts
+    # this agent watches: each host gets the smaller of page_budget and its share of
+    # fleet_page_budget; the calibrated detectors' alarm chances follow (agent.detection.budget).
+    page_budget: float = Field(default=0.5, gt=0, le=1000)
+    fleet_page_budget: float = Field(default=4.0, gt=0, le=100_000)
     refit: RefitConfig = RefitConfig()
     rules: list[Rule] = Field(default_factory=_default_rules)
     slos: list[Slo] = Field(default_factory=list)

@@ -69,10 +69,6 @@ class CorroborationRule(LabelRule):
     within: Seconds = Field(default=300.0, gt=0)
 
 
-def _default_corroboration() -> list[CorroborationRule]:
-    # The default detector's scores: noise that beats its memory lands near 0.5-0.57; an error
-    # 1.65 times the largest one remembered (raw 1.5) scores 0.6.
-    return [CorroborationRule(detector="forecast", series=2, alone_score=0.6)]
 
 
 class SeverityRule(LabelRule):
@@ -105,7 +101,7 @@ class IncidentsConfig(Section):
     correlation_labels: list[str] = Field(default_factory=lambda: ["service", "instance", "model"])
     topology: TopologyConfig = TopologyConfig()
     persistence: list[PersistenceRule] = Field(default_factory=list)
-    corroboration: list[CorroborationRule] = Field(default_factory=_default_corroboration)
+    corroboration: list[CorroborationRule] = Field(default_factory=list)
     quiet_cycles: int = Field(default=3, ge=1)
     flap_window: Seconds = Field(default=1800.0, ge=0)
     changes_lookback: Seconds = Field(default=7200.0, ge=0)

@@ -13,11 +13,13 @@ fitted detectors are swapped in under it, so a cycle never waits for a refit to 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import pickle
 import threading
 from collections.abc import Mapping
 from dataclasses import replace
+from functools import lru_cache
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -25,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from agent.config.detectors import DetectorsConfig
+from agent.detection.budget import Test, alarm_chances, entity_host, series_hosts, steps_s
 from agent.detection.codec import decode_state
 from agent.detection.drift import DriftWatch
 from agent.detection.fitting import (
@@ -76,6 +79,10 @@ class Engine:
         self.scores: list[pd.DataFrame] = []
         # this cycle's newest scored point of each series and detector, for the per-series gauges
         self.newest: list[SeriesScore] = []
+        # series judged this cycle that cannot raise a hit yet (too little of their past known)
+        # Per detector, the series scored in the last cycle whose newest point has no chance yet.
+        self.calibrating: dict[str, set[str]] = {}
+        self._subjects_of: tuple[Samples, list[Spec], list[Subject]] | None = None
 
     # -- configuration and stored state --------------------------------------------------------
 
@@ -120,6 +127,7 @@ class Engine:
             judged: set[str] = set()
             self.scores = []
             self.newest = []
+            self.calibrating = {}
             self.sync()
             subjects = self._subjects(samples)
             new_from = self._new_points(samples)
@@ -131,13 +139,21 @@ class Engine:
             self.latest = samples
             self._latest_subjects = subjects
             self._publish()
+            self.ctx.metrics.series_warming.set(sum(w.series + w.calibrating for w in self.warming()))
         return Detection(at=now, samples=samples, hits=hits, judged=frozenset(judged))
 
     def _subjects(self, samples: Samples) -> list[Subject]:
+        """The subjects of ``samples``' live series; the refit job asks again about the same
+        frame every cycle until the next one is judged, so the last answer is kept."""
+        cached = self._subjects_of
+        if cached is not None and cached[0] is samples and cached[1] is self.specs:
+            return cached[2]
         live = {sid: info for sid, info in samples.series.items()
                 if sid not in samples.gaps and sid in samples.values.columns}
-        return [Subject(spec=spec, subject=name, series=tuple(sids))
-                for spec in self.specs for name, sids in spec.subjects(live).items()]
+        subjects = [Subject(spec=spec, subject=name, series=tuple(sids))
+                    for spec in self.specs for name, sids in spec.subjects(live).items()]
+        self._subjects_of = (samples, self.specs, subjects)
+        return subjects
 
     def _publish(self) -> None:
         """The newest scores to the per-series gauges, capped at ``detectors.gauges.max_series``."""
@@ -153,7 +169,8 @@ class Engine:
         """Per detector, the series of the last frame judged that it watches but has not fitted
         yet (their history is shorter than its ``min_history``), and when the first and the last
         of them may be fitted (None until the refit job has measured their history). Each is
-        scored from the first cycle after its fit. Read-only."""
+        scored from the first cycle after its fit; ``calibrating`` counts those scored whose
+        newest point has no chance yet. Read-only."""
         with self._lock:
             waiting: dict[str, list[str]] = {}
             specs: dict[str, Spec] = {}
@@ -165,14 +182,18 @@ class Engine:
                 waiting.setdefault(subj.spec.name, []).extend(s for s in subj.series if s not in fitted)
                 specs[subj.spec.name] = subj.spec
             out = []
-            for name, sids in waiting.items():
-                if not sids:
+            for name in sorted(set(waiting) | set(self.calibrating)):
+                sids = waiting.get(name, [])
+                calibrating = len(self.calibrating.get(name, ()))
+                if not sids and not calibrating:
                     continue
+                spec = specs.get(name) or next(s for s in self.specs if s.name == name)
                 known = [at for sid in sids if (at := self.schedule.not_before.get((name, sid))) is not None]
                 everyone = len(known) == len(sids)
-                out.append(WarmingUp(detector=name, series=len(sids), min_history_s=specs[name].min_history_s,
+                out.append(WarmingUp(detector=name, series=len(sids), min_history_s=spec.min_history_s,
                                      first_fit_at=min(known) if known else None,
-                                     last_fit_at=max(known) if everyone else None))
+                                     last_fit_at=max(known) if everyone and sids else None,
+                                     calibrating=calibrating))
             return tuple(out)
 
     # -- the refit job ----------------------------------------------------------------------------
@@ -187,14 +208,16 @@ class Engine:
             if samples is None:
                 return 0
             specs, subjects = self.specs, self._subjects(samples)
+            refit = self.ctx.config.detectors.refit
+            plan = due(subjects, self.units, self.schedule, now=now, interval_s=self.ctx.config.agent.interval,
+                       refit_s=refit.interval)
+            if not plan:
+                return 0
             # Fit on what came before the rows not judged yet (those of ``samples``, or newer ones
             # the source already has): a point is judged only by what came before it.
             new_from = self._new_points(samples)
             judged_until = {sid: new_from.get(sid, self.scored_until.get(sid))
                             for subj in subjects for sid in subj.series}
-            refit = self.ctx.config.detectors.refit
-            plan = due(subjects, self.units, self.schedule, now=now, interval_s=self.ctx.config.agent.interval,
-                       refit_s=refit.interval)
             chosen = within_budget(plan, refit.max_per_cycle)
             saved = [checkpoint(self.units[subj.key], now) for why, subj in chosen if why is Why.CHECKPOINT]
         chosen = [(why, subj) for why, subj in chosen if why is not Why.CHECKPOINT]
@@ -262,7 +285,7 @@ class Engine:
             return
         for subj in waiting:
             unit = self.units[subj.key]
-            unit.detector.update(frame.reindex(columns=list(unit.columns)))
+            unit.detector.update(self._named(unit, subj, frame.reindex(columns=list(unit.columns)), samples))
         log.info(kv("detect.caught_up", subjects=len(waiting), series=len(series), since=start))
 
     def _fit_failed(self, subj: Subject, now: datetime) -> None:
@@ -293,6 +316,7 @@ class Engine:
                judged: set[str]) -> list[Hit]:
         hits: list[Hit] = []
         scored: set[str] = set()
+        levels = self._alarm_levels(subjects, samples, new_from)
         for subj in subjects:
             unit = self.units.get(subj.key)
             new = [c for c in unit.columns if c in new_from] if unit is not None else []
@@ -301,9 +325,9 @@ class Engine:
             after = min(new_from[c] for c in new)
             try:
                 window = self._window(unit, subj, samples, after)
-                found = self._score_unit(unit, subj, window, samples, new_from)
-                if hasattr(unit.detector, "update"):
-                    unit.detector.update(window)  # streaming state follows the points just judged
+                found = self._score_unit(unit, subj, window, samples, new_from, levels)
+                if hasattr(unit.detector, "update"):  # streaming state follows the points just judged
+                    unit.detector.update(self._named(unit, subj, window, samples))
             except Exception as exc:  # one subject failing is counted; the rest are still scored
                 log.exception(kv("detect.score_failed", detector=subj.spec.name, subject=subj.subject,
                                  error=type(exc).__name__))
@@ -338,15 +362,51 @@ class Engine:
         return window.iloc[max(0, position - subj.spec.context_points):]
 
     def _score_unit(self, unit: Unit, subj: Subject, window: pd.DataFrame, samples: Samples,
-                    new_from: Mapping[str, pd.Timestamp]) -> list[Hit]:
+                    new_from: Mapping[str, pd.Timestamp], levels: Mapping[str, float]) -> list[Hit]:
+        calibrated = _calibrated(unit.detector)
         if subj.spec.grouping is Grouping.ENTITY:
-            names = subj.spec.feature_names(list(window.columns), samples.series)
-            scores = unit.detector.score(window.rename(columns=names), entity=subj.subject)
+            extra = {"alarm_chance": levels.get(_entity_key(subj), 0.0)} if calibrated else {}
+            scores = unit.detector.score(self._named(unit, subj, window, samples), entity=subj.subject, **extra)
+            if calibrated and _newest_chance_missing(scores.chances):
+                self.calibrating.setdefault(subj.spec.name, set()).add(subj.entity_id)
         else:
-            scores = unit.detector.score(window)
+            extra = {"alarm_chance": {c: levels.get(c, 0.0) for c in window.columns}} if calibrated else {}
+            scores = unit.detector.score(window, **extra)
             self._keep_scores(unit, scores.scores, new_from)
-            self._keep_newest(subj, unit, scores, samples, new_from)
+            self._keep_newest(subj, unit, scores, samples, new_from, levels if calibrated else None)
         return [h for h in (self._fill(hit, subj, samples) for hit in scores.hits) if h is not None]
+
+    def _named(self, unit: Unit, subj: Subject, frame: pd.DataFrame, samples: Samples) -> pd.DataFrame:
+        """``frame`` with the column names the unit's detector was fitted with (an entity's
+        detector knows its series by readable feature names)."""
+        if subj.spec.grouping is not Grouping.ENTITY:
+            return frame
+        return frame.rename(columns=subj.spec.feature_names(list(frame.columns), samples.series))
+
+    def _alarm_levels(self, subjects: list[Subject], samples: Samples,
+                      new_from: Mapping[str, pd.Timestamp]) -> dict[str, float]:
+        """The alarm chance of every test this cycle, from ``detectors.page_budget`` and
+        ``detectors.fleet_page_budget``."""
+        config = self.ctx.config
+        hosts = series_hosts(samples.series, config.incidents.topology.host_labels)
+        steps = steps_s(samples.values, config.agent.interval)
+        tests: list[Test] = []
+        seen: set[str] = set()
+        for subj in subjects:
+            unit = self.units.get(subj.key)
+            if unit is None or not _calibrated(unit.detector):
+                continue
+            if subj.spec.grouping is Grouping.ENTITY:
+                step = float(np.median([steps.get(c, config.agent.interval) for c in unit.columns]))
+                tests.append(Test(key=_entity_key(subj), host=entity_host(unit.columns, hosts), entity=True,
+                                  step_s=step))
+                continue
+            for sid in unit.columns:
+                if sid in new_from and sid not in seen:
+                    seen.add(sid)
+                    tests.append(Test(key=sid, host=hosts.get(sid, ""), entity=False,
+                                      step_s=steps.get(sid, config.agent.interval)))
+        return alarm_chances(tests, config.detectors.page_budget, config.detectors.fleet_page_budget)
 
     def _keep_scores(self, unit: Unit, scores: pd.DataFrame | pd.Series, new_from: Mapping[str, pd.Timestamp]) -> None:
         """Keep this unit's scores of new points, mapped into [0, 1] (NaN elsewhere); one frame a
@@ -355,10 +415,17 @@ class Engine:
         self.scores.append(unit.detector.unit_scores(frame).where(_new_rows(frame, new_from)))
 
     def _keep_newest(self, subj: Subject, unit: Unit, scores: Scores, samples: Samples,
-                     new_from: Mapping[str, pd.Timestamp]) -> None:
+                     new_from: Mapping[str, pd.Timestamp], levels: Mapping[str, float] | None) -> None:
         """Keep, per series, its newest new point's anomaly score (1 or more: anomalous) with the
-        detector's expectation and band there, in a few array operations per unit."""
-        anomaly = unit.detector.anomaly_scores(_frame(scores.scores))
+        detector's expectation and band there, in a few array operations per unit. A calibrated
+        detector's anomaly score is ``log(chance) / log(alarm chance)``: 1 where hits start; a
+        series whose newest point has no chance yet is warming up and has no gauge."""
+        if levels is not None:
+            chances = _frame(scores.chances)
+            anomaly = _rarity(chances, levels)
+            self.calibrating.setdefault(subj.spec.name, set()).update(_warming(chances, _new_rows(chances, new_from)))
+        else:
+            anomaly = unit.detector.anomaly_scores(_frame(scores.scores))
         if anomaly is None:
             return
         values = anomaly.where(_new_rows(anomaly, new_from)).to_numpy(dtype="float64")
@@ -402,6 +469,46 @@ class Engine:
                            metric=subj.spec.name, labels={subj.spec.entity_label: subj.subject})
         log.warning(kv("detect.hit_unknown_series", detector=subj.spec.name, series_id=hit.series_id))
         return None
+
+
+def _calibrated(detector: object) -> bool:
+    """Whether the detector gives chances and takes an alarm chance (see ``budget``)."""
+    return _takes_alarm_chance(type(detector))
+
+
+@lru_cache(maxsize=64)
+def _takes_alarm_chance(cls: type) -> bool:
+    return "alarm_chance" in inspect.signature(cls.score).parameters
+
+
+def _entity_key(subj: Subject) -> str:
+    return f"{subj.spec.name}|{subj.subject}"
+
+
+def _newest_chance_missing(chances: pd.Series | pd.DataFrame | None) -> bool:
+    if chances is None:
+        return False
+    values = _frame(chances).to_numpy(dtype="float64").ravel()
+    return not len(values) or not np.isfinite(values[-1])
+
+
+def _warming(chances: pd.DataFrame, new: np.ndarray) -> list[str]:
+    """Columns whose newest new point has no chance: their detector cannot raise a hit yet."""
+    values = chances.to_numpy(dtype="float64")
+    out = []
+    for j, column in enumerate(chances.columns):
+        rows = np.flatnonzero(new[:, j])
+        if len(rows) and not np.isfinite(values[rows[-1], j]):
+            out.append(str(column))
+    return out
+
+
+def _rarity(chances: pd.DataFrame, levels: Mapping[str, float]) -> pd.DataFrame:
+    """``log(chance) / log(level)`` per column: 1 at the alarm chance, more when rarer."""
+    level = np.array([levels.get(c, np.nan) for c in chances.columns], dtype="float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = np.log(np.clip(chances.to_numpy(dtype="float64"), 1e-300, 1.0)) / np.log(level)[None, :]
+    return pd.DataFrame(values, index=chances.index, columns=chances.columns)
 
 
 def _frame(scores: pd.DataFrame | pd.Series) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from agent.clock import to_epoch
-from agent.detection.baselines import mask_exclusions
+from agent.detection.baselines import mask_for_fit
 from agent.detection.codec import encode_state
 from agent.detection.history import HistoryReader, read_history
 from agent.detection.specs import Grouping, Spec, stable_bucket
@@ -101,7 +101,7 @@ def due(subjects: Sequence[Subject], units: dict[tuple[str, str], Unit], schedul
         if age_s >= 1.5 * refit_s:
             out.append((Why.OVERDUE, subj))
         elif age_s >= 0.5 * refit_s and _turn(subj) == cycle_no % subj.spec.cycles:
-            out.append((Why.CHECKPOINT if subj.spec.streaming else Why.TURN, subj))
+            out.append((Why.CHECKPOINT if subj.spec.checkpoints else Why.TURN, subj))
     out.sort(key=lambda pair: pair[0])
     return out
 
@@ -186,7 +186,11 @@ def fit_subject(ctx: "Context", subj: Subject, history: History, samples: Sample
             frame = frame[frame.index <= before]
         # An entity's rows go to its detector whole: a point excluded on one series excludes the row.
         rows = [subj.entity_id, *subj.series] if spec.grouping is Grouping.ENTITY else []
-        masked = mask_exclusions(frame, history.exclusions, row_subjects=rows)
+        exclusions = history.exclusions if spec.incident_aware else {}
+        masked = mask_for_fit(frame, exclusions, row_subjects=rows)
+        if masked.relaxed:
+            log.info(kv("detect.refit_exclusions_relaxed", detector=spec.name, subject=subj.subject,
+                        series=len(masked.relaxed)))
         ok, short = sufficient(masked.frame, min_points=refit.min_points, min_history_s=spec.min_history_s)
         for sid, missing_s in short.items():
             schedule.not_before[(spec.name, sid)] = now + timedelta(seconds=max(missing_s, ctx.config.agent.interval))

@@ -23,6 +23,7 @@ from agent.config.detectors import (
     DriftModel,
     IForestRule,
     SeriesMatcher,
+    SubspaceRule,
     Slo,
     ThresholdRule,
     detector_class,
@@ -65,9 +66,16 @@ class Spec:
     exclude: Sequence[SeriesMatcher] = ()
     min_history_s: float = 0.0
     needs_history: bool = True
-    # Follows its series point by point (the detector has ``update``): refitted from history on
-    # first sight and after a downtime; on its turn, its state is saved instead (a checkpoint).
+    # Follows its series point by point (the detector has ``update``): after each cycle it takes
+    # the points just judged, and a restart first takes in those since its stored state.
     streaming: bool = False
+    # Refitted from history on first sight and after a downtime only; on its turn its state is
+    # saved instead (a checkpoint): a streaming detector that learns all it needs point by point.
+    checkpoints: bool = False
+    # Refits leave out incident windows and past hits (``baselines``). Not for a detector whose
+    # refit learns how rare its scores are: a tail learned without its largest points is too
+    # thin, a thin tail alarms more, and more alarms leave more out (it spirals).
+    incident_aware: bool = True
     context_points: int = 0      # past points handed to score() before the new ones
     entity_label: str = ""
     min_features: int = 1
@@ -141,16 +149,18 @@ def compile_specs(config: DetectorsConfig, *, cycle_interval_s: float) -> list[S
         common: dict[str, Any] = dict(name=rule.name, kind=rule.kind, params=dict(rule.params), match=tuple(rule.match),
                                       exclude=tuple(rule.exclude), slices=slices, cycles=cycles,
                                       min_history_s=default_min if rule.min_history is None else rule.min_history)
-        if isinstance(rule, IForestRule):
+        if isinstance(rule, (IForestRule, SubspaceRule)):
             specs.append(Spec(**common, grouping=Grouping.ENTITY, entity_label=rule.entity_label,
-                              min_features=rule.min_features, max_features=rule.max_features))
+                              min_features=rule.min_features, max_features=rule.max_features,
+                              streaming=hasattr(detector_class(rule.kind), "update"),
+                              incident_aware=not isinstance(rule, SubspaceRule)))
         elif isinstance(rule, ThresholdRule):
             of_points = int(rule.params.get("of_points", 1))
             specs.append(Spec(**common, grouping=Grouping.SLICE, needs_history=False,
                               context_points=max(0, of_points - 1)))
         else:
             streaming = hasattr(detector_class(rule.kind), "update")
-            specs.append(Spec(**common, grouping=Grouping.SLICE, streaming=streaming))
+            specs.append(Spec(**common, grouping=Grouping.SLICE, streaming=streaming, checkpoints=streaming))
     for slo in config.slos:
         specs.append(slo_spec(slo, slices))  # SLOs learn nothing: fitted once, never refitted
     return specs

@@ -36,7 +36,8 @@ class TargetStatus:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WarmingUp:
-    """Series a detector watches but has not fitted yet: their history is still too short."""
+    """Series a detector watches but cannot raise a hit on yet: not fitted (``series``, their
+    history is still too short), or fitted and scored while their tail fills (``calibrating``)."""
 
     detector: str
     series: int
@@ -45,6 +46,9 @@ class WarmingUp:
     # the refit job has looked at them); each is scored from the first cycle after its fit.
     first_fit_at: datetime | None = None
     last_fit_at: datetime | None = None
+    # Fitted and scored, but no point of theirs has a chance yet: the detector's tail of their own
+    # past still needs points before it can tell how rare one is (no hit until it can).
+    calibrating: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,7 +77,7 @@ class AgentStatus:
 
     @property
     def series_warming(self) -> int:
-        return sum(w.series for w in self.warming)
+        return sum(w.series + w.calibrating for w in self.warming)
 
     def to_data(self) -> dict[str, Any]:
         """Plain JSON-able data (times as epoch seconds), read back by ``from_data``."""

@@ -114,6 +114,14 @@ def warming_text(status: AgentStatus, now: datetime) -> str:
 
 
 def _warming_one(warming: WarmingUp, now: datetime, interval_s: float) -> str:
+    tail = (f"; {warming.calibrating} scored, no hit until their own past says how rare a point is"
+            if warming.calibrating else "")
+    if not warming.series:
+        return f"{warming.detector}{tail.replace(';', '', 1)}"
+    return _unfitted(warming, now, interval_s) + tail
+
+
+def _unfitted(warming: WarmingUp, now: datetime, interval_s: float) -> str:
     head = f"{warming.detector} {warming.series} series (min_history {duration(warming.min_history_s)})"
     if warming.first_fit_at is None:
         return f"{head}, history not measured yet (at the next refit)"

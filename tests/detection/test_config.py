@@ -17,14 +17,20 @@ def problems(text: str) -> list[str]:
     return [str(p) for p in caught.value.problems]
 
 
-def test_defaults_watch_every_gauge_rate_and_quantile_with_the_forecast_detector():
+def test_defaults_watch_every_series_with_the_forecast_detector_and_every_instance_with_the_subspace_one():
     config = parse_config("").detectors
-    (spec,) = compile_specs(config, cycle_interval_s=60)
+    spec, hosts = compile_specs(config, cycle_interval_s=60)
     assert (spec.name, spec.kind, spec.grouping, spec.slices, spec.min_history_s, spec.context_points) == (
         "forecast", "forecast", Grouping.SLICE, 64, 3600.0, 0)
-    assert spec.selects(info("anything", job="x"))
-    bucket = SeriesInfo(series_id='h_bucket{le="1"}', metric="h_bucket", labels={"le": "1"}, kind="bucket")
-    assert not spec.selects(bucket)
+    assert (spec.streaming, spec.checkpoints) == (True, True)
+    assert (hosts.name, hosts.grouping, hosts.entity_label, hosts.min_features) == (
+        "subspace", Grouping.ENTITY, "instance", 3)
+    assert (hosts.streaming, hosts.checkpoints) == (True, False)  # refitted on its turn: the subspace moves
+    assert config.page_budget == 0.5
+    for each in (spec, hosts):
+        assert each.selects(info("anything", job="x"))
+        bucket = SeriesInfo(series_id='h_bucket{le="1"}', metric="h_bucket", labels={"le": "1"}, kind="bucket")
+        assert not each.selects(bucket)
 
 
 def test_rules_slos_and_matchers_compile_into_specs():

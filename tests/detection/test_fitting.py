@@ -53,7 +53,7 @@ def test_a_series_waiting_for_history_is_not_tried_again_before_its_time():
 
 def test_a_streaming_subject_is_checkpointed_on_its_turn_and_refitted_only_when_overdue():
     spec = Spec(name="forecast", kind="forecast", params={}, grouping=Grouping.SLICE, slices=1, cycles=1,
-                streaming=True)
+                streaming=True, checkpoints=True)
     subj = subject(spec, "slice-0000", ("a",))
     units = {subj.key: Unit(spec=spec, subject=subj.subject, detector=None, columns=subj.series,
                             fitted_at=START - timedelta(minutes=6))}

@@ -68,7 +68,7 @@ detectors:
     - kind: forecast
       params: {quiet_rows: 10}
 """)
-    web = seasonal_values(DAY + 10, seed=3)
+    web = seasonal_values(3 * DAY + 10, seed=3)  # a history that shows how rare such a point is
     web[-4:] += 60  # the fault: four minutes of much higher latency, ending at T0
     fault = T0 - minutes(3)
     run_cycle(ctx, T0 - minutes(10), samples([(WEB, web[:-10])], end=T0 - minutes(10)))

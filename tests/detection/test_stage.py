@@ -197,7 +197,7 @@ detectors:
 
 def test_the_default_detector_follows_each_point_and_checkpoints_instead_of_refitting(make_ctx):
     ctx = make_ctx(FORECAST)
-    web = seasonal_values(DAY + 30, seed=3)
+    web = seasonal_values(3 * DAY + 30, seed=3)  # a history that shows how rare such a point is
     web[-25] += 40
     detect(ctx, cycle_at(T0 - minutes(30), samples([(WEB, web[:-30])], end=T0 - minutes(30))))
     assert value(ctx, "aiops_detector_refits_total", detector="forecast") == 1
@@ -211,16 +211,38 @@ def test_the_default_detector_follows_each_point_and_checkpoints_instead_of_refi
     (stored,) = ctx.store.load_fitted_states()
     assert stored.fitted_at > T0 - minutes(20)
     unit = next(iter(engine_of(ctx).units.values()))
-    assert unit.detector.seen_[WEB.series_id] == DAY + 30
+    assert unit.detector.seen_[WEB.series_id] == 3 * DAY + 30
 
     # a restart resumes from the checkpoint, without a refit: the points since it come from
     # history first, so the new point is judged against the one just before it
     checkpointed = unit.detector.clone().set_state(decode_state(stored.state)).seen_[WEB.series_id]
-    assert checkpointed < DAY + 30
+    assert checkpointed < 3 * DAY + 30
     restarted = make_ctx(FORECAST)
     web_next = np.append(web, web[-1] + 60)
     hits = detect(restarted, cycle_at(T0 + minutes(1), samples([(WEB, web_next)], end=T0 + minutes(1))))
     assert [h.ts for h in hits] == [T0 + minutes(1)]
     assert value(restarted, "aiops_detector_refits_total", detector="forecast") == 0
     resumed = next(iter(engine_of(restarted).units.values())).detector
-    assert resumed.seen_[WEB.series_id] == DAY + 31
+    assert resumed.seen_[WEB.series_id] == 3 * DAY + 31
+
+
+def test_a_new_series_warms_up_without_a_score_and_says_so(make_ctx):
+    """Its first hour is history for the first fit; its first 100 points give no score (fewer
+    errors than a point is judged by) and the next 100 no chance (too few scores to tell how
+    rare one is): no gauge, absent rather than 0, and the series counted as warming up."""
+    ctx = make_ctx(FORECAST)
+    web = seasonal_values(3 * DAY, seed=6)
+    start = 61  # an hour of one-minute points: refit.min_history
+    detect(ctx, cycle_at(T0 - minutes(3 * DAY - start), samples([(WEB, web[:start])],
+                                                                  end=T0 - minutes(3 * DAY - start))))
+    warming, scored = [], []
+    for k in range(start + 1, 260):
+        now = T0 - minutes(3 * DAY - k)
+        detect(ctx, cycle_at(now, samples([(WEB, web[:k])], end=now)))
+        warming.append(value(ctx, "aiops_series_warming"))
+        scored.append(ctx.metrics.registry.get_sample_value(
+            "aiops_anomaly_score", {"metric": WEB.metric, "detector": "forecast", **WEB.labels}) is not None)
+    first = scored.index(True)
+    assert warming[:first] == [1.0] * first and not any(scored[:first])  # no gauge while warming up
+    assert first + start + 1 > 200  # a hundred errors to judge by, then a hundred scores
+    assert all(scored[first:]) and warming[-1] == 0.0

@@ -81,8 +81,21 @@ def forecast_case() -> Case:
     return Case(lambda: ForecastDetector(), values.iloc[:400], values.iloc[400:])
 
 
+def subspace_case() -> Case:
+    from detectors.subspace import SubspaceDetector
+
+    rng = np.random.default_rng(3)
+    load = np.cumsum(rng.normal(0, 1, 900))
+    frame = pd.DataFrame({"cpu": load + rng.normal(0, 0.3, 900), "requests": 2 * load + rng.normal(0, 0.6, 900),
+                          "disk": rng.normal(5, 0.2, 900)}, index=index(900))
+    window = frame.iloc[800:].copy()
+    window.iloc[40, 0] += 9.0  # CPU moves without the requests that drive it
+    return Case(lambda: SubspaceDetector(), frame.iloc[:800], window)
+
+
 CASES = {
     "seasonal": seasonal_case,
+    "subspace": subspace_case,
     "iforest": iforest_case,
     "threshold": threshold_case,
     "drift": drift_case,

@@ -277,3 +277,21 @@ def test_kept_errors_live_in_one_block_per_group_and_a_series_left_out_takes_its
     assert None not in blocks(loaded).values() and len(set(blocks(loaded).values())) == 1
     for c in "abc":
         np.testing.assert_array_equal(loaded.errors_[c], detector.errors_[c])
+
+
+def test_an_alarm_does_not_silence_a_far_larger_anomaly_an_hour_after_it():
+    """A warning, then 60 points later the incident itself (7 times the series' 99.9th
+    percentile): inside the warning's quiet span, but an error more than twice any remembered."""
+    rng = np.random.default_rng(11)
+    values = rng.normal(0, 1, 3000)
+    usual = np.quantile(np.abs(values[:2000]), 0.999)
+    values[2500] += 2.5 * usual
+    values[2560] += 7 * usual
+    series = pd.Series(values, index=pd.date_range("2024-01-01", periods=3000, freq="1min", tz="UTC"), name="lat")
+    detector = ForecastDetector().fit(series.iloc[:2000])
+    result = detector.score(series.iloc[2000:])
+    warning, incident = series.index[2500], series.index[2560]
+    assert result.scores[warning] >= detector.alarm_score and result.scores[incident] >= detector.alarm_score
+    assert {warning, incident} <= {pd.Timestamp(h.ts) for h in result.hits}
+    assert result.chances.idxmin() == incident  # the rarest point of the window
+    assert result.scores.iloc[565:655].eq(0).all()  # the quiet span after the incident's alarm
