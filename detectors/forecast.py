@@ -480,8 +480,8 @@ class ForecastDetector(PlainState, Detector):
         if self.level_rows[0] == 1:
             steps = pd.Series(history[0].astype(np.float64)).shift(1)
             for rows in np.unique(window[start:]):
-                top = steps.rolling(int(rows), min_periods=MIN_PAST).max().to_numpy()[start:]
-                spread[:] = np.where(window[start:] == rows, top, spread)
+                largest = steps.rolling(int(rows), min_periods=MIN_PAST).max().to_numpy()[start:]
+                spread[:] = np.where(window[start:] == rows, largest, spread)
         scores[:], state = self._episodes(raw, top, episode)
         tails = extremes.take([c])
         chance[:], tails = chances_along(raw, threshold=RECORD, tails=tails)

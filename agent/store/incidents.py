@@ -502,9 +502,8 @@ class IncidentStore(EpisodeStore, ChangeStore, SilenceStore, StoreBase):
         for h in hits:
             ts, labels, direction, began = to_epoch(h.ts), dumps(dict(h.labels)), str(h.direction), _began(h)
             rows.append((ts, h.series_id, h.detector, h.entity, h.metric, labels, h.value, h.expected, h.lower,
-                         h.upper, h.score, direction, h.explanation, incident_id, recorded, began))
-            signals.append((incident_id, signal_key(h.series_id, h.detector), h.series_id, h.detector, h.metric,
-                            labels, began, ts, h.score, h.value, h.expected, direction, h.explanation))
+                         h.upper, h.score, direction, h.explanation, incident_id, recorded, began, h.onset))
+            signals.append(_hit_signal_params(incident_id, h))
         with self._atomic():
             self.conn.executemany(_INSERT_HIT, rows)
             self.conn.executemany(_UPSERT_SIGNAL.replace("RETURNING hits", ""), signals)

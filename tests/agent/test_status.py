@@ -105,24 +105,32 @@ def test_warming_up_says_how_many_series_and_when_they_are_first_scored(agent, n
     clock.advance(60)
     pipeline.run_cycle()
 
-    warming = pipeline.status.warming
-    assert [w.detector for w in warming] == ["forecast"]
-    series = warming[0].series
-    assert series > 300 and warming[0].min_history_s == 600
+    forecast, subspace = pipeline.status.warming  # the default rules: every series, and every instance
+    assert (forecast.detector, subspace.detector) == ("forecast", "subspace")
+    series = forecast.series
+    assert series > 300 and forecast.min_history_s == 600
     # gauges have 1 minute of history and need 10: fitted at 12:10, scored from the next cycle
-    assert warming[0].first_fit_at == T0 + timedelta(minutes=10)
-    assert ctx.metrics.registry.get_sample_value("aiops_series_warming") == series
+    assert forecast.first_fit_at == T0 + timedelta(minutes=10)
+    # the exporter's instance, judged as a whole after a day of history
+    assert subspace.series > 300 and subspace.min_history_s == 86400
+    both = series + subspace.series  # a series counts once for each detector that waits for it
+    assert ctx.metrics.registry.get_sample_value("aiops_series_warming") == both
     code, out = status(clock, tmp_path / "state")
-    assert (f"  detectors: 0 signals judged in the last cycle; warming up {series} series: forecast {series} "
-            "series (min_history 10m 00s), first scored in about 10m 00s") in out
+    assert (f"  detectors: 0 signals judged in the last cycle; warming up {both} series: forecast {series} "
+            f"series (min_history 10m 00s), first scored in about 10m 00s; subspace {subspace.series} series "
+            "(min_history 1d 00h), history not measured yet (at the next refit)") in out
 
-    # refit.max_per_cycle (200) spreads the first fits of node_exporter's ~500 series over 3 refits
+    # refit.max_per_cycle (200) spreads the first fits of node_exporter's ~500 series over 3 refits;
+    # scored then, they cannot raise a hit until their own past says how rare a point is
     for _ in range(13):
         pipeline.refit(now=clock())
         clock.advance(60)
         pipeline.run_cycle()
-    assert pipeline.status.warming == () and pipeline.status.series_scored > 300
-    assert ctx.metrics.registry.get_sample_value("aiops_series_warming") == 0
+    forecast, subspace = pipeline.status.warming
+    assert forecast.series == 0 and forecast.calibrating > 300 and pipeline.status.series_scored > 300
+    assert ctx.metrics.registry.get_sample_value("aiops_series_warming") == forecast.calibrating + subspace.series
+    code, out = status(clock, tmp_path / "state")
+    assert f"forecast {forecast.calibrating} scored, no hit until their own past says how rare a point is" in out
 
 
 @pytest.mark.slow

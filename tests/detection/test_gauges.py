@@ -59,16 +59,18 @@ def test_forecast_gauges_give_the_previous_value_and_the_largest_remembered_step
     web = seasonal_values(2 * DAY, seed=1)
     web[-1] += 40
 
-    [hit] = detect(ctx, cycle_at(T0, samples([(WEB, web)])))
+    detect(ctx, cycle_at(T0, samples([(WEB, web)])))
 
     got = exposed(ctx)
     mine = labels(WEB, "forecast")
-    assert got[("aiops_anomaly_score", mine)] == pytest.approx(hit.score / 0.52)
-    assert got[("aiops_expected_value", mine)] == pytest.approx(web[-2]) == pytest.approx(hit.expected)
+    # log(chance) / log(alarm chance): the jump is rarer than any point before it, but two days of
+    # points cannot show a chance below one in 2,880, about the lone series' alarm chance yet
+    assert 0.9 < got[("aiops_anomaly_score", mine)] < 1.0
+    assert got[("aiops_expected_value", mine)] == pytest.approx(web[-2])
     # 2,880 points seen: the comparison window is 400 steps (0.15 x 2,880 is under 800)
     step = np.abs(np.diff(web[:-1]))[-400:].max()
-    assert got[("aiops_expected_lower", mine)] == pytest.approx(web[-2] - step) == pytest.approx(hit.lower)
-    assert got[("aiops_expected_upper", mine)] == pytest.approx(web[-2] + step) == pytest.approx(hit.upper)
+    assert got[("aiops_expected_lower", mine)] == pytest.approx(web[-2] - step)
+    assert got[("aiops_expected_upper", mine)] == pytest.approx(web[-2] + step)
 
 
 def test_the_cap_keeps_the_most_anomalous_series_and_counts_the_rest(make_ctx, caplog):

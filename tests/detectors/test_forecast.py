@@ -62,7 +62,8 @@ def test_hit_carries_expectation_and_direction():
     assert (hit.series_id, hit.detector, hit.direction.value) == ('cpu{host="a"}', "forecast", "up")
     assert hit.expected == series.iloc[4 * DAY + 19]  # the previous value
     assert hit.explanation == (f"value {hit.value:.6g} (previous {hit.expected:.6g}) broke the pattern of "
-                               f"the points before it (score {hit.score:.2f})")
+                               f"the points before it (score {hit.score:.2f}; chance {hit.chance:.2g})")
+    assert 0 < hit.chance < 0.01  # a jump of 30 on a smooth day: rarer than any record before it
 
 
 def test_appending_future_points_changes_no_past_score():

@@ -183,7 +183,9 @@ def test_signals_that_fired_together_rank_by_score(store, correlator_for):
 
 
 def test_a_weak_lone_forecast_hit_waits_for_a_second_series(store, correlator_for):
-    correlator = correlator_for()  # the default corroboration rule: forecast, 2 series, alone at 0.6
+    # a corroboration rule (none by default): forecast hits wait for 2 series, alone at 0.6
+    correlator = correlator_for("incidents:\n  corroboration:\n    - detector: forecast\n      series: 2\n"
+                                "      alone_score: 0.6\n      within: 5m\n")
     first = correlator.ingest([hit("latency", 0, detector="forecast", score=0.53, service="api", instance="a")],
                               now=at(1))
     assert (first.opened, first.pending, store.list_incidents()) == ([], 1, [])

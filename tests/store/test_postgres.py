@@ -86,12 +86,12 @@ def test_a_server_that_is_down_is_a_store_error_naming_the_url_without_its_passw
     with pytest.raises(StoreError) as caught:
         Store(f"postgresql://aiops:s3cret@127.0.0.1:{port}/aiops")
     message = str(caught.value)
-    assert message.startswith(f"store postgresql://aiops:***@127.0.0.1:{port}/aiops: cannot connect (")
+    assert message.startswith(f"store postgresql://aiops:***@127.0.0.1:{port}/aiops: cannot be reached now (cannot connect: ")
     assert "s3cret" not in message
 
 
 def test_a_database_that_does_not_exist_is_refused_with_the_servers_reason(postgres_server):
-    with pytest.raises(StoreError, match=r"cannot connect \(.*database \"nowhere\" does not exist"):
+    with pytest.raises(StoreError, match=r"cannot be reached now \(cannot connect: .*database \"nowhere\" does not exist"):
         Store(postgres_server.url("nowhere"))
 
 
