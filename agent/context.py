@@ -127,7 +127,8 @@ class Context:
         # MTTR at /metrics comes from this store, at the Context's clock (a test may set another)
         self.metrics.incident_figures.bind(self.store, lambda: self.clock(),
                                            answering=lambda: self.leases.store_answering())
-        self.metrics.incident_marks.bind(self.store, lambda: self.clock())
+        self.metrics.incident_marks.bind(self.store, lambda: self.clock(),
+                                         answering=lambda: self.leases.store_answering())
         self.metrics.ledger_figures.bind(self.store, lambda: self.clock(), lambda: self.config,
                                          answering=lambda: self.leases.store_answering())
 

@@ -48,7 +48,7 @@ class IncidentMarks(StoreCollector):
 
     def collect(self) -> Iterator[Metric]:
         started, resolved = self.describe()
-        if self._store is not None and self._clock is not None:
+        if self._store is not None and self._clock is not None and self._answering():
             try:
                 marks = self._store.incident_marks(resolved_since=self._clock() - RECENT, limit=LIMIT)
             except (sqlite3.Error, *psycopg_errors()) as exc:  # the other metrics still answer
