@@ -13,6 +13,7 @@ from agent.clock import boot_id, from_epoch, to_epoch
 from agent.errors import RemediationError
 from agent.flow.incidents import IncidentStatus
 from agent.flow.runs import Run, RunMode, RunStatus
+from agent.flow.rollouts import RolloutStatus
 from remediations.engine import ACTOR, Remediator
 from remediations.signals import SignalState, observe, relevant_signals
 
@@ -25,8 +26,12 @@ def verify_all(r: Remediator) -> None:
 def settle(r: Remediator) -> None:
     """An incident left ``remediating`` with no run of it under way, waiting or verifying (its
     outcome was recorded without the escalation that should have followed: the agent stopped
-    between the two) goes back to people: escalated, open again."""
+    between the two) goes back to people: escalated, open again. A rollout's incident is left to
+    the rollout, whose rollback remediates it."""
     for incident in r.store.list_incidents(status=IncidentStatus.REMEDIATING):
+        rollout = r.store.rollout_of_incident(incident.id)
+        if rollout is not None and rollout.status is not RolloutStatus.PROMOTED:
+            continue  # a rollout's story: its rollback is the remediation (agent.rollouts.story.settle)
         runs = r.store.list_runs(incident_id=incident.id)
         if any(not run.status.is_final for run in runs):
             continue
