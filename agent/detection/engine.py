@@ -82,6 +82,9 @@ class Engine:
         # series judged this cycle that cannot raise a hit yet (too little of their past known)
         # Per detector, the series scored in the last cycle whose newest point has no chance yet.
         self.calibrating: dict[str, set[str]] = {}
+        # this cycle's alarm chance per test (a series id, or "spec|entity"): what a replay
+        # re-thresholds for a stricter page budget
+        self.levels: dict[str, float] = {}
         self._subjects_of: tuple[Samples, list[Spec], list[Subject]] | None = None
 
     # -- configuration and stored state --------------------------------------------------------
@@ -316,7 +319,7 @@ class Engine:
                judged: set[str]) -> list[Hit]:
         hits: list[Hit] = []
         scored: set[str] = set()
-        levels = self._alarm_levels(subjects, samples, new_from)
+        levels = self.levels = self._alarm_levels(subjects, samples, new_from)
         for subj in subjects:
             unit = self.units.get(subj.key)
             new = [c for c in unit.columns if c in new_from] if unit is not None else []
