@@ -58,8 +58,13 @@ def ticks_of(start: pd.Timestamp, end: pd.Timestamp, interval: pd.Timedelta) -> 
 
 
 def replay_chunks(pipeline: Pipeline, clock: ManualClock, start: pd.Timestamp, end: pd.Timestamp, *,
-                  cycle_s: float, after: AfterTick | None = None) -> Iterator[Chunk]:
-    """Replay ``(start, end]`` through ``pipeline``'s stages (see the module's text)."""
+                  cycle_s: float, after: AfterTick | None = None, whole: bool = False) -> Iterator[Chunk]:
+    """Replay ``(start, end]`` through ``pipeline``'s stages (see the module's text).
+
+    ``whole``: judge every row of each chunk, as the daemon would have judged them one cycle
+    at a time (a series first seen in a chunk is judged from the chunk's start, not from its
+    last interval as a restarted agent judges it), and fit before the first chunk on the
+    history before it, as a daemon already running at ``start`` would have been."""
     ctx = pipeline.ctx
     interval = pd.Timedelta(seconds=ctx.config.agent.interval)
     step = max(pd.Timedelta(seconds=cycle_s), interval)
@@ -73,6 +78,8 @@ def replay_chunks(pipeline: Pipeline, clock: ManualClock, start: pd.Timestamp, e
         samples = pipeline.collector.collect(upto.to_pydatetime())
         blind = pipeline.collector.blind
         failed = False
+        if whole:
+            _judge_from(pipeline, samples, now)
         try:
             seen = pipeline.engine.detect(samples, now=upto.to_pydatetime())
         except Exception:  # counted like the daemon counts a failed stage; the replay goes on
@@ -84,6 +91,15 @@ def replay_chunks(pipeline: Pipeline, clock: ManualClock, start: pd.Timestamp, e
         yield Chunk(start=now.to_pydatetime(), end=upto.to_pydatetime(), rows=int(values.notna().any(axis=1).sum()),
                     series=len(samples), blind=blind, detect_failed=failed, detection=seen)
         now = upto
+
+
+def _judge_from(pipeline: Pipeline, samples: Samples, start: pd.Timestamp) -> None:
+    engine = pipeline.engine
+    first = engine.latest is None
+    for sid in samples.series:
+        engine.scored_until.setdefault(sid, start)
+    if first:
+        pipeline.engine.refit(now=start.to_pydatetime(), samples=samples)
 
 
 def correlate_each_interval(ctx: Context, seen: Detection, ticks: pd.DatetimeIndex, interval: pd.Timedelta, *,
