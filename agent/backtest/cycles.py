@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import pandas as pd
@@ -47,6 +47,7 @@ class Chunk:
     blind: bool  # every query or target of the source failed: nothing was read
     detect_failed: bool
     detection: Detection  # the hits and the series judged
+    levels: tuple[float | None, ...] = ()  # the alarm chance each hit was judged at (None: no chance)
 
 
 def ticks_of(start: pd.Timestamp, end: pd.Timestamp, interval: pd.Timedelta) -> pd.DatetimeIndex:
@@ -58,13 +59,16 @@ def ticks_of(start: pd.Timestamp, end: pd.Timestamp, interval: pd.Timedelta) -> 
 
 
 def replay_chunks(pipeline: Pipeline, clock: ManualClock, start: pd.Timestamp, end: pd.Timestamp, *,
-                  cycle_s: float, after: AfterTick | None = None, whole: bool = False) -> Iterator[Chunk]:
+                  cycle_s: float, after: AfterTick | None = None, exact: bool = False) -> Iterator[Chunk]:
     """Replay ``(start, end]`` through ``pipeline``'s stages (see the module's text).
 
-    ``whole``: judge every row of each chunk, as the daemon would have judged them one cycle
-    at a time (a series first seen in a chunk is judged from the chunk's start, not from its
-    last interval as a restarted agent judges it), and fit before the first chunk on the
-    history before it, as a daemon already running at ``start`` would have been."""
+    ``exact``: judge as the daemon's cycles would have, whatever the chunk: every row of each
+    chunk is judged (a series first seen in a chunk from the chunk's start, not from its last
+    interval as a restarted agent judges it); the first chunk is judged by detectors fitted on
+    the history before it, as those of a daemon already running at ``start``; and where the
+    refit job would fit something at a cycle, the rows before that cycle are judged first, so
+    each fit learns from what the daemon's would have learnt from. A chunk then costs one detect
+    call per refit, not one."""
     ctx = pipeline.ctx
     interval = pd.Timedelta(seconds=ctx.config.agent.interval)
     step = max(pd.Timedelta(seconds=cycle_s), interval)
@@ -72,34 +76,85 @@ def replay_chunks(pipeline: Pipeline, clock: ManualClock, start: pd.Timestamp, e
     while now < end:
         upto = min(now + step, end)
         ticks = ticks_of(now, upto, interval)
-        for tick in ticks:  # the daemon's refit job runs every interval
-            pipeline.refit(now=tick.to_pydatetime())
+        if not exact:
+            for tick in ticks:  # the daemon's refit job runs every interval
+                pipeline.refit(now=tick.to_pydatetime())
         clock.set(upto.to_pydatetime())
         samples = pipeline.collector.collect(upto.to_pydatetime())
         blind = pipeline.collector.blind
-        failed = False
-        if whole:
-            _judge_from(pipeline, samples, now)
-        try:
-            seen = pipeline.engine.detect(samples, now=upto.to_pydatetime())
-        except Exception:  # counted like the daemon counts a failed stage; the replay goes on
-            log.exception(kv("replay.detect_failed", start=now.to_pydatetime(), end=upto.to_pydatetime()))
-            failed = True
-            seen = Detection(at=upto.to_pydatetime(), samples=samples)
-        correlate_each_interval(ctx, seen, ticks, interval, clock=clock, after=after)
+        if exact:
+            seen, levels, failed = _judge_exactly(pipeline, clock, samples, now, ticks, interval, after)
+        else:
+            seen, failed = _detect(pipeline, samples, upto)
+            levels = _levels(pipeline, seen)
+            correlate_each_interval(ctx, seen, ticks, interval, after=after)
         values = samples.values
         yield Chunk(start=now.to_pydatetime(), end=upto.to_pydatetime(), rows=int(values.notna().any(axis=1).sum()),
-                    series=len(samples), blind=blind, detect_failed=failed, detection=seen)
+                    series=len(samples), blind=blind, detect_failed=failed, detection=seen, levels=levels)
         now = upto
 
 
-def _judge_from(pipeline: Pipeline, samples: Samples, start: pd.Timestamp) -> None:
+def _detect(pipeline: Pipeline, samples: Samples, upto: pd.Timestamp) -> tuple[Detection, bool]:
+    try:
+        return pipeline.engine.detect(samples, now=upto.to_pydatetime()), False
+    except Exception:  # counted like the daemon counts a failed stage; the replay goes on
+        log.exception(kv("replay.detect_failed", end=upto.to_pydatetime()))
+        return Detection(at=upto.to_pydatetime(), samples=samples), True
+
+
+def _levels(pipeline: Pipeline, seen: Detection) -> tuple[float | None, ...]:
+    """The alarm chance each hit of the last detect call was judged at (None: no chance)."""
+    levels = pipeline.engine.levels
+    return tuple(levels.get(f"{h.detector}|{h.entity}" if h.entity else h.series_id) for h in seen.hits)
+
+
+def _judge_exactly(pipeline: Pipeline, clock: ManualClock, samples: Samples, start: pd.Timestamp,
+                   ticks: pd.DatetimeIndex, interval: pd.Timedelta,
+                   after: AfterTick | None) -> tuple[Detection, tuple[float | None, ...], bool]:
+    """The chunk's rows judged in parts that end where a refit is due (see ``replay_chunks``)."""
     engine = pipeline.engine
     first = engine.latest is None
     for sid in samples.series:
         engine.scored_until.setdefault(sid, start)
     if first:
-        pipeline.engine.refit(now=start.to_pydatetime(), samples=samples)
+        engine.refit(now=start.to_pydatetime(), samples=samples)
+    window = pd.Timedelta(seconds=pipeline.ctx.config.sources.window)
+    hits, levels, judged, failed = [], [], set(), False
+    done = start
+
+    def judge_until(upto: pd.Timestamp) -> None:
+        nonlocal done, failed
+        part = _rows(samples, done - window, upto)
+        seen, broke = _detect(pipeline, part, upto)
+        failed |= broke
+        hits.extend(seen.hits)
+        levels.extend(_levels(pipeline, seen))
+        judged.update(seen.judged)
+        correlate_each_interval(pipeline.ctx, replace(seen, samples=_rows(samples, done, upto)),
+                                ticks[(ticks > done) & (ticks <= upto)], interval, clock=clock, after=after)
+        done = upto
+
+    if first:  # the daemon's first cycle (its refit job had no frame yet): then it knows the series
+        judge_until(ticks[0])
+    for tick in ticks[1:] if first else ticks:
+        if engine.refit_due(now=tick.to_pydatetime()):
+            if done < tick - interval:
+                judge_until(tick - interval)
+            clock.set(tick.to_pydatetime())
+            pipeline.refit(now=tick.to_pydatetime())
+    if done < ticks[-1]:
+        judge_until(ticks[-1])
+    return Detection(at=ticks[-1].to_pydatetime(), samples=samples, hits=hits, judged=frozenset(judged)), \
+        tuple(levels), failed
+
+
+def _rows(samples: Samples, lo: pd.Timestamp, hi: pd.Timestamp) -> Samples:
+    """``samples`` restricted to the rows in ``(lo, hi]``."""
+    def cut(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[(frame.index > lo) & (frame.index <= hi)]
+
+    return Samples(values=cut(samples.values), series=samples.series, gaps=samples.gaps,
+                   buckets={h: cut(f) for h, f in samples.buckets.items()})
 
 
 def correlate_each_interval(ctx: Context, seen: Detection, ticks: pd.DatetimeIndex, interval: pd.Timedelta, *,

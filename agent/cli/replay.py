@@ -68,7 +68,7 @@ def replay_command(config: AgentConfig, state_dir: Path, since: datetime | None,
 
         source = EmbeddedHistory.open(state_dir)
     try:
-        replayed = _run(config, begin, finish, work, source, kind, progress)
+        replayed = _run(config, begin, finish, work, source, kind, progress, state_dir)
         answer = _report(replayed, config, source, fmt, pages_per_day, outages, known_path)
     except KeyboardInterrupt:
         click.echo(f"stopped; the finished days are kept in {work}: run the same command again to resume", err=True)
@@ -127,11 +127,11 @@ def _default_work_dir(config: AgentConfig, start: pd.Timestamp, end: pd.Timestam
 
 
 def _run(config: AgentConfig, start: pd.Timestamp, end: pd.Timestamp, work: Path, source, kind: str,
-         show: bool | None):
+         show: bool | None, state_dir: Path):
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from agent.replay.run import run_replay
+    from agent.replay.run import live_silences, run_replay
 
     console = Console(stderr=True)
     total = (end - start).total_seconds()
@@ -145,7 +145,8 @@ def _run(config: AgentConfig, start: pd.Timestamp, end: pd.Timestamp, work: Path
             bar.update(task, completed=(pd.Timestamp(day.end) - start).total_seconds(),
                        reached=f"{day.end:%Y-%m-%d %H:%M}")
 
-        replayed = run_replay(config, start, end, work, source=source, source_name=kind, on_day=on_day)
+        replayed = run_replay(config, start, end, work, source=source, source_name=kind,
+                              silences=live_silences(state_dir), on_day=on_day)
     if replayed.resumed_from is not None:
         click.echo(f"resumed from {replayed.resumed_from:%Y-%m-%d %H:%M} UTC (work folder {work})", err=True)
     return replayed

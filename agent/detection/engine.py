@@ -234,6 +234,18 @@ class Engine:
             self.ctx.store.save_fitted_states(saved, now=now)
         return len(fitted)
 
+    def refit_due(self, *, now: datetime) -> bool:
+        """Whether the refit job would fit a subject at ``now`` (a checkpoint fits nothing): a
+        replay judges the data before ``now`` first, as the daemon's cycles would have."""
+        with self._lock:
+            self.sync()
+            if self.latest is None:
+                return False
+            refit = self.ctx.config.detectors.refit
+            plan = due(self._subjects(self.latest), self.units, self.schedule, now=now,
+                       interval_s=self.ctx.config.agent.interval, refit_s=refit.interval)
+            return any(why is not Why.CHECKPOINT for why, _ in plan)
+
     def _fit(self, chosen: list[tuple[Why, Subject]], samples: Samples,
              judged_until: Mapping[str, pd.Timestamp | None], *, now: datetime) -> list[tuple[Unit, FittedState]]:
         try:

@@ -36,6 +36,7 @@ from agent.config.store import StoreConfig
 from agent.context import Context
 from agent.errors import AiopsError
 from agent.flow.detection import Detection
+from agent.flow.incidents import Silence
 from agent.flow.runs import RunMode
 from agent.incidents.catalog import catalog_of
 from agent.log import kv
@@ -45,6 +46,7 @@ from agent.pipeline import Pipeline
 from agent.replay.hits import KeptHit, read_day_hits, write_day_hits
 from agent.sources import Source
 from agent.store import STORE_FILE
+from agent.store.samples import SampleReader
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +129,11 @@ def fingerprint(config: AgentConfig, start: pd.Timestamp, end: pd.Timestamp, sou
 
 def run_replay(config: AgentConfig, start: pd.Timestamp, end: pd.Timestamp, work_dir: Path, *,
                source: Source | None = None, source_name: str = "prometheus", budget_factor: float = 1.0,
-               on_day: Callable[[DayRead], None] | None = None) -> Replayed:
+               silences: Sequence[Silence] = (), on_day: Callable[[DayRead], None] | None = None) -> Replayed:
     """Replay ``(start, end]`` (see the module's text); ``source``: the embedded history (None:
-    the configured source, as the daemon builds it). Resumes a work folder made for the same
-    replay; starts afresh in any other."""
+    the configured source, as the daemon builds it); ``silences``: the live store's, in force in
+    the replay as they were then. Resumes a work folder made for the same replay; starts afresh
+    in any other."""
     mark = fingerprint(config, start, end, source_name, budget_factor)
     progress = _read_progress(work_dir, mark)
     if progress is None:
@@ -147,11 +150,12 @@ def run_replay(config: AgentConfig, start: pd.Timestamp, end: pd.Timestamp, work
     try:
         if progress is None:
             ctx.store.set_collected_until(f"{cfg.sources.kind}:{cfg.agent.shard}", begin.timestamp())
+            _copy_silences(ctx, silences)
         else:
             pipeline.engine.scored_until.update({k: pd.Timestamp(v) for k, v in progress["scored_until"].items()})
             log.info(kv("replay.resumed", since=begin.to_pydatetime(), days_done=len(days)))
         after = _after_correlate(ctx, pipeline)
-        for chunk in replay_chunks(pipeline, clock, begin, end, cycle_s=DAY_S, after=after, whole=True):
+        for chunk in replay_chunks(pipeline, clock, begin, end, cycle_s=DAY_S, after=after, exact=True):
             day = _keep_day(work_dir, len(days), chunk, pipeline)
             days.append(day)
             _checkpoint(ctx, work_dir)
@@ -164,6 +168,26 @@ def run_replay(config: AgentConfig, start: pd.Timestamp, end: pd.Timestamp, work
     return Replayed(start=start.to_pydatetime(), end=end.to_pydatetime(), source=source_name, days=tuple(days),
                     work_dir=work_dir, config=cfg, resumed_from=begin.to_pydatetime() if progress else None,
                     notes=(LEFT_OUT,))
+
+
+def _copy_silences(ctx: Context, silences: Sequence[Silence]) -> None:
+    """Each silence as it was in force: from its start to its end, or to when it was expired."""
+    for silence in sorted(silences, key=lambda s: s.id):
+        ends = min(silence.ends_at, silence.expired_at) if silence.expired_at else silence.ends_at
+        ctx.store.add_silence(silence.matchers, starts_at=silence.starts_at, ends_at=ends, reason=silence.reason,
+                              actor=silence.created_by, now=silence.created_at)
+
+
+def live_silences(state_dir: Path) -> list[Silence]:
+    """The silences of the live SQLite store in ``state_dir``, read-only (none without one)."""
+    path = state_dir / STORE_FILE
+    if not path.is_file():
+        return []
+    reader = SampleReader(path)
+    try:
+        return reader.list_silences()
+    finally:
+        reader.close()
 
 
 def _after_correlate(ctx: Context, pipeline: Pipeline) -> Callable[[Detection], None]:
@@ -186,9 +210,7 @@ def _after_correlate(ctx: Context, pipeline: Pipeline) -> Callable[[Detection], 
 
 
 def _keep_day(work_dir: Path, number: int, chunk: Chunk, pipeline: Pipeline) -> DayRead:
-    levels = pipeline.engine.levels
-    kept = [KeptHit(hit=h, level=levels.get(f"{h.detector}|{h.entity}" if h.entity else h.series_id))
-            for h in chunk.detection.hits]
+    kept = [KeptHit(hit=h, level=level) for h, level in zip(chunk.detection.hits, chunk.levels)]
     write_day_hits(work_dir, number, kept, chunk.detection.judged)
     return DayRead(start=chunk.start, end=chunk.end, rows=chunk.rows, series=chunk.series, blind=chunk.blind,
                    detect_failed=chunk.detect_failed, hits=len(kept))
@@ -261,4 +283,4 @@ def coverage(replayed: Replayed) -> list[str]:
     return notes
 
 
-__all__ = ["DAY_S", "DayRead", "LEFT_OUT", "ReplayError", "Replayed", "coverage", "replay_config", "run_replay"]
+__all__ = ["DAY_S", "DayRead", "LEFT_OUT", "ReplayError", "Replayed", "coverage", "live_silences", "replay_config", "run_replay"]

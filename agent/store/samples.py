@@ -31,6 +31,7 @@ from agent.store import chunks
 from agent.store.base import StoreBase, each_value
 from agent.store.chunks import CHUNK_S, Decoded
 from agent.store.migrations import is_postgresql, migration, run_script
+from agent.store.silences import SilenceStore
 
 _BATCH_ROWS = 200_000  # old rows moved per step of the chunk migration
 
@@ -382,9 +383,9 @@ def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return keys[first], np.diff(np.concatenate((first, [len(keys)])))
 
 
-class SampleReader(SampleStore):
-    """The sample history of a SQLite store file, read-only (SQLite's ``mode=ro``): never
-    migrated or written, so a replay can read a live agent's history beside it."""
+class SampleReader(SampleStore, SilenceStore):
+    """The sample history and the silences of a SQLite store file, read-only (SQLite's
+    ``mode=ro``): never migrated or written, so a replay can read a live agent's beside it."""
 
     def __init__(self, path: Path) -> None:  # noqa: D107 - no StoreBase.__init__: it would migrate
         self.path = Path(path)
