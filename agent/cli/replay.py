@@ -32,6 +32,9 @@ SOURCES = ("auto", "prometheus", "embedded")
               help="Find the page budget that pages at most this many times a day over the range.")
 @click.option("--known", "known_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Outages the team knows about (YAML or JSON: start, end, labels): recall and delay.")
+@click.option("--exact", is_flag=True,
+              help="Judge the rows before each refit the daemon would make first, as its cycles would "
+                   "(the same incidents as the daemon; one detect call per refit, slower).")
 @click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the throwaway store and progress live (default: a folder in the temp dir named "
                    "for this replay; a second run of a stopped replay resumes there).")
@@ -41,7 +44,7 @@ SOURCES = ("auto", "prometheus", "embedded")
 @output_option
 def replay_command(config: AgentConfig, state_dir: Path, since: datetime | None, start: datetime | None,
                    end: datetime | None, source_kind: str, pages_per_day: float | None, known_path: Path | None,
-                   work_dir: Path | None, keep_work: bool, progress: bool | None, fmt: str) -> None:
+                   exact: bool, work_dir: Path | None, keep_work: bool, progress: bool | None, fmt: str) -> None:
     """Replay the running config over past metrics: what would have paged, what would have run.
 
     Reads the range a day at a time from the configured source (Prometheus range queries or
@@ -61,14 +64,14 @@ def replay_command(config: AgentConfig, state_dir: Path, since: datetime | None,
     begin, finish = _range(since, start, end, config)
     kind = _source_kind(source_kind, config)
     outages = _known(known_path)
-    work = work_dir or _default_work_dir(config, begin, finish, kind)
+    work = work_dir or _default_work_dir(config, begin, finish, f"{kind}/{exact}")
     source = None
     if kind == "embedded":
         from agent.replay.history import EmbeddedHistory
 
         source = EmbeddedHistory.open(state_dir)
     try:
-        replayed = _run(config, begin, finish, work, source, kind, progress, state_dir)
+        replayed = _run(config, begin, finish, work, source, kind, progress, state_dir, exact)
         answer = _report(replayed, config, source, fmt, pages_per_day, outages, known_path)
     except KeyboardInterrupt:
         click.echo(f"stopped; the finished days are kept in {work}: run the same command again to resume", err=True)
@@ -127,10 +130,11 @@ def _default_work_dir(config: AgentConfig, start: pd.Timestamp, end: pd.Timestam
 
 
 def _run(config: AgentConfig, start: pd.Timestamp, end: pd.Timestamp, work: Path, source, kind: str,
-         show: bool | None, state_dir: Path):
+         show: bool | None, state_dir: Path, exact: bool):
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    from agent.backtest.cycles import Judging
     from agent.replay.run import live_silences, run_replay
 
     console = Console(stderr=True)
@@ -146,7 +150,8 @@ def _run(config: AgentConfig, start: pd.Timestamp, end: pd.Timestamp, work: Path
                        reached=f"{day.end:%Y-%m-%d %H:%M}")
 
         replayed = run_replay(config, start, end, work, source=source, source_name=kind,
-                              silences=live_silences(state_dir), on_day=on_day)
+                              silences=live_silences(state_dir), on_day=on_day,
+                              judging=Judging.CYCLES if exact else Judging.DAYS)
     if replayed.resumed_from is not None:
         click.echo(f"resumed from {replayed.resumed_from:%Y-%m-%d %H:%M} UTC (work folder {work})", err=True)
     return replayed

@@ -234,17 +234,18 @@ class Engine:
             self.ctx.store.save_fitted_states(saved, now=now)
         return len(fitted)
 
-    def refit_due(self, *, now: datetime) -> bool:
-        """Whether the refit job would fit a subject at ``now`` (a checkpoint fits nothing): a
-        replay judges the data before ``now`` first, as the daemon's cycles would have."""
+    def refit_due(self, *, now: datetime) -> frozenset[Why]:
+        """Why the refit job would act at ``now`` (empty: it would not): before a fit a replay
+        judges the data before ``now`` first, as the daemon's cycles would have; a checkpoint
+        only moves a streaming unit's fitted time (it learns nothing)."""
         with self._lock:
             self.sync()
             if self.latest is None:
-                return False
+                return frozenset()
             refit = self.ctx.config.detectors.refit
             plan = due(self._subjects(self.latest), self.units, self.schedule, now=now,
                        interval_s=self.ctx.config.agent.interval, refit_s=refit.interval)
-            return any(why is not Why.CHECKPOINT for why, _ in plan)
+            return frozenset(why for why, _ in plan)
 
     def _fit(self, chosen: list[tuple[Why, Subject]], samples: Samples,
              judged_until: Mapping[str, pd.Timestamp | None], *, now: datetime) -> list[tuple[Unit, FittedState]]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from agent.backtest.cycles import correlate_each_interval, ticks_of
+from agent.backtest.cycles import correlate_each_interval, joined_frames, rows_between, ticks_of
 from agent.clock import ManualClock
 from agent.config import AgentConfig
 from agent.context import Context
@@ -99,17 +99,21 @@ def _recorrelate(replayed: Replayed, config: AgentConfig, factors: Sequence[floa
     contexts = [Context.create(replay_config(config, root / f"x{n}", budget_factor=f), clock=clock)
                 for n, f in enumerate(factors)]
     interval = pd.Timedelta(seconds=config.agent.interval)
+    window = pd.Timedelta(seconds=config.sources.window)
+    tail = None
     try:
         reader.store.set_collected_until(f"{reader_cfg.sources.kind}:{reader_cfg.agent.shard}", start.timestamp())
         for number, day in enumerate(replayed.days):
             kept, judged = read_day_hits(replayed.work_dir, number)
             clock.set(day.end)
-            samples = read.collector.collect(day.end)
+            read_now = read.collector.collect(day.end)
+            samples = joined_frames(tail, read_now) if tail is not None else read_now
+            tail = rows_between(read_now, pd.Timestamp(day.end) - window, pd.Timestamp(day.end))
             ticks = ticks_of(pd.Timestamp(day.start), pd.Timestamp(day.end), interval)
             for ctx, factor in zip(contexts, factors):
                 hits = [k.hit for k in kept if k.kept_at(factor)]
                 seen = Detection(at=day.end, samples=samples, hits=hits, judged=judged)
-                correlate_each_interval(ctx, seen, ticks, interval, clock=clock)
+                correlate_each_interval(ctx, seen, ticks, interval, clock=clock, window=window)
         return [ctx.store.list_incidents() for ctx in contexts]
     finally:
         read.close()

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from agent.backtest.cycles import Chunk, replay_chunks
+from agent.backtest.cycles import Chunk, Judging, replay_chunks
 from agent.clock import ManualClock
 from agent.config import AgentConfig
 from agent.config.store import StoreConfig
@@ -129,12 +129,13 @@ def fingerprint(config: AgentConfig, start: pd.Timestamp, end: pd.Timestamp, sou
 
 def run_replay(config: AgentConfig, start: pd.Timestamp, end: pd.Timestamp, work_dir: Path, *,
                source: Source | None = None, source_name: str = "prometheus", budget_factor: float = 1.0,
-               silences: Sequence[Silence] = (), on_day: Callable[[DayRead], None] | None = None) -> Replayed:
+               silences: Sequence[Silence] = (), judging: Judging = Judging.DAYS,
+               on_day: Callable[[DayRead], None] | None = None) -> Replayed:
     """Replay ``(start, end]`` (see the module's text); ``source``: the embedded history (None:
     the configured source, as the daemon builds it); ``silences``: the live store's, in force in
     the replay as they were then. Resumes a work folder made for the same replay; starts afresh
     in any other."""
-    mark = fingerprint(config, start, end, source_name, budget_factor)
+    mark = fingerprint(config, start, end, f"{source_name}/{judging}", budget_factor)
     progress = _read_progress(work_dir, mark)
     if progress is None:
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -155,7 +156,7 @@ def run_replay(config: AgentConfig, start: pd.Timestamp, end: pd.Timestamp, work
             pipeline.engine.scored_until.update({k: pd.Timestamp(v) for k, v in progress["scored_until"].items()})
             log.info(kv("replay.resumed", since=begin.to_pydatetime(), days_done=len(days)))
         after = _after_correlate(ctx, pipeline)
-        for chunk in replay_chunks(pipeline, clock, begin, end, cycle_s=DAY_S, after=after, exact=True):
+        for chunk in replay_chunks(pipeline, clock, begin, end, cycle_s=DAY_S, after=after, judging=judging):
             day = _keep_day(work_dir, len(days), chunk, pipeline)
             days.append(day)
             _checkpoint(ctx, work_dir)

@@ -9,8 +9,8 @@ its own (``peak_rss_mb``: the larger of the two).
 
 ``matches_daemon``: the same data run through the daemon's pipeline one cycle at a time
 (``Pipeline.refit`` then ``Pipeline.run_cycle`` every interval, the Prometheus source built
-from the config) must open the same incidents (title, start, detection, resolution, episodes)
-as the replay. A cycle at a time costs about 0.1 s here, so the comparison runs on three hosts'
+from the config) opens the same incidents (title, start, detection, resolution, episodes)
+as the replay; ``matches_daemon_exact`` the same for ``aiops replay --exact``. A cycle at a time costs about 0.1 s here, so the comparison runs on three hosts'
 12 series over the day of the fault of one of them, both started as a daemon already running
 (detectors fitted on the history before the day). Prints figures, then one JSON line.
 
@@ -100,6 +100,7 @@ def match_child(config: str, work: str) -> None:
     from agent.config import load_config
     from agent.context import Context
     from agent.pipeline import Pipeline
+    from agent.backtest.cycles import Judging
     from agent.replay.run import replay_config, run_replay
     from agent.store import Store
 
@@ -107,6 +108,7 @@ def match_child(config: str, work: str) -> None:
     cfg = load_config(Path(config))
     start, end = MATCH_DAY, MATCH_DAY + pd.Timedelta(days=1)
     replayed = run_replay(cfg, start, end, Path(work) / "replay", source_name="prometheus")
+    exact = run_replay(cfg, start, end, Path(work) / "exact", source_name="prometheus", judging=Judging.CYCLES)
     daemon_cfg = replay_config(cfg, Path(work) / "daemon")
     clock = ManualClock(start.to_pydatetime())
     ctx = Context.create(daemon_cfg, clock=clock)
@@ -136,6 +138,7 @@ def match_child(config: str, work: str) -> None:
 
     print(json.dumps({"cycles": cycles, "series": replayed.days[0].series,
                       "replay": incidents(replayed.state_dir / "aiops.db"),
+                      "exact": incidents(exact.state_dir / "aiops.db"),
                       "daemon": incidents(Path(work) / "daemon" / "aiops.db")}))
 
 
@@ -198,23 +201,27 @@ def main() -> None:
     if not match["replay"]:
         sys.exit("the match day opened no incident: matches_daemon would compare nothing")
     matches = match["replay"] == match["daemon"]
+    matches_exact = match["exact"] == match["daemon"]
     for name in ("prometheus", "embedded"):
         r = figures[name]["report"]
         print(f"{name}: {r['days']} days x {HOSTS * 4} series in {figures[name]['elapsed_s']:.1f} s, peak RSS "
               f"{figures[name]['peak_rss_mb']:.0f} MB; {len(r['incidents'])} incidents, {r['pages']} pages "
               f"({r['pages_per_day']:.2f} a day)")
     print(f"daemon cycle by cycle ({match['cycles']} cycles, {match['series']} series, {match_s:.0f} s with the "
-          f"replay of the same day): {len(match['daemon'])} incidents, replay {len(match['replay'])}: "
-          f"{'the same' if matches else 'DIFFERENT'}")
-    if not matches:
-        for row in sorted(map(tuple, match["replay"])):
-            print("  replay", *row)
+          f"replays of the same day): {len(match['daemon'])} incidents; replay {len(match['replay'])}: "
+          f"{'the same' if matches else 'DIFFERENT'}; replay --exact {len(match['exact'])}: "
+          f"{'the same' if matches_exact else 'DIFFERENT'}")
+    if not (matches and matches_exact):
+        for name in ("replay", "exact"):
+            for row in sorted(map(tuple, match[name])):
+                print(f"  {name}", *row)
         for row in sorted(map(tuple, match["daemon"])):
             print("  daemon", *row)
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (targets: <= 300 s, < 1024 MB)")
     print(json.dumps({"bench": "replay", "series": HOSTS * 4, "days": DAYS, "replay_7d_1k_s": round(prom_s, 1),
                       "replay_embedded_7d_1k_s": round(emb_s, 1), "peak_rss_mb": round(rss, 1),
-                      "matches_daemon": matches, "matches_daemon_series": match["series"],
+                      "matches_daemon": matches, "matches_daemon_exact": matches_exact,
+                      "matches_daemon_series": match["series"],
                       "matches_daemon_incidents": len(match["daemon"])}))
 
 
