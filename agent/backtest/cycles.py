@@ -134,7 +134,7 @@ def _judge_rows(pipeline: Pipeline, clock: ManualClock, samples: Samples, start:
     first = engine.latest is None
     for sid in samples.series:
         engine.scored_until.setdefault(sid, start)  # rows before start are the chunk before's
-    if first:
+    if first and not engine.units:  # not a replay resumed with its detectors restored
         engine.refit(now=start.to_pydatetime(), samples=samples)
     window = pd.Timedelta(seconds=pipeline.ctx.config.sources.window)
     hits, levels, judged, failed = [], [], set(), False

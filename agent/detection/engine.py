@@ -28,7 +28,7 @@ import pandas as pd
 
 from agent.config.detectors import DetectorsConfig
 from agent.detection.budget import Test, alarm_chances, entity_host, series_hosts, steps_s
-from agent.detection.codec import decode_state
+from agent.detection.codec import decode_state, encode_state
 from agent.detection.drift import DriftWatch
 from agent.detection.fitting import (
     Schedule,
@@ -121,6 +121,32 @@ class Engine:
                 self._resume.add((spec.name, stored.subject))
             loaded += 1
         log.info(kv("detect.state_loaded", subjects=loaded, stale=stale or None))
+
+    def snapshot(self) -> list[FittedState]:
+        """Every unit as it is now (its state, columns and fitted time): with ``restore``, how a
+        replay stopped after a finished day continues exactly where it was (a restarted daemon
+        catches up from its last checkpoint instead)."""
+        with self._lock:
+            return [FittedState(detector=unit.spec.name, subject=unit.subject, fitted_at=unit.fitted_at, points=0,
+                                params={"fingerprint": unit.spec.fingerprint, "columns": list(unit.columns)},
+                                state=encode_state(unit.detector.get_state()))
+                    for unit in self.units.values()]
+
+    def restore(self, states: list[FittedState], not_before: Mapping[tuple[str, str], datetime]) -> None:
+        """The units of a ``snapshot`` and the refit schedule's waits, taken in as they were (no
+        catch-up: they had judged every row before the replay stopped)."""
+        with self._lock:
+            self.sync()
+            by_name = {s.name: s for s in self.specs}
+            self.units = {}
+            for stored in states:
+                spec = by_name[stored.detector]
+                detector = spec.build().set_state(decode_state(stored.state))
+                self.units[(spec.name, stored.subject)] = Unit(
+                    spec=spec, subject=stored.subject, detector=detector,
+                    columns=tuple(stored.params.get("columns", ())), fitted_at=stored.fitted_at)
+            self._resume.clear()
+            self.schedule.not_before = dict(not_before)
 
     # -- one cycle ------------------------------------------------------------------------------
 

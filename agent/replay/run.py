@@ -17,6 +17,7 @@ is found by re-thresholding those hits (see ``agent.replay.budget``).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -46,6 +47,7 @@ from agent.pipeline import Pipeline
 from agent.replay.hits import KeptHit, read_day_hits, write_day_hits
 from agent.sources import Source
 from agent.store import STORE_FILE
+from agent.store.detectors import FittedState
 from agent.store.samples import SampleReader
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ log = logging.getLogger(__name__)
 DAY_S = 86_400.0
 PROGRESS = "progress.json"
 CHECKPOINT = "checkpoint.db"
+ENGINE = "detectors.json"
 LEFT_OUT = ("alerts Alertmanager pushes to the agent (POST /api/v1/alerts) are not kept as history: "
             "left out of the replay")
 
@@ -154,12 +157,14 @@ def run_replay(config: AgentConfig, start: pd.Timestamp, end: pd.Timestamp, work
             _copy_silences(ctx, silences)
         else:
             pipeline.engine.scored_until.update({k: pd.Timestamp(v) for k, v in progress["scored_until"].items()})
+            _restore_engine(pipeline, work_dir)
             log.info(kv("replay.resumed", since=begin.to_pydatetime(), days_done=len(days)))
         after = _after_correlate(ctx, pipeline)
         for chunk in replay_chunks(pipeline, clock, begin, end, cycle_s=DAY_S, after=after, judging=judging):
             day = _keep_day(work_dir, len(days), chunk, pipeline)
             days.append(day)
             _checkpoint(ctx, work_dir)
+            _snapshot_engine(pipeline, work_dir)
             _write_progress(work_dir, mark, chunk.end, pipeline, days)
             if on_day is not None:
                 on_day(day)
@@ -227,6 +232,25 @@ def _checkpoint(ctx: Context, work_dir: Path) -> None:
     finally:
         target.close()
     partial.replace(work_dir / CHECKPOINT)
+
+
+def _snapshot_engine(pipeline: Pipeline, work_dir: Path) -> None:
+    """The detectors as this day left them, and the refit schedule's waits."""
+    engine = pipeline.engine
+    units = [{"detector": st.detector, "subject": st.subject, "fitted_at": st.fitted_at.isoformat(),
+              "params": dict(st.params), "state": base64.b64encode(st.state).decode()} for st in engine.snapshot()]
+    waits = [[name, sid, at.isoformat()] for (name, sid), at in engine.schedule.not_before.items()]
+    partial = work_dir / f".{ENGINE}.partial"
+    partial.write_text(json.dumps({"units": units, "not_before": waits}))
+    partial.replace(work_dir / ENGINE)
+
+
+def _restore_engine(pipeline: Pipeline, work_dir: Path) -> None:
+    saved = json.loads((work_dir / ENGINE).read_text())
+    states = [FittedState(detector=u["detector"], subject=u["subject"], params=u["params"],
+                          state=base64.b64decode(u["state"]), fitted_at=pd.Timestamp(u["fitted_at"]).to_pydatetime())
+              for u in saved["units"]]
+    pipeline.engine.restore(states, {(n, sid): pd.Timestamp(at).to_pydatetime() for n, sid, at in saved["not_before"]})
 
 
 def _restore(work_dir: Path) -> None:
