@@ -73,6 +73,9 @@ def replay_command(config: AgentConfig, state_dir: Path, since: datetime | None,
     try:
         replayed = _run(config, begin, finish, work, source, kind, progress, state_dir, exact)
         answer = _report(replayed, config, source, fmt, pages_per_day, outages, known_path)
+    except ReplayError:  # nothing was replayed: nothing to resume
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     except KeyboardInterrupt:
         click.echo(f"stopped; the finished days are kept in {work}: run the same command again to resume", err=True)
         raise SystemExit(130) from None

@@ -4,7 +4,6 @@ incident with the plots of its incident page, their points read from the replaye
 from __future__ import annotations
 
 import json
-import math
 from datetime import datetime
 
 from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
@@ -56,11 +55,7 @@ def render_json(report: Report, **extra: object) -> str:
 
 
 def _json_default(value: object) -> object:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return str(value)
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 def render_html(report: Report, replayed: Replayed, *, history: History | None = None) -> str:

@@ -21,7 +21,7 @@ from agent.flow.runs import Run, RunMode
 from agent.incidents.catalog import catalog_of
 from agent.replay.hits import KeptHit
 from agent.replay.run import DayRead, Replayed
-from agent.store import Store, open_store
+from agent.store import open_store
 from agent.store.outbox import OutboxStatus
 
 TOP = 10
@@ -119,10 +119,9 @@ def build_report(replayed: Replayed, *, top: int = TOP, notes: Sequence[str] = (
 def _incident_line(incident: Incident, catalog, end: datetime) -> IncidentLine:
     signals = sorted(incident.signals, key=lambda s: (-(s.peak_score or 0.0), s.first_at))
     until = incident.resolved_at or end
-    url = None
-    if signals:
-        first = signals[0]
-        url = catalog.graph_url(first, end=until + timedelta(minutes=30))
+    # the strongest signal the graph tool can draw (an entity's score is not a series there)
+    links = (catalog.graph_url(s, end=until + timedelta(minutes=30)) for s in signals)
+    url = next((link for link in links if link), None)
     return IncidentLine(
         id=incident.id, title=incident.title, severity=incident.severity.value, started_at=incident.started_at,
         detected_at=incident.detected_at, resolved_at=incident.resolved_at,
@@ -184,8 +183,4 @@ def _timeline(days: Sequence[DayRead], hits: Sequence[KeptHit], incidents: Seque
     return tuple(out)
 
 
-def open_report_store(replayed: Replayed) -> Store:
-    return open_store(replayed.state_dir)
-
-
-__all__ = ["Count", "DayLine", "IncidentLine", "Report", "RuleLine", "build_report", "decision", "open_report_store"]
+__all__ = ["Count", "DayLine", "IncidentLine", "Report", "RuleLine", "build_report", "decision"]

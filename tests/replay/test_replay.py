@@ -16,6 +16,8 @@ from agent.cli import cli
 from agent.cli.common import Settings
 from agent.config import load_config
 from agent.replay.history import EmbeddedHistory
+from agent.flow.incidents import Matcher, MatchOp
+from agent.replay.report import build_report
 from agent.replay.run import coverage, run_replay
 from agent.store import Store
 from tests.fixtures.prometheus import needs_prometheus, openmetrics, start_prometheus
@@ -225,11 +227,11 @@ def test_known_outages_give_recall_and_delay_and_an_unknown_label_is_an_error(tm
 
 def test_a_page_budget_is_found_by_re_thresholding_or_said_to_be_out_of_reach(tmp_path, live, webhook):
     config = write_config(tmp_path, live, EMBEDDED, webhook.url())
-    result = replay("--config", str(config), "--since", "2d", "--pages-per-day", "1", "--format", "json")
+    result = replay("--config", str(config), "--since", "2d", "--pages-per-day", "3", "--format", "json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     budget = out["budget"]
-    assert budget["met"] and budget["chosen"]["pages_per_day"] <= 1.0
+    assert budget["met"] and budget["chosen"]["pages_per_day"] <= 3.0 < out["pages_per_day"]
     running = budget["tried"][0]
     assert running["factor"] == 1.0 and running["pages_per_day"] == pytest.approx(out["pages_per_day"], abs=1e-3)
     stricter = [c["pages"] for c in budget["tried"]]
@@ -244,6 +246,26 @@ def test_a_page_budget_is_found_by_re_thresholding_or_said_to_be_out_of_reach(tm
     assert result.exit_code == 1
     assert "pages at most 0.1 a day over the range; the closest pages" in result.output
     assert "config to apply:" in result.stdout
+
+
+def test_the_live_stores_silences_keep_paging_channels_quiet_in_the_replay(tmp_path, live, webhook):
+    store = Store(live / "aiops.db")
+    store.add_silence([Matcher(name="instance", op=MatchOp.EQUAL, value="web-1")],
+                      starts_at=(FAULT - pd.Timedelta(hours=1)).to_pydatetime(),
+                      ends_at=(FAULT + pd.Timedelta(hours=1)).to_pydatetime(), reason="maintenance", actor="ops",
+                      now=START.to_pydatetime())
+    store.close()
+    config = write_config(tmp_path, live, EMBEDDED, webhook.url())
+    config.write_text(config.read_text().replace(f"webhook_url: {webhook.url()}",
+                                                 f"webhook_url: {webhook.url()}\n      paging: true"))
+    result = replay("--config", str(config), "--since", "1d", "--format", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    fault = [i for i in report["incidents"] if 'cpu{instance="web-1",job="node"} (forecast)' in i["signals"]]
+    assert fault and pd.Timestamp(fault[0]["started_at"]) < FAULT + pd.Timedelta(minutes=5)
+    assert report["notifications"]["hook"]["silenced"] >= 1  # the fault's opening, inside the silence
+    assert report["notifications"]["hook"]["would send"] >= len(report["incidents"]) - 1
+    assert webhook.requests == []
 
 
 @needs_prometheus
@@ -266,6 +288,9 @@ def test_a_replay_over_prometheus_reads_a_day_at_a_time_and_reports_a_gap_where_
     finally:
         store.close()
     assert titles, "the fault on web-1 opened no incident"
+    report = build_report(replayed)
+    linked = [line.graph_url for line in report.incidents if line.started_at == titles[0][0]]
+    assert linked and linked[0].startswith(f"{server.url}/graph?g0.expr=")
     assert webhook.requests == [] and not (tmp_path / "ran-web-1").exists()
 
     # down for the first day, back for the second: the gap reported, the rest replayed
