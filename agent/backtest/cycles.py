@@ -2,11 +2,12 @@
 own stages driven on a clock that moves with the data.
 
 The detect stage runs on ``cycle`` of data at a time (a streaming detector judges each point by
-the points before it whatever the cycle, so this changes what a replay costs, not its scores);
-the refit job runs at every ``agent.interval`` of data, as the daemon schedules it, fitting only
-on what came before the points not judged yet; the correlate stage runs every interval, on the
-hits of that interval and the samples it covered, so incidents open, take hits, count quiet
-cycles and resolve exactly as they would have. What runs after correlation (remediation in
+the points before it whatever the cycle); the refit job runs at every ``agent.interval`` of
+data, as the daemon schedules it, fitting only on what came before the points not judged yet
+(how much of the chunk that is depends on ``Judging``: with ``CYCLES`` exactly what the daemon's
+fit would have learnt from); the correlate stage runs every interval, on the hits of that
+interval and the samples before it, so incidents open, take hits, count quiet cycles and
+resolve as they would have. What runs after correlation (remediation in
 shadow, notification routing) is the caller's ``after`` hook, called at each interval the
 correlate stage ran.
 
@@ -19,8 +20,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from enum import StrEnum
 from datetime import datetime
+from enum import StrEnum
 
 import pandas as pd
 
