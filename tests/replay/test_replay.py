@@ -94,8 +94,11 @@ remediation:
 EMBEDDED = "sources:\n  kind: scrape\n"
 
 
-def replay(*args: str):
-    return CliRunner().invoke(cli, ["replay", *args], obj=Settings(clock=lambda: NOW.to_pydatetime()))
+def replay(tmp_path: Path, *args: str):
+    """``aiops replay`` at NOW, its work folder in ``tmp_path`` (a fresh one per call)."""
+    work = tmp_path / f"work-{len(list(tmp_path.glob('work-*')))}"
+    return CliRunner().invoke(cli, ["replay", "--work-dir", str(work), *args],
+                              obj=Settings(clock=lambda: NOW.to_pydatetime()))
 
 
 def digest(path: Path) -> str:
@@ -107,7 +110,7 @@ def test_a_replay_of_the_embedded_history_reports_what_would_have_paged_and_run_
     config = write_config(tmp_path, live, EMBEDDED, webhook.url())
     before = digest(live / "aiops.db")
     work = tmp_path / "work"
-    result = replay("--config", str(config), "--since", "2d", "--format", "json", "--work-dir", str(work),
+    result = replay(tmp_path, "--config", str(config), "--since", "2d", "--format", "json", "--work-dir", str(work),
                     "--keep-work")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -145,12 +148,12 @@ def test_a_replay_of_the_embedded_history_reports_what_would_have_paged_and_run_
 
 def test_text_and_html_reports_name_the_incidents_and_escape_labels(tmp_path, live, webhook):
     config = write_config(tmp_path, live, EMBEDDED, webhook.url())
-    text = replay("--config", str(config), "--since", "1d")
+    text = replay(tmp_path, "--config", str(config), "--since", "1d")
     assert text.exit_code == 0, text.output
     assert "replay 2026-11-03 00:00 to 2026-11-04 00:00 UTC from embedded: 1 days with data" in text.stdout
     assert "mark-web-1: would run 1" in text.stdout
     page = tmp_path / "replay.html"
-    html = replay("--config", str(config), "--since", "1d", "--format", "html", "-o", str(page))
+    html = replay(tmp_path, "--config", str(config), "--since", "1d", "--format", "html", "-o", str(page))
     assert html.exit_code == 0, html.output
     body = page.read_text()
     assert body.startswith("<!doctype html>") and "<svg" in body and 'instance=&#34;web-1&#34;' in body
@@ -191,7 +194,7 @@ def test_a_stopped_replay_resumes_from_its_last_finished_day_and_ends_as_one_run
 
 def test_a_range_with_no_data_replays_nothing_and_exits_1(tmp_path, live, webhook):
     config = write_config(tmp_path, live, EMBEDDED, webhook.url())
-    result = replay("--config", str(config), "--from", "2026-10-01", "--to", "2026-10-03")
+    result = replay(tmp_path, "--config", str(config), "--from", "2026-10-01", "--to", "2026-10-03")
     assert result.exit_code == 1
     assert ("no data from 2026-10-01 00:00 to 2026-10-03 00:00 UTC in embedded: the source holds nothing there; "
             "nothing was replayed") in result.output
@@ -199,7 +202,7 @@ def test_a_range_with_no_data_replays_nothing_and_exits_1(tmp_path, live, webhoo
 
 def test_a_range_longer_than_the_history_says_so_and_replays_the_rest(tmp_path, live, webhook):
     config = write_config(tmp_path, live, EMBEDDED, webhook.url())
-    result = replay("--config", str(config), "--from", "2026-10-30", "--to", "2026-11-03", "--format", "json")
+    result = replay(tmp_path, "--config", str(config), "--from", "2026-10-30", "--to", "2026-11-03", "--format", "json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["days"] == 3  # the history's first point, at 2026-11-01 00:00, ends the day before
@@ -212,14 +215,14 @@ def test_known_outages_give_recall_and_delay_and_an_unknown_label_is_an_error(tm
     known = tmp_path / "known.yaml"
     known.write_text(f"- name: cpu pegged\n  start: {FAULT.isoformat()}\n  end: {(FAULT + pd.Timedelta(minutes=20)).isoformat()}\n"
                      "  labels: {instance: web-1}\n")
-    result = replay("--config", str(config), "--since", "1d", "--known", str(known), "--format", "json")
+    result = replay(tmp_path, "--config", str(config), "--since", "1d", "--known", str(known), "--format", "json")
     assert result.exit_code == 0, result.output
     found = json.loads(result.stdout)["known"]
     assert found["recall"] == 1.0 and found["outages"][0]["found"]
     assert 0 <= found["median_delay_s"] <= 5 * 60
     known.write_text(f"- name: typo\n  start: {FAULT.isoformat()}\n  end: {FAULT.isoformat()}\n"
                      "  labels: {instance: web-9}\n")
-    result = replay("--config", str(config), "--since", "1d", "--known", str(known))
+    result = replay(tmp_path, "--config", str(config), "--since", "1d", "--known", str(known))
     assert result.exit_code == 1
     assert (f'{known}: outage typo: label instance="web-9" is carried by no replayed series '
             "(3 values of instance seen)") in result.output
@@ -227,7 +230,7 @@ def test_known_outages_give_recall_and_delay_and_an_unknown_label_is_an_error(tm
 
 def test_a_page_budget_is_found_by_re_thresholding_or_said_to_be_out_of_reach(tmp_path, live, webhook):
     config = write_config(tmp_path, live, EMBEDDED, webhook.url())
-    result = replay("--config", str(config), "--since", "2d", "--pages-per-day", "3", "--format", "json")
+    result = replay(tmp_path, "--config", str(config), "--since", "2d", "--pages-per-day", "3", "--format", "json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     budget = out["budget"]
@@ -242,7 +245,7 @@ def test_a_page_budget_is_found_by_re_thresholding_or_said_to_be_out_of_reach(tm
                                     f"  fleet_page_budget: {chosen['fleet_page_budget']:.6g}\n")
         assert len(chosen["dropped"]) >= running["pages"] - chosen["pages"] - 1
     # the fault is far beyond any budget: no setting pages less than once over the two days
-    result = replay("--config", str(config), "--since", "2d", "--pages-per-day", "0.1")
+    result = replay(tmp_path, "--config", str(config), "--since", "2d", "--pages-per-day", "0.1")
     assert result.exit_code == 1
     assert "pages at most 0.1 a day over the range; the closest pages" in result.output
     assert "config to apply:" in result.stdout
@@ -258,7 +261,7 @@ def test_the_live_stores_silences_keep_paging_channels_quiet_in_the_replay(tmp_p
     config = write_config(tmp_path, live, EMBEDDED, webhook.url())
     config.write_text(config.read_text().replace(f"webhook_url: {webhook.url()}",
                                                  f"webhook_url: {webhook.url()}\n      paging: true"))
-    result = replay("--config", str(config), "--since", "1d", "--format", "json")
+    result = replay(tmp_path, "--config", str(config), "--since", "1d", "--format", "json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     fault = [i for i in report["incidents"] if 'cpu{instance="web-1",job="node"} (forecast)' in i["signals"]]
