@@ -21,6 +21,8 @@
      ├── DeliveryError              a channel did not accept a notification (agent.notify.channels)
      ├── UnknownChannelError        no such channel in notify.channels (agent.cli.notify)
      ├── CorpusError                a backtest input cannot be used (agent.backtest.corpus)
+     ├── ReplayError                a replay cannot run, or read nothing (agent.replay.run)
+     ├── KnownOutagesError          a known-outages file cannot be used (agent.replay.known)
      ├── InstallError               the systemd unit cannot be installed (agent.service)
      ├── ToolMissingError           the demo needs a binary that is not installed (demo.prometheus)
      ├── RolloutError               a model rollout cannot start or move as asked (agent.rollouts.engine)

@@ -45,7 +45,7 @@ from agent.incidents.observations import from_other_shards, share
 from agent.log import kv
 from agent.notify import notify
 from agent.rollouts import roll
-from agent.sources import Collector
+from agent.sources import Collector, Source
 from agent.store.base import damaged_error, is_damaged
 from detectors.base import Hit
 from remediations import Remediation
@@ -86,11 +86,12 @@ class Cycle:
 
 
 class Pipeline:
-    def __init__(self, ctx: Context, *, report: bool = True) -> None:
-        """``report``: write the agent's status to the store after each cycle (a backtest does not)."""
+    def __init__(self, ctx: Context, *, report: bool = True, source: Source | None = None) -> None:
+        """``report``: write the agent's status to the store after each cycle (a backtest does not);
+        ``source``: read samples from it instead of the configured source (a replay of history)."""
         self.ctx = ctx
         self.report = report
-        self.collector = Collector(ctx)
+        self.collector = Collector(ctx, fixed=source)
         self.engine = Engine(ctx, self.collector.history)
         self.remediation = Remediation(ctx)
         self.led = False  # whether this process led in the last cycle (see _leading)

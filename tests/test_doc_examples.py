@@ -42,6 +42,7 @@ NOT_RUN = {
     ("service", "install"): "writes under / (tests/agent/test_service.py runs it with --prefix)",
     ("store", "copy"): "needs a PostgreSQL server (tests/store/test_postgres.py)",
     ("backtest",): "replays the NAB corpus for minutes (tests/backtest)",
+    ("replay",): "replays days of history from a Prometheus (tests/replay backfills one)",
     ("up",): "starts the whole demo stack (tests/e2e/test_demo_cli.py)",
     ("inject",): "breaks a running demo stack (tests/e2e/test_demo_cli.py)",
     ("down",): "stops a running demo stack (tests/e2e/test_demo_cli.py)",

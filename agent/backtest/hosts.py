@@ -42,9 +42,8 @@ from agent.backtest.corpus import CorpusError
 from agent.clock import ManualClock
 from agent.config import AgentConfig
 from agent.context import Context
-from agent.flow.detection import Detection
-from agent.flow.samples import Samples, series_id
-from agent.incidents import correlate
+from agent.backtest.cycles import replay_chunks
+from agent.flow.samples import series_id
 from agent.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -253,57 +252,17 @@ def replay_host(path: Path, config: AgentConfig, *, cycle_s: float, hosts: int =
 
 
 def _replay(index: pd.DatetimeIndex, config: AgentConfig, *, cycle_s: float) -> tuple[list[EpisodeRecord], int]:
-    start, end = index[0], index[-1]
-    clock = ManualClock(start.to_pydatetime())
+    clock = ManualClock(index[0].to_pydatetime())
     ctx = Context.create(config, clock=clock)
     pipeline = Pipeline(ctx)
-    interval = pd.Timedelta(seconds=config.agent.interval)
-    step = max(pd.Timedelta(seconds=cycle_s), interval)
-    failed = 0
     try:
-        now = start
-        while now < end:
-            upto = min(now + step, end)
-            ticks = pd.date_range(now + interval, upto, freq=interval)
-            if len(ticks) == 0 or ticks[-1] < upto:
-                ticks = ticks.append(pd.DatetimeIndex([upto]))
-            for tick in ticks:  # the daemon's refit job runs every interval
-                pipeline.refit(now=tick.to_pydatetime())
-            clock.set(upto.to_pydatetime())
-            samples = pipeline.collector.collect(upto.to_pydatetime())
-            try:
-                seen = pipeline.engine.detect(samples, now=upto.to_pydatetime())
-            except Exception:  # counted like the daemon counts a failed stage; the replay goes on
-                log.exception("event=backtest.detect_failed")
-                failed += 1
-                seen = Detection(at=upto.to_pydatetime(), samples=samples)
-            _correlate_each_interval(ctx, seen, ticks, interval)
-            now = upto
+        failed = sum(chunk.detect_failed for chunk in replay_chunks(pipeline, clock, index[0], index[-1],
+                                                                     cycle_s=cycle_s))
         episodes = _episodes(ctx)
     finally:
         pipeline.close()
         ctx.store.close()
     return episodes, failed
-
-
-def _correlate_each_interval(ctx: Context, seen: Detection, ticks: pd.DatetimeIndex, interval: pd.Timedelta) -> None:
-    """The correlate stage at every interval the detect stage's cycle covered, with that
-    interval's hits and samples; intervals without a hit while nothing is open change nothing
-    and are skipped."""
-    values = seen.samples.values
-    hit_times = pd.DatetimeIndex([pd.Timestamp(h.ts) for h in seen.hits]) if seen.hits else None
-    open_now = ctx.store.count_open_incidents()
-    for tick in ticks:
-        lo = tick - interval
-        hits = [h for h, t in zip(seen.hits, hit_times)
-                if lo < t <= tick] if hit_times is not None else []
-        if not hits and not open_now:
-            continue
-        rows = values[(values.index > lo) & (values.index <= tick)]
-        part = Samples(values=rows, series=seen.samples.series, gaps=seen.samples.gaps, buckets={})
-        at = tick.to_pydatetime()
-        correlate(ctx, Detection(at=at, samples=part, hits=hits, judged=seen.judged))
-        open_now = ctx.store.count_open_incidents()
 
 
 def _episodes(ctx: Context) -> list[EpisodeRecord]:

@@ -309,11 +309,12 @@ def _add_stage_commands() -> None:
         incidents,
         notify,
         remediations,
+        replay,
         report,
         rollouts,
     )
 
-    for module in (incidents, notify, remediations, detection, backtest, report, rollouts):
+    for module in (incidents, notify, remediations, detection, backtest, replay, report, rollouts):
         for command in module.commands:
             cli.add_command(command)
 

@@ -28,7 +28,7 @@ import pandas as pd
 
 from agent.config.detectors import DetectorsConfig
 from agent.detection.budget import Test, alarm_chances, entity_host, series_hosts, steps_s
-from agent.detection.codec import decode_state
+from agent.detection.codec import decode_state, encode_state
 from agent.detection.drift import DriftWatch
 from agent.detection.fitting import (
     Schedule,
@@ -82,6 +82,9 @@ class Engine:
         # series judged this cycle that cannot raise a hit yet (too little of their past known)
         # Per detector, the series scored in the last cycle whose newest point has no chance yet.
         self.calibrating: dict[str, set[str]] = {}
+        # this cycle's alarm chance per test (a series id, or "spec|entity"): what a replay
+        # re-thresholds for a stricter page budget
+        self.levels: dict[str, float] = {}
         self._subjects_of: tuple[Samples, list[Spec], list[Subject]] | None = None
 
     # -- configuration and stored state --------------------------------------------------------
@@ -118,6 +121,32 @@ class Engine:
                 self._resume.add((spec.name, stored.subject))
             loaded += 1
         log.info(kv("detect.state_loaded", subjects=loaded, stale=stale or None))
+
+    def snapshot(self) -> list[FittedState]:
+        """Every unit as it is now (its state, columns and fitted time): with ``restore``, how a
+        replay stopped after a finished day continues exactly where it was (a restarted daemon
+        catches up from its last checkpoint instead)."""
+        with self._lock:
+            return [FittedState(detector=unit.spec.name, subject=unit.subject, fitted_at=unit.fitted_at, points=0,
+                                params={"fingerprint": unit.spec.fingerprint, "columns": list(unit.columns)},
+                                state=encode_state(unit.detector.get_state()))
+                    for unit in self.units.values()]
+
+    def restore(self, states: list[FittedState], not_before: Mapping[tuple[str, str], datetime]) -> None:
+        """The units of a ``snapshot`` and the refit schedule's waits, taken in as they were (no
+        catch-up: they had judged every row before the replay stopped)."""
+        with self._lock:
+            self.sync()
+            by_name = {s.name: s for s in self.specs}
+            self.units = {}
+            for stored in states:
+                spec = by_name[stored.detector]
+                detector = spec.build().set_state(decode_state(stored.state))
+                self.units[(spec.name, stored.subject)] = Unit(
+                    spec=spec, subject=stored.subject, detector=detector,
+                    columns=tuple(stored.params.get("columns", ())), fitted_at=stored.fitted_at)
+            self._resume.clear()
+            self.schedule.not_before = dict(not_before)
 
     # -- one cycle ------------------------------------------------------------------------------
 
@@ -231,6 +260,19 @@ class Engine:
             self.ctx.store.save_fitted_states(saved, now=now)
         return len(fitted)
 
+    def refit_due(self, *, now: datetime) -> frozenset[Why]:
+        """Why the refit job would act at ``now`` (empty: it would not): before a fit a replay
+        judges the data before ``now`` first, as the daemon's cycles would have; a checkpoint
+        only moves a streaming unit's fitted time (it learns nothing)."""
+        with self._lock:
+            self.sync()
+            if self.latest is None:
+                return frozenset()
+            refit = self.ctx.config.detectors.refit
+            plan = due(self._subjects(self.latest), self.units, self.schedule, now=now,
+                       interval_s=self.ctx.config.agent.interval, refit_s=refit.interval)
+            return frozenset(why for why, _ in plan)
+
     def _fit(self, chosen: list[tuple[Why, Subject]], samples: Samples,
              judged_until: Mapping[str, pd.Timestamp | None], *, now: datetime) -> list[tuple[Unit, FittedState]]:
         try:
@@ -316,7 +358,7 @@ class Engine:
                judged: set[str]) -> list[Hit]:
         hits: list[Hit] = []
         scored: set[str] = set()
-        levels = self._alarm_levels(subjects, samples, new_from)
+        levels = self.levels = self._alarm_levels(subjects, samples, new_from)
         for subj in subjects:
             unit = self.units.get(subj.key)
             new = [c for c in unit.columns if c in new_from] if unit is not None else []

@@ -81,10 +81,12 @@ def shard_filter(config: "AgentConfig") -> Callable[[str], bool]:
 
 class Collector:
     """The collect stage of one Context: its source, built on first use and rebuilt when a
-    config reload changes ``sources`` (or ``http``, which places the agent's own /metrics)."""
+    config reload changes ``sources`` (or ``http``, which places the agent's own /metrics).
+    A ``fixed`` source (a replay's reader of past samples) is used as given, never rebuilt."""
 
-    def __init__(self, ctx: "Context") -> None:
+    def __init__(self, ctx: "Context", *, fixed: "Source | None" = None) -> None:
         self.ctx = ctx
+        self._fixed = fixed
         # The cycle collects while the refit job reads history: one fetch at a time on the source.
         self._lock = threading.RLock()
         self._config: "AgentConfig | None" = None
@@ -99,6 +101,8 @@ class Collector:
         from agent.sources.health import TargetHealth
 
         config = self.ctx.config
+        if self._fixed is not None:
+            return self._fixed  # type: ignore[return-value]
         with self._lock:
             if self._source is not None and self._config is not None and (
                     self._config.sources == config.sources and self._config.http == config.http):

@@ -147,6 +147,15 @@ class RunStore(StoreBase):
             params.append(target)
         return int(self.conn.execute(sql, params).fetchone()[0])
 
+    def count_shadow_run_as_applied(self, run_id: int) -> None:
+        """A replay's shadow run that would have run, counted from now on as an applied run that
+        started and ended when it was decided (rate limits and cooldowns then see it as they would
+        have seen the real run); its status stays ``shadow``, so nothing ever starts it. Only a
+        replay's throwaway store is written this way."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE remediation_runs SET mode = 'apply', started_at = requested_at, "
+                         "ended_at = requested_at WHERE id = ? AND status = 'shadow'", (run_id,))
+
     def last_applied_end(self, *, rule: str, target: str) -> datetime | None:
         row = self.conn.execute(
             "SELECT max(coalesce(r.ended_at, r.started_at)) FROM remediation_runs r WHERE r.rule = ? "

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
+from pathlib import Path
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -29,6 +31,7 @@ from agent.store import chunks
 from agent.store.base import StoreBase, each_value
 from agent.store.chunks import CHUNK_S, Decoded
 from agent.store.migrations import is_postgresql, migration, run_script
+from agent.store.silences import SilenceStore
 
 _BATCH_ROWS = 200_000  # old rows moved per step of the chunk migration
 
@@ -279,6 +282,18 @@ class SampleStore(StoreBase):
         packed = _where(packed, (packed.ts_us >= lo) & (packed.ts_us <= hi))  # the first and last hours
         return packed, head, names
 
+    def sample_span(self) -> tuple[float, float] | None:
+        """The first and last time (epoch s) the history holds, to the hour for packed samples;
+        None when it holds none."""
+        row = self.conn.execute(
+            "SELECT (SELECT min(start) FROM sample_chunks), (SELECT max(start) FROM sample_chunks), "
+            "(SELECT min(ts) FROM sample_head), (SELECT max(ts) FROM sample_head)").fetchone()
+        firsts = [v for v in (row[0], row[2]) if v is not None]
+        lasts = [v for v in (None if row[1] is None else row[1] + chunks.CHUNK_US, row[3]) if v is not None]
+        if not firsts:
+            return None
+        return min(firsts) / chunks.US, max(lasts) / chunks.US
+
     # -- retention ----------------------------------------------------------------------------------
 
     def prune_scrape_history(self, before: float, *, max_rows: int) -> int:
@@ -366,3 +381,21 @@ def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.empty(0, "int64"), np.empty(0, "int64")
     first = np.concatenate(([0], np.flatnonzero(np.diff(keys)) + 1))
     return keys[first], np.diff(np.concatenate((first, [len(keys)])))
+
+
+class SampleReader(SampleStore, SilenceStore):
+    """The sample history and the silences of a SQLite store file, read-only (SQLite's
+    ``mode=ro``): never migrated or written, so a replay can read a live agent's beside it."""
+
+    def __init__(self, path: Path) -> None:  # noqa: D107 - no StoreBase.__init__: it would migrate
+        self.path = Path(path)
+        self.postgresql = False
+        self._engine = None
+        self._local = threading.local()
+
+    def _connect_sqlite(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
+                               timeout=self.BUSY_TIMEOUT_MS / 1000, check_same_thread=True)
+        conn.execute(f"PRAGMA busy_timeout = {self.BUSY_TIMEOUT_MS}")
+        conn.row_factory = sqlite3.Row
+        return conn
