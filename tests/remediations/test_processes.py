@@ -180,12 +180,12 @@ from remediations import runner
 def second():
     inside.wait(10)
     second_started.set()
-    runner._init_runner()
+    runner._ansible_runner_run()
     seen.append(type(sys.modules["ansible_runner"].plugins).__name__)  # what a run iterates next
 
 thread = threading.Thread(target=second)
 thread.start()
-runner._init_runner()
+runner._ansible_runner_run()
 thread.join(10)
 print(seen)
 """
