@@ -26,10 +26,10 @@ from agent.config.detectors import (
     SubspaceRule,
     Slo,
     ThresholdRule,
-    detector_class,
 )
 from agent.errors import ConfigError
 from agent.flow.samples import SeriesInfo, series_id
+from detectors import detector_class
 from detectors.base import Detector
 
 
