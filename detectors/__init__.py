@@ -49,8 +49,11 @@ KINDS: Mapping[str, str] = MappingProxyType({
     "drift": "DriftDetector",
 })
 
-__all__ = ["KINDS", "Detector", "DetectorError", "Direction", "Hit", "NotFittedError", "Scores",
-           "detector_class", *_LAZY]
+__all__ = [
+    "KINDS", "Detector", "DetectorError", "Direction", "DriftDetector", "DriftReport", "FeatureDrift",
+    "ForecastDetector", "Hit", "IsolationForestDetector", "NotFittedError", "Scores", "SeasonalDetector",
+    "SubspaceDetector", "ThresholdDetector", "Verdict", "detector_class",
+]
 
 
 def detector_class(kind: str) -> type | None:

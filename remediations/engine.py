@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence

@@ -8,7 +8,7 @@ prediction histograms are compared with a saved training baseline.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -132,7 +132,7 @@ class IForestRule(_Rule):
     max_features: int = Field(default=32, ge=1)
 
 
-Rule = Annotated[Union[ForecastRule, SeasonalRule, ThresholdRule, IForestRule, SubspaceRule],
+Rule = Annotated[ForecastRule | SeasonalRule | ThresholdRule | IForestRule | SubspaceRule,
                  Field(discriminator="kind")]
 
 

@@ -23,8 +23,8 @@ from agent.config.detectors import (
     DriftModel,
     IForestRule,
     SeriesMatcher,
-    SubspaceRule,
     Slo,
+    SubspaceRule,
     ThresholdRule,
 )
 from agent.errors import ConfigError

@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING
 
 from agent.clock import EARLIEST, to_epoch
 from agent.config.incidents import IncidentsConfig
-from agent.incidents.budget import BodyBudget, NewIncidentBudget
 from agent.flow.incidents import STORM_LABEL, IncidentStatus, Severity, Signal
 from agent.incidents import changes_before
+from agent.incidents.budget import BodyBudget, NewIncidentBudget
 from agent.incidents.rootcause import guess_root_cause
 from agent.incidents.summary import headline, line_of, rank_signals
 from agent.incidents.topology import Topology, correlation_keys

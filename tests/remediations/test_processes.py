@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from remediations import processes
 from agent.flow.runs import RunnerStatus
+from remediations import processes
 from remediations.runner import Execution, execute
 from tests.conftest import REPO, wait_until
 from tests.remediations.conftest import header
