@@ -136,16 +136,10 @@ def launcher(private_dir: Path, *, join: Path, agent_env: Mapping[str, str], giv
     return {**dict.fromkeys(dropped, ""), **given, "PATH": f"{bin_dir}{os.pathsep}{given['PATH']}"}
 
 
-def execute(*, playbook: Path, project_dir: Path, private_dir: Path, targets: Sequence[str],
-            check: bool, trusted_vars: Mapping[str, Any], label_vars: Mapping[str, str],
-            timeout_s: float, run_key: str, inventory: Path | None = None,
-            env: Mapping[str, str] = {}, pass_env: Sequence[str] = (), tracking: str = "auto",
-            grace_s: float = processes.KILL_GRACE_S,
-            cancel: Callable[[], bool] | None = None, tick: Callable[[], None] | None = None) -> Execution:
-    """Run ``playbook`` on ``targets`` (inventory hosts) and wait, at most ``timeout_s``; its
-    processes then get SIGTERM and, ``grace_s`` later, SIGKILL."""
-    ansible_run = _ansible_runner_run()
-
+def prepare(private_dir: Path, *, targets: Sequence[str], check: bool, trusted_vars: Mapping[str, Any],
+            label_vars: Mapping[str, str], inventory: Path | None) -> list[str]:
+    """A fresh ``private_dir`` with the run's vars file, host list and (without ``inventory``) the
+    local inventory; returns ansible-playbook's options that name them."""
     if private_dir.exists():
         shutil.rmtree(private_dir)
     (private_dir / "inventory").mkdir(parents=True, mode=0o700)
@@ -156,7 +150,20 @@ def execute(*, playbook: Path, project_dir: Path, private_dir: Path, targets: Se
     limit_file.write_text("".join(f"{host}\n" for host in targets), encoding="utf-8")
     if inventory is None:
         (private_dir / "inventory" / "hosts").write_text(local_inventory(), encoding="utf-8")
-    args = (["--check", "--diff"] if check else []) + ["-e", f"@{vars_file}", "--limit", f"@{limit_file}"]
+    return (["--check", "--diff"] if check else []) + ["-e", f"@{vars_file}", "--limit", f"@{limit_file}"]
+
+
+def execute(*, playbook: Path, project_dir: Path, private_dir: Path, targets: Sequence[str],
+            check: bool, trusted_vars: Mapping[str, Any], label_vars: Mapping[str, str],
+            timeout_s: float, run_key: str, inventory: Path | None = None,
+            env: Mapping[str, str] = {}, pass_env: Sequence[str] = (), tracking: str = "auto",
+            grace_s: float = processes.KILL_GRACE_S,
+            cancel: Callable[[], bool] | None = None, tick: Callable[[], None] | None = None) -> Execution:
+    """Run ``playbook`` on ``targets`` (inventory hosts) and wait, at most ``timeout_s``; its
+    processes then get SIGTERM and, ``grace_s`` later, SIGKILL."""
+    ansible_run = _ansible_runner_run()
+    args = prepare(private_dir, targets=targets, check=check, trusted_vars=trusted_vars, label_vars=label_vars,
+                   inventory=inventory)
     run = processes.tracking(tracking, key=run_key, run_dir=private_dir)
     given = {
         **playbook_env(os.environ, env=env, pass_env=pass_env),
