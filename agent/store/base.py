@@ -101,7 +101,8 @@ def each_value(conn: Any, *, integer: bool = False, source: str = "?") -> str:
     for ``x IN (…)``: SQLite's ``json_each``, PostgreSQL's ``jsonb_array_elements_text`` (cast to
     bigint when ``integer``)."""
     if getattr(conn, "postgresql", False):
-        return conn.each_value(integer=integer, source=source)
+        subquery: str = conn.each_value(integer=integer, source=source)
+        return subquery
     return f"SELECT value FROM json_each({source})"
 
 
@@ -427,7 +428,8 @@ class StoreBase:
         return float(self.conn.execute("SELECT aiops_now()").fetchone()[0])
 
     def query(self, sql: str, params: Any = ()) -> list[Any]:
-        return self.conn.execute(sql, params).fetchall()
+        rows: list[Any] = self.conn.execute(sql, params).fetchall()
+        return rows
 
     def query_one(self, sql: str, params: Any = ()) -> Any:
         return self.conn.execute(sql, params).fetchone()
@@ -446,7 +448,7 @@ class StoreBase:
         sets = ", ".join(f"{c} = ?" for c in values)
         where = " AND ".join(f"{c} = ?" for c in key)
         cursor = self.conn.execute(f"UPDATE {table} SET {sets} WHERE {where}", [*values.values(), *key.values()])
-        return cursor.rowcount
+        return int(cursor.rowcount)
 
     # -- schema ---------------------------------------------------------------------------
 
