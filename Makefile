@@ -32,6 +32,9 @@ demo: venv system-packages
 	$(BIN)/python -m demo
 
 test: venv system-packages
+	@echo "== lint (ruff) and types (mypy): rules and their reasons in pyproject.toml"
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	@if command -v faketime >/dev/null; then \
 	  echo "== the date-sensitive tests, 1,000 days from now"; \
 	  faketime -f +1000d $(BIN)/python -m pytest -q -p no:cacheprovider $(LATER_DATE_TESTS); \

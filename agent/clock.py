@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import overload
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
@@ -54,7 +55,15 @@ def shifted(value: datetime, seconds: float, what: str) -> datetime:
     return moved
 
 
-def to_epoch(value: datetime | float | int | None) -> float | None:
+@overload
+def to_epoch(value: datetime | float) -> float: ...
+@overload
+def to_epoch(value: None) -> None: ...
+@overload
+def to_epoch(value: datetime | float | None) -> float | None: ...
+
+
+def to_epoch(value: datetime | float | None) -> float | None:
     if value is None:
         return None
     if isinstance(value, datetime):
@@ -64,7 +73,15 @@ def to_epoch(value: datetime | float | int | None) -> float | None:
     return float(value)
 
 
-def from_epoch(value: float | int | None) -> datetime | None:
+@overload
+def from_epoch(value: float) -> datetime: ...
+@overload
+def from_epoch(value: None) -> None: ...
+@overload
+def from_epoch(value: float | None) -> datetime | None: ...
+
+
+def from_epoch(value: float | None) -> datetime | None:
     """Stored epoch seconds as an aware UTC datetime, clamped to [EARLIEST, LATEST]: a row an
     older agent stored out of that range (year 1, year 9999) still renders everywhere."""
     if value is None:

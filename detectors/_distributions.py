@@ -183,7 +183,8 @@ def onset_statistic(baseline: dict[str, Any], rows: pd.DataFrame) -> np.ndarray 
     total = suffix.sum(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(suffix > 0, suffix * np.log(suffix / np.where(total > 0, total, 1.0) / p), 0.0)
-    return terms.sum(axis=1)
+    out: np.ndarray = terms.sum(axis=1)
+    return out
 
 
 # -- comparing a live window -----------------------------------------------------------------

@@ -50,7 +50,8 @@ class PlainState:
     """Mixin: ``get_state``/``set_state`` through ``plain``/``unplain`` (JSON- and pickle-able)."""
 
     def get_state(self) -> dict[str, Any]:
-        return plain(super().get_state())  # type: ignore[misc]
+        state: dict[str, Any] = plain(super().get_state())  # type: ignore[misc]
+        return state
 
     def set_state(self, state: Any) -> Any:
         return super().set_state(unplain(dict(state)))  # type: ignore[misc]

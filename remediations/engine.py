@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -208,7 +207,7 @@ class Remediator:
 
     def _start_chain(self, p: Prepared, incident: Any) -> Run:
         rule, now = p.rule, self.started_at  # decisions are dated by the cycle that made them
-        held = self.store.rule_trust(rule.name)
+        held = self.store.trust.get(rule.name)
         mode = trust.mode_of(rule, held)  # earned or pinned by hand, else as configured
         common = dict(incident_id=incident.id, rule=rule.name, rule_mode=mode, playbook=p.relative,
                       playbook_sha256=p.sha256, targets=p.batches[0], extravars=p.recorded_vars, now=now)

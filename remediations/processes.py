@@ -140,6 +140,10 @@ class RunProcesses(Protocol):
 
     mode: Mode
 
+    def join_file(self) -> Path:
+        """Where the run's first process writes its pid before it execs ansible-playbook: from
+        then on it, and all it starts, is tracked. Prepares the tracking."""
+
     def wrap(self, command: Sequence[str]) -> list[str]:
         """``command`` prefixed so its process is tracked before it execs."""
 
@@ -157,6 +161,10 @@ class RunProcesses(Protocol):
 
     def close(self) -> None:
         """Forget the run (its processes are gone or were killed)."""
+
+
+def _wrap(join: Path, command: Sequence[str]) -> list[str]:
+    return ["/bin/sh", "-c", _JOIN, "aiops-run", str(join), *command]
 
 
 # -- cgroup v2 ---------------------------------------------------------------------------------
@@ -191,9 +199,12 @@ class CgroupRun:
     def path(self) -> Path:
         return self.cgroups.run(self.key)
 
-    def wrap(self, command: Sequence[str]) -> list[str]:
+    def join_file(self) -> Path:
         self.path.mkdir(exist_ok=True)
-        return ["/bin/sh", "-c", _JOIN, "aiops-run", str(self.path / "cgroup.procs"), *command]
+        return self.path / "cgroup.procs"
+
+    def wrap(self, command: Sequence[str]) -> list[str]:
+        return _wrap(self.join_file(), command)
 
     def env(self) -> dict[str, str]:
         return {DETACH_ENV: f"cgroup:{self.cgroups.detached / 'cgroup.procs'}"}
@@ -237,11 +248,14 @@ class SubreaperRun:
     def detached_file(self) -> Path:
         return self.run_dir / "detached"
 
-    def wrap(self, command: Sequence[str]) -> list[str]:
+    def join_file(self) -> Path:
         subreaper().reap()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._since = _boot_ticks()
-        return ["/bin/sh", "-c", _JOIN, "aiops-run", str(self.run_dir / "root.pid"), *command]
+        return self.run_dir / "root.pid"
+
+    def wrap(self, command: Sequence[str]) -> list[str]:
+        return _wrap(self.join_file(), command)
 
     def env(self) -> dict[str, str]:
         return {DETACH_ENV: f"file:{self.detached_file}"}

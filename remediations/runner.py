@@ -14,10 +14,16 @@ is still running gets SIGTERM, then SIGKILL; a service started through ``aiops_d
 Playbooks get a scrubbed environment: the names in ``ALLOWED_ENV`` from the agent's, what the
 rule passes on purpose (``env``, ``pass_env``), and ansible's own settings; nothing else of the
 agent's environment (``AIOPS_API_TOKEN`` and any other secret) reaches ansible or its children.
+
+ansible-runner is driven through ``ansible_runner.run`` and its documented arguments only. It
+starts ``ansible-playbook`` by name on the PATH it is given, and the run's own ``bin`` comes first
+there: its ``ansible-playbook`` execs ``remediations/launch.py``, which joins the run's tracking,
+scrubs the environment and becomes the real ``ansible-playbook``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -33,16 +39,16 @@ from typing import Any
 
 import yaml
 
-from agent.flow.runs import HostSummary
+from agent.flow.runs import HostSummary, RunnerStatus
 from agent.log import kv
 from remediations import processes
-from agent.flow.runs import HostSummary, RunnerStatus
 
 log = logging.getLogger(__name__)
 
 # From the agent's environment only these reach a playbook (plus LC_*); the rest may be secrets.
 ALLOWED_ENV = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TERM", "USER", "LOGNAME", "SHELL", "TMPDIR")
 OUTPUT_CHARS = 16_000
+LAUNCH_SCRIPT = Path(__file__).resolve().parent / "launch.py"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -99,35 +105,41 @@ def playbook_env(agent_env: Mapping[str, str], *, env: Mapping[str, str] = {},
     return out
 
 
-def scrub(prepared: Mapping[str, str], agent_env: Mapping[str, str], given: Mapping[str, str]) -> dict[str, str]:
-    """ansible-runner starts from a copy of the agent's whole environment and adds its own
-    settings: keep what was given on purpose and what ansible-runner added or changed."""
-    return {k: v for k, v in prepared.items() if k in given or k not in agent_env or agent_env[k] != v}
+def _ansible_runner_run() -> Callable[..., Any]:
+    """``ansible_runner.run``, imported here: the package is slow to import and only this stage
+    needs it. Importing the package (not one of its modules) matters: two runs starting together
+    in a fresh process would otherwise race, the second getting ``ansible_runner.interface``
+    (complete) while the package is still loading its plugins, when ``ansible_runner.plugins`` is
+    still a module and not yet the dict every run iterates (TypeError: 'module' object is not
+    iterable). Importing the package waits for the first thread to finish it."""
+    import ansible_runner
+
+    run: Callable[..., Any] = ansible_runner.run
+    return run
 
 
-def _init_runner() -> Callable[..., Any]:
-    """ansible-runner's ``init_runner``, imported here: it is slow to import and only this stage
-    needs it. The package is imported first, on its own: two runs starting together in a fresh
-    process would otherwise race, the second getting ``ansible_runner.interface`` (complete) while
-    the package is still loading its plugins, when ``ansible_runner.plugins`` is still a module
-    and not yet the dict every run iterates (TypeError: 'module' object is not iterable). Importing
-    the package waits for the first thread to finish it."""
-    import ansible_runner  # noqa: F401
-    from ansible_runner.interface import init_runner
+def launcher(private_dir: Path, *, join: Path, agent_env: Mapping[str, str], given: Mapping[str, str]) -> dict[str, str]:
+    """Put ``bin/ansible-playbook`` (which execs ``launch.py``) in ``private_dir`` and return the
+    environment to hand ansible-runner: ``given``, PATH led by that ``bin``, and every other name
+    of ``agent_env`` set to "" so that the launcher drops it (ansible-runner starts from a copy of
+    the agent's whole environment; a name it sets for itself keeps its value)."""
+    bin_dir = private_dir / "bin"
+    bin_dir.mkdir(mode=0o700)
+    dropped = sorted(name for name in agent_env if name not in given)
+    config = private_dir / "launch.json"
+    config.write_text(json.dumps({"join": str(join), "drop": dropped, "path": given["PATH"]}), encoding="utf-8")
+    config.chmod(0o600)
+    script = bin_dir / "ansible-playbook"
+    script.write_text(f"#!/bin/sh\nexec {shlex.join([local_python(), '-I', '-S', str(LAUNCH_SCRIPT), str(config)])}"
+                      ' "$@"\n', encoding="utf-8")
+    script.chmod(0o700)
+    return {**dict.fromkeys(dropped, ""), **given, "PATH": f"{bin_dir}{os.pathsep}{given['PATH']}"}
 
-    return init_runner
 
-
-def execute(*, playbook: Path, project_dir: Path, private_dir: Path, targets: Sequence[str],
-            check: bool, trusted_vars: Mapping[str, Any], label_vars: Mapping[str, str],
-            timeout_s: float, run_key: str, inventory: Path | None = None,
-            env: Mapping[str, str] = {}, pass_env: Sequence[str] = (), tracking: str = "auto",
-            grace_s: float = processes.KILL_GRACE_S,
-            cancel: Callable[[], bool] | None = None, tick: Callable[[], None] | None = None) -> Execution:
-    """Run ``playbook`` on ``targets`` (inventory hosts) and wait, at most ``timeout_s``; its
-    processes then get SIGTERM and, ``grace_s`` later, SIGKILL."""
-    init_runner = _init_runner()
-
+def prepare(private_dir: Path, *, targets: Sequence[str], check: bool, trusted_vars: Mapping[str, Any],
+            label_vars: Mapping[str, str], inventory: Path | None) -> list[str]:
+    """A fresh ``private_dir`` with the run's vars file, host list and (without ``inventory``) the
+    local inventory; returns ansible-playbook's options that name them."""
     if private_dir.exists():
         shutil.rmtree(private_dir)
     (private_dir / "inventory").mkdir(parents=True, mode=0o700)
@@ -138,11 +150,23 @@ def execute(*, playbook: Path, project_dir: Path, private_dir: Path, targets: Se
     limit_file.write_text("".join(f"{host}\n" for host in targets), encoding="utf-8")
     if inventory is None:
         (private_dir / "inventory" / "hosts").write_text(local_inventory(), encoding="utf-8")
-    args = (["--check", "--diff"] if check else []) + ["-e", f"@{vars_file}", "--limit", f"@{limit_file}"]
+    return (["--check", "--diff"] if check else []) + ["-e", f"@{vars_file}", "--limit", f"@{limit_file}"]
+
+
+def execute(*, playbook: Path, project_dir: Path, private_dir: Path, targets: Sequence[str],
+            check: bool, trusted_vars: Mapping[str, Any], label_vars: Mapping[str, str],
+            timeout_s: float, run_key: str, inventory: Path | None = None,
+            env: Mapping[str, str] = {}, pass_env: Sequence[str] = (), tracking: str = "auto",
+            grace_s: float = processes.KILL_GRACE_S,
+            cancel: Callable[[], bool] | None = None, tick: Callable[[], None] | None = None) -> Execution:
+    """Run ``playbook`` on ``targets`` (inventory hosts) and wait, at most ``timeout_s``; its
+    processes then get SIGTERM and, ``grace_s`` later, SIGKILL."""
+    ansible_run = _ansible_runner_run()
+    args = prepare(private_dir, targets=targets, check=check, trusted_vars=trusted_vars, label_vars=label_vars,
+                   inventory=inventory)
     run = processes.tracking(tracking, key=run_key, run_dir=private_dir)
-    agent_env = dict(os.environ)
     given = {
-        **playbook_env(agent_env, env=env, pass_env=pass_env),
+        **playbook_env(os.environ, env=env, pass_env=pass_env),
         **run.env(),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
@@ -150,6 +174,7 @@ def execute(*, playbook: Path, project_dir: Path, private_dir: Path, targets: Se
         "ANSIBLE_PIPELINING": "1",  # modules go over stdin: no temp files per task
         "ANSIBLE_LOCAL_TEMP": str(private_dir / "tmp"),
     }
+    envvars = launcher(private_dir, join=run.join_file(), agent_env=dict(os.environ), given=given)
     finished = threading.Event()
     killed: list[int] = []
     timed_out = threading.Event()
@@ -168,22 +193,19 @@ def execute(*, playbook: Path, project_dir: Path, private_dir: Path, targets: Se
             killed.extend(processes.terminate(run, grace_s=grace_s))  # SIGTERM first; ansible-runner SIGKILLs
         return stopped.is_set()
 
-    runner = init_runner(
-        private_data_dir=str(private_dir), project_dir=str(project_dir), playbook=str(playbook),
-        inventory=str(inventory) if inventory is not None else None, cmdline=shlex.join(args),
-        envvars=given, quiet=True, ident="run",
-        # ansible-runner's own timeout only backs ours up: it SIGKILLs without a SIGTERM first.
-        timeout=max(1, int(timeout_s + grace_s + 5.999)),
-        settings={"pexpect_timeout": 0.2, "suppress_ansible_output": True},
-        cancel_callback=cancel_callback)
-    runner.config.env = scrub(runner.config.env, agent_env, given)
-    runner.config.command = run.wrap(runner.config.command)
     guard = threading.Thread(target=watchdog, name=f"runner-watchdog-{run_key}", daemon=True)
     guard.start()
     started = time.monotonic()
     run.start()
     try:
-        runner.run()
+        runner = ansible_run(
+            private_data_dir=str(private_dir), project_dir=str(project_dir), playbook=str(playbook),
+            inventory=str(inventory) if inventory is not None else None, cmdline=shlex.join(args),
+            envvars=envvars, quiet=True, ident="run",
+            # ansible-runner's own timeout only backs ours up: it SIGKILLs without a SIGTERM first.
+            timeout=max(1, int(timeout_s + grace_s + 5.999)),
+            settings={"pexpect_timeout": 0.2, "suppress_ansible_output": True},
+            cancel_callback=cancel_callback)
     finally:
         finished.set()
         guard.join()  # a timeout's SIGTERM and SIGKILL are done, and counted, before the result

@@ -33,6 +33,7 @@ from agent.log import kv
 if TYPE_CHECKING:
     from agent.metrics import Metrics
     from agent.store import Store
+    from agent.store.trust import TrustRepository
 
 log = logging.getLogger(__name__)
 
@@ -74,19 +75,19 @@ def describe(rule: Rule, trust: RuleTrust | None) -> str:
 
 def modes(config: RemediationConfig, store: "Store") -> dict[str, str]:
     """Each configured rule's mode now and what set it (``describe``)."""
-    trusts = store.rule_trusts()
+    trusts = store.trust.all()
     return {rule.name: describe(rule, trusts.get(rule.name)) for rule in config.rules}
 
 
 def review(store: "Store", config: RemediationConfig, *, now: datetime, metrics: "Metrics | None" = None) -> list[Move]:
     """Move every rule that earns its moves whose record says so; returns the moves made."""
-    trusts = store.rule_trusts()
+    trusts = store.trust.all()
     moves = []
     for rule in config.rules:
         trust = trusts.get(rule.name)
         if setting_of(rule, trust) != TrustSetting.EARNED.value:
             continue
-        move = judge(rule, trust, store, now=now)
+        move = judge(rule, trust, store.trust, now=now)
         if move is not None:
             apply_move(store, move, actor=ACTOR, setting=TrustSetting.EARNED, now=now)
             if metrics is not None:
@@ -95,12 +96,12 @@ def review(store: "Store", config: RemediationConfig, *, now: datetime, metrics:
     return moves
 
 
-def judge(rule: Rule, trust: RuleTrust | None, store: "Store", *, now: datetime) -> Move | None:
+def judge(rule: Rule, trust: RuleTrust | None, trusts: "TrustRepository", *, now: datetime) -> Move | None:
     """The move the rule's record asks for now, if any."""
     window = rule.promote_after.within
     if mode_of(rule, trust) == AUTO:
         since = trust.since if trust is not None else now - timedelta(seconds=window)
-        record = store.rule_evidence(rule.name, since=since, limit=50)
+        record = trusts.evidence(rule.name, since=since, limit=50)
         bad = [r for r in reversed(record) if r.outcomes & set(rule.demote_on)]
         if not bad:
             return None
@@ -110,7 +111,7 @@ def judge(rule: Rule, trust: RuleTrust | None, store: "Store", *, now: datetime)
                     reason=f"{'checked shadow run' if first.shadow else 'run'} {first.run} was {what} "
                            f"(demote_on: {', '.join(rule.demote_on)}): it waits for approval again")
     wanted = rule.promote_after.verified
-    record = store.rule_evidence(rule.name, since=now - timedelta(seconds=window), limit=wanted)
+    record = trusts.evidence(rule.name, since=now - timedelta(seconds=window), limit=wanted)
     streak = streak_of(record)
     if len(streak) < wanted:
         return None
@@ -132,7 +133,7 @@ def streak_of(record: Sequence[RunEvidence]) -> list[RunEvidence]:
 def apply_move(store: "Store", move: Move, *, actor: str, setting: TrustSetting, now: datetime) -> RuleTrust:
     """Record the move (audited with its runs) and tell the incident whose run decided it."""
     with store.transaction():
-        trust = store.set_rule_trust(move.rule, setting=setting, mode=move.to, actor=actor, reason=move.reason,
+        trust = store.trust.move(move.rule, setting=setting, mode=move.to, actor=actor, reason=move.reason,
                                      runs=move.runs, now=now)
         if move.incident_id is not None and store.get_incident(move.incident_id, with_signals=False) is not None:
             store.add_incident_event(move.incident_id, kind=EVENT, actor=actor, now=now,
@@ -154,14 +155,14 @@ def set_by_hand(store: "Store", config: RemediationConfig, rule_name: str, setti
         raise RemediationError(rule_name, "expected a rule in mode auto or approve; a suggest rule never runs for real")
     why = reason or f"set to {setting} by {actor}"
     if setting == "configured":
-        store.clear_rule_trust(rule_name, actor=actor, reason=why, now=now)
+        store.trust.clear(rule_name, actor=actor, reason=why, now=now)
         return mode_of(rule, None)
     if setting in (AUTO, APPROVE):
-        store.set_rule_trust(rule_name, setting=TrustSetting(setting), mode=setting, actor=actor, reason=why, now=now)
+        store.trust.move(rule_name, setting=TrustSetting(setting), mode=setting, actor=actor, reason=why, now=now)
         return setting
-    earned = store.set_rule_trust(rule_name, setting=TrustSetting.EARNED, mode=APPROVE, actor=actor, reason=why,
+    earned = store.trust.move(rule_name, setting=TrustSetting.EARNED, mode=APPROVE, actor=actor, reason=why,
                                   now=now)
-    move = judge(rule, earned, store, now=now)
+    move = judge(rule, earned, store.trust, now=now)
     if move is not None:
         apply_move(store, move, actor=actor, setting=TrustSetting.EARNED, now=now)
         return move.to
@@ -191,7 +192,7 @@ def check_shadow_run(store: "Store", run_id: int, verdict: str, *, actor: str, r
 
 def overview(config: RemediationConfig, store: "Store") -> list[dict[str, object]]:
     """Per configured rule: how it is configured, what set it now, its mode and the last move."""
-    trusts = store.rule_trusts()
+    trusts = store.trust.all()
     rows: list[dict[str, object]] = []
     for rule in config.rules:
         held = trusts.get(rule.name)

@@ -20,8 +20,8 @@ from agent.api.params import RowId
 from agent.config.types import parse_duration
 from agent.errors import StoreUnavailableError, TransitionError
 from agent.flow.incidents import IncidentStatus
-from agent.incidents import suspect_changes
 from agent.incidents.alerts import MalformedPayload, WebhookPayload
+from agent.incidents.changes import suspect_changes
 from agent.incidents.serialize import (
     change_dict,
     event_dict,

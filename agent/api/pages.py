@@ -11,9 +11,9 @@ from fastapi.responses import HTMLResponse
 
 from agent.api.docs import errors
 from agent.api.params import RowId
-from agent.incidents.pages import render_html, render_list
 from agent.incidents.catalog import catalog_of
 from agent.incidents.history import history_of
+from agent.incidents.pages import render_html, render_list
 from agent.incidents.summary import build
 from agent.status import Report
 from agent.status import html as status_html

@@ -56,7 +56,6 @@ def mttr(request: Request, since: str = "30d", until: str | None = None,
 def weekly(request: Request, since: str = "30d", until: str | None = None, tz: str = "UTC") -> HTMLResponse:
     """The weekly review page, as ``aiops report html`` writes it."""
     from agent.report.weekly import weekly_report
-
     from remediations.trust import modes
 
     ctx = request.app.state.ctx

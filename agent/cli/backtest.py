@@ -109,8 +109,16 @@ def _nab(paths: tuple[Path, ...], inputs: list, config, labels: Path | None, cyc
 
 def _hosts(inputs: list, config, labels: Path | None, cycle_s: float, workers: int | None, out_dir: Path) -> None:
     from agent.backtest.corpus import CorpusError
-    from agent.backtest.hosts import host_name, is_host_labels, judge, read_host_labels, read_wide, replay_hosts
-    from agent.backtest.hosts import summary, write_summary
+    from agent.backtest.hosts import (
+        host_name,
+        is_host_labels,
+        judge,
+        read_host_labels,
+        read_wide,
+        replay_hosts,
+        summary,
+        write_summary,
+    )
 
     known = None
     if labels is not None:

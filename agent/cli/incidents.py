@@ -15,10 +15,10 @@ import click
 from agent.cli.common import AiopsGroup, When, cli_actor, format_option, output_option, with_context
 from agent.config.types import parse_duration
 from agent.flow.incidents import IncidentStatus
-from agent.incidents.formats import FORMATS, render
-from agent.incidents.serialize import change_dict, incident_dict, silence_dict
 from agent.incidents.catalog import catalog_of
+from agent.incidents.formats import FORMATS, render
 from agent.incidents.history import history_of
+from agent.incidents.serialize import change_dict, incident_dict, silence_dict
 from agent.incidents.summary import clean, title_of
 
 

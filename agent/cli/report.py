@@ -109,7 +109,6 @@ def report_html(ctx: Context, since: str, until: str | None, tz: str) -> None:
     Example: aiops report html --since 30d --output weekly.html
     """
     from agent.report.weekly import weekly_report
-
     from remediations.trust import modes
 
     click.echo(weekly_report(ctx.store, _period(since, until), tz=tz, now=ctx.clock(),

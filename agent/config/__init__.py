@@ -17,13 +17,12 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from agent import log
 from agent.config.model import AgentConfig
@@ -45,10 +44,10 @@ def load_config(path: str | os.PathLike[str]) -> AgentConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError.one(name, "", f"expected a readable config file, found {exc.strerror.lower()}")
+        raise ConfigError.one(name, "", f"expected a readable config file, found {exc.strerror.lower()}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError.one(name, "", f"expected UTF-8 text, found byte 0x{exc.object[exc.start]:02x} "
-                                        f"at offset {exc.start}")
+                                        f"at offset {exc.start}") from exc
     return parse_config(text, name=name, base_dir=path.resolve().parent, empty_ok=False)
 
 
@@ -61,9 +60,9 @@ def parse_config(text: str, *, name: str = "<config>", base_dir: Path | None = N
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError.one(name, where, f"expected valid YAML, found a syntax error ({exc.problem})")
+        raise ConfigError.one(name, where, f"expected valid YAML, found a syntax error ({exc.problem})") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError.one(name, "", f"expected valid YAML, found {exc}")
+        raise ConfigError.one(name, "", f"expected valid YAML, found {exc}") from exc
     if not empty_ok and (data is None or data == {}):
         found = "nothing (the file is empty or holds only comments)" if data is None else "an empty mapping"
         raise ConfigError.one(name, "", f"expected a mapping of settings at the top level, found {found}")
@@ -78,7 +77,7 @@ def parse_config(text: str, *, name: str = "<config>", base_dir: Path | None = N
     try:
         config = AgentConfig.model_validate(data, context={"base_dir": base_dir or Path.cwd()})
     except ValidationError as exc:
-        raise ConfigError([_problem(name, err) for err in exc.errors(include_url=False)])
+        raise ConfigError([_problem(name, err) for err in exc.errors(include_url=False)]) from exc
     problems = _missing_dirs(config, name)
     if problems:
         raise ConfigError(problems)
@@ -157,7 +156,7 @@ def with_shard(config: AgentConfig, shard: str | None) -> AgentConfig:
     try:
         agent = type(config.agent).model_validate({**dict(config.agent), "shard": shard})
     except ValidationError as exc:
-        raise ConfigError([_problem("--shard", {**err, "loc": ()}) for err in exc.errors(include_url=False)])
+        raise ConfigError([_problem("--shard", {**err, "loc": ()}) for err in exc.errors(include_url=False)]) from exc
     return config.model_copy(update={"agent": agent})
 
 

@@ -8,37 +8,17 @@ prediction histograms are compared with a saved training baseline.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from agent.config.types import Seconds, Section, check_regex
+from detectors import detector_class
 from detectors.errors import DetectorError
 
 SERIES_KINDS = ("gauge", "rate", "quantile", "bucket")
-# Detector kind -> (module, class). Imported lazily: the config must load even while a detector
-# module is missing, and `detectors/` must never import `agent/`.
-DETECTOR_CLASSES: Mapping[str, tuple[str, str]] = {
-    "forecast": ("detectors.forecast", "ForecastDetector"),
-    "subspace": ("detectors.subspace", "SubspaceDetector"),
-    "seasonal": ("detectors.seasonal", "SeasonalDetector"),
-    "iforest": ("detectors.iforest", "IsolationForestDetector"),
-    "threshold": ("detectors.threshold", "ThresholdDetector"),
-    "drift": ("detectors.drift", "DriftDetector"),
-}
-
-
-def detector_class(kind: str) -> type | None:
-    """The detector class of ``kind``, or None while its module is not available."""
-    import importlib
-
-    module_name, class_name = DETECTOR_CLASSES[kind]
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
-        return None
-    return getattr(module, class_name, None)
+# The detector kinds and their classes: ``detectors.KINDS``, the one registry (``detector_class``
+# loads a class on first use, so the config loads even while a detector module is missing).
 
 
 def _check_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -152,7 +132,7 @@ class IForestRule(_Rule):
     max_features: int = Field(default=32, ge=1)
 
 
-Rule = Annotated[Union[ForecastRule, SeasonalRule, ThresholdRule, IForestRule, SubspaceRule],
+Rule = Annotated[ForecastRule | SeasonalRule | ThresholdRule | IForestRule | SubspaceRule,
                  Field(discriminator="kind")]
 
 

@@ -40,7 +40,7 @@ class LabelRule(Section):
     def matches(self, labels: dict[str, str] | object, detector: str) -> bool:
         if self.detector is not None and self.detector != detector:
             return False
-        get = getattr(labels, "get")
+        get = labels.get
         return all(re.fullmatch(p, str(get(k, "") or "")) for k, p in self.labels.items())
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -129,7 +129,7 @@ class AlertmanagerChannel(_Channel):
 
 
 Channel = Annotated[
-    Union[WebhookChannel, SlackChannel, PagerDutyChannel, EmailChannel, AlertmanagerChannel],
+    WebhookChannel | SlackChannel | PagerDutyChannel | EmailChannel | AlertmanagerChannel,
     Field(discriminator="type")]
 
 

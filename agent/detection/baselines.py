@@ -23,7 +23,6 @@ import pandas as pd
 
 from agent.store.detectors import Exclusions
 
-
 KEEP_SHARE = 0.5  # a mask that leaves less than this share of a series' points is relaxed
 
 

@@ -19,8 +19,8 @@ import pickle
 import threading
 from collections.abc import Mapping
 from dataclasses import replace
-from functools import lru_cache
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np

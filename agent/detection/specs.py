@@ -23,13 +23,13 @@ from agent.config.detectors import (
     DriftModel,
     IForestRule,
     SeriesMatcher,
-    SubspaceRule,
     Slo,
+    SubspaceRule,
     ThresholdRule,
-    detector_class,
 )
 from agent.errors import ConfigError
 from agent.flow.samples import SeriesInfo, series_id
+from detectors import detector_class
 from detectors.base import Detector
 
 

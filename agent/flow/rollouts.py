@@ -22,7 +22,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-
 # A model version's name: it reaches playbooks and paths, so nothing else is taken.
 VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 

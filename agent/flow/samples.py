@@ -94,4 +94,4 @@ class Samples:
         return cls(values=pd.DataFrame(index=index, dtype="float64"), series={})
 
     def __len__(self) -> int:
-        return self.values.shape[1]
+        return int(self.values.shape[1])

@@ -81,7 +81,8 @@ class AgentStatus:
 
     def to_data(self) -> dict[str, Any]:
         """Plain JSON-able data (times as epoch seconds), read back by ``from_data``."""
-        return _plain(asdict(self))
+        data: dict[str, Any] = _plain(asdict(self))
+        return data
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> "AgentStatus":

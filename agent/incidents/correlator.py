@@ -34,11 +34,11 @@ from typing import TYPE_CHECKING
 
 from agent.clock import EARLIEST, to_epoch
 from agent.config.incidents import IncidentsConfig
-from agent.incidents.budget import BodyBudget, NewIncidentBudget
 from agent.flow.incidents import STORM_LABEL, IncidentStatus, Severity, Signal
-from agent.incidents import changes_before
+from agent.incidents.budget import BodyBudget, NewIncidentBudget
+from agent.incidents.changes import changes_before
 from agent.incidents.rootcause import guess_root_cause
-from agent.incidents.summary import headline, line_of, rank_signals
+from agent.incidents.titles import headline, line_of, rank_signals
 from agent.incidents.topology import Topology, correlation_keys
 from agent.log import kv
 from agent.store.incidents import signal_key

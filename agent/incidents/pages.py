@@ -9,8 +9,8 @@ needs no request to anywhere.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -18,11 +18,9 @@ from markupsafe import Markup
 
 from agent.flow.incidents import Signal
 from agent.incidents.catalog import BEFORE, Catalog
+from agent.incidents.cause import root_cause_line
 from agent.incidents.history import History, StoredHistory
 from agent.incidents.plot import SignalPlot, drift_svg, signal_svg
-from agent.store.outbox import HitPoint
-
-from agent.incidents.cause import root_cause_line
 from agent.incidents.summary import (
     CHANGES_LOOKBACK_S,
     TOP_PLOTS,
@@ -44,6 +42,7 @@ from agent.incidents.summary import (
     title_of,
     ts,
 )
+from agent.store.outbox import HitPoint
 
 if TYPE_CHECKING:
     from agent.store import Store

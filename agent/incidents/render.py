@@ -12,16 +12,16 @@ import json
 from datetime import datetime
 from typing import Any
 
-from agent.incidents.serialize import episode_dict
 from agent.incidents.cause import root_cause_line
+from agent.incidents.serialize import episode_dict
 from agent.incidents.summary import (
     SignalLine,
     Summary,
     action_lines,
     clean,
     done_lines,
-    label_text,
     earlier_outages,
+    label_text,
     md,
     next_step,
     other_labels,

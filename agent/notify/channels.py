@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import smtplib
-import socket
 import ssl
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -214,7 +213,7 @@ class Email(_Base):
             raise DeliveryError(self.name, f"SMTP server answered {exc.smtp_code}") from None
         except smtplib.SMTPRecipientsRefused:
             raise DeliveryError(self.name, "SMTP server refused every recipient") from None
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             raise DeliveryError(self.name, f"no answer within {timeout_s:g}s") from None
         except ConnectionRefusedError:
             raise DeliveryError(self.name, "connection refused") from None

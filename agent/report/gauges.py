@@ -132,7 +132,7 @@ class LedgerFigures(StoreCollector):
         try:
             period = period_since(LEDGER_WINDOW, now=now)
             ledger = build_ledger(self._store, period.since, period.until, now=now)
-            trusts = self._store.rule_trusts()
+            trusts = self._store.trust.all()
         except (StoreError, sqlite3.Error, *psycopg_errors()) as exc:
             log.warning(kv("metrics.ledger_failed", error=str(exc)))
             return [runs, median, auto]

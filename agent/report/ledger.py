@@ -6,9 +6,9 @@ from __future__ import annotations
 import io
 import json
 
-from agent.report.render import environment
 from agent import csvcells
 from agent.report import tables
+from agent.report.render import environment
 from agent.report.tables import Table, seconds, share, table, when
 from remediations.ledger import COUNTS, Ledger, LedgerRow, ledger_dict
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from agent.incidents.summary import title_of
 from agent.flow.rollouts import (
     Measurement,
     ModelVersion,
@@ -31,6 +30,7 @@ from agent.flow.rollouts import (
     served_dict,
     version_dict,
 )
+from agent.incidents.summary import title_of
 from agent.report import ledger as ledger_faces
 from agent.report.latency import LatencyByDay
 from agent.report.period import Period

@@ -19,12 +19,12 @@ import pandas as pd
 
 from agent.clock import to_epoch
 from agent.flow.incidents import Severity
+from agent.incidents.summary import title_of
 from agent.report import plots
 from agent.report.ledger import rules_table
 from agent.report.mttr import incident_durations, report_from_frame
 from agent.report.period import Period, week_labels
 from agent.report.render import environment, rows_of
-from agent.incidents.summary import title_of
 from remediations.ledger import build_ledger
 
 if TYPE_CHECKING:

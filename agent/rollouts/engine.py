@@ -22,6 +22,14 @@ import requests
 from agent.config.models import ModelConfig
 from agent.errors import AiopsError, RemediationError, TransitionError
 from agent.flow.incidents import REMEDIATION_CHANGE, IncidentStatus, Severity
+from agent.flow.rollouts import (
+    VERSION,
+    Measurement,
+    Rollout,
+    RolloutStatus,
+    Verdict,
+    measurement_dict,
+)
 from agent.log import kv
 from agent.rollouts.analysis import (
     Decision,
@@ -30,14 +38,6 @@ from agent.rollouts.analysis import (
     PrometheusMeasure,
     decide,
     judge,
-)
-from agent.flow.rollouts import (
-    VERSION,
-    Measurement,
-    Rollout,
-    RolloutStatus,
-    Verdict,
-    measurement_dict,
 )
 from agent.rollouts.serving import reconcile, versions_there
 from agent.rollouts.story import after_rollback

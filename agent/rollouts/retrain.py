@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 from agent.config.models import Gate, ModelConfig
 from agent.flow.incidents import IncidentStatus, Severity
+from agent.flow.rollouts import Retrain, RetrainStatus
 from agent.log import kv
 from agent.rollouts import engine
 from agent.rollouts.engine import ACTOR, RolloutError, model_config
 from agent.rollouts.serving import reconcile
-from agent.flow.rollouts import Retrain, RetrainStatus
 from remediations import rules, runner
 
 if TYPE_CHECKING:

@@ -20,8 +20,8 @@ from agent.config.models import ModelConfig
 from agent.flow.incidents import Change, Severity
 from agent.flow.rollouts import VERSION
 from agent.flow.runs import RunMode, RunStatus
-from agent.rollouts.story import models_of
 from agent.log import kv
+from agent.rollouts.story import models_of
 
 if TYPE_CHECKING:
     from agent.context import Context

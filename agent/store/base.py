@@ -38,29 +38,11 @@ from agent.clock import from_epoch, to_epoch, utcnow
 from agent.errors import SchemaTooNewError, StoreDamagedError, StoreError, StoreFullError, StoreUnavailableError
 from agent.flow.audit import AuditEntry
 from agent.store import migrations
+from agent.store.sessions import SessionLimits
 from agent.store.turns import Turns
 
 GENESIS = "0" * 64
 _NULL_VALUE = re.compile(r"NULL value in (\w+)\.(\w+)")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SessionLimits:
-    """What every PostgreSQL session of the store is given, in seconds (0: no limit): how long a
-    statement waits for a lock, how long one statement may run, how long a session may sit idle
-    inside a transaction before the server ends it (a frozen agent then frees what it locked),
-    and how long connecting may take."""
-
-    lock_timeout_s: float = 0.0
-    statement_timeout_s: float = 0.0
-    idle_in_transaction_timeout_s: float = 0.0
-    connect_timeout_s: float = 0.0
-
-    def options(self) -> str:
-        """libpq's ``options``: the server settings each new session starts with."""
-        settings = {"lock_timeout": self.lock_timeout_s, "statement_timeout": self.statement_timeout_s,
-                    "idle_in_transaction_session_timeout": self.idle_in_transaction_timeout_s}
-        return " ".join(f"-c {name}={round(seconds * 1000)}" for name, seconds in settings.items())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -119,7 +101,8 @@ def each_value(conn: Any, *, integer: bool = False, source: str = "?") -> str:
     for ``x IN (…)``: SQLite's ``json_each``, PostgreSQL's ``jsonb_array_elements_text`` (cast to
     bigint when ``integer``)."""
     if getattr(conn, "postgresql", False):
-        return conn.each_value(integer=integer, source=source)
+        subquery: str = conn.each_value(integer=integer, source=source)
+        return subquery
     return f"SELECT value FROM json_each({source})"
 
 
@@ -445,7 +428,8 @@ class StoreBase:
         return float(self.conn.execute("SELECT aiops_now()").fetchone()[0])
 
     def query(self, sql: str, params: Any = ()) -> list[Any]:
-        return self.conn.execute(sql, params).fetchall()
+        rows: list[Any] = self.conn.execute(sql, params).fetchall()
+        return rows
 
     def query_one(self, sql: str, params: Any = ()) -> Any:
         return self.conn.execute(sql, params).fetchone()
@@ -464,7 +448,7 @@ class StoreBase:
         sets = ", ".join(f"{c} = ?" for c in values)
         where = " AND ".join(f"{c} = ?" for c in key)
         cursor = self.conn.execute(f"UPDATE {table} SET {sets} WHERE {where}", [*values.values(), *key.values()])
-        return cursor.rowcount
+        return int(cursor.rowcount)
 
     # -- schema ---------------------------------------------------------------------------
 

@@ -134,7 +134,8 @@ class EpisodeStore(StoreBase):
         self.conn.execute(
             "INSERT INTO incident_episodes (incident_id, number, started_at, detected_at, flapping) "
             "VALUES (?, ?, ?, ?, ?)", (incident_id, number + 1, start, to_epoch(detected_at), int(flapping)))
-        return number + 1
+        new: int = number + 1
+        return new
 
     def _update_episode(self, incident_id: int, values: Mapping[str, Any], *, only_unset: bool = False) -> None:
         """Write times (epoch seconds) and names on the current episode; ``only_unset`` keeps those set."""

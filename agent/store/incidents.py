@@ -300,7 +300,7 @@ class IncidentStore(EpisodeStore, ChangeStore, SilenceStore, StoreBase):
         return IncidentStatus(row[0]), Severity(row[1]), from_epoch(row[2])
 
     def _row(self, incident_id: int) -> sqlite3.Row:
-        row = self.conn.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+        row: sqlite3.Row | None = self.conn.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
         if row is None:
             raise UnknownIncidentError(incident_id)
         return row
@@ -557,7 +557,8 @@ class IncidentStore(EpisodeStore, ChangeStore, SilenceStore, StoreBase):
         if not repeats:
             return
         recorded = to_epoch(now)
-        rows, updates, last = [], [], {}
+        rows, updates = [], []
+        last: dict[int, float] = {}
         for incident_id, h in repeats:
             ts, direction = to_epoch(h.ts), str(h.direction)
             rows.append((ts, h.series_id, h.detector, h.entity, h.metric, dumps(dict(h.labels)), h.value, h.expected,

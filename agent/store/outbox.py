@@ -11,15 +11,16 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Mapping
+from typing import Any
 
 from agent.clock import from_epoch, to_epoch, utcnow
+from agent.flow.runs import RunMode, RunStatus
 from agent.store.base import StoreBase, dumps
 from agent.store.migrations import migration, run_script
-from agent.flow.runs import RunMode, RunStatus
 
 ACTOR = "notifier"
 

@@ -31,7 +31,7 @@ from psycopg.adapt import Dumper
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.engine import URL
 
-from agent.store.base import SessionLimits
+from agent.store.sessions import SessionLimits
 
 # A quoted string or identifier (its ``?`` is text), a ``?`` placeholder, or a ``%``.
 _TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|(\?)|(%)")

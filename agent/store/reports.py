@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from agent.flow.runs import RunStatus
 from agent.store.base import GENESIS, AuditBreak, StoreBase
 from agent.store.migrations import is_postgresql, migration, run_script
-from agent.flow.runs import RunStatus
 
 # What makes an incident a model incident (besides a `model` label): a drift detector, or a
 # signal whose metric is about inference latency or model errors.

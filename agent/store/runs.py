@@ -13,12 +13,12 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from agent.clock import from_epoch, to_epoch, utcnow
-from agent.errors import LeaseLostError, StoreError, TransitionError
-from agent.flow.runs import LEDGER_OUTCOMES, LEDGER_SEP, HostSummary, Run, RunMode, RunStatus
 import numpy as np
 import pandas as pd
 
+from agent.clock import from_epoch, to_epoch, utcnow
+from agent.errors import LeaseLostError, StoreError, TransitionError
+from agent.flow.runs import LEDGER_SEP, HostSummary, Run, RunMode, RunStatus
 from agent.store.base import StoreBase, dumps, each_value
 from agent.store.migrations import migration, run_script
 

@@ -41,7 +41,7 @@ class NotifyListener:
         while not self._stop.is_set():
             try:
                 data = self.sock.recv(4096)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

@@ -22,7 +22,7 @@ from agent.flow.runs import RunMode, RunStatus
 from agent.leases import LeaseKeeper
 from agent.metrics import Metrics
 from agent.store import Store
-from agent.store.base import SessionLimits
+from agent.store.sessions import SessionLimits
 from remediations.engine import owner_alive
 from tests.conftest import wait_until
 

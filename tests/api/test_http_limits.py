@@ -55,7 +55,7 @@ def answer(sock: socket.socket) -> tuple[bytes, bool]:
     try:
         while chunk := sock.recv(65536):
             data += chunk
-    except socket.timeout:
+    except TimeoutError:
         return data, False
     return data, True
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from agent.backtest.hosts import HostLabels, HostRun, EpisodeRecord, judge, read_wide
+from agent.backtest.hosts import EpisodeRecord, HostLabels, HostRun, judge, read_wide
 from agent.cli import cli
 
 START = pd.Timestamp("2024-03-01", tz="UTC")

@@ -19,7 +19,15 @@ import pandas as pd
 import pytest
 
 from agent.backtest.scorer import (
-    NEVER, PROBATION, PROFILES, WindowError, evaluate, label_rows, optimise, probation_rows, scaled_sigmoid,
+    NEVER,
+    PROBATION,
+    PROFILES,
+    WindowError,
+    evaluate,
+    label_rows,
+    optimise,
+    probation_rows,
+    scaled_sigmoid,
 )
 
 STANDARD, LOW_FP, LOW_FN = PROFILES

@@ -51,7 +51,7 @@ def serve(port_file: str, series: int) -> None:
                 items = [f'{{"metric":{{"__name__":"bench_metric","instance":"host{i:06d}:9100","job":"fleet"}},'
                          f'"values":[' + ",".join(f'[{t},"{i % 97 + k * 0.25}"]' for k, t in enumerate(stamps)) + "]}"
                          for i in range(first, min(series, first + 1000))]
-                self.wfile.write(((b"," if first else b"") + ",".join(items).encode()))
+                self.wfile.write((b"," if first else b"") + ",".join(items).encode())
             self.wfile.write(b"]}}")
 
         def log_message(self, *args: object) -> None:

@@ -31,10 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from demo.rollout_story import HAND_BUILT, rollout_settled, settled, start_rollout  # noqa: E402
-from demo.run import DEMO, DemoRun, Outcome  # noqa: E402
 from agent.flow.incidents import IncidentStatus  # noqa: E402
 from agent.flow.rollouts import RolloutStatus  # noqa: E402
+from demo.rollout_story import HAND_BUILT, rollout_settled, settled, start_rollout  # noqa: E402
+from demo.run import DEMO, DemoRun, Outcome  # noqa: E402
 
 FAULTS = ("latency", "errors", "memory", "disk", "crash", "drift", "stuck-latency")
 UNFIXABLE = frozenset({"stuck-latency"})  # no shipped playbook fixes it: it must escalate

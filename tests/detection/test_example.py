@@ -8,8 +8,16 @@ import yaml
 
 from agent.config import load_config
 from agent.config.detectors import (
-    DetectorsConfig, DriftModel, ForecastRule, GaugesConfig, IForestRule, RefitConfig, SeasonalRule, SeriesMatcher,
-    Slo, ThresholdRule,
+    DetectorsConfig,
+    DriftModel,
+    ForecastRule,
+    GaugesConfig,
+    IForestRule,
+    RefitConfig,
+    SeasonalRule,
+    SeriesMatcher,
+    Slo,
+    ThresholdRule,
 )
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "agent.example.yaml"

@@ -8,8 +8,8 @@ import pytest
 
 from agent.detection.codec import StateFormatError, decode_state, encode_state
 from agent.store import Store
-from detectors._state import unplain
 from agent.store.detectors import Baseline, FittedState
+from detectors._state import unplain
 from tests.detection.conftest import T0, minutes
 
 

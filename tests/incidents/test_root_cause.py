@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from agent.flow.samples import Samples
 from agent.incidents.catalog import catalog_of
+from agent.incidents.cause import root_cause_line
 from agent.incidents.correlator import Correlator
 from agent.incidents.onset import with_onsets
-from agent.incidents.cause import root_cause_line
 from agent.incidents.summary import build
 from tests.incidents.conftest import at, hit
 

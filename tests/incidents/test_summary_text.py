@@ -8,14 +8,14 @@ from datetime import datetime, timedelta, timezone
 
 from agent.clock import to_epoch
 from agent.flow.incidents import IncidentStatus
-from agent.incidents.correlator import Correlator
+from agent.flow.runs import RunMode, RunStatus
 from agent.flow.samples import Samples
+from agent.incidents.correlator import Correlator
 from agent.incidents.formats import render
 from agent.incidents.onset import with_onsets
 from agent.incidents.summary import run_outcome
 from agent.store.outbox import RunOutcome
 from detectors.base import Direction, Hit
-from agent.flow.runs import RunMode, RunStatus
 
 T0 = datetime(2026, 11, 24, 3, 0, tzinfo=timezone.utc)
 FRAUD = {"model": "fraud"}

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from agent.store import STORE_FILE, Store
-from tests.conftest import free_port, wait_until
+from tests.conftest import free_port
 from tests.fixtures.fleet import JOB, AgentProcess, TextExporter, gauges_text
 
 TOKEN = "tok-a63f0e5d9c1b4827"

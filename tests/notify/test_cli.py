@@ -59,9 +59,9 @@ notify:
 def test_notify_outbox_lists_rows(write_config, tmp_path, webhook):
     from datetime import timedelta
 
-    from agent.notify import notify_once
-    from agent.context import Context
     from agent.config import load_config
+    from agent.context import Context
+    from agent.notify import notify_once
     from tests.notify.incident_data import T0, make_incident
 
     text = f"""

@@ -11,8 +11,8 @@ import pytest
 from agent.config import parse_config
 from agent.context import Context
 from agent.errors import ConfigError
-from agent.incidents.pages import render_html
 from agent.incidents.catalog import catalog_of, link_template
+from agent.incidents.pages import render_html
 from agent.incidents.summary import build
 from agent.metrics import Metrics
 from agent.notify import notify_once

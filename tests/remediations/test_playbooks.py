@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
+from agent.flow.runs import RunnerStatus
 from agent.incidents.summary import playbook_report
 from remediations.playbooks import PlaybookError, lint, playbooks, read_header
-from agent.flow.runs import RunnerStatus
 from remediations.runner import Execution, execute
 from tests.conftest import REPO, wait_until
 

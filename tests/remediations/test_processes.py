@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from remediations import processes
 from agent.flow.runs import RunnerStatus
+from remediations import processes
 from remediations.runner import Execution, execute
 from tests.conftest import REPO, wait_until
 from tests.remediations.conftest import header
@@ -180,12 +180,12 @@ from remediations import runner
 def second():
     inside.wait(10)
     second_started.set()
-    runner._init_runner()
+    runner._ansible_runner_run()
     seen.append(type(sys.modules["ansible_runner"].plugins).__name__)  # what a run iterates next
 
 thread = threading.Thread(target=second)
 thread.start()
-runner._init_runner()
+runner._ansible_runner_run()
 thread.join(10)
 print(seen)
 """

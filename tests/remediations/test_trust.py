@@ -15,10 +15,10 @@ from agent.cli.common import Settings
 from agent.clock import ManualClock
 from agent.config import load_config
 from agent.context import Context
+from agent.flow.incidents import Signal
 from agent.flow.runs import RunMode, RunStatus
 from agent.notify import notify_once
 from remediations.ledger import build_ledger
-from agent.flow.incidents import Signal
 from tests.remediations.conftest import T0, audit, open_incident, run_cycle
 
 

@@ -15,7 +15,6 @@ from agent.context import Context
 from tests.conftest import free_port, wait_until
 from tests.report.builders import known_incidents
 
-
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
 

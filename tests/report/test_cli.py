@@ -16,7 +16,6 @@ from agent.clock import ManualClock
 from agent.store import Store
 from tests.report.builders import known_incidents
 
-
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
 

@@ -10,8 +10,8 @@ import pytest
 from agent.config import parse_config
 from agent.config.models import AnalysisMetric
 from agent.errors import ConfigError
-from agent.rollouts.analysis import Decision, decide, distribution_shift, judge, window
 from agent.flow.rollouts import Measurement, Verdict
+from agent.rollouts.analysis import Decision, decide, distribution_shift, judge, window
 from tests.rollouts.conftest import T0
 
 ANALYSIS = """

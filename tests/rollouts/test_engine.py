@@ -12,9 +12,9 @@ import pytest
 
 from agent.errors import TransitionError
 from agent.flow.incidents import IncidentStatus
+from agent.flow.rollouts import RolloutStatus, Verdict
 from agent.rollouts import engine, roll
 from agent.rollouts.engine import RolloutError
-from agent.flow.rollouts import RolloutStatus, Verdict
 from tests.conftest import REPO, wait_until
 from tests.rollouts.conftest import BAD_LATENCY, GOOD, NO_DATA, T0, model_yaml, served
 

@@ -14,8 +14,8 @@ from agent.cli import cli
 from agent.cli.common import Settings
 from agent.clock import ManualClock
 from agent.daemon import HttpServer
-from agent.rollouts import engine
 from agent.flow.rollouts import RolloutStatus
+from agent.rollouts import engine
 from tests.rollouts.conftest import GOOD, T0, model_yaml
 
 

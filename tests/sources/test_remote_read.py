@@ -18,8 +18,15 @@ from agent.metrics import Metrics
 from agent.sources.base import FailureKind, FetchError
 from agent.sources.health import TargetHealth
 from agent.sources.prometheus import PrometheusSource
-from agent.sources.remote_read import (STALE_NAN_BITS, Matcher, MatchType, TimeSeries, _MESSAGES, decode_response,
-                                       on_grid, selector)
+from agent.sources.remote_read import (
+    _MESSAGES,
+    STALE_NAN_BITS,
+    MatchType,
+    TimeSeries,
+    decode_response,
+    on_grid,
+    selector,
+)
 from tests.conftest import wait_until
 from tests.fixtures.prometheus import Family, needs_prometheus, openmetrics
 from tests.sources.conftest import T0

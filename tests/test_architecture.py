@@ -1,0 +1,57 @@
+"""The import rules ``docs/architecture.md`` states, checked on the source: no import circles,
+and each floor imports from itself and the floors below only."""
+
+from __future__ import annotations
+
+from tests.architecture import FLOORS, Edge, cycles, edges, floor_of, modules, room, runtime_graph
+from tests.conftest import REPO
+
+
+def _edges() -> list[Edge]:
+    return edges(REPO)
+
+
+def _where(edge: Edge) -> str:
+    return f"{edge.source} (line {edge.line}) imports {edge.target}"
+
+
+def test_the_graph_holds_the_modules_and_their_imports() -> None:
+    found = _edges()
+    assert {"agent.pipeline", "agent.store.incidents", "detectors.forecast", "remediations.runner"} <= set(modules(REPO))
+    pairs = {(e.source, e.target, e.type_only, e.in_function) for e in found}
+    assert ("agent.incidents.correlator", "agent.incidents.titles", False, False) in pairs
+    assert ("agent.incidents", "agent.incidents.correlator", False, True) in pairs  # inside correlate()
+    assert ("agent.incidents", "agent.context", True, False) in pairs  # under TYPE_CHECKING
+
+
+def test_there_is_no_import_circle_among_the_project_modules() -> None:
+    # Imports inside functions count: they run when the function does, and a circle through one
+    # is still a circle of the design. Imports for type checking only do not run.
+    assert cycles(runtime_graph(_edges())) == []
+
+
+def test_the_circle_finder_finds_a_circle() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_every_module_is_on_a_floor() -> None:
+    assert sorted(m for m in modules(REPO) if not any(room(m) in rooms for _, rooms in FLOORS)) == []
+
+
+def test_no_module_imports_from_a_floor_above_its_own() -> None:
+    upward = [_where(e) for e in _edges() if floor_of(e.target) > floor_of(e.source)]
+    assert upward == []
+
+
+def test_detectors_and_the_flow_types_import_nothing_of_the_agent_above_them() -> None:
+    ground = FLOORS[0][1]
+    found = [_where(e) for e in _edges() if room(e.source) in ("detectors", "agent.flow") and room(e.target) not in ground]
+    assert found == []
+    assert [_where(e) for e in _edges() if room(e.source) == "detectors" and room(e.target) != "detectors"] == []
+
+
+def test_the_store_imports_the_ground_floor_only() -> None:
+    ground = FLOORS[0][1]
+    found = [_where(e) for e in _edges() if room(e.source) == "agent.store" and room(e.target) not in (*ground, "agent.store")]
+    assert found == []
