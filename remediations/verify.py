@@ -12,8 +12,8 @@ from typing import Any
 from agent.clock import boot_id, from_epoch, to_epoch
 from agent.errors import RemediationError
 from agent.flow.incidents import IncidentStatus
-from agent.flow.runs import Run, RunMode, RunStatus
 from agent.flow.rollouts import RolloutStatus
+from agent.flow.runs import Run, RunMode, RunStatus
 from remediations.engine import ACTOR, Remediator
 from remediations.signals import SignalState, observe, relevant_signals
 

@@ -33,6 +33,7 @@ from agent.flow.samples import Samples
 from agent.incidents import correlate
 from agent.log import kv
 from agent.pipeline import Pipeline
+from detectors.base import Hit
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,10 @@ def _judge_rows(pipeline: Pipeline, clock: ManualClock, samples: Samples, start:
     if first and not engine.units:  # not a replay resumed with its detectors restored
         engine.refit(now=start.to_pydatetime(), samples=samples)
     window = pd.Timedelta(seconds=pipeline.ctx.config.sources.window)
-    hits, levels, judged, failed = [], [], set(), False
+    hits: list[Hit] = []
+    levels: list[float | None] = []
+    judged: set[str] = set()
+    failed = False
     done = start
 
     def judge_until(upto: pd.Timestamp) -> None:

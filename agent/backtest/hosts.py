@@ -39,10 +39,10 @@ import numpy as np
 import pandas as pd
 
 from agent.backtest.corpus import CorpusError
+from agent.backtest.cycles import replay_chunks
 from agent.clock import ManualClock
 from agent.config import AgentConfig
 from agent.context import Context
-from agent.backtest.cycles import replay_chunks
 from agent.flow.samples import series_id
 from agent.pipeline import Pipeline
 

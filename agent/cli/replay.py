@@ -176,7 +176,7 @@ def _report(replayed, config: AgentConfig, source, fmt: str, pages_per_day: floa
     finally:
         store.close()
     answer = known = None
-    if outages is not None:
+    if outages is not None and known_path is not None:
         judged = {sid for n in range(len(replayed.days)) for sid in _judged(replayed, n)}
         check_labels(known_path, outages, judged)
         known = judge_known(outages, incidents, step_s=config.agent.interval)

@@ -174,13 +174,15 @@ def _timeline(days: Sequence[DayRead], hits: Sequence[KeptHit], incidents: Seque
     episodes = [e.detected_at for i in incidents for e in i.episodes]
     opened = [i.detected_at for i in incidents]
     for day in days:
-        def within(times: Sequence[datetime]) -> int:
-            return sum(day.start < t <= day.end for t in times)
-
         out.append(DayLine(day=day.start.isoformat(), rows=day.rows, series=day.series,
-                           hits=within([k.hit.ts for k in hits]), incidents=within(opened), pages=within(episodes),
-                           would_run=within(would), gap=day.empty))
+                           hits=_within(day, [k.hit.ts for k in hits]), incidents=_within(day, opened),
+                           pages=_within(day, episodes), would_run=_within(day, would), gap=day.empty))
     return tuple(out)
+
+
+def _within(day: DayRead, times: Sequence[datetime]) -> int:
+    """How many of ``times`` fall in ``day`` (after its start, up to its end)."""
+    return sum(day.start < t <= day.end for t in times)
 
 
 __all__ = ["Count", "DayLine", "IncidentLine", "Report", "RuleLine", "build_report", "decision"]

@@ -19,9 +19,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from pathlib import Path
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -96,11 +96,11 @@ def match_child(config: str, work: str) -> None:
     """The replay and the daemon cycle by cycle over MATCH_DAY; prints both incident lists."""
     import logging
 
+    from agent.backtest.cycles import Judging
     from agent.clock import ManualClock
     from agent.config import load_config
     from agent.context import Context
     from agent.pipeline import Pipeline
-    from agent.backtest.cycles import Judging
     from agent.replay.run import replay_config, run_replay
     from agent.store import Store
 

@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from agent.cli import cli
 from agent.cli.common import Settings
 from agent.config import load_config
-from agent.replay.history import EmbeddedHistory
 from agent.flow.incidents import Matcher, MatchOp
+from agent.replay.history import EmbeddedHistory
 from agent.replay.report import build_report
 from agent.replay.run import coverage, run_replay
 from agent.store import Store
