@@ -135,7 +135,7 @@ FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
                 "agent.rollouts", "agent.report", "agent.status", "agent.metrics", "agent.leases", "agent.workers",
                 "agent.schedule", "agent.sdnotify", "agent.context")),
     ("cycle and faces", ("agent.pipeline", "agent.daemon", "agent.service", "agent.api", "agent.cli",
-                         "agent.backtest")),
+                         "agent.backtest", "agent.replay")),
 )
 
 
