@@ -57,7 +57,7 @@ def test_a_yaml_alias_bomb_is_refused_quickly(write_config):
     started = time.monotonic()
     assert problems(path) == [f"{path}: line 6, column 4: expected YAML aliases to expand to at most 100000 nodes, "
                               "found more (an alias bomb?)"]
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 10  # expanded, it would take minutes and gigabytes
 
 
 def test_a_recursive_alias_is_refused(write_config):

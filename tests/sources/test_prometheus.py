@@ -206,7 +206,7 @@ def test_faults_become_gaps_with_retries_only_where_they_help(make_ctx, misbehav
     before = misbehaving_server.requests
     started = time.monotonic()
     samples = collect(ctx, at(1))
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 10  # bounded by the timeouts; the counts below say how
     assert misbehaving_server.requests - before == attempts
     assert samples.gaps == {'up{job="a"}'}
     assert samples.values['up{job="a"}'].isna().all()

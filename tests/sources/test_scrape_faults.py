@@ -78,7 +78,7 @@ def test_a_trickled_body_is_cut_at_the_deadline_not_read_to_its_end(make_ctx, mi
     misbehaving_server.trickle(BAD * 100, interval_s=0.1)  # 3,500 bytes: 350 s at this pace
     started = time.monotonic()
     collect(ctx, at(0))
-    assert 2.0 <= time.monotonic() - started < 3.0
+    assert 2.0 <= time.monotonic() - started < 10  # read to its end, the body would take 350 s
     assert 5 <= misbehaving_server.sent <= 25  # about 2 s worth of bytes, then the agent hung up
     assert metric(ctx, "aiops_source_errors_total", source="scrape", kind="deadline") == 1.0
 
