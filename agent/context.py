@@ -124,6 +124,7 @@ class Context:
     def __post_init__(self) -> None:
         self.budget = NewIncidentBudget(limit=self.config.incidents.max_new_per_cycle,
                                         window_s=self.config.agent.interval, monotonic=self.monotonic)
+        self.workers.on_thread_end = self.store.close  # each worker thread's own connection
         # MTTR at /metrics comes from this store, at the Context's clock (a test may set another)
         self.metrics.incident_figures.bind(self.store, lambda: self.clock(),
                                            answering=lambda: self.leases.store_answering())

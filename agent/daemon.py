@@ -96,7 +96,8 @@ class Daemon:
                                  on_taken=self._on_lease_taken)
         ctx.metrics.agent_info.labels(holder=ctx.leases.holder, shard=config.agent.shard).set(1)
         ctx.leases.start()
-        self.scheduler = scheduler = Scheduler(monotonic=ctx.monotonic, on_skipped=self._on_skipped)
+        self.scheduler = scheduler = Scheduler(monotonic=ctx.monotonic, on_skipped=self._on_skipped,
+                                              on_thread_end=ctx.store.close)
         scheduler.add(CYCLE_JOB, self._cycle_job, interval_s=config.agent.interval)
         scheduler.add(REFIT_JOB, self._refit_job, interval_s=config.agent.interval)
         # Housekeeping runs on APScheduler's wall-clock interval trigger, beside the cycles: pruning

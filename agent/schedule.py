@@ -43,12 +43,16 @@ class _Job:
 
 
 class Scheduler:
-    """``on_skipped(name, reason)``: a start was skipped (the previous run still going)."""
+    """``on_skipped(name, reason)``: a start was skipped (the previous run still going).
+    ``on_thread_end()``: called on a job's thread as its run ends, to release what the thread
+    holds (the store's per-thread connection), since every run has a thread of its own."""
 
     def __init__(self, *, monotonic: Callable[[], float] = time.monotonic,
-                 on_skipped: Callable[[str, str], None] | None = None) -> None:
+                 on_skipped: Callable[[str, str], None] | None = None,
+                 on_thread_end: Callable[[], None] | None = None) -> None:
         self.monotonic = monotonic
         self.on_skipped = on_skipped
+        self.on_thread_end = on_thread_end
         self._jobs: dict[str, _Job] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -115,6 +119,12 @@ class Scheduler:
             job.func()
         except Exception:  # the job logs its own failures; this keeps the scheduler going
             log.exception(kv("schedule.job_failed", job=job.name))
+        finally:
+            if self.on_thread_end is not None:
+                try:
+                    self.on_thread_end()
+                except Exception:
+                    log.exception(kv("schedule.thread_end_failed", job=job.name))
 
     def _skipped(self, name: str, reason: str) -> None:
         if self.on_skipped is not None:

@@ -28,9 +28,11 @@ log = logging.getLogger(__name__)
 
 
 class Workers:
-    """The jobs under way in this agent process, by key."""
+    """The jobs under way in this agent process, by key. ``on_thread_end()`` is called on a
+    worker's thread as its job ends (the Context closes the store's connection of that thread)."""
 
     def __init__(self) -> None:
+        self.on_thread_end: Callable[[], None] | None = None
         self._lock = threading.Lock()
         self._threads: dict[str, threading.Thread] = {}
         self._finished: list[Any] = []
@@ -100,6 +102,11 @@ class Workers:
         except Exception:  # the job records its own failures; this keeps the slot from leaking
             log.exception(kv("remediation.worker_failed", job=key))
         finally:
+            if self.on_thread_end is not None:
+                try:
+                    self.on_thread_end()
+                except Exception:
+                    log.exception(kv("remediation.worker_end_failed", job=key))
             with self._lock:
                 self._threads.pop(key, None)
                 self._leave(key)  # a job that ended without giving its turn back

@@ -134,6 +134,29 @@ def test_retention_runs_on_its_own_interval_beside_the_cycles(daemon):
     assert d.count("retention.failed") == 0
 
 
+def store_descriptors(d: Daemon) -> int:
+    """The daemon's open descriptors on its store file (one per SQLite connection)."""
+    fd_dir = Path(f"/proc/{d.proc.pid}/fd")
+    store = str((d.state / STORE_FILE).resolve())
+    count = 0
+    for fd in fd_dir.iterdir():
+        try:
+            count += fd.readlink().as_posix() == store
+        except OSError:  # closed while listed
+            pass
+    return count
+
+
+def test_cycles_do_not_leave_store_connections_behind(daemon):
+    # Every cycle and refit runs on a thread of its own: a connection left open per thread ran the
+    # daemon out of descriptors (two a cycle) within hours at its default limit.
+    d = daemon()
+    d.wait_log("event=cycle.done", times=3)
+    before = store_descriptors(d)
+    d.wait_log("event=cycle.done", times=23, timeout_s=120)
+    assert store_descriptors(d) <= before + 2
+
+
 @pytest.mark.slow
 def test_runs_cycles_serves_http_and_stops_on_sigterm(daemon):
     d = daemon(notify=True)
