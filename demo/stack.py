@@ -183,13 +183,28 @@ def stop_recorded(root: Path, timeout_s: float = 30.0) -> list[str]:
             _stop_pid(pid, timeout_s)
             stopped.append(f"{name.removesuffix('_pid').replace('_', ' ')} (pid {pid})")
         if name == "agent_pid":
-            # Every process serving this stack's models, not only the pid file's: a restart the
-            # agent's playbook began just before the agent stopped may not have written it yet.
-            for service in _services(root):
-                _stop_pid(service, timeout_s)
-                stopped.append(f"service (pid {service})")
+            stopped += [f"service (pid {service})" for service in _stop_services(root, timeout_s)]
         setattr(info, name, None)
     (root / "stack.json").write_text(json.dumps(asdict(info), indent=2))
+    return stopped
+
+
+def _stop_services(root: Path, timeout_s: float, settle_s: float = 1.0) -> list[int]:
+    """Stop every process serving this stack's models, not only the pid file's, until none has
+    been seen for ``settle_s``: a restart the agent's playbook began just before the agent stopped
+    may not have written the pid file yet, or still be between its fork and its exec."""
+    stopped: list[int] = []
+    deadline = time.monotonic() + timeout_s
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < settle_s and time.monotonic() < deadline:
+        found = [pid for pid in _services(root) if pid not in stopped]
+        if not found:
+            time.sleep(0.05)
+            continue
+        for service in found:
+            _stop_pid(service, timeout_s)
+            stopped.append(service)
+        quiet_since = time.monotonic()
     return stopped
 
 
@@ -273,11 +288,7 @@ def read_pid(root: Path) -> int | None:
         pid = int((root / "service.pid").read_text().strip())
     except (OSError, ValueError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    return pid
+    return pid if alive(pid) else None  # a zombie has exited (its reaper may be slow or absent)
 
 
 def _kill(pid: int, sig: int = signal.SIGTERM) -> None:
