@@ -106,6 +106,11 @@ def each_value(conn: Any, *, integer: bool = False, source: str = "?") -> str:
     return f"SELECT value FROM json_each({source})"
 
 
+# What a PostgreSQL server answers at connection time when the settings are wrong, not when it
+# is down or busy (libpq gives no SQLSTATE for these; "too many clients" or "starting up" pass).
+_REFUSED = ("does not exist", "password authentication failed", "no pg_hba.conf entry", "authentication failed")
+
+
 def is_busy(exc: BaseException) -> bool:
     """Whether ``exc`` is SQLite giving up on a lock another connection (or process) holds."""
     return isinstance(exc, sqlite3.OperationalError) and ("database is locked" in str(exc) or "busy" in str(exc))
@@ -303,7 +308,11 @@ class StoreBase:
         try:
             return postgres.Connection(self._engine.raw_connection())
         except psycopg_errors() as exc:
-            raise StoreUnavailableError(str(self.path), f"cannot connect: {first_line(getattr(exc, 'orig', None) or exc)}") from None
+            reason = first_line(getattr(exc, "orig", None) or exc)
+            if any(words in reason for words in _REFUSED):  # asking again will not help: say so
+                raise StoreError(str(self.path), f"the server refused the connection ({reason}): "
+                                                 "check store.url and store.password") from None
+            raise StoreUnavailableError(str(self.path), f"cannot connect: {reason}") from None
 
     @property
     def db(self) -> sqlite_utils.Database:

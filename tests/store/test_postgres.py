@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from agent.cli import cli
 from agent.config import load_config
-from agent.errors import ConfigError, StoreError
+from agent.errors import ConfigError, StoreError, StoreUnavailableError
 from agent.flow.incidents import IncidentStatus, Matcher, MatchOp, Severity
 from agent.flow.samples import SeriesInfo
 from agent.store import Store
@@ -91,8 +91,10 @@ def test_a_server_that_is_down_is_a_store_error_naming_the_url_without_its_passw
 
 
 def test_a_database_that_does_not_exist_is_refused_with_the_servers_reason(postgres_server):
-    with pytest.raises(StoreError, match=r"cannot be reached now \(cannot connect: .*database \"nowhere\" does not exist"):
+    with pytest.raises(StoreError, match=r"the server refused the connection \(.*database \"nowhere\" does not exist\): "
+                                         r"check store.url and store.password") as caught:
         Store(postgres_server.url("nowhere"))
+    assert not isinstance(caught.value, StoreUnavailableError)  # not "now": asking again will not help
 
 
 def test_a_new_empty_database_is_migrated_to_the_same_schema_as_sqlite(tmp_path, postgres_empty_url):
