@@ -118,7 +118,9 @@ def test_prometheus_killed_during_an_incident_is_a_gap_not_a_recovery(demo):
 
 def test_agent_killed_mid_remediation_does_not_run_it_twice(demo):
     at = demo.inject("latency")
-    incident = detected(demo, at)
+    # What on-call reads is checked once the agent is back: two CLI calls first could outlast the
+    # restart this test must catch under way.
+    incident = demo.wait(lambda: demo.incident_since(at, None), 60, "an incident")
     demo.wait(lambda: any(r["mode"] == "apply" and r["status"] == "running" for r in demo.runs(incident.id)),
               60, "the restart under way")
     demo.agent.send_signal(signal.SIGKILL)
@@ -132,6 +134,7 @@ def test_agent_killed_mid_remediation_does_not_run_it_twice(demo):
     assert demo.incident(incident.id).status is not IncidentStatus.RESOLVED
     events = [e.kind for e in demo.store.incident_events(incident.id)]
     assert "escalated" in events
+    reads_right(demo, incident.id)
     settle(demo, incident.id)
 
 
