@@ -37,4 +37,4 @@ def correlate(ctx: "Context", seen: "Detection") -> list["Incident"]:
                        judged=seen.judged)
     ctx.metrics.open_incidents.set(ctx.store.count_open_incidents())
     touched = sorted(placed.touched | set(resolved))
-    return [incident for i in touched if (incident := ctx.store.get_incident(i)) is not None]
+    return ctx.store.get_incidents(touched)

@@ -38,6 +38,24 @@ def test_a_signal_keeps_its_peak_and_its_earliest_start(store):
     assert store.onset_at(incident.id, at(-5)) == "midway before 12:00:00"
 
 
+def test_repeats_on_several_incidents_move_each_ones_last_signal_and_they_load_together(store):
+    incidents = [store.open_incident(severity=Severity.WARNING, title=f"t{k}", labels={"job": f"api{k}"},
+                                     started_at=at(-5), now=at(0)) for k in range(3)]
+    for incident in incidents:
+        store.record_hits([latency(0, 0.8, 50.0)], incident_id=incident.id, now=at(0))
+    first, second, third = (i.id for i in incidents)
+    # the second's latest hit is older than what it already holds: its last signal stays put
+    store.update_incident(second, quiet_cycles=2, now=at(0))
+    store.record_repeats([(first, latency(10, 0.9, 60.0)), (first, latency(40, 0.3, 10.0)),
+                          (second, latency(-20, 0.5, 20.0)), (third, latency(25, 0.4, 15.0))], now=at(40))
+    loaded = store.get_incidents([third, 999, first, second, first])
+    assert [i.id for i in loaded] == [third, first, second]  # the order asked, missing and twice left out
+    assert [i.last_signal_at for i in loaded] == [at(25), at(40), at(0)]
+    assert all(i.quiet_cycles == 0 and i.updated_at == at(40) for i in loaded)
+    assert loaded == [store.get_incident(i) for i in (third, first, second)]
+    assert store.get_incidents([]) == []
+
+
 def test_marks_and_pushed_alerts(store):
     first = store.open_incident(severity=Severity.WARNING, title="a", labels={"job": "api"}, started_at=at(0),
                                 now=at(10))
