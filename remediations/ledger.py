@@ -25,11 +25,13 @@ import pandas as pd
 
 from agent.clock import from_epoch, to_epoch
 from agent.flow.runs import LEDGER_OUTCOMES, LEDGER_SEP
+from agent.store.ledger import COLUMNS, Key, Tally
 
 if TYPE_CHECKING:
     from agent.store import Store
 
 COUNTS = ("runs", "verified", "not_fixed", "failed", "rolled_back", "interrupted", "under_way")
+SHADOW = COLUMNS.index("shadow")  # then shadow_checked
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,8 +83,21 @@ def build_ledger(store: "Store", since: datetime, until: datetime, *, now: datet
                  incident_ids: Sequence[int] | None = None, modes: Mapping[str, str] | None = None,
                  rule: str | None = None) -> Ledger:
     """The ledger of runs started in ``[since, until)`` (of ``incident_ids`` only, when given);
-    ``modes`` names how each rule runs now; ``rule`` keeps one rule. Counted with numpy over the
-    period's rows: a hundred thousand runs take a fraction of a second."""
+    ``modes`` names how each rule runs now; ``rule`` keeps one rule. Read from the store's
+    per-day summary (whole days) and the runs of the part-days at either end; from the runs
+    alone (``ledger_from_rows``) for some incidents only, or when the summary cannot say."""
+    since_s, until_s = float(to_epoch(since)), float(to_epoch(until))
+    tallies = None if incident_ids is not None else store.ledger_summary(since_s, until_s, rule=rule)
+    if tallies is None:
+        return ledger_from_rows(store, since, until, now=now, incident_ids=incident_ids, modes=modes, rule=rule)
+    return _from_tallies(store, tallies, since, until, now=now, modes=modes or {})
+
+
+def ledger_from_rows(store: "Store", since: datetime, until: datetime, *, now: datetime,
+                     incident_ids: Sequence[int] | None = None, modes: Mapping[str, str] | None = None,
+                     rule: str | None = None) -> Ledger:
+    """``build_ledger`` computed from the period's runs alone, with numpy: what the summary must
+    always agree with."""
     since_s, until_s = float(to_epoch(since)), float(to_epoch(until))
     runs, shadow = store.ledger_runs(since_s, until_s, incident_ids=incident_ids)
     if rule is not None:
@@ -97,6 +112,53 @@ def build_ledger(store: "Store", since: datetime, until: datetime, *, now: datet
     per_target = _rows(store, runs.iloc[rows].reset_index(drop=True), group,
                        [(names[code][0], names[code][1], target) for code, target in pairs], modes or {})
     return Ledger(since=since, until=until, generated_at=now, rules=tuple(per_rule), targets=tuple(per_target))
+
+
+def _from_tallies(store: "Store", tallies: Mapping[Key, Tally], since: datetime, until: datetime, *,
+                  now: datetime, modes: Mapping[str, str]) -> Ledger:
+    """The ledger from the summary's figures per rule, playbook and target."""
+    real = [((r, p, t), tally) for (r, p, t, _), tally in tallies.items() if p and tally.counts[0]]
+    real.sort(key=lambda item: (item[0][0] + LEDGER_SEP + item[0][1], item[0][2]))  # as the rows path orders
+    lasts = {names: _last_failure(tally.failures) for names, tally in real}
+    reasons = store.run_reasons([last[1] for last in lasts.values() if last is not None])
+    rows = [_tally_row(names, tally, lasts[names], reasons, modes) for names, tally in real]
+    per_rule = [row for row in rows if row.target is None]
+    shadow: dict[str, list[int]] = {}
+    for (r, p, _t, _), tally in tallies.items():
+        if not p and tally.counts[SHADOW]:
+            figures = shadow.setdefault(r, [0, 0])
+            figures[0] += tally.counts[SHADOW]
+            figures[1] += tally.counts[SHADOW + 1]
+    if shadow:
+        frame = pd.DataFrame([(r, n, c) for r, (n, c) in sorted(shadow.items())], columns=["rule", "shadow", "checked"])
+        per_rule = _with_shadow(per_rule, frame.set_index("rule"), modes)
+    return Ledger(since=since, until=until, generated_at=now, rules=tuple(per_rule),
+                  targets=tuple(row for row in rows if row.target is not None))
+
+
+def _last_failure(tokens: Sequence[str]) -> tuple[float, int, bool] | None:
+    """The newest failure (by start, then id) of ``started_at/id/flag`` tokens: (start, id,
+    whether it failed only by being rolled back)."""
+    if not tokens:
+        return None
+    at, run, rolled_only = max((float(a), int(b), c == "1") for a, b, c in (t.split("/") for t in tokens))
+    return at, run, rolled_only
+
+
+def _tally_row(names: tuple[str, str, str], tally: Tally, last: tuple[float, int, bool] | None,
+               reasons: Mapping[int, str], modes: Mapping[str, str]) -> LedgerRow:
+    rule, playbook, target = names
+    figures = dict(zip(COLUMNS, tally.counts))
+    verify = np.array(tally.verify, dtype="float64")
+    why = ""
+    if last is not None:
+        reason = reasons.get(last[1], "")
+        why = (f"rolled back: {reason}" if reason else "rolled back") if last[2] else reason
+    return LedgerRow(rule=rule, playbook=playbook, target=target or None, **{name: figures[name] for name in COUNTS},
+                     median_verify_s=float(np.median(verify)) if len(verify) else None,
+                     last_failure_run=None if last is None else last[1],
+                     last_failure_at=None if last is None else from_epoch(last[0]),
+                     last_failure_why=why, mode=modes.get(rule, ""))
 
 
 def _by_target(runs: pd.DataFrame, codes: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], list[tuple[int, str]]]:
@@ -201,4 +263,4 @@ def row_dict(row: LedgerRow) -> dict[str, object]:
     return out
 
 
-__all__ = ["Ledger", "LedgerRow", "build_ledger", "ledger_dict", "row_dict"]
+__all__ = ["Ledger", "LedgerRow", "build_ledger", "ledger_dict", "ledger_from_rows", "row_dict"]

@@ -7,6 +7,7 @@ Every change writes its audit entry in the same transaction. Run states and thei
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
@@ -20,6 +21,7 @@ from agent.clock import from_epoch, to_epoch, utcnow
 from agent.errors import LeaseLostError, StoreError, TransitionError
 from agent.flow.runs import LEDGER_SEP, HostSummary, Run, RunMode, RunStatus
 from agent.store.base import StoreBase, dumps, each_value
+from agent.store.ledger import DAY_S, Key, LedgerDays, Tally, rebuild
 from agent.store.migrations import migration, run_script
 
 
@@ -57,6 +59,8 @@ class RunStore(StoreBase):
                 "parent_id": parent_id, "requested_at": to_epoch(now),
                 "expires_at": to_epoch(expires_at), "reason": reason,
             })
+            days = LedgerDays(self.conn)
+            days.apply({}, days.runs("r.id = ?", [run_id]))  # a shadow run counts from its start
             self.audit(actor, f"remediation.{status}", f"run:{run_id}", {
                 "incident": incident_id, "rule": rule, "playbook": playbook, "sha256": playbook_sha256,
                 "mode": str(mode), "targets": list(targets), "batch": batch, "reason": reason,
@@ -109,7 +113,8 @@ class RunStore(StoreBase):
                 row[key] = _column(key, value)
             if reason:
                 row["reason"] = reason
-            self._update("remediation_runs", {"id": run_id}, row)
+            with LedgerDays(self.conn).tracked([run_id]):
+                self._update("remediation_runs", {"id": run_id}, row)
             details = {"incident": run.incident_id, "rule": run.rule, "mode": str(run.mode),
                        "from": str(run.status), "reason": reason}
             for key in ("rc", "host_summary", "artifact_dir"):
@@ -152,7 +157,7 @@ class RunStore(StoreBase):
         started and ended when it was decided (rate limits and cooldowns then see it as they would
         have seen the real run); its status stays ``shadow``, so nothing ever starts it. Only a
         replay's throwaway store is written this way."""
-        with self.transaction() as conn:
+        with self.transaction() as conn, LedgerDays(conn).tracked([run_id]):
             conn.execute("UPDATE remediation_runs SET mode = 'apply', started_at = requested_at, "
                          "ended_at = requested_at WHERE id = ? AND status = 'shadow'", (run_id,))
 
@@ -219,6 +224,39 @@ class RunStore(StoreBase):
         shadows = pd.DataFrame({"rule": [k.split(LEDGER_SEP, 1)[0] for k in shadow["key"]], "shadow": 1,
                                 "checked": shadow["outcome"] > 0, "checked_fixed": shadow["outcome"] == 1})
         return runs, shadows.groupby("rule", sort=True)[["shadow", "checked", "checked_fixed"]].sum().reset_index()
+
+    def ledger_summary(self, since_s: float, until_s: float, *, rule: str | None = None) -> dict[Key, Tally] | None:
+        """The ledger's figures of the runs requested in ``[since_s, until_s)`` (of ``rule`` only,
+        when given) per rule, playbook and target (the key's day means nothing): whole days from
+        the summary, the part-days at either end from their runs. None when the summary cannot
+        say: a run of those whole days started at or after ``until_s`` (``ledger_runs`` then)."""
+        first_day, end_day = math.ceil(since_s / DAY_S), math.floor(until_s / DAY_S)
+        days = LedgerDays(self.conn)
+        ranges = [(since_s, until_s)]
+        out: dict[Key, Tally] = {}
+        if first_day < end_day:
+            late = self.conn.execute(
+                "SELECT 1 FROM remediation_runs WHERE started_at >= ? AND mode = 'apply' AND requested_at >= ? "
+                "AND requested_at < ? LIMIT 1", (until_s, first_day * DAY_S, end_day * DAY_S)).fetchone()
+            if late is not None:
+                return None
+            ranges = [(since_s, first_day * DAY_S), (end_day * DAY_S, until_s)]
+            out = {(r, p, t, 0): tally for (r, p, t, _), tally in days.read(first_day, end_day, rule=rule).items()}
+        for start_s, stop_s in ranges:
+            where = ("r.requested_at >= ? AND r.requested_at < ? AND (r.mode = 'shadow' OR "
+                     "(r.mode = 'apply' AND r.started_at < ?))")
+            params: list[Any] = [start_s, stop_s, until_s]
+            if rule is not None:
+                where += " AND r.rule = ?"
+                params.append(rule)
+            for (r, p, t, _), tally in days.runs(where, params).items():
+                out.setdefault((r, p, t, 0), Tally()).add(tally)
+        return out
+
+    def rebuild_ledger(self) -> int:
+        """Recompute the ledger's summary from the runs (rows written)."""
+        with self.transaction() as conn:
+            return rebuild(conn)
 
     def run_reasons(self, run_ids: Sequence[int]) -> dict[int, str]:
         """Each run's last recorded reason, by id."""
