@@ -25,13 +25,12 @@ import pandas as pd
 
 from agent.clock import from_epoch, to_epoch
 from agent.flow.runs import LEDGER_OUTCOMES, LEDGER_SEP
-from agent.store.ledger import COLUMNS, Key, Tally
+from agent.store.ledger import COLUMNS, LedgerColumns
 
 if TYPE_CHECKING:
     from agent.store import Store
 
 COUNTS = ("runs", "verified", "not_fixed", "failed", "rolled_back", "interrupted", "under_way")
-SHADOW = COLUMNS.index("shadow")  # then shadow_checked
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,10 +86,10 @@ def build_ledger(store: "Store", since: datetime, until: datetime, *, now: datet
     per-day summary (whole days) and the runs of the part-days at either end; from the runs
     alone (``ledger_from_rows``) for some incidents only, or when the summary cannot say."""
     since_s, until_s = float(to_epoch(since)), float(to_epoch(until))
-    tallies = None if incident_ids is not None else store.ledger_summary(since_s, until_s, rule=rule)
-    if tallies is None:
+    figures = None if incident_ids is not None else store.ledger_summary(since_s, until_s, rule=rule)
+    if figures is None:
         return ledger_from_rows(store, since, until, now=now, incident_ids=incident_ids, modes=modes, rule=rule)
-    return _from_tallies(store, tallies, since, until, now=now, modes=modes or {})
+    return _from_columns(store, figures, since, until, now=now, modes=modes or {})
 
 
 def ledger_from_rows(store: "Store", since: datetime, until: datetime, *, now: datetime,
@@ -114,51 +113,48 @@ def ledger_from_rows(store: "Store", since: datetime, until: datetime, *, now: d
     return Ledger(since=since, until=until, generated_at=now, rules=tuple(per_rule), targets=tuple(per_target))
 
 
-def _from_tallies(store: "Store", tallies: Mapping[Key, Tally], since: datetime, until: datetime, *,
+def _from_columns(store: "Store", figures: LedgerColumns, since: datetime, until: datetime, *,
                   now: datetime, modes: Mapping[str, str]) -> Ledger:
-    """The ledger from the summary's figures per rule, playbook and target."""
-    real = [((r, p, t), tally) for (r, p, t, _), tally in tallies.items() if p and tally.counts[0]]
-    real.sort(key=lambda item: (item[0][0] + LEDGER_SEP + item[0][1], item[0][2]))  # as the rows path orders
-    lasts = {names: _last_failure(tally.failures) for names, tally in real}
-    reasons = store.run_reasons([last[1] for last in lasts.values() if last is not None])
-    rows = [_tally_row(names, tally, lasts[names], reasons, modes) for names, tally in real]
+    """The ledger from the summary's entries: summed per rule, playbook and target."""
+    order = sorted(range(len(figures.names)),  # as the runs path orders its rows
+                   key=lambda i: (figures.names[i][0] + LEDGER_SEP + figures.names[i][1], figures.names[i][2]))
+    rank = np.empty(len(order), dtype="int64")
+    rank[np.array(order, dtype="int64")] = np.arange(len(order))
+    n = len(order)
+    sums = np.zeros((n, len(COLUMNS)), dtype="int64")
+    np.add.at(sums, rank[figures.count_key], figures.counts)
+    group = rank
+    medians = pd.Series(figures.verify_s).groupby(group[figures.verify_key]).median().reindex(range(n)).to_numpy()
+    last = (pd.DataFrame({"group": group[figures.failure_key], "at": figures.failure_at, "id": figures.failure_run,
+                          "rolled_only": figures.failure_rolled_only})
+            .sort_values(["group", "at", "id"]).drop_duplicates("group", keep="last").set_index("group"))
+    reasons = store.run_reasons([int(i) for i in last["id"]])
+    lasts = {int(g): row for g, row in zip(last.index, last.itertuples(index=False))}
+    columns = {name: sums[:, COLUMNS.index(name)].tolist() for name in (*COUNTS, "shadow", "shadow_checked")}
+    middle = medians.tolist()
+    rows, shadow = [], []
+    for code, (rule, playbook, target) in enumerate(figures.names[i] for i in order):
+        if not playbook:
+            shadow.append((rule, columns["shadow"][code], columns["shadow_checked"][code]))
+            continue
+        if not columns["runs"][code]:
+            continue
+        failed = lasts.get(code)
+        why = "" if failed is None else reasons.get(int(failed.id), "")
+        if failed is not None and failed.rolled_only:
+            why = f"rolled back: {why}" if why else "rolled back"
+        rows.append(LedgerRow(
+            rule=rule, playbook=playbook, target=target or None, **{name: columns[name][code] for name in COUNTS},
+            median_verify_s=_number(middle[code]), last_failure_run=None if failed is None else int(failed.id),
+            last_failure_at=None if failed is None else from_epoch(float(failed.at)), last_failure_why=why,
+            mode=modes.get(rule, "")))
     per_rule = [row for row in rows if row.target is None]
-    shadow: dict[str, list[int]] = {}
-    for (r, p, _t, _), tally in tallies.items():
-        if not p and tally.counts[SHADOW]:
-            figures = shadow.setdefault(r, [0, 0])
-            figures[0] += tally.counts[SHADOW]
-            figures[1] += tally.counts[SHADOW + 1]
-    if shadow:
-        frame = pd.DataFrame([(r, n, c) for r, (n, c) in sorted(shadow.items())], columns=["rule", "shadow", "checked"])
-        per_rule = _with_shadow(per_rule, frame.set_index("rule"), modes)
+    shadows = pd.DataFrame(shadow, columns=["rule", "shadow", "checked"]).groupby("rule", sort=True).sum()
+    shadows = shadows[shadows["shadow"] > 0]
+    if len(shadows):
+        per_rule = _with_shadow(per_rule, shadows, modes)
     return Ledger(since=since, until=until, generated_at=now, rules=tuple(per_rule),
                   targets=tuple(row for row in rows if row.target is not None))
-
-
-def _last_failure(tokens: Sequence[str]) -> tuple[float, int, bool] | None:
-    """The newest failure (by start, then id) of ``started_at/id/flag`` tokens: (start, id,
-    whether it failed only by being rolled back)."""
-    if not tokens:
-        return None
-    at, run, rolled_only = max((float(a), int(b), c == "1") for a, b, c in (t.split("/") for t in tokens))
-    return at, run, rolled_only
-
-
-def _tally_row(names: tuple[str, str, str], tally: Tally, last: tuple[float, int, bool] | None,
-               reasons: Mapping[int, str], modes: Mapping[str, str]) -> LedgerRow:
-    rule, playbook, target = names
-    figures = dict(zip(COLUMNS, tally.counts))
-    verify = np.array(tally.verify, dtype="float64")
-    why = ""
-    if last is not None:
-        reason = reasons.get(last[1], "")
-        why = (f"rolled back: {reason}" if reason else "rolled back") if last[2] else reason
-    return LedgerRow(rule=rule, playbook=playbook, target=target or None, **{name: figures[name] for name in COUNTS},
-                     median_verify_s=float(np.median(verify)) if len(verify) else None,
-                     last_failure_run=None if last is None else last[1],
-                     last_failure_at=None if last is None else from_epoch(last[0]),
-                     last_failure_why=why, mode=modes.get(rule, ""))
 
 
 def _by_target(runs: pd.DataFrame, codes: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], list[tuple[int, str]]]:

@@ -1,30 +1,35 @@
-"""The remediation ledger's summary: per rule and playbook (and per target), per UTC day a run
-was requested, what the real runs came to, kept in the transaction that changes a run.
+"""The remediation ledger's summary: per rule, playbook and UTC day a run was requested, what
+the real runs came to, kept in the transaction that changes a run.
 
-A ``ledger_days`` row holds the counts the ledger shows (``COUNTS`` and the shadow runs), the
-verification times of the verified runs (``verify_s``, space-separated, for the exact median)
-and the failures (``failures``: ``started_at/id/flag`` tokens, flag 1 when the run counts as a
-failure only because it was rolled back), so a ledger over whole days reads these rows and not
-the runs. ``target`` is ``''`` on the rule's own row; shadow runs count on a row whose
-``playbook`` is ``''``. A run counts on the day it was requested; a run that has not started
-counts nowhere.
+A ``ledger_days`` row holds the rule's counts (``COLUMNS``, in columns a query can sum), the
+targets the rule's runs of that day ran on (``targets``, JSON) and, in ``figures`` (float64
+numbers), the counts per target, the verification times of the verified runs (the ledger shows
+their median, which cannot be summed, so the times are kept) and the failures (start, id, and
+whether the run counts as a failure only because it was rolled back), so a ledger over whole
+days reads one row per rule and day, not the runs. Shadow runs count on a row whose ``playbook``
+is ``''``. A run counts on the day it was requested; a run that has not started counts nowhere.
 
 Every change to a run goes through ``LedgerDays.tracked`` (its contribution before and after,
 and its parent's when it is a rollback: a started rollback marks the run it undoes); pruning a
 run takes it out of the summary too, so the ledger forgets pruned runs as it did when it read
-the rows. ``rebuild`` recomputes the summary from the runs (migration 90 fills it that way).
+the runs. ``rebuild`` recomputes the summary from the runs (migration 90 fills it that way).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
+from agent.flow.runs import LEDGER_SEP
 from agent.store.migrations import migration, run_script
 
 DAY_S = 86400
@@ -51,6 +56,10 @@ class Tally:
         self.counts = [a + b for a, b in zip(self.counts, other.counts)]
         self.verify.extend(other.verify)
         self.failures.extend(other.failures)
+
+    @property
+    def empty(self) -> bool:
+        return not (any(self.counts) or self.verify or self.failures)
 
 
 # The columns ``contributions`` reads of a run: whether a started rollback undid it, too.
@@ -91,23 +100,23 @@ def _one_run(row: Sequence[Any]) -> list[tuple[Key, Tally]]:
             tally.verify.append(repr(float(verified_at) - started_at))
     failing = outcome in ("not_fixed", "failed")
     if failing or undone:
-        tally.failures.append(f"{started_at!r}/{run_id}/{int(not failing)}")
+        tally.failures.append(_token(started_at, run_id, not failing))
     return [((rule, playbook, target, day), tally) for target in ["", *json.loads(targets)]]
 
 
-@migration(90, "remediation ledger: per rule, playbook, target and day, kept as runs change")
+@migration(90, "remediation ledger: per rule, playbook and day, kept as runs change")
 def _ledger_days(conn: Any) -> None:
     run_script(conn, """
         CREATE TABLE ledger_days (
-            rule TEXT NOT NULL, playbook TEXT NOT NULL, target TEXT NOT NULL, day INTEGER NOT NULL,
+            rule TEXT NOT NULL, playbook TEXT NOT NULL, day INTEGER NOT NULL,
             runs INTEGER NOT NULL DEFAULT 0, verified INTEGER NOT NULL DEFAULT 0,
             not_fixed INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
             interrupted INTEGER NOT NULL DEFAULT 0, under_way INTEGER NOT NULL DEFAULT 0,
             rolled_back INTEGER NOT NULL DEFAULT 0, shadow INTEGER NOT NULL DEFAULT 0,
-            shadow_checked INTEGER NOT NULL DEFAULT 0, verify_s TEXT NOT NULL DEFAULT '',
-            failures TEXT NOT NULL DEFAULT '', PRIMARY KEY (rule, playbook, target, day));
-        CREATE INDEX ledger_days_day ON ledger_days(day);
-        CREATE INDEX runs_started ON remediation_runs(started_at)
+            shadow_checked INTEGER NOT NULL DEFAULT 0, targets TEXT NOT NULL, figures BLOB NOT NULL,
+            PRIMARY KEY (day, rule, playbook));
+        CREATE INDEX runs_started ON remediation_runs(started_at);
+        CREATE INDEX runs_requested ON remediation_runs(requested_at)
     """)
     rebuild(conn)
 
@@ -117,16 +126,131 @@ def rebuild(conn: Any) -> int:
     number of rows written."""
     conn.execute("DELETE FROM ledger_days")
     summary = contributions(conn.execute(_RUN_COLUMNS + "WHERE r.mode IN ('apply', 'shadow')").fetchall())
-    conn.executemany(_INSERT, [_row(key, tally) for key, tally in summary.items()])
-    return len(summary)
+    rows = _by_row(summary)
+    conn.executemany(_INSERT, [_encode(key, targets) for key, targets in sorted(rows.items())])
+    return len(rows)
 
 
-_INSERT = (f"INSERT INTO ledger_days (rule, playbook, target, day, {', '.join(COLUMNS)}, verify_s, failures) "
-           f"VALUES ({', '.join('?' for _ in range(len(COLUMNS) + 6))})")
+_INSERT = (f"INSERT INTO ledger_days (rule, playbook, day, {', '.join(COLUMNS)}, targets, figures) "
+           f"VALUES ({', '.join('?' for _ in range(len(COLUMNS) + 5))})")
+_PER_TARGET = COLUMNS.index("shadow")  # a target's counts: the columns before the shadow runs'
+# ``figures``: float64 numbers (ids and counts are exact in them): a header of five lengths
+# (targets k, verified runs, target verifications, failures, target failures), then the targets'
+# counts (k x _PER_TARGET), the rule's verification times, (target, time) pairs, the rule's
+# failures (start, id, rolled back only), (target, start, id, rolled back only).
+_WIDTHS = (_PER_TARGET, 1, 2, 3, 4)
+RowKey = tuple[str, str, int]  # rule, playbook, day
 
 
-def _row(key: Key, tally: Tally) -> tuple[Any, ...]:
-    return (*key, *tally.counts, " ".join(sorted(tally.verify)), " ".join(sorted(tally.failures)))
+def _by_row(tallies: Mapping[Key, Tally]) -> dict[RowKey, dict[str, Tally]]:
+    out: dict[RowKey, dict[str, Tally]] = {}
+    for (rule, playbook, target, day), tally in tallies.items():
+        out.setdefault((rule, playbook, day), {})[target] = tally
+    return out
+
+
+def _encode(key: RowKey, targets: Mapping[str, Tally]) -> tuple[Any, ...]:
+    """A row of ``key`` from its tallies by target ('' = the rule's)."""
+    names = sorted(t for t in targets if t)
+    own = targets.get("", Tally())
+    parts: list[list[float]] = [
+        [n for t in names for n in targets[t].counts[:_PER_TARGET]],
+        [float(v) for v in sorted(own.verify)],
+        [n for i, t in enumerate(names) for v in sorted(targets[t].verify) for n in (i, float(v))],
+        [n for f in sorted(own.failures) for n in _failure(f)],
+        [n for i, t in enumerate(names) for f in sorted(targets[t].failures) for n in (i, *_failure(f))]]
+    header = [len(part) // width for part, width in zip(parts, _WIDTHS)]
+    figures = np.array([*header, *[n for part in parts for n in part]], dtype="<f8").tobytes()
+    return (*key, *own.counts, json.dumps(names), figures)
+
+
+def _split(figures: bytes) -> list[np.ndarray]:
+    """``figures`` as its five parts, each (n, width)."""
+    numbers = np.frombuffer(bytes(figures), dtype="<f8")
+    out, at = [], len(_WIDTHS)
+    for n, width in zip(numbers[:len(_WIDTHS)].astype("int64").tolist(), _WIDTHS):
+        out.append(numbers[at:at + n * width].reshape(n, width))
+        at += n * width
+    return out
+
+
+def _stack(parts: list[np.ndarray], width: int) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros((0, width))
+
+
+def _failure(token: str) -> tuple[float, int, int]:
+    at, run_id, rolled_only = token.split("/")
+    return float(at), int(run_id), int(rolled_only)
+
+
+def _token(at: float, run_id: int, rolled_only: object) -> str:
+    return f"{float(at)!r}/{int(run_id)}/{int(bool(rolled_only))}"
+
+
+def _decode(row: Sequence[Any]) -> dict[str, Tally]:
+    """A row (``COLUMNS``, ``targets``, ``figures``) as tallies by target ('' = the rule's)."""
+    names = json.loads(row[len(COLUMNS)])
+    counts, verify, target_verify, failures, target_failures = (p.tolist() for p in _split(row[len(COLUMNS) + 1]))
+    out = {"": Tally(counts=[int(v) for v in row[:len(COLUMNS)]], verify=[repr(v) for (v,) in verify],
+                     failures=[_token(*f) for f in failures])}
+    for name, figures in zip(names, counts):
+        out[name] = Tally(counts=[int(n) for n in figures] + [0] * (len(COLUMNS) - _PER_TARGET))
+    for i, value in target_verify:
+        out[names[int(i)]].verify.append(repr(value))
+    for i, *failure in target_failures:
+        out[names[int(i)]].failures.append(_token(*failure))
+    return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LedgerColumns:
+    """Ledger figures as entries, not yet summed per key: ``names`` are the keys (rule, playbook,
+    target; target '' for the rule's own figures, playbook '' for shadow runs); each entry
+    points at its key by index. A key may have many entries (one a day, say)."""
+
+    names: list[tuple[str, str, str]]
+    count_key: np.ndarray       # int64
+    counts: np.ndarray          # int64, entries x len(COLUMNS)
+    verify_key: np.ndarray      # int64
+    verify_s: np.ndarray        # float64
+    failure_key: np.ndarray     # int64
+    failure_at: np.ndarray      # float64, the run's start (epoch seconds)
+    failure_run: np.ndarray     # int64
+    failure_rolled_only: np.ndarray  # bool
+
+
+def columns_of(tallies: Mapping[Key, Tally]) -> LedgerColumns:
+    """``tallies`` (from the runs) as entries."""
+    names = [(r, p, t) for r, p, t, _ in tallies]
+    verify = [(i, float(v)) for i, tally in enumerate(tallies.values()) for v in tally.verify]
+    failures = [(i, *_failure(f)) for i, tally in enumerate(tallies.values()) for f in tally.failures]
+    return _columns(names, np.arange(len(names)), np.array([t.counts for t in tallies.values()], dtype="int64"),
+                    np.array(verify, dtype="float64").reshape(-1, 2), np.array(failures, dtype="float64").reshape(-1, 4))
+
+
+def _columns(names: list[tuple[str, str, str]], count_key: np.ndarray, counts: np.ndarray, verify: np.ndarray,
+             failures: np.ndarray) -> LedgerColumns:
+    """From (key, time) and (key, start, id, rolled back only) rows."""
+    return LedgerColumns(names=names, count_key=count_key.astype("int64"),
+                         counts=counts.reshape(-1, len(COLUMNS)).astype("int64"),
+                         verify_key=verify[:, 0].astype("int64"), verify_s=verify[:, 1].astype("float64"),
+                         failure_key=failures[:, 0].astype("int64"), failure_at=failures[:, 1].astype("float64"),
+                         failure_run=failures[:, 2].astype("int64"), failure_rolled_only=failures[:, 3] > 0)
+
+
+def concat(parts: Sequence[LedgerColumns]) -> LedgerColumns:
+    """One set of entries of ``parts``, their keys merged."""
+    index: dict[tuple[str, str, str], int] = {}
+    moved = [np.array([index.setdefault(name, len(index)) for name in p.names], dtype="int64") for p in parts]
+    return LedgerColumns(
+        names=list(index), count_key=np.concatenate([m[p.count_key] for m, p in zip(moved, parts)]),
+        counts=np.concatenate([p.counts for p in parts]).reshape(-1, len(COLUMNS)),
+        verify_key=np.concatenate([m[p.verify_key] for m, p in zip(moved, parts)]),
+        verify_s=np.concatenate([p.verify_s for p in parts]),
+        failure_key=np.concatenate([m[p.failure_key] for m, p in zip(moved, parts)]),
+        failure_at=np.concatenate([p.failure_at for p in parts]),
+        failure_run=np.concatenate([p.failure_run for p in parts]),
+        failure_rolled_only=np.concatenate([p.failure_rolled_only for p in parts]))
 
 
 class LedgerDays:
@@ -139,23 +263,51 @@ class LedgerDays:
         """Contributions of the runs ``where`` picks (SQL on ``r``)."""
         return contributions(self.conn.execute(_RUN_COLUMNS + "WHERE " + where, params).fetchall())
 
-    def read(self, first_day: int, end_day: int, *, rule: str | None = None) -> dict[Key, Tally]:
-        """The days ``[first_day, end_day)`` summed per rule, playbook and target (the key's day
-        is ``first_day``)."""
-        joined = "string_agg({0}, ' ')" if getattr(self.conn, "postgresql", False) else "group_concat({0}, ' ')"
-        sql = (f"SELECT rule, playbook, target, {', '.join(f'sum({c})' for c in COLUMNS)}, "
-               f"{joined.format('verify_s')}, {joined.format('failures')} FROM ledger_days "
+    def read(self, first_day: int, end_day: int, *, rule: str | None = None) -> LedgerColumns:
+        """The rows of days ``[first_day, end_day)`` as entries: one a row for the rule, one for
+        each target of a row."""
+        sql = (f"SELECT rule, playbook, {', '.join(COLUMNS)}, targets, figures FROM ledger_days "
                "WHERE day >= ? AND day < ?")
         params: list[Any] = [first_day, end_day]
         if rule is not None:
             sql += " AND rule = ?"
             params.append(rule)
-        out = {}
-        for row in self.conn.execute(sql + " GROUP BY rule, playbook, target", params):
-            out[(row[0], row[1], row[2], first_day)] = Tally(
-                counts=[int(v) for v in row[3:3 + len(COLUMNS)]], verify=(row[-2] or "").split(),
-                failures=(row[-1] or "").split())
-        return out
+        rows = self.conn.execute(sql, params).fetchall()
+        # Keys: each row's (rule, playbook) first, then (that row, target) pairs, numbered at once.
+        owners = pd.factorize(pd.Series([f"{r[0]}{LEDGER_SEP}{r[1]}" for r in rows], dtype=object))[1].tolist()
+        own = {name: i for i, name in enumerate(owners)}
+        own_key = np.array([own[f"{r[0]}{LEDGER_SEP}{r[1]}"] for r in rows], dtype="int64")
+        own_list = own_key.tolist()
+        names_of = [json.loads(r[-2]) for r in rows]
+        widths = np.array([len(n) for n in names_of], dtype="int64")
+        row_of = np.repeat(np.arange(len(rows)), widths)
+        pair_codes, pairs = pd.factorize(pd.Series(
+            [f"{own_list[i]}{LEDGER_SEP}{t}" for i, t in zip(row_of.tolist(), itertools.chain.from_iterable(names_of))],
+            dtype=object))
+        names = [(*owner.split(LEDGER_SEP, 1), "") for owner in owners]
+        names.extend((*owners[int(code)].split(LEDGER_SEP, 1), target)
+                     for code, target in (pair.split(LEDGER_SEP, 1) for pair in pairs.tolist()))
+        target_key = pair_codes.astype("int64") + len(owners)
+        starts = np.concatenate([[0], np.cumsum(widths)])  # a row's first target's entry
+        split = [_split(r[-1]) for r in rows]
+        per_target = np.zeros((len(target_key), len(COLUMNS)), dtype="int64")
+        per_target[:, :_PER_TARGET] = _stack([s[0] for s in split], _PER_TARGET)
+
+        def keyed(part: int, width: int, targeted: bool) -> np.ndarray:
+            """Part ``part`` of every row with its key in front."""
+            out = _stack([s[part] for s in split], width)
+            lengths = np.array([len(s[part]) for s in split], dtype="int64")
+            rows_at = np.repeat(np.arange(len(rows)), lengths)
+            if targeted:
+                keys = target_key[starts[rows_at] + out[:, 0].astype("int64")]
+                return np.column_stack([keys, out[:, 1:]])
+            return np.column_stack([own_key[rows_at], out])
+
+        counts = np.concatenate([np.array([r[2:2 + len(COLUMNS)] for r in rows], dtype="int64").reshape(
+            -1, len(COLUMNS)), per_target])
+        return _columns(names, np.concatenate([own_key, target_key]), counts,
+                        np.concatenate([keyed(1, 1, False), keyed(2, 2, True)]),
+                        np.concatenate([keyed(3, 3, False), keyed(4, 4, True)]))
 
     @contextmanager
     def tracked(self, run_ids: Sequence[int]) -> Iterator[None]:
@@ -174,23 +326,25 @@ class LedgerDays:
 
     def apply(self, before: dict[Key, Tally], after: dict[Key, Tally]) -> None:
         """Move each key's row from ``before``'s contribution to ``after``'s."""
-        for key in sorted({*before, *after}):
-            old, new = before.get(key, Tally()), after.get(key, Tally())
-            if old == new:
-                continue
-            row = self.conn.execute(
-                f"SELECT {', '.join(COLUMNS)}, verify_s, failures FROM ledger_days "
-                "WHERE rule = ? AND playbook = ? AND target = ? AND day = ?", key).fetchone()
-            stored = Tally() if row is None else Tally(counts=[int(v) for v in row[:len(COLUMNS)]],
-                                                       verify=row[len(COLUMNS)].split(),
-                                                       failures=row[len(COLUMNS) + 1].split())
-            moved = Tally(counts=[s + b - a for s, a, b in zip(stored.counts, old.counts, new.counts)],
-                          verify=_moved(stored.verify, old.verify, new.verify),
-                          failures=_moved(stored.failures, old.failures, new.failures))
-            self.conn.execute("DELETE FROM ledger_days WHERE rule = ? AND playbook = ? AND target = ? AND day = ?",
-                              key)
-            if any(moved.counts) or moved.verify or moved.failures:
-                self.conn.execute(_INSERT, _row(key, moved))
+        changed = {key for key in {*before, *after} if before.get(key) != after.get(key)}
+        for row_key in sorted({(r, p, d) for r, p, _, d in changed}):
+            where = "day = ? AND rule = ? AND playbook = ?"
+            params = (row_key[2], row_key[0], row_key[1])
+            row = self.conn.execute(f"SELECT {', '.join(COLUMNS)}, targets, figures FROM ledger_days WHERE {where}",
+                                    params).fetchone()
+            targets = {} if row is None else _decode(row)
+            for r, p, target, d in changed:
+                if (r, p, d) == row_key:
+                    old, new = before.get((r, p, target, d), Tally()), after.get((r, p, target, d), Tally())
+                    stored = targets.get(target, Tally())
+                    targets[target] = Tally(
+                        counts=[s + b - a for s, a, b in zip(stored.counts, old.counts, new.counts)],
+                        verify=_moved(stored.verify, old.verify, new.verify),
+                        failures=_moved(stored.failures, old.failures, new.failures))
+            kept = {t: tally for t, tally in targets.items() if not tally.empty}
+            self.conn.execute(f"DELETE FROM ledger_days WHERE {where}", params)
+            if kept:
+                self.conn.execute(_INSERT, _encode(row_key, kept))
 
 
 def _moved(stored: list[str], old: list[str], new: list[str]) -> list[str]:
@@ -201,4 +355,5 @@ def _moved(stored: list[str], old: list[str], new: list[str]) -> list[str]:
     return sorted(out.elements())
 
 
-__all__ = ["COLUMNS", "DAY_S", "Key", "LedgerDays", "Tally", "contributions", "rebuild"]
+__all__ = ["COLUMNS", "DAY_S", "Key", "LedgerColumns", "LedgerDays", "Tally", "columns_of", "concat", "contributions",
+           "rebuild"]

@@ -21,7 +21,7 @@ from agent.clock import from_epoch, to_epoch, utcnow
 from agent.errors import LeaseLostError, StoreError, TransitionError
 from agent.flow.runs import LEDGER_SEP, HostSummary, Run, RunMode, RunStatus
 from agent.store.base import StoreBase, dumps, each_value
-from agent.store.ledger import DAY_S, Key, LedgerDays, Tally, rebuild
+from agent.store.ledger import DAY_S, LedgerColumns, LedgerDays, columns_of, concat, rebuild
 from agent.store.migrations import migration, run_script
 
 
@@ -225,33 +225,43 @@ class RunStore(StoreBase):
                                 "checked": shadow["outcome"] > 0, "checked_fixed": shadow["outcome"] == 1})
         return runs, shadows.groupby("rule", sort=True)[["shadow", "checked", "checked_fixed"]].sum().reset_index()
 
-    def ledger_summary(self, since_s: float, until_s: float, *, rule: str | None = None) -> dict[Key, Tally] | None:
+    def ledger_summary(self, since_s: float, until_s: float, *, rule: str | None = None) -> LedgerColumns | None:
         """The ledger's figures of the runs requested in ``[since_s, until_s)`` (of ``rule`` only,
-        when given) per rule, playbook and target (the key's day means nothing): whole days from
-        the summary, the part-days at either end from their runs. None when the summary cannot
-        say: a run of those whole days started at or after ``until_s`` (``ledger_runs`` then)."""
-        first_day, end_day = math.ceil(since_s / DAY_S), math.floor(until_s / DAY_S)
+        when given): from the summary for each day the window holds all runs of, from the runs
+        for the part-days at either end otherwise. None when the summary cannot say: a run of
+        those days started at or after ``until_s`` (``ledger_runs`` then)."""
+        first, end = math.floor(since_s / DAY_S), math.ceil(until_s / DAY_S)
+        if first * DAY_S < since_s and self._runs_requested(first * DAY_S, since_s):
+            first += 1
+        if end * DAY_S > until_s and self._runs_requested(until_s, end * DAY_S):
+            end -= 1
         days = LedgerDays(self.conn)
-        ranges = [(since_s, until_s)]
-        out: dict[Key, Tally] = {}
-        if first_day < end_day:
+        parts, ranges = [columns_of({})], [(since_s, until_s)]
+        if first < end:
             late = self.conn.execute(
                 "SELECT 1 FROM remediation_runs WHERE started_at >= ? AND mode = 'apply' AND requested_at >= ? "
-                "AND requested_at < ? LIMIT 1", (until_s, first_day * DAY_S, end_day * DAY_S)).fetchone()
+                "AND requested_at < ? LIMIT 1", (until_s, first * DAY_S, end * DAY_S)).fetchone()
             if late is not None:
                 return None
-            ranges = [(since_s, first_day * DAY_S), (end_day * DAY_S, until_s)]
-            out = {(r, p, t, 0): tally for (r, p, t, _), tally in days.read(first_day, end_day, rule=rule).items()}
+            parts.append(days.read(first, end, rule=rule))
+            ranges = [(since_s, first * DAY_S), (end * DAY_S, until_s)]
         for start_s, stop_s in ranges:
+            if start_s >= stop_s:
+                continue
             where = ("r.requested_at >= ? AND r.requested_at < ? AND (r.mode = 'shadow' OR "
                      "(r.mode = 'apply' AND r.started_at < ?))")
             params: list[Any] = [start_s, stop_s, until_s]
             if rule is not None:
                 where += " AND r.rule = ?"
                 params.append(rule)
-            for (r, p, t, _), tally in days.runs(where, params).items():
-                out.setdefault((r, p, t, 0), Tally()).add(tally)
-        return out
+            parts.append(columns_of(days.runs(where, params)))
+        return concat(parts)
+
+    def _runs_requested(self, start_s: float, stop_s: float) -> bool:
+        """Whether a run the ledger counts was requested in ``[start_s, stop_s)``."""
+        return self.conn.execute(
+            "SELECT 1 FROM remediation_runs WHERE requested_at >= ? AND requested_at < ? "
+            "AND mode IN ('apply', 'shadow') LIMIT 1", (start_s, stop_s)).fetchone() is not None
 
     def rebuild_ledger(self) -> int:
         """Recompute the ledger's summary from the runs (rows written)."""
