@@ -277,16 +277,14 @@ class LedgerDays:
         owners = pd.factorize(pd.Series([f"{r[0]}{LEDGER_SEP}{r[1]}" for r in rows], dtype=object))[1].tolist()
         own = {name: i for i, name in enumerate(owners)}
         own_key = np.array([own[f"{r[0]}{LEDGER_SEP}{r[1]}"] for r in rows], dtype="int64")
-        own_list = own_key.tolist()
         names_of = [json.loads(r[-2]) for r in rows]
         widths = np.array([len(n) for n in names_of], dtype="int64")
         row_of = np.repeat(np.arange(len(rows)), widths)
-        pair_codes, pairs = pd.factorize(pd.Series(
-            [f"{own_list[i]}{LEDGER_SEP}{t}" for i, t in zip(row_of.tolist(), itertools.chain.from_iterable(names_of))],
-            dtype=object))
+        target_codes, targets = pd.factorize(pd.Series(list(itertools.chain.from_iterable(names_of)), dtype=object))
+        span = max(len(targets), 1)
+        pair_codes, pairs = pd.factorize(own_key[row_of] * span + target_codes)
         names = [(*owner.split(LEDGER_SEP, 1), "") for owner in owners]
-        names.extend((*owners[int(code)].split(LEDGER_SEP, 1), target)
-                     for code, target in (pair.split(LEDGER_SEP, 1) for pair in pairs.tolist()))
+        names.extend((*owners[pair // span].split(LEDGER_SEP, 1), targets[pair % span]) for pair in pairs.tolist())
         target_key = pair_codes.astype("int64") + len(owners)
         starts = np.concatenate([[0], np.cumsum(widths)])  # a row's first target's entry
         split = [_split(r[-1]) for r in rows]
