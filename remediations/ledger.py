@@ -121,8 +121,9 @@ def _from_columns(store: "Store", figures: LedgerColumns, since: datetime, until
     rank = np.empty(len(order), dtype="int64")
     rank[np.array(order, dtype="int64")] = np.arange(len(order))
     n = len(order)
-    sums = np.zeros((n, len(COLUMNS)), dtype="int64")
-    np.add.at(sums, rank[figures.count_key], figures.counts)
+    keys = rank[figures.count_key]
+    sums = np.stack([np.bincount(keys, weights=figures.counts[:, i], minlength=n) for i in range(len(COLUMNS))],
+                    axis=1).astype("int64")
     group = rank
     medians = pd.Series(figures.verify_s).groupby(group[figures.verify_key]).median().reindex(range(n)).to_numpy()
     last = (pd.DataFrame({"group": group[figures.failure_key], "at": figures.failure_at, "id": figures.failure_run,
