@@ -164,18 +164,22 @@ def _encode(key: RowKey, targets: Mapping[str, Tally]) -> tuple[Any, ...]:
     return (*key, *own.counts, json.dumps(names), figures)
 
 
-def _split(figures: bytes) -> list[np.ndarray]:
-    """``figures`` as its five parts, each (n, width)."""
-    numbers = np.frombuffer(bytes(figures), dtype="<f8")
-    out, at = [], len(_WIDTHS)
-    for n, width in zip(numbers[:len(_WIDTHS)].astype("int64").tolist(), _WIDTHS):
-        out.append(numbers[at:at + n * width].reshape(n, width))
-        at += n * width
+def _parts(blobs: list[bytes]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The ``figures`` of many rows, part by part: (each entry's row, the entries (n, width))."""
+    if not blobs:
+        return [(np.zeros(0, dtype="int64"), np.zeros((0, width))) for width in _WIDTHS]
+    sizes = np.array([len(b) // 8 for b in blobs], dtype="int64")
+    numbers = np.frombuffer(b"".join(bytes(b) for b in blobs), dtype="<f8")
+    at = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype("int64") + len(_WIDTHS)  # each row's first part
+    header = numbers[at[:, None] - len(_WIDTHS) + np.arange(len(_WIDTHS))].astype("int64").reshape(-1, len(_WIDTHS))
+    out = []
+    for part, width in enumerate(_WIDTHS):
+        lengths = header[:, part] * width
+        first = np.repeat(at - np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype("int64"), lengths)
+        picked = numbers[first + np.arange(int(lengths.sum()))]
+        out.append((np.repeat(np.arange(len(blobs)), header[:, part]), picked.reshape(-1, width)))
+        at = at + lengths
     return out
-
-
-def _stack(parts: list[np.ndarray], width: int) -> np.ndarray:
-    return np.concatenate(parts) if parts else np.zeros((0, width))
 
 
 def _failure(token: str) -> tuple[float, int, int]:
@@ -190,7 +194,8 @@ def _token(at: float, run_id: int, rolled_only: object) -> str:
 def _decode(row: Sequence[Any]) -> dict[str, Tally]:
     """A row (``COLUMNS``, ``targets``, ``figures``) as tallies by target ('' = the rule's)."""
     names = json.loads(row[len(COLUMNS)])
-    counts, verify, target_verify, failures, target_failures = (p.tolist() for p in _split(row[len(COLUMNS) + 1]))
+    counts, verify, target_verify, failures, target_failures = (
+        entries.tolist() for _, entries in _parts([row[len(COLUMNS) + 1]]))
     out = {"": Tally(counts=[int(v) for v in row[:len(COLUMNS)]], verify=[repr(v) for (v,) in verify],
                      failures=[_token(*f) for f in failures])}
     for name, figures in zip(names, counts):
@@ -283,19 +288,19 @@ class LedgerDays:
         target_codes, targets = pd.factorize(pd.Series(list(itertools.chain.from_iterable(names_of)), dtype=object))
         span = max(len(targets), 1)
         pair_codes, pairs = pd.factorize(own_key[row_of] * span + target_codes)
-        names = [(*owner.split(LEDGER_SEP, 1), "") for owner in owners]
-        names.extend((*owners[pair // span].split(LEDGER_SEP, 1), targets[pair % span]) for pair in pairs.tolist())
+        split_owners = [owner.split(LEDGER_SEP, 1) for owner in owners]
+        target_names = targets.tolist()
+        names = [(rule_, playbook, "") for rule_, playbook in split_owners]
+        names.extend((*split_owners[pair // span], target_names[pair % span]) for pair in pairs.tolist())
         target_key = pair_codes.astype("int64") + len(owners)
         starts = np.concatenate([[0], np.cumsum(widths)])  # a row's first target's entry
-        split = [_split(r[-1]) for r in rows]
+        parts = _parts([r[-1] for r in rows])
         per_target = np.zeros((len(target_key), len(COLUMNS)), dtype="int64")
-        per_target[:, :_PER_TARGET] = _stack([s[0] for s in split], _PER_TARGET)
+        per_target[:, :_PER_TARGET] = parts[0][1]
 
-        def keyed(part: int, width: int, targeted: bool) -> np.ndarray:
+        def keyed(part: int, targeted: bool) -> np.ndarray:
             """Part ``part`` of every row with its key in front."""
-            out = _stack([s[part] for s in split], width)
-            lengths = np.array([len(s[part]) for s in split], dtype="int64")
-            rows_at = np.repeat(np.arange(len(rows)), lengths)
+            rows_at, out = parts[part]
             if targeted:
                 keys = target_key[starts[rows_at] + out[:, 0].astype("int64")]
                 return np.column_stack([keys, out[:, 1:]])
@@ -304,8 +309,8 @@ class LedgerDays:
         counts = np.concatenate([np.array([r[2:2 + len(COLUMNS)] for r in rows], dtype="int64").reshape(
             -1, len(COLUMNS)), per_target])
         return _columns(names, np.concatenate([own_key, target_key]), counts,
-                        np.concatenate([keyed(1, 1, False), keyed(2, 2, True)]),
-                        np.concatenate([keyed(3, 3, False), keyed(4, 4, True)]))
+                        np.concatenate([keyed(1, False), keyed(2, True)]),
+                        np.concatenate([keyed(3, False), keyed(4, True)]))
 
     @contextmanager
     def tracked(self, run_ids: Sequence[int]) -> Iterator[None]:

@@ -238,9 +238,9 @@ class RunStore(StoreBase):
         days = LedgerDays(self.conn)
         parts, ranges = [columns_of({})], [(since_s, until_s)]
         if first < end:
-            late = self.conn.execute(
-                "SELECT 1 FROM remediation_runs WHERE started_at >= ? AND mode = 'apply' AND requested_at >= ? "
-                "AND requested_at < ? LIMIT 1", (until_s, first * DAY_S, end * DAY_S)).fetchone()
+            late = self.conn.execute(  # "+ 0": found by its start (few started since), not by its request
+                "SELECT 1 FROM remediation_runs WHERE started_at >= ? AND mode = 'apply' AND requested_at + 0 >= ? "
+                "AND requested_at + 0 < ? LIMIT 1", (until_s, first * DAY_S, end * DAY_S)).fetchone()
             if late is not None:
                 return None
             parts.append(days.read(first, end, rule=rule))
