@@ -116,46 +116,57 @@ def ledger_from_rows(store: "Store", since: datetime, until: datetime, *, now: d
 def _from_columns(store: "Store", figures: LedgerColumns, since: datetime, until: datetime, *,
                   now: datetime, modes: Mapping[str, str]) -> Ledger:
     """The ledger from the summary's entries: summed per rule, playbook and target."""
-    order = sorted(range(len(figures.names)),  # as the runs path orders its rows
-                   key=lambda i: (figures.names[i][0] + LEDGER_SEP + figures.names[i][1], figures.names[i][2]))
-    rank = np.empty(len(order), dtype="int64")
-    rank[np.array(order, dtype="int64")] = np.arange(len(order))
-    n = len(order)
-    keys = rank[figures.count_key]
-    sums = np.stack([np.bincount(keys, weights=figures.counts[:, i], minlength=n) for i in range(len(COLUMNS))],
-                    axis=1).astype("int64")
-    group = rank
-    medians = pd.Series(figures.verify_s).groupby(group[figures.verify_key]).median().reindex(range(n)).to_numpy()
-    last = (pd.DataFrame({"group": group[figures.failure_key], "at": figures.failure_at, "id": figures.failure_run,
-                          "rolled_only": figures.failure_rolled_only})
-            .sort_values(["group", "at", "id"]).drop_duplicates("group", keep="last").set_index("group"))
-    reasons = store.run_reasons([int(i) for i in last["id"]])
-    lasts = {int(g): row for g, row in zip(last.index, last.itertuples(index=False))}
-    columns = {name: sums[:, COLUMNS.index(name)].tolist() for name in (*COUNTS, "shadow", "shadow_checked")}
-    middle = medians.tolist()
+    names, group = _ordered(figures.names)
+    n = len(names)
+    keys = group[figures.count_key]
+    sums = {name: np.bincount(keys, weights=figures.counts[:, COLUMNS.index(name)], minlength=n).astype("int64")
+            .tolist() for name in (*COUNTS, "shadow", "shadow_checked")}
+    middle = pd.Series(figures.verify_s).groupby(group[figures.verify_key]).median().reindex(range(n)).tolist()
+    last_run, last_at, rolled_only = _last_failures(figures, group, n)
+    reasons = store.run_reasons([run for run in last_run if run >= 0])
     rows, shadow = [], []
-    for code, (rule, playbook, target) in enumerate(figures.names[i] for i in order):
+    for code, (rule, playbook, target) in enumerate(names):
         if not playbook:
-            shadow.append((rule, columns["shadow"][code], columns["shadow_checked"][code]))
+            shadow.append((rule, sums["shadow"][code], sums["shadow_checked"][code]))
             continue
-        if not columns["runs"][code]:
+        if not sums["runs"][code]:
             continue
-        failed = lasts.get(code)
-        why = "" if failed is None else reasons.get(int(failed.id), "")
-        if failed is not None and failed.rolled_only:
+        failed = last_run[code] >= 0
+        why = reasons.get(last_run[code], "")
+        if failed and rolled_only[code]:
             why = f"rolled back: {why}" if why else "rolled back"
         rows.append(LedgerRow(
-            rule=rule, playbook=playbook, target=target or None, **{name: columns[name][code] for name in COUNTS},
-            median_verify_s=_number(middle[code]), last_failure_run=None if failed is None else int(failed.id),
-            last_failure_at=None if failed is None else from_epoch(float(failed.at)), last_failure_why=why,
+            rule=rule, playbook=playbook, target=target or None, **{name: sums[name][code] for name in COUNTS},
+            median_verify_s=_number(middle[code]), last_failure_run=last_run[code] if failed else None,
+            last_failure_at=from_epoch(last_at[code]) if failed else None, last_failure_why=why,
             mode=modes.get(rule, "")))
     per_rule = [row for row in rows if row.target is None]
     shadows = pd.DataFrame(shadow, columns=["rule", "shadow", "checked"]).groupby("rule", sort=True).sum()
-    shadows = shadows[shadows["shadow"] > 0]
-    if len(shadows):
-        per_rule = _with_shadow(per_rule, shadows, modes)
+    if (shadows["shadow"] > 0).any():
+        per_rule = _with_shadow(per_rule, shadows[shadows["shadow"] > 0], modes)
     return Ledger(since=since, until=until, generated_at=now, rules=tuple(per_rule),
                   targets=tuple(row for row in rows if row.target is not None))
+
+
+def _ordered(names: Sequence[tuple[str, str, str]]) -> tuple[list[tuple[str, str, str]], np.ndarray]:
+    """``names`` in the order the runs path gives its rows (by ``rule␟playbook``, then target),
+    and each name's place in it."""
+    order = sorted(range(len(names)), key=lambda i: (names[i][0] + LEDGER_SEP + names[i][1], names[i][2]))
+    place = np.empty(len(order), dtype="int64")
+    place[np.array(order, dtype="int64")] = np.arange(len(order))
+    return [names[i] for i in order], place
+
+
+def _last_failures(figures: LedgerColumns, group: np.ndarray, n: int) -> tuple[list[int], list[float], list[bool]]:
+    """Per group, the newest failure (by start, then id): its run (-1 when none), start, and
+    whether it failed only by being rolled back."""
+    groups = group[figures.failure_key]
+    newest = np.lexsort((figures.failure_run, figures.failure_at, groups))
+    ends = newest[np.r_[groups[newest][1:] != groups[newest][:-1], True]] if len(newest) else newest
+    run, at, rolled = np.full(n, -1, dtype="int64"), np.zeros(n), np.zeros(n, dtype=bool)
+    run[groups[ends]], at[groups[ends]] = figures.failure_run[ends], figures.failure_at[ends]
+    rolled[groups[ends]] = figures.failure_rolled_only[ends]
+    return run.tolist(), at.tolist(), rolled.tolist()
 
 
 def _by_target(runs: pd.DataFrame, codes: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], list[tuple[int, str]]]:
