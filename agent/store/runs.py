@@ -272,10 +272,11 @@ class RunStore(StoreBase):
         """Each run's last recorded reason, by id."""
         if not run_ids:
             return {}
-        rows = self.conn.execute(
-            f"SELECT id, reason FROM remediation_runs WHERE id IN ({each_value(self.conn, integer=True)})",
-            (json.dumps([int(i) for i in run_ids]),))
-        return {int(r[0]): r[1] for r in rows}
+        cursor = self.conn.cursor()
+        cursor.row_factory = None  # plain tuples: a ledger asks for thousands
+        cursor.execute(f"SELECT id, reason FROM remediation_runs WHERE id IN ({each_value(self.conn, integer=True)})",
+                       (json.dumps([int(i) for i in run_ids]),))
+        return dict(cursor)
 
     def _run_or_fail(self, run_id: int) -> Run:
         run = self.get_run(run_id)
