@@ -122,24 +122,24 @@ def _from_columns(store: "Store", figures: LedgerColumns, since: datetime, until
     sums = {name: np.bincount(keys, weights=figures.counts[:, COLUMNS.index(name)], minlength=n).astype("int64")
             .tolist() for name in (*COUNTS, "shadow", "shadow_checked")}
     middle = pd.Series(figures.verify_s).groupby(group[figures.verify_key]).median().reindex(range(n)).tolist()
-    last_run, last_at, rolled_only = _last_failures(figures, group, n)
-    reasons = store.run_reasons([run for run in last_run if run >= 0])
+    last = _last_failures(figures, group, n)
+    reasons = store.run_reasons([run for run in last[0] if run >= 0])
     rows, shadow = [], []
-    for code, (rule, playbook, target) in enumerate(names):
+    for (rule, playbook, target), runs, verified, not_fixed, failed, rolled_back, interrupted, under_way, \
+            shadows_, checked, median, run, at, rolled in zip(names, *(sums[name] for name in COUNTS), sums["shadow"],
+                                                              sums["shadow_checked"], middle, *last):
         if not playbook:
-            shadow.append((rule, sums["shadow"][code], sums["shadow_checked"][code]))
-            continue
-        if not sums["runs"][code]:
-            continue
-        failed = last_run[code] >= 0
-        why = reasons.get(last_run[code], "")
-        if failed and rolled_only[code]:
-            why = f"rolled back: {why}" if why else "rolled back"
-        rows.append(LedgerRow(
-            rule=rule, playbook=playbook, target=target or None, **{name: sums[name][code] for name in COUNTS},
-            median_verify_s=_number(middle[code]), last_failure_run=last_run[code] if failed else None,
-            last_failure_at=from_epoch(last_at[code]) if failed else None, last_failure_why=why,
-            mode=modes.get(rule, "")))
+            shadow.append((rule, shadows_, checked))
+        elif runs:
+            why = reasons.get(run, "") if run >= 0 else ""
+            if run >= 0 and rolled:
+                why = f"rolled back: {why}" if why else "rolled back"
+            rows.append(LedgerRow(
+                rule=rule, playbook=playbook, target=target or None, runs=runs, verified=verified,
+                not_fixed=not_fixed, failed=failed, rolled_back=rolled_back, interrupted=interrupted,
+                under_way=under_way, median_verify_s=None if median != median else median,  # NaN: none verified
+                last_failure_run=run if run >= 0 else None, last_failure_at=from_epoch(at) if run >= 0 else None,
+                last_failure_why=why, mode=modes.get(rule, "")))
     per_rule = [row for row in rows if row.target is None]
     shadows = pd.DataFrame(shadow, columns=["rule", "shadow", "checked"]).groupby("rule", sort=True).sum()
     if (shadows["shadow"] > 0).any():

@@ -2,8 +2,8 @@
 the real runs came to, kept in the transaction that changes a run.
 
 A ``ledger_days`` row holds the rule's counts (``COLUMNS``, in columns a query can sum), the
-targets the rule's runs of that day ran on (``targets``, JSON) and, in ``figures`` (float64
-numbers), the counts per target, the verification times of the verified runs (the ledger shows
+targets the rule's runs of that day ran on (``targets``, JSON) and, in five BLOB columns of
+float64 numbers (``_PARTS``), the counts per target, the verification times of the verified runs (the ledger shows
 their median, which cannot be summed, so the times are kept) and the failures (start, id, and
 whether the run counts as a failure only because it was rolled back), so a ledger over whole
 days reads one row per rule and day, not the runs. Shadow runs count on a row whose ``playbook``
@@ -113,7 +113,9 @@ def _ledger_days(conn: Any) -> None:
             not_fixed INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
             interrupted INTEGER NOT NULL DEFAULT 0, under_way INTEGER NOT NULL DEFAULT 0,
             rolled_back INTEGER NOT NULL DEFAULT 0, shadow INTEGER NOT NULL DEFAULT 0,
-            shadow_checked INTEGER NOT NULL DEFAULT 0, targets TEXT NOT NULL, figures BLOB NOT NULL,
+            shadow_checked INTEGER NOT NULL DEFAULT 0, targets TEXT NOT NULL, target_counts BLOB NOT NULL,
+            verify_s BLOB NOT NULL, target_verify_s BLOB NOT NULL, failures BLOB NOT NULL,
+            target_failures BLOB NOT NULL,
             PRIMARY KEY (day, rule, playbook));
         CREATE INDEX runs_started ON remediation_runs(started_at);
         CREATE INDEX runs_requested ON remediation_runs(requested_at)
@@ -131,14 +133,15 @@ def rebuild(conn: Any) -> int:
     return len(rows)
 
 
-_INSERT = (f"INSERT INTO ledger_days (rule, playbook, day, {', '.join(COLUMNS)}, targets, figures) "
-           f"VALUES ({', '.join('?' for _ in range(len(COLUMNS) + 5))})")
-_PER_TARGET = COLUMNS.index("shadow")  # a target's counts: the columns before the shadow runs'
-# ``figures``: float64 numbers (ids and counts are exact in them): a header of five lengths
-# (targets k, verified runs, target verifications, failures, target failures), then the targets'
-# counts (k x _PER_TARGET), the rule's verification times, (target, time) pairs, the rule's
-# failures (start, id, rolled back only), (target, start, id, rolled back only).
-_WIDTHS = (_PER_TARGET, 1, 2, 3, 4)
+# The BLOB columns: float64 numbers (ids and counts are exact in them), so many width: the
+# targets' counts (the columns before the shadow runs'), the rule's verification times, (target,
+# time), the rule's failures (start, id, rolled back only), (target, start, id, rolled back only).
+_PER_TARGET = COLUMNS.index("shadow")
+_PARTS = {"target_counts": _PER_TARGET, "verify_s": 1, "target_verify_s": 2, "failures": 3, "target_failures": 4}
+_WIDTHS = tuple(_PARTS.values())
+_STORED = f"{', '.join(COLUMNS)}, targets, {', '.join(_PARTS)}"
+_INSERT = (f"INSERT INTO ledger_days (rule, playbook, day, {_STORED}) "
+           f"VALUES ({', '.join('?' for _ in range(len(COLUMNS) + len(_PARTS) + 4))})")
 RowKey = tuple[str, str, int]  # rule, playbook, day
 
 
@@ -159,26 +162,18 @@ def _encode(key: RowKey, targets: Mapping[str, Tally]) -> tuple[Any, ...]:
         [n for i, t in enumerate(names) for v in sorted(targets[t].verify) for n in (i, float(v))],
         [n for f in sorted(own.failures) for n in _failure(f)],
         [n for i, t in enumerate(names) for f in sorted(targets[t].failures) for n in (i, *_failure(f))]]
-    header = [len(part) // width for part, width in zip(parts, _WIDTHS)]
-    figures = np.array([*header, *[n for part in parts for n in part]], dtype="<f8").tobytes()
-    return (*key, *own.counts, json.dumps(names), figures)
+    blobs = [np.array(part, dtype="<f8").tobytes() for part in parts]
+    return (*key, *own.counts, json.dumps(names), *blobs)
 
 
-def _parts(blobs: list[bytes]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The ``figures`` of many rows, part by part: (each entry's row, the entries (n, width))."""
-    if not blobs:
-        return [(np.zeros(0, dtype="int64"), np.zeros((0, width))) for width in _WIDTHS]
-    sizes = np.array([len(b) // 8 for b in blobs], dtype="int64")
-    numbers = np.frombuffer(b"".join(bytes(b) for b in blobs), dtype="<f8")
-    at = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype("int64") + len(_WIDTHS)  # each row's first part
-    header = numbers[at[:, None] - len(_WIDTHS) + np.arange(len(_WIDTHS))].astype("int64").reshape(-1, len(_WIDTHS))
+def _parts(rows: Sequence[Sequence[bytes]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The ``_PARTS`` columns of ``rows``, part by part: (each entry's row, the entries (n, width))."""
     out = []
     for part, width in enumerate(_WIDTHS):
-        lengths = header[:, part] * width
-        first = np.repeat(at - np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype("int64"), lengths)
-        picked = numbers[first + np.arange(int(lengths.sum()))]
-        out.append((np.repeat(np.arange(len(blobs)), header[:, part]), picked.reshape(-1, width)))
-        at = at + lengths
+        blobs = [bytes(r[part]) for r in rows]
+        sizes = np.array([len(b) // (8 * width) for b in blobs], dtype="int64")
+        entries = np.frombuffer(b"".join(blobs), dtype="<f8").reshape(-1, width)
+        out.append((np.repeat(np.arange(len(rows)), sizes), entries))
     return out
 
 
@@ -192,10 +187,10 @@ def _token(at: float, run_id: int, rolled_only: object) -> str:
 
 
 def _decode(row: Sequence[Any]) -> dict[str, Tally]:
-    """A row (``COLUMNS``, ``targets``, ``figures``) as tallies by target ('' = the rule's)."""
+    """A row (``COLUMNS``, ``targets``, ``_PARTS``) as tallies by target ('' = the rule's)."""
     names = json.loads(row[len(COLUMNS)])
     counts, verify, target_verify, failures, target_failures = (
-        entries.tolist() for _, entries in _parts([row[len(COLUMNS) + 1]]))
+        entries.tolist() for _, entries in _parts([row[len(COLUMNS) + 1:]]))
     out = {"": Tally(counts=[int(v) for v in row[:len(COLUMNS)]], verify=[repr(v) for (v,) in verify],
                      failures=[_token(*f) for f in failures])}
     for name, figures in zip(names, counts):
@@ -271,8 +266,7 @@ class LedgerDays:
     def read(self, first_day: int, end_day: int, *, rule: str | None = None) -> LedgerColumns:
         """The rows of days ``[first_day, end_day)`` as entries: one a row for the rule, one for
         each target of a row."""
-        sql = (f"SELECT rule, playbook, {', '.join(COLUMNS)}, targets, figures FROM ledger_days "
-               "WHERE day >= ? AND day < ?")
+        sql = f"SELECT rule, playbook, {_STORED} FROM ledger_days WHERE day >= ? AND day < ?"
         params: list[Any] = [first_day, end_day]
         if rule is not None:
             sql += " AND rule = ?"
@@ -282,7 +276,7 @@ class LedgerDays:
         owners = pd.factorize(pd.Series([f"{r[0]}{LEDGER_SEP}{r[1]}" for r in rows], dtype=object))[1].tolist()
         own = {name: i for i, name in enumerate(owners)}
         own_key = np.array([own[f"{r[0]}{LEDGER_SEP}{r[1]}"] for r in rows], dtype="int64")
-        names_of = [json.loads(r[-2]) for r in rows]
+        names_of = [json.loads(r[2 + len(COLUMNS)]) for r in rows]
         widths = np.array([len(n) for n in names_of], dtype="int64")
         row_of = np.repeat(np.arange(len(rows)), widths)
         target_codes, targets = pd.factorize(pd.Series(list(itertools.chain.from_iterable(names_of)), dtype=object))
@@ -294,7 +288,7 @@ class LedgerDays:
         names.extend((*split_owners[pair // span], target_names[pair % span]) for pair in pairs.tolist())
         target_key = pair_codes.astype("int64") + len(owners)
         starts = np.concatenate([[0], np.cumsum(widths)])  # a row's first target's entry
-        parts = _parts([r[-1] for r in rows])
+        parts = _parts([r[-len(_PARTS):] for r in rows])
         per_target = np.zeros((len(target_key), len(COLUMNS)), dtype="int64")
         per_target[:, :_PER_TARGET] = parts[0][1]
 
@@ -333,7 +327,7 @@ class LedgerDays:
         for row_key in sorted({(r, p, d) for r, p, _, d in changed}):
             where = "day = ? AND rule = ? AND playbook = ?"
             params = (row_key[2], row_key[0], row_key[1])
-            row = self.conn.execute(f"SELECT {', '.join(COLUMNS)}, targets, figures FROM ledger_days WHERE {where}",
+            row = self.conn.execute(f"SELECT {_STORED} FROM ledger_days WHERE {where}",
                                     params).fetchone()
             targets = {} if row is None else _decode(row)
             for r, p, target, d in changed:
