@@ -83,8 +83,9 @@ def build_ledger(store: "Store", since: datetime, until: datetime, *, now: datet
                  rule: str | None = None) -> Ledger:
     """The ledger of runs started in ``[since, until)`` (of ``incident_ids`` only, when given);
     ``modes`` names how each rule runs now; ``rule`` keeps one rule. Read from the store's
-    per-day summary (whole days) and the runs of the part-days at either end; from the runs
-    alone (``ledger_from_rows``) for some incidents only, or when the summary cannot say."""
+    per-day summary (``agent.store.ledger``), and the runs of a part-day at either end that
+    holds runs outside the window; from the runs alone (``ledger_from_rows``) for some incidents
+    only, or when the summary cannot say."""
     since_s, until_s = float(to_epoch(since)), float(to_epoch(until))
     figures = None if incident_ids is not None else store.ledger_summary(since_s, until_s, rule=rule)
     if figures is None:
