@@ -25,6 +25,7 @@ import pandas as pd
 
 from agent.clock import from_epoch, to_epoch
 from agent.flow.runs import LEDGER_OUTCOMES, LEDGER_SEP
+from agent.store.ledger import COLUMNS, LedgerColumns
 
 if TYPE_CHECKING:
     from agent.store import Store
@@ -81,8 +82,22 @@ def build_ledger(store: "Store", since: datetime, until: datetime, *, now: datet
                  incident_ids: Sequence[int] | None = None, modes: Mapping[str, str] | None = None,
                  rule: str | None = None) -> Ledger:
     """The ledger of runs started in ``[since, until)`` (of ``incident_ids`` only, when given);
-    ``modes`` names how each rule runs now; ``rule`` keeps one rule. Counted with numpy over the
-    period's rows: a hundred thousand runs take a fraction of a second."""
+    ``modes`` names how each rule runs now; ``rule`` keeps one rule. Read from the store's
+    per-day summary (``agent.store.ledger``), and the runs of a part-day at either end that
+    holds runs outside the window; from the runs alone (``ledger_from_rows``) for some incidents
+    only, or when the summary cannot say."""
+    since_s, until_s = float(to_epoch(since)), float(to_epoch(until))
+    figures = None if incident_ids is not None else store.ledger_summary(since_s, until_s, rule=rule)
+    if figures is None:
+        return ledger_from_rows(store, since, until, now=now, incident_ids=incident_ids, modes=modes, rule=rule)
+    return _from_columns(store, figures, since, until, now=now, modes=modes or {})
+
+
+def ledger_from_rows(store: "Store", since: datetime, until: datetime, *, now: datetime,
+                     incident_ids: Sequence[int] | None = None, modes: Mapping[str, str] | None = None,
+                     rule: str | None = None) -> Ledger:
+    """``build_ledger`` computed from the period's runs alone, with numpy: what the summary must
+    always agree with."""
     since_s, until_s = float(to_epoch(since)), float(to_epoch(until))
     runs, shadow = store.ledger_runs(since_s, until_s, incident_ids=incident_ids)
     if rule is not None:
@@ -97,6 +112,62 @@ def build_ledger(store: "Store", since: datetime, until: datetime, *, now: datet
     per_target = _rows(store, runs.iloc[rows].reset_index(drop=True), group,
                        [(names[code][0], names[code][1], target) for code, target in pairs], modes or {})
     return Ledger(since=since, until=until, generated_at=now, rules=tuple(per_rule), targets=tuple(per_target))
+
+
+def _from_columns(store: "Store", figures: LedgerColumns, since: datetime, until: datetime, *,
+                  now: datetime, modes: Mapping[str, str]) -> Ledger:
+    """The ledger from the summary's entries: summed per rule, playbook and target."""
+    names, group = _ordered(figures.names)
+    n = len(names)
+    keys = group[figures.count_key]
+    sums = {name: np.bincount(keys, weights=figures.counts[:, COLUMNS.index(name)], minlength=n).astype("int64")
+            .tolist() for name in (*COUNTS, "shadow", "shadow_checked")}
+    middle = pd.Series(figures.verify_s).groupby(group[figures.verify_key]).median().reindex(range(n)).tolist()
+    last = _last_failures(figures, group, n)
+    reasons = store.run_reasons([run for run in last[0] if run >= 0])
+    rows, shadow = [], []
+    for (rule, playbook, target), runs, verified, not_fixed, failed, rolled_back, interrupted, under_way, \
+            shadows_, checked, median, run, at, rolled in zip(names, *(sums[name] for name in COUNTS), sums["shadow"],
+                                                              sums["shadow_checked"], middle, *last):
+        if not playbook:
+            shadow.append((rule, shadows_, checked))
+        elif runs:
+            why = reasons.get(run, "") if run >= 0 else ""
+            if run >= 0 and rolled:
+                why = f"rolled back: {why}" if why else "rolled back"
+            rows.append(LedgerRow(
+                rule=rule, playbook=playbook, target=target or None, runs=runs, verified=verified,
+                not_fixed=not_fixed, failed=failed, rolled_back=rolled_back, interrupted=interrupted,
+                under_way=under_way, median_verify_s=None if median != median else median,  # NaN: none verified
+                last_failure_run=run if run >= 0 else None, last_failure_at=from_epoch(at) if run >= 0 else None,
+                last_failure_why=why, mode=modes.get(rule, "")))
+    per_rule = [row for row in rows if row.target is None]
+    shadows = pd.DataFrame(shadow, columns=["rule", "shadow", "checked"]).groupby("rule", sort=True).sum()
+    if (shadows["shadow"] > 0).any():
+        per_rule = _with_shadow(per_rule, shadows[shadows["shadow"] > 0], modes)
+    return Ledger(since=since, until=until, generated_at=now, rules=tuple(per_rule),
+                  targets=tuple(row for row in rows if row.target is not None))
+
+
+def _ordered(names: Sequence[tuple[str, str, str]]) -> tuple[list[tuple[str, str, str]], np.ndarray]:
+    """``names`` in the order the runs path gives its rows (by ``rule␟playbook``, then target),
+    and each name's place in it."""
+    order = sorted(range(len(names)), key=lambda i: (names[i][0] + LEDGER_SEP + names[i][1], names[i][2]))
+    place = np.empty(len(order), dtype="int64")
+    place[np.array(order, dtype="int64")] = np.arange(len(order))
+    return [names[i] for i in order], place
+
+
+def _last_failures(figures: LedgerColumns, group: np.ndarray, n: int) -> tuple[list[int], list[float], list[bool]]:
+    """Per group, the newest failure (by start, then id): its run (-1 when none), start, and
+    whether it failed only by being rolled back."""
+    groups = group[figures.failure_key]
+    newest = np.lexsort((figures.failure_run, figures.failure_at, groups))
+    ends = newest[np.r_[groups[newest][1:] != groups[newest][:-1], True]] if len(newest) else newest
+    run, at, rolled = np.full(n, -1, dtype="int64"), np.zeros(n), np.zeros(n, dtype=bool)
+    run[groups[ends]], at[groups[ends]] = figures.failure_run[ends], figures.failure_at[ends]
+    rolled[groups[ends]] = figures.failure_rolled_only[ends]
+    return run.tolist(), at.tolist(), rolled.tolist()
 
 
 def _by_target(runs: pd.DataFrame, codes: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], list[tuple[int, str]]]:
@@ -201,4 +272,4 @@ def row_dict(row: LedgerRow) -> dict[str, object]:
     return out
 
 
-__all__ = ["Ledger", "LedgerRow", "build_ledger", "ledger_dict", "row_dict"]
+__all__ = ["Ledger", "LedgerRow", "build_ledger", "ledger_dict", "ledger_from_rows", "row_dict"]

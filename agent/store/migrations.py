@@ -4,7 +4,7 @@ The ``migrations`` table records each applied number and ``PRAGMA user_version``
 a store that has had a migration unknown here was written by a newer agent and is refused.
 Numbers are grouped by the part of the store they belong to (1-9 core, 10-19 samples, 20-29
 detectors, 30-39 incidents and notifications, 40-49 remediation, 50-59 reports, 60-69 model rollouts,
-70-79 the packed sample history, 80-89 leases), so parts grow
+70-79 the packed sample history, 80-89 leases, 90-94 the remediation ledger's summary), so parts grow
 independently: a store gets every known migration it has not had, in number order.
 
 Migrations are written in SQLite's words and run on both backends: on PostgreSQL ``run_script``

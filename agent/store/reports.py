@@ -17,6 +17,7 @@ import pandas as pd
 
 from agent.flow.runs import RunStatus
 from agent.store.base import GENESIS, AuditBreak, StoreBase
+from agent.store.ledger import LedgerDays
 from agent.store.migrations import is_postgresql, migration, run_script
 
 # What makes an incident a model incident (besides a `model` label): a drift detector, or a
@@ -425,8 +426,9 @@ class ReportStore(StoreBase):
             if not ids:
                 return 0
             marks = ", ".join("?" for _ in ids)
-            conn.execute(f"UPDATE remediation_runs SET parent_id = NULL WHERE parent_id IN ({marks})", ids)
-            return conn.execute(f"DELETE FROM remediation_runs WHERE id IN ({marks})", ids).rowcount
+            with LedgerDays(conn).tracked(ids):  # the ledger forgets them, as it would reading the runs
+                conn.execute(f"UPDATE remediation_runs SET parent_id = NULL WHERE parent_id IN ({marks})", ids)
+                return int(conn.execute(f"DELETE FROM remediation_runs WHERE id IN ({marks})", ids).rowcount)
 
     def prune_incidents(self, before_s: float, limit: int) -> int:
         """Incidents resolved before ``before_s`` with no remediation run kept, and what hangs

@@ -7,6 +7,7 @@ Every change writes its audit entry in the same transaction. Run states and thei
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
@@ -20,6 +21,7 @@ from agent.clock import from_epoch, to_epoch, utcnow
 from agent.errors import LeaseLostError, StoreError, TransitionError
 from agent.flow.runs import LEDGER_SEP, HostSummary, Run, RunMode, RunStatus
 from agent.store.base import StoreBase, dumps, each_value
+from agent.store.ledger import DAY_S, LedgerColumns, LedgerDays, columns_of, concat, rebuild
 from agent.store.migrations import migration, run_script
 
 
@@ -57,6 +59,8 @@ class RunStore(StoreBase):
                 "parent_id": parent_id, "requested_at": to_epoch(now),
                 "expires_at": to_epoch(expires_at), "reason": reason,
             })
+            days = LedgerDays(self.conn)
+            days.apply({}, days.runs("r.id = ?", [run_id]))  # a shadow run counts from its start
             self.audit(actor, f"remediation.{status}", f"run:{run_id}", {
                 "incident": incident_id, "rule": rule, "playbook": playbook, "sha256": playbook_sha256,
                 "mode": str(mode), "targets": list(targets), "batch": batch, "reason": reason,
@@ -109,7 +113,8 @@ class RunStore(StoreBase):
                 row[key] = _column(key, value)
             if reason:
                 row["reason"] = reason
-            self._update("remediation_runs", {"id": run_id}, row)
+            with LedgerDays(self.conn).tracked([run_id]):
+                self._update("remediation_runs", {"id": run_id}, row)
             details = {"incident": run.incident_id, "rule": run.rule, "mode": str(run.mode),
                        "from": str(run.status), "reason": reason}
             for key in ("rc", "host_summary", "artifact_dir"):
@@ -152,7 +157,7 @@ class RunStore(StoreBase):
         started and ended when it was decided (rate limits and cooldowns then see it as they would
         have seen the real run); its status stays ``shadow``, so nothing ever starts it. Only a
         replay's throwaway store is written this way."""
-        with self.transaction() as conn:
+        with self.transaction() as conn, LedgerDays(conn).tracked([run_id]):
             conn.execute("UPDATE remediation_runs SET mode = 'apply', started_at = requested_at, "
                          "ended_at = requested_at WHERE id = ? AND status = 'shadow'", (run_id,))
 
@@ -220,14 +225,58 @@ class RunStore(StoreBase):
                                 "checked": shadow["outcome"] > 0, "checked_fixed": shadow["outcome"] == 1})
         return runs, shadows.groupby("rule", sort=True)[["shadow", "checked", "checked_fixed"]].sum().reset_index()
 
+    def ledger_summary(self, since_s: float, until_s: float, *, rule: str | None = None) -> LedgerColumns | None:
+        """The ledger's figures of the runs requested in ``[since_s, until_s)`` (of ``rule`` only,
+        when given): from the summary for each day the window holds all runs of, from the runs
+        for the part-days at either end otherwise. None when the summary cannot say: a run of
+        those days started at or after ``until_s`` (``ledger_runs`` then)."""
+        first, end = math.floor(since_s / DAY_S), math.ceil(until_s / DAY_S)
+        if first * DAY_S < since_s and self._runs_requested(first * DAY_S, since_s):
+            first += 1
+        if end * DAY_S > until_s and self._runs_requested(until_s, end * DAY_S):
+            end -= 1
+        days = LedgerDays(self.conn)
+        parts, ranges = [columns_of({})], [(since_s, until_s)]
+        if first < end:
+            late = self.conn.execute(  # "+ 0": found by its start (few started since), not by its request
+                "SELECT 1 FROM remediation_runs WHERE started_at >= ? AND mode = 'apply' AND requested_at + 0 >= ? "
+                "AND requested_at + 0 < ? LIMIT 1", (until_s, first * DAY_S, end * DAY_S)).fetchone()
+            if late is not None:
+                return None
+            parts.append(days.read(first, end, rule=rule))
+            ranges = [(since_s, first * DAY_S), (end * DAY_S, until_s)]
+        for start_s, stop_s in ranges:
+            if start_s >= stop_s:
+                continue
+            where = ("r.requested_at >= ? AND r.requested_at < ? AND (r.mode = 'shadow' OR "
+                     "(r.mode = 'apply' AND r.started_at < ?))")
+            params: list[Any] = [start_s, stop_s, until_s]
+            if rule is not None:
+                where += " AND r.rule = ?"
+                params.append(rule)
+            parts.append(columns_of(days.runs(where, params)))
+        return concat(parts)
+
+    def _runs_requested(self, start_s: float, stop_s: float) -> bool:
+        """Whether a run the ledger counts was requested in ``[start_s, stop_s)``."""
+        return self.conn.execute(
+            "SELECT 1 FROM remediation_runs WHERE requested_at >= ? AND requested_at < ? "
+            "AND mode IN ('apply', 'shadow') LIMIT 1", (start_s, stop_s)).fetchone() is not None
+
+    def rebuild_ledger(self) -> int:
+        """Recompute the ledger's summary from the runs (rows written)."""
+        with self.transaction() as conn:
+            return rebuild(conn)
+
     def run_reasons(self, run_ids: Sequence[int]) -> dict[int, str]:
         """Each run's last recorded reason, by id."""
         if not run_ids:
             return {}
-        rows = self.conn.execute(
-            f"SELECT id, reason FROM remediation_runs WHERE id IN ({each_value(self.conn, integer=True)})",
-            (json.dumps([int(i) for i in run_ids]),))
-        return {int(r[0]): r[1] for r in rows}
+        cursor = self.conn.cursor()
+        cursor.row_factory = None  # plain tuples: a ledger asks for thousands
+        cursor.execute(f"SELECT id, reason FROM remediation_runs WHERE id IN ({each_value(self.conn, integer=True)})",
+                       (json.dumps([int(i) for i in run_ids]),))
+        return dict(cursor)
 
     def _run_or_fail(self, run_id: int) -> Run:
         run = self.get_run(run_id)
