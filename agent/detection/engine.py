@@ -512,7 +512,8 @@ class Engine:
             anomaly = _rarity(chances, levels)
             new = _new_rows(chances, new_from)
             self.calibrating.setdefault(subj.spec.name, set()).update(_warming(chances, new))
-            self._chances.append(chances.where(new))
+            if any(spec.grouping is Grouping.GROUP for spec in self.specs):
+                self._chances.append(chances.where(new))
         else:
             anomaly = unit.detector.anomaly_scores(_frame(scores.scores))
         if anomaly is None:
