@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from agent.detection.budget import Test, alarm_chances
+from agent.detection.budget import Test as BudgetTest
+from agent.detection.budget import alarm_chances
 from agent.detection.fitting import Schedule, Subject, Unit, Why, due, within_budget
 from agent.detection.specs import Grouping, Spec
 
@@ -84,9 +85,9 @@ def test_a_group_is_checkpointed_on_its_turn_even_after_a_downtime_and_never_ref
 
 def test_a_group_is_a_place_of_its_own_in_the_page_budget():
     day_points = 86_400.0 / 300.0
-    tests = [Test(key=f"s{i}", host=f"h{i}", entity=False, step_s=300.0) for i in range(3)]
-    tests.append(Test(key="group|checkout", host='group{service="checkout"}', entity=True, group=True, step_s=300.0))
-    tests.append(Test(key="named-like-a-host", host="h0", entity=True, group=True, step_s=300.0))
+    tests = [BudgetTest(key=f"s{i}", host=f"h{i}", entity=False, step_s=300.0) for i in range(3)]
+    tests.append(BudgetTest(key="group|checkout", host='group{service="checkout"}', entity=True, group=True, step_s=300.0))
+    tests.append(BudgetTest(key="named-like-a-host", host="h0", entity=True, group=True, step_s=300.0))
     chances = alarm_chances(tests, 0.5, 4.0)
     # five places (three hosts, two groups, one of them named like a host): each its whole share
     assert {key: round(c * day_points, 6) for key, c in chances.items()} == dict.fromkeys(chances, 0.5)
