@@ -171,9 +171,15 @@ class GroupDetector(PlainState, Detector):
                 f"(combined evidence {step['evidence'][k]:.3g}, chance {chance:.2g})")
         if parts:
             text += ": most off " + ", ".join(parts) + (f" and {more} more" if more else "")
-        return Hit(series_id=entity, entity=entity, detector=self.name, ts=to_datetime(frame.times[row]),
-                   value=float(step["evidence"][k]), score=float(_unit(np.array([chance]))[0]),
-                   direction=Direction.BOTH, explanation=text, chance=chance)
+        # The change came after the group's point before, which was judged: midway between the two.
+        ts = to_datetime(frame.times[row])
+        before = frame.times[row - 1] if row else self.last_ts_
+        began = to_datetime((before + frame.times[row]) / 2) if np.isfinite(before) else None
+        onset = (f"midway between {to_datetime(before):%H:%M:%S}, the group's last point before it, and "
+                 f"{ts:%H:%M:%S}, its first anomalous point") if began is not None else ""
+        return Hit(series_id=entity, entity=entity, detector=self.name, ts=ts, value=float(step["evidence"][k]),
+                   score=float(_unit(np.array([chance]))[0]), direction=Direction.BOTH, explanation=text,
+                   chance=chance, began_at=began, onset=onset)
 
 
 def _terms(chance: np.ndarray) -> np.ndarray:
