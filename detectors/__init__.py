@@ -21,6 +21,7 @@ from detectors.errors import DetectorError, NotFittedError
 if TYPE_CHECKING:
     from detectors.drift import DriftDetector, DriftReport, FeatureDrift, Verdict
     from detectors.forecast import ForecastDetector
+    from detectors.group import GroupDetector
     from detectors.iforest import IsolationForestDetector
     from detectors.seasonal import SeasonalDetector
     from detectors.subspace import SubspaceDetector
@@ -32,6 +33,7 @@ _LAZY: Mapping[str, str] = MappingProxyType({
     "DriftReport": "detectors.drift",
     "FeatureDrift": "detectors.drift",
     "ForecastDetector": "detectors.forecast",
+    "GroupDetector": "detectors.group",
     "Verdict": "detectors.drift",
     "IsolationForestDetector": "detectors.iforest",
     "SeasonalDetector": "detectors.seasonal",
@@ -43,6 +45,7 @@ _LAZY: Mapping[str, str] = MappingProxyType({
 KINDS: Mapping[str, str] = MappingProxyType({
     "forecast": "ForecastDetector",
     "subspace": "SubspaceDetector",
+    "group": "GroupDetector",
     "seasonal": "SeasonalDetector",
     "iforest": "IsolationForestDetector",
     "threshold": "ThresholdDetector",
@@ -51,7 +54,7 @@ KINDS: Mapping[str, str] = MappingProxyType({
 
 __all__ = [
     "KINDS", "Detector", "DetectorError", "Direction", "DriftDetector", "DriftReport", "FeatureDrift",
-    "ForecastDetector", "Hit", "IsolationForestDetector", "NotFittedError", "Scores", "SeasonalDetector",
+    "ForecastDetector", "GroupDetector", "Hit", "IsolationForestDetector", "NotFittedError", "Scores", "SeasonalDetector",
     "SubspaceDetector", "ThresholdDetector", "Verdict", "detector_class",
 ]
 

@@ -38,6 +38,7 @@ MIN_EXCESSES = 10  # fewer excesses than this: the rank chance, not the GPD
 MIN_POINTS = 100  # no chance at all before this many scores have been seen
 FLOOR = 1e-12  # the smallest chance given: beyond a bounded tail's end, "never seen"
 MAX_SHAPE = 0.45  # probability-weighted moments need shape < 1/2
+MIN_SHAPE = -0.5  # the shortest tail fitted, unless the caller knows the tail cannot end
 
 
 @dataclass(slots=True)
@@ -74,10 +75,13 @@ class Tails:
         return np.count_nonzero(np.isfinite(self.ring), axis=1) >= MIN_EXCESSES
 
 
-def fit_tails(scores: np.ndarray, *, threshold: float | None = None) -> Tails:
+def fit_tails(scores: np.ndarray, *, threshold: float | None = None, min_shape: float = MIN_SHAPE,
+              min_scale: float = 0.0) -> Tails:
     """Tails of each row of ``scores`` (columns x points in order; NaN: no score at that point),
     above ``threshold`` (None: each row's ``1 - SHARE`` quantile). The state is exactly what
-    ``take_in`` of the same scores, one at a time, would leave."""
+    ``take_in`` of the same scores, one at a time, would leave. ``min_shape`` and ``min_scale``
+    are for scores whose tail is known to be at least as heavy as an exponential of that scale:
+    a few excesses that bunch then never suggest a lighter one."""
     scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
     count = scores.shape[0]
     seen = np.count_nonzero(np.isfinite(scores), axis=1).astype(np.float64)
@@ -98,7 +102,7 @@ def fit_tails(scores: np.ndarray, *, threshold: float | None = None) -> Tails:
         slot[c] = total % KEEP
     tails = Tails(threshold=limits, seen=seen, above=over.sum(axis=1).astype(np.float64), ring=ring, slot=slot,
                   shape=np.zeros(count), scale=np.ones(count))
-    _refit(tails, np.ones(count, dtype=bool))
+    _refit(tails, np.ones(count, dtype=bool), min_shape, min_scale)
     return tails
 
 
@@ -135,7 +139,7 @@ def _chance(scores: np.ndarray, t: np.ndarray, share: np.ndarray, shape: np.ndar
     return np.where(np.isfinite(scores) & ready, out, np.nan)
 
 
-def take_in(tails: Tails, scores: np.ndarray) -> None:
+def take_in(tails: Tails, scores: np.ndarray, *, min_shape: float = MIN_SHAPE, min_scale: float = 0.0) -> None:
     """Count ``scores`` (columns x points, in order) into the tails, in place: every finite
     score is a point seen, those above the threshold join the ring of excesses."""
     scores = np.asarray(scores, dtype=np.float64)
@@ -151,7 +155,7 @@ def take_in(tails: Tails, scores: np.ndarray) -> None:
             tails.ring[c, tails.slot[c]] = value
             tails.slot[c] = (tails.slot[c] + 1) % KEEP
     tails.above += over.sum(axis=1)
-    _refit(tails, changed)
+    _refit(tails, changed, min_shape, min_scale)
 
 
 def chances_along(scores: np.ndarray, *, threshold: float, tails: Tails | None = None) -> tuple[np.ndarray, Tails]:
@@ -182,7 +186,7 @@ def chances_along(scores: np.ndarray, *, threshold: float, tails: Tails | None =
     return out, tails
 
 
-def _refit(tails: Tails, rows: np.ndarray) -> None:
+def _refit(tails: Tails, rows: np.ndarray, min_shape: float = MIN_SHAPE, min_scale: float = 0.0) -> None:
     """The GPD of each chosen row's ring, by probability-weighted moments: with the excesses
     in ascending order ``y_1..y_n``, ``a0 = mean(y)`` and ``a1 = mean(y_i * (n - i) / (n - 1))``
     give ``shape = 2 - a0 / (a0 - 2 a1)`` and ``scale = 2 a0 a1 / (a0 - 2 a1)`` (Hosking and
@@ -202,10 +206,18 @@ def _refit(tails: Tails, rows: np.ndarray) -> None:
         shape = np.where(gap > 0, 2.0 - a0 / gap, 0.0)
         scale = np.where(gap > 0, 2.0 * a0 * a1 / gap, a0)
     usable = (n >= MIN_EXCESSES) & (gap > 0) & (scale > 0)
-    shape = np.where(usable, np.clip(shape, -0.5, MAX_SHAPE), 0.0)
+    shape = np.where(usable, np.clip(shape, min_shape, MAX_SHAPE), 0.0)
     scale = np.where(usable, scale, np.maximum(a0, 1e-12))
     tails.shape[rows] = shape
-    tails.scale[rows] = np.maximum(np.nan_to_num(scale, nan=1e-12), 1e-12)
+    tails.scale[rows] = np.maximum(np.nan_to_num(scale, nan=1e-12), max(min_scale, 1e-12))
+
+
+def unit_scores(chance: np.ndarray) -> np.ndarray:
+    """Chances as scores in [0, 1]: ``L / (1 + L)`` with ``L = -log10(chance)`` (0.8 at 1e-4;
+    higher = rarer); NaN stays NaN."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rarity = -np.log10(np.clip(chance, 1e-300, 1.0))
+    return rarity / (1.0 + rarity)
 
 
 def _quantile_rows(values: np.ndarray, q: float) -> np.ndarray:

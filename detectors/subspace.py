@@ -48,6 +48,7 @@ import pandas as pd
 from detectors._frame import as_frame, to_datetime
 from detectors._state import PlainState
 from detectors._tail import Tails, chances, fit_tails, take_in
+from detectors._tail import unit_scores as _unit
 from detectors.base import Detector, Direction, Hit, Scores
 from detectors.errors import DetectorError
 
@@ -212,13 +213,6 @@ def _spe(scaled: np.ndarray, components: np.ndarray) -> np.ndarray:
     """Squared prediction error of each row: its squared distance from the subspace."""
     unexplained = scaled - (scaled @ components) @ components.T
     return np.einsum("ij,ij->i", unexplained, unexplained)
-
-
-def _unit(chance: np.ndarray) -> np.ndarray:
-    """``L / (1 + L)`` with ``L = -log10(chance)``: higher = rarer; NaN stays NaN."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rarity = -np.log10(np.clip(chance, 1e-300, 1.0))
-    return rarity / (1.0 + rarity)
 
 
 __all__ = ["SubspaceDetector"]

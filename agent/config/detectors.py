@@ -123,6 +123,17 @@ class SubspaceRule(_Rule):
     max_features: int = Field(default=2000, ge=2)
 
 
+class GroupRule(_Rule):
+    """One group detector per group: the matched series that share ``entity_label`` (a service,
+    on whatever hosts run it), judged together by the chances their own detectors gave each
+    point (many of them unusual at once). It learns from the points it judges, not from history."""
+
+    kind: Literal["group"]
+    entity_label: str = "service"
+    # one series is its own test: a group starts at two
+    min_features: int = Field(default=2, ge=2)
+
+
 class IForestRule(_Rule):
     """One isolation forest per entity: the matched series that share ``entity_label``."""
 
@@ -132,7 +143,7 @@ class IForestRule(_Rule):
     max_features: int = Field(default=32, ge=1)
 
 
-Rule = Annotated[ForecastRule | SeasonalRule | ThresholdRule | IForestRule | SubspaceRule,
+Rule = Annotated[ForecastRule | SeasonalRule | ThresholdRule | IForestRule | SubspaceRule | GroupRule,
                  Field(discriminator="kind")]
 
 
@@ -203,7 +214,7 @@ class GaugesConfig(Section):
 
 
 def _default_rules() -> list[Any]:
-    return [ForecastRule(kind="forecast"), SubspaceRule(kind="subspace")]
+    return [ForecastRule(kind="forecast"), SubspaceRule(kind="subspace"), GroupRule(kind="group")]
 
 
 class DetectorsConfig(Section):

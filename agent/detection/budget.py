@@ -13,6 +13,10 @@ a host can raise by chance add up to at most the budget (alarms in a row open on
 false incidents are fewer still); this holds for series that move together as for independent
 ones, since a union bound needs no independence.
 
+A group's test (the series of one service judged together, on whatever hosts run it) pages for
+a place of its own: a group is budgeted as a host is, with its share of ``fleet_page_budget``,
+so the groups' tests add places to the fleet's budget, never pages beyond it.
+
 A series' host is the value of the first of ``incidents.topology.host_labels`` it carries
 (``host``, ``instance``, ``node``; a ``:port`` suffix dropped); series without one share a host
 of their own (the agent's).
@@ -38,9 +42,10 @@ class Test:
     """One test that spends budget: a series judged alone, or an entity judged as a whole."""
 
     key: str  # the series id, or the (spec, subject) of an entity joined by "|"
-    host: str
+    host: str  # for a group's test, the group (a place of its own)
     entity: bool
     step_s: float
+    group: bool = False  # a group's test: its series span hosts, it pages for none of them
 
 
 def host_of(labels: Mapping[str, str], host_labels: Sequence[str]) -> str:
@@ -57,20 +62,26 @@ def alarm_chances(tests: Iterable[Test], budget_per_day: float, fleet_per_day: f
     """Each test's alarm chance per point under the budget (false incidents per host-day, and
     per day for all the hosts the tests are on)."""
     tests = list(tests)
-    series = Counter(t.host for t in tests if not t.entity)
-    entities = Counter(t.host for t in tests if t.entity)
-    hosts = len(set(series) | set(entities))
-    if fleet_per_day is not None and hosts:
-        budget_per_day = min(budget_per_day, fleet_per_day / hosts)
+    series = Counter(_place(t) for t in tests if not t.entity)
+    entities = Counter(_place(t) for t in tests if t.entity)
+    places = len(set(series) | set(entities))
+    if fleet_per_day is not None and places:
+        budget_per_day = min(budget_per_day, fleet_per_day / places)
     out = {}
     for test in tests:
-        both = series[test.host] and entities[test.host]
+        place = _place(test)
+        both = series[place] and entities[place]
         if test.entity:
-            share = (ENTITY_SHARE if both else 1.0) / entities[test.host]
+            share = (ENTITY_SHARE if both else 1.0) / entities[place]
         else:
-            share = ((1.0 - ENTITY_SHARE) if both else 1.0) / series[test.host]
+            share = ((1.0 - ENTITY_SHARE) if both else 1.0) / series[place]
         out[test.key] = min(budget_per_day * share * test.step_s / DAY_S, 0.5)
     return out
+
+
+def _place(test: Test) -> tuple[bool, str]:
+    """Where a test pages: its host, or its group (a group named like a host is another place)."""
+    return test.group, test.host
 
 
 def steps_s(values: pd.DataFrame, fallback_s: float) -> dict[str, float]:

@@ -85,6 +85,9 @@ class Engine:
         # this cycle's alarm chance per test (a series id, or "spec|entity"): what a replay
         # re-thresholds for a stricter page budget
         self.levels: dict[str, float] = {}
+        # this cycle's chances of new points from the calibrated per-series detectors, a frame per
+        # unit: what the group detectors judge
+        self._chances: list[pd.DataFrame] = []
         self._subjects_of: tuple[Samples, list[Spec], list[Subject]] | None = None
 
     # -- configuration and stored state --------------------------------------------------------
@@ -117,7 +120,7 @@ class Engine:
             self.units[(spec.name, stored.subject)] = Unit(
                 spec=spec, subject=stored.subject, detector=detector,
                 columns=tuple(stored.params.get("columns", ())), fitted_at=stored.fitted_at)
-            if spec.streaming:
+            if spec.streaming and spec.grouping is not Grouping.GROUP:  # a group has no history to catch up on
                 self._resume.add((spec.name, stored.subject))
             loaded += 1
         log.info(kv("detect.state_loaded", subjects=loaded, stale=stale or None))
@@ -157,6 +160,7 @@ class Engine:
             self.scores = []
             self.newest = []
             self.calibrating = {}
+            self._chances = []
             self.sync()
             subjects = self._subjects(samples)
             new_from = self._new_points(samples)
@@ -254,6 +258,11 @@ class Engine:
         with self._lock:
             if self.specs is specs:  # a reload since recompiled the specs: these fits are of the old ones
                 for unit, state in fitted:
+                    old = self.units.get((unit.spec.name, unit.subject))
+                    if old is not None and unit.spec.grouping is Grouping.GROUP:
+                        # new members change nothing the group learnt of its own past: keep it
+                        unit.detector.set_state(old.detector.get_state())
+                        state = checkpoint(unit, now)
                     self.units[(unit.spec.name, unit.subject)] = unit
                     saved.append(state)
         if saved:
@@ -360,6 +369,8 @@ class Engine:
         scored: set[str] = set()
         levels = self.levels = self._alarm_levels(subjects, samples, new_from)
         for subj in subjects:
+            if subj.spec.grouping is Grouping.GROUP:
+                continue  # judged after the series, by their chances (_score_groups)
             unit = self.units.get(subj.key)
             new = [c for c in unit.columns if c in new_from] if unit is not None else []
             if not new:
@@ -386,6 +397,38 @@ class Engine:
                     hits.append(hit)
                     self.ctx.metrics.hits.labels(detector=subj.spec.name).inc()
         self.ctx.metrics.series_scored.inc(len(scored))
+        return hits + self._score_groups(subjects, samples, levels, judged)
+
+    def _score_groups(self, subjects: list[Subject], samples: Samples, levels: Mapping[str, float],
+                      judged: set[str]) -> list[Hit]:
+        """Each group's new points, judged by the chances its series' own detectors gave them
+        this cycle; a group detector then takes them in."""
+        groups = [subj for subj in subjects if subj.spec.grouping is Grouping.GROUP and subj.key in self.units]
+        if not groups or not self._chances:
+            return []
+        chances = _by_series(self._chances)
+        hits: list[Hit] = []
+        for subj in groups:
+            unit = self.units[subj.key]
+            window = chances[[c for c in subj.series if c in chances.columns]].dropna(how="all")
+            if window.empty:
+                continue
+            try:
+                scores = unit.detector.score(window, entity=subj.subject, alarm_chance=levels.get(_entity_key(subj), 0.0))
+                unit.detector.update(window)
+            except Exception as exc:  # one group failing is counted; the rest are still judged
+                log.exception(kv("detect.score_failed", detector=subj.spec.name, subject=subj.subject,
+                                 error=type(exc).__name__))
+                self.ctx.metrics.detector_failures.labels(detector=subj.spec.name, phase="score").inc()
+                continue
+            judged.add(subj.entity_id)
+            if _newest_chance_missing(scores.chances):
+                self.calibrating.setdefault(subj.spec.name, set()).add(subj.entity_id)
+            for hit in scores.hits:
+                filled = self._fill(hit, subj, samples)
+                if filled is not None:
+                    hits.append(filled)
+                    self.ctx.metrics.hits.labels(detector=subj.spec.name).inc()
         return hits
 
     @staticmethod
@@ -438,10 +481,12 @@ class Engine:
             unit = self.units.get(subj.key)
             if unit is None or not _calibrated(unit.detector):
                 continue
-            if subj.spec.grouping is Grouping.ENTITY:
-                step = float(np.median([steps.get(c, config.agent.interval) for c in unit.columns]))
-                tests.append(Test(key=_entity_key(subj), host=entity_host(unit.columns, hosts), entity=True,
-                                  step_s=step))
+            if subj.spec.grouping in (Grouping.ENTITY, Grouping.GROUP):
+                group = subj.spec.grouping is Grouping.GROUP  # a place of its own, across hosts
+                columns = subj.series if group else unit.columns
+                step = float(np.median([steps.get(c, config.agent.interval) for c in columns]))
+                place = subj.entity_id if group else entity_host(unit.columns, hosts)
+                tests.append(Test(key=_entity_key(subj), host=place, entity=True, group=group, step_s=step))
                 continue
             for sid in unit.columns:
                 if sid in new_from and sid not in seen:
@@ -465,7 +510,10 @@ class Engine:
         if levels is not None:
             chances = _frame(scores.chances)
             anomaly = _rarity(chances, levels)
-            self.calibrating.setdefault(subj.spec.name, set()).update(_warming(chances, _new_rows(chances, new_from)))
+            new = _new_rows(chances, new_from)
+            self.calibrating.setdefault(subj.spec.name, set()).update(_warming(chances, new))
+            if any(spec.grouping is Grouping.GROUP for spec in self.specs):
+                self._chances.append(chances.where(new))
         else:
             anomaly = unit.detector.anomaly_scores(_frame(scores.scores))
         if anomaly is None:
@@ -506,7 +554,7 @@ class Engine:
         info = samples.series.get(hit.series_id)
         if info is not None:
             return replace(hit, detector=subj.spec.name, metric=info.metric, labels=dict(info.labels))
-        if subj.spec.grouping is Grouping.ENTITY:
+        if subj.spec.grouping in (Grouping.ENTITY, Grouping.GROUP):
             return replace(hit, detector=subj.spec.name, series_id=subj.entity_id, entity=subj.subject,
                            metric=subj.spec.name, labels={subj.spec.entity_label: subj.subject})
         log.warning(kv("detect.hit_unknown_series", detector=subj.spec.name, series_id=hit.series_id))
@@ -551,6 +599,14 @@ def _rarity(chances: pd.DataFrame, levels: Mapping[str, float]) -> pd.DataFrame:
     with np.errstate(divide="ignore", invalid="ignore"):
         values = np.log(np.clip(chances.to_numpy(dtype="float64"), 1e-300, 1.0)) / np.log(level)[None, :]
     return pd.DataFrame(values, index=chances.index, columns=chances.columns)
+
+
+def _by_series(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """One frame of the series' chances; a series two detectors judged keeps the smaller."""
+    joined = pd.concat(frames, axis=1)
+    if joined.columns.has_duplicates:
+        joined = joined.T.groupby(level=0).min().T
+    return joined
 
 
 def _frame(scores: pd.DataFrame | pd.Series) -> pd.DataFrame:

@@ -95,10 +95,10 @@ def due(subjects: Sequence[Subject], units: dict[tuple[str, str], Unit], schedul
         if unit is None or set(fresh) - set(unit.columns):
             out.append((Why.FIRST_SIGHT, subj))
             continue
-        if not subj.spec.needs_history:
+        if not subj.spec.needs_history and not subj.spec.checkpoints:
             continue  # nothing to learn: fitted once, kept
         age_s = (now - unit.fitted_at).total_seconds()
-        if age_s >= 1.5 * refit_s:
+        if age_s >= 1.5 * refit_s and subj.spec.needs_history:  # nothing to refit from otherwise
             out.append((Why.OVERDUE, subj))
         elif age_s >= 0.5 * refit_s and _turn(subj) == cycle_no % subj.spec.cycles:
             out.append((Why.CHECKPOINT if subj.spec.checkpoints else Why.TURN, subj))

@@ -3,7 +3,8 @@ subjects (one fitted detector each), and how to build a fresh detector.
 
 Subjects: a seasonal or threshold detector is frame-level, so its series are grouped into
 slices by a stable hash (each slice is fitted and scored as one frame); an isolation forest
-has one subject per entity (the value of its entity label); a drift detector one per model.
+or subspace detector has one subject per entity (the value of its entity label), a group
+detector one per group (the same, by its label); a drift detector one per model.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from agent.config.detectors import (
     DetectorsConfig,
     DriftModel,
+    GroupRule,
     IForestRule,
     SeriesMatcher,
     Slo,
@@ -36,6 +38,7 @@ from detectors.base import Detector
 class Grouping(StrEnum):
     SLICE = "slice"      # a hash slice of the matched series, fitted as one frame
     ENTITY = "entity"    # the matched series sharing one value of the entity label
+    GROUP = "group"      # the same, judged by the chances the series' own detectors gave them
     MODEL = "model"      # one ML model's feature and prediction histograms
 
 
@@ -120,14 +123,14 @@ class Spec:
                 continue
             if self.grouping is Grouping.SLICE:
                 groups[f"slice-{stable_bucket(sid, self.slices):04d}"].append(sid)
-            else:
+            else:  # ENTITY, GROUP
                 entity = info.labels.get(self.entity_label)
                 if entity:
                     groups[entity].append(sid)
         out = {}
         for subject, sids in groups.items():
             sids.sort()
-            if self.grouping is Grouping.ENTITY:
+            if self.grouping in (Grouping.ENTITY, Grouping.GROUP):
                 if len(sids) < self.min_features:
                     continue
                 sids = sids[: self.max_features]
@@ -154,6 +157,12 @@ def compile_specs(config: DetectorsConfig, *, cycle_interval_s: float) -> list[S
                               min_features=rule.min_features, max_features=rule.max_features,
                               streaming=hasattr(detector_class(rule.kind), "update"),
                               incident_aware=not isinstance(rule, SubspaceRule)))
+        elif isinstance(rule, GroupRule):
+            # Learns from the points it judges (there is no history of chances): fitted once,
+            # its state saved on its turn, never refitted from history.
+            specs.append(Spec(**common, grouping=Grouping.GROUP, entity_label=rule.entity_label,
+                              min_features=rule.min_features, needs_history=False, streaming=True,
+                              checkpoints=True, incident_aware=False))
         elif isinstance(rule, ThresholdRule):
             of_points = int(rule.params.get("of_points", 1))
             specs.append(Spec(**common, grouping=Grouping.SLICE, needs_history=False,

@@ -76,7 +76,7 @@ def test_backtest_writes_one_scored_row_per_input_row_and_prints_profiles(corpus
 
     scored = backtest([data], AgentConfig(), labels=labels)
     lines = result.stdout.splitlines()
-    assert lines[0] == f"detectors forecast, subspace: 2 files replayed, results in {out}"
+    assert lines[0] == f"detectors forecast, subspace, group: 2 files replayed, results in {out}"
     standard = scored.swept["standard"]
     assert standard.detected == 1 and standard.score > 90
     assert lines[1] == (

@@ -94,7 +94,7 @@ def test_hosts_replay_through_correlation_and_are_judged_as_pages(fleet, tmp_pat
     fault = episodes[(episodes.host == "web-1") & (began > fault_at - pd.Timedelta(minutes=5)) & (began <= fault_at)]
     assert len(fault) == 1 and "subspace" in fault.detectors.iloc[0]  # one incident for the fault, paged once
     lines = result.stdout.splitlines()
-    assert lines[0] == f"detectors forecast, subspace: 2 hosts replayed, results in {out / 'summary.json'}"
+    assert lines[0] == f"detectors forecast, subspace, group: 2 hosts replayed, results in {out / 'summary.json'}"
     assert lines[-1].startswith("event recall 1.00 (1/1 windows), false incidents ")
 
 
@@ -150,7 +150,7 @@ def test_a_thousand_columns_replay(tmp_path):
     out = tmp_path / "out"
     result = run(str(path), "--out", str(out))
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("detectors forecast, subspace: 1 hosts replayed")
+    assert result.stdout.startswith("detectors forecast, subspace, group: 1 hosts replayed")
 
 
 def test_bad_inputs_are_refused_by_name_and_leave_no_summary(fleet, tmp_path):

@@ -329,7 +329,9 @@ def clean_week(n_series: int, days: int = 7, fault_series: int = 50) -> dict[str
         pipeline.close()
         ctx.store.close()
     wall = time.perf_counter() - t0
-    fault_start, fault_end = index[fault_at], index[fault_at] + pd.Timedelta(hours=2)
+    # A start is estimated between the last point judged normal and the first anomalous one
+    # (agent.incidents.onset): a signal that began after the point before the fault is the fault's.
+    fault_start, fault_end = index[fault_at - 1], index[fault_at] + pd.Timedelta(hours=2)
     def from_fault(signal) -> bool:
         return 'service="checkout"' in signal.series_id and fault_start <= pd.Timestamp(signal.first_at) <= fault_end
 

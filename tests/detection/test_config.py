@@ -17,17 +17,21 @@ def problems(text: str) -> list[str]:
     return [str(p) for p in caught.value.problems]
 
 
-def test_defaults_watch_every_series_with_the_forecast_detector_and_every_instance_with_the_subspace_one():
+def test_defaults_watch_every_series_with_the_forecast_detector_every_instance_with_the_subspace_one_and_every_service_with_the_group_one():
     config = parse_config("").detectors
-    spec, hosts = compile_specs(config, cycle_interval_s=60)
+    spec, hosts, services = compile_specs(config, cycle_interval_s=60)
     assert (spec.name, spec.kind, spec.grouping, spec.slices, spec.min_history_s, spec.context_points) == (
         "forecast", "forecast", Grouping.SLICE, 64, 3600.0, 0)
     assert (spec.streaming, spec.checkpoints) == (True, True)
     assert (hosts.name, hosts.grouping, hosts.entity_label, hosts.min_features) == (
         "subspace", Grouping.ENTITY, "instance", 3)
     assert (hosts.streaming, hosts.checkpoints) == (True, False)  # refitted on its turn: the subspace moves
+    assert (services.name, services.grouping, services.entity_label, services.min_features) == (
+        "group", Grouping.GROUP, "service", 2)
+    # learns from the points it judges: never refitted from history, its state saved on its turn
+    assert (services.needs_history, services.streaming, services.checkpoints) == (False, True, True)
     assert config.page_budget == 0.5
-    for each in (spec, hosts):
+    for each in (spec, hosts, services):
         assert each.selects(info("anything", job="x"))
         bucket = SeriesInfo(series_id='h_bucket{le="1"}', metric="h_bucket", labels={"le": "1"}, kind="bucket")
         assert not each.selects(bucket)

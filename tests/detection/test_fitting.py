@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from agent.detection.budget import Test as BudgetTest
+from agent.detection.budget import alarm_chances
 from agent.detection.fitting import Schedule, Subject, Unit, Why, due, within_budget
 from agent.detection.specs import Grouping, Spec
 
@@ -62,3 +64,32 @@ def test_a_streaming_subject_is_checkpointed_on_its_turn_and_refitted_only_when_
     assert within_budget(plan + plan, 0) == plan + plan  # a checkpoint reads no history: it costs nothing
     units[subj.key].fitted_at = START - timedelta(minutes=15)  # after a downtime
     assert [why for why, _ in due([subj], units, Schedule(), now=START, interval_s=60, refit_s=600)] == [Why.OVERDUE]
+
+
+def test_a_group_is_checkpointed_on_its_turn_even_after_a_downtime_and_never_refitted_from_history():
+    spec = Spec(name="group", kind="group", params={}, grouping=Grouping.GROUP, entity_label="service", cycles=1,
+                needs_history=False, streaming=True, checkpoints=True)
+    subj = subject(spec, "checkout", ("a", "b"))
+    units = {subj.key: Unit(spec=spec, subject=subj.subject, detector=None, columns=subj.series,
+                            fitted_at=START - timedelta(minutes=6))}
+    for age_min in (6, 15):  # on its turn; after a downtime (there is no history to refit it from)
+        units[subj.key].fitted_at = START - timedelta(minutes=age_min)
+        assert [why for why, _ in due([subj], units, Schedule(), now=START, interval_s=60, refit_s=600)] == [
+            Why.CHECKPOINT]
+    units[subj.key].fitted_at = START - timedelta(minutes=2)
+    assert due([subj], units, Schedule(), now=START, interval_s=60, refit_s=600) == []
+    joined = subject(spec, "checkout", ("a", "b", "c"))  # a new series joins: fitted again (its past is kept)
+    assert [why for why, _ in due([joined], units, Schedule(), now=START, interval_s=60, refit_s=600)] == [
+        Why.FIRST_SIGHT]
+
+
+def test_a_group_is_a_place_of_its_own_in_the_page_budget():
+    day_points = 86_400.0 / 300.0
+    tests = [BudgetTest(key=f"s{i}", host=f"h{i}", entity=False, step_s=300.0) for i in range(3)]
+    tests.append(BudgetTest(key="group|checkout", host='group{service="checkout"}', entity=True, group=True, step_s=300.0))
+    tests.append(BudgetTest(key="named-like-a-host", host="h0", entity=True, group=True, step_s=300.0))
+    chances = alarm_chances(tests, 0.5, 4.0)
+    # five places (three hosts, two groups, one of them named like a host): each its whole share
+    assert {key: round(c * day_points, 6) for key, c in chances.items()} == dict.fromkeys(chances, 0.5)
+    assert {key: round(c * day_points, 6) for key, c in alarm_chances(tests, 0.5, 1.0).items()} == dict.fromkeys(
+        chances, 0.2)

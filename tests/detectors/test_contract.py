@@ -93,7 +93,18 @@ def subspace_case() -> Case:
     return Case(lambda: SubspaceDetector(), frame.iloc[:800], window)
 
 
+def group_case() -> Case:
+    from detectors.group import GroupDetector
+
+    rng = np.random.default_rng(5)
+    chances = pd.DataFrame(rng.uniform(size=(900, 8)), index=index(900), columns=[f"s{i}" for i in range(8)])
+    window = chances.iloc[800:].copy()
+    window.iloc[50, :6] = 1e-4  # six of eight series a little unusual at once
+    return Case(lambda: GroupDetector(), chances.iloc[:800], window)
+
+
 CASES = {
+    "group": group_case,
     "seasonal": seasonal_case,
     "subspace": subspace_case,
     "iforest": iforest_case,
