@@ -127,8 +127,8 @@ class SubspaceDetector(PlainState, Detector):
         scores[new], chance[new] = _unit(step["chances"]), step["chances"]
         level = self.alarm_chance if alarm_chance is None else alarm_chance
         key = entity if entity is not None else self.entity_
-        hits = [self._hit(key, frame.times[row], step, k) for k, row in enumerate(new)
-                if np.nan_to_num(step["chances"][k], nan=1.0) <= level]
+        alarms = np.nan_to_num(step["chances"], nan=1.0) <= level  # for all rows at once: a day is 1,440
+        hits = [self._hit(key, frame.times[new[k]], step, k) for k in np.flatnonzero(alarms)]
         index = frame.index
         return Scores(scores=pd.Series(scores, index=index, name=key), hits=hits,
                       chances=pd.Series(chance, index=index, name=key))
