@@ -47,7 +47,7 @@ import pandas as pd
 
 from detectors._frame import as_frame, to_datetime
 from detectors._state import PlainState
-from detectors._tail import Tails, chances, fit_tails, take_in
+from detectors._tail import Tails, chances_along, fit_tails
 from detectors._tail import unit_scores as _unit
 from detectors.base import Detector, Direction, Hit, Scores
 from detectors.errors import DetectorError
@@ -128,8 +128,8 @@ class SubspaceDetector(PlainState, Detector):
         scores[new], chance[new] = _unit(step["chances"]), step["chances"]
         level = self.alarm_chance if alarm_chance is None else alarm_chance
         key = entity if entity is not None else self.entity_
-        hits = [self._hit(key, frame.times[row], step, k) for k, row in enumerate(new)
-                if np.nan_to_num(step["chances"][k], nan=1.0) <= level]
+        alarms = np.nan_to_num(step["chances"], nan=1.0) <= level  # for all rows at once: a day is 1,440
+        hits = [self._hit(key, frame.times[new[k]], step, k) for k in np.flatnonzero(alarms)]
         index = frame.index
         return Scores(scores=pd.Series(scores, index=index, name=key), hits=hits,
                       chances=pd.Series(chance, index=index, name=key))
@@ -161,10 +161,8 @@ class SubspaceDetector(PlainState, Detector):
         scaled = np.nan_to_num(residual[:, self.used_] / self.spread_)
         spe = _spe(scaled, self.components_)
         tails = Tails.from_arrays({k: np.asarray(v)[None, ...] for k, v in self.tail_.items()})
-        chance = np.full(len(new), np.nan)
-        for k in range(len(new)):  # each row judged by the tail of the rows before it
-            chance[k] = chances(tails, spe[None, k:k + 1])[0, 0]
-            take_in(tails, spe[None, k:k + 1])
+        # each row judged by the tail of the rows before it (in runs between excesses)
+        chance, tails = chances_along(spe, threshold=float(tails.threshold[0]), tails=tails)
         recent = np.vstack([self.recent_, values])[-self.level_rows:]
         return {"residual": residual, "scaled": scaled, "spe": spe, "chances": chance, "recent": recent,
                 "tail": {name: value[0] for name, value in tails.as_arrays().items()}}

@@ -38,6 +38,7 @@ from detectors.base import Hit
 log = logging.getLogger(__name__)
 
 AfterTick = Callable[[Detection], None]
+ReadChunk = Callable[[Samples, pd.Timestamp, pd.Timestamp], None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,8 +73,9 @@ class Judging(StrEnum):
 
 def replay_chunks(pipeline: Pipeline, clock: ManualClock, start: pd.Timestamp, end: pd.Timestamp, *,
                   cycle_s: float, after: AfterTick | None = None,
-                  judging: Judging = Judging.CHUNKS) -> Iterator[Chunk]:
-    """Replay ``(start, end]`` through ``pipeline``'s stages (see the module's text).
+                  judging: Judging = Judging.CHUNKS, read: ReadChunk | None = None) -> Iterator[Chunk]:
+    """Replay ``(start, end]`` through ``pipeline``'s stages (see the module's text); ``read``
+    is handed each chunk's samples and range as the collect stage read them.
 
     ``Judging.DAYS``: every row of each chunk is judged (a series first seen in a chunk from the
     chunk's start, not from its last interval as a restarted agent judges it), with the last
@@ -98,6 +100,8 @@ def replay_chunks(pipeline: Pipeline, clock: ManualClock, start: pd.Timestamp, e
         clock.set(upto.to_pydatetime())
         samples = pipeline.collector.collect(upto.to_pydatetime())
         blind = pipeline.collector.blind
+        if read is not None:
+            read(samples, now, upto)
         if judging is Judging.CHUNKS:
             seen, failed = _detect(pipeline, samples, upto)
             levels = _levels(pipeline, seen)
@@ -226,4 +230,4 @@ def correlate_each_interval(ctx: Context, seen: Detection, ticks: pd.DatetimeInd
         clock.set(ticks[-1].to_pydatetime())
 
 
-__all__ = ["AfterTick", "Chunk", "Judging", "correlate_each_interval", "joined_frames", "replay_chunks", "rows_between", "ticks_of"]
+__all__ = ["AfterTick", "Chunk", "Judging", "ReadChunk", "correlate_each_interval", "joined_frames", "replay_chunks", "rows_between", "ticks_of"]

@@ -87,12 +87,14 @@ def due(subjects: Sequence[Subject], units: dict[tuple[str, str], Unit], schedul
     """Subjects to fit this cycle, most urgent first (not yet cut to the budget)."""
     out: list[tuple[Why, Subject]] = []
     cycle_no = int(to_epoch(now) // max(interval_s, 1e-9))
+    waits = schedule.not_before
     for subj in subjects:
         unit = units.get(subj.key)
-        fresh = [s for s in subj.series if not schedule.waiting(subj.spec, s, now)]
+        name = subj.spec.name  # Schedule.waiting inlined: this runs for every series every cycle
+        fresh = [s for s in subj.series if (at := waits.get((name, s))) is None or now >= at] if waits else subj.series
         if not fresh:
             continue  # short history or a failed fit: wait until the series may be tried again
-        if unit is None or set(fresh) - set(unit.columns):
+        if unit is None or not set(unit.columns).issuperset(fresh):
             out.append((Why.FIRST_SIGHT, subj))
             continue
         if not subj.spec.needs_history and not subj.spec.checkpoints:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from agent.backtest.cycles import Chunk, Judging, replay_chunks
+from agent.backtest.cycles import Chunk, Judging, ReadChunk, replay_chunks
 from agent.clock import ManualClock
 from agent.config import AgentConfig
 from agent.config.store import StoreConfig
@@ -39,13 +39,17 @@ from agent.errors import AiopsError
 from agent.flow.detection import Detection
 from agent.flow.incidents import Silence
 from agent.flow.runs import RunMode
+from agent.flow.samples import Samples
 from agent.incidents.catalog import catalog_of
 from agent.log import kv
 from agent.notify.channels import build_channels
 from agent.notify.delivery import enqueue
 from agent.pipeline import Pipeline
+from agent.replay.daycopy import DayCopy, grid_fits
 from agent.replay.hits import KeptHit, read_day_hits, write_day_hits
-from agent.sources import Source
+from agent.sources import Source, shard_filter
+from agent.sources.frame import restrict
+from agent.sources.prometheus import PrometheusSource
 from agent.store import STORE_FILE
 from agent.store.detectors import FittedState
 from agent.store.samples import SampleReader
@@ -55,6 +59,7 @@ log = logging.getLogger(__name__)
 DAY_S = 86_400.0
 PROGRESS = "progress.json"
 CHECKPOINT = "checkpoint.db"
+HISTORY = "history"
 ENGINE = "detectors.json"
 LEFT_OUT = ("alerts Alertmanager pushes to the agent (POST /api/v1/alerts) are not kept as history: "
             "left out of the replay")
@@ -133,11 +138,12 @@ def fingerprint(config: AgentConfig, start: pd.Timestamp, end: pd.Timestamp, sou
 def run_replay(config: AgentConfig, start: pd.Timestamp, end: pd.Timestamp, work_dir: Path, *,
                source: Source | None = None, source_name: str = "prometheus", budget_factor: float = 1.0,
                silences: Sequence[Silence] = (), judging: Judging = Judging.DAYS,
-               on_day: Callable[[DayRead], None] | None = None) -> Replayed:
+               on_day: Callable[[DayRead], None] | None = None, refit_copy: bool = True) -> Replayed:
     """Replay ``(start, end]`` (see the module's text); ``source``: the embedded history (None:
     the configured source, as the daemon builds it); ``silences``: the live store's, in force in
-    the replay as they were then. Resumes a work folder made for the same replay; starts afresh
-    in any other."""
+    the replay as they were then; ``refit_copy``: refits over Prometheus read their history from
+    what the replay has read (``DayCopy``) rather than through the queries again (the same
+    values). Resumes a work folder made for the same replay; starts afresh in any other."""
     mark = fingerprint(config, start, end, f"{source_name}/{judging}", budget_factor)
     progress = _read_progress(work_dir, mark)
     if progress is None:
@@ -160,7 +166,9 @@ def run_replay(config: AgentConfig, start: pd.Timestamp, end: pd.Timestamp, work
             _restore_engine(pipeline, work_dir)
             log.info(kv("replay.resumed", since=begin.to_pydatetime(), days_done=len(days)))
         after = _after_correlate(ctx, pipeline)
-        for chunk in replay_chunks(pipeline, clock, begin, end, cycle_s=DAY_S, after=after, judging=judging):
+        read = _copy_for_refits(pipeline, work_dir / HISTORY, start) if refit_copy else None
+        for chunk in replay_chunks(pipeline, clock, begin, end, cycle_s=DAY_S, after=after, judging=judging,
+                                   read=read):
             day = _keep_day(work_dir, len(days), chunk, pipeline)
             days.append(day)
             _checkpoint(ctx, work_dir)
@@ -194,6 +202,37 @@ def live_silences(state_dir: Path) -> list[Silence]:
         return reader.list_silences()
     finally:
         reader.close()
+
+
+def _copy_for_refits(pipeline: Pipeline, folder: Path, start: pd.Timestamp) -> ReadChunk | None:
+    """Serve the engine's refit history from a ``DayCopy`` of what the replay reads over
+    Prometheus: the history before ``start`` read now (a day at a time, once: a resumed replay
+    finds it kept), each day the collect stage reads kept as it goes. None (refits read through
+    the source) for another source, or a refit step that is not a whole multiple of every
+    query's step."""
+    source = pipeline.collector.source
+    refit = pipeline.ctx.config.detectors.refit
+    if not isinstance(source, PrometheusSource) or refit.step is None:
+        return None
+    if not grid_fits(refit.step, [q.step or source.config.step for q in source.config.queries]):
+        log.info(kv("replay.refits_through_source", reason="refit.step is not a multiple of every query's step"))
+        return None
+    copy = DayCopy.open(folder, pipeline.engine.history)
+    keep = shard_filter(pipeline.ctx.config)
+
+    def read(samples: Samples, lo: pd.Timestamp, hi: pd.Timestamp) -> None:
+        if not source.failed:  # a query that failed: its points are read from the source when asked
+            copy.keep(samples, lo, hi)
+
+    hi = start
+    lo = start - pd.Timedelta(seconds=refit.history + refit.step)  # the first refit's grid may start a step early
+    while hi > lo:
+        piece = max(lo, hi - pd.Timedelta(seconds=DAY_S))
+        if not copy.holds(piece, hi):
+            read(restrict(source.fetch(piece, hi), keep), piece, hi)
+        hi = piece
+    pipeline.engine.history = copy
+    return read
 
 
 def _after_correlate(ctx: Context, pipeline: Pipeline) -> Callable[[Detection], None]:

@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 import pandas as pd
 
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from agent.sources.scrape import ScrapeSource
     from agent.store import Store
 
-    AnySource = ScrapeSource | PrometheusSource | FileSource
+    AnySource: TypeAlias = "ScrapeSource | PrometheusSource | FileSource"
 
 __all__ = ["Collector", "FailureKind", "FetchError", "Source", "build_source", "scrape_targets", "shard_filter"]
 
