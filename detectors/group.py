@@ -53,13 +53,13 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-import pandas as pd
 
-from detectors._frame import as_frame, to_datetime
+from detectors._frame import to_datetime
 from detectors._state import PlainState
+from detectors._stepwise import Stepwise
 from detectors._tail import MIN_EXCESSES, SHARE, Tails, chances, fit_tails, take_in
 from detectors._tail import unit_scores as _unit
-from detectors.base import Detector, Direction, Hit, Scores
+from detectors.base import Detector, Direction, Hit
 from detectors.errors import DetectorError
 
 LEVEL = SHARE  # a series counts at a point when its chance there is at most this
@@ -69,11 +69,10 @@ TOP_SERIES = 3  # series named in a hit
 LIGHTEST = {"min_shape": 0.0, "min_scale": 1.0}
 
 
-class GroupDetector(PlainState, Detector):
+class GroupDetector(Stepwise, PlainState, Detector):
     """Chance of each point's combined evidence of a group's series under the group's own past."""
 
     name: ClassVar[str] = "group"
-    _pending: tuple[float | None, int, dict[str, Any]] | None = None  # the last score, for update
 
     def __init__(self, alarm_chance: float = 1e-4) -> None:
         self.alarm_chance = alarm_chance
@@ -95,42 +94,8 @@ class GroupDetector(PlainState, Detector):
         """Scores are in [0, 1] already."""
         return scores
 
-    def score(self, window: Any, entity: str | None = None, *, alarm_chance: float | None = None) -> Scores:
-        """Scores and chances of the points of ``window`` (chances, points x series) newer than
-        the last one taken in (older points: NaN); hits where the chance is at most
-        ``alarm_chance`` (default: the parameter)."""
-        self._check_fitted()
-        frame = as_frame(window, self.name, what="window")
-        new = np.flatnonzero(frame.times > self.last_ts_)
-        step = self._judge(frame, new)
-        self._pending = (frame.times[new[-1]] if len(new) else None, len(new), step)
-        scores = np.full(len(frame.times), np.nan)
-        chance = np.full(len(frame.times), np.nan)
-        scores[new], chance[new] = _unit(step["chances"]), step["chances"]
-        level = self.alarm_chance if alarm_chance is None else alarm_chance
-        key = entity if entity is not None else self.entity_
-        hits = [self._hit(key, frame, step, k, int(row)) for k, row in enumerate(new)
-                if np.nan_to_num(step["chances"][k], nan=1.0) <= level]
-        return Scores(scores=pd.Series(scores, index=frame.index, name=key), hits=hits,
-                      chances=pd.Series(chance, index=frame.index, name=key))
-
-    def update(self, window: Any) -> "GroupDetector":
-        """Take in the points of ``window`` newer than the last one taken in (a ``score`` of the
-        same window just before is reused)."""
-        self._check_fitted()
-        frame = as_frame(window, self.name, what="window")
-        new = np.flatnonzero(frame.times > self.last_ts_)
-        if not len(new):
-            return self
-        pending = getattr(self, "_pending", None)
-        if pending is not None and pending[0] == frame.times[new[-1]] and pending[1] == len(new):
-            step = pending[2]
-        else:
-            step = self._judge(frame, new)
+    def _take(self, step: dict[str, Any]) -> None:
         self.warm_, self.tail_ = step["warm"], step["tail"]
-        self.last_ts_ = float(frame.times[new[-1]])
-        self._pending = None
-        return self
 
     @property
     def warming(self) -> bool:

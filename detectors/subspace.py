@@ -47,15 +47,16 @@ import pandas as pd
 
 from detectors._frame import as_frame, to_datetime
 from detectors._state import PlainState
+from detectors._stepwise import Stepwise
 from detectors._tail import Tails, chances_along, fit_tails
 from detectors._tail import unit_scores as _unit
-from detectors.base import Detector, Direction, Hit, Scores
+from detectors.base import Detector, Direction, Hit
 from detectors.errors import DetectorError
 
 TOP_SERIES = 3  # series named in a hit
 
 
-class SubspaceDetector(PlainState, Detector):
+class SubspaceDetector(Stepwise, PlainState, Detector):
     """Chance of each row of an entity's series under its own residual subspace (lower = rarer)."""
 
     name: ClassVar[str] = "subspace"
@@ -115,43 +116,9 @@ class SubspaceDetector(PlainState, Detector):
         """Scores are in [0, 1] already."""
         return scores
 
-    def score(self, window: Any, entity: str | None = None, *, alarm_chance: float | None = None) -> Scores:
-        """Scores and chances of the rows of ``window`` newer than the last row taken in (older
-        rows: NaN); hits where the chance is at most ``alarm_chance`` (default: the parameter)."""
-        self._check_fitted()
-        frame = as_frame(window, self.name, what="window")
-        new = np.flatnonzero(frame.times > self.last_ts_)
-        step = self._judge(frame, new)
-        self._pending = (frame.times[new[-1]] if len(new) else None, len(new), step)
-        scores = np.full(len(frame.times), np.nan)
-        chance = np.full(len(frame.times), np.nan)
-        scores[new], chance[new] = _unit(step["chances"]), step["chances"]
-        level = self.alarm_chance if alarm_chance is None else alarm_chance
-        key = entity if entity is not None else self.entity_
-        alarms = np.nan_to_num(step["chances"], nan=1.0) <= level  # for all rows at once: a day is 1,440
-        hits = [self._hit(key, frame.times[new[k]], step, k) for k in np.flatnonzero(alarms)]
-        index = frame.index
-        return Scores(scores=pd.Series(scores, index=index, name=key), hits=hits,
-                      chances=pd.Series(chance, index=index, name=key))
-
-    def update(self, window: Any) -> "SubspaceDetector":
-        """Take the rows of ``window`` newer than the last one taken in (a ``score`` of the same
-        window just before is reused)."""
-        self._check_fitted()
-        frame = as_frame(window, self.name, what="window")
-        new = np.flatnonzero(frame.times > self.last_ts_)
-        if not len(new):
-            return self
-        pending = getattr(self, "_pending", None)
-        if pending is not None and pending[0] == frame.times[new[-1]] and pending[1] == len(new):
-            step = pending[2]
-        else:
-            step = self._judge(frame, new)
+    def _take(self, step: dict[str, Any]) -> None:
         self.tail_ = step["tail"]
         self.recent_ = step["recent"]
-        self.last_ts_ = float(frame.times[new[-1]])
-        self._pending = None
-        return self
 
     def _judge(self, frame: Any, new: np.ndarray) -> dict[str, Any]:
         """The new rows' residuals, SPE and chances (each row's chance under the tail of the
@@ -177,7 +144,8 @@ class SubspaceDetector(PlainState, Detector):
                 out[:, j] = values[:, position[name]]
         return out
 
-    def _hit(self, entity: str, ts: float, step: dict[str, Any], k: int) -> Hit:
+    def _hit(self, entity: str, frame: Any, step: dict[str, Any], k: int, row: int) -> Hit:
+        ts = frame.times[row]
         scaled, residual = step["scaled"][k], step["residual"][k]
         unexplained = scaled - self.components_ @ (self.components_.T @ scaled)
         share = unexplained ** 2 / max(float(np.sum(unexplained ** 2)), 1e-300)
