@@ -36,10 +36,12 @@ def test_a_slow_version_fails_on_the_canary_and_is_rolled_back(demo):
     measured = demo.store.measurements(rollout_id)
     failed = [m for m in measured if m.verdict is Verdict.FAILED]
     assert {m.metric for m in failed} == {"latency_p95"} and len(failed) == 2
-    # Rolled back by the step that took the failure_limit-th measurement round: no round after it,
-    # whatever the wall clock did meanwhile (intervals counted in the store, not seconds).
+    # Rolled back by the step that took the failure_limit-th failing round: no round after it,
+    # whatever the wall clock did meanwhile (intervals counted in the store, not seconds). A first
+    # round may still pass on a loaded machine (failures are counted, not required in a row): its
+    # window can end before the slow version's latency reaches Prometheus.
     rounds = sorted({m.at for m in measured})
-    assert len(rounds) == 2 and failed[-1].at == rounds[-1]
+    assert len(rounds) >= 2 and failed[-1].at == rounds[-1]
     (rolling_back,) = [e for e in demo.store.audit_entries() if e.action == "rollout.rolling_back"
                        and e.subject == f"rollout:{rollout_id}"]
     assert rolling_back.ts == rounds[-1]
