@@ -259,7 +259,7 @@ class Remediator:
         self.store.add_incident_event(
             incident.id, kind="remediation", actor=ACTOR, now=self.now(),
             message=f"suggested: {p.relative} on {', '.join(run.targets)} (check run {run.id} {execution.status}, "
-                    f"{changed} changes it would make)",
+                    f"{changed} change{'' if changed == 1 else 's'} it would make)",
             details={"run": run.id, "rc": run.rc, "hosts": _hosts(run), "output": run.output[-4000:]})
         return self.keep(run)
 
@@ -317,6 +317,10 @@ class Remediator:
         why_not = self._nothing_to_fix(run, rule)
         if why_not:
             return self.keep(self.store.update_run(run.id, RunStatus.SKIPPED, now=self.now(), reason=why_not))
+        quiet = self._quiet_now(run, rule)
+        if quiet is not None:
+            self._defer(run, quiet)
+            return run
         held = self.store.get_incident(run.incident_id) if run.incident_id is not None else None
         if held is not None and self._held(held, f"run:{run.id}"):
             return run  # it waits while the rollout's rollback is the remediation
@@ -357,6 +361,8 @@ class Remediator:
                 return self.keep(run)
             self.keep(self.store.update_run(check.id, RunStatus.SUCCEEDED, now=self.now(),
                                              reason="check pass succeeded"))
+            # A cycle gone quiet during the check pass does not stop it (the decision was made while
+            # the incident fired); resolved by a person meanwhile does.
             why_not = self._nothing_to_fix(run, rule)
             if why_not:
                 return self.keep(self.store.update_run(run.id, RunStatus.SKIPPED, now=self.now(), reason=why_not))
@@ -520,16 +526,27 @@ class Remediator:
             self.store.set_remediation_times(incident.id, started_at=now, actor=ACTOR, now=now)
 
     def _nothing_to_fix(self, run: Run, rule: Rule) -> str:
-        """Why a real run must not start now: the incident is gone, resolved, or already recovered."""
+        """Why a real run must never start: the incident is gone or resolved."""
         incident = self.store.get_incident(run.incident_id) if run.incident_id is not None else None
         if incident is None:
             return f"incident #{run.incident_id} does not exist"
         if incident.status is IncidentStatus.RESOLVED:
             return f"incident #{incident.id} is already resolved ({incident.resolution}); nothing to fix"
-        signals = relevant_signals(incident, rule.targets.label, run.targets)
-        if observe(signals, self.seen) is SignalState.QUIET:
-            return f"incident #{incident.id} already recovered: its signals have data and no hits this cycle"
         return ""
+
+    def _quiet_now(self, run: Run, rule: Rule) -> safety.Gate | None:
+        """A gate when the incident's signals have data and no hits this cycle. One quiet cycle is
+        not a recovery (the first points after a gap or a restart often look normal): the run waits,
+        starts if they fire again, and is skipped once the incident resolves as quiet."""
+        incident = self.store.get_incident(run.incident_id) if run.incident_id is not None else None
+        if incident is None:
+            return None
+        signals = relevant_signals(incident, rule.targets.label, run.targets)
+        if observe(signals, self.seen) is not SignalState.QUIET:
+            return None
+        return safety.Gate(decision=safety.Decision.QUIET,
+                           reason=f"incident #{incident.id} looks recovered: its signals have data and no hits this "
+                                  "cycle; the run waits for them to fire again or for the incident to resolve")
 
     # -- gates and decisions ----------------------------------------------------------------------
 

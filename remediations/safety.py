@@ -26,6 +26,7 @@ class Decision(StrEnum):
     RATE_LIMITED = "rate_limited"
     COOLDOWN = "cooldown"
     CONCURRENCY = "concurrency"
+    QUIET = "quiet"  # the incident's signals are quiet this cycle: it waits to fire again or resolve
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -31,8 +31,9 @@ def header(check_safe: bool = False) -> str:
             f"# check_mode_safe: {'yes' if check_safe else 'no'}\n")
 
 
-# Writes "<run id> <host>" to runs_log on a real run (lineinfile writes nothing in check mode),
-# fails when fail_flag exists or the host is fail_on, copies content (a label) to dest.
+# Writes "<run id> <host>" to runs_log on a real run (a command is skipped in check mode): one
+# append (O_APPEND), so runs in parallel processes never lose each other's line, as lineinfile's
+# read-and-rewrite can. It fails when fail_flag exists or the host is fail_on, copies content (a label) to dest.
 TOUCH = """---
 - hosts: all
   gather_facts: false
@@ -42,11 +43,8 @@ TOUCH = """---
         msg: "failing on {{ inventory_hostname }}"
       when: (fail_on | default('')) == inventory_hostname or (fail_flag is defined and fail_flag is exists)
     - name: Record the run
-      throttle: 1  # hosts share runs_log: one writer at a time, or a line can be lost
-      ansible.builtin.lineinfile:
-        path: "{{ runs_log }}"
-        line: "{{ aiops_run_id }} {{ inventory_hostname }}"
-        create: true
+      ansible.builtin.command:
+        argv: [/bin/sh, -c, 'printf "%s\\n" "$1" >> "$0"', "{{ runs_log }}", "{{ aiops_run_id }} {{ inventory_hostname }}"]
     - name: Write the content
       ansible.builtin.copy:
         dest: "{{ dest }}"
@@ -61,10 +59,8 @@ SLEEP = """---
   gather_facts: false
   tasks:
     - name: Record the run
-      ansible.builtin.lineinfile:
-        path: "{{ runs_log }}"
-        line: "{{ aiops_run_id }}"
-        create: true
+      ansible.builtin.command:
+        argv: [/bin/sh, -c, 'printf "%s\\n" "$1" >> "$0"', "{{ runs_log }}", "{{ aiops_run_id }}"]
     - name: Sleep
       ansible.builtin.command:
         argv: [sleep, "{{ sleep_s }}"]
@@ -76,10 +72,8 @@ HOLD = """---
   gather_facts: false
   tasks:
     - name: Record the run
-      ansible.builtin.lineinfile:
-        path: "{{ runs_log }}"
-        line: "{{ aiops_run_id }}"
-        create: true
+      ansible.builtin.command:
+        argv: [/bin/sh, -c, 'printf "%s\\n" "$1" >> "$0"', "{{ runs_log }}", "{{ aiops_run_id }}"]
     - name: Hold until released
       ansible.builtin.command:
         argv: [timeout, "120", /bin/sh, -c, 'while [ ! -e "$0" ]; do sleep 0.05; done', "{{ release }}"]

@@ -7,6 +7,7 @@ from pathlib import Path
 from agent.flow.incidents import IncidentStatus, Signal
 from agent.flow.leases import LEADER
 from agent.flow.runs import RunMode, RunStatus
+from agent.incidents.lifecycle import try_resolve
 from tests.remediations.conftest import T0, audit, cycle, later, lines, open_incident, run_cycle, signal
 
 SIG = 'latency{host="h1"}'
@@ -35,7 +36,9 @@ def test_check_run_then_real_run_changes_the_file_and_verification_resolves(make
     by_mode = {r.mode: r for r in runs}
     check, apply = by_mode[RunMode.CHECK], by_mode[RunMode.APPLY]
     assert (check.mode, check.status, check.parent_id) == (RunMode.CHECK, RunStatus.SUCCEEDED, apply.id)
-    assert check.host_summary["localhost"].changed == 2 and check.rc == 0
+    # the check pass reports the copy it would make; the command that records a run is skipped
+    assert (check.host_summary["localhost"].changed, check.host_summary["localhost"].skipped) == (1, 2)
+    assert check.rc == 0
     assert (apply.status, apply.rc, apply.rule, apply.playbook) == (RunStatus.VERIFYING, 0, "fix-api", "touch.yml")
     assert len(apply.playbook_sha256) == 64
     assert apply.extravars["api_token"] == "***"
@@ -104,14 +107,34 @@ def test_not_recovered_by_the_deadline_rolls_back_and_escalates_with_output(make
     assert [e.subject for e in audit(ctx, "remediation.not_fixed")] == [f"run:{apply.id}"]
 
 
-def test_an_already_recovered_incident_is_not_acted_on(make_ctx, work):
+def test_a_quiet_cycle_holds_the_run_until_the_incident_fires_again(make_ctx, work):
+    # the first points after a gap or a restart often look normal: one quiet cycle is no recovery
     ctx = make_ctx(rule_yaml(work, playbook="touch_direct.yml"))
     incident = open_incident(ctx, signals=[signal(SIG)])
 
     (run,) = run_cycle(ctx, T0, quiet=[SIG])
+    assert run.status is RunStatus.PENDING and not (work / "runs.log").exists()
+    run_cycle(ctx, later(1), quiet=[SIG])
+    (held,) = audit(ctx, "remediation.quiet")  # audited once, not every cycle
+    assert held.details["reason"] == (f"incident #{incident.id} looks recovered: its signals have data and no hits "
+                                      "this cycle; the run waits for them to fire again or for the incident to resolve")
 
-    assert run.status is RunStatus.SKIPPED
-    assert run.reason == f"incident #{incident.id} already recovered: its signals have data and no hits this cycle"
+    run_cycle(ctx, later(2), firing=[signal(SIG)])
+    assert ctx.store.get_run(run.id).status is RunStatus.VERIFYING
+    assert lines(work / "runs.log") == [f"{run.id} localhost"]
+
+
+def test_a_run_held_by_quiet_cycles_is_skipped_once_the_incident_resolves(make_ctx, work):
+    ctx = make_ctx(rule_yaml(work, playbook="touch_direct.yml"))
+    incident = open_incident(ctx, signals=[signal(SIG)])
+    (run,) = run_cycle(ctx, T0, quiet=[SIG])
+
+    assert try_resolve(ctx.store, incident.id, now=later(1), reason="quiet")  # a pending run does not hold it open
+    run_cycle(ctx, later(1), quiet=[SIG])
+
+    skipped = ctx.store.get_run(run.id)
+    assert skipped.status is RunStatus.SKIPPED
+    assert skipped.reason == f"incident #{incident.id} is already resolved (quiet); nothing to fix"
     assert not (work / "runs.log").exists()
 
 

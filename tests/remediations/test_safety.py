@@ -285,5 +285,5 @@ def test_suggest_mode_runs_the_check_pass_only_and_tells_the_incident(make_ctx, 
     assert (run.mode, run.status, run.rc) == (RunMode.CHECK, RunStatus.SUGGESTED, 0)
     assert not (work / "out.txt").exists() and not (work / "runs.log").exists()
     event = [e for e in ctx.store.incident_events(incident.id) if e.kind == "remediation"][-1]
-    assert event.message == f"suggested: touch.yml on h1 (check run {run.id} successful, 2 changes it would make)"
+    assert event.message == f"suggested: touch.yml on h1 (check run {run.id} successful, 1 change it would make)"
     assert run_cycle(ctx, later(1)) == []  # suggested once per incident
