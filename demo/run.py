@@ -47,8 +47,9 @@ FAST = Timing(scrape_s=1.0, cycle_s=2.0, verify_s=4.0, verify_deadline_s=60.0, h
 
 
 class TimedOut(AiopsError):
-    def __init__(self, what: str, timeout_s: float) -> None:
-        super().__init__(f"timed out after {timeout_s:g}s waiting for {what}")
+    def __init__(self, what: str, timeout_s: float, recent: str = "") -> None:
+        super().__init__(f"timed out after {timeout_s:g}s waiting for {what}"
+                         + (f"; the agent's latest events:\n{recent}" if recent else ""))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,6 +152,17 @@ class DemoRun:
             self._fitted_at_cycle = self.cycles()
         return self.cycles() >= self._fitted_at_cycle + 2
 
+    def recent_events(self, count: int = 12) -> str:
+        """The agent log's last ``count`` events other than finished cycles, and its last cycle:
+        what a timed-out wait shows, so a failure far from here explains itself."""
+        path = self.root / "logs" / "agent.log"
+        if not path.exists():
+            return ""
+        lines = path.read_text(errors="replace").splitlines()
+        events = [line for line in lines if "event=cycle.done" not in line][-count:]
+        cycles = [line for line in lines if "event=cycle.done" in line][-1:]
+        return "\n".join(line[:300] for line in [*events, *cycles])
+
     def cycles(self) -> int:
         return (self.root / "logs" / "agent.log").read_text(errors="replace").count("event=cycle.done")
 
@@ -172,7 +184,7 @@ class DemoRun:
                 return value
             elapsed = time.monotonic() - started
             if elapsed > timeout_s:
-                raise TimedOut(what, timeout_s)
+                raise TimedOut(what, timeout_s, self.recent_events())
             if tick is not None:
                 tick(elapsed)
             time.sleep(0.2)
