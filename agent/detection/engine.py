@@ -547,7 +547,7 @@ class Engine:
         found = [f for f in found if len(f)]
         if not found:
             return None
-        return found[0] if len(found) == 1 else pd.concat(found, axis=1).max(axis=1)
+        return found[0] if len(found) == 1 else pd.concat(found, axis=1, sort=True).max(axis=1)
 
     @staticmethod
     def _fill(hit: Hit, subj: Subject, samples: Samples) -> Hit | None:
@@ -603,7 +603,7 @@ def _rarity(chances: pd.DataFrame, levels: Mapping[str, float]) -> pd.DataFrame:
 
 def _by_series(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """One frame of the series' chances; a series two detectors judged keeps the smaller."""
-    joined = pd.concat(frames, axis=1)
+    joined = pd.concat(frames, axis=1, sort=True)
     if joined.columns.has_duplicates:
         joined = joined.T.groupby(level=0).min().T
     return joined

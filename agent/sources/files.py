@@ -77,7 +77,7 @@ class FileSource:
         if self._loaded is None:
             parts = [read_csv(Path(p), timestamp_column=self.config.timestamp_column, metric=self.config.metric)
                      for p in self.config.paths]
-            values = pd.concat([p.values for p in parts], axis=1) if parts else pd.DataFrame(index=empty_index())
+            values = pd.concat([p.values for p in parts], axis=1, sort=True) if parts else pd.DataFrame(index=empty_index())
             values = values.loc[:, ~values.columns.duplicated()]
             values.index.name = "ts"
             series = {k: v for p in parts for k, v in p.series.items()}

@@ -156,7 +156,7 @@ class PrometheusSource:
             self.health.up(SOURCE, query.name, series=len(qf.infos))
             self._known[query.name] = {i.series_id: i for i in qf.infos}
             self._place(qf, query, frames, series, buckets)
-        values = pd.concat(frames, axis=1) if frames else pd.DataFrame(index=empty_index(), dtype="float64")
+        values = pd.concat(frames, axis=1, sort=True) if frames else pd.DataFrame(index=empty_index(), dtype="float64")
         values.index.name = "ts"
         samples = Samples(values=values, series=series, buckets=buckets)
         return with_gaps(samples, [i for i in missing if i.series_id not in series])
