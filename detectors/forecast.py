@@ -428,7 +428,29 @@ class ForecastDetector(PlainState, Detector):
                                                            scores[c], chance[c], spread[c])
                 _set_tail(extremes, c, extremes_c)
             since = episode[:, 0]
-        for i in range(added if added < BULK_FROM else 0):
+        else:
+            since = self._judge_each(history, seen, start, since, extremes, scores, chance, spread)
+        reach = self._reach_rows(periods)
+        width = max(self._windows())
+        previous = np.hstack([np.full((len(names), 1), np.nan), xp])[:, -added - 1:-1]
+        out = {}
+        for c, name in enumerate(names):
+            out[name] = _Next(
+                scores=scores[c], previous=previous[c], spread=spread[c], added=added,
+                last_ts=float(new[name][0][-1]), tail=xp[c, -reach:].copy(),
+                buckets=[ring[c] for ring in buckets], found=np.array([found[c] for found, _ in tests], dtype=bool),
+                older=[older[c].copy() for _, older in tests], errors=history[c, :, -width:],
+                episode=np.array([since[c]]), chances=chance[c],
+                extreme=_tail_state(extremes, c)[0], records=_tail_state(extremes, c)[1])
+        return out
+
+    def _judge_each(self, history: np.ndarray, seen: np.ndarray, start: int, since: np.ndarray, extremes: Tails,
+                    scores: np.ndarray, chance: np.ndarray, spread: np.ndarray) -> np.ndarray:
+        """The new points judged one at a time, all columns at once (filling ``scores``,
+        ``chance`` and ``spread``, columns x new points, in place, and taking each point's raw
+        score into ``extremes``): ``history`` (columns x kinds x kept + new errors), ``seen``
+        points of each column before the new ones. Returns the episode state after them."""
+        for i in range(scores.shape[1]):
             at = start + i
             rows = self._window_per_point(seen + i)  # per column
             widest = int(rows.max())
@@ -451,19 +473,7 @@ class ForecastDetector(PlainState, Detector):
             since = np.where(reach, 0.0, np.minimum(since + 1.0, self.quiet_rows))
             chance[:, i] = chances(extremes, raw[:, None])[:, 0]
             take_in(extremes, raw[:, None])
-        reach = self._reach_rows(periods)
-        width = max(self._windows())
-        previous = np.hstack([np.full((len(names), 1), np.nan), xp])[:, -added - 1:-1]
-        out = {}
-        for c, name in enumerate(names):
-            out[name] = _Next(
-                scores=scores[c], previous=previous[c], spread=spread[c], added=added,
-                last_ts=float(new[name][0][-1]), tail=xp[c, -reach:].copy(),
-                buckets=[ring[c] for ring in buckets], found=np.array([found[c] for found, _ in tests], dtype=bool),
-                older=[older[c].copy() for _, older in tests], errors=history[c, :, -width:],
-                episode=np.array([since[c]]), chances=chance[c],
-                extreme=_tail_state(extremes, c)[0], records=_tail_state(extremes, c)[1])
-        return out
+        return since
 
     def _bulk_column(self, history: np.ndarray, seen: int, start: int, episode: np.ndarray, extremes: Tails, c: int,
                      scores: np.ndarray, chance: np.ndarray, spread: np.ndarray) -> tuple[np.ndarray, Tails]:
@@ -516,22 +526,9 @@ class ForecastDetector(PlainState, Detector):
             width = bucket_width(period)
             size = self._ring_rows(period)
             ring = np.full((count, size), np.nan, dtype=np.float32) if rings is None else rings[s]
-            first = (seen // width) * width - seen + xp.shape[1] - new  # start of the first unfinished bucket
-            done = (seen % width + new) // width  # buckets the new points finish
-            means = xp[:, first:first + done * width].reshape(count, done, width).mean(axis=2).astype(np.float32)
-            means = np.hstack([ring, means])
+            means = np.hstack([ring, _bucket_means(xp, width, seen=seen, new=new)])
             kept.append(means[:, -size:])
-            level_b = -(-self.season_level_rows // width)
-            padded = np.hstack([np.full((count, level_b + 1), np.nan, dtype=np.float32), means])
-            point = np.arange(new)
-            lags = (period // width) * np.arange(1, self.season_count + 1)[:, None]  # seasons x points
-            then_at = (seen % width + point) // width + size - lags + level_b + 1
-            past = padded[:, then_at].astype(np.float64)  # columns x seasons x points
-            level_then = _window_stat(padded.astype(np.float64), (then_at - 1).ravel(), level_b, "median")
-            level_then = level_then.reshape(count, *then_at.shape)
-            then = _nanmedian_last(np.moveaxis(past, 1, 2))
-            error = np.abs(x - (then + level - _nanmedian_last(np.moveaxis(level_then, 1, 2))))
-            error = np.where(np.isfinite(past).sum(axis=1) >= least, error, np.nan)
+            error = self._season_error(means, x, level, period, least, seen=seen, new=new)
             layout = self._test_layout(period)
             if tests is None:
                 found, older = np.zeros(count, bool), np.full((count, layout.older), np.nan, dtype=np.float32)
@@ -548,6 +545,25 @@ class ForecastDetector(PlainState, Detector):
             errors += [np.abs(recent - _window_stat(xpp, at - self.mean_rows, rows, "median"))
                        for rows in self.baseline_rows]
         return np.stack(errors, axis=1).astype(np.float32), kept, outcomes
+
+    def _season_error(self, means: np.ndarray, x: np.ndarray, level: np.ndarray, period: int, least: int, *,
+                      seen: int, new: int) -> np.ndarray:
+        """Absolute error of one season's forecast for the new points ``x`` (columns x points):
+        the median of its past seasons' bucket ``means`` (the ring kept before, then those the new
+        points finish), moved by how far the current ``level`` is from the level then; NaN where
+        fewer than ``least`` seasons are in the past."""
+        count, width, size = x.shape[0], bucket_width(period), self._ring_rows(period)
+        level_b = -(-self.season_level_rows // width)
+        padded = np.hstack([np.full((count, level_b + 1), np.nan, dtype=np.float32), means])
+        point = np.arange(new)
+        lags = (period // width) * np.arange(1, self.season_count + 1)[:, None]  # seasons x points
+        then_at = (seen % width + point) // width + size - lags + level_b + 1
+        past = padded[:, then_at].astype(np.float64)  # columns x seasons x points
+        level_then = _window_stat(padded.astype(np.float64), (then_at - 1).ravel(), level_b, "median")
+        level_then = level_then.reshape(count, *then_at.shape)
+        then = _nanmedian_last(np.moveaxis(past, 1, 2))
+        error = np.abs(x - (then + level - _nanmedian_last(np.moveaxis(level_then, 1, 2))))
+        return np.where(np.isfinite(past).sum(axis=1) >= least, error, np.nan)
 
     def _period_test(self, layout: "_Layout", means: np.ndarray, found: np.ndarray, older: np.ndarray, *,
                      seen: int, new: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -769,6 +785,15 @@ def _surprise_one(past: np.ndarray, error: np.ndarray) -> tuple[np.ndarray, np.n
     beyond = 1.0 + np.log(np.clip(ratio, 1.0, MAX_RATIO))
     rank = np.where(e > 0, rank, 0.0)
     return np.nan_to_num(np.where(ratio > 1.0, beyond, rank), nan=0.0), count >= MIN_PAST
+
+
+def _bucket_means(xp: np.ndarray, width: int, *, seen: int, new: int) -> np.ndarray:
+    """The means (float32, columns x buckets) of the buckets of ``width`` points that the last
+    ``new`` points of each row of ``xp`` finish, the first new one being point ``seen``."""
+    count = xp.shape[0]
+    first = (seen // width) * width - seen + xp.shape[1] - new  # start of the first unfinished bucket
+    done = (seen % width + new) // width  # buckets the new points finish
+    return xp[:, first:first + done * width].reshape(count, done, width).mean(axis=2).astype(np.float32)
 
 
 def _window_stat(xp: np.ndarray, ends: np.ndarray, width: int, stat: str) -> np.ndarray:

@@ -343,31 +343,39 @@ class Remediator:
         self.ctx.metrics.remediation_decisions.labels(decision="run").inc()
         self._mark_remediating(incident, now)
         if p.header.check_mode_safe:
-            check = self.store.create_run(
-                incident_id=run.incident_id, rule=rule.name, rule_mode=run.rule_mode, playbook=p.relative,
-                playbook_sha256=p.sha256, mode=RunMode.CHECK, status=RunStatus.PENDING, targets=run.targets,
-                extravars=p.recorded_vars, batch=run.batch, parent_id=run.id, now=self.now(),
-                reason=f"check pass before run {run.id}")
-            check, execution = self._execute(check, p, check=True)
-            if execution.status is not RunnerStatus.SUCCESSFUL:
-                check = self.store.update_run(check.id, _status_of(execution.status), now=self.now(),
-                                              reason=f"check run {execution.status} (rc {execution.rc})")
-                run = self.store.update_run(run.id, RunStatus.FAILED, now=self.now(), ended_at=self.now(),
-                                            rc=execution.rc, output=check.output,
-                                            reason=f"check run {check.id} {execution.status} (rc {execution.rc}); "
-                                                   "the real run was not started")
-                self.keep(check)
-                self.escalate(run, f"run {run.id} stopped: its check pass (run {check.id}) {execution.status}")
-                return self.keep(run)
-            self.keep(self.store.update_run(check.id, RunStatus.SUCCEEDED, now=self.now(),
-                                             reason="check pass succeeded"))
-            # A cycle gone quiet during the check pass does not stop it (the decision was made while
-            # the incident fired); resolved by a person meanwhile does.
-            why_not = self._nothing_to_fix(run, rule)
-            if why_not:
-                return self.keep(self.store.update_run(run.id, RunStatus.SKIPPED, now=self.now(), reason=why_not))
+            stopped = self._check_pass(run, rule, p)
+            if stopped is not None:
+                return stopped
         run, execution = self._execute(run, p, check=False)
         return self.keep(self._after_apply(run, rule, p, execution))
+
+    def _check_pass(self, run: Run, rule: Rule, p: Prepared) -> Run | None:
+        """A check run before the real one: the real run as it ended when the chain stops here (the
+        check failed, or there is nothing left to fix), None when it goes on."""
+        check = self.store.create_run(
+            incident_id=run.incident_id, rule=rule.name, rule_mode=run.rule_mode, playbook=p.relative,
+            playbook_sha256=p.sha256, mode=RunMode.CHECK, status=RunStatus.PENDING, targets=run.targets,
+            extravars=p.recorded_vars, batch=run.batch, parent_id=run.id, now=self.now(),
+            reason=f"check pass before run {run.id}")
+        check, execution = self._execute(check, p, check=True)
+        if execution.status is not RunnerStatus.SUCCESSFUL:
+            check = self.store.update_run(check.id, _status_of(execution.status), now=self.now(),
+                                          reason=f"check run {execution.status} (rc {execution.rc})")
+            run = self.store.update_run(run.id, RunStatus.FAILED, now=self.now(), ended_at=self.now(),
+                                        rc=execution.rc, output=check.output,
+                                        reason=f"check run {check.id} {execution.status} (rc {execution.rc}); "
+                                               "the real run was not started")
+            self.keep(check)
+            self.escalate(run, f"run {run.id} stopped: its check pass (run {check.id}) {execution.status}")
+            return self.keep(run)
+        self.keep(self.store.update_run(check.id, RunStatus.SUCCEEDED, now=self.now(),
+                                         reason="check pass succeeded"))
+        # A cycle gone quiet during the check pass does not stop it (the decision was made while
+        # the incident fired); resolved by a person meanwhile does.
+        why_not = self._nothing_to_fix(run, rule)
+        if why_not:
+            return self.keep(self.store.update_run(run.id, RunStatus.SKIPPED, now=self.now(), reason=why_not))
+        return None
 
     def _record_change(self, run: Run) -> None:
         """An applied playbook is a change to what it acted on, labelled like its incident: the

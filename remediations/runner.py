@@ -165,36 +165,11 @@ def execute(*, playbook: Path, project_dir: Path, private_dir: Path, targets: Se
     args = prepare(private_dir, targets=targets, check=check, trusted_vars=trusted_vars, label_vars=label_vars,
                    inventory=inventory)
     run = processes.tracking(tracking, key=run_key, run_dir=private_dir)
-    given = {
-        **playbook_env(os.environ, env=env, pass_env=pass_env),
-        **run.env(),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_RETRY_FILES_ENABLED": "0",
-        "ANSIBLE_HOST_KEY_CHECKING": "0",
-        "ANSIBLE_PIPELINING": "1",  # modules go over stdin: no temp files per task
-        "ANSIBLE_LOCAL_TEMP": str(private_dir / "tmp"),
-    }
+    given = _ansible_env(private_dir, run, env=env, pass_env=pass_env)
     envvars = launcher(private_dir, join=run.join_file(), agent_env=dict(os.environ), given=given)
-    finished = threading.Event()
-    killed: list[int] = []
-    timed_out = threading.Event()
-    stopped = threading.Event()
-
-    def watchdog() -> None:
-        if not finished.wait(timeout_s):
-            timed_out.set()
-            killed.extend(processes.terminate(run, grace_s=grace_s))
-
-    def cancel_callback() -> bool:
-        if tick is not None:
-            tick()
-        if not stopped.is_set() and cancel is not None and cancel():
-            stopped.set()
-            killed.extend(processes.terminate(run, grace_s=grace_s))  # SIGTERM first; ansible-runner SIGKILLs
-        return stopped.is_set()
-
-    guard = threading.Thread(target=watchdog, name=f"runner-watchdog-{run_key}", daemon=True)
-    guard.start()
+    guard = _Guard(run=run, timeout_s=timeout_s, grace_s=grace_s, cancel=cancel, tick=tick)
+    watchdog = threading.Thread(target=guard.watchdog, name=f"runner-watchdog-{run_key}", daemon=True)
+    watchdog.start()
     started = time.monotonic()
     run.start()
     try:
@@ -205,20 +180,68 @@ def execute(*, playbook: Path, project_dir: Path, private_dir: Path, targets: Se
             # ansible-runner's own timeout only backs ours up: it SIGKILLs without a SIGTERM first.
             timeout=max(1, int(timeout_s + grace_s + 5.999)),
             settings={"pexpect_timeout": 0.2, "suppress_ansible_output": True},
-            cancel_callback=cancel_callback)
+            cancel_callback=guard.cancel_callback)
     finally:
-        finished.set()
-        guard.join()  # a timeout's SIGTERM and SIGKILL are done, and counted, before the result
-        killed.extend(processes.terminate(run, grace_s=grace_s))
+        guard.finished.set()
+        watchdog.join()  # a timeout's SIGTERM and SIGKILL are done, and counted, before the result
+        guard.killed.extend(processes.terminate(run, grace_s=grace_s))
     duration = time.monotonic() - started
     status, rc = RunnerStatus(runner.status), int(runner.rc if runner.rc is not None else -1)
+    killed = guard.killed
     if killed:
         log.warning(kv("remediation.killed_leftovers", run=run_key, tracking=str(run.mode),
                        pids=",".join(map(str, killed))))
-    if timed_out.is_set() and status is not RunnerStatus.CANCELED:
+    if guard.timed_out.is_set() and status is not RunnerStatus.CANCELED:
         status, rc = RunnerStatus.TIMEOUT, 254  # ansible-runner's rc for a run it ends itself
     return Execution(status=status, rc=rc, host_summary=host_summary(runner), output=read_output(runner),
                      private_dir=private_dir, duration_s=duration, killed=tuple(dict.fromkeys(killed)))
+
+
+def _ansible_env(private_dir: Path, run: processes.RunProcesses, *, env: Mapping[str, str],
+                 pass_env: Sequence[str]) -> dict[str, str]:
+    """The environment ansible-playbook is meant to get: the playbook's, the run's tracking and
+    ansible's own settings."""
+    return {
+        **playbook_env(os.environ, env=env, pass_env=pass_env),
+        **run.env(),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+        "ANSIBLE_HOST_KEY_CHECKING": "0",
+        "ANSIBLE_PIPELINING": "1",  # modules go over stdin: no temp files per task
+        "ANSIBLE_LOCAL_TEMP": str(private_dir / "tmp"),
+    }
+
+
+@dataclass(kw_only=True)
+class _Guard:
+    """The timeout and the cancellation of one execution: either ends its processes (SIGTERM
+    first), and the pids killed are kept."""
+
+    run: processes.RunProcesses
+    timeout_s: float
+    grace_s: float
+    cancel: Callable[[], bool] | None
+    tick: Callable[[], None] | None
+    finished: threading.Event = field(default_factory=threading.Event)
+    timed_out: threading.Event = field(default_factory=threading.Event)
+    stopped: threading.Event = field(default_factory=threading.Event)
+    killed: list[int] = field(default_factory=list)
+
+    def watchdog(self) -> None:
+        """Wait for the run to finish; at the timeout, end its processes."""
+        if not self.finished.wait(self.timeout_s):
+            self.timed_out.set()
+            self.killed.extend(processes.terminate(self.run, grace_s=self.grace_s))
+
+    def cancel_callback(self) -> bool:
+        """ansible-runner's question, asked as the run goes: whether to stop it."""
+        if self.tick is not None:
+            self.tick()
+        if not self.stopped.is_set() and self.cancel is not None and self.cancel():
+            self.stopped.set()
+            # SIGTERM first; ansible-runner SIGKILLs
+            self.killed.extend(processes.terminate(self.run, grace_s=self.grace_s))
+        return self.stopped.is_set()
 
 
 def host_summary(runner: Any) -> dict[str, HostSummary]:

@@ -118,6 +118,32 @@ def cycles(graph: Mapping[str, set[str]]) -> list[list[str]]:
     return sorted(found)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LongFunction:
+    name: str   # qualified within its module: ``Class.method``, ``outer.inner``
+    line: int
+    lines: int  # from its ``def`` (decorators not counted) to its last line
+
+
+def long_functions(source: str, *, limit: int) -> list[LongFunction]:
+    """The functions of a module's ``source`` longer than ``limit`` lines, nested ones included."""
+    found = []
+
+    def walk(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                name = f"{prefix}{child.name}"
+                lines = (child.end_lineno or child.lineno) - child.lineno + 1
+                if not isinstance(child, ast.ClassDef) and lines > limit:
+                    found.append(LongFunction(name=name, line=child.lineno, lines=lines))
+                walk(child, f"{name}.")
+            else:
+                walk(child, prefix)
+
+    walk(ast.parse(source), "")
+    return found
+
+
 def runtime_graph(all_edges: list[Edge]) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for edge in all_edges:

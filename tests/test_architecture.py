@@ -1,10 +1,14 @@
-"""The import rules ``docs/architecture.md`` states, checked on the source: no import circles,
-and each floor imports from itself and the floors below only."""
+"""The rules ``docs/architecture.md`` states, checked on the source: no import circles, each floor
+imports from itself and the floors below only, and no function is longer than a screen."""
 
 from __future__ import annotations
 
-from tests.architecture import FLOORS, Edge, cycles, edges, floor_of, modules, room, runtime_graph
+import textwrap
+
+from tests.architecture import FLOORS, Edge, cycles, edges, floor_of, long_functions, modules, room, runtime_graph
 from tests.conftest import REPO
+
+MAX_FUNCTION_LINES = 60
 
 
 def _edges() -> list[Edge]:
@@ -55,3 +59,39 @@ def test_the_store_imports_the_ground_floor_only() -> None:
     ground = FLOORS[0][1]
     found = [_where(e) for e in _edges() if room(e.source) == "agent.store" and room(e.target) not in (*ground, "agent.store")]
     assert found == []
+
+
+def test_no_function_is_longer_than_a_screen() -> None:
+    found = [f"{path.relative_to(REPO)}:{f.line} {f.name} is {f.lines} lines"
+             for path in modules(REPO).values()
+             for f in long_functions(path.read_text(encoding="utf-8"), limit=MAX_FUNCTION_LINES)]
+    assert found == [], f"longer than {MAX_FUNCTION_LINES} lines: split into helpers named for what they do"
+
+
+def test_the_length_finder_finds_long_functions_nested_ones_and_methods_included() -> None:
+    source = textwrap.dedent("""\
+        def short():
+            return 1
+
+
+        async def fetch():
+            a = 1
+            b = 2
+            c = 3
+            return a + b + c
+
+
+        class Store:
+            @property
+            def rows(self):
+                def inner():
+                    return [
+                        1,
+                        2,
+                    ]
+                return inner()
+        """)
+    found = long_functions(source, limit=4)
+    assert [(f.name, f.line, f.lines) for f in found] == [("fetch", 5, 5), ("Store.rows", 14, 7),
+                                                          ("Store.rows.inner", 15, 5)]
+    assert long_functions(source, limit=7) == []

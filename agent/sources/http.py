@@ -129,17 +129,52 @@ def fetch_bounded(session: requests.Session, source: str, target: str, url: str,
     The body is read here, a bounded piece at a time; the status line and headers, which
     http.client reads in one go, are cut by a timer that shuts the socket down at the deadline
     (with a session from ``bounded_session``)."""
-    started = monotonic()
+    deadline = _Deadline(source=source, target=target, deadline_s=deadline_s, started=monotonic(),
+                         monotonic=monotonic)
+    response = _get_headers(session, url, headers, wait=min(timeout_s, deadline_s), deadline=deadline)
+    with response:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise FetchError(source, target, FailureKind.TOO_LARGE,
+                             f"a body of {int(declared)} bytes, past the {max_bytes} byte limit")
+        inflater = _inflater(response.headers.get("content-encoding", "").strip().lower(), source, target)
+        content = _read_body(response.raw, inflater, timeout_s=timeout_s, max_bytes=max_bytes, deadline=deadline)
+        response.raw.release_conn()  # read to its end: the connection can serve the next scrape
+        return Body(status_code=response.status_code, content_type=response.headers.get("content-type", ""),
+                    content=content)
 
-    def left() -> float:
-        remaining = deadline_s - (monotonic() - started)
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Deadline:
+    """The deadline of one fetch, on the caller's clock, and the FetchError it ends in."""
+
+    source: str
+    target: str
+    deadline_s: float
+    started: float
+    monotonic: Callable[[], float]
+
+    def passed(self) -> bool:
+        return self.monotonic() - self.started >= self.deadline_s
+
+    def left(self) -> float:
+        """Seconds left; the FetchError once none are."""
+        remaining = self.deadline_s - (self.monotonic() - self.started)
         if remaining <= 0:
-            raise FetchError(source, target, FailureKind.DEADLINE, f"not done within the {deadline_s:g}s deadline")
+            raise self.error()
         return remaining
 
-    wait = min(timeout_s, deadline_s)
+    def error(self) -> FetchError:
+        return FetchError(self.source, self.target, FailureKind.DEADLINE,
+                          f"not done within the {self.deadline_s:g}s deadline")
+
+
+def _get_headers(session: requests.Session, url: str, headers: dict[str, str] | None, *, wait: float,
+                 deadline: _Deadline) -> requests.Response:
+    """The response with its status line and headers read, its body not yet; a timer shuts the
+    socket down if the deadline comes first."""
     watch = _HeaderWatch()
-    timer = threading.Timer(deadline_s, watch.abort)
+    timer = threading.Timer(deadline.deadline_s, watch.abort)
     timer.daemon = True
     watching = getattr(session, "watching", None) or threading.local()  # a plain Session: no header cut
     watching.current = watch
@@ -148,50 +183,46 @@ def fetch_bounded(session: requests.Session, source: str, target: str, url: str,
         response = session.get(url, timeout=(wait, wait), stream=True,
                                headers={"Accept-Encoding": ACCEPT_ENCODING, **(headers or {})})
     except requests.RequestException as exc:
-        if watch.finish() or (isinstance(exc, requests.Timeout) and monotonic() - started >= deadline_s):
-            raise FetchError(source, target, FailureKind.DEADLINE,
-                             f"not done within the {deadline_s:g}s deadline") from None
-        raise _fetch_error(exc, source, target, wait) from None
+        if watch.finish() or (isinstance(exc, requests.Timeout) and deadline.passed()):
+            raise deadline.error() from None
+        raise _fetch_error(exc, deadline.source, deadline.target, wait) from None
     finally:
         timer.cancel()
         watching.current = None
     if watch.finish():  # the timer shut the socket as the headers arrived: the body is cut
         response.close()
-        raise FetchError(source, target, FailureKind.DEADLINE, f"not done within the {deadline_s:g}s deadline")
-    with response:
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > max_bytes:
-            raise FetchError(source, target, FailureKind.TOO_LARGE,
-                             f"a body of {int(declared)} bytes, past the {max_bytes} byte limit")
-        inflater = _inflater(response.headers.get("content-encoding", "").strip().lower(), source, target)
-        chunks: list[bytes] = []
-        size = 0
-        raw = response.raw
-        while True:
-            # Each read waits at most what is left of the deadline: read1 returns what has
-            # arrived, so a body sent a byte a second cannot hold a read open past it.
-            _set_read_timeout(raw, min(timeout_s, left()))
-            try:
-                chunk = raw.read1(64 * 1024)
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
-                if isinstance(exc, urllib3.exceptions.TimeoutError) and monotonic() - started >= deadline_s:
-                    raise FetchError(source, target, FailureKind.DEADLINE,
-                                     f"not done within the {deadline_s:g}s deadline") from None
-                raise _fetch_error(exc, source, target, timeout_s) from None
-            if not chunk:
-                break
-            if inflater is not None:
-                chunk = _inflate(inflater, chunk, max_bytes - size, source, target)
-            size += len(chunk)
-            if size > max_bytes:
-                raise FetchError(source, target, FailureKind.TOO_LARGE, f"a body past the {max_bytes} byte limit"
-                                 + (" once inflated" if inflater is not None else ""))
-            chunks.append(chunk)
-        if inflater is not None and not inflater.complete:
-            raise FetchError(source, target, FailureKind.ENCODING, "a gzip body cut short (it ends mid-stream)")
-        raw.release_conn()  # read to its end: the connection can serve the next scrape
-        return Body(status_code=response.status_code, content_type=response.headers.get("content-type", ""),
-                    content=b"".join(chunks))
+        raise deadline.error()
+    return response
+
+
+def _read_body(raw: urllib3.HTTPResponse, inflater: _Inflater | None, *, timeout_s: float, max_bytes: int,
+               deadline: _Deadline) -> bytes:
+    """The body, read to its end a bounded piece at a time (inflated, for gzip)."""
+    source, target = deadline.source, deadline.target
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        # Each read waits at most what is left of the deadline: read1 returns what has
+        # arrived, so a body sent a byte a second cannot hold a read open past it.
+        _set_read_timeout(raw, min(timeout_s, deadline.left()))
+        try:
+            chunk = raw.read1(64 * 1024)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            if isinstance(exc, urllib3.exceptions.TimeoutError) and deadline.passed():
+                raise deadline.error() from None
+            raise _fetch_error(exc, source, target, timeout_s) from None
+        if not chunk:
+            break
+        if inflater is not None:
+            chunk = _inflate(inflater, chunk, max_bytes - size, source, target)
+        size += len(chunk)
+        if size > max_bytes:
+            raise FetchError(source, target, FailureKind.TOO_LARGE, f"a body past the {max_bytes} byte limit"
+                             + (" once inflated" if inflater is not None else ""))
+        chunks.append(chunk)
+    if inflater is not None and not inflater.complete:
+        raise FetchError(source, target, FailureKind.ENCODING, "a gzip body cut short (it ends mid-stream)")
+    return b"".join(chunks)
 
 
 def _inflate(inflater: _Inflater, chunk: bytes, room: int, source: str, target: str) -> bytes:

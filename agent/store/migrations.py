@@ -72,6 +72,13 @@ def _initial(conn: sqlite3.Connection) -> None:
 
         for statement in COMPAT_FUNCTIONS:
             conn.execute(statement)
+    for create in (_core_tables, _sample_tables, _detector_tables, _incident_tables, _change_tables,
+                   _remediation_tables, _notification_tables):
+        create(conn)
+
+
+def _core_tables(conn: sqlite3.Connection) -> None:
+    """The migration record, the audit chain and the runtime flags."""
     run_script(
         conn,
         """
@@ -85,7 +92,15 @@ def _initial(conn: sqlite3.Connection) -> None:
 
         CREATE TABLE flags (
             name TEXT PRIMARY KEY, value TEXT, updated_at REAL NOT NULL, updated_by TEXT NOT NULL);
+        """,
+    )
 
+
+def _sample_tables(conn: sqlite3.Connection) -> None:
+    """Scraped series and their samples."""
+    run_script(
+        conn,
+        """
         CREATE TABLE series (
             series_id TEXT PRIMARY KEY, metric TEXT NOT NULL, labels TEXT NOT NULL,
             kind TEXT NOT NULL DEFAULT 'gauge', first_seen REAL NOT NULL, last_seen REAL NOT NULL);
@@ -94,7 +109,15 @@ def _initial(conn: sqlite3.Connection) -> None:
             series_id TEXT NOT NULL, ts REAL NOT NULL, value REAL,
             PRIMARY KEY (series_id, ts)) WITHOUT ROWID;
         CREATE INDEX samples_ts ON samples(ts);
+        """,
+    )
 
+
+def _detector_tables(conn: sqlite3.Connection) -> None:
+    """Fitted detector state and saved baselines."""
+    run_script(
+        conn,
+        """
         CREATE TABLE detector_state (
             key TEXT PRIMARY KEY, detector TEXT NOT NULL, subject TEXT NOT NULL,
             params TEXT NOT NULL, state BLOB NOT NULL, fitted_at REAL NOT NULL,
@@ -104,7 +127,15 @@ def _initial(conn: sqlite3.Connection) -> None:
             id INTEGER PRIMARY KEY, model TEXT NOT NULL, created_at REAL NOT NULL,
             from_ts REAL NOT NULL, to_ts REAL NOT NULL, data TEXT NOT NULL, created_by TEXT NOT NULL);
         CREATE INDEX baselines_model ON baselines(model, created_at);
+        """,
+    )
 
+
+def _incident_tables(conn: sqlite3.Connection) -> None:
+    """Incidents, their signals, the hits behind them and their timeline."""
+    run_script(
+        conn,
+        """
         CREATE TABLE incidents (
             id INTEGER PRIMARY KEY, status TEXT NOT NULL, severity TEXT NOT NULL,
             title TEXT NOT NULL DEFAULT '', labels TEXT NOT NULL DEFAULT '{}',
@@ -141,7 +172,15 @@ def _initial(conn: sqlite3.Connection) -> None:
             ts REAL NOT NULL, kind TEXT NOT NULL, actor TEXT NOT NULL,
             message TEXT NOT NULL, details TEXT NOT NULL DEFAULT '{}');
         CREATE INDEX incident_events_incident ON incident_events(incident_id, ts);
+        """,
+    )
 
+
+def _change_tables(conn: sqlite3.Connection) -> None:
+    """Recorded changes and silences."""
+    run_script(
+        conn,
+        """
         CREATE TABLE changes (
             id INTEGER PRIMARY KEY, ts REAL NOT NULL, kind TEXT NOT NULL,
             labels TEXT NOT NULL DEFAULT '{}', description TEXT NOT NULL,
@@ -152,7 +191,15 @@ def _initial(conn: sqlite3.Connection) -> None:
             id INTEGER PRIMARY KEY, matchers TEXT NOT NULL, starts_at REAL NOT NULL,
             ends_at REAL NOT NULL, reason TEXT NOT NULL, created_by TEXT NOT NULL,
             created_at REAL NOT NULL, expired_at REAL);
+        """,
+    )
 
+
+def _remediation_tables(conn: sqlite3.Connection) -> None:
+    """Remediation runs."""
+    run_script(
+        conn,
+        """
         CREATE TABLE remediation_runs (
             id INTEGER PRIMARY KEY, incident_id INTEGER REFERENCES incidents(id),
             rule TEXT NOT NULL, playbook TEXT NOT NULL, playbook_sha256 TEXT NOT NULL DEFAULT '',
@@ -165,7 +212,15 @@ def _initial(conn: sqlite3.Connection) -> None:
         CREATE INDEX runs_incident ON remediation_runs(incident_id);
         CREATE INDEX runs_status ON remediation_runs(status);
         CREATE INDEX runs_rule ON remediation_runs(rule, requested_at);
+        """,
+    )
 
+
+def _notification_tables(conn: sqlite3.Connection) -> None:
+    """The notification outbox."""
+    run_script(
+        conn,
+        """
         CREATE TABLE outbox (
             id INTEGER PRIMARY KEY, channel TEXT NOT NULL, incident_id INTEGER,
             event TEXT NOT NULL, dedup_key TEXT NOT NULL UNIQUE, payload TEXT NOT NULL,
@@ -173,5 +228,5 @@ def _initial(conn: sqlite3.Connection) -> None:
             attempts INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL DEFAULT 'pending',
             last_error TEXT, sent_at REAL);
         CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
-        """
+        """,
     )
