@@ -76,11 +76,11 @@ def inject(root: Path, kind: str, *, store: Store | None = None, now: datetime |
         tmp.symlink_to("versions/v3")
         with (models / "history").open("a") as history:
             history.write("v3\n")
-        tmp.replace(current)  # the service picks the new version up within a second
-        if store is not None:
+        if store is not None:  # recorded first, as a deploy should: the agent may look in between
             store.add_change(ts=now, kind="model_rollout",
                              labels={"model": "fraud", "job": "demo-model", "version": "v3"},
                              description="roll out fraud model v3 (new feature preprocessing)",
                              actor="demo", now=now)
+        tmp.replace(current)  # the service picks the new version up within a second
         return f"model v3 rolled out (feature shift {MODEL_VERSIONS['v3']['feature_shift']})"
     raise AiopsError(f"unknown fault {kind!r}; expected one of: {', '.join(FAULT_KINDS)}")

@@ -98,18 +98,22 @@ def reconcile(ctx: "Context", config: ModelConfig, *, now: datetime) -> str | No
 
 def explain(store: "Store", model: str, version: str, *, since: datetime, now: datetime) -> Explained:
     """What put ``version`` in place since ``since``: a remediation run of the model's incidents
-    under way (its playbook moves the link before the run records its change), the newest
-    remediation of the model, or a recorded change that names the version."""
+    under way (its playbook moves the link before the run records its change), a recorded change
+    that names the version, or the newest remediation of the model."""
     for run in store.list_runs(statuses=[RunStatus.RUNNING, RunStatus.VERIFYING], mode=RunMode.APPLY):
         incident = store.get_incident(run.incident_id) if run.incident_id is not None else None
         if incident is not None and model in models_of(incident) and (run.started_at or now) >= since:
             return Explained(source=f"remediation: run {run.id} of rule {run.rule} ({run.playbook})", actor=ACTOR,
                              known=True)
-    for change in store.changes_near({"model": model}, before=now, lookback_s=max((now - since).total_seconds(), 0)):
-        if change.is_remediation:
-            return Explained(source=f"remediation: {change.description}", actor=change.actor, known=True)
+    changes = store.changes_near({"model": model}, before=now, lookback_s=max((now - since).total_seconds(), 0))
+    # A change that names the version is the better evidence: a remediation of the model since the
+    # last move (a restart, say) may have had nothing to do with the link.
+    for change in changes:
         if change.labels.get("version") == version:
             return Explained(source=_change_source(change), actor=change.actor, known=True)
+    for change in changes:
+        if change.is_remediation:
+            return Explained(source=f"remediation: {change.description}", actor=change.actor, known=True)
     return Explained(source="changed outside the agent: no rollout, remediation or recorded change explains it",
                      actor="unknown", known=False)
 

@@ -65,6 +65,23 @@ def test_every_version_that_serves_is_registered_with_what_put_it_there(make_ctx
     assert [s["version"] for s in shown["served"]] == ["v2", "v1", "v4", "v2"]
 
 
+def test_a_change_naming_the_version_explains_a_move_before_a_later_remediation_does(make_ctx, models_dir):
+    ctx = make_ctx(model_yaml(models_dir, GOOD, prometheus_url="http://127.0.0.1:9", serving=True))
+    store = ctx.store
+    roll(ctx, T0)
+    deploy = store.add_change(ts=later(1), kind="deploy", labels={"model": "fraud", "version": "v4"}, actor="ci",
+                              description="deploy fraud v4", now=later(1))
+    point(models_dir, "v4")
+    # the new version's errors had the agent restart it before the next look: a restart moves no link
+    store.add_change(ts=later(1.5), kind="remediation", labels={"model": "fraud", "job": "api"}, actor="agent",
+                     description="restart_service.yml applied by rule restart-api (run 3)", now=later(1.5))
+    roll(ctx, later(2))
+
+    assert [(s.version, s.actor, s.source) for s in store.serving_history("fraud")][-1] == (
+        "v4", "ci", f"change #{deploy.id} by ci: deploy fraud v4")
+    assert store.list_incidents() == []
+
+
 def test_a_rollout_under_way_owns_what_serves(make_ctx, models_dir):
     ctx = make_ctx(model_yaml(models_dir, GOOD, prometheus_url="http://127.0.0.1:9", serving=True))
     rollout = engine.start(ctx, "fraud", "v4", actor="cli:alice", now=T0)
