@@ -312,6 +312,7 @@ def clean_week(n_series: int, days: int = 7, fault_series: int = 50) -> dict[str
         ctx = Context.create(config, clock=clock)
         pipeline = Pipeline(ctx)
         hits_by_day: dict[int, int] = {}
+        fault_hits = 0  # hits of the faulty series during the fault, on the days counted
         scores: dict[str, list[float]] = {"clean": [], "fault": []}
         t0 = time.perf_counter()
         now = index[0]
@@ -324,7 +325,9 @@ def clean_week(n_series: int, days: int = 7, fault_series: int = 50) -> dict[str
                 day = int((pd.Timestamp(hit.ts) - index[0]) / pd.Timedelta(days=1))
                 hits_by_day[day] = hits_by_day.get(day, 0) + 1
                 in_fault = index[fault_at] <= pd.Timestamp(hit.ts) <= index[fault_at] + pd.Timedelta(hours=2)
-                scores["fault" if in_fault and 'service="checkout"' in hit.series_id else "clean"].append(hit.score)
+                of_fault = in_fault and 'service="checkout"' in hit.series_id
+                scores["fault" if of_fault else "clean"].append(hit.score)
+                fault_hits += of_fault and day >= 1
         incidents = ctx.store.list_incidents(limit=100_000)
         pipeline.close()
         ctx.store.close()
@@ -341,7 +344,7 @@ def clean_week(n_series: int, days: int = 7, fault_series: int = 50) -> dict[str
     other = [i for i in incidents if i not in fault and pd.Timestamp(i.started_at) >= index[0] + pd.Timedelta(days=1)]
     days_counted = days - 1
     hits = sum(v for d, v in hits_by_day.items() if d >= 1)
-    fault_hits = sum(1 for i in fault for s in i.signals if from_fault(s))
+    fault_signals = sum(1 for i in fault for s in i.signals if from_fault(s))
     print(f"clean week: {n_series} series x {n} points (5 min), whole pipeline at hourly cycles, {wall:.0f} s wall")
     print(f"  days 2-{days}: {hits / days_counted:.1f} hits a day ({(hits - fault_hits) / days_counted:.1f} without the "
           f"fault's), {len(other) / days_counted:.2f} incidents a day "
@@ -352,7 +355,7 @@ def clean_week(n_series: int, days: int = 7, fault_series: int = 50) -> dict[str
     for i in during:
         print(f"    incident #{i.id} started {i.started_at:%a %H:%M} labels {dict(i.labels)} signals {len(i.signals)}")
     print(f"  fault on {fault_series} checkout series: {len(fault)} incident(s) "
-          f"({fault_hits} signals in it), {len(during) - len(fault)} other incident(s) opened during it; "
+          f"({fault_signals} signals and {fault_hits} hits in it), {len(during) - len(fault)} other incident(s) opened during it; "
           f"statuses {[IncidentStatus(i.status).value for i in fault]}")
     return {"clean_hits_per_day": round((hits - fault_hits) / days_counted, 1),
             "clean_incidents_per_day": round(len(other) / days_counted, 2), "fault_incidents": len(fault)}
