@@ -352,8 +352,8 @@ class ForecastDetector(PlainState, Detector):
         window = self._window_per_point(np.arange(errors.shape[1]))
         if not errors.shape[1]:
             return np.zeros(0), np.zeros(0)
-        judged = [self._surprise(pd.Series(e), window) for e in errors]
-        return self._raw(np.vstack([j[0] for j in judged]), np.vstack([j[1] for j in judged]))
+        surprise, ready, _ = _rolled_surprises(errors, window, 0)
+        return self._raw(surprise, ready)
 
     def _pass(self, values: np.ndarray, periods: list[int]) -> "_Pass":
         """One pass over a whole series (the first point is point 0), in bulk."""
@@ -423,10 +423,7 @@ class ForecastDetector(PlainState, Detector):
         chance = np.full((len(names), added), np.nan)
         spread = np.full((len(names), added), np.nan)
         if added >= BULK_FROM:  # a long run of points: rolling ranks, the same numbers as one at a time
-            for c in range(len(names)):
-                episode[c], extremes_c = self._bulk_column(history[c], int(seen[c]), start, episode[c], extremes, c,
-                                                           scores[c], chance[c], spread[c])
-                _set_tail(extremes, c, extremes_c)
+            self._judge_bulk(history, seen, start, episode, extremes, scores, chance, spread)
             since = episode[:, 0]
         else:
             since = self._judge_each(history, seen, start, since, extremes, scores, chance, spread)
@@ -475,27 +472,29 @@ class ForecastDetector(PlainState, Detector):
             take_in(extremes, raw[:, None])
         return since
 
-    def _bulk_column(self, history: np.ndarray, seen: int, start: int, episode: np.ndarray, extremes: Tails, c: int,
-                     scores: np.ndarray, chance: np.ndarray, spread: np.ndarray) -> tuple[np.ndarray, Tails]:
-        """One column's new points judged in bulk (filling ``scores``, ``chance`` and ``spread``
-        in place): ``history`` (kinds x kept + new errors), ``seen`` points before the new ones.
-        Returns the episode state and the tail after them."""
-        added = history.shape[1] - start
-        window = np.zeros(history.shape[1], dtype=np.int64)
-        window[start:] = self._window_per_point(seen + np.arange(added))
-        window[:start] = window[start]  # not judged here: any window
-        judged = [self._surprise(pd.Series(e.astype(np.float64)), window) for e in history]
-        raw, top = self._raw(np.vstack([j[0] for j in judged]), np.vstack([j[1] for j in judged]))
-        raw, top = raw[start:], top[start:]
-        if self.level_rows[0] == 1:
-            steps = pd.Series(history[0].astype(np.float64)).shift(1)
-            for rows in np.unique(window[start:]):
-                largest = steps.rolling(int(rows), min_periods=MIN_PAST).max().to_numpy()[start:]
-                spread[:] = np.where(window[start:] == rows, largest, spread)
-        scores[:], state = self._episodes(raw, top, episode)
-        tails = extremes.take([c])
-        chance[:], tails = chances_along(raw, threshold=RECORD, tails=tails)
-        return state, tails
+    def _judge_bulk(self, history: np.ndarray, seen: np.ndarray, start: int, episode: np.ndarray, extremes: Tails,
+                    scores: np.ndarray, chance: np.ndarray, spread: np.ndarray) -> None:
+        """The new points judged in bulk (filling ``scores``, ``chance`` and ``spread``,
+        columns x new points, and ``episode`` and ``extremes`` after them, in place):
+        ``history`` (columns x kinds x kept + new errors), ``seen`` points of each column before
+        the new ones. Columns with the same comparison windows are ranked together."""
+        columns, kinds, points = history.shape
+        windows: dict[bytes, list[int]] = {}
+        for c in range(columns):
+            rows = self._window_per_point(seen[c] + np.arange(points - start)).astype(np.int64)
+            windows.setdefault(rows.tobytes(), []).append(c)
+        for key, members in windows.items():
+            window = np.zeros(points, dtype=np.int64)
+            window[start:] = np.frombuffer(key, dtype=np.int64)
+            surprise, ready, largest = _rolled_surprises(history[members].reshape(-1, points), window, start)
+            surprise, ready = surprise.reshape(len(members), kinds, -1), ready.reshape(len(members), kinds, -1)
+            if self.level_rows[0] == 1:  # the first error is the step from the previous value
+                spread[members] = largest.reshape(len(members), kinds, -1)[:, 0]
+            for k, c in enumerate(members):
+                raw, top = self._raw(surprise[k], ready[k])
+                scores[c], episode[c] = self._episodes(raw, top, episode[c])
+                chance[c], tails = chances_along(raw, threshold=RECORD, tails=extremes.take([c]))
+                _set_tail(extremes, c, tails)
 
     def _errors(self, xp: np.ndarray, periods: list[int], *, seen: int, rings: list[np.ndarray] | None,
                 tests: list[tuple[np.ndarray, np.ndarray]] | None,
@@ -626,29 +625,6 @@ class ForecastDetector(PlainState, Detector):
             window = np.where(rows <= reach, rows, window)
         return window
 
-    def _surprise(self, error: pd.Series, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Percentile rank of each error among its window (itself included), or
-        ``1 + log(ratio)`` when it beats the largest of the previous ones; and whether the
-        window held enough errors to judge it."""
-        out, ready = np.zeros(len(error)), np.zeros(len(error), dtype=bool)
-        for rows in np.unique(window):
-            surprise, known = self._surprise_in(error, int(rows))
-            out = np.where(window == rows, surprise, out)
-            ready = np.where(window == rows, known, ready)
-        return out, ready
-
-    @staticmethod
-    def _surprise_in(error: pd.Series, rows: int) -> tuple[np.ndarray, np.ndarray]:
-        largest = error.shift(1).rolling(rows, min_periods=MIN_PAST).max()
-        rank = error.rolling(rows + 1, min_periods=MIN_PAST + 1).rank(pct=True).to_numpy()
-        e, top = error.to_numpy(dtype=np.float64), largest.to_numpy(dtype=np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(top > 0, e / top, np.where(e > 0, MAX_RATIO, 0.0))  # after a flat run any change is news
-        ratio = np.where(np.isnan(top), 0.0, ratio)  # too short a past judges nothing
-        beyond = 1.0 + np.log(np.clip(ratio, 1.0, MAX_RATIO))
-        rank = np.where(e > 0, rank, 0.0)  # a perfect forecast is no news
-        return np.nan_to_num(np.where(ratio > 1.0, beyond, rank), nan=0.0), np.isfinite(top)
-
     def _hit(self, name: str, ts: pd.Timestamp, value: float, score: float, previous: float, spread: float,
              chance: float) -> Hit:
         band = not (math.isnan(previous) or math.isnan(spread))
@@ -765,8 +741,45 @@ def periodic_p_value(table: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(table).any(axis=(1, 2)) | ~(spread > 1e-9), 1.0, np.nan_to_num(p, nan=1.0))
 
 
+def _rolled_surprises(errors: np.ndarray, window: np.ndarray,
+                      first: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Surprise of each error of ``errors`` (series x points) from point ``first`` on, against
+    the ``window[point]`` errors before it (as ``_surprise_in``); whether that window held
+    enough errors to judge it; and the largest of them (NaN: too few). Series x judged points.
+    All series are rolled together, and each window only over the points it judges and the
+    window before them: a rolled rank or maximum reads nothing else, so the numbers are those
+    of a roll over the whole row."""
+    judged = window[first:]
+    surprise = np.zeros((len(errors), len(judged)))
+    ready = np.zeros(surprise.shape, dtype=bool)
+    largest = np.full(surprise.shape, np.nan)
+    for rows in np.unique(judged):
+        at = np.flatnonzero(judged == rows)
+        low = max(0, first + int(at[0]) - int(rows))
+        s, known, top = _surprise_in(errors[:, low:first + int(at[-1]) + 1], int(rows))
+        taken = at + first - low
+        surprise[:, at], ready[:, at], largest[:, at] = s[:, taken], known[:, taken], top[:, taken]
+    return surprise, ready, largest
+
+
+def _surprise_in(errors: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per series of ``errors`` (series x points): the percentile rank of each error among the
+    ``rows`` before it and itself, or ``1 + log(ratio)`` when it beats the largest of those
+    before; whether they were enough to judge it; and that largest (NaN: too few)."""
+    frame = pd.DataFrame(errors.T.astype(np.float64))  # one rolling call for every series
+    top = frame.shift(1).rolling(rows, min_periods=MIN_PAST).max().to_numpy(dtype=np.float64).T
+    rank = frame.rolling(rows + 1, min_periods=MIN_PAST + 1).rank(pct=True).to_numpy(dtype=np.float64).T
+    e = errors.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(top > 0, e / top, np.where(e > 0, MAX_RATIO, 0.0))  # after a flat run any change is news
+    ratio = np.where(np.isnan(top), 0.0, ratio)  # too short a past judges nothing
+    beyond = 1.0 + np.log(np.clip(ratio, 1.0, MAX_RATIO))
+    rank = np.where(e > 0, rank, 0.0)  # a perfect forecast is no news
+    return np.nan_to_num(np.where(ratio > 1.0, beyond, rank), nan=0.0), np.isfinite(top), top
+
+
 def _surprise_one(past: np.ndarray, error: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``ForecastDetector._surprise_in`` for one point of each column: ``past`` (columns x kinds
+    """``_surprise_in`` for one point of each column: ``past`` (columns x kinds
     x window) the errors before it, ``error`` (columns x kinds) its own. Percentile rank among
     the window and itself (average rank for ties), or ``1 + log(ratio)`` beyond the largest
     previous error; and whether the window held enough errors to judge it."""
