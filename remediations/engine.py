@@ -314,15 +314,15 @@ class Remediator:
         if rule is None:
             return self.keep(self.store.update_run(run.id, RunStatus.CANCELED, now=self.now(),
                                                     reason=f"rule {run.rule} is no longer configured"))
-        why_not = self._nothing_to_fix(run, rule)
+        incident = self._incident_of(run)  # read once: the gates below judge the same incident
+        why_not = _nothing_to_fix(run, incident)
         if why_not:
             return self.keep(self.store.update_run(run.id, RunStatus.SKIPPED, now=self.now(), reason=why_not))
-        quiet = self._quiet_now(run, rule)
+        quiet = self._quiet_now(incident, rule, run.targets)
         if quiet is not None:
             self._defer(run, quiet)
             return run
-        held = self.store.get_incident(run.incident_id) if run.incident_id is not None else None
-        if held is not None and self._held(held, f"run:{run.id}"):
+        if self._held(incident, f"run:{run.id}"):
             return run  # it waits while the rollout's rollback is the remediation
         now = self.now()
         gate = self._gates(rule, run.targets, now)
@@ -334,7 +334,6 @@ class Remediator:
         if not gate.allowed:
             self._defer(run, gate)
             return run
-        incident = self.store.get_incident(run.incident_id)
         try:
             p = self.prepare(rule, incident, targets=run.targets)
         except RemediationError as exc:
@@ -372,7 +371,7 @@ class Remediator:
                                          reason="check pass succeeded"))
         # A cycle gone quiet during the check pass does not stop it (the decision was made while
         # the incident fired); resolved by a person meanwhile does.
-        why_not = self._nothing_to_fix(run, rule)
+        why_not = _nothing_to_fix(run, self._incident_of(run))
         if why_not:
             return self.keep(self.store.update_run(run.id, RunStatus.SKIPPED, now=self.now(), reason=why_not))
         return None
@@ -533,23 +532,14 @@ class Remediator:
         if incident.remediation_started_at is None:
             self.store.set_remediation_times(incident.id, started_at=now, actor=ACTOR, now=now)
 
-    def _nothing_to_fix(self, run: Run, rule: Rule) -> str:
-        """Why a real run must never start: the incident is gone or resolved."""
-        incident = self.store.get_incident(run.incident_id) if run.incident_id is not None else None
-        if incident is None:
-            return f"incident #{run.incident_id} does not exist"
-        if incident.status is IncidentStatus.RESOLVED:
-            return f"incident #{incident.id} is already resolved ({incident.resolution}); nothing to fix"
-        return ""
+    def _incident_of(self, run: Run) -> Any:
+        return self.store.get_incident(run.incident_id) if run.incident_id is not None else None
 
-    def _quiet_now(self, run: Run, rule: Rule) -> safety.Gate | None:
+    def _quiet_now(self, incident: Any, rule: Rule, targets: Sequence[str]) -> safety.Gate | None:
         """A gate when the incident's signals have data and no hits this cycle. One quiet cycle is
         not a recovery (the first points after a gap or a restart often look normal): the run waits,
         starts if they fire again, and is skipped once the incident resolves as quiet."""
-        incident = self.store.get_incident(run.incident_id) if run.incident_id is not None else None
-        if incident is None:
-            return None
-        signals = relevant_signals(incident, rule.targets.label, run.targets)
+        signals = relevant_signals(incident, rule.targets.label, targets)
         if observe(signals, self.seen) is not SignalState.QUIET:
             return None
         return safety.Gate(decision=safety.Decision.QUIET,
@@ -679,3 +669,12 @@ def _status_of(runner_status: RunnerStatus) -> RunStatus:
 def _hosts(run: Run) -> dict[str, dict[str, int]]:
     return {h: {"ok": s.ok, "changed": s.changed, "failed": s.failed, "unreachable": s.unreachable}
             for h, s in run.host_summary.items()}
+
+
+def _nothing_to_fix(run: Run, incident: Any) -> str:
+    """Why a real run must never start: its incident is gone or resolved."""
+    if incident is None:
+        return f"incident #{run.incident_id} does not exist"
+    if incident.status is IncidentStatus.RESOLVED:
+        return f"incident #{incident.id} is already resolved ({incident.resolution}); nothing to fix"
+    return ""
