@@ -816,9 +816,11 @@ def _window_stat(xp: np.ndarray, ends: np.ndarray, width: int, stat: str) -> np.
     ends = np.asarray(ends)
     if stat == "median" and len(ends) > ROLLING_FROM:
         # many points in bulk: pandas' rolling median (a skip list, O(log width) a point) picks
-        # the same one or two middle values as the sort below and averages them alike
-        rolled = pd.DataFrame(xp.T).rolling(width, min_periods=1).median().to_numpy().T
-        return rolled[:, ends]
+        # the same one or two middle values as the sort below and averages them alike; rolled
+        # only from the first window's start to the last end (a median reads its window alone)
+        low, high = max(0, int(ends.min()) - width + 1), int(ends.max()) + 1
+        rolled = pd.DataFrame(xp[:, low:high].T).rolling(width, min_periods=1).median().to_numpy().T
+        return rolled[:, ends - low]
     windows = np.lib.stride_tricks.sliding_window_view(xp, width, axis=-1)[:, np.asarray(ends) - width + 1]
     flat = windows.reshape(-1, width)
     out = _nanmedian_rows(flat) if stat == "median" else _nanmean_rows(flat)
