@@ -86,6 +86,7 @@ ROLLING_FROM = 512  # points judged at once from which a median is rolled, not s
 SEASON_SLOTS = 288  # bucket means per season at most: a week of 1-minute points keeps 288, not 10,080
 TEST_SLOTS = 48  # phase slots per season in the period test (30 minutes of a day, 3.5 hours of a week)
 RECORD = 1.0  # raw scores above this beat the largest error some forecast remembers: the tail begins here
+FIT_POINTS = 1 << 19  # points fitted as one array (columns x points): a week of 1-minute points is 52 columns
 BULK_FROM = 256  # new points of a series judged at once from which the rolling ranks of ``fit`` are used
 RENEW = 1.0 + math.log(2.0)  # a surprise this high, an error twice the largest remembered, alarms inside an episode too
 
@@ -126,7 +127,8 @@ class ForecastDetector(PlainState, Detector):
         """Per column: the season lengths in points (from its median step), and what later
         scores depend on: the last points, each season's last bucket means, its period test
         (found or not, and the test's older phase means), the last errors of each forecast and
-        which of the last points alarmed."""
+        which of the last points alarmed. Columns with the same seasons and as many points are
+        fitted together as one array (``FIT_POINTS`` points at most)."""
         self._check_params()
         self.periods_: dict[str, list[int]] = {}
         self.tail_: dict[str, np.ndarray] = {}
@@ -140,23 +142,41 @@ class ForecastDetector(PlainState, Detector):
         self.seen_: dict[str, int] = {}
         self.last_ts_: dict[str, float] = {}
         self._pending: dict[str, _Next] = {}
+        points: dict[str, np.ndarray] = {}
+        groups: dict[tuple, list[str]] = {}
         for name, times, values in _columns(history, self.name):
-            times, values = _new_points(times, values, after=-math.inf)
-            periods = self.periods_[name] = self._periods(_median_step_s(times))
-            errors, buckets, tests = self._errors(values[None, :], periods, seen=0, rings=None, tests=None,
-                                                  new=len(values))
-            raw, top = self._pass_raw(errors[0])
-            self.tail_[name] = values[-self._reach_rows(periods):].copy()
-            self.buckets_[name] = [ring[0] for ring in buckets]
-            self.found_[name] = np.array([found[0] for found, _ in tests], dtype=bool)
-            self.older_[name] = [older[0] for _, older in tests]
-            self.errors_[name] = _last_columns(errors[0], max(self._windows()), np.nan)
-            self.episode_[name] = self._episodes(raw, top)[1]
-            self.extreme_[name], self.records_[name] = _tail_state(fit_tails(raw[None, :], threshold=RECORD))
-            self.seen_[name] = len(values)
+            times, points[name] = _new_points(times, values, after=-math.inf)
+            self.periods_[name] = self._periods(_median_step_s(times))
+            self.seen_[name] = len(times)
             self.last_ts_[name] = float(times[-1]) if len(times) else -math.inf
+            groups.setdefault((tuple(self.periods_[name]), len(times)), []).append(name)
+        for (_, length), names in groups.items():
+            size = max(1, FIT_POINTS // max(length, 1))
+            for start in range(0, len(names), size):
+                part = names[start:start + size]
+                self._fit_group(part, np.vstack([points[n] for n in part]))
+        # the state keeps the columns' order, not the groups'
+        for key in ("tail_", "buckets_", "found_", "older_", "errors_", "episode_", "extreme_", "records_"):
+            setattr(self, key, {name: getattr(self, key)[name] for name in points})
         self.errors_ = _pooled(self.errors_)
         return self
+
+    def _fit_group(self, names: list[str], values: np.ndarray) -> None:
+        """The kept state of columns with the same seasons and as many points (``values``,
+        columns x points), judged as one array."""
+        periods = self.periods_[names[0]]
+        errors, buckets, tests = self._errors(values, periods, seen=0, rings=None, tests=None, new=values.shape[1])
+        raw, top = self._pass_raw(errors)
+        tails = fit_tails(raw, threshold=RECORD)
+        reach, width = self._reach_rows(periods), max(self._windows())
+        for c, name in enumerate(names):
+            self.tail_[name] = values[c, -reach:].copy()
+            self.buckets_[name] = [ring[c] for ring in buckets]
+            self.found_[name] = np.array([found[c] for found, _ in tests], dtype=bool)
+            self.older_[name] = [older[c] for _, older in tests]
+            self.errors_[name] = _last_columns(errors[c], width, np.nan)
+            self.episode_[name] = self._episodes(raw[c], top[c])[1]
+            self.extreme_[name], self.records_[name] = _tail_state(tails, c)
 
     def update(self, window: pd.Series | pd.DataFrame) -> "ForecastDetector":
         """Take the new points of ``window`` into the kept state: what a refit on history + window
@@ -347,18 +367,25 @@ class ForecastDetector(PlainState, Detector):
                       upper=table(expected + spread), chances=table(chance))
 
     def _pass_raw(self, errors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Raw scores of a whole series' errors (rows as ``_errors``), in bulk (NaN while too
-        few errors are known to judge a point), and each point's largest surprise."""
-        window = self._window_per_point(np.arange(errors.shape[1]))
-        if not errors.shape[1]:
-            return np.zeros(0), np.zeros(0)
-        surprise, ready, _ = _rolled_surprises(errors, window, 0)
-        return self._raw(surprise, ready)
+        """Raw scores of whole series' errors (columns x kinds x points, as ``_errors``), in
+        bulk (NaN while too few errors are known to judge a point), and each point's largest
+        surprise (columns x points). All columns are ranked in one rolling call."""
+        columns, kinds, points = errors.shape
+        raw, top = np.zeros((columns, points)), np.zeros((columns, points))
+        if not points:
+            return raw, top
+        window = self._window_per_point(np.arange(points))
+        surprise, ready, _ = _rolled_surprises(errors.reshape(-1, points), window, 0)
+        surprise, ready = surprise.reshape(columns, kinds, points), ready.reshape(columns, kinds, points)
+        for c in range(columns):
+            raw[c], top[c] = self._raw(surprise[c], ready[c])
+        return raw, top
 
     def _pass(self, values: np.ndarray, periods: list[int]) -> "_Pass":
         """One pass over a whole series (the first point is point 0), in bulk."""
         errors, _, _ = self._errors(values[None, :], periods, seen=0, rings=None, tests=None, new=len(values))
-        raw, top = self._pass_raw(errors[0])
+        raws, tops = self._pass_raw(errors)
+        raw, top = raws[0], tops[0]
         scores, _ = self._episodes(raw, top)
         chance, _ = chances_along(raw, threshold=RECORD)
         return _Pass(errors=errors[0], raw=raw, units=_unit(raw), scores=scores, chances=chance)
@@ -816,9 +843,11 @@ def _window_stat(xp: np.ndarray, ends: np.ndarray, width: int, stat: str) -> np.
     ends = np.asarray(ends)
     if stat == "median" and len(ends) > ROLLING_FROM:
         # many points in bulk: pandas' rolling median (a skip list, O(log width) a point) picks
-        # the same one or two middle values as the sort below and averages them alike
-        rolled = pd.DataFrame(xp.T).rolling(width, min_periods=1).median().to_numpy().T
-        return rolled[:, ends]
+        # the same one or two middle values as the sort below and averages them alike; rolled
+        # only from the first window's start to the last end (a median reads its window alone)
+        low, high = max(0, int(ends.min()) - width + 1), int(ends.max()) + 1
+        rolled = pd.DataFrame(xp[:, low:high].T).rolling(width, min_periods=1).median().to_numpy().T
+        return rolled[:, ends - low]
     windows = np.lib.stride_tricks.sliding_window_view(xp, width, axis=-1)[:, np.asarray(ends) - width + 1]
     flat = windows.reshape(-1, width)
     out = _nanmedian_rows(flat) if stat == "median" else _nanmean_rows(flat)
