@@ -151,4 +151,4 @@ def test_a_push_alertmanager_refuses_is_counted_and_sent_again_next_cycle(notify
     assert [a["labels"]["aiops_incident"] for a in body] == [str(incident_id)]
     assert ctx.store.pushed.get("am", incident_id).pushed_at == t0 + timedelta(seconds=10)
     # nothing of it goes through the outbox
-    assert ctx.store.outbox_items() == []
+    assert ctx.store.outbox.items() == []
