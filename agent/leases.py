@@ -155,7 +155,7 @@ class LeaseKeeper:
         asked = self.monotonic()
         had = self._trusted(name)
         try:
-            got = self.store.take_lease(name, self.holder, ttl_s=self.ttl_s, now=self.clock(),
+            got = self.store.leases.take(name, self.holder, ttl_s=self.ttl_s, now=self.clock(),
                                         wait_s=self.period_s / 2)
         except Exception as exc:  # a busy or unreachable store: keep trusting until the deadline
             alone = name in self._mine and name not in self._contested
@@ -187,7 +187,7 @@ class LeaseKeeper:
         """What the store holds now (for /healthz), and which of this agent's leases another
         agent asked for lately."""
         try:
-            leases = self.store.leases()
+            leases = self.store.leases.all()
         except Exception as exc:
             log.warning(kv("lease.read_failed", error=type(exc).__name__))
             return
@@ -205,7 +205,7 @@ class LeaseKeeper:
 
     def _held_in_store(self, name: str) -> bool:
         try:
-            return self.store.holds_lease(name, self.holder)
+            return self.store.leases.holds(name, self.holder)
         except Exception:
             return False
 
@@ -215,7 +215,7 @@ class LeaseKeeper:
             self._mine.discard(name)
         self.metrics.lease_held.labels(lease=name).set(0)
         try:
-            self.store.release_lease(name, self.holder, now=self.clock())
+            self.store.leases.release(name, self.holder, now=self.clock())
         except Exception as exc:  # it expires on its own
             log.warning(kv("lease.release_failed", lease=name, error=type(exc).__name__))
 

@@ -154,7 +154,7 @@ class Pipeline:
                               series=len(cycle.samples), hits=len(cycle.hits),
                               failed_stages=tuple(cycle.failed_stages), blind=bool(cycle.blind)),
             targets=tuple(self.collector.targets()), warming=warming, series_scored=judged)
-        ctx.store.save_status(self.status)
+        ctx.store.status.save(self.status)
 
     def _leading(self) -> bool:
         leading = self.ctx.leases.leading()

@@ -20,7 +20,7 @@ def recover(r: Remediator) -> list[Run]:
     out = []
 
     for run in r.store.list_runs(statuses=[RunStatus.RUNNING]):
-        if run.owner and owner_alive(run.owner, live_holders=r.store.live_lease_holders):
+        if run.owner and owner_alive(run.owner, live_holders=r.store.leases.live_holders):
             continue  # another live agent process is running it
         left = kill_leftovers(r, run)
         now = r.now()

@@ -55,7 +55,7 @@ def status(request: Request) -> dict:
     and when their series are first scored, and its last cycle; ``stale`` when it has not reported
     for three intervals. As ``aiops status --format json`` prints it."""
     ctx = request.app.state.ctx
-    return as_json(Report(agents=tuple(ctx.store.statuses()), now=ctx.clock()))
+    return as_json(Report(agents=tuple(ctx.store.status.all()), now=ctx.clock()))
 
 
 @router.get("/metrics", tags=["health"], response_class=PlainTextResponse,

@@ -51,4 +51,4 @@ def status_page(request: Request) -> HTMLResponse:
     """Every agent on the store: its targets (URL, state, last success and error, series), the
     detectors warming up, its last cycle; as ``aiops status`` prints it."""
     ctx = request.app.state.ctx
-    return _page(status_html(Report(agents=tuple(ctx.store.statuses()), now=ctx.clock())))
+    return _page(status_html(Report(agents=tuple(ctx.store.status.all()), now=ctx.clock())))

@@ -138,7 +138,7 @@ def status(fmt: str, config_path: Path | None, state_dir: Path | None) -> None:
 
     store = _existing_store(config_path, state_dir)
     try:
-        report = Report(agents=tuple(store.statuses()), now=current_clock()())
+        report = Report(agents=tuple(store.status.all()), now=current_clock()())
     finally:
         store.close()
     if fmt == "json":

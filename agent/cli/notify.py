@@ -38,7 +38,7 @@ def outbox_command(ctx: Any, status: str | None, fmt: str) -> None:
 
     Example: aiops notify outbox --status pending --format json
     """
-    rows = ctx.store.outbox_items(status=OutboxStatus(status) if status else None)
+    rows = ctx.store.outbox.items(status=OutboxStatus(status) if status else None)
     if fmt == "json":
         click.echo(json.dumps([_row_dict(row) for row in rows], indent=2))
         return

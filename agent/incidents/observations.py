@@ -32,14 +32,14 @@ def share(ctx: "Context", seen: Detection) -> int:
     fired = {(hit.series_id, hit.detector) for hit in seen.hits}
     values, gaps = seen.samples.values, seen.samples.gaps
     rows = []
-    for sid, detector in ctx.store.open_signals():
+    for sid, detector in ctx.store.observations.open_signals():
         if shard_of(sid, shards) != index:
             continue
         with_data = sid in seen.judged or (
             sid not in gaps and sid in values.columns and bool(values[sid].notna().any()))
         if with_data or (sid, detector) in fired:
             rows.append((sid, detector, (sid, detector) in fired))
-    ctx.store.record_observations(rows, now=seen.at)
+    ctx.store.observations.record(rows, now=seen.at)
     return len(rows)
 
 
@@ -48,10 +48,10 @@ def from_other_shards(ctx: "Context", seen: Detection) -> Detection:
     index, shards = ctx.config.agent.shard_index
     if shards == 1:
         return seen
-    theirs = [key for key in ctx.store.open_signals() if shard_of(key[0], shards) != index]
+    theirs = [key for key in ctx.store.observations.open_signals() if shard_of(key[0], shards) != index]
     fresh_from = to_epoch(seen.at) - FRESH_INTERVALS * ctx.config.agent.interval
     states = {key: "unknown" for key in theirs}
-    for key, (judged_at, hit_at) in ctx.store.observations(theirs).items():
+    for key, (judged_at, hit_at) in ctx.store.observations.seen(theirs).items():
         if judged_at >= fresh_from:
             states[key] = "firing" if hit_at is not None and hit_at >= judged_at else "quiet"
     return dataclasses.replace(seen, elsewhere=states)

@@ -47,7 +47,7 @@ def notify_once(ctx: "Context", *, now: datetime | None = None) -> Delivered:
         # Alertmanager keeps alerts, not messages: its channels are kept in step with the incidents.
         sync(ctx.store, config, channels, now=now, interval_s=ctx.config.agent.interval,
              base_url=ctx.config.http.base_url, catalog=catalog, metrics=ctx.metrics)
-    pending = ctx.store.count_pending_notifications()
+    pending = ctx.store.outbox.count_pending()
     ctx.metrics.outbox_pending.set(pending)
     if queued or result.sent or result.failed or result.expired:
         log.info(kv("notify.done", queued=queued, sent=result.sent, failed=result.failed, expired=result.expired,

@@ -72,7 +72,7 @@ def sync(store: "Store", config: NotifyConfig, channels: Mapping[str, Any], *, n
             log.warning(kv("notify.alertmanager_failed", channel=channel.name, alerts=len(due), error=exc.problem))
             _count(metrics, channel.name, "failed", len(due))
             continue
-        store.record_pushed(channel.name, [(d.incident_id, d.pushed) for d in due if d.pushed is not None])
+        store.pushed.record(channel.name, [(d.incident_id, d.pushed) for d in due if d.pushed is not None])
         taken += len(due)
         _count(metrics, channel.name, "sent", len(due))
         log.info(kv("notify.alertmanager_sent", channel=channel.name, alerts=len(due),
@@ -86,7 +86,7 @@ def due_alerts(store: "Store", config: NotifyConfig, channel: Alertmanager, *, n
     refresh = timedelta(seconds=c.resend)
     ends = now + timedelta(seconds=LIFETIMES * max(c.resend, interval_s))
     due: list[Due] = []
-    for state in store.alert_states(channel.name):
+    for state in store.pushed.states(channel.name):
         pushed = state.pushed
         routed = state.status is not IncidentStatus.RESOLVED and channel.name in channels_for(
             config, "opened", state.severity, state.labels)

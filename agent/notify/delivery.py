@@ -62,7 +62,7 @@ def enqueue(store: "Store", config: NotifyConfig, channels: Mapping[str, Channel
     added = 0
     oldest = now - timedelta(seconds=config.give_up_after)
     for _ in range(MAX_EVENT_BATCHES):
-        cursor = store.notify_cursor()
+        cursor = store.outbox.cursor()
         events = store.events_since(cursor, limit=EVENT_BATCH)
         if not events:
             break
@@ -91,7 +91,7 @@ def enqueue(store: "Store", config: NotifyConfig, channels: Mapping[str, Channel
                 items.append(NewNotification(channel=name, incident_id=incident.id, event=event.kind,
                                              dedup_key=f"{name}:{event.id}", payload=payloads[event.id],
                                              status=status))
-        added += store.enqueue_notifications(items, cursor=events[-1].id, now=now)
+        added += store.outbox.enqueue(items, cursor=events[-1].id, now=now)
         if len(events) < EVENT_BATCH:
             break
     return added
@@ -113,7 +113,7 @@ def deliver(store: "Store", config: NotifyConfig, channels: Mapping[str, Channel
     down: set[str] = set()
     held: set[tuple[str, int | None]] = set()  # channel and incident with an unsent older row
     sent = failed = expired = deferred = 0
-    for item in store.due_notifications(now=now, limit=config.batch):
+    for item in store.outbox.due(now=now, limit=config.batch):
         left = deadline - monotonic()
         if item.channel in down or (item.channel, item.incident_id) in held or left <= 0.05:
             held.add((item.channel, item.incident_id))
@@ -121,7 +121,7 @@ def deliver(store: "Store", config: NotifyConfig, channels: Mapping[str, Channel
             continue
         channel = channels.get(item.channel)
         # Two agents on one store (the daemon and `aiops once`) never send the same row together.
-        if not store.claim_notification(item.id, now=now, lease_until=now + LEASE):
+        if not store.outbox.claim(item.id, now=now, lease_until=now + LEASE):
             continue
         try:
             if channel is None:
@@ -135,7 +135,7 @@ def deliver(store: "Store", config: NotifyConfig, channels: Mapping[str, Channel
             expired += outcome is Outcome.EXPIRED
             _count(metrics, item.channel, outcome)
             continue
-        store.mark_notification_sent(item.id, now=now)
+        store.outbox.mark_sent(item.id, now=now)
         sent += 1
         _count(metrics, item.channel, Outcome.SENT)
         log.info(kv("notify.sent", channel=item.channel, incident=item.incident_id, kind=item.event,
@@ -147,14 +147,14 @@ def _failed(store: "Store", config: NotifyConfig, item: OutboxItem, exc: Deliver
             rng: random.Random | None) -> Outcome:
     attempts = item.attempts + 1
     if now - item.created_at >= timedelta(seconds=config.give_up_after):
-        store.mark_notification_failed(item.id, error=exc.problem, retry_at=None, now=now)
+        store.outbox.mark_failed(item.id, error=exc.problem, retry_at=None, now=now)
         log.warning(kv("notify.expired", channel=item.channel, incident=item.incident_id, kind=item.event,
                        attempts=attempts, error=exc.problem))
         return Outcome.EXPIRED
     wait = backoff_s(attempts, initial_s=config.retry_initial, max_s=config.retry_max, rng=rng)
     if exc.retry_after_s is not None:
         wait = max(wait, min(exc.retry_after_s, config.retry_max))
-    store.mark_notification_failed(item.id, error=exc.problem, retry_at=now + timedelta(seconds=wait), now=now)
+    store.outbox.mark_failed(item.id, error=exc.problem, retry_at=now + timedelta(seconds=wait), now=now)
     log.warning(kv("notify.failed", channel=item.channel, incident=item.incident_id, kind=item.event,
                    attempts=attempts, retry_in_s=round(wait, 1), error=exc.problem))
     return Outcome.FAILED

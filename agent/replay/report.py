@@ -94,7 +94,7 @@ def build_report(replayed: Replayed, *, top: int = TOP, notes: Sequence[str] = (
     try:
         incidents = store.list_incidents()
         runs = store.list_runs()
-        outbox = store.outbox_items()
+        outbox = store.outbox.items()
     finally:
         store.close()
     hits = replayed.hits()

@@ -1,4 +1,5 @@
-"""Store methods for the notification outbox, and the reads the incident summary needs.
+"""The notification outbox (``OutboxRepository``, ``store.outbox``), and the reads the incident
+summary needs.
 
 A notification is written to ``outbox`` once (its ``dedup_key`` is unique: channel and timeline
 event), in the same transaction that moves the notifier's cursor past the event, so a restart
@@ -109,24 +110,33 @@ def _item(row: sqlite3.Row) -> OutboxItem:
         status=OutboxStatus(row["status"]), last_error=row["last_error"], sent_at=from_epoch(row["sent_at"]))
 
 
-class OutboxStore(StoreBase):
-    """The notification outbox, the notifier's cursor over the timeline (``events_since`` of the
-incident store reads the events), and the summary's reads of hits, samples and runs."""
+def _update_pending(conn: sqlite3.Connection, item_id: int, values: Mapping[str, Any]) -> int:
+    """Set ``values`` on row ``item_id`` while it is pending; how many rows changed (0 or 1)."""
+    sets = ", ".join(f"{column} = ?" for column in values)
+    cursor = conn.execute(f"UPDATE outbox SET {sets} WHERE id = ? AND status = 'pending'", [*values.values(), item_id])
+    return int(cursor.rowcount)
+
+
+class OutboxRepository:
+    """The ``outbox`` and ``notify_cursor`` tables, on ``db``'s connection and transactions."""
+
+    def __init__(self, db: StoreBase) -> None:
+        self.db = db
 
     # -- the cursor over incident_events ------------------------------------------------------
 
-    def notify_cursor(self) -> int:
-        row = self.conn.execute("SELECT last_event_id FROM notify_cursor WHERE name = 'events'").fetchone()
+    def cursor(self) -> int:
+        """The id of the last timeline event notifications were written for."""
+        row = self.db.conn.execute("SELECT last_event_id FROM notify_cursor WHERE name = 'events'").fetchone()
         return int(row[0]) if row else 0
 
-    def enqueue_notifications(self, items: list[NewNotification], *, cursor: int,
-                              now: datetime | None = None) -> int:
+    def enqueue(self, items: list[NewNotification], *, cursor: int, now: datetime | None = None) -> int:
         """Write ``items`` (each at most once, by dedup_key) and move the cursor to ``cursor``,
         together. Returns how many rows were new."""
         now = now or utcnow()
         ts = to_epoch(now)
         added = 0
-        with self.transaction() as conn:
+        with self.db.transaction() as conn:
             for item in items:
                 new = conn.execute(
                     "INSERT INTO outbox (channel, incident_id, event, dedup_key, payload, created_at, "
@@ -137,8 +147,9 @@ incident store reads the events), and the summary's reads of hits, samples and r
                 if new is not None:
                     added += 1
                     action = "notification.queued" if item.status is OutboxStatus.PENDING else "notification.silenced"
-                    self.audit(ACTOR, action, f"outbox:{new[0]}",
-                               {"channel": item.channel, "incident_id": item.incident_id, "event": item.event}, now=now)
+                    self.db.audit(ACTOR, action, f"outbox:{new[0]}",
+                                  {"channel": item.channel, "incident_id": item.incident_id, "event": item.event},
+                                  now=now)
             conn.execute(
                 "INSERT INTO notify_cursor (name, last_event_id, updated_at) VALUES ('events', ?, ?) "
                 "ON CONFLICT(name) DO UPDATE SET last_event_id = max(notify_cursor.last_event_id, excluded.last_event_id), "
@@ -147,37 +158,35 @@ incident store reads the events), and the summary's reads of hits, samples and r
 
     # -- delivery -----------------------------------------------------------------------------
 
-    def due_notifications(self, *, now: datetime, limit: int = 100) -> list[OutboxItem]:
+    def due(self, *, now: datetime, limit: int = 100) -> list[OutboxItem]:
         """Pending rows whose time has come, oldest first. A row is held back while an older row
         of the same channel and incident waits for its retry (so acknowledge never overtakes
         trigger); the caller keeps that order within one delivery round."""
-        rows = self.conn.execute(
+        rows = self.db.conn.execute(
             "SELECT * FROM outbox o WHERE o.status = 'pending' AND o.next_attempt_at <= ? AND NOT EXISTS ("
             "  SELECT 1 FROM outbox e WHERE e.channel = o.channel AND e.incident_id IS NOT DISTINCT FROM o.incident_id"
             "  AND e.status = 'pending' AND e.id < o.id AND e.next_attempt_at > ?) ORDER BY o.id LIMIT ?",
             (to_epoch(now), to_epoch(now), limit)).fetchall()
         return [_item(r) for r in rows]
 
-    def claim_notification(self, item_id: int, *, now: datetime, lease_until: datetime) -> bool:
+    def claim(self, item_id: int, *, now: datetime, lease_until: datetime) -> bool:
         """Take a due row for one delivery attempt: push its next attempt to ``lease_until`` unless
         another process took it first. A crash mid-attempt leaves it due again after the lease."""
-        with self.transaction():
-            cur = self.conn.execute(
+        with self.db.transaction():
+            cur = self.db.conn.execute(
                 "UPDATE outbox SET next_attempt_at = ? WHERE id = ? AND status = 'pending' AND next_attempt_at <= ?",
                 (to_epoch(lease_until), item_id, to_epoch(now)))
             return cur.rowcount == 1
 
-    def mark_notification_sent(self, item_id: int, *, now: datetime | None = None) -> None:
+    def mark_sent(self, item_id: int, *, now: datetime | None = None) -> None:
+        """Count the attempt that delivered a pending row, and mark it sent."""
         now = now or utcnow()
-        with self.transaction():
-            changed = self._update("outbox", {"id": item_id, "status": "pending"},
-                                   {"status": "sent", "sent_at": to_epoch(now), "last_error": None})
-            if changed:
-                self.conn.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (item_id,))
-                self.audit(ACTOR, "notification.sent", f"outbox:{item_id}", {}, now=now)
+        with self.db.transaction():
+            if _update_pending(self.db.conn, item_id, {"status": "sent", "sent_at": to_epoch(now), "last_error": None}):
+                self.db.conn.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (item_id,))
+                self.db.audit(ACTOR, "notification.sent", f"outbox:{item_id}", {}, now=now)
 
-    def mark_notification_failed(self, item_id: int, *, error: str, retry_at: datetime | None,
-                                 now: datetime | None = None) -> None:
+    def mark_failed(self, item_id: int, *, error: str, retry_at: datetime | None, now: datetime | None = None) -> None:
         """Count a failed attempt; ``retry_at=None`` gives up (status expired)."""
         now = now or utcnow()
         values: dict[str, Any] = {"last_error": error[:500]}
@@ -185,17 +194,17 @@ incident store reads the events), and the summary's reads of hits, samples and r
             values["status"] = "expired"
         else:
             values["next_attempt_at"] = to_epoch(retry_at)
-        with self.transaction():
-            if self._update("outbox", {"id": item_id, "status": "pending"}, values):
-                self.conn.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (item_id,))
+        with self.db.transaction():
+            if _update_pending(self.db.conn, item_id, values):
+                self.db.conn.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (item_id,))
                 action = "notification.expired" if retry_at is None else "notification.failed"
-                self.audit(ACTOR, action, f"outbox:{item_id}",
-                           {"error": error[:500], "retry_at": retry_at}, now=now)
+                self.db.audit(ACTOR, action, f"outbox:{item_id}", {"error": error[:500], "retry_at": retry_at}, now=now)
 
-    def count_pending_notifications(self) -> int:
-        return int(self.conn.execute("SELECT count(*) FROM outbox WHERE status = 'pending'").fetchone()[0])
+    def count_pending(self) -> int:
+        return int(self.db.conn.execute("SELECT count(*) FROM outbox WHERE status = 'pending'").fetchone()[0])
 
-    def outbox_items(self, *, status: OutboxStatus | None = None, incident_id: int | None = None) -> list[OutboxItem]:
+    def items(self, *, status: OutboxStatus | None = None, incident_id: int | None = None) -> list[OutboxItem]:
+        """Every row (of ``status`` and ``incident_id`` when given), by id."""
         sql, params = "SELECT * FROM outbox WHERE 1 = 1", []
         if status is not None:
             sql += " AND status = ?"
@@ -203,7 +212,16 @@ incident store reads the events), and the summary's reads of hits, samples and r
         if incident_id is not None:
             sql += " AND incident_id = ?"
             params.append(incident_id)
-        return [_item(r) for r in self.conn.execute(sql + " ORDER BY id", params)]
+        return [_item(r) for r in self.db.conn.execute(sql + " ORDER BY id", params)]
+
+
+class OutboxStore(StoreBase):
+    """The store's face of ``OutboxRepository`` (``store.outbox``), and the summary's reads of
+    hits, samples and runs."""
+
+    @property
+    def outbox(self) -> OutboxRepository:
+        return OutboxRepository(self)
 
     # -- what the incident summary reads --------------------------------------------------------
 

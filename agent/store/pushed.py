@@ -1,6 +1,6 @@
-"""Store methods for the alerts the agent keeps in Alertmanager: per channel and incident, the
-labels it sent (they name the alert there, so they stay the same), the outage, when it was last
-sent, and whether its resolution went out."""
+"""The alerts the agent keeps in Alertmanager: per channel and incident, the labels it sent (they
+name the alert there, so they stay the same), the outage, when it was last sent, and whether its
+resolution went out. ``PushedAlertRepository`` (``store.pushed``) is what a stage is handed."""
 
 from __future__ import annotations
 
@@ -53,12 +53,15 @@ class AlertState:
     pushed: Pushed | None
 
 
-class PushedAlertStore(StoreBase):
-    """alertmanager_alerts."""
+class PushedAlertRepository:
+    """The ``alertmanager_alerts`` table, on ``db``'s connection and transactions."""
 
-    def alert_states(self, channel: str) -> list[AlertState]:
+    def __init__(self, db: StoreBase) -> None:
+        self.db = db
+
+    def states(self, channel: str) -> list[AlertState]:
         """Open incidents, and resolved ones whose alert on ``channel`` was not resolved yet."""
-        rows = self.conn.execute(
+        rows = self.db.conn.execute(
             "SELECT i.id, i.severity, i.status, i.labels, i.resolved_at, e.number, e.started_at, "
             "a.labels AS pushed_labels, a.episode, a.pushed_at, a.resolved FROM incidents i "
             "JOIN incident_episodes e ON e.incident_id = i.id AND e.number = "
@@ -73,23 +76,32 @@ class PushedAlertStore(StoreBase):
                 labels=json.loads(r["pushed_labels"]), episode=r["episode"], pushed_at=from_epoch(r["pushed_at"]),
                 resolved=bool(r["resolved"]))) for r in rows]
 
-    def record_pushed(self, channel: str, pushed: Sequence[tuple[int, Pushed]]) -> None:
+    def record(self, channel: str, pushed: Sequence[tuple[int, Pushed]]) -> None:
         """Remember what one accepted push told Alertmanager, per incident."""
-        with self.transaction():
-            self.conn.executemany(
+        with self.db.transaction():
+            self.db.conn.executemany(
                 "INSERT INTO alertmanager_alerts (channel, incident_id, labels, episode, pushed_at, resolved) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (channel, incident_id) DO UPDATE SET labels = excluded.labels, "
                 "episode = excluded.episode, pushed_at = excluded.pushed_at, resolved = excluded.resolved",
                 [(channel, incident_id, dumps(dict(p.labels)), p.episode, to_epoch(p.pushed_at), int(p.resolved))
                  for incident_id, p in pushed])
 
-    def pushed_alert(self, channel: str, incident_id: int) -> Pushed | None:
-        row = self.conn.execute("SELECT * FROM alertmanager_alerts WHERE channel = ? AND incident_id = ?",
-                                (channel, incident_id)).fetchone()
+    def get(self, channel: str, incident_id: int) -> Pushed | None:
+        """What Alertmanager was last told of ``incident_id`` on ``channel``."""
+        row = self.db.conn.execute("SELECT * FROM alertmanager_alerts WHERE channel = ? AND incident_id = ?",
+                                   (channel, incident_id)).fetchone()
         if row is None:
             return None
         return Pushed(labels=json.loads(row["labels"]), episode=row["episode"], pushed_at=from_epoch(row["pushed_at"]),
                       resolved=bool(row["resolved"]))
 
 
-__all__ = ["AlertState", "Pushed", "PushedAlertStore"]
+class PushedAlertStore(StoreBase):
+    """The store's face of ``PushedAlertRepository``: ``store.pushed``."""
+
+    @property
+    def pushed(self) -> PushedAlertRepository:
+        return PushedAlertRepository(self)
+
+
+__all__ = ["AlertState", "Pushed", "PushedAlertRepository", "PushedAlertStore"]

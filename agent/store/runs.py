@@ -21,6 +21,7 @@ from agent.clock import from_epoch, to_epoch, utcnow
 from agent.errors import LeaseLostError, StoreError, TransitionError
 from agent.flow.runs import LEDGER_SEP, HostSummary, Run, RunMode, RunStatus
 from agent.store.base import StoreBase, dumps, each_value
+from agent.store.leases import LeaseRepository
 from agent.store.ledger import DAY_S, LedgerColumns, LedgerDays, columns_of, concat, rebuild
 from agent.store.migrations import migration, run_script
 
@@ -106,7 +107,7 @@ class RunStore(StoreBase):
             run = self._run_or_fail(run_id)
             if expect is not None and run.status not in set(expect):
                 raise TransitionError(f"remediation run {run_id}", str(run.status), str(status))
-            if lease is not None and not self.holds_lease(*lease):  # type: ignore[attr-defined]
+            if lease is not None and not LeaseRepository(self).holds(*lease):
                 raise LeaseLostError(f"remediation run {run_id}", str(run.status), str(status), *lease)
             row: dict[str, Any] = {"status": str(status)}
             for key, value in values.items():

@@ -319,7 +319,7 @@ def test_two_agents_of_one_shard_one_works_and_the_other_takes_over_after_a_sigk
     assert (health["role"], health["leases"]["shard:0/1"]) == ("leader", health["holder"])
     second.proc.send_signal(signal.SIGTERM)
     assert second.proc.wait(timeout=15) == 0
-    assert Store(state / STORE_FILE).leases() == []  # a clean stop releases them
+    assert Store(state / STORE_FILE).leases.all() == []  # a clean stop releases them
 
 
 @pytest.mark.slow

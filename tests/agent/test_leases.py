@@ -97,19 +97,19 @@ def st(store_url, tmp_path) -> Iterator[StoreTime]:
 def test_a_lease_has_one_holder_until_it_expires_by_the_stores_clock_and_every_change_is_audited(st):
     store = st.store
     ttl = 10 if not st.postgresql else 1.0
-    assert store.take_lease("shard:0/1", "a", ttl_s=ttl, now=T0)
-    assert not store.take_lease("shard:0/1", "b", ttl_s=ttl, now=T0)
+    assert store.leases.take("shard:0/1", "a", ttl_s=ttl, now=T0)
+    assert not store.leases.take("shard:0/1", "b", ttl_s=ttl, now=T0)
     st.advance(ttl * 0.5)
-    assert store.take_lease("shard:0/1", "a", ttl_s=ttl, now=T0)  # renewed: from now
+    assert store.leases.take("shard:0/1", "a", ttl_s=ttl, now=T0)  # renewed: from now
     st.advance(ttl * 0.7)
-    assert not store.take_lease("shard:0/1", "b", ttl_s=ttl, now=T0)
-    assert store.holds_lease("shard:0/1", "a") and not store.holds_lease("shard:0/1", "b")
+    assert not store.leases.take("shard:0/1", "b", ttl_s=ttl, now=T0)
+    assert store.leases.holds("shard:0/1", "a") and not store.leases.holds("shard:0/1", "b")
     st.advance(ttl * 0.35)
-    assert not store.holds_lease("shard:0/1", "a")
-    assert store.take_lease("shard:0/1", "b", ttl_s=ttl, now=T0)
-    assert not store.release_lease("shard:0/1", "a", now=T0)  # not a's to give
-    assert store.release_lease("shard:0/1", "b", now=T0)
-    assert store.leases() == []
+    assert not store.leases.holds("shard:0/1", "a")
+    assert store.leases.take("shard:0/1", "b", ttl_s=ttl, now=T0)
+    assert not store.leases.release("shard:0/1", "a", now=T0)  # not a's to give
+    assert store.leases.release("shard:0/1", "b", now=T0)
+    assert store.leases.all() == []
     taken = [(e.actor, e.action, e.details.get("from")) for e in store.audit_entries() if e.action.startswith("lease.")]
     assert taken == [("a", "lease.taken", None), ("b", "lease.taken", "a"), ("b", "lease.released", None)]
     assert store.verify_audit() is None
@@ -117,15 +117,15 @@ def test_a_lease_has_one_holder_until_it_expires_by_the_stores_clock_and_every_c
 
 def test_an_agent_whose_clock_runs_two_hours_ahead_neither_takes_a_live_lease_nor_writes_one_into_the_future(st):
     store = st.store
-    assert store.take_lease("shard:0/1", "healthy", ttl_s=60, now=T0)
+    assert store.leases.take("shard:0/1", "healthy", ttl_s=60, now=T0)
     ahead = T0 + timedelta(hours=2)  # what the skewed agent believes "now" is
-    assert not store.take_lease("shard:0/1", "skewed", ttl_s=60, now=ahead)
-    assert store.holds_lease("shard:0/1", "healthy")
-    (lease,) = store.leases()
+    assert not store.leases.take("shard:0/1", "skewed", ttl_s=60, now=ahead)
+    assert store.leases.holds("shard:0/1", "healthy")
+    (lease,) = store.leases.all()
     assert lease.holder == "healthy" and lease.waiter == "skewed"
     # The skewed agent's own lease expires by the store's clock, not two hours later.
-    assert store.take_lease("shard:1/2", "skewed", ttl_s=1, now=ahead)
-    (_, mine) = store.leases()
+    assert store.leases.take("shard:1/2", "skewed", ttl_s=1, now=ahead)
+    (_, mine) = store.leases.all()
     assert (mine.expires_at - mine.read_at).total_seconds() <= 1
 
 
@@ -169,7 +169,7 @@ def test_a_lease_is_trusted_locally_only_a_share_of_its_time_to_live(st):
     assert (a.working(), a.leading()) == (True, True)
     st.advance(ttl * 0.1)  # no renewal: it stops acting before the store would free the lease
     assert (a.working(), a.leading()) == (False, False)
-    assert st.store.holds_lease("shard:0/1", "a")
+    assert st.store.leases.holds("shard:0/1", "a")
 
 
 def test_a_lone_agent_keeps_working_while_its_renewals_fail_on_a_busy_store(st):
@@ -184,7 +184,7 @@ def test_a_lone_agent_keeps_working_while_its_renewals_fail_on_a_busy_store(st):
     assert a.metrics.registry.get_sample_value("aiops_lease_failures_total") >= 4
     a.renew()  # the store answers again: the lease is still its own (nobody else asked)
     assert (a.working(), a.leading()) == (True, True)
-    assert st.store.holds_lease("shard:0/1", "a")
+    assert st.store.leases.holds("shard:0/1", "a")
 
 
 def test_a_holder_that_another_agent_waits_for_stops_trusting_failed_renewals(st):
@@ -222,7 +222,7 @@ def test_a_run_is_started_only_under_the_leader_lease_held_in_the_store(st):
     run = store.create_run(incident_id=None, rule="restart", rule_mode="auto", playbook="restart.yml",
                            playbook_sha256="0" * 64, mode=RunMode.APPLY, status=RunStatus.PENDING,
                            targets=["localhost"], extravars={}, now=T0)
-    store.take_lease(LEADER, "b", ttl_s=10, now=T0)
+    store.leases.take(LEADER, "b", ttl_s=10, now=T0)
     with pytest.raises(LeaseLostError, match="a no longer holds the leader lease"):
         store.update_run(run.id, RunStatus.RUNNING, now=T0, lease=(LEADER, "a"))
     assert store.get_run(run.id).status is RunStatus.PENDING  # still due, for the leader

@@ -172,7 +172,7 @@ def test_a_report_is_replaced_per_shard_on_either_store(any_store):
                         source="scrape", interval_s=60)
     other = AgentStatus(shard="1/2", holder="c/3:3", role="active", updated_at=T0, source="scrape", interval_s=60)
     for status in (first, other):
-        any_store.save_status(status)
-    assert any_store.statuses() == [first, other]
-    any_store.save_status(later)
-    assert any_store.statuses() == [later, other]
+        any_store.status.save(status)
+    assert any_store.status.all() == [first, other]
+    any_store.status.save(later)
+    assert any_store.status.all() == [later, other]

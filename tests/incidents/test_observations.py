@@ -77,4 +77,4 @@ def test_a_lone_agent_shares_nothing_and_reads_nothing(store, tmp_path):
     lone = agent(store, tmp_path, "0/1")
     seen = Detection(at=T0, samples=frame(T0, {sid: 1.0}))
     assert share(lone, seen) == 0 and from_other_shards(lone, seen) is seen
-    assert store.observations([(sid, "threshold")]) == {}
+    assert store.observations.seen([(sid, "threshold")]) == {}

@@ -95,7 +95,7 @@ def test_an_incident_fires_is_kept_alive_and_resolves_in_a_real_alertmanager(not
                                   now=resolved_at, resolution="quiet")
     notify_once(ctx, now=resolved_at)  # the cycle it resolved in
     wait_until(lambda: ("resolved", str(incident_id)) in received(webhook), timeout_s=30, message="the resolution")
-    assert ctx.store.pushed_alert("am", incident_id).resolved
+    assert ctx.store.pushed.get("am", incident_id).resolved
     notify_once(ctx, now=resolved_at + timedelta(minutes=5))  # nothing more to say
     assert sample(ctx, "aiops_notifications_total", channel="am", outcome="sent") == 3
     assert manager.metric("alertmanager_notifications_failed_total") == 0
@@ -134,7 +134,7 @@ def test_a_severity_rise_resolves_the_old_alert_and_fires_the_new(notify_ctx, we
     listed = requests.get(f"{manager.url}/api/v2/alerts", timeout=10).json()
     firing = [a["labels"]["severity"] for a in listed if a["status"]["state"] == "active"]
     assert firing == ["critical"]
-    assert ctx.store.pushed_alert("am", incident_id).labels["severity"] == "critical"
+    assert ctx.store.pushed.get("am", incident_id).labels["severity"] == "critical"
 
 
 def test_a_push_alertmanager_refuses_is_counted_and_sent_again_next_cycle(notify_ctx, webhook):
@@ -144,11 +144,11 @@ def test_a_push_alertmanager_refuses_is_counted_and_sent_again_next_cycle(notify
     webhook.fail_next(1, status=503)
     notify_once(ctx, now=t0)
     assert sample(ctx, "aiops_notifications_total", channel="am", outcome="failed") == 1
-    assert ctx.store.pushed_alert("am", incident_id) is None
+    assert ctx.store.pushed.get("am", incident_id) is None
     notify_once(ctx, now=t0 + timedelta(seconds=10))
     [body] = webhook.bodies()
     assert webhook.requests[0].path == "/api/v2/alerts"
     assert [a["labels"]["aiops_incident"] for a in body] == [str(incident_id)]
-    assert ctx.store.pushed_alert("am", incident_id).pushed_at == t0 + timedelta(seconds=10)
+    assert ctx.store.pushed.get("am", incident_id).pushed_at == t0 + timedelta(seconds=10)
     # nothing of it goes through the outbox
-    assert ctx.store.outbox_items() == []
+    assert ctx.store.outbox.items() == []

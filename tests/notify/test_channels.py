@@ -86,7 +86,7 @@ def test_pagerduty_429_is_retried_after_its_retry_after_and_order_is_kept(notify
     pagerduty.fail_next(1, status=429, headers={"Retry-After": "120"})
     result = notify_once(ctx, now=NOW)
     assert (result.sent, result.failed, result.deferred) == (0, 1, 1)  # acknowledge waits behind trigger
-    trigger, ack = ctx.store.outbox_items()
+    trigger, ack = ctx.store.outbox.items()
     assert trigger.last_error == "answered HTTP 429"
     assert trigger.next_attempt_at >= NOW + timedelta(seconds=120)
     assert (ack.status, ack.attempts) == (OutboxStatus.PENDING, 0)
@@ -101,9 +101,9 @@ def test_pagerduty_server_error_then_recovery(notify_ctx, pagerduty):
     make_incident(ctx.store, with_hits=False)
     pagerduty.fail_next(2, status=500)
     assert notify_once(ctx, now=NOW).failed == 1
-    [row] = ctx.store.outbox_items()
+    [row] = ctx.store.outbox.items()
     assert notify_once(ctx, now=row.next_attempt_at).failed == 1
-    [row] = ctx.store.outbox_items()
+    [row] = ctx.store.outbox.items()
     assert notify_once(ctx, now=row.next_attempt_at).sent == 1
     assert len(pagerduty.refused) == 2 and pagerduty.incidents == {"1": "triggered"}
 
@@ -129,7 +129,7 @@ def test_silenced_incident_is_recorded_but_does_not_page(notify_ctx, pagerduty, 
     assert notify_once(ctx, now=NOW).sent == 1
     assert pagerduty.requests == []
     assert [b["event"] for b in webhook.bodies()] == ["opened"]
-    statuses = {(r.channel, r.status) for r in ctx.store.outbox_items()}
+    statuses = {(r.channel, r.status) for r in ctx.store.outbox.items()}
     assert statuses == {("pd", OutboxStatus.SILENCED), ("hook", OutboxStatus.SENT)}
     assert sample(ctx, "aiops_outbox_pending") == 0.0
 
@@ -170,7 +170,7 @@ notify:
     msg = mail.message
     assert msg["Subject"].startswith(f"[CRITICAL] opened #{incident.id}: http_request_duration_seconds 4.2x expected")
     assert msg["Bcc"] is None and "victim" not in str(msg["To"])
-    [row] = ctx.store.outbox_items()
+    [row] = ctx.store.outbox.items()
     assert msg["Message-ID"] == f"<mail.{row.dedup_key.split(':')[1]}.{row.created_at.timestamp():.0f}@aiops-agent>"
     body = msg.get_content()
     assert f"Incident page: http://aiops.example:9847/incidents/{incident.id}" in body
@@ -188,12 +188,12 @@ notify:
     make_incident(ctx.store, with_hits=False)
     smtp_server.stop()
     assert notify_once(ctx, now=NOW).failed == 1
-    [row] = ctx.store.outbox_items()
+    [row] = ctx.store.outbox.items()
     assert row.last_error == "connection refused"
     smtp_server.start()
     smtp_server.fail_next(1, code=451)
     assert notify_once(ctx, now=row.next_attempt_at).failed == 1
-    [row] = ctx.store.outbox_items()
+    [row] = ctx.store.outbox.items()
     assert row.last_error == "SMTP server answered 451"
     assert notify_once(ctx, now=row.next_attempt_at).sent == 1
     assert len(smtp_server.messages) == 1
@@ -212,7 +212,7 @@ notify:
 """)
     make_incident(ctx.store, severity=Severity.WARNING, with_hits=False)
     assert notify_once(ctx, now=NOW).sent == 0
-    assert ctx.store.outbox_items() == [] and ctx.store.notify_cursor() == 1
+    assert ctx.store.outbox.items() == [] and ctx.store.outbox.cursor() == 1
 
 
 def test_an_escalation_to_critical_pages_an_incident_that_opened_as_warning(notify_ctx, pagerduty):

@@ -47,7 +47,7 @@ def test_an_opened_incident_is_posted_with_title_and_link(notify_ctx, webhook):
     assert body["dedup_key"] == f"hook:{body['event_id']}"
     assert request.headers["idempotency-key"] == body["dedup_key"]
     assert request.headers["content-type"] == "application/json"
-    [row] = ctx.store.outbox_items()
+    [row] = ctx.store.outbox.items()
     assert (row.status, row.attempts, row.sent_at) == (OutboxStatus.SENT, 1, NOW)
     assert sample(ctx, "aiops_notifications_total", channel="hook", outcome="sent") == 1.0
     assert sample(ctx, "aiops_outbox_pending") == 0.0
@@ -68,7 +68,7 @@ def test_endpoint_down_then_up_across_a_restart_delivers_exactly_once(notify_ctx
     webhook.stop()
     result = notify_once(first, now=NOW)
     assert (result.sent, result.failed) == (0, 1)
-    [row] = first.store.outbox_items()
+    [row] = first.store.outbox.items()
     assert (row.status, row.attempts, row.last_error) == (OutboxStatus.PENDING, 1, "connection refused")
     assert NOW + timedelta(seconds=24) <= row.next_attempt_at <= NOW + timedelta(seconds=36)
     assert sample(first, "aiops_outbox_pending") == 1.0
@@ -86,7 +86,7 @@ def test_endpoint_down_then_up_across_a_restart_delivers_exactly_once(notify_ctx
     third = notify_ctx(yaml)  # and once more: nothing is queued or sent again
     assert notify_once(third, now=NOW + timedelta(minutes=5)).sent == 0
     assert len(webhook.requests) == 1
-    [row] = third.store.outbox_items()
+    [row] = third.store.outbox.items()
     assert (row.status, row.attempts) == (OutboxStatus.SENT, 2)
     actions = [e.action for e in third.store.audit_entries() if e.action.startswith("notification.")]
     assert actions == ["notification.queued", "notification.failed", "notification.sent"]
@@ -100,7 +100,7 @@ def test_server_errors_back_off_exponentially_then_deliver(notify_ctx, webhook):
     waits = []
     for _ in range(3):
         assert notify_once(ctx, now=now).failed == 1
-        [row] = ctx.store.outbox_items()
+        [row] = ctx.store.outbox.items()
         assert row.last_error == "answered HTTP 503"
         waits.append((row.next_attempt_at - now).total_seconds())
         now = row.next_attempt_at
@@ -124,7 +124,7 @@ def test_a_notification_still_failing_after_give_up_after_expires(notify_ctx, we
     assert notify_once(ctx, now=NOW).failed == 1
     result = notify_once(ctx, now=NOW + timedelta(hours=1, seconds=1))
     assert (result.failed, result.expired) == (0, 1)
-    [row] = ctx.store.outbox_items()
+    [row] = ctx.store.outbox.items()
     assert (row.status, row.attempts) == (OutboxStatus.EXPIRED, 2)
     assert sample(ctx, "aiops_notifications_total", channel="hook", outcome="expired") == 1.0
     assert sample(ctx, "aiops_outbox_pending") == 0.0
@@ -140,7 +140,7 @@ def test_events_are_queued_once_per_channel_even_when_runs_overlap(notify_ctx, w
     assert enqueue(ctx.store, ctx.config.notify, channels, now=NOW, base_url=None) == 1
     ctx.store.conn.execute("DELETE FROM notify_cursor")  # as if the cursor had not been moved
     assert enqueue(ctx.store, ctx.config.notify, channels, now=NOW, base_url=None) == 0
-    assert len(ctx.store.outbox_items()) == 1
+    assert len(ctx.store.outbox.items()) == 1
 
 
 @pytest.fixture
@@ -167,7 +167,7 @@ notify:
     result = notify_once(ctx, now=NOW)
     assert (result.sent, result.failed, result.deferred) == (5, 1, 4)
     assert len(webhook.requests) == 5
-    hung = ctx.store.outbox_items(status=OutboxStatus.PENDING)
+    hung = ctx.store.outbox.items(status=OutboxStatus.PENDING)
     assert len(hung) == 5 and [r.attempts for r in hung] == [1, 0, 0, 0, 0]
     assert hung[0].last_error == "no answer within 0.3s"
 
@@ -199,7 +199,7 @@ def test_secrets_in_webhook_urls_never_reach_logs_or_the_outbox(notify_ctx, capl
         assert notify_once(ctx, now=NOW).failed == 1
     assert "s3cr3t-t0ken" not in caplog.text
     assert "event=notify.failed channel=hook incident=1 kind=opened attempts=1" in caplog.text
-    [row] = ctx.store.outbox_items()
+    [row] = ctx.store.outbox.items()
     assert row.last_error == "connection refused"
     assert all("s3cr3t" not in str(e.details) for e in ctx.store.audit_entries())
 
@@ -215,7 +215,7 @@ def test_turned_off_nothing_is_sent_and_the_outbox_is_kept(notify_ctx, webhook):
     make_incident(off.store, labels={"service": "billing"}, with_hits=False)
     result = notify_once(off, now=NOW + timedelta(hours=1))
     assert (result.sent, result.failed) == (0, 0)
-    assert webhook.requests == [] and len(off.store.outbox_items()) == 1  # the second event was passed over
+    assert webhook.requests == [] and len(off.store.outbox.items()) == 1  # the second event was passed over
     assert notify_once(notify_ctx(on), now=NOW + timedelta(hours=1)).sent == 1
     assert [b["labels"] for b in webhook.bodies()] == [{"service": "api", "instance": "web-1"}]
 
@@ -229,8 +229,8 @@ def test_a_row_claimed_by_another_agent_is_not_sent_again(notify_ctx, webhook):
 
     enqueue(daemon.store, daemon.config.notify, build_channels(daemon.config.notify.channels), now=NOW,
             base_url=None)
-    [row] = daemon.store.due_notifications(now=NOW)
-    assert daemon.store.claim_notification(row.id, now=NOW, lease_until=NOW + timedelta(minutes=5))
+    [row] = daemon.store.outbox.due(now=NOW)
+    assert daemon.store.outbox.claim(row.id, now=NOW, lease_until=NOW + timedelta(minutes=5))
     assert notify_once(once, now=NOW + timedelta(seconds=1)).sent == 0  # the other agent holds it
     assert webhook.requests == []
     # the holder died mid-attempt: after the lease the row is due again and goes out once

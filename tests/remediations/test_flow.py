@@ -191,8 +191,8 @@ class LostLead:
 
     def fence(self) -> tuple[str, str]:
         if self.left == 0:  # this agent stalled past its lease; another took the lead
-            self.store.release_lease(LEADER, "this-agent", now=T0)
-            assert self.store.take_lease(LEADER, "other-agent", ttl_s=3600, now=T0)
+            self.store.leases.release(LEADER, "this-agent", now=T0)
+            assert self.store.leases.take(LEADER, "other-agent", ttl_s=3600, now=T0)
         self.left -= 1
         return (LEADER, "this-agent")
 
@@ -202,7 +202,7 @@ class LostLead:
 
 def test_a_check_pass_not_started_because_the_lead_was_lost_is_canceled_and_the_real_run_stays_due(make_ctx, work):
     ctx = make_ctx(rule_yaml(work))
-    ctx.store.take_lease(LEADER, "this-agent", ttl_s=60, now=T0)
+    ctx.store.leases.take(LEADER, "this-agent", ttl_s=60, now=T0)
     ctx.leases = LostLead(ctx.store)
     open_incident(ctx, signals=[signal(SIG)])
 
@@ -220,7 +220,7 @@ def test_a_rollback_not_started_because_the_lead_was_lost_still_escalates(make_c
         "mode: auto", "mode: auto\n        rollback_playbook: rollback.yml").replace(
         "api_token: hunter2-secret", f"api_token: hunter2-secret, fail_flag: {work / 'fail'}"))
     (work / "fail").write_text("")
-    ctx.store.take_lease(LEADER, "this-agent", ttl_s=60, now=T0)
+    ctx.store.leases.take(LEADER, "this-agent", ttl_s=60, now=T0)
     ctx.leases = LostLead(ctx.store, leads_for=1)  # the real run starts; the lead is gone by its rollback
     incident = open_incident(ctx, signals=[signal(SIG)])
 

@@ -68,11 +68,11 @@ def test_marks_and_pushed_alerts(store):
         (second.id, IncidentStatus.OPEN, at(5), None), (first.id, IncidentStatus.RESOLVED, at(0), at(60))]
     assert store.incident_marks(resolved_since=at(61), limit=10)[0].id == second.id
 
-    store.record_pushed("am", [(first.id, Pushed(labels={"job": "api"}, episode=1, pushed_at=at(20), resolved=False))])
-    states = {s.incident_id: s for s in store.alert_states("am")}
+    store.pushed.record("am", [(first.id, Pushed(labels={"job": "api"}, episode=1, pushed_at=at(20), resolved=False))])
+    states = {s.incident_id: s for s in store.pushed.states("am")}
     assert set(states) == {first.id, second.id}  # resolved but still firing there, and open
     assert states[first.id].pushed == Pushed(labels={"job": "api"}, episode=1, pushed_at=at(20), resolved=False)
     assert states[second.id].pushed is None and states[second.id].started_at == at(5)
-    store.record_pushed("am", [(first.id, Pushed(labels={"job": "api"}, episode=1, pushed_at=at(61), resolved=True))])
-    assert [s.incident_id for s in store.alert_states("am")] == [second.id]
-    assert store.pushed_alert("am", first.id).resolved
+    store.pushed.record("am", [(first.id, Pushed(labels={"job": "api"}, episode=1, pushed_at=at(61), resolved=True))])
+    assert [s.incident_id for s in store.pushed.states("am")] == [second.id]
+    assert store.pushed.get("am", first.id).resolved
